@@ -1,0 +1,6 @@
+import type { Command } from 'commander';
+
+/** Registers the `platform` commands on the sevkit program. */
+export function register(program: Command): void {
+  void program;
+}

@@ -1,0 +1,84 @@
+/**
+ * Shared plumbing for the command-line programs: one place decides how an error
+ * becomes a single line on stderr and an exit code, so that no command ever
+ * shows a stack trace to an operator.
+ *
+ * Exit codes (documented in the README):
+ *   0  success / valid / ready
+ *   1  failure: an invalid chain, a refused launch, a device or firmware error, bad input file
+ *   2  usage error: unknown command or flag, missing or malformed argument
+ */
+import { InvalidArgumentError, CommanderError } from 'commander';
+import { SevkitError, UsageError } from '../errors.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAIL = 1;
+export const EXIT_USAGE = 2;
+
+/** Set by the entry point; used as the prefix of error lines ("sevkit: ..."). */
+let programName = 'sevkit';
+export function setProgramName(name: string): void {
+  programName = name;
+}
+
+/** The one line printed for an error. Never includes a stack unless SEVKIT_DEBUG is set. */
+export function formatError(e: unknown): string {
+  if (e instanceof SevkitError) return e.message;
+  if (e instanceof Error) {
+    // Errors from node (fs, net) carry code/path; keep them on one line.
+    const err = e as NodeJS.ErrnoException;
+    if (err.code && err.path) return `${err.path}: ${err.code}: ${err.message.replace(/^[A-Z]+: /, '')}`;
+    return `internal error: ${e.message}`;
+  }
+  return `internal error: ${String(e)}`;
+}
+
+export function exitCodeFor(e: unknown): number {
+  if (e instanceof UsageError || e instanceof InvalidArgumentError) return EXIT_USAGE;
+  return EXIT_FAIL;
+}
+
+export function reportError(e: unknown): number {
+  process.stderr.write(`${programName}: ${formatError(e)}\n`);
+  if (process.env.SEVKIT_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+  return exitCodeFor(e);
+}
+
+/**
+ * Wrap a commander action: awaits it, maps a thrown error to one stderr line,
+ * and sets process.exitCode (never calls process.exit, so pending writes and
+ * cleanup handlers finish). An action may return a number to set the exit code.
+ */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void> | number | void) {
+  return async (...args: A): Promise<void> => {
+    try {
+      const code = await fn(...args);
+      if (typeof code === 'number') process.exitCode = code;
+    } catch (e) {
+      process.exitCode = reportError(e);
+    }
+  };
+}
+
+/** Print data as stable, pretty JSON (for --json). Buffers become hex strings. */
+export function printJson(value: unknown): void {
+  process.stdout.write(
+    `${JSON.stringify(value, (_k, v) => (v && v.type === 'Buffer' && Array.isArray(v.data) ? Buffer.from(v.data).toString('hex') : typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
+  );
+}
+
+/** Colours only on a TTY and never with NO_COLOR (https://no-color.org). */
+export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
+  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
+  return Boolean(stream.isTTY);
+}
+
+/** Parse an integer flag: decimal or 0x-hex; rejects anything else as a usage error. */
+export function parseIntArg(value: string, what = 'number'): number {
+  const s = value.trim();
+  const n = /^0x[0-9a-f]+$/i.test(s) ? Number.parseInt(s.slice(2), 16) : /^[0-9]+$/.test(s) ? Number.parseInt(s, 10) : Number.NaN;
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`${what} must be a decimal or 0x-hex integer, got '${value}'`);
+  return n;
+}
+
+export { CommanderError };

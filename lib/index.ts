@@ -1,0 +1,2 @@
+/** Public API of sevkit. Re-exports only; each module documents itself. */
+export * from './errors.js';
