@@ -1,0 +1,84 @@
+/**
+ * Connect to a QMP socket that a just-spawned QEMU has not created yet.
+ * Watches the socket's directory instead of sleeping a fixed time, keeps a
+ * short backoff retry as a safety net (inotify can miss events on some file
+ * systems), and gives up when the deadline passes or `signal` aborts (e.g.
+ * because QEMU exited).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { QmpClient, type QmpClientOptions } from './client.js';
+import { QmpConnectError, QmpTimeoutError } from './errors.js';
+
+export interface WaitForQmpOptions extends QmpClientOptions {
+  /** Total time allowed for the socket to appear and QEMU to greet. Default 30 s. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export async function waitForQmp(socketPath: string, options: WaitForQmpOptions = {}): Promise<QmpClient> {
+  const { timeoutMs = 30_000, signal, ...clientOpts } = options;
+  const deadline = Date.now() + timeoutMs;
+  let watcher: fs.FSWatcher | undefined;
+  let kick: (() => void) | undefined;
+  try {
+    watcher = fs.watch(path.dirname(socketPath), () => kick?.());
+    watcher.on('error', () => undefined);
+  } catch {
+    watcher = undefined;
+  }
+  let backoff = 5;
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      const left = deadline - Date.now();
+      if (left <= 0) throw new QmpTimeoutError(`QMP ${socketPath}: QEMU did not answer within ${timeoutMs} ms`);
+      if (fs.existsSync(socketPath)) {
+        try {
+          return await withAbort(QmpClient.connect(socketPath, { ...clientOpts, connectTimeoutMs: left }), signal);
+        } catch (e) {
+          // Socket file present but nobody listening yet (or a stale one): retry until the deadline.
+          if (!(e instanceof QmpConnectError)) throw e;
+        }
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, Math.min(backoff, Math.max(1, deadline - Date.now())));
+        const onAbort = () => done();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        function done() {
+          clearTimeout(t);
+          kick = undefined;
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        }
+        kick = done;
+      });
+      backoff = Math.min(backoff * 2, 100);
+    }
+  } finally {
+    watcher?.close();
+  }
+}
+
+/** Races a connect against an abort; a connect that wins late is closed, not leaked. */
+function withAbort(p: Promise<QmpClient>, signal: AbortSignal | undefined): Promise<QmpClient> {
+  if (!signal) return p;
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      p.then((c) => c.close(), () => undefined);
+      reject(signal.reason);
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (c) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(c);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
