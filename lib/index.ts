@@ -1,2 +1,3 @@
 /** Public API of sevkit. Re-exports only; each module documents itself. */
 export * from './errors.js';
+export * from './qmp/index.js';
