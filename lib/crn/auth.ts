@@ -1,0 +1,253 @@
+/**
+ * aleph-vm's operator authentication (doc/operator_auth.md in aleph-vm):
+ *
+ *  X-SignedPubKey     {"payload": hex(JSON), "signature": "0x"+hex} — the owner's wallet
+ *                     signs an ephemeral P-256 JWK plus domain, address, expiry, chain.
+ *  X-SignedOperation  {"payload": hex(JSON), "signature": hex(r‖s)} — the ephemeral key
+ *                     signs {"time", "method", "path", "domain"} with ES256.
+ *
+ * Both sides live here: `createAuthSession` / `signOperation` for the client,
+ * `verifyAuthHeaders` for the server. Failures carry aleph's HTTP status
+ * (400 malformed, 401 rejected) and its reason text.
+ */
+import crypto from 'node:crypto';
+import { SevkitError } from '../errors.js';
+import { ethRecoverAddress, solVerify, type Wallet, type WalletChain } from './wallet.js';
+
+/** How far an operation's `time` may be from the server's clock (aleph: ±2 minutes). */
+export const OPERATION_SKEW_MS = 2 * 60 * 1000;
+/** aleph's SDK makes ephemeral keys valid for one day. */
+export const DEFAULT_KEY_LIFETIME_MS = 24 * 60 * 60 * 1000;
+/** Bound on each header so a hostile client cannot make us parse megabytes of JSON. */
+export const MAX_AUTH_HEADER_BYTES = 8192;
+
+export class AuthError extends SevkitError {
+  readonly status: 400 | 401;
+  /** The `error` text aleph puts in its JSON body. */
+  readonly reason: string;
+  constructor(status: 400 | 401, reason: string) {
+    super(status === 401 ? 'ERR_AUTH_REJECTED' : 'ERR_AUTH_MALFORMED', `authentication failed: ${reason}`);
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
+export interface PubKeyPayload {
+  pubkey: { kty: 'EC'; crv: 'P-256'; x: string; y: string };
+  alg: 'ECDSA';
+  domain: string;
+  address: string;
+  expires: string;
+  chain: WalletChain;
+}
+
+export interface OperationPayload {
+  time: string;
+  method: 'GET' | 'POST';
+  path: string;
+  domain: string;
+}
+
+/** The client's ephemeral signing identity for one CRN. */
+export interface AuthSession {
+  readonly domain: string;
+  readonly address: string;
+  readonly chain: WalletChain;
+  /** Value of the X-SignedPubKey header (constant for the key's lifetime). */
+  readonly signedPubKey: string;
+  /** Headers for one operation (fresh timestamp each call). */
+  headers(method: 'GET' | 'POST', path: string, now?: Date): Record<string, string>;
+}
+
+/** aleph's timestamps: ISO 8601 UTC with a trailing Z (microseconds allowed). */
+export function isoUtc(d: Date): string {
+  return d.toISOString();
+}
+
+/**
+ * Generates an ephemeral P-256 key, has the wallet sign it for `domain`, and
+ * returns a session that signs operations with it. The private key never leaves
+ * the returned object.
+ */
+export function createAuthSession(wallet: Wallet, opts: { domain: string; now?: Date; lifetimeMs?: number }): AuthSession {
+  const now = opts.now ?? new Date();
+  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk = publicKey.export({ format: 'jwk' });
+  const payload: PubKeyPayload = {
+    pubkey: { kty: 'EC', crv: 'P-256', x: jwk.x!, y: jwk.y! },
+    alg: 'ECDSA',
+    domain: opts.domain,
+    address: wallet.address,
+    expires: isoUtc(new Date(now.getTime() + (opts.lifetimeMs ?? DEFAULT_KEY_LIFETIME_MS))),
+    chain: wallet.chain,
+  };
+  const payloadBytes = Buffer.from(JSON.stringify(payload), 'utf8');
+  const sig = wallet.signPayload(payloadBytes);
+  const signedPubKey = JSON.stringify({
+    sender: wallet.address,
+    payload: payloadBytes.toString('hex'),
+    signature: `0x${Buffer.from(sig).toString('hex')}`,
+    content: { domain: opts.domain },
+  });
+  return {
+    domain: opts.domain,
+    address: wallet.address,
+    chain: wallet.chain,
+    signedPubKey,
+    headers(method, path, at) {
+      return { 'X-SignedPubKey': signedPubKey, 'X-SignedOperation': signOperation(privateKey, { method, path, domain: opts.domain, time: at }) };
+    },
+  };
+}
+
+/** Builds an X-SignedOperation header value: ES256 (raw r‖s, hex) over the operation JSON. */
+export function signOperation(
+  key: crypto.KeyObject,
+  op: { method: 'GET' | 'POST'; path: string; domain: string; time?: Date },
+): string {
+  const payload: OperationPayload = { time: isoUtc(op.time ?? new Date()), method: op.method, path: op.path, domain: op.domain };
+  const bytes = Buffer.from(JSON.stringify(payload), 'utf8');
+  const sig = crypto.sign('sha256', bytes, { key, dsaEncoding: 'ieee-p1363' });
+  return JSON.stringify({ payload: bytes.toString('hex'), signature: sig.toString('hex') });
+}
+
+// ---------------------------------------------------------------- server side
+
+export interface VerifiedCaller {
+  /** Wallet address as signed (compare case-insensitively for ETH). */
+  address: string;
+  chain: WalletChain;
+}
+
+export interface VerifyRequest {
+  method: string;
+  /** The request path without the query string, as the server routed it. */
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+function header(req: VerifyRequest, name: string): string | undefined {
+  const v = req.headers[name.toLowerCase()] ?? req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function fromHex(s: unknown, allow0x: boolean): Buffer | undefined {
+  if (typeof s !== 'string') return undefined;
+  const h = allow0x ? s.replace(/^0x/, '') : s;
+  if (h.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(h)) return undefined;
+  return Buffer.from(h, 'hex');
+}
+
+// ISO 8601 with a mandatory zone: an operation without one cannot be placed in time.
+const ISO_WITH_ZONE = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
+
+export function parseIsoTime(s: unknown): number | undefined {
+  if (typeof s !== 'string' || !ISO_WITH_ZONE.test(s)) return undefined;
+  // Date.parse keeps milliseconds only; drop extra fractional digits it may refuse.
+  const norm = s.replace(' ', 'T').replace(/(\.\d{3})\d+/, '$1');
+  const t = Date.parse(norm);
+  return Number.isFinite(t) ? t : undefined;
+}
+
+function parseJsonObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function decodePubKeyHeader(value: string | undefined, now: number): { payload: PubKeyPayload; key: crypto.KeyObject } {
+  if (!value) throw new AuthError(400, 'Missing X-SignedPubKey header');
+  if (value.length > MAX_AUTH_HEADER_BYTES) throw new AuthError(400, 'Invalid X-SignedPubKey format');
+  const outer = parseJsonObject(value);
+  if (!outer) throw new AuthError(400, 'Invalid X-SignedPubKey format');
+  const payloadBytes = fromHex(outer.payload, false);
+  const signature = fromHex(outer.signature, true);
+  if (!payloadBytes || !signature) throw new AuthError(400, 'Invalid X-SignedPubKey data');
+  const p = parseJsonObject(payloadBytes.toString('utf8'));
+  if (!p || typeof p.address !== 'string' || typeof p.expires !== 'string' || !p.pubkey || typeof p.pubkey !== 'object') {
+    throw new AuthError(400, 'Invalid X-SignedPubKey data');
+  }
+  const chain = p.chain ?? 'ETH';
+  if (chain !== 'ETH' && chain !== 'SOL') throw new AuthError(400, 'Unsupported chain');
+  const expires = parseIsoTime(p.expires);
+  if (expires === undefined) throw new AuthError(400, 'Invalid X-SignedPubKey data');
+  if (!(expires > now)) throw new AuthError(401, 'Token expired');
+
+  // The wallet must have signed exactly these payload bytes.
+  let ok: boolean;
+  if (chain === 'ETH') {
+    try {
+      ok = ethRecoverAddress(payloadBytes, signature).toLowerCase() === p.address.toLowerCase();
+    } catch {
+      ok = false;
+    }
+  } else {
+    ok = solVerify(p.address, Buffer.from(payloadBytes.toString('hex'), 'ascii'), signature);
+  }
+  if (!ok) throw new AuthError(401, 'Invalid signature');
+
+  const jwk = p.pubkey as Record<string, unknown>;
+  if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') {
+    throw new AuthError(400, 'Invalid X-SignedPubKey data');
+  }
+  let key: crypto.KeyObject;
+  try {
+    // createPublicKey checks that the point is on the curve.
+    key = crypto.createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y }, format: 'jwk' });
+  } catch {
+    throw new AuthError(400, 'Invalid X-SignedPubKey data');
+  }
+  return { payload: { ...(p as unknown as PubKeyPayload), chain }, key };
+}
+
+/**
+ * Verifies both headers of a request for the CRN whose domain is `domain` and
+ * returns the authenticated wallet address. Order and reasons follow aleph-vm.
+ */
+export function verifyAuthHeaders(req: VerifyRequest, opts: { domain: string; now?: Date }): VerifiedCaller {
+  const now = (opts.now ?? new Date()).getTime();
+  const { payload: pk, key } = decodePubKeyHeader(header(req, 'X-SignedPubKey'), now);
+
+  const opHeader = header(req, 'X-SignedOperation');
+  if (!opHeader) throw new AuthError(400, 'Missing X-SignedOperation header');
+  if (opHeader.length > MAX_AUTH_HEADER_BYTES) throw new AuthError(400, 'Invalid X-SignedOperation format');
+  const outer = parseJsonObject(opHeader);
+  if (!outer) throw new AuthError(400, 'Invalid X-SignedOperation format');
+  const opBytes = fromHex(outer.payload, false);
+  const opSig = fromHex(outer.signature, true);
+  if (!opBytes || !opSig) throw new AuthError(400, 'Invalid X-SignedOperation fields');
+  const op = parseJsonObject(opBytes.toString('utf8'));
+  if (!op || typeof op.path !== 'string' || typeof op.domain !== 'string' || (op.method !== 'GET' && op.method !== 'POST')) {
+    throw new AuthError(400, 'Invalid X-SignedOperation fields');
+  }
+  const t = parseIsoTime(op.time);
+  // aleph rejects stale or future times as a field validation error (400).
+  if (t === undefined || t < now - OPERATION_SKEW_MS || t > now + OPERATION_SKEW_MS) {
+    throw new AuthError(400, 'Invalid X-SignedOperation fields');
+  }
+  if (op.domain !== opts.domain) throw new AuthError(401, `Invalid domain: Signed: '${clip(op.domain)}' != '${clip(opts.domain)}'`);
+  if (op.path !== req.path) throw new AuthError(401, `Invalid path. Signed: '${clip(op.path)}' != '${clip(req.path)}'`);
+  if (op.method !== req.method.toUpperCase()) throw new AuthError(401, `Invalid method. Signed: '${op.method}' != '${clip(req.method)}'`);
+
+  if (opSig.length !== 64 || !crypto.verify('sha256', opBytes, { key, dsaEncoding: 'ieee-p1363' }, opSig)) {
+    throw new AuthError(401, 'Signature could not verified');
+  }
+  // The ephemeral key is only good for the domain it was issued for, when the issuer says so.
+  if (typeof pk.domain === 'string' && pk.domain !== opts.domain) {
+    throw new AuthError(401, `Invalid domain: Signed: '${clip(pk.domain)}' != '${clip(opts.domain)}'`);
+  }
+  return { address: pk.address, chain: pk.chain };
+}
+
+function clip(s: string): string {
+  return s.length > 100 ? `${s.slice(0, 100)}…` : s;
+}
+
+/** Whether `caller` owns a VM whose owner is `owner` (ETH: case-insensitive; SOL: exact). */
+export function isOwner(caller: VerifiedCaller, owner: string): boolean {
+  if (caller.chain === 'ETH') return owner.toLowerCase() === caller.address.toLowerCase();
+  return owner === caller.address;
+}
