@@ -1,3 +1,4 @@
 /** Public API of sevkit. Re-exports only; each module documents itself. */
 export * from './errors.js';
 export * from './qmp/index.js';
+export * from './certs/index.js';

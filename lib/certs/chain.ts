@@ -1,0 +1,63 @@
+/**
+ * Chain files in sevctl's layouts: SEV chain PDH‖PEK‖OCA‖CEK (8336 bytes),
+ * CA chain ASK‖ARK, full chain PDH‖PEK‖OCA‖CEK‖ASK‖ARK.
+ */
+import { SEV_CERT_SIZE, Usage } from './constants.js';
+import { decodeSevCert, encodeSevCert, type SevCert } from './sev-cert.js';
+import { decodeCaCertAt, encodeCaCert, type CaCert } from './ca-cert.js';
+import { CertificateError } from './errors.js';
+
+export interface SevChain { pdh: SevCert; pek: SevCert; oca: SevCert; cek: SevCert }
+export interface CaChain { ask: CaCert; ark: CaCert }
+export interface FullChain { sev: SevChain; ca: CaChain }
+
+export const SEV_CHAIN_SIZE = 4 * SEV_CERT_SIZE;
+
+function prefix(file: string | undefined, what: string): string {
+  return file ? `${file}: ${what}` : what;
+}
+
+/** Decode PDH‖PEK‖OCA‖CEK; bytes after the four certificates are ignored, as sevctl does. */
+export function decodeSevChain(buf: Uint8Array, file?: string): SevChain {
+  if (buf.length < SEV_CHAIN_SIZE) {
+    throw new CertificateError('ERR_CERT_DECODE', `${file ?? 'SEV chain'}: size is ${buf.length} bytes, a SEV chain (PDH‖PEK‖OCA‖CEK) needs ${SEV_CHAIN_SIZE}`, { cert: file ?? 'SEV chain', field: 'size' });
+  }
+  const at = (i: number, usage: number, name: string) =>
+    decodeSevCert(buf.subarray(i * SEV_CERT_SIZE, (i + 1) * SEV_CERT_SIZE), { name: prefix(file, name), usage });
+  return { pdh: at(0, Usage.PDH, 'PDH'), pek: at(1, Usage.PEK, 'PEK'), oca: at(2, Usage.OCA, 'OCA'), cek: at(3, Usage.CEK, 'CEK') };
+}
+
+export function encodeSevChain(c: SevChain): Buffer {
+  return Buffer.concat([encodeSevCert(c.pdh), encodeSevCert(c.pek), encodeSevCert(c.oca), encodeSevCert(c.cek)]);
+}
+
+/** Decode ASK‖ARK and return the chain plus the bytes it used. */
+export function decodeCaChainAt(buf: Uint8Array, file?: string): { chain: CaChain; length: number } {
+  const ask = decodeCaCertAt(buf, { name: prefix(file, 'ASK'), usage: Usage.ASK, allowTrailing: true });
+  const ark = decodeCaCertAt(buf.subarray(ask.length), { name: prefix(file, 'ARK'), usage: Usage.ARK, allowTrailing: true });
+  return { chain: { ask: ask.cert, ark: ark.cert }, length: ask.length + ark.length };
+}
+
+export function decodeCaChain(buf: Uint8Array, file?: string): CaChain {
+  return decodeCaChainAt(buf, file).chain;
+}
+
+export function encodeCaChain(c: CaChain): Buffer {
+  return Buffer.concat([encodeCaCert(c.ask), encodeCaCert(c.ark)]);
+}
+
+export function decodeFullChain(buf: Uint8Array, file?: string): FullChain {
+  const sev = decodeSevChain(buf, file);
+  if (buf.length <= SEV_CHAIN_SIZE) {
+    throw new CertificateError('ERR_CERT_DECODE', `${file ?? 'full chain'}: ends after the CEK; a full chain also needs ASK‖ARK`, { cert: file ?? 'full chain', field: 'size' });
+  }
+  const { chain, length } = decodeCaChainAt(buf.subarray(SEV_CHAIN_SIZE), file);
+  if (SEV_CHAIN_SIZE + length !== buf.length) {
+    throw new CertificateError('ERR_CERT_DECODE', `${file ?? 'full chain'}: ${buf.length - SEV_CHAIN_SIZE - length} unexpected bytes after the ARK`, { cert: file ?? 'full chain', field: 'size' });
+  }
+  return { sev, ca: chain };
+}
+
+export function encodeFullChain(c: FullChain): Buffer {
+  return Buffer.concat([encodeSevChain(c.sev), encodeCaChain(c.ca)]);
+}

@@ -1,0 +1,10 @@
+/** Certificates: SEV and AMD CA codecs, signing, chain files, verification, built-in AMD roots. */
+export * from './constants.js';
+export { CertificateError, KdsError } from './errors.js';
+export * from './sev-cert.js';
+export * from './ca-cert.js';
+export * from './chain.js';
+export * from './verify.js';
+export * from './verify-chain.js';
+export * from './generation.js';
+export * from './builtin.js';
