@@ -2,3 +2,4 @@
 export * from './errors.js';
 export * from './qmp/index.js';
 export * from './certs/index.js';
+export * from './launch/index.js';

@@ -1,0 +1,110 @@
+/**
+ * Small byte helpers shared by the launch modules: GUID-LE encoding (EFI mixed
+ * endian), strict base64, little-endian integers and "path or base64" inputs
+ * as sevctl accepts them.
+ */
+import fs from 'node:fs';
+import { LaunchInputError } from './errors.js';
+
+const GUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isGuid(s: string): boolean {
+  return GUID_RE.test(s);
+}
+
+/** Textual UUID → 16 bytes in EFI/Microsoft mixed-endian order (first 3 groups byte-swapped). */
+export function guidToBytes(guid: string): Buffer {
+  if (!GUID_RE.test(guid)) throw new LaunchInputError(`invalid GUID '${guid}'`, 'ERR_GUID');
+  const hex = guid.replace(/-/g, '');
+  const b = Buffer.from(hex, 'hex');
+  const out = Buffer.alloc(16);
+  out[0] = b[3]!; out[1] = b[2]!; out[2] = b[1]!; out[3] = b[0]!;
+  out[4] = b[5]!; out[5] = b[4]!;
+  out[6] = b[7]!; out[7] = b[6]!;
+  b.copy(out, 8, 8, 16);
+  return out;
+}
+
+/** Inverse of guidToBytes: 16 mixed-endian bytes → lower-case textual UUID. */
+export function bytesToGuid(buf: Uint8Array, offset = 0): string {
+  const b = Buffer.from(buf.buffer, buf.byteOffset + offset, 16);
+  const h = (i: number) => b[i]!.toString(16).padStart(2, '0');
+  return (
+    h(3) + h(2) + h(1) + h(0) + '-' + h(5) + h(4) + '-' + h(7) + h(6) + '-' + h(8) + h(9) + '-' +
+    [10, 11, 12, 13, 14, 15].map(h).join('')
+  );
+}
+
+const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Strict standard base64 (padding required, whitespace around the value tolerated). */
+export function decodeBase64(value: string, what: string): Buffer {
+  const s = value.trim();
+  if (!B64_RE.test(s)) throw new LaunchInputError(`${what}: not valid base64`, 'ERR_BASE64');
+  return Buffer.from(s, 'base64');
+}
+
+/**
+ * sevctl's "path or base64": a value naming an existing file is read raw,
+ * anything else must be base64. `size` (if given) is enforced either way.
+ */
+export function readPathOrBase64(value: string, what: string, size?: number): Buffer {
+  let buf: Buffer;
+  let from: string;
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(value);
+  } catch {
+    st = undefined;
+  }
+  if (st) {
+    if (!st.isFile()) throw new LaunchInputError(`${what}: ${value} is not a regular file`, 'ERR_INPUT_FILE');
+    buf = fs.readFileSync(value);
+    from = value;
+  } else {
+    if (looksLikePath(value)) throw new LaunchInputError(`${what}: ${value}: no such file`, 'ERR_INPUT_FILE');
+    buf = decodeBase64(value, what);
+    from = 'base64 value';
+  }
+  if (size !== undefined && buf.length !== size) {
+    throw new LaunchInputError(`${what}: ${from} has ${buf.length} bytes, expected ${size}`, 'ERR_LENGTH');
+  }
+  return buf;
+}
+
+/** A value that is clearly meant as a path (so "not found" beats "bad base64" in the message). */
+function looksLikePath(v: string): boolean {
+  return v.startsWith('/') || v.startsWith('./') || v.startsWith('../') || /\.(bin|b64|txt|fd|cert|blob)$/i.test(v);
+}
+
+/** Read a whole file with a one-line error naming it. */
+export function readFileChecked(file: string, what: string): Buffer {
+  try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) throw new LaunchInputError(`${what}: ${file} is not a regular file`, 'ERR_INPUT_FILE');
+    return fs.readFileSync(file);
+  } catch (e) {
+    if (e instanceof LaunchInputError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(code ?? e);
+    throw new LaunchInputError(`${what}: ${file}: ${why}`, 'ERR_INPUT_FILE');
+  }
+}
+
+export function u32le(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return b;
+}
+
+/** Require an exact byte length for a key/nonce/etc. */
+export function expectLength(buf: Uint8Array, size: number, what: string): Buffer {
+  if (!(buf instanceof Uint8Array)) throw new LaunchInputError(`${what}: expected bytes`, 'ERR_LENGTH');
+  if (buf.length !== size) throw new LaunchInputError(`${what}: has ${buf.length} bytes, expected ${size}`, 'ERR_LENGTH', 'INVALID_LEN');
+  return Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+/** Zero a secret buffer (best effort: V8 may have copied it, but our copies die here). */
+export function wipe(...bufs: (Uint8Array | undefined | null)[]): void {
+  for (const b of bufs) if (b) b.fill(0);
+}

@@ -1,0 +1,12 @@
+/** Guest-owner launch cryptography: policy, session, measurement, VMSA, OVMF, secrets, and the firmware-side inverses. */
+export * from './errors.js';
+export * from './policy.js';
+export { kdf, hmacSha256, aes128ctr, safeEqual } from './kdf.js';
+export { guidToBytes, bytesToGuid } from './bytes.js';
+export * from './session-crypto.js';
+export * from './session.js';
+export * from './ovmf.js';
+export { HASHES_GUIDS, HASHES_TABLE_SIZE, PADDED_HASHES_TABLE_SIZE, buildKernelHashesTable, parseKernelHashesTable, type KernelHashes, type KernelHashesInput } from './hashes.js';
+export * from './vmsa.js';
+export * from './measurement.js';
+export * from './secret.js';

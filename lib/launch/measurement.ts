@@ -1,0 +1,199 @@
+/**
+ * Launch digest (GCTX.LD) and launch measurement (SEV API LAUNCH_MEASURE):
+ *   LD      = SHA-256(firmware || [padded kernel hashes table] || [VMSA pages, SEV-ES])
+ *   MEASURE = HMAC-SHA256(TIK, 0x04 || api_major || api_minor || build || u32le(policy) || LD || MNONCE)
+ * The same code serves the owner (predict, verify) and the simulator's
+ * firmware model (compute what LAUNCH_MEASURE returns).
+ */
+import crypto from 'node:crypto';
+import { expectLength, decodeBase64 } from './bytes.js';
+import { MeasurementError, LaunchInputError } from './errors.js';
+import { hmacSha256, safeEqual } from './kdf.js';
+import { buildKernelHashesTable, type KernelHashesInput } from './hashes.js';
+import { parseOvmf, requireHashesArea, requireResetVector } from './ovmf.js';
+import { Policy, type PolicyLike } from './policy.js';
+import { buildEsVmsa, vcpuSignature, VMSA_SIZE, type VmType } from './vmsa.js';
+
+export const MEASUREMENT_BLOB_SIZE = 48;
+
+/** Running launch digest, fed in LAUNCH_UPDATE_DATA / LAUNCH_UPDATE_VMSA order. */
+export class LaunchDigest {
+  private readonly h = crypto.createHash('sha256');
+  private done: Buffer | undefined;
+  update(data: Uint8Array): this {
+    if (this.done) throw new MeasurementError('ERR_DIGEST_FINAL', 'launch digest already finalised');
+    this.h.update(data);
+    return this;
+  }
+  updateVmsa(page: Uint8Array): this {
+    if (page.length !== VMSA_SIZE) throw new LaunchInputError(`VMSA page has ${page.length} bytes, expected ${VMSA_SIZE}`, 'ERR_LENGTH', 'INVALID_LEN');
+    return this.update(page);
+  }
+  digest(): Buffer {
+    if (!this.done) this.done = this.h.digest();
+    return Buffer.from(this.done);
+  }
+}
+
+export interface EsVmsaSpec {
+  /** Number of vCPUs (one BSP page + numCpus-1 AP pages). */
+  numCpus: number;
+  /** QEMU -cpu model name (EPYC, EPYC-v4, EPYC-Milan, ...); or give vcpuSig. */
+  vcpuType?: string;
+  vcpuSig?: number;
+  /** legacy (default: KVM_SEV_ES_INIT, QEMU < 9.1 or legacy-vm-type) or init2. */
+  vmType?: VmType;
+  sevFeatures?: bigint | number;
+}
+
+export interface LaunchDigestInput {
+  /** The exact firmware file QEMU loads (pflash unit 0 or -bios). */
+  firmware: Uint8Array;
+  /** Name used in error messages. */
+  firmwareName?: string;
+  /** Direct boot with kernel-hashes=on: the hashes table is appended after the firmware. */
+  kernel?: KernelHashesInput | null;
+  /** SEV-ES: build the VMSAs from the firmware (reset block) and these parameters. */
+  es?: EsVmsaSpec | null;
+  /** SEV-ES, sevctl style: raw VMSA files, cpu0 once then cpu1 × (numCpus-1). */
+  vmsaFiles?: { cpu0: Uint8Array; cpu1: Uint8Array; numCpus: number } | null;
+}
+
+export function resolveVcpuSig(spec: { vcpuType?: string; vcpuSig?: number }): number {
+  if (spec.vcpuSig !== undefined) return spec.vcpuSig >>> 0;
+  if (spec.vcpuType !== undefined) return vcpuSignature(spec.vcpuType);
+  throw new LaunchInputError('SEV-ES measurement needs a vCPU type (e.g. EPYC-v4) or signature', 'ERR_VCPU_TYPE');
+}
+
+/** The VMSA pages a QEMU/KVM host measures for an SEV-ES guest with this firmware. */
+export function buildEsVmsas(firmware: Uint8Array, spec: EsVmsaSpec, firmwareName = 'firmware'): { bsp: Buffer; ap: Buffer | undefined; numCpus: number } {
+  if (!Number.isInteger(spec.numCpus) || spec.numCpus < 1 || spec.numCpus > 4096) {
+    throw new LaunchInputError(`number of vCPUs must be 1..4096, got ${spec.numCpus}`, 'ERR_NUM_CPUS');
+  }
+  const vcpuSig = resolveVcpuSig(spec);
+  const vmType = spec.vmType ?? 'legacy';
+  const opts = { vcpuSig, vmType, ...(spec.sevFeatures !== undefined ? { sevFeatures: spec.sevFeatures } : {}) };
+  const bsp = buildEsVmsa({ ap: false, ...opts });
+  let ap: Buffer | undefined;
+  if (spec.numCpus > 1) {
+    const reset = requireResetVector(parseOvmf(firmware, firmwareName), firmwareName);
+    ap = buildEsVmsa({ ap: true, resetEip: reset, ...opts });
+  }
+  return { bsp, ap, numCpus: spec.numCpus };
+}
+
+/** GCTX.LD as the firmware computes it for the launch described. */
+export function computeLaunchDigest(inp: LaunchDigestInput): Buffer {
+  const name = inp.firmwareName ?? 'firmware';
+  const d = new LaunchDigest().update(inp.firmware);
+  if (inp.kernel) {
+    requireHashesArea(parseOvmf(inp.firmware, name), name);
+    d.update(buildKernelHashesTable(inp.kernel));
+  }
+  if (inp.es && inp.vmsaFiles) throw new LaunchInputError('give either VMSA files or a vCPU type, not both', 'ERR_VMSA_ARGS');
+  if (inp.es) {
+    const v = buildEsVmsas(inp.firmware, inp.es, name);
+    d.updateVmsa(v.bsp);
+    for (let i = 1; i < v.numCpus; i++) d.updateVmsa(v.ap!);
+  } else if (inp.vmsaFiles) {
+    const { cpu0, cpu1, numCpus } = inp.vmsaFiles;
+    if (!Number.isInteger(numCpus) || numCpus < 1) throw new LaunchInputError(`--num-cpus must be at least 1, got ${numCpus}`, 'ERR_NUM_CPUS');
+    d.update(cpu0);
+    for (let i = 1; i < numCpus; i++) d.update(cpu1);
+  }
+  return d.digest();
+}
+
+export interface MeasureInput {
+  /** 32-byte launch digest. */
+  digest: Uint8Array;
+  /** 16-byte firmware nonce. */
+  mnonce: Uint8Array;
+  tik: Uint8Array;
+  apiMajor: number;
+  apiMinor: number;
+  /** Firmware build id. */
+  build: number;
+  policy: PolicyLike;
+}
+
+/** MEASURE (32 bytes) = HMAC-SHA256(TIK, 0x04 || maj || min || build || u32le(policy) || LD || MNONCE). */
+export function computeMeasure(m: MeasureInput): Buffer {
+  expectLength(m.digest, 32, 'launch digest');
+  expectLength(m.mnonce, 16, 'measurement nonce');
+  expectLength(m.tik, 16, 'TIK');
+  const head = Buffer.of(0x04, m.apiMajor & 0xff, m.apiMinor & 0xff, m.build & 0xff);
+  return hmacSha256(m.tik, head, Policy.from(m.policy).bytes(), m.digest, m.mnonce);
+}
+
+/**
+ * Firmware side of LAUNCH_MEASURE: the 48-byte blob MEASURE || MNONCE
+ * (a fresh random MNONCE unless one is given).
+ */
+export function launchMeasure(m: Omit<MeasureInput, 'mnonce'> & { mnonce?: Uint8Array }): Buffer {
+  const mnonce = m.mnonce ? Buffer.from(m.mnonce) : crypto.randomBytes(16);
+  return Buffer.concat([computeMeasure({ ...m, mnonce }), mnonce]);
+}
+
+/** Split a host-reported blob (raw or base64, as QEMU's query-sev-launch-measure returns it). */
+export function parseMeasurementBlob(blob: Uint8Array | string, what = 'launch measurement'): { measure: Buffer; mnonce: Buffer; raw: Buffer } {
+  const raw = typeof blob === 'string' ? decodeBase64(blob, what) : Buffer.from(blob);
+  if (raw.length !== MEASUREMENT_BLOB_SIZE) {
+    throw new LaunchInputError(`${what} has ${raw.length} bytes, expected ${MEASUREMENT_BLOB_SIZE} (32-byte MAC + 16-byte nonce)`, 'ERR_LENGTH', 'INVALID_LEN');
+  }
+  return { measure: raw.subarray(0, 32), mnonce: raw.subarray(32, 48), raw };
+}
+
+/** What the host reports with the blob (QMP query-sev). */
+export interface HostSevInfo {
+  apiMajor: number;
+  apiMinor: number;
+  buildId: number;
+  policy: number;
+}
+
+export interface VerifyMeasurementInput {
+  /** The host's 48-byte LAUNCH_MEASURE blob (raw or base64). */
+  measurement: Uint8Array | string;
+  /** The host's reported platform version and guest policy. */
+  sevInfo: HostSevInfo;
+  /** The owner's own expectations. */
+  expected: {
+    policy: PolicyLike;
+    tik: Uint8Array;
+    /** Either the digest, or what to compute it from. */
+    digest?: Uint8Array;
+    launch?: LaunchDigestInput;
+  };
+}
+
+export type MeasurementVerdict =
+  | { match: true; digest: Buffer; mnonce: Buffer; expectedMeasure: Buffer }
+  | { match: false; reason: 'policy-mismatch' | 'firmware-too-old' | 'measurement-mismatch'; message: string; digest?: Buffer; mnonce: Buffer; expectedMeasure?: Buffer };
+
+/**
+ * Check the host's launch measurement against the owner's expectations.
+ * Refuses (match=false) before any MAC when the host's policy is not the
+ * owner's, or the firmware is older than the policy's minimum; compares the
+ * MAC in constant time.
+ */
+export function verifyMeasurement(v: VerifyMeasurementInput): MeasurementVerdict {
+  const { measure, mnonce } = parseMeasurementBlob(v.measurement);
+  const policy = Policy.from(v.expected.policy);
+  const host = v.sevInfo;
+  if (!policy.equals(host.policy >>> 0)) {
+    return { match: false, reason: 'policy-mismatch', mnonce, message: `host reports policy 0x${(host.policy >>> 0).toString(16)}, owner expects ${policy.toHex()}` };
+  }
+  if (!policy.allowsFirmware(host.apiMajor, host.apiMinor)) {
+    return { match: false, reason: 'firmware-too-old', mnonce, message: `host firmware API ${host.apiMajor}.${host.apiMinor} is older than the policy minimum ${policy.apiMajor}.${policy.apiMinor}` };
+  }
+  let digest: Buffer;
+  if (v.expected.digest) digest = expectLength(v.expected.digest, 32, 'expected launch digest');
+  else if (v.expected.launch) digest = computeLaunchDigest(v.expected.launch);
+  else throw new LaunchInputError('verifyMeasurement needs the expected launch digest or the firmware', 'ERR_VERIFY_ARGS');
+  const expectedMeasure = computeMeasure({ digest, mnonce, tik: v.expected.tik, apiMajor: host.apiMajor, apiMinor: host.apiMinor, build: host.buildId, policy });
+  if (!safeEqual(expectedMeasure, measure)) {
+    return { match: false, reason: 'measurement-mismatch', digest, mnonce, expectedMeasure, message: 'launch measurement does not match the expected firmware, policy and TIK' };
+  }
+  return { match: true, digest, mnonce, expectedMeasure };
+}

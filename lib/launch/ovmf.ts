@@ -1,0 +1,120 @@
+/**
+ * OVMF footer GUID table (edk2 ResetVector/QEMU pc_sysfw_ovmf.c): the table
+ * ends 32 bytes before the end of the image; its last entry is the footer
+ * (u16 total length + GUID 96b582de-...). Entries are walked backwards, each
+ * `data || u16 len || GUID-LE` with len counting data + 18.
+ */
+import { bytesToGuid } from './bytes.js';
+import { OvmfError } from './errors.js';
+
+export const OVMF_GUIDS = {
+  FOOTER: '96b582de-1fb2-45f7-baea-a366c55a082d',
+  /** SEV-ES reset block: u32 AP reset address. */
+  SEV_ES_RESET_BLOCK: '00f771de-1a7e-4fcb-890e-68c77e2fb44e',
+  /** SEV secret area: u32 base, u32 size. */
+  SEV_SECRET: '4c2eb361-7d9b-4cc3-8081-127c90d3d294',
+  /** SEV kernel hashes area: u32 base, u32 size. */
+  SEV_HASH_TABLE: '7255371f-3a3b-4b04-927b-1da6efa8d454',
+  /** SEV metadata offset (SNP): u32 offset from the end of the image. */
+  SEV_METADATA: 'dc886566-984a-4798-a75e-5585a7bf67cc',
+  TDX_METADATA: 'e47a6535-984a-4798-865e-4685a7bf8ec2',
+} as const;
+
+export interface OvmfEntry {
+  guid: string;
+  data: Buffer;
+}
+
+export interface GpaRange {
+  base: number;
+  size: number;
+}
+
+export interface OvmfInfo {
+  /** Size of the whole image in bytes. */
+  size: number;
+  /** Entries in table order (first = lowest address). */
+  entries: OvmfEntry[];
+  /** Full u32 of the SEV-ES reset block (AP reset EIP), if present. */
+  resetVector?: number;
+  /** SEV secret area, if present with a non-zero base. */
+  secretArea?: GpaRange;
+  /** SEV kernel hashes area, if present with a non-zero base. */
+  hashesArea?: GpaRange;
+  /** Offset of the SEV metadata ("ASEV") from the end of the image. */
+  sevMetadataOffset?: number;
+}
+
+const FOOTER_BYTES = Buffer.from('de82b596b21ff745baeaa366c55a082d', 'hex');
+
+/** True if the image carries an OVMF footer GUID table. */
+export function hasOvmfFooterTable(image: Uint8Array): boolean {
+  if (image.length < 50) return false;
+  return Buffer.from(image.buffer, image.byteOffset + image.length - 48, 16).equals(FOOTER_BYTES);
+}
+
+/** Parse the footer table; throws OvmfError (one line, naming `name`) if the image has none or it is malformed. */
+export function parseOvmfFooterTable(image: Uint8Array, name = 'firmware'): OvmfEntry[] {
+  const buf = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
+  const size = buf.length;
+  if (!hasOvmfFooterTable(buf)) {
+    throw new OvmfError(`${name}: no OVMF footer GUID table (not an OVMF image built with SEV support, or truncated)`, 'ERR_OVMF_NO_TABLE');
+  }
+  const total = buf.readUInt16LE(size - 50);
+  if (total < 18 || total + 32 > size) throw new OvmfError(`${name}: OVMF footer table length ${total} is invalid`, 'ERR_OVMF_TABLE');
+  const start = size - 32 - total;
+  let end = size - 50; // end of the entries before the footer
+  const entries: OvmfEntry[] = [];
+  while (end - start >= 18) {
+    const guid = bytesToGuid(buf, end - 16);
+    const len = buf.readUInt16LE(end - 18);
+    if (len < 18 || end - len < start) throw new OvmfError(`${name}: OVMF footer table entry ${guid} has invalid length ${len}`, 'ERR_OVMF_TABLE');
+    entries.unshift({ guid, data: Buffer.from(buf.subarray(end - len, end - 18)) });
+    end -= len;
+  }
+  return entries;
+}
+
+function range(e: OvmfEntry | undefined): GpaRange | undefined {
+  if (!e || e.data.length < 8) return undefined;
+  const base = e.data.readUInt32LE(0);
+  const size = e.data.readUInt32LE(4);
+  return base === 0 ? undefined : { base, size };
+}
+
+/** Parse an OVMF image: reset vector, secret area, hashes area. Throws if the footer table is missing. */
+export function parseOvmf(image: Uint8Array, name = 'firmware'): OvmfInfo {
+  const entries = parseOvmfFooterTable(image, name);
+  const find = (g: string) => entries.find((e) => e.guid === g);
+  const info: OvmfInfo = { size: image.length, entries };
+  const reset = find(OVMF_GUIDS.SEV_ES_RESET_BLOCK);
+  if (reset && reset.data.length >= 4) info.resetVector = reset.data.readUInt32LE(0);
+  const secret = range(find(OVMF_GUIDS.SEV_SECRET));
+  if (secret) info.secretArea = secret;
+  const hashes = range(find(OVMF_GUIDS.SEV_HASH_TABLE));
+  if (hashes) info.hashesArea = hashes;
+  const meta = find(OVMF_GUIDS.SEV_METADATA);
+  if (meta && meta.data.length >= 4) info.sevMetadataOffset = meta.data.readUInt32LE(0);
+  return info;
+}
+
+export function requireResetVector(info: OvmfInfo, name = 'firmware'): number {
+  if (info.resetVector === undefined) {
+    throw new OvmfError(`${name}: OVMF footer table has no SEV-ES reset block (${OVMF_GUIDS.SEV_ES_RESET_BLOCK}); it cannot boot SEV-ES APs`, 'ERR_OVMF_NO_RESET');
+  }
+  return info.resetVector;
+}
+
+export function requireSecretArea(info: OvmfInfo, name = 'firmware'): GpaRange {
+  if (!info.secretArea) {
+    throw new OvmfError(`${name}: OVMF has no SEV secret area (${OVMF_GUIDS.SEV_SECRET} absent or base 0); use an AmdSev build or give the GPA explicitly`, 'ERR_OVMF_NO_SECRET');
+  }
+  return info.secretArea;
+}
+
+export function requireHashesArea(info: OvmfInfo, name = 'firmware'): GpaRange {
+  if (!info.hashesArea) {
+    throw new OvmfError(`${name}: Kernel specified but OVMF doesn't support kernel/initrd/cmdline measurement (${OVMF_GUIDS.SEV_HASH_TABLE} absent or base 0)`, 'ERR_OVMF_NO_HASHES');
+  }
+  return info.hashesArea;
+}

@@ -1,0 +1,215 @@
+/**
+ * Launch secrets (SEV API LAUNCH_SECRET): the EFI secret table the guest's
+ * OVMF/GRUB/efi_secret reads, its AES-128-CTR encryption with the TEK and the
+ * 52-byte packet header whose MAC (TIK) binds it to the launch measurement:
+ *   MAC = HMAC-SHA256(TIK, 0x01 || u32le(flags) || IV || u32le(guest_len) || u32le(trans_len) || ciphertext || MEASURE)
+ */
+import crypto from 'node:crypto';
+import { bytesToGuid, expectLength, guidToBytes, isGuid, wipe } from './bytes.js';
+import { SecretError, LaunchInputError } from './errors.js';
+import { aes128ctr, hmacSha256, safeEqual } from './kdf.js';
+import { guidEntry, padTo16 } from './hashes.js';
+
+export const SECRET_TABLE_GUID = '1e74f542-71dd-4d66-963e-ef4287ff173b';
+/** GRUB_EFI_DISKPASSWD_GUID: the LUKS passphrase GRUB's efisecret module consumes. */
+export const DISK_PASSWORD_GUID = '736869e5-84f0-4973-92ec-06879ce3da0b';
+export const SECRET_GUID_ALIASES: Record<string, string> = {
+  'disk-password': DISK_PASSWORD_GUID,
+  'luks-key': DISK_PASSWORD_GUID,
+};
+export const SECRET_PACKET_HEADER_SIZE = 52;
+/** Packet header flag bit 0: payload compressed (not supported by sevkit). */
+export const SECRET_FLAG_COMPRESSED = 0x1;
+
+/** sevctl: raw data, header length excludes padding. aleph: data + NUL, header length = padded length. */
+export type SecretLayout = 'sevctl' | 'aleph';
+
+export interface SecretEntry {
+  guid: string;
+  data: Uint8Array;
+}
+
+/** Resolve a GUID or one of the aliases (disk-password, luks-key). */
+export function resolveSecretGuid(nameOrGuid: string): string {
+  const alias = SECRET_GUID_ALIASES[nameOrGuid.toLowerCase()];
+  if (alias) return alias;
+  if (!isGuid(nameOrGuid)) {
+    throw new LaunchInputError(`'${nameOrGuid}' is not a GUID or a known alias (${Object.keys(SECRET_GUID_ALIASES).join(', ')})`, 'ERR_GUID');
+  }
+  return nameOrGuid.toLowerCase();
+}
+
+/** The padded plaintext secret table. */
+export function buildSecretTable(entries: SecretEntry[], layout: SecretLayout = 'sevctl'): Buffer {
+  if (layout !== 'sevctl' && layout !== 'aleph') throw new LaunchInputError(`unknown secret table layout '${String(layout)}' (expected sevctl or aleph)`, 'ERR_SECRET_LAYOUT');
+  const parts = entries.map((e) => {
+    const data = layout === 'aleph' ? Buffer.concat([e.data, Buffer.of(0)]) : e.data;
+    const ent = guidEntry(resolveSecretGuid(e.guid), data, 4);
+    if (layout === 'aleph') wipe(data);
+    return ent;
+  });
+  const body = Buffer.concat(parts);
+  wipe(...parts);
+  const unpadded = 20 + body.length;
+  const padded = unpadded + ((16 - (unpadded % 16)) % 16);
+  const table = Buffer.alloc(padded);
+  guidToBytes(SECRET_TABLE_GUID).copy(table, 0);
+  table.writeUInt32LE(layout === 'aleph' ? padded : unpadded, 16);
+  body.copy(table, 20);
+  wipe(body);
+  return table;
+}
+
+export interface ParsedSecretTable {
+  /** The header's length field. */
+  length: number;
+  /** 'aleph' when the length covers the padding, 'sevctl' otherwise. */
+  layout: SecretLayout;
+  entries: { guid: string; data: Buffer }[];
+}
+
+/**
+ * Guest side: walk a secret table as OVMF's consumers do (by length fields,
+ * bounded by the header length). Trailing zero padding inside the declared
+ * length ends the walk.
+ */
+export function parseSecretTable(table: Uint8Array): ParsedSecretTable {
+  const b = Buffer.from(table.buffer, table.byteOffset, table.byteLength);
+  if (b.length < 20) throw new SecretError('ERR_SECRET_TABLE', `secret table has ${b.length} bytes, too short for its header`);
+  if (bytesToGuid(b, 0) !== SECRET_TABLE_GUID) throw new SecretError('ERR_SECRET_TABLE', `secret table header GUID is ${bytesToGuid(b, 0)}, expected ${SECRET_TABLE_GUID}`);
+  const length = b.readUInt32LE(16);
+  if (length < 20 || length > b.length) throw new SecretError('ERR_SECRET_TABLE', `secret table length field ${length} is outside 20..${b.length}`);
+  const entries: { guid: string; data: Buffer }[] = [];
+  let off = 20;
+  while (off + 20 <= length) {
+    const elen = b.readUInt32LE(off + 16);
+    if (elen === 0 && b.subarray(off, off + 20).every((x) => x === 0)) break; // padding
+    if (elen < 20 || off + elen > length) throw new SecretError('ERR_SECRET_TABLE', `secret table entry at offset ${off} has invalid length ${elen}`);
+    entries.push({ guid: bytesToGuid(b, off), data: Buffer.from(b.subarray(off + 20, off + elen)) });
+    off += elen;
+  }
+  if (off < length && !b.subarray(off, length).every((x) => x === 0)) {
+    throw new SecretError('ERR_SECRET_TABLE', `secret table has ${length - off} trailing bytes that are not an entry`);
+  }
+  return { length, layout: length % 16 === 0 && length === b.length && off < length ? 'aleph' : 'sevctl', entries };
+}
+
+/** Entry data as text, without the NUL terminator the aleph layout appends. */
+export function secretEntryText(data: Uint8Array): string {
+  let end = data.length;
+  while (end > 0 && data[end - 1] === 0) end--;
+  return Buffer.from(data.buffer, data.byteOffset, end).toString('utf8');
+}
+
+/** LAUNCH_SECRET packet header (52 bytes). */
+export interface PacketHeader {
+  /** flags u32 @0x00 */
+  flags: number;
+  /** iv[16] @0x04 */
+  iv: Buffer;
+  /** mac[32] @0x14 */
+  mac: Buffer;
+}
+
+export function encodePacketHeader(h: PacketHeader): Buffer {
+  const b = Buffer.alloc(SECRET_PACKET_HEADER_SIZE);
+  b.writeUInt32LE(h.flags >>> 0, 0);
+  expectLength(h.iv, 16, 'packet IV').copy(b, 4);
+  expectLength(h.mac, 32, 'packet MAC').copy(b, 20);
+  return b;
+}
+
+export function decodePacketHeader(buf: Uint8Array): PacketHeader {
+  if (buf.length !== SECRET_PACKET_HEADER_SIZE) {
+    throw new SecretError('ERR_SECRET_HEADER', `packet header has ${buf.length} bytes, expected ${SECRET_PACKET_HEADER_SIZE}`, 'INVALID_LEN');
+  }
+  const b = Buffer.from(buf);
+  return { flags: b.readUInt32LE(0), iv: b.subarray(4, 20), mac: b.subarray(20, 52) };
+}
+
+/** Accept the 32-byte MEASURE or the whole 48-byte LAUNCH_MEASURE blob. */
+function measureOf(m: Uint8Array): Buffer {
+  if (m.length === 48 || m.length === 32) return Buffer.from(m.subarray(0, 32));
+  throw new LaunchInputError(`launch measurement has ${m.length} bytes, expected 32 (MEASURE) or 48 (MEASURE || MNONCE)`, 'ERR_LENGTH', 'INVALID_LEN');
+}
+
+function packetMac(tik: Uint8Array, flags: number, iv: Uint8Array, guestLen: number, ciphertext: Uint8Array, measure: Uint8Array): Buffer {
+  const lens = Buffer.alloc(12);
+  lens.writeUInt32LE(flags >>> 0, 0);
+  lens.writeUInt32LE(guestLen >>> 0, 4);
+  lens.writeUInt32LE(ciphertext.length >>> 0, 8);
+  return hmacSha256(tik, Buffer.of(0x01), lens.subarray(0, 4), iv, lens.subarray(4, 12), ciphertext, measure);
+}
+
+export interface BuildSecretInput {
+  tek: Uint8Array;
+  tik: Uint8Array;
+  /** The host's launch measurement (32-byte MEASURE or the 48-byte blob). */
+  measurement: Uint8Array;
+  /** Secret entries for a table... */
+  entries?: SecretEntry[];
+  layout?: SecretLayout;
+  /** ...or an arbitrary plaintext (the crate's API). */
+  plaintext?: Uint8Array;
+  iv?: Uint8Array;
+  /** Maximum payload size, e.g. the OVMF secret area size. */
+  maxSize?: number;
+}
+
+export interface BuiltSecret {
+  header: Buffer;
+  payload: Buffer;
+  iv: Buffer;
+}
+
+/** Owner side: table → ciphertext + MACed packet header. */
+export function buildSecret(inp: BuildSecretInput): BuiltSecret {
+  expectLength(inp.tek, 16, 'TEK');
+  expectLength(inp.tik, 16, 'TIK');
+  const measure = measureOf(inp.measurement);
+  if ((inp.entries ? 1 : 0) + (inp.plaintext ? 1 : 0) !== 1) throw new LaunchInputError('buildSecret needs either entries or a plaintext', 'ERR_SECRET_ARGS');
+  const iv = inp.iv ? Buffer.from(expectLength(inp.iv, 16, 'IV')) : crypto.randomBytes(16);
+  const plain = inp.entries ? buildSecretTable(inp.entries, inp.layout) : Buffer.from(inp.plaintext!);
+  try {
+    if (plain.length === 0) throw new LaunchInputError('secret is empty', 'ERR_SECRET_EMPTY');
+    if (inp.maxSize !== undefined && plain.length > inp.maxSize) {
+      throw new SecretError('ERR_SECRET_TOO_LARGE', `secret payload is ${plain.length} bytes, larger than the firmware secret area (${inp.maxSize} bytes)`, 'INVALID_LEN');
+    }
+    const payload = aes128ctr(inp.tek, iv, plain);
+    const mac = packetMac(inp.tik, 0, iv, plain.length, payload, measure);
+    return { header: encodePacketHeader({ flags: 0, iv, mac }), payload, iv };
+  } finally {
+    wipe(plain);
+  }
+}
+
+export interface OpenSecretInput {
+  header: Uint8Array;
+  payload: Uint8Array;
+  tek: Uint8Array;
+  tik: Uint8Array;
+  /** The launch measurement of this guest context (32 or 48 bytes). */
+  measurement: Uint8Array;
+  /** guest_len of the LAUNCH_SECRET command; defaults to the payload length (as QEMU passes it). */
+  guestLength?: number;
+}
+
+/**
+ * Firmware side of LAUNCH_SECRET: check the packet MAC in constant time
+ * (BAD_MEASUREMENT on mismatch), then decrypt. The caller owns (and should
+ * wipe) the returned plaintext.
+ */
+export function openSecret(inp: OpenSecretInput): Buffer {
+  const h = decodePacketHeader(inp.header);
+  expectLength(inp.tek, 16, 'TEK');
+  expectLength(inp.tik, 16, 'TIK');
+  const measure = measureOf(inp.measurement);
+  if (h.flags & SECRET_FLAG_COMPRESSED) throw new SecretError('ERR_SECRET_COMPRESSED', 'packet header requests a compressed payload, which is not supported', 'UNSUPPORTED');
+  if (h.flags & ~SECRET_FLAG_COMPRESSED) throw new SecretError('ERR_SECRET_FLAGS', `packet header has unknown flags 0x${h.flags.toString(16)}`, 'INVALID_PARAM');
+  const guestLen = inp.guestLength ?? inp.payload.length;
+  if (guestLen !== inp.payload.length) throw new SecretError('ERR_SECRET_LENGTH', `guest length ${guestLen} differs from the payload length ${inp.payload.length}`, 'INVALID_LEN');
+  if (inp.payload.length === 0) throw new SecretError('ERR_SECRET_LENGTH', 'secret payload is empty', 'INVALID_LEN');
+  const mac = packetMac(inp.tik, h.flags, h.iv, guestLen, inp.payload, measure);
+  if (!safeEqual(mac, h.mac)) throw new SecretError('ERR_SECRET_MAC', 'packet header MAC does not match (wrong TIK, measurement or tampered packet)', 'BAD_MEASUREMENT');
+  return aes128ctr(inp.tek, h.iv, inp.payload);
+}
