@@ -1,0 +1,73 @@
+/**
+ * What the CRN service needs from the rest of sevkit, as narrow interfaces, so
+ * the HTTP layer can be tested with in-memory fakes and run over the real
+ * platform (SevPlatform), the real supervisor (lib/vm) or the simulator.
+ */
+
+/** Raw SEV v1 certificates (0x824 bytes each) as the platform exports them. */
+export interface PlatformCerts {
+  pdh: Buffer;
+  pek: Buffer;
+  oca: Buffer;
+  cek: Buffer;
+}
+
+/** Source of the platform certificate chain (SevPlatform has this method). */
+export interface CertificateSource {
+  exportCerts(): Promise<PlatformCerts>;
+}
+
+/** QEMU's `query-sev` in aleph's snake_case JSON form (aleph-vm VmSevInfo). */
+export interface SevInfo {
+  enabled: boolean;
+  api_major: number;
+  api_minor: number;
+  build_id: number;
+  policy: number;
+  state: string;
+  handle: number;
+}
+
+/** QEMU's `query-status` reply. */
+export interface VmRunStatus {
+  status: string;
+  running: boolean;
+  singlestep?: boolean;
+}
+
+export interface LaunchSpec {
+  ref: string;
+  /** Host path of the OVMF image the VM boots (measured by the firmware). */
+  firmware: string;
+  policy: number;
+  vcpus: number;
+  memoryMb: number;
+  disk?: string;
+  /** Files written by the CRN with the owner's upload (base64 text, as QEMU reads them). */
+  sessionFile: string;
+  godhFile: string;
+  /** Directory the launcher may use for sockets and logs of this VM. */
+  workDir: string;
+}
+
+/**
+ * One confidential VM as the CRN drives it. `ready` settles once the VM is
+ * paused in the launch-secret state (measurement available) or its launch failed.
+ */
+export interface CrnVm {
+  readonly ready: Promise<void>;
+  measurement(): Promise<{ sevInfo: SevInfo; launchMeasure: string }>;
+  /** Base64 strings, as QMP `sev-inject-launch-secret` takes them. */
+  injectSecret(p: { packetHeader: string; secret: string }): Promise<void>;
+  cont(): Promise<void>;
+  queryStatus(): Promise<VmRunStatus>;
+  stop(): Promise<void>;
+  /** Called at most once if the VM goes away on its own (QEMU exit, crash). */
+  onExit?(cb: (reason: string) => void): void;
+}
+
+export interface VmLauncher {
+  launch(spec: LaunchSpec): Promise<CrnVm>;
+  /** Whether VMs are real QEMU processes (for /status/config and the demo). */
+  readonly kind?: string;
+}

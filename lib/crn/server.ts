@@ -1,0 +1,54 @@
+/**
+ * Mounts the CRN handler on a node:http server. `sevkit crn serve` and the
+ * demo use this; embedders can mount `CrnService.handler` on their own server.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { CrnService, type CrnServiceOptions } from './service.js';
+
+export interface CrnServer {
+  service: CrnService;
+  server: http.Server;
+  /** http://HOST:PORT with the port actually bound. */
+  url: string;
+  /** Stops accepting requests, stops every VM, closes idle connections. */
+  close(): Promise<void>;
+}
+
+export function parseListen(spec: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(spec.trim());
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535) throw new Error(`--listen must be HOST:PORT, got '${spec}'`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+export async function startCrnServer(opts: CrnServiceOptions & { host: string; port: number }): Promise<CrnServer> {
+  const service = new CrnService(opts);
+  const server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 32 * 1024 }, service.handler);
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  let closing: Promise<void> | undefined;
+  return {
+    service,
+    server,
+    url: `http://${host}:${addr.port}`,
+    close() {
+      closing ??= (async () => {
+        const closed = new Promise<void>((r) => server.close(() => r()));
+        server.closeIdleConnections();
+        await service.close();
+        server.closeAllConnections();
+        await closed;
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,212 @@
+/**
+ * HTTP client for a CRN's confidential endpoints, speaking aleph-vm's wire
+ * format (what aleph-sdk-python's VmConfidentialClient sends), so it works
+ * against aleph's CRNs and against sevkit's reference CRN.
+ */
+import { SevkitError } from '../errors.js';
+import { createAuthSession, type AuthSession } from '../crn/auth.js';
+import type { Wallet } from '../crn/wallet.js';
+
+export class CrnHttpError extends SevkitError {
+  constructor(
+    readonly operation: string,
+    readonly status: number,
+    /** First bytes of the server's body, printable characters only. */
+    readonly detail: string,
+  ) {
+    super('ERR_CRN_HTTP', `CRN ${operation}: HTTP ${status}${detail ? `: ${detail}` : ''}`);
+  }
+}
+
+export class CrnUnreachableError extends SevkitError {
+  constructor(operation: string, url: string, cause: unknown) {
+    super('ERR_CRN_UNREACHABLE', `CRN ${operation}: cannot reach ${url}: ${describeFetchError(cause)}`, { cause });
+  }
+}
+
+function describeFetchError(e: unknown): string {
+  const err = e as { cause?: { code?: string; message?: string }; message?: string; name?: string };
+  if (err?.name === 'TimeoutError' || err?.name === 'AbortError') return 'timed out';
+  return err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e);
+}
+
+/** The measurement answer (aleph-sdk SEVMeasurement). */
+export interface SevMeasurementResponse {
+  sev_info: {
+    enabled: boolean;
+    api_major: number;
+    api_minor: number;
+    build_id: number;
+    policy: number;
+    state: string;
+    handle: number;
+  };
+  launch_measure: string;
+}
+
+export interface CrnClientOptions {
+  /** Base URL, e.g. https://crn.example.org or http://127.0.0.1:4020. */
+  url: string;
+  /** The VM owner's wallet; required for the /control/machine endpoints. */
+  wallet?: Wallet;
+  /** Overrides the signed `domain` (default: the URL's hostname, as aleph's SDK does). */
+  domain?: string;
+  /** Per-request timeout. */
+  timeoutMs?: number;
+  /** Largest response body accepted. */
+  maxResponseBytes?: number;
+}
+
+export class CrnClient {
+  readonly url: string;
+  readonly domain: string;
+  readonly #wallet?: Wallet;
+  readonly #timeoutMs: number;
+  readonly #maxBytes: number;
+  #auth?: AuthSession;
+
+  constructor(opts: CrnClientOptions) {
+    let u: URL;
+    try {
+      u = new URL(opts.url);
+    } catch {
+      throw new SevkitError('ERR_INPUT', `--crn must be an http(s) URL, got '${opts.url}'`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new SevkitError('ERR_INPUT', `--crn must be an http(s) URL, got '${opts.url}'`);
+    this.url = u.origin + u.pathname.replace(/\/+$/, '');
+    this.domain = opts.domain ?? u.hostname.replace(/^\[|\]$/g, '');
+    this.#wallet = opts.wallet;
+    this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#maxBytes = opts.maxResponseBytes ?? 1 << 20;
+  }
+
+  #authHeaders(method: 'GET' | 'POST', path: string): Record<string, string> {
+    if (!this.#wallet) throw new SevkitError('ERR_INPUT', 'a wallet key is needed to act on a VM (--wallet-key)');
+    this.#auth ??= createAuthSession(this.#wallet, { domain: this.domain });
+    return this.#auth.headers(method, path);
+  }
+
+  async #request(operation: string, method: 'GET' | 'POST', path: string, init: { headers?: Record<string, string>; body?: string | FormData } = {}): Promise<{ status: number; body: Buffer; contentType: string }> {
+    let res: Response;
+    try {
+      res = await fetch(this.url + path, {
+        method,
+        headers: init.headers,
+        body: init.body,
+        redirect: 'error',
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+    } catch (e) {
+      throw new CrnUnreachableError(operation, this.url, e);
+    }
+    const declared = Number(res.headers.get('content-length') ?? '0');
+    if (declared > this.#maxBytes) {
+      await res.body?.cancel();
+      throw new CrnHttpError(operation, res.status, `response larger than ${this.#maxBytes} bytes`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    if (res.body) {
+      for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
+        size += c.length;
+        if (size > this.#maxBytes) throw new CrnHttpError(operation, res.status, `response larger than ${this.#maxBytes} bytes`);
+        chunks.push(Buffer.from(c));
+      }
+    }
+    return { status: res.status, body: Buffer.concat(chunks), contentType: res.headers.get('content-type') ?? '' };
+  }
+
+  static detail(body: Buffer): string {
+    const text = body.subarray(0, 300).toString('utf8');
+    try {
+      const j = JSON.parse(text) as { error?: unknown; description?: unknown };
+      if (typeof j.error === 'string') return j.error;
+      if (typeof j.description === 'string') return j.description;
+    } catch {
+      // not JSON (aleph's 403 is plain text)
+    }
+    return text.replace(/[^\x20-\x7e]/g, '').slice(0, 200);
+  }
+
+  #ensureOk(operation: string, r: { status: number; body: Buffer }): void {
+    if (r.status < 200 || r.status >= 300) throw new CrnHttpError(operation, r.status, CrnClient.detail(r.body));
+  }
+
+  /** GET /about/certificates: the raw PDH‖PEK‖OCA‖CEK bytes. */
+  async getCertificates(): Promise<Buffer> {
+    const r = await this.#request('certificates', 'GET', '/about/certificates');
+    this.#ensureOk('certificates', r);
+    return r.body;
+  }
+
+  async statusConfig(): Promise<Record<string, unknown>> {
+    const r = await this.#request('status/config', 'GET', '/status/config');
+    this.#ensureOk('status/config', r);
+    return parseJson('status/config', r.body) as Record<string, unknown>;
+  }
+
+  /** POST /control/allocate (sevkit's reference CRN only). */
+  async allocate(token: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const r = await this.#request('allocate', 'POST', '/control/allocate', {
+      headers: { 'X-Auth-Signature': token, 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    this.#ensureOk('allocate', r);
+    return parseJson('allocate', r.body) as Record<string, unknown>;
+  }
+
+  /** Uploads the session and GODH (base64 text, as `sevctl session` writes them). */
+  async initialize(ref: string, files: { session: string; godh: string }): Promise<string> {
+    const path = `/control/machine/${ref}/confidential/initialize`;
+    const form = new FormData();
+    // aleph's SDK sends both as file parts named like the field, application/octet-stream.
+    form.append('session', new Blob([files.session], { type: 'application/octet-stream' }), 'session');
+    form.append('godh', new Blob([files.godh], { type: 'application/octet-stream' }), 'godh');
+    const r = await this.#request('initialize', 'POST', path, { headers: this.#authHeaders('POST', path), body: form });
+    this.#ensureOk('initialize', r);
+    return r.body.toString('utf8');
+  }
+
+  /** One measurement request; returns the HTTP status too so callers can poll. */
+  async measurementOnce(ref: string): Promise<{ status: number; value?: SevMeasurementResponse; detail: string }> {
+    const path = `/control/machine/${ref}/confidential/measurement`;
+    const r = await this.#request('measurement', 'GET', path, { headers: this.#authHeaders('GET', path) });
+    if (r.status !== 200) return { status: r.status, detail: CrnClient.detail(r.body) };
+    return { status: 200, value: parseMeasurement(r.body), detail: '' };
+  }
+
+  async injectSecret(ref: string, packet: { packet_header: string; secret: string }): Promise<{ status: unknown }> {
+    const path = `/control/machine/${ref}/confidential/inject_secret`;
+    const r = await this.#request('inject_secret', 'POST', path, {
+      headers: { ...this.#authHeaders('POST', path), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ packet_header: packet.packet_header, secret: packet.secret }),
+    });
+    this.#ensureOk('inject_secret', r);
+    return parseJson('inject_secret', r.body) as { status: unknown };
+  }
+}
+
+function parseJson(operation: string, body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new CrnHttpError(operation, 200, 'response is not JSON');
+  }
+}
+
+/** Validates the shape of a measurement answer; a hostile CRN gets no leeway. */
+export function parseMeasurement(body: Buffer): SevMeasurementResponse {
+  const j = parseJson('measurement', body) as Partial<SevMeasurementResponse> | null;
+  const si = j?.sev_info as Record<string, unknown> | undefined;
+  const bad = (what: string): never => {
+    throw new CrnHttpError('measurement', 200, `malformed answer: ${what}`);
+  };
+  if (!j || typeof j !== 'object' || !si || typeof si !== 'object') bad('missing sev_info');
+  for (const k of ['api_major', 'api_minor', 'build_id', 'policy', 'handle'] as const) {
+    const v = si![k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) bad(`sev_info.${k} is not an unsigned integer`);
+  }
+  if (typeof si!.state !== 'string') bad('sev_info.state is not a string');
+  if (typeof j!.launch_measure !== 'string') bad('launch_measure is not a string');
+  return { sev_info: { enabled: si!.enabled !== false, ...(si as object) } as SevMeasurementResponse['sev_info'], launch_measure: j!.launch_measure! };
+}
