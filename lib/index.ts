@@ -3,3 +3,4 @@ export * from './errors.js';
 export * from './qmp/index.js';
 export * from './certs/index.js';
 export * from './launch/index.js';
+export * from './platform/index.js';

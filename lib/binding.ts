@@ -1,0 +1,135 @@
+/**
+ * The ONLY module that loads the native addon (`sevkit.node`). Everything else
+ * gets it through `getBinding()`, so unit tests can swap in a fake with
+ * `setBinding(fake)` and the simulator can run the unchanged real addon.
+ *
+ * Load order is node-gyp-build's: `SEVKIT_PREBUILD` dir → build/Release →
+ * build/Debug → prebuilds/linux-x64 (see addon-anchors.md §1.G). The addon is
+ * loaded lazily on first use, so importing sevkit never needs a compiler or
+ * /dev/sev.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { SevkitError } from './errors.js';
+
+/** `{ size, offsets }` of one C struct as compiled into the addon (sizeof / offsetof). */
+export interface NativeStructLayout {
+  size: number;
+  offsets: Record<string, number>;
+}
+
+/** Numeric constants compiled into the addon (native/include/sev_uapi.h). */
+export interface NativeConstants {
+  SEV_ISSUE_CMD: number;
+  SEV_FW_BLOB_MAX_SIZE: number;
+  SEV_CERT_SIZE: number;
+  /** Command ids by C name without the SEV_ prefix (`PLATFORM_STATUS: 1`), plus `SEV_MAX`. */
+  commands: Record<string, number>;
+  /** open(2) mode each command uses: 'O_RDONLY', 'O_RDWR' or 'O_RDWR|fallback:O_RDONLY'. */
+  openMode: Record<string, string>;
+  /** Firmware status codes by C name (`SEV_RET_INVALID_LEN: 4`). */
+  status: Record<string, number>;
+  states: { UNINIT: number; INIT: number; WORKING: number };
+  SEV_STATUS_FLAGS_OWNER: number;
+  SEV_STATUS_FLAGS_CONFIG_ES: number;
+}
+
+/**
+ * The addon's JS surface. Every command opens `device` (read-only or
+ * read-write, as the kernel requires for that command), issues SEV_ISSUE_CMD on
+ * a libuv pool thread, closes it, and resolves with copies of the output.
+ *
+ * Rejections are `Error`s with Node-style `code` ('ENOENT', 'EACCES', 'ENOTTY',
+ * 'EIO', 'EPERM', 'ENOTSUPP' for the kernel's 524, ...), `errno` (negative, as
+ * Node's SystemError), `syscall` ('open' | 'ioctl'), `path`, `command` (the SEV
+ * command name) and, when the kernel reported a firmware failure (EIO),
+ * `fwStatus` (number, -1 for NO_FW_CALL) and `fwStatusName` ('SEV_RET_...').
+ * Length-protocol violations use EPROTO / EOVERFLOW with a `detail` string.
+ * Argument errors throw synchronously (TypeError/RangeError with
+ * ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE / ERR_OUT_OF_RANGE).
+ */
+export interface NativeBinding {
+  /** SEV_PLATFORM_STATUS → the raw 12-byte `struct sev_user_data_status`. */
+  platformStatus(device: string): Promise<Buffer>;
+  /** SEV_FACTORY_RESET (O_RDWR). EBUSY while guests run. */
+  factoryReset(device: string): Promise<void>;
+  /** SEV_PEK_GEN (O_RDWR): new PEK (and PDH); the platform becomes self-owned. */
+  pekGen(device: string): Promise<void>;
+  /** SEV_PEK_CSR (O_RDWR): length probe then fetch → the PEK CSR (one 0x824-byte SEV cert). */
+  pekCsr(device: string): Promise<Buffer>;
+  /** SEV_PDH_GEN (O_RDWR): new PDH. */
+  pdhGen(device: string): Promise<void>;
+  /**
+   * SEV_PDH_CERT_EXPORT: length probe then fetch. `pdh` is the PDH cert,
+   * `certChain` is PEK‖OCA‖CEK as the firmware returns it. Opens O_RDWR, or
+   * O_RDONLY if the node is not writable for us (enough once the platform is INIT).
+   */
+  pdhCertExport(device: string): Promise<{ pdh: Buffer; certChain: Buffer }>;
+  /** SEV_PEK_CERT_IMPORT (O_RDWR): each blob 1..16384 bytes. */
+  pekCertImport(device: string, pek: Uint8Array, oca: Uint8Array): Promise<void>;
+  /**
+   * SEV_GET_ID2 (probe + fetch); when the kernel lacks GET_ID2 (EINVAL), the
+   * deprecated SEV_GET_ID. `command` says which one answered.
+   */
+  getId(device: string): Promise<{ id: Buffer; command: 'GET_ID2' | 'GET_ID' }>;
+  /** SNP_PLATFORM_STATUS → the raw 32-byte `struct sev_user_data_snp_status`. */
+  snpPlatformStatus(device: string): Promise<Buffer>;
+  /** SNP_COMMIT (the driver has no write check, so O_RDONLY). */
+  snpCommit(device: string): Promise<void>;
+  /** SNP_SET_CONFIG (O_RDWR) with a raw 64-byte `struct sev_user_data_snp_config`. */
+  snpSetConfig(device: string, config: Uint8Array): Promise<void>;
+  /** Raw x86 CPUID → [eax, ebx, ecx, edx] (unsigned). Synchronous. */
+  cpuid(leaf: number, subleaf?: number): [number, number, number, number];
+  /** sizeof/offsetof of every vendored struct, keyed by C struct name. */
+  readonly layout: Record<string, NativeStructLayout>;
+  readonly constants: NativeConstants;
+}
+
+/** Raised when the addon cannot be loaded (no prebuild for this platform and no build). */
+export class BindingLoadError extends SevkitError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_SEVKIT_BINDING', message, options);
+  }
+}
+
+/** Package root: lib/ (sources via tsx) and dist/ (built) both sit one level below it. */
+export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+let override: NativeBinding | null = null;
+let loaded: NativeBinding | null = null;
+
+function load(): NativeBinding {
+  const require = createRequire(import.meta.url);
+  const gypBuild = require('node-gyp-build') as ((dir: string) => unknown) & { path(dir: string): string };
+  try {
+    return gypBuild(PACKAGE_ROOT) as NativeBinding;
+  } catch (e) {
+    const hint = existsSync(path.join(PACKAGE_ROOT, 'binding.gyp'))
+      ? 'run `npm run build:gyp` (or `npm run build:native`) to build it'
+      : 'reinstall sevkit';
+    throw new BindingLoadError(
+      `cannot load the sevkit native addon for ${process.platform}-${process.arch}: ${(e as Error).message.split('\n')[0]}; ${hint}`,
+      { cause: e },
+    );
+  }
+}
+
+/** The binding in use: the test override if set, else the real addon (loaded once). */
+export function getBinding(): NativeBinding {
+  if (override) return override;
+  if (!loaded) loaded = load();
+  return loaded;
+}
+
+/** Replace the binding (unit tests, fakes); `null` restores the real addon. */
+export function setBinding(fake: NativeBinding | null): void {
+  override = fake;
+}
+
+/** The real addon regardless of any override (parity tests, benchmarks). */
+export function getNativeBinding(): NativeBinding {
+  if (!loaded) loaded = load();
+  return loaded;
+}
