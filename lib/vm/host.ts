@@ -1,0 +1,20 @@
+/**
+ * This host's cbitpos / reduced-phys-bits for the sev-guest object, from CPUID
+ * 0x8000001F (the host area's reader honours SEVKIT_CPUID, so the simulator's
+ * Genoa answers 51 / 1 here too).
+ */
+import { VmLaunchError } from './errors.js';
+import type { SevHostInfo } from './argv.js';
+
+export async function hostSevInfo(): Promise<SevHostInfo> {
+  const { sevCpuInfo } = await import('../host/cpuid.js');
+  const info = await sevCpuInfo();
+  if (!info.sev || info.cbitpos === 0) {
+    throw new VmLaunchError(
+      `this host reports no SEV in CPUID 0x8000001F (source: ${info.source}); cannot choose cbitpos for the sev-guest object`,
+      'ERR_VM_NO_SEV',
+    );
+  }
+  // QEMU only range-checks reduced-phys-bits (1..63); some CPUs report 0 in EBX[11:6].
+  return { cbitpos: info.cbitpos, reducedPhysBits: info.reducedPhysBits || 1 };
+}

@@ -1,0 +1,45 @@
+/**
+ * Per-VM private run directories. The directory holds the QMP/monitor sockets
+ * and the owner's launch blobs; it is 0700 under a 0700 root we own, so no
+ * other local user can reach the sockets or swap the files QEMU reads.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { VmLaunchError } from './errors.js';
+
+export function defaultRunRoot(): string {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  return path.join(os.tmpdir(), `sevkit-vm-${uid}`);
+}
+
+/** Creates (or checks) the root: a real directory, ours, not group/world accessible. */
+export function ensureRunRoot(root: string): void {
+  fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+  const st = fs.lstatSync(root);
+  if (!st.isDirectory()) throw new VmLaunchError(`run root ${root} is not a directory`, 'ERR_VM_RUNDIR');
+  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+    throw new VmLaunchError(`run root ${root} belongs to uid ${st.uid}, not to us; refusing to put key files there`, 'ERR_VM_RUNDIR');
+  }
+  if ((st.mode & 0o077) !== 0) fs.chmodSync(root, 0o700);
+}
+
+export function createRunDir(root: string, name: string): string {
+  ensureRunRoot(root);
+  const dir = fs.mkdtempSync(path.join(root, `${name.slice(0, 24)}-`));
+  fs.chmodSync(dir, 0o700);
+  return dir;
+}
+
+/** Writes a key file 0600 through a temp name + rename, so QEMU never sees half a file. */
+export function writePrivateFile(dir: string, name: string, content: string | Buffer): string {
+  const final = path.join(dir, name);
+  const tmp = path.join(dir, `.${name}.tmp`);
+  fs.writeFileSync(tmp, content, { mode: 0o600, flag: 'wx' });
+  fs.renameSync(tmp, final);
+  return final;
+}
+
+export function removeRunDir(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,600 @@
+/**
+ * Launches confidential VMs the way a CRN does: QEMU starts with -S, the
+ * firmware does LAUNCH_START/UPDATE/MEASURE, the measurement is read over QMP
+ * as soon as QEMU answers, the owner's secret is injected into the firmware's
+ * launch-secret area, then the CPUs start.
+ *
+ *   starting ──► awaiting-secret ──► running ──► stopped
+ *       └──────────────┴────────────────┴──────► failed
+ *
+ * QEMU runs in its own process group so a kill reaches everything it (or the
+ * simulator's wrapper) started; the per-VM run directory with the sockets and
+ * the owner's blobs is removed whatever way the VM ends.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { QmpClient } from '../qmp/client.js';
+import { QmpDisconnectedError, QmpError, QmpTimeoutError } from '../qmp/errors.js';
+import { waitForQmp } from '../qmp/wait.js';
+import type { SevInfo } from '../qmp/types.js';
+import { buildQemuArgv, type SevHostInfo } from './argv.js';
+import { VmError, VmExitedError, VmLaunchError, VmSecretError, VmStateError } from './errors.js';
+import { createRunDir, defaultRunRoot, removeRunDir, writePrivateFile } from './rundir.js';
+import { TailBuffer } from './tail.js';
+
+export type VmState = 'starting' | 'awaiting-secret' | 'running' | 'stopped' | 'failed';
+
+const TRANSITIONS: Record<VmState, VmState[]> = {
+  starting: ['awaiting-secret', 'stopped', 'failed'],
+  'awaiting-secret': ['running', 'stopped', 'failed'],
+  running: ['stopped', 'failed'],
+  stopped: [],
+  failed: [],
+};
+
+export interface VmSevSpec {
+  /** Guest policy; bit 2 (0x4) makes an SEV-ES guest. */
+  policy: number;
+  /** Guest owner's DH certificate: base64 text as sevctl writes it (string) or raw bytes (Buffer). */
+  godh?: string | Buffer;
+  /** Launch session blob: base64 text (string) or raw bytes (Buffer). */
+  session?: string | Buffer;
+  kernelHashes?: boolean;
+}
+
+export interface VmSpec {
+  /** Letters, digits, '.', '_', '-'; also QEMU's -name (the simulator files secrets under it). */
+  name: string;
+  /** Firmware image (OVMF), attached read-only as pflash unit 0 and measured. */
+  firmware: string;
+  memMb?: number;
+  vcpus?: number;
+  /** null/undefined: a plain VM (no sev-guest object), for hosts and tests without SEV. */
+  sev?: VmSevSpec | null;
+  image?: { path: string; format?: string };
+  cpu?: string;
+  accel?: 'kvm' | 'tcg';
+  tapInterface?: string;
+  cloudInitDrive?: string;
+  hostVolumes?: Array<{ path: string; readOnly: boolean }>;
+  gpus?: Array<{ pciHost: string; xVga?: boolean }>;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  /** Add aleph's monitor socket and guest-agent channel (default true). */
+  alephSockets?: boolean;
+  extraArgs?: string[];
+}
+
+export interface SupervisorOptions {
+  /** QEMU binary; default SEVKIT_QEMU, else qemu-system-x86_64 from PATH. */
+  qemu?: string;
+  /** Where per-VM run directories go; default $TMPDIR/sevkit-vm-<uid>. */
+  runRoot?: string;
+  /** Launches allowed in `starting` at once; more wait their turn. Default 4. */
+  maxConcurrentLaunches?: number;
+  /** cbitpos / reduced-phys-bits of this host; default from CPUID 0x8000001F (SEVKIT_CPUID honoured). */
+  hostSevInfo?: SevHostInfo | (() => Promise<SevHostInfo>);
+  /** Deadline from spawn to measurement (ms). Default 60 s. */
+  launchTimeoutMs?: number;
+  /** Graceful stop deadline before SIGKILL (ms). Default 10 s. */
+  stopTimeoutMs?: number;
+  /** Per-QMP-command deadline (ms). Default 30 s. */
+  commandTimeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  accel?: 'kvm' | 'tcg';
+}
+
+export interface VmMeasurement {
+  sevInfo: SevInfo;
+  /** base64 of MEASURE(32) ‖ MNONCE(16), as query-sev-launch-measure returns it. */
+  launchMeasure: string;
+}
+
+export interface InjectSecretArgs {
+  /** base64 of the 52-byte LAUNCH_SECRET header. */
+  packetHeader: string;
+  /** base64 of the TEK-encrypted secret. */
+  secret: string;
+  /** Guest physical address; default: the firmware's launch-secret area. */
+  gpa?: number;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const SECRET_HEADER_LEN = 52;
+
+/** Strict base64 (standard alphabet, padding optional): refuse rather than guess. */
+export function decodeBase64Strict(s: string, what: string): Buffer {
+  const t = s.trim();
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(t) || t.length % 4 === 1) throw new VmSecretError(`${what} is not valid base64`, 'ERR_VM_BASE64');
+  return Buffer.from(t, 'base64');
+}
+
+class Semaphore {
+  private queue: Array<() => void> = [];
+  private used = 0;
+  constructor(private readonly max: number) {}
+  async acquire(): Promise<() => void> {
+    if (this.used >= this.max) await new Promise<void>((r) => this.queue.push(r));
+    else this.used++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.queue.shift();
+      if (next) next();
+      else this.used--;
+    };
+  }
+}
+
+/** Every QEMU group we started, killed synchronously if this process exits under us. */
+const liveGroups = new Set<number>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const pgid of liveGroups) {
+      try {
+        process.kill(-pgid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  });
+}
+
+export class Supervisor {
+  readonly runRoot: string;
+  private readonly opts: SupervisorOptions;
+  private readonly slots: Semaphore;
+  private readonly vms = new Map<string, ConfidentialVm>();
+
+  constructor(opts: SupervisorOptions = {}) {
+    this.opts = opts;
+    this.runRoot = opts.runRoot ?? defaultRunRoot();
+    this.slots = new Semaphore(Math.max(1, opts.maxConcurrentLaunches ?? 4));
+  }
+
+  get qemu(): string {
+    return this.opts.qemu ?? (process.env.SEVKIT_QEMU || 'qemu-system-x86_64');
+  }
+
+  /** VMs not yet stopped or failed. */
+  list(): ConfidentialVm[] {
+    return [...this.vms.values()];
+  }
+
+  get(name: string): ConfidentialVm | undefined {
+    return this.vms.get(name);
+  }
+
+  /**
+   * Starts a VM and resolves once its measurement is available (state
+   * awaiting-secret), or rejects with a typed error after cleaning up.
+   */
+  async launch(spec: VmSpec): Promise<ConfidentialVm> {
+    if (!NAME_RE.test(spec.name)) throw new VmLaunchError(`VM name ${JSON.stringify(spec.name)} must be 1-64 of [A-Za-z0-9._-]`, 'ERR_VM_SPEC');
+    if (this.vms.has(spec.name)) throw new VmLaunchError(`a VM named ${spec.name} is already managed by this supervisor`, 'ERR_VM_SPEC');
+    const vm = new ConfidentialVm(spec, this.qemu, this.opts, this.runRoot);
+    this.vms.set(spec.name, vm);
+    vm.once('end', () => this.vms.delete(spec.name));
+    const release = await this.slots.acquire();
+    try {
+      await vm._start(async () => {
+        const h = this.opts.hostSevInfo;
+        if (!h) return (await import('./host.js')).hostSevInfo();
+        return typeof h === 'function' ? h() : h;
+      });
+    } finally {
+      release();
+    }
+    return vm;
+  }
+
+  /** Stops every VM (in parallel). */
+  async stopAll(): Promise<void> {
+    await Promise.all(this.list().map((vm) => vm.stop().catch(() => undefined)));
+  }
+}
+
+export class ConfidentialVm extends EventEmitter {
+  readonly name: string;
+  readonly spec: VmSpec;
+  private _state: VmState = 'starting';
+  private _runDir: string | undefined;
+  private proc: ChildProcess | undefined;
+  private qmp: QmpClient | undefined;
+  private readonly stderr = new TailBuffer(8192);
+  private readonly stdout = new TailBuffer(8192);
+  private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  private exited!: Promise<void>;
+  private exitError: VmExitedError | undefined;
+  private stopping = false;
+  private measured: VmMeasurement | undefined;
+  private secretArea: { base: number; size: number } | undefined;
+  private busy: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    spec: VmSpec,
+    private readonly qemuBin: string,
+    private readonly opts: SupervisorOptions,
+    private readonly runRoot: string,
+  ) {
+    super();
+    this.name = spec.name;
+    this.spec = spec;
+  }
+
+  get state(): VmState {
+    return this._state;
+  }
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+  get runDir(): string | undefined {
+    return this._runDir;
+  }
+  get qmpSocketPath(): string | undefined {
+    return this._runDir && path.join(this._runDir, 'qmp.sock');
+  }
+  /** Last bytes QEMU wrote to stderr / stdout (serial console). */
+  get stderrTail(): string {
+    return this.stderr.text();
+  }
+  get consoleTail(): string {
+    return this.stdout.text();
+  }
+  /** The live QMP connection (QEMU serves one client at a time); for commands this class does not wrap. */
+  get qmpClient(): QmpClient | undefined {
+    return this.qmp;
+  }
+
+  private setState(next: VmState): void {
+    if (this._state === next) return;
+    if (!TRANSITIONS[this._state].includes(next)) throw new VmStateError(`VM ${this.name}: illegal transition ${this._state} → ${next}`);
+    const prev = this._state;
+    this._state = next;
+    this.emit('state', next, prev);
+  }
+
+  private requireState(op: string, ...allowed: VmState[]): void {
+    if (!allowed.includes(this._state)) {
+      throw new VmStateError(`VM ${this.name}: cannot ${op} in state ${this._state} (needs ${allowed.join(' or ')})`);
+    }
+  }
+
+  /** Serializes operations on one VM (QMP order matters: inject before cont). */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.busy.then(fn, fn);
+    this.busy = p.catch(() => undefined);
+    return p;
+  }
+
+  /** @internal called by Supervisor.launch. */
+  async _start(hostInfo: () => Promise<SevHostInfo>): Promise<void> {
+    const spec = this.spec;
+    const timeoutMs = this.opts.launchTimeoutMs ?? 60_000;
+    try {
+      if (!fs.existsSync(spec.firmware)) throw new VmLaunchError(`firmware ${spec.firmware}: no such file`, 'ERR_VM_SPEC');
+      this.secretArea = await readSecretArea(spec.firmware);
+      const dir = createRunDir(this.runRoot, spec.name);
+      this._runDir = dir;
+      let sev;
+      if (spec.sev) {
+        const host = await hostInfo();
+        const files: { dhCertFile?: string; sessionFile?: string } = {};
+        if ((spec.sev.godh === undefined) !== (spec.sev.session === undefined)) {
+          throw new VmLaunchError(`VM ${spec.name}: give both the GODH certificate and the session blob, or neither`, 'ERR_VM_SPEC');
+        }
+        if (spec.sev.godh !== undefined && spec.sev.session !== undefined) {
+          files.dhCertFile = writePrivateFile(dir, 'godh.b64', launchBlobText(spec.sev.godh, 'GODH certificate'));
+          files.sessionFile = writePrivateFile(dir, 'session.b64', launchBlobText(spec.sev.session, 'session blob'));
+        }
+        sev = { policy: spec.sev.policy, cbitpos: host.cbitpos, reducedPhysBits: host.reducedPhysBits, kernelHashes: spec.sev.kernelHashes, ...files };
+      }
+      const alephSockets = spec.alephSockets ?? true;
+      const argv = buildQemuArgv({
+        qemu: this.qemuBin,
+        accel: spec.accel ?? this.opts.accel,
+        memMb: spec.memMb ?? 512,
+        vcpus: spec.vcpus ?? 1,
+        firmware: spec.firmware,
+        image: spec.image,
+        monitorSocket: alephSockets ? path.join(dir, 'monitor.sock') : undefined,
+        qmpSocket: path.join(dir, 'qmp.sock'),
+        qgaSocket: alephSockets ? path.join(dir, 'qga.sock') : undefined,
+        sev,
+        cpu: spec.cpu,
+        tapInterface: spec.tapInterface,
+        cloudInitDrive: spec.cloudInitDrive,
+        hostVolumes: spec.hostVolumes,
+        gpus: spec.gpus,
+        name: spec.name,
+        kernel: spec.kernel,
+        initrd: spec.initrd,
+        append: spec.append,
+        extra: spec.extraArgs,
+      });
+      await this.spawnQemu(argv);
+      const ac = new AbortController();
+      void this.exited.then(() => ac.abort(new Error('QEMU exited')));
+      const timer = setTimeout(() => ac.abort(new QmpTimeoutError(`QEMU for VM ${spec.name} did not answer QMP within ${timeoutMs} ms`)), timeoutMs);
+      try {
+        this.qmp = await waitForQmp(path.join(dir, 'qmp.sock'), {
+          timeoutMs,
+          signal: ac.signal,
+          commandTimeoutMs: this.opts.commandTimeoutMs,
+        });
+      } finally {
+        clearTimeout(timer);
+      }
+      const status = await this.qmp.queryStatus();
+      if (status.status !== 'prelaunch' && status.status !== 'paused') {
+        throw new VmLaunchError(`VM ${spec.name}: QEMU is ${status.status}, expected prelaunch (started with -S)`);
+      }
+      if (spec.sev) {
+        const sevInfo = await this.qmp.querySev();
+        if (!sevInfo.enabled) throw new VmLaunchError(`VM ${spec.name}: QEMU reports SEV not enabled for this guest`, 'ERR_VM_NO_SEV');
+        const { data } = await this.qmp.querySevLaunchMeasure();
+        if (decodeBase64Strict(data, 'launch measure').length !== 48) throw new VmLaunchError(`VM ${spec.name}: launch measure is not 48 bytes`);
+        this.measured = { sevInfo, launchMeasure: data };
+      }
+      this.setState('awaiting-secret');
+    } catch (e) {
+      const err = await this.explain(e);
+      await this.kill();
+      this.fail(err);
+      throw err;
+    }
+  }
+
+  private spawnQemu(argv: string[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(argv[0]!, argv.slice(1), {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: this.opts.env ?? process.env,
+        detached: true, // own process group: a kill reaches the wrapper's real QEMU too
+      });
+      this.proc = child;
+      child.stderr!.on('data', (d: Buffer) => this.stderr.push(d));
+      child.stdout!.on('data', (d: Buffer) => this.stdout.push(d));
+      let spawned = false;
+      let resolveExited!: () => void;
+      this.exited = new Promise<void>((res) => {
+        resolveExited = res;
+        child.on('close', (code, signal) => {
+          if (child.pid) liveGroups.delete(child.pid);
+          this.exitInfo = { code, signal };
+          this.onExit(code, signal);
+          res();
+        });
+      });
+      child.once('spawn', () => {
+        spawned = true;
+        installExitHook();
+        liveGroups.add(child.pid!);
+        resolve();
+      });
+      child.once('error', (err: NodeJS.ErrnoException) => {
+        if (spawned) return;
+        this.proc = undefined;
+        resolveExited();
+        reject(new VmLaunchError(`cannot run QEMU ${argv[0]}: ${err.code ?? err.message}`, 'ERR_VM_SPAWN', { cause: err }));
+      });
+    });
+  }
+
+  private exitMessage(code: number | null, signal: NodeJS.Signals | null, during: VmState): VmExitedError {
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    const tail = this.stderr.lastLines();
+    return new VmExitedError(`QEMU for VM ${this.name} ${how} while ${during}${tail ? `: ${tail}` : ''}`, code, signal, this.stderr.text());
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    const during = this._state;
+    this.exitError = this.exitMessage(code, signal, during);
+    this.qmp?.close();
+    this.cleanupFiles();
+    if (this.ended) {
+      this.emit('end');
+      return;
+    }
+    if (this.stopping || (during === 'running' && code === 0)) this.setState('stopped');
+    else if (during !== 'starting') this.fail(this.exitError);
+    // In `starting`, _start's catch reports the failure.
+    if (this.ended) this.emit('end');
+  }
+
+  private fail(err: Error): void {
+    if (this.ended) return;
+    this.setState('failed');
+    this.emit('failed', err);
+    if (!this.alive) this.emit('end');
+  }
+
+  /** stopped or failed (a getter, so TypeScript does not narrow the state across awaits). */
+  get ended(): boolean {
+    return this._state === 'stopped' || this._state === 'failed';
+  }
+
+  private get alive(): boolean {
+    return this.proc !== undefined && this.exitInfo === undefined && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  private cleanupFiles(): void {
+    if (this._runDir) removeRunDir(this._runDir);
+  }
+
+  /** If QEMU died behind a QMP error, the exit (with stderr) is the better explanation. */
+  private async explain(e: unknown): Promise<Error> {
+    if (e instanceof VmError) return e; // already precise
+    const transport = e instanceof QmpDisconnectedError || e instanceof QmpTimeoutError || (e instanceof Error && e.message === 'QEMU exited');
+    if (transport && this.proc && this.exited) {
+      await Promise.race([this.exited, new Promise((r) => setTimeout(r, 2000).unref())]);
+    }
+    if (this.exitInfo && (transport || !(e instanceof QmpError))) {
+      return this.exitError ?? this.exitMessage(this.exitInfo.code, this.exitInfo.signal, this._state);
+    }
+    return e instanceof Error ? e : new VmError('ERR_VM', String(e));
+  }
+
+  private async kill(): Promise<void> {
+    if (this.proc && this.alive && this.proc.pid) {
+      try {
+        process.kill(-this.proc.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    if (this.proc && this.exited) await this.exited;
+    this.qmp?.close();
+    this.cleanupFiles();
+  }
+
+  // ---- public lifecycle -------------------------------------------------------------------------
+
+  /** `{sevInfo, launchMeasure}` read when QEMU first answered; available from awaiting-secret on. */
+  async measurement(): Promise<VmMeasurement> {
+    this.requireState('read the measurement', 'awaiting-secret', 'running');
+    if (this.measured) return this.measured;
+    // Plain (non-SEV) VM: ask QEMU, which answers with its own error.
+    return this.serial(async () => {
+      try {
+        const sevInfo = await this.qmp!.querySev();
+        const { data } = await this.qmp!.querySevLaunchMeasure();
+        return { sevInfo, launchMeasure: data };
+      } catch (e) {
+        throw await this.explain(e);
+      }
+    });
+  }
+
+  /** The firmware's launch-secret area (from its OVMF footer table), if it declares one. */
+  get firmwareSecretArea(): { base: number; size: number } | undefined {
+    return this.secretArea;
+  }
+
+  /**
+   * Injects the owner's secret (LAUNCH_SECRET) at the firmware's secret area,
+   * or at `gpa`, then starts the CPUs. A refused packet leaves the VM waiting.
+   */
+  injectSecret(args: InjectSecretArgs): Promise<void> {
+    return this.serial(async () => {
+      this.requireState('inject a secret', 'awaiting-secret');
+      const header = decodeBase64Strict(args.packetHeader, 'packet header');
+      if (header.length !== SECRET_HEADER_LEN) throw new VmSecretError(`packet header is ${header.length} bytes, expected ${SECRET_HEADER_LEN}`, 'ERR_VM_SECRET_HEADER');
+      const secret = decodeBase64Strict(args.secret, 'secret');
+      if (secret.length === 0) throw new VmSecretError('secret is empty', 'ERR_VM_SECRET_SIZE');
+      const area = this.secretArea;
+      let gpa = args.gpa;
+      if (gpa !== undefined && (!Number.isSafeInteger(gpa) || gpa < 0)) throw new VmSecretError(`gpa must be a non-negative integer, got ${gpa}`, 'ERR_VM_SECRET_GPA');
+      if (gpa === undefined) {
+        if (!area) {
+          throw new VmSecretError(
+            `firmware ${this.spec.firmware} declares no launch-secret area (OVMF secret GUID absent or base 0); give the GPA explicitly`,
+            'ERR_VM_NO_SECRET_AREA',
+          );
+        }
+        gpa = area.base;
+      }
+      if (area && gpa >= area.base && gpa < area.base + area.size && gpa + secret.length > area.base + area.size) {
+        throw new VmSecretError(
+          `secret of ${secret.length} bytes at 0x${gpa.toString(16)} does not fit the firmware's launch-secret area (0x${area.base.toString(16)}, ${area.size} bytes)`,
+          'ERR_VM_SECRET_SIZE',
+        );
+      }
+      try {
+        await this.qmp!.sevInjectLaunchSecret({ 'packet-header': args.packetHeader.trim(), secret: args.secret.trim(), gpa });
+        await this.qmp!.cont();
+      } catch (e) {
+        throw await this.explain(e);
+      }
+      this.setState('running');
+    });
+  }
+
+  /** Starts the CPUs without a secret. */
+  resume(): Promise<void> {
+    return this.serial(async () => {
+      this.requireState('start the CPUs', 'awaiting-secret');
+      try {
+        await this.qmp!.cont();
+      } catch (e) {
+        throw await this.explain(e);
+      }
+      this.setState('running');
+    });
+  }
+
+  /**
+   * Graceful stop: ACPI powerdown for a running guest, then `quit`, then SIGKILL
+   * at the deadline. Resolves when QEMU is gone and its files are removed.
+   */
+  async stop(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.ended) {
+      if (this.alive) await this.kill();
+      return;
+    }
+    this.stopping = true;
+    const deadline = Date.now() + (options.timeoutMs ?? this.opts.stopTimeoutMs ?? 10_000);
+    const waitExit = (ms: number) => Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(0, ms)).unref())]);
+    const qmp = this.qmp;
+    if (this.alive && qmp && !qmp.closed) {
+      if (this._state === 'running') {
+        try {
+          await qmp.systemPowerdown({ timeoutMs: Math.max(1, (deadline - Date.now()) / 2) });
+          await waitExit((deadline - Date.now()) / 2);
+        } catch {
+          /* fall through to quit */
+        }
+      }
+      if (this.alive && !qmp.closed) {
+        try {
+          await qmp.quit({ timeoutMs: Math.max(1, deadline - Date.now()) });
+          await waitExit(deadline - Date.now());
+        } catch {
+          /* fall through to kill */
+        }
+      }
+    }
+    if (this.alive) await this.kill();
+    else if (this.proc && this.exited) await this.exited;
+    if (!this.ended) this.setState('stopped');
+    this.qmp?.close();
+    this.cleanupFiles();
+  }
+
+  /** Resolves when QEMU has exited and the VM reached stopped or failed. */
+  async waitEnded(): Promise<VmState> {
+    if (this.proc) await this.exited;
+    return this._state;
+  }
+
+  /** The error that ended the VM, if it failed or exited. */
+  get exitReason(): VmExitedError | undefined {
+    return this.exitError;
+  }
+}
+
+/** The GODH / session file content QEMU reads: base64 text (validated) or raw bytes encoded. */
+function launchBlobText(v: string | Buffer, what: string): string {
+  if (Buffer.isBuffer(v)) return v.toString('base64');
+  const raw = decodeBase64Strict(v, what);
+  if (raw.length === 0) throw new VmLaunchError(`${what} is empty`, 'ERR_VM_SPEC');
+  return v.trim();
+}
+
+async function readSecretArea(firmware: string): Promise<{ base: number; size: number } | undefined> {
+  const { parseOvmf, hasOvmfFooterTable } = await import('../launch/ovmf.js');
+  const image = fs.readFileSync(firmware);
+  if (!hasOvmfFooterTable(image)) return undefined;
+  try {
+    return parseOvmf(image, firmware).secretArea;
+  } catch {
+    return undefined;
+  }
+}
