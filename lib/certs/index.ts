@@ -8,3 +8,8 @@ export * from './verify.js';
 export * from './verify-chain.js';
 export * from './generation.js';
 export * from './builtin.js';
+export * from './render.js';
+export * from './keys.js';
+export * from './report.js';
+export * from './kds.js';
+export * from './platform-chain.js';

@@ -1,6 +1,205 @@
+/**
+ * Certificate commands, drop-in for sevctl 0.6.2: verify, generate, provision,
+ * validate. Thin over lib/certs; the library is imported lazily.
+ */
 import type { Command } from 'commander';
+import { action, printJson, useColor, EXIT_FAIL } from '../run.js';
+
+/** Read a whole input file, turning fs errors into one clear line. */
+async function readInput(file: string, what: string): Promise<Buffer> {
+  const fs = await import('node:fs');
+  const { InputError } = await import('../../errors.js');
+  try {
+    const st = fs.statSync(file);
+    if (st.isDirectory()) throw new InputError(`${file}: is a directory, expected a ${what} file`);
+    return fs.readFileSync(file);
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    throw new InputError(`${file}: cannot read ${what}: ${err.code ?? err.message}`);
+  }
+}
+
+/** Write via a temp file + rename so no half-written file is ever left. */
+async function writeAtomic(file: string, data: Buffer, mode: number): Promise<void> {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const { InputError } = await import('../../errors.js');
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  try {
+    fs.writeFileSync(tmp, data, { mode, flag: 'wx' });
+    fs.chmodSync(tmp, mode);
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    try {
+      fs.rmSync(tmp, { force: true });
+    } catch {
+      /* nothing to clean */
+    }
+    const err = e as NodeJS.ErrnoException;
+    throw new InputError(`${file}: cannot write: ${err.code ?? err.message}`);
+  }
+}
+
+/** The platform (lib/platform, owned by the native area), loaded only when a command needs it. */
+async function openPlatform(): Promise<import('../../certs/platform-chain.js').CertPlatform & {
+  pekCsr(): Promise<Buffer>;
+  pekCertImport(pek: Buffer, oca: Buffer): Promise<void>;
+}> {
+  const modPath = '../../platform/index.js';
+  const mod = (await import(modPath)) as { SevPlatform: new (o?: object) => never };
+  return new mod.SevPlatform();
+}
+
+interface VerifyOpts {
+  sev?: string;
+  oca?: string;
+  ca?: string;
+  generation?: string;
+  quiet?: boolean;
+  json?: boolean;
+  offline?: boolean;
+}
+
+async function verifyCmd(o: VerifyOpts): Promise<number> {
+  const certs = await import('../../certs/index.js');
+  let sev;
+  let source: string;
+  if (o.sev) {
+    sev = certs.decodeSevChain(await readInput(o.sev, 'SEV chain'), o.sev);
+    source = o.sev;
+  } else {
+    const platform = await openPlatform();
+    sev = (await certs.platformSevChain(platform, { simStateDir: false, kds: { offline: Boolean(o.offline) } })).sev;
+    source = 'the platform';
+  }
+  const ca = o.ca ? certs.decodeCaChain(await readInput(o.ca, 'CA chain (ASK‖ARK)'), o.ca) : undefined;
+  const oca = o.oca ? certs.decodeSevCert(await readInput(o.oca, 'OCA certificate'), { name: o.oca, usage: certs.Usage.OCA, allowTrailing: true }) : undefined;
+  const generation = o.generation ? certs.parseGeneration(o.generation) : undefined;
+  const r = certs.verifyChain({ sev, ...(ca ? { ca } : {}), ...(oca ? { oca } : {}), ...(generation ? { generation } : {}) });
+  if (r.caSource === 'none') {
+    throw new certs.CertificateError('ERR_CERT_GENERATION', `could not find a matching built-in AMD certificate: no AMD ASK (naples, rome, milan, genoa, turin) signs the CEK of ${source}; pass --ca ASK_ARK_FILE`, { cert: 'CEK' });
+  }
+  if (o.json) printJson(certs.verificationJson(r));
+  else if (!o.quiet) process.stdout.write(certs.renderVerify(r, useColor()));
+  if (!r.ok) {
+    if (!o.quiet && !o.json) {
+      const why = r.failed.map((l) => `${l.signer}${l.signer === l.subject ? ' self-signature' : `→${l.subject}`}: ${l.reason}`).join('; ');
+      process.stderr.write(`sevkit: SEV/CA certificate verification failed (${why})\n`);
+    }
+    return EXIT_FAIL;
+  }
+  return 0;
+}
+
+async function generateCmd(certPath: string, keyPath: string, o: { json?: boolean }): Promise<void> {
+  const crypto = await import('node:crypto');
+  const certs = await import('../../certs/index.js');
+  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
+  const unsigned = certs.createSevCert({ usage: certs.Usage.OCA, algo: certs.Algo.ECDSA_SHA256, publicKey, apiMajor: 0, apiMinor: 0 });
+  const oca = certs.signSevCert(unsigned, 1, { signerUsage: certs.Usage.OCA, signerAlgo: certs.Algo.ECDSA_SHA256, privateKey });
+  const keyDer = certs.encodeOcaKey(privateKey);
+  try {
+    await writeAtomic(keyPath, keyDer, 0o600);
+    await writeAtomic(certPath, certs.encodeSevCert(oca), 0o644);
+  } finally {
+    keyDer.fill(0);
+  }
+  if (o.json) printJson({ cert: certPath, key: keyPath, oca: certs.sevCertDisplay(oca) });
+}
+
+async function provisionCmd(certPath: string, keyPath: string, o: { json?: boolean }): Promise<void> {
+  const certs = await import('../../certs/index.js');
+  const oca = certs.decodeSevCert(await readInput(certPath, 'OCA certificate'), { name: certPath, usage: certs.Usage.OCA, allowTrailing: true });
+  const self = certs.verifySevLink(oca, oca);
+  if (!self.ok) throw new certs.CertificateError('ERR_CERT_SIGNATURE', `${certPath}: OCA is not validly self-signed (${self.reason})`, { cert: certPath, field: 'sig' });
+  const keyBuf = await readInput(keyPath, 'OCA private key');
+  let key;
+  try {
+    key = certs.decodePrivateKeyFor(keyBuf, oca, keyPath);
+  } finally {
+    keyBuf.fill(0);
+  }
+  const platform = await openPlatform();
+  const csr = certs.decodeSevCert(await platform.pekCsr(), { name: 'PEK CSR from the firmware', usage: certs.Usage.PEK });
+  const algo = oca.algo === certs.Algo.ECDSA_SHA384 ? certs.Algo.ECDSA_SHA384 : certs.Algo.ECDSA_SHA256;
+  const pek = certs.signSevCert(csr, 'first-empty', { signerUsage: certs.Usage.OCA, signerAlgo: algo, privateKey: key });
+  await platform.pekCertImport(certs.encodeSevCert(pek), certs.encodeSevCert(oca));
+  if (o.json) printJson({ provisioned: true, oca: certs.sevCertDisplay(oca), pek: certs.sevCertDisplay(pek) });
+}
+
+async function validateCmd(chainPath: string, reportPath: string, o: { json?: boolean }): Promise<number> {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const certs = await import('../../certs/index.js');
+  const isDir = (p: string) => {
+    try {
+      return fs.statSync(p).isDirectory();
+    } catch {
+      return false;
+    }
+  };
+  // sevctl accepts directories holding pek.cert / attestation_report.bin.
+  const pekFile = isDir(chainPath) ? path.join(chainPath, 'pek.cert') : chainPath;
+  const repFile = isDir(reportPath) ? path.join(reportPath, 'attestation_report.bin') : reportPath;
+  const chainBuf = await readInput(pekFile, 'PEK certificate or SEV chain');
+  const pek = chainBuf.length >= certs.SEV_CHAIN_SIZE
+    ? certs.decodeSevChain(chainBuf, pekFile).pek
+    : certs.decodeSevCert(chainBuf, { name: pekFile, usage: certs.Usage.PEK });
+  const repBuf = await readInput(repFile, 'attestation report');
+  const report = certs.decodeLegacyReport(repBuf, repFile);
+  const ok = certs.verifyLegacyReport(pek, repBuf);
+  if (o.json) {
+    printJson({
+      valid: ok,
+      pek: certs.sevCertDisplay(pek),
+      mnonce: report.mnonce.toString('hex'),
+      launchDigest: report.launchDigest.toString('hex'),
+      policy: `0x${report.policy.toString(16).padStart(8, '0')}`,
+    });
+  }
+  if (!ok) {
+    process.stderr.write(`sevkit: ${repFile}: attestation report signature does not verify with the PEK from ${pekFile}\n`);
+    return EXIT_FAIL;
+  }
+  return 0;
+}
 
 /** Registers the `certs` commands on the sevkit program. */
 export function register(program: Command): void {
-  void program;
+  program
+    .command('verify')
+    .description('verify the certificate chain (PDH←PEK←OCA/CEK←ASK←ARK), as sevctl verify does')
+    .option('--sev <file>', 'SEV chain file PDH‖PEK‖OCA‖CEK (default: export it from the platform)')
+    .option('--oca <file>', "replace the chain's OCA with this certificate")
+    .option('--ca <file>', "CA chain file ASK‖ARK (default: AMD's built-in roots for the CEK's generation)")
+    .option('--generation <name>', 'use the built-in roots of this generation (naples, rome, milan, genoa, turin)')
+    .option('--offline', 'never contact AMD KDS (use the CEK cache only)')
+    .option('-q, --quiet', 'print nothing; only the exit code tells')
+    .option('--json', 'print the result as JSON')
+    .action(action((o: VerifyOpts) => verifyCmd(o)));
+
+  program
+    .command('generate')
+    .description('generate a new self-signed OCA certificate (CERT, 0x824 bytes) and its P-384 private key (KEY, SEC1 DER, mode 0600)')
+    .argument('<cert>', 'output certificate file')
+    .argument('<key>', 'output private key file')
+    .option('--json', 'print what was written as JSON')
+    .action(action((cert: string, key: string, o: { json?: boolean }) => generateCmd(cert, key, o)));
+
+  program
+    .command('provision')
+    .description('take ownership: sign the platform PEK with the OCA (PEK_CSR → sign → PEK_CERT_IMPORT)')
+    .argument('<cert>', 'OCA certificate file')
+    .argument('<key>', 'OCA private key file (DER or PEM)')
+    .option('--json', 'print the resulting certificates as JSON')
+    .action(action((cert: string, key: string, o: { json?: boolean }) => provisionCmd(cert, key, o)));
+
+  program
+    .command('validate')
+    .description('check that the PEK signed a 208-byte legacy attestation report')
+    .argument('<chain>', 'PEK certificate, SEV chain file, or a directory holding pek.cert')
+    .argument('<report>', 'attestation report file, or a directory holding attestation_report.bin')
+    .option('--json', 'print the report fields and the result as JSON')
+    .action(action((chain: string, report: string, o: { json?: boolean }) => validateCmd(chain, report, o)));
 }

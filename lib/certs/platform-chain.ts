@@ -1,0 +1,137 @@
+/**
+ * Getting a verifiable chain for a platform: the firmware exports PDH, PEK,
+ * OCA and CEK; the CEK AMD signed comes from KDS unless the firmware's CEK
+ * already carries a valid ASK signature (the simulator's does). The CA chain
+ * comes from an explicit file, the simulator's state directory, or the
+ * built-in AMD roots of the CEK's generation.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Usage } from './constants.js';
+import { decodeSevCert, type SevCert } from './sev-cert.js';
+import { decodeCaCert, asCaCert } from './ca-cert.js';
+import { decodeCaChain, encodeFullChain, encodeSevChain, type CaChain, type FullChain, type SevChain } from './chain.js';
+import { verifyAskCek } from './verify.js';
+import { detectGeneration } from './verify-chain.js';
+import { builtinCaChain } from './builtin.js';
+import type { Generation } from './generation.js';
+import { fetchCek, type KdsOptions } from './kds.js';
+import { CertificateError } from './errors.js';
+
+/** What certs needs from a platform (lib/platform's SevPlatform satisfies it). */
+export interface CertPlatform {
+  exportCerts(): Promise<{ pdh: Buffer; pek: Buffer; oca: Buffer; cek: Buffer }>;
+  getId(): Promise<Buffer>;
+}
+
+export interface PlatformChainOptions {
+  /** Explicit CA chain (ASK‖ARK) to use for the full chain. */
+  ca?: CaChain | Uint8Array;
+  /** Simulator state dir holding ask.cert/ark.cert; default $SEVKIT_SIM_STATE. `false` ignores it. */
+  simStateDir?: string | false;
+  /** KDS options (fetch, cache, offline, ...). */
+  kds?: KdsOptions;
+}
+
+export interface PlatformSevChain {
+  sev: SevChain;
+  /** 'firmware' when the exported CEK already has a valid ASK signature, 'kds' when replaced by AMD's. */
+  cekSource: 'firmware' | 'kds';
+}
+
+/** The simulator's CA chain from its state dir, if present and well-formed. */
+export function simulatorCaChain(dir: string | false | undefined = process.env.SEVKIT_SIM_STATE): CaChain | undefined {
+  if (!dir) return undefined;
+  let ask: Buffer;
+  let ark: Buffer;
+  try {
+    ask = fs.readFileSync(path.join(dir, 'ask.cert'));
+    ark = fs.readFileSync(path.join(dir, 'ark.cert'));
+  } catch {
+    return undefined;
+  }
+  return {
+    ask: decodeCaCert(ask, { name: path.join(dir, 'ask.cert'), usage: Usage.ASK }),
+    ark: decodeCaCert(ark, { name: path.join(dir, 'ark.cert'), usage: Usage.ARK }),
+  };
+}
+
+function candidateAsks(opts: PlatformChainOptions): CaChain[] {
+  const out: CaChain[] = [];
+  if (opts.ca) out.push(opts.ca instanceof Uint8Array ? decodeCaChain(opts.ca) : { ask: asCaCert(opts.ca.ask), ark: asCaCert(opts.ca.ark) });
+  const sim = simulatorCaChain(opts.simStateDir === undefined ? process.env.SEVKIT_SIM_STATE : opts.simStateDir);
+  if (sim) out.push(sim);
+  return out;
+}
+
+function decodeExport(certs: { pdh: Buffer; pek: Buffer; oca: Buffer; cek: Buffer }): SevChain {
+  return {
+    pdh: decodeSevCert(certs.pdh, { name: 'platform PDH', usage: Usage.PDH }),
+    pek: decodeSevCert(certs.pek, { name: 'platform PEK', usage: Usage.PEK }),
+    oca: decodeSevCert(certs.oca, { name: 'platform OCA', usage: Usage.OCA }),
+    cek: decodeSevCert(certs.cek, { name: 'platform CEK', usage: Usage.CEK }),
+  };
+}
+
+function cekIsAskSigned(cek: SevCert, opts: PlatformChainOptions): boolean {
+  for (const ca of candidateAsks(opts)) if (verifyAskCek(ca.ask, cek).ok) return true;
+  return detectGeneration(cek) !== undefined;
+}
+
+/** PDH‖PEK‖OCA‖CEK of the platform, with an ASK-signed CEK (KDS when needed). */
+export async function platformSevChain(platform: CertPlatform, opts: PlatformChainOptions = {}): Promise<PlatformSevChain> {
+  const sev = decodeExport(await platform.exportCerts());
+  if (cekIsAskSigned(sev.cek, opts)) return { sev, cekSource: 'firmware' };
+  const id = await platform.getId();
+  const cekRaw = await fetchCek(id, opts.kds);
+  return { sev: { ...sev, cek: decodeSevCert(cekRaw, { name: 'CEK from AMD KDS', usage: Usage.CEK }) }, cekSource: 'kds' };
+}
+
+export interface PlatformFullChain {
+  chain: FullChain;
+  /** PDH‖PEK‖OCA‖CEK‖ASK‖ARK */
+  bytes: Buffer;
+  /** PDH‖PEK‖OCA‖CEK */
+  sevBytes: Buffer;
+  cekSource: 'firmware' | 'kds';
+  caSource: 'given' | 'simulator' | 'builtin';
+  generation?: Generation;
+}
+
+/**
+ * The full chain for `sevkit export --full`: the explicit CA when it signs
+ * the CEK, else the simulator's CA (SEVKIT_SIM_STATE) when it does, else the
+ * built-in AMD roots of the generation that signs the (KDS) CEK.
+ */
+export async function fullChainFor(platform: CertPlatform, opts: PlatformChainOptions = {}): Promise<PlatformFullChain> {
+  const { sev, cekSource } = await platformSevChain(platform, opts);
+  let ca: CaChain | undefined;
+  let caSource: PlatformFullChain['caSource'] | undefined;
+  let generation: Generation | undefined;
+  if (opts.ca) {
+    const given = opts.ca instanceof Uint8Array ? decodeCaChain(opts.ca) : opts.ca;
+    if (verifyAskCek(given.ask, sev.cek).ok) {
+      ca = given;
+      caSource = 'given';
+    }
+  }
+  if (!ca) {
+    const sim = simulatorCaChain(opts.simStateDir === undefined ? process.env.SEVKIT_SIM_STATE : opts.simStateDir);
+    if (sim && verifyAskCek(sim.ask, sev.cek).ok) {
+      ca = sim;
+      caSource = 'simulator';
+    }
+  }
+  if (!ca) {
+    generation = detectGeneration(sev.cek);
+    if (!generation) {
+      throw new CertificateError('ERR_CERT_GENERATION', "could not find a matching built-in AMD certificate: no ASK (naples, rome, milan, genoa, turin) signs the platform's CEK", { cert: 'CEK', field: 'signature' });
+    }
+    ca = builtinCaChain(generation);
+    caSource = 'builtin';
+  }
+  const chain: FullChain = { sev, ca };
+  const res: PlatformFullChain = { chain, bytes: encodeFullChain(chain), sevBytes: encodeSevChain(sev), cekSource, caSource: caSource! };
+  if (generation) res.generation = generation;
+  return res;
+}
