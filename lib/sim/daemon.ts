@@ -1,0 +1,148 @@
+/**
+ * The simulator daemon: a UNIX-socket server in front of one SimPlatform.
+ * Device connections (from the LD_PRELOAD shim) start with an OPEN frame and
+ * then carry IOCTL frames; SimClient connections carry JSON frames.
+ * Requests are handled one at a time on the event loop, which serializes them
+ * the way the kernel's sev_cmd_mutex does.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { SevkitError } from '../errors.js';
+import { SimPlatform, type SimPlatformOptions } from './platform.js';
+import {
+  FrameReader, MAX_FRAME, MSG_IOCTL, MSG_JSON, MSG_OPEN, SimProtocolError, decodeIoctl, decodeJson, decodeOpen, encodeIoctlReply,
+  encodeJson, encodeOpenReply, frame,
+} from './protocol.js';
+import { Errno } from './uapi.js';
+import { handleJson } from './json-api.js';
+
+export interface SimDaemonOptions extends SimPlatformOptions {
+  /** Socket path; default `<state>/sev.sock`, or a temp path when that is too long for AF_UNIX. */
+  socketPath?: string;
+  /** An existing platform to serve (in-process tests); otherwise opened from stateDir. */
+  platform?: SimPlatform;
+}
+
+const SUN_PATH_MAX = 107;
+
+function chooseSocketPath(stateDir: string): string {
+  const inState = path.join(stateDir, 'sev.sock');
+  if (Buffer.byteLength(inState) <= SUN_PATH_MAX) return inState;
+  return path.join(os.tmpdir(), `sevkit-sim-${process.pid}-${crypto.randomBytes(4).toString('hex')}.sock`);
+}
+
+export class SimDaemon {
+  readonly platform: SimPlatform;
+  readonly socketPath: string;
+  private server: net.Server | undefined;
+  private readonly conns = new Set<net.Socket>();
+  /** Requests served, by kind (for tests and benchmarks). */
+  readonly counters = { opens: 0, ioctls: 0, json: 0 };
+
+  private constructor(platform: SimPlatform, socketPath: string) {
+    this.platform = platform;
+    this.socketPath = socketPath;
+  }
+
+  static async start(stateDir: string, opts: SimDaemonOptions = {}): Promise<SimDaemon> {
+    const platform = opts.platform ?? SimPlatform.open(stateDir, opts);
+    const socketPath = opts.socketPath ?? chooseSocketPath(platform.stateDir);
+    if (Buffer.byteLength(socketPath) > SUN_PATH_MAX) throw new SevkitError('ERR_SIM_SOCKET', `socket path ${socketPath} is longer than ${SUN_PATH_MAX} bytes`);
+    // A socket file left by a crashed daemon would make listen() fail with EADDRINUSE.
+    try {
+      if (fs.lstatSync(socketPath).isSocket()) fs.rmSync(socketPath, { force: true });
+    } catch {
+      // not there
+    }
+    const d = new SimDaemon(platform, socketPath);
+    await d.listen();
+    return d;
+  }
+
+  private listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer((sock) => this.onConnection(sock));
+      server.once('error', reject);
+      server.listen(this.socketPath, () => {
+        server.off('error', reject);
+        try {
+          fs.chmodSync(this.socketPath, 0o600);
+        } catch {
+          // best effort: the state dir is 0700 anyway
+        }
+        this.server = server;
+        resolve();
+      });
+    });
+  }
+
+  private onConnection(sock: net.Socket): void {
+    this.conns.add(sock);
+    sock.on('close', () => this.conns.delete(sock));
+    sock.on('error', () => sock.destroy());
+    const reader = new FrameReader();
+    let mode: 'new' | 'device' | 'json' = 'new';
+    sock.on('data', (chunk: Buffer) => {
+      let frames: Buffer[];
+      try {
+        frames = reader.push(chunk);
+      } catch {
+        sock.destroy();
+        return;
+      }
+      for (const body of frames) {
+        try {
+          if (body.length === 0) throw new SimProtocolError('empty frame');
+          const type = body[0];
+          if (mode === 'new' && type === MSG_OPEN) {
+            const req = decodeOpen(body);
+            this.counters.opens++;
+            const errno = this.platform.openDevice(req.accmode);
+            sock.write(frame(encodeOpenReply(errno)));
+            if (errno !== 0) {
+              sock.end();
+              return;
+            }
+            mode = 'device';
+          } else if (mode === 'device' && type === MSG_IOCTL) {
+            if (body.length > MAX_FRAME) throw new SimProtocolError('oversized IOCTL frame');
+            const req = decodeIoctl(body);
+            this.counters.ioctls++;
+            let reply;
+            try {
+              reply = this.platform.ioctl(req);
+            } catch (e) {
+              // A model bug must not look like a firmware answer: report EIO without a status.
+              process.stderr.write(`sevkit sim: internal error in ${req.cmd}: ${(e as Error).message}\n`);
+              reply = { errno: Errno.EIO, errorSet: false, fwError: 0, struct: Buffer.alloc(0), outs: [] };
+            }
+            sock.write(frame(encodeIoctlReply(reply)));
+          } else if ((mode === 'new' || mode === 'json') && type === MSG_JSON) {
+            mode = 'json';
+            this.counters.json++;
+            const msg = decodeJson(body);
+            const reply = handleJson(this.platform, msg);
+            sock.write(frame(encodeJson(reply)));
+          } else {
+            throw new SimProtocolError(`unexpected message type ${type}`);
+          }
+        } catch {
+          sock.destroy();
+          return;
+        }
+      }
+    });
+  }
+
+  /** Environment that routes /dev/sev in child processes to this daemon (plus host seams; see env.ts). */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const c of this.conns) c.destroy();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    fs.rmSync(this.socketPath, { force: true });
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * JSON requests to the daemon (SimClient): guest-launch firmware commands as
+ * KVM would issue them, plus control operations. Each request is
+ * `{id, op, args}`; each reply `{id, ok: true, result}` or `{id, ok: false, error: {code, message, fwStatus?}}`.
+ */
+import { SevkitError } from '../errors.js';
+import type { SimPlatform } from './platform.js';
+import type { FaultSpec } from './faults.js';
+import { guestOp, isGuestOp } from './guests.js';
+
+export interface JsonRequest {
+  id?: unknown;
+  op?: unknown;
+  args?: unknown;
+}
+
+export interface JsonReply {
+  id: unknown;
+  ok: boolean;
+  result?: unknown;
+  error?: { code: string; message: string; fwStatus?: number };
+}
+
+export function handleJson(platform: SimPlatform, msg: unknown): JsonReply {
+  const req = (msg ?? {}) as JsonRequest;
+  const id = req.id ?? null;
+  const args = (req.args ?? {}) as Record<string, unknown>;
+  try {
+    switch (req.op) {
+      case 'ping':
+        return { id, ok: true, result: { simulated: true, stateDir: platform.stateDir, seed: platform.seed } };
+      case 'status':
+        return {
+          id,
+          ok: true,
+          result: {
+            simulated: true,
+            state: platform.state,
+            owner: platform.ownership,
+            api: platform.api,
+            guestCount: platform.guests.size,
+          },
+        };
+      case 'injectFault':
+        platform.injectFault(args as FaultSpec);
+        return { id, ok: true, result: {} };
+      case 'clearFaults':
+        platform.faults.clear();
+        return { id, ok: true, result: {} };
+      default:
+        if (typeof req.op === 'string' && isGuestOp(req.op)) return { id, ok: true, result: guestOp(platform, req.op, args) };
+        return { id, ok: false, error: { code: 'ERR_SIM_OP', message: `unknown operation ${String(req.op)}` } };
+    }
+  } catch (e) {
+    if (e instanceof SevkitError) {
+      const fwStatus = (e as { fwStatus?: number }).fwStatus;
+      return { id, ok: false, error: { code: e.code, message: e.message, ...(fwStatus === undefined ? {} : { fwStatus }) } };
+    }
+    return { id, ok: false, error: { code: 'ERR_SIM_INTERNAL', message: (e as Error).message } };
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * Wire protocol between the LD_PRELOAD shim (native/sim/sev_preload.c) / SimClient
+ * and the simulator daemon: length-prefixed frames (u32 LE length + body).
+ * Body layouts are documented at the top of sev_preload.c; the first byte is
+ * the message type.
+ */
+import { SevkitError } from '../errors.js';
+import type { IoctlReply, IoctlRequest } from './platform.js';
+
+export const MSG_OPEN = 1;
+export const MSG_IOCTL = 2;
+/** JSON request from SimClient (guest launch commands, control). */
+export const MSG_JSON = 3;
+
+export const MAX_FRAME = 1 << 20;
+/** JSON messages carry guest memory images (OVMF); allow more. */
+export const MAX_JSON_FRAME = 256 << 20;
+
+export class SimProtocolError extends SevkitError {
+  constructor(message: string) {
+    super('ERR_SIM_PROTOCOL', message);
+  }
+}
+
+/** Splits a byte stream into frames; throws on an oversized frame. */
+export class FrameReader {
+  private buf: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly maxFrame = MAX_JSON_FRAME) {}
+
+  push(chunk: Buffer): Buffer[] {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    const frames: Buffer[] = [];
+    while (this.buf.length >= 4) {
+      const len = this.buf.readUInt32LE(0);
+      if (len > this.maxFrame) throw new SimProtocolError(`frame of ${len} bytes exceeds the ${this.maxFrame}-byte limit`);
+      if (this.buf.length < 4 + len) break;
+      frames.push(this.buf.subarray(4, 4 + len));
+      this.buf = this.buf.subarray(4 + len);
+    }
+    return frames;
+  }
+}
+
+export function frame(body: Buffer): Buffer {
+  const hdr = Buffer.alloc(4);
+  hdr.writeUInt32LE(body.length);
+  return Buffer.concat([hdr, body]);
+}
+
+export interface OpenRequest {
+  accmode: number;
+  path: string;
+}
+
+export function decodeOpen(body: Buffer): OpenRequest {
+  if (body.length < 4 || body[0] !== MSG_OPEN) throw new SimProtocolError('malformed OPEN request');
+  const len = body.readUInt16LE(2);
+  if (body.length !== 4 + len) throw new SimProtocolError('OPEN request path length mismatch');
+  return { accmode: body[1]! & 3, path: body.subarray(4).toString('utf8') };
+}
+
+export function encodeOpenReply(errno: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(errno);
+  return b;
+}
+
+/** Decodes an IOCTL request; every length is checked against the body. */
+export function decodeIoctl(body: Buffer): IoctlRequest {
+  let off = 0;
+  const need = (n: number) => {
+    if (body.length - off < n) throw new SimProtocolError('truncated IOCTL request');
+  };
+  need(12);
+  if (body[0] !== MSG_IOCTL) throw new SimProtocolError('not an IOCTL request');
+  const writable = body[1] === 1;
+  const dataNull = body[2] === 1;
+  const cmd = body.readUInt32LE(4);
+  const structLen = body.readUInt32LE(8);
+  off = 12;
+  if (structLen > 128) throw new SimProtocolError('IOCTL struct too large');
+  need(structLen);
+  const struct = Buffer.from(body.subarray(off, off + structLen));
+  off += structLen;
+  need(4);
+  const nblobs = body.readUInt32LE(off);
+  off += 4;
+  if (nblobs > 2) throw new SimProtocolError('too many IOCTL blobs');
+  const blobs: (Buffer | null)[] = [];
+  for (let i = 0; i < nblobs; i++) {
+    need(5);
+    const present = body[off] === 1;
+    const len = body.readUInt32LE(off + 1);
+    off += 5;
+    need(len);
+    blobs.push(present ? Buffer.from(body.subarray(off, off + len)) : null);
+    off += len;
+  }
+  if (off !== body.length) throw new SimProtocolError('trailing bytes in IOCTL request');
+  return { cmd, writable, dataNull, struct, blobs };
+}
+
+export function encodeIoctlReply(r: IoctlReply): Buffer {
+  const parts: Buffer[] = [];
+  const head = Buffer.alloc(16);
+  head.writeInt32LE(r.errno, 0);
+  head[4] = r.errorSet ? 1 : 0;
+  head.writeUInt32LE(r.fwError >>> 0, 8);
+  head.writeUInt32LE(r.struct.length, 12);
+  parts.push(head, r.struct);
+  const n = Buffer.alloc(4);
+  n.writeUInt32LE(r.outs.length);
+  parts.push(n);
+  for (const o of r.outs) {
+    const h = Buffer.alloc(12);
+    h.writeUInt32LE(o.addrOff, 0);
+    h.writeUInt32LE(o.lenOff, 4);
+    h.writeUInt32LE(o.data.length, 8);
+    parts.push(h, o.data);
+  }
+  return Buffer.concat(parts);
+}
+
+/** JSON messages: type byte 3, then UTF-8 JSON. Binary fields travel as base64 strings. */
+export function encodeJson(value: unknown): Buffer {
+  return Buffer.concat([Buffer.from([MSG_JSON]), Buffer.from(JSON.stringify(value), 'utf8')]);
+}
+
+export function decodeJson(body: Buffer): unknown {
+  if (body[0] !== MSG_JSON) throw new SimProtocolError('not a JSON message');
+  try {
+    return JSON.parse(body.subarray(1).toString('utf8'));
+  } catch {
+    throw new SimProtocolError('malformed JSON message');
+  }
+}

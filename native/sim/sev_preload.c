@@ -1,0 +1,599 @@
+/*
+ * sev_preload.c - LD_PRELOAD interposer that routes /dev/sev to the sevkit
+ * software SEV platform (simulator daemon).
+ *
+ * THIS IS A TEST PLATFORM. Nothing that happens through this shim proves
+ * anything about real AMD hardware.
+ *
+ * What it does: open()/openat() of the simulated device path (default /dev/sev,
+ * or $SEVKIT_SIM_DEVICE) connects a UNIX stream socket to $SEVKIT_SIM_SOCKET and
+ * hands that socket back as the "device" fd. ioctl(fd, SEV_ISSUE_CMD, ...) on
+ * such an fd marshals the command struct and the user buffers it points to,
+ * the daemon's firmware/driver model answers, and the shim copies results back
+ * the way the kernel's copy_to_user would, never writing past the caller's own
+ * lengths. Every other path, fd and request goes straight to libc.
+ *
+ * Wire format (all integers little-endian; each message is u32 length + body):
+ *   OPEN  req : u8 type=1, u8 accmode (O_ACCMODE value), u16 path_len, path
+ *         rep : i32 errno (0 = opened)
+ *   IOCTL req : u8 type=2, u8 writable, u8 data_null, u8 0, u32 cmd,
+ *               u32 struct_len, struct bytes,
+ *               u32 nblobs, nblobs x { u8 present, u32 len, bytes }
+ *         rep : i32 errno (0 = ioctl returns 0), u8 error_set, u8[3] 0,
+ *               u32 fw_error, u32 struct_len, struct bytes,
+ *               u32 nout, nout x { u32 addr_off, u32 len_off, u32 len, bytes }
+ * The daemon names output blobs by the offsets of their address/length fields
+ * inside the command struct; the shim accepts only the offsets that command
+ * really has (table below), so a confused daemon cannot make it write anywhere
+ * the caller did not point.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../include/sev_uapi.h"
+
+#define SHIM_EXPORT __attribute__((visibility("default")))
+
+/* Largest reply we accept: struct (<=128) + GET_ID2 id + PDH export blobs. */
+#define SHIM_MAX_FRAME (1u << 20)
+/* Most simulated devices one process keeps open at once. */
+#define SHIM_MAX_FDS 256
+/* Mirrors the kernel's default psp_cmd_timeout (100 s). */
+#define SHIM_TIMEOUT_SEC 100
+
+typedef int (*open_fn)(const char *, int, ...);
+typedef int (*openat_fn)(int, const char *, int, ...);
+typedef int (*open2_fn)(const char *, int);
+typedef int (*openat2_fn)(int, const char *, int);
+typedef int (*ioctl_fn)(int, unsigned long, ...);
+typedef int (*close_fn)(int);
+
+static open_fn real_open, real_open64;
+static openat_fn real_openat, real_openat64;
+static open2_fn real___open_2, real___open64_2;
+static openat2_fn real___openat_2, real___openat64_2;
+static ioctl_fn real_ioctl;
+static close_fn real_close;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void resolve_symbols(void)
+{
+	real_open = (open_fn)dlsym(RTLD_NEXT, "open");
+	real_open64 = (open_fn)dlsym(RTLD_NEXT, "open64");
+	real_openat = (openat_fn)dlsym(RTLD_NEXT, "openat");
+	real_openat64 = (openat_fn)dlsym(RTLD_NEXT, "openat64");
+	real___open_2 = (open2_fn)dlsym(RTLD_NEXT, "__open_2");
+	real___open64_2 = (open2_fn)dlsym(RTLD_NEXT, "__open64_2");
+	real___openat_2 = (openat2_fn)dlsym(RTLD_NEXT, "__openat_2");
+	real___openat64_2 = (openat2_fn)dlsym(RTLD_NEXT, "__openat64_2");
+	real_ioctl = (ioctl_fn)dlsym(RTLD_NEXT, "ioctl");
+	real_close = (close_fn)dlsym(RTLD_NEXT, "close");
+}
+
+static void init_once(void) { pthread_once(&g_once, resolve_symbols); }
+
+/* ---- table of simulated fds --------------------------------------------- */
+
+enum { SLOT_FREE = 0, SLOT_OPEN = 1, SLOT_CLOSING = 2 };
+
+struct slot {
+	int fd;
+	int writable;
+	int state;
+	unsigned inflight;   /* threads holding a reference (guarded by g_tab) */
+	pthread_mutex_t io;  /* one request at a time per fd */
+};
+
+static pthread_mutex_t g_tab = PTHREAD_MUTEX_INITIALIZER;
+static struct slot g_slots[SHIM_MAX_FDS];
+static int g_slots_ready;
+static int g_open_count; /* atomic fast path: 0 means no simulated fd exists */
+
+static void slots_init_locked(void)
+{
+	if (g_slots_ready) return;
+	for (int i = 0; i < SHIM_MAX_FDS; i++) {
+		g_slots[i].fd = -1;
+		g_slots[i].state = SLOT_FREE;
+		g_slots[i].inflight = 0;
+		pthread_mutex_init(&g_slots[i].io, NULL);
+	}
+	g_slots_ready = 1;
+}
+
+static struct slot *slot_acquire(int fd)
+{
+	if (fd < 0 || __atomic_load_n(&g_open_count, __ATOMIC_ACQUIRE) == 0) return NULL;
+	struct slot *found = NULL;
+	pthread_mutex_lock(&g_tab);
+	if (g_slots_ready) {
+		for (int i = 0; i < SHIM_MAX_FDS; i++) {
+			if (g_slots[i].state == SLOT_OPEN && g_slots[i].fd == fd) {
+				found = &g_slots[i];
+				found->inflight++;
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&g_tab);
+	return found;
+}
+
+static void slot_release(struct slot *s)
+{
+	pthread_mutex_lock(&g_tab);
+	s->inflight--;
+	if (s->state == SLOT_CLOSING && s->inflight == 0) {
+		s->state = SLOT_FREE;
+		s->fd = -1;
+	}
+	pthread_mutex_unlock(&g_tab);
+}
+
+/* ---- byte helpers -------------------------------------------------------- */
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | ((uint64_t)get_u32(p + 4) << 32); }
+
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR) continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Returns 0, or -1 with errno (EOF is reported as ECONNRESET). */
+static int read_all(int fd, uint8_t *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = recv(fd, buf, len, 0);
+		if (n == 0) { errno = ECONNRESET; return -1; }
+		if (n < 0) {
+			if (errno == EINTR) continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int send_frame(int fd, const uint8_t *body, uint32_t len)
+{
+	uint8_t hdr[4];
+	put_u32(hdr, len);
+	if (write_all(fd, hdr, 4) < 0) return -1;
+	return write_all(fd, body, len);
+}
+
+/* Reads one frame into a malloc'd buffer. */
+static uint8_t *recv_frame(int fd, uint32_t *len_out)
+{
+	uint8_t hdr[4];
+	if (read_all(fd, hdr, 4) < 0) return NULL;
+	uint32_t len = get_u32(hdr);
+	if (len > SHIM_MAX_FRAME) { errno = EPROTO; return NULL; }
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf) { errno = ENOMEM; return NULL; }
+	if (read_all(fd, buf, len) < 0) { int e = errno; free(buf); errno = e; return NULL; }
+	*len_out = len;
+	return buf;
+}
+
+/* Daemon unreachable or talking nonsense: the device is gone, as far as the
+ * caller can tell. Timeouts keep their own meaning. */
+static int transport_errno(int e)
+{
+	if (e == EAGAIN || e == EWOULDBLOCK) return ETIMEDOUT;
+	if (e == ENOMEM) return ENOMEM;
+	return ENODEV;
+}
+
+/* ---- open ----------------------------------------------------------------- */
+
+static int is_sim_path(const char *path)
+{
+	if (!path || path[0] != '/') return 0;
+	const char *sock = getenv("SEVKIT_SIM_SOCKET");
+	if (!sock || !sock[0]) return 0;
+	const char *dev = getenv("SEVKIT_SIM_DEVICE");
+	if (!dev || !dev[0]) dev = "/dev/sev";
+	return strcmp(path, dev) == 0;
+}
+
+static int sim_open(const char *path, int flags)
+{
+	const char *sock_path = getenv("SEVKIT_SIM_SOCKET");
+	struct sockaddr_un addr;
+	size_t plen = strlen(sock_path);
+	if (plen >= sizeof(addr.sun_path)) { errno = ENAMETOOLONG; return -1; }
+	memset(&addr, 0, sizeof(addr));
+	addr.sun_family = AF_UNIX;
+	memcpy(addr.sun_path, sock_path, plen + 1);
+
+	int type = SOCK_STREAM;
+	if (flags & O_CLOEXEC) type |= SOCK_CLOEXEC;
+	int fd = socket(AF_UNIX, type, 0);
+	if (fd < 0) return -1;
+	struct timeval tv = { SHIM_TIMEOUT_SEC, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	int rc;
+	do {
+		rc = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+	} while (rc < 0 && errno == EINTR);
+	if (rc < 0) { real_close(fd); errno = ENODEV; return -1; }
+
+	size_t path_len = strlen(path);
+	if (path_len > 4096) { real_close(fd); errno = ENAMETOOLONG; return -1; }
+	uint8_t req[4 + 4096];
+	req[0] = 1;
+	req[1] = (uint8_t)(flags & O_ACCMODE);
+	req[2] = (uint8_t)path_len;
+	req[3] = (uint8_t)(path_len >> 8);
+	memcpy(req + 4, path, path_len);
+	uint32_t rlen = 0;
+	uint8_t *rep = NULL;
+	if (send_frame(fd, req, (uint32_t)(4 + path_len)) < 0 || !(rep = recv_frame(fd, &rlen)) || rlen < 4) {
+		int e = transport_errno(errno);
+		free(rep);
+		real_close(fd);
+		errno = e;
+		return -1;
+	}
+	int32_t err = (int32_t)get_u32(rep);
+	free(rep);
+	if (err != 0) { real_close(fd); errno = err; return -1; }
+
+	pthread_mutex_lock(&g_tab);
+	slots_init_locked();
+	struct slot *s = NULL;
+	for (int i = 0; i < SHIM_MAX_FDS; i++) {
+		if (g_slots[i].state == SLOT_FREE) { s = &g_slots[i]; break; }
+	}
+	if (!s) {
+		pthread_mutex_unlock(&g_tab);
+		real_close(fd);
+		errno = EMFILE;
+		return -1;
+	}
+	s->fd = fd;
+	s->writable = (flags & O_ACCMODE) != O_RDONLY;
+	s->state = SLOT_OPEN;
+	s->inflight = 0;
+	__atomic_add_fetch(&g_open_count, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&g_tab);
+	return fd;
+}
+
+#define OPEN_MODE_ARG(flags, mode)                                  \
+	mode_t mode = 0;                                                \
+	if ((flags) & (O_CREAT | O_TMPFILE)) {                          \
+		va_list ap;                                                 \
+		va_start(ap, flags);                                        \
+		mode = (mode_t)va_arg(ap, int);                             \
+		va_end(ap);                                                 \
+	}
+
+SHIM_EXPORT int open(const char *path, int flags, ...)
+{
+	init_once();
+	OPEN_MODE_ARG(flags, mode);
+	if (is_sim_path(path)) return sim_open(path, flags);
+	return real_open(path, flags, mode);
+}
+
+SHIM_EXPORT int open64(const char *path, int flags, ...)
+{
+	init_once();
+	OPEN_MODE_ARG(flags, mode);
+	if (is_sim_path(path)) return sim_open(path, flags);
+	return (real_open64 ? real_open64 : real_open)(path, flags, mode);
+}
+
+SHIM_EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+	init_once();
+	OPEN_MODE_ARG(flags, mode);
+	if (is_sim_path(path)) return sim_open(path, flags);
+	return real_openat(dirfd, path, flags, mode);
+}
+
+SHIM_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+	init_once();
+	OPEN_MODE_ARG(flags, mode);
+	if (is_sim_path(path)) return sim_open(path, flags);
+	return (real_openat64 ? real_openat64 : real_openat)(dirfd, path, flags, mode);
+}
+
+SHIM_EXPORT int __open_2(const char *path, int flags)
+{
+	init_once();
+	if (is_sim_path(path)) return sim_open(path, flags);
+	return real___open_2 ? real___open_2(path, flags) : real_open(path, flags);
+}
+
+SHIM_EXPORT int __open64_2(const char *path, int flags)
+{
+	init_once();
+	if (is_sim_path(path)) return sim_open(path, flags);
+	return real___open64_2 ? real___open64_2(path, flags) : real_open(path, flags);
+}
+
+SHIM_EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+	init_once();
+	if (is_sim_path(path)) return sim_open(path, flags);
+	return real___openat_2 ? real___openat_2(dirfd, path, flags) : real_openat(dirfd, path, flags);
+}
+
+SHIM_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+	init_once();
+	if (is_sim_path(path)) return sim_open(path, flags);
+	return real___openat64_2 ? real___openat64_2(dirfd, path, flags) : real_openat(dirfd, path, flags);
+}
+
+/* ---- close ---------------------------------------------------------------- */
+
+SHIM_EXPORT int close(int fd)
+{
+	init_once();
+	struct slot *s = NULL;
+	if (fd >= 0 && __atomic_load_n(&g_open_count, __ATOMIC_ACQUIRE) > 0) {
+		pthread_mutex_lock(&g_tab);
+		if (g_slots_ready) {
+			for (int i = 0; i < SHIM_MAX_FDS; i++) {
+				if (g_slots[i].state == SLOT_OPEN && g_slots[i].fd == fd) {
+					s = &g_slots[i];
+					s->state = SLOT_CLOSING;
+					s->inflight++; /* keep the slot ours until the fd is really closed */
+					__atomic_sub_fetch(&g_open_count, 1, __ATOMIC_RELEASE);
+					break;
+				}
+			}
+		}
+		pthread_mutex_unlock(&g_tab);
+	}
+	if (!s) return real_close(fd);
+	/* Like the kernel keeping the file alive for a running ioctl: wait for it. */
+	pthread_mutex_lock(&s->io);
+	int rc = real_close(fd);
+	int e = errno;
+	pthread_mutex_unlock(&s->io);
+	slot_release(s);
+	errno = e;
+	return rc;
+}
+
+/* ---- ioctl ---------------------------------------------------------------- */
+
+struct blob_field { uint32_t addr_off, len_off; };
+
+struct cmd_layout {
+	uint32_t struct_size;   /* bytes at data */
+	int copy_in;            /* the kernel copy_from_user()s the struct */
+	int nin;                /* input blobs (PEK_CERT_IMPORT) */
+	struct blob_field in[2];
+	int nout;               /* output blobs the driver may copy_to_user */
+	struct blob_field out[2];
+};
+
+static const struct cmd_layout *layout_for(uint32_t cmd)
+{
+	static const struct cmd_layout none = { 0, 0, 0, { { 0, 0 } }, 0, { { 0, 0 } } };
+	static const struct cmd_layout status = { sizeof(struct sevkit_user_data_status), 0, 0, { { 0, 0 } }, 0, { { 0, 0 } } };
+	static const struct cmd_layout pek_csr = {
+		sizeof(struct sevkit_user_data_pek_csr), 1, 0, { { 0, 0 } }, 1,
+		{ { offsetof(struct sevkit_user_data_pek_csr, address), offsetof(struct sevkit_user_data_pek_csr, length) } } };
+	static const struct cmd_layout pdh_export = {
+		sizeof(struct sevkit_user_data_pdh_cert_export), 1, 0, { { 0, 0 } }, 2,
+		{ { offsetof(struct sevkit_user_data_pdh_cert_export, pdh_cert_address),
+		    offsetof(struct sevkit_user_data_pdh_cert_export, pdh_cert_len) },
+		  { offsetof(struct sevkit_user_data_pdh_cert_export, cert_chain_address),
+		    offsetof(struct sevkit_user_data_pdh_cert_export, cert_chain_len) } } };
+	static const struct cmd_layout pek_import = {
+		sizeof(struct sevkit_user_data_pek_cert_import), 1, 2,
+		{ { offsetof(struct sevkit_user_data_pek_cert_import, pek_cert_address),
+		    offsetof(struct sevkit_user_data_pek_cert_import, pek_cert_len) },
+		  { offsetof(struct sevkit_user_data_pek_cert_import, oca_cert_address),
+		    offsetof(struct sevkit_user_data_pek_cert_import, oca_cert_len) } }, 0, { { 0, 0 } } };
+	static const struct cmd_layout get_id = { sizeof(struct sevkit_user_data_get_id), 0, 0, { { 0, 0 } }, 0, { { 0, 0 } } };
+	static const struct cmd_layout get_id2 = {
+		sizeof(struct sevkit_user_data_get_id2), 1, 0, { { 0, 0 } }, 1,
+		{ { offsetof(struct sevkit_user_data_get_id2, address), offsetof(struct sevkit_user_data_get_id2, length) } } };
+	static const struct cmd_layout snp_status = { sizeof(struct sevkit_user_data_snp_status), 0, 0, { { 0, 0 } }, 0, { { 0, 0 } } };
+	static const struct cmd_layout snp_config = { sizeof(struct sevkit_user_data_snp_config), 1, 0, { { 0, 0 } }, 0, { { 0, 0 } } };
+	/* The wrapped VLEK is read by the driver; sent as an input blob of fixed size. */
+	static const struct cmd_layout vlek = { sizeof(struct sevkit_user_data_snp_vlek_load), 1, 0, { { 0, 0 } }, 0, { { 0, 0 } } };
+
+	switch (cmd) {
+	case SEVKIT_PLATFORM_STATUS: return &status;
+	case SEVKIT_PEK_CSR: return &pek_csr;
+	case SEVKIT_PDH_CERT_EXPORT: return &pdh_export;
+	case SEVKIT_PEK_CERT_IMPORT: return &pek_import;
+	case SEVKIT_GET_ID: return &get_id;
+	case SEVKIT_GET_ID2: return &get_id2;
+	case SEVKIT_SNP_PLATFORM_STATUS: return &snp_status;
+	case SEVKIT_SNP_SET_CONFIG: return &snp_config;
+	case SEVKIT_SNP_VLEK_LOAD: return &vlek;
+	default: return &none;
+	}
+}
+
+/* One request/response exchange; returns the ioctl result with errno set. */
+static int sim_ioctl(struct slot *s, struct sevkit_issue_cmd *argp)
+{
+	struct sevkit_issue_cmd cmd;
+	memcpy(&cmd, argp, sizeof(cmd));
+	const struct cmd_layout *lay = layout_for(cmd.cmd);
+	uint8_t *data = (uint8_t *)(uintptr_t)cmd.data;
+	uint8_t orig[128];
+	memset(orig, 0, sizeof(orig));
+	uint32_t in_len = 0;
+	if (lay->copy_in && data) {
+		memcpy(orig, data, lay->struct_size);
+		in_len = lay->struct_size;
+	}
+
+	/* Request size: header + struct + blobs (each at most the driver limit). */
+	size_t cap = 12 + in_len + 4 + 2 * (5 + SEVKIT_FW_BLOB_MAX_SIZE);
+	uint8_t *req = malloc(cap);
+	if (!req) { errno = ENOMEM; return -1; }
+	size_t off = 0;
+	req[off++] = 2;
+	req[off++] = (uint8_t)(s->writable ? 1 : 0);
+	req[off++] = (uint8_t)(data ? 0 : 1);
+	req[off++] = 0;
+	put_u32(req + off, cmd.cmd); off += 4;
+	put_u32(req + off, in_len); off += 4;
+	memcpy(req + off, orig, in_len); off += in_len;
+	uint32_t nblobs = (lay->copy_in && data) ? (uint32_t)lay->nin : 0;
+	put_u32(req + off, nblobs); off += 4;
+	for (uint32_t i = 0; i < nblobs; i++) {
+		uint64_t addr = get_u64(orig + lay->in[i].addr_off);
+		uint32_t len = get_u32(orig + lay->in[i].len_off);
+		/* psp_copy_user_blob(): no address, zero or oversized length is the
+		 * daemon's EINVAL to report; we only copy what the driver would. */
+		int present = addr != 0 && len != 0 && len <= SEVKIT_FW_BLOB_MAX_SIZE;
+		req[off++] = (uint8_t)present;
+		put_u32(req + off, present ? len : 0); off += 4;
+		if (present) {
+			memcpy(req + off, (const void *)(uintptr_t)addr, len);
+			off += len;
+		}
+	}
+
+	int rc = send_frame(s->fd, req, (uint32_t)off);
+	free(req);
+	if (rc < 0) { errno = transport_errno(errno); return -1; }
+	uint32_t rlen = 0;
+	uint8_t *rep = recv_frame(s->fd, &rlen);
+	if (!rep) { errno = transport_errno(errno); return -1; }
+
+	int result = -1;
+	int err = EPROTO;
+	size_t p = 0;
+	if (rlen < 16) goto bad;
+	int32_t rep_errno = (int32_t)get_u32(rep);
+	int error_set = rep[4];
+	uint32_t fw_error = get_u32(rep + 8);
+	uint32_t out_struct_len = get_u32(rep + 12);
+	p = 16;
+	if (out_struct_len > lay->struct_size || rlen - p < out_struct_len) goto bad;
+	const uint8_t *out_struct = rep + p;
+	p += out_struct_len;
+	if (rlen - p < 4) goto bad;
+	uint32_t nout = get_u32(rep + p);
+	p += 4;
+	if (nout > (uint32_t)lay->nout) goto bad;
+
+	/* Validate the whole reply before touching caller memory. */
+	size_t scan = p;
+	for (uint32_t i = 0; i < nout; i++) {
+		if (rlen - scan < 12) goto bad;
+		uint32_t ao = get_u32(rep + scan), lo = get_u32(rep + scan + 4), bl = get_u32(rep + scan + 8);
+		int known = 0;
+		for (int k = 0; k < lay->nout; k++)
+			if (lay->out[k].addr_off == ao && lay->out[k].len_off == lo) known = 1;
+		if (!known) goto bad;
+		scan += 12;
+		if (rlen - scan < bl) goto bad;
+		scan += bl;
+	}
+
+	if (error_set) argp->error = fw_error;
+	err = rep_errno;
+	result = rep_errno == 0 ? 0 : -1;
+	if (out_struct_len > 0) {
+		if (!data) {
+			if (result == 0) { err = EFAULT; result = -1; }
+		} else {
+			memcpy(data, out_struct, out_struct_len);
+		}
+	}
+	for (uint32_t i = 0; i < nout && data; i++) {
+		uint32_t ao = get_u32(rep + p), lo = get_u32(rep + p + 4), bl = get_u32(rep + p + 8);
+		p += 12;
+		uint64_t addr = get_u64(orig + ao);
+		uint32_t cap_len = get_u32(orig + lo); /* what the caller said it has room for */
+		uint32_t n = bl < cap_len ? bl : cap_len;
+		if (addr && n) memcpy((void *)(uintptr_t)addr, rep + p, n);
+		p += bl;
+	}
+	free(rep);
+	errno = err;
+	return result;
+bad:
+	free(rep);
+	errno = EPROTO;
+	return -1;
+}
+
+SHIM_EXPORT int ioctl(int fd, unsigned long request, ...)
+{
+	init_once();
+	va_list ap;
+	va_start(ap, request);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+
+	struct slot *s = slot_acquire(fd);
+	if (!s) return real_ioctl(fd, request, arg);
+
+	int rc;
+	int e;
+	pthread_mutex_lock(&s->io);
+	if (s->state != SLOT_OPEN) {
+		rc = -1;
+		e = EBADF;
+	} else if (request != SEVKIT_SEV_ISSUE_CMD) {
+		/* The driver has exactly one ioctl. */
+		rc = -1;
+		e = EINVAL;
+	} else if (!arg) {
+		rc = -1;
+		e = EFAULT;
+	} else {
+		struct sevkit_issue_cmd *argp = (struct sevkit_issue_cmd *)arg;
+		if (argp->cmd > SEVKIT_SEV_MAX) {
+			rc = -1;
+			e = EINVAL;
+		} else {
+			rc = sim_ioctl(s, argp);
+			e = errno;
+		}
+	}
+	pthread_mutex_unlock(&s->io);
+	slot_release(s);
+	errno = e;
+	return rc;
+}
