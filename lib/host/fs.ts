@@ -29,6 +29,8 @@
  *   proc/cmdline                            kernel command line, e.g.
  *                                           "BOOT_IMAGE=/vmlinuz-6.12 root=/dev/sda1 ro mem_encrypt=on kvm_amd.sev=1 kvm_amd.sev_es=1 kvm_amd.sev_snp=1\n"
  *                                           (only used to explain a failure, e.g. mem_encrypt=off)
+ *   proc/sys/kernel/osrelease               optional, e.g. "6.12.0-sim\n" (kernel release shown in reports)
+ *   proc/cpuinfo                            optional; only read when neither SEVKIT_CPUID nor the addon gives CPUID
  *
  * CPUID comes from SEVKIT_CPUID (see cpuid.ts), with these leaves (all `:0` subleaf):
  *   0x0         [maxLeaf, 0x68747541, 0x444d4163, 0x69746e65] = EAX, EBX "Auth", ECX "cAMD", EDX "enti"
@@ -63,6 +65,8 @@ export const HOST_PATHS = {
   msrCpu0: '/dev/cpu/0/msr',
   limits: '/proc/self/limits',
   cmdline: '/proc/cmdline',
+  osrelease: '/proc/sys/kernel/osrelease',
+  cpuinfo: '/proc/cpuinfo',
 } as const;
 
 /** SYSCFG MSR number; also its byte offset in /dev/cpu/N/msr. */
@@ -108,12 +112,30 @@ export type Read<T> = { ok: true; value: T } | { ok: false; error: IoFailure };
  * Synchronous on purpose: every read is a tiny sysfs/procfs file, and sync reads
  * keep sev-status free of event-loop overhead at start-up.
  */
+export interface HostFsOptions {
+  /**
+   * Test seam: refuse open() of a logical path for reading and/or writing with an errno code,
+   * as a non-root user would see it (tests often run as root, which bypasses mode bits).
+   */
+  deny?: Record<string, { read?: string; write?: string }>;
+}
+
 export class HostFs {
   readonly root: string;
+  readonly #deny: NonNullable<HostFsOptions['deny']>;
 
-  constructor(root?: string) {
+  constructor(root?: string, options: HostFsOptions = {}) {
     const r = root ?? process.env.SEVKIT_HOST_ROOT ?? '';
     this.root = r === '/' ? '' : r.replace(/\/+$/, '');
+    this.#deny = options.deny ?? {};
+  }
+
+  #denied(p: string, flags: number): IoFailure | null {
+    const d = this.#deny[p];
+    if (!d) return null;
+    const acc = flags & 3;
+    const code = (acc === fs.constants.O_RDONLY || acc === fs.constants.O_RDWR ? d.read : undefined) ?? (acc !== fs.constants.O_RDONLY ? d.write : undefined);
+    return code ? ioFailure(Object.assign(new Error(code), { code })) : null;
   }
 
   /** Where a logical host path really lives. */
@@ -130,6 +152,8 @@ export class HostFs {
   }
 
   readText(p: string): Read<string> {
+    const denied = this.#denied(p, fs.constants.O_RDONLY);
+    if (denied) return { ok: false, error: denied };
     try {
       return { ok: true, value: fs.readFileSync(this.resolve(p), 'utf8') };
     } catch (e) {
@@ -139,6 +163,8 @@ export class HostFs {
 
   /** open(2) then close: the access test sevctl does for /dev/sev and /dev/kvm. */
   canOpen(p: string, flags: number): Read<true> {
+    const denied = this.#denied(p, flags);
+    if (denied) return { ok: false, error: denied };
     try {
       fs.closeSync(fs.openSync(this.resolve(p), flags));
       return { ok: true, value: true };
@@ -157,6 +183,8 @@ export class HostFs {
 
   /** pread of `len` bytes at `offset` (MSR reads: offset = MSR number). */
   readAt(p: string, offset: number, len: number): Read<Buffer> {
+    const denied = this.#denied(p, fs.constants.O_RDONLY);
+    if (denied) return { ok: false, error: denied };
     let fd: number | undefined;
     try {
       fd = fs.openSync(this.resolve(p), 'r');

@@ -1,0 +1,192 @@
+/**
+ * Writes a fake host (the layout documented at the top of fs.ts) plus a CPUID
+ * JSON file: the simulated EPYC 9004 host by default, or a preset/variant for
+ * tests (Intel, AMD without SEV, Rome, single failures). The simulator's state
+ * dir holds the same layout; keep both in step with fs.ts.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { brandLeaves, cpuidKey, signature, vendorLeaf, type CpuidRegs } from './cpuid.js';
+import { MSR_SYSCFG } from './fs.js';
+
+export type CpuPreset = 'genoa' | 'milan' | 'rome' | 'intel' | 'amd-nosev' | 'ryzen';
+
+interface CpuDef {
+  vendor: string;
+  brand: string;
+  family: number;
+  model: number;
+  stepping: number;
+  maxExt: number;
+  leaf1f: CpuidRegs;
+  syscfg: bigint | null;
+}
+
+/** SYSCFG with bits 18..25 set: MemEncryptionModEn (23), SNPEn (24), VMPLEn (25) and the MTRR/TOM2 bits below. */
+export const GENOA_SYSCFG = 0x3fc0000n;
+
+export const CPU_PRESETS: Record<CpuPreset, CpuDef> = {
+  // The simulated host: EPYC 9004, C-bit 51, reduced-phys-bits 1, 4 VMPLs, 1006 ASIDs, SEV ASIDs from 100.
+  genoa: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 9654 96-Core Processor', family: 0x19, model: 0x11, stepping: 1, maxExt: 0x80000028, leaf1f: [0x0001fdff, 51 | (1 << 6) | (4 << 12), 1006, 100], syscfg: GENOA_SYSCFG },
+  milan: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 7763 64-Core Processor', family: 0x19, model: 0x01, stepping: 1, maxExt: 0x80000023, leaf1f: [0x0001fdff, 51 | (5 << 6) | (4 << 12), 509, 100], syscfg: GENOA_SYSCFG },
+  // Rome without page-flush MSR: reproduces sevctl's documented example output.
+  rome: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 7702 64-Core Processor', family: 0x17, model: 0x31, stepping: 0, maxExt: 0x80000020, leaf1f: [0x0000000b, 47 | (5 << 6), 509, 1], syscfg: 0x840000n },
+  intel: { vendor: 'GenuineIntel', brand: 'Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz', family: 6, model: 0x6a, stepping: 6, maxExt: 0x80000008, leaf1f: [0, 0, 0, 0], syscfg: null },
+  // An AMD EPYC guest or a host with SEV hidden: no 0x8000001F features (like a cloud VM).
+  'amd-nosev': { vendor: 'AuthenticAMD', brand: 'AMD EPYC', family: 0x19, model: 0x01, stepping: 1, maxExt: 0x8000001f, leaf1f: [0, 0, 0, 0], syscfg: 0x40000n },
+  ryzen: { vendor: 'AuthenticAMD', brand: 'AMD Ryzen 9 7950X 16-Core Processor', family: 0x19, model: 0x61, stepping: 2, maxExt: 0x80000028, leaf1f: [0x0001780f, 51 | (1 << 6), 0, 0], syscfg: 0x40000n },
+};
+
+export function cpuidFor(def: CpuDef): Record<string, [number, number, number, number]> {
+  const out: Record<string, [number, number, number, number]> = {};
+  const set = (leaf: number, regs: CpuidRegs) => {
+    out[cpuidKey(leaf)] = [regs[0], regs[1], regs[2], regs[3]];
+  };
+  set(0, vendorLeaf(def.vendor, 0x10));
+  set(0x80000000, [def.maxExt, 0, 0, 0]);
+  set(0x80000001, [def.vendor === 'AuthenticAMD' ? signature(def.family, def.model, def.stepping) : 0, 0, 0, 0]);
+  for (const [leaf, regs] of brandLeaves(def.brand)) set(leaf, regs);
+  if (def.maxExt >= 0x8000001f) set(0x8000001f, def.leaf1f);
+  return out;
+}
+
+export interface OvmfTailOptions {
+  resetBlock?: boolean;
+  secretArea?: boolean;
+  kernelHashes?: boolean;
+  snpMetadata?: boolean;
+}
+
+function guidBytes(g: string): Buffer {
+  const h = g.replace(/-/g, '');
+  const b = Buffer.from(h, 'hex');
+  return Buffer.concat([Buffer.from(b.subarray(0, 4)).reverse(), Buffer.from(b.subarray(4, 6)).reverse(), Buffer.from(b.subarray(6, 8)).reverse(), b.subarray(8)]);
+}
+
+/** A 4 KiB image whose tail carries an OVMF footer GUID table with the chosen SEV entries. */
+export function buildOvmfImage(o: OvmfTailOptions = {}): Buffer {
+  const entry = (guid: string, data: Buffer) => {
+    const len = Buffer.alloc(2);
+    len.writeUInt16LE(data.length + 18);
+    return Buffer.concat([data, len, guidBytes(guid)]);
+  };
+  const u32s = (...v: number[]) => {
+    const b = Buffer.alloc(4 * v.length);
+    v.forEach((x, i) => b.writeUInt32LE(x, i * 4));
+    return b;
+  };
+  const entries: Buffer[] = [];
+  if (o.snpMetadata) entries.push(entry('dc886566-984a-4798-a75e-5585a7bf67cc', u32s(0x400)));
+  if (o.kernelHashes !== undefined) entries.push(entry('7255371f-3a3b-4b04-927b-1da6efa8d454', o.kernelHashes ? u32s(0x810c00, 0x400) : u32s(0, 0)));
+  if (o.secretArea !== undefined) entries.push(entry('4c2eb361-7d9b-4cc3-8081-127c90d3d294', o.secretArea ? u32s(0x810000, 0xc00) : u32s(0, 0)));
+  if (o.resetBlock) entries.push(entry('00f771de-1a7e-4fcb-890e-68c77e2fb44e', u32s(0x80b004)));
+  const body = Buffer.concat(entries);
+  const total = Buffer.alloc(2);
+  total.writeUInt16LE(body.length + 18);
+  const table = Buffer.concat([body, total, guidBytes('96b582de-1fb2-45f7-baea-a366c55a082d'), Buffer.alloc(0x20)]);
+  const img = Buffer.alloc(4096);
+  table.copy(img, img.length - table.length);
+  return img;
+}
+
+export interface HostFixtureSpec {
+  cpu?: CpuPreset;
+  /** Override 0x8000001F registers. */
+  leaf1f?: CpuidRegs;
+  /** Extra/overriding CPUID leaves ("0x...:0" keys). */
+  cpuid?: Record<string, [number, number, number, number]>;
+  /** SYSCFG value; null = no /dev/cpu/0/msr (msr module not loaded). Default: the preset's. */
+  syscfg?: bigint | null;
+  /** kvm_amd: false = module not loaded; per parameter a content string, or null for "no such file". */
+  kvmAmd?: false | { sev?: string | null; sevEs?: string | null; sevSnp?: string | null };
+  /** /dev/sev present (default true). */
+  devSev?: boolean;
+  /** /dev/kvm present (default true). */
+  devKvm?: boolean;
+  /** Memlock soft/hard ("unlimited" or bytes); null = no /proc/self/limits. */
+  memlock?: { soft: string; hard: string } | null;
+  cmdline?: string;
+  osrelease?: string;
+  /** Write bin/qemu-system-x86_64 answering --version with this version; null = none. */
+  qemuVersion?: string | null;
+  /** OVMF images to write under usr/share/OVMF: 'amdsev' (all entries), 'plain' (OvmfX64: reset block + SNP metadata), 'legacy' (no table), 'none'. */
+  ovmf?: 'amdsev' | 'plain' | 'legacy' | 'none';
+}
+
+export interface HostFixture {
+  root: string;
+  cpuidFile: string;
+  /** QEMU stand-in (a shell script) or a path that does not exist. */
+  qemu: string;
+  ovmfDirs: string[];
+}
+
+function write(root: string, rel: string, data: string | Buffer, mode = 0o644): void {
+  const file = path.join(root, rel);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, data, { mode });
+  fs.chmodSync(file, mode);
+}
+
+function limitsText(soft: string, hard: string): string {
+  const row = (name: string, s: string, h: string, unit: string) => `${name.padEnd(26)}${s.padEnd(21)}${h.padEnd(21)}${unit.padEnd(10)}\n`;
+  return (
+    row('Limit', 'Soft Limit', 'Hard Limit', 'Units') +
+    row('Max cpu time', 'unlimited', 'unlimited', 'seconds') +
+    row('Max stack size', '8388608', 'unlimited', 'bytes') +
+    row('Max open files', '1024', '524288', 'files') +
+    row('Max locked memory', soft, hard, 'bytes') +
+    row('Max address space', 'unlimited', 'unlimited', 'bytes')
+  );
+}
+
+/** Write the fake host under `dir` (created). Defaults: the all-green simulated EPYC 9004 host. */
+export function writeHostFixture(dir: string, spec: HostFixtureSpec = {}): HostFixture {
+  const def = CPU_PRESETS[spec.cpu ?? 'genoa'];
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root, { recursive: true });
+
+  const leaves = cpuidFor(spec.leaf1f ? { ...def, leaf1f: spec.leaf1f } : def);
+  Object.assign(leaves, spec.cpuid ?? {});
+  const cpuidFile = path.join(dir, 'cpuid.json');
+  fs.writeFileSync(cpuidFile, `${JSON.stringify(leaves, null, 2)}\n`);
+
+  const syscfg = spec.syscfg === undefined ? def.syscfg : spec.syscfg;
+  if (syscfg !== null) {
+    // Sparse file: only the SYSCFG slot holds data, at offset = MSR number.
+    const file = path.join(root, 'dev/cpu/0/msr');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const fd = fs.openSync(file, 'w', 0o600);
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(syscfg);
+    fs.writeSync(fd, b, 0, 8, MSR_SYSCFG);
+    fs.closeSync(fd);
+  }
+
+  if (spec.kvmAmd !== false) {
+    const p = { sev: 'Y\n', sevEs: 'Y\n', sevSnp: 'Y\n', ...(spec.kvmAmd ?? {}) };
+    fs.mkdirSync(path.join(root, 'sys/module/kvm_amd/parameters'), { recursive: true });
+    if (p.sev !== null) write(root, 'sys/module/kvm_amd/parameters/sev', p.sev);
+    if (p.sevEs !== null) write(root, 'sys/module/kvm_amd/parameters/sev_es', p.sevEs);
+    if (p.sevSnp !== null) write(root, 'sys/module/kvm_amd/parameters/sev_snp', p.sevSnp);
+  }
+  if (spec.devSev !== false) write(root, 'dev/sev', '', 0o660);
+  if (spec.devKvm !== false) write(root, 'dev/kvm', '', 0o660);
+  const memlock = spec.memlock === undefined ? { soft: 'unlimited', hard: 'unlimited' } : spec.memlock;
+  if (memlock) write(root, 'proc/self/limits', limitsText(memlock.soft, memlock.hard));
+  write(root, 'proc/cmdline', `${spec.cmdline ?? 'BOOT_IMAGE=/vmlinuz-6.12.0-sim root=/dev/vda1 ro mem_encrypt=on kvm_amd.sev=1 kvm_amd.sev_es=1 kvm_amd.sev_snp=1'}\n`);
+  write(root, 'proc/sys/kernel/osrelease', `${spec.osrelease ?? '6.12.0-sim'}\n`);
+
+  const qemu = path.join(dir, 'bin/qemu-system-x86_64');
+  const qv = spec.qemuVersion === undefined ? '9.2.0' : spec.qemuVersion;
+  if (qv !== null) {
+    write(dir, 'bin/qemu-system-x86_64', `#!/bin/sh\necho "QEMU emulator version ${qv} (sevkit host fixture)"\necho "Copyright (c) 2003-2024 Fabrice Bellard and the QEMU Project developers"\n`, 0o755);
+  }
+  const ovmfDir = path.join(dir, 'usr/share/OVMF');
+  fs.mkdirSync(ovmfDir, { recursive: true });
+  const ovmf = spec.ovmf ?? 'amdsev';
+  if (ovmf === 'amdsev') fs.writeFileSync(path.join(ovmfDir, 'OVMF.amdsev.fd'), buildOvmfImage({ resetBlock: true, secretArea: true, kernelHashes: true, snpMetadata: true }));
+  if (ovmf === 'plain') fs.writeFileSync(path.join(ovmfDir, 'OVMF_CODE_4M.fd'), buildOvmfImage({ resetBlock: true, secretArea: false, kernelHashes: false, snpMetadata: true }));
+  if (ovmf === 'legacy') fs.writeFileSync(path.join(ovmfDir, 'OVMF_CODE.fd'), Buffer.alloc(4096));
+  return { root, cpuidFile, qemu, ovmfDirs: [ovmfDir] };
+}

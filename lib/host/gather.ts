@@ -1,0 +1,126 @@
+/**
+ * Runs the probes against one environment (a host root, a CPUID source, a
+ * platform) and collects the facts `sevkit ok` and `sev-status` judge.
+ */
+import { HostFs } from './fs.js';
+import { openCpuid, type CpuidReader } from './cpuid.js';
+import {
+  DEFAULT_OVMF_DIRS,
+  probeDevSev,
+  probeFirmware,
+  probeKernel,
+  probeKvm,
+  probeKvmAmd,
+  probeMemlock,
+  probeOvmf,
+  probeQemu,
+  probeSyscfg,
+  type FirmwareFact,
+  type KernelFact,
+  type KvmApiVersionFn,
+  type OvmfFact,
+  type PlatformLike,
+  type QemuFact,
+} from './probes.js';
+import type { OkFacts } from './okTree.js';
+
+export interface HostProbeOptions {
+  /** The host file access to use as is (tests: a HostFs with `deny`). */
+  fs?: HostFs;
+  /** Host root prefixed to /sys, /proc, /dev paths; default SEVKIT_HOST_ROOT, else the real host. */
+  root?: string;
+  /** CPUID JSON file; default SEVKIT_CPUID. */
+  cpuidFile?: string;
+  /** CPUID reader to use as is. */
+  cpuid?: CpuidReader;
+  /** Do not load the native addon for CPUID. */
+  noNative?: boolean;
+  /** KVM_GET_API_VERSION implementation (native); without one the frozen value 12 is reported for an openable node. */
+  kvmApiVersion?: KvmApiVersionFn;
+}
+
+export interface OkHostFacts extends OkFacts {
+  fs: HostFs;
+}
+
+export async function probeOkFacts(opts: HostProbeOptions = {}): Promise<OkHostFacts> {
+  const hfs = opts.fs ?? new HostFs(opts.root);
+  const cpuid = await openCpuid({ file: opts.cpuidFile, reader: opts.cpuid, fs: hfs, noNative: opts.noNative });
+  return {
+    fs: hfs,
+    cpuid,
+    syscfg: probeSyscfg(hfs),
+    kvmAmd: probeKvmAmd(hfs),
+    devSev: probeDevSev(hfs),
+    kvm: await probeKvm(hfs, opts.kvmApiVersion),
+    memlock: probeMemlock(hfs),
+  };
+}
+
+export interface StatusProbeOptions extends HostProbeOptions {
+  /** SEV device for the firmware view; default SEVKIT_DEVICE, else /dev/sev (not prefixed by the root: the simulator's shim answers there). */
+  device?: string;
+  /** Platform to query; null skips the firmware view. Default: lib/platform's SevPlatform on `device`. */
+  platform?: PlatformLike | null;
+  /** QEMU binary; default SEVKIT_QEMU, else qemu-system-x86_64 on PATH. null skips. */
+  qemu?: string | null;
+  /** OVMF directories; default SEVKIT_OVMF_DIRS (':'-separated), else the distribution paths. */
+  ovmfDirs?: string[];
+  /** dpkg status file for the ovmf package version. */
+  dpkgStatus?: string;
+  /** Per firmware command / QEMU timeout in ms. */
+  timeoutMs?: number;
+  /** Effective uid (default process.geteuid()). */
+  euid?: number;
+}
+
+export interface HostFacts extends OkHostFacts {
+  kernel: KernelFact;
+  firmware: FirmwareFact | null;
+  qemu: QemuFact | null;
+  ovmf: OvmfFact;
+  euid: number;
+}
+
+export function defaultDevice(): string {
+  return process.env.SEVKIT_DEVICE || '/dev/sev';
+}
+
+async function defaultPlatform(device: string): Promise<PlatformLike> {
+  // Lazy: the addon is only loaded when the firmware view is wanted.
+  const { SevPlatform } = await import('../platform/platform.js');
+  return new SevPlatform({ device });
+}
+
+export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFacts> {
+  const base = await probeOkFacts(opts);
+  const device = opts.device ?? defaultDevice();
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+
+  const firmwareP: Promise<FirmwareFact | null> = (async () => {
+    if (opts.platform === null) return null;
+    let platform: PlatformLike;
+    try {
+      platform = opts.platform ?? (await defaultPlatform(device));
+    } catch (e) {
+      return { device, status: null, snp: null, error: { code: 'ERR_NO_ADDON', message: `the sevkit native addon could not be loaded: ${(e as Error).message.split('\n')[0]}` } };
+    }
+    return probeFirmware(device, platform, timeoutMs);
+  })();
+  const qemuCmd = opts.qemu === undefined ? process.env.SEVKIT_QEMU || 'qemu-system-x86_64' : opts.qemu;
+  const qemuP = qemuCmd === null ? Promise.resolve(null) : probeQemu(qemuCmd, Math.min(timeoutMs, 5000));
+  const envDirs = process.env.SEVKIT_OVMF_DIRS;
+  const ovmfDirs = opts.ovmfDirs ?? (envDirs ? envDirs.split(':').filter(Boolean) : DEFAULT_OVMF_DIRS);
+
+  const ovmf = probeOvmf(ovmfDirs, opts.dpkgStatus);
+  const kernel = probeKernel(base.fs);
+  const [firmware, qemu] = await Promise.all([firmwareP, qemuP]);
+  return {
+    ...base,
+    kernel,
+    firmware,
+    qemu,
+    ovmf,
+    euid: opts.euid ?? (typeof process.geteuid === 'function' ? process.geteuid() : -1),
+  };
+}

@@ -1,0 +1,573 @@
+/**
+ * `sev-status`: judges the host facts into checks, a verdict per guest type and a
+ * fix for every failure. Pure over HostFacts (gather.ts), so every failure can be
+ * tested from a fixture.
+ *
+ * ── JSON schema "sevkit.sev-status/v1" (`sev-status --json`) ─────────────────
+ * Stable: fields are only ever added; a change in meaning bumps the version.
+ * {
+ *   "schema": "sevkit.sev-status/v1",
+ *   "ready": boolean,                      // verdicts[required].ready; also the exit code (0/1)
+ *   "required": "sev" | "sev-es" | "sev-snp",
+ *   "host": { "root": string,              // "/" or the fake root (SEVKIT_HOST_ROOT)
+ *             "simulated": boolean,        // true when root or CPUID are not the real host's
+ *             "kernel": string | null, "euid": number,
+ *             "cpuidSource": "native" | "file" | "cpuinfo" | "none" },
+ *   "cpu": { "vendor": string, "brand": string, "family": number, "model": number,
+ *            "sme", "sev", "sevEs", "snp", "vmpl", "pageFlush": boolean,
+ *            "cbitpos", "reducedPhysBits", "numVmpls", "maxAsids", "minSevAsid", "sevAsids", "sevEsAsids": number,
+ *            "syscfg": "0x…" | null },       // SYSCFG MSR (hex string) or null when unreadable
+ *   "kvm": { "moduleLoaded": boolean,
+ *            "sev" | "sevEs" | "sevSnp": "enabled" | "disabled" | "missing" | "error",
+ *            "device": { "path": "/dev/kvm", "readable": boolean, "writable": boolean,
+ *                        "apiVersion": number | null, "apiVersionSource": "ioctl" | "assumed" | "none" } },
+ *   "sevDevice": { "path": "/dev/sev", "exists", "readable", "writable": boolean },
+ *   "memlock": { "soft": string | null, "hard": string | null },   // decimal bytes or "unlimited"
+ *   "firmware": null                       // --no-firmware
+ *            | { "device": string, "available": boolean,
+ *                "apiMajor", "apiMinor", "build": number | null, "apiVersion": "M.m" | null,
+ *                "state": "UNINIT" | "INIT" | "WORKING" | null, "owner": "self" | "external" | null,
+ *                "esEnabled": boolean | null, "guestCount": number | null,
+ *                "error": { "code", "message", "fwStatus"?, "fwStatusName"? } | null,
+ *                "snp": { …SNP_PLATFORM_STATUS fields… } | null, "snpError": {…} | null },
+ *   "qemu": null | { "command", "found": boolean, "version": string | null, "banner": string | null, "error": string | null },
+ *   "ovmf": { "dirs": string[], "packageVersion": string | null,
+ *             "images": [{ "path", "size", "guidTable", "sevEsResetBlock", "secretArea", "kernelHashes", "snpMetadata" }] },
+ *   "checks": [{ "id": string,             // stable ids, see CHECK_IDS
+ *                "group": "cpu" | "kernel" | "device" | "firmware" | "userspace" | "limits",
+ *                "title": string, "status": "pass" | "fail" | "warn" | "info" | "skip",
+ *                "detail": string, "fix": string | null,
+ *                "blocks": ("sev" | "sev-es" | "sev-snp")[] }],   // guest types a "fail" makes not ready
+ *   "verdicts": { "sev" | "sev-es" | "sev-snp": { "ready": boolean, "reasons": string[], "fixes": string[] } }
+ * }
+ */
+import { brandString, familyModel, sevLeaf, vendorString } from './cpuid.js';
+import type { HostFacts } from './gather.js';
+import { cmdlineParam, RLIM_INFINITY, SYSCFG_MEM_ENCRYPT, SYSCFG_SNP_EN, versionAtLeast, type FirmwareError, type ParamFact } from './probes.js';
+
+export const STATUS_SCHEMA = 'sevkit.sev-status/v1';
+
+export const GUEST_TYPES = ['sev', 'sev-es', 'sev-snp'] as const;
+export type GuestType = (typeof GUEST_TYPES)[number];
+export const GUEST_LABEL: Record<GuestType, string> = { sev: 'SEV', 'sev-es': 'SEV-ES', 'sev-snp': 'SEV-SNP' };
+
+export type CheckStatus = 'pass' | 'fail' | 'warn' | 'info' | 'skip';
+export type CheckGroup = 'cpu' | 'kernel' | 'device' | 'firmware' | 'userspace' | 'limits';
+
+export interface Check {
+  id: string;
+  group: CheckGroup;
+  title: string;
+  status: CheckStatus;
+  detail: string;
+  fix: string | null;
+  blocks: GuestType[];
+}
+
+/** Firmware API minimums (major.minor as major*1000+minor for comparison). */
+export const MIN_API = {
+  /** GET_ID/GET_ID2 (chip id for the certificate chain) need 0.16, else the kernel returns errno 524. */
+  kernel: { major: 0, minor: 16 },
+  /**
+   * SEV and SEV-ES launches as sevkit verifies them: the launch measurement and the secret
+   * header MAC carry the 0x04‖API‖BUILD prefix from API 0.17 on (kernel-qemu.md §3.3).
+   */
+  sev: { major: 0, minor: 17 },
+  /** SEV-ES additionally needs the firmware configured for ES (PLATFORM_STATUS flags bit 8), checked separately. */
+  sevEs: { major: 0, minor: 17 },
+} as const;
+
+/** Below this soft RLIMIT_MEMLOCK a non-root QEMU cannot pin a typical guest's memory. */
+export const MEMLOCK_WARN_BYTES = 1n << 30n;
+
+export const FIXES = {
+  amdCpu: 'SEV needs an AMD EPYC processor (7001 series or later); run confidential VMs on an AMD EPYC host',
+  epyc: 'SEV is offered by AMD EPYC server processors only (not Ryzen or Threadripper); use an EPYC host',
+  cpuid: 'build the sevkit native addon (npm run build) so CPUID can be read directly; /proc/cpuinfo lacks the C-bit and ASID counts',
+  biosSev: 'BIOS: enable "SMEE" (Secure Memory Encryption) and "SEV Control", set "SEV ASID Count" (AMD CBS > CPU Common Options), then reboot',
+  biosSme: 'BIOS: enable "SMEE" (Secure Memory Encryption Enable) so SYSCFG.MemEncryptionModEn is set, then reboot',
+  biosSevAsids: 'BIOS: set "SEV ASID Count" / "SEV-ES ASID Space Limit" so that some ASIDs remain for plain SEV guests (CPUID 0x8000001F ECX >= EDX), then reboot',
+  biosSevEs: 'BIOS: enable SEV-ES ("SEV-ES ASID Space Limit Control" enabled), then reboot',
+  biosSevEsAsids: 'BIOS: set "SEV-ES ASID Space Limit" above 1 so that ASIDs 1..limit-1 are reserved for SEV-ES/SNP guests, then reboot',
+  biosSnp: 'BIOS: enable "SEV-SNP Support" and "SNP Memory (RMP Table) Coverage", and the IOMMU, then reboot',
+  kvmAmd: 'BIOS: enable SVM (AMD-V); then load the module: modprobe kvm_amd',
+  kernelSev: 'kernel parameters: add "mem_encrypt=on kvm_amd.sev=1" to GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub and reboot (or reload now: modprobe -r kvm_amd && modprobe kvm_amd sev=1)',
+  kernelSevEs: 'kernel parameter: add "kvm_amd.sev_es=1" to GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub and reboot (or: modprobe -r kvm_amd && modprobe kvm_amd sev=1 sev_es=1)',
+  kernelSevSnp: 'kernel parameter: add "kvm_amd.sev_snp=1" to GRUB_CMDLINE_LINUX (with the IOMMU enabled), run update-grub and reboot',
+  kernelSnpTooOld: 'SEV-SNP guests need a host kernel with SNP support (Linux >= 6.11: kvm_amd has a sev_snp parameter); install a newer kernel',
+  devSevMissing: 'the ccp driver creates /dev/sev only when the BIOS enabled SEV: enable SEV in BIOS, then modprobe ccp (dmesg shows "SEV: memory encryption not enabled by BIOS" otherwise)',
+  devSevAccess:
+    'udev rule: echo \'KERNEL=="sev", GROUP="kvm", MODE="0660"\' > /etc/udev/rules.d/60-sev.rules && udevadm control --reload && udevadm trigger --name-match=sev; then add the user to the kvm group: usermod -aG kvm USER (log in again)',
+  kvmAccess: 'add the user to the kvm group: usermod -aG kvm USER and log in again (Debian ships /dev/kvm as root:kvm 0660)',
+  kvmApi: 'KVM answered an unexpected API version: use the distribution kernel\'s KVM modules (KVM_API_VERSION is 12)',
+  memlock:
+    'raise RLIMIT_MEMLOCK (SEV pins all guest memory): "ulimit -l unlimited" in the launching shell, LimitMEMLOCK=infinity in the systemd unit, or "USER - memlock unlimited" in /etc/security/limits.conf (root with CAP_IPC_LOCK is exempt)',
+  addon: 'build the sevkit native addon: npm run build (needs g++, make and python3)',
+  firmwareUpdate: 'update the SEV firmware: install the board vendor\'s latest BIOS, or a newer linux-firmware package (amd/amd_sev_fam*.sbin, loaded by the ccp driver at boot)',
+  firmwareError: 'check dmesg for ccp/SEV errors; update the BIOS / SEV firmware; a PSP that timed out needs a reboot',
+  firmwareTimeout: 'the PSP did not answer: check dmesg for "sev command ... timed out, disabling PSP"; a reboot is needed',
+  firmwareEs: 'the firmware was initialized without SEV-ES: enable SEV-ES in BIOS ("SEV-ES ASID Space Limit" > 1) and load kvm_amd with sev_es=1, then reboot so the platform is initialized with SEV-ES',
+  qemu: 'install QEMU: apt install qemu-system-x86 (or dnf install qemu-kvm), or point SEVKIT_QEMU at the binary',
+  qemuOld: 'SEV guests need QEMU >= 2.12: upgrade qemu-system-x86',
+  qemuEs: 'SEV-ES guests need QEMU >= 6.0: upgrade qemu-system-x86',
+  qemuSnp: 'SEV-SNP guests need QEMU >= 9.1 (sev-snp-guest object): upgrade qemu-system-x86 (e.g. from backports)',
+  ovmf: 'install OVMF: apt install ovmf (or dnf install edk2-ovmf), or list its directory in SEVKIT_OVMF_DIRS',
+  ovmfEs: 'SEV-ES guests need an OVMF with the SEV-ES reset block (edk2 >= 2021.02): upgrade ovmf',
+  ovmfSnp: 'SEV-SNP guests need an OVMF with SEV metadata (edk2 >= 2022.05): upgrade ovmf',
+} as const;
+
+export const CHECK_IDS = [
+  'cpu.vendor',
+  'cpu.epyc',
+  'cpu.cpuid',
+  'cpu.sev',
+  'cpu.sme',
+  'cpu.sev-asids',
+  'cpu.sev-es',
+  'cpu.sev-es-asids',
+  'cpu.snp',
+  'cpu.cbitpos',
+  'kernel.kvm-amd',
+  'kernel.sev',
+  'kernel.sev-es',
+  'kernel.sev-snp',
+  'device.sev',
+  'device.sev-read',
+  'device.sev-write',
+  'device.kvm',
+  'firmware.status',
+  'firmware.api',
+  'firmware.state',
+  'firmware.owner',
+  'firmware.sev-es',
+  'firmware.guests',
+  'firmware.snp',
+  'userspace.qemu',
+  'userspace.qemu-sev-es',
+  'userspace.qemu-sev-snp',
+  'userspace.ovmf',
+  'userspace.ovmf-sev-es',
+  'userspace.ovmf-sev-snp',
+  'limits.memlock',
+] as const;
+
+const ALL: GuestType[] = ['sev', 'sev-es', 'sev-snp'];
+const ES_UP: GuestType[] = ['sev-es', 'sev-snp'];
+const SNP: GuestType[] = ['sev-snp'];
+
+function apiAtLeast(maj: number, min: number, want: { major: number; minor: number }): boolean {
+  return maj > want.major || (maj === want.major && min >= want.minor);
+}
+
+function paramDetail(p: ParamFact, name: string): string {
+  switch (p.state) {
+    case 'enabled':
+      return `kvm_amd ${name}=${p.value}`;
+    case 'disabled':
+      return `kvm_amd ${name}=${p.value} (${p.path})`;
+    case 'error':
+      return `cannot read ${p.path}: ${p.error?.text}`;
+    default:
+      return `${p.path} does not exist`;
+  }
+}
+
+function fwErrorText(e: FirmwareError): string {
+  return e.fwStatusName ? `${e.message} [${e.fwStatusName}]` : e.message;
+}
+
+function fwErrorFix(e: FirmwareError): string {
+  switch (e.code) {
+    case 'ENOENT':
+    case 'ENODEV':
+    case 'ENXIO':
+      return FIXES.devSevMissing;
+    case 'EACCES':
+    case 'EPERM':
+      return FIXES.devSevAccess;
+    case 'ERR_NO_ADDON':
+    case 'ERR_SEVKIT_BINDING':
+      return FIXES.addon;
+    case 'ETIMEDOUT':
+    case 'EBUSY':
+      return FIXES.firmwareTimeout;
+    default:
+      return FIXES.firmwareError;
+  }
+}
+
+function limitText(v: bigint | null): string | null {
+  if (v === null) return null;
+  return v === RLIM_INFINITY ? 'unlimited' : v.toString();
+}
+
+/** Judge every check. Order is the display order. */
+export function evaluateChecks(f: HostFacts): Check[] {
+  const checks: Check[] = [];
+  const add = (c: Omit<Check, 'fix' | 'blocks'> & { fix?: string | null; blocks?: GuestType[] }): Check => {
+    const full: Check = { ...c, fix: c.fix ?? null, blocks: c.blocks ?? [] };
+    if (full.status !== 'fail' && full.status !== 'warn') full.fix = null;
+    if (full.status !== 'fail') full.blocks = [];
+    checks.push(full);
+    return full;
+  };
+  const skipped = (id: string, group: CheckGroup, title: string, why: string) => add({ id, group, title, status: 'skip', detail: why });
+
+  // ── CPU ──
+  const vendor = vendorString(f.cpuid);
+  const brand = brandString(f.cpuid);
+  const { family, model } = familyModel(f.cpuid);
+  const leaf = sevLeaf(f.cpuid);
+  const isAmd = vendor === 'AuthenticAMD';
+  const vendorShown = vendor.replace(/\0/g, '') || 'unknown';
+  add({ id: 'cpu.vendor', group: 'cpu', title: 'AMD CPU', status: isAmd ? 'pass' : 'fail', detail: `${vendorShown}`, fix: FIXES.amdCpu, blocks: ALL });
+  if (isAmd) {
+    const epyc = brand.toUpperCase().includes('EPYC');
+    add({ id: 'cpu.epyc', group: 'cpu', title: 'EPYC processor', status: epyc ? 'pass' : 'fail', detail: `${brand || 'no brand string'} (family 0x${family.toString(16)}, model 0x${model.toString(16)})`, fix: FIXES.epyc, blocks: ALL });
+  } else {
+    skipped('cpu.epyc', 'cpu', 'EPYC processor', 'not an AMD CPU');
+  }
+  if (f.cpuid.source === 'cpuinfo' || f.cpuid.source === 'none') {
+    add({ id: 'cpu.cpuid', group: 'cpu', title: 'CPUID', status: 'warn', detail: `read from /proc/cpuinfo, not CPUID${f.cpuid.note ? ` (${f.cpuid.note})` : ''}`, fix: FIXES.cpuid });
+  } else {
+    add({ id: 'cpu.cpuid', group: 'cpu', title: 'CPUID', status: 'info', detail: f.cpuid.source === 'file' ? `from ${process.env.SEVKIT_CPUID ? 'SEVKIT_CPUID' : 'a CPUID file'} (simulated)` : 'native' });
+  }
+  const sevCpu = isAmd && leaf.sev;
+  if (isAmd) {
+    add({ id: 'cpu.sev', group: 'cpu', title: 'SEV in CPUID', status: leaf.sev ? 'pass' : 'fail', detail: leaf.sev ? 'CPUID 0x8000001F EAX bit 1 set' : 'CPUID 0x8000001F EAX bit 1 clear', fix: FIXES.biosSev, blocks: ALL });
+  } else skipped('cpu.sev', 'cpu', 'SEV in CPUID', 'not an AMD CPU');
+
+  if (!sevCpu) {
+    skipped('cpu.sme', 'cpu', 'Memory encryption enabled (SYSCFG)', 'no SEV');
+  } else if (f.syscfg.value === null) {
+    add({ id: 'cpu.sme', group: 'cpu', title: 'Memory encryption enabled (SYSCFG)', status: 'info', detail: `SYSCFG MSR unreadable (${f.syscfg.error?.text}; needs root and "modprobe msr"); the kernel checks below decide` });
+  } else {
+    const on = (f.syscfg.value & SYSCFG_MEM_ENCRYPT) !== 0n;
+    add({ id: 'cpu.sme', group: 'cpu', title: 'Memory encryption enabled (SYSCFG)', status: on ? 'pass' : 'fail', detail: `SYSCFG 0x${f.syscfg.value.toString(16)}: MemEncryptionModEn (bit 23) ${on ? 'set' : 'clear'}`, fix: FIXES.biosSme, blocks: ALL });
+  }
+  const asidsKnown = f.cpuid.source !== 'cpuinfo' && f.cpuid.source !== 'none';
+  if (!sevCpu) skipped('cpu.sev-asids', 'cpu', 'SEV ASIDs', 'no SEV');
+  else if (!asidsKnown) add({ id: 'cpu.sev-asids', group: 'cpu', title: 'SEV ASIDs', status: 'info', detail: 'unknown without CPUID' });
+  else
+    add({
+      id: 'cpu.sev-asids',
+      group: 'cpu',
+      title: 'SEV ASIDs',
+      status: leaf.sevAsids > 0 ? 'pass' : 'fail',
+      detail: `${leaf.sevAsids} for SEV guests (ASIDs ${leaf.minSevAsid}..${leaf.maxAsids})`,
+      fix: FIXES.biosSevAsids,
+      blocks: ALL,
+    });
+
+  if (!sevCpu) skipped('cpu.sev-es', 'cpu', 'SEV-ES in CPUID', 'no SEV');
+  else add({ id: 'cpu.sev-es', group: 'cpu', title: 'SEV-ES in CPUID', status: leaf.sevEs ? 'pass' : 'fail', detail: `CPUID 0x8000001F EAX bit 3 ${leaf.sevEs ? 'set' : 'clear'}`, fix: FIXES.biosSevEs, blocks: ES_UP });
+  if (!sevCpu || !leaf.sevEs) skipped('cpu.sev-es-asids', 'cpu', 'SEV-ES ASIDs', 'no SEV-ES');
+  else if (!asidsKnown) add({ id: 'cpu.sev-es-asids', group: 'cpu', title: 'SEV-ES ASIDs', status: 'info', detail: 'unknown without CPUID' });
+  else
+    add({
+      id: 'cpu.sev-es-asids',
+      group: 'cpu',
+      title: 'SEV-ES ASIDs',
+      status: leaf.sevEsAsids > 0 ? 'pass' : 'fail',
+      detail: leaf.sevEsAsids > 0 ? `${leaf.sevEsAsids} for SEV-ES/SNP guests (ASIDs 1..${leaf.minSevAsid - 1})` : `none: the minimum SEV ASID is ${leaf.minSevAsid}`,
+      fix: FIXES.biosSevEsAsids,
+      blocks: ES_UP,
+    });
+  if (!sevCpu) skipped('cpu.snp', 'cpu', 'SEV-SNP in CPUID', 'no SEV');
+  else {
+    const msrOk = f.syscfg.value === null || (f.syscfg.value & SYSCFG_SNP_EN) !== 0n;
+    const ok = leaf.snp && msrOk;
+    const detail = !leaf.snp ? 'CPUID 0x8000001F EAX bit 4 clear' : !msrOk ? 'SYSCFG SNPEn (bit 24) clear' : f.syscfg.value === null ? 'CPUID 0x8000001F EAX bit 4 set (SYSCFG unreadable)' : 'CPUID bit 4 and SYSCFG SNPEn set';
+    add({ id: 'cpu.snp', group: 'cpu', title: 'SEV-SNP in CPUID', status: ok ? 'pass' : 'fail', detail, fix: FIXES.biosSnp, blocks: SNP });
+  }
+  if (sevCpu && asidsKnown)
+    add({ id: 'cpu.cbitpos', group: 'cpu', title: 'C-bit position', status: 'info', detail: `${leaf.cbitpos}, physical address reduction ${leaf.reducedPhysBits} (QEMU: cbitpos=${leaf.cbitpos},reduced-phys-bits=1)` });
+  else skipped('cpu.cbitpos', 'cpu', 'C-bit position', sevCpu ? 'unknown without CPUID' : 'no SEV');
+
+  // ── kernel ──
+  const cmd = f.kernel.cmdline;
+  const kernel = f.kernel.release ? `Linux ${f.kernel.release}` : 'the kernel';
+  add({ id: 'kernel.kvm-amd', group: 'kernel', title: 'kvm_amd loaded', status: f.kvmAmd.loaded ? 'pass' : 'fail', detail: f.kvmAmd.loaded ? '/sys/module/kvm_amd present' : '/sys/module/kvm_amd missing', fix: FIXES.kvmAmd, blocks: ALL });
+  const hint = (names: string[]): string => {
+    const found = names.map((n) => [n, cmdlineParam(cmd, n)] as const).filter(([, v]) => v !== undefined);
+    return found.length ? `; kernel command line has ${found.map(([n, v]) => `${n}=${v}`).join(' ')}` : '';
+  };
+  if (!f.kvmAmd.loaded) {
+    skipped('kernel.sev', 'kernel', 'SEV enabled in KVM', 'kvm_amd not loaded');
+    skipped('kernel.sev-es', 'kernel', 'SEV-ES enabled in KVM', 'kvm_amd not loaded');
+    skipped('kernel.sev-snp', 'kernel', 'SEV-SNP enabled in KVM', 'kvm_amd not loaded');
+  } else {
+    const s = f.kvmAmd.sev;
+    add({ id: 'kernel.sev', group: 'kernel', title: 'SEV enabled in KVM', status: s.state === 'enabled' ? 'pass' : 'fail', detail: paramDetail(s, 'sev') + (s.state === 'enabled' ? '' : hint(['mem_encrypt', 'kvm_amd.sev'])), fix: FIXES.kernelSev, blocks: ALL });
+    const e = f.kvmAmd.sevEs;
+    add({ id: 'kernel.sev-es', group: 'kernel', title: 'SEV-ES enabled in KVM', status: e.state === 'enabled' ? 'pass' : 'fail', detail: paramDetail(e, 'sev_es') + (e.state === 'enabled' ? '' : hint(['kvm_amd.sev_es'])), fix: FIXES.kernelSevEs, blocks: ES_UP });
+    const n = f.kvmAmd.sevSnp;
+    add({
+      id: 'kernel.sev-snp',
+      group: 'kernel',
+      title: 'SEV-SNP enabled in KVM',
+      status: n.state === 'enabled' ? 'pass' : 'fail',
+      detail: n.state === 'missing' ? `${kernel} has no kvm_amd sev_snp parameter` : paramDetail(n, 'sev_snp') + (n.state === 'enabled' ? '' : hint(['kvm_amd.sev_snp'])),
+      fix: n.state === 'missing' ? FIXES.kernelSnpTooOld : FIXES.kernelSevSnp,
+      blocks: SNP,
+    });
+  }
+
+  // ── device nodes ──
+  const d = f.devSev;
+  add({ id: 'device.sev', group: 'device', title: '/dev/sev present', status: d.exists ? 'pass' : 'fail', detail: d.exists ? d.path : `${d.path} does not exist`, fix: FIXES.devSevMissing, blocks: ALL });
+  const who = f.euid === 0 ? 'root' : `uid ${f.euid}`;
+  if (!d.exists) {
+    skipped('device.sev-read', 'device', '/dev/sev readable', 'no /dev/sev');
+    skipped('device.sev-write', 'device', '/dev/sev writable', 'no /dev/sev');
+  } else {
+    add({ id: 'device.sev-read', group: 'device', title: '/dev/sev readable', status: d.readable.ok ? 'pass' : 'fail', detail: d.readable.ok ? `by ${who}` : `not by ${who}: ${d.readable.error.text}`, fix: FIXES.devSevAccess, blocks: ALL });
+    add({
+      id: 'device.sev-write',
+      group: 'device',
+      title: '/dev/sev writable',
+      status: d.writable.ok ? 'pass' : 'fail',
+      detail: d.writable.ok ? `by ${who} (QEMU opens it read-write)` : `not by ${who}: ${d.writable.error.text} (QEMU opens it read-write)`,
+      fix: FIXES.devSevAccess,
+      blocks: ALL,
+    });
+  }
+  const k = f.kvm;
+  {
+    const api = k.apiVersion === null ? '' : k.apiSource === 'assumed' ? `API version ${k.apiVersion} (KVM_API_VERSION; ioctl not issued)` : `API version ${k.apiVersion}`;
+    let status: CheckStatus = 'pass';
+    let detail = `${k.path} read-write by ${who}, ${api}`;
+    let fix: string = FIXES.kvmAccess;
+    if (!k.open.ok && k.open.error.code === 'ENOENT') {
+      status = 'fail';
+      detail = `${k.path} does not exist`;
+      fix = FIXES.kvmAmd;
+    } else if (!k.openRw.ok) {
+      status = 'fail';
+      detail = `${k.path} not read-write by ${who}: ${k.openRw.error.text}`;
+    } else if (k.apiVersion === null) {
+      status = 'fail';
+      detail = `KVM_GET_API_VERSION failed: ${k.ioctlError}`;
+      fix = FIXES.kvmApi;
+    } else if (k.apiVersion !== 12) {
+      status = 'fail';
+      detail = `unexpected ${api}`;
+      fix = FIXES.kvmApi;
+    }
+    add({ id: 'device.kvm', group: 'device', title: 'KVM device', status, detail, fix, blocks: ALL });
+  }
+
+  // ── firmware ──
+  const fw = f.firmware;
+  const fwIds: Array<[string, string]> = [
+    ['firmware.api', 'Firmware API version'],
+    ['firmware.state', 'Platform state'],
+    ['firmware.owner', 'Platform owner'],
+    ['firmware.sev-es', 'SEV-ES configured in firmware'],
+    ['firmware.guests', 'Guests'],
+    ['firmware.snp', 'SNP platform status'],
+  ];
+  if (!fw) {
+    skipped('firmware.status', 'firmware', 'PLATFORM_STATUS', 'firmware view disabled (--no-firmware)');
+    for (const [id, t] of fwIds) skipped(id, 'firmware', t, 'firmware view disabled');
+  } else if (!fw.status) {
+    const e = fw.error ?? { code: 'ERR_FIRMWARE', message: 'no answer' };
+    add({ id: 'firmware.status', group: 'firmware', title: 'PLATFORM_STATUS', status: 'fail', detail: `${fw.device}: ${fwErrorText(e)}`, fix: fwErrorFix(e), blocks: ALL });
+    for (const [id, t] of fwIds) skipped(id, 'firmware', t, 'no PLATFORM_STATUS');
+  } else {
+    const s = fw.status;
+    add({ id: 'firmware.status', group: 'firmware', title: 'PLATFORM_STATUS', status: 'pass', detail: `answered on ${fw.device}` });
+    const api = `${s.apiMajor}.${s.apiMinor}`;
+    const failsFor: GuestType[] = [];
+    const needs: string[] = [];
+    if (!apiAtLeast(s.apiMajor, s.apiMinor, MIN_API.kernel)) needs.push(`GET_ID needs >= ${MIN_API.kernel.major}.${MIN_API.kernel.minor}`);
+    if (!apiAtLeast(s.apiMajor, s.apiMinor, MIN_API.sev)) {
+      failsFor.push(...ALL);
+      needs.push(`SEV launch measurement needs >= ${MIN_API.sev.major}.${MIN_API.sev.minor}`);
+    } else if (!apiAtLeast(s.apiMajor, s.apiMinor, MIN_API.sevEs)) {
+      failsFor.push(...ES_UP);
+      needs.push(`SEV-ES needs >= ${MIN_API.sevEs.major}.${MIN_API.sevEs.minor}`);
+    }
+    const apiOk = needs.length === 0;
+    add({
+      id: 'firmware.api',
+      group: 'firmware',
+      title: 'Firmware API version',
+      status: apiOk ? 'pass' : 'fail',
+      detail: `${api} build ${s.build}${apiOk ? ` (>= ${MIN_API.sev.major}.${MIN_API.sev.minor})` : `: ${needs.join('; ')}`}`,
+      fix: FIXES.firmwareUpdate,
+      blocks: failsFor.length ? failsFor : ALL,
+    });
+    const stateNote = s.state === 'UNINIT' ? ' (normal before kvm_amd loads on Linux >= 6.16, or with psp_init_on_probe=0; KVM initializes it)' : '';
+    add({ id: 'firmware.state', group: 'firmware', title: 'Platform state', status: 'info', detail: `${s.state}${stateNote}` });
+    add({ id: 'firmware.owner', group: 'firmware', title: 'Platform owner', status: 'info', detail: s.owner === 'external' ? 'external (PEK signed by an imported OCA)' : 'self (self-signed OCA)' });
+    if (s.state === 'UNINIT') {
+      add({ id: 'firmware.sev-es', group: 'firmware', title: 'SEV-ES configured in firmware', status: 'info', detail: 'decided when the platform is initialized (UNINIT now)' });
+    } else {
+      add({ id: 'firmware.sev-es', group: 'firmware', title: 'SEV-ES configured in firmware', status: s.esEnabled ? 'pass' : 'fail', detail: s.esEnabled ? 'PLATFORM_STATUS flags bit 8 set' : 'PLATFORM_STATUS flags bit 8 clear: QEMU refuses SEV-ES guests', fix: FIXES.firmwareEs, blocks: ES_UP });
+    }
+    add({ id: 'firmware.guests', group: 'firmware', title: 'Guests', status: 'info', detail: `${s.guestCount} active` });
+    if (fw.snp) {
+      const parts = Object.entries(fw.snp).map(([key, v]) => `${key} ${String(v)}`);
+      add({ id: 'firmware.snp', group: 'firmware', title: 'SNP platform status', status: 'info', detail: parts.join(', ') || 'answered' });
+    } else {
+      add({ id: 'firmware.snp', group: 'firmware', title: 'SNP platform status', status: 'info', detail: `not available: ${fw.snpError ? fwErrorText(fw.snpError) : 'not asked'}` });
+    }
+  }
+
+  // ── userspace ──
+  const q = f.qemu;
+  if (!q) {
+    skipped('userspace.qemu', 'userspace', 'QEMU', 'QEMU check disabled');
+    skipped('userspace.qemu-sev-es', 'userspace', 'QEMU for SEV-ES', 'QEMU check disabled');
+    skipped('userspace.qemu-sev-snp', 'userspace', 'QEMU for SEV-SNP', 'QEMU check disabled');
+  } else if (!q.found || !q.version) {
+    add({ id: 'userspace.qemu', group: 'userspace', title: 'QEMU', status: 'fail', detail: q.error ?? `${q.command}: no version`, fix: FIXES.qemu, blocks: ALL });
+    skipped('userspace.qemu-sev-es', 'userspace', 'QEMU for SEV-ES', 'no QEMU');
+    skipped('userspace.qemu-sev-snp', 'userspace', 'QEMU for SEV-SNP', 'no QEMU');
+  } else {
+    const v = q.version;
+    const base = versionAtLeast(v, '2.12');
+    add({ id: 'userspace.qemu', group: 'userspace', title: 'QEMU', status: base ? 'pass' : 'fail', detail: `${q.command} ${v}`, fix: FIXES.qemuOld, blocks: ALL });
+    const es = versionAtLeast(v, '6.0');
+    add({ id: 'userspace.qemu-sev-es', group: 'userspace', title: 'QEMU for SEV-ES', status: es ? 'pass' : 'fail', detail: es ? `${v} >= 6.0` : `${v} < 6.0`, fix: FIXES.qemuEs, blocks: ES_UP });
+    const snp = versionAtLeast(v, '9.1');
+    add({ id: 'userspace.qemu-sev-snp', group: 'userspace', title: 'QEMU for SEV-SNP', status: snp ? 'pass' : 'fail', detail: snp ? `${v} >= 9.1` : `${v} < 9.1: no sev-snp-guest object`, fix: FIXES.qemuSnp, blocks: SNP });
+  }
+  const imgs = f.ovmf.images;
+  const pkg = f.ovmf.packageVersion ? ` (ovmf ${f.ovmf.packageVersion})` : '';
+  if (!imgs.length) {
+    add({ id: 'userspace.ovmf', group: 'userspace', title: 'OVMF', status: 'fail', detail: `no OVMF image in ${f.ovmf.dirs.join(', ')}`, fix: FIXES.ovmf, blocks: ALL });
+    skipped('userspace.ovmf-sev-es', 'userspace', 'OVMF for SEV-ES', 'no OVMF');
+    skipped('userspace.ovmf-sev-snp', 'userspace', 'OVMF for SEV-SNP', 'no OVMF');
+  } else {
+    const amdsev = imgs.find((i) => i.secretArea);
+    add({
+      id: 'userspace.ovmf',
+      group: 'userspace',
+      title: 'OVMF',
+      status: 'pass',
+      detail: `${imgs[0]!.path}${pkg}${amdsev ? `; ${amdsev.path} has a secret area and kernel hashes` : '; no AmdSev build (launch secrets need an explicit GPA, no measured direct boot)'}`,
+    });
+    const es = imgs.find((i) => i.sevEsResetBlock);
+    add({ id: 'userspace.ovmf-sev-es', group: 'userspace', title: 'OVMF for SEV-ES', status: es ? 'pass' : 'fail', detail: es ? `${es.path} has the SEV-ES reset block` : 'no image has the SEV-ES reset block', fix: FIXES.ovmfEs, blocks: ES_UP });
+    const snp = imgs.find((i) => i.snpMetadata);
+    add({ id: 'userspace.ovmf-sev-snp', group: 'userspace', title: 'OVMF for SEV-SNP', status: snp ? 'pass' : 'fail', detail: snp ? `${snp.path} has SEV metadata` : 'no image has SEV metadata', fix: FIXES.ovmfSnp, blocks: SNP });
+  }
+
+  // ── limits ──
+  const m = f.memlock;
+  if (m.soft === null) {
+    add({ id: 'limits.memlock', group: 'limits', title: 'Memlock limit', status: 'warn', detail: m.error ?? 'unknown', fix: FIXES.memlock });
+  } else {
+    const text = `soft ${limitText(m.soft)}, hard ${limitText(m.hard)}`;
+    const enough = m.soft === RLIM_INFINITY || m.soft >= MEMLOCK_WARN_BYTES;
+    if (enough) add({ id: 'limits.memlock', group: 'limits', title: 'Memlock limit', status: 'pass', detail: text });
+    else if (f.euid === 0) add({ id: 'limits.memlock', group: 'limits', title: 'Memlock limit', status: 'info', detail: `${text} (root: CAP_IPC_LOCK exempts QEMU run as root)` });
+    else add({ id: 'limits.memlock', group: 'limits', title: 'Memlock limit', status: 'warn', detail: `${text}: a non-root QEMU cannot pin more than ${limitText(m.soft)} bytes of guest memory`, fix: FIXES.memlock });
+  }
+  return checks;
+}
+
+export interface Verdict {
+  ready: boolean;
+  reasons: string[];
+  fixes: string[];
+}
+
+export function verdicts(checks: Check[]): Record<GuestType, Verdict> {
+  const out = {} as Record<GuestType, Verdict>;
+  for (const g of GUEST_TYPES) {
+    const failing = checks.filter((c) => c.status === 'fail' && c.blocks.includes(g));
+    const fixes: string[] = [];
+    for (const c of failing) if (c.fix && !fixes.includes(c.fix)) fixes.push(c.fix);
+    out[g] = { ready: failing.length === 0, reasons: failing.map((c) => `${c.title}: ${c.detail}`), fixes };
+  }
+  return out;
+}
+
+export interface StatusReport {
+  schema: typeof STATUS_SCHEMA;
+  ready: boolean;
+  required: GuestType;
+  host: { root: string; simulated: boolean; kernel: string | null; euid: number; cpuidSource: string };
+  cpu: Record<string, unknown>;
+  kvm: Record<string, unknown>;
+  sevDevice: { path: string; exists: boolean; readable: boolean; writable: boolean };
+  memlock: { soft: string | null; hard: string | null };
+  firmware: Record<string, unknown> | null;
+  qemu: { command: string; found: boolean; version: string | null; banner: string | null; error: string | null } | null;
+  ovmf: { dirs: string[]; packageVersion: string | null; images: unknown[] };
+  checks: Check[];
+  verdicts: Record<GuestType, Verdict>;
+}
+
+export function buildReport(f: HostFacts, required: GuestType = 'sev'): StatusReport {
+  const checks = evaluateChecks(f);
+  const v = verdicts(checks);
+  const leaf = sevLeaf(f.cpuid);
+  const fm = familyModel(f.cpuid);
+  const fw = f.firmware;
+  return {
+    schema: STATUS_SCHEMA,
+    ready: v[required].ready,
+    required,
+    host: {
+      root: f.fs.root || '/',
+      simulated: f.fs.isFake || f.cpuid.source === 'file',
+      kernel: f.kernel.release,
+      euid: f.euid,
+      cpuidSource: f.cpuid.source,
+    },
+    cpu: {
+      vendor: vendorString(f.cpuid).replace(/\0/g, ''),
+      brand: brandString(f.cpuid),
+      family: fm.family,
+      model: fm.model,
+      sme: leaf.sme,
+      sev: leaf.sev,
+      sevEs: leaf.sevEs,
+      snp: leaf.snp,
+      vmpl: leaf.vmpl,
+      pageFlush: leaf.pageFlush,
+      cbitpos: leaf.cbitpos,
+      reducedPhysBits: leaf.reducedPhysBits,
+      numVmpls: leaf.numVmpls,
+      maxAsids: leaf.maxAsids,
+      minSevAsid: leaf.minSevAsid,
+      sevAsids: leaf.sevAsids,
+      sevEsAsids: leaf.sevEsAsids,
+      syscfg: f.syscfg.value === null ? null : `0x${f.syscfg.value.toString(16)}`,
+    },
+    kvm: {
+      moduleLoaded: f.kvmAmd.loaded,
+      sev: f.kvmAmd.sev.state,
+      sevEs: f.kvmAmd.sevEs.state,
+      sevSnp: f.kvmAmd.sevSnp.state,
+      device: { path: f.kvm.path, readable: f.kvm.open.ok, writable: f.kvm.openRw.ok, apiVersion: f.kvm.apiVersion, apiVersionSource: f.kvm.apiSource },
+    },
+    sevDevice: { path: f.devSev.path, exists: f.devSev.exists, readable: f.devSev.readable.ok, writable: f.devSev.writable.ok },
+    memlock: { soft: limitText(f.memlock.soft), hard: limitText(f.memlock.hard) },
+    firmware: fw
+      ? {
+          device: fw.device,
+          available: fw.status !== null,
+          apiMajor: fw.status?.apiMajor ?? null,
+          apiMinor: fw.status?.apiMinor ?? null,
+          build: fw.status?.build ?? null,
+          apiVersion: fw.status ? `${fw.status.apiMajor}.${fw.status.apiMinor}` : null,
+          state: fw.status?.state ?? null,
+          owner: fw.status?.owner ?? null,
+          esEnabled: fw.status?.esEnabled ?? null,
+          guestCount: fw.status?.guestCount ?? null,
+          error: fw.error ?? null,
+          snp: fw.snp,
+          snpError: fw.snpError ?? null,
+        }
+      : null,
+    qemu: f.qemu ? { command: f.qemu.command, found: f.qemu.found, version: f.qemu.version, banner: f.qemu.banner, error: f.qemu.error ?? null } : null,
+    ovmf: { dirs: f.ovmf.dirs, packageVersion: f.ovmf.packageVersion, images: f.ovmf.images },
+    checks,
+    verdicts: v,
+  };
+}
