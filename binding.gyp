@@ -40,6 +40,27 @@
         "-fno-rtti",
         "-std=gnu++17"
       ]
+    },
+    {
+      "target_name": "sevkit_sim_preload",
+      "type": "shared_library",
+      "product_prefix": "",
+      "sources": [
+        "native/sim/sev_preload.c"
+      ],
+      "include_dirs": [
+        "native/include"
+      ],
+      "cflags": [
+        "-fvisibility=hidden",
+        "-Wall",
+        "-Wextra",
+        "-U_FORTIFY_SOURCE"
+      ],
+      "libraries": [
+        "-ldl",
+        "-lpthread"
+      ]
     }
   ]
 }

@@ -27,7 +27,14 @@
  * really has (table below), so a confused daemon cannot make it write anywhere
  * the caller did not point.
  */
+/* We define open() and open64() separately, so the 64-bit-offset redirection
+ * (node-gyp builds with _FILE_OFFSET_BITS=64) and fortified inline wrappers
+ * must stay off in this file. */
+#undef _FILE_OFFSET_BITS
+#undef _FORTIFY_SOURCE
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
