@@ -4,3 +4,5 @@ export * from './qmp/index.js';
 export * from './certs/index.js';
 export * from './launch/index.js';
 export * from './platform/index.js';
+export * from './crn/index.js';
+export * from './owner/index.js';

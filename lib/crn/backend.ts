@@ -5,7 +5,7 @@
  */
 
 /** Raw SEV v1 certificates (0x824 bytes each) as the platform exports them. */
-export interface PlatformCerts {
+export interface CrnPlatformCerts {
   pdh: Buffer;
   pek: Buffer;
   oca: Buffer;
@@ -14,11 +14,11 @@ export interface PlatformCerts {
 
 /** Source of the platform certificate chain (SevPlatform has this method). */
 export interface CertificateSource {
-  exportCerts(): Promise<PlatformCerts>;
+  exportCerts(): Promise<CrnPlatformCerts>;
 }
 
 /** QEMU's `query-sev` in aleph's snake_case JSON form (aleph-vm VmSevInfo). */
-export interface SevInfo {
+export interface AlephSevInfo {
   enabled: boolean;
   api_major: number;
   api_minor: number;
@@ -56,7 +56,7 @@ export interface LaunchSpec {
  */
 export interface CrnVm {
   readonly ready: Promise<void>;
-  measurement(): Promise<{ sevInfo: SevInfo; launchMeasure: string }>;
+  measurement(): Promise<{ sevInfo: AlephSevInfo; launchMeasure: string }>;
   /** Base64 strings, as QMP `sev-inject-launch-secret` takes them. */
   injectSecret(p: { packetHeader: string; secret: string }): Promise<void>;
   cont(): Promise<void>;

@@ -1,6 +1,6 @@
 export * from './auth.js';
 export * from './wallet.js';
 export * from './backend.js';
-export { CrnService, tokenEquals, CERT_CHAIN_SIZE, SESSION_BLOB_SIZE, type CrnServiceOptions, type AllocationRequest, type VmState, type VmSummary } from './service.js';
+export { CrnService, tokenEquals, CERT_CHAIN_SIZE, SESSION_BLOB_SIZE, type CrnServiceOptions, type AllocationRequest, type CrnVmState, type CrnVmSummary } from './service.js';
 export { startCrnServer, parseListen, type CrnServer } from './server.js';
-export { HttpError } from './http.js';
+

@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AuthError, isOwner, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
-import type { CertificateSource, CrnVm, PlatformCerts, VmLauncher } from './backend.js';
+import type { CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
 import { decodeStrictBase64, errorJson, HttpError, readBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
 import { isEthAddress, isSolAddress } from './wallet.js';
@@ -32,7 +32,7 @@ export const CERT_CHAIN_SIZE = 4 * SEV_CERT_SIZE;
 export const SESSION_BLOB_SIZE = 128;
 export const PACKET_HEADER_SIZE = 52;
 
-export type VmState = 'allocated' | 'starting' | 'awaiting-secret' | 'injecting' | 'running' | 'failed' | 'stopped';
+export type CrnVmState = 'allocated' | 'starting' | 'awaiting-secret' | 'injecting' | 'running' | 'failed' | 'stopped';
 
 export interface AllocationRequest {
   ref: string;
@@ -77,7 +77,7 @@ interface VmRecord {
   vcpus: number;
   memoryMb: number;
   disk?: string;
-  state: VmState;
+  state: CrnVmState;
   vm?: CrnVm;
   /** Why the last launch failed or the VM stopped (no secrets in it). */
   reason?: string;
@@ -85,10 +85,10 @@ interface VmRecord {
   generation: number;
 }
 
-export interface VmSummary {
+export interface CrnVmSummary {
   ref: string;
   owner: string;
-  state: VmState;
+  state: CrnVmState;
   policy: number;
   reason?: string;
 }
@@ -130,16 +130,16 @@ export class CrnService {
     this.#certs = undefined;
   }
 
-  list(): VmSummary[] {
+  list(): CrnVmSummary[] {
     return [...this.#vms.values()].map((r) => ({ ref: r.ref, owner: r.owner, state: r.state, policy: r.policy, ...(r.reason ? { reason: r.reason } : {}) }));
   }
 
-  state(ref: string): VmState | undefined {
+  state(ref: string): CrnVmState | undefined {
     return this.#vms.get(ref)?.state;
   }
 
   /** Registers a VM (what POST /control/allocate does after checking the token). */
-  allocate(a: AllocationRequest): VmSummary {
+  allocate(a: AllocationRequest): CrnVmSummary {
     const spec = validateAllocation(a);
     if (this.#closing) throw errorJson(503, 'Service shutting down');
     if (this.#vms.has(spec.ref)) throw errorJson(409, `VM ${spec.ref} is already allocated`);
@@ -242,7 +242,7 @@ export class CrnService {
     if (this.#certs && now - this.#certs.at < this.#o.certTtlMs) return this.#certs.body;
     const source = this.#o.certs!;
     // One export in flight at a time: concurrent first requests share it.
-    const body = source.exportCerts().then((c: PlatformCerts) => {
+    const body = source.exportCerts().then((c: CrnPlatformCerts) => {
       const parts = [c.pdh, c.pek, c.oca, this.#o.cekOverride ?? c.cek];
       for (const [i, b] of parts.entries()) {
         if (!Buffer.isBuffer(b) || b.length !== SEV_CERT_SIZE) {

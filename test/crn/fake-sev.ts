@@ -8,7 +8,7 @@ import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import { Algo, Usage, createCaCert, createSevCert, encodeCaCert, encodeSevCert, signCaCert, signSevCert, type CaChain } from '../../lib/certs/index.js';
 import { computeLaunchDigest, launchMeasure, openSecret, openSession, parseSecretTable } from '../../lib/launch/index.js';
-import type { CertificateSource, CrnVm, LaunchSpec, PlatformCerts, SevInfo, VmLauncher, VmRunStatus } from '../../lib/crn/backend.js';
+import type { CertificateSource, CrnVm, LaunchSpec, CrnPlatformCerts, AlephSevInfo, VmLauncher, VmRunStatus } from '../../lib/crn/backend.js';
 
 export interface TestCa {
   ark: KeyObject;
@@ -29,7 +29,7 @@ export function makeCa(): TestCa {
 }
 
 export interface TestPlatform {
-  certs: PlatformCerts;
+  certs: CrnPlatformCerts;
   pdhKey: KeyObject;
   pekKey: KeyObject;
   ca: TestCa;
@@ -71,8 +71,8 @@ export function substitutePdh(p: TestPlatform): TestPlatform {
 }
 
 export class StaticCerts implements CertificateSource {
-  constructor(public certs: PlatformCerts) {}
-  async exportCerts(): Promise<PlatformCerts> {
+  constructor(public certs: CrnPlatformCerts) {}
+  async exportCerts(): Promise<CrnPlatformCerts> {
     return this.certs;
   }
 }
@@ -118,7 +118,7 @@ export class ModelLauncher implements VmLauncher {
     let blob = launchMeasure({ digest, tik, apiMajor: this.api.major, apiMinor: this.api.minor, build: this.api.build, policy });
     this.measurements.push(Buffer.from(blob));
     if (h.measurement) blob = h.measurement(blob);
-    const sevInfo: SevInfo = {
+    const sevInfo: AlephSevInfo = {
       enabled: true,
       api_major: this.api.major,
       api_minor: this.api.minor,

@@ -1,17 +1,17 @@
 /** In-memory stand-ins for the platform and the VM supervisor, for CRN HTTP tests. */
 import crypto from 'node:crypto';
-import type { CertificateSource, CrnVm, LaunchSpec, PlatformCerts, SevInfo, VmLauncher, VmRunStatus } from '../../lib/crn/backend.js';
+import type { CertificateSource, CrnVm, LaunchSpec, CrnPlatformCerts, AlephSevInfo, VmLauncher, VmRunStatus } from '../../lib/crn/backend.js';
 
 export class FakeCerts implements CertificateSource {
   calls = 0;
-  certs: PlatformCerts;
+  certs: CrnPlatformCerts;
   constructor() {
     this.certs = FakeCerts.random();
   }
-  static random(): PlatformCerts {
+  static random(): CrnPlatformCerts {
     return { pdh: crypto.randomBytes(0x824), pek: crypto.randomBytes(0x824), oca: crypto.randomBytes(0x824), cek: crypto.randomBytes(0x824) };
   }
-  async exportCerts(): Promise<PlatformCerts> {
+  async exportCerts(): Promise<CrnPlatformCerts> {
     this.calls++;
     await new Promise((r) => setTimeout(r, 5));
     return this.certs;
@@ -27,7 +27,7 @@ export class FakeVm implements CrnVm {
   #exit?: (r: string) => void;
   #resolve!: () => void;
   #reject!: (e: Error) => void;
-  constructor(readonly spec: LaunchSpec, readonly sevInfo: SevInfo, readonly launchMeasure: string) {
+  constructor(readonly spec: LaunchSpec, readonly sevInfo: AlephSevInfo, readonly launchMeasure: string) {
     this.ready = new Promise((res, rej) => {
       this.#resolve = res;
       this.#reject = rej;
@@ -43,7 +43,7 @@ export class FakeVm implements CrnVm {
   exit(reason: string): void {
     this.#exit?.(reason);
   }
-  async measurement(): Promise<{ sevInfo: SevInfo; launchMeasure: string }> {
+  async measurement(): Promise<{ sevInfo: AlephSevInfo; launchMeasure: string }> {
     return { sevInfo: { ...this.sevInfo, state: this.continued ? 'running' : 'launch-secret' }, launchMeasure: this.launchMeasure };
   }
   async injectSecret(p: { packetHeader: string; secret: string }): Promise<void> {
