@@ -1,7 +1,105 @@
 #!/usr/bin/env node
-/** `sev-status`: is this host ready for confidential VMs, and if not, why. */
-import { setProgramName } from './run.js';
+/**
+ * `sev-status`: is this host ready for confidential VMs, and if not, why.
+ *
+ * Start-up is kept small on purpose (it runs from systemd timers and monitoring):
+ * no commander, util.parseArgs only, and the probes / the addon are imported
+ * after the arguments are known. No network.
+ *
+ * Exit: 0 ready (for the --require guest type, default sev), 1 not ready, 2 usage error.
+ */
+import { parseArgs } from 'node:util';
+import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, printJson, reportError, setProgramName, useColor } from './run.js';
 
-setProgramName('sev-status');
-process.stderr.write('sev-status: not implemented yet\n');
-process.exitCode = 1;
+const HELP = `Usage: sev-status [options]
+
+Is this host ready to run AMD SEV confidential VMs, and if not, why?
+Checks the CPU (CPUID, SYSCFG MSR), kvm_amd, /dev/sev and /dev/kvm access, the
+SEV firmware (PLATFORM_STATUS, SNP_PLATFORM_STATUS), QEMU, OVMF and the memlock
+limit, then prints one verdict per guest type with a fix for every failure.
+
+Options:
+  --json                 machine-readable report (schema sevkit.sev-status/v1)
+  -q, --quiet            print nothing; exit code only
+  --require TYPE         guest type the exit code reports on: sev (default), sev-es, sev-snp
+  --device PATH          SEV device for the firmware view (default SEVKIT_DEVICE or /dev/sev)
+  --root DIR             host root for /sys, /proc, /dev reads (default SEVKIT_HOST_ROOT)
+  --cpuid FILE           CPUID JSON instead of the CPU's (default SEVKIT_CPUID)
+  --no-firmware          skip the firmware view (no /dev/sev commands)
+  --no-qemu              skip the QEMU check
+  -h, --help             show this help
+  -V, --version          show the version
+
+Exit status: 0 ready, 1 not ready, 2 usage error.
+Colours only on a terminal; NO_COLOR disables them.
+`;
+
+const REQUIRE = ['sev', 'sev-es', 'sev-snp'] as const;
+
+export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+  setProgramName('sev-status');
+  let values: ReturnType<typeof parse>['values'];
+  function parse(args: string[]) {
+    return parseArgs({
+      args,
+      allowPositionals: false,
+      strict: true,
+      options: {
+        json: { type: 'boolean' },
+        quiet: { type: 'boolean', short: 'q' },
+        require: { type: 'string' },
+        device: { type: 'string' },
+        root: { type: 'string' },
+        cpuid: { type: 'string' },
+        'no-firmware': { type: 'boolean' },
+        'no-qemu': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+    });
+  }
+  try {
+    values = parse(argv).values;
+  } catch (e) {
+    process.stderr.write(`sev-status: ${(e as Error).message.split('\n')[0]}\nTry 'sev-status --help'.\n`);
+    return EXIT_USAGE;
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return EXIT_OK;
+  }
+  if (values.version) {
+    process.stdout.write(`${process.env.npm_package_version ?? '0.1.0'}\n`);
+    return EXIT_OK;
+  }
+  const required = values.require ?? 'sev';
+  if (!(REQUIRE as readonly string[]).includes(required)) {
+    process.stderr.write(`sev-status: --require must be sev, sev-es or sev-snp, got '${required}'\n`);
+    return EXIT_USAGE;
+  }
+  if (values.json && values.quiet) {
+    process.stderr.write('sev-status: --json and --quiet exclude each other\n');
+    return EXIT_USAGE;
+  }
+  try {
+    const [{ probeHost }, { buildReport }] = await Promise.all([import('../host/gather.js'), import('../host/status.js')]);
+    const facts = await probeHost({
+      root: values.root,
+      cpuidFile: values.cpuid,
+      device: values.device,
+      platform: values['no-firmware'] ? null : undefined,
+      qemu: values['no-qemu'] ? null : undefined,
+    });
+    const report = buildReport(facts, required as (typeof REQUIRE)[number]);
+    if (values.json) printJson(report);
+    else if (!values.quiet) {
+      const { renderStatus } = await import('../host/render.js');
+      process.stdout.write(renderStatus(report, useColor()));
+    }
+    return report.ready ? EXIT_OK : EXIT_FAIL;
+  } catch (e) {
+    return values.quiet ? EXIT_FAIL : reportError(e);
+  }
+}
+
+process.exitCode = await main();

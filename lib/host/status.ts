@@ -372,7 +372,7 @@ export function evaluateChecks(f: HostFacts): Check[] {
     for (const [id, t] of fwIds) skipped(id, 'firmware', t, 'firmware view disabled');
   } else if (!fw.status) {
     const e = fw.error ?? { code: 'ERR_FIRMWARE', message: 'no answer' };
-    add({ id: 'firmware.status', group: 'firmware', title: 'PLATFORM_STATUS', status: 'fail', detail: `${fw.device}: ${fwErrorText(e)}`, fix: fwErrorFix(e), blocks: ALL });
+    add({ id: 'firmware.status', group: 'firmware', title: 'PLATFORM_STATUS', status: 'fail', detail: e.message.includes(fw.device) ? fwErrorText(e) : `${fw.device}: ${fwErrorText(e)}`, fix: fwErrorFix(e), blocks: ALL });
     for (const [id, t] of fwIds) skipped(id, 'firmware', t, 'no PLATFORM_STATUS');
   } else {
     const s = fw.status;

@@ -1,6 +1,35 @@
 import type { Command } from 'commander';
+import { action, EXIT_FAIL, EXIT_OK, useColor } from '../run.js';
+import { UsageError } from '../../errors.js';
 
-/** Registers the `ok` commands on the sevkit program. */
+const GENERATIONS = ['sev', 'es', 'snp'] as const;
+
+/**
+ * `sevkit ok [sev|es|snp]`: sevctl's host check, same tree, lines and exit code
+ * (0 all passed, 1 a test failed, 2 usage). `-q` prints nothing. The host probes
+ * honour SEVKIT_HOST_ROOT and SEVKIT_CPUID (simulated host).
+ */
 export function register(program: Command): void {
-  void program;
+  program
+    .command('ok')
+    .description('check whether this host can run SEV guests, like sevctl ok (sev | es | snp; default: detect from CPUID)')
+    .argument('[generation]', 'sev, es or snp')
+    .option('-q, --quiet', 'print nothing; report through the exit code only')
+    .action(
+      action(async (generation: string | undefined, opts: { quiet?: boolean }, cmd: Command) => {
+        if (generation !== undefined && !(GENERATIONS as readonly string[]).includes(generation)) {
+          throw new UsageError(`unknown generation '${generation}' (expected sev, es or snp)`);
+        }
+        const quiet = Boolean(opts.quiet ?? (cmd.optsWithGlobals() as { quiet?: boolean }).quiet);
+        const [{ probeOkFacts }, { runOk, formatOkLine, OK_FAILURE_MESSAGE }] = await Promise.all([import('../../host/gather.js'), import('../../host/okTree.js')]);
+        const facts = await probeOkFacts();
+        const report = runOk(facts, generation as (typeof GENERATIONS)[number] | undefined);
+        if (!quiet) {
+          const color = useColor();
+          process.stdout.write(report.lines.map((l) => `${formatOkLine(l, color)}\n`).join(''));
+          if (report.failed) process.stderr.write(`sevkit: ${OK_FAILURE_MESSAGE}\n`);
+        }
+        return report.failed ? EXIT_FAIL : EXIT_OK;
+      }),
+    );
 }
