@@ -196,7 +196,8 @@ function decodeB64As(s: string, what: string, fw: 'INVALID_CERTIFICATE' | 'INVAL
 
 /** Paths of the four files of a session named `name` in `dir`. */
 export function sessionFilePaths(dir: string, name = 'vm'): { godh: string; session: string; tek: string; tik: string } {
-  const p = (s: string) => path.join(dir, `${name}_${s}`);
+  // NAME may itself hold a directory (aleph passes `--name <dir>/vm`), relative to `dir`.
+  const p = (s: string) => path.resolve(dir, `${name}_${s}`);
   return { godh: p('godh.b64'), session: p('session.b64'), tek: p('tek.bin'), tik: p('tik.bin') };
 }
 
@@ -214,8 +215,10 @@ export function writeSessionFiles(s: LaunchSession, dir = '.', name = 'vm'): Ret
     [paths.tik, s.tik, 0o600],
   ];
   const tmp: string[] = [];
+  let current = paths.godh;
   try {
     for (const [file, data, mode] of items) {
+      current = file;
       const t = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
       tmp.push(t);
       const fd = fs.openSync(t, 'wx', mode);
@@ -231,7 +234,7 @@ export function writeSessionFiles(s: LaunchSession, dir = '.', name = 'vm'): Ret
   } catch (e) {
     for (const t of tmp) fs.rmSync(t, { force: true });
     const err = e as NodeJS.ErrnoException;
-    throw new LaunchInputError(`cannot write session files in ${dir}: ${err.code ?? err.message}`, 'ERR_SESSION_WRITE');
+    throw new LaunchInputError(`${current}: cannot write session file: ${err.code ?? err.message}`, 'ERR_SESSION_WRITE');
   }
   return paths;
 }
