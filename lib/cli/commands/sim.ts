@@ -1,6 +1,112 @@
+/**
+ * `sevkit sim`: the software SEV platform (a TEST platform; it proves nothing
+ * about real hardware).
+ *
+ *   sevkit sim [--state DIR] [--seed N] [--quiet] -- CMD [ARGS...]
+ *       Starts the simulator on DIR (default ~/.cache/sevkit/sim), runs CMD with
+ *       /dev/sev routed to it (LD_PRELOAD shim), the fake EPYC 9004 host seams
+ *       (SEVKIT_HOST_ROOT, SEVKIT_CPUID) and the simulator's qemu-system-x86_64
+ *       first on PATH; exits with CMD's exit code (128+N when killed by signal N).
+ *   sevkit sim [--state DIR] [--seed N] ca OUT
+ *       Writes the simulator's ASK‖ARK (sevctl --ca layout) to OUT.
+ *
+ * Exit codes: CMD's own; 127 when CMD cannot be run; 1 simulator failure; 2 usage.
+ */
 import type { Command } from 'commander';
+import { action, parseIntArg } from '../run.js';
+
+interface SimOpts {
+  state?: string;
+  seed?: string;
+  quiet?: boolean;
+}
+
+function seedOf(o: SimOpts): string | undefined {
+  return o.seed === undefined ? undefined : String(parseIntArg(o.seed, '--seed'));
+}
+
+async function writeCa(o: SimOpts, out: string): Promise<void> {
+  const { SimPlatform } = await import('../../sim/platform.js');
+  const { defaultStateDir, writeFileAtomic } = await import('../../sim/fsutil.js');
+  const { InputError } = await import('../../errors.js');
+  const fs = await import('node:fs');
+  const seed = seedOf(o);
+  const p = SimPlatform.open(o.state ?? defaultStateDir(), seed === undefined ? {} : { seed });
+  let isDir = false;
+  try {
+    isDir = fs.statSync(out).isDirectory();
+  } catch {
+    // does not exist yet: fine
+  }
+  if (isDir) throw new InputError(`${out}: is a directory, expected a file path for the ASK‖ARK chain`);
+  try {
+    writeFileAtomic(out, p.caChain());
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new InputError(`${out}: cannot write the CA chain: ${err.code ?? err.message}`);
+  }
+}
+
+async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
+  const { startSim } = await import('../../sim/session.js');
+  const { SIM_BANNER } = await import('../../sim/env.js');
+  const { spawn } = await import('node:child_process');
+  const os = await import('node:os');
+  const seed = seedOf(o);
+  const sim = await startSim({ ...(o.state !== undefined ? { stateDir: o.state } : {}), ...(seed !== undefined ? { seed } : {}) });
+  if (!o.quiet) process.stderr.write(`${SIM_BANNER} (state ${sim.stateDir})\n`);
+  const [cmd, ...args] = argv;
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  const handlers = new Map<NodeJS.Signals, () => void>();
+  try {
+    return await new Promise<number>((resolve) => {
+      const child = spawn(cmd!, args, { stdio: 'inherit', env: sim.env });
+      for (const s of signals) {
+        const h = () => {
+          child.kill(s);
+        };
+        handlers.set(s, h);
+        process.on(s, h);
+      }
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        process.stderr.write(`sevkit: ${cmd}: ${e.code === 'ENOENT' ? 'command not found' : e.message}\n`);
+        resolve(127);
+      });
+      child.on('exit', (code, signal) => {
+        if (signal) resolve(128 + (os.constants.signals[signal] ?? 0));
+        else resolve(code ?? 1);
+      });
+    });
+  } finally {
+    for (const [s, h] of handlers) process.off(s, h);
+    await sim.close();
+  }
+}
 
 /** Registers the `sim` commands on the sevkit program. */
 export function register(program: Command): void {
-  void program;
+  program
+    .command('sim')
+    .description('run a command against the software SEV platform (a TEST platform: proves nothing about real hardware), or `ca OUT` to write its ASK‖ARK')
+    .usage('[--state DIR] [--seed N] [--quiet] -- CMD [ARGS...]  |  [--state DIR] ca OUT')
+    .option('--state <dir>', 'state directory (default: ~/.cache/sevkit/sim)')
+    .option('--seed <n>', 'seed for a new state directory (decimal or 0x-hex; default 0)')
+    .option('-q, --quiet', 'do not print the simulated-platform notice')
+    .argument('[command...]', 'CMD [ARGS...] after --, or: ca OUT')
+    .allowUnknownOption()
+    .action(
+      action(async (argv: string[], o: SimOpts) => {
+        const { UsageError } = await import('../../errors.js');
+        const dashdash = process.argv.indexOf('--');
+        const simIdx = process.argv.indexOf('sim');
+        const explicitCmd = dashdash >= 0 && dashdash > simIdx;
+        if (!explicitCmd && argv[0] === 'ca') {
+          if (argv.length !== 2) throw new UsageError('usage: sevkit sim [--state DIR] ca OUT');
+          await writeCa(o, argv[1]!);
+          return 0;
+        }
+        if (argv.length === 0) throw new UsageError('usage: sevkit sim [--state DIR] [--seed N] -- CMD [ARGS...]  (or: sevkit sim ca OUT)');
+        return runUnderSim(o, argv);
+      }),
+    );
 }

@@ -1,0 +1,261 @@
+/**
+ * Reads a QEMU command line the way QEMU does (options, QemuOpts-style
+ * "key=value,key=value" with ",," as an escaped comma), finds the SEV pieces
+ * (the sev-guest object and the machine property naming it), and rewrites the
+ * line for a real QEMU that knows nothing about SEV.
+ */
+export class QemuArgvError extends Error {}
+
+/** Options that take no argument (everything else takes exactly one). */
+const FLAGS = new Set([
+  'S', 'nodefaults', 'nographic', 'enable-kvm', 'no-reboot', 'no-shutdown', 'snapshot', 'no-user-config',
+  'no-hpet', 'no-acpi', 'full-screen', 's', 'version', 'help', 'h', 'daemonize', 'no-fd-bootchk', 'win2k-hack',
+  'no-quit', 'preconfig', 'only-migratable', 'enable-fips', 'semihosting', 'old-param', 'alt-grab', 'ctrl-grab', 'nodefconfig',
+]);
+
+export interface QemuOpt {
+  name: string;
+  value?: string;
+}
+
+/** Splits "a,b=c,,d" into [["", "a"], ["b", "c,d"]] (the first bare word is the implied key). */
+export function splitProps(value: string): Array<[string, string]> {
+  const parts: string[] = [];
+  let cur = '';
+  for (let i = 0; i < value.length; i++) {
+    const ch = value[i];
+    if (ch === ',') {
+      if (value[i + 1] === ',') {
+        cur += ',';
+        i++;
+        continue;
+      }
+      parts.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  parts.push(cur);
+  return parts.map((p) => {
+    const eq = p.indexOf('=');
+    return eq < 0 ? ['', p] : [p.slice(0, eq), p.slice(eq + 1)];
+  });
+}
+
+export function joinProps(props: Array<[string, string]>): string {
+  return props.map(([k, v]) => (k ? `${k}=${v.replace(/,/g, ',,')}` : v.replace(/,/g, ',,'))).join(',');
+}
+
+export function parseOpts(args: string[]): QemuOpt[] {
+  const out: QemuOpt[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (!a.startsWith('-') || a === '-') {
+      // A bare word is the disk image (-hda); keep it as such.
+      out.push({ name: 'hda', value: a });
+      continue;
+    }
+    const name = a.replace(/^--?/, '');
+    if (FLAGS.has(name)) {
+      out.push({ name });
+      continue;
+    }
+    if (i + 1 >= args.length) throw new QemuArgvError(`-${name}: requires an argument`);
+    out.push({ name, value: args[++i] });
+  }
+  return out;
+}
+
+export function formatOpts(opts: QemuOpt[]): string[] {
+  const out: string[] = [];
+  for (const o of opts) {
+    out.push(`-${o.name}`);
+    if (o.value !== undefined) out.push(o.value);
+  }
+  return out;
+}
+
+export interface SevGuestConfig {
+  id: string;
+  policy: number;
+  cbitpos: number | undefined;
+  reducedPhysBits: number;
+  dhCertFile?: string;
+  sessionFile?: string;
+  kernelHashes: boolean;
+  handle: number;
+  sevDevice: string;
+}
+
+export interface ParsedQemu {
+  opts: QemuOpt[];
+  sev?: SevGuestConfig;
+  firmware?: string;
+  vcpus: number;
+  /** CPU model of the last -cpu (QEMU keeps the last), e.g. host, EPYC-v4. */
+  cpuModel?: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  /** -name (or its guest= property). */
+  name?: string;
+  /** Paths of the UNIX QMP sockets (-qmp unix:PATH[,server...]). */
+  qmpSockets: string[];
+  startPaused: boolean;
+  accel?: string;
+}
+
+function parseU32(v: string, what: string): number {
+  const t = v.trim();
+  const n = /^0x[0-9a-f]+$/i.test(t) ? Number.parseInt(t.slice(2), 16) : /^[0-9]+$/.test(t) ? Number(t) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n > 0xffffffff) throw new QemuArgvError(`Parameter '${what}' expects uint32`);
+  return n;
+}
+
+function onOff(v: string, what: string): boolean {
+  if (v === 'on' || v === 'yes' || v === 'true') return true;
+  if (v === 'off' || v === 'no' || v === 'false') return false;
+  throw new QemuArgvError(`Parameter '${what}' expects 'on' or 'off'`);
+}
+
+export function parseQemuArgs(args: string[]): ParsedQemu {
+  const opts = parseOpts(args);
+  const p: ParsedQemu = { opts, vcpus: 1, qmpSockets: [], startPaused: false };
+  let cgsId: string | undefined;
+  const objects = new Map<string, Map<string, string>>();
+  for (const o of opts) {
+    const v = o.value ?? '';
+    switch (o.name) {
+      case 'S':
+        p.startPaused = true;
+        break;
+      case 'enable-kvm':
+        p.accel = 'kvm';
+        break;
+      case 'accel':
+        p.accel = splitProps(v)[0]?.[1] ?? v;
+        break;
+      case 'object': {
+        const props = new Map(splitProps(v).map(([k, val]) => [k === '' ? 'qom-type' : k, val] as [string, string]));
+        if (props.get('qom-type') === 'sev-guest') {
+          const id = props.get('id');
+          if (!id) throw new QemuArgvError("-object sev-guest: Parameter 'id' is missing");
+          objects.set(id, props);
+        }
+        break;
+      }
+      case 'machine':
+      case 'M':
+        for (const [k, val] of splitProps(v)) {
+          if (k === 'confidential-guest-support' || k === 'memory-encryption') cgsId = val;
+          if (k === 'accel') p.accel = val.split(':')[0];
+        }
+        break;
+      case 'drive': {
+        const props = new Map(splitProps(v));
+        if (props.get('if') === 'pflash' && (props.get('unit') ?? '0') === '0' && props.get('file')) p.firmware ??= props.get('file');
+        break;
+      }
+      case 'bios':
+        p.firmware ??= v;
+        break;
+      case 'smp': {
+        const props = splitProps(v);
+        const n = props.find(([k]) => k === '' || k === 'cpus')?.[1];
+        if (n !== undefined) p.vcpus = Number(n);
+        if (!Number.isInteger(p.vcpus) || p.vcpus < 1) throw new QemuArgvError(`Invalid -smp ${v}`);
+        break;
+      }
+      case 'cpu':
+        p.cpuModel = splitProps(v)[0]?.[1];
+        break;
+      case 'kernel':
+        p.kernel = v;
+        break;
+      case 'initrd':
+        p.initrd = v;
+        break;
+      case 'append':
+        p.append = v;
+        break;
+      case 'name': {
+        const props = splitProps(v);
+        p.name = props.find(([k]) => k === '' || k === 'guest')?.[1];
+        break;
+      }
+      case 'qmp': {
+        const m = /^unix:(.*)$/.exec(v);
+        if (!m) throw new QemuArgvError(`-qmp ${v}: only unix: sockets are supported by the simulator`);
+        p.qmpSockets.push(splitProps(m[1]!)[0]![1]);
+        break;
+      }
+      case 'daemonize':
+        throw new QemuArgvError('-daemonize is not supported by the simulator');
+      default:
+        break;
+    }
+  }
+  if (cgsId !== undefined) {
+    const props = objects.get(cgsId);
+    if (!props) throw new QemuArgvError(`Property 'confidential-guest-support' of the machine: object '${cgsId}' not found`);
+    if (!props.has('reduced-phys-bits')) throw new QemuArgvError("-object sev-guest: Parameter 'reduced-phys-bits' is missing");
+    p.sev = {
+      id: cgsId,
+      policy: props.has('policy') ? parseU32(props.get('policy')!, 'policy') : 1,
+      cbitpos: props.has('cbitpos') ? parseU32(props.get('cbitpos')!, 'cbitpos') : undefined,
+      reducedPhysBits: parseU32(props.get('reduced-phys-bits')!, 'reduced-phys-bits'),
+      dhCertFile: props.get('dh-cert-file'),
+      sessionFile: props.get('session-file'),
+      kernelHashes: props.has('kernel-hashes') ? onOff(props.get('kernel-hashes')!, 'kernel-hashes') : false,
+      handle: props.has('handle') ? parseU32(props.get('handle')!, 'handle') : 0,
+      sevDevice: props.get('sev-device') ?? '/dev/sev',
+    };
+  }
+  return p;
+}
+
+/**
+ * The command line for the real QEMU: no sev-guest object, no machine
+ * property naming it, QMP on `privateQmp` (the wrapper serves the caller's
+ * sockets itself), and TCG instead of KVM when asked.
+ */
+export function rewriteForRealQemu(p: ParsedQemu, privateQmp: string, accel: 'kvm' | 'tcg'): string[] {
+  const out: QemuOpt[] = [];
+  let qmpDone = false;
+  for (const o of p.opts) {
+    const v = o.value ?? '';
+    if (o.name === 'object' && p.sev && splitProps(v)[0]?.[1] === 'sev-guest') {
+      const id = splitProps(v).find(([k]) => k === 'id')?.[1];
+      if (id === p.sev.id) continue;
+    }
+    if (o.name === 'machine' || o.name === 'M') {
+      const props = splitProps(v).filter(([k]) => k !== 'confidential-guest-support' && k !== 'memory-encryption' && !(accel === 'tcg' && k === 'accel'));
+      out.push({ name: o.name, value: joinProps(props) });
+      continue;
+    }
+    if (o.name === 'qmp') {
+      if (!qmpDone) out.push({ name: 'qmp', value: `unix:${privateQmp},server=on,wait=off` });
+      qmpDone = true;
+      continue;
+    }
+    if (accel === 'tcg') {
+      if (o.name === 'enable-kvm') {
+        out.push({ name: 'accel', value: 'tcg' });
+        continue;
+      }
+      if (o.name === 'accel') {
+        out.push({ name: 'accel', value: 'tcg' });
+        continue;
+      }
+      if (o.name === 'cpu') {
+        const props = splitProps(v);
+        // TCG has no "host" model; "max" is the closest stand-in.
+        if (props[0]?.[0] === '' && props[0][1] === 'host') props[0] = ['', 'max'];
+        out.push({ name: 'cpu', value: joinProps(props) });
+        continue;
+      }
+    }
+    out.push(o);
+  }
+  if (!qmpDone) out.push({ name: 'qmp', value: `unix:${privateQmp},server=on,wait=off` });
+  return formatOpts(out);
+}

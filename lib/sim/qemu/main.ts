@@ -1,0 +1,246 @@
+/**
+ * `qemu-system-x86_64` inside `sevkit sim`: a compatible wrapper that plays
+ * QEMU's SEV part against the SIMULATED SEV firmware, then runs the real QEMU
+ * without the SEV options (or, without one, a VM-less QMP emulation) and
+ * answers the SEV QMP commands itself. Guest memory is never encrypted here:
+ * this is a test double for the launch flow, not confidential computing.
+ *
+ * Environment:
+ *   SEVKIT_SIM_SOCKET / SEVKIT_SIM_STATE  the simulator (set by `sevkit sim`)
+ *   SEVKIT_REAL_QEMU   path of the real QEMU, or "none" for VM-less mode
+ *                      (default /usr/bin/qemu-system-x86_64 when present)
+ *   SEVKIT_SIM_ACCEL   tcg (default) | kvm | auto, for the real QEMU
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseQemuArgs, rewriteForRealQemu, QemuArgvError, type ParsedQemu } from './argv.js';
+import { InProcessFirmware, type GuestFirmware } from './firmware.js';
+import { SevGuest, QemuStartError, querySevCapabilities, type HostCpu } from './guest.js';
+import { QmpReply, QmpServer } from './qmp-server.js';
+import { VmlessMachine } from './vmless.js';
+import type { QmpClient } from '../../qmp/client.js';
+import type { QmpGreeting } from '../../qmp/types.js';
+
+const PROG = 'qemu-system-x86_64';
+const DEPTH_ENV = 'SEVKIT_QEMU_WRAPPER_DEPTH';
+const MARKER = 'sevkit-sim-qemu-wrapper';
+
+function die(msg: string, code = 1): never {
+  for (const line of msg.split('\n')) process.stderr.write(`${PROG}: ${line}\n`);
+  process.exit(code);
+}
+
+/** The real QEMU to run under the wrapper, never the wrapper itself. */
+export function findRealQemu(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const configured = env.SEVKIT_REAL_QEMU;
+  if (configured === 'none' || configured === '') return undefined;
+  const candidate = configured ?? '/usr/bin/qemu-system-x86_64';
+  let real: string;
+  try {
+    real = fs.realpathSync(candidate);
+    fs.accessSync(real, fs.constants.X_OK);
+  } catch {
+    return undefined;
+  }
+  for (const w of [env.SEVKIT_QEMU, process.argv[1]]) {
+    if (!w) continue;
+    try {
+      if (fs.realpathSync(w) === real) return undefined;
+    } catch {
+      /* not there */
+    }
+  }
+  // A launcher script carrying our marker is the wrapper again (e.g. installed as /usr/bin/...).
+  try {
+    const fd = fs.openSync(real, 'r');
+    const head = Buffer.alloc(4096);
+    const n = fs.readSync(fd, head, 0, head.length, 0);
+    fs.closeSync(fd);
+    const text = head.subarray(0, n).toString('latin1');
+    if (text.includes(MARKER) || text.includes('sim/qemu/main')) return undefined;
+  } catch {
+    return undefined;
+  }
+  return real;
+}
+
+async function openFirmware(): Promise<GuestFirmware> {
+  if (process.env.SEVKIT_SIM_SOCKET) {
+    const daemon = await import('./daemon-firmware.js').then((m) => m.openDaemonFirmware(process.env.SEVKIT_SIM_SOCKET!)).catch((e) => e as Error);
+    if (!(daemon instanceof Error)) return daemon;
+    if (!process.env.SEVKIT_SIM_STATE) throw new QemuStartError(`sev_kvm_init: cannot reach the simulator at ${process.env.SEVKIT_SIM_SOCKET}: ${daemon.message}`);
+  }
+  if (process.env.SEVKIT_SIM_STATE) return new InProcessFirmware(process.env.SEVKIT_SIM_STATE);
+  throw new QemuStartError(
+    'sev_kvm_init: this qemu-system-x86_64 is sevkit\'s simulator wrapper; run it inside `sevkit sim` (SEVKIT_SIM_SOCKET / SEVKIT_SIM_STATE are not set)',
+  );
+}
+
+async function hostCpu(): Promise<HostCpu> {
+  const { openCpuid, sevLeaf } = await import('../../host/cpuid.js');
+  const r = await openCpuid();
+  const sig = r.get(1)[0] >>> 0;
+  return { cbitpos: sevLeaf(r).cbitpos, signature: sig || undefined };
+}
+
+function guestDirFor(name: string | undefined): string | undefined {
+  const state = process.env.SEVKIT_SIM_STATE;
+  if (!state) return undefined;
+  let n = (name ?? `pid-${process.pid}`).replace(/[^A-Za-z0-9._-]/g, '_');
+  if (n === '.' || n === '..' || n === '') n = `pid-${process.pid}`;
+  return path.join(state, 'guests', n);
+}
+
+const SIM_GREETING: QmpGreeting = {
+  QMP: { version: { qemu: { micro: 0, minor: 2, major: 7 }, package: 'sevkit-sim (SIMULATED SEV, no VM)' }, capabilities: ['oob'] },
+};
+
+export async function main(args: string[]): Promise<void> {
+  if (Number(process.env[DEPTH_ENV] ?? '0') > 0) die('sevkit sim: the QEMU wrapper would run itself; set SEVKIT_REAL_QEMU to a real QEMU binary or "none"');
+  const realQemu = findRealQemu();
+  if (args.some((a) => a === '-version' || a === '--version' || a === '-help' || a === '--help' || a === '-h')) {
+    if (realQemu) {
+      const c = spawn(realQemu, args, { stdio: 'inherit' });
+      c.on('exit', (code) => process.exit(code ?? 1));
+      return;
+    }
+    process.stdout.write('QEMU emulator version 7.2.0 (sevkit-sim VM-less wrapper)\n');
+    return;
+  }
+  let p: ParsedQemu;
+  try {
+    p = parseQemuArgs(args);
+  } catch (e) {
+    if (e instanceof QemuArgvError) die(e.message);
+    throw e;
+  }
+  if (p.qmpSockets.length === 0 && !realQemu) die('sevkit sim: the VM-less QEMU needs a -qmp unix:PATH socket');
+
+  let fw: GuestFirmware | undefined;
+  let host: HostCpu | undefined;
+  let guest: SevGuest | undefined;
+  let child: ChildProcess | undefined;
+  let upstream: QmpClient | undefined;
+  let server: QmpServer | undefined;
+  let privateQmp: string | undefined;
+  let exiting = false;
+
+  const shutdown = async (code: number): Promise<never> => {
+    if (!exiting) {
+      exiting = true;
+      upstream?.close();
+      await guest?.decommission();
+      fw?.close();
+      const closing = server?.close();
+      if (closing) await Promise.race([closing, new Promise((r) => setTimeout(r, 1000).unref())]);
+      for (const s of p.qmpSockets) fs.rmSync(s, { force: true });
+      if (privateQmp) fs.rmSync(privateQmp, { force: true });
+    }
+    process.exit(code);
+  };
+
+  try {
+    if (p.sev) {
+      fw = await openFirmware();
+      host = await hostCpu();
+      guest = new SevGuest(p.sev, p, fw, host, guestDirFor(p.name));
+      await guest.launch();
+      if (!p.startPaused) await guest.finish();
+    }
+  } catch (e) {
+    await guest?.decommission();
+    fw?.close();
+    if (e instanceof QemuStartError) die(e.message);
+    die(`sevkit sim: ${(e as Error).message}`);
+  }
+
+  let machine: VmlessMachine | undefined;
+  let greeting = SIM_GREETING;
+  if (realQemu) {
+    const accelEnv = process.env.SEVKIT_SIM_ACCEL ?? 'tcg';
+    const accel: 'kvm' | 'tcg' = accelEnv === 'kvm' || (accelEnv === 'auto' && kvmUsable()) ? 'kvm' : 'tcg';
+    const sockDir = p.qmpSockets[0] ? path.dirname(p.qmpSockets[0]) : fs.mkdtempSync('/tmp/sevkit-simqemu-');
+    privateQmp = path.join(sockDir, `.real-qmp-${process.pid}.sock`);
+    const realArgs = rewriteForRealQemu(p, privateQmp, accel);
+    child = spawn(realQemu, realArgs, { stdio: 'inherit', env: { ...process.env, [DEPTH_ENV]: '1' } });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child!.on('exit', (code, signal) => r({ code, signal })));
+    child.on('error', (e) => die(`cannot run the real QEMU ${realQemu}: ${e.message}`));
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => child!.kill(sig));
+    const ac = new AbortController();
+    void exited.then(() => ac.abort(new Error('real QEMU exited')));
+    const { waitForQmp } = await import('../../qmp/wait.js');
+    try {
+      upstream = await waitForQmp(privateQmp, { timeoutMs: 60_000, signal: ac.signal, commandTimeoutMs: 0 });
+    } catch {
+      const st = await exited;
+      await shutdown(st.code ?? 1);
+    }
+    greeting = upstream!.greeting;
+    upstream!.onEvent((ev) => server?.forward(ev));
+    void exited.then(async (st) => {
+      await shutdown(st.code ?? (st.signal ? 128 + (signalNumber(st.signal) ?? 1) : 1));
+    });
+  } else {
+    machine = new VmlessMachine(p.startPaused, () => server, (code) => void shutdown(code), p.name);
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+      process.on(sig, () => {
+        process.stderr.write(`${PROG}: terminating on signal ${signalNumber(sig)}\n`);
+        server?.broadcast('SHUTDOWN', { guest: false, reason: 'host-signal' });
+        void shutdown(0);
+      });
+    }
+  }
+
+  const { QmpCommandError } = await import('../../qmp/errors.js');
+  server = new QmpServer(greeting, async (command, cmdArgs) => {
+    if (guest) {
+      const r = await guest.qmp(command, cmdArgs);
+      if (r !== undefined) return r;
+      if (command === 'cont') await guest.finish();
+    } else if (command === 'query-sev-capabilities' && process.env.SEVKIT_SIM_STATE && !realQemu) {
+      // Works without a sev-guest object on real QEMU+KVM too.
+      fw ??= await openFirmware();
+      host ??= await hostCpu();
+      return querySevCapabilities(fw, host);
+    }
+    if (machine) {
+      if (command === 'query-sev') return { enabled: false, 'api-minor': 0, handle: 0, state: 'uninit', 'api-major': 0, 'build-id': 0, policy: 0 };
+      if (command === 'query-sev-launch-measure') throw new QmpReply('GenericError', 'SEV launch measurement is not available');
+      if (command === 'sev-inject-launch-secret') throw new QmpReply('GenericError', 'SEV not enabled for guest');
+      return machine.handle(command, cmdArgs);
+    }
+    try {
+      return await upstream!.execute(command, cmdArgs, { timeoutMs: 0 });
+    } catch (e) {
+      if (e instanceof QmpCommandError) throw new QmpReply(e.errorClass, e.desc);
+      throw new QmpReply('GenericError', (e as Error).message);
+    }
+  });
+  for (const s of p.qmpSockets) await server.listen(s);
+}
+
+function kvmUsable(): boolean {
+  try {
+    fs.accessSync('/dev/kvm', fs.constants.R_OK | fs.constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function signalNumber(sig: NodeJS.Signals): number | undefined {
+  return (os.constants.signals as Record<string, number>)[sig];
+}
+
+const isEntry = (() => {
+  try {
+    return process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === fs.realpathSync(new URL(import.meta.url).pathname);
+  } catch {
+    return false;
+  }
+})();
+if (isEntry) {
+  main(process.argv.slice(2)).catch((e) => die(`sevkit sim: ${(e as Error).message}`));
+}
