@@ -6,9 +6,9 @@
 import { VmLaunchError } from './errors.js';
 import type { SevHostInfo } from './argv.js';
 
-export async function hostSevInfo(): Promise<SevHostInfo> {
+export async function hostSevInfo(opts: { cpuidFile?: string } = {}): Promise<SevHostInfo> {
   const { sevCpuInfo } = await import('../host/cpuid.js');
-  const info = await sevCpuInfo();
+  const info = await sevCpuInfo({ file: opts.cpuidFile });
   if (!info.sev || info.cbitpos === 0) {
     throw new VmLaunchError(
       `this host reports no SEV in CPUID 0x8000001F (source: ${info.source}); cannot choose cbitpos for the sev-guest object`,

@@ -186,7 +186,7 @@ export class Supervisor {
     try {
       await vm._start(async () => {
         const h = this.opts.hostSevInfo;
-        if (!h) return (await import('./host.js')).hostSevInfo();
+        if (!h) return (await import('./host.js')).hostSevInfo({ cpuidFile: this.opts.env?.SEVKIT_CPUID || undefined });
         return typeof h === 'function' ? h() : h;
       });
     } finally {
