@@ -29,7 +29,7 @@ export interface AlephSevInfo {
 }
 
 /** QEMU's `query-status` reply. */
-export interface VmRunStatus {
+export interface CrnVmRunStatus {
   status: string;
   running: boolean;
   singlestep?: boolean;
@@ -60,7 +60,7 @@ export interface CrnVm {
   /** Base64 strings, as QMP `sev-inject-launch-secret` takes them. */
   injectSecret(p: { packetHeader: string; secret: string }): Promise<void>;
   cont(): Promise<void>;
-  queryStatus(): Promise<VmRunStatus>;
+  queryStatus(): Promise<CrnVmRunStatus>;
   stop(): Promise<void>;
   /** Called at most once if the VM goes away on its own (QEMU exit, crash). */
   onExit?(cb: (reason: string) => void): void;

@@ -8,7 +8,7 @@ import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import { Algo, Usage, createCaCert, createSevCert, encodeCaCert, encodeSevCert, signCaCert, signSevCert, type CaChain } from '../../lib/certs/index.js';
 import { computeLaunchDigest, launchMeasure, openSecret, openSession, parseSecretTable } from '../../lib/launch/index.js';
-import type { CertificateSource, CrnVm, LaunchSpec, CrnPlatformCerts, AlephSevInfo, VmLauncher, VmRunStatus } from '../../lib/crn/backend.js';
+import type { CertificateSource, CrnVm, LaunchSpec, CrnPlatformCerts, AlephSevInfo, VmLauncher, CrnVmRunStatus } from '../../lib/crn/backend.js';
 
 export interface TestCa {
   ark: KeyObject;
@@ -145,7 +145,7 @@ export class ModelLauncher implements VmLauncher {
       async cont() {
         running = true;
       },
-      async queryStatus(): Promise<VmRunStatus> {
+      async queryStatus(): Promise<CrnVmRunStatus> {
         return running ? { status: 'running', running: true, singlestep: false } : { status: 'prelaunch', running: false };
       },
       async stop() {

@@ -1,6 +1,6 @@
 /** In-memory stand-ins for the platform and the VM supervisor, for CRN HTTP tests. */
 import crypto from 'node:crypto';
-import type { CertificateSource, CrnVm, LaunchSpec, CrnPlatformCerts, AlephSevInfo, VmLauncher, VmRunStatus } from '../../lib/crn/backend.js';
+import type { CertificateSource, CrnVm, LaunchSpec, CrnPlatformCerts, AlephSevInfo, VmLauncher, CrnVmRunStatus } from '../../lib/crn/backend.js';
 
 export class FakeCerts implements CertificateSource {
   calls = 0;
@@ -53,7 +53,7 @@ export class FakeVm implements CrnVm {
   async cont(): Promise<void> {
     this.continued = true;
   }
-  async queryStatus(): Promise<VmRunStatus> {
+  async queryStatus(): Promise<CrnVmRunStatus> {
     return this.continued ? { status: 'running', running: true, singlestep: false } : { status: 'prelaunch', running: false };
   }
   async stop(): Promise<void> {

@@ -1,6 +1,202 @@
 import type { Command } from 'commander';
+import { Option } from 'commander';
+import { action, parseIntArg } from '../run.js';
+import { UsageError, InputError } from '../../errors.js';
 
-/** Registers the `crn` commands on the sevkit program. */
+/** Registers `crn serve`, `launch` (guest owner) and `demo`. */
 export function register(program: Command): void {
-  void program;
+  const crn = program.command('crn').description('Reference CRN (compute resource node) service, aleph-vm compatible');
+  crn
+    .command('serve')
+    .description('Serve the confidential-VM endpoints of an aleph-vm CRN (certificates, initialize, measurement, inject_secret)')
+    .requiredOption('--listen <HOST:PORT>', 'address to listen on, e.g. 127.0.0.1:4020')
+    .requiredOption('--domain <NAME>', 'domain name clients sign operations for (aleph DOMAIN_NAME)')
+    .option('--run-dir <DIR>', 'directory for session files and VM run dirs', defaultRunDir())
+    .option('--device <PATH>', 'SEV device (default SEVKIT_DEVICE or /dev/sev)')
+    .option('--cek <FILE>', 'serve this ASK-signed CEK instead of the exported/KDS one')
+    .option('--no-confidential', 'disable confidential computing (503 on /about/certificates)')
+    .option('--quiet', 'no request log on stderr')
+    .addHelpText(
+      'after',
+      '\nAllocation (POST /control/allocate) needs SEVKIT_ALLOCATION_TOKEN in the environment.\nSIGHUP re-exports the certificate chain (after rotate); SIGINT/SIGTERM stop every VM and exit.',
+    )
+    .action(action(serveCmd));
+
+  program
+    .command('launch')
+    .description('Guest owner: verify a CRN, launch a confidential VM on it and release the disk secret only if everything checks out')
+    .requiredOption('--crn <URL>', 'CRN base URL, e.g. https://crn.example.org')
+    .requiredOption('--vm <REF>', 'VM reference (64 hex digits, the instance item hash)')
+    .requiredOption('--firmware <FILE>', 'the OVMF image you expect the VM to boot (the measurement is computed from it)')
+    .requiredOption('--policy <P>', 'guest policy (decimal or 0x-hex), must equal the allocation', (v) => parseIntArg(v, '--policy'))
+    .requiredOption('--secret-file <FILE>', 'disk password file (one trailing newline is removed)')
+    .option('--ca <FILE>', 'trust this CA chain (ASK‖ARK) instead of the built-in AMD roots')
+    .option('--generation <G>', 'use the built-in AMD roots of this generation (naples, rome, milan, genoa, turin)')
+    .option('--wallet-key <FILE>', 'owner wallet key: Ethereum private key (hex) or Solana keypair (JSON array); default SEVKIT_WALLET_KEY_FILE')
+    .option('--domain <NAME>', 'domain to sign operations for (default: the URL host)')
+    .option('--vcpus <N>', 'SEV-ES: number of vCPUs of the VM', (v) => parseIntArg(v, '--vcpus'))
+    .option('--vcpu-type <TYPE>', 'SEV-ES: QEMU CPU model of the VM (e.g. EPYC-v4)')
+    .option('--timeout <SECONDS>', 'how long to wait for the measurement', (v) => parseIntArg(v, '--timeout'), 120)
+    .option('--json', 'print the result as JSON')
+    .action(action(launchCmd));
+
+  program
+    .command('demo')
+    .description('End-to-end demo on a SIMULATED SEV platform: reference CRN on loopback + guest-owner launch, then teardown')
+    .option('--keep', 'keep the temporary directory')
+    .addOption(new Option('--inside-sim').hideHelp())
+    .addOption(new Option('--vm-less', 'do not boot QEMU even if installed'))
+    .action(action(demoCmd));
+}
+
+function defaultRunDir(): string {
+  return `${process.env.TMPDIR ?? '/tmp'}/sevkit-crn-${process.getuid?.() ?? 'user'}`;
+}
+
+interface ServeOpts {
+  listen: string;
+  domain: string;
+  runDir: string;
+  device?: string;
+  cek?: string;
+  confidential: boolean;
+  quiet?: boolean;
+}
+
+async function serveCmd(o: ServeOpts): Promise<number> {
+  const fs = await import('node:fs');
+  const { parseListen, startCrnServer, platformCertificateSource, SupervisorLauncher } = await import('../../crn/index.js');
+  const { Supervisor } = await import('../../vm/index.js');
+  let listen: { host: string; port: number };
+  try {
+    listen = parseListen(o.listen);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (!/^[A-Za-z0-9.-]{1,253}$/.test(o.domain) && !/^[0-9a-fA-F:]+$/.test(o.domain)) throw new UsageError(`--domain must be a host name, got '${o.domain}'`);
+  let cekOverride: Buffer | undefined;
+  if (o.cek) {
+    cekOverride = fs.readFileSync(o.cek);
+    if (cekOverride.length !== 0x824) throw new InputError(`${o.cek}: a CEK certificate is 2084 bytes, this file has ${cekOverride.length}`);
+  }
+  fs.mkdirSync(o.runDir, { recursive: true, mode: 0o700 });
+  const simulated = Boolean(process.env.SEVKIT_SIM_SOCKET);
+  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms` });
+  const srv = await startCrnServer({
+    host: listen.host,
+    port: listen.port,
+    domain: o.domain,
+    certs: o.confidential ? await platformCertificateSource(o.device ? { device: o.device } : {}) : null,
+    launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu' }),
+    runDir: o.runDir,
+    ...(process.env.SEVKIT_ALLOCATION_TOKEN ? { allocationToken: process.env.SEVKIT_ALLOCATION_TOKEN } : {}),
+    ...(cekOverride ? { cekOverride } : {}),
+    platformKind: simulated ? 'simulated' : 'hardware',
+    ...(o.quiet ? {} : { log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) }),
+  });
+  if (simulated) process.stderr.write('note: SEV platform is SIMULATED (SEVKIT_SIM_SOCKET set): nothing here is hardware-backed\n');
+  process.stdout.write(`listening on ${srv.url}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      process.off('SIGHUP', hup);
+      void srv.close().then(async () => {
+        await supervisor.stopAll();
+        resolve();
+      });
+    };
+    const hup = () => srv.service.invalidateCertificates();
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    process.on('SIGHUP', hup);
+  });
+  return 0;
+}
+
+interface LaunchOpts {
+  crn: string;
+  vm: string;
+  firmware: string;
+  policy: number;
+  secretFile: string;
+  ca?: string;
+  generation?: string;
+  walletKey?: string;
+  domain?: string;
+  vcpus?: number;
+  vcpuType?: string;
+  timeout: number;
+  json?: boolean;
+}
+
+async function launchCmd(o: LaunchOpts): Promise<number> {
+  const fs = await import('node:fs');
+  if (o.ca && o.generation) throw new UsageError('give either --ca or --generation, not both');
+  const keyFile = o.walletKey ?? process.env.SEVKIT_WALLET_KEY_FILE;
+  if (!keyFile) throw new UsageError('a wallet key is needed to act on the VM: --wallet-key FILE (or SEVKIT_WALLET_KEY_FILE)');
+  const { parseWalletKey } = await import('../../crn/wallet.js');
+  const { CrnClient } = await import('../../owner/client.js');
+  const { launchOnCrn } = await import('../../owner/launch.js');
+  const read = (f: string, what: string): Buffer => {
+    try {
+      return fs.readFileSync(f);
+    } catch (e) {
+      throw new InputError(`${what} ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  };
+  const keyText = read(keyFile, 'wallet key');
+  const wallet = parseWalletKey(keyText.toString('utf8'), keyFile);
+  keyText.fill(0);
+  const firmware = read(o.firmware, 'firmware');
+  let ca: Buffer | undefined;
+  if (o.ca) ca = read(o.ca, 'CA chain');
+  let generation;
+  if (o.generation) {
+    const { parseGeneration } = await import('../../certs/index.js');
+    generation = parseGeneration(o.generation);
+  }
+  const secretRaw = read(o.secretFile, 'secret file');
+  let end = secretRaw.length;
+  if (end > 0 && secretRaw[end - 1] === 0x0a) end--;
+  if (end > 0 && secretRaw[end - 1] === 0x0d) end--;
+  const secret = Buffer.from(secretRaw.subarray(0, end));
+  secretRaw.fill(0);
+  if (secret.length === 0) throw new InputError(`secret file ${o.secretFile} is empty`);
+  if ((o.vcpus === undefined) !== (o.vcpuType === undefined) && (o.policy & 0x4)) throw new UsageError('SEV-ES needs both --vcpus and --vcpu-type');
+  const client = new CrnClient({ url: o.crn, wallet, ...(o.domain ? { domain: o.domain } : {}) });
+  const out = (s: string) => process.stderr.write(`${s}\n`);
+  out(`owner ${wallet.address} (${wallet.chain}) → ${client.url} (domain ${client.domain}), VM ${o.vm}`);
+  try {
+    const res = await launchOnCrn({
+      client,
+      ref: o.vm,
+      firmware,
+      policy: o.policy,
+      secret,
+      ...(ca ? { ca } : {}),
+      ...(generation ? { generation } : {}),
+      ...(o.vcpus !== undefined && o.vcpuType ? { es: { numCpus: o.vcpus, vcpuType: o.vcpuType } } : {}),
+      measurementTimeoutMs: o.timeout * 1000,
+      onProgress: (p) => out(formatProgress(p)),
+    });
+    if (o.json) process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
+    else process.stdout.write(`VM ${res.ref} is running (secret delivered; total ${sumMs(res.timings).toFixed(0)} ms)\n`);
+    return 0;
+  } finally {
+    secret.fill(0);
+  }
+}
+
+export function formatProgress(p: { step: string; index: number; total: number; ms: number; detail: string }): string {
+  return `[${p.index}/${p.total}] ${p.step.padEnd(12)} ${p.ms.toFixed(1).padStart(8)} ms  ${p.detail}`;
+}
+
+function sumMs(t: Record<string, number>): number {
+  return Object.values(t).reduce((a, b) => a + b, 0);
+}
+
+async function demoCmd(o: { keep?: boolean; insideSim?: boolean; vmLess?: boolean }): Promise<number> {
+  const { runDemo } = await import('../../crn/demo.js');
+  return runDemo({ keep: Boolean(o.keep), insideSim: Boolean(o.insideSim), vmLess: Boolean(o.vmLess) });
 }

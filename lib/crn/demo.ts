@@ -1,0 +1,225 @@
+/**
+ * `sevkit demo` (`npm run demo`): the whole confidential-VM lifecycle on one
+ * machine, on the SIMULATED SEV platform. The outer process starts the
+ * simulator and re-runs itself under it (the addon must see the LD_PRELOAD
+ * shim from process start); the inner process runs the reference CRN on
+ * loopback and the guest owner against it, then tears everything down.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+
+const SEV_SECRET_GUID = '4c2eb361-7d9b-4cc3-8081-127c90d3d294';
+/** Where the demo firmware declares its launch-secret page (OVMF AmdSev's MEMFD layout puts it in this region). */
+const DEMO_SECRET_BASE = 0x80d000;
+const DEMO_SECRET_SIZE = 0x1000;
+const FIRMWARE_CANDIDATES = ['/usr/share/ovmf/OVMF.fd', '/usr/share/OVMF/OVMF.fd', '/usr/share/OVMF/OVMF_CODE.fd', '/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/qemu/OVMF.fd'];
+
+export interface DemoOptions {
+  keep: boolean;
+  insideSim: boolean;
+  vmLess: boolean;
+  out?: (line: string) => void;
+}
+
+export async function runDemo(o: DemoOptions): Promise<number> {
+  if (o.insideSim || process.env.SEVKIT_DEMO_DIR) return inside(o);
+  return outside(o);
+}
+
+function guidBytesLe(guid: string): Buffer {
+  const h = guid.replace(/-/g, '');
+  const b = Buffer.from(h, 'hex');
+  // GUIDs are stored with their first three fields little-endian.
+  return Buffer.concat([Buffer.from(b.subarray(0, 4)).reverse(), Buffer.from(b.subarray(4, 6)).reverse(), Buffer.from(b.subarray(6, 8)).reverse(), b.subarray(8)]);
+}
+
+/**
+ * The demo's firmware: Debian's OVMF with its SEV secret-area footer entry
+ * pointed at a page (stock builds leave it 0 because only the AmdSev build
+ * reserves one). Both the CRN and the owner measure this exact file. Without
+ * an installed OVMF, a synthetic image with only a footer table (VM-less only).
+ */
+export function makeDemoFirmware(dir: string): { path: string; source: string; bootable: boolean } {
+  const src = FIRMWARE_CANDIDATES.find((f) => {
+    try {
+      return fs.statSync(f).isFile();
+    } catch {
+      return false;
+    }
+  });
+  let img: Buffer;
+  let bootable = false;
+  if (src) {
+    img = Buffer.from(fs.readFileSync(src));
+    bootable = true;
+  } else {
+    img = syntheticFirmware();
+  }
+  const guid = guidBytesLe(SEV_SECRET_GUID);
+  const at = img.lastIndexOf(guid, img.length - 32);
+  if (at < 10 || img.readUInt16LE(at - 2) !== 26) throw new Error(`${src ?? 'synthetic firmware'}: no SEV secret entry in the OVMF footer table`);
+  img.writeUInt32LE(DEMO_SECRET_BASE, at - 10);
+  img.writeUInt32LE(DEMO_SECRET_SIZE, at - 6);
+  const file = path.join(dir, 'demo-OVMF.fd');
+  fs.writeFileSync(file, img, { mode: 0o644 });
+  return { path: file, source: src ?? 'synthetic (no OVMF installed)', bootable };
+}
+
+/** 2 MiB of 0xff with an OVMF footer table holding one SEV secret entry (never booted). */
+function syntheticFirmware(): Buffer {
+  const img = Buffer.alloc(2 << 20, 0xff);
+  const secret = Buffer.concat([Buffer.alloc(8), u16(26), guidBytesLe(SEV_SECRET_GUID)]);
+  const tableLen = secret.length + 18;
+  const footer = Buffer.concat([secret, u16(tableLen), guidBytesLe('96b582de-1fb2-45f7-baea-a366c55a082d')]);
+  // The table ends 0x20 bytes before the end of the image (before the reset vector).
+  footer.copy(img, img.length - 0x20 - footer.length);
+  return img;
+}
+
+function u16(n: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(n);
+  return b;
+}
+
+async function outside(o: DemoOptions): Promise<number> {
+  const out = o.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const { startSim } = await import('../sim/session.js');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-demo-'));
+  out('sevkit demo: the confidential-VM lifecycle on a SIMULATED SEV platform (software model, TEST roots).');
+  out('             Nothing below is backed by AMD hardware; it shows the protocol and the checks, not confidentiality.');
+  let sim: Awaited<ReturnType<typeof startSim>> | undefined;
+  try {
+    const t0 = performance.now();
+    sim = await startSim({ stateDir: path.join(tmp, 'sim') });
+    out(`[sim] simulator started in ${(performance.now() - t0).toFixed(0)} ms (state ${sim.stateDir})`);
+    const env: NodeJS.ProcessEnv = { ...sim.env, SEVKIT_DEMO_DIR: tmp };
+    if (o.vmLess) env.SEVKIT_REAL_QEMU = 'none';
+    const entry = process.argv[1]!;
+    const child = spawn(process.execPath, [...process.execArgv, entry, 'demo', '--inside-sim', ...(o.vmLess ? ['--vm-less'] : [])], { stdio: 'inherit', env });
+    const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
+    const onInt = forward('SIGINT');
+    const onTerm = forward('SIGTERM');
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+    const code = await new Promise<number>((resolve) => {
+      child.on('error', () => resolve(1));
+      child.on('close', (c, s) => resolve(c ?? (s ? 128 + (os.constants.signals[s] ?? 0) : 1)));
+    });
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+    return code;
+  } finally {
+    await sim?.close();
+    if (o.keep) out(`[teardown] kept ${tmp}`);
+    else fs.rmSync(tmp, { recursive: true, force: true });
+    out('[teardown] simulator stopped, temporary files removed');
+  }
+}
+
+async function inside(o: DemoOptions): Promise<number> {
+  const out = o.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const dir = process.env.SEVKIT_DEMO_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-demo-'));
+  const stateDir = process.env.SEVKIT_SIM_STATE;
+  if (!process.env.SEVKIT_SIM_SOCKET || !stateDir) throw new Error('sevkit demo --inside-sim must run under `sevkit sim`');
+  const { startCrnServer } = await import('./server.js');
+  const { platformCertificateSource, SupervisorLauncher } = await import('./launchers.js');
+  const { EthWallet } = await import('./wallet.js');
+  const { Supervisor } = await import('../vm/index.js');
+  const { CrnClient } = await import('../owner/client.js');
+  const { launchOnCrn } = await import('../owner/launch.js');
+  const { simulatorCaChain, encodeCaChain } = await import('../certs/index.js');
+  const { parseSecretTable, DISK_PASSWORD_GUID } = await import('../launch/index.js');
+  const { findRealQemu } = await import('../sim/qemu/main.js').catch(() => ({ findRealQemu: () => undefined as string | undefined }));
+
+  const fw = makeDemoFirmware(dir);
+  const realQemu = o.vmLess ? undefined : findRealQemu(process.env);
+  const withVm = Boolean(realQemu) && fw.bootable;
+  if (!withVm) process.env.SEVKIT_REAL_QEMU = 'none';
+  out(`[host] firmware ${fw.source} → ${fw.path} (secret page declared at 0x${DEMO_SECRET_BASE.toString(16)})`);
+  out(withVm ? `[host] VMs: real QEMU ${realQemu} (TCG) under the simulator's SEV wrapper` : '[host] VMs: VM-less (the simulator\'s QEMU wrapper answers QMP; nothing boots)');
+
+  const token = crypto.randomBytes(24).toString('hex');
+  const supervisor = new Supervisor({ runRoot: path.join(dir, 'vms'), launchTimeoutMs: 60_000, stopTimeoutMs: 5_000 });
+  const log: string[] = [];
+  const t0 = performance.now();
+  const srv = await startCrnServer({
+    host: '127.0.0.1',
+    port: 0,
+    domain: '127.0.0.1',
+    certs: await platformCertificateSource(),
+    launcher: new SupervisorLauncher(supervisor, { kind: withVm ? 'qemu (simulator wrapper)' : 'vm-less (simulator wrapper)' }),
+    runDir: path.join(dir, 'crn'),
+    allocationToken: token,
+    platformKind: 'simulated',
+    log: (l) => log.push(l),
+  });
+  let code = 1;
+  try {
+    out(`[crn] reference CRN listening on ${srv.url} (domain 127.0.0.1) in ${(performance.now() - t0).toFixed(0)} ms`);
+    const owner = EthWallet.generate();
+    const ref = crypto.randomBytes(32).toString('hex');
+    const policy = 0x1;
+    const t1 = performance.now();
+    await new CrnClient({ url: srv.url }).allocate(token, { ref, owner: owner.address, firmware: fw.path, policy, vcpus: 1, memory_mb: 256 });
+    out(`[crn] allocated VM ${ref.slice(0, 16)}… for owner ${owner.address}, policy 0x${policy.toString(16)} (${(performance.now() - t1).toFixed(0)} ms)`);
+
+    const ca = simulatorCaChain(stateDir);
+    if (!ca) throw new Error(`simulator state ${stateDir} has no ask.cert/ark.cert`);
+    const password = crypto.randomBytes(18).toString('base64url');
+    const pwHash = crypto.createHash('sha256').update(password).digest('hex');
+    out(`[owner] disk password: ${password.length} bytes, sha256 ${pwHash.slice(0, 16)}… (the password itself is never printed)`);
+    out('[owner] trust anchor: the SIMULATOR\'s test ASK/ARK (a real launch would use AMD\'s roots: --generation or --ca)');
+    const client = new CrnClient({ url: srv.url, wallet: owner });
+    const res = await launchOnCrn({
+      client,
+      ref,
+      firmware: fs.readFileSync(fw.path),
+      policy,
+      secret: Buffer.from(password),
+      ca: encodeCaChain(ca),
+      measurementTimeoutMs: 60_000,
+      onProgress: (p) => out(`[owner ${p.index}/${p.total}] ${p.step.padEnd(12)} ${p.ms.toFixed(1).padStart(8)} ms  ${p.detail}`),
+    });
+    const total = Object.values(res.timings).reduce((a, b) => a + b, 0);
+    out(`[owner] VM running after ${total.toFixed(0)} ms: ${JSON.stringify(res.status)}`);
+
+    // What the (simulated) firmware put into guest memory, as the guest would read it.
+    const guestFile = path.join(stateDir, 'guests', ref, 'launch-secret.bin');
+    if (fs.existsSync(guestFile)) {
+      const table = fs.readFileSync(guestFile);
+      const parsed = parseSecretTable(table);
+      const entry = parsed.entries.find((e) => e.guid === DISK_PASSWORD_GUID);
+      const got = entry ? entry.data.subarray(0, entry.data.indexOf(0) < 0 ? entry.data.length : entry.data.indexOf(0)) : Buffer.alloc(0);
+      const same = got.length === Buffer.byteLength(password) && crypto.timingSafeEqual(got, Buffer.from(password));
+      out(`[guest] launch-secret.bin: ${table.length}-byte table (${parsed.layout} layout), ${parsed.entries.length} entry, disk-password GUID ${entry ? 'present' : 'MISSING'}`);
+      out(`[guest] decrypted disk password: ${got.length} bytes, sha256 ${crypto.createHash('sha256').update(got).digest('hex').slice(0, 16)}… → ${same ? 'matches what the owner sent' : 'DOES NOT MATCH'}`);
+      table.fill(0);
+      got.fill(0);
+      if (!same) throw new Error('the guest did not receive the owner\'s secret');
+    } else {
+      out(`[guest] no launch-secret.bin at ${guestFile}`);
+      throw new Error('the simulated guest recorded no secret');
+    }
+    if (withVm) {
+      await new Promise((r) => setTimeout(r, 1500));
+      const vm = supervisor.get(ref);
+      const lines = (vm?.consoleTail ?? '').split('\n').map((l) => l.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/[^\x20-\x7e]/g, '').trim()).filter(Boolean);
+      out(`[guest] QEMU pid ${vm?.pid ?? '?'} state ${vm?.state ?? 'gone'}; serial console: ${lines.length ? lines.slice(-2).join(' | ').slice(0, 160) : '(no output yet)'}`);
+    }
+    out(`[crn] request log (no secrets): ${log.length} requests`);
+    for (const l of log) out(`        ${l}`);
+    code = 0;
+  } finally {
+    const t2 = performance.now();
+    await srv.close();
+    await supervisor.stopAll();
+    out(`[teardown] CRN closed and every VM stopped in ${(performance.now() - t2).toFixed(0)} ms`);
+    if (!process.env.SEVKIT_DEMO_DIR) fs.rmSync(dir, { recursive: true, force: true });
+  }
+  out(code === 0 ? 'demo: OK (SIMULATED platform)' : 'demo: FAILED');
+  return code;
+}

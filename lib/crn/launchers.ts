@@ -1,0 +1,125 @@
+/**
+ * Adapters from sevkit's host modules to the CRN's narrow interfaces:
+ * the QEMU supervisor (lib/vm) as a VmLauncher, and the platform (lib/platform
+ * + lib/certs) as the certificate source, with sevctl's CEK handling.
+ */
+import fs from 'node:fs';
+import type { AlephSevInfo, CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
+import type { ConfidentialVm, Supervisor } from '../vm/index.js';
+
+/** Launches each VM as a QEMU process (real QEMU, or the simulator's wrapper on PATH). */
+export class SupervisorLauncher implements VmLauncher {
+  readonly kind: string;
+  constructor(
+    readonly supervisor: Supervisor,
+    readonly opts: { kind?: string; cpu?: string; accel?: 'kvm' | 'tcg'; diskFormat?: string } = {},
+  ) {
+    this.kind = opts.kind ?? 'qemu';
+  }
+
+  async launch(spec: LaunchSpec): Promise<CrnVm> {
+    const godh = fs.readFileSync(spec.godhFile, 'latin1').trim();
+    const session = fs.readFileSync(spec.sessionFile, 'latin1').trim();
+    const started = this.supervisor.launch({
+      name: spec.ref,
+      firmware: spec.firmware,
+      memMb: spec.memoryMb,
+      vcpus: spec.vcpus,
+      sev: { policy: spec.policy, godh, session },
+      ...(spec.disk ? { image: { path: spec.disk, format: this.opts.diskFormat ?? 'qcow2' } } : {}),
+      ...(this.opts.cpu ? { cpu: this.opts.cpu } : {}),
+      ...(this.opts.accel ? { accel: this.opts.accel } : {}),
+    });
+    started.catch(() => undefined);
+    return new SupervisedVm(started, () => this.supervisor.get(spec.ref));
+  }
+}
+
+class SupervisedVm implements CrnVm {
+  readonly ready: Promise<void>;
+  #exitCb?: (reason: string) => void;
+  #vm?: ConfidentialVm;
+
+  constructor(
+    private readonly started: Promise<ConfidentialVm>,
+    private readonly lookup: () => ConfidentialVm | undefined,
+  ) {
+    this.ready = started.then((vm) => {
+      this.#vm = vm;
+      vm.once('end', () => {
+        const r = vm.exitReason?.message ?? `VM ${vm.state}`;
+        this.#exitCb?.(r);
+      });
+    });
+    this.ready.catch(() => undefined);
+  }
+
+  async #get(): Promise<ConfidentialVm> {
+    return this.#vm ?? (await this.started);
+  }
+
+  async measurement(): Promise<{ sevInfo: AlephSevInfo; launchMeasure: string }> {
+    const m = await (await this.#get()).measurement();
+    return { sevInfo: toAlephSevInfo(m.sevInfo as unknown as Record<string, unknown>), launchMeasure: m.launchMeasure };
+  }
+
+  async injectSecret(p: { packetHeader: string; secret: string }): Promise<void> {
+    // ConfidentialVm injects and resumes in one serialized step.
+    await (await this.#get()).injectSecret({ packetHeader: p.packetHeader, secret: p.secret });
+  }
+
+  async cont(): Promise<void> {
+    const vm = await this.#get();
+    if (vm.state === 'awaiting-secret') await vm.resume();
+  }
+
+  async queryStatus(): Promise<CrnVmRunStatus> {
+    const vm = await this.#get();
+    const q = vm.qmpClient;
+    if (q && !q.closed) {
+      const s = await q.queryStatus();
+      return { status: s.status, running: s.running, ...(s.singlestep !== undefined ? { singlestep: s.singlestep } : {}) };
+    }
+    return { status: vm.state, running: vm.state === 'running' };
+  }
+
+  async stop(): Promise<void> {
+    const vm = this.#vm ?? this.lookup();
+    if (vm) await vm.stop();
+    else await this.started.then((v) => v.stop()).catch(() => undefined);
+  }
+
+  onExit(cb: (reason: string) => void): void {
+    this.#exitCb = cb;
+  }
+}
+
+/** QMP's kebab-case query-sev → aleph's snake_case sev_info. */
+export function toAlephSevInfo(q: Record<string, unknown>): AlephSevInfo {
+  return {
+    enabled: q.enabled === true,
+    api_major: Number(q['api-major'] ?? q.api_major ?? 0),
+    api_minor: Number(q['api-minor'] ?? q.api_minor ?? 0),
+    build_id: Number(q['build-id'] ?? q.build_id ?? 0),
+    policy: Number(q.policy ?? 0),
+    state: String(q.state ?? ''),
+    handle: Number(q.handle ?? 0),
+  };
+}
+
+/**
+ * The platform's chain as `sevctl export` builds it: PDH, PEK, OCA from the
+ * firmware, and a CEK that an ASK signed (the firmware's when it already is,
+ * else AMD KDS's for this chip). Needs lib/platform and lib/certs.
+ */
+export async function platformCertificateSource(opts: { device?: string } = {}): Promise<CertificateSource> {
+  const { SevPlatform } = await import('../platform/index.js');
+  const { platformSevChain, encodeSevCert } = await import('../certs/index.js');
+  const platform = new SevPlatform(opts.device ? { device: opts.device } : {});
+  return {
+    async exportCerts(): Promise<CrnPlatformCerts> {
+      const { sev } = await platformSevChain(platform);
+      return { pdh: encodeSevCert(sev.pdh), pek: encodeSevCert(sev.pek), oca: encodeSevCert(sev.oca), cek: encodeSevCert(sev.cek) };
+    },
+  };
+}
