@@ -6,3 +6,4 @@ export * from './launch/index.js';
 export * from './platform/index.js';
 export * from './crn/index.js';
 export * from './owner/index.js';
+export * from './host/index.js';

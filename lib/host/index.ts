@@ -14,7 +14,39 @@ export {
   cpuidFromCpuinfo,
 } from './cpuid.js';
 export type { CpuidReader, CpuidRegs, CpuidSourceKind, CpuidOptions, SevCpuInfo } from './cpuid.js';
-export * from './probes.js';
+export {
+  probeDevSev,
+  probeFirmware,
+  probeKernel,
+  probeKvm,
+  probeKvmAmd,
+  probeMemlock,
+  probeOvmf,
+  probeParam,
+  probeQemu,
+  probeSyscfg,
+  inspectOvmf,
+  parseLimits,
+  parseQemuVersion,
+  KVM_API_VERSION,
+  DEFAULT_OVMF_DIRS,
+} from './probes.js';
+export type {
+  DevSevFact,
+  FirmwareFact,
+  FirmwareStatus as HostFirmwareStatus,
+  FirmwareError as HostFirmwareError,
+  KernelFact,
+  KvmAmdFact,
+  KvmFact,
+  MemlockFact,
+  MsrFact,
+  OvmfFact,
+  OvmfImage,
+  ParamFact,
+  PlatformLike,
+  QemuFact,
+} from './probes.js';
 export { probeHost, probeOkFacts, defaultDevice } from './gather.js';
 export type { HostFacts, HostProbeOptions, StatusProbeOptions, OkHostFacts } from './gather.js';
 export { runOk, formatOkLine, detectOkGeneration, OK_MASKS, OK_FAILURE_MESSAGE } from './okTree.js';
