@@ -118,8 +118,11 @@ export async function fetchCek(id: Uint8Array | string, opts: KdsOptions = {}): 
     try {
       res = await f(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/octet-stream' } });
     } catch (e) {
-      const why = (e as Error)?.name === 'TimeoutError' || (e as Error)?.name === 'AbortError' ? `timed out after ${timeoutMs} ms` : (e as Error)?.message ?? String(e);
-      throw new KdsError(`AMD KDS request for the CEK failed: ${why}`, { cause: e });
+      const err = e as Error & { cause?: { code?: string; message?: string } };
+      const why = err?.name === 'TimeoutError' || err?.name === 'AbortError'
+        ? `timed out after ${timeoutMs} ms`
+        : `${err?.message ?? String(e)}${err?.cause?.code ? ` (${err.cause.code})` : ''}`;
+      throw new KdsError(`AMD KDS request for the CEK failed: ${why}; give the chain with --sev, or run once online to cache the CEK`, { cause: e });
     }
     if (res.ok) {
       const body = Buffer.from(await res.arrayBuffer());

@@ -42,16 +42,13 @@ async function writeAtomic(file: string, data: Buffer, mode: number): Promise<vo
 }
 
 /** The platform (lib/platform, owned by the native area), loaded only when a command needs it. */
-async function openPlatform(): Promise<import('../../certs/platform-chain.js').CertPlatform & {
-  pekCsr(): Promise<Buffer>;
-  pekCertImport(pek: Buffer, oca: Buffer): Promise<void>;
-}> {
-  const modPath = '../../platform/index.js';
-  const mod = (await import(modPath)) as { SevPlatform: new (o?: object) => never };
-  return new mod.SevPlatform();
+async function openPlatform(device?: string) {
+  const { SevPlatform } = await import('../../platform/index.js');
+  return new SevPlatform(device !== undefined ? { device } : {});
 }
 
 interface VerifyOpts {
+  device?: string;
   sev?: string;
   oca?: string;
   ca?: string;
@@ -63,17 +60,19 @@ interface VerifyOpts {
 
 async function verifyCmd(o: VerifyOpts): Promise<number> {
   const certs = await import('../../certs/index.js');
+  const ca = o.ca ? certs.decodeCaChain(await readInput(o.ca, 'CA chain (ASK‖ARK)'), o.ca) : undefined;
   let sev;
   let source: string;
   if (o.sev) {
     sev = certs.decodeSevChain(await readInput(o.sev, 'SEV chain'), o.sev);
     source = o.sev;
   } else {
-    const platform = await openPlatform();
-    sev = (await certs.platformSevChain(platform, { simStateDir: false, kds: { offline: Boolean(o.offline) } })).sev;
+    // The platform's CEK is replaced by AMD KDS's unless it already carries an ASK
+    // signature; which roots are trusted is decided below, by --ca or the built-ins only.
+    const platform = await openPlatform(o.device);
+    sev = (await certs.platformSevChain(platform, { ...(ca ? { ca } : {}), kds: { offline: Boolean(o.offline) } })).sev;
     source = 'the platform';
   }
-  const ca = o.ca ? certs.decodeCaChain(await readInput(o.ca, 'CA chain (ASK‖ARK)'), o.ca) : undefined;
   const oca = o.oca ? certs.decodeSevCert(await readInput(o.oca, 'OCA certificate'), { name: o.oca, usage: certs.Usage.OCA, allowTrailing: true }) : undefined;
   const generation = o.generation ? certs.parseGeneration(o.generation) : undefined;
   const r = certs.verifyChain({ sev, ...(ca ? { ca } : {}), ...(oca ? { oca } : {}), ...(generation ? { generation } : {}) });
@@ -108,7 +107,7 @@ async function generateCmd(certPath: string, keyPath: string, o: { json?: boolea
   if (o.json) printJson({ cert: certPath, key: keyPath, oca: certs.sevCertDisplay(oca) });
 }
 
-async function provisionCmd(certPath: string, keyPath: string, o: { json?: boolean }): Promise<void> {
+async function provisionCmd(certPath: string, keyPath: string, o: { json?: boolean; device?: string }): Promise<void> {
   const certs = await import('../../certs/index.js');
   const oca = certs.decodeSevCert(await readInput(certPath, 'OCA certificate'), { name: certPath, usage: certs.Usage.OCA, allowTrailing: true });
   const self = certs.verifySevLink(oca, oca);
@@ -120,7 +119,7 @@ async function provisionCmd(certPath: string, keyPath: string, o: { json?: boole
   } finally {
     keyBuf.fill(0);
   }
-  const platform = await openPlatform();
+  const platform = await openPlatform(o.device);
   const csr = certs.decodeSevCert(await platform.pekCsr(), { name: 'PEK CSR from the firmware', usage: certs.Usage.PEK });
   const algo = oca.algo === certs.Algo.ECDSA_SHA384 ? certs.Algo.ECDSA_SHA384 : certs.Algo.ECDSA_SHA256;
   const pek = certs.signSevCert(csr, 'first-empty', { signerUsage: certs.Usage.OCA, signerAlgo: algo, privateKey: key });
@@ -176,6 +175,7 @@ export function register(program: Command): void {
     .option('--generation <name>', 'use the built-in roots of this generation (naples, rome, milan, genoa, turin)')
     .option('--offline', 'never contact AMD KDS (use the CEK cache only)')
     .option('-q, --quiet', 'print nothing; only the exit code tells')
+    .option('--device <path>', 'SEV device when reading the chain from the platform (default: $SEVKIT_DEVICE, else /dev/sev)')
     .option('--json', 'print the result as JSON')
     .action(action((o: VerifyOpts) => verifyCmd(o)));
 
@@ -193,7 +193,8 @@ export function register(program: Command): void {
     .argument('<cert>', 'OCA certificate file')
     .argument('<key>', 'OCA private key file (DER or PEM)')
     .option('--json', 'print the resulting certificates as JSON')
-    .action(action((cert: string, key: string, o: { json?: boolean }) => provisionCmd(cert, key, o)));
+    .option('--device <path>', 'SEV device (default: $SEVKIT_DEVICE, else /dev/sev)')
+    .action(action((cert: string, key: string, o: { json?: boolean; device?: string }) => provisionCmd(cert, key, o)));
 
   program
     .command('validate')
