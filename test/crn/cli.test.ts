@@ -1,0 +1,139 @@
+/**
+ * The CLIs end to end over the simulator: `sevkit crn serve` as a process,
+ * `sevkit launch` against it, and `sevkit demo` (VM-less, so it runs anywhere).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { cliEntry, ROOT, runCli } from '../helpers/cli.js';
+import { EthWallet } from '../../lib/crn/wallet.js';
+import { CrnClient } from '../../lib/owner/client.js';
+import { encodeCaChain, simulatorCaChain } from '../../lib/certs/index.js';
+import { makeDemoFirmware } from '../../lib/crn/demo.js';
+
+const simReason = process.env.SEVKIT_SIM_UNAVAILABLE;
+const TOKEN = crypto.randomBytes(16).toString('hex');
+const KEY = `0x${'11'.repeat(32)}`;
+let tmp: string;
+let serve: ChildProcessWithoutNullStreams | undefined;
+let url = '';
+let serveErr = '';
+let firmware: string;
+
+describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator, VM-less)', () => {
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-cli-'));
+    firmware = makeDemoFirmware(tmp).path;
+    fs.writeFileSync(path.join(tmp, 'wallet.key'), `${KEY}\n`, { mode: 0o600 });
+    fs.writeFileSync(path.join(tmp, 'secret.txt'), 'hunter2-disk-password\n', { mode: 0o600 });
+    fs.writeFileSync(path.join(tmp, 'ca.bin'), encodeCaChain(simulatorCaChain(process.env.SEVKIT_SIM_STATE)!));
+    serve = spawn(process.execPath, [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(tmp, 'run')], {
+      cwd: ROOT,
+      env: { ...process.env, SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none', NO_COLOR: '1' },
+    });
+    serve.stderr.on('data', (d: Buffer) => (serveErr += d.toString()));
+    url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const t = setTimeout(() => reject(new Error(`no listening line; stderr: ${serveErr}`)), 30_000);
+      serve!.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /^listening on (http:\/\/\S+)$/m.exec(out);
+        if (m) {
+          clearTimeout(t);
+          resolve(m[1]!);
+        }
+      });
+      serve!.on('exit', (c) => reject(new Error(`serve exited ${c}: ${serveErr}`)));
+    });
+  });
+
+  afterAll(async () => {
+    if (serve && serve.exitCode === null) {
+      const exited = new Promise((r) => serve!.on('exit', r));
+      serve.kill('SIGTERM');
+      await exited;
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  async function allocate(): Promise<string> {
+    const ref = crypto.randomBytes(32).toString('hex');
+    await new CrnClient({ url }).allocate(TOKEN, { ref, owner: EthWallet.fromPrivateKey(KEY).address, firmware, policy: 1, vcpus: 1, memory_mb: 256 });
+    return ref;
+  }
+  const launchArgs = (ref: string, extra: string[] = []) => [
+    'launch', '--crn', url, '--vm', ref, '--firmware', firmware, '--policy', '0x1',
+    '--secret-file', path.join(tmp, 'secret.txt'), '--wallet-key', path.join(tmp, 'wallet.key'), ...extra,
+  ];
+
+  it('serve reports a simulated platform in /status/config', async () => {
+    const cfg = (await new CrnClient({ url }).statusConfig()) as { sevkit: { platform: string }; computing: { ENABLE_CONFIDENTIAL_COMPUTING: boolean } };
+    expect(cfg.sevkit.platform).toBe('simulated');
+    expect(cfg.computing.ENABLE_CONFIDENTIAL_COMPUTING).toBe(true);
+    expect((await new CrnClient({ url }).getCertificates()).length).toBe(8336);
+  });
+
+  it('launch: one progress line per step, VM running, the guest got the password', async () => {
+    const ref = await allocate();
+    const r = await runCli(launchArgs(ref, ['--ca', path.join(tmp, 'ca.bin')]));
+    expect(r.stderr).not.toContain('hunter2');
+    expect(r.code, r.stderr).toBe(0);
+    const steps = r.stderr.split('\n').filter((l) => /^\[\d\/8\]/.test(l));
+    expect(steps.map((l) => l.split(/\s+/)[1])).toEqual(['certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject']);
+    expect(steps.every((l) => / ms /.test(l))).toBe(true);
+    expect(r.stdout).toMatch(new RegExp(`VM ${ref} is running`));
+    const table = fs.readFileSync(path.join(process.env.SEVKIT_SIM_STATE!, 'guests', ref, 'launch-secret.bin'));
+    expect(table.includes(Buffer.from('hunter2-disk-password\0'))).toBe(true);
+    expect(serveErr).not.toContain('hunter2');
+  });
+
+  it('launch refuses against AMD roots (the simulator is not AMD) and sends nothing', async () => {
+    const ref = await allocate();
+    const r = await runCli(launchArgs(ref, ['--generation', 'genoa']));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^sevkit: launch refused at step 'chain': ASK → CEK.*the secret was not sent$/m);
+    expect(serveErr).not.toMatch(new RegExp(`${ref}/confidential/(initialize|inject_secret)`));
+  });
+
+  it('launch refuses firmware other than the one the CRN boots', async () => {
+    const ref = await allocate();
+    const other = path.join(tmp, 'other.fd');
+    const img = fs.readFileSync(firmware);
+    img[0]! ^= 0xff;
+    fs.writeFileSync(other, img);
+    const r = await runCli([...launchArgs(ref, ['--ca', path.join(tmp, 'ca.bin')]).map((a) => (a === firmware ? other : a))]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/refused at step 'verify': launch measurement does not match/);
+    expect(serveErr).not.toMatch(new RegExp(`${ref}/confidential/inject_secret`));
+  });
+
+  it('usage errors exit 2 with one line', async () => {
+    const r = await runCli(['launch', '--crn', url, '--vm', 'x', '--firmware', firmware, '--policy', 'one', '--secret-file', 'f']);
+    expect(r.code).toBe(2);
+    const noKey = await runCli(['launch', '--crn', url, '--vm', 'ab'.repeat(32), '--firmware', firmware, '--policy', '1', '--secret-file', path.join(tmp, 'secret.txt')], {
+      env: { SEVKIT_WALLET_KEY_FILE: '' },
+    });
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr.trim().split('\n')).toHaveLength(1);
+    const bad = await runCli(['crn', 'serve', '--listen', 'nope', '--domain', 'x']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--listen must be HOST:PORT/);
+  });
+});
+
+describe.skipIf(Boolean(simReason))('sevkit demo', () => {
+  it('runs VM-less end to end, says SIMULATED, never prints the password, cleans up', async () => {
+    const r = await runCli(['demo', '--vm-less'], { timeoutMs: 90_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/SIMULATED/);
+    expect(r.stdout).toMatch(/matches what the owner sent/);
+    expect(r.stdout.split('\n').filter((l) => /^\[owner \d\/8\]/.test(l))).toHaveLength(8);
+    expect(r.stdout).toMatch(/demo: OK/);
+    const m = /\[sim\] simulator started in \d+ ms \(state (.+)\/sim\)/.exec(r.stdout);
+    expect(m).not.toBeNull();
+    expect(fs.existsSync(m![1]!)).toBe(false);
+  });
+});
