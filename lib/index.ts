@@ -7,3 +7,4 @@ export * from './platform/index.js';
 export * from './crn/index.js';
 export * from './owner/index.js';
 export * from './host/index.js';
+export * from './sim/index.js';

@@ -18,6 +18,7 @@ import {
 } from './protocol.js';
 import { Errno } from './uapi.js';
 import { handleJson } from './json-api.js';
+import { decommission, type GuestContext } from './guests.js';
 
 export interface SimDaemonOptions extends SimPlatformOptions {
   /** Socket path; default `<state>/sev.sock`, or a temp path when that is too long for AF_UNIX. */
@@ -85,6 +86,12 @@ export class SimDaemon {
     sock.on('error', () => sock.destroy());
     const reader = new FrameReader();
     let mode: 'new' | 'device' | 'json' = 'new';
+    // Guests launched over this connection die with it, as KVM decommissions a closed VM's guest.
+    const guestCtx: GuestContext = { handles: new Set() };
+    sock.on('close', () => {
+      for (const h of guestCtx.handles) decommission(this.platform, h);
+      guestCtx.handles.clear();
+    });
     sock.on('data', (chunk: Buffer) => {
       let frames: Buffer[];
       try {
@@ -124,7 +131,7 @@ export class SimDaemon {
             mode = 'json';
             this.counters.json++;
             const msg = decodeJson(body);
-            const reply = handleJson(this.platform, msg);
+            const reply = handleJson(this.platform, msg, guestCtx);
             sock.write(frame(encodeJson(reply)));
           } else {
             throw new SimProtocolError(`unexpected message type ${type}`);

@@ -6,7 +6,7 @@
 import { SevkitError } from '../errors.js';
 import type { SimPlatform } from './platform.js';
 import type { FaultSpec } from './faults.js';
-import { guestOp, isGuestOp } from './guests.js';
+import { guestOp, isGuestOp, type GuestContext } from './guests.js';
 
 export interface JsonRequest {
   id?: unknown;
@@ -18,10 +18,10 @@ export interface JsonReply {
   id: unknown;
   ok: boolean;
   result?: unknown;
-  error?: { code: string; message: string; fwStatus?: number };
+  error?: { code: string; message: string; fwStatus?: number; fwStatusName?: string };
 }
 
-export function handleJson(platform: SimPlatform, msg: unknown): JsonReply {
+export function handleJson(platform: SimPlatform, msg: unknown, ctx?: GuestContext): JsonReply {
   const req = (msg ?? {}) as JsonRequest;
   const id = req.id ?? null;
   const args = (req.args ?? {}) as Record<string, unknown>;
@@ -48,13 +48,18 @@ export function handleJson(platform: SimPlatform, msg: unknown): JsonReply {
         platform.faults.clear();
         return { id, ok: true, result: {} };
       default:
-        if (typeof req.op === 'string' && isGuestOp(req.op)) return { id, ok: true, result: guestOp(platform, req.op, args) };
+        if (typeof req.op === 'string' && isGuestOp(req.op)) return { id, ok: true, result: guestOp(platform, req.op, args, ctx) };
         return { id, ok: false, error: { code: 'ERR_SIM_OP', message: `unknown operation ${String(req.op)}` } };
     }
   } catch (e) {
     if (e instanceof SevkitError) {
       const fwStatus = (e as { fwStatus?: number }).fwStatus;
-      return { id, ok: false, error: { code: e.code, message: e.message, ...(fwStatus === undefined ? {} : { fwStatus }) } };
+      const fwStatusName = (e as { fwStatusName?: string }).fwStatusName;
+      return {
+        id,
+        ok: false,
+        error: { code: e.code, message: e.message, ...(fwStatus === undefined ? {} : { fwStatus }), ...(fwStatusName === undefined ? {} : { fwStatusName }) },
+      };
     }
     return { id, ok: false, error: { code: 'ERR_SIM_INTERNAL', message: (e as Error).message } };
   }
