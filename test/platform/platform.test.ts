@@ -34,9 +34,12 @@ const shimLoaded = (() => {
 })();
 const SIM = !HW && Boolean(process.env.SEVKIT_SIM_SOCKET) && shimLoaded;
 const MODE = HW ? 'hardware' : SIM ? 'simulator' : undefined;
+const GLOBAL_STATE = process.env.SEVKIT_SIM_STATE;
 const SKIP_REASON = process.env.SEVKIT_SIM_SOCKET
   ? 'SEVKIT_SIM_SOCKET is set but the sevkit_sim_preload shim is not loaded in this process'
-  : 'no platform: set SEVKIT_HW=1 on an SEV host, or run under the simulator (SEVKIT_SIM_SOCKET)';
+  : process.env.SEVKIT_SIM_UNAVAILABLE
+    ? `simulator unavailable: ${process.env.SEVKIT_SIM_UNAVAILABLE}`
+    : 'no platform: set SEVKIT_HW=1 on an SEV host, or run under the simulator (SEVKIT_SIM_SOCKET)';
 const MUTATE = SIM || (HW && process.env.SEVKIT_HW_MUTATE === '1');
 const SIM_DEVICE = process.env.SEVKIT_SIM_DEVICE || '/dev/sev';
 const CERT = 0x824;
@@ -49,7 +52,14 @@ interface PrivateSim {
 async function startSim(opts: object = {}): Promise<PrivateSim> {
   const { SimDaemon } = await import('../../lib/sim/daemon.js');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-platform-test-'));
-  const daemon = (await SimDaemon.start(dir, opts)) as unknown as PrivateSim['daemon'];
+  // Reuse the global simulator's seed so its (slow to derive) RSA test roots come from the cache.
+  let seed = '1';
+  try {
+    seed = (JSON.parse(fs.readFileSync(path.join(GLOBAL_STATE ?? '', 'state.json'), 'utf8')) as { seed: string }).seed;
+  } catch {
+    // no global state: default seed
+  }
+  const daemon = (await SimDaemon.start(dir, { seed, ...opts })) as unknown as PrivateSim['daemon'];
   return { dir, daemon };
 }
 
