@@ -12,8 +12,12 @@ export function isGuid(s: string): boolean {
   return GUID_RE.test(s);
 }
 
+const guidCache = new Map<string, Buffer>();
+
 /** Textual UUID → 16 bytes in EFI/Microsoft mixed-endian order (first 3 groups byte-swapped). */
 export function guidToBytes(guid: string): Buffer {
+  const hit = guidCache.get(guid);
+  if (hit) return Buffer.from(hit);
   if (!GUID_RE.test(guid)) throw new LaunchInputError(`invalid GUID '${guid}'`, 'ERR_GUID');
   const hex = guid.replace(/-/g, '');
   const b = Buffer.from(hex, 'hex');
@@ -22,6 +26,7 @@ export function guidToBytes(guid: string): Buffer {
   out[4] = b[5]!; out[5] = b[4]!;
   out[6] = b[7]!; out[7] = b[6]!;
   b.copy(out, 8, 8, 16);
+  if (guidCache.size < 256) guidCache.set(guid, Buffer.from(out));
   return out;
 }
 

@@ -32,7 +32,10 @@ export function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
 /** AES-128-CTR with a full 16-byte initial counter block (big-endian increment). */
 export function aes128ctr(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Buffer {
   const c = crypto.createCipheriv('aes-128-ctr', key, iv);
-  return Buffer.concat([c.update(data), c.final()]);
+  const out = c.update(data);
+  // CTR is a stream mode: final() never yields bytes, so skip the concat copy.
+  const tail = c.final();
+  return tail.length ? Buffer.concat([out, tail]) : out;
 }
 
 /** Constant-time equality that also answers false (not throws) on length mismatch. */

@@ -8,7 +8,6 @@ import crypto from 'node:crypto';
 import { bytesToGuid, expectLength, guidToBytes, isGuid, wipe } from './bytes.js';
 import { SecretError, LaunchInputError } from './errors.js';
 import { aes128ctr, hmacSha256, safeEqual } from './kdf.js';
-import { guidEntry, padTo16 } from './hashes.js';
 
 export const SECRET_TABLE_GUID = '1e74f542-71dd-4d66-963e-ef4287ff173b';
 /** GRUB_EFI_DISKPASSWD_GUID: the LUKS passphrase GRUB's efisecret module consumes. */
@@ -39,24 +38,25 @@ export function resolveSecretGuid(nameOrGuid: string): string {
   return nameOrGuid.toLowerCase();
 }
 
-/** The padded plaintext secret table. */
+/** The padded plaintext secret table (built in one buffer so no unwiped copies of the secrets remain). */
 export function buildSecretTable(entries: SecretEntry[], layout: SecretLayout = 'sevctl'): Buffer {
   if (layout !== 'sevctl' && layout !== 'aleph') throw new LaunchInputError(`unknown secret table layout '${String(layout)}' (expected sevctl or aleph)`, 'ERR_SECRET_LAYOUT');
-  const parts = entries.map((e) => {
-    const data = layout === 'aleph' ? Buffer.concat([e.data, Buffer.of(0)]) : e.data;
-    const ent = guidEntry(resolveSecretGuid(e.guid), data, 4);
-    if (layout === 'aleph') wipe(data);
-    return ent;
-  });
-  const body = Buffer.concat(parts);
-  wipe(...parts);
-  const unpadded = 20 + body.length;
+  const nul = layout === 'aleph' ? 1 : 0;
+  const guids = entries.map((e) => guidToBytes(resolveSecretGuid(e.guid)));
+  let unpadded = 20;
+  for (const e of entries) unpadded += 20 + e.data.length + nul;
+  if (unpadded > 0xffffffff) throw new LaunchInputError('secret table too large', 'ERR_LENGTH');
   const padded = unpadded + ((16 - (unpadded % 16)) % 16);
   const table = Buffer.alloc(padded);
   guidToBytes(SECRET_TABLE_GUID).copy(table, 0);
   table.writeUInt32LE(layout === 'aleph' ? padded : unpadded, 16);
-  body.copy(table, 20);
-  wipe(body);
+  let off = 20;
+  entries.forEach((e, i) => {
+    guids[i]!.copy(table, off);
+    table.writeUInt32LE(20 + e.data.length + nul, off + 16);
+    table.set(e.data, off + 20);
+    off += 20 + e.data.length + nul; // the aleph NUL is already zero
+  });
   return table;
 }
 
@@ -134,11 +134,14 @@ function measureOf(m: Uint8Array): Buffer {
 }
 
 function packetMac(tik: Uint8Array, flags: number, iv: Uint8Array, guestLen: number, ciphertext: Uint8Array, measure: Uint8Array): Buffer {
-  const lens = Buffer.alloc(12);
-  lens.writeUInt32LE(flags >>> 0, 0);
-  lens.writeUInt32LE(guestLen >>> 0, 4);
-  lens.writeUInt32LE(ciphertext.length >>> 0, 8);
-  return hmacSha256(tik, Buffer.of(0x01), lens.subarray(0, 4), iv, lens.subarray(4, 12), ciphertext, measure);
+  // 0x01 || flags || IV || guest_len || trans_len, then ciphertext and MEASURE
+  const head = Buffer.allocUnsafe(29);
+  head[0] = 0x01;
+  head.writeUInt32LE(flags >>> 0, 1);
+  head.set(iv, 5);
+  head.writeUInt32LE(guestLen >>> 0, 21);
+  head.writeUInt32LE(ciphertext.length >>> 0, 25);
+  return hmacSha256(tik, head, ciphertext, measure);
 }
 
 export interface BuildSecretInput {

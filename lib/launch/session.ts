@@ -7,7 +7,7 @@
 import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { createSevCert, decodeSevCert, encodeSevCert, sevCertPublicKey, Usage, Algo, SEV_CERT_SIZE, type SevCert } from '../certs/index.js';
+import { decodeSevCert, emptySignature, encodeSevCert, sevCertPublicKey, Usage, Algo, Curve, EC_COORD_SIZE, SEV_CERT_SIZE, SEV_PUBKEY_SIZE, type SevCert } from '../certs/index.js';
 import { decodeBase64, expectLength, wipe } from './bytes.js';
 import { SessionError, LaunchInputError } from './errors.js';
 import { Policy, type PolicyLike } from './policy.js';
@@ -72,6 +72,30 @@ function decodeKeyCert(bytes: Uint8Array, name: string, allowTrailing: boolean):
   }
 }
 
+/**
+ * The unsigned GODH certificate sevctl makes (api 0.0, usage PDH, ECDH_SHA256,
+ * both slots empty), filled from the raw point so no KeyObject import (a
+ * costly point validation of a point we just computed) is needed; encoding is
+ * lib/certs' codec.
+ */
+function godhCertFor(point: Buffer): SevCert {
+  const le = (be: Buffer) => {
+    const f = Buffer.alloc(EC_COORD_SIZE);
+    for (let i = 0; i < be.length; i++) f[i] = be[be.length - 1 - i]!;
+    return f;
+  };
+  return {
+    version: 1,
+    apiMajor: 0,
+    apiMinor: 0,
+    reserved: 0,
+    usage: Usage.PDH,
+    algo: Algo.ECDH_SHA256,
+    pubkey: { kind: 'ec', curve: Curve.P384, qx: le(point.subarray(1, 49)), qy: le(point.subarray(49, 97)), padding: Buffer.alloc(SEV_PUBKEY_SIZE - 4 - 2 * EC_COORD_SIZE) },
+    sigs: [emptySignature(), emptySignature()],
+  };
+}
+
 function scalarOk(s: Buffer): boolean {
   const v = BigInt(`0x${s.toString('hex')}`);
   return v > 0n && v < P384_N;
@@ -110,12 +134,7 @@ export function createSession(pdh: Uint8Array | SevCert, policyIn: PolicyLike, o
   } finally {
     wipe(scalar);
   }
-  const godhPoint = ecdh.getPublicKey();
-  const godhKey = crypto.createPublicKey({
-    key: { kty: 'EC', crv: 'P-384', x: godhPoint.subarray(1, 49).toString('base64url'), y: godhPoint.subarray(49, 97).toString('base64url') },
-    format: 'jwk',
-  });
-  const godh = encodeSevCert(createSevCert({ usage: Usage.PDH, algo: Algo.ECDH_SHA256, publicKey: godhKey, apiMajor: 0, apiMinor: 0 }));
+  const godh = encodeSevCert(godhCertFor(ecdh.getPublicKey()));
 
   const tek = opts.tek ? Buffer.from(expectLength(opts.tek, 16, 'TEK')) : rng(16);
   const tik = opts.tik ? Buffer.from(expectLength(opts.tik, 16, 'TIK')) : rng(16);
