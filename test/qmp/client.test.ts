@@ -134,7 +134,7 @@ describe('QmpClient against hostile peers', () => {
       },
     });
     client = await QmpClient.connect(server.socketPath);
-    const err = await client.execute('slow', undefined, { timeoutMs: 50 }).catch((e) => e);
+    const err: any = await client.execute('slow', undefined, { timeoutMs: 50 }).catch((e) => e);
     expect(err).toBeInstanceOf(QmpTimeoutError);
     expect(err.message).toContain('slow');
     expect(await client.execute('fast')).toEqual({ ok: 1 });
@@ -158,7 +158,7 @@ describe('QmpClient against hostile peers', () => {
   it('rejects garbage (not JSON) with QmpProtocolError and closes', async () => {
     server = await startFakeQmp({ onCommand: (conn) => conn.raw('this is not json\r\n') });
     client = await QmpClient.connect(server.socketPath);
-    const err = await client.queryStatus().catch((e) => e);
+    const err: any = await client.queryStatus().catch((e) => e);
     expect(err).toBeInstanceOf(QmpProtocolError);
     expect(err.message).toContain('not JSON');
     expect(client.closed).toBe(true);
@@ -172,7 +172,7 @@ describe('QmpClient against hostile peers', () => {
 
     server = await startFakeQmp({ onCommand: (conn) => conn.send({ return: {}, id: 'not-ours' }) });
     client = await QmpClient.connect(server.socketPath);
-    const err = await client.queryStatus().catch((e) => e);
+    const err: any = await client.queryStatus().catch((e) => e);
     expect(err).toBeInstanceOf(QmpProtocolError);
     expect(err.message).toContain('unknown id');
     await server.close();
@@ -190,7 +190,7 @@ describe('QmpClient against hostile peers', () => {
       },
     });
     client = await QmpClient.connect(server.socketPath, { maxLineBytes: 100 * 1024 });
-    const err = await client.queryStatus().catch((e) => e);
+    const err: any = await client.queryStatus().catch((e) => e);
     expect(err).toBeInstanceOf(QmpProtocolError);
     expect(err.message).toContain('longer than 102400 bytes');
   });

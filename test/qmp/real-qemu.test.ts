@@ -67,7 +67,7 @@ describe.skipIf(!haveQemu)('QMP against real QEMU 7.2', () => {
     const inj = await client.sevInjectLaunchSecret({ 'packet-header': 'AAAA', secret: 'AAAA' }).catch((e) => e);
     expect(inj).toBeInstanceOf(QmpCommandError);
     expect(inj.desc).toBe('SEV not enabled for guest');
-    const nf = await client.execute('no-such-command').catch((e) => e);
+    const nf: any = await client.execute('no-such-command').catch((e) => e);
     expect(nf.errorClass).toBe('CommandNotFound');
     // Many commands in flight on the real peer.
     const all = await Promise.all(Array.from({ length: 16 }, () => client!.queryStatus()));

@@ -253,3 +253,27 @@ describe.skipIf(!fs.existsSync(REAL_QEMU))('SEV-ES launch through the simulator 
     expect(vm.state).toBe('stopped');
   });
 });
+
+describe.skipIf(!process.env.SEVKIT_SIM_SOCKET)('the wrapper drives the simulator daemon (SimClient)', () => {
+  it('guests live in the daemon: distinct handles, platform WORKING while one waits', async () => {
+    expect(sim.daemon).toBe(true);
+    const { SimClient } = await import('../../lib/sim/client.js');
+    const client = await SimClient.connect(process.env.SEVKIT_SIM_SOCKET);
+    try {
+      const sup = supervisor();
+      const s = createSession(pdh, 0x1);
+      const a = await sup.launch(sevSpec(`d1-${run}`, s, AMDSEV));
+      const b = await sup.launch(sevSpec(`d2-${run}`, createSession(pdh, 0x1), AMDSEV));
+      const ha = (await a.measurement()).sevInfo.handle;
+      const hb = (await b.measurement()).sevInfo.handle;
+      expect(ha).not.toBe(hb);
+      const st = await client.status();
+      expect(st.state).toBe('WORKING');
+      expect(st.guestCount).toBeGreaterThanOrEqual(2);
+      expect((await a.measurement()).sevInfo['build-id']).toBe(st.api.build);
+      await Promise.all([a.stop(), b.stop()]);
+    } finally {
+      client.close();
+    }
+  });
+});

@@ -40,7 +40,9 @@ export async function makeSimEnv(opts: { realQemu?: string | 'none' } = {}): Pro
   const qemu = writeLauncher(bin);
   const extra: NodeJS.ProcessEnv = { SEVKIT_REAL_QEMU: opts.realQemu ?? 'none', SEVKIT_QEMU: qemu };
   if (process.env.SEVKIT_SIM_SOCKET && process.env.SEVKIT_SIM_STATE) {
-    return { env: { ...process.env, ...extra }, qemu, stateDir: process.env.SEVKIT_SIM_STATE, daemon: true, cleanup: () => fs.rmSync(base, { recursive: true, force: true }) };
+    // The simulator's own launcher when it has one: tests the real integration.
+    const simQemu = process.env.SEVKIT_QEMU && fs.existsSync(process.env.SEVKIT_QEMU) ? process.env.SEVKIT_QEMU : qemu;
+    return { env: { ...process.env, ...extra, SEVKIT_QEMU: simQemu }, qemu: simQemu, stateDir: process.env.SEVKIT_SIM_STATE, daemon: true, cleanup: () => fs.rmSync(base, { recursive: true, force: true }) };
   }
   const stateDir = path.join(base, 'state');
   const { SimPlatform } = await import('../../lib/sim/platform.js');
