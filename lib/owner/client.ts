@@ -207,6 +207,11 @@ export function parseMeasurement(body: Buffer): SevMeasurementResponse {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) bad(`sev_info.${k} is not an unsigned integer`);
   }
   if (typeof si!.state !== 'string') bad('sev_info.state is not a string');
+  if (typeof si!.enabled !== 'boolean') bad('sev_info.enabled is not a boolean');
   if (typeof j!.launch_measure !== 'string') bad('launch_measure is not a string');
-  return { sev_info: { enabled: si!.enabled !== false, ...(si as object) } as SevMeasurementResponse['sev_info'], launch_measure: j!.launch_measure! };
+  const info = si as unknown as SevMeasurementResponse['sev_info'];
+  return {
+    sev_info: { enabled: info.enabled, api_major: info.api_major, api_minor: info.api_minor, build_id: info.build_id, policy: info.policy, state: info.state, handle: info.handle },
+    launch_measure: j!.launch_measure!,
+  };
 }

@@ -180,6 +180,7 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
     // 6. Trust decision: host's reported policy, state and the MAC over our own digest.
     await step('verify', async () => {
       const si = measurement.sev_info;
+      if (si.enabled !== true) refuse('verify', 'host reports SEV not enabled for this guest');
       if ((si.policy >>> 0) !== policy.value >>> 0) {
         refuse('verify', `host reports policy 0x${(si.policy >>> 0).toString(16)}, requested ${policy.toHex()}`);
       }

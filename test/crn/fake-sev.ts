@@ -88,6 +88,8 @@ export interface Hostility {
   measurement?: (real: Buffer) => Buffer;
   /** Report this state in sev_info. */
   reportState?: string;
+  /** Report SEV as disabled. */
+  reportEnabled?: boolean;
 }
 
 export interface GuestRecord {
@@ -119,7 +121,7 @@ export class ModelLauncher implements VmLauncher {
     this.measurements.push(Buffer.from(blob));
     if (h.measurement) blob = h.measurement(blob);
     const sevInfo: AlephSevInfo = {
-      enabled: true,
+      enabled: h.reportEnabled ?? true,
       api_major: this.api.major,
       api_minor: this.api.minor,
       build_id: this.api.build,

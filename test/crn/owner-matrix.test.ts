@@ -245,6 +245,17 @@ describe('malicious host matrix', () => {
     crn = await startCrn(makePlatform(ca));
     crn.launcher.hostile = { reportState: 'running' };
     await expectRefused(crn, opts(crn, await allocate(crn)), 'verify', /state 'running'/);
+    crn = await startCrn(makePlatform(ca));
+    crn.launcher.hostile = { reportEnabled: false };
+    await expectRefused(crn, opts(crn, await allocate(crn)), 'verify', /SEV not enabled/);
+  });
+
+  it('a firmware API older than the policy minimum', async () => {
+    const crn = await startCrn(makePlatform(ca));
+    crn.launcher.api = { major: 0, minor: 17, build: 1 };
+    // policy 0x1 with minimum firmware 1.40 (API_MAJOR bits 16-23, API_MINOR bits 24-31)
+    const policy = 0x1 | (1 << 16) | (40 << 24);
+    await expectRefused(crn, opts(crn, await allocate(crn, { policy }), { policy }), 'verify', /older than the policy minimum/);
   });
 
   it('an altered upload: a byte of the session flipped in transit', async () => {
