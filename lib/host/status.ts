@@ -196,6 +196,25 @@ function fwErrorFix(e: FirmwareError): string {
   }
 }
 
+/** One line from SNP_PLATFORM_STATUS (lib/platform's SnpPlatformStatus fields); the JSON keeps all fields. */
+function snpSummary(snp: Record<string, unknown>): string {
+  if (typeof snp.apiMajor !== 'number' || typeof snp.apiMinor !== 'number') {
+    return Object.entries(snp).map(([k, v]) => `${k} ${String(v)}`).join(', ') || 'answered';
+  }
+  const parts = [`SNP API ${snp.apiMajor}.${snp.apiMinor}${snp.buildId !== undefined ? ` build ${String(snp.buildId)}` : ''}`];
+  if (typeof snp.state === 'string') parts.push(`state ${snp.state}`);
+  if (typeof snp.rmpInitialized === 'boolean') parts.push(snp.rmpInitialized ? 'RMP initialized' : 'RMP not initialized');
+  if (snp.guestCount !== undefined) parts.push(`${String(snp.guestCount)} guests`);
+  if (snp.reportedTcbVersion !== undefined) {
+    try {
+      parts.push(`reported TCB 0x${BigInt(String(snp.reportedTcbVersion)).toString(16).padStart(16, '0')}`);
+    } catch {
+      parts.push(`reported TCB ${String(snp.reportedTcbVersion)}`);
+    }
+  }
+  return parts.join(', ');
+}
+
 function limitText(v: bigint | null): string | null {
   if (v === null) return null;
   return v === RLIM_INFINITY ? 'unlimited' : v.toString();
@@ -408,8 +427,7 @@ export function evaluateChecks(f: HostFacts): Check[] {
     }
     add({ id: 'firmware.guests', group: 'firmware', title: 'Guests', status: 'info', detail: `${s.guestCount} active` });
     if (fw.snp) {
-      const parts = Object.entries(fw.snp).map(([key, v]) => `${key} ${String(v)}`);
-      add({ id: 'firmware.snp', group: 'firmware', title: 'SNP platform status', status: 'info', detail: parts.join(', ') || 'answered' });
+      add({ id: 'firmware.snp', group: 'firmware', title: 'SNP platform status', status: 'info', detail: snpSummary(fw.snp) });
     } else {
       add({ id: 'firmware.snp', group: 'firmware', title: 'SNP platform status', status: 'info', detail: `not available: ${fw.snpError ? fwErrorText(fw.snpError) : 'not asked'}` });
     }

@@ -160,3 +160,25 @@ describe('sevkit ok CLI', () => {
     expect(r.stderr).toBe("sevkit: unknown generation 'tdx' (expected sev, es or snp)\n");
   });
 });
+
+describe('under the simulator (suite global setup)', () => {
+  const underSim = Boolean(process.env.SEVKIT_SIM_SOCKET && process.env.SEVKIT_HOST_ROOT && process.env.SEVKIT_CPUID);
+  it.skipIf(!underSim)('sev-status sees the simulated EPYC 9004 and its firmware through the unchanged addon', async () => {
+    const r = await runCli(['--json'], {}, 'sev-status');
+    const j = JSON.parse(r.stdout);
+    const failing = j.checks.filter((c: { status: string }) => c.status === 'fail');
+    expect(failing.filter((c: { blocks: string[] }) => c.blocks.includes('sev')), r.stderr).toEqual([]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(j.host).toMatchObject({ simulated: true, cpuidSource: 'file' });
+    expect(j.cpu).toMatchObject({ brand: 'AMD EPYC 9654 96-Core Processor', cbitpos: 51, reducedPhysBits: 1 });
+    expect(j.firmware).toMatchObject({ available: true, esEnabled: true });
+    expect(j.verdicts.sev.ready).toBe(true);
+    expect(j.verdicts['sev-es'].ready).toBe(true);
+  });
+  it.skipIf(!underSim)('sevkit ok passes on the simulated host', async () => {
+    const r = await runCli(['ok']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('[ PASS ]     - C-bit location: 51\n');
+  });
+});

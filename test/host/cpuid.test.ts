@@ -101,7 +101,7 @@ describe('decoding', () => {
       'processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7763 64-Core Processor\nstepping\t: 1\nflags\t\t: fpu sme sev sev_es\n',
     );
     const { HostFs } = await import('../../lib/host/fs.js');
-    const r = await openCpuid({ fs: new HostFs(root), noNative: true });
+    const r = await openCpuid({ file: '', fs: new HostFs(root), noNative: true });
     expect(r.source).toBe('cpuinfo');
     expect(vendorString(r)).toBe('AuthenticAMD');
     expect(brandString(r)).toBe('AMD EPYC 7763 64-Core Processor');

@@ -255,3 +255,12 @@ describe('rendering', () => {
     expect(plain).toMatch(/\n {2}SEV-ES {3}not ready because SEV-ES enabled in KVM: kvm_amd sev_es=N/);
   });
 });
+
+describe('SNP platform status summary', () => {
+  it('summarizes SnpPlatformStatus fields on one line and keeps them all in JSON', async () => {
+    const snp = { apiMajor: 1, apiMinor: 55, state: 'INIT', rmpInitialized: true, buildId: 21, guestCount: 2, reportedTcbVersion: 5192087420404760583n, maskChipId: false };
+    const r = await report({}, { platform: fakePlatform({}, snp as unknown as Record<string, unknown>) });
+    expect(check(r, 'firmware.snp').detail).toBe('SNP API 1.55 build 21, state INIT, RMP initialized, 2 guests, reported TCB 0x480e000000000007');
+    expect(r.firmware?.snp).toMatchObject({ reportedTcbVersion: '5192087420404760583', maskChipId: false });
+  });
+});
