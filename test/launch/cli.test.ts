@@ -24,7 +24,7 @@ function oneLine(r: { code: number | null; stderr: string }, re: RegExp) {
   expect(r.stderr).not.toMatch(/\n\s+at /);
 }
 
-describe('sevkit measurement build (sevctl output)', () => {
+describe('sevkit measurement build (sevctl output)', { timeout: 180_000 }, () => {
   const common = ['measurement', 'build', '--api-major', '1', '--api-minor', '40', '--build-id', '40', '--policy', '3', '--tik', TIK, '--nonce', 'wxP6tRHCFrFQWxsuqZA8QA=='];
   it('--launch-digest', async () => {
     const r = await runCli([...common, '--launch-digest', cases[0].launch_digest_b64]);
@@ -71,7 +71,7 @@ describe('sevkit measurement build (sevctl output)', () => {
   });
 });
 
-describe('sevkit measurement verify', () => {
+describe('sevkit measurement verify', { timeout: 180_000 }, () => {
   it('match, mismatch and policy refusal', async () => {
     const tik = crypto.randomBytes(16);
     fs.writeFileSync(T('vtik.bin'), tik);
@@ -94,7 +94,7 @@ describe('sevkit measurement verify', () => {
   });
 });
 
-describe('sevkit vmsa', () => {
+describe('sevkit vmsa', { timeout: 180_000 }, () => {
   const fwArgs = ['--family', '25', '--model', '1', '--stepping', '1', '--userspace', 'qemu', '--firmware', SEVCTL_OVMF];
   it('build → byte-identical; update; show', async () => {
     for (const cpu of ['0', '1']) {
@@ -118,7 +118,7 @@ describe('sevkit vmsa', () => {
   });
 });
 
-describe('sevkit secret', () => {
+describe('sevkit secret', { timeout: 180_000 }, () => {
   const tek = path.join(SEVCTL, 'secret/tek1.bin'), tik = path.join(SEVCTL, 'secret/tik1.bin');
   const blob = Buffer.concat([crypto.randomBytes(32), crypto.randomBytes(16)]);
   const common = ['secret', 'build', '--tik', tik, '--tek', tek, '--launch-measure-blob', blob.toString('base64'), '--iv', 'rFR07U3TLH2YnsUj2SVZ7A=='];
@@ -162,7 +162,7 @@ describe('sevkit secret', () => {
   });
 });
 
-describe('sevkit session / policy', () => {
+describe('sevkit session / policy', { timeout: 180_000 }, () => {
   it('PDH only warns and writes the four files (keys 0600); a chain is verified; a bad chain is refused', async () => {
     const pdhOnly = await runCli(['session', '--name', path.join(dir, 'only'), vec('virtee-sev/tests/rome/pdh.cert'), '5']);
     expect(pdhOnly.code).toBe(0);
