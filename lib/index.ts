@@ -8,3 +8,4 @@ export * from './crn/index.js';
 export * from './owner/index.js';
 export * from './host/index.js';
 export * from './sim/index.js';
+export * from './vm/index.js';
