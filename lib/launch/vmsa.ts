@@ -76,6 +76,8 @@ export const VCPU_SIGNATURES: Record<string, number> = {
   'EPYC-Milan': 0xa00f11, 'EPYC-Milan-v1': 0xa00f11, 'EPYC-Milan-v2': 0xa00f11, 'EPYC-Milan-v3': 0xa00f11,
   'EPYC-Genoa': 0xa10f10, 'EPYC-Genoa-v1': 0xa10f10, 'EPYC-Genoa-v2': 0xa10f10,
   'EPYC-Turin': 0xb00f00, 'EPYC-Turin-v1': 0xb00f00,
+  // QEMU's generic models (QEMU's default -cpu is qemu64: family 15, model 107, stepping 1).
+  'qemu64': 0x060fb1, 'kvm64': 0x000f61,
 };
 
 /** CPUID signature for a vCPU type name (case-insensitive), or a clear error listing the known names. */

@@ -167,7 +167,8 @@ describe('sevctl VMSA files', () => {
     expect(cpuSignature(23, 1, 2)).toBe(0x800f12);
     expect(cpuSignature(25, 0x11, 0)).toBe(0xa10f10);
     expect(vcpuSignature('epyc-genoa')).toBe(0xa10f10);
-    expect(() => vcpuSignature('qemu64')).toThrow(/unknown vCPU type/);
+    expect(vcpuSignature('qemu64')).toBe(cpuSignature(15, 107, 1));
+    expect(() => vcpuSignature('Skylake-Server')).toThrow(/unknown vCPU type/);
   });
   it('krun variant differs and sets its registers', () => {
     const k = buildSevctlVmsa({ cpu: 0, userspace: 'krun' });
