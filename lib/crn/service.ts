@@ -106,7 +106,7 @@ export class CrnService {
 
   constructor(opts: CrnServiceOptions) {
     this.#o = {
-      certTtlMs: 5 * 60_000,
+      certTtlMs: 60_000,
       now: () => new Date(),
       version: '0.1.0',
       platformKind: 'hardware',
@@ -128,6 +128,12 @@ export class CrnService {
   /** Forget the cached chain (after `sevkit rotate`, `pek-gen`, `pdh-gen`, reset). */
   invalidateCertificates(): void {
     this.#certs = undefined;
+  }
+
+  /** The chain /about/certificates serves (cached); rejects when the platform cannot export it. */
+  certificates(): Promise<Buffer> {
+    if (!this.#o.certs) return Promise.reject(new Error('confidential computing is disabled'));
+    return this.#certificateChain();
   }
 
   list(): CrnVmSummary[] {

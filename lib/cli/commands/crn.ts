@@ -96,6 +96,13 @@ async function serveCmd(o: ServeOpts): Promise<number> {
   });
   if (simulated) process.stderr.write('note: SEV platform is SIMULATED (SEVKIT_SIM_SOCKET set): nothing here is hardware-backed\n');
   process.stdout.write(`listening on ${srv.url}\n`);
+  if (o.confidential) {
+    // aleph exports lazily; say now if the platform cannot answer, but keep serving (it may recover).
+    srv.service.certificates().then(
+      (c) => process.stderr.write(`platform certificates: ${c.length} bytes (PDH, PEK, OCA, CEK) ready\n`),
+      (e: Error) => process.stderr.write(`warning: platform certificates unavailable: ${e.message}\n`),
+    );
+  }
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop);

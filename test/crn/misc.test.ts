@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { parseListen } from '../../lib/crn/server.js';
+import { tokenEquals } from '../../lib/crn/service.js';
+import { toAlephSevInfo } from '../../lib/crn/launchers.js';
+import { decodeStrictBase64 } from '../../lib/crn/http.js';
+import { parseMeasurement, CrnHttpError, CrnClient } from '../../lib/owner/client.js';
+
+describe('crn helpers', () => {
+  it('parseListen takes HOST:PORT and [v6]:PORT, refuses the rest', () => {
+    expect(parseListen('127.0.0.1:4020')).toEqual({ host: '127.0.0.1', port: 4020 });
+    expect(parseListen('[::1]:0')).toEqual({ host: '::1', port: 0 });
+    expect(() => parseListen('4020')).toThrow(/HOST:PORT/);
+    expect(() => parseListen('h:70000')).toThrow(/HOST:PORT/);
+  });
+
+  it('tokenEquals compares whole tokens', () => {
+    expect(tokenEquals('abc', 'abc')).toBe(true);
+    expect(tokenEquals('abc', 'abd')).toBe(false);
+    expect(tokenEquals('ab', 'abc')).toBe(false);
+    expect(tokenEquals('', 'abc')).toBe(false);
+  });
+
+  it('maps QMP query-sev (QEMU 7.2 and 9.1 shapes) to aleph sev_info', () => {
+    const q = { enabled: true, 'api-major': 1, 'api-minor': 55, 'build-id': 21, policy: 1, state: 'launch-secret', handle: 3, 'sev-type': 'sev' };
+    expect(toAlephSevInfo(q)).toEqual({ enabled: true, api_major: 1, api_minor: 55, build_id: 21, policy: 1, state: 'launch-secret', handle: 3 });
+  });
+
+  it('strict base64 refuses whitespace, bad padding and non-canonical tails', () => {
+    expect(decodeStrictBase64('AAAA')).toEqual(Buffer.alloc(3));
+    for (const bad of ['', 'AAA', 'AA AA', 'AAAA\n', 'AB==', '@@@@', 12]) expect(decodeStrictBase64(bad), String(bad)).toBeUndefined();
+  });
+
+  it('the owner refuses malformed measurement answers', () => {
+    const ok = { sev_info: { enabled: true, api_major: 1, api_minor: 55, build_id: 2, policy: 1, state: 'launch-secret', handle: 1 }, launch_measure: 'x' };
+    expect(parseMeasurement(Buffer.from(JSON.stringify({ ...ok, extra: 1 }))).sev_info.handle).toBe(1);
+    for (const bad of [
+      'not json',
+      '{}',
+      JSON.stringify({ ...ok, sev_info: { ...ok.sev_info, policy: -1 } }),
+      JSON.stringify({ ...ok, sev_info: { ...ok.sev_info, api_major: '1' } }),
+      JSON.stringify({ ...ok, sev_info: { ...ok.sev_info, enabled: 'yes' } }),
+      JSON.stringify({ ...ok, launch_measure: 5 }),
+    ]) {
+      expect(() => parseMeasurement(Buffer.from(bad)), bad).toThrow(CrnHttpError);
+    }
+  });
+
+  it('error details: aleph JSON error, description, or printable text', () => {
+    expect(CrnClient.detail(Buffer.from('{"error":"Token expired"}'))).toBe('Token expired');
+    expect(CrnClient.detail(Buffer.from('{"code":"vm_running","description":"Operation not allowed"}'))).toBe('Operation not allowed');
+    expect(CrnClient.detail(Buffer.from('Unauthorized sender\x1b[31m'))).toBe('Unauthorized sender[31m');
+  });
+
+  it('the client refuses non-http URLs', () => {
+    expect(() => new CrnClient({ url: 'file:///etc/passwd' })).toThrow(/http/);
+    expect(new CrnClient({ url: 'https://crn.example.org/' }).domain).toBe('crn.example.org');
+  });
+});
