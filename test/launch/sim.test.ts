@@ -10,6 +10,7 @@ import path from 'node:path';
 import { createSession, openSession, launchMeasure, verifyMeasurement, buildSecret, openSecret, parseSecretTable, computeLaunchDigest, SessionError } from '../../lib/launch/index.js';
 import { decodeSevCert, Usage } from '../../lib/certs/index.js';
 import { SNP_MEASURE } from './helpers.js';
+import { runCli } from '../helpers/cli.js';
 
 let stateDir: string;
 let own = false;
@@ -59,5 +60,27 @@ describe('sessions for the simulated platform', { timeout: 60_000 }, () => {
     const pkt = buildSecret({ tek: owner.tek, tik: owner.tik, measurement: blob, entries: [{ guid: 'disk-password', data: Buffer.from('hunter2') }] });
     const plain = openSecret({ header: pkt.header, payload: pkt.payload, tek: fw.tek, tik: fw.tik, measurement: blob.subarray(0, 32) });
     expect(parseSecretTable(plain).entries[0]!.data.toString()).toBe('hunter2');
+  });
+
+  it('sevkit session verifies a simulator chain only against the simulator\'s TEST roots, and says so', async () => {
+    const chain = Buffer.concat(['pdh', 'pek', 'oca', 'cek'].map((n) => fs.readFileSync(path.join(stateDir, `${n}.cert`))));
+    const file = path.join(os.tmpdir(), `sevkit-simchain-${process.pid}.cert`);
+    fs.writeFileSync(file, chain);
+    const out = path.join(os.tmpdir(), `sevkit-simsess-${process.pid}`);
+    try {
+      const ok = await runCli(['session', '--name', out, file, '1'], { env: { SEVKIT_SIM_STATE: stateDir } });
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stderr).toMatch(/SIMULATED platform TEST roots .* not AMD/);
+      const k = openSession({ godh: fs.readFileSync(`${out}_godh.b64`, 'utf8'), session: fs.readFileSync(`${out}_session.b64`, 'utf8'), pdhPrivateKey: fs.readFileSync(path.join(stateDir, 'pdh.key.pem'), 'utf8'), policy: 1 });
+      expect(k.tik.equals(fs.readFileSync(`${out}_tik.bin`))).toBe(true);
+      const env = { ...process.env };
+      delete env.SEVKIT_SIM_STATE;
+      const refused = await runCli(['session', '--name', `${out}-x`, file, '1'], { env: { ...env, SEVKIT_SIM_STATE: '' } });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/certificate chain is not valid: ASK → CEK/);
+    } finally {
+      for (const f of ['godh.b64', 'session.b64', 'tek.bin', 'tik.bin']) fs.rmSync(`${out}_${f}`, { force: true });
+      fs.rmSync(file, { force: true });
+    }
   });
 });

@@ -53,30 +53,7 @@ async function sessionCmd(pdhFile: string, policyArg: string, o: SessionOpts): P
   } else if (!o.verify) {
     process.stderr.write(`sevkit: warning: --no-verify: the certificate chain in ${pdhFile} was NOT verified\n`);
   } else {
-    let sev;
-    let ca;
-    if (raw.length > 4 * SEV && !o.ca) {
-      const full = certs.decodeFullChain(raw, pdhFile);
-      sev = full.sev;
-      ca = full.ca;
-    } else {
-      sev = certs.decodeSevChain(raw, pdhFile);
-      if (o.ca) ca = certs.decodeCaChain(readFileChecked(o.ca, 'CA chain (ASK‖ARK)'), o.ca);
-    }
-    const r = certs.verifyChain({ sev, ...(ca ? { ca } : {}) });
-    if (!r.ok) {
-      const f = r.failed[0]!;
-      throw new L.SessionError('ERR_CHAIN_INVALID', `${pdhFile}: certificate chain is not valid: ${f.signer} → ${f.subject}: ${f.reason ?? 'signature does not verify'} (use --no-verify to proceed anyway)`, 'INVALID_CERTIFICATE');
-    }
-    // A full chain carries its own ASK/ARK: they must be AMD's, not just self-consistent.
-    if (raw.length > 4 * SEV && !o.ca) {
-      const gen = certs.detectGeneration(sev.cek);
-      const builtin = gen ? certs.builtinCaChainBytes(gen) : undefined;
-      if (!builtin || !builtin.equals(certs.encodeCaChain(ca!))) {
-        throw new L.SessionError('ERR_CHAIN_UNTRUSTED', `${pdhFile}: the chain's ASK/ARK are not AMD's built-in roots for this CEK (pass --ca to trust another CA chain explicitly)`, 'INVALID_CERTIFICATE');
-      }
-    }
-    process.stderr.write(`sevkit: certificate chain verified (${r.caSource === 'builtin' ? `built-in AMD ${r.generation} roots` : ca && !o.ca ? 'AMD roots from the chain file' : `CA chain ${o.ca}`})\n`);
+    await verifySessionChain(raw, pdhFile, o.ca);
   }
   if (o.sevctlPolicyMac && policy.value > 0x3f) {
     process.stderr.write('sevkit: warning: --sevctl-policy-mac: the policy MAC uses sevctl\'s truncated encoding; the firmware will refuse LAUNCH_START for this policy\n');
@@ -88,6 +65,49 @@ async function sessionCmd(pdhFile: string, policyArg: string, o: SessionOpts): P
     s.tek.fill(0);
     s.tik.fill(0);
   }
+}
+
+/**
+ * Verify the chain in a session's input file before trusting its PDH. Trust
+ * anchors: --ca if given; else the built-in AMD roots of the CEK's
+ * generation; else, only under the simulator (SEVKIT_SIM_STATE), its TEST
+ * roots, said loudly. CA certificates inside a full-chain file are never
+ * trusted by themselves: they must equal the chosen anchor.
+ */
+async function verifySessionChain(raw: Buffer, file: string, caFile: string | undefined): Promise<void> {
+  const L = await launchLib();
+  const { readFileChecked } = await bytesLib();
+  const certs = await import('../../certs/index.js');
+  const SEV = certs.SEV_CERT_SIZE;
+  const full = raw.length > 4 * SEV ? certs.decodeFullChain(raw, file) : undefined;
+  const sev = full ? full.sev : certs.decodeSevChain(raw, file);
+  let anchor: import('../../certs/index.js').CaChain | undefined;
+  let source: string;
+  if (caFile) {
+    anchor = certs.decodeCaChain(readFileChecked(caFile, 'CA chain (ASK‖ARK)'), caFile);
+    source = `CA chain ${caFile}`;
+  } else {
+    const gen = certs.detectGeneration(sev.cek);
+    const sim = gen ? undefined : certs.simulatorCaChain();
+    if (gen) {
+      anchor = certs.builtinCaChain(gen);
+      source = `built-in AMD ${gen} roots`;
+    } else if (sim && certs.verifyAskCek(sim.ask, sev.cek).ok) {
+      anchor = sim;
+      source = `SIMULATED platform TEST roots from ${process.env.SEVKIT_SIM_STATE}, not AMD`;
+    } else {
+      source = 'none';
+    }
+  }
+  if (full && anchor && !certs.encodeCaChain(full.ca).equals(certs.encodeCaChain(anchor))) {
+    throw new L.SessionError('ERR_CHAIN_UNTRUSTED', `${file}: the chain's ASK/ARK are not the trusted roots (${source}); refusing (use --ca to name the CA chain to trust, or --no-verify)`, 'INVALID_CERTIFICATE');
+  }
+  const r = certs.verifyChain({ sev, ...(anchor ? { ca: anchor } : {}) });
+  if (!r.ok) {
+    const f = r.failed[0]!;
+    throw new L.SessionError('ERR_CHAIN_INVALID', `${file}: certificate chain is not valid: ${f.signer} → ${f.subject}: ${f.reason ?? 'signature does not verify'} (use --no-verify to proceed anyway)`, 'INVALID_CERTIFICATE');
+  }
+  process.stderr.write(`sevkit: certificate chain verified (${source})\n`);
 }
 
 // ---------------------------------------------------------------- policy
