@@ -396,6 +396,14 @@ export class ConfidentialVm extends EventEmitter {
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     const during = this._state;
+    // Whatever QEMU (or the simulator's wrapper) left behind in its group goes with it.
+    if (this.proc?.pid) {
+      try {
+        process.kill(-this.proc.pid, 'SIGKILL');
+      } catch {
+        /* group already empty */
+      }
+    }
     this.exitError = this.exitMessage(code, signal, during);
     this.qmp?.close();
     this.cleanupFiles();

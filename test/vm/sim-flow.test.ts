@@ -114,6 +114,21 @@ describe('SEV launch through the simulator (VM-less QEMU)', () => {
     await vm.stop();
   });
 
+  it('each launch gets a fresh MNONCE; both measurements verify', async () => {
+    const sup = supervisor();
+    const s = createSession(pdh, 0x1);
+    const [a, b] = await Promise.all([sup.launch(sevSpec(`n1-${run}`, s, AMDSEV)), sup.launch(sevSpec(`n2-${run}`, s, AMDSEV))]);
+    const firmware = fs.readFileSync(AMDSEV);
+    const va = await verified(a, s, { firmware });
+    const vb = await verified(b, s, { firmware });
+    expect(va.verdict.match && vb.verdict.match).toBe(true);
+    expect(va.verdict.mnonce.equals(vb.verdict.mnonce)).toBe(false);
+    expect(va.m.launchMeasure).not.toBe(vb.m.launchMeasure);
+    // QEMU measures once per launch and answers the same blob afterwards.
+    expect((await a.qmpClient!.querySevLaunchMeasure()).data).toBe(va.m.launchMeasure);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
   it('a tampered secret packet is refused by the firmware MAC check; the VM keeps waiting', async () => {
     const sup = supervisor();
     const s = createSession(pdh, 0x1);
@@ -251,6 +266,19 @@ describe.skipIf(!fs.existsSync(REAL_QEMU))('SEV-ES launch through the simulator 
     expect(fs.readFileSync(secretFile(name)).toString()).toBe('real-qemu-secret');
     await vm.stop({ timeoutMs: 2000 });
     expect(vm.state).toBe('stopped');
+  });
+
+  it('a crashed wrapper takes its real QEMU with it', async () => {
+    const env = { ...sim.env, SEVKIT_REAL_QEMU: REAL_QEMU };
+    const sup = supervisor({}, env);
+    const s = createSession(pdh, 0x1);
+    const vm = await sup.launch(sevSpec(`crash-${run}`, s, DEBIAN_OVMF, { cpu: 'EPYC-Milan', accel: 'kvm' }));
+    const dir = vm.runDir!;
+    expect(processesMentioning(dir).length).toBeGreaterThanOrEqual(2); // wrapper + real QEMU
+    process.kill(vm.pid!, 'SIGKILL'); // the wrapper only, not its group
+    expect(await vm.waitEnded()).toBe('failed');
+    for (let i = 0; i < 200 && processesMentioning(dir).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(processesMentioning(dir)).toEqual([]);
   });
 });
 

@@ -165,7 +165,10 @@ export async function main(args: string[]): Promise<void> {
     const sockDir = p.qmpSockets[0] ? path.dirname(p.qmpSockets[0]) : fs.mkdtempSync('/tmp/sevkit-simqemu-');
     privateQmp = path.join(sockDir, `.real-qmp-${process.pid}.sock`);
     const realArgs = rewriteForRealQemu(p, privateQmp, accel);
-    child = spawn(realQemu, realArgs, { stdio: 'inherit', env: { ...process.env, [DEPTH_ENV]: '1' } });
+    // If this wrapper dies (even by SIGKILL), the kernel kills the real QEMU too: no orphaned VMs.
+    const setpriv = fs.existsSync('/usr/bin/setpriv') ? '/usr/bin/setpriv' : undefined;
+    const [cmd, cmdArgs] = setpriv ? [setpriv, ['--pdeathsig', 'SIGKILL', '--', realQemu, ...realArgs]] : [realQemu, realArgs];
+    child = spawn(cmd, cmdArgs, { stdio: 'inherit', env: { ...process.env, [DEPTH_ENV]: '1' } });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child!.on('exit', (code, signal) => r({ code, signal })));
     child.on('error', (e) => die(`cannot run the real QEMU ${realQemu}: ${e.message}`));
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => child!.kill(sig));
