@@ -9,7 +9,26 @@
  * Exit: 0 ready (for the --require guest type, default sev), 1 not ready, 2 usage error.
  */
 import { parseArgs } from 'node:util';
-import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, printJson, reportError, setProgramName, useColor } from './run.js';
+import { SevkitError } from '../errors.js';
+import { probeQemu, type QemuFact } from '../host/probes.js';
+
+// Exit codes and output helpers as in ./run.ts, repeated here because run.ts pulls in
+// commander, which alone costs about a quarter of a bare `node -e 0` at start-up.
+const EXIT_OK = 0;
+const EXIT_FAIL = 1;
+const EXIT_USAGE = 2;
+
+function useColor(): boolean {
+  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
+  return Boolean(process.stdout.isTTY);
+}
+
+function reportError(e: unknown): number {
+  const msg = e instanceof SevkitError ? e.message : `internal error: ${e instanceof Error ? e.message : String(e)}`;
+  process.stderr.write(`sev-status: ${msg.split('\n')[0]}\n`);
+  if (process.env.SEVKIT_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+  return EXIT_FAIL;
+}
 
 const HELP = `Usage: sev-status [options]
 
@@ -37,7 +56,6 @@ Colours only on a terminal; NO_COLOR disables them.
 const REQUIRE = ['sev', 'sev-es', 'sev-snp'] as const;
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
-  setProgramName('sev-status');
   let values: ReturnType<typeof parse>['values'];
   function parse(args: string[]) {
     return parseArgs({
@@ -82,16 +100,20 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     return EXIT_USAGE;
   }
   try {
+    // `qemu --version` is the slowest probe (a large dynamically linked binary): start it
+    // first so it overlaps with loading the probes and the addon.
+    const qemuCmd = process.env.SEVKIT_QEMU || 'qemu-system-x86_64';
+    const qemuFact: Promise<QemuFact> | null = values['no-qemu'] ? null : probeQemu(qemuCmd, 5000);
     const [{ probeHost }, { buildReport }] = await Promise.all([import('../host/gather.js'), import('../host/status.js')]);
     const facts = await probeHost({
+      qemuFact,
       root: values.root,
       cpuidFile: values.cpuid,
       device: values.device,
       platform: values['no-firmware'] ? null : undefined,
-      qemu: values['no-qemu'] ? null : undefined,
     });
     const report = buildReport(facts, required as (typeof REQUIRE)[number]);
-    if (values.json) printJson(report);
+    if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else if (!values.quiet) {
       const { renderStatus } = await import('../host/render.js');
       process.stdout.write(renderStatus(report, useColor()));

@@ -64,6 +64,8 @@ export interface StatusProbeOptions extends HostProbeOptions {
   platform?: PlatformLike | null;
   /** QEMU binary; default SEVKIT_QEMU, else qemu-system-x86_64 on PATH. null skips. */
   qemu?: string | null;
+  /** An already started QEMU probe (the CLI starts it before loading the rest); overrides `qemu`. null skips. */
+  qemuFact?: Promise<QemuFact> | null;
   /** OVMF directories; default SEVKIT_OVMF_DIRS (':'-separated), else the distribution paths. */
   ovmfDirs?: string[];
   /** dpkg status file for the ovmf package version. */
@@ -108,7 +110,7 @@ export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFact
     return probeFirmware(device, platform, timeoutMs);
   })();
   const qemuCmd = opts.qemu === undefined ? process.env.SEVKIT_QEMU || 'qemu-system-x86_64' : opts.qemu;
-  const qemuP = qemuCmd === null ? Promise.resolve(null) : probeQemu(qemuCmd, Math.min(timeoutMs, 5000));
+  const qemuP = opts.qemuFact !== undefined ? Promise.resolve(opts.qemuFact) : qemuCmd === null ? Promise.resolve(null) : probeQemu(qemuCmd, Math.min(timeoutMs, 5000));
   const envDirs = process.env.SEVKIT_OVMF_DIRS;
   const ovmfDirs = opts.ovmfDirs ?? (envDirs ? envDirs.split(':').filter(Boolean) : DEFAULT_OVMF_DIRS);
 
