@@ -5,6 +5,7 @@ export * from './sev-cert.js';
 export * from './ca-cert.js';
 export * from './chain.js';
 export * from './verify.js';
+export * from './ask-sign.js';
 export * from './verify-chain.js';
 export * from './generation.js';
 export * from './builtin.js';

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   Algo, CertificateError, GENERATIONS, Usage, caCertPublicKey, createCaCert, createSevCert, decodeCaCert, decodeSevCert,
   encodeCaCert, encodeSevCert, sevCertBody, sevCertDisplay, sevCertPublicKey, signCaCert, signSevCert, verifyAskCek,
-  verifyCaLink, verifySevLink, builtinCaChainBytes,
+  verifyCaLink, verifySevLink, builtinCaChainBytes, signCekWithAsk,
 } from '../../lib/certs/index.js';
 import { builtinFile, realCert, vec } from './fixtures.js';
 
@@ -195,6 +195,9 @@ describe('creating and signing', () => {
       expect(cek.sigs[0].value.subarray(bits / 8).every((b) => b === 0)).toBe(true);
       expect(verifyAskCek(ask, cek).ok).toBe(true);
       expect(verifyAskCek(ark, cek).ok).toBe(false);
+      const viaHelper = signCekWithAsk(createSevCert({ usage: Usage.CEK, publicKey: cekKeys.publicKey }), encodeCaCert(ask), askKeys.privateKey);
+      expect(viaHelper.sigs[0]).toMatchObject({ usage: Usage.ASK, algo });
+      expect(verifyAskCek(ask, viaHelper).ok).toBe(true);
       const other = crypto.generateKeyPairSync('rsa', { modulusLength: bits });
       const forged = signSevCert(createSevCert({ usage: Usage.CEK, publicKey: cekKeys.publicKey }), 1, { signerUsage: Usage.ASK, signerAlgo: algo, privateKey: other.privateKey });
       expect(verifyAskCek(ask, forged)).toMatchObject({ ok: false, reason: "CEK's signature by ASK does not verify" });

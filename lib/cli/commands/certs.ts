@@ -168,7 +168,7 @@ async function validateCmd(chainPath: string, reportPath: string, o: { json?: bo
 export function register(program: Command): void {
   program
     .command('verify')
-    .description('verify the certificate chain (PDH←PEK←OCA/CEK←ASK←ARK), as sevctl verify does')
+    .description('Verify the certificate chain (PDH←PEK←OCA/CEK←ASK←ARK), as sevctl verify does')
     .option('--sev <file>', 'SEV chain file PDH‖PEK‖OCA‖CEK (default: export it from the platform)')
     .option('--oca <file>', "replace the chain's OCA with this certificate")
     .option('--ca <file>', "CA chain file ASK‖ARK (default: AMD's built-in roots for the CEK's generation)")
@@ -181,7 +181,7 @@ export function register(program: Command): void {
 
   program
     .command('generate')
-    .description('generate a new self-signed OCA certificate (CERT, 0x824 bytes) and its P-384 private key (KEY, SEC1 DER, mode 0600)')
+    .description('Generate a new self-signed OCA certificate (CERT, 0x824 bytes) and its P-384 private key (KEY, SEC1 DER, mode 0600)')
     .argument('<cert>', 'output certificate file')
     .argument('<key>', 'output private key file')
     .option('--json', 'print what was written as JSON')
@@ -189,7 +189,7 @@ export function register(program: Command): void {
 
   program
     .command('provision')
-    .description('take ownership: sign the platform PEK with the OCA (PEK_CSR → sign → PEK_CERT_IMPORT)')
+    .description('Take ownership: sign the platform PEK with the OCA (PEK_CSR → sign → PEK_CERT_IMPORT)')
     .argument('<cert>', 'OCA certificate file')
     .argument('<key>', 'OCA private key file (DER or PEM)')
     .option('--json', 'print the resulting certificates as JSON')
@@ -198,7 +198,7 @@ export function register(program: Command): void {
 
   program
     .command('validate')
-    .description('check that the PEK signed a 208-byte legacy attestation report')
+    .description('Check that the PEK signed a 208-byte legacy attestation report')
     .argument('<chain>', 'PEK certificate, SEV chain file, or a directory holding pek.cert')
     .argument('<report>', 'attestation report file, or a directory holding attestation_report.bin')
     .option('--json', 'print the report fields and the result as JSON')
