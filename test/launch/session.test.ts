@@ -133,4 +133,33 @@ describe('createSession / openSession', () => {
     expect(fs.readdirSync(dir).sort()).toEqual(['guest_godh.b64', 'guest_session.b64', 'guest_tek.bin', 'guest_tik.bin']);
     fs.rmSync(dir, { recursive: true });
   });
+
+  it('real fixture PDHs (Naples, Rome): fixed GODH scalar gives a deterministic session whose secret matches an independent ECDH', async () => {
+    const { deriveSessionKeys, decodeSession } = await import('../../lib/launch/index.js');
+    const { sevCertPublicKey } = await import('../../lib/certs/index.js');
+    const hexs = (a: number) => Buffer.from(Array.from({ length: 16 }, (_, i) => a + i));
+    for (const gen of ['naples', 'rome']) {
+      const pdhCert = read(`virtee-sev/tests/${gen}/pdh.cert`);
+      const scalar = crypto.createHash('sha384').update(`godh-${gen}`).digest();
+      const opts = { godhPrivateKey: scalar, nonce: hexs(0x00), wrapIv: hexs(0x10), tek: hexs(0x20), tik: hexs(0x30) };
+      const a = createSession(pdhCert, 3, opts);
+      const b = createSession(pdhCert, 3, opts);
+      expect(a.godh.equals(b.godh) && a.session.equals(b.session)).toBe(true);
+      // independent ECDH through KeyObjects (JWK private key from the scalar)
+      const e = crypto.createECDH('secp384r1');
+      e.setPrivateKey(scalar);
+      const pub = e.getPublicKey();
+      const priv = crypto.createPrivateKey({ key: { kty: 'EC', crv: 'P-384', d: scalar.toString('base64url'), x: pub.subarray(1, 49).toString('base64url'), y: pub.subarray(49).toString('base64url') }, format: 'jwk' });
+      const z = crypto.diffieHellman({ privateKey: priv, publicKey: sevCertPublicKey(pdhCert) });
+      const keys = deriveSessionKeys(z, opts.nonce);
+      const f = decodeSession(a.session);
+      const c = crypto.createCipheriv('aes-128-ctr', keys.kek, opts.wrapIv);
+      expect(f.wrapTk.equals(Buffer.concat([c.update(Buffer.concat([opts.tek, opts.tik])), c.final()]))).toBe(true);
+      expect(f.wrapMac.equals(crypto.createHmac('sha256', keys.kik).update(f.wrapTk).digest())).toBe(true);
+      expect(f.policyMac.equals(crypto.createHmac('sha256', opts.tik).update(Buffer.from([3, 0, 0, 0])).digest())).toBe(true);
+      // the GODH cert carries the scalar's public point, little-endian
+      expect(Buffer.from(a.godh.subarray(0x14, 0x14 + 48)).reverse().equals(pub.subarray(1, 49))).toBe(true);
+    }
+    expect(() => createSession(read('virtee-sev/tests/rome/pdh.cert'), 1, { godhPrivateKey: Buffer.alloc(48) })).toThrow(/not a valid P-384 scalar/);
+  });
 });
