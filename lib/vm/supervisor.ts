@@ -279,6 +279,7 @@ export class ConfidentialVm extends EventEmitter {
     const spec = this.spec;
     const timeoutMs = this.opts.launchTimeoutMs ?? 60_000;
     try {
+      this.throwIfStopped();
       if (!fs.existsSync(spec.firmware)) throw new VmLaunchError(`firmware ${spec.firmware}: no such file`, 'ERR_VM_SPEC');
       this.secretArea = await readSecretArea(spec.firmware);
       const dir = createRunDir(this.runRoot, spec.name);
@@ -319,6 +320,7 @@ export class ConfidentialVm extends EventEmitter {
         append: spec.append,
         extra: spec.extraArgs,
       });
+      this.throwIfStopped();
       await this.spawnQemu(argv);
       const ac = new AbortController();
       void this.exited.then(() => ac.abort(new Error('QEMU exited')));
@@ -350,6 +352,18 @@ export class ConfidentialVm extends EventEmitter {
       this.fail(err);
       throw err;
     }
+  }
+
+  private throwIfStopped(): void {
+    if (this.stopping || this.ended) throw new VmStateError(`VM ${this.name} was stopped before QEMU started`);
+  }
+
+  /** 'end' once: the VM reached stopped/failed and no process is left. */
+  private endEmitted = false;
+  private finalize(): void {
+    if (this.endEmitted || !this.ended || this.alive) return;
+    this.endEmitted = true;
+    this.emit('end');
   }
 
   private spawnQemu(argv: string[]): Promise<void> {
@@ -408,20 +422,20 @@ export class ConfidentialVm extends EventEmitter {
     this.qmp?.close();
     this.cleanupFiles();
     if (this.ended) {
-      this.emit('end');
+      this.finalize();
       return;
     }
     if (this.stopping || (during === 'running' && code === 0)) this.setState('stopped');
     else if (during !== 'starting') this.fail(this.exitError);
     // In `starting`, _start's catch reports the failure.
-    if (this.ended) this.emit('end');
+    this.finalize();
   }
 
   private fail(err: Error): void {
     if (this.ended) return;
     this.setState('failed');
     this.emit('failed', err);
-    if (!this.alive) this.emit('end');
+    this.finalize();
   }
 
   /** stopped or failed (a getter, so TypeScript does not narrow the state across awaits). */
@@ -574,6 +588,7 @@ export class ConfidentialVm extends EventEmitter {
     if (!this.ended) this.setState('stopped');
     this.qmp?.close();
     this.cleanupFiles();
+    this.finalize();
   }
 
   /** Resolves when QEMU has exited and the VM reached stopped or failed. */

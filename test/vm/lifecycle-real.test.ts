@@ -206,6 +206,24 @@ describe('fault injection with a stand-in QEMU', () => {
     expect(err.message).toContain('not JSON');
   });
 
+  it.skipIf(!fs.existsSync(OVMF))('a queued launch stopped before it starts never spawns, and frees its name', async () => {
+    const s = sup('ok', { maxConcurrentLaunches: 1 });
+    const a = s.launch(sevSpec('qa'));
+    const b = s.launch(sevSpec('qb'));
+    const vb = s.get('qb')!;
+    expect(vb.state).toBe('starting');
+    await vb.stop();
+    expect(vb.state).toBe('stopped');
+    expect(vb.pid).toBeUndefined();
+    const errB = await b.catch((e) => e);
+    expect(errB).toBeInstanceOf(VmStateError);
+    expect(s.get('qb')).toBeUndefined();
+    const va = await a;
+    const again = await s.launch(sevSpec('qb'));
+    expect(again.state).toBe('awaiting-secret');
+    await Promise.all([va.stop(), again.stop()]);
+  });
+
   it.skipIf(!fs.existsSync(OVMF))('a QEMU ignoring quit and SIGTERM is killed at the stop deadline', async () => {
     const vm = await sup('stubborn').launch(sevSpec('stubborn'));
     const pid = vm.pid!;
