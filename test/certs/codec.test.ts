@@ -5,7 +5,7 @@ import {
   encodeCaCert, encodeSevCert, sevCertBody, sevCertDisplay, sevCertPublicKey, signCaCert, signSevCert, verifyAskCek,
   verifyCaLink, verifySevLink, builtinCaChainBytes, signCekWithAsk,
 } from '../../lib/certs/index.js';
-import { builtinFile, realCert, vec } from './fixtures.js';
+import { builtinFile, realCert, testRsa, vec } from './fixtures.js';
 
 function expectCertError(f: () => unknown, field: string, text: RegExp): CertificateError {
   try {
@@ -169,8 +169,8 @@ describe('creating and signing', () => {
 
   for (const bits of [2048, 4096] as const) {
     it(`RSA-${bits} ARK/ASK created and signed as AMD does, ASK signs a CEK`, () => {
-      const arkKeys = crypto.generateKeyPairSync('rsa', { modulusLength: bits });
-      const askKeys = crypto.generateKeyPairSync('rsa', { modulusLength: bits });
+      const arkKeys = testRsa('ark', bits);
+      const askKeys = testRsa('ask', bits);
       const ark = signCaCert(createCaCert({ usage: Usage.ARK, publicKey: arkKeys.publicKey }), { privateKey: arkKeys.privateKey });
       const ask = signCaCert(createCaCert({ usage: Usage.ASK, publicKey: askKeys.publicKey }), { privateKey: arkKeys.privateKey, signerKeyId: ark.keyId });
       const arkRaw = encodeCaCert(ark);
@@ -198,7 +198,7 @@ describe('creating and signing', () => {
       const viaHelper = signCekWithAsk(createSevCert({ usage: Usage.CEK, publicKey: cekKeys.publicKey }), encodeCaCert(ask), askKeys.privateKey);
       expect(viaHelper.sigs[0]).toMatchObject({ usage: Usage.ASK, algo });
       expect(verifyAskCek(ask, viaHelper).ok).toBe(true);
-      const other = crypto.generateKeyPairSync('rsa', { modulusLength: bits });
+      const other = testRsa('other', bits);
       const forged = signSevCert(createSevCert({ usage: Usage.CEK, publicKey: cekKeys.publicKey }), 1, { signerUsage: Usage.ASK, signerAlgo: algo, privateKey: other.privateKey });
       expect(verifyAskCek(ask, forged)).toMatchObject({ ok: false, reason: "CEK's signature by ASK does not verify" });
     });

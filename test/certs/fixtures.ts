@@ -1,4 +1,6 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { VECTORS } from '../helpers/cli.js';
 
@@ -19,3 +21,10 @@ export function derived(gen: 'naples' | 'rome', name: 'sev_chain' | 'ca_chain' |
   return fs.readFileSync(path.join(DERIVED, gen, `${name}.cert`));
 }
 export const derivedPath = (gen: string, name: string) => path.join(DERIVED, gen, `${name}.cert`);
+
+/** Pre-generated TEST RSA keys (test/certs/data), so no test waits for RSA-4096 key generation. */
+export function testRsa(name: 'ark' | 'ask' | 'other', bits: 2048 | 4096): { privateKey: crypto.KeyObject; publicKey: crypto.KeyObject } {
+  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'data', `test-${name}-${bits}.key.pem`);
+  const privateKey = crypto.createPrivateKey(fs.readFileSync(file));
+  return { privateKey, publicKey: crypto.createPublicKey(privateKey) };
+}

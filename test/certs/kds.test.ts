@@ -7,7 +7,7 @@ import {
   Algo, KdsError, Usage, cachedCek, createCaCert, createSevCert, encodeCaCert, encodeSevCert, fetchCek, fullChainFor,
   parseRetryAfter, signCaCert, signSevCert, platformSevChain, type FetchLike, decodeFullChain, verifyChain, SEV_CHAIN_SIZE,
 } from '../../lib/certs/index.js';
-import { derived, realCert } from './fixtures.js';
+import { derived, realCert, testRsa } from './fixtures.js';
 
 const ID = Buffer.from('0123456789abcdef'.repeat(4), 'hex');
 const ID_HEX = ID.toString('hex').toUpperCase();
@@ -112,8 +112,8 @@ describe('platform chains', () => {
   });
 
   it("simulator state dir: its own ASK/ARK when they sign the CEK; such a chain fails against AMD's roots", async () => {
-    const ark = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const ask = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const ark = testRsa('ark', 2048);
+    const ask = testRsa('ask', 2048);
     const arkCert = signCaCert(createCaCert({ usage: Usage.ARK, publicKey: ark.publicKey }), { privateKey: ark.privateKey });
     const askCert = signCaCert(createCaCert({ usage: Usage.ASK, publicKey: ask.publicKey, certifyingId: arkCert.keyId }), { privateKey: ark.privateKey });
     fs.writeFileSync(path.join(dir, 'ark.cert'), encodeCaCert(arkCert));
