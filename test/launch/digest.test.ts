@@ -42,6 +42,19 @@ describe('OVMF footer table', () => {
     expect(info.hashesArea).toEqual({ base: 0x80cc00, size: 0x400 });
     expect(info.sevMetadataOffset).toBeUndefined();
   });
+  const debian: [string, number, boolean][] = [['/usr/share/ovmf/OVMF.fd', 0x80b004, true], ['/usr/share/OVMF/OVMF_CODE_4M.fd', 0x808004, false]];
+  for (const [file, reset, meta] of debian) {
+    it.skipIf(!fs.existsSync(file))(`Debian ${file}: reset 0x${reset.toString(16)}, no hashes area, no secret area`, () => {
+      const img = fs.readFileSync(file);
+      const info = parseOvmf(img, file);
+      expect(info.resetVector).toBe(reset);
+      expect(info.hashesArea).toBeUndefined();
+      expect(info.secretArea).toBeUndefined();
+      expect(info.sevMetadataOffset !== undefined).toBe(meta);
+      expect(() => computeLaunchDigest({ firmware: img, firmwareName: file, kernel: { kernel: EMPTY } })).toThrow(/Kernel specified but OVMF doesn't support/);
+      expect(() => requireSecretArea(info, file)).toThrow(/no SEV secret area/);
+    });
+  }
   it('clear errors when absent', () => {
     expect(hasOvmfFooterTable(crypto.randomBytes(4096))).toBe(false);
     expect(() => parseOvmf(Buffer.alloc(4096), 'blob.fd')).toThrow(/blob.fd: no OVMF footer GUID table/);
