@@ -33,13 +33,13 @@ export function writeLauncher(dir: string): string {
   return file;
 }
 
-export async function makeSimEnv(opts: { realQemu?: string | 'none' } = {}): Promise<SimEnv> {
+export async function makeSimEnv(opts: { realQemu?: string | 'none'; private?: boolean } = {}): Promise<SimEnv> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-simenv-'));
   const bin = path.join(base, 'bin');
   fs.mkdirSync(bin);
   const qemu = writeLauncher(bin);
   const extra: NodeJS.ProcessEnv = { SEVKIT_REAL_QEMU: opts.realQemu ?? 'none', SEVKIT_QEMU: qemu };
-  if (process.env.SEVKIT_SIM_SOCKET && process.env.SEVKIT_SIM_STATE) {
+  if (!opts.private && process.env.SEVKIT_SIM_SOCKET && process.env.SEVKIT_SIM_STATE) {
     // The simulator's own launcher when it has one: tests the real integration.
     const simQemu = process.env.SEVKIT_QEMU && fs.existsSync(process.env.SEVKIT_QEMU) ? process.env.SEVKIT_QEMU : qemu;
     return { env: { ...process.env, ...extra, SEVKIT_QEMU: simQemu }, qemu: simQemu, stateDir: process.env.SEVKIT_SIM_STATE, daemon: true, cleanup: () => fs.rmSync(base, { recursive: true, force: true }) };

@@ -95,8 +95,22 @@ export class InProcessFirmware implements GuestFirmware {
   private readonly guests = new Map<number, LocalGuest>();
   private nextHandle = 1;
   private pdhKey: KeyObject | undefined;
+  private faults: { take(on: 'launch', cmd: string, kind: 'fw'): { fwStatus?: number } | undefined } | undefined;
 
   constructor(private readonly stateDir: string) {}
+
+  /** Faults armed in `<state>/faults.json` (the simulator's format) strike here too. */
+  private async fault(cmd: string): Promise<void> {
+    if (!this.faults) {
+      const { FaultTable } = await import('../faults.js');
+      this.faults = new FaultTable(this.stateDir);
+    }
+    const f = this.faults.take('launch', cmd, 'fw');
+    if (f && f.fwStatus !== undefined) {
+      const name = Object.entries(FW_STATUS).find(([, v]) => v.code === f.fwStatus)?.[0] ?? 'INVALID_PARAM';
+      throw new GuestFirmwareError(name, `${cmd} failed (injected fault)`, f.fwStatus);
+    }
+  }
 
   async api(): Promise<ApiInfo> {
     try {
@@ -127,6 +141,7 @@ export class InProcessFirmware implements GuestFirmware {
   }
 
   async launchStart(a: LaunchStartArgs): Promise<number> {
+    await this.fault('LAUNCH_START');
     const api = await this.api();
     const minMajor = (a.policy >>> 16) & 0xff;
     const minMinor = (a.policy >>> 24) & 0xff;
@@ -153,6 +168,7 @@ export class InProcessFirmware implements GuestFirmware {
   }
 
   async launchUpdateData(handle: number, data: Buffer): Promise<void> {
+    await this.fault('LAUNCH_UPDATE_DATA');
     const g = this.guest(handle);
     if (g.state !== 'update') throw new GuestFirmwareError('INVALID_GUEST_STATE', 'LAUNCH_UPDATE_DATA after LAUNCH_MEASURE');
     g.digest.update(data);
@@ -166,6 +182,7 @@ export class InProcessFirmware implements GuestFirmware {
   }
 
   async launchMeasure(handle: number): Promise<Buffer> {
+    await this.fault('LAUNCH_MEASURE');
     const g = this.guest(handle);
     if (g.state !== 'update') throw new GuestFirmwareError('INVALID_GUEST_STATE', 'LAUNCH_MEASURE twice');
     const api = await this.api();
@@ -176,6 +193,7 @@ export class InProcessFirmware implements GuestFirmware {
   }
 
   async launchSecret(handle: number, header: Buffer, payload: Buffer, _gpa: number): Promise<Buffer> {
+    await this.fault('LAUNCH_SECRET');
     const g = this.guest(handle);
     if (g.state !== 'secret' || !g.measure) throw new GuestFirmwareError('INVALID_GUEST_STATE', 'LAUNCH_SECRET outside the launch-secret state');
     const { openSecret } = await import('../../launch/secret.js');
@@ -188,6 +206,7 @@ export class InProcessFirmware implements GuestFirmware {
   }
 
   async launchFinish(handle: number): Promise<void> {
+    await this.fault('LAUNCH_FINISH');
     const g = this.guest(handle);
     if (g.state === 'running') throw new GuestFirmwareError('INVALID_GUEST_STATE', 'LAUNCH_FINISH twice');
     g.state = 'running';

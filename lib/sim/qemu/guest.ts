@@ -143,13 +143,20 @@ export class SevGuest {
         await this.fw.launchUpdateVmsa(this.handle, vmsas.bsp);
         for (let i = 1; i < vmsas.numCpus; i++) await this.fw.launchUpdateVmsa(this.handle, vmsas.ap!);
       }
-      this.measurement = await this.fw.launchMeasure(this.handle);
     } catch (e) {
       await this.decommission();
       if (e instanceof GuestFirmwareError) {
-        throw new QemuStartError(`sev_launch_update_data: LAUNCH_UPDATE ret=1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'`);
+        throw new QemuStartError(`sev_launch_update_data: LAUNCH_UPDATE ret=1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'\nfailed to encrypt pflash rom`);
       }
       throw e;
+    }
+    try {
+      this.measurement = await this.fw.launchMeasure(this.handle);
+    } catch (e) {
+      if (!(e instanceof GuestFirmwareError)) throw e;
+      // QEMU 7.2 only reports it: the guest stays in launch-update without a measurement.
+      process.stderr.write(`qemu-system-x86_64: sev_launch_get_measure: LAUNCH_MEASURE ret=1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'\n`);
+      return;
     }
     this.state = 'launch-secret';
   }

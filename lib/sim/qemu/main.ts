@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseQemuArgs, rewriteForRealQemu, QemuArgvError, type ParsedQemu } from './argv.js';
-import { InProcessFirmware, type GuestFirmware } from './firmware.js';
+import { InProcessFirmware, fwStatusText, type GuestFirmware } from './firmware.js';
 import { SevGuest, QemuStartError, querySevCapabilities, type HostCpu } from './guest.js';
 import { QmpReply, QmpServer } from './qmp-server.js';
 import { VmlessMachine } from './vmless.js';
@@ -202,7 +202,18 @@ export async function main(args: string[]): Promise<void> {
     if (guest) {
       const r = await guest.qmp(command, cmdArgs);
       if (r !== undefined) return r;
-      if (command === 'cont') await guest.finish();
+      if (command === 'cont') {
+        try {
+          await guest.finish();
+        } catch (e) {
+          // QEMU exits when LAUNCH_FINISH fails at the first transition to running.
+          const fwStatus = (e as { fwStatus?: number }).fwStatus;
+          process.stderr.write(`${PROG}: sev_launch_finish: LAUNCH_FINISH ret=1 fw_error=${fwStatus ?? -1} '${fwStatusText(fwStatus ?? -1)}'\n`);
+          child?.kill('SIGKILL');
+          void shutdown(1);
+          return new Promise<never>(() => undefined);
+        }
+      }
     } else if (command === 'query-sev-capabilities' && process.env.SEVKIT_SIM_STATE && !realQemu) {
       // Works without a sev-guest object on real QEMU+KVM too.
       fw ??= await openFirmware();
