@@ -43,6 +43,20 @@ export interface OkHostFacts extends OkFacts {
   fs: HostFs;
 }
 
+/**
+ * KVM_GET_API_VERSION through the addon, if it offers `kvmApiVersion(path)`; the current
+ * addon does not, and then the probe reports the frozen KVM_API_VERSION for an openable node.
+ */
+async function nativeKvmApiVersion(): Promise<KvmApiVersionFn | undefined> {
+  try {
+    const { getBinding } = await import('../binding.js');
+    const b = getBinding() as unknown as { kvmApiVersion?: (path: string) => number | Promise<number> };
+    return typeof b.kvmApiVersion === 'function' ? (p: string) => b.kvmApiVersion!(p) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function probeOkFacts(opts: HostProbeOptions = {}): Promise<OkHostFacts> {
   const hfs = opts.fs ?? new HostFs(opts.root);
   const cpuid = await openCpuid({ file: opts.cpuidFile, reader: opts.cpuid, fs: hfs, noNative: opts.noNative });
@@ -52,7 +66,7 @@ export async function probeOkFacts(opts: HostProbeOptions = {}): Promise<OkHostF
     syscfg: probeSyscfg(hfs),
     kvmAmd: probeKvmAmd(hfs),
     devSev: probeDevSev(hfs),
-    kvm: await probeKvm(hfs, opts.kvmApiVersion),
+    kvm: await probeKvm(hfs, opts.kvmApiVersion ?? (hfs.isFake ? undefined : await nativeKvmApiVersion())),
     memlock: probeMemlock(hfs),
   };
 }
