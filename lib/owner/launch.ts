@@ -173,7 +173,7 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
         if (!transient) refuse('measurement', `CRN answered ${last}`);
         if (Date.now() + interval > deadline) refuse('measurement', `no measurement within ${o.measurementTimeoutMs ?? 60_000} ms (last: ${last})`);
         await new Promise((r2) => setTimeout(r2, interval));
-        interval = Math.min(interval * 2, 2000);
+        interval = Math.min(interval * 2, 1000);
       }
     });
 
