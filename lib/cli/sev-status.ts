@@ -113,6 +113,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       platform: values['no-firmware'] ? null : undefined,
     });
     const report = buildReport(facts, required as (typeof REQUIRE)[number]);
+    firmwareTimedOut = facts.firmware?.error?.code === 'ETIMEDOUT' || facts.firmware?.snpError?.code === 'ETIMEDOUT';
     if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else if (!values.quiet) {
       const { renderStatus } = await import('../host/render.js');
@@ -124,4 +125,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   }
 }
 
-process.exitCode = await main();
+/** A PSP that never answers leaves an addon worker pending; do not let it hold the process. */
+let firmwareTimedOut = false;
+
+const code = await main();
+process.exitCode = code;
+// stdout/stderr are synchronous for files, pipes and TTYs on Linux, so nothing written is lost.
+if (firmwareTimedOut) process.exit(code);

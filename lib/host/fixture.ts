@@ -43,6 +43,8 @@ export function cpuidFor(def: CpuDef): Record<string, [number, number, number, n
     out[cpuidKey(leaf)] = [regs[0], regs[1], regs[2], regs[3]];
   };
   set(0, vendorLeaf(def.vendor, 0x10));
+  // Leaf 1 EAX: the processor signature (the VMSA's RDX for `-cpu host`); same value as 0x80000001 EAX on AMD.
+  set(1, [signature(def.family, def.model, def.stepping), 0, 0, 0]);
   set(0x80000000, [def.maxExt, 0, 0, 0]);
   set(0x80000001, [def.vendor === 'AuthenticAMD' ? signature(def.family, def.model, def.stepping) : 0, 0, 0, 0]);
   for (const [leaf, regs] of brandLeaves(def.brand)) set(leaf, regs);

@@ -35,6 +35,7 @@
  * CPUID comes from SEVKIT_CPUID (see cpuid.ts), with these leaves (all `:0` subleaf):
  *   0x0         [maxLeaf, 0x68747541, 0x444d4163, 0x69746e65] = EAX, EBX "Auth", ECX "cAMD", EDX "enti"
  *               ("AuthenticAMD" read in EBX‖EDX‖ECX order; Intel: 0x756e6547, 0x6c65746e, 0x49656e69)
+ *   0x1         EAX = processor signature (Genoa 0x00A10F11), other registers 0
  *   0x80000000  EAX = max extended leaf (>= 0x8000001f)
  *   0x80000001  EAX = family/model signature (Genoa: 0x00A10F11 = family 0x19, model 0x11)
  *   0x80000002..0x80000004  brand string, 16 bytes per leaf in EAX,EBX,ECX,EDX LE ("AMD EPYC 9654 96-Core Processor")

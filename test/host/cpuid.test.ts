@@ -110,3 +110,14 @@ describe('decoding', () => {
     expect(cpuidFromCpuinfo('vendor_id : GenuineIntel\nflags : fpu vmx\n').get('0x8000001f:0')).toEqual([0, 0, 0, 0]);
   });
 });
+
+describe('fixture CPUID', () => {
+  it('carries the processor signature in leaf 1 (Genoa 0x00A10F11) and 0x80000001', async () => {
+    const r = await openCpuid({ file: fixture().cpuidFile });
+    expect(r.get(1)[0]).toBe(0x00a10f11);
+    expect(r.get(0x80000001)[0]).toBe(0x00a10f11);
+    const intel = await openCpuid({ file: fixture({ cpu: 'intel' }).cpuidFile });
+    expect(intel.get(1)[0]).toBe(0x000606a6);
+    expect(intel.get(0x80000001)[0]).toBe(0);
+  });
+});
