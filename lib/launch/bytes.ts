@@ -70,7 +70,8 @@ export function readPathOrBase64(value: string, what: string, size?: number): Bu
     // A missing file and bad base64 look alike; valid base64 wins, then the message guesses the intent.
     if (!B64_RE.test(value.trim()) || value.trim() === '') {
       if (looksLikePath(value)) throw new LaunchInputError(`${what}: ${value}: no such file`, 'ERR_INPUT_FILE');
-      throw new LaunchInputError(`${what}: '${value}' is neither an existing file nor valid base64`, 'ERR_BASE64');
+      // The value is not echoed: it may be a (mistyped) key.
+      throw new LaunchInputError(`${what}: value is neither an existing file nor valid base64`, 'ERR_BASE64');
     }
     buf = decodeBase64(value, what);
     from = 'base64 value';

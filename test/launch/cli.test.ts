@@ -54,7 +54,7 @@ describe('sevkit measurement build (sevctl output)', { timeout: 180_000 }, () =>
     expect(r.stdout).toBe(`${launchMeasure({ digest: d, mnonce: b64('wxP6tRHCFrFQWxsuqZA8QA=='), tik: read(TIK), apiMajor: 1, apiMinor: 40, build: 40, policy: 3 }).toString('base64')}\n`);
   });
   it('bad inputs: one clear line each', async () => {
-    oneLine(await runCli([...common.slice(0, -1), 'abc!', '--launch-digest', cases[0].launch_digest_b64]), /--nonce: 'abc!' is neither an existing file nor valid base64/);
+    oneLine(await runCli([...common.slice(0, -1), 'abc!', '--launch-digest', cases[0].launch_digest_b64]), /--nonce: value is neither an existing file nor valid base64/);
     oneLine(await runCli([...common.slice(0, 10), '--tik', T('missing.bin'), '--nonce', 'wxP6tRHCFrFQWxsuqZA8QA==', '--launch-digest', cases[0].launch_digest_b64]), /--tik: .*missing.bin: no such file/);
     oneLine(await runCli([...common.slice(0, 10), '--tik', 'AAAA', '--nonce', 'wxP6tRHCFrFQWxsuqZA8QA==', '--launch-digest', cases[0].launch_digest_b64]), /--tik: base64 value has 3 bytes, expected 16/);
     oneLine(await runCli([...common, '--launch-digest', 'AAAA']), /--launch-digest: 3 bytes, expected 32/);
