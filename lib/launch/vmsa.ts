@@ -273,6 +273,19 @@ export function formatVmsaShow(page: Uint8Array): string {
       lines.push(`  "${name}": ${val}${comma}`);
     }
   });
+  // Beyond sevctl's struct: the FPU fields KVM_SEV_INIT2 fills; shown only when set, so sevctl's files print identically.
+  const b = Buffer.from(page.buffer, page.byteOffset, page.byteLength);
+  if (b.length >= 0x412) {
+    const mxcsr = b.readUInt32LE(OFF.mxcsr), fcw = b.readUInt16LE(OFF.x87_fcw), features = b.readBigUInt64LE(OFF.sev_features);
+    const extra: string[] = [];
+    if (features) extra.push(`  "sev_features": ${features}`);
+    if (mxcsr) extra.push(`  "mxcsr": ${mxcsr}`);
+    if (fcw) extra.push(`  "x87_fcw": ${fcw}`);
+    if (extra.length) {
+      lines[lines.length - 1] += ',';
+      lines.push(extra.join(',\n'));
+    }
+  }
   lines.push('}');
   return `${lines.join('\n')}\n`;
 }

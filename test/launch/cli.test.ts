@@ -83,6 +83,9 @@ describe('sevkit measurement verify', { timeout: 180_000 }, () => {
     const ok = await runCli([...base, '--policy', '0x5']);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/^match: launch measurement verified/);
+    const alephInfo = JSON.stringify({ sev_info: { enabled: true, api_major: 1, api_minor: 55, build_id: 21, policy: 5, state: 'launch-secret', handle: 1 }, launch_measure: blob });
+    const viaAleph = await runCli([...base.slice(0, 4), '--sev-info', alephInfo, ...base.slice(6), '--policy', '5']);
+    expect(viaAleph.code, viaAleph.stderr).toBe(0);
     const wrongCpu = await runCli([...base.slice(0, -1), 'EPYC-Milan', '--policy', '5']);
     expect(wrongCpu.code).toBe(1);
     expect(wrongCpu.stdout).toMatch(/^mismatch: launch measurement does not match/);

@@ -171,6 +171,10 @@ describe('sevctl VMSA files', () => {
     expect(formatVmsaShow(vmsa0)).toBe(fs.readFileSync(path.join(SEVCTL, 'vmsa0-show.txt'), 'utf8'));
     expect(formatVmsaShow(vmsa1)).toBe(fs.readFileSync(path.join(SEVCTL, 'vmsa1-show.txt'), 'utf8'));
   });
+  it('vmsa show of an init2 page adds sev_features/mxcsr/x87_fcw as valid JSON', () => {
+    const j = JSON.parse(formatVmsaShow(buildEsVmsa({ ap: false, vcpuSig: 0x800f12, vmType: 'init2', sevFeatures: 0x20 })));
+    expect([j.mxcsr, j.x87_fcw, j.sev_features, j.rdx]).toEqual([0x1f80, 0x37f, 0x20, 0x800f12]);
+  });
   it('sevctl qemu VMSAs are the legacy variant with the Milan signature', () => {
     expect(buildEsVmsa({ ap: false, vcpuSig: vcpuSignature('EPYC-Milan'), vmType: 'legacy' }).equals(vmsa0)).toBe(true);
     expect(buildEsVmsa({ ap: true, resetEip: 0x80b004, vcpuSig: 0xa00f11 }).equals(vmsa1)).toBe(true);

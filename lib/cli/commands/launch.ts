@@ -230,6 +230,8 @@ async function parseSevInfo(text: string): Promise<import('../../launch/index.js
     throw new InputError('--sev-info: not valid JSON (expected the output of QMP query-sev)');
   }
   if (j && typeof j.return === 'object') j = j.return as Record<string, unknown>;
+  // aleph's CRN measurement endpoint: {"sev_info": {...}, "launch_measure": "..."}
+  if (j && typeof j.sev_info === 'object') j = j.sev_info as Record<string, unknown>;
   const num = (...keys: string[]) => {
     for (const k of keys) if (typeof j[k] === 'number') return j[k] as number;
     throw new InputError(`--sev-info: missing numeric field ${keys[0]}`);
