@@ -108,6 +108,8 @@ export class FaultTable {
     if (i >= 0) return this.consume(this.mem, i);
     if (!this.stateDir) return undefined;
     const file = path.join(this.stateDir, FAULTS_FILE);
+    // Every command checks the file: a stat that does not throw keeps the common "no faults" case cheap.
+    if (!fs.statSync(file, { throwIfNoEntry: false })) return undefined;
     let specs: FaultSpec[];
     try {
       specs = JSON.parse(fs.readFileSync(file, 'utf8')) as FaultSpec[];
