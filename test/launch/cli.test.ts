@@ -204,7 +204,9 @@ describe('sevkit session / policy', { timeout: 180_000 }, () => {
     oneLine(await runCli(['session', T('nope.cert'), '1']), /PDH file: .*nope.cert: no such file/);
     fs.writeFileSync(T('short.cert'), Buffer.alloc(100));
     oneLine(await runCli(['session', T('short.cert'), '1']), /100 bytes, a PDH certificate is 2084/);
-    oneLine(await runCli(['session', vec('virtee-sev/tests/rome/pdh.cert'), 'lots']), /unknown flag 'lots'/);
+    const badPolicy = await runCli(['session', vec('virtee-sev/tests/rome/pdh.cert'), 'lots']);
+    expect(badPolicy.code).toBe(2);
+    oneLine(badPolicy, /unknown flag 'lots'/);
     oneLine(await runCli(['session', vec('virtee-sev/tests/rome/pek.cert'), '1']), /pubkey_usage is PEK, expected PDH/);
   });
   it('policy explains a value', async () => {

@@ -12,6 +12,18 @@ const launchLib = (): Promise<Launch> => import('../../launch/index.js');
 const bytesLib = () => import('../../launch/bytes.js');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** A malformed POLICY argument is a usage error (exit 2), as it is for sevctl. */
+async function parsePolicyArg(text: string): Promise<import('../../launch/index.js').Policy> {
+  const L = await launchLib();
+  const { UsageError } = await import('../../errors.js');
+  try {
+    return L.Policy.parse(text);
+  } catch (e) {
+    if (e instanceof L.PolicyError) throw new UsageError(e.message);
+    throw e;
+  }
+}
 const intOpt = (what: string) => (v: string) => parseIntArg(v, what);
 
 /** Write a file via temp + rename (never a half-written file). */
@@ -41,7 +53,7 @@ async function sessionCmd(pdhFile: string, policyArg: string, o: SessionOpts): P
   const { readFileChecked } = await bytesLib();
   const certs = await import('../../certs/index.js');
   const { InputError } = await import('../../errors.js');
-  const policy = L.Policy.parse(policyArg);
+  const policy = await parsePolicyArg(policyArg);
   const raw = readFileChecked(pdhFile, 'PDH file');
   const SEV = certs.SEV_CERT_SIZE;
   if (raw.length < SEV) throw new InputError(`${pdhFile}: ${raw.length} bytes, a PDH certificate is ${SEV} (0x824) bytes`);
@@ -113,8 +125,7 @@ async function verifySessionChain(raw: Buffer, file: string, caFile: string | un
 // ---------------------------------------------------------------- policy
 
 async function policyCmd(value: string, o: { json?: boolean }): Promise<void> {
-  const { Policy } = await launchLib();
-  const p = Policy.parse(value);
+  const p = await parsePolicyArg(value);
   if (o.json) printJson(p.toJSON());
   else process.stdout.write(`${p.explain().join('\n')}\n`);
 }
@@ -243,7 +254,7 @@ async function measurementVerifyCmd(o: VerifyOpts): Promise<number> {
   const L = await launchLib();
   const { readPathOrBase64 } = await bytesLib();
   const { UsageError } = await import('../../errors.js');
-  const policy = L.Policy.parse(o.policy);
+  const policy = await parsePolicyArg(o.policy);
   let info;
   if (o.sevInfo !== undefined) info = await parseSevInfo(o.sevInfo);
   else {
