@@ -4,6 +4,7 @@
  * (EIO), the firmware status number and SEV_RET_* name. Its message is one line
  * naming the device path, the code and the firmware status, ready for the CLI.
  */
+import { getSystemErrorName } from 'node:util';
 import { SevkitError } from '../errors.js';
 import { fwStatusMessage, fwStatusName } from './constants.js';
 
@@ -108,8 +109,18 @@ export function toSevError(e: unknown, device?: string): unknown {
   if (!(e instanceof Error)) return e;
   const n = e as Error & NativeErrorShape;
   if (typeof n.code !== 'string' || typeof n.syscall !== 'string') return e;
+  // The addon names the errnos a SEV device can produce; anything else arrives as
+  // "E<n>" and gets Node's own name for it.
+  let code = n.code;
+  if (/^E\d+$/.test(code) && typeof n.errno === 'number' && n.errno < 0) {
+    try {
+      code = getSystemErrorName(n.errno);
+    } catch {
+      // not a known errno either: keep E<n>
+    }
+  }
   return new SevError({
-    code: n.code,
+    code,
     errno: typeof n.errno === 'number' ? n.errno : 0,
     syscall: n.syscall,
     path: typeof n.path === 'string' ? n.path : device,

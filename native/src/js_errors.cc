@@ -26,10 +26,26 @@ std::string Hex(uint32_t v) {
 }  // namespace
 
 std::string ErrnoName(int err) {
-  if (err == kKernelENOTSUPP) return "ENOTSUPP";
-  const char* name = strerrorname_np(err);
-  if (name != nullptr) return name;
-  return "E" + std::to_string(err);
+  // A table rather than strerrorname_np(): that needs glibc 2.32, and the
+  // prebuilt addon must load on older SEV hosts (RHEL 8: glibc 2.28).
+  switch (err) {
+#define SEVKIT_E(name) \
+  case name:           \
+    return #name;
+    SEVKIT_E(EPERM) SEVKIT_E(ENOENT) SEVKIT_E(ESRCH) SEVKIT_E(EINTR) SEVKIT_E(EIO) SEVKIT_E(ENXIO)
+    SEVKIT_E(E2BIG) SEVKIT_E(EBADF) SEVKIT_E(EAGAIN) SEVKIT_E(ENOMEM) SEVKIT_E(EACCES) SEVKIT_E(EFAULT)
+    SEVKIT_E(EBUSY) SEVKIT_E(EEXIST) SEVKIT_E(ENODEV) SEVKIT_E(ENOTDIR) SEVKIT_E(EISDIR) SEVKIT_E(EINVAL)
+    SEVKIT_E(ENFILE) SEVKIT_E(EMFILE) SEVKIT_E(ENOTTY) SEVKIT_E(ETXTBSY) SEVKIT_E(ENOSPC) SEVKIT_E(EROFS)
+    SEVKIT_E(ENAMETOOLONG) SEVKIT_E(ENOSYS) SEVKIT_E(ELOOP) SEVKIT_E(EPROTO) SEVKIT_E(EOVERFLOW)
+    SEVKIT_E(ENOTSUP) SEVKIT_E(ECONNREFUSED) SEVKIT_E(ECONNRESET) SEVKIT_E(EPIPE) SEVKIT_E(ETIMEDOUT)
+    SEVKIT_E(EHOSTDOWN) SEVKIT_E(ENOMEDIUM) SEVKIT_E(ENOLINK) SEVKIT_E(ESHUTDOWN)
+#undef SEVKIT_E
+    case kKernelENOTSUPP:
+      return "ENOTSUPP";
+    default:
+      // Unnamed here: the TypeScript layer names it with util.getSystemErrorName.
+      return "E" + std::to_string(err);
+  }
 }
 
 Napi::Value MakeSysError(Napi::Env env, const SysResult& r, const std::string& path) {

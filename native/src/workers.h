@@ -1,17 +1,22 @@
 // Promise-returning AsyncWorker for every /dev/sev command.
 //
 // The contract that keeps this thread-safe: everything a command needs is
-// copied into native memory on the JS thread (constructor arguments), Execute()
-// runs only the pure C++ device layer on a libuv pool thread, and the result is
-// copied out into fresh JS values back on the JS thread (OnOK). No JS handle or
-// JS-owned buffer is ever touched from Execute().
+// copied into a native Job on the JS thread, Execute() runs only Job::Run (the
+// pure C++ device layer) on a libuv pool thread, and Job::Resolve copies the
+// result out into fresh JS values back on the JS thread (OnOK). No JS handle
+// or JS-owned buffer is ever touched from Execute().
+//
+// A Job is a plain struct with
+//   std::string path;                         the device path (for errors)
+//   SysResult Run();                          pool thread
+//   Napi::Value Resolve(Napi::Env) const;     JS thread, only after success
+// The worker owns it by value: no shared_ptr, so no atomics (which would also
+// tie the binary to newer glibc symbols).
 #ifndef SEVKIT_WORKERS_H
 #define SEVKIT_WORKERS_H
 
 #include <napi.h>
 
-#include <functional>
-#include <string>
 #include <utility>
 
 #include "js_errors.h"
@@ -19,30 +24,26 @@
 
 namespace sevkit {
 
+template <typename Job>
 class SevWorker : public Napi::AsyncWorker {
  public:
-  // run: executes on the pool thread; must capture only native data.
-  // resolve: builds the resolution value on the JS thread after success.
-  using Run = std::function<SysResult()>;
-  using Resolve = std::function<Napi::Value(Napi::Env)>;
-
-  static Napi::Promise Queue(Napi::Env env, const char* resource, std::string path, Run run, Resolve resolve) {
-    auto* w = new SevWorker(env, resource, std::move(path), std::move(run), std::move(resolve));
+  static Napi::Promise Queue(Napi::Env env, const char* resource, Job job) {
+    auto* w = new SevWorker(env, resource, std::move(job));
     Napi::Promise p = w->deferred_.Promise();
     w->AsyncWorker::Queue();  // node-addon-api deletes the worker after OnOK/OnError
     return p;
   }
 
  protected:
-  void Execute() override { result_ = run_(); }
+  void Execute() override { result_ = job_.Run(); }
 
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     if (result_.ok()) {
-      deferred_.Resolve(resolve_ ? resolve_(env) : env.Undefined());
+      deferred_.Resolve(job_.Resolve(env));
     } else {
-      deferred_.Reject(MakeSysError(env, result_, path_));
+      deferred_.Reject(MakeSysError(env, result_, job_.path));
     }
   }
 
@@ -53,17 +54,11 @@ class SevWorker : public Napi::AsyncWorker {
   }
 
  private:
-  SevWorker(Napi::Env env, const char* resource, std::string path, Run run, Resolve resolve)
-      : Napi::AsyncWorker(env, resource),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        path_(std::move(path)),
-        run_(std::move(run)),
-        resolve_(std::move(resolve)) {}
+  SevWorker(Napi::Env env, const char* resource, Job job)
+      : Napi::AsyncWorker(env, resource), deferred_(Napi::Promise::Deferred::New(env)), job_(std::move(job)) {}
 
   Napi::Promise::Deferred deferred_;
-  std::string path_;
-  Run run_;
-  Resolve resolve_;
+  Job job_;
   SysResult result_;
 };
 

@@ -264,6 +264,24 @@ describe.skipIf(!MODE)(`platform suite on ${MODE ?? `nothing (skipped: ${SKIP_RE
       }
     });
 
+    it('every errno the driver can return is named as Node names it', async () => {
+      const { getSystemErrorName } = await import('node:util');
+      // 1..133 covers every Linux errno; the addon's table and the TS fallback must agree with Node.
+      for (let errno = 1; errno <= 133; errno++) {
+        let want: string;
+        try {
+          want = getSystemErrorName(-errno);
+        } catch {
+          continue;
+        }
+        if (want.startsWith('Unknown')) continue;
+        sim!.daemon.platform.faults.add({ cmd: 'PLATFORM_STATUS', errno });
+        const err = (await platform.status().catch((e: unknown) => e)) as SevError;
+        expect(err, `errno ${errno}`).toBeInstanceOf(SevError);
+        expect({ errno, code: err.code, negErrno: err.errno }).toEqual({ errno, code: errno === 5 ? 'EIO' : want, negErrno: -errno });
+      }
+    });
+
     it('GET_ID2 missing in the kernel (EINVAL) falls back to GET_ID with the same id', async () => {
       const id2 = await platform.getId();
       sim!.daemon.platform.faults.add({ cmd: 'GET_ID2', errno: 'EINVAL' });
