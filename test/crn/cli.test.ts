@@ -30,7 +30,7 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     fs.writeFileSync(path.join(tmp, 'wallet.key'), `${KEY}\n`, { mode: 0o600 });
     fs.writeFileSync(path.join(tmp, 'secret.txt'), 'hunter2-disk-password\n', { mode: 0o600 });
     fs.writeFileSync(path.join(tmp, 'ca.bin'), encodeCaChain(simulatorCaChain(process.env.SEVKIT_SIM_STATE)!));
-    serve = spawn(process.execPath, [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(tmp, 'run')], {
+    serve = spawn(process.execPath, [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(tmp, 'run'), '--cpu', 'EPYC-v4'], {
       cwd: ROOT,
       env: { ...process.env, SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none', NO_COLOR: '1' },
     });
@@ -59,9 +59,9 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  async function allocate(): Promise<string> {
+  async function allocate(policy = 1, vcpus = 1): Promise<string> {
     const ref = crypto.randomBytes(32).toString('hex');
-    await new CrnClient({ url }).allocate(TOKEN, { ref, owner: EthWallet.fromPrivateKey(KEY).address, firmware, policy: 1, vcpus: 1, memory_mb: 256 });
+    await new CrnClient({ url }).allocate(TOKEN, { ref, owner: EthWallet.fromPrivateKey(KEY).address, firmware, policy, vcpus, memory_mb: 256 });
     return ref;
   }
   const launchArgs = (ref: string, extra: string[] = []) => [
@@ -108,6 +108,21 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/refused at step 'verify': launch measurement does not match/);
     expect(serveErr).not.toMatch(new RegExp(`${ref}/confidential/inject_secret`));
+  });
+
+  it('SEV-ES: the owner predicts the VMSAs of a pinned CPU model; a wrong model is refused', async () => {
+    const ref = await allocate(0x5, 2);
+    const args = launchArgs(ref, ['--ca', path.join(tmp, 'ca.bin')]).map((a) => (a === '0x1' ? '0x5' : a));
+    const wrong = await runCli([...args, '--vcpus', '2', '--vcpu-type', 'EPYC-Milan']);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/refused at step 'verify': launch measurement does not match/);
+    const ref2 = await allocate(0x5, 2);
+    const ok = await runCli([...args.map((a) => (a === ref ? ref2 : a)), '--vcpus', '2', '--vcpu-type', 'EPYC-v4']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toMatch(/policy 0x5 \(NODBG\|ES\)/);
+    const missing = await runCli(args);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/SEV-ES/);
   });
 
   it('usage errors exit 2 with one line', async () => {

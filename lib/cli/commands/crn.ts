@@ -14,6 +14,7 @@ export function register(program: Command): void {
     .option('--run-dir <DIR>', 'directory for session files and VM run dirs', defaultRunDir())
     .option('--device <PATH>', 'SEV device (default SEVKIT_DEVICE or /dev/sev)')
     .option('--cek <FILE>', 'serve this ASK-signed CEK instead of the exported/KDS one')
+    .option('--cpu <MODEL>', "QEMU -cpu for the VMs (default aleph's host,host-phys-bits-limit=0x28); pin e.g. EPYC-v4 so SEV-ES owners can predict the VMSAs")
     .option('--no-confidential', 'disable confidential computing (503 on /about/certificates)')
     .option('--quiet', 'no request log on stderr')
     .addHelpText(
@@ -36,6 +37,7 @@ export function register(program: Command): void {
     .option('--domain <NAME>', 'domain to sign operations for (default: the URL host)')
     .option('--vcpus <N>', 'SEV-ES: number of vCPUs of the VM', (v) => parseIntArg(v, '--vcpus'))
     .option('--vcpu-type <TYPE>', 'SEV-ES: QEMU CPU model of the VM (e.g. EPYC-v4)')
+    .option('--vcpu-sig <SIG>', 'SEV-ES: CPUID(1).EAX signature of the VM vCPUs (for -cpu host)', (v) => parseIntArg(v, '--vcpu-sig'))
     .option('--timeout <SECONDS>', 'how long to wait for the measurement', (v) => parseIntArg(v, '--timeout'), 120)
     .option('--json', 'print the result as JSON')
     .action(action(launchCmd));
@@ -59,6 +61,7 @@ interface ServeOpts {
   runDir: string;
   device?: string;
   cek?: string;
+  cpu?: string;
   confidential: boolean;
   quiet?: boolean;
 }
@@ -87,7 +90,7 @@ async function serveCmd(o: ServeOpts): Promise<number> {
     port: listen.port,
     domain: o.domain,
     certs: o.confidential ? await platformCertificateSource(o.device ? { device: o.device } : {}) : null,
-    launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu' }),
+    launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
     runDir: o.runDir,
     ...(process.env.SEVKIT_ALLOCATION_TOKEN ? { allocationToken: process.env.SEVKIT_ALLOCATION_TOKEN } : {}),
     ...(cekOverride ? { cekOverride } : {}),
@@ -133,6 +136,7 @@ interface LaunchOpts {
   domain?: string;
   vcpus?: number;
   vcpuType?: string;
+  vcpuSig?: number;
   timeout: number;
   json?: boolean;
 }
@@ -170,7 +174,10 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
   const secret = Buffer.from(secretRaw.subarray(0, end));
   secretRaw.fill(0);
   if (secret.length === 0) throw new InputError(`secret file ${o.secretFile} is empty`);
-  if ((o.vcpus === undefined) !== (o.vcpuType === undefined) && (o.policy & 0x4)) throw new UsageError('SEV-ES needs both --vcpus and --vcpu-type');
+  if (o.vcpuType && o.vcpuSig !== undefined) throw new UsageError('give either --vcpu-type or --vcpu-sig, not both');
+  const cpuGiven = o.vcpuType !== undefined || o.vcpuSig !== undefined;
+  if (o.policy & 0x4 && (o.vcpus === undefined || !cpuGiven)) throw new UsageError('SEV-ES (policy bit 0x4) needs --vcpus and --vcpu-type or --vcpu-sig to predict the VMSA measurement');
+  const es = o.vcpus !== undefined && cpuGiven ? { numCpus: o.vcpus, ...(o.vcpuType ? { vcpuType: o.vcpuType } : { vcpuSig: o.vcpuSig! }) } : undefined;
   const client = new CrnClient({ url: o.crn, wallet, ...(o.domain ? { domain: o.domain } : {}) });
   const out = (s: string) => process.stderr.write(`${s}\n`);
   out(`owner ${wallet.address} (${wallet.chain}) → ${client.url} (domain ${client.domain}), VM ${o.vm}`);
@@ -183,7 +190,7 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
       secret,
       ...(ca ? { ca } : {}),
       ...(generation ? { generation } : {}),
-      ...(o.vcpus !== undefined && o.vcpuType ? { es: { numCpus: o.vcpus, vcpuType: o.vcpuType } } : {}),
+      ...(es ? { es } : {}),
       measurementTimeoutMs: o.timeout * 1000,
       onProgress: (p) => out(formatProgress(p)),
     });
