@@ -188,6 +188,8 @@ export function sevCertBody(cert: SevCert | Uint8Array): Buffer {
   return raw.subarray(0, SEV_CERT_BODY_SIZE);
 }
 
+const ecKeyCache = new Map<string, KeyObject>();
+
 /** Node KeyObject for the certificate's public key (P-384 from the LE coordinates, or RSA). */
 export function sevCertPublicKey(c: SevCert | Uint8Array, name?: string): KeyObject {
   const cert = asSevCert(c, name === undefined ? {} : { name });
@@ -195,10 +197,18 @@ export function sevCertPublicKey(c: SevCert | Uint8Array, name?: string): KeyObj
   const k = cert.pubkey;
   try {
     if (k.kind === 'ec') {
-      return crypto.createPublicKey({
+      // Importing a point validates it on the curve, which costs as much as a
+      // signature check; chains reuse the same few keys, so keep recent ones.
+      const id = `${k.qx.toString('hex', 0, P384_SIZE)}${k.qy.toString('hex', 0, P384_SIZE)}`;
+      const hit = ecKeyCache.get(id);
+      if (hit) return hit;
+      const key = crypto.createPublicKey({
         key: { kty: 'EC', crv: 'P-384', x: b64url(reversed(k.qx.subarray(0, P384_SIZE))), y: b64url(reversed(k.qy.subarray(0, P384_SIZE))) },
         format: 'jwk',
       });
+      if (ecKeyCache.size >= 64) ecKeyCache.delete(ecKeyCache.keys().next().value!);
+      ecKeyCache.set(id, key);
+      return key;
     }
     const n = k.modulusSize / 8;
     return crypto.createPublicKey({
