@@ -208,6 +208,7 @@ describe('sevkit session / policy', { timeout: 180_000 }, () => {
     expect(badPolicy.code).toBe(2);
     oneLine(badPolicy, /unknown flag 'lots'/);
     oneLine(await runCli(['session', vec('virtee-sev/tests/rome/pek.cert'), '1']), /pubkey_usage is PEK, expected PDH/);
+    oneLine(await runCli(['session', '--name', T('no/such/dir/vm'), vec('virtee-sev/tests/rome/pdh.cert'), '1']), /--name .*no\/such\/dir\/vm: directory .*no\/such\/dir does not exist/);
   });
   it('policy explains a value', async () => {
     const r = await runCli(['policy', '0x5']);

@@ -54,6 +54,11 @@ async function sessionCmd(pdhFile: string, policyArg: string, o: SessionOpts): P
   const certs = await import('../../certs/index.js');
   const { InputError } = await import('../../errors.js');
   const policy = await parsePolicyArg(policyArg);
+  // Fail on an unusable output location before verifying or warning about anything.
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const outDir = path.dirname(path.resolve(`${o.name ?? 'vm'}_godh.b64`));
+  if (!fs.statSync(outDir, { throwIfNoEntry: false })?.isDirectory()) throw new InputError(`--name ${o.name}: directory ${outDir} does not exist`);
   const raw = readFileChecked(pdhFile, 'PDH file');
   const SEV = certs.SEV_CERT_SIZE;
   if (raw.length < SEV) throw new InputError(`${pdhFile}: ${raw.length} bytes, a PDH certificate is ${SEV} (0x824) bytes`);
