@@ -3,11 +3,16 @@
  * open modes per command, argument abuse, and CPUID. These must hold under
  * both builders (scripts/native-parity.sh runs this directory after each).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { getNativeBinding, type NativeBinding } from '../../lib/binding.js';
 import { SevPlatform } from '../../lib/platform/platform.js';
 import { SevError } from '../../lib/platform/errors.js';
+import { ROOT } from '../helpers/cli.js';
 
 const b: NativeBinding = getNativeBinding();
 // The simulator's shim intercepts only its device path, so these ordinary paths behave the same with or without it.
@@ -48,6 +53,33 @@ describe('errno mapping through the real addon', () => {
     const err = await new SevPlatform({ device: MISSING }).status().catch((x: unknown) => x);
     expect(err).toBeInstanceOf(SevError);
     expect((err as SevError).message).toBe(`${MISSING}: open failed: ENOENT, no such device (is the ccp module loaded and SEV enabled in the BIOS?)`);
+  });
+});
+
+describe('EACCES from a node this user may not open', () => {
+  // Real permission checks: as root (CI) the commands run as nobody through setpriv; otherwise chmod 000 suffices.
+  const root = process.getuid?.() === 0;
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
+  it.runIf(!root || setpriv)('open fails with EACCES, errno -13, syscall open, and the path', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sevkit-eacces-'));
+    chmodSync(dir, 0o755);
+    const node = path.join(dir, 'sev');
+    writeFileSync(node, '');
+    chmodSync(node, root ? 0o600 : 0o000);
+    try {
+      const addon = createRequire(import.meta.url)('node-gyp-build').path(ROOT) as string;
+      const script = `const b = require(${JSON.stringify(addon)});
+        Promise.allSettled([b.platformStatus(process.argv[1]), b.pdhCertExport(process.argv[1]), b.pekGen(process.argv[1])])
+          .then((r) => console.log(JSON.stringify(r.map((x) => x.reason && { code: x.reason.code, errno: x.reason.errno, syscall: x.reason.syscall, path: x.reason.path }))));`;
+      const argv = root ? [setpriv!, '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : [process.execPath];
+      const env = { ...process.env };
+      delete env.LD_PRELOAD;
+      const out = execFileSync(argv[0]!, [...argv.slice(1), '-e', script, node], { env, encoding: 'utf8' });
+      const want = { code: 'EACCES', errno: -13, syscall: 'open', path: node };
+      expect(JSON.parse(out)).toEqual([want, want, want]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
