@@ -158,6 +158,16 @@ async function inside(o: DemoOptions): Promise<number> {
     log: (l) => log.push(l),
   });
   let code = 1;
+  // Ctrl-C: stop the VMs (their own process groups) before exiting, never leave QEMU behind.
+  const onSignal = (sig: NodeJS.Signals) => {
+    out(`[teardown] ${sig}: stopping the CRN and every VM`);
+    void srv
+      .close()
+      .then(() => supervisor.stopAll())
+      .finally(() => process.exit(128 + (os.constants.signals[sig] ?? 2)));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     out(`[crn] reference CRN listening on ${srv.url} (domain 127.0.0.1) in ${(performance.now() - t0).toFixed(0)} ms`);
     const owner = EthWallet.generate();
@@ -214,6 +224,8 @@ async function inside(o: DemoOptions): Promise<number> {
     for (const l of log) out(`        ${l}`);
     code = 0;
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     const t2 = performance.now();
     await srv.close();
     await supervisor.stopAll();

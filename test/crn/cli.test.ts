@@ -23,7 +23,7 @@ let url = '';
 let serveErr = '';
 let firmware: string;
 
-describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator, VM-less)', () => {
+describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator, VM-less)', { timeout: 180_000 }, () => {
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-cli-'));
     firmware = makeDemoFirmware(tmp).path;
@@ -139,9 +139,9 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
   });
 });
 
-describe.skipIf(Boolean(simReason))('sevkit demo', () => {
+describe.skipIf(Boolean(simReason))('sevkit demo', { timeout: 180_000 }, () => {
   it('runs VM-less end to end, says SIMULATED, never prints the password, cleans up', async () => {
-    const r = await runCli(['demo', '--vm-less'], { timeoutMs: 90_000 });
+    const r = await runCli(['demo', '--vm-less'], { timeoutMs: 170_000 });
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/SIMULATED/);
     expect(r.stdout).toMatch(/matches what the owner sent/);
