@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { spawnSync } from 'node:child_process';
+import { ROOT, runCli } from '../helpers/cli.js';
 import {
   Algo, Usage, createSevCert, decodeSevCert, encodeSevCert, renderVerify, sevCertDisplay, signLegacyReport, signSevCert,
   verifyChain, verifySevLink, decodePrivateKeyFor,
@@ -111,6 +112,28 @@ describe('sevkit verify', () => {
     expect(col[2]).toMatch(/^ {3}\x1b\[38;5;2m•\x1b\[0m\x1b\[38;5;2m⬑\x1b\[0m OCA/);
     expect(col[4]).toMatch(/^ {7}\x1b\[38;5;1m⬑̸\x1b\[0m ASK/);
     expect(renderVerify(r, false)).not.toContain('\x1b');
+  });
+});
+
+const HAS_SCRIPT = spawnSync('script', ['--version']).status === 0;
+
+describe.skipIf(!HAS_SCRIPT)('sevkit verify on a terminal', () => {
+  // util-linux `script` gives the CLI a real pseudo-terminal as stdout.
+  const onTty = (env: NodeJS.ProcessEnv) => {
+    const cmd = `"${process.execPath}" --import tsx lib/cli/sevkit.ts verify --sev "${derivedPath('naples', 'sev_chain')}"`;
+    const { NO_COLOR: _drop, ...base } = process.env;
+    void _drop;
+    return spawnSync('script', ['-qec', cmd, '/dev/null'], { cwd: ROOT, env: { ...base, ...env }, encoding: 'utf8', timeout: 60_000 });
+  };
+  it('colours on a TTY, none with NO_COLOR', () => {
+    const col = onTty({});
+    expect(col.status).toBe(0);
+    expect(col.stdout).toContain(' \x1b[38;5;2m⬑\x1b[0m PEK EP384 E256 8d55d63b');
+    expect(col.stdout).toContain('   \x1b[38;5;2m•\x1b[0m\x1b[38;5;2m⬑\x1b[0m OCA');
+    const plain = onTty({ NO_COLOR: '1' });
+    expect(plain.status).toBe(0);
+    expect(plain.stdout).not.toContain('\x1b[38;5');
+    expect(plain.stdout.replace(/\r\n/g, '\n')).toContain(NAPLES_OUT);
   });
 });
 
