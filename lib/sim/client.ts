@@ -106,7 +106,8 @@ export class SimClient {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.sock!.write(frame(encodeJson({ id, op, args })));
+      const tag = process.env.SEVKIT_SIM_TAG;
+      this.sock!.write(frame(encodeJson(tag ? { id, op, args, tag } : { id, op, args })));
     });
   }
 

@@ -86,6 +86,7 @@ export class SimDaemon {
     sock.on('error', () => sock.destroy());
     const reader = new FrameReader();
     let mode: 'new' | 'device' | 'json' = 'new';
+    let tag: string | undefined;
     // Guests launched over this connection die with it, as KVM decommissions a closed VM's guest.
     const guestCtx: GuestContext = { handles: new Set() };
     sock.on('close', () => {
@@ -107,7 +108,8 @@ export class SimDaemon {
           if (mode === 'new' && type === MSG_OPEN) {
             const req = decodeOpen(body);
             this.counters.opens++;
-            const errno = this.platform.openDevice(req.accmode);
+            tag = req.tag;
+            const errno = this.platform.openDevice(req.accmode, tag);
             sock.write(frame(encodeOpenReply(errno)));
             if (errno !== 0) {
               sock.end();
@@ -117,6 +119,7 @@ export class SimDaemon {
           } else if (mode === 'device' && type === MSG_IOCTL) {
             if (body.length > MAX_FRAME) throw new SimProtocolError('oversized IOCTL frame');
             const req = decodeIoctl(body);
+            if (tag !== undefined) req.tag = tag;
             this.counters.ioctls++;
             let reply;
             try {

@@ -28,6 +28,8 @@ export interface FaultSpec {
   errno?: number | string;
   /** How many times it fires (default 1); 'always' keeps it armed. */
   times?: number | 'always';
+  /** Only requests from processes whose $SEVKIT_SIM_TAG equals this (isolates parallel tests). */
+  tag?: string;
 }
 
 export interface ResolvedFault {
@@ -36,6 +38,7 @@ export interface ResolvedFault {
   fwStatus?: number;
   errno?: number;
   times: number | 'always';
+  tag?: string;
 }
 
 export class SimFaultError extends SevkitError {
@@ -48,6 +51,10 @@ export function resolveFault(spec: FaultSpec): ResolvedFault {
   const on = spec.on ?? 'ioctl';
   if (on !== 'ioctl' && on !== 'open' && on !== 'launch') throw new SimFaultError(`fault: "on" must be ioctl, open or launch, got ${String(on)}`);
   const out: ResolvedFault = { on, cmd: (spec.cmd ?? '*').toUpperCase(), times: spec.times ?? 1 };
+  if (spec.tag !== undefined) {
+    if (typeof spec.tag !== 'string' || spec.tag.length === 0) throw new SimFaultError('fault: tag must be a non-empty string');
+    out.tag = spec.tag;
+  }
   if (spec.fwStatus !== undefined) {
     const v = parseRet(spec.fwStatus);
     if (v === undefined) throw new SimFaultError(`fault: unknown firmware status ${String(spec.fwStatus)}`);
@@ -101,9 +108,12 @@ export class FaultTable {
   }
 
   /** Finds and consumes the first matching fault of the given kind. */
-  take(on: ResolvedFault['on'], cmd: string, kind: 'fw' | 'errno'): ResolvedFault | undefined {
+  take(on: ResolvedFault['on'], cmd: string, kind: 'fw' | 'errno', tag?: string): ResolvedFault | undefined {
     const match = (f: ResolvedFault) =>
-      f.on === on && (f.cmd === '*' || f.cmd === cmd) && (kind === 'fw' ? f.fwStatus !== undefined : f.errno !== undefined && f.fwStatus === undefined);
+      f.on === on &&
+      (f.cmd === '*' || f.cmd === cmd) &&
+      (f.tag === undefined || f.tag === tag) &&
+      (kind === 'fw' ? f.fwStatus !== undefined : f.errno !== undefined && f.fwStatus === undefined);
     const i = this.mem.findIndex(match);
     if (i >= 0) return this.consume(this.mem, i);
     if (!this.stateDir) return undefined;

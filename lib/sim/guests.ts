@@ -45,6 +45,8 @@ interface Guest {
 /** Per-connection context: KVM decommissions a VM's guest when its fd goes away. */
 export interface GuestContext {
   handles: Set<number>;
+  /** $SEVKIT_SIM_TAG of the client (fault targeting) */
+  tag?: string;
 }
 
 const guestsByPlatform = new WeakMap<SimPlatform, Map<number, Guest>>();
@@ -99,7 +101,7 @@ function launchFailure(e: unknown, fallback: number): SimFirmwareError {
 export function guestOp(platform: SimPlatform, op: string, args: Record<string, unknown>, ctx?: GuestContext): unknown {
   const faultName = FAULT_NAMES[op];
   if (faultName) {
-    const f = platform.faults.take('launch', faultName, 'fw');
+    const f = platform.faults.take('launch', faultName, 'fw', ctx?.tag);
     if (f) throw new SimFirmwareError(f.fwStatus!, `${faultName} failed (injected fault)`);
   }
   const guests = table(platform);

@@ -12,6 +12,8 @@ export interface JsonRequest {
   id?: unknown;
   op?: unknown;
   args?: unknown;
+  /** $SEVKIT_SIM_TAG of the client */
+  tag?: unknown;
 }
 
 export interface JsonReply {
@@ -25,6 +27,7 @@ export function handleJson(platform: SimPlatform, msg: unknown, ctx?: GuestConte
   const req = (msg ?? {}) as JsonRequest;
   const id = req.id ?? null;
   const args = (req.args ?? {}) as Record<string, unknown>;
+  if (ctx && typeof req.tag === 'string' && req.tag) ctx.tag = req.tag;
   try {
     switch (req.op) {
       case 'ping':

@@ -45,6 +45,8 @@ export interface IoctlRequest {
   struct: Buffer;
   /** input blobs (PEK_CERT_IMPORT: pek, oca); null = absent/invalid address or length */
   blobs: (Buffer | null)[];
+  /** $SEVKIT_SIM_TAG of the calling process (fault targeting) */
+  tag?: string;
 }
 
 export interface OutBlob {
@@ -129,6 +131,8 @@ export class SimPlatform {
   /** live guests by handle; WORKING while any exists */
   readonly guests = new Map<number, GuestSlot>();
   private nextHandle = 1;
+  /** tag of the request being served (ioctls run synchronously, one at a time) */
+  private curTag: string | undefined;
 
   private constructor(stateDir: string, st: PersistedState, opts: SimPlatformOptions) {
     this.stateDir = stateDir;
@@ -340,7 +344,7 @@ export class SimPlatform {
   // ---- firmware primitives -------------------------------------------------
 
   private fw(reply: IoctlReply, name: string, body: () => number): number {
-    const fault = this.faults.take('ioctl', name, 'fw');
+    const fault = this.faults.take('ioctl', name, 'fw', this.curTag);
     const status = fault ? fault.fwStatus! : body();
     reply.errorSet = true;
     reply.fwError = status;
@@ -407,13 +411,22 @@ export class SimPlatform {
   // ---- the ioctl ----------------------------------------------------------
 
   /** Access check for open(): the node is root:kvm 0660 in spirit, so only faults deny it. */
-  openDevice(accmode: number): number {
+  openDevice(accmode: number, tag?: string): number {
     const name = accmode === 0 ? 'O_RDONLY' : accmode === 1 ? 'O_WRONLY' : 'O_RDWR';
-    const f = this.faults.take('open', name, 'errno');
+    const f = this.faults.take('open', name, 'errno', tag);
     return f ? f.errno! : 0;
   }
 
   ioctl(req: IoctlRequest): IoctlReply {
+    this.curTag = req.tag;
+    try {
+      return this.ioctlInner(req);
+    } finally {
+      this.curTag = undefined;
+    }
+  }
+
+  private ioctlInner(req: IoctlRequest): IoctlReply {
     const reply: IoctlReply = { errno: 0, errorSet: false, fwError: 0, struct: Buffer.alloc(0), outs: [] };
     const fail = (errno: number): IoctlReply => {
       reply.errno = errno;
@@ -423,7 +436,7 @@ export class SimPlatform {
     };
     if (!Number.isInteger(req.cmd) || req.cmd < 0 || req.cmd >= Cmd.SEV_MAX) return fail(Errno.EINVAL);
     const name = cmdName(req.cmd);
-    const driverFault = this.faults.take('ioctl', name, 'errno');
+    const driverFault = this.faults.take('ioctl', name, 'errno', req.tag);
     if (driverFault) return fail(driverFault.errno!);
     const needStruct = (size: number): Buffer | undefined => (req.dataNull || req.struct.length < size ? undefined : req.struct);
 

@@ -2,9 +2,11 @@
  * One running simulator: the daemon on a state dir plus the environment that
  * routes child processes to it. Used by `sevkit sim` and the test global setup.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { SimDaemon } from './daemon.js';
-import { findShim, prepareSimHost, simEnv, type SimHost } from './env.js';
-import { defaultStateDir } from './fsutil.js';
+import { SHIM_FILE, findShim, prepareSimHost, simEnv, type SimHost } from './env.js';
+import { defaultStateDir, writeFileAtomic } from './fsutil.js';
 import type { SimPlatformOptions } from './platform.js';
 
 export interface StartSimOptions extends SimPlatformOptions {
@@ -30,10 +32,29 @@ export async function startSim(opts: StartSimOptions = {}): Promise<SimSession> 
   try {
     const stateDir = daemon.platform.stateDir;
     const host = prepareSimHost(stateDir);
-    const env = simEnv({ socketPath: daemon.socketPath, stateDir, shim, host });
-    return { daemon, stateDir, socketPath: daemon.socketPath, shim, host, env, close: () => daemon.close() };
+    const preload = privateShim(shim, stateDir);
+    const env = simEnv({ socketPath: daemon.socketPath, stateDir, shim: preload, host });
+    return { daemon, stateDir, socketPath: daemon.socketPath, shim: preload, host, env, close: () => daemon.close() };
   } catch (e) {
     await daemon.close();
     throw e;
+  }
+}
+
+/**
+ * A copy of the shim inside the state dir, so that rebuilding the package
+ * (node-gyp rebuild empties build/) while the simulator runs does not pull the
+ * library out from under new child processes. LD_PRELOAD splits on spaces and
+ * colons, so a state dir with those keeps the original path.
+ */
+function privateShim(shim: string, stateDir: string): string {
+  const dest = path.join(stateDir, 'lib', SHIM_FILE);
+  if (/[\s:]/.test(dest)) return shim;
+  try {
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    writeFileAtomic(dest, fs.readFileSync(shim), 0o755);
+    return dest;
+  } catch {
+    return shim;
   }
 }

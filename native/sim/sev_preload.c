@@ -14,7 +14,8 @@
  * lengths. Every other path, fd and request goes straight to libc.
  *
  * Wire format (all integers little-endian; each message is u32 length + body):
- *   OPEN  req : u8 type=1, u8 accmode (O_ACCMODE value), u16 path_len, path
+ *   OPEN  req : u8 type=1, u8 accmode (O_ACCMODE value), u16 path_len, path,
+ *               [u16 tag_len, tag ($SEVKIT_SIM_TAG)]
  *         rep : i32 errno (0 = opened)
  *   IOCTL req : u8 type=2, u8 writable, u8 data_null, u8 0, u32 cmd,
  *               u32 struct_len, struct bytes,
@@ -260,15 +261,27 @@ static int sim_open(const char *path, int flags)
 
 	size_t path_len = strlen(path);
 	if (path_len > 4096) { real_close(fd); errno = ENAMETOOLONG; return -1; }
-	uint8_t req[4 + 4096];
-	req[0] = 1;
-	req[1] = (uint8_t)(flags & O_ACCMODE);
-	req[2] = (uint8_t)path_len;
-	req[3] = (uint8_t)(path_len >> 8);
-	memcpy(req + 4, path, path_len);
+	/* Optional tag ($SEVKIT_SIM_TAG): lets a test aim injected faults at its own processes. */
+	const char *tag = getenv("SEVKIT_SIM_TAG");
+	size_t tag_len = tag ? strlen(tag) : 0;
+	if (tag_len > 255) tag_len = 255;
+	uint8_t req[4 + 4096 + 2 + 255];
+	size_t req_len = 0;
+	req[req_len++] = 1;
+	req[req_len++] = (uint8_t)(flags & O_ACCMODE);
+	req[req_len++] = (uint8_t)path_len;
+	req[req_len++] = (uint8_t)(path_len >> 8);
+	memcpy(req + req_len, path, path_len);
+	req_len += path_len;
+	if (tag_len > 0) {
+		req[req_len++] = (uint8_t)tag_len;
+		req[req_len++] = 0;
+		memcpy(req + req_len, tag, tag_len);
+		req_len += tag_len;
+	}
 	uint32_t rlen = 0;
 	uint8_t *rep = NULL;
-	if (send_frame(fd, req, (uint32_t)(4 + path_len)) < 0 || !(rep = recv_frame(fd, &rlen)) || rlen < 4) {
+	if (send_frame(fd, req, (uint32_t)req_len) < 0 || !(rep = recv_frame(fd, &rlen)) || rlen < 4) {
 		int e = transport_errno(errno);
 		free(rep);
 		real_close(fd);

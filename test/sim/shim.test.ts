@@ -138,6 +138,36 @@ describe.skipIf(skipReason)('the addon in this worker, on the global simulator',
   });
 });
 
+describe.skipIf(skipReason)('fault injection through the real addon', () => {
+  it('a tagged fault fails only the tagged process, with the status name on one line', async () => {
+    const { armFault } = await import('../../lib/sim/faults.js');
+    const { SevPlatform } = await import('../../lib/platform/index.js');
+    const tag = `shim-test-${process.pid}-${Date.now()}`;
+    armFault(process.env.SEVKIT_SIM_STATE!, { cmd: 'PDH_GEN', fwStatus: 'INVALID_PLATFORM_STATE', tag });
+    // This worker has no tag: its commands are not affected.
+    expect((await new SevPlatform().status()).apiMajor).toBe(1);
+    const r = await runCli(['rotate'], { env: { SEVKIT_SIM_TAG: tag } });
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/SEV_RET_INVALID_PLATFORM_STATE/);
+    expect(lines[0]).toMatch(/EIO/);
+    // Fired once and removed (no second rotate here: other test files share this simulator's PDH).
+    const armed = fs.readFileSync(path.join(process.env.SEVKIT_SIM_STATE!, 'faults.json'), 'utf8');
+    expect(armed).not.toContain(tag);
+  });
+
+  it('an open fault gives EACCES for read-write opens of the tagged process', async () => {
+    const { armFault } = await import('../../lib/sim/faults.js');
+    const tag = `shim-open-${process.pid}-${Date.now()}`;
+    armFault(process.env.SEVKIT_SIM_STATE!, { on: 'open', cmd: 'O_RDWR', errno: 'EACCES', tag });
+    const r = await runCli(['rotate'], { env: { SEVKIT_SIM_TAG: tag } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/EACCES/);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+});
+
 describe.skipIf(skipReason)('a daemon that goes away', () => {
   const children: ChildProcess[] = [];
   afterAll(() => {
