@@ -46,6 +46,7 @@ Options:
   --cpuid FILE           CPUID JSON instead of the CPU's (default SEVKIT_CPUID)
   --no-firmware          skip the firmware view (no /dev/sev commands)
   --no-qemu              skip the QEMU check
+  --timeout MS           per firmware command and for qemu --version (default 10000)
   -h, --help             show this help
   -V, --version          show the version
 
@@ -71,6 +72,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         cpuid: { type: 'string' },
         'no-firmware': { type: 'boolean' },
         'no-qemu': { type: 'boolean' },
+        timeout: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -95,6 +97,11 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     process.stderr.write(`sev-status: --require must be sev, sev-es or sev-snp, got '${required}'\n`);
     return EXIT_USAGE;
   }
+  const timeoutMs = values.timeout === undefined ? 10_000 : /^[0-9]+$/.test(values.timeout) ? Number(values.timeout) : Number.NaN;
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) {
+    process.stderr.write(`sev-status: --timeout must be a positive number of milliseconds, got '${values.timeout}'\n`);
+    return EXIT_USAGE;
+  }
   if (values.json && values.quiet) {
     process.stderr.write('sev-status: --json and --quiet exclude each other\n');
     return EXIT_USAGE;
@@ -103,10 +110,11 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     // `qemu --version` is the slowest probe (a large dynamically linked binary): start it
     // first so it overlaps with loading the probes and the addon.
     const qemuCmd = process.env.SEVKIT_QEMU || 'qemu-system-x86_64';
-    const qemuFact: Promise<QemuFact> | null = values['no-qemu'] ? null : probeQemu(qemuCmd, 5000);
+    const qemuFact: Promise<QemuFact> | null = values['no-qemu'] ? null : probeQemu(qemuCmd, timeoutMs);
     const [{ probeHost }, { buildReport }] = await Promise.all([import('../host/gather.js'), import('../host/status.js')]);
     const facts = await probeHost({
       qemuFact,
+      timeoutMs,
       root: values.root,
       cpuidFile: values.cpuid,
       device: values.device,

@@ -124,7 +124,7 @@ export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFact
     return probeFirmware(device, platform, timeoutMs);
   })();
   const qemuCmd = opts.qemu === undefined ? process.env.SEVKIT_QEMU || 'qemu-system-x86_64' : opts.qemu;
-  const qemuP = opts.qemuFact !== undefined ? Promise.resolve(opts.qemuFact) : qemuCmd === null ? Promise.resolve(null) : probeQemu(qemuCmd, Math.min(timeoutMs, 5000));
+  const qemuP = opts.qemuFact !== undefined ? Promise.resolve(opts.qemuFact) : qemuCmd === null ? Promise.resolve(null) : probeQemu(qemuCmd, timeoutMs);
   const envDirs = process.env.SEVKIT_OVMF_DIRS;
   const ovmfDirs = opts.ovmfDirs ?? (envDirs ? envDirs.split(':').filter(Boolean) : DEFAULT_OVMF_DIRS);
 

@@ -91,11 +91,19 @@ describe('sev-status CLI', () => {
     expect((await status(fx, ['-q', '--require', 'sev-snp'])).code).toBe(1);
   });
 
-  it.each([[['--bogus']], [['--require', 'tdx']], [['positional']], [['--json', '--quiet']]])('usage error %j → exit 2, one line', async (args) => {
+  it.each([[['--bogus']], [['--require', 'tdx']], [['positional']], [['--json', '--quiet']], [['--timeout', '0']], [['--timeout', 'x']]])('usage error %j → exit 2, one line', async (args) => {
     const r = await status(fixture(), args);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^sev-status: /);
+  });
+
+  it('a PSP that never answers times out (--timeout) and is reported, not waited for', async () => {
+    const t0 = Date.now();
+    const r = await status(fixture(), ['--json', '--timeout', '300'], { hang: true });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).firmware.error).toMatchObject({ code: 'ETIMEDOUT', message: 'PLATFORM_STATUS on /dev/sev did not answer within 300 ms' });
+    expect(Date.now() - t0).toBeLessThan(30_000);
   });
 
   it('--help exits 0', async () => {

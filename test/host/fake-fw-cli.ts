@@ -7,12 +7,13 @@ import { setBinding, type NativeBinding } from '../../lib/binding.js';
 
 interface FwSpec {
   status?: string; // 12-byte hex
+  hang?: boolean;
   error?: { code: string; syscall?: string; fwStatus?: number };
 }
 const spec = JSON.parse(process.env.SEVKIT_TEST_FW ?? '{}') as FwSpec;
 const fail = () => Promise.reject(Object.assign(new Error('fake failure'), { errno: -5, syscall: 'ioctl', path: '/dev/sev', ...spec.error }));
 setBinding({
-  platformStatus: async () => (spec.error ? fail() : Buffer.from(spec.status ?? '0137010001000015' + '00000000', 'hex')),
+  platformStatus: async () => (spec.hang ? new Promise<Buffer>(() => {}) : spec.error ? fail() : Buffer.from(spec.status ?? '0137010001000015' + '00000000', 'hex')),
   snpPlatformStatus: async () => Promise.reject(Object.assign(new Error('no SNP'), { code: 'EINVAL', errno: -22, syscall: 'ioctl', path: '/dev/sev' })),
   cpuid: () => {
     throw new Error('the host tests never read real CPUID');
