@@ -221,7 +221,7 @@ async function inside(o: DemoOptions): Promise<number> {
       out(`[guest] QEMU pid ${vm?.pid ?? '?'} state ${vm?.state ?? 'gone'}; serial console: ${lines.length ? lines.slice(-2).join(' | ').slice(0, 160) : '(no output yet)'}`);
     }
     out(`[crn] request log (no secrets): ${log.length} requests`);
-    for (const l of log) out(`        ${l}`);
+    for (const l of log) out(`        ${l.replace(/[0-9a-f]{64}/, (r) => `${r.slice(0, 12)}…`)}`);
     code = 0;
   } finally {
     process.off('SIGINT', onSignal);

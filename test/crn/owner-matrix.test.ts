@@ -35,6 +35,8 @@ interface Crn {
   requests: string[];
   /** Lets a test rewrite requests on the way in (a tampering proxy). */
   rewrite?: (req: http.IncomingMessage, body: Buffer) => Buffer;
+  /** Answers a request itself instead of the CRN when it returns true. */
+  intercept?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   close(): Promise<void>;
 }
 const open: Crn[] = [];
@@ -46,6 +48,7 @@ async function startCrn(platform: TestPlatform): Promise<Crn> {
   const crn = { service, launcher, certs, requests: [] as string[] } as unknown as Crn;
   const server = http.createServer((req, res) => {
     crn.requests.push(`${req.method} ${req.url}`);
+    if (crn.intercept?.(req, res)) return;
     if (!crn.rewrite) return service.handler(req, res);
     // A man in the middle: read, rewrite, replay into the handler.
     const chunks: Buffer[] = [];
@@ -155,6 +158,48 @@ describe('honest CRN', () => {
     const crn = await startCrn(makePlatform(ca));
     const ref = await allocate(crn, { policy: 0x5 });
     await expectRefused(crn, opts(crn, ref, { policy: 0x5 }), 'verify', /SEV-ES/);
+  });
+});
+
+describe('aleph CRN behaviour the owner must tolerate or stop at', () => {
+  it('polls through aleph\'s 500 "QMP socket missing" and 403 "Operation not running"', async () => {
+    const crn = await startCrn(makePlatform(ca));
+    const answers = [
+      [500, 'application/json', JSON.stringify({ error: 'VM is not running (QMP socket missing)', error_type: "<class 'RuntimeError'>" })],
+      [403, 'application/json', JSON.stringify({ error: 'Operation not running' })],
+    ];
+    crn.intercept = (req, res) => {
+      if (!req.url?.endsWith('/measurement') || answers.length === 0) return false;
+      const [status, type, body] = answers.shift()!;
+      res.writeHead(status as number, { 'Content-Type': type as string });
+      res.end(body);
+      return true;
+    };
+    const res = await launchOnCrn(opts(crn, await allocate(crn)));
+    expect(res.status).toMatchObject({ running: true });
+    expect(crn.requests.filter((l) => l.endsWith('/measurement')).length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('stops at aleph\'s plain-text 403 "Unauthorized sender"', async () => {
+    const crn = await startCrn(makePlatform(ca));
+    crn.intercept = (req, res) => {
+      if (!req.url?.endsWith('/measurement')) return false;
+      res.writeHead(403, { 'Content-Type': 'text/plain' });
+      res.end('Unauthorized sender');
+      return true;
+    };
+    await expectRefused(crn, opts(crn, await allocate(crn)), 'measurement', /HTTP 403: Unauthorized sender/);
+  });
+
+  it('gives up after the measurement timeout when QEMU never gets ready', async () => {
+    const crn = await startCrn(makePlatform(ca));
+    crn.intercept = (req, res) => {
+      if (!req.url?.endsWith('/measurement')) return false;
+      res.writeHead(503, { 'Content-Type': 'application/json' });
+      res.end('{"error":"VM is starting"}');
+      return true;
+    };
+    await expectRefused(crn, opts(crn, await allocate(crn), { measurementTimeoutMs: 300 }), 'measurement', /no measurement within 300 ms/);
   });
 });
 
