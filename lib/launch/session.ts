@@ -59,7 +59,7 @@ function ecPoint(cert: SevCert): Buffer {
   if (k.kind !== 'ec') throw new SessionError('ERR_SESSION_CERT', 'certificate does not hold an EC key', 'INVALID_CERTIFICATE');
   const be = (le: Buffer) => Buffer.from(le.subarray(0, 48)).reverse();
   if (!k.qx.subarray(48).every((x) => x === 0) || !k.qy.subarray(48).every((x) => x === 0)) {
-    throw new SessionError('ERR_SESSION_CERT', 'EC coordinates exceed 48 bytes', 'INVALID_CERTIFICATE');
+    throw new SessionError('ERR_SESSION_CERT', 'PDH: EC coordinates exceed 48 bytes', 'INVALID_CERTIFICATE');
   }
   return Buffer.concat([Buffer.of(4), be(k.qx), be(k.qy)]);
 }
