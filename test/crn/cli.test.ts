@@ -152,3 +152,43 @@ describe.skipIf(Boolean(simReason))('sevkit demo', { timeout: 180_000 }, () => {
     expect(fs.existsSync(m![1]!)).toBe(false);
   });
 });
+
+describe.skipIf(Boolean(simReason))('certificate cache and platform rotation (private simulator)', { timeout: 180_000 }, () => {
+  it('serves the cached chain, and the new one after `sevkit rotate` + SIGHUP', async () => {
+    const { startSim } = await import('../../lib/sim/session.js');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-rotate-'));
+    const sim = await startSim({ stateDir: path.join(dir, 'sim'), seed: '7' });
+    const env = { ...sim.env, SEVKIT_REAL_QEMU: 'none', NO_COLOR: '1' };
+    const proc = spawn(process.execPath, [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'localhost', '--run-dir', path.join(dir, 'run'), '--quiet'], { cwd: ROOT, env });
+    try {
+      const u = await new Promise<string>((resolve, reject) => {
+        let buf = '';
+        proc.stdout.on('data', (d: Buffer) => {
+          buf += d.toString();
+          const m = /^listening on (\S+)$/m.exec(buf);
+          if (m) resolve(m[1]!);
+        });
+        proc.on('exit', (c) => reject(new Error(`serve exited ${c}`)));
+      });
+      const get = () => new CrnClient({ url: u }).getCertificates();
+      const before = await get();
+      const rot = await runCli(['rotate'], { env });
+      expect(rot.code, rot.stderr).toBe(0);
+      expect((await get()).equals(before)).toBe(true); // cached
+      proc.kill('SIGHUP');
+      let after = before;
+      for (let i = 0; i < 50 && after.equals(before); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = await get();
+      }
+      expect(after.subarray(0, 0x824).equals(before.subarray(0, 0x824))).toBe(false); // new PDH
+      expect(after.subarray(0x824 * 2).equals(before.subarray(0x824 * 2))).toBe(true); // same OCA and CEK
+    } finally {
+      const exited = new Promise((r) => proc.on('exit', r));
+      proc.kill('SIGTERM');
+      await exited;
+      await sim.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
