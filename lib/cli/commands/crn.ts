@@ -16,6 +16,7 @@ export function register(program: Command): void {
     .option('--cek <FILE>', 'serve this ASK-signed CEK instead of the exported/KDS one')
     .option('--cpu <MODEL>', "QEMU -cpu for the VMs (default aleph's host,host-phys-bits-limit=0x28); pin e.g. EPYC-v4 so SEV-ES owners can predict the VMSAs")
     .option('--no-confidential', 'disable confidential computing (503 on /about/certificates)')
+    .option('--cert-ttl <SECONDS>', 're-export the certificate chain after this long (also on SIGHUP and after a failed launch)', (v) => parseIntArg(v, '--cert-ttl'), 60)
     .option('--quiet', 'no request log on stderr')
     .addHelpText(
       'after',
@@ -62,6 +63,7 @@ interface ServeOpts {
   device?: string;
   cek?: string;
   cpu?: string;
+  certTtl: number;
   confidential: boolean;
   quiet?: boolean;
 }
@@ -92,6 +94,7 @@ async function serveCmd(o: ServeOpts): Promise<number> {
     certs: o.confidential ? await platformCertificateSource(o.device ? { device: o.device } : {}) : null,
     launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
     runDir: o.runDir,
+    certTtlMs: o.certTtl * 1000,
     ...(process.env.SEVKIT_ALLOCATION_TOKEN ? { allocationToken: process.env.SEVKIT_ALLOCATION_TOKEN } : {}),
     ...(cekOverride ? { cekOverride } : {}),
     platformKind: simulated ? 'simulated' : 'hardware',
