@@ -35,6 +35,18 @@ function chooseSocketPath(stateDir: string): string {
   return path.join(os.tmpdir(), `sevkit-sim-${process.pid}-${crypto.randomBytes(4).toString('hex')}.sock`);
 }
 
+/** True when something accepts connections on the UNIX socket. */
+export function socketIsLive(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.createConnection(socketPath);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
 export class SimDaemon {
   readonly platform: SimPlatform;
   readonly socketPath: string;
@@ -52,11 +64,15 @@ export class SimDaemon {
     const platform = opts.platform ?? SimPlatform.open(stateDir, opts);
     const socketPath = opts.socketPath ?? chooseSocketPath(platform.stateDir);
     if (Buffer.byteLength(socketPath) > SUN_PATH_MAX) throw new SevkitError('ERR_SIM_SOCKET', `socket path ${socketPath} is longer than ${SUN_PATH_MAX} bytes`);
-    // A socket file left by a crashed daemon would make listen() fail with EADDRINUSE.
-    try {
-      if (fs.lstatSync(socketPath).isSocket()) fs.rmSync(socketPath, { force: true });
-    } catch {
-      // not there
+    // A live socket means another simulator serves this state dir: two models
+    // writing one state would diverge, so refuse. A stale one (crashed daemon)
+    // would make listen() fail with EADDRINUSE: remove it.
+    const st = fs.lstatSync(socketPath, { throwIfNoEntry: false });
+    if (st?.isSocket()) {
+      if (await socketIsLive(socketPath)) {
+        throw new SevkitError('ERR_SIM_BUSY', `state dir ${platform.stateDir} is in use by a running simulator (${socketPath}); use another --state`);
+      }
+      fs.rmSync(socketPath, { force: true });
     }
     const d = new SimDaemon(platform, socketPath);
     await d.listen();

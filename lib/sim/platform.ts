@@ -461,8 +461,6 @@ export class SimPlatform {
         const st = this.fw(reply, name, () => {
           if (this.fwState !== PlatformState.UNINIT) return Ret.INVALID_PLATFORM_STATE;
           this.regenerateOwnerKeys();
-          this.snp.maskChipId = false;
-          this.snp.maskChipKey = false;
           this.save(['oca', 'pek', 'pdh']);
           return Ret.SUCCESS;
         });

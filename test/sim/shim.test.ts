@@ -120,6 +120,41 @@ describe.skipIf(skipReason)('acceptance: sevkit sim -- sevkit ...', () => {
   });
 });
 
+describe.skipIf(skipReason)('sevkit sim sessions', () => {
+  it('nested without --state: runs on the simulator already in place', async () => {
+    const r = await runCli(['sim', '-q', '--', 'sh', '-c', 'printf %s "$SEVKIT_SIM_SOCKET"']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(process.env.SEVKIT_SIM_SOCKET);
+  });
+
+  it('a state dir served by a running simulator is refused with one line', async () => {
+    const { SimDaemon } = await import('../../lib/sim/daemon.js');
+    const state = tmpDir();
+    const d = await SimDaemon.start(state, { seed: '1' });
+    try {
+      const r = await runCli(['sim', '--state', state, '--', 'true']);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/in use by a running simulator/);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('SIGTERM reaches CMD; exit code 128+15; the socket is removed', async () => {
+    const state = tmpDir();
+    const child = spawn(process.execPath, [...cliEntry(), 'sim', '--state', state, '--seed', '1', '-q', '--', 'sleep', '30'], { cwd: ROOT, stdio: 'ignore' });
+    const sock = path.join(state, 'sev.sock');
+    for (let i = 0; i < 200 && !fs.existsSync(path.join(state, 'bin', 'qemu-system-x86_64')); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(fs.existsSync(sock)).toBe(true);
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    expect(code).toBe(143);
+    expect(fs.existsSync(sock)).toBe(false);
+  });
+});
+
 describe.skipIf(skipReason)('the addon in this worker, on the global simulator', () => {
   it('64 concurrent calls all succeed', async () => {
     const { SevPlatform } = await import('../../lib/platform/index.js');

@@ -52,8 +52,15 @@ async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
   const { SIM_BANNER } = await import('../../sim/env.js');
   const { spawn } = await import('node:child_process');
   const os = await import('node:os');
+  const { socketIsLive } = await import('../../sim/daemon.js');
   const seed = seedOf(o);
-  const sim = await startSim({ ...(o.state !== undefined ? { stateDir: o.state } : {}), ...(seed !== undefined ? { seed } : {}) });
+  // Already on a simulated platform (nested `sevkit sim`, the test suite) and no
+  // state asked for: run CMD on that one instead of starting a second.
+  const current = process.env.SEVKIT_SIM_SOCKET;
+  const reuse = o.state === undefined && seed === undefined && current !== undefined && current !== '' && (await socketIsLive(current));
+  const sim = reuse
+    ? { stateDir: process.env.SEVKIT_SIM_STATE ?? '?', env: process.env, close: async () => {} }
+    : await startSim({ ...(o.state !== undefined ? { stateDir: o.state } : {}), ...(seed !== undefined ? { seed } : {}) });
   if (!o.quiet) process.stderr.write(`${SIM_BANNER} (state ${sim.stateDir})\n`);
   const [cmd, ...args] = argv;
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
