@@ -204,9 +204,7 @@ describe('QmpClient against hostile peers', () => {
 
   it('times out a peer that never greets, and rejects a peer that talks before greeting', async () => {
     server = await startFakeQmp({ greeting: false });
-    const t0 = Date.now();
     expect(await QmpClient.connect(server.socketPath, { connectTimeoutMs: 100 }).catch((e) => e)).toBeInstanceOf(QmpTimeoutError);
-    expect(Date.now() - t0).toBeLessThan(5000);
     await server.close();
     server = await startFakeQmp({ greeting: false, onConnect: (c) => c.send({ return: {} }) });
     expect(await QmpClient.connect(server.socketPath).catch((e) => e)).toBeInstanceOf(QmpProtocolError);

@@ -185,7 +185,7 @@ describe('fault injection with a stand-in QEMU', () => {
   it.skipIf(!fs.existsSync(OVMF))('QEMU exiting before QMP → VmExitedError with stderr tail', async () => {
     const err = await sup('exit-early').launch(sevSpec('early')).catch((e) => e);
     expect(err).toBeInstanceOf(VmExitedError);
-    expect(err.message).toBe('QEMU for VM early exited with code 1 while starting: qemu-system-x86_64: -object sev-guest: fake failure for tests');
+    expect(err.message).toMatch(/^QEMU for VM early exited with code 1 while starting: .*qemu-system-x86_64: -object sev-guest: fake failure for tests$/);
   });
 
   it.skipIf(!fs.existsSync(OVMF))('QMP socket closed mid-command (QEMU alive) → QmpDisconnectedError, QEMU killed', async () => {
@@ -227,10 +227,9 @@ describe('fault injection with a stand-in QEMU', () => {
   it.skipIf(!fs.existsSync(OVMF))('a QEMU ignoring quit and SIGTERM is killed at the stop deadline', async () => {
     const vm = await sup('stubborn').launch(sevSpec('stubborn'));
     const pid = vm.pid!;
-    const t0 = Date.now();
     await vm.stop({ timeoutMs: 300 });
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
     expect(vm.state).toBe('stopped');
+    expect(vm.exitReason?.signal).toBe('SIGKILL'); // the deadline ran out and the kill came
     expect(() => process.kill(pid, 0)).toThrow();
   });
 });

@@ -239,11 +239,11 @@ describe('SEV launch through the simulator (VM-less QEMU)', () => {
     const s = createSession(pdh, 0x1);
     const vm = await sup.launch(sevSpec(`pd-${run}`, s, AMDSEV));
     await vm.resume();
-    const t0 = Date.now();
     await vm.stop({ timeoutMs: 20_000 });
-    expect(Date.now() - t0).toBeLessThan(10_000); // did not need the kill deadline
     expect(vm.state).toBe('stopped');
+    // Exited by itself after the ACPI powerdown: no quit, no kill.
     expect(vm.exitReason?.exitCode).toBe(0);
+    expect(vm.exitReason?.signal).toBeNull();
   });
 });
 
