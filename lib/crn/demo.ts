@@ -220,6 +220,25 @@ async function inside(o: DemoOptions): Promise<number> {
       const lines = (vm?.consoleTail ?? '').split('\n').map((l) => l.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/[^\x20-\x7e]/g, '').trim()).filter(Boolean);
       out(`[guest] QEMU pid ${vm?.pid ?? '?'} state ${vm?.state ?? 'gone'}; serial console: ${lines.length ? lines.slice(-2).join(' | ').slice(0, 160) : '(no output yet)'}`);
     }
+    // The same owner against a host that boots a different firmware than the owner expects.
+    const tampered = path.join(dir, 'host-OVMF.fd');
+    const img = fs.readFileSync(fw.path);
+    img[0x1000] = (img[0x1000]! ^ 0x01) & 0xff;
+    fs.writeFileSync(tampered, img);
+    const ref2 = crypto.randomBytes(32).toString('hex');
+    await new CrnClient({ url: srv.url }).allocate(token, { ref: ref2, owner: owner.address, firmware: tampered, policy, vcpus: 1, memory_mb: 256 });
+    out(`[owner] second VM ${ref2.slice(0, 16)}… on a host that boots a firmware one bit different from the owner's:`);
+    try {
+      await launchOnCrn({ client, ref: ref2, firmware: fs.readFileSync(fw.path), policy, secret: Buffer.from(password), ca: encodeCaChain(ca), measurementTimeoutMs: 60_000 });
+      throw new Error('the tampered launch was not refused');
+    } catch (e) {
+      const { LaunchRefusedError } = await import('../owner/launch.js');
+      if (!(e instanceof LaunchRefusedError)) throw e;
+      const injected = log.some((l) => l.includes(`${ref2}/confidential/inject_secret`));
+      out(`[owner] ${e.message}`);
+      out(`[crn] inject_secret requests for that VM: ${injected ? 'SOME (BUG)' : 'none'}`);
+      if (injected) throw new Error('a secret reached the CRN after a refused check');
+    }
     out(`[crn] request log (no secrets): ${log.length} requests`);
     for (const l of log) out(`        ${l.replace(/[0-9a-f]{64}/, (r) => `${r.slice(0, 12)}…`)}`);
     code = 0;

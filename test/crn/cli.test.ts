@@ -146,6 +146,8 @@ describe.skipIf(Boolean(simReason))('sevkit demo', { timeout: 180_000 }, () => {
     expect(r.stdout).toMatch(/SIMULATED/);
     expect(r.stdout).toMatch(/matches what the owner sent/);
     expect(r.stdout.split('\n').filter((l) => /^\[owner \d\/8\]/.test(l))).toHaveLength(8);
+    expect(r.stdout).toMatch(/launch refused at step 'verify'.*the secret was not sent/);
+    expect(r.stdout).toMatch(/inject_secret requests for that VM: none/);
     expect(r.stdout).toMatch(/demo: OK/);
     const m = /\[sim\] simulator started in \d+ ms \(state (.+)\/sim\)/.exec(r.stdout);
     expect(m).not.toBeNull();
