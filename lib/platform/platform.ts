@@ -157,7 +157,8 @@ export class SevPlatform {
   }
 
   /** PEK_CERT_IMPORT: take ownership with an OCA-signed PEK and the OCA cert. */
-  pekCertImport(pek: Uint8Array, oca: Uint8Array): Promise<void> {
+  async pekCertImport(pek: Uint8Array, oca: Uint8Array): Promise<void> {
+    // Validated before queueing, so a bad argument never waits behind other commands.
     const p = checkBlob('PEK', pek);
     const o = checkBlob('OCA', oca);
     return this.#run((b, d) => b.pekCertImport(d, p, o));
@@ -189,7 +190,7 @@ export class SevPlatform {
   }
 
   /** SNP_SET_CONFIG: reported TCB and the chip-id/chip-key masks. */
-  snpSetConfig(config: SnpConfig): Promise<void> {
+  async snpSetConfig(config: SnpConfig): Promise<void> {
     const raw = encodeSnpConfig(config);
     return this.#run((b, d) => b.snpSetConfig(d, raw));
   }

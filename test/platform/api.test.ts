@@ -75,9 +75,10 @@ describe('SevPlatform with a fake binding', () => {
   it('validates PEK_CERT_IMPORT arguments before calling native', async () => {
     const fake = new FakeBinding();
     const p = new SevPlatform({ device: '/dev/fake6', binding: fake });
-    expect(() => p.pekCertImport(Buffer.alloc(0), fakeCert(1))).toThrow(/PEK certificate must be 1..16384 bytes, got 0/);
-    expect(() => p.pekCertImport(fakeCert(1), Buffer.alloc(0x4001))).toThrow(/OCA certificate must be 1..16384 bytes/);
-    expect(() => p.pekCertImport('x' as unknown as Buffer, fakeCert(1))).toThrow(/must be a Buffer/);
+    await expect(p.pekCertImport(Buffer.alloc(0), fakeCert(1))).rejects.toThrow(/PEK certificate must be 1..16384 bytes, got 0/);
+    await expect(p.pekCertImport(fakeCert(1), Buffer.alloc(0x4001))).rejects.toThrow(/OCA certificate must be 1..16384 bytes/);
+    await expect(p.pekCertImport('x' as unknown as Buffer, fakeCert(1))).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    await expect(p.snpSetConfig({ reportedTcb: -1n })).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
     expect(fake.calls).toEqual([]);
     await p.pekCertImport(fakeCert(1), fakeCert(2));
     expect((await p.status()).owner).toBe('external');
