@@ -177,7 +177,8 @@ export function register(program: Command): void {
     .option('-q, --quiet', 'print nothing; only the exit code tells')
     .option('--device <path>', 'SEV device when reading the chain from the platform (default: $SEVKIT_DEVICE, else /dev/sev)')
     .option('--json', 'print the result as JSON')
-    .action(action((o: VerifyOpts) => verifyCmd(o)));
+    // sevctl takes -q before the subcommand; honour a program-level --quiet too.
+    .action(action((o: VerifyOpts, cmd: Command) => verifyCmd({ ...o, quiet: Boolean(o.quiet ?? (cmd.optsWithGlobals() as { quiet?: boolean }).quiet) })));
 
   program
     .command('generate')
