@@ -118,10 +118,19 @@ async function main(): Promise<void> {
   const sim = await makeSimEnv({ realQemu: 'none' });
   const runRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-bench-run-'));
   try {
+    console.log(`Guest firmware: ${sim.daemon ? 'the simulator daemon (SimClient)' : 'the wrapper\'s in-process firmware (no daemon; run under `sevkit sim --` for the daemon)'}\n`);
     const pdh = fs.readFileSync(path.join(sim.stateDir, 'pdh.cert'));
     const sup = new Supervisor({ qemu: sim.qemu, env: sim.env, runRoot, maxConcurrentLaunches: MANY, launchTimeoutMs: 120_000 });
-    const one = await launchBatch(sup, pdh, 1, 'b1');
-    const many = await launchBatch(sup, pdh, MANY, `b${MANY}`);
+    const tag = `bench-${process.pid}`;
+    let one, many;
+    try {
+      one = await launchBatch(sup, pdh, 1, `${tag}-1`);
+      many = await launchBatch(sup, pdh, MANY, `${tag}-${MANY}`);
+    } finally {
+      // The simulated guests' secret files are ours: leave no plaintext behind in the state dir.
+      const guests = path.join(sim.stateDir, 'guests');
+      for (const d of fs.existsSync(guests) ? fs.readdirSync(guests) : []) if (d.startsWith(`${tag}-`)) fs.rmSync(path.join(guests, d), { recursive: true, force: true });
+    }
 
     console.log(`QMP query-status round trip (${ITER} sequential; pipelined = ${ITER} in flight, per command):`);
     const rows: Array<[string, ReturnType<typeof stats> | undefined, number | undefined]> = [];
