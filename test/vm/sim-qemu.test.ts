@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { VECTORS } from '../helpers/cli.js';
+import { VECTORS, runCli } from '../helpers/cli.js';
 import { parseQemuArgs, rewriteForRealQemu, splitProps, joinProps } from '../../lib/sim/qemu/argv.js';
 import { findRealQemu } from '../../lib/sim/qemu/main.js';
 import { Supervisor, VmExitedError } from '../../lib/vm/index.js';
@@ -161,6 +161,28 @@ describe('the wrapper as a process', () => {
     expect(verifyMeasurement({ measurement: m.launchMeasure, sevInfo, expected: { policy: 1, tik: s.tik, digest: computeLaunchDigest({ firmware }) } }).match).toBe(false);
     await vm.stop();
     fs.rmSync(kernel);
+  });
+
+  it('firmware-chosen keys without GODH/session, RESUME event on cont, sevkit qmp alongside the supervisor, SIGTERM', async () => {
+    const sup = new Supervisor({ qemu: sim.qemu, env: sim.env, runRoot: root });
+    const vm = await sup.launch({ name: `nokeys-${run}`, firmware: AMDSEV, sev: { policy: 1 } });
+    expect(fs.readdirSync(vm.runDir!).filter((f) => f.endsWith('.b64'))).toEqual([]);
+    const m = await vm.measurement();
+    expect(m.sevInfo.state).toBe('launch-secret');
+    expect(Buffer.from(m.launchMeasure, 'base64').length).toBe(48);
+    // The wrapper serves more than one QMP client: the CLI works next to the supervisor's connection.
+    const cli = await runCli(['qmp', vm.qmpSocketPath!, 'query-sev'], { env: sim.env });
+    expect(cli.code).toBe(0);
+    expect(JSON.parse(cli.stdout)).toMatchObject({ enabled: true, state: 'launch-secret', handle: m.sevInfo.handle });
+    const bad = await runCli(['qmp', vm.qmpSocketPath!, 'query-sev-attestation-report', '{"mnonce":"AAAA"}'], { env: sim.env });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe('sevkit: QMP query-sev-attestation-report failed: GenericError: SEV: mnonce must be 16 bytes (got 3)\n');
+    const resumed = vm.qmpClient!.waitForEvent('RESUME', { timeoutMs: 10_000 });
+    await vm.resume();
+    await resumed;
+    process.kill(vm.pid!, 'SIGTERM');
+    expect(await vm.waitEnded()).toBe('stopped'); // exit 0 from running
+    expect(vm.exitReason!.message).toContain('terminating on signal 15');
   });
 
   it('speaks QMP like QEMU: negotiation first, errors with classes, capabilities from the platform', async () => {
