@@ -258,7 +258,8 @@ describe.skipIf(!fs.existsSync(REAL_QEMU))('SEV-ES launch through the simulator 
     const { m, verdict } = await verified(vm, s, { firmware, es: { numCpus: 2, vcpuType: 'EPYC-Milan', vmType: 'legacy' } });
     expect(verdict.match).toBe(true);
     // The real QEMU answers what the wrapper does not.
-    expect(vm.qmpClient!.greeting.QMP.version.package).toContain('Debian');
+    expect(vm.qmpClient!.greeting.QMP.version.package).toMatch(/^Debian .* \+ sevkit-sim SEV wrapper \(SIMULATED SEV\)$/);
+    expect(vm.qmpClient!.greeting.QMP.version.qemu).toMatchObject({ major: 7, minor: 2 });
     expect((await vm.qmpClient!.execute('qom-get', { path: '/machine', property: 'type' }))).toBe('pc-q35-7.2-machine');
     const built = buildSecret({ tek: s.tek, tik: s.tik, measurement: Buffer.from(m.launchMeasure, 'base64'), plaintext: Buffer.from('real-qemu-secret') });
     await vm.injectSecret({ packetHeader: built.header.toString('base64'), secret: built.payload.toString('base64'), gpa: 0x800000 });

@@ -181,7 +181,9 @@ export async function main(args: string[]): Promise<void> {
       const st = await exited;
       await shutdown(st.code ?? 1);
     }
-    greeting = upstream!.greeting;
+    // Say in the greeting that SEV here is simulated (the version stays the real QEMU's).
+    const g = upstream!.greeting;
+    greeting = { QMP: { ...g.QMP, version: { ...g.QMP.version, package: `${g.QMP.version.package} + sevkit-sim SEV wrapper (SIMULATED SEV)` } } };
     upstream!.onEvent((ev) => server?.forward(ev));
     void exited.then(async (st) => {
       await shutdown(st.code ?? (st.signal ? 128 + (signalNumber(st.signal) ?? 1) : 1));
