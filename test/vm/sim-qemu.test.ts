@@ -233,3 +233,34 @@ describe('the wrapper as a process', () => {
     await vm.stop();
   });
 });
+
+describe('the wrapper runs one client\'s commands in order, like QEMU\'s monitor', () => {
+  it('inject then cont sent back to back: the secret goes in before LAUNCH_FINISH', async () => {
+    const sim = await makeSimEnv({ realQemu: 'none' });
+    const root = tmpRunRoot('simorder');
+    try {
+      const pdh = fs.readFileSync(path.join(sim.stateDir, 'pdh.cert'));
+      const s = createSession(pdh, 0x1);
+      const sup = new Supervisor({ qemu: sim.qemu, env: sim.env, runRoot: root });
+      const name = `order-${crypto.randomBytes(3).toString('hex')}`;
+      const vm = await sup.launch({ name, firmware: AMDSEV, sev: { policy: 1, godh: s.godhB64, session: s.sessionB64 } });
+      const m = await vm.measurement();
+      const { buildSecret } = await import('../../lib/launch/index.js');
+      const b = buildSecret({ tek: s.tek, tik: s.tik, measurement: Buffer.from(m.launchMeasure, 'base64'), plaintext: Buffer.from('pipelined-secret') });
+      const q = vm.qmpClient!;
+      const [inj, cont] = await Promise.allSettled([
+        q.sevInjectLaunchSecret({ 'packet-header': b.header.toString('base64'), secret: b.payload.toString('base64'), gpa: 0x810000 }),
+        q.cont(),
+      ]);
+      expect(inj.status).toBe('fulfilled');
+      expect(cont.status).toBe('fulfilled');
+      expect((await q.querySev()).state).toBe('running');
+      expect(fs.readFileSync(path.join(sim.stateDir, 'guests', name, 'launch-secret.bin')).toString()).toBe('pipelined-secret');
+      await vm.stop();
+    } finally {
+      expect(processesMentioning(root)).toEqual([]);
+      fs.rmSync(root, { recursive: true, force: true });
+      sim.cleanup();
+    }
+  });
+});

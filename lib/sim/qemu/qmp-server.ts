@@ -23,6 +23,8 @@ export type QmpHandler = (command: string, args: Record<string, unknown>) => Pro
 interface Client {
   sock: net.Socket;
   negotiated: boolean;
+  /** Commands run one after another, as QEMU's monitor does (no OOB). */
+  queue: Promise<void>;
 }
 
 export class QmpServer {
@@ -53,7 +55,7 @@ export class QmpServer {
   }
 
   private accept(sock: net.Socket): void {
-    const c: Client = { sock, negotiated: false };
+    const c: Client = { sock, negotiated: false, queue: Promise.resolve() };
     this.clients.add(c);
     sock.on('close', () => this.clients.delete(c));
     sock.on('error', () => undefined);
@@ -71,7 +73,10 @@ export class QmpServer {
         }
         throw e;
       }
-      for (const line of got) if (line.trim()) void this.onLine(c, line);
+      for (const line of got) {
+        if (!line.trim()) continue;
+        c.queue = c.queue.then(() => this.onLine(c, line)).catch(() => undefined);
+      }
     });
   }
 
