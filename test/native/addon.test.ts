@@ -4,7 +4,7 @@
  * both builders (scripts/native-parity.sh runs this directory after each).
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -67,7 +67,10 @@ describe('EACCES from a node this user may not open', () => {
     writeFileSync(node, '');
     chmodSync(node, root ? 0o600 : 0o000);
     try {
-      const addon = createRequire(import.meta.url)('node-gyp-build').path(ROOT) as string;
+      // A copy next to the node, since the build dir may not be reachable for nobody (0700 temp dirs).
+      const addon = path.join(dir, 'sevkit.node');
+      copyFileSync(createRequire(import.meta.url)('node-gyp-build').path(ROOT) as string, addon);
+      chmodSync(addon, 0o755);
       const script = `const b = require(${JSON.stringify(addon)});
         Promise.allSettled([b.platformStatus(process.argv[1]), b.pdhCertExport(process.argv[1]), b.pekGen(process.argv[1])])
           .then((r) => console.log(JSON.stringify(r.map((x) => x.reason && { code: x.reason.code, errno: x.reason.errno, syscall: x.reason.syscall, path: x.reason.path }))));`;
