@@ -75,8 +75,31 @@ static ioctl_fn real_ioctl;
 static close_fn real_close;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
+/* The environment is read once, at load time while the process is still
+ * single-threaded: getenv() on a libuv pool thread would race with setenv()
+ * on the JS thread. */
+static char g_sock[108];
+static char g_dev[4096];
+static char g_tag[256];
+static int g_sim_enabled;
+
+static void copy_env(char *dst, size_t cap, const char *name, const char *fallback)
+{
+	const char *v = getenv(name);
+	if (!v || !v[0]) v = fallback;
+	dst[0] = 0;
+	if (!v) return;
+	size_t n = strlen(v);
+	if (n >= cap) return; /* too long for the destination: treat as unset */
+	memcpy(dst, v, n + 1);
+}
+
 static void resolve_symbols(void)
 {
+	copy_env(g_sock, sizeof(g_sock), "SEVKIT_SIM_SOCKET", NULL);
+	copy_env(g_dev, sizeof(g_dev), "SEVKIT_SIM_DEVICE", "/dev/sev");
+	copy_env(g_tag, sizeof(g_tag), "SEVKIT_SIM_TAG", NULL);
+	g_sim_enabled = g_sock[0] != 0 && g_dev[0] == '/';
 	real_open = (open_fn)dlsym(RTLD_NEXT, "open");
 	real_open64 = (open_fn)dlsym(RTLD_NEXT, "open64");
 	real_openat = (openat_fn)dlsym(RTLD_NEXT, "openat");
@@ -90,6 +113,8 @@ static void resolve_symbols(void)
 }
 
 static void init_once(void) { pthread_once(&g_once, resolve_symbols); }
+
+__attribute__((constructor)) static void shim_load(void) { init_once(); }
 
 /* ---- table of simulated fds --------------------------------------------- */
 
@@ -228,17 +253,13 @@ static int transport_errno(int e)
 
 static int is_sim_path(const char *path)
 {
-	if (!path || path[0] != '/') return 0;
-	const char *sock = getenv("SEVKIT_SIM_SOCKET");
-	if (!sock || !sock[0]) return 0;
-	const char *dev = getenv("SEVKIT_SIM_DEVICE");
-	if (!dev || !dev[0]) dev = "/dev/sev";
-	return strcmp(path, dev) == 0;
+	if (!path || path[0] != '/' || !g_sim_enabled) return 0;
+	return strcmp(path, g_dev) == 0;
 }
 
 static int sim_open(const char *path, int flags)
 {
-	const char *sock_path = getenv("SEVKIT_SIM_SOCKET");
+	const char *sock_path = g_sock;
 	struct sockaddr_un addr;
 	size_t plen = strlen(sock_path);
 	if (plen >= sizeof(addr.sun_path)) { errno = ENAMETOOLONG; return -1; }
@@ -262,9 +283,8 @@ static int sim_open(const char *path, int flags)
 	size_t path_len = strlen(path);
 	if (path_len > 4096) { real_close(fd); errno = ENAMETOOLONG; return -1; }
 	/* Optional tag ($SEVKIT_SIM_TAG): lets a test aim injected faults at its own processes. */
-	const char *tag = getenv("SEVKIT_SIM_TAG");
-	size_t tag_len = tag ? strlen(tag) : 0;
-	if (tag_len > 255) tag_len = 255;
+	const char *tag = g_tag;
+	size_t tag_len = strlen(tag);
 	uint8_t req[4 + 4096 + 2 + 255];
 	size_t req_len = 0;
 	req[req_len++] = 1;
