@@ -271,14 +271,11 @@ export function rsaPssSignDeterministic(key: KeyObject, hash: 'sha256' | 'sha384
   for (let i = 0; i < db.length; i++) db[i] ^= mask[i]!;
   db[0] &= 0xff >> (8 * emLen - emBits);
   const em = Buffer.concat([db, h, Buffer.from([0xbc])]);
-  // CRT exponentiation.
-  const m = bytesToBigInt(em);
-  const p = big(jwk.p), q = big(jwk.q), dp = big(jwk.dp), dq = big(jwk.dq), qi = big(jwk.qi);
-  const m1 = modPow(m, dp, p);
-  const m2 = modPow(m, dq, q);
-  const hh = (qi * (((m1 - m2) % p) + p)) % p;
-  const s = m2 + hh * q;
-  return bigIntToBytes(s, Math.ceil(modBits / 8));
+  // s = EM^d mod n. A raw (unpadded) private-key operation does exactly that, natively.
+  const modLen = Math.ceil(modBits / 8);
+  const input = Buffer.alloc(modLen);
+  em.copy(input, modLen - em.length);
+  return crypto.privateDecrypt({ key, padding: crypto.constants.RSA_NO_PADDING }, input);
 }
 
 /** Deterministic bytes for identifiers (chip id, CA key ids, mnonce in tests). */
