@@ -75,9 +75,11 @@ function shQuote(s: string): string {
  * Writes the simulated EPYC 9004 host (fake /sys, /proc, /dev and CPUID JSON,
  * the layout lib/host reads) and the QEMU launcher under `<state>/host`.
  */
-export function prepareSimHost(stateDir: string): SimHost {
+export function prepareSimHost(stateDir: string, kernel: 'pre-6.16' | '6.16' = 'pre-6.16'): SimHost {
   const hostDir = path.join(stateDir, 'host');
-  const fixture = writeHostFixture(hostDir, { cpu: 'genoa', qemuVersion: null, ovmf: 'none' });
+  // The reported kernel release matches the driver behaviour being modelled.
+  const osrelease = kernel === '6.16' ? '6.16.0-sim' : '6.12.0-sim';
+  const fixture = writeHostFixture(hostDir, { cpu: 'genoa', qemuVersion: null, ovmf: 'none', osrelease });
   const binDir = path.join(stateDir, 'bin');
   fs.mkdirSync(binDir, { recursive: true });
   const qemu = path.join(binDir, 'qemu-system-x86_64');

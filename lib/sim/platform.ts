@@ -79,6 +79,14 @@ export interface SimPlatformOptions {
   snpInitialized?: boolean;
   /** Cache dir for the derived RSA roots (default ~/.cache/sevkit/sim-rsa). */
   rsaCacheDir?: string;
+  /**
+   * Driver behaviour (kernel-qemu.md §1.7, §2.1). 'pre-6.16' (default): an
+   * implicit INIT leaves the platform INIT and SNP ioctls need SNP already
+   * initialized (EINVAL). '6.16': commands that INIT implicitly SHUTDOWN again,
+   * a failed implicit INIT reports INVALID_PLATFORM_STATE, and SNP ioctls
+   * initialize SNP implicitly.
+   */
+  kernel?: 'pre-6.16' | '6.16';
 }
 
 const STATE_FILE = 'state.json';
@@ -133,6 +141,9 @@ export class SimPlatform {
   private nextHandle = 1;
   /** tag of the request being served (ioctls run synchronously, one at a time) */
   private curTag: string | undefined;
+  readonly kernel: 'pre-6.16' | '6.16';
+  /** the request being served did an implicit INIT (6.16 shuts down again) */
+  private didImplicitInit = false;
 
   private constructor(stateDir: string, st: PersistedState, opts: SimPlatformOptions) {
     this.stateDir = stateDir;
@@ -148,6 +159,7 @@ export class SimPlatform {
     };
     this.fwState = opts.bootState === 'UNINIT' ? PlatformState.UNINIT : PlatformState.INIT;
     this.snpInitialized = opts.snpInitialized ?? true;
+    this.kernel = opts.kernel ?? 'pre-6.16';
     this.chipId = deriveBytes(this.seed, 'chip-id', CHIP_ID_SIZE);
     this.faults = new FaultTable(stateDir);
   }
@@ -369,7 +381,17 @@ export class SimPlatform {
   private implicitInit(reply: IoctlReply): number {
     if (this.fwState !== PlatformState.UNINIT) return 0;
     const st = this.fw(reply, 'INIT', () => this.fwInit());
-    return st === Ret.SUCCESS ? 0 : Errno.EIO;
+    if (st === Ret.SUCCESS) {
+      this.didImplicitInit = true;
+      return 0;
+    }
+    if (this.kernel === '6.16') reply.fwError = Ret.INVALID_PLATFORM_STATE;
+    return Errno.EIO;
+  }
+
+  /** 6.16 SNP ioctls: SNP is initialized for the command when it is not already. */
+  private snpAvailable(): boolean {
+    return this.snpInitialized || this.kernel === '6.16';
   }
 
   private statusStruct(): Buffer {
@@ -390,8 +412,9 @@ export class SimPlatform {
     const b = Buffer.alloc(32);
     b[0] = this.api.major;
     b[1] = this.api.minor;
-    b[2] = this.snpInitialized ? 1 : 0;
-    b[3] = this.snpInitialized ? 1 : 0; // is_rmp_initialized
+    // During a 6.16 implicit SNP init the firmware reports itself initialized.
+    b[2] = this.snpAvailable() ? 1 : 0;
+    b[3] = this.snpAvailable() ? 1 : 0; // is_rmp_initialized
     b.writeUInt32LE(this.api.build, 4);
     let flags = 0;
     if (this.snp.maskChipId) flags |= 0x01;
@@ -419,9 +442,13 @@ export class SimPlatform {
 
   ioctl(req: IoctlRequest): IoctlReply {
     this.curTag = req.tag;
+    this.didImplicitInit = false;
     try {
       return this.ioctlInner(req);
     } finally {
+      // 6.16: a command that brought the platform up takes it down again (its own status stays in `error`).
+      if (this.didImplicitInit && this.kernel === '6.16' && this.guests.size === 0) this.fwShutdown();
+      this.didImplicitInit = false;
       this.curTag = undefined;
     }
   }
@@ -597,7 +624,7 @@ export class SimPlatform {
 
       case Cmd.SNP_PLATFORM_STATUS: {
         if (req.dataNull) return fail(Errno.EINVAL);
-        if (!this.snpInitialized) return fail(Errno.EINVAL);
+        if (!this.snpAvailable()) return fail(Errno.EINVAL);
         const st = this.fw(reply, name, () => Ret.SUCCESS);
         if (st !== Ret.SUCCESS) return { ...reply, errno: Errno.EIO };
         reply.struct = this.snpStatusStruct();
@@ -605,7 +632,7 @@ export class SimPlatform {
       }
 
       case Cmd.SNP_COMMIT: {
-        if (!this.snpInitialized) return fail(Errno.EINVAL);
+        if (!this.snpAvailable()) return fail(Errno.EINVAL);
         const st = this.fw(reply, name, () => {
           this.snp.reportedTcb = this.snp.currentTcb;
           this.save([]);
@@ -618,7 +645,7 @@ export class SimPlatform {
         if (!req.writable) return fail(Errno.EPERM);
         const s = needStruct(64);
         if (!s) return fail(Errno.EFAULT);
-        if (!this.snpInitialized) return fail(Errno.EINVAL);
+        if (!this.snpAvailable()) return fail(Errno.EINVAL);
         const st = this.fw(reply, name, () => {
           const reported = s.readBigUInt64LE(0);
           const flags = s.readUInt32LE(8);
@@ -638,7 +665,7 @@ export class SimPlatform {
         const s = needStruct(16);
         if (!s) return fail(Errno.EFAULT);
         if (s.readUInt32LE(0) !== 16 || s[4] !== 0) return fail(Errno.EINVAL);
-        if (!this.snpInitialized) return fail(Errno.EINVAL);
+        if (!this.snpAvailable()) return fail(Errno.EINVAL);
         // No AMD key-wrapping key exists in the simulator: every hashstick is refused.
         const st = this.fw(reply, name, () => Ret.INVALID_KEY);
         return st === Ret.SUCCESS ? reply : { ...reply, errno: Errno.EIO };

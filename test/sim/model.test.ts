@@ -420,3 +420,39 @@ describe('state dir and determinism', () => {
     expect(() => SimPlatform.open(d)).toThrow(/not valid JSON/);
   });
 });
+
+describe('kernel 6.16 driver behaviour', () => {
+  it('implicit INIT is followed by SHUTDOWN: the platform stays UNINIT, the command still works', () => {
+    const p = freshPlatform({ kernel: '6.16', bootState: 'UNINIT' });
+    const before = exportCerts(p, true).pdh;
+    expect(status(p).state).toBe(0);
+    expect(issue(p, Cmd.PDH_GEN).errno).toBe(0);
+    expect(status(p).state).toBe(0);
+    expect(exportCerts(p, true).pdh.equals(before)).toBe(false);
+    // read-only export of an UNINIT platform is still EPERM
+    expect(issue(p, Cmd.PDH_CERT_EXPORT, { writable: false, struct: exportStruct(0n, 0, 0n, 0) }).errno).toBe(Errno.EPERM);
+  });
+
+  it('an INIT platform (kvm_amd loaded) stays INIT', () => {
+    const p = freshPlatform({ kernel: '6.16' });
+    exportCerts(p, false);
+    expect(issue(p, Cmd.PDH_GEN).errno).toBe(0);
+    expect(status(p).state).toBe(1);
+  });
+
+  it('a failed implicit INIT reports INVALID_PLATFORM_STATE', () => {
+    const p = freshPlatform({ kernel: '6.16', bootState: 'UNINIT' });
+    p.injectFault({ cmd: 'INIT', fwStatus: 'SECURE_DATA_INVALID' });
+    const r = issue(p, Cmd.PEK_GEN);
+    expect(r.errno).toBe(Errno.EIO);
+    expect(r.fwError).toBe(Ret.INVALID_PLATFORM_STATE);
+  });
+
+  it('SNP ioctls initialize SNP implicitly instead of EINVAL', () => {
+    const p = freshPlatform({ kernel: '6.16', snpInitialized: false });
+    const r = issue(p, Cmd.SNP_PLATFORM_STATUS);
+    expect(r.errno).toBe(0);
+    expect(r.struct[2]).toBe(1);
+    expect(issue(p, Cmd.SNP_COMMIT).errno).toBe(0);
+  });
+});

@@ -2,7 +2,7 @@
  * `sevkit sim`: the software SEV platform (a TEST platform; it proves nothing
  * about real hardware).
  *
- *   sevkit sim [--state DIR] [--seed N] [--quiet] -- CMD [ARGS...]
+ *   sevkit sim [--state DIR] [--seed N] [--kernel pre-6.16|6.16] [--quiet] -- CMD [ARGS...]
  *       Starts the simulator on DIR (default ~/.cache/sevkit/sim), runs CMD with
  *       /dev/sev routed to it (LD_PRELOAD shim), the fake EPYC 9004 host seams
  *       (SEVKIT_HOST_ROOT, SEVKIT_CPUID) and the simulator's qemu-system-x86_64
@@ -19,6 +19,7 @@ interface SimOpts {
   state?: string;
   seed?: string;
   quiet?: boolean;
+  kernel?: string;
 }
 
 function seedOf(o: SimOpts): string | undefined {
@@ -57,10 +58,18 @@ async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
   // Already on a simulated platform (nested `sevkit sim`, the test suite) and no
   // state asked for: run CMD on that one instead of starting a second.
   const current = process.env.SEVKIT_SIM_SOCKET;
-  const reuse = o.state === undefined && seed === undefined && current !== undefined && current !== '' && (await socketIsLive(current));
+  if (o.kernel !== undefined && o.kernel !== 'pre-6.16' && o.kernel !== '6.16') {
+    const { UsageError } = await import('../../errors.js');
+    throw new UsageError(`--kernel must be pre-6.16 or 6.16, got '${o.kernel}'`);
+  }
+  const reuse = o.state === undefined && seed === undefined && o.kernel === undefined && current !== undefined && current !== '' && (await socketIsLive(current));
   const sim = reuse
     ? { stateDir: process.env.SEVKIT_SIM_STATE ?? '?', env: process.env, close: async () => {} }
-    : await startSim({ ...(o.state !== undefined ? { stateDir: o.state } : {}), ...(seed !== undefined ? { seed } : {}) });
+    : await startSim({
+        ...(o.state !== undefined ? { stateDir: o.state } : {}),
+        ...(seed !== undefined ? { seed } : {}),
+        ...(o.kernel !== undefined ? { kernel: o.kernel as 'pre-6.16' | '6.16' } : {}),
+      });
   if (!o.quiet) process.stderr.write(`${SIM_BANNER} (state ${sim.stateDir})\n`);
   const [cmd, ...args] = argv;
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
@@ -99,6 +108,7 @@ export function register(program: Command): void {
     .option('--state <dir>', 'state directory (default: ~/.cache/sevkit/sim)')
     .option('--seed <n>', 'seed for a new state directory (decimal or 0x-hex; default 0)')
     .option('-q, --quiet', 'do not print the simulated-platform notice')
+    .option('--kernel <flavour>', "driver behaviour: 'pre-6.16' (implicit INIT stays, default) or '6.16' (implicit INIT + SHUTDOWN)")
     .argument('[command...]', 'CMD [ARGS...] after --, or: ca OUT')
     .allowUnknownOption()
     .action(
