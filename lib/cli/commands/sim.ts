@@ -104,7 +104,7 @@ export function register(program: Command): void {
   program
     .command('sim')
     .description('run a command against the software SEV platform (a TEST platform: proves nothing about real hardware), or `ca OUT` to write its ASK‖ARK')
-    .usage('[--state DIR] [--seed N] [--quiet] -- CMD [ARGS...]  |  [--state DIR] ca OUT')
+    .usage('[--state DIR] [--seed N] [--kernel pre-6.16|6.16] [--quiet] -- CMD [ARGS...]  |  [--state DIR] ca OUT')
     .option('--state <dir>', 'state directory (default: ~/.cache/sevkit/sim)')
     .option('--seed <n>', 'seed for a new state directory (decimal or 0x-hex; default 0)')
     .option('-q, --quiet', 'do not print the simulated-platform notice')
