@@ -4,10 +4,11 @@
  *
  * - Simulator: when SEVKIT_SIM_SOCKET is set and the LD_PRELOAD shim is loaded
  *   in this process (the vitest global setup, or `sevkit sim -- npm test`).
- *   The suite then starts PRIVATE simulator daemons on temp state dirs and
- *   points the shim at them (it reads SEVKIT_SIM_SOCKET at every open), so its
- *   rotations, resets and injected faults never disturb other suites sharing
- *   the global simulator.
+ *   The suite then starts PRIVATE simulators on temp state dirs, each with a
+ *   child process running SevPlatform through the real addon and the shim
+ *   (peer.ts / sim-peer.ts; the shim reads its environment once at load), so
+ *   its rotations, resets and injected faults never disturb other suites that
+ *   share the global simulator.
  * - Hardware: SEVKIT_HW=1 (EPYC host) uses SEVKIT_DEVICE or /dev/sev. Commands
  *   that change the platform (rotate, PEK_GEN, import, reset) only run with
  *   SEVKIT_HW_MUTATE=1 as well, since they destroy the host's PDH/ownership.
@@ -20,6 +21,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SevPlatform, chipIdHex } from '../../lib/platform/platform.js';
 import { SevError } from '../../lib/platform/errors.js';
+import { RemoteSevError, startPrivateSim, type PlatformLike, type PrivateSim } from './peer.js';
 import { SevRet } from '../../lib/platform/constants.js';
 import { runCli } from '../helpers/cli.js';
 import { USAGE, ecPublicKey, ecSigned, makeOca, signInto, spki, usageOf } from './sevcert-check.js';
@@ -34,7 +36,6 @@ const shimLoaded = (() => {
 })();
 const SIM = !HW && Boolean(process.env.SEVKIT_SIM_SOCKET) && shimLoaded;
 const MODE = HW ? 'hardware' : SIM ? 'simulator' : undefined;
-const GLOBAL_STATE = process.env.SEVKIT_SIM_STATE;
 const SKIP_REASON = process.env.SEVKIT_SIM_SOCKET
   ? 'SEVKIT_SIM_SOCKET is set but the sevkit_sim_preload shim is not loaded in this process'
   : process.env.SEVKIT_SIM_UNAVAILABLE
@@ -44,64 +45,30 @@ const MUTATE = SIM || (HW && process.env.SEVKIT_HW_MUTATE === '1');
 const SIM_DEVICE = process.env.SEVKIT_SIM_DEVICE || '/dev/sev';
 const CERT = 0x824;
 
-interface PrivateSim {
-  dir: string;
-  daemon: { socketPath: string; close(): Promise<void>; platform: { faults: { add(spec: object): void; clear(): void } } };
-}
-
-async function startSim(opts: object = {}): Promise<PrivateSim> {
-  const { SimDaemon } = await import('../../lib/sim/daemon.js');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-platform-test-'));
-  // Reuse the global simulator's seed so its (slow to derive) RSA test roots come from the cache.
-  let seed = '1';
-  try {
-    seed = (JSON.parse(fs.readFileSync(path.join(GLOBAL_STATE ?? '', 'state.json'), 'utf8')) as { seed: string }).seed;
-  } catch {
-    // no global state: default seed
-  }
-  const daemon = (await SimDaemon.start(dir, { seed, ...opts })) as unknown as PrivateSim['daemon'];
-  return { dir, daemon };
-}
-
-/** Route this process's shim (and children spawned with simEnv) to a private daemon for the duration of fn. */
-async function withSim<T>(sim: PrivateSim, fn: () => Promise<T>): Promise<T> {
-  const saved = { sock: process.env.SEVKIT_SIM_SOCKET, state: process.env.SEVKIT_SIM_STATE };
-  process.env.SEVKIT_SIM_SOCKET = sim.daemon.socketPath;
-  process.env.SEVKIT_SIM_STATE = sim.dir;
-  try {
-    return await fn();
-  } finally {
-    process.env.SEVKIT_SIM_SOCKET = saved.sock;
-    process.env.SEVKIT_SIM_STATE = saved.state;
-  }
+/** In simulator mode errors come from the peer process: check it really threw a SevError there. */
+function expectSevError(e: unknown): asserts e is SevError {
+  expect(e).toBeInstanceOf(SevError);
+  if (e instanceof RemoteSevError) expect(e.remoteIsSevError).toBe(true);
 }
 
 describe.skipIf(!MODE)(`platform suite on ${MODE ?? `nothing (skipped: ${SKIP_REASON})`}`, () => {
   let sim: PrivateSim | undefined;
   let device: string;
-  let platform: SevPlatform;
-  const saved = { sock: process.env.SEVKIT_SIM_SOCKET, state: process.env.SEVKIT_SIM_STATE };
+  let platform: PlatformLike;
 
   beforeAll(async () => {
     if (SIM) {
-      sim = await startSim();
-      // For the whole file: the private daemon is this process's simulator.
-      process.env.SEVKIT_SIM_SOCKET = sim.daemon.socketPath;
-      process.env.SEVKIT_SIM_STATE = sim.dir;
       device = SIM_DEVICE;
+      sim = await startPrivateSim(device);
+      platform = sim.platform;
     } else {
       device = process.env.SEVKIT_DEVICE || '/dev/sev';
+      platform = new SevPlatform({ device });
     }
-    platform = new SevPlatform({ device });
   });
 
   afterAll(async () => {
-    process.env.SEVKIT_SIM_SOCKET = saved.sock;
-    process.env.SEVKIT_SIM_STATE = saved.state;
-    if (sim) {
-      await sim.daemon.close();
-      fs.rmSync(sim.dir, { recursive: true, force: true });
-    }
+    await sim?.close();
   });
 
   const simState = () => JSON.parse(fs.readFileSync(path.join(sim!.dir, 'state.json'), 'utf8')) as { api: { major: number; minor: number; build: number } };
@@ -124,8 +91,8 @@ describe.skipIf(!MODE)(`platform suite on ${MODE ?? `nothing (skipped: ${SKIP_RE
       expect(['self', 'external']).toContain(s.owner);
       expect(s.apiMajor * 256 + s.apiMinor).toBeGreaterThanOrEqual(12); // SEV API >= 0.12 exists on every SEV part
       expect(s.guestCount).toBeGreaterThanOrEqual(0);
-      expect(s.flags & ~0x101).toBe(0); // only owner and CONFIG_ES are defined
       if (SIM) {
+        expect(s.flags & ~0x101).toBe(0); // the model sets only owner and CONFIG_ES
         const { api } = simState();
         expect(s).toMatchObject({ apiMajor: api.major, apiMinor: api.minor, build: api.build, state: 'INIT', owner: 'self', esEnabled: true, guestCount: 0 });
       }
@@ -222,9 +189,9 @@ describe.skipIf(!MODE)(`platform suite on ${MODE ?? `nothing (skipped: ${SKIP_RE
       const k1 = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
       const k2 = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
       const err = await platform.pekCertImport(signInto(csr, USAGE.OCA, k1), makeOca(k2)).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(SevError);
-      expect((err as SevError).code).toBe('EIO');
-      expect((err as SevError).fwStatusName).toMatch(/^SEV_RET_(INVALID_CERTIFICATE|BAD_SIGNATURE)$/);
+      expectSevError(err);
+      expect(err.code).toBe('EIO');
+      expect(err.fwStatusName).toMatch(/^SEV_RET_(INVALID_CERTIFICATE|BAD_SIGNATURE)$/);
       expect((await platform.status()).owner).toBe('self');
     });
   });
@@ -235,7 +202,7 @@ describe.skipIf(!MODE)(`platform suite on ${MODE ?? `nothing (skipped: ${SKIP_RE
       for (const [name, code] of statuses) {
         sim!.daemon.platform.faults.add({ cmd: 'PLATFORM_STATUS', fwStatus: code >>> 0 });
         const err = (await platform.status().catch((e: unknown) => e)) as SevError;
-        expect(err, name).toBeInstanceOf(SevError);
+        expectSevError(err);
         expect({ code: err.code, fwStatus: err.fwStatus, fwStatusName: err.fwStatusName, path: err.path, syscall: err.syscall }).toEqual({
           code: 'EIO',
           fwStatus: code,
@@ -257,7 +224,7 @@ describe.skipIf(!MODE)(`platform suite on ${MODE ?? `nothing (skipped: ${SKIP_RE
       for (const [cmd, method, errno, code] of cases) {
         sim!.daemon.platform.faults.add({ cmd, errno });
         const err = (await (platform as unknown as Record<string, () => Promise<unknown>>)[method]!.call(platform).catch((e: unknown) => e)) as SevError;
-        expect(err).toBeInstanceOf(SevError);
+        expectSevError(err);
         expect(err.code).toBe(code);
         expect(err.fwStatus).toBeUndefined();
         expect(err.message.split('\n')).toHaveLength(1);
@@ -277,7 +244,7 @@ describe.skipIf(!MODE)(`platform suite on ${MODE ?? `nothing (skipped: ${SKIP_RE
         if (want.startsWith('Unknown')) continue;
         sim!.daemon.platform.faults.add({ cmd: 'PLATFORM_STATUS', errno });
         const err = (await platform.status().catch((e: unknown) => e)) as SevError;
-        expect(err, `errno ${errno}`).toBeInstanceOf(SevError);
+        expectSevError(err);
         expect({ errno, code: err.code, negErrno: err.errno }).toEqual({ errno, code: errno === 5 ? 'EIO' : want, negErrno: -errno });
       }
     });
@@ -291,45 +258,41 @@ describe.skipIf(!MODE)(`platform suite on ${MODE ?? `nothing (skipped: ${SKIP_RE
     });
 
     it('a node not writable for us: export still works while INIT (read-only fallback), write commands get EACCES', async () => {
-      const s2 = await startSim();
+      const s2 = await startPrivateSim(device);
       try {
-        await withSim(s2, async () => {
-          s2.daemon.platform.faults.add({ on: 'open', cmd: 'O_RDWR', errno: 'EACCES', times: 'always' });
-          const p = new SevPlatform({ device });
-          checkChain(await p.exportCerts());
-          await expect(p.pdhGen()).rejects.toMatchObject({ code: 'EACCES', syscall: 'open', path: device });
-          await expect(p.factoryReset()).rejects.toMatchObject({ code: 'EACCES' });
-          expect((await p.status()).state).toBe('INIT');
-        });
+        s2.daemon.platform.faults.add({ on: 'open', cmd: 'O_RDWR', errno: 'EACCES', times: 'always' });
+        const p = s2.platform;
+        checkChain(await p.exportCerts());
+        await expect(p.pdhGen()).rejects.toMatchObject({ code: 'EACCES', syscall: 'open', path: device });
+        await expect(p.factoryReset()).rejects.toMatchObject({ code: 'EACCES' });
+        expect((await p.status()).state).toBe('INIT');
       } finally {
-        await s2.daemon.close();
-        fs.rmSync(s2.dir, { recursive: true, force: true });
+        await s2.close();
       }
     });
 
     it('EPERM: PDH_CERT_EXPORT on an UNINIT platform through a read-only open', async () => {
-      const s3 = await startSim({ bootState: 'UNINIT' });
+      const s3 = await startPrivateSim(device, { bootState: 'UNINIT' });
       try {
-        await withSim(s3, async () => {
-          const p = new SevPlatform({ device });
-          expect((await p.status()).state).toBe('UNINIT');
-          s3.daemon.platform.faults.add({ on: 'open', cmd: 'O_RDWR', errno: 'EACCES', times: 'always' });
-          const err = (await p.exportCerts().catch((e: unknown) => e)) as SevError;
-          expect(err).toMatchObject({ code: 'EPERM', syscall: 'ioctl', command: 'PDH_CERT_EXPORT', path: device });
-          expect(err.message).toMatch(/PDH_CERT_EXPORT failed: EPERM, operation needs the device opened read-write/);
-          s3.daemon.platform.faults.clear();
-          // With write access the driver INITs implicitly and the export succeeds.
-          checkChain(await p.exportCerts());
-        });
+        const p = s3.platform;
+        expect((await p.status()).state).toBe('UNINIT');
+        s3.daemon.platform.faults.add({ on: 'open', cmd: 'O_RDWR', errno: 'EACCES', times: 'always' });
+        const err = await p.exportCerts().catch((e: unknown) => e);
+        expectSevError(err);
+        expect(err).toMatchObject({ code: 'EPERM', syscall: 'ioctl', command: 'PDH_CERT_EXPORT', path: device });
+        expect(err.message).toMatch(/PDH_CERT_EXPORT failed: EPERM, operation needs the device opened read-write/);
+        s3.daemon.platform.faults.clear();
+        // With write access the driver INITs implicitly and the export succeeds.
+        checkChain(await p.exportCerts());
       } finally {
-        await s3.daemon.close();
-        fs.rmSync(s3.dir, { recursive: true, force: true });
+        await s3.close();
       }
     });
   });
 
   describe.runIf(SIM)('sevkit CLI on the simulator', () => {
-    const env = () => ({ SEVKIT_SIM_SOCKET: sim!.daemon.socketPath, SEVKIT_SIM_STATE: sim!.dir, SEVKIT_DEVICE: device });
+    // The private simulator's environment (its shim only, its socket and state dir).
+    const env = () => ({ ...sim!.env });
 
     it('show version|guests|flags|identifier print what sevctl prints', async () => {
       const [v, g, f, id, vj] = await Promise.all([
@@ -364,6 +327,18 @@ describe.skipIf(!MODE)(`platform suite on ${MODE ?? `nothing (skipped: ${SKIP_RE
         const caBytes = Buffer.concat([fs.readFileSync(path.join(sim!.dir, 'ask.cert')), fs.readFileSync(path.join(sim!.dir, 'ark.cert'))]);
         expect(fs.readFileSync(path.join(out, 'full.cert')).equals(Buffer.concat([chain, caBytes]))).toBe(true);
         expect(fs.readdirSync(out).sort()).toEqual(['chain.cert', 'full.cert']); // no temp files left
+
+        const bad = await Promise.all([
+          runCli(['export', path.join(out, 'no-such-dir', 'x.cert')], { env: env() }),
+          runCli(['export', out], { env: env() }),
+          runCli(['export', '--json', path.join(out, 'j.cert')], { env: env() }),
+        ]);
+        expect(bad[0]!.code).toBe(1);
+        expect(bad[0]!.stderr).toBe(`sevkit: ${path.join(out, 'no-such-dir', 'x.cert')}: cannot write the certificate chain: ENOENT\n`);
+        expect(bad[1]!.code).toBe(1);
+        expect(bad[1]!.stderr).toMatch(/is a directory/);
+        expect(JSON.parse(bad[2]!.stdout)).toMatchObject({ path: path.join(out, 'j.cert'), bytes: 8336, full: false, cekSource: 'firmware' });
+        fs.rmSync(path.join(out, 'j.cert'));
 
         const r = await runCli(['rotate'], { env: env() });
         expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' });
