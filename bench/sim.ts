@@ -57,7 +57,7 @@ async function parent(): Promise<void> {
         sock.write(frame(body));
       });
     const path0 = Buffer.from('/dev/sev');
-    const open = Buffer.concat([Buffer.from([1, 0, path0.length, 0]), path0]);
+    const open = Buffer.concat([Buffer.from([1, 0, path0.length, 0]), path0, Buffer.alloc(6)]); // pid 0, no tag
     await rt(open);
     const ioctl = Buffer.alloc(16);
     ioctl[0] = 2;

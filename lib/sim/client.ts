@@ -107,7 +107,7 @@ export class SimClient {
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       const tag = process.env.SEVKIT_SIM_TAG;
-      this.sock!.write(frame(encodeJson(tag ? { id, op, args, tag } : { id, op, args })));
+      this.sock!.write(frame(encodeJson({ id, op, args, pid: process.pid, ...(tag ? { tag } : {}) })));
     });
   }
 

@@ -102,7 +102,7 @@ export class SimDaemon {
     sock.on('error', () => sock.destroy());
     const reader = new FrameReader();
     let mode: 'new' | 'device' | 'json' = 'new';
-    let tag: string | undefined;
+    let who: { tag?: string; pid?: number } = {};
     // Guests launched over this connection die with it, as KVM decommissions a closed VM's guest.
     const guestCtx: GuestContext = { handles: new Set() };
     sock.on('close', () => {
@@ -124,8 +124,8 @@ export class SimDaemon {
           if (mode === 'new' && type === MSG_OPEN) {
             const req = decodeOpen(body);
             this.counters.opens++;
-            tag = req.tag;
-            const errno = this.platform.openDevice(req.accmode, tag);
+            who = { pid: req.pid, ...(req.tag !== undefined ? { tag: req.tag } : {}) };
+            const errno = this.platform.openDevice(req.accmode, who);
             sock.write(frame(encodeOpenReply(errno)));
             if (errno !== 0) {
               sock.end();
@@ -135,7 +135,8 @@ export class SimDaemon {
           } else if (mode === 'device' && type === MSG_IOCTL) {
             if (body.length > MAX_FRAME) throw new SimProtocolError('oversized IOCTL frame');
             const req = decodeIoctl(body);
-            if (tag !== undefined) req.tag = tag;
+            if (who.tag !== undefined) req.tag = who.tag;
+            if (who.pid !== undefined) req.pid = who.pid;
             this.counters.ioctls++;
             let reply;
             try {

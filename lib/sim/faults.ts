@@ -30,6 +30,8 @@ export interface FaultSpec {
   times?: number | 'always';
   /** Only requests from processes whose $SEVKIT_SIM_TAG equals this (isolates parallel tests). */
   tag?: string;
+  /** Only requests from this process id (e.g. the test worker's own process.pid). */
+  pid?: number;
 }
 
 export interface ResolvedFault {
@@ -39,6 +41,7 @@ export interface ResolvedFault {
   errno?: number;
   times: number | 'always';
   tag?: string;
+  pid?: number;
 }
 
 export class SimFaultError extends SevkitError {
@@ -54,6 +57,10 @@ export function resolveFault(spec: FaultSpec): ResolvedFault {
   if (spec.tag !== undefined) {
     if (typeof spec.tag !== 'string' || spec.tag.length === 0) throw new SimFaultError('fault: tag must be a non-empty string');
     out.tag = spec.tag;
+  }
+  if (spec.pid !== undefined) {
+    if (!Number.isInteger(spec.pid) || spec.pid <= 0) throw new SimFaultError('fault: pid must be a positive integer');
+    out.pid = spec.pid;
   }
   if (spec.fwStatus !== undefined) {
     const v = parseRet(spec.fwStatus);
@@ -72,6 +79,12 @@ export function resolveFault(spec: FaultSpec): ResolvedFault {
 }
 
 export const FAULTS_FILE = 'faults.json';
+
+/** Who sent a request: what a fault's tag/pid filters compare against. */
+export interface Requester {
+  tag?: string | undefined;
+  pid?: number | undefined;
+}
 
 /** Arm a fault for a running (or future) simulator on this state dir. */
 export function armFault(stateDir: string, spec: FaultSpec): void {
@@ -108,11 +121,12 @@ export class FaultTable {
   }
 
   /** Finds and consumes the first matching fault of the given kind. */
-  take(on: ResolvedFault['on'], cmd: string, kind: 'fw' | 'errno', tag?: string): ResolvedFault | undefined {
+  take(on: ResolvedFault['on'], cmd: string, kind: 'fw' | 'errno', who: Requester = {}): ResolvedFault | undefined {
     const match = (f: ResolvedFault) =>
       f.on === on &&
       (f.cmd === '*' || f.cmd === cmd) &&
-      (f.tag === undefined || f.tag === tag) &&
+      (f.tag === undefined || f.tag === who.tag) &&
+      (f.pid === undefined || f.pid === who.pid) &&
       (kind === 'fw' ? f.fwStatus !== undefined : f.errno !== undefined && f.fwStatus === undefined);
     const i = this.mem.findIndex(match);
     if (i >= 0) return this.consume(this.mem, i);

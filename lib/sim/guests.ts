@@ -47,6 +47,8 @@ export interface GuestContext {
   handles: Set<number>;
   /** $SEVKIT_SIM_TAG of the client (fault targeting) */
   tag?: string;
+  /** pid of the client (fault targeting) */
+  pid?: number;
 }
 
 const guestsByPlatform = new WeakMap<SimPlatform, Map<number, Guest>>();
@@ -101,7 +103,7 @@ function launchFailure(e: unknown, fallback: number): SimFirmwareError {
 export function guestOp(platform: SimPlatform, op: string, args: Record<string, unknown>, ctx?: GuestContext): unknown {
   const faultName = FAULT_NAMES[op];
   if (faultName) {
-    const f = platform.faults.take('launch', faultName, 'fw', ctx?.tag);
+    const f = platform.faults.take('launch', faultName, 'fw', { tag: ctx?.tag, pid: ctx?.pid });
     if (f) throw new SimFirmwareError(f.fwStatus!, `${faultName} failed (injected fault)`);
   }
   const guests = table(platform);

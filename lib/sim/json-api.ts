@@ -14,6 +14,8 @@ export interface JsonRequest {
   args?: unknown;
   /** $SEVKIT_SIM_TAG of the client */
   tag?: unknown;
+  /** pid of the client */
+  pid?: unknown;
 }
 
 export interface JsonReply {
@@ -28,6 +30,7 @@ export function handleJson(platform: SimPlatform, msg: unknown, ctx?: GuestConte
   const id = req.id ?? null;
   const args = (req.args ?? {}) as Record<string, unknown>;
   if (ctx && typeof req.tag === 'string' && req.tag) ctx.tag = req.tag;
+  if (ctx && typeof req.pid === 'number' && Number.isInteger(req.pid)) ctx.pid = req.pid;
   try {
     switch (req.op) {
       case 'ping':

@@ -17,7 +17,7 @@ import { Algo, Curve, Usage } from '../certs/constants.js';
 import { decodeSevCert, encodeSevCert, isEmptySlot, sevCertBody, type SevCert } from '../certs/sev-cert.js';
 import { verifySevLink } from '../certs/verify.js';
 import { deriveBytes, deriveP384, ecdsaSignDeterministic } from './detcrypto.js';
-import { FaultTable, type FaultSpec } from './faults.js';
+import { FaultTable, type FaultSpec, type Requester } from './faults.js';
 import { writeFileAtomic } from './fsutil.js';
 import {
   buildCaCerts, buildCek, buildOca, buildPdh, buildPek, buildPekCsr, loadOrCreateRoots, type ApiVersion,
@@ -47,6 +47,8 @@ export interface IoctlRequest {
   blobs: (Buffer | null)[];
   /** $SEVKIT_SIM_TAG of the calling process (fault targeting) */
   tag?: string;
+  /** pid of the calling process (fault targeting) */
+  pid?: number;
 }
 
 export interface OutBlob {
@@ -139,8 +141,8 @@ export class SimPlatform {
   /** live guests by handle; WORKING while any exists */
   readonly guests = new Map<number, GuestSlot>();
   private nextHandle = 1;
-  /** tag of the request being served (ioctls run synchronously, one at a time) */
-  private curTag: string | undefined;
+  /** who sent the request being served (ioctls run synchronously, one at a time) */
+  private cur: Requester = {};
   readonly kernel: 'pre-6.16' | '6.16';
   /** the request being served did an implicit INIT (6.16 shuts down again) */
   private didImplicitInit = false;
@@ -356,7 +358,7 @@ export class SimPlatform {
   // ---- firmware primitives -------------------------------------------------
 
   private fw(reply: IoctlReply, name: string, body: () => number): number {
-    const fault = this.faults.take('ioctl', name, 'fw', this.curTag);
+    const fault = this.faults.take('ioctl', name, 'fw', this.cur);
     const status = fault ? fault.fwStatus! : body();
     reply.errorSet = true;
     reply.fwError = status;
@@ -434,14 +436,14 @@ export class SimPlatform {
   // ---- the ioctl ----------------------------------------------------------
 
   /** Access check for open(): the node is root:kvm 0660 in spirit, so only faults deny it. */
-  openDevice(accmode: number, tag?: string): number {
+  openDevice(accmode: number, who: Requester = {}): number {
     const name = accmode === 0 ? 'O_RDONLY' : accmode === 1 ? 'O_WRONLY' : 'O_RDWR';
-    const f = this.faults.take('open', name, 'errno', tag);
+    const f = this.faults.take('open', name, 'errno', who);
     return f ? f.errno! : 0;
   }
 
   ioctl(req: IoctlRequest): IoctlReply {
-    this.curTag = req.tag;
+    this.cur = { tag: req.tag, pid: req.pid };
     this.didImplicitInit = false;
     try {
       return this.ioctlInner(req);
@@ -449,7 +451,7 @@ export class SimPlatform {
       // 6.16: a command that brought the platform up takes it down again (its own status stays in `error`).
       if (this.didImplicitInit && this.kernel === '6.16' && this.guests.size === 0) this.fwShutdown();
       this.didImplicitInit = false;
-      this.curTag = undefined;
+      this.cur = {};
     }
   }
 
@@ -463,7 +465,7 @@ export class SimPlatform {
     };
     if (!Number.isInteger(req.cmd) || req.cmd < 0 || req.cmd >= Cmd.SEV_MAX) return fail(Errno.EINVAL);
     const name = cmdName(req.cmd);
-    const driverFault = this.faults.take('ioctl', name, 'errno', req.tag);
+    const driverFault = this.faults.take('ioctl', name, 'errno', this.cur);
     if (driverFault) return fail(driverFault.errno!);
     const needStruct = (size: number): Buffer | undefined => (req.dataNull || req.struct.length < size ? undefined : req.struct);
 

@@ -51,6 +51,8 @@ export function frame(body: Buffer): Buffer {
 export interface OpenRequest {
   accmode: number;
   path: string;
+  /** pid of the opening process (aims injected faults) */
+  pid: number;
   /** $SEVKIT_SIM_TAG of the opening process (aims injected faults), if set */
   tag?: string;
 }
@@ -58,13 +60,12 @@ export interface OpenRequest {
 export function decodeOpen(body: Buffer): OpenRequest {
   if (body.length < 4 || body[0] !== MSG_OPEN) throw new SimProtocolError('malformed OPEN request');
   const len = body.readUInt16LE(2);
-  if (body.length < 4 + len) throw new SimProtocolError('OPEN request path length mismatch');
-  const req: OpenRequest = { accmode: body[1]! & 3, path: body.subarray(4, 4 + len).toString('utf8') };
-  const rest = body.subarray(4 + len);
-  if (rest.length > 0) {
-    if (rest.length < 2 || rest.length !== 2 + rest.readUInt16LE(0)) throw new SimProtocolError('OPEN request tag length mismatch');
-    req.tag = rest.subarray(2).toString('utf8');
-  }
+  if (body.length < 4 + len + 6) throw new SimProtocolError('OPEN request too short');
+  const pid = body.readUInt32LE(4 + len);
+  const tagLen = body.readUInt16LE(8 + len);
+  if (body.length !== 10 + len + tagLen) throw new SimProtocolError('OPEN request length mismatch');
+  const req: OpenRequest = { accmode: body[1]! & 3, path: body.subarray(4, 4 + len).toString('utf8'), pid };
+  if (tagLen > 0) req.tag = body.subarray(10 + len).toString('utf8');
   return req;
 }
 

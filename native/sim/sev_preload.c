@@ -15,7 +15,7 @@
  *
  * Wire format (all integers little-endian; each message is u32 length + body):
  *   OPEN  req : u8 type=1, u8 accmode (O_ACCMODE value), u16 path_len, path,
- *               [u16 tag_len, tag ($SEVKIT_SIM_TAG)]
+ *               u32 pid, u16 tag_len, tag ($SEVKIT_SIM_TAG, may be empty)
  *         rep : i32 errno (0 = opened)
  *   IOCTL req : u8 type=2, u8 writable, u8 data_null, u8 0, u32 cmd,
  *               u32 struct_len, struct bytes,
@@ -285,7 +285,7 @@ static int sim_open(const char *path, int flags)
 	/* Optional tag ($SEVKIT_SIM_TAG): lets a test aim injected faults at its own processes. */
 	const char *tag = g_tag;
 	size_t tag_len = strlen(tag);
-	uint8_t req[4 + 4096 + 2 + 255];
+	uint8_t req[4 + 4096 + 4 + 2 + 255];
 	size_t req_len = 0;
 	req[req_len++] = 1;
 	req[req_len++] = (uint8_t)(flags & O_ACCMODE);
@@ -293,12 +293,13 @@ static int sim_open(const char *path, int flags)
 	req[req_len++] = (uint8_t)(path_len >> 8);
 	memcpy(req + req_len, path, path_len);
 	req_len += path_len;
-	if (tag_len > 0) {
-		req[req_len++] = (uint8_t)tag_len;
-		req[req_len++] = 0;
-		memcpy(req + req_len, tag, tag_len);
-		req_len += tag_len;
-	}
+	/* The pid lets a test aim injected faults at its own process. */
+	put_u32(req + req_len, (uint32_t)getpid());
+	req_len += 4;
+	req[req_len++] = (uint8_t)tag_len;
+	req[req_len++] = 0;
+	memcpy(req + req_len, tag, tag_len);
+	req_len += tag_len;
 	uint32_t rlen = 0;
 	uint8_t *rep = NULL;
 	if (send_frame(fd, req, (uint32_t)req_len) < 0 || !(rep = recv_frame(fd, &rlen)) || rlen < 4) {

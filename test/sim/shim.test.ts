@@ -174,6 +174,22 @@ describe.skipIf(skipReason)('the addon in this worker, on the global simulator',
 });
 
 describe.skipIf(skipReason)('fault injection through the real addon', () => {
+  it('every firmware status comes back from the real addon as EIO with its number and name (pid-targeted faults)', async () => {
+    const { armFault } = await import('../../lib/sim/faults.js');
+    const { Ret } = await import('../../lib/sim/uapi.js');
+    const { SevPlatform } = await import('../../lib/platform/index.js');
+    const p = new SevPlatform();
+    for (const [name, code] of Object.entries(Ret)) {
+      if (code === 0) continue;
+      armFault(process.env.SEVKIT_SIM_STATE!, { cmd: 'PLATFORM_STATUS', fwStatus: code, pid: process.pid });
+      const err = (await p.status().catch((e: unknown) => e)) as { code?: string; fwStatus?: number; fwStatusName?: string };
+      expect(err.code, name).toBe('EIO');
+      expect(err.fwStatus, name).toBe(code);
+      expect(err.fwStatusName, name).toBe(`SEV_RET_${name}`);
+    }
+    expect((await p.status()).apiMajor).toBe(1);
+  });
+
   it('a tagged fault fails only the tagged process, with the status name on one line', async () => {
     const { armFault } = await import('../../lib/sim/faults.js');
     const { SevPlatform } = await import('../../lib/platform/index.js');
