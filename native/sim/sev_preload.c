@@ -336,7 +336,7 @@ static int sim_open(const char *path, int flags)
 
 #define OPEN_MODE_ARG(flags, mode)                                  \
 	mode_t mode = 0;                                                \
-	if ((flags) & (O_CREAT | O_TMPFILE)) {                          \
+	if (((flags) & O_CREAT) || ((flags) & O_TMPFILE) == O_TMPFILE) { \
 		va_list ap;                                                 \
 		va_start(ap, flags);                                        \
 		mode = (mode_t)va_arg(ap, int);                             \
