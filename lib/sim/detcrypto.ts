@@ -109,18 +109,6 @@ export function ecdsaSignDeterministic(key: KeyObject, hash: 'sha256' | 'sha384'
 
 // ---- RSA ---------------------------------------------------------------
 
-function modPow(base: bigint, exp: bigint, mod: bigint): bigint {
-  let result = 1n;
-  let b = base % mod;
-  let e = exp;
-  while (e > 0n) {
-    if (e & 1n) result = (result * b) % mod;
-    b = (b * b) % mod;
-    e >>= 1n;
-  }
-  return result;
-}
-
 function modInverse(a: bigint, m: bigint): bigint {
   let [oldR, r] = [a % m, m];
   let [oldS, s] = [1n, 0n];
@@ -150,31 +138,6 @@ const SMALL_PRIMES: number[] = (() => {
   return out;
 })();
 
-function millerRabin(n: bigint, drbg: HmacDrbg, rounds: number): boolean {
-  let d = n - 1n;
-  let r = 0;
-  while ((d & 1n) === 0n) {
-    d >>= 1n;
-    r++;
-  }
-  const byteLen = Math.ceil(n.toString(16).length / 2);
-  for (let i = 0; i < rounds; i++) {
-    const a = 2n + (bytesToBigInt(drbg.generate(byteLen)) % (n - 3n));
-    let x = modPow(a, d, n);
-    if (x === 1n || x === n - 1n) continue;
-    let composite = true;
-    for (let j = 1; j < r; j++) {
-      x = (x * x) % n;
-      if (x === n - 1n) {
-        composite = false;
-        break;
-      }
-    }
-    if (composite) return false;
-  }
-  return true;
-}
-
 function generatePrime(bits: number, e: bigint, drbg: HmacDrbg): bigint {
   for (;;) {
     const raw = drbg.generate(bits / 8);
@@ -191,9 +154,9 @@ function generatePrime(bits: number, e: bigint, drbg: HmacDrbg): bigint {
         }
       }
       if (small) continue;
-      if (modPow(2n, cand - 1n, cand) !== 1n) continue;
       if (gcd(cand - 1n, e) !== 1n) continue;
-      if (!millerRabin(cand, drbg, 8)) continue;
+      // Primality is a property of the number, so a native probabilistic test keeps the result deterministic.
+      if (!crypto.checkPrimeSync(cand)) continue;
       return cand;
     }
   }

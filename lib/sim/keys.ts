@@ -53,7 +53,7 @@ function signCa(cert: CaCert, key: KeyObject, seed: string, label: string): CaCe
  * saves time) under the user's cache dir.
  */
 export function loadOrCreateRoots(seed: string, cacheDir: string = path.join(defaultCacheDir(), 'sim-rsa')): { arkKey: KeyObject; askKey: KeyObject } {
-  const tag = crypto.createHash('sha256').update(`sevkit-sim-rsa\0${seed}`).digest('hex').slice(0, 32);
+  const tag = crypto.createHash('sha256').update(`sevkit-sim-rsa-v2\0${seed}`).digest('hex').slice(0, 32);
   const load = (role: string, bits: number): KeyObject => {
     const file = path.join(cacheDir, `${tag}-${role}.key.pem`);
     try {

@@ -456,3 +456,22 @@ describe('kernel 6.16 driver behaviour', () => {
     expect(issue(p, Cmd.SNP_COMMIT).errno).toBe(0);
   });
 });
+
+describe('deterministic derivation (uncached)', () => {
+  it('RSA keys and PSS signatures are functions of (seed, label)', async () => {
+    const { deriveRsa, rsaPssSignDeterministic, deriveP384 } = await import('../../lib/sim/detcrypto.js');
+    const a = deriveRsa('7', 'x', 2048);
+    const b = deriveRsa('7', 'x', 2048);
+    const c = deriveRsa('8', 'x', 2048);
+    const n = (k: crypto.KeyObject) => k.export({ format: 'jwk' }).n;
+    expect(n(a.publicKey)).toBe(n(b.publicKey));
+    expect(n(a.publicKey)).not.toBe(n(c.publicKey));
+    expect(a.privateKey.asymmetricKeyDetails?.modulusLength).toBe(2048);
+    const s1 = rsaPssSignDeterministic(a.privateKey, 'sha256', Buffer.from('m'), '7', 'l');
+    expect(s1.equals(rsaPssSignDeterministic(b.privateKey, 'sha256', Buffer.from('m'), '7', 'l'))).toBe(true);
+    expect(crypto.verify('sha256', Buffer.from('m'), { key: a.publicKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, s1)).toBe(true);
+    const d = (k: crypto.KeyObject) => k.export({ format: 'jwk' }).d;
+    expect(d(deriveP384('7', 'pdh:0'))).toBe(d(deriveP384('7', 'pdh:0')));
+    expect(d(deriveP384('7', 'pdh:0'))).not.toBe(d(deriveP384('7', 'pdh:1')));
+  });
+});
