@@ -10,7 +10,8 @@
  */
 import { parseArgs } from 'node:util';
 import { SevkitError } from '../errors.js';
-import { probeQemu, type QemuFact } from '../host/probes.js';
+import type { QemuFact } from '../host/probes.js';
+import { probeQemuCached } from '../host/qemuCache.js';
 
 // Exit codes and output helpers as in ./run.ts, repeated here because run.ts pulls in
 // commander, which alone costs about a quarter of a bare `node -e 0` at start-up.
@@ -46,6 +47,8 @@ Options:
   --cpuid FILE           CPUID JSON instead of the CPU's (default SEVKIT_CPUID)
   --no-firmware          skip the firmware view (no /dev/sev commands)
   --no-qemu              skip the QEMU check
+  --no-cache             always run qemu --version (default: remember it per QEMU binary
+                         in $XDG_CACHE_HOME/sevkit/qemu-version.json)
   --timeout MS           per firmware command and for qemu --version (default 10000)
   -h, --help             show this help
   -V, --version          show the version
@@ -73,6 +76,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         'no-firmware': { type: 'boolean' },
         'no-qemu': { type: 'boolean' },
         timeout: { type: 'string' },
+        'no-cache': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -108,9 +112,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   }
   try {
     // `qemu --version` is the slowest probe (a large dynamically linked binary): start it
-    // first so it overlaps with loading the probes and the addon.
+    // first so it overlaps with loading the probes and the addon, and reuse its answer
+    // while the binary is unchanged.
     const qemuCmd = process.env.SEVKIT_QEMU || 'qemu-system-x86_64';
-    const qemuFact: Promise<QemuFact> | null = values['no-qemu'] ? null : probeQemu(qemuCmd, timeoutMs);
+    const qemuFact: Promise<QemuFact> | null = values['no-qemu'] ? null : probeQemuCached(qemuCmd, { timeoutMs, cacheFile: values['no-cache'] ? null : undefined });
     const [{ probeHost }, { buildReport }] = await Promise.all([import('../host/gather.js'), import('../host/status.js')]);
     const facts = await probeHost({
       qemuFact,

@@ -269,6 +269,8 @@ export interface QemuFact {
   /** First line of --version. */
   banner: string | null;
   error?: string;
+  /** Answer taken from the sev-status cache for this unchanged binary (qemuCache.ts). */
+  cached?: boolean;
 }
 
 export function parseQemuVersion(text: string): string | null {

@@ -30,7 +30,8 @@
  *                "esEnabled": boolean | null, "guestCount": number | null,
  *                "error": { "code", "message", "fwStatus"?, "fwStatusName"? } | null,
  *                "snp": { …SNP_PLATFORM_STATUS fields… } | null, "snpError": {…} | null },
- *   "qemu": null | { "command", "found": boolean, "version": string | null, "banner": string | null, "error": string | null },
+ *   "qemu": null | { "command", "found": boolean, "version": string | null, "banner": string | null, "error": string | null,
+ *                    "cached": boolean },      // true: version remembered for this unchanged binary, QEMU not run
  *   "ovmf": { "dirs": string[], "packageVersion": string | null,
  *             "images": [{ "path", "size", "guidTable", "sevEsResetBlock", "secretArea", "kernelHashes", "snpMetadata" }] },
  *   "checks": [{ "id": string,             // stable ids, see CHECK_IDS
@@ -514,7 +515,7 @@ export interface StatusReport {
   sevDevice: { path: string; exists: boolean; readable: boolean; writable: boolean };
   memlock: { soft: string | null; hard: string | null };
   firmware: Record<string, unknown> | null;
-  qemu: { command: string; found: boolean; version: string | null; banner: string | null; error: string | null } | null;
+  qemu: { command: string; found: boolean; version: string | null; banner: string | null; error: string | null; cached: boolean } | null;
   ovmf: { dirs: string[]; packageVersion: string | null; images: unknown[] };
   checks: Check[];
   verdicts: Record<GuestType, Verdict>;
@@ -583,7 +584,9 @@ export function buildReport(f: HostFacts, required: GuestType = 'sev'): StatusRe
           snpError: fw.snpError ?? null,
         }
       : null,
-    qemu: f.qemu ? { command: f.qemu.command, found: f.qemu.found, version: f.qemu.version, banner: f.qemu.banner, error: f.qemu.error ?? null } : null,
+    qemu: f.qemu
+      ? { command: f.qemu.command, found: f.qemu.found, version: f.qemu.version, banner: f.qemu.banner, error: f.qemu.error ?? null, cached: f.qemu.cached ?? false }
+      : null,
     ovmf: { dirs: f.ovmf.dirs, packageVersion: f.ovmf.packageVersion, images: f.ovmf.images },
     checks,
     verdicts: v,

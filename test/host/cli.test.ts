@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT, runCli, type CliResult } from '../helpers/cli.js';
 import type { HostFixture, HostFixtureSpec } from '../../lib/host/fixture.js';
@@ -18,6 +19,7 @@ function envFor(fx: HostFixture, fw: Record<string, unknown> = {}): NodeJS.Proce
     SEVKIT_OVMF_DIRS: fx.ovmfDirs.join(':'),
     SEVKIT_DEVICE: '/dev/sev',
     SEVKIT_TEST_FW: JSON.stringify(fw),
+    XDG_CACHE_HOME: path.join(fx.root, '..', 'cache'),
     LD_PRELOAD: '',
   };
 }
@@ -104,6 +106,17 @@ describe('sev-status CLI', () => {
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout).firmware.error).toMatchObject({ code: 'ETIMEDOUT', message: 'PLATFORM_STATUS on /dev/sev did not answer within 300 ms' });
     expect(Date.now() - t0).toBeLessThan(30_000);
+  });
+
+  it('remembers the QEMU version per unchanged binary; a changed binary or --no-cache asks QEMU again', async () => {
+    const fx = fixture({ qemuVersion: '8.2.1' });
+    const q = async (args: string[] = []) => JSON.parse((await status(fx, ['--json', ...args])).stdout).qemu;
+    expect(await q()).toMatchObject({ version: '8.2.1', cached: false });
+    expect(await q()).toMatchObject({ version: '8.2.1', cached: true });
+    expect(await q(['--no-cache'])).toMatchObject({ version: '8.2.1', cached: false });
+    fs.writeFileSync(fx.qemu, '#!/bin/sh\necho "QEMU emulator version 9.1.0 (upgraded)"\n');
+    expect(await q()).toMatchObject({ version: '9.1.0', cached: false, banner: 'QEMU emulator version 9.1.0 (upgraded)' });
+    expect(await q()).toMatchObject({ version: '9.1.0', cached: true });
   });
 
   it('--help exits 0', async () => {

@@ -50,7 +50,7 @@ describe('sev-status on the simulated EPYC 9004 host', () => {
     expect(Object.keys(r.sevDevice)).toEqual(['path', 'exists', 'readable', 'writable']);
     expect(Object.keys(r.memlock)).toEqual(['soft', 'hard']);
     expect(Object.keys(r.firmware)).toEqual(['device', 'available', 'apiMajor', 'apiMinor', 'build', 'apiVersion', 'state', 'owner', 'esEnabled', 'guestCount', 'error', 'snp', 'snpError']);
-    expect(Object.keys(r.qemu)).toEqual(['command', 'found', 'version', 'banner', 'error']);
+    expect(Object.keys(r.qemu)).toEqual(['command', 'found', 'version', 'banner', 'error', 'cached']);
     expect(Object.keys(r.ovmf)).toEqual(['dirs', 'packageVersion', 'images']);
     expect(Object.keys(r.ovmf.images[0])).toEqual(['path', 'size', 'guidTable', 'sevEsResetBlock', 'secretArea', 'kernelHashes', 'snpMetadata']);
     for (const c of r.checks) expect(Object.keys(c)).toEqual(['id', 'group', 'title', 'status', 'detail', 'fix', 'blocks']);

@@ -1,0 +1,97 @@
+/**
+ * `qemu-system-x86_64 --version` is the slowest thing sev-status does (exec of a large,
+ * dynamically linked binary: tens of milliseconds, more under load). Its answer only
+ * changes when the binary does, so sev-status remembers it per binary identity
+ * (resolved path, inode, size, mtime) in a small cache file. Any cache problem just
+ * means asking QEMU again; the cache never decides anything on its own.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { probeQemu, type QemuFact } from './probes.js';
+
+const MAX_ENTRIES = 32;
+
+export function defaultCacheFile(): string | null {
+  const base = process.env.XDG_CACHE_HOME || (os.homedir() ? path.join(os.homedir(), '.cache') : '');
+  return base ? path.join(base, 'sevkit', 'qemu-version.json') : null;
+}
+
+/** Resolve a command like execvp would (PATH search for bare names). */
+export function resolveCommand(command: string, envPath = process.env.PATH ?? ''): string | null {
+  const isExec = (p: string) => {
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return fs.statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (command.includes('/')) return isExec(command) ? path.resolve(command) : null;
+  for (const dir of envPath.split(path.delimiter)) {
+    if (!dir) continue;
+    const p = path.join(dir, command);
+    if (isExec(p)) return p;
+  }
+  return null;
+}
+
+function identity(file: string): string | null {
+  try {
+    const real = fs.realpathSync(file);
+    const st = fs.statSync(real);
+    return `${real}|${st.ino}|${st.size}|${st.mtimeMs}`;
+  } catch {
+    return null;
+  }
+}
+
+type CacheDoc = { entries: Record<string, { version: string; banner: string | null; at: number }> };
+
+function readCache(file: string): CacheDoc {
+  try {
+    const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as CacheDoc;
+    if (doc && typeof doc.entries === 'object' && doc.entries) return doc;
+  } catch {
+    /* missing or corrupt: start afresh */
+  }
+  return { entries: {} };
+}
+
+function writeCache(file: string, doc: CacheDoc): void {
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, `${JSON.stringify(doc)}\n`, { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  } catch {
+    /* read-only home, ProtectHome=, ...: the next run asks QEMU again */
+  }
+}
+
+export interface QemuCacheOptions {
+  /** Cache file; null disables the cache. Default: $XDG_CACHE_HOME/sevkit/qemu-version.json. */
+  cacheFile?: string | null;
+  timeoutMs?: number;
+}
+
+/** probeQemu with the per-binary cache. `cached` tells whether QEMU was run. */
+export async function probeQemuCached(command: string, opts: QemuCacheOptions = {}): Promise<QemuFact & { cached: boolean }> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const cacheFile = opts.cacheFile === undefined ? defaultCacheFile() : opts.cacheFile;
+  const resolved = cacheFile ? resolveCommand(command) : null;
+  const key = resolved ? identity(resolved) : null;
+  if (!cacheFile || !key) return { ...(await probeQemu(command, timeoutMs)), cached: false };
+  const doc = readCache(cacheFile);
+  const hit = doc.entries[key];
+  if (hit && typeof hit.version === 'string') return { command, found: true, version: hit.version, banner: hit.banner ?? null, cached: true };
+  const fact = await probeQemu(command, timeoutMs);
+  if (fact.found && fact.version && !fact.error) {
+    const fresh = readCache(cacheFile);
+    fresh.entries[key] = { version: fact.version, banner: fact.banner, at: Date.now() };
+    const keys = Object.keys(fresh.entries).sort((a, b) => (fresh.entries[b]!.at ?? 0) - (fresh.entries[a]!.at ?? 0));
+    for (const k of keys.slice(MAX_ENTRIES)) delete fresh.entries[k];
+    writeCache(cacheFile, fresh);
+  }
+  return { ...fact, cached: false };
+}
