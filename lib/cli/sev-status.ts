@@ -93,7 +93,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     return EXIT_OK;
   }
   if (values.version) {
-    process.stdout.write(`${process.env.npm_package_version ?? '0.1.0'}\n`);
+    const { createRequire } = await import('node:module');
+    // lib/cli and dist/cli both sit two levels below the package root.
+    const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
+    process.stdout.write(`${pkg.version}\n`);
     return EXIT_OK;
   }
   const required = values.require ?? 'sev';

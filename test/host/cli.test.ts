@@ -119,6 +119,12 @@ describe('sev-status CLI', () => {
     expect(await q()).toMatchObject({ version: '9.1.0', cached: true });
   });
 
+  it('--version prints the package version', async () => {
+    const r = await runCli(['--version'], {}, 'sev-status');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version}\n`);
+  });
+
   it('--help exits 0', async () => {
     const r = await runCli(['--help'], {}, 'sev-status');
     expect(r.code).toBe(0);
