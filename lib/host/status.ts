@@ -95,6 +95,8 @@ export const FIXES = {
   kernelSev: 'kernel parameters: add "mem_encrypt=on kvm_amd.sev=1" to GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub and reboot (or reload now: modprobe -r kvm_amd && modprobe kvm_amd sev=1)',
   kernelSevEs: 'kernel parameter: add "kvm_amd.sev_es=1" to GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub and reboot (or: modprobe -r kvm_amd && modprobe kvm_amd sev=1 sev_es=1)',
   kernelSevSnp: 'kernel parameter: add "kvm_amd.sev_snp=1" to GRUB_CMDLINE_LINUX (with the IOMMU enabled), run update-grub and reboot',
+  kernelSevMissing: 'kvm_amd has no sev parameter: use a kernel built with CONFIG_KVM_AMD_SEV=y (Linux >= 4.16; every major distribution kernel)',
+  kernelEsTooOld: 'SEV-ES guests need a host kernel with SEV-ES support (Linux >= 5.11: kvm_amd has a sev_es parameter); install a newer kernel',
   kernelSnpTooOld: 'SEV-SNP guests need a host kernel with SNP support (Linux >= 6.11: kvm_amd has a sev_snp parameter); install a newer kernel',
   devSevMissing: 'the ccp driver creates /dev/sev only when the BIOS enabled SEV: enable SEV in BIOS, then modprobe ccp (dmesg shows "SEV: memory encryption not enabled by BIOS" otherwise)',
   devSevAccess:
@@ -318,9 +320,25 @@ export function evaluateChecks(f: HostFacts): Check[] {
     skipped('kernel.sev-snp', 'kernel', 'SEV-SNP enabled in KVM', 'kvm_amd not loaded');
   } else {
     const s = f.kvmAmd.sev;
-    add({ id: 'kernel.sev', group: 'kernel', title: 'SEV enabled in KVM', status: s.state === 'enabled' ? 'pass' : 'fail', detail: paramDetail(s, 'sev') + (s.state === 'enabled' ? '' : hint(['mem_encrypt', 'kvm_amd.sev'])), fix: FIXES.kernelSev, blocks: ALL });
+    add({
+      id: 'kernel.sev',
+      group: 'kernel',
+      title: 'SEV enabled in KVM',
+      status: s.state === 'enabled' ? 'pass' : 'fail',
+      detail: s.state === 'missing' ? `${kernel} has no kvm_amd sev parameter` : paramDetail(s, 'sev') + (s.state === 'enabled' ? '' : hint(['mem_encrypt', 'kvm_amd.sev'])),
+      fix: s.state === 'missing' ? FIXES.kernelSevMissing : FIXES.kernelSev,
+      blocks: ALL,
+    });
     const e = f.kvmAmd.sevEs;
-    add({ id: 'kernel.sev-es', group: 'kernel', title: 'SEV-ES enabled in KVM', status: e.state === 'enabled' ? 'pass' : 'fail', detail: paramDetail(e, 'sev_es') + (e.state === 'enabled' ? '' : hint(['kvm_amd.sev_es'])), fix: FIXES.kernelSevEs, blocks: ES_UP });
+    add({
+      id: 'kernel.sev-es',
+      group: 'kernel',
+      title: 'SEV-ES enabled in KVM',
+      status: e.state === 'enabled' ? 'pass' : 'fail',
+      detail: e.state === 'missing' ? `${kernel} has no kvm_amd sev_es parameter` : paramDetail(e, 'sev_es') + (e.state === 'enabled' ? '' : hint(['kvm_amd.sev_es'])),
+      fix: e.state === 'missing' ? FIXES.kernelEsTooOld : FIXES.kernelSevEs,
+      blocks: ES_UP,
+    });
     const n = f.kvmAmd.sevSnp;
     add({
       id: 'kernel.sev-snp',

@@ -112,6 +112,8 @@ const CASES: Case[] = [
   { name: 'kvm_amd not loaded', spec: { kvmAmd: false }, id: 'kernel.kvm-amd', fix: FIXES.kvmAmd, notReady: ALL },
   { name: 'kvm_amd sev=N', spec: { kvmAmd: { sev: 'N\n' }, cmdline: 'ro mem_encrypt=off' }, id: 'kernel.sev', fix: FIXES.kernelSev, notReady: ALL, detail: /kernel command line has mem_encrypt=off/ },
   { name: 'kvm_amd sev_es=N', spec: { kvmAmd: { sevEs: 'N\n' } }, id: 'kernel.sev-es', fix: FIXES.kernelSevEs, notReady: ES_UP },
+  { name: 'kernel without kvm_amd sev', spec: { kvmAmd: { sev: null } }, id: 'kernel.sev', fix: FIXES.kernelSevMissing, notReady: ALL, detail: /Linux 6\.12\.0-sim has no kvm_amd sev parameter/ },
+  { name: 'kernel without kvm_amd sev_es', spec: { kvmAmd: { sevEs: null } }, id: 'kernel.sev-es', fix: FIXES.kernelEsTooOld, notReady: ES_UP },
   { name: 'kvm_amd sev_snp=N', spec: { kvmAmd: { sevSnp: 'N\n' } }, id: 'kernel.sev-snp', fix: FIXES.kernelSevSnp, notReady: SNP_ONLY },
   { name: 'kernel without sev_snp', spec: { kvmAmd: { sevSnp: null }, osrelease: '6.1.0-28-amd64' }, id: 'kernel.sev-snp', fix: FIXES.kernelSnpTooOld, notReady: SNP_ONLY, detail: /Linux 6\.1\.0-28-amd64 has no kvm_amd sev_snp/ },
   { name: 'no /dev/sev', spec: { devSev: false }, id: 'device.sev', fix: FIXES.devSevMissing, notReady: ALL },
