@@ -18,6 +18,10 @@ export function buildProgram(): Command {
   const program = new Command('sevkit')
     .description('AMD SEV toolkit: platform commands, certificate chains, launch sessions, measurements and secrets')
     .version(process.env.npm_package_version ?? '0.1.0', '-V, --version')
+    // sevctl takes -q before the subcommand (`sevctl -q ok`); positional options keep a
+    // subcommand's own -q/--quiet (sim, crn serve) from being swallowed by this one.
+    .option('-q, --quiet', 'print nothing where a command supports it; the exit code tells')
+    .enablePositionalOptions()
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'sevkit: ')) });
