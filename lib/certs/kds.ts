@@ -10,6 +10,7 @@ import path from 'node:path';
 import { KdsError } from './errors.js';
 import { decodeSevCert } from './sev-cert.js';
 import { Usage } from './constants.js';
+import { writeFileAtomic } from '../fsutil.js';
 
 export const KDS_CEK_URL = 'https://kdsintf.amd.com/cek/id/';
 
@@ -81,9 +82,7 @@ export function storeCek(id: Uint8Array | string, cek: Buffer, opts: { cacheDir?
   decodeSevCert(cek, { name: 'CEK', usage: Usage.CEK });
   fs.mkdirSync(dir, { recursive: true });
   const p = cachePath(dir, kdsChipIdHex(id));
-  const tmp = `${p}.${process.pid}.${Date.now()}.tmp`;
-  fs.writeFileSync(tmp, cek, { mode: 0o644 });
-  fs.renameSync(tmp, p);
+  writeFileAtomic(p, cek, 0o644);
 }
 
 /** Retry-After as seconds or an HTTP date; default 5 s like sevctl. */

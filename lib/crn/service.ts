@@ -25,6 +25,7 @@ import type { CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './b
 import { decodeStrictBase64, errorJson, HttpError, readBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
 import { isEthAddress, isSolAddress } from './wallet.js';
+import { writeFileAtomic } from '../fsutil.js';
 
 export const SEV_CERT_SIZE = 0x824;
 export const CERT_CHAIN_SIZE = 4 * SEV_CERT_SIZE;
@@ -362,8 +363,8 @@ export class CrnService {
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
-      writeFileAtomic(path.join(dir, 'vm_session.b64'), sessionText);
-      writeFileAtomic(path.join(dir, 'vm_godh.b64'), godhText);
+      writeFileAtomic(path.join(dir, 'vm_session.b64'), sessionText, 0o600);
+      writeFileAtomic(path.join(dir, 'vm_godh.b64'), godhText, 0o600);
     } catch (e) {
       rec.state = 'failed';
       rec.reason = 'could not store the session files';
@@ -514,11 +515,6 @@ function validateAllocation(a: unknown): AllocationRequest {
   };
 }
 
-function writeFileAtomic(file: string, text: string): void {
-  const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
-  fs.writeFileSync(tmp, text, { mode: 0o600 });
-  fs.renameSync(tmp, file);
-}
 
 function clipPath(p: string): string {
   return p.length > 200 ? `${p.slice(0, 200)}…` : p.replace(/[^\x20-\x7e]/g, '?');

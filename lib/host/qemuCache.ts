@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { probeQemu, type QemuFact } from './probes.js';
+import { writeFileAtomic } from '../fsutil.js';
 
 const MAX_ENTRIES = 32;
 
@@ -61,9 +62,7 @@ function readCache(file: string): CacheDoc {
 function writeCache(file: string, doc: CacheDoc): void {
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, `${JSON.stringify(doc)}\n`, { mode: 0o600 });
-    fs.renameSync(tmp, file);
+    writeFileAtomic(file, `${JSON.stringify(doc)}\n`, 0o600);
   } catch {
     /* read-only home, ProtectHome=, ...: the next run asks QEMU again */
   }

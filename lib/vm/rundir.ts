@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { VmLaunchError } from './errors.js';
+import { writeFileAtomic } from '../fsutil.js';
 
 export function defaultRunRoot(): string {
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
@@ -34,9 +35,7 @@ export function createRunDir(root: string, name: string): string {
 /** Writes a key file 0600 through a temp name + rename, so QEMU never sees half a file. */
 export function writePrivateFile(dir: string, name: string, content: string | Buffer): string {
   const final = path.join(dir, name);
-  const tmp = path.join(dir, `.${name}.tmp`);
-  fs.writeFileSync(tmp, content, { mode: 0o600, flag: 'wx' });
-  fs.renameSync(tmp, final);
+  writeFileAtomic(final, content, 0o600);
   return final;
 }
 

@@ -22,20 +22,11 @@ async function readInput(file: string, what: string): Promise<Buffer> {
 
 /** Write via a temp file + rename so no half-written file is ever left. */
 async function writeAtomic(file: string, data: Buffer, mode: number): Promise<void> {
-  const fs = await import('node:fs');
-  const path = await import('node:path');
+  const { writeFileAtomic } = await import('../../fsutil.js');
   const { InputError } = await import('../../errors.js');
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   try {
-    fs.writeFileSync(tmp, data, { mode, flag: 'wx' });
-    fs.chmodSync(tmp, mode);
-    fs.renameSync(tmp, file);
+    writeFileAtomic(file, data, mode);
   } catch (e) {
-    try {
-      fs.rmSync(tmp, { force: true });
-    } catch {
-      /* nothing to clean */
-    }
     const err = e as NodeJS.ErrnoException;
     throw new InputError(`${file}: cannot write: ${err.code ?? err.message}`);
   }

@@ -28,17 +28,11 @@ const intOpt = (what: string) => (v: string) => parseIntArg(v, what);
 
 /** Write a file via temp + rename (never a half-written file). */
 async function writeAtomic(file: string, data: Buffer | string, mode = 0o644): Promise<void> {
-  const fs = await import('node:fs');
-  const path = await import('node:path');
-  const crypto = await import('node:crypto');
+  const { writeFileAtomic } = await import('../../fsutil.js');
   const { InputError } = await import('../../errors.js');
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(3).toString('hex')}.tmp`);
   try {
-    fs.writeFileSync(tmp, data, { mode, flag: 'wx' });
-    fs.chmodSync(tmp, mode);
-    fs.renameSync(tmp, file);
+    writeFileAtomic(file, data, mode);
   } catch (e) {
-    fs.rmSync(tmp, { force: true });
     const err = e as NodeJS.ErrnoException;
     throw new InputError(`${file}: cannot write: ${err.code ?? err.message}`);
   }

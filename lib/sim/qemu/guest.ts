@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { SevGuestConfig, ParsedQemu } from './argv.js';
 import { GuestFirmwareError, fwStatusText, type ApiInfo, type GuestFirmware } from './firmware.js';
 import { QmpReply } from './qmp-server.js';
+import { writeFileAtomic } from '../../fsutil.js';
 
 /** Fatal start-up error: printed as QEMU would, then exit 1. */
 export class QemuStartError extends Error {}
@@ -238,9 +239,7 @@ export class SevGuest {
       if (this.guestDir) {
         fs.mkdirSync(this.guestDir, { recursive: true, mode: 0o700 });
         const file = path.join(this.guestDir, 'launch-secret.bin');
-        const tmp = `${file}.${process.pid}.tmp`;
-        fs.writeFileSync(tmp, plain, { mode: 0o600 });
-        fs.renameSync(tmp, file);
+        writeFileAtomic(file, plain, 0o600);
         fs.writeFileSync(path.join(this.guestDir, 'launch-secret.json'), `${JSON.stringify({ gpa, length: plain.length, note: 'SIMULATED: what the guest would find at gpa' })}\n`, { mode: 0o600 });
       }
     } finally {
