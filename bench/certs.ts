@@ -6,6 +6,7 @@
  *
  *   node --import tsx bench/certs.ts [--seconds S]
  */
+import { opsPerCpuSecond } from './cpu-bench.js';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,24 +19,7 @@ const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 1;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** ops per CPU-second after a short warm-up (CPU time so other load does not skew ratios). */
-function bench(fn: () => unknown, seconds: number): number {
-  const cpu = () => {
-    const u = process.cpuUsage();
-    return (u.user + u.system) / 1e6;
-  };
-  const warm = performance.now();
-  while (performance.now() - warm < 20) fn();
-  let n = 0;
-  const start = cpu();
-  let now = start;
-  while (now - start < seconds) {
-    fn();
-    n++;
-    now = cpu();
-  }
-  return n / (now - start);
-}
+const bench = opsPerCpuSecond;
 
 for (const gen of ['naples', 'rome'] as const) {
   const raw = fs.readFileSync(path.resolve(ROOT, `../shared/vectors/virtee-derived/${gen}/full_chain.cert`));

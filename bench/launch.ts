@@ -6,6 +6,7 @@
  *
  *   node --import tsx bench/launch.ts [--seconds S]
  */
+import { opsPerCpuSecond } from './cpu-bench.js';
 import crypto from 'node:crypto';
 import { createSevCert, encodeSevCert, Usage, Algo } from '../lib/certs/index.js';
 import { createSession, computeLaunchDigest, launchMeasure, buildSecret, DISK_PASSWORD_GUID } from '../lib/launch/index.js';
@@ -13,28 +14,7 @@ import { createSession, computeLaunchDigest, launchMeasure, buildSecret, DISK_PA
 const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 1;
 
-/**
- * Run fn repeatedly for `seconds` of CPU time (after a short warm-up) and
- * return ops per CPU-second. CPU time, not wall time, so other processes on a
- * shared machine do not skew the ratios.
- */
-function bench(fn: () => unknown, seconds: number): number {
-  const cpu = () => {
-    const u = process.cpuUsage();
-    return (u.user + u.system) / 1e6;
-  };
-  const warm = performance.now();
-  while (performance.now() - warm < 20) fn();
-  let n = 0;
-  const start = cpu();
-  let now = start;
-  while (now - start < seconds) {
-    fn();
-    n++;
-    now = cpu();
-  }
-  return n / (now - start);
-}
+const bench = opsPerCpuSecond;
 
 const { publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
 const pdh = encodeSevCert(createSevCert({ usage: Usage.PDH, algo: Algo.ECDH_SHA256, publicKey }));

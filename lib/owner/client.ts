@@ -3,6 +3,7 @@
  * format (what aleph-sdk-python's VmConfidentialClient sends), so it works
  * against aleph's CRNs and against sevkit's reference CRN.
  */
+import type { AlephSevInfo } from '../crn/backend.js';
 import { SevkitError } from '../errors.js';
 import { createAuthSession, type AuthSession } from '../crn/auth.js';
 import type { Wallet } from '../crn/wallet.js';
@@ -32,15 +33,7 @@ function describeFetchError(e: unknown): string {
 
 /** The measurement answer (aleph-sdk SEVMeasurement). */
 export interface SevMeasurementResponse {
-  sev_info: {
-    enabled: boolean;
-    api_major: number;
-    api_minor: number;
-    build_id: number;
-    policy: number;
-    state: string;
-    handle: number;
-  };
+  sev_info: AlephSevInfo;
   launch_measure: string;
 }
 
