@@ -3,23 +3,20 @@
  * kernel-qemu.md §1.2–1.3, §1.6).
  */
 import os from 'node:os';
+import { SevCmd, SevRet } from '../platform/constants.js';
 
-export const Cmd = {
-  FACTORY_RESET: 0,
-  PLATFORM_STATUS: 1,
-  PEK_GEN: 2,
-  PEK_CSR: 3,
-  PDH_GEN: 4,
-  PDH_CERT_EXPORT: 5,
-  PEK_CERT_IMPORT: 6,
-  GET_ID: 7,
-  GET_ID2: 8,
-  SNP_PLATFORM_STATUS: 9,
-  SNP_COMMIT: 10,
-  SNP_SET_CONFIG: 11,
-  SNP_VLEK_LOAD: 12,
-  SEV_MAX: 13,
-} as const;
+/**
+ * The simulator's short names for the ABI values of lib/platform/constants.ts
+ * (`SEV_PEK_GEN` → `PEK_GEN`, `SEV_RET_INVALID_LEN` → `INVALID_LEN`): one table of
+ * numbers for the addon's side and the model's, so they cannot drift apart.
+ */
+type Unprefixed<T, P extends string> = { readonly [K in keyof T as K extends `${P}${infer R}` ? R : K]: T[K] };
+function unprefixed<T extends Record<string, number>, P extends string>(table: T, prefix: P): Unprefixed<T, P> {
+  return Object.fromEntries(Object.entries(table).map(([k, v]) => [k.startsWith(prefix) ? k.slice(prefix.length) : k, v])) as Unprefixed<T, P>;
+}
+
+const { MAX: _max, ...commands } = unprefixed(SevCmd, 'SEV_');
+export const Cmd = { ...commands, SEV_MAX: SevCmd.SEV_MAX } as const;
 export type CmdName = Exclude<keyof typeof Cmd, 'SEV_MAX'>;
 
 export function cmdName(id: number): string {
@@ -27,48 +24,9 @@ export function cmdName(id: number): string {
   return `CMD_${id}`;
 }
 
-/** Firmware status codes (enum sev_ret_code). */
-export const Ret = {
-  SUCCESS: 0x00,
-  INVALID_PLATFORM_STATE: 0x01,
-  INVALID_GUEST_STATE: 0x02,
-  INVALID_CONFIG: 0x03,
-  INVALID_LEN: 0x04,
-  ALREADY_OWNED: 0x05,
-  INVALID_CERTIFICATE: 0x06,
-  POLICY_FAILURE: 0x07,
-  INACTIVE: 0x08,
-  INVALID_ADDRESS: 0x09,
-  BAD_SIGNATURE: 0x0a,
-  BAD_MEASUREMENT: 0x0b,
-  ASID_OWNED: 0x0c,
-  INVALID_ASID: 0x0d,
-  WBINVD_REQUIRED: 0x0e,
-  DFFLUSH_REQUIRED: 0x0f,
-  INVALID_GUEST: 0x10,
-  INVALID_COMMAND: 0x11,
-  ACTIVE: 0x12,
-  HWSEV_RET_PLATFORM: 0x13,
-  HWSEV_RET_UNSAFE: 0x14,
-  UNSUPPORTED: 0x15,
-  INVALID_PARAM: 0x16,
-  RESOURCE_LIMIT: 0x17,
-  SECURE_DATA_INVALID: 0x18,
-  INVALID_PAGE_SIZE: 0x19,
-  INVALID_PAGE_STATE: 0x1a,
-  INVALID_MDATA_ENTRY: 0x1b,
-  INVALID_PAGE_OWNER: 0x1c,
-  AEAD_OFLOW: 0x1d,
-  EXIT_RING_BUFFER: 0x1f,
-  RMP_INIT_REQUIRED: 0x20,
-  BAD_SVN: 0x21,
-  BAD_VERSION: 0x22,
-  SHUTDOWN_REQUIRED: 0x23,
-  UPDATE_FAILED: 0x24,
-  RESTORE_REQUIRED: 0x25,
-  RMP_INITIALIZATION_FAILED: 0x26,
-  INVALID_KEY: 0x27,
-} as const;
+/** Firmware status codes (enum sev_ret_code); NO_FW_CALL is kernel-only, never a firmware answer. */
+const { NO_FW_CALL: _noFwCall, ...statuses } = unprefixed(SevRet, 'SEV_RET_');
+export const Ret = statuses;
 
 /** Accepts 10, "0x0a", "BAD_SIGNATURE" or "SEV_RET_BAD_SIGNATURE". */
 export function parseRet(v: number | string): number | undefined {
