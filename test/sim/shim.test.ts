@@ -94,6 +94,14 @@ describe.skipIf(skipReason)('acceptance: sevkit sim -- sevkit ...', () => {
     expect(bad.stderr).toMatch(/is a directory/);
   });
 
+  it('sim ca OUT inside a running simulator writes that simulator\'s roots, not the default state\'s', async () => {
+    const out = path.join(state, 'nested-ca.cert');
+    const r = await runCli(['sim', 'ca', out], { env: { SEVKIT_SIM_STATE: state, XDG_CACHE_HOME: path.join(state, 'no-default-cache') } });
+    expect(r.code).toBe(0);
+    expect(fs.readFileSync(out).equals(Buffer.concat([fs.readFileSync(path.join(state, 'ask.cert')), fs.readFileSync(path.join(state, 'ark.cert'))]))).toBe(true);
+    expect(fs.existsSync(path.join(state, 'no-default-cache', 'sevkit', 'sim'))).toBe(false);
+  });
+
   it('passes through the exit code and the simulator environment; 127 for a missing command; usage errors', async () => {
     const r = await runCli(['sim', '--state', state, '-q', '--', 'sh', '-c', 'test -n "$SEVKIT_SIM_SOCKET" && test -f "$SEVKIT_CPUID" && test -d "$SEVKIT_HOST_ROOT/sys/module/kvm_amd" && command -v qemu-system-x86_64 | grep -q "$SEVKIT_SIM_STATE/bin" && exit 7']);
     expect(r.code).toBe(7);

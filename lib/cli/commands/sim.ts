@@ -32,7 +32,8 @@ async function writeCa(o: SimOpts, out: string): Promise<void> {
   const { InputError } = await import('../../errors.js');
   const fs = await import('node:fs');
   const seed = seedOf(o);
-  const p = SimPlatform.open(o.state ?? defaultStateDir(), seed === undefined ? {} : { seed });
+  // Inside `sevkit sim -- ...` the CA is the running simulator's, not the default state's.
+  const p = SimPlatform.open(o.state ?? process.env.SEVKIT_SIM_STATE ?? defaultStateDir(), seed === undefined ? {} : { seed });
   let isDir = false;
   try {
     isDir = fs.statSync(out).isDirectory();
