@@ -22,9 +22,9 @@ export function derived(gen: 'naples' | 'rome', name: 'sev_chain' | 'ca_chain' |
 }
 export const derivedPath = (gen: string, name: string) => path.join(DERIVED, gen, `${name}.cert`);
 
-/** Pre-generated TEST RSA keys (test/certs/data), so no test waits for RSA-4096 key generation. */
+/** Pre-generated TEST RSA keys (test/fixtures/certs), so no test waits for RSA-4096 key generation. */
 export function testRsa(name: 'ark' | 'ask' | 'other', bits: 2048 | 4096): { privateKey: crypto.KeyObject; publicKey: crypto.KeyObject } {
-  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'data', `test-${name}-${bits}.key.pem`);
+  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/certs', `test-${name}-${bits}.key.pem`);
   const privateKey = crypto.createPrivateKey(fs.readFileSync(file));
   return { privateKey, publicKey: crypto.createPublicKey(privateKey) };
 }
