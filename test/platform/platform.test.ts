@@ -184,6 +184,18 @@ describe.skipIf(!MODE)(`platform suite on ${MODE ?? `nothing (skipped: ${SKIP_RE
       checkChain(reset);
     });
 
+    it.runIf(SIM)('SNP_SET_CONFIG sets the reported TCB and masks; SNP_COMMIT commits', async () => {
+      const before = await platform.snpPlatformStatus();
+      const older = before.currentTcbVersion - 1n; // a reported TCB may lag the current one
+      await platform.snpSetConfig({ reportedTcb: older, maskChipId: true });
+      const after = await platform.snpPlatformStatus();
+      expect(after).toMatchObject({ reportedTcbVersion: older, maskChipId: true, maskChipKey: false, currentTcbVersion: before.currentTcbVersion });
+      await platform.snpSetConfig({ reportedTcb: before.currentTcbVersion });
+      await platform.snpCommit();
+      const committed = await platform.snpPlatformStatus();
+      expect(committed).toMatchObject({ reportedTcbVersion: before.currentTcbVersion, maskChipId: false });
+    });
+
     it('a PEK not signed by the given OCA is refused by the firmware', async () => {
       const csr = await platform.pekCsr();
       const k1 = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
