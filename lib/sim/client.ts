@@ -30,14 +30,81 @@ export interface SimApi {
   build: number;
 }
 
-export class SimClient {
+/**
+ * The guest-launch firmware commands as typed calls over `request(op, args)`
+ * (wire form: binary as base64). SimClient carries them to the daemon; the
+ * QEMU wrapper's in-process firmware hands them straight to the same model
+ * (lib/sim/guests.ts guestOp).
+ */
+export abstract class SimCalls {
+  abstract request<T = unknown>(op: string, args?: Record<string, unknown>): Promise<T>;
+  abstract close(): void;
+
+  // ---- guest launch (as KVM issues them) ----------------------------------
+
+  async api(): Promise<SimApi> {
+    return this.request<SimApi>('api');
+  }
+
+  /** LAUNCH_START (+ ACTIVATE): returns the guest handle. Without godh/session the firmware picks the keys. */
+  async launchStart(a: { policy: number; godh?: Buffer; session?: Buffer }): Promise<number> {
+    const args: Record<string, unknown> = { policy: a.policy };
+    if (a.godh) args.godh = a.godh.toString('base64');
+    if (a.session) args.session = a.session.toString('base64');
+    const r = await this.request<{ handle: number }>('launchStart', args);
+    return r.handle;
+  }
+
+  async launchUpdateData(handle: number, data: Buffer): Promise<void> {
+    await this.request('launchUpdateData', { handle, data: data.toString('base64') });
+  }
+
+  async launchUpdateVmsa(handle: number, page: Buffer): Promise<void> {
+    await this.request('launchUpdateVmsa', { handle, page: page.toString('base64') });
+  }
+
+  /** 48 bytes: MEASURE ‖ MNONCE. */
+  async launchMeasure(handle: number): Promise<Buffer> {
+    const r = await this.request<{ measurement: string }>('launchMeasure', { handle });
+    return Buffer.from(r.measurement, 'base64');
+  }
+
+  /** Checks the packet MAC; returns the plaintext the guest would find at `gpa`. */
+  async launchSecret(handle: number, header: Buffer, payload: Buffer, gpa: number): Promise<Buffer> {
+    const r = await this.request<{ plaintext: string }>('launchSecret', { handle, header: header.toString('base64'), payload: payload.toString('base64'), gpa });
+    return Buffer.from(r.plaintext, 'base64');
+  }
+
+  async launchFinish(handle: number): Promise<void> {
+    await this.request('launchFinish', { handle });
+  }
+
+  async decommission(handle: number): Promise<void> {
+    await this.request('decommission', { handle });
+  }
+
+  async pdhCertExport(): Promise<{ pdh: Buffer; certChain: Buffer }> {
+    const r = await this.request<{ pdh: string; certChain: string }>('pdhCertExport');
+    return { pdh: Buffer.from(r.pdh, 'base64'), certChain: Buffer.from(r.certChain, 'base64') };
+  }
+
+  async getId(): Promise<Buffer> {
+    const r = await this.request<{ id: string }>('getId');
+    return Buffer.from(r.id, 'base64');
+  }
+
+}
+
+export class SimClient extends SimCalls {
   private sock: net.Socket | undefined;
   private readonly reader = new FrameReader();
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private closedError: Error | undefined;
 
-  private constructor(readonly socketPath: string) {}
+  private constructor(readonly socketPath: string) {
+    super();
+  }
 
   /** Connects to the daemon (default: $SEVKIT_SIM_SOCKET). */
   static async connect(socketPath: string | undefined = process.env.SEVKIT_SIM_SOCKET): Promise<SimClient> {
@@ -101,7 +168,7 @@ export class SimClient {
   }
 
   /** One request; resolves with the daemon's result. */
-  request<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+  override request<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
     if (!this.sock || this.closedError) return Promise.reject(this.closedError ?? new SimClientError('ERR_SIM_CLIENT', 'client is closed'));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
@@ -109,59 +176,6 @@ export class SimClient {
       const tag = process.env.SEVKIT_SIM_TAG;
       this.sock!.write(frame(encodeJson({ id, op, args, pid: process.pid, ...(tag ? { tag } : {}) })));
     });
-  }
-
-  // ---- guest launch (as KVM issues them) ----------------------------------
-
-  async api(): Promise<SimApi> {
-    return this.request<SimApi>('api');
-  }
-
-  /** LAUNCH_START (+ ACTIVATE): returns the guest handle. Without godh/session the firmware picks the keys. */
-  async launchStart(a: { policy: number; godh?: Buffer; session?: Buffer }): Promise<number> {
-    const args: Record<string, unknown> = { policy: a.policy };
-    if (a.godh) args.godh = a.godh.toString('base64');
-    if (a.session) args.session = a.session.toString('base64');
-    const r = await this.request<{ handle: number }>('launchStart', args);
-    return r.handle;
-  }
-
-  async launchUpdateData(handle: number, data: Buffer): Promise<void> {
-    await this.request('launchUpdateData', { handle, data: data.toString('base64') });
-  }
-
-  async launchUpdateVmsa(handle: number, page: Buffer): Promise<void> {
-    await this.request('launchUpdateVmsa', { handle, page: page.toString('base64') });
-  }
-
-  /** 48 bytes: MEASURE ‖ MNONCE. */
-  async launchMeasure(handle: number): Promise<Buffer> {
-    const r = await this.request<{ measurement: string }>('launchMeasure', { handle });
-    return Buffer.from(r.measurement, 'base64');
-  }
-
-  /** Checks the packet MAC; returns the plaintext the guest would find at `gpa`. */
-  async launchSecret(handle: number, header: Buffer, payload: Buffer, gpa: number): Promise<Buffer> {
-    const r = await this.request<{ plaintext: string }>('launchSecret', { handle, header: header.toString('base64'), payload: payload.toString('base64'), gpa });
-    return Buffer.from(r.plaintext, 'base64');
-  }
-
-  async launchFinish(handle: number): Promise<void> {
-    await this.request('launchFinish', { handle });
-  }
-
-  async decommission(handle: number): Promise<void> {
-    await this.request('decommission', { handle });
-  }
-
-  async pdhCertExport(): Promise<{ pdh: Buffer; certChain: Buffer }> {
-    const r = await this.request<{ pdh: string; certChain: string }>('pdhCertExport');
-    return { pdh: Buffer.from(r.pdh, 'base64'), certChain: Buffer.from(r.certChain, 'base64') };
-  }
-
-  async getId(): Promise<Buffer> {
-    const r = await this.request<{ id: string }>('getId');
-    return Buffer.from(r.id, 'base64');
   }
 
   // ---- control -------------------------------------------------------------
@@ -178,7 +192,7 @@ export class SimClient {
     await this.request('clearFaults');
   }
 
-  close(): void {
+  override close(): void {
     this.fail(new SimClientError('ERR_SIM_CLIENT', 'client is closed'));
     this.sock?.end();
     this.sock?.destroy();
