@@ -9,7 +9,7 @@
  *   2  usage error: unknown command or flag, missing or malformed argument
  */
 import { InvalidArgumentError, CommanderError } from 'commander';
-import { SevkitError, UsageError } from '../errors.js';
+import { InputError, SevkitError, UsageError } from '../errors.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAIL = 1;
@@ -82,3 +82,22 @@ export function parseIntArg(value: string, what = 'number'): number {
 }
 
 export { CommanderError };
+
+/**
+ * Write a file a command produces: atomically (never half a file, see lib/fsutil),
+ * refusing a directory, and failing with one line that names the file and, when
+ * given, what it was meant to hold. fsutil is imported lazily to keep start-up fast.
+ */
+export async function writeOutputFile(file: string, data: string | Uint8Array, opts: { mode?: number; what?: string } = {}): Promise<void> {
+  const fs = await import('node:fs');
+  const { writeFileAtomic } = await import('../fsutil.js');
+  if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new InputError(`${file}: is a directory, expected a file path${opts.what ? ` for ${opts.what}` : ''}`);
+  }
+  try {
+    writeFileAtomic(file, data, opts.mode ?? 0o644);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new InputError(`${file}: cannot write${opts.what ? ` ${opts.what}` : ''}: ${err.code ?? err.message}`);
+  }
+}

@@ -3,7 +3,7 @@
  * validate. Thin over lib/certs; the library is imported lazily.
  */
 import type { Command } from 'commander';
-import { action, printJson, useColor, EXIT_FAIL } from '../run.js';
+import { action, printJson, useColor, writeOutputFile, EXIT_FAIL } from '../run.js';
 
 /** Read a whole input file, turning fs errors into one clear line. */
 async function readInput(file: string, what: string): Promise<Buffer> {
@@ -20,17 +20,6 @@ async function readInput(file: string, what: string): Promise<Buffer> {
   }
 }
 
-/** Write via a temp file + rename so no half-written file is ever left. */
-async function writeAtomic(file: string, data: Buffer, mode: number): Promise<void> {
-  const { writeFileAtomic } = await import('../../fsutil.js');
-  const { InputError } = await import('../../errors.js');
-  try {
-    writeFileAtomic(file, data, mode);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new InputError(`${file}: cannot write: ${err.code ?? err.message}`);
-  }
-}
 
 /** The platform (lib/platform, owned by the native area), loaded only when a command needs it. */
 async function openPlatform(device?: string) {
@@ -90,8 +79,8 @@ async function generateCmd(certPath: string, keyPath: string, o: { json?: boolea
   const oca = certs.signSevCert(unsigned, 1, { signerUsage: certs.Usage.OCA, signerAlgo: certs.Algo.ECDSA_SHA256, privateKey });
   const keyDer = certs.encodeOcaKey(privateKey);
   try {
-    await writeAtomic(keyPath, keyDer, 0o600);
-    await writeAtomic(certPath, certs.encodeSevCert(oca), 0o644);
+    await writeOutputFile(keyPath, keyDer, { mode: 0o600 });
+    await writeOutputFile(certPath, certs.encodeSevCert(oca));
   } finally {
     keyDer.fill(0);
   }

@@ -5,7 +5,7 @@
  * which is imported lazily inside each action.
  */
 import { Command, Option } from 'commander';
-import { action, parseIntArg, printJson, EXIT_FAIL, EXIT_OK } from '../run.js';
+import { action, parseIntArg, printJson, writeOutputFile, EXIT_FAIL, EXIT_OK } from '../run.js';
 
 type Launch = typeof import('../../launch/index.js');
 const launchLib = (): Promise<Launch> => import('../../launch/index.js');
@@ -26,17 +26,6 @@ async function parsePolicyArg(text: string): Promise<import('../../launch/index.
 }
 const intOpt = (what: string) => (v: string) => parseIntArg(v, what);
 
-/** Write a file via temp + rename (never a half-written file). */
-async function writeAtomic(file: string, data: Buffer | string, mode = 0o644): Promise<void> {
-  const { writeFileAtomic } = await import('../../fsutil.js');
-  const { InputError } = await import('../../errors.js');
-  try {
-    writeFileAtomic(file, data, mode);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new InputError(`${file}: cannot write: ${err.code ?? err.message}`);
-  }
-}
 
 // ---------------------------------------------------------------- session
 
@@ -202,7 +191,7 @@ async function measurementBuildCmd(o: BuildOpts): Promise<void> {
   const out = L.launchMeasure({ digest, mnonce: nonce, tik, apiMajor: o.apiMajor, apiMinor: o.apiMinor, build: o.buildId, policy: o.policy });
   tik.fill(0);
   if (o.outfile) {
-    await writeAtomic(o.outfile, out);
+    await writeOutputFile(o.outfile, out);
     process.stdout.write(`Wrote outfile: ${o.outfile}\n`);
   } else {
     process.stdout.write(`${out.toString('base64')}\n`);
@@ -299,7 +288,7 @@ async function vmsaOptions(o: VmsaOpts): Promise<import('../../launch/index.js')
 
 async function vmsaBuildCmd(file: string, o: VmsaOpts): Promise<void> {
   const L = await launchLib();
-  await writeAtomic(file, L.buildSevctlVmsa(await vmsaOptions(o)));
+  await writeOutputFile(file, L.buildSevctlVmsa(await vmsaOptions(o)));
 }
 
 async function vmsaUpdateCmd(file: string, o: VmsaOpts): Promise<void> {
@@ -307,7 +296,7 @@ async function vmsaUpdateCmd(file: string, o: VmsaOpts): Promise<void> {
   const { readFileChecked } = await bytesLib();
   const page = readFileChecked(file, 'VMSA file');
   if (page.length !== L.VMSA_SIZE) throw new L.VmsaError(`${file}: ${page.length} bytes, a VMSA file is ${L.VMSA_SIZE}`, 'ERR_VMSA_SIZE');
-  await writeAtomic(file, L.updateSevctlVmsa(page, await vmsaOptions(o)));
+  await writeOutputFile(file, L.updateSevctlVmsa(page, await vmsaOptions(o)));
 }
 
 async function vmsaShowCmd(file: string): Promise<void> {
@@ -346,9 +335,9 @@ async function secretBuildCmd(headerFile: string, payloadFile: string, o: Secret
   if (o.firmware) maxSize = L.requireSecretArea(L.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware), o.firmware).size;
   try {
     const s = L.buildSecret({ tek, tik, measurement: blob, entries, layout: o.layout, ...(iv ? { iv } : {}), ...(maxSize !== undefined ? { maxSize } : {}) });
-    await writeAtomic(headerFile, s.header);
+    await writeOutputFile(headerFile, s.header);
     process.stdout.write(`Wrote header to: ${headerFile}\n`);
-    await writeAtomic(payloadFile, s.payload);
+    await writeOutputFile(payloadFile, s.payload);
     process.stdout.write(`Wrote payload to: ${payloadFile}\n`);
   } finally {
     tek.fill(0);

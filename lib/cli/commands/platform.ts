@@ -17,7 +17,7 @@
  *   2  usage error (unknown subcommand, missing DEST, bad flag)
  */
 import type { Command } from 'commander';
-import { action, printJson } from '../run.js';
+import { action, printJson, writeOutputFile } from '../run.js';
 
 interface DeviceOpts {
   device?: string;
@@ -28,27 +28,6 @@ async function platformFor(o: DeviceOpts) {
   return new SevPlatform(o.device !== undefined ? { device: o.device } : {});
 }
 
-/** Write DEST via a temp file in the same directory + rename: never a half-written chain. */
-async function writeAtomic(dest: string, data: Buffer): Promise<void> {
-  const fs = await import('node:fs');
-  const path = await import('node:path');
-  const { InputError } = await import('../../errors.js');
-  try {
-    if (fs.statSync(dest).isDirectory()) throw new InputError(`${dest}: is a directory, expected a file path to write the chain to`);
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    // ENOENT is fine: the file is created below.
-  }
-  const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.${process.pid}.${Date.now()}.tmp`);
-  try {
-    fs.writeFileSync(tmp, data, { mode: 0o644, flag: 'wx' });
-    fs.renameSync(tmp, dest);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    const err = e as NodeJS.ErrnoException;
-    throw new InputError(`${dest}: cannot write the certificate chain: ${err.code ?? err.message}`);
-  }
-}
 
 type ShowWhat = 'version' | 'guests' | 'identifier' | 'flags';
 
@@ -110,7 +89,7 @@ async function exportChain(dest: string, o: ExportOpts): Promise<void> {
     bytes = certs.encodeSevChain(r.sev);
     info = { cekSource: r.cekSource };
   }
-  await writeAtomic(dest, bytes);
+  await writeOutputFile(dest, bytes, { what: 'the certificate chain' });
   if (o.json) printJson({ path: dest, bytes: bytes.length, full: Boolean(o.full), device: p.device, ...info });
 }
 

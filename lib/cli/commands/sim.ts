@@ -13,7 +13,7 @@
  * Exit codes: CMD's own; 127 when CMD cannot be run; 1 simulator failure; 2 usage.
  */
 import type { Command } from 'commander';
-import { action, parseIntArg } from '../run.js';
+import { action, parseIntArg, writeOutputFile } from '../run.js';
 
 interface SimOpts {
   state?: string;
@@ -28,25 +28,11 @@ function seedOf(o: SimOpts): string | undefined {
 
 async function writeCa(o: SimOpts, out: string): Promise<void> {
   const { SimPlatform } = await import('../../sim/platform.js');
-  const { defaultStateDir, writeFileAtomic } = await import('../../sim/fsutil.js');
-  const { InputError } = await import('../../errors.js');
-  const fs = await import('node:fs');
+  const { defaultStateDir } = await import('../../sim/fsutil.js');
   const seed = seedOf(o);
   // Inside `sevkit sim -- ...` the CA is the running simulator's, not the default state's.
   const p = SimPlatform.open(o.state ?? process.env.SEVKIT_SIM_STATE ?? defaultStateDir(), seed === undefined ? {} : { seed });
-  let isDir = false;
-  try {
-    isDir = fs.statSync(out).isDirectory();
-  } catch {
-    // does not exist yet: fine
-  }
-  if (isDir) throw new InputError(`${out}: is a directory, expected a file path for the ASK‖ARK chain`);
-  try {
-    writeFileAtomic(out, p.caChain());
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new InputError(`${out}: cannot write the CA chain: ${err.code ?? err.message}`);
-  }
+  await writeOutputFile(out, p.caChain(), { what: 'the ASK‖ARK chain' });
 }
 
 async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
