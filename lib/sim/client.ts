@@ -79,6 +79,12 @@ export abstract class SimCalls {
     await this.request('launchFinish', { handle });
   }
 
+  /** ATTESTATION: the 208-byte legacy report (mnonce ‖ launch digest ‖ policy, PEK-signed). Needs a 16-byte mnonce. */
+  async attestation(handle: number, mnonce: Buffer): Promise<Buffer> {
+    const r = await this.request<{ report: string }>('attestation', { handle, mnonce: mnonce.toString('base64') });
+    return Buffer.from(r.report, 'base64');
+  }
+
   async decommission(handle: number): Promise<void> {
     await this.request('decommission', { handle });
   }

@@ -6,13 +6,15 @@
  * the live guests.
  *
  * The firmware-side crypto (session unwrap with the PDH private key, launch
- * measurement, secret MAC check and decryption) is lib/launch's.
+ * measurement, secret MAC check and decryption) is lib/launch's; the
+ * ATTESTATION report's encoding and PEK signature are lib/certs'.
  */
 import crypto from 'node:crypto';
 import { SevkitError } from '../errors.js';
 import { openSession } from '../launch/session.js';
 import { launchMeasure } from '../launch/measurement.js';
 import { openSecret } from '../launch/secret.js';
+import { signLegacyReport } from '../certs/report.js';
 import type { SimPlatform } from './platform.js';
 import { Ret, parseRet } from './uapi.js';
 
@@ -38,6 +40,8 @@ interface Guest {
   tek: Buffer;
   tik: Buffer;
   digest: crypto.Hash;
+  /** GCTX.LD: final once LAUNCH_MEASURE (or a LAUNCH_FINISH without one) closes the digest */
+  launchDigest?: Buffer;
   measure?: Buffer;
   state: 'update' | 'secret' | 'running';
 }
@@ -64,7 +68,7 @@ function table(p: SimPlatform): Map<number, Guest> {
 
 const OPS = new Set([
   'api', 'launchStart', 'launchUpdateData', 'launchUpdateVmsa', 'launchMeasure', 'launchSecret', 'launchFinish',
-  'decommission', 'pdhCertExport', 'getId',
+  'attestation', 'decommission', 'pdhCertExport', 'getId',
 ]);
 
 export function isGuestOp(op: string): boolean {
@@ -78,6 +82,7 @@ const FAULT_NAMES: Record<string, string> = {
   launchMeasure: 'LAUNCH_MEASURE',
   launchSecret: 'LAUNCH_SECRET',
   launchFinish: 'LAUNCH_FINISH',
+  attestation: 'ATTESTATION',
   decommission: 'DECOMMISSION',
   pdhCertExport: 'PDH_CERT_EXPORT',
   getId: 'GET_ID',
@@ -175,8 +180,9 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       const g = guest();
       if (g.state !== 'update') throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, 'LAUNCH_MEASURE twice');
       const { major, minor, build } = platform.api;
+      g.launchDigest = g.digest.digest();
       // Fresh mnonce, as firmware draws one per measurement.
-      g.measure = launchMeasure({ digest: g.digest.digest(), tik: g.tik, apiMajor: major, apiMinor: minor, build, policy: g.policy });
+      g.measure = launchMeasure({ digest: g.launchDigest, tik: g.tik, apiMajor: major, apiMinor: minor, build, policy: g.policy });
       g.state = 'secret';
       return { measurement: g.measure.toString('base64') };
     }
@@ -196,8 +202,23 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
     case 'launchFinish': {
       const g = guest();
       if (g.state === 'running') throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, 'LAUNCH_FINISH twice');
+      g.launchDigest ??= g.digest.digest();
       g.state = 'running';
       return {};
+    }
+
+    case 'attestation': {
+      // ATTESTATION (0x036): the legacy 208-byte report over GCTX.LD and the
+      // policy, signed with the platform's current PEK. Firmware serves it in
+      // the launch-secret and running guest states only.
+      const g = guest();
+      if ((g.state !== 'secret' && g.state !== 'running') || !g.launchDigest) {
+        throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, `ATTESTATION for guest ${g.handle} in the ${g.state === 'update' ? 'launch-update' : g.state} state (needs launch-secret or running)`);
+      }
+      const mnonce = b64(args.mnonce, 'mnonce');
+      if (mnonce.length !== 16) throw new SimFirmwareError(Ret.INVALID_PARAM, `ATTESTATION mnonce has ${mnonce.length} bytes, expected 16`);
+      const report = signLegacyReport({ mnonce, launchDigest: g.launchDigest, policy: g.policy }, platform.pekPrivateKey());
+      return { report: report.toString('base64') };
     }
 
     case 'decommission': {

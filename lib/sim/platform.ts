@@ -323,6 +323,11 @@ export class SimPlatform {
     return this.key('pdh');
   }
 
+  /** The current PEK private key: firmware signs ATTESTATION reports with it. */
+  pekPrivateKey(): KeyObject {
+    return this.key('pek');
+  }
+
   get chipIdBytes(): Buffer {
     return Buffer.from(this.chipId);
   }

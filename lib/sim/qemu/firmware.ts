@@ -70,6 +70,8 @@ export interface GuestFirmware {
   /** Checks the packet MAC against this guest's measurement; returns the plaintext the guest would see. */
   launchSecret(handle: number, header: Buffer, payload: Buffer, gpa: number): Promise<Buffer>;
   launchFinish(handle: number): Promise<void>;
+  /** ATTESTATION: the 208-byte legacy report for a launch-secret or running guest (KVM_SEV_GET_ATTESTATION_REPORT). */
+  attestation(handle: number, mnonce: Buffer): Promise<Buffer>;
   decommission(handle: number): Promise<void>;
   /** PDH, and PEK ‖ OCA ‖ CEK (query-sev-capabilities). */
   pdhCertExport(): Promise<{ pdh: Buffer; certChain: Buffer }>;
@@ -104,6 +106,9 @@ export class CallsFirmware implements GuestFirmware {
   }
   launchFinish(handle: number): Promise<void> {
     return this.c.launchFinish(handle).catch(rethrow);
+  }
+  attestation(handle: number, mnonce: Buffer): Promise<Buffer> {
+    return this.c.attestation(handle, mnonce).catch(rethrow);
   }
   decommission(handle: number): Promise<void> {
     return this.c.decommission(handle).catch(rethrow);

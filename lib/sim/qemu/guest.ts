@@ -44,6 +44,46 @@ function strictB64(v: unknown, what: string): Buffer {
   return Buffer.from(t, 'base64');
 }
 
+/** The QAPI input visitor's checks for a command whose only member is one required string. */
+export function qapiString(args: Record<string, unknown>, name: string): string {
+  for (const k of Object.keys(args)) if (k !== name) throw new QmpReply('GenericError', `Parameter '${k}' is unexpected`);
+  if (!(name in args)) throw new QmpReply('GenericError', `Parameter '${name}' is missing`);
+  const v = args[name];
+  if (typeof v !== 'string') throw new QmpReply('GenericError', `Invalid parameter type for '${name}', expected: string`);
+  return v;
+}
+
+const B64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/**
+ * GLib's g_base64_decode() as QEMU calls it: characters outside the alphabet
+ * are skipped, '=' counts as a zero digit, only whole 4-digit groups produce
+ * output, and a '=' in the last one or two digits of a group drops that many
+ * bytes. It never fails, so QEMU's only complaint about a bad mnonce is its
+ * decoded length.
+ */
+export function glibBase64Decode(text: string): Buffer {
+  const out: number[] = [];
+  let v = 0;
+  let n = 0;
+  let last0 = '';
+  let last1 = '';
+  for (const c of text) {
+    const rank = c === '=' ? 0 : B64_ALPHABET.indexOf(c);
+    if (rank < 0) continue;
+    last1 = last0;
+    last0 = c;
+    v = ((v << 6) | rank) & 0xffffff;
+    if (++n === 4) {
+      out.push(v >>> 16);
+      if (last1 !== '=') out.push((v >>> 8) & 0xff);
+      if (last0 !== '=') out.push(v & 0xff);
+      n = 0;
+    }
+  }
+  return Buffer.from(out);
+}
+
 export class SevGuest {
   state: SevState = 'uninit';
   handle = 0;
@@ -198,14 +238,33 @@ export class SevGuest {
         return querySevCapabilities(this.fw, this.host);
       case 'sev-inject-launch-secret':
         return this.injectSecret(args);
-      case 'query-sev-attestation-report': {
-        const n = strictB64(args.mnonce, 'mnonce');
-        if (n.length !== 16) throw new QmpReply('GenericError', `SEV: mnonce must be 16 bytes (got ${n.length})`);
-        throw new QmpReply('GenericError', 'SEV: Failed to get attestation report ret=-1 fw_err=21 (Feature not supported)');
-      }
+      case 'query-sev-attestation-report':
+        return this.attestationReport(args);
       default:
         return undefined;
     }
+  }
+
+  /**
+   * sev_get_attestation_report(): QEMU checks only the mnonce length and
+   * leaves the guest state to the firmware (KVM_SEV_GET_ATTESTATION_REPORT →
+   * ATTESTATION). Its first ioctl is the length query, which is where a
+   * firmware refusal (wrong guest state, an armed fault) surfaces.
+   */
+  private async attestationReport(args: Record<string, unknown>): Promise<{ data: string }> {
+    const mnonceText = qapiString(args, 'mnonce');
+    const mnonce = glibBase64Decode(mnonceText);
+    if (mnonce.length !== 16) throw new QmpReply('GenericError', `SEV: mnonce must be 16 bytes (got ${mnonce.length})`);
+    let report: Buffer;
+    try {
+      report = await this.fw.attestation(this.handle, mnonce);
+    } catch (e) {
+      if (e instanceof GuestFirmwareError) {
+        throw new QmpReply('GenericError', `SEV: Failed to query the attestation report length ret=-1 fw_err=${e.fwStatus} (${fwStatusText(e.fwStatus)})`);
+      }
+      throw e;
+    }
+    return { data: report.toString('base64') };
   }
 
   private async injectSecret(args: Record<string, unknown>): Promise<unknown> {

@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseQemuArgs, rewriteForRealQemu, QemuArgvError, type ParsedQemu } from './argv.js';
 import { InProcessFirmware, fwStatusText, type GuestFirmware } from './firmware.js';
-import { SevGuest, QemuStartError, querySevCapabilities, type HostCpu } from './guest.js';
+import { SevGuest, QemuStartError, qapiString, querySevCapabilities, type HostCpu } from './guest.js';
 import { QmpReply, QmpServer } from './qmp-server.js';
 import { VmlessMachine } from './vmless.js';
 import type { QmpClient } from '../../qmp/client.js';
@@ -226,6 +226,10 @@ export async function main(args: string[]): Promise<void> {
       if (command === 'query-sev') return { enabled: false, 'api-minor': 0, handle: 0, state: 'uninit', 'api-major': 0, 'build-id': 0, policy: 0 };
       if (command === 'query-sev-launch-measure') throw new QmpReply('GenericError', 'SEV launch measurement is not available');
       if (command === 'sev-inject-launch-secret') throw new QmpReply('GenericError', 'SEV not enabled for guest');
+      if (command === 'query-sev-attestation-report') {
+        qapiString(cmdArgs, 'mnonce'); // QAPI checks the arguments before sev.c looks for a guest
+        throw new QmpReply('GenericError', 'SEV is not enabled');
+      }
       return machine.handle(command, cmdArgs);
     }
     try {
