@@ -7,6 +7,7 @@
         "native/src/commands.cc",
         "native/src/cpuid.cc",
         "native/src/js_errors.cc",
+        "native/src/kvm_device.cc",
         "native/src/sev_device.cc",
         "native/src/tables.cc"
       ],

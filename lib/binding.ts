@@ -25,6 +25,8 @@ export interface NativeConstants {
   SEV_ISSUE_CMD: number;
   SEV_FW_BLOB_MAX_SIZE: number;
   SEV_CERT_SIZE: number;
+  /** `_IO(0xAE, 0x00)` = 0xAE00, the ioctl `kvmApiVersion` issues on /dev/kvm. */
+  KVM_GET_API_VERSION: number;
   /** Command ids by C name without the SEV_ prefix (`PLATFORM_STATUS: 1`), plus `SEV_MAX`. */
   commands: Record<string, number>;
   /** open(2) mode each command uses: 'O_RDONLY', 'O_RDWR' or 'O_RDWR|fallback:O_RDONLY'. */
@@ -44,7 +46,7 @@ export interface NativeConstants {
  * Rejections are `Error`s with Node-style `code` ('ENOENT', 'EACCES', 'ENOTTY',
  * 'EIO', 'EPERM', 'ENOTSUPP' for the kernel's 524, ...), `errno` (negative, as
  * Node's SystemError), `syscall` ('open' | 'ioctl'), `path`, `command` (the SEV
- * command name) and, when the kernel reported a firmware failure (EIO),
+ * command name, or 'KVM_GET_API_VERSION') and, when the kernel reported a firmware failure (EIO),
  * `fwStatus` (number, -1 for NO_FW_CALL) and `fwStatusName` ('SEV_RET_...').
  * Length-protocol violations use EPROTO / EOVERFLOW with a `detail` string.
  * Argument errors throw synchronously (TypeError/RangeError with
@@ -80,6 +82,16 @@ export interface NativeBinding {
   snpCommit(device: string): Promise<void>;
   /** SNP_SET_CONFIG (O_RDWR) with a raw 64-byte `struct sev_user_data_snp_config`. */
   snpSetConfig(device: string, config: Uint8Array): Promise<void>;
+  /**
+   * KVM_GET_API_VERSION (`_IO(0xAE, 0x00)`) on `device` (normally /dev/kvm): opens it
+   * O_RDWR|O_CLOEXEC as QEMU does (again O_RDONLY|O_CLOEXEC on EACCES/EPERM/EROFS, as
+   * sevctl's read-only open, since the ioctl needs no write access), issues the ioctl on a
+   * pool thread, closes, and resolves with its non-negative return value (12 on every
+   * Linux since 2.6.22). Rejects like the SEV commands, with `command:
+   * 'KVM_GET_API_VERSION'`: ENOENT/EACCES from 'open', ENOTTY from 'ioctl' for a node that
+   * is not KVM (e.g. /dev/null).
+   */
+  kvmApiVersion(device: string): Promise<number>;
   /** Raw x86 CPUID → [eax, ebx, ecx, edx] (unsigned). Synchronous. */
   cpuid(leaf: number, subleaf?: number): [number, number, number, number];
   /** sizeof/offsetof of every vendored struct, keyed by C struct name. */

@@ -103,6 +103,9 @@ function hostileArguments() {
   }
   for (const n of [0, 63, 65, 4096]) throws(() => b.snpSetConfig('/dev/null', Buffer.alloc(n)), RangeError, `snpSetConfig ${n} bytes`);
   throws(() => b.snpSetConfig('/dev/null'), TypeError, 'snpSetConfig without config');
+  // kvmApiVersion takes only a path: the same abuse as the SEV commands' path argument.
+  for (const p of badPaths) throws(() => b.kvmApiVersion(p), p === '' || (typeof p === 'string' && p.length > 4000) ? RangeError : TypeError, `kvmApiVersion(${typeof p})`);
+  throws(() => b.kvmApiVersion(), TypeError, 'kvmApiVersion() without arguments');
   for (const v of [-1, 2 ** 32, 1.5, NaN, Infinity, '1', null, {}]) {
     throws(() => b.cpuid(v), typeof v === 'number' ? RangeError : TypeError, `cpuid(${String(v)})`);
     throws(() => b.cpuid(0, v), typeof v === 'number' ? RangeError : TypeError, `cpuid(0, ${String(v)})`);
@@ -112,9 +115,27 @@ function hostileArguments() {
 function tablesAndCpuid() {
   check(b.layout.sev_user_data_status.size === 12 && b.layout.sev_user_data_snp_status.offsets.reported_tcb_version === 24, 'layout table');
   check(b.constants.status.SEV_RET_INVALID_KEY === 0x27 && b.constants.commands.SNP_VLEK_LOAD === 12, 'constants table');
+  check(b.constants.KVM_GET_API_VERSION === 0xae00, 'KVM_GET_API_VERSION constant');
   for (const leaf of [0, 1, 7, 0x80000000, 0x80000001, 0x80000002, 0x80000003, 0x80000004, 0x8000001f, 0xffffffff]) {
     const r = b.cpuid(leaf, 0);
     check(Array.isArray(r) && r.length === 4 && r.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff), `cpuid(${leaf.toString(16)})`);
+  }
+}
+
+// KVM_GET_API_VERSION through ordinary nodes (no /dev/kvm needed); the real /dev/kvm only if present.
+async function kvmPaths() {
+  const kvm = { command: 'KVM_GET_API_VERSION' };
+  await rejects(b.kvmApiVersion('/nonexistent/kvm'), { ...kvm, code: 'ENOENT', syscall: 'open', errno: -2, path: '/nonexistent/kvm' }, 'kvmApiVersion missing');
+  await rejects(b.kvmApiVersion('/dev/null'), { ...kvm, code: 'ENOTTY', syscall: 'ioctl', errno: -25, path: '/dev/null' }, 'kvmApiVersion /dev/null');
+  await rejects(b.kvmApiVersion('/tmp'), { ...kvm, code: 'EISDIR', syscall: 'open' }, 'kvmApiVersion directory');
+  const ro = '/sys/devices/system/cpu/online';
+  // O_RDWR is refused, the O_RDONLY fallback opens, and a sysfs file has no such ioctl.
+  if (existsSync(ro)) await rejects(b.kvmApiVersion(ro), { ...kvm, code: 'ENOTTY', syscall: 'ioctl' }, 'kvmApiVersion read-only node');
+  const many = await Promise.allSettled(Array.from({ length: 32 }, (_, i) => b.kvmApiVersion(i % 2 ? '/dev/null' : '/nonexistent/kvm')));
+  check(many.every((r, i) => r.status === 'rejected' && r.reason.code === (i % 2 ? 'ENOTTY' : 'ENOENT')), '32 kvmApiVersion in flight');
+  if (existsSync('/dev/kvm')) {
+    const v = await b.kvmApiVersion('/dev/kvm').catch((e) => e);
+    check(v === 12 || (v instanceof Error && typeof v.code === 'string'), `kvmApiVersion /dev/kvm: ${v}`);
   }
 }
 
@@ -153,6 +174,7 @@ for (let r = 0; r < rounds; r++) {
   hostileArguments();
   tablesAndCpuid();
   await errorPaths();
+  await kvmPaths();
   if (sim) await simulatorPaths();
   if (globalThis.gc) globalThis.gc();
 }

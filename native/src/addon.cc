@@ -21,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("snpPlatformStatus", Napi::Function::New(env, JsSnpPlatformStatus, "snpPlatformStatus"));
   exports.Set("snpCommit", Napi::Function::New(env, JsSnpCommit, "snpCommit"));
   exports.Set("snpSetConfig", Napi::Function::New(env, JsSnpSetConfig, "snpSetConfig"));
+  exports.Set("kvmApiVersion", Napi::Function::New(env, JsKvmApiVersion, "kvmApiVersion"));
   exports.Set("cpuid", Napi::Function::New(env, JsCpuid, "cpuid"));
   exports.Set("layout", LayoutTable(env));
   exports.Set("constants", ConstantTable(env));

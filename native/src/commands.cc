@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kvm_device.h"
 #include "workers.h"
 
 namespace sevkit {
@@ -86,6 +87,13 @@ struct SnpConfigJob {
   Napi::Value Resolve(Napi::Env env) const { return env.Undefined(); }
 };
 
+struct KvmVersionJob {
+  std::string path;
+  int version = -1;
+  SysResult Run() { return KvmApiVersion(path, version); }
+  Napi::Value Resolve(Napi::Env env) const { return Napi::Number::New(env, version); }
+};
+
 }  // namespace
 
 Napi::Value JsPlatformStatus(const Napi::CallbackInfo& info) {
@@ -129,6 +137,10 @@ Napi::Value JsSnpSetConfig(const Napi::CallbackInfo& info) {
       BlobArg(info, 1, "config", sizeof(sevkit_user_data_snp_config), sizeof(sevkit_user_data_snp_config));
   std::memcpy(&job.config, raw.data(), sizeof job.config);
   return SevWorker<SnpConfigJob>::Queue(info.Env(), "sev:snpSetConfig", std::move(job));
+}
+
+Napi::Value JsKvmApiVersion(const Napi::CallbackInfo& info) {
+  return SevWorker<KvmVersionJob>::Queue(info.Env(), "kvm:apiVersion", KvmVersionJob{PathArg(info, 0)});
 }
 
 }  // namespace sevkit

@@ -1,4 +1,4 @@
-// JS entry points (one per SEV command); all return Promises.
+// JS entry points (one per SEV command, plus KVM_GET_API_VERSION); all return Promises.
 #ifndef SEVKIT_COMMANDS_H
 #define SEVKIT_COMMANDS_H
 
@@ -17,6 +17,7 @@ Napi::Value JsGetId(const Napi::CallbackInfo& info);              // (path) -> {
 Napi::Value JsSnpPlatformStatus(const Napi::CallbackInfo& info);  // (path) -> Buffer(32)
 Napi::Value JsSnpCommit(const Napi::CallbackInfo& info);          // (path) -> undefined
 Napi::Value JsSnpSetConfig(const Napi::CallbackInfo& info);       // (path, Buffer(64)) -> undefined
+Napi::Value JsKvmApiVersion(const Napi::CallbackInfo& info);      // (path) -> number (KVM_GET_API_VERSION)
 
 }  // namespace sevkit
 

@@ -50,7 +50,7 @@ std::string ErrnoName(int err) {
 
 Napi::Value MakeSysError(Napi::Env env, const SysResult& r, const std::string& path) {
   const std::string code = ErrnoName(r.err);
-  const char* cmdName = CommandName(r.command);
+  const char* cmdName = r.commandName != nullptr ? r.commandName : CommandName(r.command);
   const std::string syscall = r.syscall != nullptr ? r.syscall : "ioctl";
 
   std::string msg = syscall + " " + path;

@@ -22,6 +22,7 @@ struct SysResult {
   bool hasFwStatus = false;       // true when the kernel reported EIO with a firmware status
   uint32_t fwStatus = 0;          // sev_issue_cmd.error (SEV_RET_*)
   uint32_t command = 0;           // the SEV command id the failure belongs to
+  const char* commandName = nullptr;  // overrides CommandName(command) for non-SEV ioctls (KVM)
   std::string detail;             // extra context for protocol failures (bad lengths)
 
   bool ok() const { return err == 0; }

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 
+#include "kvm_device.h"
 #include "sev_device.h"
 #include "sev_uapi.h"
 
@@ -111,6 +112,7 @@ Napi::Object ConstantTable(Napi::Env env) {
   c.Set("SEV_ISSUE_CMD", Napi::Number::New(env, static_cast<double>(SEVKIT_SEV_ISSUE_CMD)));
   c.Set("SEV_FW_BLOB_MAX_SIZE", Napi::Number::New(env, SEVKIT_FW_BLOB_MAX_SIZE));
   c.Set("SEV_CERT_SIZE", Napi::Number::New(env, SEVKIT_CERT_SIZE));
+  c.Set("KVM_GET_API_VERSION", Napi::Number::New(env, static_cast<double>(SEVKIT_KVM_GET_API_VERSION)));
 
   Napi::Object cmds = Napi::Object::New(env);
   Napi::Object access = Napi::Object::New(env);

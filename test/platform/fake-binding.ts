@@ -55,6 +55,7 @@ export class FakeBinding implements NativeBinding {
     SEV_ISSUE_CMD: 0xc0105300,
     SEV_FW_BLOB_MAX_SIZE: 0x4000,
     SEV_CERT_SIZE: 0x824,
+    KVM_GET_API_VERSION: 0xae00,
     commands: Object.fromEntries(Object.entries(SevCmd).map(([k, v]) => [k.replace(/^SEV_(?!MAX)/, ''), v])),
     openMode: {},
     status: Object.fromEntries(Object.entries(SevRet)),
@@ -143,6 +144,9 @@ export class FakeBinding implements NativeBinding {
     return this.op('snpSetConfig', d, () => {
       this.lastSnpConfig = Buffer.from(c);
     });
+  }
+  kvmApiVersion(d: string) {
+    return this.op('kvmApiVersion', d, () => 12);
   }
   cpuid(leaf: number, subleaf = 0): [number, number, number, number] {
     return [leaf, subleaf, 0, 0];
