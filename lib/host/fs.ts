@@ -18,7 +18,9 @@
  *                                           go through the addon to SEVKIT_DEVICE or /dev/sev (the shim)
  *   dev/kvm                                 regular empty file, mode 0660 (open()ed O_RDWR; a regular
  *                                           file means "fake root": the API version is then taken as
- *                                           KVM_API_VERSION 12 instead of asking the ioctl)
+ *                                           KVM_API_VERSION 12 instead of asking the ioctl). A character
+ *                                           device here (e.g. a symlink to /dev/null) asks the fixture
+ *                                           to have KVM_GET_API_VERSION issued on it through the addon
  *   dev/cpu/0/msr                           sparse file; the 8 bytes at offset 0xC0010010 (SYSCFG MSR)
  *                                           hold the u64 little-endian SYSCFG value. Genoa with SME/SNP
  *                                           enabled: 0x0000000003FC0000 (bit 23 MemEncryptionModEn,

@@ -9,6 +9,7 @@ import {
   probeDevSev,
   probeFirmware,
   probeKernel,
+  kvmIoctlWanted,
   probeKvm,
   probeKvmAmd,
   probeMemlock,
@@ -35,7 +36,7 @@ export interface HostProbeOptions {
   cpuid?: CpuidReader;
   /** Do not load the native addon for CPUID. */
   noNative?: boolean;
-  /** KVM_GET_API_VERSION implementation (native); without one the frozen value 12 is reported for an openable node. */
+  /** KVM_GET_API_VERSION implementation; default the addon's `kvmApiVersion`. Without one the frozen value 12 is reported ("assumed") for an openable node. */
   kvmApiVersion?: KvmApiVersionFn;
 }
 
@@ -44,13 +45,16 @@ export interface OkHostFacts extends OkFacts {
 }
 
 /**
- * KVM_GET_API_VERSION through the addon, if it offers `kvmApiVersion(path)`; the current
- * addon does not, and then the probe reports the frozen KVM_API_VERSION for an openable node.
+ * KVM_GET_API_VERSION through the addon's `kvmApiVersion(path)`. Loaded only when the probe
+ * will ask (kvmIoctlWanted: the real root, or a fixture whose dev/kvm is a character device),
+ * so fixture runs with a regular-file dev/kvm never load the addon for this. Resolves undefined when the addon
+ * cannot be loaded or is an older build without the entry point; the probe then reports
+ * the frozen KVM_API_VERSION as "assumed".
  */
 async function nativeKvmApiVersion(): Promise<KvmApiVersionFn | undefined> {
   try {
     const { getBinding } = await import('../binding.js');
-    const b = getBinding() as unknown as { kvmApiVersion?: (path: string) => number | Promise<number> };
+    const b = getBinding() as { kvmApiVersion?: (path: string) => Promise<number> };
     return typeof b.kvmApiVersion === 'function' ? (p: string) => b.kvmApiVersion!(p) : undefined;
   } catch {
     return undefined;
@@ -66,7 +70,7 @@ export async function probeOkFacts(opts: HostProbeOptions = {}): Promise<OkHostF
     syscfg: probeSyscfg(hfs),
     kvmAmd: probeKvmAmd(hfs),
     devSev: probeDevSev(hfs),
-    kvm: await probeKvm(hfs, opts.kvmApiVersion ?? (hfs.isFake ? undefined : await nativeKvmApiVersion())),
+    kvm: await probeKvm(hfs, opts.kvmApiVersion ?? (kvmIoctlWanted(hfs) ? await nativeKvmApiVersion() : undefined)),
     memlock: probeMemlock(hfs),
   };
 }

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { HOST_PATHS, MSR_SYSCFG, type HostFs, type IoFailure, type Read } from './fs.js';
+import { HOST_PATHS, MSR_SYSCFG, ioFailure, type HostFs, type IoFailure, type Read } from './fs.js';
 
 // ── kvm_amd module parameters ────────────────────────────────────────────────
 
@@ -92,29 +92,49 @@ export interface KvmFact {
   openRw: Read<true>;
   apiVersion: number | null;
   /**
-   * ioctl: KVM_GET_API_VERSION answered by the addon. assumed: the node opened but the
-   * ioctl was not issued (the addon offers no generic ioctl, or the node is a fake-root
-   * regular file), so the frozen KVM_API_VERSION is reported.
+   * ioctl: KVM_GET_API_VERSION was issued (the addon's `kvmApiVersion`), apiVersion is its
+   * answer or null when it failed. assumed: the node opened but the ioctl was not issued
+   * (a fixture root whose dev/kvm is a regular file, or no addon), so the frozen
+   * KVM_API_VERSION is reported. none: the node did not open.
    */
   apiSource: 'ioctl' | 'assumed' | 'none';
-  /** ioctl failure (sevctl: "Error - accessing KVM device node failed"). */
+  /** Why KVM_GET_API_VERSION gave no version (sevctl: "Error - accessing KVM device node failed"). */
   ioctlError?: string;
 }
 
 export type KvmApiVersionFn = (path: string) => number | Promise<number>;
 
+/**
+ * Whether to issue KVM_GET_API_VERSION: always on the real root; under a fixture root
+ * (SEVKIT_HOST_ROOT, tests) only when the fixture's dev/kvm is a character device, i.e. the
+ * fixture asks for it. The ioctl goes to the resolved node under the root, so a fixture never
+ * reaches the machine's own /dev/kvm unless its dev/kvm points there.
+ */
+export function kvmIoctlWanted(hfs: HostFs): boolean {
+  return !hfs.isFake || hfs.isCharDevice(HOST_PATHS.devKvm);
+}
+
 export async function probeKvm(hfs: HostFs, kvmApiVersion?: KvmApiVersionFn): Promise<KvmFact> {
   const p = HOST_PATHS.devKvm;
-  const open = hfs.canOpen(p, fs.constants.O_RDONLY);
+  let open = hfs.canOpen(p, fs.constants.O_RDONLY);
   const openRw = hfs.canOpen(p, fs.constants.O_RDWR);
   if (!open.ok) return { path: p, open, openRw, apiVersion: null, apiSource: 'none' };
-  if (kvmApiVersion && hfs.isCharDevice(p)) {
+  if (kvmApiVersion && kvmIoctlWanted(hfs)) {
     try {
       const v = await kvmApiVersion(hfs.resolve(p));
       if (Number.isInteger(v) && v >= 0) return { path: p, open, openRw, apiVersion: v, apiSource: 'ioctl' };
-      return { path: p, open, openRw, apiVersion: null, apiSource: 'ioctl', ioctlError: `returned ${v}` };
+      return { path: p, open, openRw, apiVersion: null, apiSource: 'ioctl', ioctlError: `KVM_GET_API_VERSION returned ${String(v)}` };
     } catch (e) {
-      return { path: p, open, openRw, apiVersion: null, apiSource: 'ioctl', ioctlError: (e as Error).message };
+      const err = e as { code?: unknown; syscall?: unknown; message?: unknown };
+      const sys = typeof err?.code === 'string' && /^E[A-Z0-9]+$/.test(err.code);
+      if (sys && err.syscall === 'open') {
+        // The node went away or changed between the access test and the ioctl's own open:
+        // that is sevctl's open failure ("Error reading /dev/kvm: (E)").
+        open = { ok: false, error: ioFailure(e) };
+        return { path: p, open, openRw, apiVersion: null, apiSource: 'ioctl', ioctlError: `open: ${open.error.text}` };
+      }
+      const why = sys ? `${typeof err.syscall === 'string' ? err.syscall : 'ioctl'}: ${ioFailure(e).text}` : String(err?.message ?? e).split('\n')[0]!;
+      return { path: p, open, openRw, apiVersion: null, apiSource: 'ioctl', ioctlError: why };
     }
   }
   return { path: p, open, openRw, apiVersion: KVM_API_VERSION, apiSource: 'assumed' };
