@@ -5,23 +5,16 @@
  * verifies with the PEK the platform exports (lib/certs' report code).
  */
 import crypto from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SimDaemon } from '../../lib/sim/daemon.js';
+import { describe, expect, it } from 'vitest';
 import { SimClient } from '../../lib/sim/client.js';
 import { createSession } from '../../lib/launch/session.js';
 import { computeLaunchDigest, computeMeasure, parseMeasurementBlob } from '../../lib/launch/measurement.js';
 import { decodeLegacyReport, verifyLegacyReport, LEGACY_REPORT_SIZE } from '../../lib/certs/report.js';
 import { decodeSevCert } from '../../lib/certs/sev-cert.js';
-import { Cmd, Ret, cleanupDirs, freshPlatform, issue, status } from './helpers.js';
+import { Cmd, Ret, issue, privateDaemon, status } from './helpers.js';
 
-let daemon: SimDaemon;
-const clients: SimClient[] = [];
-
-async function client(): Promise<SimClient> {
-  const c = await SimClient.connect(daemon.socketPath);
-  clients.push(c);
-  return c;
-}
+const sim = privateDaemon();
+const client = sim.client;
 
 /** The PEK from PDH_CERT_EXPORT's chain (PEK ‖ OCA ‖ CEK), as QEMU's query-sev-capabilities gives it. */
 async function exportedPek(c: SimClient) {
@@ -29,15 +22,6 @@ async function exportedPek(c: SimClient) {
   return decodeSevCert(certChain.subarray(0, 0x824), { name: 'PEK' });
 }
 
-beforeAll(async () => {
-  daemon = await SimDaemon.start('', { platform: freshPlatform() });
-});
-
-afterAll(async () => {
-  for (const c of clients) c.close();
-  await daemon.close();
-  cleanupDirs();
-});
 
 describe('ATTESTATION in the simulated firmware', () => {
   it('reports mnonce, the measured launch digest and the policy, signed with the exported PEK', async () => {
@@ -131,8 +115,8 @@ describe('ATTESTATION in the simulated firmware', () => {
   it('signs with the current PEK: after PEK_GEN the old PEK no longer verifies new reports', async () => {
     const c = await client();
     const oldPek = await exportedPek(c);
-    expect(status(daemon.platform).guests).toBe(0);
-    expect(issue(daemon.platform, Cmd.PEK_GEN).errno).toBe(0);
+    expect(status(sim.daemon().platform).guests).toBe(0);
+    expect(issue(sim.daemon().platform, Cmd.PEK_GEN).errno).toBe(0);
     const newPek = await exportedPek(c);
     expect(newPek.pubkey).not.toEqual(oldPek.pubkey);
     const h = await c.launchStart({ policy: 1 });

@@ -4,33 +4,17 @@
  * owner verifies, a launch secret whose MAC the firmware checks.
  */
 import crypto from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SimDaemon } from '../../lib/sim/daemon.js';
+import { describe, expect, it } from 'vitest';
 import { SimClient, SimClientError } from '../../lib/sim/client.js';
 import { createSession } from '../../lib/launch/session.js';
 import { computeMeasure, parseMeasurementBlob } from '../../lib/launch/measurement.js';
 import { buildSecret } from '../../lib/launch/secret.js';
 import { Ret } from '../../lib/sim/uapi.js';
-import { cleanupDirs, freshPlatform, status } from './helpers.js';
+import { freshPlatform, privateDaemon, status } from './helpers.js';
 
-let daemon: SimDaemon;
-const clients: SimClient[] = [];
+const sim = privateDaemon();
+const client = sim.client;
 
-async function client(): Promise<SimClient> {
-  const c = await SimClient.connect(daemon.socketPath);
-  clients.push(c);
-  return c;
-}
-
-beforeAll(async () => {
-  daemon = await SimDaemon.start('', { platform: freshPlatform() });
-});
-
-afterAll(async () => {
-  for (const c of clients) c.close();
-  await daemon.close();
-  cleanupDirs();
-});
 
 describe('guest launch over SimClient', () => {
   it('session → update → measure → secret → finish, verified on the owner side', async () => {
@@ -40,7 +24,7 @@ describe('guest launch over SimClient', () => {
     const s = createSession(pdh, policy);
     const handle = await c.launchStart({ policy, godh: s.godh, session: s.session });
     expect((await c.status()).state).toBe('WORKING');
-    expect(status(daemon.platform)).toMatchObject({ state: 2, guests: 1 });
+    expect(status(sim.daemon().platform)).toMatchObject({ state: 2, guests: 1 });
 
     const firmware = crypto.randomBytes(8192);
     await c.launchUpdateData(handle, firmware);
@@ -64,7 +48,7 @@ describe('guest launch over SimClient', () => {
     await c.launchFinish(handle);
     await expect(c.launchFinish(handle)).rejects.toMatchObject({ fwStatus: Ret.INVALID_GUEST_STATE });
     await c.decommission(handle);
-    expect(status(daemon.platform)).toMatchObject({ state: 1, guests: 0 });
+    expect(status(sim.daemon().platform)).toMatchObject({ state: 1, guests: 0 });
   });
 
   it('two measurements of one launch digest differ only through a fresh mnonce', async () => {
@@ -100,7 +84,7 @@ describe('guest launch over SimClient', () => {
     await expect(c.launchStart({ policy: 1, godh: s.godh, session: tampered })).rejects.toBeInstanceOf(SimClientError);
     // The policy is under the MAC: another policy number fails too.
     await expect(c.launchStart({ policy: 3, godh: s.godh, session: s.session })).rejects.toBeInstanceOf(SimClientError);
-    expect(status(daemon.platform).guests).toBe(0);
+    expect(status(sim.daemon().platform).guests).toBe(0);
   });
 
   it('SEV-ES VMSA updates need an ES policy and a 4096-byte page; order is enforced', async () => {
@@ -121,10 +105,10 @@ describe('guest launch over SimClient', () => {
     const c = await client();
     await c.launchStart({ policy: 1 });
     await c.launchStart({ policy: 1 });
-    expect(status(daemon.platform).guests).toBe(2);
+    expect(status(sim.daemon().platform).guests).toBe(2);
     c.close();
     await new Promise((r) => setTimeout(r, 100));
-    expect(status(daemon.platform)).toMatchObject({ state: 1, guests: 0 });
+    expect(status(sim.daemon().platform)).toMatchObject({ state: 1, guests: 0 });
   });
 
   it('launch faults make the chosen command fail with the chosen status', async () => {

@@ -2,6 +2,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { SimDaemon } from '../../lib/sim/daemon.js';
+import { SimClient } from '../../lib/sim/client.js';
 import { SimPlatform, type SimPlatformOptions, type IoctlReply } from '../../lib/sim/platform.js';
 import { Cmd, Errno, Ret } from '../../lib/sim/uapi.js';
 
@@ -69,4 +72,32 @@ export function exportCerts(p: SimPlatform, writable = true): { pdh: Buffer; cha
   const r = issue(p, Cmd.PDH_CERT_EXPORT, { writable, struct: exportStruct(ADDR_A, q.struct.readUInt32LE(8), ADDR_B, q.struct.readUInt32LE(20)) });
   if (r.errno !== 0) throw new Error(`export: errno ${r.errno} fw ${r.fwError}`);
   return { pdh: r.outs[0]!.data, chain: r.outs[1]!.data };
+}
+
+/**
+ * A private simulator daemon on a fresh platform for one test file, and SimClients
+ * on it; registers the hooks that start it and close everything after the file.
+ */
+export function privateDaemon(): { daemon(): SimDaemon; client(): Promise<SimClient> } {
+  let daemon: SimDaemon | undefined;
+  const clients: SimClient[] = [];
+  beforeAll(async () => {
+    daemon = await SimDaemon.start('', { platform: freshPlatform() });
+  });
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await daemon?.close();
+    cleanupDirs();
+  });
+  return {
+    daemon: () => {
+      if (!daemon) throw new Error('daemon not started yet (use it inside a test)');
+      return daemon;
+    },
+    client: async () => {
+      const c = await SimClient.connect(daemon!.socketPath);
+      clients.push(c);
+      return c;
+    },
+  };
 }
