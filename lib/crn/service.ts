@@ -515,7 +515,8 @@ function validateAllocation(a: unknown): AllocationRequest {
   };
 }
 
-
-function clipPath(p: string): string {
-  return p.length > 200 ? `${p.slice(0, 200)}…` : p.replace(/[^\x20-\x7e]/g, '?');
+/** One log line per request, whatever the path holds: control characters never reach the log. */
+export function clipPath(p: string): string {
+  const printable = p.replace(/[^\x20-\x7e]/g, '?');
+  return printable.length > 200 ? `${printable.slice(0, 200)}…` : printable;
 }

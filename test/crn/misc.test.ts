@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseListen } from '../../lib/crn/server.js';
-import { tokenEquals } from '../../lib/crn/service.js';
+import { clipPath, tokenEquals } from '../../lib/crn/service.js';
 import { toAlephSevInfo } from '../../lib/crn/launchers.js';
 import { decodeStrictBase64 } from '../../lib/crn/http.js';
 import { parseMeasurement, CrnHttpError, CrnClient } from '../../lib/owner/client.js';
@@ -11,6 +11,14 @@ describe('crn helpers', () => {
     expect(parseListen('[::1]:0')).toEqual({ host: '::1', port: 0 });
     expect(() => parseListen('4020')).toThrow(/HOST:PORT/);
     expect(() => parseListen('h:70000')).toThrow(/HOST:PORT/);
+  });
+
+  it('clipPath keeps a request log line on one line, for long paths too', () => {
+    const decoded = decodeURIComponent(`/${'a'.repeat(300)}%0d%0aGET /forged 200 0.1ms`);
+    expect(clipPath(decoded)).not.toMatch(/[\r\n]/);
+    expect(clipPath(decoded)).toBe(`/${'a'.repeat(199)}…`);
+    expect(clipPath('/x\n')).toBe('/x?');
+    expect(clipPath(`/${'b'.repeat(190)}\r\nGET /forged`)).toBe(`/${'b'.repeat(190)}??GET /fo…`);
   });
 
   it('tokenEquals compares whole tokens', () => {
