@@ -158,15 +158,29 @@ function parseJsonObject(text: string): Record<string, unknown> | undefined {
   }
 }
 
-function decodePubKeyHeader(value: string | undefined, now: number): { payload: PubKeyPayload; key: crypto.KeyObject } {
-  if (!value) throw new AuthError(400, 'Missing X-SignedPubKey header');
-  if (value.length > MAX_AUTH_HEADER_BYTES) throw new AuthError(400, 'Invalid X-SignedPubKey format');
+/**
+ * The envelope both headers share, `{"payload": hex(JSON), "signature": hex}`, bounded
+ * in size before any parsing. Returns the signed bytes, the signature and the payload
+ * object (undefined when the payload is not a JSON object; callers name that failure).
+ */
+function decodeSignedHeader(
+  req: VerifyRequest,
+  name: 'X-SignedPubKey' | 'X-SignedOperation',
+  badFields: string,
+): { bytes: Buffer; signature: Buffer; payload: Record<string, unknown> | undefined } {
+  const value = header(req, name);
+  if (!value) throw new AuthError(400, `Missing ${name} header`);
+  if (value.length > MAX_AUTH_HEADER_BYTES) throw new AuthError(400, `Invalid ${name} format`);
   const outer = parseJsonObject(value);
-  if (!outer) throw new AuthError(400, 'Invalid X-SignedPubKey format');
-  const payloadBytes = fromHex(outer.payload, false);
+  if (!outer) throw new AuthError(400, `Invalid ${name} format`);
+  const bytes = fromHex(outer.payload, false);
   const signature = fromHex(outer.signature, true);
-  if (!payloadBytes || !signature) throw new AuthError(400, 'Invalid X-SignedPubKey data');
-  const p = parseJsonObject(payloadBytes.toString('utf8'));
+  if (!bytes || !signature) throw new AuthError(400, badFields);
+  return { bytes, signature, payload: parseJsonObject(bytes.toString('utf8')) };
+}
+
+function decodePubKeyHeader(req: VerifyRequest, now: number): { payload: PubKeyPayload; key: crypto.KeyObject } {
+  const { bytes: payloadBytes, signature, payload: p } = decodeSignedHeader(req, 'X-SignedPubKey', 'Invalid X-SignedPubKey data');
   if (!p || typeof p.address !== 'string' || typeof p.expires !== 'string' || !p.pubkey || typeof p.pubkey !== 'object') {
     throw new AuthError(400, 'Invalid X-SignedPubKey data');
   }
@@ -209,17 +223,9 @@ function decodePubKeyHeader(value: string | undefined, now: number): { payload: 
  */
 export function verifyAuthHeaders(req: VerifyRequest, opts: { domain: string; now?: Date }): VerifiedCaller {
   const now = (opts.now ?? new Date()).getTime();
-  const { payload: pk, key } = decodePubKeyHeader(header(req, 'X-SignedPubKey'), now);
+  const { payload: pk, key } = decodePubKeyHeader(req, now);
 
-  const opHeader = header(req, 'X-SignedOperation');
-  if (!opHeader) throw new AuthError(400, 'Missing X-SignedOperation header');
-  if (opHeader.length > MAX_AUTH_HEADER_BYTES) throw new AuthError(400, 'Invalid X-SignedOperation format');
-  const outer = parseJsonObject(opHeader);
-  if (!outer) throw new AuthError(400, 'Invalid X-SignedOperation format');
-  const opBytes = fromHex(outer.payload, false);
-  const opSig = fromHex(outer.signature, true);
-  if (!opBytes || !opSig) throw new AuthError(400, 'Invalid X-SignedOperation fields');
-  const op = parseJsonObject(opBytes.toString('utf8'));
+  const { bytes: opBytes, signature: opSig, payload: op } = decodeSignedHeader(req, 'X-SignedOperation', 'Invalid X-SignedOperation fields');
   if (!op || typeof op.path !== 'string' || typeof op.domain !== 'string' || (op.method !== 'GET' && op.method !== 'POST')) {
     throw new AuthError(400, 'Invalid X-SignedOperation fields');
   }

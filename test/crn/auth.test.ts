@@ -221,6 +221,7 @@ describe('round trips and tampering', () => {
         expectAuthError(() => verifyAuthHeaders(req({ ...h, 'X-SignedOperation': '[]' }), { domain }), 400, 'Invalid X-SignedOperation format');
         expectAuthError(() => verifyAuthHeaders(req({ ...h, 'X-SignedOperation': '{"payload":"7b7d","signature":"00"}' }), { domain }), 400, 'Invalid X-SignedOperation fields');
         expectAuthError(() => verifyAuthHeaders(req({ ...h, 'X-SignedPubKey': 'x'.repeat(9000) }), { domain }), 400, 'Invalid X-SignedPubKey format');
+        expectAuthError(() => verifyAuthHeaders(req({ ...h, 'X-SignedOperation': 'x'.repeat(9000) }), { domain }), 400, 'Invalid X-SignedOperation format');
       });
 
       it('rejects wrong method, path (even a sibling VM), domain', () => {
