@@ -100,10 +100,16 @@ export class CrnClient {
     const chunks: Buffer[] = [];
     let size = 0;
     if (res.body) {
-      for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
-        size += c.length;
-        if (size > this.#maxBytes) throw new CrnHttpError(operation, res.status, `response larger than ${this.#maxBytes} bytes`);
-        chunks.push(Buffer.from(c));
+      try {
+        for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
+          size += c.length;
+          if (size > this.#maxBytes) throw new CrnHttpError(operation, res.status, `response larger than ${this.#maxBytes} bytes`);
+          chunks.push(Buffer.from(c));
+        }
+      } catch (e) {
+        // The timeout covers the body too: a CRN that stalls or drops mid-body is unreachable, not an internal error.
+        if (e instanceof CrnHttpError) throw e;
+        throw new CrnUnreachableError(operation, this.url, e);
       }
     }
     return { status: res.status, body: Buffer.concat(chunks), contentType: res.headers.get('content-type') ?? '' };

@@ -3,7 +3,9 @@ import { parseListen } from '../../lib/crn/server.js';
 import { clipPath, tokenEquals } from '../../lib/crn/service.js';
 import { toAlephSevInfo } from '../../lib/crn/launchers.js';
 import { decodeStrictBase64 } from '../../lib/crn/http.js';
-import { parseMeasurement, CrnHttpError, CrnClient } from '../../lib/owner/client.js';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseMeasurement, CrnHttpError, CrnClient, CrnUnreachableError } from '../../lib/owner/client.js';
 
 describe('crn helpers', () => {
   it('parseListen takes HOST:PORT and [v6]:PORT, refuses the rest', () => {
@@ -57,6 +59,29 @@ describe('crn helpers', () => {
     expect(CrnClient.detail(Buffer.from('{"error":"Token expired"}'))).toBe('Token expired');
     expect(CrnClient.detail(Buffer.from('{"code":"vm_running","description":"Operation not allowed"}'))).toBe('Operation not allowed');
     expect(CrnClient.detail(Buffer.from('Unauthorized sender\x1b[31m'))).toBe('Unauthorized sender[31m');
+  });
+
+  it('a CRN that stalls or hangs up in the middle of a body is unreachable (typed), not an internal error', async () => {
+    const sockets = new Set<import('node:net').Socket>();
+    const server = http.createServer((req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': 8336 });
+      res.write(Buffer.alloc(100));
+      if (req.url === '/about/certificates') return; // stall: the rest never comes
+      res.socket?.destroy();
+    });
+    server.on('connection', (s) => sockets.add(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const stalled = new CrnClient({ url, timeoutMs: 300 }).getCertificates();
+      await expect(stalled).rejects.toThrow(CrnUnreachableError);
+      await expect(stalled).rejects.toThrow(/CRN certificates: cannot reach .*: timed out/);
+      const dropped = new CrnClient({ url, timeoutMs: 5000 }).statusConfig();
+      await expect(dropped).rejects.toThrow(CrnUnreachableError);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('the client refuses non-http URLs', () => {
