@@ -249,6 +249,9 @@ static int transport_errno(int e)
 	return ENODEV;
 }
 
+/* A daemon's errno must be one a syscall could return. */
+static int errno_in_range(int32_t e) { return e >= 0 && e < 4096; }
+
 /* ---- open ----------------------------------------------------------------- */
 
 static int is_sim_path(const char *path)
@@ -311,6 +314,7 @@ static int sim_open(const char *path, int flags)
 	}
 	int32_t err = (int32_t)get_u32(rep);
 	free(rep);
+	if (!errno_in_range(err)) err = ENODEV;
 	if (err != 0) { real_close(fd); errno = err; return -1; }
 
 	pthread_mutex_lock(&g_tab);
@@ -437,6 +441,15 @@ SHIM_EXPORT int close(int fd)
 
 /* ---- ioctl ---------------------------------------------------------------- */
 
+/* Every command struct in layout_for() fits sim_ioctl()'s copy of it. */
+#define SHIM_MAX_STRUCT 128
+_Static_assert(sizeof(struct sevkit_user_data_get_id) <= SHIM_MAX_STRUCT, "get_id fits");
+_Static_assert(sizeof(struct sevkit_user_data_snp_config) <= SHIM_MAX_STRUCT, "snp_config fits");
+_Static_assert(sizeof(struct sevkit_user_data_snp_status) <= SHIM_MAX_STRUCT, "snp_status fits");
+_Static_assert(sizeof(struct sevkit_user_data_pdh_cert_export) <= SHIM_MAX_STRUCT, "pdh_cert_export fits");
+_Static_assert(sizeof(struct sevkit_user_data_pek_cert_import) <= SHIM_MAX_STRUCT, "pek_cert_import fits");
+_Static_assert(sizeof(struct sevkit_user_data_snp_vlek_load) <= SHIM_MAX_STRUCT, "vlek_load fits");
+
 struct blob_field { uint32_t addr_off, len_off; };
 
 struct cmd_layout {
@@ -490,6 +503,18 @@ static const struct cmd_layout *layout_for(uint32_t cmd)
 	}
 }
 
+/* A send or receive that stopped part-way (timeout, oversized or cut frame)
+ * leaves the stream mid-message: a later ioctl on this fd would read the rest
+ * of an old reply as its own. Like the kernel's psp_dead, the device stays
+ * failed for this fd from then on. Called with s->io held, so the fd is ours. */
+static int transport_failed(struct slot *s)
+{
+	int e = transport_errno(errno);
+	shutdown(s->fd, SHUT_RDWR);
+	errno = e;
+	return -1;
+}
+
 /* One request/response exchange; returns the ioctl result with errno set. */
 static int sim_ioctl(struct slot *s, struct sevkit_issue_cmd *argp)
 {
@@ -497,7 +522,7 @@ static int sim_ioctl(struct slot *s, struct sevkit_issue_cmd *argp)
 	memcpy(&cmd, argp, sizeof(cmd));
 	const struct cmd_layout *lay = layout_for(cmd.cmd);
 	uint8_t *data = (uint8_t *)(uintptr_t)cmd.data;
-	uint8_t orig[128];
+	uint8_t orig[SHIM_MAX_STRUCT];
 	memset(orig, 0, sizeof(orig));
 	uint32_t in_len = 0;
 	if (lay->copy_in && data) {
@@ -535,16 +560,17 @@ static int sim_ioctl(struct slot *s, struct sevkit_issue_cmd *argp)
 
 	int rc = send_frame(s->fd, req, (uint32_t)off);
 	free(req);
-	if (rc < 0) { errno = transport_errno(errno); return -1; }
+	if (rc < 0) return transport_failed(s);
 	uint32_t rlen = 0;
 	uint8_t *rep = recv_frame(s->fd, &rlen);
-	if (!rep) { errno = transport_errno(errno); return -1; }
+	if (!rep) return transport_failed(s);
 
 	int result = -1;
 	int err = EPROTO;
 	size_t p = 0;
 	if (rlen < 16) goto bad;
 	int32_t rep_errno = (int32_t)get_u32(rep);
+	if (!errno_in_range(rep_errno)) goto bad;
 	int error_set = rep[4];
 	uint32_t fw_error = get_u32(rep + 8);
 	uint32_t out_struct_len = get_u32(rep + 12);

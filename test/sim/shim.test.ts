@@ -3,10 +3,11 @@
  * through the real CLI (issue 2 acceptance), in-worker concurrency, a daemon
  * that dies, and the shim's own bounds checks from C.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, cliEntry, runCli } from '../helpers/cli.js';
 import { cleanupDirs, tmpDir } from './helpers.js';
@@ -317,6 +318,49 @@ describe.skipIf(skipReason || !gcc)('the shim from C (shim_probe)', () => {
     expect(run(['badreq'])).toBe('rc=-1 errno=22');
     expect(run(['status'])).toMatch(/^1\.55\.21 state=[12] flags=0x10[01] guests=\d+$/);
     expect(run(['concurrent', '64'])).toBe('all ok');
+  });
+
+  // A fake daemon: accepts OPEN, answers the first IOCTL with `first`, and a
+  // later one with a well-formed PLATFORM_STATUS reply (1.55.21).
+  const statusReply = () => {
+    const body = Buffer.alloc(32);
+    body.writeUInt32LE(12, 12); // struct_len
+    body.writeUInt8(1, 16); // api_major
+    body.writeUInt8(55, 17); // api_minor
+    body.writeUInt8(21, 23); // build
+    return Buffer.concat([Buffer.from([32, 0, 0, 0]), body]);
+  };
+  const probeTwice = async (first: Buffer) => {
+    const sockPath = path.join(tmpDir(), 'fake.sock');
+    const server = net.createServer((s) => {
+      let n = 0;
+      s.on('data', () => {
+        n++;
+        if (n === 1) s.write(Buffer.from([4, 0, 0, 0, 0, 0, 0, 0])); // OPEN accepted
+        else s.write(n === 2 ? first : statusReply());
+      });
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(sockPath, r));
+    try {
+      const env = { ...process.env, LD_PRELOAD: shim!, SEVKIT_SIM_SOCKET: sockPath };
+      const { stdout } = await promisify(execFile)(bin, ['twice'], { env, encoding: 'utf8', timeout: 30_000 });
+      return stdout.trim();
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  };
+
+  it('a reply cut off mid-frame fails the fd for good: the rest of it is never read as the next reply', async () => {
+    // Over the 1 MiB frame limit, then a valid-looking reply the next ioctl must not take as its own.
+    const oversized = Buffer.concat([Buffer.from([0, 0, 0x20, 0]), statusReply()]);
+    expect(await probeTwice(oversized)).toBe('rc=-1 errno=19 rc=-1 errno=19');
+  });
+
+  it('a whole reply with an impossible errno is EPROTO and the fd stays usable', async () => {
+    const negative = statusReply();
+    negative.writeInt32LE(-5, 4);
+    expect(await probeTwice(negative)).toBe('rc=-1 errno=71 rc=0 errno=0');
   });
 
   it('paths other than /dev/sev pass through to libc', () => {

@@ -1,7 +1,7 @@
 /*
  * shim_probe: drives /dev/sev the way the addon does (length probe, then fetch)
  * so the LD_PRELOAD shim can be tested without Node (and under valgrind).
- * Usage: shim_probe status|export OUT|getid|csr|rotate|reset|badcmd|concurrent N
+ * Usage: shim_probe status|export OUT|getid|csr|rotate|reset|badcmd|twice|concurrent N
  * Prints one line per result; exit 0 on success, 1 on a failed ioctl.
  */
 #include <errno.h>
@@ -118,6 +118,15 @@ int main(int argc, char **argv)
 	} else if (!strcmp(op, "reset")) {
 		if (issue(fd, SEVKIT_FACTORY_RESET, NULL, &fw)) rc = fail("reset", fw);
 		else printf("ok\n");
+	} else if (!strcmp(op, "twice")) {
+		/* Two status ioctls on one fd: after a failed exchange the second must not succeed. */
+		for (int i = 0; i < 2; i++) {
+			struct sevkit_user_data_status st;
+			memset(&st, 0, sizeof(st));
+			int r = issue(fd, SEVKIT_PLATFORM_STATUS, &st, &fw);
+			printf("%src=%d errno=%d", i ? " " : "", r, r ? errno : 0);
+		}
+		printf("\n");
 	} else if (!strcmp(op, "badreq")) {
 		int r = ioctl(fd, 0x1234, NULL);
 		printf("rc=%d errno=%d\n", r, errno);
