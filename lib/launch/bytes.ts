@@ -77,6 +77,7 @@ export function readPathOrBase64(value: string, what: string, size?: number): Bu
     from = 'base64 value';
   }
   if (size !== undefined && buf.length !== size) {
+    buf.fill(0); // a wrong-sized key is still key material
     throw new LaunchInputError(`${what}: ${from} has ${buf.length} bytes, expected ${size}`, 'ERR_LENGTH');
   }
   return buf;

@@ -26,6 +26,23 @@ async function parsePolicyArg(text: string): Promise<import('../../launch/index.
 }
 const intOpt = (what: string) => (v: string) => parseIntArg(v, what);
 
+/**
+ * Run `fn`, zeroing every buffer it hands to `own` (TEK, TIK, secret files,
+ * decrypted tables) however it ends: an error half-way (bad MAC, missing
+ * file) must not skip the wipe.
+ */
+async function wiping<T>(fn: (own: <B extends Uint8Array>(b: B) => B) => Promise<T>): Promise<T> {
+  const owned: Uint8Array[] = [];
+  try {
+    return await fn((b) => {
+      owned.push(b);
+      return b;
+    });
+  } finally {
+    for (const b of owned) b.fill(0);
+  }
+}
+
 
 // ---------------------------------------------------------------- session
 
@@ -183,13 +200,14 @@ async function measurementBuildCmd(o: BuildOpts): Promise<void> {
   const { readPathOrBase64 } = await bytesLib();
   const { UsageError } = await import('../../errors.js');
   const digest = await digestFrom(o, o.policy);
-  const tik = readPathOrBase64(o.tik, '--tik', 16);
-  let nonce: Buffer;
-  if (o.nonce !== undefined) nonce = readPathOrBase64(o.nonce, '--nonce', 16);
-  else if (o.launchMeasureBlob !== undefined) nonce = readPathOrBase64(o.launchMeasureBlob, '--launch-measure-blob', 48).subarray(32);
-  else throw new UsageError('One of --nonce or --launch-measure-blob must be specified.');
-  const out = L.launchMeasure({ digest, mnonce: nonce, tik, apiMajor: o.apiMajor, apiMinor: o.apiMinor, build: o.buildId, policy: o.policy });
-  tik.fill(0);
+  const out = await wiping(async (own) => {
+    const tik = own(readPathOrBase64(o.tik, '--tik', 16));
+    let nonce: Buffer;
+    if (o.nonce !== undefined) nonce = readPathOrBase64(o.nonce, '--nonce', 16);
+    else if (o.launchMeasureBlob !== undefined) nonce = readPathOrBase64(o.launchMeasureBlob, '--launch-measure-blob', 48).subarray(32);
+    else throw new UsageError('One of --nonce or --launch-measure-blob must be specified.');
+    return L.launchMeasure({ digest, mnonce: nonce, tik, apiMajor: o.apiMajor, apiMinor: o.apiMinor, build: o.buildId, policy: o.policy });
+  });
   if (o.outfile) {
     await writeOutputFile(o.outfile, out);
     process.stdout.write(`Wrote outfile: ${o.outfile}\n`);
@@ -252,10 +270,11 @@ async function measurementVerifyCmd(o: VerifyOpts): Promise<number> {
     info = { apiMajor: o.apiMajor, apiMinor: o.apiMinor, buildId: o.buildId, policy: o.hostPolicy ?? policy.value };
   }
   const blob = readPathOrBase64(o.measurement, '--measurement', 48);
-  const tik = readPathOrBase64(o.tik, '--tik', 16);
-  const digest = await digestFrom(o, policy.value);
-  const v = L.verifyMeasurement({ measurement: blob, sevInfo: info, expected: { policy, tik, digest } });
-  tik.fill(0);
+  const v = await wiping(async (own) => {
+    const tik = own(readPathOrBase64(o.tik, '--tik', 16));
+    const digest = await digestFrom(o, policy.value);
+    return L.verifyMeasurement({ measurement: blob, sevInfo: info, expected: { policy, tik, digest } });
+  });
   if (o.json) {
     printJson(v.match ? { match: true, digest: v.digest.toString('hex') } : { match: false, reason: v.reason, message: v.message });
   } else if (v.match) {
@@ -316,59 +335,53 @@ async function secretBuildCmd(headerFile: string, payloadFile: string, o: Secret
   const { readPathOrBase64, readFileChecked, decodeBase64 } = await bytesLib();
   const { UsageError } = await import('../../errors.js');
   if (!o.secret?.length) throw new UsageError('at least one --secret GUID:FILE is required');
-  if (o.layout !== 'sevctl' && o.layout !== 'aleph') throw new UsageError(`--layout must be sevctl or aleph, got '${o.layout}'`);
-  const tek = readPathOrBase64(o.tek, '--tek', 16);
-  const tik = readPathOrBase64(o.tik, '--tik', 16);
-  const blob = readPathOrBase64(o.launchMeasureBlob, '--launch-measure-blob');
-  if (blob.length !== 48 && blob.length !== 32) throw new L.LaunchInputError(`--launch-measure-blob: ${blob.length} bytes, expected 48 (or the 32-byte MEASURE)`, 'ERR_LENGTH');
-  let iv: Buffer | undefined;
-  if (o.iv !== undefined) {
-    iv = decodeBase64(o.iv, '--iv');
-    if (iv.length !== 16) throw new L.LaunchInputError(`--iv: ${iv.length} bytes, expected 16`, 'ERR_LENGTH');
-  }
-  const entries = o.secret.map((spec) => {
-    const i = spec.indexOf(':');
-    if (i < 0) throw new UsageError(`--secret '${spec}': expected GUID:FILE (GUID may be disk-password or luks-key)`);
-    return { guid: L.resolveSecretGuid(spec.slice(0, i)), data: readFileChecked(spec.slice(i + 1), `--secret ${spec.slice(0, i)}`) };
-  });
-  let maxSize: number | undefined;
-  if (o.firmware) maxSize = L.requireSecretArea(L.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware), o.firmware).size;
-  try {
-    const s = L.buildSecret({ tek, tik, measurement: blob, entries, layout: o.layout, ...(iv ? { iv } : {}), ...(maxSize !== undefined ? { maxSize } : {}) });
+  const { layout, secret: secrets } = o;
+  if (layout !== 'sevctl' && layout !== 'aleph') throw new UsageError(`--layout must be sevctl or aleph, got '${layout}'`);
+  await wiping(async (own) => {
+    const tek = own(readPathOrBase64(o.tek, '--tek', 16));
+    const tik = own(readPathOrBase64(o.tik, '--tik', 16));
+    const blob = readPathOrBase64(o.launchMeasureBlob, '--launch-measure-blob');
+    if (blob.length !== 48 && blob.length !== 32) throw new L.LaunchInputError(`--launch-measure-blob: ${blob.length} bytes, expected 48 (or the 32-byte MEASURE)`, 'ERR_LENGTH');
+    let iv: Buffer | undefined;
+    if (o.iv !== undefined) {
+      iv = decodeBase64(o.iv, '--iv');
+      if (iv.length !== 16) throw new L.LaunchInputError(`--iv: ${iv.length} bytes, expected 16`, 'ERR_LENGTH');
+    }
+    const entries = secrets.map((spec) => {
+      const i = spec.indexOf(':');
+      if (i < 0) throw new UsageError(`--secret '${spec}': expected GUID:FILE (GUID may be disk-password or luks-key)`);
+      const guid = L.resolveSecretGuid(spec.slice(0, i));
+      return { guid, data: own(readFileChecked(spec.slice(i + 1), `--secret ${spec.slice(0, i)}`)) };
+    });
+    let maxSize: number | undefined;
+    if (o.firmware) maxSize = L.requireSecretArea(L.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware), o.firmware).size;
+    const s = L.buildSecret({ tek, tik, measurement: blob, entries, layout, ...(iv ? { iv } : {}), ...(maxSize !== undefined ? { maxSize } : {}) });
     await writeOutputFile(headerFile, s.header);
     process.stdout.write(`Wrote header to: ${headerFile}\n`);
     await writeOutputFile(payloadFile, s.payload);
     process.stdout.write(`Wrote payload to: ${payloadFile}\n`);
-  } finally {
-    tek.fill(0);
-    tik.fill(0);
-    for (const e of entries) e.data.fill(0);
-  }
+  });
 }
 
 async function secretInspectCmd(headerFile: string, payloadFile: string, o: { tik: string; tek: string; launchMeasureBlob: string; json?: boolean }): Promise<void> {
   const L = await launchLib();
   const { readPathOrBase64 } = await bytesLib();
-  const tek = readPathOrBase64(o.tek, '--tek', 16);
-  const tik = readPathOrBase64(o.tik, '--tik', 16);
-  const blob = readPathOrBase64(o.launchMeasureBlob, '--launch-measure-blob');
-  const header = readPathOrBase64(headerFile, 'HEADER', L.SECRET_PACKET_HEADER_SIZE);
-  const payload = readPathOrBase64(payloadFile, 'PAYLOAD');
-  const plain = L.openSecret({ header, payload, tek, tik, measurement: blob });
-  try {
+  await wiping(async (own) => {
+    const tek = own(readPathOrBase64(o.tek, '--tek', 16));
+    const tik = own(readPathOrBase64(o.tik, '--tik', 16));
+    const blob = readPathOrBase64(o.launchMeasureBlob, '--launch-measure-blob');
+    const header = readPathOrBase64(headerFile, 'HEADER', L.SECRET_PACKET_HEADER_SIZE);
+    const payload = readPathOrBase64(payloadFile, 'PAYLOAD');
+    const plain = own(L.openSecret({ header, payload, tek, tik, measurement: blob }));
     const t = L.parseSecretTable(plain);
+    for (const e of t.entries) own(e.data);
     // Only GUIDs and sizes: the secret values themselves are never printed.
     if (o.json) printJson({ layout: t.layout, length: t.length, entries: t.entries.map((e) => ({ guid: e.guid, size: e.data.length })) });
     else {
       process.stdout.write(`MAC ok; secret table (${t.layout} layout, length ${t.length}, ${t.entries.length} entr${t.entries.length === 1 ? 'y' : 'ies'})\n`);
       for (const e of t.entries) process.stdout.write(`  ${e.guid}  ${e.data.length} bytes\n`);
     }
-    for (const e of t.entries) e.data.fill(0);
-  } finally {
-    plain.fill(0);
-    tek.fill(0);
-    tik.fill(0);
-  }
+  });
 }
 
 // ---------------------------------------------------------------- wiring
