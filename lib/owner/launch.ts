@@ -178,7 +178,8 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
     });
 
     // 6. Trust decision: host's reported policy, state and the MAC over our own digest.
-    await step('verify', async () => {
+    //    Yields the exact MEASURE‖MNONCE that matched, so the secret is bound to what was verified.
+    const verifiedMeasurement = await step('verify', async () => {
       const si = measurement.sev_info;
       if (si.enabled !== true) refuse('verify', 'host reports SEV not enabled for this guest');
       if ((si.policy >>> 0) !== policy.value >>> 0) {
@@ -197,9 +198,9 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
       } catch (e) {
         return refuse('verify', describe(e), e);
       }
-      if (!verdict.match) refuse('verify', verdict.message);
+      if (!verdict.match) return refuse('verify', verdict.message);
       return {
-        value: undefined,
+        value: Buffer.concat([verdict.expectedMeasure, verdict.mnonce]),
         detail: `measurement matches own firmware (sha256 ${crypto.createHash('sha256').update(o.firmware).digest('hex').slice(0, 16)}…), policy ${policy.toHex()}, API ${si.api_major}.${si.api_minor} build ${si.build_id}`,
       };
     });
@@ -216,7 +217,7 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
         const built = buildSecret({
           tek: session.tek,
           tik: session.tik,
-          measurement: Buffer.from(measurement.launch_measure, 'base64'),
+          measurement: verifiedMeasurement,
           entries: [{ guid: DISK_PASSWORD_GUID, data: o.secret }],
           layout: 'aleph',
           ...(maxSize ? { maxSize } : {}),
