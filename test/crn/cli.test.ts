@@ -133,6 +133,10 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     });
     expect(noKey.code).toBe(2);
     expect(noKey.stderr.trim().split('\n')).toHaveLength(1);
+    // Flag refusals come before the secret is read (a missing secret file is not reached).
+    const esNoCpu = await runCli(['launch', '--crn', url, '--vm', 'ab'.repeat(32), '--firmware', firmware, '--policy', '0x5', '--secret-file', path.join(tmp, 'absent.txt')]);
+    expect(esNoCpu.code).toBe(2);
+    expect(esNoCpu.stderr).toMatch(/^sevkit: SEV-ES \(policy bit 0x4\) needs --vcpus/);
     const bad = await runCli(['crn', 'serve', '--listen', 'nope', '--domain', 'x']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--listen must be HOST:PORT/);

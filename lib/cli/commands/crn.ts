@@ -147,6 +147,10 @@ interface LaunchOpts {
 async function launchCmd(o: LaunchOpts): Promise<number> {
   const fs = await import('node:fs');
   if (o.ca && o.generation) throw new UsageError('give either --ca or --generation, not both');
+  if (o.vcpuType && o.vcpuSig !== undefined) throw new UsageError('give either --vcpu-type or --vcpu-sig, not both');
+  const cpuGiven = o.vcpuType !== undefined || o.vcpuSig !== undefined;
+  if (o.policy & 0x4 && (o.vcpus === undefined || !cpuGiven)) throw new UsageError('SEV-ES (policy bit 0x4) needs --vcpus and --vcpu-type or --vcpu-sig to predict the VMSA measurement');
+  const es = o.vcpus !== undefined && cpuGiven ? { numCpus: o.vcpus, ...(o.vcpuType ? { vcpuType: o.vcpuType } : { vcpuSig: o.vcpuSig! }) } : undefined;
   const keyFile = o.walletKey ?? process.env.SEVKIT_WALLET_KEY_FILE;
   if (!keyFile) throw new UsageError('a wallet key is needed to act on the VM: --wallet-key FILE (or SEVKIT_WALLET_KEY_FILE)');
   const { parseWalletKey } = await import('../../crn/wallet.js');
@@ -170,6 +174,8 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
     const { parseGeneration } = await import('../../certs/index.js');
     generation = parseGeneration(o.generation);
   }
+  const client = new CrnClient({ url: o.crn, wallet, ...(o.domain ? { domain: o.domain } : {}) });
+  // Every refusal that needs no secret comes before it is read, so nothing below leaves it in memory.
   const secretRaw = read(o.secretFile, 'secret file');
   let end = secretRaw.length;
   if (end > 0 && secretRaw[end - 1] === 0x0a) end--;
@@ -177,11 +183,6 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
   const secret = Buffer.from(secretRaw.subarray(0, end));
   secretRaw.fill(0);
   if (secret.length === 0) throw new InputError(`secret file ${o.secretFile} is empty`);
-  if (o.vcpuType && o.vcpuSig !== undefined) throw new UsageError('give either --vcpu-type or --vcpu-sig, not both');
-  const cpuGiven = o.vcpuType !== undefined || o.vcpuSig !== undefined;
-  if (o.policy & 0x4 && (o.vcpus === undefined || !cpuGiven)) throw new UsageError('SEV-ES (policy bit 0x4) needs --vcpus and --vcpu-type or --vcpu-sig to predict the VMSA measurement');
-  const es = o.vcpus !== undefined && cpuGiven ? { numCpus: o.vcpus, ...(o.vcpuType ? { vcpuType: o.vcpuType } : { vcpuSig: o.vcpuSig! }) } : undefined;
-  const client = new CrnClient({ url: o.crn, wallet, ...(o.domain ? { domain: o.domain } : {}) });
   const out = (s: string) => process.stderr.write(`${s}\n`);
   out(`owner ${wallet.address} (${wallet.chain}) → ${client.url} (domain ${client.domain}), VM ${o.vm}`);
   try {
