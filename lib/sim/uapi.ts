@@ -3,7 +3,10 @@
  * kernel-qemu.md §1.2–1.3, §1.6).
  */
 import os from 'node:os';
-import { SevCmd, SevRet } from '../platform/constants.js';
+import {
+  SEV_FW_BLOB_MAX_SIZE, SEV_PLATFORM_CERT_SIZE, SEV_STATUS_FLAGS_CONFIG_ES, SEV_STATUS_FLAGS_OWNER, SevCmd, SevRet, SevStateCode,
+} from '../platform/constants.js';
+import { SEV_STRUCTS } from '../platform/layout.js';
 
 /**
  * The simulator's short names for the ABI values of lib/platform/constants.ts
@@ -62,36 +65,22 @@ export function parseErrno(v: number | string): number | undefined {
   return (os.constants.errno as Record<string, number>)[name];
 }
 
-export const PlatformState = { UNINIT: 0, INIT: 1, WORKING: 2 } as const;
-export const STATUS_FLAG_OWNER = 0x0001;
-export const STATUS_FLAG_CONFIG_ES = 0x0100;
+/** enum sev_state, by short name. */
+export const PlatformState = unprefixed(SevStateCode, 'SEV_STATE_');
+export const STATUS_FLAG_OWNER = SEV_STATUS_FLAGS_OWNER;
+export const STATUS_FLAG_CONFIG_ES = SEV_STATUS_FLAGS_CONFIG_ES;
 
 /** Driver limit on PEK_CSR / PDH_CERT_EXPORT / PEK_CERT_IMPORT blobs (SEV_FW_BLOB_MAX_SIZE). */
-export const FW_BLOB_MAX_SIZE = 0x4000;
-export const SEV_CERT_SIZE = 0x824;
+export const FW_BLOB_MAX_SIZE = SEV_FW_BLOB_MAX_SIZE;
+export const SEV_CERT_SIZE = SEV_PLATFORM_CERT_SIZE;
 export const CHIP_ID_SIZE = 64;
 
-/** Byte size of the struct each command's `data` points to. */
-export const STRUCT_SIZE: Record<number, number> = {
-  [Cmd.FACTORY_RESET]: 0,
-  [Cmd.PLATFORM_STATUS]: 12,
-  [Cmd.PEK_GEN]: 0,
-  [Cmd.PEK_CSR]: 12,
-  [Cmd.PDH_GEN]: 0,
-  [Cmd.PDH_CERT_EXPORT]: 24,
-  [Cmd.PEK_CERT_IMPORT]: 24,
-  [Cmd.GET_ID]: 128,
-  [Cmd.GET_ID2]: 12,
-  [Cmd.SNP_PLATFORM_STATUS]: 32,
-  [Cmd.SNP_COMMIT]: 0,
-  [Cmd.SNP_SET_CONFIG]: 64,
-  [Cmd.SNP_VLEK_LOAD]: 16,
-};
+const { sev_user_data_pek_csr: csr, sev_user_data_pdh_cert_export: pdh, sev_user_data_get_id2: id2 } = SEV_STRUCTS;
 
-/** Offsets of (address, length) pairs of the blobs a command copies out. */
+/** Offsets of (address, length) pairs of the blobs a command copies out (the shim accepts only these). */
 export const OUT_BLOBS = {
-  pekCsr: { addrOff: 0, lenOff: 8 },
-  pdh: { addrOff: 0, lenOff: 8 },
-  chain: { addrOff: 12, lenOff: 20 },
-  getId2: { addrOff: 0, lenOff: 8 },
+  pekCsr: { addrOff: csr.offsets.address, lenOff: csr.offsets.length },
+  pdh: { addrOff: pdh.offsets.pdh_cert_address, lenOff: pdh.offsets.pdh_cert_len },
+  chain: { addrOff: pdh.offsets.cert_chain_address, lenOff: pdh.offsets.cert_chain_len },
+  getId2: { addrOff: id2.offsets.address, lenOff: id2.offsets.length },
 } as const;
