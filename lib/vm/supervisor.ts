@@ -137,14 +137,17 @@ function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const pgid of liveGroups) {
-      try {
-        process.kill(-pgid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
+    for (const pgid of liveGroups) killGroup(pgid);
   });
+}
+
+/** SIGKILL to a whole process group (QEMU, or the simulator's wrapper and the real QEMU under it). */
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    /* group already empty */
+  }
 }
 
 export class Supervisor {
@@ -381,11 +384,17 @@ export class ConfidentialVm extends EventEmitter {
       this.exited = new Promise<void>((res) => {
         resolveExited = res;
         child.on('close', (code, signal) => {
-          if (child.pid) liveGroups.delete(child.pid);
           this.exitInfo = { code, signal };
           this.onExit(code, signal);
           res();
         });
+      });
+      // 'close' waits for the stdio pipes, which anything left in QEMU's group still holds: so the group goes
+      // as soon as its leader exits, or 'close' (and every wait on it) could hang until the stragglers end.
+      child.once('exit', () => {
+        if (!child.pid) return;
+        killGroup(child.pid);
+        liveGroups.delete(child.pid);
       });
       child.once('spawn', () => {
         spawned = true;
@@ -410,14 +419,6 @@ export class ConfidentialVm extends EventEmitter {
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     const during = this._state;
-    // Whatever QEMU (or the simulator's wrapper) left behind in its group goes with it.
-    if (this.proc?.pid) {
-      try {
-        process.kill(-this.proc.pid, 'SIGKILL');
-      } catch {
-        /* group already empty */
-      }
-    }
     this.exitError = this.exitMessage(code, signal, during);
     this.qmp?.close();
     this.cleanupFiles();
@@ -465,13 +466,7 @@ export class ConfidentialVm extends EventEmitter {
   }
 
   private async kill(): Promise<void> {
-    if (this.proc && this.alive && this.proc.pid) {
-      try {
-        process.kill(-this.proc.pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
+    if (this.alive && this.proc!.pid) killGroup(this.proc!.pid);
     if (this.proc && this.exited) await this.exited;
     this.qmp?.close();
     this.cleanupFiles();

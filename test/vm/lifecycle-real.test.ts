@@ -188,6 +188,14 @@ describe('fault injection with a stand-in QEMU', () => {
     expect(err.message).toMatch(/^QEMU for VM early exited with code 1 while starting: .*qemu-system-x86_64: -object sev-guest: fake failure for tests$/);
   });
 
+  it.skipIf(!fs.existsSync(OVMF))('QEMU exiting while its group still holds the stdio pipes → VmExitedError at once, group killed', async () => {
+    const err = await sup('orphan-exit').launch(sevSpec('orphan')).catch((e) => e);
+    expect(err).toBeInstanceOf(VmExitedError);
+    expect(err.exitCode).toBe(3);
+    expect(err.message).toContain('fake: left a straggler');
+    expect(processesMentioning(root)).toEqual([]);
+  });
+
   it.skipIf(!fs.existsSync(OVMF))('QMP socket closed mid-command (QEMU alive) → QmpDisconnectedError, QEMU killed', async () => {
     const err = await sup('close-on-measure').launch(sevSpec('midclose')).catch((e) => e);
     expect(err).toBeInstanceOf(QmpDisconnectedError);
