@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
+import http from 'node:http';
 import path from 'node:path';
 import { startCrnServer, type CrnServer } from '../../lib/crn/server.js';
 import { createAuthSession } from '../../lib/crn/auth.js';
@@ -290,6 +291,37 @@ describe('owner endpoints', () => {
     expect(srv.service.state(ref)).toBe('allocated');
     // sevctl writes no newline, but a trailing one is tolerated.
     expect((await send([['session', `${session()}\n`], ['godh', godh()]])).status).toBe(200);
+  });
+
+  it('hostile clients: huge headers are refused, undeclared (chunked) bodies are cut at the limit', async () => {
+    const raw = (p: string, headers: Record<string, string>, chunks: Buffer[]): Promise<{ status: number }> =>
+      new Promise((resolve, reject) => {
+        const req = http.request(srv.url + p, { method: 'POST', headers: { ...headers, 'Transfer-Encoding': 'chunked' } }, (res) => {
+          res.resume();
+          resolve({ status: res.statusCode! });
+        });
+        req.on('error', reject);
+        const next = (): void => {
+          const c = chunks.shift();
+          if (!c) return void req.end();
+          req.write(c, () => setImmediate(next));
+        };
+        next();
+      });
+    const big = await raw('/control/allocate', { 'X-Auth-Signature': TOKEN, 'X-Filler': 'x'.repeat(40 * 1024) }, [Buffer.from('{}')]);
+    expect(big.status).toBe(431);
+
+    const ref = await allocate();
+    const auth = createAuthSession(owner, { domain: 'crn.test' });
+    const inject = `/control/machine/${ref}/confidential/inject_secret`;
+    const json = await raw(inject, auth.headers('POST', inject), Array.from({ length: 40 }, () => Buffer.alloc(4096, 0x20)));
+    expect(json.status).toBe(413);
+    const init = `/control/machine/${ref}/confidential/initialize`;
+    const boundary = 'sevkitboundary';
+    const part = (i: number) => Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="p${i}"\r\n\r\n1\r\n`);
+    const flood = await raw(init, { ...auth.headers('POST', init), 'Content-Type': `multipart/form-data; boundary=${boundary}` }, Array.from({ length: 2000 }, (_, i) => part(i)));
+    expect(flood.status).toBe(413);
+    expect(srv.service.state(ref)).toBe('allocated');
   });
 
   it('authentication and authorization: 400/401/403/404 as aleph', async () => {
