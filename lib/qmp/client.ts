@@ -50,6 +50,9 @@ interface Subscriber {
   dropped: number;
 }
 
+/** Timed-out ids remembered for their late reply; beyond this the oldest are forgotten. */
+const MAX_ABANDONED = 1024;
+
 const DEFAULTS = { connectTimeoutMs: 10_000, commandTimeoutMs: 30_000, maxLineBytes: 8 << 20, maxQueuedEvents: 4096 };
 
 export class QmpClient {
@@ -61,6 +64,8 @@ export class QmpClient {
   private readonly opts: Required<QmpClientOptions>;
   private readonly lines: LineBuffer;
   private readonly pending = new Map<number, Pending>();
+  /** Ids whose command timed out: QEMU may still answer them, once, and that is not a confused peer. */
+  private readonly abandoned = new Set<number>();
   private readonly subscribers = new Set<Subscriber>();
   private readonly eventListeners = new Set<(e: QmpEvent) => void>();
   private nextId = 1;
@@ -133,6 +138,8 @@ export class QmpClient {
       if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
         p.timer = setTimeout(() => {
           this.pending.delete(id);
+          this.abandoned.add(id);
+          if (this.abandoned.size > MAX_ABANDONED) this.abandoned.delete(this.abandoned.values().next().value!);
           reject(new QmpTimeoutError(`QMP ${command}: no answer within ${timeoutMs} ms on ${this.socketPath}`));
         }, timeoutMs);
       }
@@ -326,6 +333,7 @@ export class QmpClient {
       const id = m.id;
       const p = typeof id === 'number' ? this.pending.get(id) : undefined;
       if (!p) {
+        if (typeof id === 'number' && this.abandoned.delete(id)) return; // late answer to a command that timed out
         this.fail(new QmpProtocolError(`QMP ${this.socketPath}: reply with unknown id ${JSON.stringify(id ?? null)}`));
         return;
       }

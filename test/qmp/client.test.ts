@@ -140,6 +140,26 @@ describe('QmpClient against hostile peers', () => {
     expect(await client.execute('fast')).toEqual({ ok: 1 });
   });
 
+  it('drops the late reply of a timed-out command once, and still refuses a second reply with that id', async () => {
+    let slowId: unknown;
+    server = await startFakeQmp({
+      onCommand: (conn, msg) => {
+        if (msg.execute === 'slow') slowId = msg.id; // answered only when 'fast' comes, after the deadline
+        else if (msg.execute === 'fast') {
+          conn.send({ return: { late: 1 }, id: slowId });
+          conn.send({ return: { ok: 1 }, id: msg.id });
+        } else conn.send({ return: { late: 2 }, id: slowId });
+      },
+    });
+    client = await QmpClient.connect(server.socketPath);
+    expect(await client.execute('slow', undefined, { timeoutMs: 20 }).catch((e) => e)).toBeInstanceOf(QmpTimeoutError);
+    expect(await client.execute('fast')).toEqual({ ok: 1 });
+    expect(client.closed).toBe(false);
+    const err: any = await client.execute('again').catch((e) => e);
+    expect(err).toBeInstanceOf(QmpProtocolError);
+    expect(err.message).toContain(`unknown id ${slowId}`);
+  });
+
   it('fails every in-flight command with QmpDisconnectedError when the peer closes mid-command', async () => {
     server = await startFakeQmp({
       onCommand: (conn, msg) => {
