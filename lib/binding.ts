@@ -130,9 +130,7 @@ function load(): NativeBinding {
 
 /** The binding in use: the test override if set, else the real addon (loaded once). */
 export function getBinding(): NativeBinding {
-  if (override) return override;
-  if (!loaded) loaded = load();
-  return loaded;
+  return override ?? getNativeBinding();
 }
 
 /** Replace the binding (unit tests, fakes); `null` restores the real addon. */
