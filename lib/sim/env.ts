@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from '../binding.js';
 import { SevkitError } from '../errors.js';
 import { writeHostFixture } from '../host/fixture.js';
 import { writeFileAtomic } from './fsutil.js';
@@ -19,13 +19,8 @@ export class SimEnvError extends SevkitError {
 
 export const SHIM_FILE = 'sevkit_sim_preload.so';
 
-/** Package root: lib/sim/env.ts and dist/sim/env.js both sit two levels below it. */
-export function packageRoot(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-}
-
 /** Candidate shim locations, in search order. */
-export function shimCandidates(root = packageRoot()): string[] {
+export function shimCandidates(root = PACKAGE_ROOT): string[] {
   const list: string[] = [];
   if (process.env.SEVKIT_SIM_SHIM) list.push(path.resolve(process.env.SEVKIT_SIM_SHIM));
   list.push(
@@ -83,7 +78,7 @@ export function prepareSimHost(stateDir: string, kernel: 'pre-6.16' | '6.16' = '
   const binDir = path.join(stateDir, 'bin');
   fs.mkdirSync(binDir, { recursive: true });
   const qemu = path.join(binDir, 'qemu-system-x86_64');
-  const cmd = qemuWrapperCommand(packageRoot());
+  const cmd = qemuWrapperCommand(PACKAGE_ROOT);
   const script = cmd
     ? `#!/bin/sh\n# sevkit SIMULATED QEMU: plays QEMU's SEV part against the software SEV platform.\n# TEST platform; proves nothing about real hardware.\nexec ${cmd.map(shQuote).join(' ')} "$@"\n`
     : `#!/bin/sh\necho "sevkit sim: the simulator's QEMU wrapper (lib/sim/qemu/main) is not available in this install" >&2\nexit 1\n`;
