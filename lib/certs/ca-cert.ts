@@ -143,8 +143,13 @@ export function encodeCaCert(cert: CaCert): Buffer {
   return out;
 }
 
-export function asCaCert(c: CaCert | Uint8Array, opts?: CaDecodeOptions): CaCert {
-  return c instanceof Uint8Array ? decodeCaCert(c, opts) : c;
+/** Decoded cert or raw bytes; a required usage is checked on both forms (as in asSevCert). */
+export function asCaCert(c: CaCert | Uint8Array, opts: CaDecodeOptions = {}): CaCert {
+  if (c instanceof Uint8Array) return decodeCaCert(c, opts);
+  if (opts.usage !== undefined && c.usage !== opts.usage) {
+    fail(opts.name ?? 'CA certificate', 'key_usage', `key_usage is ${usageName(c.usage)}, expected ${usageName(opts.usage)}`);
+  }
+  return c;
 }
 
 /** Signed bytes: preamble ‖ pubexp ‖ modulus. */

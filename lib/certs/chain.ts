@@ -3,8 +3,8 @@
  * CA chain ASK‖ARK, full chain PDH‖PEK‖OCA‖CEK‖ASK‖ARK.
  */
 import { SEV_CERT_SIZE, Usage } from './constants.js';
-import { decodeSevCert, encodeSevCert, type SevCert } from './sev-cert.js';
-import { decodeCaCertAt, encodeCaCert, type CaCert } from './ca-cert.js';
+import { asSevCert, decodeSevCert, encodeSevCert, type SevCert } from './sev-cert.js';
+import { asCaCert, decodeCaCertAt, encodeCaCert, type CaCert } from './ca-cert.js';
 import { CertificateError } from './errors.js';
 
 export interface SevChain { pdh: SevCert; pek: SevCert; oca: SevCert; cek: SevCert }
@@ -27,6 +27,13 @@ export function decodeSevChain(buf: Uint8Array, file?: string): SevChain {
   return { pdh: at(0, Usage.PDH, 'PDH'), pek: at(1, Usage.PEK, 'PEK'), oca: at(2, Usage.OCA, 'OCA'), cek: at(3, Usage.CEK, 'CEK') };
 }
 
+/** A SEV chain from bytes or objects; either way each position must hold its role (PDH, PEK, OCA, CEK). */
+export function asSevChain(c: SevChain | Uint8Array, file?: string): SevChain {
+  if (c instanceof Uint8Array) return decodeSevChain(c, file);
+  const at = (cert: SevCert, usage: number, name: string) => asSevCert(cert, { name: prefix(file, name), usage });
+  return { pdh: at(c.pdh, Usage.PDH, 'PDH'), pek: at(c.pek, Usage.PEK, 'PEK'), oca: at(c.oca, Usage.OCA, 'OCA'), cek: at(c.cek, Usage.CEK, 'CEK') };
+}
+
 export function encodeSevChain(c: SevChain): Buffer {
   return Buffer.concat([encodeSevCert(c.pdh), encodeSevCert(c.pek), encodeSevCert(c.oca), encodeSevCert(c.cek)]);
 }
@@ -40,6 +47,12 @@ export function decodeCaChainAt(buf: Uint8Array, file?: string): { chain: CaChai
 
 export function decodeCaChain(buf: Uint8Array, file?: string): CaChain {
   return decodeCaChainAt(buf, file).chain;
+}
+
+/** A CA chain from bytes or objects; either way the ASK must be an ASK and the ARK an ARK. */
+export function asCaChain(c: CaChain | Uint8Array, file?: string): CaChain {
+  if (c instanceof Uint8Array) return decodeCaChain(c, file);
+  return { ask: asCaCert(c.ask, { name: prefix(file, 'ASK'), usage: Usage.ASK }), ark: asCaCert(c.ark, { name: prefix(file, 'ARK'), usage: Usage.ARK }) };
 }
 
 export function encodeCaChain(c: CaChain): Buffer {

@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Usage } from './constants.js';
 import { decodeSevCert, type SevCert } from './sev-cert.js';
-import { decodeCaCert, asCaCert } from './ca-cert.js';
-import { decodeCaChain, encodeFullChain, encodeSevChain, type CaChain, type FullChain, type SevChain } from './chain.js';
+import { decodeCaCert } from './ca-cert.js';
+import { asCaChain, encodeFullChain, encodeSevChain, type CaChain, type FullChain, type SevChain } from './chain.js';
 import { verifyAskCek } from './verify.js';
 import { detectGeneration } from './verify-chain.js';
 import { builtinCaChain } from './builtin.js';
@@ -58,7 +58,7 @@ export function simulatorCaChain(dir: string | false | undefined = process.env.S
 
 function candidateAsks(opts: PlatformChainOptions): CaChain[] {
   const out: CaChain[] = [];
-  if (opts.ca) out.push(opts.ca instanceof Uint8Array ? decodeCaChain(opts.ca) : { ask: asCaCert(opts.ca.ask), ark: asCaCert(opts.ca.ark) });
+  if (opts.ca) out.push(asCaChain(opts.ca));
   const sim = simulatorCaChain(opts.simStateDir === undefined ? process.env.SEVKIT_SIM_STATE : opts.simStateDir);
   if (sim) out.push(sim);
   return out;
@@ -109,7 +109,7 @@ export async function fullChainFor(platform: CertPlatform, opts: PlatformChainOp
   let caSource: PlatformFullChain['caSource'] | undefined;
   let generation: Generation | undefined;
   if (opts.ca) {
-    const given = opts.ca instanceof Uint8Array ? decodeCaChain(opts.ca) : opts.ca;
+    const given = asCaChain(opts.ca);
     if (verifyAskCek(given.ask, sev.cek).ok) {
       ca = given;
       caSource = 'given';

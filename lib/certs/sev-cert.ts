@@ -177,9 +177,17 @@ export function encodeSevCert(cert: SevCert): Buffer {
   return out;
 }
 
-/** Accept either a decoded certificate or its raw bytes. */
-export function asSevCert(c: SevCert | Uint8Array, opts?: DecodeOptions): SevCert {
-  return c instanceof Uint8Array ? decodeSevCert(c, opts) : c;
+/**
+ * Accept either a decoded certificate or its raw bytes. A required usage is
+ * checked on both forms, so a caller handing over an already-decoded cert
+ * gets the same role check as one handing over bytes.
+ */
+export function asSevCert(c: SevCert | Uint8Array, opts: DecodeOptions = {}): SevCert {
+  if (c instanceof Uint8Array) return decodeSevCert(c, opts);
+  if (opts.usage !== undefined && c.usage !== opts.usage) {
+    fail(opts.name ?? 'SEV certificate', 'pubkey_usage', `pubkey_usage is ${usageName(c.usage)}, expected ${usageName(opts.usage)}`);
+  }
+  return c;
 }
 
 /** The signed bytes [0, 0x414) of a SEV certificate. */

@@ -4,8 +4,8 @@
  * PEK→PDH. The result lists every link, so callers can show which one failed.
  */
 import { asSevCert, sevCertDisplay, type SevCert } from './sev-cert.js';
-import { asCaCert, caCertDisplay, type CaCert } from './ca-cert.js';
-import { decodeCaChain, decodeSevChain, type CaChain, type SevChain } from './chain.js';
+import { caCertDisplay } from './ca-cert.js';
+import { asCaChain, asSevChain, type CaChain, type SevChain } from './chain.js';
 import { verifyAskCek, verifyCaLink, verifySevLink, type LinkCheck } from './verify.js';
 import { builtinCaChain } from './builtin.js';
 import { GENERATIONS, type Generation } from './generation.js';
@@ -54,14 +54,13 @@ export function detectGeneration(cek: SevCert | Uint8Array): Generation | undefi
 }
 
 export function verifyChain(opts: VerifyChainOptions): ChainVerification {
-  const sevIn = opts.sev instanceof Uint8Array ? decodeSevChain(opts.sev) : opts.sev;
-  const sev: SevChain = { ...sevIn };
+  const sev = asSevChain(opts.sev);
   if (opts.oca !== undefined) sev.oca = asSevCert(opts.oca, { name: 'OCA', usage: Usage.OCA });
   let ca: CaChain | undefined;
   let generation: Generation | undefined;
   let caSource: ChainVerification['caSource'] = 'none';
   if (opts.ca !== undefined) {
-    ca = opts.ca instanceof Uint8Array ? decodeCaChain(opts.ca) : { ask: asCaCert(opts.ca.ask), ark: asCaCert(opts.ca.ark) };
+    ca = asCaChain(opts.ca);
     caSource = 'given';
   } else {
     generation = opts.generation ?? detectGeneration(sev.cek);

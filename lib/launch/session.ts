@@ -7,7 +7,7 @@
 import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { decodeSevCert, emptySignature, encodeSevCert, sevCertPublicKey, Usage, Algo, Curve, EC_COORD_SIZE, SEV_CERT_SIZE, SEV_PUBKEY_SIZE, type SevCert } from '../certs/index.js';
+import { asSevCert, emptySignature, encodeSevCert, sevCertPublicKey, Usage, Algo, Curve, EC_COORD_SIZE, SEV_CERT_SIZE, SEV_PUBKEY_SIZE, type SevCert } from '../certs/index.js';
 import { decodeBase64, expectLength, wipe } from './bytes.js';
 import { SessionError, LaunchInputError } from './errors.js';
 import { Policy, type PolicyLike } from './policy.js';
@@ -64,9 +64,10 @@ function ecPoint(cert: SevCert): Buffer {
   return Buffer.concat([Buffer.of(4), be(k.qx), be(k.qy)]);
 }
 
-function decodeKeyCert(bytes: Uint8Array, name: string, allowTrailing: boolean): SevCert {
+/** The PDH (or GODH) from bytes or a decoded cert; either form must carry usage PDH. */
+function decodeKeyCert(cert: Uint8Array | SevCert, name: string, allowTrailing: boolean): SevCert {
   try {
-    return decodeSevCert(bytes, { name, allowTrailing, usage: Usage.PDH });
+    return asSevCert(cert, { name, allowTrailing, usage: Usage.PDH });
   } catch (e) {
     throw new SessionError('ERR_SESSION_CERT', (e as Error).message, 'INVALID_CERTIFICATE', { cause: e });
   }
@@ -108,7 +109,7 @@ function scalarOk(s: Buffer): boolean {
 export function createSession(pdh: Uint8Array | SevCert, policyIn: PolicyLike, opts: CreateSessionOptions = {}): LaunchSession {
   const policy = Policy.from(policyIn);
   const rng: Rng = opts.rng ?? ((n) => crypto.randomBytes(n));
-  const pdhCert = pdh instanceof Uint8Array ? decodeKeyCert(pdh, 'PDH', true) : pdh;
+  const pdhCert = decodeKeyCert(pdh, 'PDH', true);
   const pdhPoint = ecPoint(pdhCert);
 
   const ecdh = crypto.createECDH('secp384r1');

@@ -129,6 +129,18 @@ describe('real chains', () => {
     expect(() => decodeFullChain(Buffer.concat([derived('rome', 'full_chain'), Buffer.alloc(3)]), 'f')).toThrow(/3 unexpected bytes/);
     expect(() => decodeSevChain(sev.subarray(0, 100), 'short')).toThrow(/^short: size is 100 bytes/);
   });
+
+  it('chains handed over already decoded get the same role checks as bytes', () => {
+    const sev = decodeSevChain(derived('rome', 'sev_chain'));
+    const ca = decodeCaChain(derived('rome', 'ca_chain'));
+    expect(verifyChain({ sev, ca }).ok).toBe(true);
+    // An OCA standing in for the PEK (it can vouch for itself through its OCA slot) is refused up front.
+    expect(() => verifyChain({ sev: { ...sev, pek: sev.oca }, ca })).toThrow(/^PEK: pubkey_usage is OCA, expected PEK$/);
+    expect(() => verifyChain({ sev, ca, oca: sev.pek })).toThrow(/^OCA: pubkey_usage is PEK, expected OCA$/);
+    expect(() => verifyChain({ sev, ca: { ask: ca.ark, ark: ca.ark } })).toThrow(/^ASK: key_usage is ARK, expected ASK$/);
+    expect(() => verifyChain({ sev, ca: { ask: ca.ask, ark: ca.ask } })).toThrow(CertificateError);
+    expect(() => detectGeneration(sev.pek)).toThrow(/^CEK: pubkey_usage is PEK, expected CEK$/);
+  });
 });
 
 /** Sampled here; scripts/certs-bitflip.ts flips every bit. */

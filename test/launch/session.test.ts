@@ -113,6 +113,12 @@ describe('createSession / openSession', () => {
     expect(() => createSession(Buffer.alloc(100), 1)).toThrow(/2084|0x824/);
   });
 
+  it('a decoded certificate must be a PDH too, as bytes must', () => {
+    const notPdh = { ...decodeSevCert(pdh.cert), usage: Usage.PEK };
+    expectFw(() => createSession(notPdh, 1), 'INVALID_CERTIFICATE');
+    expect(() => createSession(notPdh, 1)).toThrow(/^PDH: pubkey_usage is PEK, expected PDH$/);
+  });
+
   it('session blob fields land at their offsets', () => {
     const nonce = Buffer.alloc(16, 0xaa), wrapIv = Buffer.alloc(16, 0xbb);
     const s = createSession(pdh.cert, 1, { nonce, wrapIv });
