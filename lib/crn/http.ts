@@ -38,6 +38,17 @@ export function sendError(res: ServerResponse, e: HttpError): void {
   else sendJson(res, e.status, e.body, e.headers);
 }
 
+/** 413 for a body over `limit`; the connection closes so the rest is not parsed. */
+export function bodyTooLarge(limit: number): HttpError {
+  return errorJson(413, `Request body larger than ${limit} bytes`, { Connection: 'close' });
+}
+
+/** Whether the client announced (Content-Length) a body over `limit`: refused before reading a byte. */
+export function declaresMoreThan(req: IncomingMessage, limit: number): boolean {
+  const declared = Number(req.headers['content-length'] ?? '0');
+  return Number.isFinite(declared) && declared > limit;
+}
+
 /**
  * Reads a request body up to `limit` bytes. Refuses early on a declared
  * Content-Length above the limit and stops reading as soon as the limit is
@@ -45,9 +56,8 @@ export function sendError(res: ServerResponse, e: HttpError): void {
  */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? '0');
-    if (Number.isFinite(declared) && declared > limit) {
-      reject(errorJson(413, `Request body larger than ${limit} bytes`, { Connection: 'close' }));
+    if (declaresMoreThan(req, limit)) {
+      reject(bodyTooLarge(limit));
       return;
     }
     const chunks: Buffer[] = [];
@@ -59,7 +69,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       if (size > limit) {
         done = true;
         req.pause();
-        reject(errorJson(413, `Request body larger than ${limit} bytes`, { Connection: 'close' }));
+        reject(bodyTooLarge(limit));
         return;
       }
       chunks.push(c);

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import busboy from 'busboy';
-import { errorJson, HttpError } from './http.js';
+import { bodyTooLarge, declaresMoreThan, errorJson, HttpError } from './http.js';
 
 export interface MultipartLimits {
   /** Whole body, bytes (aleph/aiohttp default: 1 MiB). */
@@ -22,9 +22,8 @@ export const DEFAULT_MULTIPART_LIMITS: MultipartLimits = { maxBodyBytes: 1 << 20
 /** Parses the body into a map name → bytes. Rejects with HttpError (400/413). */
 export function readMultipart(req: IncomingMessage, limits: MultipartLimits = DEFAULT_MULTIPART_LIMITS): Promise<Map<string, Buffer>> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? '0');
-    if (Number.isFinite(declared) && declared > limits.maxBodyBytes) {
-      reject(errorJson(413, `Request body larger than ${limits.maxBodyBytes} bytes`, { Connection: 'close' }));
+    if (declaresMoreThan(req, limits.maxBodyBytes)) {
+      reject(bodyTooLarge(limits.maxBodyBytes));
       return;
     }
     let bb: busboy.Busboy;
@@ -54,6 +53,7 @@ export function readMultipart(req: IncomingMessage, limits: MultipartLimits = DE
       req.resume();
       reject(e);
     };
+    const partTooLarge = (name: string): HttpError => errorJson(413, `Part '${name.slice(0, 40)}' larger than ${limits.maxPartBytes} bytes`, { Connection: 'close' });
     const put = (name: string, data: Buffer): void => {
       if (parts.has(name)) fail(errorJson(400, `Duplicate part '${name.slice(0, 40)}'`));
       else parts.set(name, data);
@@ -61,25 +61,26 @@ export function readMultipart(req: IncomingMessage, limits: MultipartLimits = DE
     bb.on('file', (name, stream) => {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('limit', () => fail(errorJson(413, `Part '${name.slice(0, 40)}' larger than ${limits.maxPartBytes} bytes`, { Connection: 'close' })));
+      stream.on('limit', () => fail(partTooLarge(name)));
       stream.on('close', () => {
         if (!failed) put(name, Buffer.concat(chunks));
       });
     });
     bb.on('field', (name, value, info) => {
-      if (info.valueTruncated) fail(errorJson(413, `Part '${name.slice(0, 40)}' larger than ${limits.maxPartBytes} bytes`, { Connection: 'close' }));
+      if (info.valueTruncated) fail(partTooLarge(name));
       else put(name, Buffer.from(value, 'utf8'));
     });
-    bb.on('partsLimit', () => fail(errorJson(413, `More than ${limits.maxParts} parts`, { Connection: 'close' })));
-    bb.on('filesLimit', () => fail(errorJson(413, `More than ${limits.maxParts} parts`, { Connection: 'close' })));
-    bb.on('fieldsLimit', () => fail(errorJson(413, `More than ${limits.maxParts} parts`, { Connection: 'close' })));
+    const tooManyParts = (): void => fail(errorJson(413, `More than ${limits.maxParts} parts`, { Connection: 'close' }));
+    bb.on('partsLimit', tooManyParts);
+    bb.on('filesLimit', tooManyParts);
+    bb.on('fieldsLimit', tooManyParts);
     bb.on('error', () => fail(errorJson(400, 'Malformed multipart body')));
     bb.on('close', () => {
       if (!failed) resolve(parts);
     });
     req.on('data', (c: Buffer) => {
       total += c.length;
-      if (total > limits.maxBodyBytes) fail(errorJson(413, `Request body larger than ${limits.maxBodyBytes} bytes`, { Connection: 'close' }));
+      if (total > limits.maxBodyBytes) fail(bodyTooLarge(limits.maxBodyBytes));
     });
     req.on('error', () => fail(errorJson(400, 'Request body aborted')));
     req.pipe(bb);
