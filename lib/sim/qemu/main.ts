@@ -126,6 +126,7 @@ export async function main(args: string[]): Promise<void> {
   let upstream: QmpClient | undefined;
   let server: QmpServer | undefined;
   let privateQmp: string | undefined;
+  let privateDir: string | undefined;
   let exiting = false;
 
   const shutdown = async (code: number): Promise<never> => {
@@ -138,6 +139,7 @@ export async function main(args: string[]): Promise<void> {
       if (closing) await Promise.race([closing, new Promise((r) => setTimeout(r, 1000).unref())]);
       for (const s of p.qmpSockets) fs.rmSync(s, { force: true });
       if (privateQmp) fs.rmSync(privateQmp, { force: true });
+      if (privateDir) fs.rmSync(privateDir, { recursive: true, force: true });
     }
     process.exit(code);
   };
@@ -162,7 +164,8 @@ export async function main(args: string[]): Promise<void> {
   if (realQemu) {
     const accelEnv = process.env.SEVKIT_SIM_ACCEL ?? 'tcg';
     const accel: 'kvm' | 'tcg' = accelEnv === 'kvm' || (accelEnv === 'auto' && kvmUsable()) ? 'kvm' : 'tcg';
-    const sockDir = p.qmpSockets[0] ? path.dirname(p.qmpSockets[0]) : fs.mkdtempSync('/tmp/sevkit-simqemu-');
+    if (!p.qmpSockets[0]) privateDir = fs.mkdtempSync('/tmp/sevkit-simqemu-');
+    const sockDir = privateDir ?? path.dirname(p.qmpSockets[0]!);
     privateQmp = path.join(sockDir, `.real-qmp-${process.pid}.sock`);
     const realArgs = rewriteForRealQemu(p, privateQmp, accel);
     // If this wrapper dies (even by SIGKILL), the kernel kills the real QEMU too: no orphaned VMs.
@@ -170,7 +173,11 @@ export async function main(args: string[]): Promise<void> {
     const [cmd, cmdArgs] = setpriv ? [setpriv, ['--pdeathsig', 'SIGKILL', '--', realQemu, ...realArgs]] : [realQemu, realArgs];
     child = spawn(cmd, cmdArgs, { stdio: 'inherit', env: { ...process.env, [DEPTH_ENV]: '1' } });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child!.on('exit', (code, signal) => r({ code, signal })));
-    child.on('error', (e) => die(`cannot run the real QEMU ${realQemu}: ${e.message}`));
+    child.on('error', (e) => {
+      // Through shutdown, so the guest is decommissioned in the simulator as on any other exit.
+      process.stderr.write(`${PROG}: cannot run the real QEMU ${realQemu}: ${e.message}\n`);
+      void shutdown(1);
+    });
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => child!.kill(sig));
     const ac = new AbortController();
     void exited.then(() => ac.abort(new Error('real QEMU exited')));
@@ -178,6 +185,8 @@ export async function main(args: string[]): Promise<void> {
     try {
       upstream = await waitForQmp(privateQmp, { timeoutMs: 60_000, signal: ac.signal, commandTimeoutMs: 0 });
     } catch {
+      // No QMP from the real QEMU in time (or it exited): it must not outlive us, and `exited` only settles once it is gone.
+      child.kill('SIGKILL');
       const st = await exited;
       await shutdown(st.code ?? 1);
     }
