@@ -22,23 +22,39 @@ export class SimProtocolError extends SevkitError {
   }
 }
 
-/** Splits a byte stream into frames; throws on an oversized frame. */
+/**
+ * Splits a byte stream into frames; throws on an oversized frame. Chunks are
+ * kept as they arrive and joined once per complete frame: joining on every
+ * chunk would copy a multi-MiB guest image over and over (quadratic).
+ */
 export class FrameReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private size = 0;
 
   constructor(private readonly maxFrame = MAX_JSON_FRAME) {}
 
   push(chunk: Buffer): Buffer[] {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    this.chunks.push(chunk);
+    this.size += chunk.length;
     const frames: Buffer[] = [];
-    while (this.buf.length >= 4) {
-      const len = this.buf.readUInt32LE(0);
+    while (this.size >= 4) {
+      const head = this.chunks[0]!.length >= 4 ? this.chunks[0]! : this.joined();
+      const len = head.readUInt32LE(0);
       if (len > this.maxFrame) throw new SimProtocolError(`frame of ${len} bytes exceeds the ${this.maxFrame}-byte limit`);
-      if (this.buf.length < 4 + len) break;
-      frames.push(this.buf.subarray(4, 4 + len));
-      this.buf = this.buf.subarray(4 + len);
+      if (this.size < 4 + len) break;
+      const buf = this.joined();
+      frames.push(buf.subarray(4, 4 + len));
+      const rest = buf.subarray(4 + len);
+      this.chunks = rest.length > 0 ? [rest] : [];
+      this.size = rest.length;
     }
     return frames;
+  }
+
+  /** The buffered bytes as one Buffer (copied only when more than one chunk is held). */
+  private joined(): Buffer {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.size)];
+    return this.chunks[0]!;
   }
 }
 
