@@ -310,20 +310,24 @@ async function vmsaBuildCmd(file: string, o: VmsaOpts): Promise<void> {
   await writeOutputFile(file, L.buildSevctlVmsa(await vmsaOptions(o)));
 }
 
-async function vmsaUpdateCmd(file: string, o: VmsaOpts): Promise<void> {
+/** A VMSA file: one 4096-byte page, refused with one line otherwise. */
+async function readVmsaFile(file: string): Promise<Buffer> {
   const L = await launchLib();
   const { readFileChecked } = await bytesLib();
   const page = readFileChecked(file, 'VMSA file');
   if (page.length !== L.VMSA_SIZE) throw new L.VmsaError(`${file}: ${page.length} bytes, a VMSA file is ${L.VMSA_SIZE}`, 'ERR_VMSA_SIZE');
+  return page;
+}
+
+async function vmsaUpdateCmd(file: string, o: VmsaOpts): Promise<void> {
+  const L = await launchLib();
+  const page = await readVmsaFile(file);
   await writeOutputFile(file, L.updateSevctlVmsa(page, await vmsaOptions(o)));
 }
 
 async function vmsaShowCmd(file: string): Promise<void> {
   const L = await launchLib();
-  const { readFileChecked } = await bytesLib();
-  const page = readFileChecked(file, 'VMSA file');
-  if (page.length !== L.VMSA_SIZE) throw new L.VmsaError(`${file}: ${page.length} bytes, a VMSA file is ${L.VMSA_SIZE}`, 'ERR_VMSA_SIZE');
-  process.stdout.write(L.formatVmsaShow(page));
+  process.stdout.write(L.formatVmsaShow(await readVmsaFile(file)));
 }
 
 // ---------------------------------------------------------------- secret
