@@ -314,40 +314,26 @@ export function evaluateChecks(f: HostFacts): Check[] {
     const found = names.map((n) => [n, cmdlineParam(cmd, n)] as const).filter(([, v]) => v !== undefined);
     return found.length ? `; kernel command line has ${found.map(([n, v]) => `${n}=${v}`).join(' ')}` : '';
   };
-  if (!f.kvmAmd.loaded) {
-    skipped('kernel.sev', 'kernel', 'SEV enabled in KVM', 'kvm_amd not loaded');
-    skipped('kernel.sev-es', 'kernel', 'SEV-ES enabled in KVM', 'kvm_amd not loaded');
-    skipped('kernel.sev-snp', 'kernel', 'SEV-SNP enabled in KVM', 'kvm_amd not loaded');
-  } else {
-    const s = f.kvmAmd.sev;
+  // One check per kvm_amd parameter; the guest types each one gates.
+  const params = [
+    { id: 'kernel.sev', title: 'SEV enabled in KVM', fact: f.kvmAmd.sev, name: 'sev', hints: ['mem_encrypt', 'kvm_amd.sev'], fix: FIXES.kernelSev, missingFix: FIXES.kernelSevMissing, blocks: ALL },
+    { id: 'kernel.sev-es', title: 'SEV-ES enabled in KVM', fact: f.kvmAmd.sevEs, name: 'sev_es', hints: ['kvm_amd.sev_es'], fix: FIXES.kernelSevEs, missingFix: FIXES.kernelEsTooOld, blocks: ES_UP },
+    { id: 'kernel.sev-snp', title: 'SEV-SNP enabled in KVM', fact: f.kvmAmd.sevSnp, name: 'sev_snp', hints: ['kvm_amd.sev_snp'], fix: FIXES.kernelSevSnp, missingFix: FIXES.kernelSnpTooOld, blocks: SNP },
+  ];
+  for (const p of params) {
+    if (!f.kvmAmd.loaded) {
+      skipped(p.id, 'kernel', p.title, 'kvm_amd not loaded');
+      continue;
+    }
+    const v = p.fact;
     add({
-      id: 'kernel.sev',
+      id: p.id,
       group: 'kernel',
-      title: 'SEV enabled in KVM',
-      status: s.state === 'enabled' ? 'pass' : 'fail',
-      detail: s.state === 'missing' ? `${kernel} has no kvm_amd sev parameter` : paramDetail(s, 'sev') + (s.state === 'enabled' ? '' : hint(['mem_encrypt', 'kvm_amd.sev'])),
-      fix: s.state === 'missing' ? FIXES.kernelSevMissing : FIXES.kernelSev,
-      blocks: ALL,
-    });
-    const e = f.kvmAmd.sevEs;
-    add({
-      id: 'kernel.sev-es',
-      group: 'kernel',
-      title: 'SEV-ES enabled in KVM',
-      status: e.state === 'enabled' ? 'pass' : 'fail',
-      detail: e.state === 'missing' ? `${kernel} has no kvm_amd sev_es parameter` : paramDetail(e, 'sev_es') + (e.state === 'enabled' ? '' : hint(['kvm_amd.sev_es'])),
-      fix: e.state === 'missing' ? FIXES.kernelEsTooOld : FIXES.kernelSevEs,
-      blocks: ES_UP,
-    });
-    const n = f.kvmAmd.sevSnp;
-    add({
-      id: 'kernel.sev-snp',
-      group: 'kernel',
-      title: 'SEV-SNP enabled in KVM',
-      status: n.state === 'enabled' ? 'pass' : 'fail',
-      detail: n.state === 'missing' ? `${kernel} has no kvm_amd sev_snp parameter` : paramDetail(n, 'sev_snp') + (n.state === 'enabled' ? '' : hint(['kvm_amd.sev_snp'])),
-      fix: n.state === 'missing' ? FIXES.kernelSnpTooOld : FIXES.kernelSevSnp,
-      blocks: SNP,
+      title: p.title,
+      status: v.state === 'enabled' ? 'pass' : 'fail',
+      detail: v.state === 'missing' ? `${kernel} has no kvm_amd ${p.name} parameter` : paramDetail(v, p.name) + (v.state === 'enabled' ? '' : hint(p.hints)),
+      fix: v.state === 'missing' ? p.missingFix : p.fix,
+      blocks: p.blocks,
     });
   }
 
