@@ -22,6 +22,7 @@ import type { SevInfo } from '../qmp/types.js';
 import { buildQemuArgv, type SevHostInfo } from './argv.js';
 import { VmError, VmExitedError, VmLaunchError, VmSecretError, VmStateError } from './errors.js';
 import { createRunDir, defaultRunRoot, removeRunDir, writePrivateFile } from './rundir.js';
+import { settlesWithin } from './settle.js';
 import { TailBuffer } from './tail.js';
 
 export type VmState = 'starting' | 'awaiting-secret' | 'running' | 'stopped' | 'failed';
@@ -326,7 +327,8 @@ export class ConfidentialVm extends EventEmitter {
       this.throwIfStopped();
       await this.spawnQemu(argv);
       const ac = new AbortController();
-      void this.exited.then(() => ac.abort(new Error('QEMU exited')));
+      // onExit has set exitError by the time `exited` settles: that is the reason, with QEMU's stderr.
+      void this.exited.then(() => ac.abort(this.exitError));
       const timer = setTimeout(() => ac.abort(new QmpTimeoutError(`QEMU for VM ${spec.name} did not answer QMP within ${timeoutMs} ms`)), timeoutMs);
       try {
         this.qmp = await waitForQmp(path.join(dir, 'qmp.sock'), {
@@ -455,10 +457,8 @@ export class ConfidentialVm extends EventEmitter {
   /** If QEMU died behind a QMP error, the exit (with stderr) is the better explanation. */
   private async explain(e: unknown): Promise<Error> {
     if (e instanceof VmError) return e; // already precise
-    const transport = e instanceof QmpDisconnectedError || e instanceof QmpTimeoutError || (e instanceof Error && e.message === 'QEMU exited');
-    if (transport && this.proc && this.exited) {
-      await Promise.race([this.exited, new Promise((r) => setTimeout(r, 2000).unref())]);
-    }
+    const transport = e instanceof QmpDisconnectedError || e instanceof QmpTimeoutError;
+    if (transport && this.proc && this.exited) await settlesWithin(this.exited, 2000);
     if (this.exitInfo && (transport || !(e instanceof QmpError))) {
       return this.exitError ?? this.exitMessage(this.exitInfo.code, this.exitInfo.signal, this._state);
     }
@@ -558,7 +558,7 @@ export class ConfidentialVm extends EventEmitter {
     }
     this.stopping = true;
     const deadline = Date.now() + (options.timeoutMs ?? this.opts.stopTimeoutMs ?? 10_000);
-    const waitExit = (ms: number) => Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(0, ms)).unref())]);
+    const waitExit = (ms: number) => settlesWithin(this.exited, ms);
     const qmp = this.qmp;
     if (this.alive && qmp && !qmp.closed) {
       if (this._state === 'running') {

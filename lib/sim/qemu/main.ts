@@ -20,6 +20,7 @@ import { InProcessFirmware, fwStatusText, type GuestFirmware } from './firmware.
 import { SevGuest, QemuStartError, qapiString, querySevCapabilities, type HostCpu } from './guest.js';
 import { QmpReply, QmpServer } from './qmp-server.js';
 import { VmlessMachine } from './vmless.js';
+import { settlesWithin } from '../../vm/settle.js';
 import type { QmpClient } from '../../qmp/client.js';
 import type { QmpGreeting } from '../../qmp/types.js';
 
@@ -136,7 +137,7 @@ export async function main(args: string[]): Promise<void> {
       await guest?.decommission();
       fw?.close();
       const closing = server?.close();
-      if (closing) await Promise.race([closing, new Promise((r) => setTimeout(r, 1000).unref())]);
+      if (closing) await settlesWithin(closing, 1000);
       for (const s of p.qmpSockets) fs.rmSync(s, { force: true });
       if (privateQmp) fs.rmSync(privateQmp, { force: true });
       if (privateDir) fs.rmSync(privateDir, { recursive: true, force: true });
