@@ -10,6 +10,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
+import { SevkitError } from '../errors.js';
+
+/** A demo step did not turn out as the protocol requires (one line, no stack, not an internal error). */
+export class DemoError extends SevkitError {
+  constructor(message: string) {
+    super('ERR_DEMO', message);
+  }
+}
 
 const SEV_SECRET_GUID = '4c2eb361-7d9b-4cc3-8081-127c90d3d294';
 /** Where the demo firmware declares its launch-secret page (OVMF AmdSev's MEMFD layout puts it in this region). */
@@ -60,7 +68,7 @@ export function makeDemoFirmware(dir: string): { path: string; source: string; b
   }
   const guid = guidBytesLe(SEV_SECRET_GUID);
   const at = img.lastIndexOf(guid, img.length - 32);
-  if (at < 10 || img.readUInt16LE(at - 2) !== 26) throw new Error(`${src ?? 'synthetic firmware'}: no SEV secret entry in the OVMF footer table`);
+  if (at < 10 || img.readUInt16LE(at - 2) !== 26) throw new DemoError(`${src ?? 'synthetic firmware'}: no SEV secret entry in the OVMF footer table`);
   img.writeUInt32LE(DEMO_SECRET_BASE, at - 10);
   img.writeUInt32LE(DEMO_SECRET_SIZE, at - 6);
   const file = path.join(dir, 'demo-OVMF.fd');
@@ -124,7 +132,7 @@ async function inside(o: DemoOptions): Promise<number> {
   const out = o.out ?? ((l: string) => process.stdout.write(`${l}\n`));
   const dir = process.env.SEVKIT_DEMO_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-demo-'));
   const stateDir = process.env.SEVKIT_SIM_STATE;
-  if (!process.env.SEVKIT_SIM_SOCKET || !stateDir) throw new Error('sevkit demo --inside-sim must run under `sevkit sim`');
+  if (!process.env.SEVKIT_SIM_SOCKET || !stateDir) throw new DemoError('sevkit demo --inside-sim must run under `sevkit sim`');
   const { startCrnServer } = await import('./server.js');
   const { platformCertificateSource, SupervisorLauncher } = await import('./launchers.js');
   const { EthWallet } = await import('./wallet.js');
@@ -178,7 +186,7 @@ async function inside(o: DemoOptions): Promise<number> {
     out(`[crn] allocated VM ${ref.slice(0, 16)}… for owner ${owner.address}, policy 0x${policy.toString(16)} (${(performance.now() - t1).toFixed(0)} ms)`);
 
     const ca = simulatorCaChain(stateDir);
-    if (!ca) throw new Error(`simulator state ${stateDir} has no ask.cert/ark.cert`);
+    if (!ca) throw new DemoError(`simulator state ${stateDir} has no ask.cert/ark.cert`);
     const password = crypto.randomBytes(18).toString('base64url');
     const pwHash = crypto.createHash('sha256').update(password).digest('hex');
     out(`[owner] disk password: ${password.length} bytes, sha256 ${pwHash.slice(0, 16)}… (the password itself is never printed)`);
@@ -209,10 +217,10 @@ async function inside(o: DemoOptions): Promise<number> {
       out(`[guest] decrypted disk password: ${got.length} bytes, sha256 ${crypto.createHash('sha256').update(got).digest('hex').slice(0, 16)}… → ${same ? 'matches what the owner sent' : 'DOES NOT MATCH'}`);
       table.fill(0);
       got.fill(0);
-      if (!same) throw new Error('the guest did not receive the owner\'s secret');
+      if (!same) throw new DemoError('the guest did not receive the owner\'s secret');
     } else {
       out(`[guest] no launch-secret.bin at ${guestFile}`);
-      throw new Error('the simulated guest recorded no secret');
+      throw new DemoError('the simulated guest recorded no secret');
     }
     if (withVm) {
       await new Promise((r) => setTimeout(r, 1500));
@@ -230,14 +238,14 @@ async function inside(o: DemoOptions): Promise<number> {
     out(`[owner] second VM ${ref2.slice(0, 16)}… on a host that boots a firmware one bit different from the owner's:`);
     try {
       await launchOnCrn({ client, ref: ref2, firmware: fs.readFileSync(fw.path), policy, secret: Buffer.from(password), ca: encodeCaChain(ca), measurementTimeoutMs: 60_000 });
-      throw new Error('the tampered launch was not refused');
+      throw new DemoError('the tampered launch was not refused');
     } catch (e) {
       const { LaunchRefusedError } = await import('../owner/launch.js');
       if (!(e instanceof LaunchRefusedError)) throw e;
       const injected = log.some((l) => l.includes(`${ref2}/confidential/inject_secret`));
       out(`[owner] ${e.message}`);
       out(`[crn] inject_secret requests for that VM: ${injected ? 'SOME (BUG)' : 'none'}`);
-      if (injected) throw new Error('a secret reached the CRN after a refused check');
+      if (injected) throw new DemoError('a secret reached the CRN after a refused check');
     }
     out(`[crn] request log (no secrets): ${log.length} requests`);
     for (const l of log) out(`        ${l.replace(/[0-9a-f]{64}/, (r) => `${r.slice(0, 12)}…`)}`);
