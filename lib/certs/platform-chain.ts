@@ -56,14 +56,6 @@ export function simulatorCaChain(dir: string | false | undefined = process.env.S
   };
 }
 
-function candidateAsks(opts: PlatformChainOptions): CaChain[] {
-  const out: CaChain[] = [];
-  if (opts.ca) out.push(asCaChain(opts.ca));
-  const sim = simulatorCaChain(opts.simStateDir === undefined ? process.env.SEVKIT_SIM_STATE : opts.simStateDir);
-  if (sim) out.push(sim);
-  return out;
-}
-
 function decodeExport(certs: { pdh: Buffer; pek: Buffer; oca: Buffer; cek: Buffer }): SevChain {
   return {
     pdh: decodeSevCert(certs.pdh, { name: 'platform PDH', usage: Usage.PDH }),
@@ -73,18 +65,47 @@ function decodeExport(certs: { pdh: Buffer; pek: Buffer; oca: Buffer; cek: Buffe
   };
 }
 
-function cekIsAskSigned(cek: SevCert, opts: PlatformChainOptions): boolean {
-  for (const ca of candidateAsks(opts)) if (verifyAskCek(ca.ask, cek).ok) return true;
-  return detectGeneration(cek) !== undefined;
+interface SigningCa {
+  ca: CaChain;
+  caSource: PlatformFullChain['caSource'];
+  generation?: Generation;
+}
+
+/**
+ * The CA chain whose ASK signs `cek`, tried in order: the explicit one, the
+ * simulator's (SEVKIT_SIM_STATE), the built-in AMD roots. Only chooses which
+ * ASK‖ARK goes with the chain; trusting a root is the verifier's decision.
+ */
+function signingCa(cek: SevCert, given: CaChain | undefined, sim: CaChain | undefined): SigningCa | undefined {
+  if (given && verifyAskCek(given.ask, cek).ok) return { ca: given, caSource: 'given' };
+  if (sim && verifyAskCek(sim.ask, cek).ok) return { ca: sim, caSource: 'simulator' };
+  const generation = detectGeneration(cek);
+  return generation ? { ca: builtinCaChain(generation), caSource: 'builtin', generation } : undefined;
+}
+
+interface PlatformChain extends PlatformSevChain {
+  /** The CA chain that signs the firmware's CEK (cekSource 'firmware' only). */
+  signer?: SigningCa;
+  given: CaChain | undefined;
+  sim: CaChain | undefined;
+}
+
+/** The platform's chain with an ASK-signed CEK, and the candidate CA chains read once. */
+async function platformChain(platform: CertPlatform, opts: PlatformChainOptions): Promise<PlatformChain> {
+  const sev = decodeExport(await platform.exportCerts());
+  const given = opts.ca ? asCaChain(opts.ca) : undefined;
+  const sim = simulatorCaChain(opts.simStateDir === undefined ? process.env.SEVKIT_SIM_STATE : opts.simStateDir);
+  const signer = signingCa(sev.cek, given, sim);
+  if (signer) return { sev, cekSource: 'firmware', signer, given, sim };
+  const id = await platform.getId();
+  const cekRaw = await fetchCek(id, opts.kds);
+  return { sev: { ...sev, cek: decodeSevCert(cekRaw, { name: 'CEK from AMD KDS', usage: Usage.CEK }) }, cekSource: 'kds', given, sim };
 }
 
 /** PDH‖PEK‖OCA‖CEK of the platform, with an ASK-signed CEK (KDS when needed). */
 export async function platformSevChain(platform: CertPlatform, opts: PlatformChainOptions = {}): Promise<PlatformSevChain> {
-  const sev = decodeExport(await platform.exportCerts());
-  if (cekIsAskSigned(sev.cek, opts)) return { sev, cekSource: 'firmware' };
-  const id = await platform.getId();
-  const cekRaw = await fetchCek(id, opts.kds);
-  return { sev: { ...sev, cek: decodeSevCert(cekRaw, { name: 'CEK from AMD KDS', usage: Usage.CEK }) }, cekSource: 'kds' };
+  const { sev, cekSource } = await platformChain(platform, opts);
+  return { sev, cekSource };
 }
 
 export interface PlatformFullChain {
@@ -104,34 +125,13 @@ export interface PlatformFullChain {
  * built-in AMD roots of the generation that signs the (KDS) CEK.
  */
 export async function fullChainFor(platform: CertPlatform, opts: PlatformChainOptions = {}): Promise<PlatformFullChain> {
-  const { sev, cekSource } = await platformSevChain(platform, opts);
-  let ca: CaChain | undefined;
-  let caSource: PlatformFullChain['caSource'] | undefined;
-  let generation: Generation | undefined;
-  if (opts.ca) {
-    const given = asCaChain(opts.ca);
-    if (verifyAskCek(given.ask, sev.cek).ok) {
-      ca = given;
-      caSource = 'given';
-    }
+  const { sev, cekSource, signer: firmwareSigner, given, sim } = await platformChain(platform, opts);
+  const signer = firmwareSigner ?? signingCa(sev.cek, given, sim);
+  if (!signer) {
+    throw new CertificateError('ERR_CERT_GENERATION', "could not find a matching built-in AMD certificate: no ASK (naples, rome, milan, genoa, turin) signs the platform's CEK", { cert: 'CEK', field: 'signature' });
   }
-  if (!ca) {
-    const sim = simulatorCaChain(opts.simStateDir === undefined ? process.env.SEVKIT_SIM_STATE : opts.simStateDir);
-    if (sim && verifyAskCek(sim.ask, sev.cek).ok) {
-      ca = sim;
-      caSource = 'simulator';
-    }
-  }
-  if (!ca) {
-    generation = detectGeneration(sev.cek);
-    if (!generation) {
-      throw new CertificateError('ERR_CERT_GENERATION', "could not find a matching built-in AMD certificate: no ASK (naples, rome, milan, genoa, turin) signs the platform's CEK", { cert: 'CEK', field: 'signature' });
-    }
-    ca = builtinCaChain(generation);
-    caSource = 'builtin';
-  }
-  const chain: FullChain = { sev, ca };
-  const res: PlatformFullChain = { chain, bytes: encodeFullChain(chain), sevBytes: encodeSevChain(sev), cekSource, caSource: caSource! };
-  if (generation) res.generation = generation;
+  const chain: FullChain = { sev, ca: signer.ca };
+  const res: PlatformFullChain = { chain, bytes: encodeFullChain(chain), sevBytes: encodeSevChain(sev), cekSource, caSource: signer.caSource };
+  if (signer.generation) res.generation = signer.generation;
   return res;
 }
