@@ -241,9 +241,11 @@ export function verifyAuthHeaders(req: VerifyRequest, opts: { domain: string; no
   if (opSig.length !== 64 || !crypto.verify('sha256', opBytes, { key, dsaEncoding: 'ieee-p1363' }, opSig)) {
     throw new AuthError(401, 'Signature could not verified');
   }
-  // The ephemeral key is only good for the domain it was issued for, when the issuer says so.
-  if (typeof pk.domain === 'string' && pk.domain !== opts.domain) {
-    throw new AuthError(401, `Invalid domain: Signed: '${clip(pk.domain)}' != '${clip(opts.domain)}'`);
+  // The ephemeral key is only good for the domain it was issued for, when the issuer says so
+  // (aleph's server accepts a key without one); a domain that is not this CRN's name, of any type, is refused.
+  const keyDomain: unknown = pk.domain;
+  if (keyDomain !== undefined && keyDomain !== opts.domain) {
+    throw new AuthError(401, `Invalid domain: Signed: '${clip(typeof keyDomain === 'string' ? keyDomain : JSON.stringify(keyDomain))}' != '${clip(opts.domain)}'`);
   }
   return { address: pk.address, chain: pk.chain };
 }

@@ -284,6 +284,21 @@ describe('round trips and tampering', () => {
         expectAuthError(() => verifyAuthHeaders(req(h), { domain }), 400, 'Unsupported chain');
       });
 
+      it('rejects a key issued for another domain, whatever its type; accepts one without a domain (as aleph)', () => {
+        const outer = JSON.parse(session.signedPubKey);
+        const withDomain = (d: unknown) => {
+          const p = JSON.parse(Buffer.from(outer.payload, 'hex').toString());
+          if (d === undefined) delete p.domain;
+          else p.domain = d;
+          const bytes = Buffer.from(JSON.stringify(p));
+          return { ...session.headers('GET', path), 'X-SignedPubKey': JSON.stringify({ payload: bytes.toString('hex'), signature: `0x${Buffer.from(wallet.signPayload(bytes)).toString('hex')}` }) };
+        };
+        for (const d of ['other.test', [domain], { domain }, null, 1]) {
+          expectAuthError(() => verifyAuthHeaders(req(withDomain(d)), { domain }), 401, `Invalid domain: Signed: '${typeof d === 'string' ? d : JSON.stringify(d)}' != '${domain}'`);
+        }
+        expect(verifyAuthHeaders(req(withDomain(undefined)), { domain }).address).toBe(wallet.address);
+      });
+
       it('rejects a JWK that is not a P-256 point', () => {
         const outer = JSON.parse(session.signedPubKey);
         const p = JSON.parse(Buffer.from(outer.payload, 'hex').toString());
