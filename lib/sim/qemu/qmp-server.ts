@@ -18,6 +18,11 @@ export class QmpReply extends Error {
   }
 }
 
+/** Requests read but not yet answered before reading stops, as QEMU suspends its monitor (QMP_REQ_QUEUE_LEN_MAX). */
+const MAX_QUEUED_REQUESTS = 8;
+/** Replies and events a client leaves unread before it is dropped rather than buffered for without end. */
+const MAX_UNREAD_BYTES = 8 << 20;
+
 export type QmpHandler = (command: string, args: Record<string, unknown>) => Promise<unknown>;
 
 interface Client {
@@ -25,6 +30,8 @@ interface Client {
   negotiated: boolean;
   /** Commands run one after another, as QEMU's monitor does (no OOB). */
   queue: Promise<void>;
+  /** Requests in `queue` not yet answered. */
+  queued: number;
 }
 
 export class QmpServer {
@@ -55,7 +62,7 @@ export class QmpServer {
   }
 
   private accept(sock: net.Socket): void {
-    const c: Client = { sock, negotiated: false, queue: Promise.resolve() };
+    const c: Client = { sock, negotiated: false, queue: Promise.resolve(), queued: 0 };
     this.clients.add(c);
     sock.on('close', () => this.clients.delete(c));
     sock.on('error', () => undefined);
@@ -75,13 +82,22 @@ export class QmpServer {
       }
       for (const line of got) {
         if (!line.trim()) continue;
-        c.queue = c.queue.then(() => this.onLine(c, line)).catch(() => undefined);
+        c.queued++;
+        c.queue = c.queue
+          .then(() => this.onLine(c, line))
+          .catch(() => undefined)
+          .then(() => {
+            if (--c.queued < MAX_QUEUED_REQUESTS && sock.isPaused()) sock.resume();
+          });
       }
+      if (c.queued >= MAX_QUEUED_REQUESTS) sock.pause();
     });
   }
 
   private write(c: Client, obj: unknown): void {
-    if (!c.sock.destroyed && c.sock.writable) c.sock.write(`${JSON.stringify(obj)}\r\n`);
+    if (c.sock.destroyed || !c.sock.writable) return;
+    c.sock.write(`${JSON.stringify(obj)}\r\n`);
+    if (c.sock.writableLength > MAX_UNREAD_BYTES) c.sock.destroy();
   }
 
   private async onLine(c: Client, line: string): Promise<void> {
