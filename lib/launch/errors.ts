@@ -5,6 +5,7 @@
  * while owner-side callers branch on `code`.
  */
 import { SevkitError } from '../errors.js';
+import { SevRet } from '../platform/constants.js';
 
 /** Firmware statuses the launch inverses can produce (subset of sev_ret_code). */
 export type LaunchFwStatus =
@@ -15,13 +16,14 @@ export type LaunchFwStatus =
   | 'INVALID_PARAM'
   | 'UNSUPPORTED';
 
+/** Their numeric values, taken from the one sev_ret_code table (lib/platform/constants). */
 export const LAUNCH_FW_STATUS_CODES: Record<LaunchFwStatus, number> = {
-  INVALID_LEN: 0x04,
-  INVALID_CERTIFICATE: 0x06,
-  POLICY_FAILURE: 0x07,
-  BAD_MEASUREMENT: 0x0b,
-  UNSUPPORTED: 0x15,
-  INVALID_PARAM: 0x16,
+  INVALID_LEN: SevRet.SEV_RET_INVALID_LEN,
+  INVALID_CERTIFICATE: SevRet.SEV_RET_INVALID_CERTIFICATE,
+  POLICY_FAILURE: SevRet.SEV_RET_POLICY_FAILURE,
+  BAD_MEASUREMENT: SevRet.SEV_RET_BAD_MEASUREMENT,
+  UNSUPPORTED: SevRet.SEV_RET_UNSUPPORTED,
+  INVALID_PARAM: SevRet.SEV_RET_INVALID_PARAM,
 };
 
 export class LaunchError extends SevkitError {
