@@ -119,12 +119,12 @@ export class CrnClient {
     const text = body.subarray(0, 300).toString('utf8');
     try {
       const j = JSON.parse(text) as { error?: unknown; description?: unknown };
-      if (typeof j.error === 'string') return j.error;
-      if (typeof j.description === 'string') return j.description;
+      if (typeof j.error === 'string') return printable(j.error, 200);
+      if (typeof j.description === 'string') return printable(j.description, 200);
     } catch {
       // not JSON (aleph's 403 is plain text)
     }
-    return text.replace(/[^\x20-\x7e]/g, '').slice(0, 200);
+    return printable(text, 200);
   }
 
   #ensureOk(operation: string, r: { status: number; body: Buffer }): void {
@@ -185,6 +185,14 @@ export class CrnClient {
   }
 }
 
+/**
+ * Text a CRN sent, made safe to print on the owner's terminal: printable ASCII only
+ * (no escape sequences, no line breaks), at most `max` characters.
+ */
+export function printable(text: string, max: number): string {
+  return text.replace(/[^\x20-\x7e]/g, '').slice(0, max);
+}
+
 function parseJson(operation: string, body: Buffer): unknown {
   try {
     return JSON.parse(body.toString('utf8'));
@@ -205,7 +213,8 @@ export function parseMeasurement(body: Buffer): SevMeasurementResponse {
     const v = si![k];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) bad(`sev_info.${k} is not an unsigned integer`);
   }
-  if (typeof si!.state !== 'string') bad('sev_info.state is not a string');
+  // QEMU's SevState names ('launch-secret', 'running', …): anything else would only reach the owner's terminal.
+  if (typeof si!.state !== 'string' || !/^[\x20-\x7e]{1,64}$/.test(si!.state)) bad('sev_info.state is not a short printable string');
   if (typeof si!.enabled !== 'boolean') bad('sev_info.enabled is not a boolean');
   if (typeof j!.launch_measure !== 'string') bad('launch_measure is not a string');
   const info = si as unknown as SevMeasurementResponse['sev_info'];

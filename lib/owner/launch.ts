@@ -23,7 +23,7 @@ import {
   type LaunchDigestInput,
   type PolicyLike,
 } from '../launch/index.js';
-import { CrnClient, CrnHttpError, type SevMeasurementResponse } from './client.js';
+import { CrnClient, CrnHttpError, printable, type SevMeasurementResponse } from './client.js';
 
 export const LAUNCH_STEPS = ['certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject'] as const;
 export type LaunchStep = (typeof LAUNCH_STEPS)[number];
@@ -146,7 +146,7 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
     await step('initialize', async () => {
       try {
         const text = await o.client.initialize(o.ref, { session: session.sessionB64, godh: session.godhB64 });
-        return { value: undefined, detail: text.replace(/[^\x20-\x7e]/g, '').slice(0, 120) };
+        return { value: undefined, detail: printable(text, 120) };
       } catch (e) {
         return refuse('initialize', describe(e), e);
       }
@@ -234,7 +234,7 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
         const r = await o.client.injectSecret(o.ref, packet);
         const st = r.status as { status?: string; running?: boolean } | undefined;
         if (!st || st.running !== true) throw new LaunchInjectError(`CRN reports the VM not running: ${JSON.stringify(r.status)?.slice(0, 200)}`);
-        return { value: r.status, detail: `VM ${st.status}` };
+        return { value: r.status, detail: `VM ${printable(String(st.status), 64)}` };
       } catch (e) {
         if (e instanceof LaunchInjectError) throw e;
         throw new LaunchInjectError(e instanceof CrnHttpError ? e.message : describe(e), { cause: e });

@@ -50,6 +50,9 @@ describe('crn helpers', () => {
       JSON.stringify({ ...ok, sev_info: { ...ok.sev_info, api_major: '1' } }),
       JSON.stringify({ ...ok, sev_info: { ...ok.sev_info, enabled: 'yes' } }),
       JSON.stringify({ ...ok, launch_measure: 5 }),
+      JSON.stringify({ ...ok, sev_info: { ...ok.sev_info, state: 'launch-secret\x1b]0;owned\x07' } }),
+      JSON.stringify({ ...ok, sev_info: { ...ok.sev_info, state: '' } }),
+      JSON.stringify({ ...ok, sev_info: { ...ok.sev_info, state: 'x'.repeat(65) } }),
     ]) {
       expect(() => parseMeasurement(Buffer.from(bad)), bad).toThrow(CrnHttpError);
     }
@@ -59,6 +62,9 @@ describe('crn helpers', () => {
     expect(CrnClient.detail(Buffer.from('{"error":"Token expired"}'))).toBe('Token expired');
     expect(CrnClient.detail(Buffer.from('{"code":"vm_running","description":"Operation not allowed"}'))).toBe('Operation not allowed');
     expect(CrnClient.detail(Buffer.from('Unauthorized sender\x1b[31m'))).toBe('Unauthorized sender[31m');
+    // A hostile CRN's JSON texts reach the owner's terminal only as printable ASCII.
+    expect(CrnClient.detail(Buffer.from(JSON.stringify({ error: 'Token expired\x1b[2J\nsevkit: VM is running' })))).toBe('Token expired[2Jsevkit: VM is running');
+    expect(CrnClient.detail(Buffer.from(JSON.stringify({ description: 'a\rb' })))).toBe('ab');
   });
 
   it('a CRN that stalls or hangs up in the middle of a body is unreachable (typed), not an internal error', async () => {
