@@ -8,7 +8,7 @@
  *   1  failure: an invalid chain, a refused launch, a device or firmware error, bad input file
  *   2  usage error: unknown command or flag, missing or malformed argument
  */
-import { InvalidArgumentError, CommanderError } from 'commander';
+import { InvalidArgumentError } from 'commander';
 import { InputError, SevkitError, UsageError } from '../errors.js';
 
 export const EXIT_OK = 0;
@@ -80,8 +80,6 @@ export function parseIntArg(value: string, what = 'number'): number {
   if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`${what} must be a decimal or 0x-hex integer, got '${value}'`);
   return n;
 }
-
-export { CommanderError };
 
 /**
  * Write a file a command produces: atomically (never half a file, see lib/fsutil),
