@@ -350,9 +350,12 @@ export class ConfidentialVm extends EventEmitter {
         if (decodeBase64Strict(data, 'launch measure').length !== 48) throw new VmLaunchError(`VM ${spec.name}: launch measure is not 48 bytes`);
         this.measured = { sevInfo, launchMeasure: data };
       }
+      // stop() may have come while QEMU was answering: the launch does not succeed under it.
+      if (this.stopping) throw new VmStateError(`VM ${spec.name} was stopped during its launch`);
       this.setState('awaiting-secret');
     } catch (e) {
-      const err = await this.explain(e);
+      // Whatever step a stop() cut short (QMP wait, a query, the kill), the caller learns it was the stop.
+      const err = this.stopping && !(e instanceof VmStateError) ? new VmStateError(`VM ${spec.name} was stopped during its launch`) : await this.explain(e);
       await this.kill();
       this.fail(err);
       throw err;

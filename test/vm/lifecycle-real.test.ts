@@ -232,6 +232,40 @@ describe('fault injection with a stand-in QEMU', () => {
     await Promise.all([va.stop(), again.stop()]);
   });
 
+  it.skipIf(!fs.existsSync(OVMF))('stop() while QEMU is launching: the launch rejects with VmStateError, nothing left', async () => {
+    const s = sup('ok');
+    const p = s.launch(sevSpec('stopmid'));
+    const vm = s.get('stopmid')!;
+    // As soon as the process exists (polled, not slept): QEMU is up, QMP not yet answered.
+    while (vm.pid === undefined) await new Promise((r) => setImmediate(r));
+    const dir = vm.runDir!;
+    const stopped = vm.stop();
+    const err = await p.catch((e) => e);
+    await stopped;
+    expect(err).toBeInstanceOf(VmStateError);
+    expect(err.message).toBe('VM stopmid was stopped during its launch');
+    expect(vm.state).toBe('stopped');
+    expect(fs.existsSync(dir)).toBe(false);
+    expect(processesMentioning(dir)).toEqual([]);
+    expect(s.get('stopmid')).toBeUndefined();
+  });
+
+  it.skipIf(!fs.existsSync(OVMF))('concurrent calls: two injectSecret → one runs, one is refused; a measurement read alongside; stop twice at once', async () => {
+    const vm = await sup('ok').launch(sevSpec('twice'));
+    const packet = { packetHeader: Buffer.alloc(52, 1).toString('base64'), secret: Buffer.alloc(32, 2).toString('base64'), gpa: 0x1000 };
+    const [a, b, m] = await Promise.allSettled([vm.injectSecret(packet), vm.injectSecret(packet), vm.measurement()]);
+    expect(a.status).toBe('fulfilled');
+    expect(b.status === 'rejected' && b.reason).toBeInstanceOf(VmStateError);
+    expect((b as PromiseRejectedResult).reason.message).toBe('VM twice: cannot inject a secret in state running (needs awaiting-secret)');
+    expect(m.status).toBe('fulfilled');
+    expect(vm.state).toBe('running');
+    expect(await vm.resume().catch((e) => e)).toBeInstanceOf(VmStateError);
+    const dir = vm.runDir!;
+    await Promise.all([vm.stop({ timeoutMs: 2000 }), vm.stop({ timeoutMs: 2000 })]);
+    expect(vm.state).toBe('stopped');
+    expect(fs.existsSync(dir)).toBe(false);
+  });
+
   it.skipIf(!fs.existsSync(OVMF))('a QEMU ignoring quit and SIGTERM is killed at the stop deadline', async () => {
     const vm = await sup('stubborn').launch(sevSpec('stubborn'));
     const pid = vm.pid!;
