@@ -16,7 +16,9 @@ export function kdf(key: Uint8Array, lengthBytes: number, label: string, context
     counter.writeUInt32LE(i);
     const h = crypto.createHmac('sha256', key);
     h.update(counter).update(labelBytes).update(Buffer.of(0)).update(context).update(bits);
-    h.digest().copy(out, (i - 1) * 32);
+    const block = h.digest();
+    block.copy(out, (i - 1) * 32);
+    block.fill(0); // key material: the caller gets its own copy below
   }
   const res = Buffer.from(out.subarray(0, lengthBytes));
   out.fill(0);
