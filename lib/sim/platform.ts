@@ -473,6 +473,8 @@ export class SimPlatform {
     const driverFault = this.faults.take('ioctl', name, 'errno', this.cur);
     if (driverFault) return fail(driverFault.errno!);
     const needStruct = (size: number): Buffer | undefined => (req.dataNull || req.struct.length < size ? undefined : req.struct);
+    // The driver turns any firmware status other than SUCCESS into EIO (status kept in `error`).
+    const answer = (st: number): IoctlReply => (st === Ret.SUCCESS ? reply : { ...reply, errno: Errno.EIO });
 
     switch (req.cmd) {
       case Cmd.PLATFORM_STATUS: {
@@ -498,7 +500,7 @@ export class SimPlatform {
           this.save(['oca', 'pek', 'pdh']);
           return Ret.SUCCESS;
         });
-        return st === Ret.SUCCESS ? reply : { ...reply, errno: Errno.EIO };
+        return answer(st);
       }
 
       case Cmd.PEK_GEN:
@@ -518,7 +520,7 @@ export class SimPlatform {
           }
           return Ret.SUCCESS;
         });
-        return st === Ret.SUCCESS ? reply : { ...reply, errno: Errno.EIO };
+        return answer(st);
       }
 
       case Cmd.PEK_CSR: {
@@ -547,7 +549,7 @@ export class SimPlatform {
         out.writeUInt32LE(outLen, 8);
         reply.struct = out;
         if (st === Ret.SUCCESS && csr) reply.outs.push({ ...OUT_BLOBS.pekCsr, data: csr });
-        return st === Ret.SUCCESS ? reply : { ...reply, errno: Errno.EIO };
+        return answer(st);
       }
 
       case Cmd.PDH_CERT_EXPORT: {
@@ -584,7 +586,7 @@ export class SimPlatform {
           reply.outs.push({ ...OUT_BLOBS.pdh, data: this.cert('pdh') });
           reply.outs.push({ ...OUT_BLOBS.chain, data: Buffer.concat([this.cert('pek'), this.cert('oca'), this.cert('cek')]) });
         }
-        return st === Ret.SUCCESS ? reply : { ...reply, errno: Errno.EIO };
+        return answer(st);
       }
 
       case Cmd.PEK_CERT_IMPORT: {
@@ -595,7 +597,7 @@ export class SimPlatform {
         const e = this.implicitInit(reply);
         if (e) return { ...reply, errno: e };
         const st = this.fw(reply, name, () => this.fwPekCertImport(pekBlob, ocaBlob));
-        return st === Ret.SUCCESS ? reply : { ...reply, errno: Errno.EIO };
+        return answer(st);
       }
 
       case Cmd.GET_ID: {
@@ -626,7 +628,7 @@ export class SimPlatform {
         reply.struct = out;
         // Fixed kernels copy the id only when the firmware succeeded.
         if (st === Ret.SUCCESS && alloc) reply.outs.push({ ...OUT_BLOBS.getId2, data: Buffer.from(this.chipId) });
-        return st === Ret.SUCCESS ? reply : { ...reply, errno: Errno.EIO };
+        return answer(st);
       }
 
       case Cmd.SNP_PLATFORM_STATUS: {
@@ -645,7 +647,7 @@ export class SimPlatform {
           this.save([]);
           return Ret.SUCCESS;
         });
-        return st === Ret.SUCCESS ? reply : { ...reply, errno: Errno.EIO };
+        return answer(st);
       }
 
       case Cmd.SNP_SET_CONFIG: {
@@ -664,7 +666,7 @@ export class SimPlatform {
           this.save([]);
           return Ret.SUCCESS;
         });
-        return st === Ret.SUCCESS ? reply : { ...reply, errno: Errno.EIO };
+        return answer(st);
       }
 
       case Cmd.SNP_VLEK_LOAD: {
@@ -675,7 +677,7 @@ export class SimPlatform {
         if (!this.snpAvailable()) return fail(Errno.EINVAL);
         // No AMD key-wrapping key exists in the simulator: every hashstick is refused.
         const st = this.fw(reply, name, () => Ret.INVALID_KEY);
-        return st === Ret.SUCCESS ? reply : { ...reply, errno: Errno.EIO };
+        return answer(st);
       }
 
       default:
