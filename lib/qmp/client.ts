@@ -316,9 +316,12 @@ export class QmpClient {
     const m = msg as Record<string, unknown>;
     if ('QMP' in m) {
       const w = this.greetingWaiter;
-      this.greetingWaiter = undefined;
-      if (w) w.resolve(m as unknown as QmpGreeting);
-      else this.fail(new QmpProtocolError(`QMP ${this.socketPath}: unexpected second greeting`));
+      if (!w) this.fail(new QmpProtocolError(`QMP ${this.socketPath}: unexpected second greeting`));
+      else if (!isGreeting(m)) this.fail(new QmpProtocolError(`QMP ${this.socketPath}: greeting lacks QMP.version or QMP.capabilities: ${preview(line)}`));
+      else {
+        this.greetingWaiter = undefined;
+        w.resolve(m);
+      }
       return;
     }
     if (this.greetingWaiter) {
@@ -386,6 +389,12 @@ export class QmpClient {
   get closeReason(): QmpError | undefined {
     return this.closedWith;
   }
+}
+
+/** The shape callers read from the greeting (QEMU has always sent both members). */
+function isGreeting(m: Record<string, unknown>): m is Record<string, unknown> & QmpGreeting {
+  const q = m.QMP as { version?: unknown; capabilities?: unknown } | null;
+  return !!q && typeof q === 'object' && !!q.version && typeof q.version === 'object' && Array.isArray(q.capabilities);
 }
 
 function preview(s: string): string {

@@ -228,6 +228,11 @@ describe('QmpClient against hostile peers', () => {
     await server.close();
     server = await startFakeQmp({ greeting: false, onConnect: (c) => c.send({ return: {} }) });
     expect(await QmpClient.connect(server.socketPath).catch((e) => e)).toBeInstanceOf(QmpProtocolError);
+    await server.close();
+    server = await startFakeQmp({ greeting: false, onConnect: (c) => c.send({ QMP: { capabilities: [] } }) });
+    const err: any = await QmpClient.connect(server.socketPath).catch((e) => e);
+    expect(err).toBeInstanceOf(QmpProtocolError);
+    expect(err.message).toContain('greeting lacks QMP.version or QMP.capabilities');
   });
 
   it('reports a missing socket as QmpConnectError naming the path', async () => {
