@@ -1,36 +1,19 @@
 /**
- * Shared plumbing for the command-line programs: one place decides how an error
+ * Shared plumbing for sevkit's commands: one place decides how an error
  * becomes a single line on stderr and an exit code, so that no command ever
- * shows a stack trace to an operator.
- *
- * Exit codes (documented in the README):
- *   0  success / valid / ready
- *   1  failure: an invalid chain, a refused launch, a device or firmware error, bad input file
- *   2  usage error: unknown command or flag, missing or malformed argument
+ * shows a stack trace to an operator. Exit codes, the error text and colour
+ * choice live in ./output.ts (commander-free, also used by sev-status).
  */
 import { InvalidArgumentError } from 'commander';
-import { InputError, SevkitError, UsageError } from '../errors.js';
+import { InputError, UsageError } from '../errors.js';
+import { EXIT_FAIL, EXIT_USAGE, formatError } from './output.js';
 
-export const EXIT_OK = 0;
-export const EXIT_FAIL = 1;
-export const EXIT_USAGE = 2;
+export { EXIT_OK, EXIT_FAIL, EXIT_USAGE, formatError, useColor } from './output.js';
 
 /** Set by the entry point; used as the prefix of error lines ("sevkit: ..."). */
 let programName = 'sevkit';
 export function setProgramName(name: string): void {
   programName = name;
-}
-
-/** The one line printed for an error. Never includes a stack unless SEVKIT_DEBUG is set. */
-export function formatError(e: unknown): string {
-  if (e instanceof SevkitError) return e.message;
-  if (e instanceof Error) {
-    // Errors from node (fs, net) carry code/path; keep them on one line.
-    const err = e as NodeJS.ErrnoException;
-    if (err.code && err.path) return `${err.path}: ${err.code}: ${err.message.replace(/^[A-Z]+: /, '')}`;
-    return `internal error: ${e.message}`;
-  }
-  return `internal error: ${String(e)}`;
 }
 
 export function exitCodeFor(e: unknown): number {
@@ -65,12 +48,6 @@ export function printJson(value: unknown): void {
   process.stdout.write(
     `${JSON.stringify(value, (_k, v) => (v && v.type === 'Buffer' && Array.isArray(v.data) ? Buffer.from(v.data).toString('hex') : typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
   );
-}
-
-/** Colours only on a TTY and never with NO_COLOR (https://no-color.org). */
-export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
-  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
-  return Boolean(stream.isTTY);
 }
 
 /** Parse an integer flag: decimal or 0x-hex; rejects anything else as a usage error. */

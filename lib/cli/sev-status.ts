@@ -9,24 +9,14 @@
  * Exit: 0 ready (for the --require guest type, default sev), 1 not ready, 2 usage error.
  */
 import { parseArgs } from 'node:util';
-import { SevkitError } from '../errors.js';
 import type { QemuFact } from '../host/probes.js';
 import { probeQemuCached } from '../host/qemuCache.js';
-
-// Exit codes and output helpers as in ./run.ts, repeated here because run.ts pulls in
-// commander, which alone costs about a quarter of a bare `node -e 0` at start-up.
-const EXIT_OK = 0;
-const EXIT_FAIL = 1;
-const EXIT_USAGE = 2;
-
-function useColor(): boolean {
-  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
-  return Boolean(process.stdout.isTTY);
-}
+// ./output.ts, not ./run.ts: run.ts pulls in commander, which alone costs about a quarter
+// of a bare `node -e 0` at start-up.
+import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, formatError, useColor } from './output.js';
 
 function reportError(e: unknown): number {
-  const msg = e instanceof SevkitError ? e.message : `internal error: ${e instanceof Error ? e.message : String(e)}`;
-  process.stderr.write(`sev-status: ${msg.split('\n')[0]}\n`);
+  process.stderr.write(`sev-status: ${formatError(e).split('\n')[0]}\n`);
   if (process.env.SEVKIT_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
   return EXIT_FAIL;
 }

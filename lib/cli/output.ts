@@ -1,0 +1,33 @@
+/**
+ * The commander-free half of the CLI plumbing (exit codes, the error line, colour
+ * choice), shared by `sevkit` (through ./run.ts) and `sev-status`, which keeps its
+ * start-up free of commander.
+ *
+ * Exit codes (documented in the README):
+ *   0  success / valid / ready
+ *   1  failure: an invalid chain, a refused launch, a device or firmware error, bad input file
+ *   2  usage error: unknown command or flag, missing or malformed argument
+ */
+import { SevkitError } from '../errors.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAIL = 1;
+export const EXIT_USAGE = 2;
+
+/** The one line printed for an error. Never includes a stack unless SEVKIT_DEBUG is set. */
+export function formatError(e: unknown): string {
+  if (e instanceof SevkitError) return e.message;
+  if (e instanceof Error) {
+    // Errors from node (fs, net) carry code/path; keep them on one line.
+    const err = e as NodeJS.ErrnoException;
+    if (err.code && err.path) return `${err.path}: ${err.code}: ${err.message.replace(/^[A-Z]+: /, '')}`;
+    return `internal error: ${e.message}`;
+  }
+  return `internal error: ${String(e)}`;
+}
+
+/** Colours only on a TTY and never with NO_COLOR (https://no-color.org). */
+export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
+  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
+  return Boolean(stream.isTTY);
+}
