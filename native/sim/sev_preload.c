@@ -515,11 +515,11 @@ static int transport_failed(struct slot *s)
 	return -1;
 }
 
-/* One request/response exchange; returns the ioctl result with errno set. */
-static int sim_ioctl(struct slot *s, struct sevkit_issue_cmd *argp)
+/* One request/response exchange for `cmd`, the caller's struct as read once by
+ * ioctl(); only `error` is written back to argp. Returns the ioctl result with
+ * errno set. */
+static int sim_ioctl(struct slot *s, struct sevkit_issue_cmd *argp, struct sevkit_issue_cmd cmd)
 {
-	struct sevkit_issue_cmd cmd;
-	memcpy(&cmd, argp, sizeof(cmd));
 	const struct cmd_layout *lay = layout_for(cmd.cmd);
 	uint8_t *data = (uint8_t *)(uintptr_t)cmd.data;
 	uint8_t orig[SHIM_MAX_STRUCT];
@@ -650,12 +650,16 @@ SHIM_EXPORT int ioctl(int fd, unsigned long request, ...)
 		rc = -1;
 		e = EFAULT;
 	} else {
+		/* Read the caller's struct once, as the kernel's copy_from_user() does:
+		 * the id checked here is the id issued, whatever other threads write. */
 		struct sevkit_issue_cmd *argp = (struct sevkit_issue_cmd *)arg;
-		if (argp->cmd > SEVKIT_SEV_MAX) {
+		struct sevkit_issue_cmd cmd;
+		memcpy(&cmd, argp, sizeof(cmd));
+		if (cmd.cmd > SEVKIT_SEV_MAX) {
 			rc = -1;
 			e = EINVAL;
 		} else {
-			rc = sim_ioctl(s, argp);
+			rc = sim_ioctl(s, argp, cmd);
 			e = errno;
 		}
 	}
