@@ -99,6 +99,16 @@ function tree(): OkTest[] {
     run: (f) => value(name, pick(leaf1f(f)))(f),
     sub: [],
   });
+  // sevctl opens /dev/sev once for reading and once for writing; its line names the verb.
+  const devSevAccess = (access: 'readable' | 'writable', verb: string): OkTest => ({
+    name: `/dev/sev ${access}`,
+    mask: MASK_SEV,
+    run: (f) => {
+      const r = f.devSev[access];
+      return r.ok ? { ok: true, name: `${verb} /dev/sev`, message: `/dev/sev ${access}` } : { ok: false, name: `${verb} /dev/sev`, message: `/dev/sev not ${access}: ${r.error.text}` };
+    },
+    sub: [],
+  });
   return [
     {
       name: 'AMD CPU',
@@ -154,24 +164,8 @@ function tree(): OkTest[] {
             valueTest('Minimum ASID value for SEV-enabled, SEV-ES disabled guest', (r) => r.edx),
             { name: 'SEV enabled in KVM', mask: MASK_SEV, run: (f) => paramResult('SEV enabled in KVM', f.kvmAmd.sev), sub: [] },
             { name: 'SEV-ES enabled in KVM', mask: MASK_ES, run: (f) => paramResult('SEV-ES enabled in KVM', f.kvmAmd.sevEs), sub: [] },
-            {
-              name: '/dev/sev readable',
-              mask: MASK_SEV,
-              run: (f) =>
-                f.devSev.readable.ok
-                  ? { ok: true, name: 'Reading /dev/sev', message: '/dev/sev readable' }
-                  : { ok: false, name: 'Reading /dev/sev', message: `/dev/sev not readable: ${f.devSev.readable.error.text}` },
-              sub: [],
-            },
-            {
-              name: '/dev/sev writable',
-              mask: MASK_SEV,
-              run: (f) =>
-                f.devSev.writable.ok
-                  ? { ok: true, name: 'Writing /dev/sev', message: '/dev/sev writable' }
-                  : { ok: false, name: 'Writing /dev/sev', message: `/dev/sev not writable: ${f.devSev.writable.error.text}` },
-              sub: [],
-            },
+            devSevAccess('readable', 'Reading'),
+            devSevAccess('writable', 'Writing'),
           ],
         },
         {
