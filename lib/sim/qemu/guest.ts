@@ -89,7 +89,8 @@ export class SevGuest {
   handle = 0;
   private measurement: Buffer | undefined;
   private api: ApiInfo = { major: 0, minor: 0, build: 0 };
-  private firmwareImage: Buffer | undefined;
+  /** Base of the firmware's launch-secret area (OVMF footer GUID), read once at launch; QEMU takes it even when 0. */
+  private secretAreaBase: number | undefined;
 
   constructor(
     readonly cfg: SevGuestConfig,
@@ -110,14 +111,17 @@ export class SevGuest {
       throw new QemuStartError(`sev_kvm_init: reduced_phys_bits check failed, it should be >=1, and <=63 requested '${cfg.reducedPhysBits}'`);
     }
     if (!this.q.firmware) throw new QemuStartError('SEV: guest firmware (pflash unit 0 or -bios) is required for an SEV guest');
+    let image: Buffer;
     try {
-      this.firmwareImage = fs.readFileSync(this.q.firmware);
+      image = fs.readFileSync(this.q.firmware);
     } catch (e) {
       throw new QemuStartError(`Could not open '${this.q.firmware}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (e as Error).message}`);
     }
     const es = (cfg.policy & 0x4) !== 0;
     const { parseOvmf, hasOvmfFooterTable } = await import('../../launch/ovmf.js');
-    const ovmf = hasOvmfFooterTable(this.firmwareImage) ? parseOvmf(this.firmwareImage, this.q.firmware) : undefined;
+    const ovmf = hasOvmfFooterTable(image) ? parseOvmf(image, this.q.firmware) : undefined;
+    const secretEntry = ovmf?.entries.find((e) => e.guid === '4c2eb361-7d9b-4cc3-8081-127c90d3d294');
+    if (secretEntry && secretEntry.data.length >= 8) this.secretAreaBase = secretEntry.data.readUInt32LE(0);
     if (es && ovmf?.resetVector === undefined) {
       throw new QemuStartError('SEV: SEV information block/Firmware GUID Table block not found in pflash rom');
     }
@@ -154,7 +158,7 @@ export class SevGuest {
         spec.vcpuSig = this.host.signature;
       } else spec.vcpuType = model;
       try {
-        vmsas = buildEsVmsas(this.firmwareImage, spec, this.q.firmware);
+        vmsas = buildEsVmsas(image, spec, this.q.firmware);
       } catch (e) {
         throw new QemuStartError(`SEV-ES: ${(e as Error).message}`);
       }
@@ -178,7 +182,7 @@ export class SevGuest {
     }
     this.state = 'launch-update';
     try {
-      await this.fw.launchUpdateData(this.handle, this.firmwareImage);
+      await this.fw.launchUpdateData(this.handle, image);
       if (hashesTable) await this.fw.launchUpdateData(this.handle, hashesTable);
       if (vmsas) {
         await this.fw.launchUpdateVmsa(this.handle, vmsas.bsp);
@@ -276,11 +280,8 @@ export class SevGuest {
       if (typeof args.gpa !== 'number' || !Number.isSafeInteger(args.gpa) || args.gpa < 0) throw new QmpReply('GenericError', "Invalid parameter type for 'gpa', expected: uint64");
       gpa = args.gpa;
     } else {
-      const { parseOvmf, hasOvmfFooterTable } = await import('../../launch/ovmf.js');
-      const img = this.firmwareImage!;
-      const entry = hasOvmfFooterTable(img) ? parseOvmf(img).entries.find((e) => e.guid === '4c2eb361-7d9b-4cc3-8081-127c90d3d294') : undefined;
-      if (!entry || entry.data.length < 8) throw new QmpReply('GenericError', 'SEV: no secret area found in OVMF, gpa must be specified.');
-      gpa = entry.data.readUInt32LE(0); // QEMU uses the base even when it is 0
+      if (this.secretAreaBase === undefined) throw new QmpReply('GenericError', 'SEV: no secret area found in OVMF, gpa must be specified.');
+      gpa = this.secretAreaBase;
     }
     if (header.length !== 52) {
       throw new QmpReply('GenericError', `SEV: failed to inject secret ret=-22 fw_error=${0x04} '${fwStatusText(0x04)}'`);
