@@ -24,9 +24,9 @@ import {
 } from './keys.js';
 import { beToLeFixed } from '../certs/bytes.js';
 import {
-  CHIP_ID_SIZE, Cmd, Errno, FW_BLOB_MAX_SIZE, OUT_BLOBS, PlatformState, Ret, SEV_CERT_SIZE, STATUS_FLAG_CONFIG_ES,
-  STATUS_FLAG_OWNER, cmdName,
+  CHIP_ID_SIZE, Cmd, Errno, FW_BLOB_MAX_SIZE, OUT_BLOBS, PlatformState, Ret, SEV_CERT_SIZE, cmdName,
 } from './uapi.js';
+import { encodePlatformStatus } from '../platform/layout.js';
 
 export class SimStateError extends SevkitError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -402,17 +402,15 @@ export class SimPlatform {
   }
 
   private statusStruct(): Buffer {
-    const b = Buffer.alloc(12);
-    b[0] = this.api.major;
-    b[1] = this.api.minor;
-    b[2] = this.fwState === PlatformState.UNINIT ? 0 : this.guests.size > 0 ? 2 : 1;
-    let flags = 0;
-    if (this.owner === 'external') flags |= STATUS_FLAG_OWNER;
-    if (this.configEs && this.fwState !== PlatformState.UNINIT) flags |= STATUS_FLAG_CONFIG_ES;
-    b.writeUInt32LE(flags, 3);
-    b[7] = this.api.build;
-    b.writeUInt32LE(this.guests.size, 8);
-    return b;
+    return encodePlatformStatus({
+      apiMajor: this.api.major,
+      apiMinor: this.api.minor,
+      build: this.api.build,
+      state: this.state,
+      owner: this.owner,
+      esEnabled: this.configEs && this.fwState !== PlatformState.UNINIT,
+      guestCount: this.guests.size,
+    });
   }
 
   private snpStatusStruct(): Buffer {

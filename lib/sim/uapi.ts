@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import {
-  SEV_FW_BLOB_MAX_SIZE, SEV_PLATFORM_CERT_SIZE, SEV_STATUS_FLAGS_CONFIG_ES, SEV_STATUS_FLAGS_OWNER, SevCmd, SevRet, SevStateCode,
+  SEV_FW_BLOB_MAX_SIZE, SEV_PLATFORM_CERT_SIZE, SevCmd, SevRet, SevStateCode,
 } from '../platform/constants.js';
 import { SEV_STRUCTS } from '../platform/layout.js';
 
@@ -67,8 +67,6 @@ export function parseErrno(v: number | string): number | undefined {
 
 /** enum sev_state, by short name. */
 export const PlatformState = unprefixed(SevStateCode, 'SEV_STATE_');
-export const STATUS_FLAG_OWNER = SEV_STATUS_FLAGS_OWNER;
-export const STATUS_FLAG_CONFIG_ES = SEV_STATUS_FLAGS_CONFIG_ES;
 
 /** Driver limit on PEK_CSR / PDH_CERT_EXPORT / PEK_CERT_IMPORT blobs (SEV_FW_BLOB_MAX_SIZE). */
 export const FW_BLOB_MAX_SIZE = SEV_FW_BLOB_MAX_SIZE;
