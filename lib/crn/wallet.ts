@@ -94,7 +94,12 @@ export class EthWallet implements Wallet {
     if (typeof key === 'string') {
       const hex = key.trim().replace(/^0x/i, '');
       if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new WalletError('Ethereum private key must be 32 bytes of hex');
-      return new EthWallet(Buffer.from(hex, 'hex'));
+      const bytes = Buffer.from(hex, 'hex');
+      try {
+        return new EthWallet(bytes);
+      } finally {
+        bytes.fill(0); // the wallet keeps its own copy
+      }
     }
     if (key.length !== 32) throw new WalletError('Ethereum private key must be 32 bytes');
     return new EthWallet(key);
@@ -251,6 +256,13 @@ export function parseWalletKey(text: string, source = 'wallet key'): Wallet {
       bytes.fill(0);
     }
   }
-  if (/^[1-9A-HJ-NP-Za-km-z]{80,90}$/.test(t)) return SolWallet.fromSecretKey(base58Decode(t));
+  if (/^[1-9A-HJ-NP-Za-km-z]{80,90}$/.test(t)) {
+    const bytes = base58Decode(t);
+    try {
+      return SolWallet.fromSecretKey(bytes);
+    } finally {
+      bytes.fill(0);
+    }
+  }
   throw new WalletError(`${source}: expected an Ethereum private key (64 hex digits) or a Solana key (JSON byte array or base58)`);
 }

@@ -171,6 +171,7 @@ describe('wallets', () => {
     const wrongPub = Buffer.from(full);
     wrongPub[40] ^= 1;
     expect(() => parseWalletKey(JSON.stringify([...wrongPub]))).toThrow(/does not match/);
+    expect(parseWalletKey(`${base58Encode(full)}\n`).address).toBe(probe.address);
     expect(() => parseWalletKey('hello')).toThrow(/expected an Ethereum private key/);
   });
 });
