@@ -26,6 +26,7 @@ import { beToLeFixed } from '../certs/bytes.js';
 import {
   CHIP_ID_SIZE, Cmd, Errno, FW_BLOB_MAX_SIZE, OUT_BLOBS, PlatformState, Ret, SEV_CERT_SIZE, cmdName,
 } from './uapi.js';
+import { SnpConfigFlag, SnpStatusFlag } from '../platform/constants.js';
 import { encodePlatformStatus } from '../platform/layout.js';
 
 export class SimStateError extends SevkitError {
@@ -422,9 +423,9 @@ export class SimPlatform {
     b[3] = this.snpAvailable() ? 1 : 0; // is_rmp_initialized
     b.writeUInt32LE(this.api.build, 4);
     let flags = 0;
-    if (this.snp.maskChipId) flags |= 0x01;
-    if (this.snp.maskChipKey) flags |= 0x02;
-    flags |= 0x08; // feature_info: Genoa firmware implements SNP_FEATURE_INFO
+    if (this.snp.maskChipId) flags |= SnpStatusFlag.mask_chip_id;
+    if (this.snp.maskChipKey) flags |= SnpStatusFlag.mask_chip_key;
+    flags |= SnpStatusFlag.feature_info; // Genoa firmware implements SNP_FEATURE_INFO
     b.writeUInt32LE(flags, 8);
     b.writeUInt32LE(0, 12); // SNP guests: the simulator launches legacy SEV/SEV-ES only
     u64le(this.snp.currentTcb).copy(b, 16);
@@ -656,11 +657,12 @@ export class SimPlatform {
         const st = this.fw(reply, name, () => {
           const reported = s.readBigUInt64LE(0);
           const flags = s.readUInt32LE(8);
-          if ((flags & ~0x3) !== 0 || s.subarray(12, 64).some((b) => b !== 0)) return Ret.INVALID_PARAM;
+          const known = SnpConfigFlag.mask_chip_id | SnpConfigFlag.mask_chip_key;
+          if ((flags & ~known) !== 0 || s.subarray(12, 64).some((b) => b !== 0)) return Ret.INVALID_PARAM;
           if (reported > this.snp.currentTcb) return Ret.INVALID_PARAM;
           this.snp.reportedTcb = reported;
-          this.snp.maskChipId = (flags & 1) !== 0;
-          this.snp.maskChipKey = (flags & 2) !== 0;
+          this.snp.maskChipId = (flags & SnpConfigFlag.mask_chip_id) !== 0;
+          this.snp.maskChipKey = (flags & SnpConfigFlag.mask_chip_key) !== 0;
           this.save([]);
           return Ret.SUCCESS;
         });
