@@ -284,7 +284,6 @@ export class ConfidentialVm extends EventEmitter {
     const timeoutMs = this.opts.launchTimeoutMs ?? 60_000;
     try {
       this.throwIfStopped();
-      if (!fs.existsSync(spec.firmware)) throw new VmLaunchError(`firmware ${spec.firmware}: no such file`, 'ERR_VM_SPEC');
       this.secretArea = await readSecretArea(spec.firmware);
       const dir = createRunDir(this.runRoot, spec.name);
       this._runDir = dir;
@@ -611,7 +610,13 @@ function launchBlobText(v: string | Buffer, what: string): string {
 
 async function readSecretArea(firmware: string): Promise<{ base: number; size: number } | undefined> {
   const { parseOvmf, hasOvmfFooterTable } = await import('../launch/ovmf.js');
-  const image = fs.readFileSync(firmware);
+  let image: Buffer;
+  try {
+    image = fs.readFileSync(firmware);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new VmLaunchError(`firmware ${firmware}: ${code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? (e as Error).message})`}`, 'ERR_VM_SPEC');
+  }
   if (!hasOvmfFooterTable(image)) return undefined;
   try {
     return parseOvmf(image, firmware).secretArea;

@@ -151,6 +151,9 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
     expect(await sup.launch({ ...plainSpec('../x') }).catch((e) => e)).toBeInstanceOf(VmLaunchError);
     const nf = await sup.launch({ ...plainSpec('nofw'), firmware: '/nonexistent/OVMF.fd' }).catch((e) => e);
     expect(nf.message).toBe('firmware /nonexistent/OVMF.fd: no such file');
+    const dirFw = await sup.launch({ ...plainSpec('dirfw'), firmware: root }).catch((e) => e);
+    expect(dirFw).toBeInstanceOf(VmLaunchError);
+    expect(dirFw.message).toBe(`firmware ${root}: cannot read (EISDIR)`);
     const sup2 = new Supervisor({ qemu: '/nonexistent/qemu', runRoot: root, hostSevInfo: HOST });
     const nb = await sup2.launch(plainSpec('nobin')).catch((e) => e);
     expect(nb.code).toBe('ERR_VM_SPAWN');
