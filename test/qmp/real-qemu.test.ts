@@ -93,6 +93,9 @@ describe.skipIf(!haveQemu)('QMP against real QEMU 7.2', () => {
     const badJson = await runCli(['qmp', socketPath, 'qom-get', '{not json']);
     expect(badJson.code).toBe(2);
     expect(badJson.stderr).toMatch(/^sevkit: ARGS_JSON/);
+    const badTimeout = await runCli(['qmp', socketPath, 'query-status', '--timeout', '-5']);
+    expect(badTimeout.code).toBe(2);
+    expect(badTimeout.stderr).toBe("sevkit: option '--timeout <ms>' argument '-5' is invalid. --timeout must be a decimal or 0x-hex integer, got '-5'\n");
     const q = await runCli(['qmp', socketPath, 'quit']);
     expect(q.code).toBe(0);
   });

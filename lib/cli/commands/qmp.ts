@@ -10,9 +10,9 @@ export function register(program: Command): void {
     .argument('<socket>', 'path of the QMP UNIX socket (-qmp unix:PATH,server,nowait)')
     .argument('<command>', 'QMP command, e.g. query-status, query-sev, query-sev-launch-measure, cont')
     .argument('[args_json]', 'arguments as a JSON object, e.g. \'{"packet-header":"...","secret":"..."}\'')
-    .option('--timeout <ms>', 'per-command deadline in milliseconds', '30000')
+    .option('--timeout <ms>', 'per-command deadline in milliseconds', (v) => parseIntArg(v, '--timeout'), 30_000)
     .action(
-      action(async (socket: string, command: string, argsJson: string | undefined, opts: { timeout: string }) => {
+      action(async (socket: string, command: string, argsJson: string | undefined, opts: { timeout: number }) => {
         let args: Record<string, unknown> | undefined;
         if (argsJson !== undefined) {
           let parsed: unknown;
@@ -24,9 +24,8 @@ export function register(program: Command): void {
           if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError('ARGS_JSON must be a JSON object');
           args = parsed as Record<string, unknown>;
         }
-        const timeoutMs = parseIntArg(opts.timeout, '--timeout');
         const { QmpClient, QmpDisconnectedError } = await import('../../qmp/index.js');
-        const client = await QmpClient.connect(socket, { connectTimeoutMs: timeoutMs, commandTimeoutMs: timeoutMs });
+        const client = await QmpClient.connect(socket, { connectTimeoutMs: opts.timeout, commandTimeoutMs: opts.timeout });
         try {
           let ret: unknown;
           try {
