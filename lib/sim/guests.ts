@@ -255,8 +255,3 @@ export function decommission(platform: SimPlatform, handle: number): void {
   }
   platform.freeGuest(handle);
 }
-
-/** Live guests of a platform (handle → launch state), for status and tests. */
-export function guestStates(platform: SimPlatform): Map<number, Guest['state']> {
-  return new Map([...table(platform)].map(([h, g]) => [h, g.state]));
-}

@@ -29,13 +29,6 @@ export interface ApiVersion {
   build: number;
 }
 
-export interface CaRoots {
-  arkKey: KeyObject;
-  askKey: KeyObject;
-  ark: Buffer;
-  ask: Buffer;
-}
-
 function caKeyId(seed: string, role: 'ARK' | 'ASK'): Buffer {
   // 12 readable bytes marking the key as a test root, then 4 bytes from the seed.
   return Buffer.concat([Buffer.from(`${TEST_ROOT_ID_PREFIX}${role}-`, 'ascii'), deriveBytes(seed, `${role}-id`, 4)]);
