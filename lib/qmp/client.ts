@@ -31,6 +31,8 @@ export interface QmpClientOptions {
   maxLineBytes?: number;
   /** Events kept per unread subscriber before the oldest are dropped. Default 4096. */
   maxQueuedEvents?: number;
+  /** Bytes (as received) of the events kept per unread subscriber before the oldest are dropped. Default 16 MiB. */
+  maxQueuedEventBytes?: number;
 }
 
 export interface ExecuteOptions {
@@ -45,15 +47,16 @@ interface Pending {
 }
 
 interface Subscriber {
-  queue: QmpEvent[];
+  queue: Array<{ e: QmpEvent; size: number }>;
+  /** Sum of `size` over `queue`: a count bound alone would let 4096 events of maxLineBytes each pile up. */
+  bytes: number;
   wake: (() => void) | undefined;
-  dropped: number;
 }
 
 /** Timed-out ids remembered for their late reply; beyond this the oldest are forgotten. */
 const MAX_ABANDONED = 1024;
 
-const DEFAULTS = { connectTimeoutMs: 10_000, commandTimeoutMs: 30_000, maxLineBytes: 8 << 20, maxQueuedEvents: 4096 };
+const DEFAULTS = { connectTimeoutMs: 10_000, commandTimeoutMs: 30_000, maxLineBytes: 8 << 20, maxQueuedEvents: 4096, maxQueuedEventBytes: 16 << 20 };
 
 export class QmpClient {
   readonly socketPath: string;
@@ -209,7 +212,7 @@ export class QmpClient {
    * A slow reader loses the oldest events beyond `maxQueuedEvents` rather than growing memory.
    */
   events(): AsyncIterableIterator<QmpEvent> {
-    const sub: Subscriber = { queue: [], wake: undefined, dropped: 0 };
+    const sub: Subscriber = { queue: [], bytes: 0, wake: undefined };
     this.subscribers.add(sub);
     const done = (): IteratorResult<QmpEvent> => {
       this.subscribers.delete(sub);
@@ -218,8 +221,11 @@ export class QmpClient {
     const it: AsyncIterableIterator<QmpEvent> = {
       next: async () => {
         for (;;) {
-          const e = sub.queue.shift();
-          if (e) return { value: e, done: false };
+          const head = sub.queue.shift();
+          if (head) {
+            sub.bytes -= head.size;
+            return { value: head.e, done: false };
+          }
           if (this.closedWith || !this.subscribers.has(sub)) return done();
           await new Promise<void>((r) => (sub.wake = r));
           sub.wake = undefined;
@@ -329,7 +335,7 @@ export class QmpClient {
       return;
     }
     if (typeof m.event === 'string') {
-      this.dispatchEvent(m as unknown as QmpEvent);
+      this.dispatchEvent(m as unknown as QmpEvent, line.length);
       return;
     }
     if ('return' in m || 'error' in m) {
@@ -358,13 +364,14 @@ export class QmpClient {
     this.fail(new QmpProtocolError(`QMP ${this.socketPath}: message is neither reply nor event: ${preview(line)}`));
   }
 
-  private dispatchEvent(e: QmpEvent): void {
+  private dispatchEvent(e: QmpEvent, size: number): void {
     for (const fn of [...this.eventListeners]) fn(e);
     for (const sub of this.subscribers) {
-      sub.queue.push(e);
-      if (sub.queue.length > this.opts.maxQueuedEvents) {
-        sub.queue.shift();
-        sub.dropped++;
+      sub.queue.push({ e, size });
+      sub.bytes += size;
+      // The newest event always stays (it is within maxLineBytes); older ones go first.
+      while (sub.queue.length > 1 && (sub.queue.length > this.opts.maxQueuedEvents || sub.bytes > this.opts.maxQueuedEventBytes)) {
+        sub.bytes -= sub.queue.shift()!.size;
       }
       sub.wake?.();
     }

@@ -111,6 +111,33 @@ describe('QmpClient against a well-behaved peer', () => {
     expect(client.closed).toBe(true);
   });
 
+  it('a subscriber that does not read keeps only the newest events, bounded by count and by bytes', async () => {
+    const pad = 'p'.repeat(1 << 20);
+    server = await startFakeQmp({
+      onCommand: (conn, msg) => {
+        const big = msg.execute === 'big';
+        for (let n = 0; n < 10; n++) conn.send({ event: 'E', data: big ? { n, pad } : { n } });
+        conn.send({ return: {}, id: msg.id });
+        conn.sock.end();
+      },
+    });
+    const collect = async (it: AsyncIterableIterator<{ data?: Record<string, unknown> }>) => {
+      const ns: unknown[] = [];
+      for await (const e of it) ns.push(e.data?.n);
+      return ns;
+    };
+    client = await QmpClient.connect(server.socketPath, { maxQueuedEvents: 3 });
+    let it = client.events();
+    await client.execute('small');
+    expect(await collect(it)).toEqual([7, 8, 9]);
+    client.close();
+
+    client = await QmpClient.connect(server.socketPath, { maxQueuedEventBytes: 2.5 * (1 << 20) });
+    it = client.events();
+    await client.execute('big');
+    expect(await collect(it)).toEqual([8, 9]);
+  });
+
   it('waitForEvent resolves on the matching event', async () => {
     server = await startFakeQmp({
       onCommand: (conn, msg) => {
