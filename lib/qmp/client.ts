@@ -31,7 +31,7 @@ export interface QmpClientOptions {
   maxLineBytes?: number;
   /** Events kept per unread subscriber before the oldest are dropped. Default 4096. */
   maxQueuedEvents?: number;
-  /** Bytes (as received) of the events kept per unread subscriber before the oldest are dropped. Default 16 MiB. */
+  /** Size (characters of their JSON lines) of the events kept per unread subscriber before the oldest are dropped. Default 16 Mi. */
   maxQueuedEventBytes?: number;
 }
 
