@@ -137,6 +137,14 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     const esNoCpu = await runCli(['launch', '--crn', url, '--vm', 'ab'.repeat(32), '--firmware', firmware, '--policy', '0x5', '--secret-file', path.join(tmp, 'absent.txt')]);
     expect(esNoCpu.code).toBe(2);
     expect(esNoCpu.stderr).toMatch(/^sevkit: SEV-ES \(policy bit 0x4\) needs --vcpus/);
+    const shared = path.join(tmp, 'shared-run');
+    fs.mkdirSync(shared, { mode: 0o777 });
+    fs.chmodSync(shared, 0o777);
+    const unsafe = await runCli(['crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'x', '--run-dir', shared, '--no-confidential']);
+    expect(unsafe.code).toBe(1);
+    expect(unsafe.stderr).toBe(`sevkit: ${shared}: the run directory must be a directory of this user, not writable by group or others (mode 777)\n`);
+    fs.symlinkSync(path.join(tmp, 'run'), path.join(tmp, 'run-link'));
+    expect((await runCli(['crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'x', '--run-dir', path.join(tmp, 'run-link'), '--no-confidential'])).code).toBe(1);
     const bad = await runCli(['crn', 'serve', '--listen', 'nope', '--domain', 'x']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--listen must be HOST:PORT/);

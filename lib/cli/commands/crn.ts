@@ -85,6 +85,12 @@ async function serveCmd(o: ServeOpts): Promise<number> {
     if (cekOverride.length !== 0x824) throw new InputError(`${o.cek}: a CEK certificate is 2084 bytes, this file has ${cekOverride.length}`);
   }
   fs.mkdirSync(o.runDir, { recursive: true, mode: 0o700 });
+  // The default lives in a shared /tmp: a directory someone else made (or can write) would let
+  // them swap the session files and the VMs' QMP sockets, so refuse it rather than use it.
+  const st = fs.lstatSync(o.runDir);
+  if (!st.isDirectory() || (process.getuid !== undefined && st.uid !== process.getuid()) || (st.mode & 0o022) !== 0) {
+    throw new InputError(`${o.runDir}: the run directory must be a directory of this user, not writable by group or others (mode ${(st.mode & 0o777).toString(8)})`);
+  }
   const simulated = Boolean(process.env.SEVKIT_SIM_SOCKET);
   const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms` });
   const srv = await startCrnServer({
