@@ -254,7 +254,17 @@ export class QmpClient {
         this.closeWaiters.splice(this.closeWaiters.indexOf(onClose) >>> 0, 1);
       };
       const off = this.onEvent((e) => {
-        if (e.event === name && (!options.filter || options.filter(e))) {
+        if (e.event !== name) return;
+        let match: boolean;
+        try {
+          match = !options.filter || options.filter(e);
+        } catch (err) {
+          // Thrown from the socket's data handler it would be an uncaught exception: the waiter gets it instead.
+          cleanup();
+          reject(err);
+          return;
+        }
+        if (match) {
           cleanup();
           resolve(e);
         }

@@ -150,6 +150,26 @@ describe('QmpClient against a well-behaved peer', () => {
     await client.systemPowerdown();
     expect((await ev).timestamp?.seconds).toBe(3);
   });
+
+  it('waitForEvent rejects with what its filter throws, and the connection stays up', async () => {
+    server = await startFakeQmp({
+      onCommand: (conn, msg) => {
+        conn.send({ event: 'POWERDOWN', timestamp: { seconds: 3, microseconds: 0 } });
+        conn.send({ return: {}, id: msg.id });
+      },
+    });
+    client = await QmpClient.connect(server.socketPath);
+    const boom = new Error('filter bug');
+    const ev = client.waitForEvent('POWERDOWN', {
+      filter: () => {
+        throw boom;
+      },
+    });
+    await client.systemPowerdown();
+    expect(await ev.catch((e) => e)).toBe(boom);
+    expect(client.closed).toBe(false);
+    expect(await client.execute('query-status')).toEqual({});
+  });
 });
 
 describe('QmpClient against hostile peers', () => {
