@@ -132,6 +132,8 @@ export class SimDaemon {
               return;
             }
             mode = 'device';
+            // Device requests are small: refuse an oversized one at its header instead of buffering it.
+            reader.setMaxFrame(MAX_FRAME);
           } else if (mode === 'device' && type === MSG_IOCTL) {
             if (body.length > MAX_FRAME) throw new SimProtocolError('oversized IOCTL frame');
             const req = decodeIoctl(body);

@@ -31,7 +31,12 @@ export class FrameReader {
   private chunks: Buffer[] = [];
   private size = 0;
 
-  constructor(private readonly maxFrame = MAX_JSON_FRAME) {}
+  constructor(private maxFrame = MAX_JSON_FRAME) {}
+
+  /** Lower the limit once a connection turns out to carry only small frames (a device fd). */
+  setMaxFrame(n: number): void {
+    this.maxFrame = n;
+  }
 
   push(chunk: Buffer): Buffer[] {
     this.chunks.push(chunk);

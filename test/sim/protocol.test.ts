@@ -1,6 +1,8 @@
 /** The daemon/client framing: frames come out whole whatever the chunk boundaries. */
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { FrameReader, SimProtocolError, frame } from '../../lib/sim/protocol.js';
+import { FrameReader, MAX_FRAME, SimProtocolError, frame } from '../../lib/sim/protocol.js';
+import { privateDaemon } from './helpers.js';
 
 const bodies = [Buffer.from('first'), Buffer.alloc(0), Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9]), Buffer.alloc(300, 0xab)];
 const stream = Buffer.concat(bodies.map(frame));
@@ -36,5 +38,30 @@ describe('FrameReader', () => {
     expect(r.push(hdr.subarray(0, 3))).toEqual([]);
     expect(() => r.push(hdr.subarray(3))).toThrow(SimProtocolError);
     expect(() => new FrameReader(16).push(frame(Buffer.alloc(16)))).not.toThrow();
+  });
+});
+
+describe('daemon framing limits', () => {
+  const sim = privateDaemon();
+
+  it('a device connection announcing an IOCTL frame over 1 MiB is closed at the header, not buffered', async () => {
+    const sock = net.createConnection(sim.daemon().socketPath);
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    const path = Buffer.from('/dev/sev');
+    const open = Buffer.alloc(10 + path.length);
+    open[0] = 1; // OPEN
+    open[1] = 2; // O_RDWR
+    open.writeUInt16LE(path.length, 2);
+    path.copy(open, 4);
+    open.writeUInt32LE(process.pid, 4 + path.length);
+    sock.write(frame(open));
+    const reply = await new Promise<Buffer>((r) => sock.once('data', r));
+    expect(reply.readInt32LE(4)).toBe(0); // opened
+    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    const hdr = Buffer.alloc(4);
+    hdr.writeUInt32LE(MAX_FRAME + 1);
+    sock.write(hdr); // the body never comes: only the header can end this
+    await closed;
+    expect(sock.destroyed).toBe(true);
   });
 });
