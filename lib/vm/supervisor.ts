@@ -284,6 +284,10 @@ export class ConfidentialVm extends EventEmitter {
     const timeoutMs = this.opts.launchTimeoutMs ?? 60_000;
     try {
       this.throwIfStopped();
+      if (spec.extraArgs?.some((x) => x === '-daemonize' || x === '--daemonize')) {
+        // It would setsid() away from the process group every kill and exit path relies on.
+        throw new VmLaunchError(`VM ${spec.name}: -daemonize in extraArgs would take QEMU out of the supervisor's reach`, 'ERR_VM_SPEC');
+      }
       this.secretArea = await readSecretArea(spec.firmware);
       const dir = createRunDir(this.runRoot, spec.name);
       this._runDir = dir;

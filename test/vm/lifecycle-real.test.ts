@@ -154,6 +154,9 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
     const dirFw = await sup.launch({ ...plainSpec('dirfw'), firmware: root }).catch((e) => e);
     expect(dirFw).toBeInstanceOf(VmLaunchError);
     expect(dirFw.message).toBe(`firmware ${root}: cannot read (EISDIR)`);
+    const daemon = await sup.launch({ ...plainSpec('daemon'), extraArgs: ['-daemonize'] }).catch((e) => e);
+    expect(daemon.code).toBe('ERR_VM_SPEC');
+    expect(daemon.message).toBe("VM daemon: -daemonize in extraArgs would take QEMU out of the supervisor's reach");
     const sup2 = new Supervisor({ qemu: '/nonexistent/qemu', runRoot: root, hostSevInfo: HOST });
     const nb = await sup2.launch(plainSpec('nobin')).catch((e) => e);
     expect(nb.code).toBe('ERR_VM_SPAWN');
