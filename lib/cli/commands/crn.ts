@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .description('Serve the confidential-VM endpoints of an aleph-vm CRN (certificates, initialize, measurement, inject_secret)')
     .requiredOption('--listen <HOST:PORT>', 'address to listen on, e.g. 127.0.0.1:4020')
     .requiredOption('--domain <NAME>', 'domain name clients sign operations for (aleph DOMAIN_NAME)')
-    .option('--run-dir <DIR>', 'directory for session files and VM run dirs', defaultRunDir())
+    .option('--run-dir <DIR>', 'directory for session files and VM run dirs (yours, not group/other-writable)', defaultRunDir())
     .option('--device <PATH>', 'SEV device (default SEVKIT_DEVICE or /dev/sev)')
     .option('--cek <FILE>', 'serve this ASK-signed CEK instead of the exported/KDS one')
     .option('--cpu <MODEL>', "QEMU -cpu for the VMs (default aleph's host,host-phys-bits-limit=0x28); pin e.g. EPYC-v4 so SEV-ES owners can predict the VMSAs")
