@@ -17,6 +17,9 @@ export const EXIT_USAGE = 2;
 /** The one line printed for an error. Never includes a stack unless SEVKIT_DEBUG is set. */
 export function formatError(e: unknown): string {
   if (e instanceof SevkitError) return e.message;
+  // commander's InvalidArgumentError (e.g. parseIntArg called inside an action), recognised
+  // by its code so that this module stays free of commander.
+  if (e instanceof Error && (e as { code?: unknown }).code === 'commander.invalidArgument') return e.message;
   if (e instanceof Error) {
     // Errors from node (fs, net) carry code/path; keep them on one line.
     const err = e as NodeJS.ErrnoException;
