@@ -9,7 +9,7 @@ import path from 'node:path';
 import { PACKAGE_ROOT } from '../binding.js';
 import { SevkitError } from '../errors.js';
 import { writeHostFixture } from '../host/fixture.js';
-import { writeFileAtomic } from './fsutil.js';
+import { writeFileAtomic } from '../fsutil.js';
 
 export class SimEnvError extends SevkitError {
   constructor(message: string) {

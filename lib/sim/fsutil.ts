@@ -1,8 +1,6 @@
-/** File helpers for the simulator's state dir: atomic writes, cache and state locations. */
+/** Where the simulator keeps its state and caches (atomic writes are lib/fsutil.ts). */
 import os from 'node:os';
 import path from 'node:path';
-
-export { writeFileAtomic } from '../fsutil.js';
 
 /** $XDG_CACHE_HOME/sevkit, else ~/.cache/sevkit. */
 export function defaultCacheDir(): string {
