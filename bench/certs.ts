@@ -22,7 +22,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bench = opsPerCpuSecond;
 
 for (const gen of ['naples', 'rome'] as const) {
-  const raw = fs.readFileSync(path.resolve(ROOT, `../shared/vectors/virtee-derived/${gen}/full_chain.cert`));
+  const raw = fs.readFileSync(path.resolve(ROOT, `test/fixtures/vectors/virtee-derived/${gen}/full_chain.cert`));
   const chain = decodeFullChain(raw);
   const { sev, ca } = chain;
   // Primitive: the 7 signature checks with keys and signatures already converted.

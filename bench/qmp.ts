@@ -26,7 +26,7 @@ const opt = (name: string, def: number) => {
 const MANY = opt('vms', 32);
 const ITER = opt('iterations', 2000);
 const REAL_QEMU = '/usr/bin/qemu-system-x86_64';
-const AMDSEV = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../shared/vectors/sev-snp-measure/ovmf_AmdSev_suffix.bin');
+const AMDSEV = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../test/fixtures/vectors/sev-snp-measure/ovmf_AmdSev_suffix.bin');
 const FIRMWARE = fs.existsSync(AMDSEV) ? AMDSEV : '/usr/share/OVMF/OVMF_CODE.fd';
 
 function stats(samples: number[]): { n: number; p50: number; p90: number; p99: number; max: number; mean: number } {

@@ -16,7 +16,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { CertificateError, SEV_CHAIN_SIZE, decodeFullChain, verifyChain } from '../lib/certs/index.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const DERIVED = path.resolve(ROOT, '../shared/vectors/virtee-derived');
+const DERIVED = path.resolve(ROOT, 'test/fixtures/vectors/virtee-derived');
 
 function regions(gen: string, full: Buffer): Array<[string, number, number]> {
   const caSize = full.length - SEV_CHAIN_SIZE === 2 * 832 ? 832 : 1600;

@@ -17,7 +17,7 @@ import { SevkitError } from '../lib/errors.js';
 import * as c from '../lib/certs/index.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const V = path.resolve(ROOT, '../shared/vectors');
+const V = path.resolve(ROOT, 'test/fixtures/vectors');
 const rd = (...p: string[]) => fs.readFileSync(path.join(V, ...p));
 
 type Target = { name: string; seeds: Buffer[]; run: (b: Buffer, deep: boolean) => void };

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const SHARED = path.resolve(ROOT, '../shared');
-export const VECTORS = path.join(SHARED, 'vectors');
+/** The vendored test vectors (test/fixtures/vectors/README.md: origin, licence and sha256 of each file). */
+export const VECTORS = path.join(ROOT, 'test/fixtures/vectors');
 
 export interface CliResult {
   code: number | null;
