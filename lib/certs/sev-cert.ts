@@ -198,6 +198,25 @@ export function sevCertBody(cert: SevCert | Uint8Array): Buffer {
 
 const ecKeyCache = new Map<string, KeyObject>();
 
+/** DER SubjectPublicKeyInfo prefix for an uncompressed P-384 point (id-ecPublicKey, secp384r1, BIT STRING of 97 bytes). */
+const P384_SPKI_PREFIX = Buffer.from('3076301006072a8648ce3d020106052b81040022036200', 'hex');
+
+/**
+ * P-384 public KeyObject from little-endian coordinates (the first 48 bytes of
+ * each field are used). Imported as SPKI DER rather than JWK: OpenSSL still
+ * refuses a point off the curve, but skips the full key check a JWK import runs
+ * (about half the cost). Throws whatever createPublicKey throws for a bad point.
+ */
+export function p384PublicKey(qxLe: Uint8Array, qyLe: Uint8Array): KeyObject {
+  const der = Buffer.alloc(P384_SPKI_PREFIX.length + 1 + 2 * P384_SIZE);
+  P384_SPKI_PREFIX.copy(der);
+  let o = P384_SPKI_PREFIX.length;
+  der[o++] = 4;
+  for (let i = P384_SIZE - 1; i >= 0; i--) der[o++] = qxLe[i]!;
+  for (let i = P384_SIZE - 1; i >= 0; i--) der[o++] = qyLe[i]!;
+  return crypto.createPublicKey({ key: der, format: 'der', type: 'spki' });
+}
+
 /** Node KeyObject for the certificate's public key (P-384 from the LE coordinates, or RSA). */
 export function sevCertPublicKey(c: SevCert | Uint8Array, name?: string): KeyObject {
   const cert = asSevCert(c, name === undefined ? {} : { name });
@@ -210,10 +229,7 @@ export function sevCertPublicKey(c: SevCert | Uint8Array, name?: string): KeyObj
       const id = `${k.qx.toString('hex', 0, P384_SIZE)}${k.qy.toString('hex', 0, P384_SIZE)}`;
       const hit = ecKeyCache.get(id);
       if (hit) return hit;
-      const key = crypto.createPublicKey({
-        key: { kty: 'EC', crv: 'P-384', x: b64url(reversed(k.qx.subarray(0, P384_SIZE))), y: b64url(reversed(k.qy.subarray(0, P384_SIZE))) },
-        format: 'jwk',
-      });
+      const key = p384PublicKey(k.qx, k.qy);
       if (ecKeyCache.size >= 64) ecKeyCache.delete(ecKeyCache.keys().next().value!);
       ecKeyCache.set(id, key);
       return key;

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   Algo, CertificateError, GENERATIONS, Usage, caCertPublicKey, createCaCert, createSevCert, decodeCaCert, decodeSevCert,
   encodeCaCert, encodeSevCert, sevCertBody, sevCertDisplay, sevCertPublicKey, signCaCert, signSevCert, verifyAskCek,
-  verifyCaLink, verifySevLink, builtinCaChainBytes, signCekWithAsk,
+  verifyCaLink, verifySevLink, builtinCaChainBytes, signCekWithAsk, p384PublicKey,
 } from '../../lib/certs/index.js';
 import { builtinFile, realCert, testRsa, vec } from './fixtures.js';
 
@@ -71,6 +71,20 @@ describe('SEV certificate codec', () => {
     expectCertError(() => decodeSevCert(mod(12, 0x77)), 'pubkey_algo', /0x77/);
     expectCertError(() => decodeSevCert(mod(0x10, 1)), 'curve', /curve 1 is not P-384/);
     expectCertError(() => decodeSevCert(mod(12, Algo.RSA_SHA256)), 'modulus_size', /not 2048 or 4096/);
+  });
+
+  it('P-384 keys imported from SPKI DER are the certificate\'s point; an off-curve point is refused', () => {
+    const { publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const cert = createSevCert({ usage: Usage.PEK, publicKey });
+    const k = cert.pubkey;
+    if (k.kind !== 'ec') throw new Error('not EC');
+    const got = p384PublicKey(k.qx, k.qy).export({ format: 'jwk' });
+    const want = publicKey.export({ format: 'jwk' });
+    expect([got.x, got.y]).toEqual([want.x, want.y]);
+    const qy = Buffer.from(k.qy);
+    qy[0]! ^= 1;
+    expect(() => p384PublicKey(k.qx, qy)).toThrow();
+    expect(() => p384PublicKey(Buffer.alloc(72), Buffer.alloc(72))).toThrow(); // the point at infinity has no affine form
   });
 
   it('an invalid point gives a typed key error', () => {

@@ -105,6 +105,18 @@ describe('createSession / openSession', () => {
     expectFw(() => openSession({ godh: v, session: s.session, pdhPrivateKey: pdh.privateKey, policy: 1 }), 'INVALID_CERTIFICATE');
   });
 
+  it('a PDH whose point is off the curve is refused before any key agreement (INVALID_CERTIFICATE)', () => {
+    const bad = Buffer.from(pdh.cert);
+    bad[0x14]! ^= 1; // qx, least significant byte
+    for (const opts of [{}, { godhPrivateKey: Buffer.alloc(48, 7) }]) {
+      expectFw(() => createSession(bad, 1, opts), 'INVALID_CERTIFICATE');
+      expect(() => createSession(bad, 1, opts)).toThrow(/PDH: public key is not a valid P-384 point/);
+    }
+    const far = Buffer.from(pdh.cert);
+    far[0x14 + 48] = 1; // a 49th coordinate byte
+    expectFw(() => createSession(far, 1), 'INVALID_CERTIFICATE');
+  });
+
   it('wrong sizes and bad base64 are typed errors', () => {
     const s = createSession(pdh.cert, 1);
     expectFw(() => openSession({ godh: s.godh.subarray(1), session: s.session, pdhPrivateKey: pdh.privateKey, policy: 1 }), 'INVALID_CERTIFICATE');
