@@ -49,9 +49,23 @@ export function sha256(...parts: Uint8Array[]): Buffer {
   return h.digest();
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * The command line's bytes as QEMU hashes them (the raw -append bytes). A string must be well-formed
+ * Unicode: a lone surrogate would be re-encoded as U+FFFD and give a digest of bytes QEMU never saw, so it
+ * is refused (LaunchInputError ERR_CMDLINE_UTF8); pass the raw bytes instead.
+ */
+export function cmdlineBytes(cmdline: string | Uint8Array | null | undefined): Buffer {
+  if (cmdline == null) return Buffer.alloc(0);
+  if (typeof cmdline !== 'string') return Buffer.from(cmdline);
+  if (LONE_SURROGATE.test(cmdline)) throw new LaunchInputError('kernel command line is not valid Unicode (a lone surrogate); give its raw bytes instead', 'ERR_CMDLINE_UTF8');
+  return Buffer.from(cmdline, 'utf8');
+}
+
 /** The 176-byte padded hashes table whose bytes QEMU adds to the launch digest. */
 export function buildKernelHashesTable(inp: KernelHashesInput): Buffer {
-  const cmd = inp.cmdline == null ? Buffer.alloc(0) : typeof inp.cmdline === 'string' ? Buffer.from(inp.cmdline, 'utf8') : Buffer.from(inp.cmdline);
+  const cmd = cmdlineBytes(inp.cmdline);
   const payload = Buffer.concat([
     guidEntry(HASHES_GUIDS.CMDLINE, sha256(cmd, Buffer.of(0)), 2),
     guidEntry(HASHES_GUIDS.INITRD, sha256(inp.initrd ?? Buffer.alloc(0)), 2),

@@ -8,5 +8,7 @@ export * from './session.js';
 export * from './ovmf.js';
 export { HASHES_GUIDS, HASHES_TABLE_SIZE, PADDED_HASHES_TABLE_SIZE, buildKernelHashesTable, parseKernelHashesTable, type KernelHashes, type KernelHashesInput } from './hashes.js';
 export * from './vmsa.js';
+export { QEMU_CPU_MODELS, HOST_CPU_SIGNATURES, cpuCandidates, cpuNamesForSignature, describeCpuSignature, splitCpuSignature, type QemuCpuModel, type HostCpuSignature, type CpuCandidate } from './cpus.js';
 export * from './measurement.js';
+export * from './diagnose.js';
 export * from './secret.js';

@@ -13,6 +13,8 @@ import { buildKernelHashesTable, type KernelHashesInput } from './hashes.js';
 import { parseOvmf, requireHashesArea, requireResetVector } from './ovmf.js';
 import { Policy, type PolicyLike } from './policy.js';
 import { buildEsVmsa, vcpuSignature, VMSA_SIZE, type VmType } from './vmsa.js';
+// diagnose.ts imports this module too; only functions cross the cycle, called after both loaded.
+import { diagnoseMeasurement, type DiagnoseSpace, type MeasurementDiagnosis } from './diagnose.js';
 
 export const MEASUREMENT_BLOB_SIZE = 48;
 
@@ -73,12 +75,12 @@ export function buildEsVmsas(firmware: Uint8Array, spec: EsVmsaSpec, firmwareNam
   const vcpuSig = resolveVcpuSig(spec);
   const vmType = spec.vmType ?? 'legacy';
   const opts = { vcpuSig, vmType, ...(spec.sevFeatures !== undefined ? { sevFeatures: spec.sevFeatures } : {}) };
+  // Even with one vCPU: QEMU refuses to start an SEV-ES guest whose firmware has no SEV-ES reset block
+  // ("SEV: SEV information block/Firmware GUID Table block not found in pflash rom", sev_es_save_reset_vector).
+  const reset = requireResetVector(parseOvmf(firmware, firmwareName), firmwareName);
   const bsp = buildEsVmsa({ ap: false, ...opts });
   let ap: Buffer | undefined;
-  if (spec.numCpus > 1) {
-    const reset = requireResetVector(parseOvmf(firmware, firmwareName), firmwareName);
-    ap = buildEsVmsa({ ap: true, resetEip: reset, ...opts });
-  }
+  if (spec.numCpus > 1) ap = buildEsVmsa({ ap: true, resetEip: reset, ...opts });
   return { bsp, ap, numCpus: spec.numCpus };
 }
 
@@ -98,6 +100,7 @@ export function computeLaunchDigest(inp: LaunchDigestInput): Buffer {
   } else if (inp.vmsaFiles) {
     const { cpu0, cpu1, numCpus } = inp.vmsaFiles;
     if (!Number.isInteger(numCpus) || numCpus < 1) throw new LaunchInputError(`--num-cpus must be at least 1, got ${numCpus}`, 'ERR_NUM_CPUS');
+    requireResetVector(parseOvmf(inp.firmware, name), name);
     d.update(cpu0);
     for (let i = 1; i < numCpus; i++) d.update(cpu1);
   }
@@ -117,13 +120,28 @@ export interface MeasureInput {
   policy: PolicyLike;
 }
 
-/** MEASURE (32 bytes) = HMAC-SHA256(TIK, 0x04 || maj || min || build || u32le(policy) || LD || MNONCE). */
+/** Oldest firmware API whose LAUNCH_MEASURE sevkit can model: the 0x04‖API‖BUILD prefix starts at 0.17. */
+export const MIN_MEASURE_API = { major: 0, minor: 17 } as const;
+
+/**
+ * The 8 bytes the MAC covers before the digest: 0x04 || api_major || api_minor || build || u32le(policy).
+ * Throws MeasurementError (ERR_MEASURE_API) for firmware API below 0.17: that prefix "applies to firmware
+ * API ≥ 0.17" (shared/specs/kernel-qemu.md §3.3, SEV API §6.5.1) and the older formula is not specified
+ * anywhere sevkit follows (shared/specs/sev-formats.md §6.1 gives only this one), so no value is guessed.
+ */
+export function measurementMacPrefix(apiMajor: number, apiMinor: number, build: number, policy: PolicyLike): Buffer {
+  if (apiMajor === 0 && apiMinor < MIN_MEASURE_API.minor) {
+    throw new MeasurementError('ERR_MEASURE_API', `firmware API ${apiMajor}.${apiMinor} predates 0.17: its LAUNCH_MEASURE formula is not the 0x04‖API‖BUILD‖POLICY‖LD‖MNONCE one sevkit models; refusing rather than computing a wrong value`, 'UNSUPPORTED');
+  }
+  return Buffer.concat([Buffer.of(0x04, apiMajor & 0xff, apiMinor & 0xff, build & 0xff), Policy.from(policy).bytes()]);
+}
+
+/** MEASURE (32 bytes) = HMAC-SHA256(TIK, 0x04 || maj || min || build || u32le(policy) || LD || MNONCE). Throws for API < 0.17. */
 export function computeMeasure(m: MeasureInput): Buffer {
   expectLength(m.digest, 32, 'launch digest');
   expectLength(m.mnonce, 16, 'measurement nonce');
   expectLength(m.tik, 16, 'TIK');
-  const head = Buffer.of(0x04, m.apiMajor & 0xff, m.apiMinor & 0xff, m.build & 0xff);
-  return hmacSha256(m.tik, head, Policy.from(m.policy).bytes(), m.digest, m.mnonce);
+  return hmacSha256(m.tik, measurementMacPrefix(m.apiMajor, m.apiMinor, m.build, m.policy), m.digest, m.mnonce);
 }
 
 /**
@@ -165,11 +183,25 @@ export interface VerifyMeasurementInput {
     digest?: Uint8Array;
     launch?: LaunchDigestInput;
   };
+  /**
+   * On a mismatch with expected.launch given, search which variant explains the host's blob
+   * (diagnose.ts; default space, well under a second) and say it in the message; false turns it off.
+   */
+  diagnose?: boolean | DiagnoseSpace;
 }
 
 export type MeasurementVerdict =
   | { match: true; digest: Buffer; mnonce: Buffer; expectedMeasure: Buffer }
-  | { match: false; reason: 'policy-mismatch' | 'firmware-too-old' | 'measurement-mismatch'; message: string; digest?: Buffer; mnonce: Buffer; expectedMeasure?: Buffer };
+  | {
+      match: false;
+      reason: 'policy-mismatch' | 'firmware-too-old' | 'measurement-mismatch';
+      message: string;
+      digest?: Buffer;
+      mnonce: Buffer;
+      expectedMeasure?: Buffer;
+      /** On a measurement mismatch with expected.launch given: which variant the host launched, if any explains it. */
+      diagnosis?: MeasurementDiagnosis;
+    };
 
 /**
  * Check the host's launch measurement against the owner's expectations.
@@ -193,7 +225,37 @@ export function verifyMeasurement(v: VerifyMeasurementInput): MeasurementVerdict
   else throw new LaunchInputError('verifyMeasurement needs the expected launch digest or the firmware', 'ERR_VERIFY_ARGS');
   const expectedMeasure = computeMeasure({ digest, mnonce, tik: v.expected.tik, apiMajor: host.apiMajor, apiMinor: host.apiMinor, build: host.buildId, policy });
   if (!safeEqual(expectedMeasure, measure)) {
-    return { match: false, reason: 'measurement-mismatch', digest, mnonce, expectedMeasure, message: 'launch measurement does not match the expected firmware, policy and TIK' };
+    const message = 'launch measurement does not match the expected firmware, policy and TIK';
+    const diagnosis = v.expected.launch && v.diagnose !== false ? diagnoseLaunch(v, v.expected.launch, v.diagnose === true ? undefined : v.diagnose) : undefined;
+    if (!diagnosis) return { match: false, reason: 'measurement-mismatch', digest, mnonce, expectedMeasure, message };
+    return { match: false, reason: 'measurement-mismatch', digest, mnonce, expectedMeasure, diagnosis, message: `${message}: ${diagnosis.summary}` };
   }
   return { match: true, digest, mnonce, expectedMeasure };
+}
+
+/** The diagnosis for a refused verifyMeasurement: the owner's launch input is the expectation. */
+function diagnoseLaunch(v: VerifyMeasurementInput, launch: LaunchDigestInput, space: DiagnoseSpace | undefined): MeasurementDiagnosis {
+  const es = launch.es;
+  const name = launch.firmwareName ?? 'firmware';
+  return diagnoseMeasurement({
+    measurement: v.measurement,
+    sevInfo: v.sevInfo,
+    tik: v.expected.tik,
+    firmwares: [{ name, image: launch.firmware }],
+    kernel: launch.kernel ?? null,
+    expected: {
+      policy: v.expected.policy,
+      firmware: name,
+      kernelHashes: Boolean(launch.kernel),
+      ...(es
+        ? {
+            numCpus: es.numCpus,
+            ...(es.vcpuSig !== undefined ? { vcpuSig: es.vcpuSig } : es.vcpuType !== undefined ? { vcpuType: es.vcpuType } : {}),
+            vmType: es.vmType ?? 'legacy',
+            sevFeatures: es.sevFeatures ?? 0,
+          }
+        : {}),
+    },
+    ...(space ? { space } : {}),
+  });
 }

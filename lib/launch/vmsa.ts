@@ -6,6 +6,10 @@
  * a 4096-byte page).
  */
 import { VmsaError } from './errors.js';
+import { cpuSignature } from './cpus.js';
+
+// The CPU model table lives in cpus.ts; re-exported here for existing importers.
+export { VCPU_SIGNATURES, vcpuSignature, cpuSignature } from './cpus.js';
 
 export const VMSA_SIZE = 4096;
 /** Size of the save-area struct sevctl serialises (x87_state_gpa ends at 0x408). */
@@ -68,32 +72,6 @@ const OFF = {
 } as const;
 
 const G_PAT = 0x0007040600070406n;
-
-/** QEMU -cpu model → CPUID(1).EAX signature that KVM puts in RDX at reset. */
-export const VCPU_SIGNATURES: Record<string, number> = {
-  'EPYC': 0x800f12, 'EPYC-v1': 0x800f12, 'EPYC-v2': 0x800f12, 'EPYC-v3': 0x800f12, 'EPYC-v4': 0x800f12, 'EPYC-IBPB': 0x800f12,
-  'EPYC-Rome': 0x830f10, 'EPYC-Rome-v1': 0x830f10, 'EPYC-Rome-v2': 0x830f10, 'EPYC-Rome-v3': 0x830f10, 'EPYC-Rome-v4': 0x830f10,
-  'EPYC-Milan': 0xa00f11, 'EPYC-Milan-v1': 0xa00f11, 'EPYC-Milan-v2': 0xa00f11, 'EPYC-Milan-v3': 0xa00f11,
-  'EPYC-Genoa': 0xa10f10, 'EPYC-Genoa-v1': 0xa10f10, 'EPYC-Genoa-v2': 0xa10f10,
-  'EPYC-Turin': 0xb00f00, 'EPYC-Turin-v1': 0xb00f00,
-  // QEMU's generic models (QEMU's default -cpu is qemu64: family 15, model 107, stepping 1).
-  'qemu64': 0x060fb1, 'kvm64': 0x000f61,
-};
-
-/** CPUID signature for a vCPU type name (case-insensitive), or a clear error listing the known names. */
-export function vcpuSignature(type: string): number {
-  const key = Object.keys(VCPU_SIGNATURES).find((k) => k.toLowerCase() === type.trim().toLowerCase());
-  if (!key) throw new VmsaError(`unknown vCPU type '${type}' (known: ${Object.keys(VCPU_SIGNATURES).join(', ')})`, 'ERR_VCPU_TYPE');
-  return VCPU_SIGNATURES[key]!;
-}
-
-/** CPUID(1).EAX from family/model/stepping (ext family above 0xF, ext model = model[7:4]). */
-export function cpuSignature(family: number, model: number, stepping: number): number {
-  const fam = family & 0xfff;
-  const mod = model & 0xff;
-  const famBits = fam > 0xf ? 0xf00 | ((fam - 0xf) << 20) : fam << 8;
-  return ((stepping & 0xf) | famBits | ((mod & 0xf) << 4) | ((mod >> 4) << 16)) >>> 0;
-}
 
 function setSeg(b: Buffer, off: number, s: { selector?: number; attrib?: number; limit?: number; base?: bigint | number }) {
   if (s.selector !== undefined) b.writeUInt16LE(s.selector, off);

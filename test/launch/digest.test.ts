@@ -196,3 +196,34 @@ describe('sevctl VMSA files', () => {
     expect(k1.readBigUInt64LE(0x178)).toBe(0n);
   });
 });
+
+describe('refuse what QEMU and the firmware refuse (issue 13)', () => {
+  const amd = () => Buffer.from(read(path.join(SNP_MEASURE, 'ovmf_AmdSev_suffix.bin')));
+  it('SEV-ES needs the reset block even with 1 vCPU', async () => {
+    const { buildOvmfImage } = await import('../../lib/host/fixture.js');
+    const img = buildOvmfImage({ resetBlock: false });
+    expect(() => computeLaunchDigest({ firmware: img, es: { numCpus: 1, vcpuType: 'EPYC-v4' } })).toThrow(/no SEV-ES reset block/);
+    expect(() => computeLaunchDigest({ firmware: img, vmsaFiles: { cpu0: Buffer.alloc(4096), cpu1: Buffer.alloc(4096), numCpus: 1 } })).toThrow(/no SEV-ES reset block/);
+  });
+  it('a kernel-hashes area smaller than the 176-byte padded table is refused', () => {
+    const img = amd();
+    const at = img.lastIndexOf(Buffer.from('1f3755723b3a044b927b1da6efa8d454', 'hex'), img.length - 32);
+    img.writeUInt32LE(0xa0, at - 6);
+    expect(parseOvmf(img).hashesArea).toEqual({ base: 0x810c00, size: 0xa0 });
+    expect(() => computeLaunchDigest({ firmware: img, kernel: { kernel: EMPTY } })).toThrow(/hashes table area is invalid \(base=0x810c00 size=0xa0\)/);
+    img.writeUInt32LE(176, at - 6);
+    expect(computeLaunchDigest({ firmware: img, kernel: { kernel: EMPTY } }).length).toBe(32);
+  });
+  it('a command line that is not well-formed Unicode is refused; raw bytes are hashed as given', () => {
+    expect(() => computeLaunchDigest({ firmware: amd(), kernel: { kernel: EMPTY, cmdline: 'root=\uD800' } })).toThrow(/not valid Unicode/);
+    const raw = Buffer.from([0x72, 0xff, 0x00]);
+    const a = computeLaunchDigest({ firmware: amd(), kernel: { kernel: EMPTY, cmdline: raw } });
+    expect(a.equals(computeLaunchDigest({ firmware: amd(), kernel: { kernel: EMPTY, cmdline: 'r\uFFFD\0' } }))).toBe(false);
+  });
+  it('firmware API below 0.17 is refused, not computed with the 0.17 formula', async () => {
+    const { computeMeasure } = await import('../../lib/launch/index.js');
+    const m = { digest: Buffer.alloc(32), mnonce: Buffer.alloc(16), tik: Buffer.alloc(16), build: 1, policy: 0 };
+    expect(() => computeMeasure({ ...m, apiMajor: 0, apiMinor: 16 })).toThrow(/API 0\.16 predates 0\.17/);
+    expect(computeMeasure({ ...m, apiMajor: 0, apiMinor: 17 }).length).toBe(32);
+  });
+});
