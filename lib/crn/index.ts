@@ -5,3 +5,7 @@ export { CrnService, tokenEquals, CERT_CHAIN_SIZE, SESSION_BLOB_SIZE, type CrnSe
 export { startCrnServer, parseListen, type CrnServer } from './server.js';
 
 export * from './launchers.js';
+export * from './aleph-mode.js';
+export * from './authorize.js';
+export * from './allocations.js';
+export type { CrnRoute, CrnRouteContext, CrnExtension } from './routes.js';

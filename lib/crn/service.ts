@@ -12,6 +12,10 @@
  * Status codes and bodies follow aleph-vm (shared/specs/aleph.md §A.1) where
  * aleph defines them; where aleph answers a wrong step with a 500 from QMP,
  * this service says 409 (wrong step) or 503 (QEMU not ready yet) instead.
+ * `mode: 'aleph'` gives aleph's answers byte for byte (aleph-mode.ts has the
+ * table); `extensions` mount more routes (allocations.ts: aleph's
+ * /control/allocations and /control/allocation/notify); `authorize` decides
+ * who besides the owner may act on a VM (authorize.ts).
  *
  * Per-VM lifecycle:  allocated → starting → awaiting-secret → injecting → running
  *                                  ↘ failed / stopped (initialize again)
@@ -20,12 +24,15 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AuthError, isOwner, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
+import { AuthError, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
 import type { CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
 import { decodeStrictBase64, errorJson, HttpError, readBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
 import { isEthAddress, isSolAddress } from './wallet.js';
 import { writeFileAtomic } from '../fsutil.js';
+import { modeResponses, sendModeJson, type CrnMode, type ModeResponses } from './aleph-mode.js';
+import { exactOwner, type Authorizer } from './authorize.js';
+import type { CrnExtension, CrnRoute } from './routes.js';
 
 export const SEV_CERT_SIZE = 0x824;
 export const CERT_CHAIN_SIZE = 4 * SEV_CERT_SIZE;
@@ -68,6 +75,12 @@ export interface CrnServiceOptions {
   maxVms?: number;
   jsonBodyLimit?: number;
   multipartLimits?: MultipartLimits;
+  /** 'sevkit' (default) or 'aleph': aleph-vm's exact status codes and bodies where they differ (aleph-mode.ts). */
+  mode?: CrnMode;
+  /** Who may act on a VM once authenticated; default the exact owner (authorize.ts also has aleph's delegation rule). */
+  authorize?: Authorizer;
+  /** Extra routes, e.g. aleph's allocation endpoints (allocations.ts). */
+  extensions?: CrnExtension[];
 }
 
 interface VmRecord {
@@ -104,6 +117,8 @@ export class CrnService {
   readonly #vms = new Map<string, VmRecord>();
   #certs?: { at: number; body: Promise<Buffer> };
   #closing = false;
+  readonly #m: ModeResponses;
+  readonly #routes = new Map<string, CrnRoute[]>();
 
   constructor(opts: CrnServiceOptions) {
     this.#o = {
@@ -114,8 +129,13 @@ export class CrnService {
       maxVms: 256,
       jsonBodyLimit: 64 * 1024,
       multipartLimits: DEFAULT_MULTIPART_LIMITS,
+      mode: 'sevkit',
+      authorize: exactOwner,
+      extensions: [],
       ...opts,
     };
+    this.#m = modeResponses(this.#o.mode);
+    for (const r of this.#o.extensions.flatMap((x) => x.routes)) this.#routes.set(r.path, [...(this.#routes.get(r.path) ?? []), r]);
     fs.mkdirSync(path.join(this.#o.runDir, 'sessions'), { recursive: true, mode: 0o700 });
     this.handler = (req, res) => {
       void this.#handle(req, res);
@@ -204,12 +224,9 @@ export class CrnService {
         res.destroy();
         return;
       }
-      if (e instanceof HttpError) sendError(res, e);
-      else if (e instanceof AuthError) sendJson(res, e.status, { error: e.reason });
-      else {
-        const err = e as Error;
-        sendJson(res, 500, { error: err?.message ?? String(e), error_type: `<class '${err?.name ?? 'Error'}'>` });
-      }
+      const he = e instanceof HttpError ? e : e instanceof AuthError ? new HttpError(e.status, { error: e.reason }) : this.#m.internalError(e);
+      if (he.text) sendError(res, he);
+      else sendModeJson(this.#m, res, he.status, he.body, he.headers);
     }
   }
 
@@ -234,11 +251,16 @@ export class CrnService {
       const want = op === 'measurement' ? 'GET' : 'POST';
       return this.#only(method, want, () => this.#machine(req, res, p, m[1]!, op));
     }
-    throw errorJson(404, 'Not Found');
+    const extra = this.#routes.get(p);
+    if (extra) {
+      const r = extra.find((x) => x.method === method) ?? extra[0]!;
+      return this.#only(method, r.method, () => r.handle(req, res, { service: this, json: (s, b, h) => sendModeJson(this.#m, res, s, b, h) }));
+    }
+    throw this.#m.notFound();
   }
 
   async #only(method: string, want: string, fn: () => Promise<void>): Promise<void> {
-    if (method !== want && !(want === 'GET' && method === 'HEAD')) throw errorJson(405, 'Method Not Allowed', { Allow: want });
+    if (method !== want && !(want === 'GET' && method === 'HEAD')) throw this.#m.wrongMethod(want);
     await fn();
   }
 
@@ -323,19 +345,33 @@ export class CrnService {
     // aleph's order: authenticate, then the ref, then the pool, then the owner.
     const caller: VerifiedCaller = verifyAuthHeaders({ method: req.method ?? 'GET', path: urlPath, headers: req.headers }, { domain: this.#o.domain, now: this.#o.now() });
     if (!REF_RE.test(ref)) throw errorJson(400, `Invalid ref: '${ref.slice(0, 80)}'`);
-    const rec = this.#vms.get(ref);
+    let rec = this.#vms.get(ref);
+    if (!rec) {
+      // The allocation may still be registering (aleph #985: initialize raced VM creation).
+      await Promise.all(this.#o.extensions.map((x) => x.pending?.(ref)));
+      rec = this.#vms.get(ref);
+    }
     if (!rec) throw errorJson(404, `No virtual machine with ref ${ref}`);
-    if (!isOwner(caller, rec.owner)) throw new HttpError(403, 'Unauthorized sender', true);
+    if (!(await this.#authorized(caller, rec))) throw new HttpError(403, 'Unauthorized sender', true);
     if (op === 'initialize') return this.#initialize(req, res, rec);
     if (op === 'measurement') return this.#measurement(res, rec);
     return this.#injectSecret(req, res, rec);
   }
 
+  /** The configured Authorizer; one that throws refuses. */
+  async #authorized(caller: VerifiedCaller, rec: VmRecord): Promise<boolean> {
+    try {
+      return (await this.#o.authorize({ owner: rec.owner, caller, ref: rec.ref })) === true;
+    } catch {
+      return false;
+    }
+  }
+
   async #initialize(req: IncomingMessage, res: ServerResponse, rec: VmRecord): Promise<void> {
     if (this.#closing) throw errorJson(503, 'Service shutting down');
     if (rec.state !== 'allocated' && rec.state !== 'failed' && rec.state !== 'stopped') {
-      // aleph: 400 vm_running; a wrong step here is a conflict with the VM's state.
-      throw new HttpError(409, { code: 'vm_running', description: 'Operation not allowed, instance already running' });
+      // aleph: 400 vm_running; a wrong step here is a conflict with the VM's state (sevkit: 409).
+      throw this.#m.alreadyInitialized();
     }
     const parts = await readMultipart(req, this.#o.multipartLimits);
     // Validate both before writing anything (aleph writes the session before checking godh).
@@ -353,7 +389,7 @@ export class CrnService {
     }
     // Re-check: the upload was awaited and another initialize may have won the race.
     if (rec.state !== 'allocated' && rec.state !== 'failed' && rec.state !== 'stopped') {
-      throw new HttpError(409, { code: 'vm_running', description: 'Operation not allowed, instance already running' });
+      throw this.#m.alreadyInitialized();
     }
     rec.state = 'starting';
     rec.reason = undefined;
@@ -418,11 +454,10 @@ export class CrnService {
   }
 
   async #measurement(res: ServerResponse, rec: VmRecord): Promise<void> {
-    if (rec.state === 'starting') throw errorJson(503, 'VM is starting, QEMU is not ready yet', { 'Retry-After': '1' });
-    if (rec.state === 'allocated') throw errorJson(409, 'Operation not running');
-    if (rec.state === 'failed' || rec.state === 'stopped' || !rec.vm) throw errorJson(409, rec.reason ?? `VM ${rec.ref} is ${rec.state}`);
+    if (rec.state === 'starting') throw this.#m.qemuNotReady();
+    if (rec.state === 'allocated' || rec.state === 'failed' || rec.state === 'stopped' || !rec.vm) throw this.#m.measurementNotRunning(rec.state, rec.reason, rec.ref);
     const m = await rec.vm.measurement();
-    sendJson(res, 200, { sev_info: m.sevInfo, launch_measure: m.launchMeasure });
+    sendModeJson(this.#m, res, 200, { sev_info: m.sevInfo, launch_measure: m.launchMeasure });
   }
 
   async #injectSecret(req: IncomingMessage, res: ServerResponse, rec: VmRecord): Promise<void> {
@@ -440,14 +475,13 @@ export class CrnService {
     const header = decodeStrictBase64(p.packet_header);
     if (!header || header.length !== PACKET_HEADER_SIZE) throw errorJson(400, `packet_header must be the base64 of ${PACKET_HEADER_SIZE} bytes`);
     const secret = decodeStrictBase64(p.secret);
-    if (!secret || secret.length % 16 !== 0) throw errorJson(400, 'secret must be base64 of a non-empty multiple of 16 bytes');
+    // Any length: the firmware decides, as on aleph-vm (aleph's SDK sizes its table by characters, not bytes).
+    if (!secret || secret.length === 0) throw errorJson(400, 'secret must be the base64 of a non-empty encrypted secret table');
     header.fill(0);
     secret.fill(0);
 
-    if (rec.state === 'starting') throw errorJson(503, 'VM is starting, QEMU is not ready yet', { 'Retry-After': '1' });
-    if (rec.state !== 'awaiting-secret' || !rec.vm) {
-      throw errorJson(409, rec.state === 'running' || rec.state === 'injecting' ? `VM ${rec.ref} already received its secret` : `VM ${rec.ref} is ${rec.state}, not awaiting a secret`);
-    }
+    if (rec.state === 'starting') throw this.#m.qemuNotReady();
+    if (rec.state !== 'awaiting-secret' || !rec.vm) throw this.#m.injectNotAwaiting(rec.state, rec.ref);
     const vm = rec.vm;
     rec.state = 'injecting';
     try {
@@ -460,8 +494,8 @@ export class CrnService {
     try {
       await vm.cont();
       if (rec.vm === vm) rec.state = 'running';
-      const status = await vm.queryStatus();
-      sendJson(res, 200, { status });
+      const status = this.#m.runStatus(await vm.queryStatus());
+      sendModeJson(this.#m, res, 200, { status });
     } catch (e) {
       if (rec.vm === vm && rec.state === 'injecting') {
         rec.state = 'failed';

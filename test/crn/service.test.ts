@@ -259,7 +259,8 @@ describe('owner endpoints', () => {
     for (const b of [
       {},
       { packet_header: 'AAAA', secret: crypto.randomBytes(16).toString('base64') },
-      { packet_header: crypto.randomBytes(52).toString('base64'), secret: crypto.randomBytes(15).toString('base64') },
+      // Any non-empty length is the firmware's to judge (aleph #16: the SDK's tables are not always 16-aligned).
+      { packet_header: crypto.randomBytes(52).toString('base64'), secret: '' },
       { packet_header: crypto.randomBytes(52).toString('base64'), secret: 'not base64!' },
     ]) {
       expect((await post(JSON.stringify(b))).status, JSON.stringify(b)).toBe(400);
