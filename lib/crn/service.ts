@@ -22,7 +22,7 @@ import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AuthError, isOwner, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
 import type { CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
-import { decodeStrictBase64, errorJson, HttpError, readBody, sendError, sendJson, sendText } from './http.js';
+import { decodeStrictBase64, DEFAULT_BODY_TIMEOUT_MS, errorJson, hostError, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
 import { isEthAddress, isSolAddress } from './wallet.js';
 import { writeFileAtomic } from '../fsutil.js';
@@ -68,6 +68,8 @@ export interface CrnServiceOptions {
   maxVms?: number;
   jsonBodyLimit?: number;
   multipartLimits?: MultipartLimits;
+  /** Every request body must arrive whole within this many ms (408 after). Default 20 s. */
+  bodyTimeoutMs?: number;
 }
 
 interface VmRecord {
@@ -114,6 +116,7 @@ export class CrnService {
       maxVms: 256,
       jsonBodyLimit: 64 * 1024,
       multipartLimits: DEFAULT_MULTIPART_LIMITS,
+      bodyTimeoutMs: DEFAULT_BODY_TIMEOUT_MS,
       ...opts,
     };
     fs.mkdirSync(path.join(this.#o.runDir, 'sessions'), { recursive: true, mode: 0o700 });
@@ -206,10 +209,7 @@ export class CrnService {
       }
       if (e instanceof HttpError) sendError(res, e);
       else if (e instanceof AuthError) sendJson(res, e.status, { error: e.reason });
-      else {
-        const err = e as Error;
-        sendJson(res, 500, { error: err?.message ?? String(e), error_type: `<class '${err?.name ?? 'Error'}'>` });
-      }
+      else sendError(res, hostError(e));
     }
   }
 
@@ -306,13 +306,7 @@ export class CrnService {
     if (typeof given !== 'string' || !tokenEquals(given, expected)) {
       throw new HttpError(401, 'Authentication token received is invalid', true);
     }
-    const body = await readBody(req, 16 * 1024);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw errorJson(400, 'Body is not valid JSON');
-    }
+    const parsed = await readJsonBody(req, { limit: 16 * 1024, timeoutMs: this.#o.bodyTimeoutMs });
     const summary = this.allocate(parsed as AllocationRequest);
     sendJson(res, 200, { success: true, ...summary });
   }
@@ -337,7 +331,7 @@ export class CrnService {
       // aleph: 400 vm_running; a wrong step here is a conflict with the VM's state.
       throw new HttpError(409, { code: 'vm_running', description: 'Operation not allowed, instance already running' });
     }
-    const parts = await readMultipart(req, this.#o.multipartLimits);
+    const parts = await readMultipart(req, this.#o.multipartLimits, { timeoutMs: this.#o.bodyTimeoutMs });
     // Validate both before writing anything (aleph writes the session before checking godh).
     const session = parts.get('session');
     if (!session) throw new HttpError(400, { code: 'field_missing', description: 'Session field is missing' });
@@ -426,13 +420,7 @@ export class CrnService {
   }
 
   async #injectSecret(req: IncomingMessage, res: ServerResponse, rec: VmRecord): Promise<void> {
-    const body = await readBody(req, this.#o.jsonBodyLimit);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw errorJson(400, 'Body is not valid JSON');
-    }
+    const parsed = await readJsonBody(req, { limit: this.#o.jsonBodyLimit, timeoutMs: this.#o.bodyTimeoutMs });
     const p = parsed as { packet_header?: unknown; secret?: unknown };
     if (!p || typeof p !== 'object' || typeof p.packet_header !== 'string' || typeof p.secret !== 'string') {
       throw errorJson(400, 'Body must be {"packet_header": <base64>, "secret": <base64>}');
