@@ -20,7 +20,7 @@
  * Allow says which method the path takes. See docs/crn-aleph.md.
  */
 import type { ServerResponse } from 'node:http';
-import { errorJson, HttpError } from './http.js';
+import { errorJson, hostError, HttpError } from './http.js';
 import type { CrnVmRunStatus } from './backend.js';
 
 /** Which answers the CRN gives where sevkit and aleph-vm differ. */
@@ -103,10 +103,8 @@ const SEVKIT: ModeResponses = {
   injectNotAwaiting: (state, ref) =>
     errorJson(409, state === 'running' || state === 'injecting' ? `VM ${ref} already received its secret` : `VM ${ref} is ${state}, not awaiting a secret`),
   runStatus: (s) => s,
-  internalError: (e) => {
-    const d = describe(e);
-    return new HttpError(500, { error: d.message, error_type: `<class '${d.name}'>` });
-  },
+  // The host's own faults by kind (507 disk, 503 dead device), else aleph's 500 shape.
+  internalError: (e) => hostError(e),
 };
 
 const ALEPH: ModeResponses = {

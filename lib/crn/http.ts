@@ -49,42 +49,87 @@ export function declaresMoreThan(req: IncomingMessage, limit: number): boolean {
   return Number.isFinite(declared) && declared > limit;
 }
 
+/** Deadline and size of one request body. */
+export interface BodyOptions {
+  /** Whole body, bytes: over it is a 413 (refused before reading when Content-Length says so). */
+  limit: number;
+  /** The whole body must arrive within this many ms of the first read (408 after). Default 20 s. */
+  timeoutMs?: number;
+}
+
+/** Default deadline for a whole request body, ms. */
+export const DEFAULT_BODY_TIMEOUT_MS = 20_000;
+
 /**
- * Reads a request body up to `limit` bytes. Refuses early on a declared
- * Content-Length above the limit and stops reading as soon as the limit is
- * crossed (413, connection closed so the rest is not parsed).
+ * The one place a request body is read: every request stream error, abort,
+ * early close, size overrun and missed deadline ends here as an HttpError
+ * (400 aborted, 408 too slow, 413 too large), never as an 'error' event nobody
+ * listens to. The stream is drained (or destroyed) afterwards so a refused body
+ * is not parsed further; refusals carry `Connection: close`.
  */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limitOrOpts: number | BodyOptions): Promise<Buffer> {
+  const o: BodyOptions = typeof limitOrOpts === 'number' ? { limit: limitOrOpts } : limitOrOpts;
+  const limit = o.limit;
+  const timeoutMs = o.timeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
     if (declaresMoreThan(req, limit)) {
+      req.resume();
       reject(bodyTooLarge(limit));
       return;
     }
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
-    req.on('data', (c: Buffer) => {
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      // Keep one listener for good: a late error on a refused stream must not be unhandled.
+      req.on('error', () => undefined);
+    };
+    const fail = (e: HttpError): void => {
+      if (done) return;
+      done = true;
+      cleanup();
+      // Discard what is still coming; the response closes the connection.
+      req.resume();
+      reject(e);
+    };
+    const onData = (c: Buffer): void => {
       if (done) return;
       size += c.length;
       if (size > limit) {
-        done = true;
-        req.pause();
-        reject(bodyTooLarge(limit));
+        fail(bodyTooLarge(limit));
         return;
       }
       chunks.push(c);
-    });
-    req.on('end', () => {
+    };
+    const onEnd = (): void => {
       if (done) return;
       done = true;
+      cleanup();
       resolve(Buffer.concat(chunks));
-    });
-    req.on('error', (err) => {
-      if (done) return;
-      done = true;
-      reject(err);
-    });
+    };
+    const onError = (): void => fail(errorJson(400, 'Request body aborted', { Connection: 'close' }));
+    // 'close' before 'end' is a client that hung up mid-body.
+    const onClose = (): void => fail(errorJson(400, 'Request body aborted', { Connection: 'close' }));
+    const timer = setTimeout(() => fail(errorJson(408, `Request body not received within ${timeoutMs} ms`, { Connection: 'close' })), timeoutMs);
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
   });
+}
+
+/** Reads a JSON body through readBody; 400 when it is not JSON. */
+export async function readJsonBody(req: IncomingMessage, opts: BodyOptions): Promise<unknown> {
+  const body = await readBody(req, opts);
+  try {
+    return JSON.parse(body.toString('utf8')) as unknown;
+  } catch {
+    throw errorJson(400, 'Body is not valid JSON');
+  }
 }
 
 /** Strict standard base64 (padded, no whitespace), as aleph's clients send. */
@@ -94,4 +139,23 @@ export function decodeStrictBase64(s: unknown): Buffer | undefined {
   const b = Buffer.from(s, 'base64');
   // Reject non-canonical encodings (stray bits in the last character).
   return b.toString('base64') === s ? b : undefined;
+}
+
+const STORAGE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS']);
+const DEVICE_CODES = new Set(['ENODEV', 'ENXIO', 'ECONNREFUSED', 'EHOSTDOWN']);
+
+/**
+ * The answer for an error that is the host's own fault, not the request's: a
+ * full or read-only disk is 507, a dead SEV device (or simulator) is 503 with
+ * Retry-After, each one line naming what failed; anything else is aleph's 500
+ * shape. Node's raw message (paths, syscalls) is kept out of the first two.
+ */
+export function hostError(e: unknown): HttpError {
+  const err = e as NodeJS.ErrnoException | undefined;
+  const code = typeof err?.code === 'string' ? err.code : '';
+  if (STORAGE_CODES.has(code)) return errorJson(507, `The CRN host cannot store files (${code}): its run directory's disk is full or read-only`);
+  if (DEVICE_CODES.has(code) || (code === 'ENOENT' && typeof err?.path === 'string' && /sev/i.test(err.path))) {
+    return errorJson(503, `The SEV platform is unavailable (${code}${err?.path ? ` on ${err.path}` : ''}): the device or its driver is not answering`, { 'Retry-After': '5' });
+  }
+  return new HttpError(500, { error: err?.message ?? String(e), error_type: `<class '${err?.name ?? 'Error'}'>` });
 }

@@ -26,7 +26,7 @@ import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AuthError, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
 import type { CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
-import { decodeStrictBase64, errorJson, HttpError, readBody, sendError, sendJson, sendText } from './http.js';
+import { decodeStrictBase64, DEFAULT_BODY_TIMEOUT_MS, errorJson, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
 import { isEthAddress, isSolAddress } from './wallet.js';
 import { writeFileAtomic } from '../fsutil.js';
@@ -81,6 +81,8 @@ export interface CrnServiceOptions {
   authorize?: Authorizer;
   /** Extra routes, e.g. aleph's allocation endpoints (allocations.ts). */
   extensions?: CrnExtension[];
+  /** Every request body must arrive whole within this many ms (408 after). Default 20 s. */
+  bodyTimeoutMs?: number;
 }
 
 interface VmRecord {
@@ -132,6 +134,7 @@ export class CrnService {
       mode: 'sevkit',
       authorize: exactOwner,
       extensions: [],
+      bodyTimeoutMs: DEFAULT_BODY_TIMEOUT_MS,
       ...opts,
     };
     this.#m = modeResponses(this.#o.mode);
@@ -328,13 +331,7 @@ export class CrnService {
     if (typeof given !== 'string' || !tokenEquals(given, expected)) {
       throw new HttpError(401, 'Authentication token received is invalid', true);
     }
-    const body = await readBody(req, 16 * 1024);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw errorJson(400, 'Body is not valid JSON');
-    }
+    const parsed = await readJsonBody(req, { limit: 16 * 1024, timeoutMs: this.#o.bodyTimeoutMs });
     const summary = this.allocate(parsed as AllocationRequest);
     sendJson(res, 200, { success: true, ...summary });
   }
@@ -373,7 +370,7 @@ export class CrnService {
       // aleph: 400 vm_running; a wrong step here is a conflict with the VM's state (sevkit: 409).
       throw this.#m.alreadyInitialized();
     }
-    const parts = await readMultipart(req, this.#o.multipartLimits);
+    const parts = await readMultipart(req, this.#o.multipartLimits, { timeoutMs: this.#o.bodyTimeoutMs });
     // Validate both before writing anything (aleph writes the session before checking godh).
     const session = parts.get('session');
     if (!session) throw new HttpError(400, { code: 'field_missing', description: 'Session field is missing' });
@@ -461,13 +458,7 @@ export class CrnService {
   }
 
   async #injectSecret(req: IncomingMessage, res: ServerResponse, rec: VmRecord): Promise<void> {
-    const body = await readBody(req, this.#o.jsonBodyLimit);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw errorJson(400, 'Body is not valid JSON');
-    }
+    const parsed = await readJsonBody(req, { limit: this.#o.jsonBodyLimit, timeoutMs: this.#o.bodyTimeoutMs });
     const p = parsed as { packet_header?: unknown; secret?: unknown };
     if (!p || typeof p !== 'object' || typeof p.packet_header !== 'string' || typeof p.secret !== 'string') {
       throw errorJson(400, 'Body must be {"packet_header": <base64>, "secret": <base64>}');
