@@ -313,6 +313,48 @@ describe('waitForQmp', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  /** A socket file nobody listens on (ECONNREFUSED), as between QEMU's bind() and listen(). */
+  async function refusingSocket(p: string): Promise<void> {
+    const tmp = `${p}.live`;
+    const srv = net.createServer().listen(tmp);
+    await new Promise((r) => srv.once('listening', r));
+    fs.linkSync(tmp, p); // a second name for the socket inode outlives the server
+    await new Promise((r) => srv.close(r));
+  }
+  const greeter = () =>
+    net.createServer((s) => {
+      s.write(`${JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: '' }, capabilities: [] } })}\n`);
+      s.on('data', (d) => s.write(`${JSON.stringify({ return: {}, id: JSON.parse(d.toString()).id })}\n`));
+    });
+
+  it('keeps retrying a socket file that exists but refuses, and connects once QEMU listens on it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-wait-'));
+    const p = path.join(dir, 'qmp.sock');
+    await refusingSocket(p);
+    expect(await QmpClient.connect(p).catch((e) => e)).toBeInstanceOf(QmpConnectError);
+    const pending = waitForQmp(p, { timeoutMs: 10_000 });
+    const srv = greeter();
+    setTimeout(() => {
+      fs.rmSync(p);
+      srv.listen(p);
+    }, 50);
+    client = await pending;
+    expect(client.closed).toBe(false);
+    client.close();
+    await new Promise((r) => srv.close(r));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a socket that keeps refusing times out at the deadline, naming the refusal', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-wait-'));
+    const p = path.join(dir, 'stale.sock');
+    await refusingSocket(p);
+    const err = await waitForQmp(p, { timeoutMs: 100 }).catch((e) => e);
+    expect(err).toBeInstanceOf(QmpTimeoutError);
+    expect(err.message).toMatch(/connection refused/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it('gives up at the deadline and when aborted', async () => {
     const p = path.join(os.tmpdir(), `sevkit-never-${process.pid}.sock`);
     expect(await waitForQmp(p, { timeoutMs: 80 }).catch((e) => e)).toBeInstanceOf(QmpTimeoutError);
