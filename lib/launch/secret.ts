@@ -25,7 +25,8 @@ export type SecretLayout = 'sevctl' | 'aleph';
 
 export interface SecretEntry {
   guid: string;
-  data: Uint8Array;
+  /** The entry's bytes; a string is its UTF-8 encoding (lengths count bytes, never characters). */
+  data: Uint8Array | string;
 }
 
 /** Resolve a GUID or one of the aliases (disk-password, luks-key). */
@@ -38,9 +39,29 @@ export function resolveSecretGuid(nameOrGuid: string): string {
   return nameOrGuid.toLowerCase();
 }
 
-/** The padded plaintext secret table (built in one buffer so no unwiped copies of the secrets remain). */
-export function buildSecretTable(entries: SecretEntry[], layout: SecretLayout = 'sevctl'): Buffer {
+/**
+ * The padded plaintext secret table (built in one buffer so no unwiped copies
+ * of the secrets remain). Every length is a byte count: aleph's SDK counts the
+ * characters of a password instead, so a non-ASCII one gets a table whose
+ * lengths disagree with its bytes (spec §B.1 Algorithm S); this one does not.
+ */
+export function buildSecretTable(input: SecretEntry[], layout: SecretLayout = 'sevctl'): Buffer {
   if (layout !== 'sevctl' && layout !== 'aleph') throw new LaunchInputError(`unknown secret table layout '${String(layout)}' (expected sevctl or aleph)`, 'ERR_SECRET_LAYOUT');
+  const encoded: Buffer[] = [];
+  const entries = input.map((e) => {
+    if (typeof e.data !== 'string') return { guid: e.guid, data: e.data };
+    const b = Buffer.from(e.data, 'utf8');
+    encoded.push(b);
+    return { guid: e.guid, data: b };
+  });
+  try {
+    return layoutTable(entries, layout);
+  } finally {
+    for (const b of encoded) wipe(b);
+  }
+}
+
+function layoutTable(entries: { guid: string; data: Uint8Array }[], layout: SecretLayout): Buffer {
   const nul = layout === 'aleph' ? 1 : 0;
   const guids = entries.map((e) => guidToBytes(resolveSecretGuid(e.guid)));
   let unpadded = 20;

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { action, parseIntArg } from '../run.js';
 import { UsageError, InputError } from '../../errors.js';
+import type { CrnServiceOptions } from '../../crn/service.js';
 
 /** Registers `crn serve`, `launch` (guest owner) and `demo`. */
 export function register(program: Command): void {
@@ -18,9 +19,14 @@ export function register(program: Command): void {
     .option('--no-confidential', 'disable confidential computing (503 on /about/certificates)')
     .option('--cert-ttl <SECONDS>', 're-export the certificate chain after this long (also on SIGHUP and after a failed launch)', (v) => parseIntArg(v, '--cert-ttl'), 60)
     .option('--quiet', 'no request log on stderr')
+    .option('--aleph-exact', "answer with aleph-vm's exact status codes and bodies where sevkit's deliberately differ (docs/crn-aleph.md)")
+    .option('--api-server <URL>', "aleph API server: serves aleph's POST /control/allocations and /control/allocation/notify from its INSTANCE messages")
+    .option('--data-cache <DIR>', 'with --api-server: firmware (and rootfs) files named by their item hash', '')
+    .option('--node-hash <HASH>', "this CRN's node hash (messages that name a node must name this one)")
+    .option('--delegation', "with --api-server: also authorise addresses the owner's aleph security aggregate delegates INSTANCE operations to")
     .addHelpText(
       'after',
-      '\nAllocation (POST /control/allocate) needs SEVKIT_ALLOCATION_TOKEN in the environment.\nSIGHUP re-exports the certificate chain (after rotate); SIGINT/SIGTERM stop every VM and exit.',
+      '\nAllocation (POST /control/allocate, and with --api-server POST /control/allocations) needs SEVKIT_ALLOCATION_TOKEN\n(or aleph\'s form, its sha256 in SEVKIT_ALLOCATION_TOKEN_HASH) in the environment.\nSIGHUP re-exports the certificate chain (after rotate); SIGINT/SIGTERM stop every VM and exit.',
     )
     .action(action(serveCmd));
 
@@ -66,6 +72,11 @@ interface ServeOpts {
   certTtl: number;
   confidential: boolean;
   quiet?: boolean;
+  alephExact?: boolean;
+  apiServer?: string;
+  dataCache: string;
+  nodeHash?: string;
+  delegation?: boolean;
 }
 
 async function serveCmd(o: ServeOpts): Promise<number> {
@@ -91,6 +102,7 @@ async function serveCmd(o: ServeOpts): Promise<number> {
   if (!st.isDirectory() || (process.getuid !== undefined && st.uid !== process.getuid()) || (st.mode & 0o022) !== 0) {
     throw new InputError(`${o.runDir}: the run directory must be a directory of this user, not writable by group or others (mode ${(st.mode & 0o777).toString(8)})`);
   }
+  const aleph = await alephOptions(o);
   const simulated = Boolean(process.env.SEVKIT_SIM_SOCKET);
   const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms` });
   const srv = await startCrnServer({
@@ -104,6 +116,7 @@ async function serveCmd(o: ServeOpts): Promise<number> {
     ...(process.env.SEVKIT_ALLOCATION_TOKEN ? { allocationToken: process.env.SEVKIT_ALLOCATION_TOKEN } : {}),
     ...(cekOverride ? { cekOverride } : {}),
     platformKind: simulated ? 'simulated' : 'hardware',
+    ...aleph,
     ...(o.quiet ? {} : { log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) }),
   });
   if (simulated) process.stderr.write('note: SEV platform is SIMULATED (SEVKIT_SIM_SOCKET set): nothing here is hardware-backed\n');
@@ -131,6 +144,51 @@ async function serveCmd(o: ServeOpts): Promise<number> {
     process.on('SIGHUP', hup);
   });
   return 0;
+}
+
+/** The service options the aleph flags select (mode, aleph's allocation endpoints, delegation). */
+async function alephOptions(o: ServeOpts): Promise<Pick<CrnServiceOptions, 'mode' | 'extensions' | 'authorize'>> {
+  const out: Pick<CrnServiceOptions, 'mode' | 'extensions' | 'authorize'> = o.alephExact ? { mode: 'aleph' } : {};
+  if (!o.apiServer) {
+    if (o.delegation || o.dataCache || o.nodeHash) throw new UsageError('--data-cache, --node-hash and --delegation need --api-server');
+    return out;
+  }
+  let api: URL;
+  try {
+    api = new URL(o.apiServer);
+  } catch {
+    throw new UsageError(`--api-server must be an http(s) URL, got '${o.apiServer}'`);
+  }
+  if (api.protocol !== 'http:' && api.protocol !== 'https:') throw new UsageError(`--api-server must be an http(s) URL, got '${o.apiServer}'`);
+  if (!o.dataCache) throw new UsageError('--api-server needs --data-cache DIR (where the firmware files named by item hash are)');
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const { AlephAllocations, allocationTokenHash, httpMessageFetcher, alephSecurityAggregateAuthorizer, httpAggregateFetcher } = await import('../../crn/index.js');
+  const cache = path.resolve(o.dataCache);
+  if (!fs.statSync(cache, { throwIfNoEntry: false })?.isDirectory()) throw new InputError(`--data-cache ${o.dataCache}: not a directory`);
+  const inCache = (ref: string): string | undefined => {
+    const f = path.join(cache, ref);
+    return fs.statSync(f, { throwIfNoEntry: false })?.isFile() ? f : undefined;
+  };
+  const hashEnv = process.env.SEVKIT_ALLOCATION_TOKEN_HASH;
+  if (hashEnv !== undefined && !/^[0-9a-fA-F]{64}$/.test(hashEnv)) throw new InputError('SEVKIT_ALLOCATION_TOKEN_HASH must be a sha256 in hex (64 digits)');
+  const tokenHash = hashEnv ?? (process.env.SEVKIT_ALLOCATION_TOKEN ? allocationTokenHash(process.env.SEVKIT_ALLOCATION_TOKEN) : undefined);
+  const base = api.toString();
+  const allocations = new AlephAllocations({
+    fetchMessage: httpMessageFetcher(base),
+    resolveFirmware: inCache,
+    resolveRootfs: inCache,
+    ...(tokenHash ? { tokenHash: tokenHash.toLowerCase() } : {}),
+    ...(o.nodeHash ? { nodeHash: o.nodeHash } : {}),
+  });
+  out.extensions = [allocations];
+  if (o.delegation) {
+    out.authorize = alephSecurityAggregateAuthorizer({
+      fetchAggregate: httpAggregateFetcher(base),
+      onError: (owner, e) => process.stderr.write(`warning: security aggregate of ${owner}: ${(e as Error).message}\n`),
+    });
+  }
+  return out;
 }
 
 interface LaunchOpts {
