@@ -112,15 +112,26 @@ export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 let override: NativeBinding | null = null;
 let loaded: NativeBinding | null = null;
 
+/**
+ * What rebuilds the native parts (addon and simulator shim) where sevkit sits: inside a
+ * consumer's node_modules that is `npm rebuild sevkit` (their project has none of our
+ * scripts); in a checkout of this repository, `npm run build:gyp`.
+ */
+export function buildHint(root: string = PACKAGE_ROOT): string {
+  if (root.split(path.sep).includes('node_modules')) {
+    return `no prebuild fits ${process.platform}-${process.arch}; run \`npm rebuild sevkit\` in your project to build it from source (needs a C++ compiler, make and Python 3)`;
+  }
+  if (existsSync(path.join(root, 'binding.gyp'))) return 'run `npm run build:gyp` (or `npm run build:native`) to build it';
+  return 'reinstall sevkit';
+}
+
 function load(): NativeBinding {
   const require = createRequire(import.meta.url);
   const gypBuild = require('node-gyp-build') as ((dir: string) => unknown) & { path(dir: string): string };
   try {
     return gypBuild(PACKAGE_ROOT) as NativeBinding;
   } catch (e) {
-    const hint = existsSync(path.join(PACKAGE_ROOT, 'binding.gyp'))
-      ? 'run `npm run build:gyp` (or `npm run build:native`) to build it'
-      : 'reinstall sevkit';
+    const hint = buildHint(PACKAGE_ROOT);
     throw new BindingLoadError(
       `cannot load the sevkit native addon for ${process.platform}-${process.arch}: ${(e as Error).message.split('\n')[0]}; ${hint}`,
       { cause: e },
