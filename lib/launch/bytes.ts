@@ -119,3 +119,42 @@ export function expectLength(buf: Uint8Array, size: number, what: string): Buffe
 export function wipe(...bufs: (Uint8Array | undefined | null)[]): void {
   for (const b of bufs) if (b) b.fill(0);
 }
+
+/** Bound on a kernel or initrd read from a pipe or character device (a regular file is read whole). */
+export const MAX_STREAM_INPUT_BYTES = 1 << 30;
+
+/**
+ * Read a kernel/initrd-style input as sevctl and sev-snp-measure do: a regular file, or a character device
+ * or FIFO (/dev/null, process substitution) read to its end, bounded by `maxBytes`. Directories and other
+ * types are refused. Throws LaunchInputError (ERR_INPUT_FILE) with one line naming the file.
+ */
+export function readInputFile(file: string, what: string, maxBytes = MAX_STREAM_INPUT_BYTES): Buffer {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    return readFileChecked(file, what);
+  }
+  if (st.isFile()) return readFileChecked(file, what);
+  if (!st.isCharacterDevice() && !st.isFIFO()) throw new LaunchInputError(`${what}: ${file} is ${st.isDirectory() ? 'a directory' : 'not a regular file, character device or pipe'}`, 'ERR_INPUT_FILE');
+  let fd: number | undefined;
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    fd = fs.openSync(file, 'r');
+    const buf = Buffer.alloc(1 << 20);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      total += n;
+      if (total > maxBytes) throw new LaunchInputError(`${what}: ${file} gives more than ${maxBytes} bytes`, 'ERR_INPUT_FILE');
+      chunks.push(Buffer.from(buf.subarray(0, n)));
+    }
+  } catch (e) {
+    if (e instanceof LaunchInputError) throw e;
+    throw new LaunchInputError(`${what}: ${file}: ${String((e as NodeJS.ErrnoException).code ?? e)}`, 'ERR_INPUT_FILE');
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+  return Buffer.concat(chunks, total);
+}

@@ -6,6 +6,8 @@
  */
 import { Command, Option } from 'commander';
 import { action, parseIntArg, printJson, writeOutputFile, EXIT_FAIL, EXIT_OK } from '../run.js';
+import { UsageError as UsageErrorSync } from '../../errors.js';
+import { cpuSignature as cpuSignatureSync } from '../../launch/cpus.js';
 
 type Launch = typeof import('../../launch/index.js');
 const launchLib = (): Promise<Launch> => import('../../launch/index.js');
@@ -148,6 +150,12 @@ interface DigestOpts {
   vmsaCpu1?: string;
   vcpuType?: string;
   vmType?: string;
+  vcpuSig?: number;
+  vcpuFamily?: number;
+  vcpuModel?: number;
+  vcpuStepping?: number;
+  sevFeatures?: number;
+  cmdlineFile?: string;
 }
 
 interface BuildOpts extends DigestOpts {
@@ -159,40 +167,81 @@ interface BuildOpts extends DigestOpts {
   nonce?: string;
   launchMeasureBlob?: string;
   outfile?: string;
+  json?: boolean;
+  printDigest?: boolean;
 }
 
-/** The launch digest from the flags sevctl takes (plus --vcpu-type/--vm-type). */
+/** The launch digest from the flags sevctl takes (plus the vCPU, VMSA-variant and SEV-feature flags). */
 async function digestFrom(o: DigestOpts, policyValue: number): Promise<Buffer> {
   const L = await launchLib();
-  const { readFileChecked, decodeBase64 } = await bytesLib();
-  const { UsageError } = await import('../../errors.js');
+  const { decodeBase64 } = await bytesLib();
   if (o.launchDigest !== undefined) {
-    if (o.firmware) throw new UsageError('give either --launch-digest or --firmware, not both');
     const d = decodeBase64(o.launchDigest, '--launch-digest');
     if (d.length !== 32) throw new L.LaunchInputError(`--launch-digest: ${d.length} bytes, expected 32 (SHA-256)`, 'ERR_LENGTH');
     return d;
   }
+  return L.computeLaunchDigest((await launchFrom(o, policyValue))!);
+}
+
+/** What the digest is computed from (firmware, kernel, VMSAs); undefined when --launch-digest gives it directly. */
+async function launchFrom(o: DigestOpts, policyValue: number): Promise<import('../../launch/index.js').LaunchDigestInput | undefined> {
+  const L = await launchLib();
+  const { readFileChecked } = await bytesLib();
+  const { UsageError } = await import('../../errors.js');
+  if (o.launchDigest !== undefined) {
+    if (o.firmware) throw new UsageError('give either --launch-digest or --firmware, not both');
+    return undefined;
+  }
   if (!o.firmware) throw new UsageError('One of --firmware or --launch-digest must be specified.');
   const firmware = readFileChecked(o.firmware, '--firmware');
-  const kernelGiven = [o.kernel, o.initrd, o.cmdline].filter((x) => x !== undefined).length;
-  if (kernelGiven !== 0 && kernelGiven !== 3) throw new UsageError('--kernel, --initrd, --cmdline must be specified together');
-  const kernel = o.kernel !== undefined
-    ? { kernel: readFileChecked(o.kernel, '--kernel'), initrd: readFileChecked(o.initrd!, '--initrd'), cmdline: o.cmdline! }
-    : null;
-  const input: import('../../launch/index.js').LaunchDigestInput = { firmware, firmwareName: o.firmware, kernel };
+  const input: import('../../launch/index.js').LaunchDigestInput = { firmware, firmwareName: o.firmware, kernel: await kernelFrom(o) };
   if (policyValue & 0x04) {
-    if (o.numCpus === undefined) throw new UsageError('SEV-ES policy bit is set, CPU/VMSA info must be specified (--num-cpus with --vcpu-type, or --vmsa-cpu0/--vmsa-cpu1)');
+    if (o.numCpus === undefined) throw new UsageError('SEV-ES policy bit is set, CPU/VMSA info must be specified (--num-cpus with --vcpu-type or --vcpu-sig, or --vmsa-cpu0/--vmsa-cpu1)');
     const files = o.vmsaCpu0 !== undefined || o.vmsaCpu1 !== undefined;
+    const cpu = cpuFrom(o);
     if (files) {
-      if (o.vcpuType !== undefined) throw new UsageError('give either --vmsa-cpu0/--vmsa-cpu1 or --vcpu-type, not both');
+      if (cpu) throw new UsageError('give either --vmsa-cpu0/--vmsa-cpu1 or the vCPU type/signature, not both');
       if (o.vmsaCpu0 === undefined || o.vmsaCpu1 === undefined) throw new UsageError('--num-cpus, --vmsa-cpu0, --vmsa-cpu1 must be specified together');
       input.vmsaFiles = { cpu0: readFileChecked(o.vmsaCpu0, '--vmsa-cpu0'), cpu1: readFileChecked(o.vmsaCpu1, '--vmsa-cpu1'), numCpus: o.numCpus };
     } else {
-      if (o.vcpuType === undefined) throw new UsageError('SEV-ES needs --vcpu-type (e.g. EPYC-v4) or --vmsa-cpu0/--vmsa-cpu1 with --num-cpus');
-      input.es = { numCpus: o.numCpus, vcpuType: o.vcpuType, vmType: L.parseVmType(o.vmType ?? 'legacy') };
+      if (!cpu) throw new UsageError('SEV-ES needs --vcpu-type (e.g. EPYC-v4), --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping, or --vmsa-cpu0/--vmsa-cpu1 with --num-cpus');
+      input.es = { numCpus: o.numCpus, ...cpu, vmType: L.parseVmType(o.vmType ?? 'legacy'), ...(o.sevFeatures !== undefined ? { sevFeatures: o.sevFeatures } : {}) };
     }
   }
-  return L.computeLaunchDigest(input);
+  return input;
+}
+
+/** --kernel/--initrd/--cmdline (or --cmdline-file): all three or none; /dev/null and pipes are accepted as sevctl does. */
+async function kernelFrom(o: DigestOpts): Promise<import('../../launch/index.js').KernelHashesInput | null> {
+  const { readInputFile } = await bytesLib();
+  const { UsageError, InputError } = await import('../../errors.js');
+  if (o.cmdline !== undefined && o.cmdlineFile !== undefined) throw new UsageError('give either --cmdline or --cmdline-file, not both');
+  const cmdGiven = o.cmdline !== undefined || o.cmdlineFile !== undefined;
+  const kernelGiven = [o.kernel !== undefined, o.initrd !== undefined, cmdGiven].filter(Boolean).length;
+  if (kernelGiven === 0) return null;
+  if (kernelGiven !== 3) throw new UsageError('--kernel, --initrd, --cmdline must be specified together');
+  // argv arrives decoded as UTF-8, invalid bytes already replaced by U+FFFD: QEMU hashes the raw bytes, so
+  // such a line cannot be reproduced from a string; the raw bytes come through --cmdline-file.
+  if (o.cmdline?.includes('\uFFFD')) throw new InputError('--cmdline is not valid UTF-8 (or holds U+FFFD); give the raw bytes with --cmdline-file');
+  const cmdline = o.cmdlineFile !== undefined ? readInputFile(o.cmdlineFile, '--cmdline-file', 1 << 20) : o.cmdline!;
+  return { kernel: readInputFile(o.kernel!, '--kernel'), initrd: readInputFile(o.initrd!, '--initrd'), cmdline };
+}
+
+/** The vCPU the owner names: --vcpu-type, --vcpu-sig, or --vcpu-family/--vcpu-model/--vcpu-stepping (one way only). */
+function cpuFrom(o: DigestOpts): { vcpuType: string } | { vcpuSig: number } | undefined {
+  const fms = [o.vcpuFamily, o.vcpuModel, o.vcpuStepping];
+  const fmsGiven = fms.filter((x) => x !== undefined).length;
+  const ways = [o.vcpuType !== undefined, o.vcpuSig !== undefined, fmsGiven > 0].filter(Boolean).length;
+  if (ways > 1) throw new UsageErrorSync('give one of --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping');
+  if (fmsGiven && fmsGiven !== 3) throw new UsageErrorSync('--vcpu-family, --vcpu-model and --vcpu-stepping must be specified together');
+  if (o.vcpuType !== undefined) return { vcpuType: o.vcpuType };
+  if (o.vcpuSig !== undefined) return { vcpuSig: o.vcpuSig };
+  if (fmsGiven) {
+    const [f, m, st] = fms as number[];
+    if (f! > 0xff + 0xf || m! > 0xff || st! > 0xf) throw new UsageErrorSync('--vcpu-family must be ≤ 270, --vcpu-model ≤ 255, --vcpu-stepping ≤ 15');
+    return { vcpuSig: cpuSignatureSync(f!, m!, st!) };
+  }
+  return undefined;
 }
 
 async function measurementBuildCmd(o: BuildOpts): Promise<void> {
@@ -208,12 +257,14 @@ async function measurementBuildCmd(o: BuildOpts): Promise<void> {
     else throw new UsageError('One of --nonce or --launch-measure-blob must be specified.');
     return L.launchMeasure({ digest, mnonce: nonce, tik, apiMajor: o.apiMajor, apiMinor: o.apiMinor, build: o.buildId, policy: o.policy });
   });
-  if (o.outfile) {
-    await writeOutputFile(o.outfile, out);
-    process.stdout.write(`Wrote outfile: ${o.outfile}\n`);
-  } else {
-    process.stdout.write(`${out.toString('base64')}\n`);
+  if (o.outfile) await writeOutputFile(o.outfile, out);
+  if (o.json) {
+    printJson({ measurement: out.toString('base64'), digest: digest.toString('hex'), ...(o.outfile ? { outfile: o.outfile } : {}) });
+    return;
   }
+  // The digest goes to stderr so stdout stays sevctl's one line (scripts compare it with query-sev-launch-measure).
+  if (o.printDigest) process.stderr.write(`launch digest: ${digest.toString('hex')}\n`);
+  process.stdout.write(o.outfile ? `Wrote outfile: ${o.outfile}\n` : `${out.toString('base64')}\n`);
 }
 
 interface VerifyOpts extends DigestOpts {
@@ -256,27 +307,81 @@ async function parseSevInfo(text: string): Promise<import('../../launch/index.js
   return { apiMajor: num('api-major', 'api_major', 'apiMajor'), apiMinor: num('api-minor', 'api_minor', 'apiMinor'), buildId: num('build-id', 'build_id', 'buildId'), policy: num('policy') };
 }
 
+/** The host's sev_info from --sev-info or the --api-major, --api-minor, --build-id and --host-policy flags. */
+async function hostInfoFrom(o: VerifyOpts, policyValue: number): Promise<Awaited<ReturnType<typeof parseSevInfo>>> {
+  const { UsageError } = await import('../../errors.js');
+  if (o.sevInfo !== undefined) return parseSevInfo(o.sevInfo);
+  if (o.apiMajor === undefined || o.apiMinor === undefined || o.buildId === undefined) {
+    throw new UsageError('give --sev-info (QMP query-sev output) or --api-major, --api-minor and --build-id');
+  }
+  return { apiMajor: o.apiMajor, apiMinor: o.apiMinor, buildId: o.buildId, policy: o.hostPolicy ?? policyValue };
+}
+
+interface DiagnoseOpts extends VerifyOpts {
+  vcpus: string;
+  alsoFirmware?: string[];
+}
+
+async function measurementDiagnoseCmd(o: DiagnoseOpts): Promise<number> {
+  const L = await launchLib();
+  const { readPathOrBase64, readFileChecked } = await bytesLib();
+  const { UsageError } = await import('../../errors.js');
+  const range = /^(\d+)-(\d+)$/.exec(o.vcpus);
+  if (!range || Number(range[1]) < 1 || Number(range[2]) < Number(range[1]) || Number(range[2]) > 4096) {
+    throw new UsageError(`--vcpus must be MIN-MAX with 1 <= MIN <= MAX <= 4096, got '${o.vcpus}'`);
+  }
+  if (o.launchDigest !== undefined) throw new UsageError('diagnose needs --firmware (it recomputes digests), not --launch-digest');
+  const policy = await parsePolicyArg(o.policy);
+  const info = await hostInfoFrom(o, policy.value);
+  const blob = readPathOrBase64(o.measurement, '--measurement', 48);
+  // SEV-ES inputs are optional here: whatever the owner did not pin is searched.
+  const cpu = cpuFrom(o);
+  if (o.vmsaCpu0 !== undefined || o.vmsaCpu1 !== undefined) throw new UsageError('diagnose builds the VMSAs itself: give --vcpu-type/--vcpu-sig instead of --vmsa-cpu0/--vmsa-cpu1');
+  const d = await wiping(async (own) => {
+    const tik = own(readPathOrBase64(o.tik, '--tik', 16));
+    // Only the firmware and kernel are read here (the policy without ES): the VMSAs are the searched part.
+    const launch = (await launchFrom(o, policy.value & ~0x04))!;
+    return L.diagnoseMeasurement({
+      measurement: blob,
+      sevInfo: info,
+      tik,
+      firmwares: [{ name: o.firmware!, image: launch.firmware }, ...(o.alsoFirmware ?? []).map((f) => ({ name: f, image: readFileChecked(f, '--also-firmware') }))],
+      kernel: launch.kernel ?? null,
+      expected: {
+        policy,
+        firmware: o.firmware!,
+        kernelHashes: Boolean(launch.kernel),
+        ...(o.numCpus !== undefined ? { numCpus: o.numCpus } : {}),
+        ...(cpu ?? {}),
+        ...(o.vmType !== undefined && (policy.value & 0x04) !== 0 && o.numCpus !== undefined ? { vmType: L.parseVmType(o.vmType) } : {}),
+        ...(o.sevFeatures !== undefined ? { sevFeatures: o.sevFeatures } : {}),
+      },
+      space: { vcpus: { min: Number(range[1]), max: Number(range[2]) } },
+    });
+  });
+  if (o.json) printJson(L.diagnosisToJSON(d));
+  else {
+    process.stdout.write(`${d.explained ? 'explained' : 'not explained'}: ${d.summary}\n`);
+    for (const diff of d.differences) process.stdout.write(`  ${diff.field}: you expected ${diff.expected}, the host used ${diff.actual}\n`);
+    if (!d.explained) process.stdout.write(`  searched ${L.describeSearchSpace(d)}\n`);
+    for (const n of d.notes) process.stdout.write(`  note: ${n}\n`);
+  }
+  return d.explained ? EXIT_OK : EXIT_FAIL;
+}
+
 async function measurementVerifyCmd(o: VerifyOpts): Promise<number> {
   const L = await launchLib();
   const { readPathOrBase64 } = await bytesLib();
-  const { UsageError } = await import('../../errors.js');
   const policy = await parsePolicyArg(o.policy);
-  let info;
-  if (o.sevInfo !== undefined) info = await parseSevInfo(o.sevInfo);
-  else {
-    if (o.apiMajor === undefined || o.apiMinor === undefined || o.buildId === undefined) {
-      throw new UsageError('give --sev-info (QMP query-sev output) or --api-major, --api-minor and --build-id');
-    }
-    info = { apiMajor: o.apiMajor, apiMinor: o.apiMinor, buildId: o.buildId, policy: o.hostPolicy ?? policy.value };
-  }
+  const info = await hostInfoFrom(o, policy.value);
   const blob = readPathOrBase64(o.measurement, '--measurement', 48);
   const v = await wiping(async (own) => {
     const tik = own(readPathOrBase64(o.tik, '--tik', 16));
-    const digest = await digestFrom(o, policy.value);
-    return L.verifyMeasurement({ measurement: blob, sevInfo: info, expected: { policy, tik, digest } });
+    const launch = await launchFrom(o, policy.value);
+    return L.verifyMeasurement({ measurement: blob, sevInfo: info, expected: { policy, tik, ...(launch ? { launch } : { digest: await digestFrom(o, policy.value) }) } });
   });
   if (o.json) {
-    printJson(v.match ? { match: true, digest: v.digest.toString('hex') } : { match: false, reason: v.reason, message: v.message });
+    printJson(v.match ? { match: true, digest: v.digest.toString('hex') } : { match: false, reason: v.reason, message: v.message, ...(v.diagnosis ? { diagnosis: L.diagnosisToJSON(v.diagnosis) } : {}) });
   } else if (v.match) {
     process.stdout.write(`match: launch measurement verified (policy ${policy.toHex()}, firmware API ${info.apiMajor}.${info.apiMinor} build ${info.buildId}, digest ${v.digest.toString('hex')})\n`);
   } else {
@@ -401,7 +506,27 @@ function addDigestOptions(c: Command): Command {
     .option('--vmsa-cpu0 <path>', 'path to VMSA state for boot CPU')
     .option('--vmsa-cpu1 <path>', 'path to VMSA state for additional CPUs')
     .option('--vcpu-type <type>', 'SEV-ES without VMSA files: QEMU -cpu model (EPYC, EPYC-v4, EPYC-Rome, EPYC-Milan, EPYC-Genoa, ...)')
-    .addOption(new Option('--vm-type <type>', 'SEV-ES VMSA variant: legacy (QEMU < 9.1 / legacy-vm-type) or init2 (KVM_SEV_INIT2)').choices(['legacy', 'init2']).default('legacy'));
+    .addOption(new Option('--vm-type <type>', 'SEV-ES VMSA variant: legacy (QEMU < 9.1 / legacy-vm-type) or init2 (KVM_SEV_INIT2)').choices(['legacy', 'init2']).default('legacy'))
+    .option('--vcpu-sig <n>', 'SEV-ES: the vCPU signature (CPUID 1 EAX, e.g. 0xA10F11 for -cpu host on a Genoa B1)', intOpt('--vcpu-sig'))
+    .option('--vcpu-family <n>', 'SEV-ES: vCPU family (with --vcpu-model and --vcpu-stepping)', intOpt('--vcpu-family'))
+    .option('--vcpu-model <n>', 'SEV-ES: vCPU model', intOpt('--vcpu-model'))
+    .option('--vcpu-stepping <n>', 'SEV-ES: vCPU stepping', intOpt('--vcpu-stepping'))
+    .option('--sev-features <n>', 'SEV-ES: the VMSA SEV_FEATURES (0x20 where KVM enables DebugSwap in legacy VMSAs)', intOpt('--sev-features'))
+    .option('--cmdline-file <path>', 'the kernel command line as raw bytes (for one that is not UTF-8)');
+}
+
+/** What `measurement verify` and `measurement diagnose` take from the host and the owner. */
+function addVerifyInputs(c: Command): Command {
+  return c
+    .requiredOption('--measurement <path|b64>', 'the host\'s LAUNCH_MEASURE blob (query-sev-launch-measure data)')
+    .option('--sev-info <json|file>', 'the host\'s QMP query-sev output (api version, build, policy)')
+    .option('--api-major <n>', 'host API major', intOpt('--api-major'))
+    .option('--api-minor <n>', 'host API minor', intOpt('--api-minor'))
+    .option('--build-id <n>', 'host build ID', intOpt('--build-id'))
+    .option('--host-policy <n>', 'policy the host reports (default: --policy)', intOpt('--host-policy'))
+    .requiredOption('--policy <policy>', 'the policy you expect')
+    .requiredOption('--tik <path|b64>', 'your TIK (path or base64)')
+    .option('--json', 'machine-readable output');
 }
 
 function addVmsaOptions(c: Command): Command {
@@ -447,21 +572,21 @@ export function register(program: Command): void {
       .requiredOption('--tik <path|b64>', 'tik data (path or base64)')
       .option('--nonce <path|b64>', 'Expected nonce (path or base64)')
       .option('--launch-measure-blob <path|b64>', 'Extract nonce from output of LAUNCH_MEASURE (path or base64)')
-      .option('--outfile <file>', 'Optionally write binary content to filename'),
+      .option('--outfile <file>', 'Optionally write binary content to filename')
+      .option('--print-digest', 'also print the launch digest (hex) on stderr')
+      .option('--json', 'machine-readable output: {measurement, digest}'),
   ).action(action(measurementBuildCmd));
-  addDigestOptions(
-    m.command('verify')
-      .description('Verify a host-reported launch measurement against your own firmware, policy and TIK')
-      .requiredOption('--measurement <path|b64>', 'the host\'s LAUNCH_MEASURE blob (query-sev-launch-measure data)')
-      .option('--sev-info <json|file>', 'the host\'s QMP query-sev output (api version, build, policy)')
-      .option('--api-major <n>', 'host API major', intOpt('--api-major'))
-      .option('--api-minor <n>', 'host API minor', intOpt('--api-minor'))
-      .option('--build-id <n>', 'host build ID', intOpt('--build-id'))
-      .option('--host-policy <n>', 'policy the host reports (default: --policy)', intOpt('--host-policy'))
-      .requiredOption('--policy <policy>', 'the policy you expect')
-      .requiredOption('--tik <path|b64>', 'your TIK (path or base64)')
-      .option('--json', 'machine-readable output'),
+  addVerifyInputs(
+    addDigestOptions(m.command('verify').description('Verify a host-reported launch measurement against your own firmware, policy and TIK')),
   ).action(action(measurementVerifyCmd));
+  addVerifyInputs(
+    addDigestOptions(
+      m.command('diagnose')
+        .description('Search the launch variants (vCPU count, CPU, VMSA variant, SEV features, kernel hashes, firmware) for the one that explains a host\'s measurement')
+        .option('--vcpus <MIN-MAX>', 'SEV-ES: vCPU counts to search', '1-64')
+        .option('--also-firmware <path...>', 'other firmware files the host may have booted'),
+    ),
+  ).action(action(measurementDiagnoseCmd));
 
   const v = program.command('vmsa').description('SEV-ES VMSA files (sevctl-compatible)');
   addVmsaOptions(v.command('build').description('Build a VMSA file')).action(action(vmsaBuildCmd));
