@@ -116,6 +116,8 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     const wrong = await runCli([...args, '--vcpus', '2', '--vcpu-type', 'EPYC-Milan']);
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/refused at step 'verify': launch measurement does not match/);
+    // It still refuses, and says what the host did differently (the CRN launched EPYC-v4, signature 0x800f12 like EPYC).
+    expect(wrong.stderr).toMatch(/the host launched 2 vCPUs of EPYC \(0x800f12\); you expected 2 vCPUs of EPYC-Milan \(0xa00f11\); the secret was not sent/);
     const ref2 = await allocate(0x5, 2);
     const ok = await runCli([...args.map((a) => (a === ref ? ref2 : a)), '--vcpus', '2', '--vcpu-type', 'EPYC-v4']);
     expect(ok.code, ok.stderr).toBe(0);
