@@ -51,6 +51,10 @@ describe('sevkit measurement diagnose', { timeout: 180_000 }, () => {
     const b = await hostMeasurement(['--num-cpus', '2', '--vcpu-family', '25', '--vcpu-model', '17', '--vcpu-stepping', '1']);
     const c = await hostMeasurement(['--num-cpus', '2', '--vcpu-type', 'EPYC-v4']);
     expect(a.digest).toBe(b.digest);
+    // --print-digest: sevctl's one stdout line stays, the digest goes to stderr.
+    const plain = await runCli(['measurement', 'build', ...host, '--nonce', crypto.randomBytes(16).toString('base64'), '--firmware', SEVCTL_OVMF, '--num-cpus', '2', '--vcpu-sig', '0xA10F11', '--print-digest']);
+    expect(plain.stdout).toMatch(/^[A-Za-z0-9+/]{64}\n$/);
+    expect(plain.stderr).toBe(`launch digest: ${a.digest}\n`);
     expect(a.digest).not.toBe(c.digest);
     const r = await runCli(['measurement', 'build', ...host, '--nonce', crypto.randomBytes(16).toString('base64'), '--firmware', SEVCTL_OVMF, '--num-cpus', '2', '--vcpu-sig', '1', '--vcpu-type', 'EPYC']);
     expect(r.code).toBe(2);
