@@ -85,8 +85,7 @@ export function readBody(req: IncomingMessage, limitOrOpts: number | BodyOptions
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('close', onClose);
-      // Keep one listener for good: a late error on a refused stream must not be unhandled.
-      req.on('error', () => undefined);
+      // onError stays attached for good (fail() is a no-op once settled): a late error on a refused stream must not be unhandled.
     };
     const fail = (e: HttpError): void => {
       if (done) return;

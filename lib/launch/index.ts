@@ -11,4 +11,5 @@ export * from './vmsa.js';
 export { QEMU_CPU_MODELS, HOST_CPU_SIGNATURES, cpuCandidates, cpuNamesForSignature, describeCpuSignature, splitCpuSignature, type QemuCpuModel, type HostCpuSignature, type CpuCandidate } from './cpus.js';
 export * from './measurement.js';
 export * from './diagnose.js';
+export * from './verify-measurement.js';
 export * from './secret.js';

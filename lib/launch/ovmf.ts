@@ -6,6 +6,7 @@
  */
 import { bytesToGuid } from './bytes.js';
 import { OvmfError } from './errors.js';
+import { PADDED_HASHES_TABLE_SIZE } from './hashes.js';
 
 export const OVMF_GUIDS = {
   FOOTER: '96b582de-1fb2-45f7-baea-a366c55a082d',
@@ -112,9 +113,6 @@ export function requireSecretArea(info: OvmfInfo, name = 'firmware'): GpaRange {
   return info.secretArea;
 }
 
-/** Size of the padded kernel hashes table QEMU writes (hashes.ts PADDED_HASHES_TABLE_SIZE; kept here to avoid a cycle). */
-const PADDED_HASHES_TABLE_BYTES = 176;
-
 /**
  * The kernel-hashes area, or OvmfError when it is absent, at base 0, or smaller than the 176-byte padded
  * table: QEMU's sev_add_kernel_loader_hashes refuses such an area too ("SEV: guest firmware hashes table
@@ -125,8 +123,8 @@ export function requireHashesArea(info: OvmfInfo, name = 'firmware'): GpaRange {
     throw new OvmfError(`${name}: Kernel specified but OVMF doesn't support kernel/initrd/cmdline measurement (${OVMF_GUIDS.SEV_HASH_TABLE} absent or base 0)`, 'ERR_OVMF_NO_HASHES');
   }
   const { base, size } = info.hashesArea;
-  if (size < PADDED_HASHES_TABLE_BYTES) {
-    throw new OvmfError(`${name}: guest firmware hashes table area is invalid (base=0x${base.toString(16)} size=0x${size.toString(16)}): smaller than the ${PADDED_HASHES_TABLE_BYTES}-byte padded table`, 'ERR_OVMF_HASHES_SIZE');
+  if (size < PADDED_HASHES_TABLE_SIZE) {
+    throw new OvmfError(`${name}: guest firmware hashes table area is invalid (base=0x${base.toString(16)} size=0x${size.toString(16)}): smaller than the ${PADDED_HASHES_TABLE_SIZE}-byte padded table`, 'ERR_OVMF_HASHES_SIZE');
   }
   return info.hashesArea;
 }

@@ -6,8 +6,15 @@
  * (≥ 100,000). Deterministic for a given seed.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
-import type { AuthSession } from '../../lib/crn/auth.js';
+import os from 'node:os';
+import path from 'node:path';
+import { createAuthSession, type AuthSession } from '../../lib/crn/auth.js';
+import { startCrnServer } from '../../lib/crn/server.js';
+import { EthWallet } from '../../lib/crn/wallet.js';
+import { CrnClient } from '../../lib/owner/client.js';
+import { FakeCerts, FakeLauncher } from './fakes.js';
 
 export interface FuzzTarget {
   port: number;
@@ -196,4 +203,46 @@ export async function runFuzz(t: FuzzTarget, n: number, seed = 1, concurrency = 
     }),
   );
   return stats;
+}
+
+/** What a fuzz run against a fresh server found: its statistics and the state of the bystanders. */
+export interface CrnFuzzOutcome {
+  stats: FuzzStats;
+  /** /status/config still answers 200 afterwards. */
+  alive: boolean;
+  /** Another owner's VM, awaiting its secret during the whole run. */
+  victim: { state: string | undefined; stopped: boolean; injected: unknown[] };
+}
+
+/**
+ * Starts a CRN on loopback (fake platform and launcher, a private temp run dir), allocates a victim VM of
+ * another owner and brings it to awaiting-secret, fuzzes `n` requests as a third owner of its own VM, then
+ * reports and removes everything. Shared by test/crn/fuzz.test.ts and scripts/crn-fuzz.ts.
+ */
+export async function fuzzFreshCrn(n: number, seed: number): Promise<CrnFuzzOutcome> {
+  const token = crypto.randomBytes(16).toString('hex');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-fuzz-'));
+  const firmware = path.join(tmp, 'OVMF.fd');
+  fs.writeFileSync(firmware, crypto.randomBytes(4096));
+  const launcher = new FakeLauncher();
+  const srv = await startCrnServer({ host: '127.0.0.1', port: 0, domain: '127.0.0.1', certs: new FakeCerts(), launcher, runDir: path.join(tmp, 'run'), allocationToken: token, maxVms: n + 16 });
+  try {
+    const alloc = async (who: EthWallet): Promise<string> => {
+      const ref = crypto.randomBytes(32).toString('hex');
+      await new CrnClient({ url: srv.url }).allocate(token, { ref, owner: who.address, firmware, policy: 1, vcpus: 1, memory_mb: 256 });
+      return ref;
+    };
+    const victimOwner = EthWallet.generate();
+    const victim = await alloc(victimOwner);
+    await new CrnClient({ url: srv.url, wallet: victimOwner, domain: '127.0.0.1' }).initialize(victim, { session: crypto.randomBytes(128).toString('base64'), godh: crypto.randomBytes(0x824).toString('base64') });
+    const fuzzer = EthWallet.generate();
+    const ref = await alloc(fuzzer);
+    const stats = await runFuzz({ port: Number(new URL(srv.url).port), ref, auth: createAuthSession(fuzzer, { domain: '127.0.0.1' }), allocationToken: token }, n, seed);
+    const alive = (await fetch(`${srv.url}/status/config`)).status === 200;
+    const v = launcher.vms.find((x) => x.spec.ref === victim)!;
+    return { stats, alive, victim: { state: srv.service.state(victim), stopped: v.stopped, injected: v.injected } };
+  } finally {
+    await srv.close();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 }

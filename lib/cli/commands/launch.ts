@@ -6,8 +6,6 @@
  */
 import { Command, Option } from 'commander';
 import { action, parseIntArg, printJson, writeOutputFile, EXIT_FAIL, EXIT_OK } from '../run.js';
-import { UsageError as UsageErrorSync } from '../../errors.js';
-import { cpuSignature as cpuSignatureSync } from '../../launch/cpus.js';
 
 type Launch = typeof import('../../launch/index.js');
 const launchLib = (): Promise<Launch> => import('../../launch/index.js');
@@ -198,7 +196,7 @@ async function launchFrom(o: DigestOpts, policyValue: number): Promise<import('.
   if (policyValue & 0x04) {
     if (o.numCpus === undefined) throw new UsageError('SEV-ES policy bit is set, CPU/VMSA info must be specified (--num-cpus with --vcpu-type or --vcpu-sig, or --vmsa-cpu0/--vmsa-cpu1)');
     const files = o.vmsaCpu0 !== undefined || o.vmsaCpu1 !== undefined;
-    const cpu = cpuFrom(o);
+    const cpu = await cpuFrom(o);
     if (files) {
       if (cpu) throw new UsageError('give either --vmsa-cpu0/--vmsa-cpu1 or the vCPU type/signature, not both');
       if (o.vmsaCpu0 === undefined || o.vmsaCpu1 === undefined) throw new UsageError('--num-cpus, --vmsa-cpu0, --vmsa-cpu1 must be specified together');
@@ -228,18 +226,19 @@ async function kernelFrom(o: DigestOpts): Promise<import('../../launch/index.js'
 }
 
 /** The vCPU the owner names: --vcpu-type, --vcpu-sig, or --vcpu-family/--vcpu-model/--vcpu-stepping (one way only). */
-function cpuFrom(o: DigestOpts): { vcpuType: string } | { vcpuSig: number } | undefined {
+async function cpuFrom(o: DigestOpts): Promise<{ vcpuType: string } | { vcpuSig: number } | undefined> {
+  const { UsageError } = await import('../../errors.js');
   const fms = [o.vcpuFamily, o.vcpuModel, o.vcpuStepping];
   const fmsGiven = fms.filter((x) => x !== undefined).length;
   const ways = [o.vcpuType !== undefined, o.vcpuSig !== undefined, fmsGiven > 0].filter(Boolean).length;
-  if (ways > 1) throw new UsageErrorSync('give one of --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping');
-  if (fmsGiven && fmsGiven !== 3) throw new UsageErrorSync('--vcpu-family, --vcpu-model and --vcpu-stepping must be specified together');
+  if (ways > 1) throw new UsageError('give one of --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping');
+  if (fmsGiven && fmsGiven !== 3) throw new UsageError('--vcpu-family, --vcpu-model and --vcpu-stepping must be specified together');
   if (o.vcpuType !== undefined) return { vcpuType: o.vcpuType };
   if (o.vcpuSig !== undefined) return { vcpuSig: o.vcpuSig };
   if (fmsGiven) {
     const [f, m, st] = fms as number[];
-    if (f! > 0xff + 0xf || m! > 0xff || st! > 0xf) throw new UsageErrorSync('--vcpu-family must be ≤ 270, --vcpu-model ≤ 255, --vcpu-stepping ≤ 15');
-    return { vcpuSig: cpuSignatureSync(f!, m!, st!) };
+    if (f! > 0xff + 0xf || m! > 0xff || st! > 0xf) throw new UsageError('--vcpu-family must be ≤ 270, --vcpu-model ≤ 255, --vcpu-stepping ≤ 15');
+    return { vcpuSig: (await launchLib()).cpuSignature(f!, m!, st!) };
   }
   return undefined;
 }
@@ -335,7 +334,7 @@ async function measurementDiagnoseCmd(o: DiagnoseOpts): Promise<number> {
   const info = await hostInfoFrom(o, policy.value);
   const blob = readPathOrBase64(o.measurement, '--measurement', 48);
   // SEV-ES inputs are optional here: whatever the owner did not pin is searched.
-  const cpu = cpuFrom(o);
+  const cpu = await cpuFrom(o);
   if (o.vmsaCpu0 !== undefined || o.vmsaCpu1 !== undefined) throw new UsageError('diagnose builds the VMSAs itself: give --vcpu-type/--vcpu-sig instead of --vmsa-cpu0/--vmsa-cpu1');
   const d = await wiping(async (own) => {
     const tik = own(readPathOrBase64(o.tik, '--tik', 16));
