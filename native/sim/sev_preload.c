@@ -45,6 +45,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -66,6 +68,7 @@ typedef int (*open2_fn)(const char *, int);
 typedef int (*openat2_fn)(int, const char *, int);
 typedef int (*ioctl_fn)(int, unsigned long, ...);
 typedef int (*close_fn)(int);
+typedef int (*fstat_fn)(int, struct stat *);
 
 static open_fn real_open, real_open64;
 static openat_fn real_openat, real_openat64;
@@ -73,6 +76,7 @@ static open2_fn real___open_2, real___open64_2;
 static openat2_fn real___openat_2, real___openat64_2;
 static ioctl_fn real_ioctl;
 static close_fn real_close;
+static fstat_fn real_fstat, real_fstat64;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 /* The environment is read once, at load time while the process is still
@@ -110,6 +114,8 @@ static void resolve_symbols(void)
 	real___openat64_2 = (openat2_fn)dlsym(RTLD_NEXT, "__openat64_2");
 	real_ioctl = (ioctl_fn)dlsym(RTLD_NEXT, "ioctl");
 	real_close = (close_fn)dlsym(RTLD_NEXT, "close");
+	real_fstat = (fstat_fn)dlsym(RTLD_NEXT, "fstat");
+	real_fstat64 = (fstat_fn)dlsym(RTLD_NEXT, "fstat64");
 }
 
 static void init_once(void) { pthread_once(&g_once, resolve_symbols); }
@@ -438,6 +444,32 @@ SHIM_EXPORT int close(int fd)
 	errno = e;
 	return rc;
 }
+
+/* ---- fstat ---------------------------------------------------------------- */
+
+/* The addon refuses a device path that is not a character device (a FIFO must
+ * not hang it). A simulated fd is a socket underneath, so it reports itself as
+ * the misc character device the kernel's /dev/sev is (major 10). */
+static int sim_fstat(fstat_fn real, int fd, struct stat *st)
+{
+	init_once();
+	if (!real) { errno = ENOSYS; return -1; }
+	struct slot *s = slot_acquire(fd);
+	int rc = real(fd, st);
+	if (s) {
+		if (rc == 0) {
+			st->st_mode = (st->st_mode & 07777) | S_IFCHR;
+			st->st_rdev = makedev(10, 124);
+		}
+		slot_release(s);
+	}
+	return rc;
+}
+
+SHIM_EXPORT int fstat(int fd, struct stat *st) { return sim_fstat(real_fstat, fd, st); }
+/* x86-64: struct stat64 has struct stat's layout. */
+_Static_assert(sizeof(struct stat64) == sizeof(struct stat), "stat64 layout");
+SHIM_EXPORT int fstat64(int fd, struct stat64 *st) { return sim_fstat(real_fstat64 ? real_fstat64 : real_fstat, fd, (struct stat *)st); }
 
 /* ---- ioctl ---------------------------------------------------------------- */
 
