@@ -81,8 +81,8 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     const r = await runCli(launchArgs(ref, ['--ca', path.join(tmp, 'ca.bin')]));
     expect(r.stderr).not.toContain('hunter2');
     expect(r.code, r.stderr).toBe(0);
-    const steps = r.stderr.split('\n').filter((l) => /^\[\d\/8\]/.test(l));
-    expect(steps.map((l) => l.split(/\s+/)[1])).toEqual(['certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject']);
+    const steps = r.stderr.split('\n').filter((l) => /^\[\d\/9\]/.test(l));
+    expect(steps.map((l) => l.split(/\s+/)[1])).toEqual(['firmware', 'certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject']);
     expect(steps.every((l) => / ms /.test(l))).toBe(true);
     expect(r.stdout).toMatch(new RegExp(`VM ${ref} is running`));
     const table = fs.readFileSync(path.join(process.env.SEVKIT_SIM_STATE!, 'guests', ref, 'launch-secret.bin'));
@@ -159,7 +159,7 @@ describe.skipIf(Boolean(simReason))('sevkit demo', { timeout: 180_000 }, () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/SIMULATED/);
     expect(r.stdout).toMatch(/matches what the owner sent/);
-    expect(r.stdout.split('\n').filter((l) => /^\[owner \d\/8\]/.test(l))).toHaveLength(8);
+    expect(r.stdout.split('\n').filter((l) => /^\[owner \d\/9\]/.test(l))).toHaveLength(9);
     expect(r.stdout).toMatch(/launch refused at step 'verify'.*the secret was not sent/);
     expect(r.stdout).toMatch(/inject_secret requests for that VM: none/);
     expect(r.stdout).toMatch(/demo: OK/);

@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { CrnService } from '../../lib/crn/service.js';
+import { makeDemoFirmware } from '../../lib/crn/demo.js';
 import { EthWallet } from '../../lib/crn/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
 import { launchOnCrn, LaunchRefusedError, type LaunchProgress, type OwnerLaunchOptions } from '../../lib/owner/launch.js';
@@ -126,9 +127,9 @@ beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-owner-'));
   ca = makeCa();
   otherCa = makeCa();
-  firmware = crypto.randomBytes(64 * 1024);
-  firmwarePath = path.join(tmp, 'OVMF.fd');
-  fs.writeFileSync(firmwarePath, firmware);
+  // The owner refuses a firmware without a launch-secret area before uploading anything: use one that has it.
+  firmwarePath = makeDemoFirmware(tmp).path;
+  firmware = fs.readFileSync(firmwarePath);
 });
 afterEach(async () => {
   await Promise.all(open.splice(0).map((c) => c.close()));
@@ -142,9 +143,9 @@ describe('honest CRN', () => {
     const progress: LaunchProgress[] = [];
     const res = await launchOnCrn(opts(crn, ref, { onProgress: (p) => progress.push(p) }));
     expect(res.status).toMatchObject({ status: 'running', running: true });
-    expect(progress.map((p) => p.step)).toEqual(['certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject']);
-    expect(progress.every((p) => p.ms >= 0 && p.total === 8)).toBe(true);
-    expect(Object.keys(res.timings)).toHaveLength(8);
+    expect(progress.map((p) => p.step)).toEqual(['firmware', 'certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject']);
+    expect(progress.every((p) => p.ms >= 0 && p.total === 9)).toBe(true);
+    expect(Object.keys(res.timings)).toHaveLength(9);
     expect(res.chain.caSource).toBe('given');
     expect(crn.launcher.guests).toHaveLength(1);
     expect(crn.launcher.guests[0]!.passwords).toEqual([SECRET]);
@@ -157,7 +158,9 @@ describe('honest CRN', () => {
   it('SEV-ES policy without the vCPU description is refused before the secret', async () => {
     const crn = await startCrn(makePlatform(ca));
     const ref = await allocate(crn, { policy: 0x5 });
-    await expectRefused(crn, opts(crn, ref, { policy: 0x5 }), 'verify', /SEV-ES/);
+    await expectRefused(crn, opts(crn, ref, { policy: 0x5 }), 'firmware', /SEV-ES/);
+    // Refused before anything was uploaded.
+    expect(crn.requests).toEqual(['POST /control/allocate']);
   });
 });
 
@@ -169,7 +172,7 @@ describe('aleph CRN behaviour the owner must tolerate or stop at', () => {
       [403, 'application/json', JSON.stringify({ error: 'Operation not running' })],
     ];
     crn.intercept = (req, res) => {
-      if (!req.url?.endsWith('/measurement') || answers.length === 0) return false;
+      if (!req.url?.split('?')[0]!.endsWith('/measurement') || answers.length === 0) return false;
       const [status, type, body] = answers.shift()!;
       res.writeHead(status as number, { 'Content-Type': type as string });
       res.end(body);
@@ -177,13 +180,13 @@ describe('aleph CRN behaviour the owner must tolerate or stop at', () => {
     };
     const res = await launchOnCrn(opts(crn, await allocate(crn)));
     expect(res.status).toMatchObject({ running: true });
-    expect(crn.requests.filter((l) => l.endsWith('/measurement')).length).toBeGreaterThanOrEqual(3);
+    expect(crn.requests.filter((l) => l.split('?')[0]!.endsWith('/measurement')).length).toBeGreaterThanOrEqual(3);
   });
 
   it('stops at aleph\'s plain-text 403 "Unauthorized sender"', async () => {
     const crn = await startCrn(makePlatform(ca));
     crn.intercept = (req, res) => {
-      if (!req.url?.endsWith('/measurement')) return false;
+      if (!req.url?.split('?')[0]!.endsWith('/measurement')) return false;
       res.writeHead(403, { 'Content-Type': 'text/plain' });
       res.end('Unauthorized sender');
       return true;
@@ -194,7 +197,7 @@ describe('aleph CRN behaviour the owner must tolerate or stop at', () => {
   it('gives up after the measurement timeout when QEMU never gets ready', async () => {
     const crn = await startCrn(makePlatform(ca));
     crn.intercept = (req, res) => {
-      if (!req.url?.endsWith('/measurement')) return false;
+      if (!req.url?.split('?')[0]!.endsWith('/measurement')) return false;
       res.writeHead(503, { 'Content-Type': 'application/json' });
       res.end('{"error":"VM is starting"}');
       return true;
@@ -286,7 +289,7 @@ describe('malicious host matrix', () => {
   it('a malformed measurement (wrong length) and a guest already running', async () => {
     let crn = await startCrn(makePlatform(ca));
     crn.launcher.hostile = { measurement: (b) => b.subarray(0, 47) };
-    await expectRefused(crn, opts(crn, await allocate(crn)), 'verify', /47 bytes/);
+    await expectRefused(crn, opts(crn, await allocate(crn)), 'measurement', /host reported an impossible value: launch measurement of 47 bytes/);
     crn = await startCrn(makePlatform(ca));
     crn.launcher.hostile = { reportState: 'running' };
     await expectRefused(crn, opts(crn, await allocate(crn)), 'verify', /state 'running'/);

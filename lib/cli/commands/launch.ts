@@ -332,6 +332,7 @@ async function measurementDiagnoseCmd(o: DiagnoseOpts): Promise<number> {
   if (o.launchDigest !== undefined) throw new UsageError('diagnose needs --firmware (it recomputes digests), not --launch-digest');
   const policy = await parsePolicyArg(o.policy);
   const info = await hostInfoFrom(o, policy.value);
+  L.checkHostReport(info);
   const blob = readPathOrBase64(o.measurement, '--measurement', 48);
   // SEV-ES inputs are optional here: whatever the owner did not pin is searched.
   const cpu = await cpuFrom(o);
@@ -373,6 +374,8 @@ async function measurementVerifyCmd(o: VerifyOpts): Promise<number> {
   const { readPathOrBase64 } = await bytesLib();
   const policy = await parsePolicyArg(o.policy);
   const info = await hostInfoFrom(o, policy.value);
+  // Before the files are read: a host value that cannot be true ends it here (verifyMeasurement checks again).
+  L.checkHostReport(info);
   const blob = readPathOrBase64(o.measurement, '--measurement', 48);
   const v = await wiping(async (own) => {
     const tik = own(readPathOrBase64(o.tik, '--tik', 16));
