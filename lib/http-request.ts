@@ -41,6 +41,8 @@ export interface HttpRequestOptions {
   followHttpsUpgrade?: boolean;
   /** Cancels the request (e.g. the caller's overall deadline or Ctrl-C). */
   signal?: AbortSignal;
+  /** Extra trusted CA certificates (PEM) for https, e.g. a private CRN's; default: Node's roots. */
+  ca?: string | Buffer;
 }
 
 export interface HttpResponse {
@@ -114,7 +116,7 @@ function once(url: URL, o: HttpRequestOptions, deadlineMs: number): Promise<Http
     }, deadlineMs);
     const headers: Record<string, string> = { ...o.headers };
     if (o.body) headers['content-length'] = String(o.body.length);
-    const req = mod.request(url, { method: o.method, headers, agent: false }, (res) => {
+    const req = mod.request(url, { method: o.method, headers, agent: false, ...(o.ca && url.protocol === 'https:' ? { ca: o.ca } : {}) }, (res) => {
       phase = 'body';
       const declared = Number(res.headers['content-length'] ?? 0);
       if (declared > o.maxBytes) {

@@ -63,6 +63,8 @@ export interface CrnClientOptions {
   getRetries?: number;
   /** Cancels every request in flight (the launch's overall deadline, Ctrl-C). */
   signal?: AbortSignal;
+  /** Extra trusted CA certificates (PEM) for an https CRN. */
+  tlsCa?: string | Buffer;
 }
 
 /** A measurement poll's answer: the value on 200, else the status, and when to ask again if the CRN said. */
@@ -83,6 +85,7 @@ export class CrnClient {
   readonly #maxBytes: number;
   readonly #getRetries: number;
   readonly #signal?: AbortSignal;
+  readonly #tlsCa?: string | Buffer;
   #auth?: AuthSession;
 
   constructor(opts: CrnClientOptions) {
@@ -101,6 +104,7 @@ export class CrnClient {
     this.#maxBytes = opts.maxResponseBytes ?? 1 << 20;
     this.#getRetries = opts.getRetries ?? 2;
     if (opts.signal) this.#signal = opts.signal;
+    if (opts.tlsCa) this.#tlsCa = opts.tlsCa;
   }
 
   #authHeaders(method: 'GET' | 'POST', path: string): Record<string, string> {
@@ -144,6 +148,7 @@ export class CrnClient {
           maxBytes: this.#maxBytes,
           followHttpsUpgrade: true,
           ...(this.#signal ? { signal: this.#signal } : {}),
+          ...(this.#tlsCa ? { ca: this.#tlsCa } : {}),
         });
         const ra = r.headers['retry-after'];
         return { status: r.status, body: r.body, contentType: String(r.headers['content-type'] ?? ''), ...(typeof ra === 'string' ? { retryAfter: ra } : {}) };
