@@ -306,6 +306,18 @@ describe('malicious host matrix', () => {
     await expectRefused(crn, opts(crn, await allocate(crn, { policy }), { policy }), 'verify', /older than the policy minimum/);
   });
 
+  it('versions that do not fit their byte are a lying host, even when the MAC (over the low bytes) matches', async () => {
+    // The MAC covers one byte each: 55+256 and 24+256 MAC exactly like 55 and 24, so only the range check catches them.
+    let crn = await startCrn(makePlatform(ca));
+    crn.launcher.api = { major: 1, minor: 55 + 256, build: 24 + 256 };
+    await expectRefused(crn, opts(crn, await allocate(crn)), 'measurement', /host reported an impossible value: API minor 311 \(the firmware reports it in one byte, 0\.\.255\)/);
+    // The minimum-version bypass: a 1.17 firmware claiming 1.273 to pass a policy minimum of 1.40.
+    crn = await startCrn(makePlatform(ca));
+    crn.launcher.api = { major: 1, minor: 17 + 256, build: 1 };
+    const policy = 0x1 | (1 << 16) | (40 << 24);
+    await expectRefused(crn, opts(crn, await allocate(crn, { policy }), { policy }), 'measurement', /impossible value: API minor 273/);
+  });
+
   it('an altered upload: a byte of the session flipped in transit', async () => {
     const crn = await startCrn(makePlatform(ca));
     crn.rewrite = (req, body) => {
