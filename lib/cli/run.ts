@@ -59,12 +59,20 @@ export function parseIntArg(value: string, what = 'number'): number {
 }
 
 /**
- * Write a file a command produces: atomically (never half a file, see lib/fsutil),
+ * Write a file a command produces (`-`: stdout): atomically (never half a file, see lib/fsutil),
  * refusing a directory, and failing with one line that names the file and, when
  * given, what it was meant to hold. fsutil is imported lazily to keep start-up fast.
  */
 export async function writeOutputFile(file: string, data: string | Uint8Array, opts: { mode?: number; what?: string } = {}): Promise<void> {
   const fs = await import('node:fs');
+  if (file === '-') {
+    // Key material is written only to a 0600 file, never to a stream someone else may be reading.
+    if (opts.mode !== undefined && (opts.mode & 0o077) === 0) throw new UsageError(`${opts.what ?? 'this file'} holds key material: give a file name, not '-'`);
+    await new Promise<void>((resolve, reject) => {
+      process.stdout.write(data, (e) => (e ? reject(new InputError(`stdout: cannot write${opts.what ? ` ${opts.what}` : ''}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)) : resolve()));
+    });
+    return;
+  }
   const { writeFileAtomic } = await import('../fsutil.js');
   if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
     throw new InputError(`${file}: is a directory, expected a file path${opts.what ? ` for ${opts.what}` : ''}`);
@@ -74,5 +82,33 @@ export async function writeOutputFile(file: string, data: string | Uint8Array, o
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     throw new InputError(`${file}: cannot write${opts.what ? ` ${opts.what}` : ''}: ${err.code ?? err.message}`);
+  }
+}
+
+/** Key ids of the simulator's TEST roots start with this (lib/sim/keys.ts TEST_ROOT_ID_PREFIX; not imported, to keep the simulator out of every command's start-up). */
+const TEST_ROOT_KEY_ID = Buffer.from('SIMTEST-', 'ascii');
+
+/**
+ * One warning line on stderr when a TEST root (the simulator's ARK/ASK) is the owner's trust anchor:
+ * a chain that verifies against it proves nothing about AMD hardware. Returns whether it warned.
+ */
+export function warnIfTestRoot(ca: { ask: { keyId: Uint8Array }; ark: { keyId: Uint8Array } } | undefined, source: string): boolean {
+  if (!ca) return false;
+  const test = [ca.ask, ca.ark].some((c) => Buffer.from(c.keyId).subarray(0, TEST_ROOT_KEY_ID.length).equals(TEST_ROOT_KEY_ID));
+  if (test) process.stderr.write(`${programName}: warning: the trust anchor (${source}) is a TEST root (the simulator's, key id SIMTEST-…), not AMD's: a chain verified against it proves nothing about real hardware\n`);
+  return test;
+}
+
+/** `-` names stdout (for a file a command writes) or stdin (for one it reads). */
+export const STDIO = '-';
+
+/** Reads a whole input file, or stdin for `-`; errors name the file and what it was meant to hold. */
+export async function readInputFile(file: string, what: string): Promise<Buffer> {
+  const fs = await import('node:fs');
+  try {
+    return file === STDIO ? fs.readFileSync(0) : fs.readFileSync(file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new InputError(`${file === STDIO ? 'stdin' : file}: cannot read ${what}: ${err.code ?? err.message}`);
   }
 }

@@ -13,6 +13,7 @@ import { register as registerQmp } from './commands/qmp.js';
 import { register as registerCrn } from './commands/crn.js';
 import { register as registerSim } from './commands/sim.js';
 import { register as registerOk } from './commands/ok.js';
+import { register as registerOwner } from './commands/owner.js';
 
 export function buildProgram(): Command {
   const program = new Command('sevkit')
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerLaunch(program);
   registerQmp(program);
   registerCrn(program);
+  registerOwner(program);
   registerSim(program);
   registerOk(program);
   // Subcommands inherit exitOverride and the output configuration.

@@ -46,7 +46,7 @@ async function wiping<T>(fn: (own: <B extends Uint8Array>(b: B) => B) => Promise
 
 // ---------------------------------------------------------------- session
 
-interface SessionOpts { name?: string; ca?: string; verify: boolean; sevctlPolicyMac?: boolean }
+interface SessionOpts { name?: string; ca?: string; verify: boolean; sevctlPolicyMac?: boolean; json?: boolean }
 
 async function sessionCmd(pdhFile: string, policyArg: string, o: SessionOpts): Promise<void> {
   const L = await launchLib();
@@ -77,7 +77,8 @@ async function sessionCmd(pdhFile: string, policyArg: string, o: SessionOpts): P
   }
   const s = L.createSession(pdh, policy, o.sevctlPolicyMac ? { policyEncoding: 'sevctl' } : {});
   try {
-    L.writeSessionFiles(s, '.', o.name ?? 'vm');
+    const files = L.writeSessionFiles(s, '.', o.name ?? 'vm');
+    if (o.json) printJson({ policy: policy.toHex(), files, godh: s.godhB64, session: s.sessionB64 });
   } finally {
     s.tek.fill(0);
     s.tik.fill(0);
@@ -256,7 +257,9 @@ async function measurementBuildCmd(o: BuildOpts): Promise<void> {
     else throw new UsageError('One of --nonce or --launch-measure-blob must be specified.');
     return L.launchMeasure({ digest, mnonce: nonce, tik, apiMajor: o.apiMajor, apiMinor: o.apiMinor, build: o.buildId, policy: o.policy });
   });
+  if (o.outfile === '-' && o.json) throw new UsageError("--outfile - and --json both write to stdout: give one");
   if (o.outfile) await writeOutputFile(o.outfile, out);
+  if (o.outfile === '-') return;
   if (o.json) {
     printJson({ measurement: out.toString('base64'), digest: digest.toString('hex'), ...(o.outfile ? { outfile: o.outfile } : {}) });
     return;
@@ -439,7 +442,7 @@ async function vmsaShowCmd(file: string): Promise<void> {
 
 // ---------------------------------------------------------------- secret
 
-interface SecretOpts { tik: string; tek: string; launchMeasureBlob: string; iv?: string; secret?: string[]; layout: string; firmware?: string }
+interface SecretOpts { tik: string; tek: string; launchMeasureBlob: string; iv?: string; secret?: string[]; layout: string; firmware?: string; json?: boolean }
 
 async function secretBuildCmd(headerFile: string, payloadFile: string, o: SecretOpts): Promise<void> {
   const L = await launchLib();
@@ -448,6 +451,10 @@ async function secretBuildCmd(headerFile: string, payloadFile: string, o: Secret
   if (!o.secret?.length) throw new UsageError('at least one --secret GUID:FILE is required');
   const { layout, secret: secrets } = o;
   if (layout !== 'sevctl' && layout !== 'aleph') throw new UsageError(`--layout must be sevctl or aleph, got '${layout}'`);
+  const toStdout = [headerFile, payloadFile].filter((f) => f === '-').length;
+  if (toStdout > 1 || (toStdout && o.json)) throw new UsageError("only one of HEADER_FILE, PAYLOAD_FILE and --json can be stdout ('-')");
+  // With a file on stdout, the notes go to stderr so the bytes stay clean.
+  const note = (l: string) => (o.json ? undefined : (toStdout ? process.stderr : process.stdout).write(`${l}\n`));
   await wiping(async (own) => {
     const tek = own(readPathOrBase64(o.tek, '--tek', 16));
     const tik = own(readPathOrBase64(o.tik, '--tik', 16));
@@ -468,9 +475,10 @@ async function secretBuildCmd(headerFile: string, payloadFile: string, o: Secret
     if (o.firmware) maxSize = L.requireSecretArea(L.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware), o.firmware).size;
     const s = L.buildSecret({ tek, tik, measurement: blob, entries, layout, ...(iv ? { iv } : {}), ...(maxSize !== undefined ? { maxSize } : {}) });
     await writeOutputFile(headerFile, s.header);
-    process.stdout.write(`Wrote header to: ${headerFile}\n`);
+    note(`Wrote header to: ${headerFile}`);
     await writeOutputFile(payloadFile, s.payload);
-    process.stdout.write(`Wrote payload to: ${payloadFile}\n`);
+    note(`Wrote payload to: ${payloadFile}`);
+    if (o.json) printJson({ header: headerFile, payload: payloadFile, packet_header: s.header.toString('base64'), secret: s.payload.toString('base64'), layout });
   });
 }
 
@@ -553,6 +561,7 @@ export function register(program: Command): void {
     .option('--ca <FILE>', 'CA chain (ASK‖ARK) to verify a SEV chain against instead of the built-in AMD roots')
     .option('--no-verify', 'create the session even if the certificate chain does not verify')
     .option('--sevctl-policy-mac', 'MAC the policy the way sevctl 0.6 does (truncated above 0x3f; for byte-compatibility tests only)')
+    .option('--json', 'print the files written and the policy as JSON')
     .addHelpText('after', '\nThe policy MAC covers the real 32-bit little-endian policy, as the firmware computes it.\nsevctl 0.6 truncates policy bits above 0x3f in the MAC, so its sessions fail LAUNCH_START for such policies.')
     .action(action(sessionCmd));
 
@@ -605,8 +614,9 @@ export function register(program: Command): void {
     .option('--secret <GUID:FILE>', 'secret to inject; GUID may be disk-password or luks-key (repeatable)', collect, [])
     .addOption(new Option('--layout <layout>', 'secret table layout').choices(['sevctl', 'aleph']).default('sevctl'))
     .option('--firmware <path>', 'check the payload fits the OVMF secret area')
-    .argument('<HEADER_FILE>', 'Path to output secret header file')
-    .argument('<PAYLOAD_FILE>', 'Path to output secret payload file')
+    .option('--json', 'print the files written and the packet (base64) as JSON')
+    .argument('<HEADER_FILE>', "Path to output secret header file ('-': stdout)")
+    .argument('<PAYLOAD_FILE>', "Path to output secret payload file ('-': stdout)")
     .action(action(secretBuildCmd));
   s.command('inspect')
     .description('Check a packet\'s MAC and list the secret table entries (GUIDs and sizes only)')

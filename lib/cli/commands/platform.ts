@@ -18,6 +18,7 @@
  */
 import type { Command } from 'commander';
 import { action, printJson, writeOutputFile } from '../run.js';
+import { UsageError } from '../../errors.js';
 
 interface DeviceOpts {
   device?: string;
@@ -89,6 +90,7 @@ async function exportChain(dest: string, o: ExportOpts): Promise<void> {
     bytes = certs.encodeSevChain(r.sev);
     info = { cekSource: r.cekSource };
   }
+  if (dest === '-' && o.json) throw new UsageError("DEST '-' and --json both write to stdout: give one");
   await writeOutputFile(dest, bytes, { what: 'the certificate chain' });
   if (o.json) printJson({ path: dest, bytes: bytes.length, full: Boolean(o.full), device: p.device, ...info });
 }
@@ -115,7 +117,7 @@ export function register(program: Command): void {
   program
     .command('export')
     .description('Export the SEV certificate chain (PDH‖PEK‖OCA‖CEK), or with --full the entire chain (+ ASK‖ARK)')
-    .argument('<destination>', 'certificate chain output file path')
+    .argument('<destination>', "certificate chain output file path ('-': stdout)")
     .option('-f, --full', 'export the entire certificate chain (SEV + CA chain)')
     .option('--offline', 'never contact AMD KDS for the CEK (use the KDS cache only)')
     .option('--json', 'print a JSON summary of what was written')
