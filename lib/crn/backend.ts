@@ -70,4 +70,6 @@ export interface VmLauncher {
   launch(spec: LaunchSpec): Promise<CrnVm>;
   /** Whether VMs are real QEMU processes (for /status/config and the demo). */
   readonly kind?: string;
+  /** The -cpu model VMs get, published so SEV-ES owners can predict the VMSAs (undefined: the host's default). */
+  readonly cpu?: string;
 }

@@ -10,11 +10,13 @@ import type { ConfidentialVm, Supervisor } from '../vm/index.js';
 /** Launches each VM as a QEMU process (real QEMU, or the simulator's wrapper on PATH). */
 export class SupervisorLauncher implements VmLauncher {
   readonly kind: string;
+  readonly cpu?: string;
   constructor(
     readonly supervisor: Supervisor,
     readonly opts: { kind?: string; cpu?: string; accel?: 'kvm' | 'tcg'; diskFormat?: string } = {},
   ) {
     this.kind = opts.kind ?? 'qemu';
+    if (opts.cpu) this.cpu = opts.cpu;
   }
 
   async launch(spec: LaunchSpec): Promise<CrnVm> {

@@ -106,6 +106,12 @@ export interface CrnVmSummary {
   owner: string;
   state: CrnVmState;
   policy: number;
+  /**
+   * The vCPU count and -cpu model the VM is launched with, published so an SEV-ES owner can predict the
+   * VMSAs (an input only: the measurement still decides). cpu is absent when QEMU's default applies.
+   */
+  vcpus?: number;
+  cpu?: string;
   reason?: string;
 }
 
@@ -186,7 +192,7 @@ export class CrnService {
       generation: 0,
     };
     this.#vms.set(spec.ref, rec);
-    return { ref: rec.ref, owner: rec.owner, state: rec.state, policy: rec.policy };
+    return { ref: rec.ref, owner: rec.owner, state: rec.state, policy: rec.policy, vcpus: rec.vcpus, ...(this.#o.launcher.cpu ? { cpu: this.#o.launcher.cpu } : {}) };
   }
 
   /** Stops every VM and refuses new work. Safe to call twice. */

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { action, parseIntArg } from '../run.js';
+import { action, parseIntArg, warnIfTestRoot } from '../run.js';
 import { UsageError, InputError } from '../../errors.js';
 import type { CrnServiceOptions } from '../../crn/service.js';
 
@@ -42,10 +42,18 @@ export function register(program: Command): void {
     .option('--generation <G>', 'use the built-in AMD roots of this generation (naples, rome, milan, genoa, turin)')
     .option('--wallet-key <FILE>', 'owner wallet key: Ethereum private key (hex) or Solana keypair (JSON array); default SEVKIT_WALLET_KEY_FILE')
     .option('--domain <NAME>', 'domain to sign operations for (default: the URL host)')
-    .option('--vcpus <N>', 'SEV-ES: number of vCPUs of the VM', (v) => parseIntArg(v, '--vcpus'))
+    .option('--vcpus <N>', 'SEV-ES: number of vCPUs of the VM (sevkit allocate prints what the CRN launches with)', (v) => parseIntArg(v, '--vcpus'))
     .option('--vcpu-type <TYPE>', 'SEV-ES: QEMU CPU model of the VM (e.g. EPYC-v4)')
     .option('--vcpu-sig <SIG>', 'SEV-ES: CPUID(1).EAX signature of the VM vCPUs (for -cpu host)', (v) => parseIntArg(v, '--vcpu-sig'))
+    .option('--vcpu-family <N>', 'SEV-ES: vCPU family (with --vcpu-model and --vcpu-stepping, instead of --vcpu-sig)', (v) => parseIntArg(v, '--vcpu-family'))
+    .option('--vcpu-model <N>', 'SEV-ES: vCPU model', (v) => parseIntArg(v, '--vcpu-model'))
+    .option('--vcpu-stepping <N>', 'SEV-ES: vCPU stepping', (v) => parseIntArg(v, '--vcpu-stepping'))
+    .option('--sev-features <N>', 'SEV-ES: the VMSA SEV_FEATURES (0x20 where KVM enables DebugSwap in legacy VMSAs)', (v) => parseIntArg(v, '--sev-features'))
+    .option('--secret-gpa <ADDR>', 'the firmware receives the secret at this guest address (for a firmware whose footer table declares no launch-secret area; the CRN must inject there)', (v) => parseIntArg(v, '--secret-gpa'))
+    .option('--secret-size <BYTES>', 'with --secret-gpa: the size of that area', (v) => parseIntArg(v, '--secret-size'), 4096)
     .option('--timeout <SECONDS>', 'how long to wait for the measurement', (v) => parseIntArg(v, '--timeout'), 120)
+    .option('--request-timeout <SECONDS>', 'deadline of each request, connect to the last byte (initialize gets 150 s: aleph holds it while the VM starts)', (v) => parseIntArg(v, '--request-timeout'), 30)
+    .option('--deadline <SECONDS>', 'deadline of the whole launch (default: --timeout + 300)', (v) => parseIntArg(v, '--deadline'))
     .option('--json', 'print the result as JSON')
     .action(action(launchCmd));
 
@@ -204,22 +212,70 @@ interface LaunchOpts {
   vcpus?: number;
   vcpuType?: string;
   vcpuSig?: number;
+  vcpuFamily?: number;
+  vcpuModel?: number;
+  vcpuStepping?: number;
+  sevFeatures?: number;
+  secretGpa?: number;
+  secretSize: number;
   timeout: number;
+  requestTimeout: number;
+  deadline?: number;
   json?: boolean;
+}
+
+/** What Ctrl-C leaves behind on the CRN, by the step the launch was in. */
+function stateLeft(step: string | undefined): string {
+  switch (step) {
+    case undefined:
+    case 'firmware':
+    case 'certificates':
+    case 'chain':
+    case 'session':
+      return 'allocated and untouched (nothing was uploaded); a later launch can use it';
+    case 'initialize':
+      return 'possibly starting (initialize was sent, its answer not received)';
+    case 'measurement':
+    case 'verify':
+    case 'secret':
+      return 'started and paused, waiting for a secret that was NOT sent (the CRN must stop it before it can be launched again)';
+    default:
+      return 'with the secret sent: it may be running (check the CRN)';
+  }
+}
+
+/** SEV-ES vCPU inputs from the flags (one of type, signature, or family/model/stepping). */
+async function esFrom(o: LaunchOpts): Promise<import('../../launch/index.js').EsVmsaSpec | undefined> {
+  const fms = [o.vcpuFamily, o.vcpuModel, o.vcpuStepping];
+  const fmsGiven = fms.filter((x) => x !== undefined).length;
+  if (fmsGiven !== 0 && fmsGiven !== 3) throw new UsageError('--vcpu-family, --vcpu-model and --vcpu-stepping go together');
+  const kinds = [o.vcpuType !== undefined, o.vcpuSig !== undefined, fmsGiven === 3].filter(Boolean).length;
+  if (kinds > 1) throw new UsageError('give one of --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping');
+  if (o.policy & 0x4 && (o.vcpus === undefined || kinds === 0)) {
+    throw new UsageError('SEV-ES (policy bit 0x4) needs --vcpus and one of --vcpu-type, --vcpu-sig or --vcpu-family/model/stepping to predict the VMSA measurement (sevkit allocate prints what the CRN launches with)');
+  }
+  if (o.vcpus === undefined || kinds === 0) return undefined;
+  let sig = o.vcpuSig;
+  if (fmsGiven === 3) {
+    const { cpuSignature } = await import('../../launch/cpus.js');
+    sig = cpuSignature(o.vcpuFamily!, o.vcpuModel!, o.vcpuStepping!);
+  }
+  return { numCpus: o.vcpus, ...(o.vcpuType ? { vcpuType: o.vcpuType } : { vcpuSig: sig! }), ...(o.sevFeatures !== undefined ? { sevFeatures: o.sevFeatures } : {}) };
 }
 
 async function launchCmd(o: LaunchOpts): Promise<number> {
   const fs = await import('node:fs');
+  if (!/^[0-9a-f]{64}$/.test(o.vm)) throw new UsageError(`--vm must be 64 lower-case hex digits (the instance item hash), got '${o.vm.slice(0, 80)}'`);
   if (o.ca && o.generation) throw new UsageError('give either --ca or --generation, not both');
-  if (o.vcpuType && o.vcpuSig !== undefined) throw new UsageError('give either --vcpu-type or --vcpu-sig, not both');
-  const cpuGiven = o.vcpuType !== undefined || o.vcpuSig !== undefined;
-  if (o.policy & 0x4 && (o.vcpus === undefined || !cpuGiven)) throw new UsageError('SEV-ES (policy bit 0x4) needs --vcpus and --vcpu-type or --vcpu-sig to predict the VMSA measurement');
-  const es = o.vcpus !== undefined && cpuGiven ? { numCpus: o.vcpus, ...(o.vcpuType ? { vcpuType: o.vcpuType } : { vcpuSig: o.vcpuSig! }) } : undefined;
+  if (o.timeout < 1 || o.requestTimeout < 1 || (o.deadline !== undefined && o.deadline < 1)) throw new UsageError('--timeout, --request-timeout and --deadline must be at least 1 second');
+  if (o.secretGpa === undefined && o.secretSize !== 4096) throw new UsageError('--secret-size goes with --secret-gpa');
+  const es = await esFrom(o);
   const keyFile = o.walletKey ?? process.env.SEVKIT_WALLET_KEY_FILE;
-  if (!keyFile) throw new UsageError('a wallet key is needed to act on the VM: --wallet-key FILE (or SEVKIT_WALLET_KEY_FILE)');
+  if (!keyFile) throw new UsageError('a wallet key is needed to act on the VM: --wallet-key FILE (or SEVKIT_WALLET_KEY_FILE); `sevkit wallet new FILE` creates one');
   const { parseWalletKey } = await import('../../crn/wallet.js');
   const { CrnClient } = await import('../../owner/client.js');
   const { launchOnCrn } = await import('../../owner/launch.js');
+  const { formatSeconds } = await import('../../http-request.js');
   const read = (f: string, what: string): Buffer => {
     try {
       return fs.readFileSync(f);
@@ -232,13 +288,18 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
   keyText.fill(0);
   const firmware = read(o.firmware, 'firmware');
   let ca: Buffer | undefined;
-  if (o.ca) ca = read(o.ca, 'CA chain');
+  if (o.ca) {
+    ca = read(o.ca, 'CA chain');
+    const { decodeCaChain } = await import('../../certs/index.js');
+    warnIfTestRoot(decodeCaChain(ca, o.ca), `--ca ${o.ca}`);
+  }
   let generation;
   if (o.generation) {
     const { parseGeneration } = await import('../../certs/index.js');
     generation = parseGeneration(o.generation);
   }
-  const client = new CrnClient({ url: o.crn, wallet, ...(o.domain ? { domain: o.domain } : {}) });
+  const abort = new AbortController();
+  const client = new CrnClient({ url: o.crn, wallet, timeoutMs: o.requestTimeout * 1000, signal: abort.signal, ...(o.domain ? { domain: o.domain } : {}) });
   // Every refusal that needs no secret comes before it is read, so nothing below leaves it in memory.
   const secretRaw = read(o.secretFile, 'secret file');
   let end = secretRaw.length;
@@ -247,8 +308,27 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
   const secret = Buffer.from(secretRaw.subarray(0, end));
   secretRaw.fill(0);
   if (secret.length === 0) throw new InputError(`secret file ${o.secretFile} is empty`);
-  const out = (s: string) => process.stderr.write(`${s}\n`);
+  const tty = Boolean(process.stderr.isTTY);
+  let live = false;
+  const clearLive = () => {
+    if (live) process.stderr.write('\r\x1b[K');
+    live = false;
+  };
+  const out = (s: string) => {
+    clearLive();
+    process.stderr.write(`${s}\n`);
+  };
   out(`owner ${wallet.address} (${wallet.chain}) → ${client.url} (domain ${client.domain}), VM ${o.vm}`);
+  let current: string | undefined;
+  let lastLine = 0;
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) return;
+    interrupted = true;
+    out(`sevkit: interrupted during step '${current ?? 'firmware'}': VM ${o.vm} on ${client.url} is left ${stateLeft(current)}`);
+    abort.abort(new Error('interrupted (SIGINT)'));
+  };
+  process.on('SIGINT', onSigint);
   try {
     const res = await launchOnCrn({
       client,
@@ -259,16 +339,55 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
       ...(ca ? { ca } : {}),
       ...(generation ? { generation } : {}),
       ...(es ? { es } : {}),
+      ...(o.secretGpa !== undefined ? { secretArea: { gpa: o.secretGpa, size: o.secretSize } } : {}),
       measurementTimeoutMs: o.timeout * 1000,
-      onProgress: (p) => out(formatProgress(p)),
+      ...(o.deadline !== undefined ? { deadlineMs: o.deadline * 1000 } : {}),
+      signal: abort.signal,
+      onProgress: (p) => {
+        out(formatProgress(p));
+        current = LAUNCH_STEP_AFTER[p.step];
+      },
+      onWait: (w) => {
+        current = w.step;
+        const line = `[${w.step}] waiting ${formatSeconds(Math.floor(w.elapsedMs / 1000) * 1000)} for ${w.waitingFor} from ${client.url}`;
+        if (tty) {
+          // One live line, rewritten in place; cleared before the next ordinary line.
+          process.stderr.write(`\r\x1b[K${line}`);
+          live = true;
+        } else if (w.elapsedMs - lastLine >= 5000 || lastLine > w.elapsedMs) {
+          lastLine = w.elapsedMs;
+          process.stderr.write(`${line}\n`);
+        }
+      },
     });
+    clearLive();
     if (o.json) process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
     else process.stdout.write(`VM ${res.ref} is running (secret delivered; total ${sumMs(res.timings).toFixed(0)} ms)\n`);
     return 0;
+  } catch (e) {
+    clearLive();
+    // The interruption was said already, with what it leaves behind.
+    if (interrupted) return 130;
+    throw e;
   } finally {
+    process.off('SIGINT', onSigint);
+    abort.abort();
     secret.fill(0);
   }
 }
+
+/** The step that starts once the named one finished (for what Ctrl-C leaves behind). */
+const LAUNCH_STEP_AFTER: Record<string, string> = {
+  firmware: 'certificates',
+  certificates: 'chain',
+  chain: 'session',
+  session: 'initialize',
+  initialize: 'measurement',
+  measurement: 'verify',
+  verify: 'secret',
+  secret: 'inject',
+  inject: 'done',
+};
 
 export function formatProgress(p: { step: string; index: number; total: number; ms: number; detail: string }): string {
   return `[${p.index}/${p.total}] ${p.step.padEnd(12)} ${p.ms.toFixed(1).padStart(8)} ms  ${p.detail}`;
