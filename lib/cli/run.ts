@@ -98,17 +98,3 @@ export function warnIfTestRoot(ca: { ask: { keyId: Uint8Array }; ark: { keyId: U
   if (test) process.stderr.write(`${programName}: warning: the trust anchor (${source}) is a TEST root (the simulator's, key id SIMTEST-…), not AMD's: a chain verified against it proves nothing about real hardware\n`);
   return test;
 }
-
-/** `-` names stdout (for a file a command writes) or stdin (for one it reads). */
-export const STDIO = '-';
-
-/** Reads a whole input file, or stdin for `-`; errors name the file and what it was meant to hold. */
-export async function readInputFile(file: string, what: string): Promise<Buffer> {
-  const fs = await import('node:fs');
-  try {
-    return file === STDIO ? fs.readFileSync(0) : fs.readFileSync(file);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new InputError(`${file === STDIO ? 'stdin' : file}: cannot read ${what}: ${err.code ?? err.message}`);
-  }
-}

@@ -3,7 +3,8 @@
  * tests never depend on a stale dist/ build.
  */
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -25,8 +26,11 @@ export interface CliOptions {
   timeoutMs?: number;
 }
 
+/** tsx by its file URL, so a CLI run from another directory (opts.cwd) still finds it. */
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
 export function cliEntry(name: 'sevkit' | 'sev-status' = 'sevkit'): string[] {
-  return ['--import', 'tsx', path.join(ROOT, 'lib/cli', `${name}.ts`)];
+  return ['--import', TSX, path.join(ROOT, 'lib/cli', `${name}.ts`)];
 }
 
 export function runCli(args: string[], opts: CliOptions = {}, name: 'sevkit' | 'sev-status' = 'sevkit'): Promise<CliResult> {

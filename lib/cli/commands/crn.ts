@@ -278,7 +278,7 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
   const { formatSeconds } = await import('../../http-request.js');
   const read = (f: string, what: string): Buffer => {
     try {
-      return fs.readFileSync(f);
+      return fs.readFileSync(f === '-' ? 0 : f); // `-`: stdin (e.g. --secret-file - from a password manager)
     } catch (e) {
       throw new InputError(`${what} ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }

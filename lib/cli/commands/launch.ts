@@ -5,7 +5,7 @@
  * which is imported lazily inside each action.
  */
 import { Command, Option } from 'commander';
-import { action, parseIntArg, printJson, writeOutputFile, EXIT_FAIL, EXIT_OK } from '../run.js';
+import { action, parseIntArg, printJson, warnIfTestRoot, writeOutputFile, EXIT_FAIL, EXIT_OK } from '../run.js';
 
 type Launch = typeof import('../../launch/index.js');
 const launchLib = (): Promise<Launch> => import('../../launch/index.js');
@@ -121,6 +121,7 @@ async function verifySessionChain(raw: Buffer, file: string, caFile: string | un
     throw new L.SessionError('ERR_CHAIN_UNTRUSTED', `${file}: the chain's ASK/ARK are not the trusted roots (${source}); refusing (use --ca to name the CA chain to trust, or --no-verify)`, 'INVALID_CERTIFICATE');
   }
   const r = certs.verifyChain({ sev, ...(anchor ? { ca: anchor } : {}) });
+  warnIfTestRoot(anchor, source);
   if (!r.ok) {
     const f = r.failed[0]!;
     throw new L.SessionError('ERR_CHAIN_INVALID', `${file}: certificate chain is not valid: ${f.signer} → ${f.subject}: ${f.reason ?? 'signature does not verify'} (use --no-verify to proceed anyway)`, 'INVALID_CERTIFICATE');
