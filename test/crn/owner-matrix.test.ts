@@ -204,6 +204,21 @@ describe('aleph CRN behaviour the owner must tolerate or stop at', () => {
     };
     await expectRefused(crn, opts(crn, await allocate(crn), { measurementTimeoutMs: 300 }), 'measurement', /no measurement within 300 ms/);
   });
+
+  it('the whole launch has a deadline: a CRN that holds every measurement request ends it there, naming the step and the CRN', async () => {
+    const crn = await startCrn(makePlatform(ca));
+    const waits: string[] = [];
+    crn.intercept = (req) => req.url?.split('?')[0]!.endsWith('/measurement') === true; // held, never answered
+    await expectRefused(
+      crn,
+      opts(crn, await allocate(crn), { measurementTimeoutMs: 600_000, deadlineMs: 2500, onWait: (w) => waits.push(`${w.step}: ${w.waitingFor}`) }),
+      'measurement',
+      new RegExp(`the launch did not finish within its deadline of 2.5 s \\(still waiting for the launch measurement \\(VM starting\\) from ${crn.url.replace(/\./g, '\\.')}\\)`),
+    );
+    // The long-poll asked the CRN to hold the request, and the owner saw what it waited for.
+    expect(crn.requests.find((l) => l.includes('/measurement'))).toMatch(/\/measurement\?wait=\d+$/);
+    expect(waits).toContain('measurement: the launch measurement (VM starting)');
+  });
 });
 
 describe('malicious host matrix', () => {
