@@ -63,5 +63,6 @@ describe('the CLIs return with SEVKIT_DEVICE pointing at a FIFO', () => {
     const r = await runCli(['--json', '--device', fifo], { env: { SEVKIT_DEVICE: fifo }, timeoutMs: 30_000 }, 'sev-status');
     expect(r.signal).toBeNull();
     expect(r.stdout).toContain('not a character device (a FIFO)');
+    expect(r.stdout).toContain('does not name a device node');
   });
 });
