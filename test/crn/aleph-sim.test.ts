@@ -203,3 +203,27 @@ describe.skipIf(Boolean(simReason))("aleph's client and scheduler against `crn s
     expect([wrong.status, wrong.headers.allow]).toEqual([405, 'POST']);
   });
 });
+
+describe('crn serve: the aleph flags refuse what they cannot serve, in one line', { timeout: 120_000 }, () => {
+  it('usage errors exit 2, bad input exits 1', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-aleph-flags-'));
+    try {
+      const base = ['crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'x', '--run-dir', path.join(dir, 'run'), '--no-confidential'];
+      const cases: [string[], NodeJS.ProcessEnv, number, RegExp][] = [
+        [['--delegation'], {}, 2, /^sevkit: --data-cache, --node-hash and --delegation need --api-server$/],
+        [['--api-server', 'ftp://api.example', '--data-cache', dir], {}, 2, /^sevkit: --api-server must be an http\(s\) URL, got 'ftp:\/\/api.example'$/],
+        [['--api-server', 'http://api.example'], {}, 2, /^sevkit: --api-server needs --data-cache DIR/],
+        [['--api-server', 'http://api.example', '--data-cache', path.join(dir, 'absent')], {}, 1, /^sevkit: --data-cache .*absent: not a directory$/],
+        [['--api-server', 'http://api.example', '--data-cache', dir], { SEVKIT_ALLOCATION_TOKEN_HASH: 'zz' }, 1, /^sevkit: SEVKIT_ALLOCATION_TOKEN_HASH must be a sha256 in hex \(64 digits\)$/],
+      ];
+      for (const [extra, env, code, why] of cases) {
+        const r = await runCli([...base, ...extra], { env });
+        expect(r.code, `${extra.join(' ')}: ${r.stderr}`).toBe(code);
+        expect(r.stderr.trim().split('\n')).toHaveLength(1);
+        expect(r.stderr.trim()).toMatch(why);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
