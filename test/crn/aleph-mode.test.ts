@@ -322,19 +322,24 @@ describe("aleph's users' bugs, as cases the CRN passes", () => {
     expect((await aleph.client().injectSecret(ref, p.h, p.s)).status).toBe(200);
   });
 
-  it('#668: after a wrong password the guest stops; initialize again starts a new launch (200), in both modes', async () => {
+  it('#668 / aleph-client #256: after a wrong password the guest stops; initialize again, with the kept session files, is a new launch (200), in both modes', async () => {
     for (const crn of [sevkit, aleph]) {
-      const ref = await awaiting(crn);
+      const ref = await crn.notify(newRef());
+      const kept = { s: session(), g: godh() };
+      expect((await crn.client().initialize(ref, kept.s, kept.g)).status).toBe(200);
+      await until(() => crn.srv.service.state(ref) === 'awaiting-secret');
       const p = packet();
       expect((await crn.client().injectSecret(ref, p.h, p.s)).status).toBe(200);
       const first = crn.launcher.vms.at(-1)!;
       // GRUB could not unlock the disk: with --no-reboot QEMU exits.
       first.exit('guest powered off');
       await until(() => crn.srv.service.state(ref) === 'stopped');
-      const r = await crn.client().initialize(ref, session(), godh());
+      const r = await crn.client().initialize(ref, kept.s, kept.g);
       expect([r.status, r.text]).toEqual([200, `Started VM with ref ${ref}`]);
       await until(() => crn.srv.service.state(ref) === 'awaiting-secret');
-      expect(crn.launcher.vms.at(-1)).not.toBe(first);
+      const second = crn.launcher.vms.at(-1)!;
+      expect(second).not.toBe(first);
+      expect([fs.readFileSync(second.spec.sessionFile, 'latin1'), fs.readFileSync(second.spec.godhFile, 'latin1')]).toEqual([kept.s, kept.g]);
       expect((await crn.client().injectSecret(ref, p.h, p.s)).status).toBe(200);
     }
   });
