@@ -424,7 +424,67 @@ describe("aleph's allocation endpoints", () => {
   });
 });
 
+describe("aleph's API server: missing, unreachable, slow", () => {
+  it('notify for a hash the network does not have is 404; an unreachable API server is 503 naming the failure', async () => {
+    const ref = newRef();
+    const r = await post(aleph.url, '/control/allocation/notify', { instance: ref });
+    expect([r.status, r.text]).toEqual([404, `{"error": "No message found for hash ${ref}"}`]);
+    const dead = await startCrnServer({
+      host: '127.0.0.1',
+      port: 0,
+      domain: 'crn.test',
+      certs: new FakeCerts(),
+      launcher: new FakeLauncher(),
+      runDir: fs.mkdtempSync(path.join(tmp, 'run-')),
+      extensions: [new AlephAllocations({ fetchMessage: httpMessageFetcher('http://127.0.0.1:1'), resolveFirmware: () => undefined })],
+    });
+    try {
+      const d = await post(dead.url, '/control/allocation/notify', { instance: ref });
+      expect(d.status).toBe(503);
+      const body = JSON.parse(d.text);
+      expect(body).toMatchObject({ success: false, failing: [ref] });
+      expect(body.errors[ref]).toMatch(/^AlephApiError\('aleph message: cannot reach http:\/\/127\.0\.0\.1:1\//);
+    } finally {
+      await dead.close();
+    }
+  });
+
+  it('an owner request waits for a registration in progress only up to pendingWaitMs, then 404', async () => {
+    const crn = await startCrn('sevkit', { pendingWaitMs: 300 });
+    const ref = newRef();
+    api.messages.set(ref, instanceMessage({ ref, owner: owner.address, firmware: FW_HASH, nodeHash: NODE }));
+    let release!: () => void;
+    api.hold = new Promise((r) => (release = r));
+    try {
+      const asked = api.requests.length;
+      const notify = post(crn.url, '/control/allocation/notify', { instance: ref });
+      await until(() => api.requests.slice(asked).some((q) => q.includes(ref)));
+      const m = await crn.client().measurement(ref);
+      expect([m.status, m.text]).toEqual([404, `{"error":"No virtual machine with ref ${ref}"}`]);
+      release();
+      expect((await notify).status).toBe(200);
+    } finally {
+      release();
+      api.hold = undefined;
+    }
+  });
+});
+
 describe('authorisation hook', () => {
+  it('a failing aggregate fetch refuses the delegate, never the owner; an owner without aggregate delegates nobody', async () => {
+    const delegate = ethAccount();
+    const failing = await startCrn('aleph', {
+      authorize: alephSecurityAggregateAuthorizer({ fetchAggregate: httpAggregateFetcher('http://127.0.0.1:1'), onError: () => undefined }),
+    });
+    const ref = await failing.notify(newRef());
+    expect((await failing.client(delegate).initialize(ref, session(), godh())).text).toBe('Unauthorized sender');
+    expect((await failing.client(owner).initialize(ref, session(), godh())).status).toBe(200);
+    const hooked = await startCrn('aleph', { authorize: alephSecurityAggregateAuthorizer({ fetchAggregate: httpAggregateFetcher(api.url) }) });
+    const lonely = ethAccount();
+    const ref2 = await hooked.notify(newRef(), lonely);
+    expect((await hooked.client(delegate).initialize(ref2, session(), godh())).text).toBe('Unauthorized sender');
+  });
+
   it("aleph's security aggregate: a delegated wallet is authorised, others get 403; without the hook only the exact owner", async () => {
     const delegateSol = solAccount();
     const delegateEth = ethAccount();
@@ -455,6 +515,12 @@ describe('authorisation hook', () => {
     const mine = await hooked.notify(newRef());
     expect((await hooked.client(owner).initialize(mine, session(), godh())).status).toBe(200);
     expect(api.requests.slice(asked).filter((q) => q.includes('aggregates'))).toEqual([]);
+
+    // Aggregates are cached (aleph's 120 s): another request of the same delegate asks nothing.
+    const again = api.requests.length;
+    const ref2 = await hooked.notify(newRef());
+    expect((await hooked.client(delegateSol).initialize(ref2, session(), godh())).status).toBe(200);
+    expect(api.requests.slice(again).filter((q) => q.includes('aggregates'))).toEqual([]);
 
     // Default rule (no hook): the same delegate is refused.
     const ref = await aleph.notify(newRef());

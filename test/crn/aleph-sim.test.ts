@@ -213,6 +213,7 @@ describe('crn serve: the aleph flags refuse what they cannot serve, in one line'
         [['--delegation'], {}, 2, /^sevkit: --data-cache, --node-hash and --delegation need --api-server$/],
         [['--api-server', 'ftp://api.example', '--data-cache', dir], {}, 2, /^sevkit: --api-server must be an http\(s\) URL, got 'ftp:\/\/api.example'$/],
         [['--api-server', 'http://api.example'], {}, 2, /^sevkit: --api-server needs --data-cache DIR/],
+        [['--api-server', 'http://api.example', '--data-cache', dir, '--node-hash', 'XYZ'], {}, 2, /^sevkit: --node-hash must be 64 lower-case hex digits \(an aleph node hash\), got 'XYZ'$/],
         [['--api-server', 'http://api.example', '--data-cache', path.join(dir, 'absent')], {}, 1, /^sevkit: --data-cache .*absent: not a directory$/],
         [['--api-server', 'http://api.example', '--data-cache', dir], { SEVKIT_ALLOCATION_TOKEN_HASH: 'zz' }, 1, /^sevkit: SEVKIT_ALLOCATION_TOKEN_HASH must be a sha256 in hex \(64 digits\)$/],
       ];
