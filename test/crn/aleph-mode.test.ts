@@ -225,6 +225,18 @@ describe('each case in both modes, byte for byte', () => {
     }
   });
 
+  it('inject_secret before initialize: aleph 500 QMP socket missing (it has no state check), sevkit 409', async () => {
+    for (const [crn, status, body] of [
+      [aleph, 500, '{"error": "VM is not running (QMP socket missing)", "error_type": "<class \'RuntimeError\'>"}'],
+      [sevkit, 409, null],
+    ] as const) {
+      const ref = await crn.notify(newRef());
+      const p = packet();
+      const r = await crn.client().injectSecret(ref, p.h, p.s);
+      expect([r.status, r.text]).toEqual([status, body ?? `{"error":"VM ${ref} is allocated, not awaiting a secret"}`]);
+    }
+  });
+
   it('wrong method: aleph 404 "404: Not Found", sevkit 405 with Allow', async () => {
     const ref = await aleph.notify(newRef());
     const p = AlephStyleClient.path(ref, 'initialize');
