@@ -3,10 +3,10 @@
  * launched instead. Kept apart from measurement.ts (the formulas) so that the formulas, which the simulator's
  * firmware model also uses, do not load the diagnosis search and the two do not import each other.
  */
-import { decodeBase64, expectLength } from './bytes.js';
-import { HostValueError, LaunchInputError } from './errors.js';
+import { expectLength } from './bytes.js';
+import { LaunchInputError } from './errors.js';
 import { safeEqual } from './kdf.js';
-import { computeLaunchDigest, computeMeasure, MEASUREMENT_BLOB_SIZE, parseMeasurementBlob, type HostSevInfo, type LaunchDigestInput } from './measurement.js';
+import { checkHostReport, computeLaunchDigest, computeMeasure, parseMeasurementBlob, type HostSevInfo, type LaunchDigestInput } from './measurement.js';
 import { diagnoseMeasurement, type DiagnoseSpace, type MeasurementDiagnosis } from './diagnose.js';
 import { Policy, type PolicyLike } from './policy.js';
 
@@ -72,41 +72,6 @@ export function verifyMeasurement(v: VerifyMeasurementInput): MeasurementVerdict
     return { match: false, reason: 'measurement-mismatch', digest, mnonce, expectedMeasure, diagnosis, message: `${message}: ${diagnosis.summary}` };
   }
   return { match: true, digest, mnonce, expectedMeasure };
-}
-
-/**
- * Refuses host-reported values that cannot be true, before anything is done with them: the MAC covers one
- * byte each of API major, minor and build, so a value that does not fit its byte (or is not an integer)
- * was never the firmware's, and masking it would let a host show "API 1.311" or pass a minimum-version
- * check by adding 256. The policy is 32 bits; the measurement exactly 48 bytes of strict base64 (no
- * whitespace, padding required) when given as text. Throws HostValueError.
- */
-export function checkHostReport(info: HostSevInfo, measurement?: Uint8Array | string): void {
-  const impossible = (what: string): never => {
-    throw new HostValueError(`the host reported an impossible value: ${what}`);
-  };
-  const show = (x: unknown): string => (typeof x === 'number' ? String(x) : JSON.stringify(x)?.slice(0, 40) ?? String(x));
-  const byte = (name: string, x: unknown): void => {
-    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 255) impossible(`${name} ${show(x)} (the firmware reports it in one byte, 0..255)`);
-  };
-  byte('API major', info.apiMajor);
-  byte('API minor', info.apiMinor);
-  byte('build', info.buildId);
-  const p = info.policy as unknown;
-  if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p > 0xffffffff) impossible(`policy ${show(p)} (a guest policy is a 32-bit unsigned integer)`);
-  if (measurement === undefined) return;
-  if (typeof measurement === 'string') {
-    if (/\s/.test(measurement)) impossible('launch measurement contains whitespace (expected strict base64)');
-    let raw: Buffer;
-    try {
-      raw = decodeBase64(measurement, 'launch measurement');
-    } catch {
-      return impossible('launch measurement is not strict base64');
-    }
-    if (raw.length !== MEASUREMENT_BLOB_SIZE) impossible(`launch measurement of ${raw.length} bytes (it is ${MEASUREMENT_BLOB_SIZE}: a 32-byte MAC and a 16-byte nonce)`);
-  } else if (measurement.length !== MEASUREMENT_BLOB_SIZE) {
-    impossible(`launch measurement of ${measurement.length} bytes (it is ${MEASUREMENT_BLOB_SIZE}: a 32-byte MAC and a 16-byte nonce)`);
-  }
 }
 
 /** The diagnosis for a refused verifyMeasurement: the owner's launch input is the expectation. */

@@ -56,3 +56,11 @@ describe('sevkit measurement verify', () => {
     expect(r.stderr.trim().split('\n')).toEqual(['sevkit: the host reported an impossible value: API minor 311 (the firmware reports it in one byte, 0..255)']);
   });
 });
+
+describe('diagnoseMeasurement refuses the same values', () => {
+  it('API minor 311 is refused before the search', async () => {
+    const { diagnoseMeasurement } = await import('../../lib/launch/index.js');
+    const blob = launchMeasure({ digest, tik, apiMajor: 1, apiMinor: 55, build: 21, policy: 1 });
+    expect(() => diagnoseMeasurement({ measurement: blob, sevInfo: { ...ok, apiMinor: 311 }, tik, firmwares: [{ name: 'fw', image: Buffer.alloc(4096) }], expected: { policy: 1, firmware: 'fw' } } as Parameters<typeof diagnoseMeasurement>[0])).toThrow(HostValueError);
+  });
+});
