@@ -169,7 +169,7 @@ export async function fetchCek(id: Uint8Array | string, opts: KdsOptions = {}): 
         err?.name === 'TimeoutError' || err?.name === 'AbortError' || err?.kind === 'timeout'
           ? `timed out after ${timeoutMs} ms`
           : `${err?.message ?? String(e)}${err?.cause?.code ? ` (${err.cause.code})` : ''}`;
-      throw new KdsError(`AMD KDS request for the CEK failed: ${why}; give the chain with --sev, or run once online to cache the CEK`, { cause: e });
+      throw new KdsError(`AMD KDS request for the CEK failed: ${why} (${originOf(url)}); give the chain with --sev, or run once online to cache the CEK`, { cause: e });
     }
     if (answer.ok) {
       const body = answer.body!;
@@ -187,6 +187,15 @@ export async function fetchCek(id: Uint8Array | string, opts: KdsOptions = {}): 
     await sleep(Math.min(parseRetryAfter(answer.retryAfter), opts.maxRetryAfterMs ?? 30_000));
   }
   throw new KdsError(`AMD KDS answered HTTP ${lastStatus} for the CEK of chip ${idHex.slice(0, 16)}…`, { status: lastStatus });
+}
+
+/** scheme://host[:port] of a URL, for messages (never its path: it holds the chip id). */
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return 'KDS';
+  }
 }
 
 function storeCekSafe(idHex: string, body: Buffer, o: { cacheDir: string | false }): void {

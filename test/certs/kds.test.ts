@@ -154,7 +154,7 @@ describe('AMD KDS transport: a deadline on every byte', () => {
     try {
       const e = await fetchCek(ID, { baseUrl: `http://127.0.0.1:${port}/cek/id/`, cacheDir: dir, timeoutMs: 2000 }).catch((x: unknown) => x);
       expect(e).toBeInstanceOf(KdsError);
-      expect((e as Error).message).toMatch(/AMD KDS request for the CEK failed: timed out after 2000 ms/);
+      expect((e as Error).message).toMatch(/AMD KDS request for the CEK failed: timed out after 2000 ms \(http:\/\/127\.0\.0\.1:\d+\)/);
     } finally {
       timers.forEach(clearInterval);
       server.closeAllConnections();
