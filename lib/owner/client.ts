@@ -86,6 +86,7 @@ export class CrnClient {
   readonly #getRetries: number;
   readonly #signal?: AbortSignal;
   readonly #tlsCa?: string | Buffer;
+  readonly #opts: CrnClientOptions;
   #auth?: AuthSession;
 
   constructor(opts: CrnClientOptions) {
@@ -105,6 +106,15 @@ export class CrnClient {
     this.#getRetries = opts.getRetries ?? 2;
     if (opts.signal) this.#signal = opts.signal;
     if (opts.tlsCa) this.#tlsCa = opts.tlsCa;
+    this.#opts = opts;
+  }
+
+  /**
+   * The same client whose requests also end when `signal` aborts (the launch's own deadline), so nothing
+   * stays in flight after the caller gave up. It shares no state; its auth session is its own.
+   */
+  withSignal(signal: AbortSignal): CrnClient {
+    return new CrnClient({ ...this.#opts, signal: this.#signal ? AbortSignal.any([this.#signal, signal]) : signal });
   }
 
   #authHeaders(method: 'GET' | 'POST', path: string): Record<string, string> {

@@ -123,6 +123,29 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
   const deadlineMs = o.deadlineMs ?? measurementTimeoutMs + 300_000;
   const launchStarted = Date.now();
   const crn = o.client.url;
+  // Requests in flight end with the launch (deadline, refusal, interruption), not at their own deadlines.
+  const ended = new AbortController();
+  const client = o.client.withSignal(ended.signal);
+  try {
+    return await launchSteps(o, client, { policy, timings, measurementTimeoutMs, deadlineMs, launchStarted, crn });
+  } finally {
+    ended.abort();
+  }
+}
+
+/** What launchOnCrn fixed before the steps run. */
+interface LaunchContext {
+  policy: Policy;
+  timings: Record<LaunchStep, number>;
+  measurementTimeoutMs: number;
+  deadlineMs: number;
+  launchStarted: number;
+  crn: string;
+}
+
+/** The steps of launchOnCrn, against the launch's own client. */
+async function launchSteps(o: OwnerLaunchOptions, client: CrnClient, ctx: LaunchContext): Promise<OwnerLaunchResult> {
+  const { policy, timings, measurementTimeoutMs, deadlineMs, launchStarted, crn } = ctx;
   const step = async <T>(name: LaunchStep, waitingFor: string | null, fn: () => Promise<{ value: T; detail: string }>): Promise<T> => {
     const t0 = performance.now();
     // Each step races the launch's overall deadline and the caller's signal, so no step can outlast them.
@@ -205,12 +228,12 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
   const chainBytes = await step('certificates', `the platform certificates`, async () => {
     let b: Buffer;
     try {
-      b = await o.client.getCertificates();
+      b = await client.getCertificates();
     } catch (e) {
       return refuse('certificates', describe(e), e);
     }
     if (b.length !== SEV_CHAIN_SIZE) refuse('certificates', `CRN served ${b.length} bytes, expected ${SEV_CHAIN_SIZE} (PDH‖PEK‖OCA‖CEK)`);
-    return { value: b, detail: `${b.length} bytes (PDH, PEK, OCA, CEK) from ${o.client.url}` };
+    return { value: b, detail: `${b.length} bytes (PDH, PEK, OCA, CEK) from ${client.url}` };
   });
 
   // 2. The chain must lead to the expected root before the PDH is used for anything.
@@ -243,7 +266,7 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
     // 4. Upload: the CRN starts the VM paused in launch-secret state.
     await step('initialize', 'the CRN to start the VM (initialize)', async () => {
       try {
-        const text = await o.client.initialize(o.ref, { session: session.sessionB64, godh: session.godhB64 });
+        const text = await client.initialize(o.ref, { session: session.sessionB64, godh: session.godhB64 });
         return { value: undefined, detail: printable(text, 120) };
       } catch (e) {
         return refuse('initialize', describe(e), e);
@@ -265,7 +288,7 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
         try {
           // Long-poll (PROTOCOL.md §1): the CRN holds the request until the VM awaits its secret.
           const w = wait > 0 ? Math.min(wait, Math.floor(left / 1000)) : 0;
-          r = await o.client.measurementOnce(o.ref, w >= 1 ? { waitSeconds: w } : {});
+          r = await client.measurementOnce(o.ref, w >= 1 ? { waitSeconds: w } : {});
         } catch (e) {
           return refuse('measurement', describe(e), e);
         }
@@ -340,7 +363,7 @@ export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchRes
     // 8. Inject; the CRN resumes the VM and reports its status.
     const status = await step('inject', 'the CRN to inject the secret and resume the VM', async () => {
       try {
-        const r = await o.client.injectSecret(o.ref, packet);
+        const r = await client.injectSecret(o.ref, packet);
         const st = r.status as { status?: string; running?: boolean } | undefined;
         if (!st || st.running !== true) throw new LaunchInjectError(`CRN reports the VM not running: ${JSON.stringify(r.status)?.slice(0, 200)}`);
         return { value: r.status, detail: `VM ${printable(String(st.status), 64)}` };

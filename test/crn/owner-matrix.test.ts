@@ -39,6 +39,8 @@ interface Crn {
   /** Answers a request itself instead of the CRN when it returns true. */
   intercept?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   close(): Promise<void>;
+  /** Client connections still open. */
+  openSockets(): number;
 }
 const open: Crn[] = [];
 
@@ -60,6 +62,12 @@ async function startCrn(platform: TestPlatform): Promise<Crn> {
       service.handler(fake, res);
     });
   });
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  crn.openSockets = () => sockets.size;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   crn.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   crn.close = async () => {
@@ -218,6 +226,10 @@ describe('aleph CRN behaviour the owner must tolerate or stop at', () => {
     // The long-poll asked the CRN to hold the request, and the owner saw what it waited for.
     expect(crn.requests.find((l) => l.includes('/measurement'))).toMatch(/\/measurement\?wait=\d+$/);
     expect(waits).toContain('measurement: the launch measurement (VM starting)');
+    // The held request was cancelled with the launch, not left to its own (30 s + wait) deadline.
+    const until = Date.now() + 10_000;
+    while (crn.openSockets() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(crn.openSockets()).toBe(0);
   });
 });
 
