@@ -117,7 +117,7 @@ beforeAll(async () => {
     if (found) fs.symlinkSync(found, path.join(bin, t));
   }
   fs.mkdirSync(app);
-  // allowScripts: npm ≥ 11.10 skips dependency install scripts unless allowed; allowed here so that
+  // allowScripts: recent npm (11.19 here) skips dependency install scripts unless allowed; allowed here so that
   // node-gyp-build really runs (and would try to compile if the prebuild did not fit).
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, allowScripts: { [pkg.name]: true } }));
   appEnv = baseEnv({ PATH: `${path.join(app, 'node_modules', '.bin')}:${bin}` });
