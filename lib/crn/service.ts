@@ -24,7 +24,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AuthError, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
+import { AuthError, SignedPubKeyCache, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
 import type { CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
 import { decodeStrictBase64, DEFAULT_BODY_TIMEOUT_MS, errorJson, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
@@ -121,6 +121,8 @@ export class CrnService {
   #closing = false;
   readonly #m: ModeResponses;
   readonly #routes = new Map<string, CrnRoute[]>();
+  /** Verified wallet-signed keys: a request then costs one P-256 verify, not a secp256k1 recovery. */
+  readonly #keys = new SignedPubKeyCache();
 
   constructor(opts: CrnServiceOptions) {
     this.#o = {
@@ -340,7 +342,7 @@ export class CrnService {
 
   async #machine(req: IncomingMessage, res: ServerResponse, urlPath: string, ref: string, op: 'initialize' | 'measurement' | 'inject_secret'): Promise<void> {
     // aleph's order: authenticate, then the ref, then the pool, then the owner.
-    const caller: VerifiedCaller = verifyAuthHeaders({ method: req.method ?? 'GET', path: urlPath, headers: req.headers }, { domain: this.#o.domain, now: this.#o.now() });
+    const caller: VerifiedCaller = verifyAuthHeaders({ method: req.method ?? 'GET', path: urlPath, headers: req.headers }, { domain: this.#o.domain, now: this.#o.now(), cache: this.#keys });
     if (!REF_RE.test(ref)) throw errorJson(400, `Invalid ref: '${ref.slice(0, 80)}'`);
     let rec = this.#vms.get(ref);
     if (!rec) {
