@@ -612,19 +612,39 @@ function launchBlobText(v: string | Buffer, what: string): string {
   return v.trim();
 }
 
+/** Secret areas of firmware files already parsed, by path; valid while the file's identity, size and mtime hold. */
+const secretAreas = new Map<string, { stamp: string; area: Promise<{ base: number; size: number } | undefined> }>();
+const MAX_SECRET_AREAS = 64;
+
+/**
+ * The firmware's launch-secret area. Read off the event loop (a 4 MiB image read
+ * synchronously stalls every other request a CRN serves) and parsed once per file
+ * version: a CRN launches many VMs from the same few images.
+ */
 async function readSecretArea(firmware: string): Promise<{ base: number; size: number } | undefined> {
-  const { parseOvmf, hasOvmfFooterTable } = await import('../launch/ovmf.js');
-  let image: Buffer;
-  try {
-    image = fs.readFileSync(firmware);
-  } catch (e) {
+  const fail = (e: unknown): never => {
     const code = (e as NodeJS.ErrnoException).code;
     throw new VmLaunchError(`firmware ${firmware}: ${code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? (e as Error).message})`}`, 'ERR_VM_SPEC');
-  }
-  if (!hasOvmfFooterTable(image)) return undefined;
-  try {
-    return parseOvmf(image, firmware).secretArea;
-  } catch {
-    return undefined;
-  }
+  };
+  const st = await fs.promises.stat(firmware).catch(fail);
+  const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  const hit = secretAreas.get(firmware);
+  if (hit?.stamp === stamp) return hit.area;
+  const area = (async () => {
+    const { parseOvmf, hasOvmfFooterTable } = await import('../launch/ovmf.js');
+    const image = await fs.promises.readFile(firmware).catch(fail);
+    if (!hasOvmfFooterTable(image)) return undefined;
+    try {
+      return parseOvmf(image, firmware).secretArea;
+    } catch {
+      return undefined;
+    }
+  })();
+  if (secretAreas.size >= MAX_SECRET_AREAS) secretAreas.delete(secretAreas.keys().next().value!);
+  secretAreas.set(firmware, { stamp, area });
+  // A read that failed is not remembered: the next launch tries again.
+  area.catch(() => {
+    if (secretAreas.get(firmware)?.area === area) secretAreas.delete(firmware);
+  });
+  return area;
 }
