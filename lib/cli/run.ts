@@ -5,27 +5,10 @@
  * choice live in ./output.ts (commander-free, also used by sev-status).
  */
 import { InvalidArgumentError } from 'commander';
-import { InputError, UsageError } from '../errors.js';
-import { EXIT_FAIL, EXIT_USAGE, formatError } from './output.js';
+import { InputError } from '../errors.js';
+import { reportError } from './output.js';
 
-export { EXIT_OK, EXIT_FAIL, EXIT_USAGE, formatError, useColor } from './output.js';
-
-/** Set by the entry point; used as the prefix of error lines ("sevkit: ..."). */
-let programName = 'sevkit';
-export function setProgramName(name: string): void {
-  programName = name;
-}
-
-export function exitCodeFor(e: unknown): number {
-  if (e instanceof UsageError || e instanceof InvalidArgumentError) return EXIT_USAGE;
-  return EXIT_FAIL;
-}
-
-export function reportError(e: unknown): number {
-  process.stderr.write(`${programName}: ${formatError(e)}\n`);
-  if (process.env.SEVKIT_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
-  return exitCodeFor(e);
-}
+export { EXIT_OK, EXIT_FAIL, EXIT_USAGE, exitCodeFor, formatError, printJson, reportError, setProgramName, useColor } from './output.js';
 
 /**
  * Wrap a commander action: awaits it, maps a thrown error to one stderr line,
@@ -41,13 +24,6 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
       process.exitCode = reportError(e);
     }
   };
-}
-
-/** Print data as stable, pretty JSON (for --json). Buffers become hex strings. */
-export function printJson(value: unknown): void {
-  process.stdout.write(
-    `${JSON.stringify(value, (_k, v) => (v && v.type === 'Buffer' && Array.isArray(v.data) ? Buffer.from(v.data).toString('hex') : typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
-  );
 }
 
 /** Parse an integer flag: decimal or 0x-hex; rejects anything else as a usage error. */
