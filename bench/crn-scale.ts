@@ -13,7 +13,7 @@
  * per launch (utime+stime from /proc), CRN RSS growth per VM; then the goals as ratios:
  * p99 < 50 ms, CPU per launch at the largest N <= 1.2x that at N = 10, memory per VM flat.
  *
- *   node --import tsx bench/crn-scale.ts [--n 10,100,1006] [--concurrency 32]
+ *   node --import tsx bench/crn-scale.ts [--n 10,100,1006] [--concurrency 32] [--profile-crn DIR]
  *
  * SIMULATED platform: says nothing about real SEV firmware latency.
  */
@@ -87,7 +87,9 @@ if (role === 'sim') {
 }
 
 function child(args: string[]): { proc: ChildProcess; first: Promise<Record<string, unknown>>; last: () => Promise<Record<string, unknown>> } {
-  const proc = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // --profile-crn DIR: a V8 CPU profile of the CRN process, to see where its time goes.
+  const prof = args.includes('crn') && arg('profile-crn', '') ? ['--cpu-prof', `--cpu-prof-dir=${arg('profile-crn', '')}`] : [];
+  const proc = spawn(process.execPath, [...process.execArgv, ...prof, process.argv[1]!, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
   let buf = '';
   const lines: Record<string, unknown>[] = [];
   const waiters: Array<() => void> = [];
