@@ -198,7 +198,10 @@ try {
       const rs = await supervised(c, sup, `s${name}`);
       const rb = rb0 ?? (await bare(c, `r${name}`));
       if (i < 0) continue; // warm-up
-      s.launch.push(rs.launch), s.inject.push(rs.inject), b.launch.push(rb.launch), b.inject.push(rb.inject);
+      s.launch.push(rs.launch);
+      s.inject.push(rs.inject);
+      b.launch.push(rb.launch);
+      b.inject.push(rb.inject);
     }
     const row = (what: string, sv: number[], bv: number[]) =>
       console.log(`  ${what.padEnd(22)} supervisor ${median(sv).toFixed(1).padStart(6)} ms   bare ${median(bv).toFixed(1).padStart(6)} ms   overhead ${(median(sv) - median(bv)).toFixed(1).padStart(5)} ms  (goal <= 10 ms)`);
