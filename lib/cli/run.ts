@@ -6,26 +6,9 @@
  */
 import { InvalidArgumentError } from 'commander';
 import { InputError, UsageError } from '../errors.js';
-import { EXIT_FAIL, EXIT_USAGE, formatError } from './output.js';
+import { getProgramName, reportError } from './output.js';
 
-export { EXIT_OK, EXIT_FAIL, EXIT_USAGE, formatError, useColor } from './output.js';
-
-/** Set by the entry point; used as the prefix of error lines ("sevkit: ..."). */
-let programName = 'sevkit';
-export function setProgramName(name: string): void {
-  programName = name;
-}
-
-export function exitCodeFor(e: unknown): number {
-  if (e instanceof UsageError || e instanceof InvalidArgumentError) return EXIT_USAGE;
-  return EXIT_FAIL;
-}
-
-export function reportError(e: unknown): number {
-  process.stderr.write(`${programName}: ${formatError(e)}\n`);
-  if (process.env.SEVKIT_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
-  return exitCodeFor(e);
-}
+export { EXIT_OK, EXIT_FAIL, EXIT_USAGE, exitCodeFor, formatError, printJson, reportError, setProgramName, useColor } from './output.js';
 
 /**
  * Wrap a commander action: awaits it, maps a thrown error to one stderr line,
@@ -41,19 +24,6 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
       process.exitCode = reportError(e);
     }
   };
-}
-
-/** A Buffer as JSON.stringify hands it to a replacer (`{ type: 'Buffer', data }`) → hex; anything else → undefined. */
-function bufferHex(v: unknown): string | undefined {
-  const b = v as { type?: unknown; data?: unknown } | null;
-  return b && b.type === 'Buffer' && Array.isArray(b.data) ? Buffer.from(b.data as number[]).toString('hex') : undefined;
-}
-
-/** Print data as stable, pretty JSON (for --json). Buffers become hex strings. */
-export function printJson(value: unknown): void {
-  process.stdout.write(
-    `${JSON.stringify(value, (_k, v: unknown) => bufferHex(v) ?? (typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
-  );
 }
 
 /** Parse an integer flag: decimal or 0x-hex; rejects anything else as a usage error. */
@@ -101,6 +71,6 @@ const TEST_ROOT_KEY_ID = Buffer.from('SIMTEST-', 'ascii');
 export function warnIfTestRoot(ca: { ask: { keyId: Uint8Array }; ark: { keyId: Uint8Array } } | undefined, source: string): boolean {
   if (!ca) return false;
   const test = [ca.ask, ca.ark].some((c) => Buffer.from(c.keyId).subarray(0, TEST_ROOT_KEY_ID.length).equals(TEST_ROOT_KEY_ID));
-  if (test) process.stderr.write(`${programName}: warning: the trust anchor (${source}) is a TEST root (the simulator's, key id SIMTEST-…), not AMD's: a chain verified against it proves nothing about real hardware\n`);
+  if (test) process.stderr.write(`${getProgramName()}: warning: the trust anchor (${source}) is a TEST root (the simulator's, key id SIMTEST-…), not AMD's: a chain verified against it proves nothing about real hardware\n`);
   return test;
 }

@@ -20,8 +20,8 @@ export class SupervisorLauncher implements VmLauncher {
   }
 
   async launch(spec: LaunchSpec): Promise<CrnVm> {
-    const godh = fs.readFileSync(spec.godhFile, 'latin1').trim();
-    const session = fs.readFileSync(spec.sessionFile, 'latin1').trim();
+    // Off the event loop: a CRN serving many owners must not stall on a disk read per launch.
+    const [godh, session] = (await Promise.all([fs.promises.readFile(spec.godhFile, 'latin1'), fs.promises.readFile(spec.sessionFile, 'latin1')])).map((t) => t.trim()) as [string, string];
     const started = this.supervisor.launch({
       name: spec.ref,
       firmware: spec.firmware,

@@ -24,7 +24,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AuthError, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
+import { AuthError, SignedPubKeyCache, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
 import type { CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
 import { decodeStrictBase64, DEFAULT_BODY_TIMEOUT_MS, errorJson, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
@@ -99,7 +99,14 @@ interface VmRecord {
   reason?: string;
   /** Increments on each initialize so a stale launch cannot overwrite a newer one. */
   generation: number;
+  /** Measurement requests held open (?wait=S) until the VM leaves 'starting'. */
+  waiters?: Set<() => void>;
 }
+
+/** Longest `?wait=` a measurement request may ask for (PROTOCOL: 1..120 s). */
+export const MAX_MEASUREMENT_WAIT_S = 120;
+/** Measurement requests one VM may hold open at once; more are answered at once. */
+const MAX_WAITERS_PER_VM = 16;
 
 export interface CrnVmSummary {
   ref: string;
@@ -127,6 +134,8 @@ export class CrnService {
   #closing = false;
   readonly #m: ModeResponses;
   readonly #routes = new Map<string, CrnRoute[]>();
+  /** Verified wallet-signed keys: a request then costs one P-256 verify, not a secp256k1 recovery. */
+  readonly #keys = new SignedPubKeyCache();
 
   constructor(opts: CrnServiceOptions) {
     this.#o = {
@@ -202,6 +211,7 @@ export class CrnService {
       const vm = r.vm;
       r.vm = undefined;
       r.state = 'stopped';
+      wake(r);
       if (vm) await vm.stop().catch(() => undefined);
     });
     await Promise.all(stops);
@@ -346,7 +356,7 @@ export class CrnService {
 
   async #machine(req: IncomingMessage, res: ServerResponse, urlPath: string, ref: string, op: 'initialize' | 'measurement' | 'inject_secret'): Promise<void> {
     // aleph's order: authenticate, then the ref, then the pool, then the owner.
-    const caller: VerifiedCaller = verifyAuthHeaders({ method: req.method ?? 'GET', path: urlPath, headers: req.headers }, { domain: this.#o.domain, now: this.#o.now() });
+    const caller: VerifiedCaller = verifyAuthHeaders({ method: req.method ?? 'GET', path: urlPath, headers: req.headers }, { domain: this.#o.domain, now: this.#o.now(), cache: this.#keys });
     if (!REF_RE.test(ref)) throw errorJson(400, `Invalid ref: '${ref.slice(0, 80)}'`);
     let rec = this.#vms.get(ref);
     if (!rec) {
@@ -357,7 +367,7 @@ export class CrnService {
     if (!rec) throw errorJson(404, `No virtual machine with ref ${ref}`);
     if (!(await this.#authorized(caller, rec))) throw new HttpError(403, 'Unauthorized sender', true);
     if (op === 'initialize') return this.#initialize(req, res, rec);
-    if (op === 'measurement') return this.#measurement(res, rec);
+    if (op === 'measurement') return this.#measurement(req, res, rec);
     return this.#injectSecret(req, res, rec);
   }
 
@@ -439,11 +449,16 @@ export class CrnService {
           rec.vm = undefined;
           rec.state = rec.state === 'running' ? 'stopped' : 'failed';
           rec.reason = reason;
+          wake(rec);
         });
         await vm.ready;
-        if (current() && rec.state === 'starting') rec.state = 'awaiting-secret';
+        if (current()) {
+          if (rec.state === 'starting') rec.state = 'awaiting-secret';
+          wake(rec);
+        }
       } catch (e) {
         if (!current()) return;
+        wake(rec);
         rec.state = 'failed';
         rec.reason = `VM launch failed: ${(e as Error)?.message ?? String(e)}`;
         // A session made for a stale PDH fails here; re-export the chain next time.
@@ -456,11 +471,30 @@ export class CrnService {
     })();
   }
 
-  async #measurement(res: ServerResponse, rec: VmRecord): Promise<void> {
+  async #measurement(req: IncomingMessage, res: ServerResponse, rec: VmRecord): Promise<void> {
+    const waitS = this.#o.mode === 'aleph' ? undefined : measurementWait(req.url);
+    if (rec.state === 'starting' && waitS !== undefined) await this.#untilSettled(rec, waitS * 1000, res);
     if (rec.state === 'starting') throw this.#m.qemuNotReady();
     if (rec.state === 'allocated' || rec.state === 'failed' || rec.state === 'stopped' || !rec.vm) throw this.#m.measurementNotRunning(rec.state, rec.reason, rec.ref);
     const m = await rec.vm.measurement();
     sendModeJson(this.#m, res, 200, { sev_info: m.sevInfo, launch_measure: m.launchMeasure });
+  }
+
+  /** Resolves when `rec` leaves 'starting', after `ms`, or when the client goes away. */
+  #untilSettled(rec: VmRecord, ms: number, res: ServerResponse): Promise<void> {
+    const waiters = (rec.waiters ??= new Set());
+    if (waiters.size >= MAX_WAITERS_PER_VM || this.#closing) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        res.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      waiters.add(done);
+      res.once('close', done);
+    });
   }
 
   async #injectSecret(req: IncomingMessage, res: ServerResponse, rec: VmRecord): Promise<void> {
@@ -504,6 +538,29 @@ export class CrnService {
       throw e;
     }
   }
+}
+
+/** Releases every measurement request waiting on `rec`. */
+function wake(rec: VmRecord): void {
+  if (!rec.waiters) return;
+  for (const w of [...rec.waiters]) w();
+}
+
+/**
+ * `?wait=S` of a measurement request: undefined when absent, else S (an integer
+ * 1..MAX_MEASUREMENT_WAIT_S); anything else is a 400.
+ */
+export function measurementWait(url: string | undefined): number | undefined {
+  const q = url?.indexOf('?') ?? -1;
+  if (q < 0) return undefined;
+  const values = new URLSearchParams(url!.slice(q + 1)).getAll('wait');
+  if (values.length === 0) return undefined;
+  const v = values[0]!;
+  const n = /^[0-9]{1,3}$/.test(v) ? Number(v) : Number.NaN;
+  if (values.length > 1 || !(n >= 1 && n <= MAX_MEASUREMENT_WAIT_S)) {
+    throw errorJson(400, `wait must be one integer number of seconds in [1, ${MAX_MEASUREMENT_WAIT_S}], got '${clipPath(values.join(','))}'`);
+  }
+  return n;
 }
 
 /** Constant-time token comparison; hashing first hides the length too. */

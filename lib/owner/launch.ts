@@ -14,7 +14,6 @@
  * owner's own computation from its own firmware and policy. The first failed
  * check throws LaunchRefusedError naming the step; nothing after it runs.
  */
-import crypto from 'node:crypto';
 import { SevkitError } from '../errors.js';
 import { decodeSevChain, verifyChain, type ChainVerification, type CaChain, type Generation, SEV_CHAIN_SIZE } from '../certs/index.js';
 import {
@@ -338,7 +337,7 @@ async function launchSteps(o: OwnerLaunchOptions, client: CrnClient, ctx: Launch
       if (!verdict.match) return refuse('verify', verdict.message);
       return {
         value: Buffer.concat([verdict.expectedMeasure, verdict.mnonce]),
-        detail: `measurement matches own firmware (sha256 ${crypto.createHash('sha256').update(o.firmware).digest('hex').slice(0, 16)}…), policy ${policy.toHex()}, API ${si.api_major}.${si.api_minor} build ${si.build_id}`,
+        detail: `measurement matches own launch digest (${verdict.digest.toString('hex').slice(0, 16)}…), policy ${policy.toHex()}, API ${si.api_major}.${si.api_minor} build ${si.build_id}`,
       };
     });
 

@@ -59,6 +59,14 @@ export abstract class SimCalls {
     await this.request('launchUpdateData', { handle, data: data.toString('base64') });
   }
 
+  /**
+   * LAUNCH_UPDATE_DATA of a whole file the daemon reads itself (absolute path): nothing
+   * crosses the socket but the path, and the daemon hashes each file version once.
+   */
+  async launchUpdateFile(handle: number, file: string): Promise<{ length: number }> {
+    return (await this.request('launchUpdateFile', { handle, path: file })) as { length: number };
+  }
+
   async launchUpdateVmsa(handle: number, page: Buffer): Promise<void> {
     await this.request('launchUpdateVmsa', { handle, page: page.toString('base64') });
   }

@@ -10,6 +10,8 @@
  * ATTESTATION report's encoding and PEK signature are lib/certs'.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { SevkitError } from '../errors.js';
 import { openSession } from '../launch/session.js';
 import { launchMeasure } from '../launch/measurement.js';
@@ -29,6 +31,37 @@ export class SimFirmwareError extends SevkitError {
   }
 }
 
+/** Firmware files measured by path: content and its SHA-256 state, while the file's identity, size and times hold. */
+const measuredFiles = new Map<string, { stamp: string; content: Buffer; hash: crypto.Hash }>();
+const MAX_MEASURED_FILES = 8;
+/** LAUNCH_UPDATE_DATA's bound on one region (the 'data' form is bounded by the frame size). */
+const MAX_MEASURED_FILE_BYTES = 64 * 1024 * 1024;
+
+function measuredFile(p: unknown): { content: Buffer; hash: crypto.Hash } {
+  if (typeof p !== 'string' || !path.isAbsolute(p)) throw new SimFirmwareError(Ret.INVALID_PARAM, 'path: expected an absolute file path');
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch (e) {
+    throw new SimFirmwareError(Ret.INVALID_PARAM, `${p}: ${(e as NodeJS.ErrnoException).code ?? 'cannot stat'}`);
+  }
+  if (!st.isFile() || st.size > MAX_MEASURED_FILE_BYTES) throw new SimFirmwareError(Ret.INVALID_LEN, `${p}: not a regular file of at most ${MAX_MEASURED_FILE_BYTES} bytes`);
+  const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  const hit = measuredFiles.get(p);
+  if (hit?.stamp === stamp) return hit;
+  let content: Buffer;
+  try {
+    content = fs.readFileSync(p);
+  } catch (e) {
+    throw new SimFirmwareError(Ret.INVALID_PARAM, `${p}: ${(e as NodeJS.ErrnoException).code ?? 'cannot read'}`);
+  }
+  const entry = { stamp, content, hash: crypto.createHash('sha256').update(content) };
+  measuredFiles.delete(p);
+  if (measuredFiles.size >= MAX_MEASURED_FILES) measuredFiles.delete(measuredFiles.keys().next().value!);
+  measuredFiles.set(p, entry);
+  return entry;
+}
+
 export function retName(code: number): string {
   for (const [k, v] of Object.entries(Ret)) if (v === code) return k;
   return `0x${code.toString(16)}`;
@@ -40,6 +73,8 @@ interface Guest {
   tek: Buffer;
   tik: Buffer;
   digest: crypto.Hash;
+  /** something has been measured into `digest` (a cached firmware digest can only start a fresh one) */
+  fed?: boolean;
   /** GCTX.LD: final once LAUNCH_MEASURE (or a LAUNCH_FINISH without one) closes the digest */
   launchDigest?: Buffer;
   measure?: Buffer;
@@ -67,7 +102,7 @@ function table(p: SimPlatform): Map<number, Guest> {
 }
 
 const OPS = new Set([
-  'api', 'launchStart', 'launchUpdateData', 'launchUpdateVmsa', 'launchMeasure', 'launchSecret', 'launchFinish',
+  'api', 'launchStart', 'launchUpdateData', 'launchUpdateFile', 'launchUpdateVmsa', 'launchMeasure', 'launchSecret', 'launchFinish',
   'attestation', 'decommission', 'pdhCertExport', 'getId',
 ]);
 
@@ -78,6 +113,7 @@ export function isGuestOp(op: string): boolean {
 const FAULT_NAMES: Record<string, string> = {
   launchStart: 'LAUNCH_START',
   launchUpdateData: 'LAUNCH_UPDATE_DATA',
+  launchUpdateFile: 'LAUNCH_UPDATE_DATA',
   launchUpdateVmsa: 'LAUNCH_UPDATE_VMSA',
   launchMeasure: 'LAUNCH_MEASURE',
   launchSecret: 'LAUNCH_SECRET',
@@ -163,7 +199,21 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       const data = b64(args.data, 'data');
       if (data.length === 0 || data.length % 16 !== 0) throw new SimFirmwareError(Ret.INVALID_LEN, `LAUNCH_UPDATE_DATA length ${data.length} is not a non-zero multiple of 16`);
       g.digest.update(data);
+      g.fed = true;
       return {};
+    }
+
+    case 'launchUpdateFile': {
+      // LAUNCH_UPDATE_DATA of a whole firmware file the client names instead of sending it:
+      // read and hashed once per file version, each guest's digest forked from that one.
+      const g = guest();
+      if (g.state !== 'update') throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, 'LAUNCH_UPDATE_DATA after LAUNCH_MEASURE');
+      const f = measuredFile(args.path);
+      if (f.content.length === 0 || f.content.length % 16 !== 0) throw new SimFirmwareError(Ret.INVALID_LEN, `LAUNCH_UPDATE_DATA length ${f.content.length} is not a non-zero multiple of 16`);
+      if (g.fed) g.digest.update(f.content);
+      else g.digest = f.hash.copy();
+      g.fed = true;
+      return { length: f.content.length };
     }
 
     case 'launchUpdateVmsa': {
@@ -173,6 +223,7 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       const page = b64(args.page, 'page');
       if (page.length !== 4096) throw new SimFirmwareError(Ret.INVALID_LEN, `VMSA page has ${page.length} bytes, expected 4096`);
       g.digest.update(page);
+      g.fed = true;
       return {};
     }
 

@@ -28,6 +28,7 @@ import {
 } from './uapi.js';
 import { SnpConfigFlag, SnpStatusFlag } from '../platform/constants.js';
 import { encodePlatformStatus } from '../platform/layout.js';
+import { productAsids, type SimProduct } from '../host/fixture.js';
 
 export class SimStateError extends SevkitError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -90,6 +91,8 @@ export interface SimPlatformOptions {
    * initialize SNP implicitly.
    */
   kernel?: 'pre-6.16' | '6.16';
+  /** The EPYC product simulated (default 'genoa', an EPYC 9004: 1006 ASIDs); sets how many guests fit at once. */
+  product?: SimProduct;
 }
 
 const STATE_FILE = 'state.json';
@@ -145,6 +148,9 @@ export class SimPlatform {
   /** who sent the request being served (ioctls run synchronously, one at a time) */
   private cur: Requester = {};
   readonly kernel: 'pre-6.16' | '6.16';
+  /** the EPYC product played; its ASID count bounds the live guests */
+  readonly product: SimProduct;
+  readonly maxGuests: number;
   /** the request being served did an implicit INIT (6.16 shuts down again) */
   private didImplicitInit = false;
 
@@ -163,6 +169,8 @@ export class SimPlatform {
     this.fwState = opts.bootState === 'UNINIT' ? PlatformState.UNINIT : PlatformState.INIT;
     this.snpInitialized = opts.snpInitialized ?? true;
     this.kernel = opts.kernel ?? 'pre-6.16';
+    this.product = opts.product ?? 'genoa';
+    this.maxGuests = productAsids(this.product);
     this.chipId = deriveBytes(this.seed, 'chip-id', CHIP_ID_SIZE);
     this.faults = new FaultTable(stateDir);
   }
@@ -342,7 +350,8 @@ export class SimPlatform {
   /** Firmware-side checks + bookkeeping for a new guest; returns a status or the slot. */
   allocGuest(): { status: number; slot?: GuestSlot } {
     if (this.fwState === PlatformState.UNINIT) return { status: Ret.INVALID_PLATFORM_STATE };
-    if (this.guests.size >= 509) return { status: Ret.RESOURCE_LIMIT };
+    // One ASID per guest: the product's CPUs have that many (the firmware refuses the next).
+    if (this.guests.size >= this.maxGuests) return { status: Ret.RESOURCE_LIMIT };
     const handle = this.nextHandle++;
     const slot: GuestSlot = { handle, asid: handle };
     this.guests.set(handle, slot);

@@ -567,7 +567,9 @@ export class ConfidentialVm extends EventEmitter {
     const waitExit = (ms: number) => settlesWithin(this.exited, ms);
     const qmp = this.qmp;
     if (this.alive && qmp && !qmp.closed) {
-      if (this._state === 'running') {
+      // Only a guest that can hear the ACPI button gets half the deadline to act on it; a paused
+      // one, or one whose OS never enabled ACPI (firmware only, no OS yet), goes straight to quit.
+      if (this._state === 'running' && (await hearsPowerButton(qmp, Math.min(2000, (deadline - Date.now()) / 4))) !== false) {
         try {
           await qmp.systemPowerdown({ timeoutMs: Math.max(1, (deadline - Date.now()) / 2) });
           await waitExit((deadline - Date.now()) / 2);
@@ -604,6 +606,45 @@ export class ConfidentialVm extends EventEmitter {
   }
 }
 
+/**
+ * Whether the guest would act on an ACPI power-button press: false when QEMU's CPUs
+ * are not running (paused by `stop`, a debug stop, a panic) or when no guest OS has
+ * enabled the ACPI power button (q35's PM1 block: PWRBTN_EN and SCI_EN; firmware
+ * alone leaves the button off), true when one has; undefined when QEMU cannot say
+ * (other machines, a QEMU without HMP, the simulator's VM-less QEMU).
+ */
+async function hearsPowerButton(qmp: QmpClient, timeoutMs: number): Promise<boolean | undefined> {
+  const o = { timeoutMs: Math.max(1, timeoutMs) };
+  try {
+    if (!(await qmp.queryStatus(o)).running) return false;
+  } catch {
+    return undefined;
+  }
+  try {
+    // The ICH9 LPC bridge (00:1f.0) holds the PM I/O base the firmware programmed.
+    const children = await qmp.execute<Array<{ name: string }>>('qom-list', { path: '/machine/q35/pcie.0' }, o);
+    for (const c of children.filter((x) => x.name.startsWith('child['))) {
+      const at = `/machine/q35/pcie.0/${c.name}`;
+      if ((await qmp.execute<string>('qom-get', { path: at, property: 'type' }, o)) !== 'ICH9-LPC') continue;
+      const base = await qmp.execute<number>('qom-get', { path: at, property: 'pm_io_base' }, o);
+      if (!Number.isInteger(base) || base <= 0 || base > 0xfff0) return false; // no PM block: nothing to press
+      const port = async (at: number): Promise<number | undefined> => {
+        const out = await qmp.execute<string>('human-monitor-command', { 'command-line': `i/h 0x${at.toString(16)}` }, o);
+        const m = /=\s*0x([0-9a-f]{1,4})\s*$/i.exec(out);
+        return m ? Number.parseInt(m[1]!, 16) : undefined;
+      };
+      // QEMU raises the press only when PM1_EN.PWRBTN_EN is set (an OS's ACPI driver sets it;
+      // OVMF sets SCI_EN but never enables the button) and the guest sees it only with SCI_EN.
+      const [en, cnt] = [await port(base + 2), await port(base + 4)];
+      if (en === undefined || cnt === undefined) return undefined;
+      return (en & 0x100) !== 0 && (cnt & 1) !== 0;
+    }
+    return undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The GODH / session file content QEMU reads: base64 text (validated) or raw bytes encoded. */
 function launchBlobText(v: string | Buffer, what: string): string {
   if (Buffer.isBuffer(v)) return v.toString('base64');
@@ -612,19 +653,39 @@ function launchBlobText(v: string | Buffer, what: string): string {
   return v.trim();
 }
 
+/** Secret areas of firmware files already parsed, by path; valid while the file's identity, size and mtime hold. */
+const secretAreas = new Map<string, { stamp: string; area: Promise<{ base: number; size: number } | undefined> }>();
+const MAX_SECRET_AREAS = 64;
+
+/**
+ * The firmware's launch-secret area. Read off the event loop (a 4 MiB image read
+ * synchronously stalls every other request a CRN serves) and parsed once per file
+ * version: a CRN launches many VMs from the same few images.
+ */
 async function readSecretArea(firmware: string): Promise<{ base: number; size: number } | undefined> {
-  const { parseOvmf, hasOvmfFooterTable } = await import('../launch/ovmf.js');
-  let image: Buffer;
-  try {
-    image = fs.readFileSync(firmware);
-  } catch (e) {
+  const fail = (e: unknown): never => {
     const code = (e as NodeJS.ErrnoException).code;
     throw new VmLaunchError(`firmware ${firmware}: ${code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? (e as Error).message})`}`, 'ERR_VM_SPEC');
-  }
-  if (!hasOvmfFooterTable(image)) return undefined;
-  try {
-    return parseOvmf(image, firmware).secretArea;
-  } catch {
-    return undefined;
-  }
+  };
+  const st = await fs.promises.stat(firmware).catch(fail);
+  const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  const hit = secretAreas.get(firmware);
+  if (hit?.stamp === stamp) return hit.area;
+  const area = (async () => {
+    const { parseOvmf, hasOvmfFooterTable } = await import('../launch/ovmf.js');
+    const image = await fs.promises.readFile(firmware).catch(fail);
+    if (!hasOvmfFooterTable(image)) return undefined;
+    try {
+      return parseOvmf(image, firmware).secretArea;
+    } catch {
+      return undefined;
+    }
+  })();
+  if (secretAreas.size >= MAX_SECRET_AREAS) secretAreas.delete(secretAreas.keys().next().value!);
+  secretAreas.set(firmware, { stamp, area });
+  // A read that failed is not remembered: the next launch tries again.
+  area.catch(() => {
+    if (secretAreas.get(firmware)?.area === area) secretAreas.delete(firmware);
+  });
+  return area;
 }

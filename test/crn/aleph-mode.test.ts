@@ -188,6 +188,23 @@ describe('each case in both modes, byte for byte', () => {
     }
   });
 
+  it("aleph-exact mode ignores ?wait= (aleph has no long-poll): answered at once, even for a value sevkit refuses", async () => {
+    aleph.launcher.autoReady = false;
+    try {
+      const ref = await aleph.notify(newRef());
+      expect((await aleph.client().initialize(ref, session(), godh())).status).toBe(200);
+      const p = AlephStyleClient.path(ref, 'measurement');
+      for (const q of ['?wait=60', '?wait=0', '?wait=abc']) {
+        const r = await rawRequest(`${aleph.url}${p}${q}`, { headers: aleph.client().authHeaders('GET', p) });
+        expect(r.status, q).toBe(500);
+        expect(r.text).toContain('QMP socket missing');
+      }
+      aleph.launcher.vms.at(-1)!.becomeReady();
+    } finally {
+      aleph.launcher.autoReady = true;
+    }
+  });
+
   it('measurement: aleph json.dumps spacing and sev_info key order', async () => {
     const ref = await awaiting(aleph);
     const vm = aleph.launcher.vms.at(-1)!;

@@ -153,6 +153,53 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
   });
 });
 
+describe('sevkit crn serve --max-vms', { timeout: 120_000 }, () => {
+  it('refuses the allocation after the limit with 503; a limit below 1 is a usage error', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-maxvms-'));
+    const fw = makeDemoFirmware(dir).path;
+    const bad = await runCli(['crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'x', '--run-dir', path.join(dir, 'run'), '--no-confidential', '--max-vms', '0']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('sevkit: --max-vms must be in [1, 65536], got 0\n');
+    const child = spawn(process.execPath, [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(dir, 'run'), '--no-confidential', '--quiet', '--max-vms', '2'], {
+      cwd: ROOT,
+      env: { ...process.env, SEVKIT_ALLOCATION_TOKEN: TOKEN },
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    try {
+      const base = await new Promise<string>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no listening line; stderr: ${err}`)), 60_000);
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /listening on (\S+)/.exec(out);
+          if (m) {
+            clearTimeout(t);
+            resolve(m[1]!);
+          }
+        });
+        child.on('exit', (c) => reject(new Error(`serve exited ${c}: ${err}`)));
+      });
+      const allocate = (i: number) =>
+        fetch(`${base}/control/allocate`, {
+          method: 'POST',
+          headers: { 'X-Auth-Signature': TOKEN, 'Content-Type': 'application/json' },
+          body: JSON.stringify({ ref: String(i).repeat(64), owner: EthWallet.fromPrivateKey(KEY).address, firmware: fw, policy: 1, vcpus: 1, memory_mb: 512 }),
+        });
+      expect((await allocate(1)).status).toBe(200);
+      expect((await allocate(2)).status).toBe(200);
+      const third = await allocate(3);
+      expect(third.status).toBe(503);
+      expect(await third.text()).toMatch(/No capacity left/);
+    } finally {
+      const exited = new Promise((r) => child.on('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe.skipIf(Boolean(simReason))('sevkit demo', { timeout: 180_000 }, () => {
   it('runs VM-less end to end, says SIMULATED, never prints the password, cleans up', async () => {
     const r = await runCli(['demo', '--vm-less'], { timeoutMs: 170_000 });

@@ -19,6 +19,7 @@ export function register(program: Command): void {
     .option('--no-confidential', 'disable confidential computing (503 on /about/certificates)')
     .option('--cert-ttl <SECONDS>', 're-export the certificate chain after this long (also on SIGHUP and after a failed launch)', (v) => parseIntArg(v, '--cert-ttl'), 60)
     .option('--quiet', 'no request log on stderr')
+    .option('--max-vms <N>', 'VMs this CRN holds at most; the next allocation is refused with 503', (v) => parseIntArg(v, '--max-vms'), 256)
     .option('--aleph-exact', "answer with aleph-vm's exact status codes and bodies where sevkit's deliberately differ (docs/crn-aleph.md)")
     .option('--api-server <URL>', "aleph API server: serves aleph's POST /control/allocations and /control/allocation/notify from its INSTANCE messages")
     .option('--data-cache <DIR>', 'with --api-server: firmware (and rootfs) files named by their item hash', '')
@@ -78,6 +79,7 @@ interface ServeOpts {
   cek?: string;
   cpu?: string;
   certTtl: number;
+  maxVms: number;
   confidential: boolean;
   quiet?: boolean;
   alephExact?: boolean;
@@ -97,6 +99,7 @@ async function serveCmd(o: ServeOpts): Promise<number> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+  if (o.maxVms < 1 || o.maxVms > 65536) throw new UsageError(`--max-vms must be in [1, 65536], got ${o.maxVms}`);
   if (!/^[A-Za-z0-9.-]{1,253}$/.test(o.domain) && !/^[0-9a-fA-F:]+$/.test(o.domain)) throw new UsageError(`--domain must be a host name, got '${o.domain}'`);
   let cekOverride: Buffer | undefined;
   if (o.cek) {
@@ -121,6 +124,7 @@ async function serveCmd(o: ServeOpts): Promise<number> {
     launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
     runDir: o.runDir,
     certTtlMs: o.certTtl * 1000,
+    maxVms: o.maxVms,
     ...(process.env.SEVKIT_ALLOCATION_TOKEN ? { allocationToken: process.env.SEVKIT_ALLOCATION_TOKEN } : {}),
     ...(cekOverride ? { cekOverride } : {}),
     platformKind: simulated ? 'simulated' : 'hardware',

@@ -19,48 +19,7 @@
 import type { Command } from 'commander';
 import { action, printJson, writeOutputFile } from '../run.js';
 import { UsageError } from '../../errors.js';
-
-interface DeviceOpts {
-  device?: string;
-}
-
-async function platformFor(o: DeviceOpts) {
-  const { SevPlatform } = await import('../../platform/index.js');
-  return new SevPlatform(o.device !== undefined ? { device: o.device } : {});
-}
-
-
-type ShowWhat = 'version' | 'guests' | 'identifier' | 'flags';
-
-async function show(what: ShowWhat, o: DeviceOpts & { json?: boolean }): Promise<void> {
-  const p = await platformFor(o);
-  if (what === 'identifier') {
-    const { chipIdHex } = await import('../../platform/index.js');
-    const info = await p.getIdInfo();
-    const hex = chipIdHex(info.id);
-    if (o.json) printJson({ identifier: hex, command: info.command });
-    else process.stdout.write(`${hex}\n`);
-    return;
-  }
-  const s = await p.status();
-  switch (what) {
-    case 'version':
-      if (o.json) printJson({ apiMajor: s.apiMajor, apiMinor: s.apiMinor, build: s.build, version: `${s.apiMajor}.${s.apiMinor}.${s.build}` });
-      else process.stdout.write(`${s.apiMajor}.${s.apiMinor}.${s.build}\n`);
-      return;
-    case 'guests':
-      if (o.json) printJson({ guests: s.guestCount });
-      else process.stdout.write(`${s.guestCount}\n`);
-      return;
-    case 'flags': {
-      // sevctl prints "owned" (flags bit 0) then "es" (bit 8), one per line, nothing when neither is set.
-      const owned = s.owner === 'external';
-      if (o.json) printJson({ owned, es: s.esEnabled, flags: s.flags });
-      else process.stdout.write(`${owned ? 'owned\n' : ''}${s.esEnabled ? 'es\n' : ''}`);
-      return;
-    }
-  }
-}
+import { platformFor, show, type DeviceOpts, type ShowWhat } from './show.js';
 
 interface ExportOpts extends DeviceOpts {
   full?: boolean;

@@ -64,6 +64,8 @@ export interface GuestFirmware {
   api(): Promise<ApiInfo>;
   launchStart(a: LaunchStartArgs): Promise<number>;
   launchUpdateData(handle: number, data: Buffer): Promise<void>;
+  /** LAUNCH_UPDATE_DATA of a whole file the firmware side reads by its absolute path; resolves with the bytes measured. */
+  launchUpdateFile(handle: number, file: string): Promise<number>;
   launchUpdateVmsa(handle: number, page: Buffer): Promise<void>;
   /** 48 bytes: MEASURE ‖ MNONCE (fresh nonce). */
   launchMeasure(handle: number): Promise<Buffer>;
@@ -94,6 +96,9 @@ export class CallsFirmware implements GuestFirmware {
   }
   launchUpdateData(handle: number, data: Buffer): Promise<void> {
     return this.c.launchUpdateData(handle, data).catch(rethrow);
+  }
+  launchUpdateFile(handle: number, file: string): Promise<number> {
+    return this.c.launchUpdateFile(handle, file).then((r) => r.length, rethrow);
   }
   launchUpdateVmsa(handle: number, page: Buffer): Promise<void> {
     return this.c.launchUpdateVmsa(handle, page).catch(rethrow);

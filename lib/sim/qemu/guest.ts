@@ -182,7 +182,10 @@ export class SevGuest {
     }
     this.state = 'launch-update';
     try {
-      await this.fw.launchUpdateData(this.handle, image);
+      // The daemon reads and measures the file itself (hashed once per file version) instead of
+      // receiving the image over its socket; a file that changed since this read shows as a new length.
+      const measured = await this.fw.launchUpdateFile(this.handle, path.resolve(this.q.firmware));
+      if (measured !== image.length) throw new QemuStartError(`firmware ${this.q.firmware} changed while the guest was launched (${image.length} bytes read, ${measured} measured)`);
       if (hashesTable) await this.fw.launchUpdateData(this.handle, hashesTable);
       if (vmsas) {
         await this.fw.launchUpdateVmsa(this.handle, vmsas.bsp);
