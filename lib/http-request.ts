@@ -84,7 +84,7 @@ export async function httpRequest(o: HttpRequestOptions): Promise<HttpResponse> 
     const loc = r.headers.location;
     const target = typeof loc === 'string' ? httpsUpgradeTarget(url, loc) : 'without a Location';
     if (!o.followHttpsUpgrade || hop > 0 || typeof target === 'string') {
-      const why = !o.followHttpsUpgrade ? 'redirects are not followed' : hop > 0 ? 'a second redirect' : `redirect ${target}`;
+      const why = !o.followHttpsUpgrade ? 'redirects are not followed' : hop > 0 ? 'a second redirect' : `redirect ${String(target)}`;
       throw new HttpRequestError('redirect', 'headers', `HTTP ${r.status} redirect refused: ${why}`);
     }
     url = target;
