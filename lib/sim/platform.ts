@@ -114,6 +114,9 @@ export interface GuestSlot {
   asid: number;
 }
 
+/** The kernel's KMALLOC_MAX_SIZE on x86-64 (1 << (PAGE_SHIFT + MAX_PAGE_ORDER)): GET_ID2's allocation limit. */
+const KMALLOC_MAX_SIZE = 4 << 20;
+
 const DEFAULT_API: ApiVersion = { major: 1, minor: 55, build: 21 };
 /** TCB_VERSION: bootloader 7, tee 0, snp 14, microcode 0x48 (bytes 0,1,6,7). */
 const DEFAULT_TCB = 0x480e000000000007n;
@@ -333,6 +336,31 @@ export class SimPlatform {
     return Buffer.from(this.chipId);
   }
 
+  /** PLATFORM_STATUS's CONFIG_ES flag (0x100): INIT'ed with SEV-ES (a TMR was given). */
+  get esConfigured(): boolean {
+    return this.configEs && this.fwState !== PlatformState.UNINIT;
+  }
+
+  /**
+   * KVM's sev_guest_init() calls sev_platform_init() before the VM's first
+   * LAUNCH_START, so a guest launched on an UNINIT platform (after
+   * `sevctl reset`) INITs it, as the ioctls' implicit INIT does. Returns the
+   * firmware status of that INIT (SUCCESS when there was nothing to do).
+   */
+  initForGuest(who: Requester = {}): number {
+    if (this.fwState !== PlatformState.UNINIT) return Ret.SUCCESS;
+    const reply: IoctlReply = { errno: 0, errorSet: false, fwError: 0, struct: Buffer.alloc(0), outs: [] };
+    const prev = this.cur;
+    this.cur = who;
+    try {
+      const e = this.implicitInit(reply);
+      this.didImplicitInit = false; // the guest keeps it up, on 6.16 too
+      return e ? reply.fwError : Ret.SUCCESS;
+    } finally {
+      this.cur = prev;
+    }
+  }
+
   injectFault(spec: FaultSpec): void {
     this.faults.add(spec);
   }
@@ -388,7 +416,16 @@ export class SimPlatform {
   /** __sev_platform_init_locked(): INIT when the driver's cached state is UNINIT. */
   private implicitInit(reply: IoctlReply): number {
     if (this.fwState !== PlatformState.UNINIT) return 0;
-    const st = this.fw(reply, 'INIT', () => this.fwInit());
+    let st = this.fw(reply, 'INIT', () => this.fwInit());
+    // __sev_platform_init_locked(): SECURE_DATA_INVALID means the firmware
+    // found its persistent data corrupt and erased it; the driver retries INIT
+    // once, which comes up with that state regenerated (new OCA/PEK/PDH,
+    // self-owned, as after PLATFORM_RESET).
+    if (st === Ret.SECURE_DATA_INVALID) {
+      this.regenerateOwnerKeys();
+      this.save(['oca', 'pek', 'pdh']);
+      st = this.fw(reply, 'INIT', () => this.fwInit());
+    }
     if (st === Ret.SUCCESS) {
       this.didImplicitInit = true;
       return 0;
@@ -552,10 +589,19 @@ export class SimPlatform {
       }
 
       case Cmd.PDH_CERT_EXPORT: {
-        if (this.fwState === PlatformState.UNINIT) {
+        // Pre-6.16 sev_ioctl_do_pdh_export() INITs (or refuses a read-only fd)
+        // before it copies the struct in; 6.16 copies and checks the lengths
+        // first and INITs at its `cmd:` label, so EFAULT wins over EPERM there.
+        const initFirst = this.kernel !== '6.16';
+        const init = (): IoctlReply | undefined => {
+          if (this.fwState !== PlatformState.UNINIT) return undefined;
           if (!req.writable) return fail(Errno.EPERM);
           const e = this.implicitInit(reply);
-          if (e) return { ...reply, errno: e };
+          return e ? { ...reply, errno: e } : undefined;
+        };
+        if (initFirst) {
+          const r = init();
+          if (r) return r;
         }
         const s = needStruct(24);
         if (!s) return fail(Errno.EFAULT);
@@ -565,6 +611,10 @@ export class SimPlatform {
         const chainLen = s.readUInt32LE(20);
         const query = pdhAddr === 0n || pdhLen === 0 || chainAddr === 0n;
         if (!query && (pdhLen > FW_BLOB_MAX_SIZE || chainLen > FW_BLOB_MAX_SIZE)) return fail(Errno.EFAULT);
+        if (!initFirst) {
+          const r = init();
+          if (r) return r;
+        }
         let fwPdhLen = query ? 0 : pdhLen;
         let fwChainLen = query ? 0 : chainLen;
         let ok = false;
@@ -616,6 +666,9 @@ export class SimPlatform {
         const address = s.readBigUInt64LE(0);
         const length = s.readUInt32LE(8);
         const alloc = address !== 0n && length !== 0;
+        // kzalloc(input.length, GFP_KERNEL | __GFP_NOWARN) fails above
+        // KMALLOC_MAX_SIZE (4 MiB on x86-64): ENOMEM, no firmware call.
+        if (alloc && length > KMALLOC_MAX_SIZE) return fail(Errno.ENOMEM);
         let fwLen = alloc ? length : 0;
         const st = this.fw(reply, name, () => {
           const short = fwLen < CHIP_ID_SIZE;
@@ -650,10 +703,12 @@ export class SimPlatform {
       }
 
       case Cmd.SNP_SET_CONFIG: {
+        // sev_ioctl_do_snp_set_config(): `!snp_initialized || !argp->data`
+        // is EINVAL before the writable check and the copy (EFAULT).
+        if (req.dataNull || !this.snpAvailable()) return fail(Errno.EINVAL);
         if (!req.writable) return fail(Errno.EPERM);
         const s = needStruct(64);
         if (!s) return fail(Errno.EFAULT);
-        if (!this.snpAvailable()) return fail(Errno.EINVAL);
         const st = this.fw(reply, name, () => {
           const reported = s.readBigUInt64LE(0);
           const flags = s.readUInt32LE(8);
@@ -670,11 +725,12 @@ export class SimPlatform {
       }
 
       case Cmd.SNP_VLEK_LOAD: {
+        // sev_ioctl_do_snp_vlek_load(): same order as SNP_SET_CONFIG, then len/version.
+        if (req.dataNull || !this.snpAvailable()) return fail(Errno.EINVAL);
         if (!req.writable) return fail(Errno.EPERM);
         const s = needStruct(16);
         if (!s) return fail(Errno.EFAULT);
         if (s.readUInt32LE(0) !== 16 || s[4] !== 0) return fail(Errno.EINVAL);
-        if (!this.snpAvailable()) return fail(Errno.EINVAL);
         // No AMD key-wrapping key exists in the simulator: every hashstick is refused.
         const st = this.fw(reply, name, () => Ret.INVALID_KEY);
         return answer(st);
@@ -721,7 +777,11 @@ export class SimPlatform {
     this.certs.set('oca', Buffer.from(ocaBlob));
     this.keys.delete('oca');
     this.owner = 'external';
-    this.save(['oca', 'pek']);
+    // SEV API PEK_CERT_IMPORT: the firmware then "generates a new PDH" signed
+    // by the (now OCA-certified) PEK; AMD's sev-tool self-test asserts a
+    // PDH different from the one exported before the import.
+    this.regeneratePdh();
+    this.save(['oca', 'pek', 'pdh']);
     return Ret.SUCCESS;
   }
 }
