@@ -44,8 +44,8 @@ export interface IoctlRequest {
   dataNull: boolean;
   /** the struct bytes the driver copy_from_user()s (empty for output-only structs) */
   struct: Buffer;
-  /** input blobs (PEK_CERT_IMPORT: pek, oca); null = absent/invalid address or length */
-  blobs: (Buffer | null)[];
+  /** input blobs (PEK_CERT_IMPORT: pek, oca); null = absent/invalid address or length, 'fault' = unreadable memory */
+  blobs: (Buffer | null | 'fault')[];
   /** $SEVKIT_SIM_TAG of the calling process (fault targeting) */
   tag?: string;
   /** pid of the calling process (fault targeting) */
@@ -641,11 +641,16 @@ export class SimPlatform {
       case Cmd.PEK_CERT_IMPORT: {
         if (!req.writable) return fail(Errno.EPERM);
         if (!needStruct(24)) return fail(Errno.EFAULT);
+        // psp_copy_user_blob() per blob, PEK first: no address or a zero /
+        // oversized length is EINVAL, unreadable memory EFAULT (memdup_user).
         const [pekBlob, ocaBlob] = req.blobs;
-        if (!pekBlob || !ocaBlob) return fail(Errno.EINVAL);
+        for (const b of [pekBlob, ocaBlob]) {
+          if (b === null || b === undefined) return fail(Errno.EINVAL);
+          if (b === 'fault') return fail(Errno.EFAULT);
+        }
         const e = this.implicitInit(reply);
         if (e) return { ...reply, errno: e };
-        const st = this.fw(reply, name, () => this.fwPekCertImport(pekBlob, ocaBlob));
+        const st = this.fw(reply, name, () => this.fwPekCertImport(pekBlob as Buffer, ocaBlob as Buffer));
         return answer(st);
       }
 
