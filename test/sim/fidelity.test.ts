@@ -179,3 +179,16 @@ describe('guest firmware: what the owner side refuses, the firmware refuses', ()
     expect((err as Error).message).toMatch(/API 0\.16.*0\.17/);
   });
 });
+
+describe('the addon: an EIO without a firmware call', () => {
+  it.skipIf(process.env.SEVKIT_HW === '1' || !process.env.SEVKIT_SIM_STATE)('has no firmware status (not "SEV_RET_SUCCESS")', async () => {
+    const { armFault } = await import('../../lib/sim/faults.js');
+    const { SevPlatform } = await import('../../lib/platform/index.js');
+    armFault(process.env.SEVKIT_SIM_STATE!, { cmd: 'PLATFORM_STATUS', errno: 'EIO', pid: process.pid });
+    const err = (await new SevPlatform().status().catch((e: unknown) => e)) as { code?: string; fwStatus?: number; message: string };
+    expect(err.code).toBe('EIO');
+    expect(err.fwStatus).toBeUndefined();
+    expect(err.message).not.toMatch(/SEV_RET_SUCCESS/);
+    expect(err.message).toMatch(/without a firmware status/);
+  });
+});
