@@ -268,10 +268,15 @@ static void dup_fds(int rw)
 	close(d3);
 	CHECK(status_ok(rw), "the original still works after its dups are closed");
 	close(d);
-	errno = 0;
-	CHECK(ioctl(d, SEV_ISSUE_CMD, NULL) == -1 && errno == EBADF, "closed fd: errno %d", errno);
+	struct sev_user_data_status st;
+	CHECK(issue(d, SEV_PLATFORM_STATUS, &st, NULL) == EBADF, "a closed fd is EBADF");
 	pid_t pid = fork();
-	if (pid == 0) _exit(status_ok(rw) ? 0 : 1);
+	if (pid == 0) {
+		int e = issue(rw, SEV_PLATFORM_STATUS, &st, NULL);
+		if (e) printf("child: PLATFORM_STATUS errno %d\n", e);
+		fflush(stdout);
+		_exit(e ? 1 : 0);
+	}
 	int ws = 0;
 	waitpid(pid, &ws, 0);
 	CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "a forked child uses the inherited fd");
