@@ -289,6 +289,8 @@ export class SevGuest {
       if (!(e instanceof GuestFirmwareError)) throw e;
       // QEMU 7.2 only reports it: the guest stays in launch-update without a measurement.
       process.stderr.write(`qemu-system-x86_64: sev_launch_get_measure: LAUNCH_MEASURE ret=1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'\n`);
+      // What the simulated firmware does not model (LAUNCH_MEASURE below API 0.17) says so on its own line.
+      if (e.fwStatusName === 'UNSUPPORTED') process.stderr.write(`sevkit sim: ${e.message}\n`);
       return;
     }
     this.state = 'launch-secret';
