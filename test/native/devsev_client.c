@@ -6,7 +6,8 @@
  *
  * Exit 0: all checks passed; 1: some failed (each printed); 77: no kernel
  * header to build against (the test skips). The platform must start INIT,
- * self-owned, SNP initialized (the simulator's defaults).
+ * self-owned, SNP initialized (the simulator's defaults, pre-6.16 driver);
+ * the run ends with it reset and INIT again.
  */
 #define _GNU_SOURCE
 #if defined(__has_include)
@@ -243,6 +244,30 @@ static void snp(int ro, int rw)
 	CHECK(issue(ro, C_SNP_VLEK_LOAD, vlek, &err) == EPERM, "SNP_VLEK_LOAD ro");
 	CHECK(issue(rw, C_SNP_VLEK_LOAD, vlek, &err) == EIO && err == C_RET_INVALID_KEY, "SNP_VLEK_LOAD: error 0x%x", err);
 	CHECK(issue(ro, C_SNP_COMMIT, NULL, &err) == 0, "SNP_COMMIT needs no write access");
+	/* SNP_SET_CONFIG: reported TCB = the current one, no mask flags. */
+	uint8_t cfg[64];
+	memset(cfg, 0, sizeof(cfg));
+	memcpy(cfg, st + 16, 8);
+	CHECK(issue(rw, C_SNP_SET_CONFIG, cfg, &err) == 0, "SNP_SET_CONFIG: error 0x%x", err);
+	cfg[8] = 0x80; /* a reserved flag bit */
+	CHECK(issue(rw, C_SNP_SET_CONFIG, cfg, &err) == EIO && err == SEV_RET_INVALID_PARAM, "SNP_SET_CONFIG reserved flag: error 0x%x", err);
+}
+
+/* Last: the commands that change the platform's state. */
+static void lifecycle(int ro, int rw)
+{
+	uint32_t err = 0;
+	struct sev_user_data_status st;
+	CHECK(issue(rw, SEV_PEK_GEN, NULL, &err) == 0 && err == 0, "PEK_GEN: error %u", err);
+	CHECK(issue(rw, SEV_FACTORY_RESET, NULL, &err) == 0, "FACTORY_RESET: error %u", err);
+	CHECK(issue(ro, SEV_PLATFORM_STATUS, &st, &err) == 0 && st.state == 0 && (st.flags & 0x100) == 0, "after reset: state %u flags 0x%x", st.state, st.flags);
+	struct sev_user_data_pdh_cert_export ex;
+	memset(&ex, 0, sizeof(ex));
+	CHECK(issue(ro, SEV_PDH_CERT_EXPORT, &ex, &err) == EPERM, "export on UNINIT needs a writable fd");
+	CHECK(issue(rw, SEV_PDH_CERT_EXPORT, &ex, &err) == EIO && err == SEV_RET_INVALID_LEN, "export on UNINIT INITs implicitly (pre-6.16): error %u", err);
+	CHECK(issue(ro, SEV_PLATFORM_STATUS, &st, &err) == 0 && st.state == 1 && (st.flags & 0x100) != 0, "after the implicit INIT: state %u flags 0x%x", st.state, st.flags);
+	CHECK(issue(rw, SEV_FACTORY_RESET, NULL, &err) == 0, "FACTORY_RESET again");
+	CHECK(issue(rw, SEV_PDH_GEN, NULL, &err) == 0, "PDH_GEN on UNINIT INITs implicitly");
 }
 
 static int status_ok(int fd)
@@ -321,6 +346,7 @@ int main(void)
 	CHECK(issue(rw, SEV_PDH_GEN, NULL, NULL) == 0, "PDH_GEN");
 	pdh_export(ro, after);
 	CHECK(memcmp(before, after, sizeof(before)) != 0, "PDH_GEN gives a new PDH");
+	lifecycle(ro, rw);
 	close(ro);
 	close(rw);
 	printf("%d checks, %d failed\n", checks, failures);
