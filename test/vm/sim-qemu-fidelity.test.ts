@@ -116,6 +116,24 @@ describe('the wrapper against a simulator daemon', () => {
     expect(lines(denied.stderr)[0]).toBe("qemu-system-x86_64: sev_kvm_init: Failed to open /dev/sev 'Permission denied'");
   }, 120_000);
 
+  it('missing firmware, kernel and initrd files fail with QEMU 7.2\'s own texts, and leave no guest', async () => {
+    const p = sim.daemon.platform;
+    const guestsBefore = p.guests.size;
+    const drive = `if=pflash,format=raw,unit=0,file=${root}/no-ovmf.fd,readonly=on`;
+    const pflash = await start([...sevArgs('cbitpos=51'), '-drive', drive, '-qmp', `unix:${root}/d.sock,server,nowait`]).done;
+    expect(pflash.code).toBe(1);
+    expect(lines(pflash.stderr)).toEqual([`qemu-system-x86_64: -drive ${drive}: Could not open '${root}/no-ovmf.fd': No such file or directory`]);
+    const bios = await start([...sevArgs('cbitpos=51'), '-bios', `${root}/no-bios.bin`, '-qmp', `unix:${root}/e.sock,server,nowait`]).done;
+    expect(bios.stderr.split('\n')).toContain(`qemu: could not load PC BIOS '${root}/no-bios.bin'`);
+    const hashed = ['-bios', AMDSEV, '-append', 'console=ttyS0', '-qmp', `unix:${root}/f.sock,server,nowait`];
+    const kernel = await start([...sevArgs('cbitpos=51,kernel-hashes=on'), '-kernel', `${root}/no-vmlinuz`, ...hashed]).done;
+    expect(kernel.stderr.split('\n')).toContain(`qemu: could not open kernel file '${root}/no-vmlinuz': No such file or directory`);
+    fs.writeFileSync(path.join(root, 'vmlinuz'), 'k');
+    const initrd = await start([...sevArgs('cbitpos=51,kernel-hashes=on'), '-kernel', `${root}/vmlinuz`, '-initrd', `${root}/no-initrd`, ...hashed]).done;
+    expect(initrd.stderr.split('\n')).toContain(`qemu: error reading initrd ${root}/no-initrd: Failed to open file \u201c${root}/no-initrd\u201d: No such file or directory`);
+    expect(p.guests.size).toBe(guestsBefore);
+  }, 120_000);
+
   it('after a reset (UNINIT): SEV-ES fails on CONFIG_ES with QEMU\'s message; SEV guest init INITs the platform', async () => {
     const p = sim.daemon.platform;
     expect(p.ioctl({ cmd: Cmd.FACTORY_RESET, writable: true, dataNull: true, struct: Buffer.alloc(0), blobs: [] }).errno).toBe(0);

@@ -90,6 +90,8 @@ export interface ParsedQemu {
   opts: QemuOpt[];
   sev?: SevGuestConfig;
   firmware?: string;
+  /** Where `firmware` came from: the -drive option text (pflash) or -bios. */
+  firmwareFrom?: { drive: string } | 'bios';
   vcpus: number;
   /** CPU model of the last -cpu (QEMU keeps the last), e.g. host, EPYC-v4. */
   cpuModel?: string;
@@ -220,11 +222,17 @@ export function parseQemuArgs(args: string[]): ParsedQemu {
         break;
       case 'drive': {
         const props = new Map(splitProps(v));
-        if (props.get('if') === 'pflash' && (props.get('unit') ?? '0') === '0' && props.get('file')) p.firmware ??= props.get('file');
+        if (props.get('if') === 'pflash' && (props.get('unit') ?? '0') === '0' && props.get('file') && p.firmware === undefined) {
+          p.firmware = props.get('file');
+          p.firmwareFrom = { drive: v };
+        }
         break;
       }
       case 'bios':
-        p.firmware ??= v;
+        if (p.firmware === undefined) {
+          p.firmware = v;
+          p.firmwareFrom = 'bios';
+        }
         break;
       case 'smp':
         // smp-opts merge: a later -smp overrides the keys it names.

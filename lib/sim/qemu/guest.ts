@@ -13,7 +13,14 @@ import { QmpReply } from './qmp-server.js';
 import { writeFileAtomic } from '../../fsutil.js';
 
 /** Fatal start-up error: printed as QEMU would, then exit 1. */
-export class QemuStartError extends Error {}
+export class QemuStartError extends Error {
+  /** QEMU writes this one with fprintf(stderr, "qemu: ...") rather than error_report(): no program-name prefix. */
+  readonly raw: boolean;
+  constructor(message: string, opts: { raw?: boolean } = {}) {
+    super(message);
+    this.raw = opts.raw ?? false;
+  }
+}
 
 export type SevState = 'uninit' | 'launch-update' | 'launch-secret' | 'running';
 
@@ -221,7 +228,10 @@ export class SevGuest {
     try {
       image = fs.readFileSync(this.q.firmware);
     } catch (e) {
-      throw new QemuStartError(`Could not open '${this.q.firmware}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (e as Error).message}`);
+      // pflash: the -drive's block layer error with its option as location; -bios: x86_bios_rom_init's fprintf.
+      const from = this.q.firmwareFrom;
+      if (from === 'bios') throw new QemuStartError(`qemu: could not load PC BIOS '${this.q.firmware}'`, { raw: true });
+      throw new QemuStartError(`${from ? `-drive ${from.drive}: ` : ''}Could not open '${this.q.firmware}': ${strerror(e)}`);
     }
     const { parseOvmf, hasOvmfFooterTable } = await import('../../launch/ovmf.js');
     const ovmf = hasOvmfFooterTable(image) ? parseOvmf(image, this.q.firmware) : undefined;
@@ -240,16 +250,18 @@ export class SevGuest {
         throw new QemuStartError(`SEV: guest firmware hashes table area is invalid (base=0x${base.toString(16)} size=0x${size.toString(16)})`);
       }
       const { buildKernelHashesTable } = await import('../../launch/hashes.js');
-      const read = (f: string) => {
+      // x86_load_linux()'s own fprintf texts (QEMU 7.2 hw/i386/x86.c).
+      const read = (f: string, what: 'kernel' | 'initrd') => {
         try {
           return fs.readFileSync(f);
         } catch (e) {
-          throw new QemuStartError(`could not load ${f}: ${(e as Error).message}`);
+          const why = strerror(e);
+          throw new QemuStartError(what === 'kernel' ? `qemu: could not open kernel file '${f}': ${why}` : `qemu: error reading initrd ${f}: Failed to open file \u201c${f}\u201d: ${why}`, { raw: true });
         }
       };
       hashesTable = buildKernelHashesTable({
-        kernel: read(this.q.kernel),
-        initrd: this.q.initrd ? read(this.q.initrd) : undefined,
+        kernel: read(this.q.kernel, 'kernel'),
+        initrd: this.q.initrd ? read(this.q.initrd, 'initrd') : undefined,
         cmdline: this.q.append,
       });
     }

@@ -156,6 +156,10 @@ export async function main(args: string[]): Promise<void> {
   } catch (e) {
     await guest?.decommission();
     fw?.close();
+    if (e instanceof QemuStartError && e.raw) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(1);
+    }
     if (e instanceof QemuStartError) die(e.message);
     die(`sevkit sim: ${(e as Error).message}`);
   }
