@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { VECTORS } from '../helpers/cli.js';
 import { parseQemuArgs } from '../../lib/sim/qemu/argv.js';
@@ -62,6 +63,46 @@ describe('QEMU 7.2 argv fidelity', () => {
     const raw = Buffer.from('a 52-byte packet header, more or less, as an example!');
     const wrapped = raw.toString('base64').replace(/(.{16})/g, '$1\n');
     expect(glibBase64Decode(wrapped).equals(raw)).toBe(true);
+  });
+});
+
+describe('qmp_capabilities arguments', () => {
+  it('refuses unknown capabilities and members like 7.2, and stays in negotiation mode', async () => {
+    const { QmpServer } = await import('../../lib/sim/qemu/qmp-server.js');
+    const dir = tmpRunRoot('qmpcap');
+    const sock = path.join(dir, 'q.sock');
+    const server = new QmpServer({ QMP: { version: { qemu: { micro: 0, minor: 2, major: 7 }, package: 'test' }, capabilities: ['oob'] } }, async () => ({}));
+    await server.listen(sock);
+    const c = net.createConnection(sock);
+    const got: Array<Record<string, unknown>> = [];
+    let buf = '';
+    c.on('data', (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const m = JSON.parse(buf.slice(0, i)) as Record<string, unknown>;
+        buf = buf.slice(i + 1);
+        if ('id' in m) got.push(m);
+      }
+    });
+    const send = (o: unknown) => c.write(`${JSON.stringify(o)}\n`);
+    send({ execute: 'qmp_capabilities', arguments: { enable: ['bogus'] }, id: 1 });
+    send({ execute: 'qmp_capabilities', arguments: { verbose: true }, id: 2 });
+    send({ execute: 'qmp_capabilities', arguments: { enable: 'oob' }, id: 3 });
+    send({ execute: 'query-status', id: 4 });
+    send({ execute: 'qmp_capabilities', arguments: { enable: ['oob'] }, id: 5 });
+    const deadline = Date.now() + 30_000;
+    while (got.length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    c.destroy();
+    await server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+    expect(got.map((m) => (m.error as { desc?: string } | undefined)?.desc ?? 'ok')).toEqual([
+      "Parameter 'enable[0]' does not accept value 'bogus'",
+      "Parameter 'verbose' is unexpected",
+      "Invalid parameter type for 'enable', expected: array",
+      "Expecting capabilities negotiation with 'qmp_capabilities'",
+      'ok',
+    ]);
   });
 });
 
