@@ -22,6 +22,7 @@ import { Cmd } from '../../lib/sim/uapi.js';
 import { processesMentioning, tmpRunRoot } from './helpers.js';
 
 const AMDSEV = path.join(VECTORS, 'sev-snp-measure/ovmf_AmdSev_suffix.bin');
+const PFLASH = `if=pflash,format=raw,unit=0,file=${AMDSEV},readonly=on`;
 const sevArgs = (props: string) => ['-object', `sev-guest,id=s,reduced-phys-bits=1,${props}`, '-machine', 'q35,confidential-guest-support=s'];
 
 describe('QEMU 7.2 argv fidelity', () => {
@@ -137,7 +138,7 @@ describe('the wrapper against a simulator daemon', () => {
 
   async function launched(name: string, props: string): Promise<{ child: ChildProcess; qmp: QmpClient; done: Promise<unknown> }> {
     const sock = path.join(root, `${name}.sock`);
-    const { child, done } = start(['-S', ...sevArgs(`cbitpos=51,${props}`), '-bios', AMDSEV, '-qmp', `unix:${sock},server,nowait`]);
+    const { child, done } = start(['-S', ...sevArgs(`cbitpos=51,${props}`), '-drive', PFLASH, '-qmp', `unix:${sock},server,nowait`]);
     const ac = new AbortController();
     void done.then((r) => ac.abort(new Error(`wrapper exited: ${JSON.stringify(r)}`)));
     const qmp = await waitForQmp(sock, { timeoutMs: 60_000, signal: ac.signal });
@@ -145,15 +146,15 @@ describe('the wrapper against a simulator daemon', () => {
   }
 
   it('sev-device is opened O_RDWR: a missing node or a non-SEV node fails like QEMU', async () => {
-    const missing = await start([...sevArgs(`cbitpos=51,sev-device=${root}/nope`), '-bios', AMDSEV, '-qmp', `unix:${root}/a.sock,server,nowait`]).done;
+    const missing = await start([...sevArgs(`cbitpos=51,sev-device=${root}/nope`), '-drive', PFLASH, '-qmp', `unix:${root}/a.sock,server,nowait`]).done;
     expect(missing.code).toBe(1);
     expect(lines(missing.stderr)).toEqual([`qemu-system-x86_64: sev_kvm_init: Failed to open ${root}/nope 'No such file or directory'`, 'qemu-system-x86_64: failed to initialize kvm: Operation not permitted']);
-    const notSev = await start([...sevArgs('cbitpos=51,sev-device=/dev/null'), '-bios', AMDSEV, '-qmp', `unix:${root}/b.sock,server,nowait`]).done;
+    const notSev = await start([...sevArgs('cbitpos=51,sev-device=/dev/null'), '-drive', PFLASH, '-qmp', `unix:${root}/b.sock,server,nowait`]).done;
     expect(notSev.code).toBe(1);
     expect(lines(notSev.stderr)[0]).toBe("qemu-system-x86_64: sev_kvm_init: failed to get platform status ret=-1 fw_error='0: '");
     // An open fault on the simulated device is QEMU's open failure too.
     sim.daemon.platform.injectFault({ on: 'open', cmd: 'O_RDWR', errno: 'EACCES' });
-    const denied = await start([...sevArgs('cbitpos=51'), '-bios', AMDSEV, '-qmp', `unix:${root}/c.sock,server,nowait`]).done;
+    const denied = await start([...sevArgs('cbitpos=51'), '-drive', PFLASH, '-qmp', `unix:${root}/c.sock,server,nowait`]).done;
     expect(lines(denied.stderr)[0]).toBe("qemu-system-x86_64: sev_kvm_init: Failed to open /dev/sev 'Permission denied'");
   }, 120_000);
 
@@ -166,7 +167,13 @@ describe('the wrapper against a simulator daemon', () => {
     expect(lines(pflash.stderr)).toEqual([`qemu-system-x86_64: -drive ${drive}: Could not open '${root}/no-ovmf.fd': No such file or directory`]);
     const bios = await start([...sevArgs('cbitpos=51'), '-bios', `${root}/no-bios.bin`, '-qmp', `unix:${root}/e.sock,server,nowait`]).done;
     expect(bios.stderr.split('\n')).toContain(`qemu: could not load PC BIOS '${root}/no-bios.bin'`);
-    const hashed = ['-bios', AMDSEV, '-append', 'console=ttyS0', '-qmp', `unix:${root}/f.sock,server,nowait`];
+    // -bios takes whole 64 KiB; pflash whole 4 KiB sectors.
+    const small = await start([...sevArgs('cbitpos=51'), '-bios', AMDSEV, '-qmp', `unix:${root}/g.sock,server,nowait`]).done;
+    expect(small.stderr.split('\n')).toContain(`qemu: could not load PC BIOS '${AMDSEV}'`);
+    fs.writeFileSync(path.join(root, 'odd.fd'), Buffer.alloc(5000));
+    const odd = await start([...sevArgs('cbitpos=51'), '-drive', `if=pflash,format=raw,unit=0,file=${root}/odd.fd`, '-qmp', `unix:${root}/h.sock,server,nowait`]).done;
+    expect(lines(odd.stderr)).toEqual(['qemu-system-x86_64: system firmware block device pflash0 has invalid size 5000', 'qemu-system-x86_64: info: its size must be a non-zero multiple of 0x1000']);
+    const hashed = ['-drive', PFLASH, '-append', 'console=ttyS0', '-qmp', `unix:${root}/f.sock,server,nowait`];
     const kernel = await start([...sevArgs('cbitpos=51,kernel-hashes=on'), '-kernel', `${root}/no-vmlinuz`, ...hashed]).done;
     expect(kernel.stderr.split('\n')).toContain(`qemu: could not open kernel file '${root}/no-vmlinuz': No such file or directory`);
     fs.writeFileSync(path.join(root, 'vmlinuz'), 'k');
@@ -179,7 +186,7 @@ describe('the wrapper against a simulator daemon', () => {
     const p = sim.daemon.platform;
     expect(p.ioctl({ cmd: Cmd.FACTORY_RESET, writable: true, dataNull: true, struct: Buffer.alloc(0), blobs: [] }).errno).toBe(0);
     expect(p.state).toBe('UNINIT');
-    const es = await start([...sevArgs('cbitpos=51,policy=0x5'), '-cpu', 'EPYC-v4', '-bios', AMDSEV, '-qmp', `unix:${root}/es.sock,server,nowait`]).done;
+    const es = await start([...sevArgs('cbitpos=51,policy=0x5'), '-cpu', 'EPYC-v4', '-drive', PFLASH, '-qmp', `unix:${root}/es.sock,server,nowait`]).done;
     expect(es.code).toBe(1);
     expect(lines(es.stderr)).toEqual(['qemu-system-x86_64: sev_kvm_init: guest policy requires SEV-ES, but host SEV-ES support unavailable', 'qemu-system-x86_64: failed to initialize kvm: Operation not permitted']);
     expect(p.state).toBe('UNINIT');
@@ -220,7 +227,7 @@ describe('the wrapper against a simulator daemon', () => {
     fs.writeFileSync(path.join(root, 'godh5.b64'), s.godhB64);
     fs.writeFileSync(path.join(root, 'session5.b64'), s.sessionB64);
     const sock = path.join(root, 'smp.sock');
-    const { child, done } = start(['-S', ...sevArgs(`cbitpos=51,policy=0x5,dh-cert-file=${root}/godh5.b64,session-file=${root}/session5.b64`), '-cpu', 'EPYC-v4', '-smp', 'sockets=2,cores=2', '-bios', AMDSEV, '-qmp', `unix:${sock},server,nowait`]);
+    const { child, done } = start(['-S', ...sevArgs(`cbitpos=51,policy=0x5,dh-cert-file=${root}/godh5.b64,session-file=${root}/session5.b64`), '-cpu', 'EPYC-v4', '-smp', 'sockets=2,cores=2', '-drive', PFLASH, '-qmp', `unix:${sock},server,nowait`]);
     const ac = new AbortController();
     void done.then((r) => ac.abort(new Error(`wrapper exited: ${JSON.stringify(r)}`)));
     const qmp = await waitForQmp(sock, { timeoutMs: 60_000, signal: ac.signal });

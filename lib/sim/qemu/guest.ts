@@ -233,6 +233,13 @@ export class SevGuest {
       if (from === 'bios') throw new QemuStartError(`qemu: could not load PC BIOS '${this.q.firmware}'`, { raw: true });
       throw new QemuStartError(`${from ? `-drive ${from.drive}: ` : ''}Could not open '${this.q.firmware}': ${strerror(e)}`);
     }
+    // pc_system_flash_map(): pflash in whole 4 KiB sectors; x86_bios_rom_init(): -bios in whole 64 KiB.
+    if (this.q.firmwareFrom === 'bios' && (image.length === 0 || image.length % 65536 !== 0)) {
+      throw new QemuStartError(`qemu: could not load PC BIOS '${this.q.firmware}'`, { raw: true });
+    }
+    if (this.q.firmwareFrom !== 'bios' && (image.length === 0 || image.length % 4096 !== 0)) {
+      throw new QemuStartError(`system firmware block device pflash0 has invalid size ${image.length}\ninfo: its size must be a non-zero multiple of 0x1000`);
+    }
     const { parseOvmf, hasOvmfFooterTable } = await import('../../launch/ovmf.js');
     const ovmf = hasOvmfFooterTable(image) ? parseOvmf(image, this.q.firmware) : undefined;
     const secretEntry = ovmf?.entries.find((e) => e.guid === '4c2eb361-7d9b-4cc3-8081-127c90d3d294');
