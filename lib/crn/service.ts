@@ -345,7 +345,7 @@ export class CrnService {
     let rec = this.#vms.get(ref);
     if (!rec) {
       // The allocation may still be registering (aleph #985: initialize raced VM creation).
-      await Promise.all(this.#o.extensions.map((x) => x.pending?.(ref)));
+      await Promise.all(this.#o.extensions.map((x) => x.pending?.(ref) ?? Promise.resolve()));
       rec = this.#vms.get(ref);
     }
     if (!rec) throw errorJson(404, `No virtual machine with ref ${ref}`);
