@@ -77,8 +77,8 @@ describe('qmp_capabilities arguments', () => {
     const c = net.createConnection(sock);
     const got: Array<Record<string, unknown>> = [];
     let buf = '';
-    c.on('data', (d) => {
-      buf += d;
+    c.on('data', (d: Buffer) => {
+      buf += d.toString('utf8');
       let i;
       while ((i = buf.indexOf('\n')) >= 0) {
         const m = JSON.parse(buf.slice(0, i)) as Record<string, unknown>;
