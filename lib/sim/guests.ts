@@ -102,7 +102,7 @@ function table(p: SimPlatform): Map<number, Guest> {
 }
 
 const OPS = new Set([
-  'api', 'launchStart', 'launchUpdateData', 'launchUpdateFile', 'launchUpdateVmsa', 'launchMeasure', 'launchSecret', 'launchFinish',
+  'api', 'platformStatus', 'sevInit', 'launchStart', 'launchUpdateData', 'launchUpdateFile', 'launchUpdateVmsa', 'launchMeasure', 'launchSecret', 'launchFinish',
   'attestation', 'decommission', 'pdhCertExport', 'getId',
 ]);
 
@@ -159,6 +159,18 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
     case 'api':
       return { ...platform.api };
 
+    case 'platformStatus':
+      // SEV_PLATFORM_STATUS as QEMU's sev_kvm_init issues it on its sev-device fd.
+      return { ...platform.api, state: platform.state, esConfigured: platform.esConfigured, owner: platform.ownership, guests: platform.guests.size };
+
+    case 'sevInit': {
+      // KVM_SEV_INIT / KVM_SEV_ES_INIT: sev_guest_init() → sev_platform_init(),
+      // which INITs an UNINIT platform (e.g. after `sevctl reset`).
+      const st = platform.initForGuest({ tag: ctx?.tag, pid: ctx?.pid });
+      if (st !== Ret.SUCCESS) throw new SimFirmwareError(st, `SEV platform INIT for the guest failed: ${retName(st)}`);
+      return {};
+    }
+
     case 'launchStart': {
       const policy = u32(args.policy, 'policy');
       const minMajor = (policy >>> 16) & 0xff;
@@ -172,6 +184,10 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       if (args.godh !== undefined || args.session !== undefined) {
         if (args.godh === undefined || args.session === undefined) throw new SimFirmwareError(Ret.INVALID_PARAM, 'LAUNCH_START needs both the GODH certificate and the session blob');
         if (platform.state === 'UNINIT') throw new SimFirmwareError(Ret.INVALID_PLATFORM_STATE, 'LAUNCH_START on an UNINIT platform');
+        const godhRaw = b64(args.godh, 'godh');
+        if (!godhCoordinatesZeroExtended(godhRaw)) {
+          throw new SimFirmwareError(Ret.INVALID_CERTIFICATE, 'GODH: a P-384 coordinate has non-zero bytes past its 48 (the firmware reads QX/QY as 576-bit zero-extended integers, so the value is not below p)');
+        }
         try {
           ({ tek, tik } = openSession({ godh: b64(args.godh, 'godh'), session: b64(args.session, 'session'), pdhPrivateKey: platform.pdhPrivateKey(), policy }));
         } catch (e) {
@@ -231,6 +247,11 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       const g = guest();
       if (g.state !== 'update') throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, 'LAUNCH_MEASURE twice');
       const { major, minor, build } = platform.api;
+      if (major === 0 && minor < 17) {
+        // The 0x04‖API‖BUILD‖POLICY‖LD‖MNONCE formula starts at API 0.17; the
+        // older one is not modelled, so say so instead of measuring wrongly.
+        throw new SimFirmwareError(Ret.UNSUPPORTED, `the simulator does not model LAUNCH_MEASURE for firmware API ${major}.${minor} (only API >= 0.17)`);
+      }
       g.launchDigest = g.digest.digest();
       // Fresh mnonce, as firmware draws one per measurement.
       g.measure = launchMeasure({ digest: g.launchDigest, tik: g.tik, apiMajor: major, apiMinor: minor, build, policy: g.policy });
@@ -241,8 +262,12 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
     case 'launchSecret': {
       const g = guest();
       if (g.state !== 'secret' || !g.measure) throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, 'LAUNCH_SECRET outside the launch-secret state');
+      // Any non-empty length is taken, as KVM and QEMU pass it through and
+      // AMD's sev-tool (written against real firmware) packages secrets of
+      // any size from 8 bytes without padding them to 16.
+      const payload = b64(args.payload, 'payload');
       try {
-        const plain = openSecret({ header: b64(args.header, 'header'), payload: b64(args.payload, 'payload'), tek: g.tek, tik: g.tik, measurement: g.measure });
+        const plain = openSecret({ header: b64(args.header, 'header'), payload, tek: g.tek, tik: g.tik, measurement: g.measure });
         return { plaintext: plain.toString('base64') };
       } catch (e) {
         if (e instanceof SimFirmwareError) throw e;
@@ -293,6 +318,19 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
     default:
       throw new SimFirmwareError(Ret.INVALID_COMMAND, `unknown guest command ${op}`);
   }
+}
+
+/**
+ * SEV API appendix C: an ECDSA/ECDH public key's QX and QY are 72-byte
+ * little-endian fields holding the coordinate zero-extended; for P-384 only
+ * the low 48 bytes may be non-zero (the rest makes a value >= p).
+ */
+function godhCoordinatesZeroExtended(cert: Buffer): boolean {
+  if (cert.length !== 0x824) return true; // openSession reports the length
+  const QX = 0x14; // after version, api, reserved, usage, algo and curve
+  const QY = QX + 72;
+  for (const off of [QX + 48, QY + 48]) for (let i = off; i < off + 24; i++) if (cert[i] !== 0) return false;
+  return true;
 }
 
 /** DECOMMISSION: forget the guest and its keys. */

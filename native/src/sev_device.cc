@@ -62,9 +62,14 @@ SysResult Issue(int fd, uint32_t cmd, void* data) {
   if (::ioctl(fd, SEVKIT_SEV_ISSUE_CMD, &arg) < 0) {
     r.err = errno;
     r.syscall = "ioctl";
-    if (r.err == EIO) {
+    if (r.err == EIO && arg.error != 0) {
       r.hasFwStatus = true;
       r.fwStatus = arg.error;
+    } else if (r.err == EIO) {
+      // The driver turns a firmware status into EIO, and SUCCESS is no
+      // failure: an EIO with `error` still 0 came from the driver before any
+      // firmware call (or one that did not report), so there is no status.
+      r.detail = "EIO from the driver without a firmware status (no firmware command reported one)";
     }
   }
   return r;

@@ -350,7 +350,7 @@ describe('fault injection', () => {
 
   it('a failing implicit INIT surfaces as EIO with its status', () => {
     const p = freshPlatform({ bootState: 'UNINIT' });
-    p.injectFault({ cmd: 'INIT', fwStatus: 'SECURE_DATA_INVALID' });
+    p.injectFault({ cmd: 'INIT', fwStatus: 'SECURE_DATA_INVALID', times: 2 }); // the driver retries once
     const r = issue(p, Cmd.PDH_GEN);
     expect(r.errno).toBe(Errno.EIO);
     expect(r.fwError).toBe(Ret.SECURE_DATA_INVALID);
@@ -442,7 +442,7 @@ describe('kernel 6.16 driver behaviour', () => {
 
   it('a failed implicit INIT reports INVALID_PLATFORM_STATE', () => {
     const p = freshPlatform({ kernel: '6.16', bootState: 'UNINIT' });
-    p.injectFault({ cmd: 'INIT', fwStatus: 'SECURE_DATA_INVALID' });
+    p.injectFault({ cmd: 'INIT', fwStatus: 'SECURE_DATA_INVALID', times: 2 }); // the driver retries once
     const r = issue(p, Cmd.PEK_GEN);
     expect(r.errno).toBe(Errno.EIO);
     expect(r.fwError).toBe(Ret.INVALID_PLATFORM_STATE);
