@@ -2,7 +2,7 @@
  * Runs the sevkit CLIs from their TypeScript sources (through tsx), so CLI
  * tests never depend on a stale dist/ build.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
@@ -53,4 +53,54 @@ export function runCli(args: string[], opts: CliOptions = {}, name: 'sevkit' | '
     });
     child.stdin.end(opts.input ?? '');
   });
+}
+
+/** A test's `sevkit crn serve` process, up and listening. */
+export interface CrnServeProcess {
+  proc: ChildProcessWithoutNullStreams;
+  /** The address from its `listening on URL` line. */
+  url: string;
+  /** Everything it has written to stderr so far. */
+  stderr(): string;
+  /** SIGTERM, then waits for it to exit (at once when it already has). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `sevkit crn serve ARGS` from the sources and resolves once it prints its
+ * listening line; rejects (and kills it) when it exits first or says nothing
+ * within `timeoutMs`.
+ */
+export async function startCrnServe(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CrnServeProcess> {
+  const proc = spawn(process.execPath, [...cliEntry(), 'crn', 'serve', ...args], { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...opts.env } });
+  let err = '';
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const stop = async (): Promise<void> => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const t = setTimeout(() => reject(new Error(`no listening line; stderr: ${err}`)), opts.timeoutMs ?? 60_000);
+      proc.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /^listening on (http:\/\/\S+)$/m.exec(out);
+        if (m) {
+          clearTimeout(t);
+          resolve(m[1]!);
+        }
+      });
+      proc.on('exit', (c) => {
+        clearTimeout(t);
+        reject(new Error(`serve exited ${c}: ${err}`));
+      });
+    });
+    return { proc, url, stderr: () => err, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
 }

@@ -4,14 +4,14 @@
  * the simulator. Only two things come from the test: the CRN's URL (the block's own default port may be
  * taken on a shared machine) and the allocation token, both as environment variables the block reads.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliEntry, ROOT } from '../helpers/cli.js';
+import { cliEntry, ROOT, startCrnServe, type CrnServeProcess } from '../helpers/cli.js';
 
 const simReason = process.env.SEVKIT_SIM_UNAVAILABLE;
 const TOKEN = crypto.randomBytes(16).toString('hex');
@@ -26,36 +26,17 @@ function readmeOwnerBlock(): string {
 
 describe.skipIf(Boolean(simReason))("the README's owner launch", { timeout: 240_000 }, () => {
   let tmp: string;
-  let serve: ChildProcessWithoutNullStreams | undefined;
+  let serve: CrnServeProcess | undefined;
   let url = '';
-  let serveErr = '';
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-readme-'));
-    serve = spawn(process.execPath, [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(tmp, 'run')], {
-      cwd: ROOT,
-      env: { ...process.env, SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none', NO_COLOR: '1' },
+    serve = await startCrnServe(['--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(tmp, 'run')], {
+      env: { SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none' },
     });
-    serve.stderr.on('data', (d: Buffer) => (serveErr += d.toString()));
-    url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      const t = setTimeout(() => reject(new Error(`no listening line; stderr: ${serveErr}`)), 60_000);
-      serve!.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /^listening on (http:\/\/\S+)$/m.exec(out);
-        if (m) {
-          clearTimeout(t);
-          resolve(m[1]!);
-        }
-      });
-      serve!.on('exit', (c) => reject(new Error(`serve exited ${c}: ${serveErr}`)));
-    });
+    url = serve.url;
   });
   afterAll(async () => {
-    if (serve && serve.exitCode === null) {
-      const exited = new Promise((r) => serve!.on('exit', r));
-      serve.kill('SIGTERM');
-      await exited;
-    }
+    await serve?.stop();
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -79,7 +60,7 @@ describe.skipIf(Boolean(simReason))("the README's owner launch", { timeout: 240_
         resolve({ code, out, err });
       });
     });
-    expect(r.code, `${r.out}\n${r.err}\n${serveErr}`).toBe(0);
+    expect(r.code, `${r.out}\n${r.err}\n${serve!.stderr()}`).toBe(0);
     expect(r.out).toMatch(/^0x[0-9a-fA-F]{40}$/m); // wallet new printed the address
     expect(r.out).toMatch(/^VM [0-9a-f]{64} is running \(secret delivered/m);
     expect(r.err).toMatch(/warning: the trust anchor \(--ca sim-ca.cert\) is a TEST root/);
