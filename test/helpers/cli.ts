@@ -104,3 +104,40 @@ export async function startCrnServe(args: string[], opts: { env?: NodeJS.Process
     throw e;
   }
 }
+
+/** What runCommand saw: exit code (null when killed), each stream, both interleaved as written, and the run time. */
+export interface CommandResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout and stderr in the order they arrived (for failure messages). */
+  out: string;
+  ms: number;
+}
+
+/**
+ * Runs `cmd ARGS` to completion with exactly `opts.env` (not merged with this
+ * process's: the package tests build a PATH without a compiler), killing it
+ * after `timeoutMs`; never throws for a non-zero exit.
+ */
+export function runCommand(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number }): Promise<CommandResult> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const both: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => (out.push(d), both.push(d)));
+    child.stderr.on('data', (d: Buffer) => (err.push(d), both.push(d)));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const text = (b: Buffer[]) => Buffer.concat(b).toString('utf8');
+      resolve({ code, stdout: text(out), stderr: text(err), out: text(both), ms: Date.now() - t0 });
+    });
+  });
+}
