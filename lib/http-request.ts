@@ -91,6 +91,7 @@ export async function httpRequest(o: HttpRequestOptions): Promise<HttpResponse> 
   }
 }
 
+/** One hop, given what is left of the whole deadline; its timeout names the whole deadline (o.deadlineMs), which is what the caller set. */
 function once(url: URL, o: HttpRequestOptions, deadlineMs: number): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
     let phase: 'connect' | 'headers' | 'body' = 'connect';
@@ -112,7 +113,7 @@ function once(url: URL, o: HttpRequestOptions, deadlineMs: number): Promise<Http
     const onAbort = (): void => fail(new HttpRequestError('aborted', phase, 'request cancelled', undefined, { cause: o.signal?.reason }));
     const timer = setTimeout(() => {
       const got = phase === 'body' ? ` (${received} body bytes received)` : '';
-      fail(new HttpRequestError('timeout', phase, `no complete answer within ${formatSeconds(deadlineMs)} (stalled ${phase === 'connect' ? 'connecting' : phase === 'headers' ? 'waiting for the headers' : 'in the body'}${got})`));
+      fail(new HttpRequestError('timeout', phase, `no complete answer within ${formatSeconds(o.deadlineMs)} (stalled ${phase === 'connect' ? 'connecting' : phase === 'headers' ? 'waiting for the headers' : 'in the body'}${got})`));
     }, deadlineMs);
     const headers: Record<string, string> = { ...o.headers };
     if (o.body) headers['content-length'] = String(o.body.length);

@@ -11,7 +11,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { httpRequest, HttpRequestError, httpsUpgradeTarget } from '../../lib/http-request.js';
 import { CrnClient, CrnUnreachableError } from '../../lib/owner/client.js';
 import { EthWallet } from '../../lib/crn/wallet.js';
@@ -72,6 +72,20 @@ describe('a deadline on every byte', () => {
     expect((e as CrnUnreachableError).code).toBe('ERR_CRN_TIMEOUT');
     expect((e as Error).message).toBe(`CRN certificates: ${url}: no complete answer within 2 s (stalled in the body (${(e as Error).message.match(/\((\d+) body/)![1]} body bytes received))`);
     expect(hits).toBe(1);
+  });
+
+  it('the timeout names the deadline given, however much time passed before the request went out', async () => {
+    const url = await serve(() => undefined);
+    // A clock that moves 7 ms on every read: the time left when the socket opens is below the deadline given.
+    const real = Date.now;
+    let t = real();
+    const spy = vi.spyOn(Date, 'now').mockImplementation(() => (t += 7));
+    try {
+      const e = await httpRequest({ url, method: 'GET', deadlineMs: 300, maxBytes: 1024 }).catch((x: unknown) => x);
+      expect((e as Error).message).toMatch(/^no complete answer within 300 ms \(stalled waiting for the headers\)$/);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('a server that never answers the headers fails at the deadline too', async () => {
