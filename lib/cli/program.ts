@@ -15,6 +15,7 @@ import { register as registerCrn } from './commands/crn.js';
 import { register as registerSim } from './commands/sim.js';
 import { register as registerOk } from './commands/ok.js';
 import { register as registerOwner } from './commands/owner.js';
+import { register as registerSnp } from './commands/snp.js';
 
 /** The whole command tree. */
 export function buildProgram(): Command {
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerOwner(program);
   registerSim(program);
   registerOk(program);
+  registerSnp(program);
   // Subcommands inherit exitOverride and the output configuration.
   for (const c of program.commands) c.exitOverride().configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'sevkit: ')) });
   return program;
