@@ -26,6 +26,10 @@ export async function startCrnServer(opts: CrnServiceOptions & { host: string; p
   const service = new CrnService(opts);
   const server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 32 * 1024 }, service.handler);
   server.keepAliveTimeout = 5_000;
+  // A client may half-close (FIN) right after its request (`nc -N`, scripts): by default node:http then ends
+  // the socket at once, dropping every answer not ready at that moment (the first certificate export, any
+  // launch step). With this, pending answers are sent and the socket ends after the last one.
+  (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
