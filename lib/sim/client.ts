@@ -107,6 +107,8 @@ export class SimClient extends SimCalls {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private closedError: Error | undefined;
+  private closing = false;
+  private readonly lostHandlers: Array<(e: Error) => void> = [];
 
   private constructor(readonly socketPath: string) {
     super();
@@ -132,7 +134,11 @@ export class SimClient extends SimCalls {
         this.sock = sock;
         sock.on('data', (chunk: Buffer) => this.onData(chunk));
         sock.on('error', (e: NodeJS.ErrnoException) => this.fail(new SimClientError('ERR_SIM_CLIENT', `${this.socketPath}: ${e.code ?? e.message}`)));
-        sock.on('close', () => this.fail(new SimClientError('ERR_SIM_CLIENT', `${this.socketPath}: the simulator daemon closed the connection`)));
+        sock.on('close', () => {
+          const e = new SimClientError('ERR_SIM_CLIENT', `${this.socketPath}: the simulator daemon closed the connection`);
+          this.fail(e);
+          if (!this.closing) for (const h of this.lostHandlers.splice(0)) h(e);
+        });
         resolve();
       });
     });
@@ -198,7 +204,17 @@ export class SimClient extends SimCalls {
     await this.request('clearFaults');
   }
 
+  /**
+   * Calls `fn` once if the daemon goes away (the connection closes without
+   * close() from this side): the simulated platform is gone, as if the host
+   * rebooted, and what runs on it (the QEMU wrapper) should end too.
+   */
+  onLost(fn: (e: Error) => void): void {
+    this.lostHandlers.push(fn);
+  }
+
   override close(): void {
+    this.closing = true;
     this.fail(new SimClientError('ERR_SIM_CLIENT', 'client is closed'));
     this.sock?.end();
     this.sock?.destroy();

@@ -218,6 +218,8 @@ export class SevGuest {
     const h = this.handle;
     this.handle = 0;
     await this.fw.decommission(h).catch(() => undefined);
+    // The decrypted secret is guest memory: it does not outlive the guest.
+    if (this.guestDir) fs.rmSync(this.guestDir, { recursive: true, force: true });
   }
 
   /** SEV QMP commands; undefined for everything else. */
