@@ -184,15 +184,18 @@ export class CrnService {
     const report: CrnRestoreReport = { adopted: [], stopped: [], allocated: [], ms: 0 };
     const dir = path.join(this.#o.runDir, 'machines');
     const recs: VmRecord[] = [];
+    const junk: string[] = [];
     for (const f of fs.readdirSync(dir)) {
       const file = path.join(dir, f);
       const rec = /^[0-9a-f]{64}\.json$/.test(f) ? readMachineRecord(file) : undefined;
-      // Temp files of an interrupted write, or anything that is not a record of ours.
-      if (!rec || `${rec.ref}.json` !== f) fs.rmSync(file, { force: true, recursive: true });
+      if (!rec || `${rec.ref}.json` !== f) junk.push(file);
       else recs.push(rec);
     }
     const live = recs.filter((r) => r.state === 'starting' || r.state === 'awaiting-secret' || r.state === 'injecting' || r.state === 'running');
+    // The launcher takes the run dir's lock here (a CRN still running on it refuses this one): only then is
+    // anything removed — temp files of an interrupted write, anything that is not a record of ours.
     const adopted = (await this.#o.launcher.adopt?.(live.map((r) => r.ref))) ?? new Map();
+    for (const f of junk) fs.rmSync(f, { force: true, recursive: true });
     for (const rec of recs) {
       this.#vms.set(rec.ref, rec);
       const a = adopted.get(rec.ref);
