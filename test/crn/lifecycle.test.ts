@@ -185,6 +185,25 @@ describe.skipIf(Boolean(simReason))('every way crn serve is stopped leaves 0 pro
     await expectNothingLeft(runDir, s.pgid, pids);
   });
 
+  it.skipIf(!realQemu)('two SIGINTs 50 ms apart to the group while a running real-QEMU VM powers down: the second does not cut the stop short', async () => {
+    const runDir = fs.mkdtempSync(path.join(tmp, 'run-q2-'));
+    const s = await startServe(runDir, { env: { SEVKIT_REAL_QEMU: '/usr/bin/qemu-system-x86_64' } });
+    const ca = encodeCaChain(simulatorCaChain(process.env.SEVKIT_SIM_STATE)!);
+    const ref = crypto.randomBytes(32).toString('hex');
+    await new CrnClient({ url: s.url }).allocate(TOKEN, { ref, owner: owner.address, firmware, policy: 1, vcpus: 1, memory_mb: 256 });
+    await launchOnCrn({ client: new CrnClient({ url: s.url, wallet: owner }), ref, firmware: fs.readFileSync(firmware), policy: 1, secret: Buffer.from('pw'), ca, measurementTimeoutMs: 60_000 });
+    await vmsAwaitingSecret(s.url, 1);
+    const pids = recordedQemuPids(runDir);
+    expect(pids).toHaveLength(2);
+    // OVMF without an OS does not act on the ACPI power button: the stop waits for it, then quits.
+    signal(-s.pgid, 'SIGINT');
+    await new Promise((r) => setTimeout(r, 50));
+    signal(-s.pgid, 'SIGINT');
+    expect((await s.exited).code, s.stderr()).toBe(0);
+    expect(s.stderr()).toMatch(/SIGINT: already stopping/);
+    await expectNothingLeft(runDir, s.pgid, pids);
+  });
+
   it('--keep-vms leaves the VMs running; the next start adopts them and its stop leaves nothing', async () => {
     const runDir = fs.mkdtempSync(path.join(tmp, 'run-k-'));
     const s1 = await startServe(runDir, { extra: ['--keep-vms'] });
