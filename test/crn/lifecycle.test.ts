@@ -226,6 +226,27 @@ describe.skipIf(Boolean(simReason))('every way crn serve is stopped leaves 0 pro
     await expectNothingLeft(runDir, s2.pgid, pids);
   });
 
+  it('a VM whose QEMU dies while the CRN runs takes its files with it; the other VM is untouched', async () => {
+    const runDir = fs.mkdtempSync(path.join(tmp, 'run-one-'));
+    const s = await startServe(runDir);
+    const [a, b] = await vmsAwaitingSecret(s.url, 2);
+    const before = filesUnder(runDir);
+    const pids = recordedQemuPids(runDir);
+    const recA = fs.readdirSync(path.join(runDir, 'vms')).find((d) => d.startsWith(a!.slice(0, 24)))!;
+    const pidA = (JSON.parse(fs.readFileSync(path.join(runDir, 'vms', recA, 'vm.json'), 'utf8')) as { pid: number }).pid;
+    signal(-pidA, 'SIGKILL');
+    await until('VM a failed', async () => ((await (await fetch(`${s.url}/about/executions/list`)).json()) as Record<string, { state: string }>)[a!]?.state === 'failed');
+    await until('its files gone', () => !fs.existsSync(path.join(runDir, 'vms', recA)));
+    expect(fs.existsSync(path.join(runDir, 'sessions', a!))).toBe(false);
+    expect(filesUnder(runDir).filter((f) => f.includes(a!.slice(0, 24)) && !f.startsWith('machines'))).toEqual([]);
+    const list = (await (await fetch(`${s.url}/about/executions/list`)).json()) as Record<string, { state: string }>;
+    expect(list[b!]?.state).toBe('awaiting-secret');
+    stopTimes.push(`files in the run dir with 2 VMs: ${before.length}, after one died: ${filesUnder(runDir).length}`);
+    signal(s.proc.pid!, 'SIGTERM');
+    expect((await s.exited).code).toBe(0);
+    await expectNothingLeft(runDir, s.pgid, pids);
+  });
+
   it('a second crn serve on a run dir in use is refused with one line, and the first keeps its VMs', async () => {
     const runDir = fs.mkdtempSync(path.join(tmp, 'run-busy-'));
     const s1 = await startServe(runDir);
