@@ -247,6 +247,29 @@ describe.skipIf(Boolean(simReason))('every way crn serve is stopped leaves 0 pro
     await expectNothingLeft(runDir, s.pgid, pids);
   });
 
+  it('SIGTERM the moment a restarted crn serve reports its adoption (before it listens): adopted VMs stopped, nothing left', async () => {
+    const runDir = fs.mkdtempSync(path.join(tmp, 'run-early-'));
+    const s1 = await startServe(runDir, { extra: ['--keep-vms'] });
+    await vmsAwaitingSecret(s1.url, 2);
+    const pids = recordedQemuPids(runDir);
+    signal(s1.proc.pid!, 'SIGTERM');
+    expect((await s1.exited).code).toBe(0);
+    const proc = spawn(process.execPath, [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', runDir, '--quiet'], {
+      cwd: ROOT,
+      env: { ...process.env, SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none', NO_COLOR: '1' },
+      detached: true,
+    });
+    let err = '';
+    const exited = new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
+    proc.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (/adopted 2 running VM/.test(err)) signal(proc.pid!, 'SIGTERM');
+    });
+    expect(await exited, err).toBe(0);
+    expect(err).toMatch(/SIGTERM: stopping 2 VM\(s\)/);
+    await expectNothingLeft(runDir, proc.pid!, pids);
+  });
+
   it('a second crn serve on a run dir in use is refused with one line, and the first keeps its VMs', async () => {
     const runDir = fs.mkdtempSync(path.join(tmp, 'run-busy-'));
     const s1 = await startServe(runDir);

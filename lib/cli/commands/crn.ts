@@ -104,20 +104,55 @@ async function serveCmd(o: ServeOpts): Promise<number> {
   const aleph = await alephOptions(o);
   const simulated = Boolean(process.env.SEVKIT_SIM_SOCKET);
   const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms` });
-  const srv = await startCrnServer({
-    host: listen.host,
-    port: listen.port,
-    domain: o.domain,
-    certs: o.confidential ? await platformCertificateSource(o.device ? { device: o.device } : {}) : null,
-    launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
-    runDir: o.runDir,
-    certTtlMs: o.certTtl * 1000,
-    ...(process.env.SEVKIT_ALLOCATION_TOKEN ? { allocationToken: process.env.SEVKIT_ALLOCATION_TOKEN } : {}),
-    ...(cekOverride ? { cekOverride } : {}),
-    platformKind: simulated ? 'simulated' : 'hardware',
-    ...aleph,
-    ...(o.quiet ? {} : { log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) }),
-  });
+  const keepVms = Boolean(o.keepVms);
+  // Installed before anything starts and kept until the process exits: a signal during start-up (adoption)
+  // is acted on once the server is up, and a second signal (Ctrl-C twice, a group signal plus `sevkit sim`
+  // forwarding it) never falls back to the default action, which would abandon the VMs mid-stop.
+  let srv: Awaited<ReturnType<typeof startCrnServer>> | undefined;
+  let signalled: NodeJS.Signals | undefined;
+  let stopped!: () => void;
+  const done = new Promise<void>((r) => (stopped = r));
+  const begin = (sig: NodeJS.Signals, s: NonNullable<typeof srv>) => {
+    const n = s.service.list().filter((v) => v.state !== 'allocated' && v.state !== 'stopped' && v.state !== 'failed').length;
+    process.stderr.write(`${sig}: ${keepVms ? `stopping the service, leaving ${n} VM(s) running for the next start` : `stopping ${n} VM(s)`}\n`);
+    void s
+      .close({ keepVms })
+      .then(() => supervisor.close({ keepVms }))
+      .catch((e: Error) => process.stderr.write(`warning: stopping: ${e.message}\n`))
+      .finally(() => stopped());
+  };
+  const stop = (sig: NodeJS.Signals) => {
+    if (signalled) {
+      process.stderr.write(`${sig}: already stopping; ${keepVms ? 'leaving the VMs running' : 'every VM is stopped within its deadline'} before exit\n`);
+      return;
+    }
+    signalled = sig;
+    if (srv) begin(sig, srv);
+  };
+  const hup = () => srv?.service.invalidateCertificates();
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGHUP', hup);
+  try {
+    srv = await startCrnServer({
+      host: listen.host,
+      port: listen.port,
+      domain: o.domain,
+      certs: o.confidential ? await platformCertificateSource(o.device ? { device: o.device } : {}) : null,
+      launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
+      runDir: o.runDir,
+      certTtlMs: o.certTtl * 1000,
+      ...(process.env.SEVKIT_ALLOCATION_TOKEN ? { allocationToken: process.env.SEVKIT_ALLOCATION_TOKEN } : {}),
+      ...(cekOverride ? { cekOverride } : {}),
+      platformKind: simulated ? 'simulated' : 'hardware',
+      ...aleph,
+      ...(o.quiet ? {} : { log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) }),
+    });
+  } catch (e) {
+    // startCrnServer left any adopted VM running and released the run dir: the next start takes them.
+    process.off('SIGHUP', hup);
+    throw e;
+  }
   if (simulated) process.stderr.write('note: SEV platform is SIMULATED (SEVKIT_SIM_SOCKET set): nothing here is hardware-backed\n');
   const restored = await srv.service.restored();
   if (restored.adopted.length + restored.stopped.length > 0) {
@@ -125,41 +160,17 @@ async function serveCmd(o: ServeOpts): Promise<number> {
       `run dir ${o.runDir}: adopted ${restored.adopted.length} running VM(s) in ${restored.ms.toFixed(0)} ms${restored.stopped.length ? `; ${restored.stopped.length} had stopped with the earlier process (files removed)` : ''}\n`,
     );
   }
-  process.stdout.write(`listening on ${srv.url}\n`);
-  if (o.confidential) {
+  if (signalled) begin(signalled, srv);
+  else process.stdout.write(`listening on ${srv.url}\n`);
+  if (o.confidential && !signalled) {
     // aleph exports lazily; say now if the platform cannot answer, but keep serving (it may recover).
     srv.service.certificates().then(
       (c) => process.stderr.write(`platform certificates: ${c.length} bytes (PDH, PEK, OCA, CEK) ready\n`),
       (e: Error) => process.stderr.write(`warning: platform certificates unavailable: ${e.message}\n`),
     );
   }
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    // The handlers stay installed until the process exits: a second signal (Ctrl-C twice, a group signal
-    // plus `sevkit sim` forwarding it) must not fall back to the default action and abandon the VMs.
-    const stop = (sig: NodeJS.Signals) => {
-      const n = srv.service.list().filter((v) => v.state !== 'allocated' && v.state !== 'stopped' && v.state !== 'failed').length;
-      if (stopping) {
-        process.stderr.write(`${sig}: already stopping; ${o.keepVms ? 'leaving the VMs running' : 'every VM is stopped within its deadline'} before exit\n`);
-        return;
-      }
-      stopping = true;
-      process.stderr.write(`${sig}: ${o.keepVms ? `stopping the service, leaving ${n} VM(s) running for the next start` : `stopping ${n} VM(s)`}\n`);
-      const keepVms = Boolean(o.keepVms);
-      void srv
-        .close({ keepVms })
-        .then(() => supervisor.close({ keepVms }))
-        .catch((e: Error) => process.stderr.write(`warning: stopping: ${e.message}\n`))
-        .finally(() => {
-          process.off('SIGHUP', hup);
-          resolve();
-        });
-    };
-    const hup = () => srv.service.invalidateCertificates();
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    process.on('SIGHUP', hup);
-  });
+  await done;
+  process.off('SIGHUP', hup);
   return 0;
 }
 
