@@ -47,8 +47,9 @@ export abstract class SimCalls {
   }
 
   /** LAUNCH_START (+ ACTIVATE): returns the guest handle. Without godh/session the firmware picks the keys. */
-  async launchStart(a: { policy: number; godh?: Buffer; session?: Buffer }): Promise<number> {
+  async launchStart(a: { policy: number; godh?: Buffer; session?: Buffer; name?: string }): Promise<number> {
     const args: Record<string, unknown> = { policy: a.policy };
+    if (a.name !== undefined) args.name = a.name;
     if (a.godh) args.godh = a.godh.toString('base64');
     if (a.session) args.session = a.session.toString('base64');
     const r = await this.request<{ handle: number }>('launchStart', args);

@@ -10,6 +10,8 @@
  * ATTESTATION report's encoding and PEK signature are lib/certs'.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { SevkitError } from '../errors.js';
 import { openSession } from '../launch/session.js';
 import { launchMeasure } from '../launch/measurement.js';
@@ -36,6 +38,8 @@ export function retName(code: number): string {
 
 interface Guest {
   handle: number;
+  /** `<state>/guests/<name>`: the wrapper keeps the injected secret there; it goes with the guest. */
+  secretDir?: string;
   policy: number;
   tek: Buffer;
   tik: Buffer;
@@ -152,7 +156,10 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
         tik.fill(0);
         throw new SimFirmwareError(status, `LAUNCH_START refused: ${retName(status)}`);
       }
-      guests.set(slot.handle, { handle: slot.handle, policy, tek, tik, digest: crypto.createHash('sha256'), state: 'update' });
+      // The name is the client's: only a plain file name is taken (no path), so a decommission removes nothing else.
+      const name = typeof args.name === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(args.name) && args.name !== '.' && args.name !== '..' ? args.name : undefined;
+      const secretDir = name ? path.join(platform.stateDir, 'guests', name) : undefined;
+      guests.set(slot.handle, { handle: slot.handle, policy, tek, tik, digest: crypto.createHash('sha256'), state: 'update', ...(secretDir ? { secretDir } : {}) });
       ctx?.handles.add(slot.handle);
       return { handle: slot.handle, asid: slot.asid };
     }
@@ -252,6 +259,8 @@ export function decommission(platform: SimPlatform, handle: number): void {
     g.tek.fill(0);
     g.tik.fill(0);
     guests.delete(handle);
+    // Even when the wrapper was SIGKILLed (the daemon decommissions when its connection closes).
+    if (g.secretDir) fs.rmSync(g.secretDir, { recursive: true, force: true });
   }
   platform.freeGuest(handle);
 }

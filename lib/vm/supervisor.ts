@@ -233,7 +233,7 @@ export class Supervisor {
 
   /**
    * Stops every VM and releases the run root (lock removed, the root itself if
-   * empty). With `keepVms`, the VMs are left running instead — QMP closed,
+   * empty and given in the options). With `keepVms`, the VMs are left running instead — QMP closed,
    * records kept — for the next supervisor's adopt().
    */
   async close(opts: { keepVms?: boolean } = {}): Promise<void> {
@@ -241,6 +241,8 @@ export class Supervisor {
     else await this.stopAll();
     this.lock?.release();
     this.lock = undefined;
+    // A root the caller chose is this supervisor's to tidy; the shared default one may be in use by others.
+    if (this.opts.runRoot === undefined) return;
     try {
       fs.rmdirSync(this.runRoot);
     } catch {

@@ -14,7 +14,7 @@ import { Supervisor } from '../../lib/vm/index.js';
 import { procIdentity } from '../../lib/vm/proc.js';
 import { CrnService } from '../../lib/crn/service.js';
 import { UnsafeDirError } from '../../lib/fsutil.js';
-import { createSession } from '../../lib/launch/index.js';
+import { buildSecret, createSession } from '../../lib/launch/index.js';
 import { makeDemoFirmware } from '../../lib/crn/demo.js';
 import { FakeCerts, FakeLauncher } from '../crn/fakes.js';
 import { filesUnder, processesMentioning, tmpRunRoot } from './helpers.js';
@@ -134,6 +134,31 @@ describe('adoption', () => {
     expect(fs.existsSync(dir)).toBe(false);
     await b0.close();
     await b1.close();
+  });
+});
+
+describe('the simulated guest\'s secret', () => {
+  it('goes when the guest is decommissioned, even when its QEMU wrapper is SIGKILLed', async () => {
+    const root = path.join(base, 'secret');
+    const a = sup(root);
+    const s = createSession(pdh, 1);
+    const vm = await a.launch({ name: 'secret-1', firmware, memMb: 64, sev: { policy: 1, godh: s.godhB64, session: s.sessionB64 } });
+    const m = await vm.measurement();
+    const b = buildSecret({ tek: s.tek, tik: s.tik, measurement: Buffer.from(m.launchMeasure, 'base64'), plaintext: Buffer.from('gone-with-the-guest') });
+    await vm.injectSecret({ packetHeader: b.header.toString('base64'), secret: b.payload.toString('base64') });
+    const dir = path.join(sim.stateDir, 'guests', 'secret-1');
+    expect(fs.readFileSync(path.join(dir, 'launch-secret.bin')).toString()).toBe('gone-with-the-guest');
+    const pid = vm.pid!;
+    await a.close({ keepVms: true });
+    process.kill(-pid, 'SIGKILL');
+    // In-process firmware (no daemon) has nobody left to decommission a SIGKILLed guest.
+    if (sim.daemon) {
+      const end = Date.now() + 20_000;
+      while (fs.existsSync(dir) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      expect(fs.existsSync(dir)).toBe(false);
+    }
+    await sup(root).adopt();
+    expect(filesUnder(root).filter((f) => f !== 'supervisor.lock')).toEqual([]);
   });
 });
 

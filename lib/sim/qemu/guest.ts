@@ -171,7 +171,7 @@ export class SevGuest {
     }
     this.api = await this.fw.api();
     try {
-      this.handle = await this.fw.launchStart({ policy: cfg.policy, godh, session });
+      this.handle = await this.fw.launchStart({ policy: cfg.policy, godh, session, ...(this.guestDir ? { name: path.basename(this.guestDir) } : {}) });
     } catch (e) {
       if (e instanceof GuestFirmwareError) {
         throw new QemuStartError(
