@@ -96,6 +96,13 @@ export interface SupervisorOptions {
   commandTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
   accel?: 'kvm' | 'tcg';
+  /**
+   * Leave the VMs running when this process exits without stopping them (an
+   * uncaught error, process.exit): a daemon whose next start adopts them (crn
+   * serve) sets this. Default false: they are killed at exit, so a script or a
+   * test that forgets stop() leaves nothing behind.
+   */
+  keepVmsOnExit?: boolean;
 }
 
 export interface VmMeasurement {
@@ -537,8 +544,10 @@ export class ConfidentialVm extends EventEmitter {
       });
       child.once('spawn', () => {
         spawned = true;
-        installExitHook();
-        liveGroups.add(child.pid!);
+        if (!this.opts.keepVmsOnExit) {
+          installExitHook();
+          liveGroups.add(child.pid!);
+        }
         const id = procIdentity(child.pid!);
         if (id) {
           this.ident = { pid: child.pid!, startTime: id.startTime, pgid: child.pid! };
@@ -637,8 +646,10 @@ export class ConfidentialVm extends EventEmitter {
     let resolveExited!: () => void;
     this.exited = new Promise<void>((r) => (resolveExited = r));
     this.resolveAdoptedExit = resolveExited;
-    installExitHook();
-    liveGroups.add(rec.pgid);
+    if (!this.opts.keepVmsOnExit) {
+      installExitHook();
+      liveGroups.add(rec.pgid);
+    }
     this.adoptedWatch = setInterval(() => this.checkAdopted(), 200);
     this.adoptedWatch.unref();
     this.secretArea = rec.secretArea;

@@ -103,7 +103,8 @@ async function serveCmd(o: ServeOpts): Promise<number> {
   ensurePrivateDir(o.runDir);
   const aleph = await alephOptions(o);
   const simulated = Boolean(process.env.SEVKIT_SIM_SOCKET);
-  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms` });
+  // An unexpected exit (a bug) must not take the VMs with it: the next crn serve adopts them.
+  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms`, keepVmsOnExit: true });
   const keepVms = Boolean(o.keepVms);
   // Installed before anything starts and kept until the process exits: a signal during start-up (adoption)
   // is acted on once the server is up, and a second signal (Ctrl-C twice, a group signal plus `sevkit sim`
