@@ -32,7 +32,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AuthError, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
-import type { CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
+import type { AdoptedVm, CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
 import { decodeStrictBase64, DEFAULT_BODY_TIMEOUT_MS, errorJson, hostError, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
 import { isEthAddress, isSolAddress } from './wallet.js';
@@ -194,7 +194,7 @@ export class CrnService {
     const live = recs.filter((r) => r.state === 'starting' || r.state === 'awaiting-secret' || r.state === 'injecting' || r.state === 'running');
     // The launcher takes the run dir's lock here (a CRN still running on it refuses this one): only then is
     // anything removed — temp files of an interrupted write, anything that is not a record of ours.
-    const adopted = (await this.#o.launcher.adopt?.(live.map((r) => r.ref))) ?? new Map();
+    const adopted: Map<string, AdoptedVm> = (await this.#o.launcher.adopt?.(live.map((r) => r.ref))) ?? new Map<string, AdoptedVm>();
     for (const f of junk) fs.rmSync(f, { force: true, recursive: true });
     for (const rec of recs) {
       this.#vms.set(rec.ref, rec);
@@ -475,7 +475,7 @@ export class CrnService {
   async #executions(res: ServerResponse): Promise<void> {
     const out: Record<string, unknown> = {};
     for (const r of this.#vms.values()) out[r.ref] = { awaiting_confidential_init: r.state === 'allocated' || r.state === 'failed' || r.state === 'stopped', state: r.state };
-    sendJson(res, 200, out);
+    sendModeJson(this.#m, res, 200, out);
   }
 
   async #postAllocate(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -499,7 +499,7 @@ export class CrnService {
     let rec = this.#vms.get(ref);
     if (!rec) {
       // The allocation may still be registering (aleph #985: initialize raced VM creation).
-      await Promise.all(this.#o.extensions.map((x) => x.pending?.(ref)));
+      await Promise.all(this.#o.extensions.map((x) => x.pending?.(ref) ?? Promise.resolve()));
       rec = this.#vms.get(ref);
     }
     if (!rec) throw errorJson(404, `No virtual machine with ref ${ref}`);
@@ -644,7 +644,10 @@ export class CrnService {
       await vm.injectSecret({ packetHeader: p.packet_header, secret: p.secret });
     } catch (e) {
       // The guest has not run: the owner may retry with a correct packet (aleph #668).
-      if (rec.vm === vm && rec.state === 'injecting') rec.state = 'awaiting-secret';
+      if (rec.vm === vm && rec.state === 'injecting') {
+        rec.state = 'awaiting-secret';
+        throw this.#m.secretRefused(e, rec.ref);
+      }
       throw e;
     }
     try {

@@ -33,7 +33,7 @@ import { createRunDir, defaultRunRoot, ensureRunRoot, removeRunDir, writePrivate
 import { settlesWithin } from './settle.js';
 import { FileTail } from './tail.js';
 import { isSameProcess, procIdentity } from './proc.js';
-import { acquireRootLock, readVmRecord, VM_RECORD_FILE, writeVmRecord, type RootLock, type VmRecordFile } from './record.js';
+import { acquireRootLock, readVmRecord, writeVmRecord, type RootLock, type VmRecordFile } from './record.js';
 
 export type VmState = 'starting' | 'awaiting-secret' | 'running' | 'stopped' | 'failed';
 
