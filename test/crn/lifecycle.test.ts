@@ -260,12 +260,17 @@ describe.skipIf(Boolean(simReason))('every way crn serve is stopped leaves 0 pro
       detached: true,
     });
     let err = '';
-    const exited = new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
+    let sent = false;
+    // 'close', not 'exit': the whole of stderr has been read by then.
+    const exited = new Promise<string>((r) => proc.on('close', (c, sig) => r(`${c} ${sig}`)));
     proc.stderr.on('data', (d: Buffer) => {
       err += d.toString();
-      if (/adopted 2 running VM/.test(err)) signal(proc.pid!, 'SIGTERM');
+      if (!sent && /adopted 2 running VM/.test(err)) {
+        sent = true;
+        signal(proc.pid!, 'SIGTERM');
+      }
     });
-    expect(await exited, err).toBe(0);
+    expect(await exited, err).toBe('0 null');
     expect(err).toMatch(/SIGTERM: stopping 2 VM\(s\)/);
     await expectNothingLeft(runDir, proc.pid!, pids);
   });
