@@ -68,6 +68,16 @@ describe('sevkit snp digest', () => {
   });
 });
 
+describe('sevkit snp digest: the variants sev-snp-measure HEAD does not print', () => {
+  it('--ec2-rdx 0 (virtee/sev, sev-snp-measure before 4a02bf0) and --fpu legacy', async () => {
+    const old = (extra.ec2_rdx_history_at_46664d0 as any[]).find((h) => h.name.startsWith('x7_'));
+    const r = await runCli(['snp', 'digest', '--firmware', AMDSEV, '--vcpus', '2', '--vmm-type', 'EC2', '--ec2-rdx', '0', '--kernel', KERNEL, '--initrd', INITRD, '--append', cs('x7_').append]);
+    expect(r.stdout).toBe(`${old.expected_digest_hex_rdx0}\n`);
+    const l = await runCli(['snp', 'digest', '--firmware', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--fpu', 'legacy']);
+    expect(l.stdout).toBe(`${extra.legacy_fpu_variant_derived.values.x13_head_fixture_legacyfpu_nokernel_gf1}\n`);
+  });
+});
+
 describe('sevkit snp diagnose', () => {
   it('names the fields that differ (x5: DebugSwap on Genoa, owner believed 0x1) and exits 0; unexplained exits 1', async () => {
     const r = await runCli(['snp', 'diagnose', '--firmware', AMDSEV, '--measurement', cs('x5_').expected_digest_hex, '--vcpus', '2', '--vcpu-type', 'EPYC-Genoa', '--guest-features', '0x1', '--json']);

@@ -60,5 +60,10 @@ describe('sevkit snp id-block', () => {
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
     }
     expect(fs.existsSync(out('nb')) || fs.existsSync(out('na'))).toBe(false);
+    // The auth file cannot be written: the block written before it is removed again (never half a pair).
+    const r = await runCli([...base.slice(0, 4), '--out-auth', path.join(dir, 'no-such-dir', 'a'), '--id-key', ID, '--digest', digestHex, '--policy', '0x30000']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot write the ID auth structure/);
+    expect(fs.existsSync(out('nb'))).toBe(false);
   });
 });
