@@ -35,6 +35,11 @@ export interface SevMetadataSection {
 const HEADER_SIZE = 16;
 const ITEM_SIZE = 12;
 const SIGNATURE = Buffer.from('ASEV', 'ascii');
+/**
+ * Most bytes all sections together may cover. edk2's AmdSev and OvmfPkgX64 builds cover about 0.1 MiB; a corrupt
+ * size field (0x40001000) would otherwise cost a quarter-million page steps per digest, and as many per variant.
+ */
+export const MAX_METADATA_BYTES = 64 << 20;
 
 /**
  * The SEV metadata sections of an OVMF image, in table order; [] when the footer table has no metadata entry
@@ -57,6 +62,7 @@ export function parseSevMetadata(image: Uint8Array, info: OvmfInfo, name = 'firm
     throw new OvmfError(`${name}: SEV metadata length ${length} does not hold its ${count} items inside the image`, 'ERR_SNP_METADATA');
   }
   const known = new Set<number>(Object.values(SevSectionType));
+  let total = 0;
   const out: SevMetadataSection[] = [];
   for (let i = 0; i < count; i++) {
     const p = start + HEADER_SIZE + i * ITEM_SIZE;
@@ -64,6 +70,13 @@ export function parseSevMetadata(image: Uint8Array, info: OvmfInfo, name = 'firm
     const size = buf.readUInt32LE(p + 4);
     const type = buf.readUInt32LE(p + 8);
     if (!known.has(type)) throw new OvmfError(`${name}: SEV metadata item ${i} has unknown section type 0x${type.toString(16)} (GPA 0x${gpa.toString(16)}, size 0x${size.toString(16)})`, 'ERR_SNP_METADATA_TYPE');
+    // Whole pages below 4 GiB, as the VMM validates them; anything else is a corrupt table (and a huge size
+    // would make every digest of it a minute of hashing).
+    if (gpa % 4096 !== 0 || size % 4096 !== 0 || gpa + size > 0x1_0000_0000) {
+      throw new OvmfError(`${name}: SEV metadata item ${i} (${sevSectionName(type)}, GPA 0x${gpa.toString(16)}, size 0x${size.toString(16)}) is not whole 4 KiB pages below 4 GiB`, 'ERR_SNP_METADATA');
+    }
+    total += size;
+    if (total > MAX_METADATA_BYTES) throw new OvmfError(`${name}: SEV metadata sections cover more than ${MAX_METADATA_BYTES >> 20} MiB (item ${i}: ${sevSectionName(type)}, size 0x${size.toString(16)}); real OVMF builds cover under 1 MiB, so the table is corrupt`, 'ERR_SNP_METADATA');
     out.push({ gpa, size, type: type as SevSectionType });
   }
   return out;

@@ -246,6 +246,9 @@ describe('typed errors', () => {
     expect(code(() => loadSnpFirmware(withMeta((b, s) => b.writeUInt32LE(2, s + 8))))).toBe('ERR_SNP_METADATA');
     expect(code(() => loadSnpFirmware(withMeta((b, s) => b.writeUInt32LE(0x7fffffff, s + 12))))).toBe('ERR_SNP_METADATA');
     expect(code(() => loadSnpFirmware(withMeta((b, s) => b.writeUInt32LE(7, s + 16 + 8))))).toBe('ERR_SNP_METADATA_TYPE');
+    // A section that is not whole pages, or one so large that hashing it is the attack.
+    expect(code(() => loadSnpFirmware(withMeta((b, s) => b.writeUInt32LE(0x9001, s + 16 + 4))))).toBe('ERR_SNP_METADATA');
+    expect(code(() => loadSnpFirmware(withMeta((b, s) => b.writeUInt32LE(0x40001000, s + 16 + 5 * 12 + 4))))).toBe('ERR_SNP_METADATA');
   });
   it('no footer table, no reset block, size not whole pages', () => {
     expect(code(() => loadSnpFirmware(Buffer.alloc(4096)))).toBe('ERR_OVMF_NO_TABLE');
@@ -254,6 +257,30 @@ describe('typed errors', () => {
     b[entryAt(b, '00f771de-1a7e-4fcb-890e-68c77e2fb44e').guid + 15] ^= 0xff;
     expect(code(() => loadSnpFirmware(b))).toBe('ERR_OVMF_NO_RESET');
   });
+  it('hostile firmware: random corruption of the footer and metadata gives a digest or a SevkitError, never anything else', () => {
+    // mulberry32: reproducible, and its low bits are not periodic the way a plain LCG's are.
+    let seed = 12345;
+    const rnd = (n: number) => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) % n;
+    };
+    let refused = 0;
+    for (let i = 0; i < 1000; i++) {
+      const b = Buffer.from(AMDSEV);
+      // Corrupt 1-4 bytes in the last 1.5 KiB, where the footer table and the SEV metadata live.
+      for (let k = 0, n = 1 + rnd(4); k < n; k++) b[b.length - 1 - rnd(1536)] = rnd(256);
+      try {
+        snpLaunchDigest({ firmware: b, vcpus: 2, vcpuType: 'EPYC-v4', kernel: rnd(2) ? { kernel: Buffer.alloc(0) } : null });
+      } catch (e) {
+        expect(e, String(e)).toBeInstanceOf(SevkitError);
+        refused++;
+      }
+    }
+    expect(refused).toBeGreaterThan(0);
+  });
+
   it('vCPU inputs', () => {
     expect(code(() => snpLaunchDigest({ firmware: AMDSEV, vcpus: 0, vcpuType: 'EPYC-v4' }))).toBe('ERR_NUM_CPUS');
     expect(code(() => snpLaunchDigest({ firmware: AMDSEV, vcpus: 1 }))).toBe('ERR_VCPU_TYPE');
