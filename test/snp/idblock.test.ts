@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   buildIdBlock, parseIdBlock, loadSnpSigningKey, encodeSnpPublicKey, decodeSnpPublicKey, snpKeyDigest, signSnp, verifySnp, assembleIdAuth, parseIdAuth,
-  createIdBlock, verifyIdAuth, ID_AUTH_SIZE,
+  createIdBlock, verifyIdAuth, ID_AUTH_SIZE, IdBlockError,
 } from '../../lib/snp/idblock.js';
 import { SevkitError } from '../../lib/errors.js';
 import { loadVectors, SNP_LAUNCH } from './digest-helpers.js';
@@ -136,6 +136,20 @@ describe('signing and verification', () => {
     const enc = id.export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'pw' });
     expect(snpKeyDigest(loadSnpSigningKey(enc, 'e.pem', 'pw')).equals(digest)).toBe(true);
     expect(() => loadSnpSigningKey(enc, 'e.pem')).toThrow(/e\.pem: encrypted/);
+  });
+
+  it('random ID auth structures (algorithms and curve right, the rest noise) are refused with IdBlockError', () => {
+    const block = buildIdBlock({ ld: crypto.randomBytes(48) });
+    for (let i = 0; i < 200; i++) {
+      const auth = crypto.randomBytes(ID_AUTH_SIZE);
+      auth.writeUInt32LE(1, 0);
+      auth.writeUInt32LE(1, 4);
+      auth.writeUInt32LE(2, 0x240);
+      auth.writeUInt32LE(2, 0x880);
+      // Half the time the coordinates fit 384 bits, so the point check (not the size check) has to refuse them.
+      if (i % 2) for (const off of [0x244 + 48, 0x244 + 72 + 48]) auth.fill(0, off, off + 24);
+      expect(() => verifyIdAuth(block, auth, { authorKeyEnabled: true })).toThrow(IdBlockError);
+    }
   });
 
   it('bad fields are refused', () => {
