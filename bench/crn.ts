@@ -71,7 +71,7 @@ async function outer(): Promise<number> {
 async function inner(): Promise<number> {
   const dir = process.env.SEVKIT_BENCH_DIR!;
   const { startCrnServer, platformCertificateSource, SupervisorLauncher, EthWallet } = await import('../lib/crn/index.js');
-  const { makeDemoFirmware } = await import('../lib/crn/demo.js');
+  const { makeDemoFirmware } = await import('../lib/demo/demo.js');
   const { Supervisor } = await import('../lib/vm/index.js');
   const { CrnClient, launchOnCrn } = await import('../lib/owner/index.js');
   const { simulatorCaChain, encodeCaChain } = await import('../lib/certs/index.js');

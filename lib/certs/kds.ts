@@ -10,7 +10,7 @@ import path from 'node:path';
 import { KdsError } from './errors.js';
 import { decodeSevCert } from './sev-cert.js';
 import { Usage } from './constants.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 export const KDS_CEK_URL = 'https://kdsintf.amd.com/cek/id/';
 

@@ -65,7 +65,7 @@ export function parseIntArg(value: string, what = 'number'): number {
  */
 export async function writeOutputFile(file: string, data: string | Uint8Array, opts: { mode?: number; what?: string } = {}): Promise<void> {
   const fs = await import('node:fs');
-  const { writeFileAtomic } = await import('../fsutil.js');
+  const { writeFileAtomic } = await import('../util/fs.js');
   if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
     throw new InputError(`${file}: is a directory, expected a file path${opts.what ? ` for ${opts.what}` : ''}`);
   }

@@ -11,7 +11,7 @@
  * 120 s cache.
  */
 import { SevkitError } from '../errors.js';
-import { isOwner, type VerifiedCaller } from './auth.js';
+import { isOwner, type VerifiedCaller } from '../aleph/auth.js';
 
 /** What an authorizer is asked: may `caller` act on the VM `ref` that `owner` allocated? */
 export interface AuthorizeRequest {

@@ -51,7 +51,7 @@
  * SEVKIT_OVMF_DIRS (':'-separated) or the Debian/Fedora directories, and /var/lib/dpkg/status for the
  * ovmf package version.
  *
- * lib/host/fixture.ts writes exactly this layout (writeHostFixture) and is what the host tests use.
+ * lib/sim/host-fixture.ts writes exactly this layout (writeHostFixture) and is what the host tests use.
  */
 import fs from 'node:fs';
 import os from 'node:os';

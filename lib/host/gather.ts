@@ -3,7 +3,7 @@
  * platform) and collects the facts `sevkit ok` and `sev-status` judge.
  */
 import { HostFs } from './fs.js';
-import { openCpuid, type CpuidReader } from './cpuid.js';
+import { openCpuid, type CpuidReader } from '../platform/cpuid.js';
 import {
   DEFAULT_OVMF_DIRS,
   probeDevSev,

@@ -12,8 +12,8 @@ export {
   brandString,
   familyModel,
   cpuidFromCpuinfo,
-} from './cpuid.js';
-export type { CpuidReader, CpuidRegs, CpuidSourceKind, CpuidOptions, SevCpuInfo } from './cpuid.js';
+} from '../platform/cpuid.js';
+export type { CpuidReader, CpuidRegs, CpuidSourceKind, CpuidOptions, SevCpuInfo } from '../platform/cpuid.js';
 export {
   probeDevSev,
   probeFirmware,
@@ -65,5 +65,5 @@ export {
 } from './status.js';
 export type { Check, CheckStatus, CheckGroup, GuestType, Verdict, StatusReport } from './status.js';
 export { renderStatus } from './render.js';
-export { writeHostFixture, buildOvmfImage, CPU_PRESETS, GENOA_SYSCFG } from './fixture.js';
-export type { HostFixture, HostFixtureSpec, CpuPreset } from './fixture.js';
+export { writeHostFixture, buildOvmfImage, CPU_PRESETS, GENOA_SYSCFG } from '../sim/host-fixture.js';
+export type { HostFixture, HostFixtureSpec, CpuPreset } from '../sim/host-fixture.js';

@@ -3,7 +3,7 @@
  * selection, line format and failure rule (sev-formats.md §8). Pure: the facts
  * come from probes.ts, so the tree can be tested against fixtures line by line.
  */
-import { brandString, familyModel, vendorString, type CpuidReader } from './cpuid.js';
+import { brandString, familyModel, vendorString, type CpuidReader } from '../platform/cpuid.js';
 import type { DevSevFact, KvmAmdFact, KvmFact, MemlockFact, MsrFact, ParamFact } from './probes.js';
 import { SYSCFG_MEM_ENCRYPT, SYSCFG_SNP_EN, SYSCFG_VMPL_EN } from './probes.js';
 

@@ -42,7 +42,7 @@
  *   "verdicts": { "sev" | "sev-es" | "sev-snp": { "ready": boolean, "reasons": string[], "fixes": string[] } }
  * }
  */
-import { brandString, familyModel, sevLeaf, vendorString } from './cpuid.js';
+import { brandString, familyModel, sevLeaf, vendorString } from '../platform/cpuid.js';
 import type { HostFacts } from './gather.js';
 import { cmdlineParam, RLIM_INFINITY, SYSCFG_MEM_ENCRYPT, SYSCFG_SNP_EN, versionAtLeast, type FirmwareError, type ParamFact } from './probes.js';
 

@@ -18,7 +18,7 @@ import crypto from 'node:crypto';
 import { LaunchInputError } from './errors.js';
 import { buildKernelHashesTable, type KernelHashesInput } from './hashes.js';
 import { parseMeasurementBlob, measurementMacPrefix, resolveVcpuSig, type HostSevInfo } from './measurement.js';
-import { parseOvmf, requireHashesArea } from './ovmf.js';
+import { parseOvmf, requireHashesArea } from '../firmware/ovmf.js';
 import { Policy, type PolicyLike } from './policy.js';
 import { buildEsVmsa, type VmType } from './vmsa.js';
 import { cpuCandidates, cpuNamesForSignature, describeCpuSignature, type CpuCandidate } from './cpus.js';

@@ -10,7 +10,7 @@ import { expectLength, decodeBase64 } from './bytes.js';
 import { MeasurementError, LaunchInputError } from './errors.js';
 import { hmacSha256 } from './kdf.js';
 import { buildKernelHashesTable, type KernelHashesInput } from './hashes.js';
-import { parseOvmf, requireHashesArea, requireResetVector } from './ovmf.js';
+import { parseOvmf, requireHashesArea, requireResetVector } from '../firmware/ovmf.js';
 import { Policy, type PolicyLike } from './policy.js';
 import { buildEsVmsa, vcpuSignature, VMSA_SIZE, type VmType } from './vmsa.js';
 

@@ -5,8 +5,8 @@
  */
 import type { AlephSevInfo } from '../crn/backend.js';
 import { SevkitError } from '../errors.js';
-import { createAuthSession, type AuthSession } from '../crn/auth.js';
-import type { Wallet } from '../crn/wallet.js';
+import { createAuthSession, type AuthSession } from '../aleph/auth.js';
+import type { Wallet } from '../aleph/wallet.js';
 
 export class CrnHttpError extends SevkitError {
   constructor(

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../binding.js';
 import { SevkitError } from '../errors.js';
-import { writeHostFixture } from '../host/fixture.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { writeHostFixture } from './host-fixture.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 export class SimEnvError extends SevkitError {
   constructor(message: string) {

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SevkitError } from '../errors.js';
 import { parseErrno, parseRet } from './uapi.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 export interface FaultSpec {
   /** Where it strikes: an ioctl/firmware command (default), an open() of the device, or a guest-launch command. */

@@ -20,7 +20,7 @@ export type { FaultSpec } from './faults.js';
 export { SimFirmwareError } from './guests.js';
 export { findShim, prepareSimHost, simEnv, SimEnvError, SIM_BANNER } from './env.js';
 export type { SimHost } from './env.js';
-export { defaultStateDir as defaultSimStateDir } from './fsutil.js';
+export { defaultStateDir as defaultSimStateDir } from '../util/cache-dir.js';
 export { TEST_ROOT_ID_PREFIX } from './keys.js';
 
 /** In-process simulated platform on a state dir (created from the seed when empty). */

@@ -18,8 +18,8 @@ import { beToLeFixed } from '../certs/bytes.js';
 import { caCertBody, createCaCert, encodeCaCert, type CaCert } from '../certs/ca-cert.js';
 import { createSevCert, encodeSevCert, sevCertBody, type SevCert } from '../certs/sev-cert.js';
 import { deriveBytes, deriveP384, deriveRsa, ecdsaSignDeterministic, rsaPssSignDeterministic } from './detcrypto.js';
-import { defaultCacheDir } from './fsutil.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { defaultCacheDir } from '../util/cache-dir.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 /** Prefix of the simulator's CA key ids: visible in every dump of the ARK/ASK. */
 export const TEST_ROOT_ID_PREFIX = 'SIMTEST-';

@@ -18,7 +18,7 @@ import { decodeSevCert, encodeSevCert, isEmptySlot, sevCertBody, type SevCert } 
 import { verifySevLink } from '../certs/verify.js';
 import { deriveBytes, deriveP384, ecdsaSignDeterministic } from './detcrypto.js';
 import { FaultTable, type FaultSpec, type Requester } from './faults.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { writeFileAtomic } from '../util/fs.js';
 import {
   buildCaCerts, buildCek, buildOca, buildPdh, buildPek, buildPekCsr, loadOrCreateRoots, type ApiVersion,
 } from './keys.js';

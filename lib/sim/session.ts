@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SimDaemon } from './daemon.js';
 import { SHIM_FILE, findShim, prepareSimHost, simEnv, type SimHost } from './env.js';
-import { defaultStateDir } from './fsutil.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { defaultStateDir } from '../util/cache-dir.js';
+import { writeFileAtomic } from '../util/fs.js';
 import type { SimPlatformOptions } from './platform.js';
 
 export interface StartSimOptions extends SimPlatformOptions {

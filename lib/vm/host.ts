@@ -7,7 +7,7 @@ import { VmLaunchError } from './errors.js';
 import type { SevHostInfo } from './argv.js';
 
 export async function hostSevInfo(opts: { cpuidFile?: string } = {}): Promise<SevHostInfo> {
-  const { sevCpuInfo } = await import('../host/cpuid.js');
+  const { sevCpuInfo } = await import('../platform/cpuid.js');
   const info = await sevCpuInfo({ file: opts.cpuidFile });
   if (!info.sev || info.cbitpos === 0) {
     throw new VmLaunchError(

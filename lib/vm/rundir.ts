@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { VmLaunchError } from './errors.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 export function defaultRunRoot(): string {
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;

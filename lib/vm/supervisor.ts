@@ -22,7 +22,7 @@ import type { SevInfo } from '../qmp/types.js';
 import { buildQemuArgv, type SevHostInfo } from './argv.js';
 import { VmError, VmExitedError, VmLaunchError, VmSecretError, VmStateError } from './errors.js';
 import { createRunDir, defaultRunRoot, removeRunDir, writePrivateFile } from './rundir.js';
-import { settlesWithin } from './settle.js';
+import { settlesWithin } from '../util/async.js';
 import { TailBuffer } from './tail.js';
 
 export type VmState = 'starting' | 'awaiting-secret' | 'running' | 'stopped' | 'failed';
@@ -613,7 +613,7 @@ function launchBlobText(v: string | Buffer, what: string): string {
 }
 
 async function readSecretArea(firmware: string): Promise<{ base: number; size: number } | undefined> {
-  const { parseOvmf, hasOvmfFooterTable } = await import('../launch/ovmf.js');
+  const { parseOvmf, hasOvmfFooterTable } = await import('../firmware/ovmf.js');
   let image: Buffer;
   try {
     image = fs.readFileSync(firmware);

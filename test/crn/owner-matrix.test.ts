@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { CrnService } from '../../lib/crn/service.js';
-import { EthWallet } from '../../lib/crn/wallet.js';
+import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
 import { launchOnCrn, LaunchRefusedError, type LaunchProgress, type OwnerLaunchOptions } from '../../lib/owner/launch.js';
 import { createSession } from '../../lib/launch/index.js';

@@ -217,7 +217,7 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
   const es = o.vcpus !== undefined && cpuGiven ? { numCpus: o.vcpus, ...(o.vcpuType ? { vcpuType: o.vcpuType } : { vcpuSig: o.vcpuSig! }) } : undefined;
   const keyFile = o.walletKey ?? process.env.SEVKIT_WALLET_KEY_FILE;
   if (!keyFile) throw new UsageError('a wallet key is needed to act on the VM: --wallet-key FILE (or SEVKIT_WALLET_KEY_FILE)');
-  const { parseWalletKey } = await import('../../crn/wallet.js');
+  const { parseWalletKey } = await import('../../aleph/wallet.js');
   const { CrnClient } = await import('../../owner/client.js');
   const { launchOnCrn } = await import('../../owner/launch.js');
   const read = (f: string, what: string): Buffer => {
@@ -279,6 +279,6 @@ function sumMs(t: Record<string, number>): number {
 }
 
 async function demoCmd(o: { keep?: boolean; insideSim?: boolean; vmLess?: boolean }): Promise<number> {
-  const { runDemo } = await import('../../crn/demo.js');
+  const { runDemo } = await import('../../demo/demo.js');
   return runDemo({ keep: Boolean(o.keep), insideSim: Boolean(o.insideSim), vmLess: Boolean(o.vmLess) });
 }

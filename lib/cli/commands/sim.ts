@@ -28,7 +28,7 @@ function seedOf(o: SimOpts): string | undefined {
 
 async function writeCa(o: SimOpts, out: string): Promise<void> {
   const { SimPlatform } = await import('../../sim/platform.js');
-  const { defaultStateDir } = await import('../../sim/fsutil.js');
+  const { defaultStateDir } = await import('../../util/cache-dir.js');
   const seed = seedOf(o);
   // Inside `sevkit sim -- ...` the CA is the running simulator's, not the default state's.
   const p = SimPlatform.open(o.state ?? process.env.SEVKIT_SIM_STATE ?? defaultStateDir(), seed === undefined ? {} : { seed });

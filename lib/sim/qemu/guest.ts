@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { SevGuestConfig, ParsedQemu } from './argv.js';
 import { GuestFirmwareError, fwStatusText, type ApiInfo, type GuestFirmware } from './firmware.js';
 import { QmpReply } from './qmp-server.js';
-import { writeFileAtomic } from '../../fsutil.js';
+import { writeFileAtomic } from '../../util/fs.js';
 
 /** Fatal start-up error: printed as QEMU would, then exit 1. */
 export class QemuStartError extends Error {}
@@ -118,7 +118,7 @@ export class SevGuest {
       throw new QemuStartError(`Could not open '${this.q.firmware}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (e as Error).message}`);
     }
     const es = (cfg.policy & 0x4) !== 0;
-    const { parseOvmf, hasOvmfFooterTable } = await import('../../launch/ovmf.js');
+    const { parseOvmf, hasOvmfFooterTable } = await import('../../firmware/ovmf.js');
     const ovmf = hasOvmfFooterTable(image) ? parseOvmf(image, this.q.firmware) : undefined;
     const secretEntry = ovmf?.entries.find((e) => e.guid === '4c2eb361-7d9b-4cc3-8081-127c90d3d294');
     if (secretEntry && secretEntry.data.length >= 8) this.secretAreaBase = secretEntry.data.readUInt32LE(0);

@@ -20,7 +20,7 @@ import { InProcessFirmware, fwStatusText, type GuestFirmware } from './firmware.
 import { SevGuest, QemuStartError, qapiString, querySevCapabilities, type HostCpu } from './guest.js';
 import { QmpReply, QmpServer } from './qmp-server.js';
 import { VmlessMachine } from './vmless.js';
-import { settlesWithin } from '../../vm/settle.js';
+import { settlesWithin } from '../../util/async.js';
 import type { QmpClient } from '../../qmp/client.js';
 import type { QmpGreeting } from '../../qmp/types.js';
 
@@ -80,7 +80,7 @@ async function openFirmware(): Promise<GuestFirmware> {
 }
 
 async function hostCpu(): Promise<HostCpu> {
-  const { openCpuid, sevLeaf } = await import('../../host/cpuid.js');
+  const { openCpuid, sevLeaf } = await import('../../platform/cpuid.js');
   const r = await openCpuid();
   // VMSA RDX for -cpu host: CPUID(1).EAX; on AMD 0x80000001 EAX carries the same signature.
   const sig = (r.get(1)[0] || r.get(0x80000001)[0]) >>> 0;

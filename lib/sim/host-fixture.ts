@@ -6,8 +6,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { brandLeaves, cpuidKey, signature, vendorLeaf, type CpuidRegs } from './cpuid.js';
-import { MSR_SYSCFG } from './fs.js';
+import { brandLeaves, cpuidKey, signature, vendorLeaf, type CpuidRegs } from '../platform/cpuid.js';
+import { MSR_SYSCFG } from '../host/fs.js';
 
 export type CpuPreset = 'genoa' | 'milan' | 'rome' | 'intel' | 'amd-nosev' | 'ryzen';
 

@@ -13,9 +13,9 @@ import {
   sevCpuInfo,
   sevLeaf,
   vendorString,
-} from '../../lib/host/cpuid.js';
-import { CPU_PRESETS, cpuidFor } from '../../lib/host/fixture.js';
-import { cleanup, fixture, tempDir } from './helpers.js';
+} from '../../lib/platform/cpuid.js';
+import { CPU_PRESETS, cpuidFor } from '../../lib/sim/host-fixture.js';
+import { cleanup, fixture, tempDir } from '../host/helpers.js';
 
 afterAll(cleanup);
 

@@ -133,9 +133,9 @@ async function inside(o: DemoOptions): Promise<number> {
   const dir = process.env.SEVKIT_DEMO_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-demo-'));
   const stateDir = process.env.SEVKIT_SIM_STATE;
   if (!process.env.SEVKIT_SIM_SOCKET || !stateDir) throw new DemoError('sevkit demo --inside-sim must run under `sevkit sim`');
-  const { startCrnServer } = await import('./server.js');
-  const { platformCertificateSource, SupervisorLauncher } = await import('./launchers.js');
-  const { EthWallet } = await import('./wallet.js');
+  const { startCrnServer } = await import('../crn/server.js');
+  const { platformCertificateSource, SupervisorLauncher } = await import('../crn/launchers.js');
+  const { EthWallet } = await import('../aleph/wallet.js');
   const { Supervisor } = await import('../vm/index.js');
   const { CrnClient } = await import('../owner/client.js');
   const { launchOnCrn } = await import('../owner/launch.js');

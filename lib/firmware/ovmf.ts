@@ -4,9 +4,9 @@
  * (u16 total length + GUID 96b582de-...). Entries are walked backwards, each
  * `data || u16 len || GUID-LE` with len counting data + 18.
  */
-import { bytesToGuid } from './bytes.js';
-import { OvmfError } from './errors.js';
-import { PADDED_HASHES_TABLE_SIZE } from './hashes.js';
+import { bytesToGuid } from '../launch/bytes.js';
+import { OvmfError } from '../launch/errors.js';
+import { PADDED_HASHES_TABLE_SIZE } from '../launch/hashes.js';
 
 export const OVMF_GUIDS = {
   FOOTER: '96b582de-1fb2-45f7-baea-a366c55a082d',

@@ -1,4 +1,4 @@
-/** Where the simulator keeps its state and caches (atomic writes are lib/fsutil.ts). */
+/** Where the simulator keeps its state and caches (atomic writes are lib/util/fs.ts). */
 import os from 'node:os';
 import path from 'node:path';
 

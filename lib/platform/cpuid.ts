@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs';
 import { SevkitError } from '../errors.js';
-import { HostFs } from './fs.js';
+import { HostFs } from '../host/fs.js';
 
 export type CpuidRegs = readonly [eax: number, ebx: number, ecx: number, edx: number];
 
