@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { SevkitError } from '../errors.js';
+import { OVMF_GUIDS, patchOvmfEntry, placeOvmfFooterTable } from '../firmware/ovmf.js';
 
 /** A demo step did not turn out as the protocol requires (one line, no stack, not an internal error). */
 export class DemoError extends SevkitError {
@@ -19,7 +20,6 @@ export class DemoError extends SevkitError {
   }
 }
 
-const SEV_SECRET_GUID = '4c2eb361-7d9b-4cc3-8081-127c90d3d294';
 /** Where the demo firmware declares its launch-secret page (OVMF AmdSev's MEMFD layout puts it in this region). */
 const DEMO_SECRET_BASE = 0x80d000;
 const DEMO_SECRET_SIZE = 0x1000;
@@ -35,13 +35,6 @@ export interface DemoOptions {
 export async function runDemo(o: DemoOptions): Promise<number> {
   if (o.insideSim || process.env.SEVKIT_DEMO_DIR) return inside(o);
   return outside(o);
-}
-
-function guidBytesLe(guid: string): Buffer {
-  const h = guid.replace(/-/g, '');
-  const b = Buffer.from(h, 'hex');
-  // GUIDs are stored with their first three fields little-endian.
-  return Buffer.concat([Buffer.from(b.subarray(0, 4)).reverse(), Buffer.from(b.subarray(4, 6)).reverse(), Buffer.from(b.subarray(6, 8)).reverse(), b.subarray(8)]);
 }
 
 /**
@@ -66,11 +59,14 @@ export function makeDemoFirmware(dir: string): { path: string; source: string; b
   } else {
     img = syntheticFirmware();
   }
-  const guid = guidBytesLe(SEV_SECRET_GUID);
-  const at = img.lastIndexOf(guid, img.length - 32);
-  if (at < 10 || img.readUInt16LE(at - 2) !== 26) throw new DemoError(`${src ?? 'synthetic firmware'}: no SEV secret entry in the OVMF footer table`);
-  img.writeUInt32LE(DEMO_SECRET_BASE, at - 10);
-  img.writeUInt32LE(DEMO_SECRET_SIZE, at - 6);
+  const area = Buffer.alloc(8);
+  area.writeUInt32LE(DEMO_SECRET_BASE, 0);
+  area.writeUInt32LE(DEMO_SECRET_SIZE, 4);
+  try {
+    patchOvmfEntry(img, OVMF_GUIDS.SEV_SECRET, area, src ?? 'synthetic firmware');
+  } catch (e) {
+    throw new DemoError(`${src ?? 'synthetic firmware'}: no SEV secret entry in the OVMF footer table (${(e as Error).message})`);
+  }
   const file = path.join(dir, 'demo-OVMF.fd');
   fs.writeFileSync(file, img, { mode: 0o644 });
   return { path: file, source: src ?? 'synthetic (no OVMF installed)', bootable };
@@ -78,19 +74,7 @@ export function makeDemoFirmware(dir: string): { path: string; source: string; b
 
 /** 2 MiB of 0xff with an OVMF footer table holding one SEV secret entry (never booted). */
 function syntheticFirmware(): Buffer {
-  const img = Buffer.alloc(2 << 20, 0xff);
-  const secret = Buffer.concat([Buffer.alloc(8), u16(26), guidBytesLe(SEV_SECRET_GUID)]);
-  const tableLen = secret.length + 18;
-  const footer = Buffer.concat([secret, u16(tableLen), guidBytesLe('96b582de-1fb2-45f7-baea-a366c55a082d')]);
-  // The table ends 0x20 bytes before the end of the image (before the reset vector).
-  footer.copy(img, img.length - 0x20 - footer.length);
-  return img;
-}
-
-function u16(n: number): Buffer {
-  const b = Buffer.alloc(2);
-  b.writeUInt16LE(n);
-  return b;
+  return placeOvmfFooterTable(Buffer.alloc(2 << 20, 0xff), [{ guid: OVMF_GUIDS.SEV_SECRET, data: Buffer.alloc(8) }]);
 }
 
 async function outside(o: DemoOptions): Promise<number> {

@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { OVMF_GUIDS, parseOvmfFooterTable } from '../firmware/ovmf.js';
 import { HOST_PATHS, MSR_SYSCFG, ioFailure, type HostFs, type IoFailure, type Read } from './fs.js';
 
 // ── kvm_amd module parameters ────────────────────────────────────────────────
@@ -360,37 +361,13 @@ export interface OvmfFact {
   packageVersion: string | null;
 }
 
-const GUID_FOOTER = '96b582de-1fb2-45f7-baea-a366c55a082d';
-const GUID_RESET_BLOCK = '00f771de-1a7e-4fcb-890e-68c77e2fb44e';
-const GUID_HASHES = '7255371f-3a3b-4b04-927b-1da6efa8d454';
-const GUID_SECRET = '4c2eb361-7d9b-4cc3-8081-127c90d3d294';
-const GUID_SNP_META = 'dc886566-984a-4798-a75e-5585a7bf67cc';
-
-function guidAt(b: Buffer, off: number): string {
-  const h = (x: Buffer) => x.toString('hex');
-  const d1 = Buffer.from(b.subarray(off, off + 4)).reverse();
-  const d2 = Buffer.from(b.subarray(off + 4, off + 6)).reverse();
-  const d3 = Buffer.from(b.subarray(off + 6, off + 8)).reverse();
-  return `${h(d1)}-${h(d2)}-${h(d3)}-${h(b.subarray(off + 8, off + 10))}-${h(b.subarray(off + 10, off + 16))}`;
-}
-
-/** Entries of the OVMF footer GUID table in the image's tail (kernel-qemu.md §5.2). */
+/** Entries of the OVMF footer GUID table in the image's tail (kernel-qemu.md §5.2); null when there is none or it is malformed. */
 export function ovmfGuidTable(tail: Buffer): Map<string, Buffer> | null {
-  const out = new Map<string, Buffer>();
-  const footer = tail.length - 0x20 - 16;
-  if (footer < 2 || guidAt(tail, footer) !== GUID_FOOTER) return null;
-  const total = tail.readUInt16LE(footer - 2);
-  const start = footer + 16 - total;
-  if (total < 18 || start < 0) return null;
-  let end = footer - 2; // table body ends where the footer entry's length field starts
-  while (end - start >= 18) {
-    const g = guidAt(tail, end - 16);
-    const len = tail.readUInt16LE(end - 18);
-    if (len < 18 || end - len < start) return null;
-    out.set(g, tail.subarray(end - len, end - 18));
-    end -= len;
+  try {
+    return new Map(parseOvmfFooterTable(tail).map((e) => [e.guid, e.data]));
+  } catch {
+    return null;
   }
-  return out;
 }
 
 export function inspectOvmf(file: string): OvmfImage | null {
@@ -407,10 +384,10 @@ export function inspectOvmf(file: string): OvmfImage | null {
       path: file,
       size,
       guidTable: t !== null,
-      sevEsResetBlock: t?.has(GUID_RESET_BLOCK) ?? false,
-      secretArea: base(GUID_SECRET),
-      kernelHashes: base(GUID_HASHES),
-      snpMetadata: t?.has(GUID_SNP_META) ?? false,
+      sevEsResetBlock: t?.has(OVMF_GUIDS.SEV_ES_RESET_BLOCK) ?? false,
+      secretArea: base(OVMF_GUIDS.SEV_SECRET),
+      kernelHashes: base(OVMF_GUIDS.SEV_HASH_TABLE),
+      snpMetadata: t?.has(OVMF_GUIDS.SEV_METADATA) ?? false,
     };
   } catch {
     return null;

@@ -57,13 +57,6 @@ export class SessionError extends LaunchError {}
 /** Launch measurement computation or verification failures. */
 export class MeasurementError extends LaunchError {}
 
-/** OVMF image lacks a footer table or a required entry. */
-export class OvmfError extends LaunchError {
-  constructor(message: string, code = 'ERR_OVMF') {
-    super(code, message, 'INVALID_PARAM');
-  }
-}
-
 /** VMSA construction/parsing failures (unknown vCPU type, wrong file size). */
 export class VmsaError extends LaunchError {
   constructor(message: string, code = 'ERR_VMSA') {

@@ -5,7 +5,8 @@
  * GUID-LE + u16 50 + SHA-256, padded with zeros to a multiple of 16 (176 bytes).
  */
 import crypto from 'node:crypto';
-import { bytesToGuid, guidToBytes } from './bytes.js';
+import { PADDED_HASHES_TABLE_SIZE } from '../firmware/ovmf.js';
+import { bytesToGuid, guidToBytes } from '../firmware/guid.js';
 import { LaunchInputError } from './errors.js';
 
 export const HASHES_GUIDS = {
@@ -16,7 +17,6 @@ export const HASHES_GUIDS = {
 } as const;
 
 export const HASHES_TABLE_SIZE = 168;
-export const PADDED_HASHES_TABLE_SIZE = 176;
 
 /** A GUIDed entry: GUID-LE || uintW_le(16 + W + len) || payload (sevctl build_entry). */
 export function guidEntry(guid: string, payload: Uint8Array, lenWidth: 2 | 4): Buffer {

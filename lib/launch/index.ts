@@ -1,12 +1,10 @@
-/** Guest-owner launch cryptography: policy, session, measurement, VMSA, OVMF, secrets, and the firmware-side inverses. */
+/** Guest-owner launch cryptography: policy, session, measurement, VMSA, secrets, and the firmware-side inverses (OVMF images: lib/firmware). */
 export * from './errors.js';
 export * from './policy.js';
 export { kdf, hmacSha256, aes128ctr, safeEqual } from './kdf.js';
-export { guidToBytes, bytesToGuid } from './bytes.js';
 export * from './session-crypto.js';
 export * from './session.js';
-export * from '../firmware/ovmf.js';
-export { HASHES_GUIDS, HASHES_TABLE_SIZE, PADDED_HASHES_TABLE_SIZE, buildKernelHashesTable, parseKernelHashesTable, type KernelHashes, type KernelHashesInput } from './hashes.js';
+export { HASHES_GUIDS, HASHES_TABLE_SIZE, buildKernelHashesTable, parseKernelHashesTable, type KernelHashes, type KernelHashesInput } from './hashes.js';
 export * from './vmsa.js';
 export { QEMU_CPU_MODELS, HOST_CPU_SIGNATURES, cpuCandidates, cpuNamesForSignature, describeCpuSignature, splitCpuSignature, type QemuCpuModel, type HostCpuSignature, type CpuCandidate } from './cpus.js';
 export * from './measurement.js';

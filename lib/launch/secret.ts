@@ -5,7 +5,8 @@
  *   MAC = HMAC-SHA256(TIK, 0x01 || u32le(flags) || IV || u32le(guest_len) || u32le(trans_len) || ciphertext || MEASURE)
  */
 import crypto from 'node:crypto';
-import { bytesToGuid, expectLength, guidToBytes, isGuid, wipe } from './bytes.js';
+import { bytesToGuid, guidToBytes, isGuid } from '../firmware/guid.js';
+import { expectLength, wipe } from './bytes.js';
 import { SecretError, LaunchInputError } from './errors.js';
 import { aes128ctr, hmacSha256, safeEqual } from './kdf.js';
 

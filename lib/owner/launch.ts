@@ -16,13 +16,13 @@ import {
   buildSecret,
   createSession,
   DISK_PASSWORD_GUID,
-  parseOvmf,
   Policy,
   verifyMeasurement,
   type EsVmsaSpec,
   type LaunchDigestInput,
   type PolicyLike,
 } from '../launch/index.js';
+import { parseOvmf } from '../firmware/ovmf.js';
 import { CrnClient, CrnHttpError, printable, type SevMeasurementResponse } from './client.js';
 
 export const LAUNCH_STEPS = ['certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject'] as const;

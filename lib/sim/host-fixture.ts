@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { brandLeaves, cpuidKey, signature, vendorLeaf, type CpuidRegs } from '../platform/cpuid.js';
+import { OVMF_GUIDS, placeOvmfFooterTable, type OvmfEntry } from '../firmware/ovmf.js';
 import { MSR_SYSCFG } from '../host/fs.js';
 
 export type CpuPreset = 'genoa' | 'milan' | 'rome' | 'intel' | 'amd-nosev' | 'ryzen';
@@ -59,36 +60,19 @@ export interface OvmfTailOptions {
   snpMetadata?: boolean;
 }
 
-function guidBytes(g: string): Buffer {
-  const h = g.replace(/-/g, '');
-  const b = Buffer.from(h, 'hex');
-  return Buffer.concat([Buffer.from(b.subarray(0, 4)).reverse(), Buffer.from(b.subarray(4, 6)).reverse(), Buffer.from(b.subarray(6, 8)).reverse(), b.subarray(8)]);
-}
-
 /** A 4 KiB image whose tail carries an OVMF footer GUID table with the chosen SEV entries. */
 export function buildOvmfImage(o: OvmfTailOptions = {}): Buffer {
-  const entry = (guid: string, data: Buffer) => {
-    const len = Buffer.alloc(2);
-    len.writeUInt16LE(data.length + 18);
-    return Buffer.concat([data, len, guidBytes(guid)]);
-  };
   const u32s = (...v: number[]) => {
     const b = Buffer.alloc(4 * v.length);
     v.forEach((x, i) => b.writeUInt32LE(x, i * 4));
     return b;
   };
-  const entries: Buffer[] = [];
-  if (o.snpMetadata) entries.push(entry('dc886566-984a-4798-a75e-5585a7bf67cc', u32s(0x400)));
-  if (o.kernelHashes !== undefined) entries.push(entry('7255371f-3a3b-4b04-927b-1da6efa8d454', o.kernelHashes ? u32s(0x810c00, 0x400) : u32s(0, 0)));
-  if (o.secretArea !== undefined) entries.push(entry('4c2eb361-7d9b-4cc3-8081-127c90d3d294', o.secretArea ? u32s(0x810000, 0xc00) : u32s(0, 0)));
-  if (o.resetBlock) entries.push(entry('00f771de-1a7e-4fcb-890e-68c77e2fb44e', u32s(0x80b004)));
-  const body = Buffer.concat(entries);
-  const total = Buffer.alloc(2);
-  total.writeUInt16LE(body.length + 18);
-  const table = Buffer.concat([body, total, guidBytes('96b582de-1fb2-45f7-baea-a366c55a082d'), Buffer.alloc(0x20)]);
-  const img = Buffer.alloc(4096);
-  table.copy(img, img.length - table.length);
-  return img;
+  const entries: OvmfEntry[] = [];
+  if (o.snpMetadata) entries.push({ guid: OVMF_GUIDS.SEV_METADATA, data: u32s(0x400) });
+  if (o.kernelHashes !== undefined) entries.push({ guid: OVMF_GUIDS.SEV_HASH_TABLE, data: o.kernelHashes ? u32s(0x810c00, 0x400) : u32s(0, 0) });
+  if (o.secretArea !== undefined) entries.push({ guid: OVMF_GUIDS.SEV_SECRET, data: o.secretArea ? u32s(0x810000, 0xc00) : u32s(0, 0) });
+  if (o.resetBlock) entries.push({ guid: OVMF_GUIDS.SEV_ES_RESET_BLOCK, data: u32s(0x80b004) });
+  return placeOvmfFooterTable(Buffer.alloc(4096), entries);
 }
 
 export interface HostFixtureSpec {

@@ -4,9 +4,10 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { KA, SEVCTL, SEVCTL_OVMF, SNP_MEASURE, HELD, loadJson, read, vec } from './helpers.js';
 import {
-  parseOvmf, computeLaunchDigest, buildEsVmsa, buildSevctlVmsa, updateSevctlVmsa, formatVmsaShow, sevctlResetAddress,
-  vcpuSignature, cpuSignature, OvmfError, VmsaError, hasOvmfFooterTable, requireSecretArea,
+  computeLaunchDigest, buildEsVmsa, buildSevctlVmsa, updateSevctlVmsa, formatVmsaShow, sevctlResetAddress,
+  vcpuSignature, cpuSignature, VmsaError,
 } from '../../lib/launch/index.js';
+import { parseOvmf, OvmfError, hasOvmfFooterTable, requireSecretArea } from '../../lib/firmware/index.js';
 
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 const derived = loadJson('sev-snp-measure/derived.json');

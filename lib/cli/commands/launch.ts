@@ -403,8 +403,9 @@ async function vmsaOptions(o: VmsaOpts): Promise<import('../../launch/index.js')
   if (o.model !== undefined) opts.model = o.model;
   if (o.stepping !== undefined) opts.stepping = o.stepping;
   if (o.firmware !== undefined) {
-    const info = L.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware);
-    if (o.userspace === 'qemu' && o.cpu !== 0) opts.resetAddress = L.sevctlResetAddress(L.requireResetVector(info, o.firmware));
+    const F = await import('../../firmware/ovmf.js');
+    const info = F.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware);
+    if (o.userspace === 'qemu' && o.cpu !== 0) opts.resetAddress = L.sevctlResetAddress(F.requireResetVector(info, o.firmware));
   }
   return opts;
 }
@@ -462,7 +463,8 @@ async function secretBuildCmd(headerFile: string, payloadFile: string, o: Secret
       return { guid, data: own(readFileChecked(spec.slice(i + 1), `--secret ${spec.slice(0, i)}`)) };
     });
     let maxSize: number | undefined;
-    if (o.firmware) maxSize = L.requireSecretArea(L.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware), o.firmware).size;
+    const F = await import('../../firmware/ovmf.js');
+    if (o.firmware) maxSize = F.requireSecretArea(F.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware), o.firmware).size;
     const s = L.buildSecret({ tek, tik, measurement: blob, entries, layout, ...(iv ? { iv } : {}), ...(maxSize !== undefined ? { maxSize } : {}) });
     await writeOutputFile(headerFile, s.header);
     process.stdout.write(`Wrote header to: ${headerFile}\n`);

@@ -118,16 +118,16 @@ export class SevGuest {
       throw new QemuStartError(`Could not open '${this.q.firmware}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (e as Error).message}`);
     }
     const es = (cfg.policy & 0x4) !== 0;
-    const { parseOvmf, hasOvmfFooterTable } = await import('../../firmware/ovmf.js');
+    const { parseOvmf, hasOvmfFooterTable, OVMF_GUIDS } = await import('../../firmware/ovmf.js');
     const ovmf = hasOvmfFooterTable(image) ? parseOvmf(image, this.q.firmware) : undefined;
-    const secretEntry = ovmf?.entries.find((e) => e.guid === '4c2eb361-7d9b-4cc3-8081-127c90d3d294');
+    const secretEntry = ovmf?.entries.find((e) => e.guid === OVMF_GUIDS.SEV_SECRET);
     if (secretEntry && secretEntry.data.length >= 8) this.secretAreaBase = secretEntry.data.readUInt32LE(0);
     if (es && ovmf?.resetVector === undefined) {
       throw new QemuStartError('SEV: SEV information block/Firmware GUID Table block not found in pflash rom');
     }
     let hashesTable: Buffer | undefined;
     if (this.q.kernel && cfg.kernelHashes) {
-      const area = ovmf?.entries.find((e) => e.guid === '7255371f-3a3b-4b04-927b-1da6efa8d454');
+      const area = ovmf?.entries.find((e) => e.guid === OVMF_GUIDS.SEV_HASH_TABLE);
       if (!area) throw new QemuStartError('SEV: kernel specified but guest firmware has no hashes table GUID');
       if (!ovmf?.hashesArea || ovmf.hashesArea.size < 176) {
         const base = area.data.length >= 8 ? area.data.readUInt32LE(0) : 0;
