@@ -3,15 +3,17 @@
  * as sevctl accepts them.
  */
 import fs from 'node:fs';
+import { decodeStrictBase64 } from '../util/base64.js';
 import { LaunchInputError } from './errors.js';
 
-const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** Strict standard base64 (padding required, whitespace around the value tolerated). */
+/**
+ * `value` under the one strict base64 rule (lib/util/base64.ts), after removing the whitespace around
+ * it that a file or a shell adds; LaunchInputError naming `what` otherwise.
+ */
 export function decodeBase64(value: string, what: string): Buffer {
-  const s = value.trim();
-  if (!B64_RE.test(s)) throw new LaunchInputError(`${what}: not valid base64`, 'ERR_BASE64');
-  return Buffer.from(s, 'base64');
+  const b = decodeStrictBase64(value.trim());
+  if (!b) throw new LaunchInputError(`${what}: not valid base64`, 'ERR_BASE64');
+  return b;
 }
 
 /**
@@ -33,7 +35,7 @@ export function readPathOrBase64(value: string, what: string, size?: number): Bu
     from = value;
   } else {
     // A missing file and bad base64 look alike; valid base64 wins, then the message guesses the intent.
-    if (!B64_RE.test(value.trim()) || value.trim() === '') {
+    if (!decodeStrictBase64(value.trim())?.length) {
       if (looksLikePath(value)) throw new LaunchInputError(`${what}: ${value}: no such file`, 'ERR_INPUT_FILE');
       // The value is not echoed: it may be a (mistyped) key.
       throw new LaunchInputError(`${what}: value is neither an existing file nor valid base64`, 'ERR_BASE64');

@@ -23,6 +23,7 @@ import { buildQemuArgv, type SevHostInfo } from './argv.js';
 import { VmError, VmExitedError, VmLaunchError, VmSecretError, VmStateError } from './errors.js';
 import { createRunDir, defaultRunRoot, removeRunDir, writePrivateFile } from './rundir.js';
 import { settlesWithin } from '../util/async.js';
+import { decodeStrictBase64 } from '../util/base64.js';
 import { TailBuffer } from './tail.js';
 
 export type VmState = 'starting' | 'awaiting-secret' | 'running' | 'stopped' | 'failed';
@@ -106,11 +107,11 @@ export interface InjectSecretArgs {
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const SECRET_HEADER_LEN = 52;
 
-/** Strict base64 (standard alphabet, padding optional): refuse rather than guess. */
+/** `s` under the one strict base64 rule (lib/util/base64.ts), else VmSecretError naming `what`. */
 export function decodeBase64Strict(s: string, what: string): Buffer {
-  const t = s.trim();
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(t) || t.length % 4 === 1) throw new VmSecretError(`${what} is not valid base64`, 'ERR_VM_BASE64');
-  return Buffer.from(t, 'base64');
+  const b = decodeStrictBase64(s);
+  if (!b) throw new VmSecretError(`${what} is not valid base64`, 'ERR_VM_BASE64');
+  return b;
 }
 
 class Semaphore {
@@ -607,9 +608,9 @@ export class ConfidentialVm extends EventEmitter {
 /** The GODH / session file content QEMU reads: base64 text (validated) or raw bytes encoded. */
 function launchBlobText(v: string | Buffer, what: string): string {
   if (Buffer.isBuffer(v)) return v.toString('base64');
-  const raw = decodeBase64Strict(v, what);
-  if (raw.length === 0) throw new VmLaunchError(`${what} is empty`, 'ERR_VM_SPEC');
-  return v.trim();
+  const text = v.trim();
+  if (decodeBase64Strict(text, what).length === 0) throw new VmLaunchError(`${what} is empty`, 'ERR_VM_SPEC');
+  return text;
 }
 
 async function readSecretArea(firmware: string): Promise<{ base: number; size: number } | undefined> {
