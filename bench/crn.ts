@@ -70,7 +70,8 @@ async function outer(): Promise<number> {
 
 async function inner(): Promise<number> {
   const dir = process.env.SEVKIT_BENCH_DIR!;
-  const { startCrnServer, platformCertificateSource, SupervisorLauncher, EthWallet } = await import('../lib/crn/index.js');
+  const { startCrnServer, platformCertificateSource, SupervisorLauncher } = await import('../lib/crn/index.js');
+  const { EthWallet } = await import('../lib/aleph/index.js');
   const { makeDemoFirmware } = await import('../lib/demo/demo.js');
   const { Supervisor } = await import('../lib/vm/index.js');
   const { CrnClient, launchOnCrn } = await import('../lib/owner/index.js');

@@ -3,6 +3,7 @@ export * from './errors.js';
 export * from './qmp/index.js';
 export * from './certs/index.js';
 export * from './firmware/index.js';
+export * from './aleph/index.js';
 export * from './launch/index.js';
 export * from './platform/index.js';
 export * from './crn/index.js';

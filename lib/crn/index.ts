@@ -1,5 +1,3 @@
-export * from '../aleph/auth.js';
-export * from '../aleph/wallet.js';
 export * from './backend.js';
 export { CrnService, tokenEquals, CERT_CHAIN_SIZE, SESSION_BLOB_SIZE, type CrnServiceOptions, type AllocationRequest, type CrnVmState, type CrnVmSummary } from './service.js';
 export { startCrnServer, parseListen, type CrnServer } from './server.js';

@@ -4,7 +4,8 @@
  * + lib/certs) as the certificate source, with sevctl's CEK handling.
  */
 import fs from 'node:fs';
-import type { AlephSevInfo, CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
+import type { AlephSevInfo } from '../aleph/messages.js';
+import type { CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
 import type { ConfidentialVm, Supervisor } from '../vm/index.js';
 
 /** Launches each VM as a QEMU process (real QEMU, or the simulator's wrapper on PATH). */

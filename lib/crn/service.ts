@@ -81,7 +81,7 @@ export interface CrnServiceOptions {
   /** Who may act on a VM once authenticated; default the exact owner (authorize.ts also has aleph's delegation rule). */
   authorize?: Authorizer;
   /** Extra routes, e.g. aleph's allocation endpoints (allocations.ts). */
-  extensions?: CrnExtension[];
+  extensions?: CrnExtension<CrnService>[];
   /** Every request body must arrive whole within this many ms (408 after). Default 20 s. */
   bodyTimeoutMs?: number;
 }
@@ -121,7 +121,7 @@ export class CrnService {
   #certs?: { at: number; body: Promise<Buffer> };
   #closing = false;
   readonly #m: ModeResponses;
-  readonly #routes = new Map<string, CrnRoute[]>();
+  readonly #routes = new Map<string, CrnRoute<CrnService>[]>();
 
   constructor(opts: CrnServiceOptions) {
     this.#o = {

@@ -63,7 +63,12 @@ async function nativeKvmApiVersion(): Promise<KvmApiVersionFn | undefined> {
 
 export async function probeOkFacts(opts: HostProbeOptions = {}): Promise<OkHostFacts> {
   const hfs = opts.fs ?? new HostFs(opts.root);
-  const cpuid = await openCpuid({ file: opts.cpuidFile, reader: opts.cpuid, fs: hfs, noNative: opts.noNative });
+  const readCpuinfo = (): string => {
+    const r = hfs.readText('/proc/cpuinfo');
+    if (!r.ok) throw new Error(r.error.text);
+    return r.value;
+  };
+  const cpuid = await openCpuid({ file: opts.cpuidFile, reader: opts.cpuid, readCpuinfo, noNative: opts.noNative });
   return {
     fs: hfs,
     cpuid,

@@ -2,7 +2,7 @@
 export { HostFs, HOST_PATHS, MSR_SYSCFG, ioFailure } from './fs.js';
 export type { HostFsOptions, IoFailure, Read } from './fs.js';
 export {
-  HostError,
+  CpuidError,
   openCpuid,
   parseCpuidJson,
   decodeSevLeaf,
@@ -65,5 +65,3 @@ export {
 } from './status.js';
 export type { Check, CheckStatus, CheckGroup, GuestType, Verdict, StatusReport } from './status.js';
 export { renderStatus } from './render.js';
-export { writeHostFixture, buildOvmfImage, CPU_PRESETS, GENOA_SYSCFG } from '../sim/host-fixture.js';
-export type { HostFixture, HostFixtureSpec, CpuPreset } from '../sim/host-fixture.js';

@@ -3,7 +3,7 @@
  * format (what aleph-sdk-python's VmConfidentialClient sends), so it works
  * against aleph's CRNs and against sevkit's reference CRN.
  */
-import type { AlephSevInfo } from '../crn/backend.js';
+import type { SevMeasurementResponse } from '../aleph/messages.js';
 import { SevkitError } from '../errors.js';
 import { createAuthSession, type AuthSession } from '../aleph/auth.js';
 import type { Wallet } from '../aleph/wallet.js';
@@ -29,12 +29,6 @@ function describeFetchError(e: unknown): string {
   const err = e as { cause?: { code?: string; message?: string }; message?: string; name?: string };
   if (err?.name === 'TimeoutError' || err?.name === 'AbortError') return 'timed out';
   return err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e);
-}
-
-/** The measurement answer (aleph-sdk SEVMeasurement). */
-export interface SevMeasurementResponse {
-  sev_info: AlephSevInfo;
-  launch_measure: string;
 }
 
 export interface CrnClientOptions {

@@ -23,7 +23,8 @@ import {
   type PolicyLike,
 } from '../launch/index.js';
 import { parseOvmf } from '../firmware/ovmf.js';
-import { CrnClient, CrnHttpError, printable, type SevMeasurementResponse } from './client.js';
+import { CrnClient, CrnHttpError, printable } from './client.js';
+import type { SevMeasurementResponse } from '../aleph/messages.js';
 
 export const LAUNCH_STEPS = ['certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject'] as const;
 export type LaunchStep = (typeof LAUNCH_STEPS)[number];

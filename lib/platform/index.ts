@@ -3,5 +3,5 @@ export * from './constants.js';
 export * from './layout.js';
 export * from './errors.js';
 export * from './platform.js';
-export { getBinding, setBinding, getNativeBinding, BindingLoadError } from '../binding.js';
+export { getBinding, getNativeBinding, BindingLoadError } from '../binding.js';
 export type { NativeBinding, NativeConstants, NativeStructLayout } from '../binding.js';

@@ -15,8 +15,6 @@ export { SimClient, SimClientError } from './client.js';
 export type { SimApi } from './client.js';
 export { startSim } from './session.js';
 export type { SimSession, StartSimOptions } from './session.js';
-export { armFault, clearFaults, SimFaultError } from './faults.js';
-export type { FaultSpec } from './faults.js';
 export { SimFirmwareError } from './guests.js';
 export { findShim, prepareSimHost, simEnv, SimEnvError, SIM_BANNER } from './env.js';
 export type { SimHost } from './env.js';

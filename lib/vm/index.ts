@@ -1,5 +1,5 @@
 export * from './errors.js';
-export * from './argv.js';
+export { buildQemuArgv, sevGuestObject, alephConfidentialArgv, type SevGuestArgs, type QemuArgvOptions, type AlephConfidentialConfig, type SevHostInfo } from './argv.js';
 export { hostSevInfo } from './host.js';
 export {
   Supervisor,
