@@ -75,7 +75,8 @@ async function inner(): Promise<number> {
   const { makeDemoFirmware } = await import('../lib/demo/demo.js');
   const { Supervisor } = await import('../lib/vm/index.js');
   const { CrnClient, launchOnCrn } = await import('../lib/owner/index.js');
-  const { simulatorCaChain, encodeCaChain } = await import('../lib/certs/index.js');
+  const { encodeCaChain } = await import('../lib/certs/index.js');
+  const { simulatorCaChain } = await import('../lib/sim/ca-chain.js');
 
   const ns = (process.env.BENCH_N ?? '1,10,100').split(',').map(Number).filter((n) => n > 0);
   const seq = Number(process.env.BENCH_SEQ ?? '5');
@@ -101,7 +102,7 @@ async function inner(): Promise<number> {
     host: '127.0.0.1',
     port: 0,
     domain: '127.0.0.1',
-    certs: await platformCertificateSource(),
+    certs: await platformCertificateSource({ testCa: simulatorCaChain(process.env.SEVKIT_SIM_STATE) }),
     launcher: new SupervisorLauncher(supervisor, { kind: 'vm-less' }),
     runDir: path.join(dir, 'crn'),
     allocationToken: token,

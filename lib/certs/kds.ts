@@ -5,12 +5,12 @@
  * everything works offline once a CEK has been seen.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { KdsError } from './errors.js';
 import { decodeSevCert } from './sev-cert.js';
 import { Usage } from './constants.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { cacheDir } from '../util/cache-dir.js';
 
 export const KDS_CEK_URL = 'https://kdsintf.amd.com/cek/id/';
 
@@ -24,7 +24,7 @@ export type FetchLike = (url: string, init: { signal: AbortSignal; headers?: Rec
 export interface KdsOptions {
   /** Replaces global fetch (tests, proxies). */
   fetch?: FetchLike;
-  /** Cache directory; default $SEVKIT_KDS_CACHE, else $XDG_CACHE_HOME/sevkit/kds, else ~/.cache/sevkit/kds. `false` disables. */
+  /** Cache directory; default ~/.cache/sevkit/kds (defaultKdsCacheDir). `false` disables. */
   cacheDir?: string | false;
   /** Per-request timeout (default 10 s). */
   timeoutMs?: number;
@@ -40,10 +40,9 @@ export interface KdsOptions {
   offline?: boolean;
 }
 
+/** Where fetched CEKs are kept when no cacheDir is given: ~/.cache/sevkit/kds (the CLI passes $SEVKIT_KDS_CACHE or $XDG_CACHE_HOME's). */
 export function defaultKdsCacheDir(): string {
-  if (process.env.SEVKIT_KDS_CACHE) return process.env.SEVKIT_KDS_CACHE;
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(base, 'sevkit', 'kds');
+  return path.join(cacheDir(), 'kds');
 }
 
 export function kdsChipIdHex(id: Uint8Array | string): string {

@@ -128,7 +128,7 @@ export class HostFs {
   readonly #deny: NonNullable<HostFsOptions['deny']>;
 
   constructor(root?: string, options: HostFsOptions = {}) {
-    const r = root ?? process.env.SEVKIT_HOST_ROOT ?? '';
+    const r = root ?? '';
     this.root = r === '/' ? '' : r.replace(/\/+$/, '');
     this.#deny = options.deny ?? {};
   }

@@ -28,9 +28,9 @@ import type { OkFacts } from './okTree.js';
 export interface HostProbeOptions {
   /** The host file access to use as is (tests: a HostFs with `deny`). */
   fs?: HostFs;
-  /** Host root prefixed to /sys, /proc, /dev paths; default SEVKIT_HOST_ROOT, else the real host. */
+  /** Host root prefixed to /sys, /proc, /dev paths (the simulator's fake host; the CLI passes $SEVKIT_HOST_ROOT); default the real host. */
   root?: string;
-  /** CPUID JSON file; default SEVKIT_CPUID. */
+  /** CPUID JSON file (the CLI passes $SEVKIT_CPUID). */
   cpuidFile?: string;
   /** CPUID reader to use as is. */
   cpuid?: CpuidReader;
@@ -81,15 +81,15 @@ export async function probeOkFacts(opts: HostProbeOptions = {}): Promise<OkHostF
 }
 
 export interface StatusProbeOptions extends HostProbeOptions {
-  /** SEV device for the firmware view; default SEVKIT_DEVICE, else /dev/sev (not prefixed by the root: the simulator's shim answers there). */
+  /** SEV device for the firmware view; default /dev/sev (not prefixed by the root: the simulator's shim answers there). */
   device?: string;
   /** Platform to query; null skips the firmware view. Default: lib/platform's SevPlatform on `device`. */
   platform?: PlatformLike | null;
-  /** QEMU binary; default SEVKIT_QEMU, else qemu-system-x86_64 on PATH. null skips. */
+  /** QEMU binary; default qemu-system-x86_64 on PATH. null skips. */
   qemu?: string | null;
   /** An already started QEMU probe (the CLI starts it before loading the rest); overrides `qemu`. null skips. */
   qemuFact?: Promise<QemuFact> | null;
-  /** OVMF directories; default SEVKIT_OVMF_DIRS (':'-separated), else the distribution paths. */
+  /** OVMF directories; default the distribution paths (the CLI passes $SEVKIT_OVMF_DIRS, ':'-separated). */
   ovmfDirs?: string[];
   /** dpkg status file for the ovmf package version. */
   dpkgStatus?: string;
@@ -107,9 +107,8 @@ export interface HostFacts extends OkHostFacts {
   euid: number;
 }
 
-export function defaultDevice(): string {
-  return process.env.SEVKIT_DEVICE || '/dev/sev';
-}
+/** The SEV device probed when none is given. */
+export const DEFAULT_SEV_DEVICE = '/dev/sev';
 
 async function defaultPlatform(device: string): Promise<PlatformLike> {
   // Lazy: the addon is only loaded when the firmware view is wanted.
@@ -119,7 +118,7 @@ async function defaultPlatform(device: string): Promise<PlatformLike> {
 
 export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFacts> {
   const base = await probeOkFacts(opts);
-  const device = opts.device ?? defaultDevice();
+  const device = opts.device || DEFAULT_SEV_DEVICE;
   const timeoutMs = opts.timeoutMs ?? 10_000;
 
   const firmwareP: Promise<FirmwareFact | null> = (async () => {
@@ -132,10 +131,9 @@ export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFact
     }
     return probeFirmware(device, platform, timeoutMs);
   })();
-  const qemuCmd = opts.qemu === undefined ? process.env.SEVKIT_QEMU || 'qemu-system-x86_64' : opts.qemu;
+  const qemuCmd = opts.qemu === undefined ? 'qemu-system-x86_64' : opts.qemu;
   const qemuP = opts.qemuFact !== undefined ? Promise.resolve(opts.qemuFact) : qemuCmd === null ? Promise.resolve(null) : probeQemu(qemuCmd, timeoutMs);
-  const envDirs = process.env.SEVKIT_OVMF_DIRS;
-  const ovmfDirs = opts.ovmfDirs ?? (envDirs ? envDirs.split(':').filter(Boolean) : DEFAULT_OVMF_DIRS);
+  const ovmfDirs = opts.ovmfDirs ?? DEFAULT_OVMF_DIRS;
 
   const ovmf = probeOvmf(ovmfDirs, opts.dpkgStatus);
   const kernel = probeKernel(base.fs);

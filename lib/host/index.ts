@@ -47,7 +47,7 @@ export type {
   PlatformLike,
   QemuFact,
 } from './probes.js';
-export { probeHost, probeOkFacts, defaultDevice } from './gather.js';
+export { probeHost, probeOkFacts, DEFAULT_SEV_DEVICE } from './gather.js';
 export type { HostFacts, HostProbeOptions, StatusProbeOptions, OkHostFacts } from './gather.js';
 export { runOk, formatOkLine, detectOkGeneration, OK_MASKS, OK_FAILURE_MESSAGE } from './okTree.js';
 export type { OkGeneration, OkLine, OkReport, OkFacts, OkStatus } from './okTree.js';

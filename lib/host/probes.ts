@@ -301,7 +301,7 @@ export function parseQemuVersion(text: string): string | null {
 export async function probeQemu(command: string, timeoutMs = 3000): Promise<QemuFact> {
   const { execFile } = await import('node:child_process');
   return new Promise((resolve) => {
-    execFile(command, ['--version'], { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 64 * 1024, env: process.env }, (err, stdout) => {
+    execFile(command, ['--version'], { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 64 * 1024 }, (err, stdout) => {
       const e = err as (NodeJS.ErrnoException & { killed?: boolean; signal?: string | null }) | null;
       if (e && e.code === 'ENOENT') {
         resolve({ command, found: false, version: null, banner: null, error: `${command}: not found` });

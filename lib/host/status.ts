@@ -252,7 +252,7 @@ export function evaluateChecks(f: HostFacts): Check[] {
   if (f.cpuid.source === 'cpuinfo' || f.cpuid.source === 'none') {
     add({ id: 'cpu.cpuid', group: 'cpu', title: 'CPUID', status: 'warn', detail: `read from /proc/cpuinfo, not CPUID${f.cpuid.note ? ` (${f.cpuid.note})` : ''}`, fix: FIXES.cpuid });
   } else {
-    add({ id: 'cpu.cpuid', group: 'cpu', title: 'CPUID', status: 'info', detail: f.cpuid.source === 'file' ? `from ${process.env.SEVKIT_CPUID ? 'SEVKIT_CPUID' : 'a CPUID file'} (simulated)` : 'native' });
+    add({ id: 'cpu.cpuid', group: 'cpu', title: 'CPUID', status: 'info', detail: f.cpuid.source === 'file' ? 'from a CPUID file (simulated)' : 'native' });
   }
   const sevCpu = isAmd && leaf.sev;
   if (isAmd) {

@@ -2,7 +2,7 @@
  * CPUID for the host probes and the QEMU supervisor (cbitpos / reduced-phys-bits).
  *
  * Sources, in order:
- *  1. `SEVKIT_CPUID` (or the `file` option): a JSON file `{ "0x8000001f:0": [eax, ebx, ecx, edx], ... }`
+ *  1. the `file` option (the CLI passes `SEVKIT_CPUID`): a JSON file `{ "0x8000001f:0": [eax, ebx, ecx, edx], ... }`
  *     (the simulator's fake host; tests). Missing leaves read as zeros, like CPUID beyond the max leaf.
  *  2. the native addon's `cpuid(leaf, subleaf)` (real hardware; x86-64 only).
  *  3. `/proc/cpuinfo` (the caller's reader, e.g. under a fake host root): vendor, brand, family/model and the `sme sev sev_es sev_snp`
@@ -120,7 +120,7 @@ export function cpuidFromCpuinfo(text: string): Map<string, CpuidRegs> {
 }
 
 export interface CpuidOptions {
-  /** JSON file; default SEVKIT_CPUID. */
+  /** CPUID JSON file (the simulator's fake host; the CLI passes $SEVKIT_CPUID). */
   file?: string;
   /** Reads /proc/cpuinfo for the last-resort fallback (the host probes pass their root-prefixed reader); default: the real file. */
   readCpuinfo?: () => string;
@@ -136,7 +136,7 @@ export interface CpuidOptions {
  */
 export async function openCpuid(opts: CpuidOptions = {}): Promise<CpuidReader> {
   if (opts.reader) return opts.reader;
-  const file = opts.file ?? (process.env.SEVKIT_CPUID || undefined);
+  const file = opts.file || undefined;
   if (file) {
     let text: string;
     try {

@@ -22,7 +22,7 @@ import {
 export const DEFAULT_DEVICE = '/dev/sev';
 
 export interface SevPlatformOptions {
-  /** Device path; default `SEVKIT_DEVICE`, else /dev/sev. */
+  /** Device path; default /dev/sev (the CLI passes $SEVKIT_DEVICE). */
   device?: string;
   /** Binding to use instead of the process-wide one (tests). */
   binding?: NativeBinding;
@@ -65,10 +65,9 @@ export function chipIdHex(id: Uint8Array): string {
   return Buffer.from(id.buffer, id.byteOffset, id.length).toString('hex').toUpperCase();
 }
 
-/** Resolve the device path: option, else SEVKIT_DEVICE, else /dev/sev. */
+/** The device path: `device` when given and non-empty, else /dev/sev (the CLI passes $SEVKIT_DEVICE). */
 export function resolveDevice(device?: string): string {
-  const d = device ?? process.env.SEVKIT_DEVICE;
-  return d !== undefined && d !== '' ? d : DEFAULT_DEVICE;
+  return device !== undefined && device !== '' ? device : DEFAULT_DEVICE;
 }
 
 function checkBlob(name: string, b: unknown): Uint8Array {

@@ -18,8 +18,9 @@ export type { SimSession, StartSimOptions } from './session.js';
 export { SimFirmwareError } from './guests.js';
 export { findShim, prepareSimHost, simEnv, SimEnvError, SIM_BANNER } from './env.js';
 export type { SimHost } from './env.js';
-export { defaultStateDir as defaultSimStateDir } from '../util/cache-dir.js';
+export { simStateDir } from '../util/cache-dir.js';
 export { TEST_ROOT_ID_PREFIX } from './keys.js';
+export { simulatorCaChain } from './ca-chain.js';
 
 /** In-process simulated platform on a state dir (created from the seed when empty). */
 export function createSimPlatform(stateDir: string, seed?: string | number, opts: Omit<SimPlatformOptions, 'seed'> = {}): SimPlatform {

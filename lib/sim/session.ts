@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SimDaemon } from './daemon.js';
 import { SHIM_FILE, findShim, prepareSimHost, simEnv, type SimHost } from './env.js';
-import { defaultStateDir } from '../util/cache-dir.js';
+import { simStateDir } from '../util/cache-dir.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { SimPlatformOptions } from './platform.js';
 
@@ -29,7 +29,7 @@ export interface SimSession {
 
 export async function startSim(opts: StartSimOptions = {}): Promise<SimSession> {
   const shim = findShim(); // fail before creating anything when the shim is missing
-  const daemon = await SimDaemon.start(opts.stateDir ?? defaultStateDir(), opts);
+  const daemon = await SimDaemon.start(opts.stateDir ?? simStateDir(), opts);
   try {
     const stateDir = daemon.platform.stateDir;
     const host = prepareSimHost(stateDir, daemon.platform.kernel);

@@ -71,7 +71,7 @@ export interface VmSpec {
 }
 
 export interface SupervisorOptions {
-  /** QEMU binary; default SEVKIT_QEMU, else qemu-system-x86_64 from PATH. */
+  /** QEMU binary; default qemu-system-x86_64 from PATH (the CLI passes $SEVKIT_QEMU). */
   qemu?: string;
   /** Where per-VM run directories go; default $TMPDIR/sevkit-vm-<uid>. */
   runRoot?: string;
@@ -165,7 +165,7 @@ export class Supervisor {
   }
 
   get qemu(): string {
-    return this.opts.qemu ?? (process.env.SEVKIT_QEMU || 'qemu-system-x86_64');
+    return this.opts.qemu || 'qemu-system-x86_64';
   }
 
   /** VMs not yet stopped or failed. */
@@ -382,7 +382,7 @@ export class ConfidentialVm extends EventEmitter {
     return new Promise((resolve, reject) => {
       const child = spawn(argv[0]!, argv.slice(1), {
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: this.opts.env ?? process.env,
+        ...(this.opts.env ? { env: this.opts.env } : {}),
         detached: true, // own process group: a kill reaches the wrapper's real QEMU too
       });
       this.proc = child;

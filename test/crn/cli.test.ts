@@ -11,7 +11,8 @@ import path from 'node:path';
 import { cliEntry, ROOT, runCli } from '../helpers/cli.js';
 import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
-import { encodeCaChain, simulatorCaChain } from '../../lib/certs/index.js';
+import { encodeCaChain } from '../../lib/certs/index.js';
+import { simulatorCaChain } from '../../lib/sim/ca-chain.js';
 import { makeDemoFirmware } from '../../lib/demo/demo.js';
 
 const simReason = process.env.SEVKIT_SIM_UNAVAILABLE;

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
+import { sevkitEnv } from '../env.js';
 import { action, parseIntArg } from '../run.js';
 import { UsageError, InputError } from '../../errors.js';
 import type { CrnServiceOptions } from '../../crn/service.js';
@@ -103,13 +104,16 @@ async function serveCmd(o: ServeOpts): Promise<number> {
     throw new InputError(`${o.runDir}: the run directory must be a directory of this user, not writable by group or others (mode ${(st.mode & 0o777).toString(8)})`);
   }
   const aleph = await alephOptions(o);
-  const simulated = Boolean(process.env.SEVKIT_SIM_SOCKET);
-  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms` });
+  const env = sevkitEnv();
+  const simulated = env.simSocket !== undefined;
+  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms`, ...(env.qemu ? { qemu: env.qemu } : {}) });
+  const device = o.device ?? env.device;
+  const testCa = (await import('../../sim/ca-chain.js')).simulatorCaChain(env.simState);
   const srv = await startCrnServer({
     host: listen.host,
     port: listen.port,
     domain: o.domain,
-    certs: o.confidential ? await platformCertificateSource(o.device ? { device: o.device } : {}) : null,
+    certs: o.confidential ? await platformCertificateSource({ device, testCa, kds: { cacheDir: env.kdsCacheDir } }) : null,
     launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
     runDir: o.runDir,
     certTtlMs: o.certTtl * 1000,
@@ -280,5 +284,5 @@ function sumMs(t: Record<string, number>): number {
 
 async function demoCmd(o: { keep?: boolean; insideSim?: boolean; vmLess?: boolean }): Promise<number> {
   const { runDemo } = await import('../../demo/demo.js');
-  return runDemo({ keep: Boolean(o.keep), insideSim: Boolean(o.insideSim), vmLess: Boolean(o.vmLess) });
+  return runDemo({ keep: Boolean(o.keep), insideSim: Boolean(o.insideSim), vmLess: Boolean(o.vmLess), env: process.env });
 }

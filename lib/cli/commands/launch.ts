@@ -105,7 +105,7 @@ async function verifySessionChain(raw: Buffer, file: string, caFile: string | un
     source = `CA chain ${caFile}`;
   } else {
     const gen = certs.detectGeneration(sev.cek);
-    const sim = gen ? undefined : certs.simulatorCaChain();
+    const sim = gen ? undefined : (await import('../../sim/ca-chain.js')).simulatorCaChain(process.env.SEVKIT_SIM_STATE);
     if (gen) {
       anchor = certs.builtinCaChain(gen);
       source = `built-in AMD ${gen} roots`;

@@ -6,7 +6,8 @@
  */
 import { CallsFirmware, type GuestFirmware } from './firmware.js';
 
-export async function openDaemonFirmware(socketPath: string): Promise<GuestFirmware> {
+/** The guest firmware of the daemon at `socketPath`; `tag` names this wrapper in the daemon's fault filters. */
+export async function openDaemonFirmware(socketPath: string, tag?: string): Promise<GuestFirmware> {
   const { SimClient } = await import('../client.js');
-  return new CallsFirmware('daemon', await SimClient.connect(socketPath));
+  return new CallsFirmware('daemon', await SimClient.connect(socketPath, { tag }));
 }

@@ -69,11 +69,11 @@ export function findRealQemu(env: NodeJS.ProcessEnv = process.env): string | und
 
 async function openFirmware(): Promise<GuestFirmware> {
   if (process.env.SEVKIT_SIM_SOCKET) {
-    const daemon = await import('./daemon-firmware.js').then((m) => m.openDaemonFirmware(process.env.SEVKIT_SIM_SOCKET!)).catch((e) => e as Error);
+    const daemon = await import('./daemon-firmware.js').then((m) => m.openDaemonFirmware(process.env.SEVKIT_SIM_SOCKET!, process.env.SEVKIT_SIM_TAG)).catch((e) => e as Error);
     if (!(daemon instanceof Error)) return daemon;
     if (!process.env.SEVKIT_SIM_STATE) throw new QemuStartError(`sev_kvm_init: cannot reach the simulator at ${process.env.SEVKIT_SIM_SOCKET}: ${daemon.message}`);
   }
-  if (process.env.SEVKIT_SIM_STATE) return new InProcessFirmware(process.env.SEVKIT_SIM_STATE);
+  if (process.env.SEVKIT_SIM_STATE) return new InProcessFirmware(process.env.SEVKIT_SIM_STATE, process.env.SEVKIT_SIM_TAG);
   throw new QemuStartError(
     'sev_kvm_init: this qemu-system-x86_64 is sevkit\'s simulator wrapper; run it inside `sevkit sim` (SEVKIT_SIM_SOCKET / SEVKIT_SIM_STATE are not set)',
   );
