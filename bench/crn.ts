@@ -97,7 +97,7 @@ async function inner(): Promise<number> {
     }
     return [...by.entries()].map(([k, v]) => `${k} ×${v.length} ${pct(v, 50).toFixed(1)}/${pct(v, 99).toFixed(1)}`).join(', ');
   };
-  const supervisor = new Supervisor({ runRoot: path.join(dir, 'vms'), maxConcurrentLaunches: slots, launchTimeoutMs: 300_000, stopTimeoutMs: 5_000 });
+  const supervisor = new Supervisor({ cpuidFile: process.env.SEVKIT_CPUID, runRoot: path.join(dir, 'vms'), maxConcurrentLaunches: slots, launchTimeoutMs: 300_000, stopTimeoutMs: 5_000 });
   const srv = await startCrnServer({
     host: '127.0.0.1',
     port: 0,

@@ -77,7 +77,9 @@ export interface SupervisorOptions {
   runRoot?: string;
   /** Launches allowed in `starting` at once; more wait their turn. Default 4. */
   maxConcurrentLaunches?: number;
-  /** cbitpos / reduced-phys-bits of this host; default from CPUID 0x8000001F (SEVKIT_CPUID honoured). */
+  /** CPUID JSON file to read cbitpos from instead of the CPU (the simulator's fake host; the CLI passes $SEVKIT_CPUID); default: `env.SEVKIT_CPUID`, else the CPU. */
+  cpuidFile?: string;
+  /** cbitpos / reduced-phys-bits of this host; default from CPUID 0x8000001F. */
   hostSevInfo?: SevHostInfo | (() => Promise<SevHostInfo>);
   /** Deadline from spawn to measurement (ms). Default 60 s. */
   launchTimeoutMs?: number;
@@ -191,7 +193,7 @@ export class Supervisor {
     try {
       await vm._start(async () => {
         const h = this.opts.hostSevInfo;
-        if (!h) return (await import('./host.js')).hostSevInfo({ cpuidFile: this.opts.env?.SEVKIT_CPUID || undefined });
+        if (!h) return (await import('./host.js')).hostSevInfo({ cpuidFile: this.opts.cpuidFile || this.opts.env?.SEVKIT_CPUID || undefined });
         return typeof h === 'function' ? h() : h;
       });
     } finally {

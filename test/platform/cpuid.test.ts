@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { sevkitEnv } from '../../lib/cli/env.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -27,15 +28,16 @@ describe('CPUID file (SEVKIT_CPUID)', () => {
     expect(info).toMatchObject({ sme: true, sev: true, sevEs: true, snp: true, vmpl: true, cbitpos: 51, reducedPhysBits: 1, numVmpls: 4, maxAsids: 1006, minSevAsid: 100, sevAsids: 907, sevEsAsids: 99 });
   });
 
-  it('honours SEVKIT_CPUID when no file option is given', async () => {
+  it('reads the file option; the CLI reads SEVKIT_CPUID and passes it (the library ignores it)', async () => {
     const fx = fixture({ cpu: 'rome' });
     const old = process.env.SEVKIT_CPUID;
     process.env.SEVKIT_CPUID = fx.cpuidFile;
     try {
-      const r = await openCpuid();
+      const r = await openCpuid({ file: sevkitEnv().cpuidFile });
       expect(r.source).toBe('file');
       expect(vendorString(r)).toBe('AuthenticAMD');
       expect(sevLeaf(r).cbitpos).toBe(47);
+      expect((await openCpuid({ noNative: true, readCpuinfo: () => '' })).source).not.toBe('file');
     } finally {
       if (old === undefined) delete process.env.SEVKIT_CPUID;
       else process.env.SEVKIT_CPUID = old;

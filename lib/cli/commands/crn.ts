@@ -106,7 +106,7 @@ async function serveCmd(o: ServeOpts): Promise<number> {
   const aleph = await alephOptions(o);
   const env = sevkitEnv();
   const simulated = env.simSocket !== undefined;
-  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms`, ...(env.qemu ? { qemu: env.qemu } : {}) });
+  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms`, ...(env.qemu ? { qemu: env.qemu } : {}), ...(env.cpuidFile ? { cpuidFile: env.cpuidFile } : {}) });
   const device = o.device ?? env.device;
   const testCa = (await import('../../sim/ca-chain.js')).simulatorCaChain(env.simState);
   const srv = await startCrnServer({

@@ -81,7 +81,7 @@ async function openFirmware(): Promise<GuestFirmware> {
 
 async function hostCpu(): Promise<HostCpu> {
   const { openCpuid, sevLeaf } = await import('../../platform/cpuid.js');
-  const r = await openCpuid();
+  const r = await openCpuid({ file: process.env.SEVKIT_CPUID });
   // VMSA RDX for -cpu host: CPUID(1).EAX; on AMD 0x80000001 EAX carries the same signature.
   const sig = (r.get(1)[0] || r.get(0x80000001)[0]) >>> 0;
   return { cbitpos: sevLeaf(r).cbitpos, signature: sig || undefined };
