@@ -1,10 +1,15 @@
 #!/usr/bin/env node
-// The one test command (`npm test`): runs the whole vitest suite and ends with
-// the plain line "N passed, N failed" that CI reads.
+// The one test command (`npm test`): lint (ESLint with type-aware rules), then the
+// whole vitest suite, ending with the plain line "N passed, N failed" that CI reads.
+// Lint counts as one check: clean is one passed, any problem is one failed.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+
+const lint = spawnSync('npx', ['eslint', '.'], { stdio: 'inherit' });
+const lintOk = lint.status === 0;
+console.log(lintOk ? 'lint: clean' : `lint: FAILED (eslint exit ${lint.status ?? lint.signal})`);
 
 const dir = mkdtempSync(path.join(tmpdir(), 'sevkit-test-'));
 const report = path.join(dir, 'vitest.json');
@@ -23,5 +28,7 @@ try {
   failed = Math.max(failed, 1);
 }
 rmSync(dir, { recursive: true, force: true });
+if (lintOk) passed++;
+else failed++;
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed > 0 || r.status !== 0 ? 1 : 0);

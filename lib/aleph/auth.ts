@@ -10,7 +10,7 @@
  * `verifyAuthHeaders` for the server. Failures carry aleph's HTTP status
  * (400 malformed, 401 rejected) and its reason text.
  */
-import crypto from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { SevkitError } from '../errors.js';
 import { ethRecoverAddress, solVerify, type Wallet, type WalletChain } from './wallet.js';
 

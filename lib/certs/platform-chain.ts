@@ -7,7 +7,6 @@
  */
 import { Usage } from './constants.js';
 import { decodeSevCert, type SevCert } from './sev-cert.js';
-import { decodeCaCert } from './ca-cert.js';
 import { asCaChain, encodeFullChain, encodeSevChain, type CaChain, type FullChain, type SevChain } from './chain.js';
 import { verifyAskCek } from './verify.js';
 import { detectGeneration } from './verify-chain.js';

@@ -2,7 +2,7 @@
  * The legacy (SEV/SEV-ES) attestation report, 208 bytes, signed by the PEK
  * (AMD SEV API spec ATTESTATION; virtee/sev LegacyAttestationReport).
  */
-import crypto from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { EC_COORD_SIZE, P384_SIZE, Usage } from './constants.js';
 import { leToBeFixed } from './bytes.js';
 import { CertificateError } from './errors.js';

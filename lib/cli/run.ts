@@ -43,10 +43,16 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
   };
 }
 
+/** A Buffer as JSON.stringify hands it to a replacer (`{ type: 'Buffer', data }`) → hex; anything else → undefined. */
+function bufferHex(v: unknown): string | undefined {
+  const b = v as { type?: unknown; data?: unknown } | null;
+  return b && b.type === 'Buffer' && Array.isArray(b.data) ? Buffer.from(b.data as number[]).toString('hex') : undefined;
+}
+
 /** Print data as stable, pretty JSON (for --json). Buffers become hex strings. */
 export function printJson(value: unknown): void {
   process.stdout.write(
-    `${JSON.stringify(value, (_k, v) => (v && v.type === 'Buffer' && Array.isArray(v.data) ? Buffer.from(v.data).toString('hex') : typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
+    `${JSON.stringify(value, (_k, v: unknown) => bufferHex(v) ?? (typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
   );
 }
 

@@ -9,6 +9,7 @@
  *   measurement before initialize      409 Operation not running   403 {"error": "Operation not running"}
  *   measurement while QEMU starts      503 + Retry-After           500 QMP socket missing (RuntimeError)
  *   second inject_secret               409 already received        500 QEMU's "Not in correct state" (QMPResponseError)
+ *   secret packet the firmware refuses 422, VM still awaits it     500 QEMU's error (QMPResponseError)
  *   wrong method on a known path       405 + Allow                 404 {"error": "404: Not Found"}
  *   unknown path                       404 {"error": "Not Found"}  404 {"error": "404: Not Found"}
  *   JSON bodies                        compact JSON.stringify      Python json.dumps (", " / ": ", \uXXXX escapes)
@@ -44,6 +45,11 @@ export interface ModeResponses {
   qemuNotReady(): HttpError;
   /** inject_secret for a VM that is not awaiting its secret. */
   injectNotAwaiting(state: VmState, ref: string): HttpError;
+  /**
+   * inject_secret whose packet QEMU or the firmware refused (wrong keys, MAC,
+   * size) while the VM still awaits its secret: the owner may send another (aleph #668).
+   */
+  secretRefused(e: unknown, ref: string): HttpError;
   /** The inject_secret answer's `status` object. */
   runStatus(s: CrnVmRunStatus): CrnVmRunStatus;
   /** An unexpected failure (a QMP refusal, a launcher error): status 500 and aleph's {"error", "error_type"}. */
@@ -68,7 +74,8 @@ export function pyJsonDumps(value: unknown): string {
   if (value === null || value === undefined) return 'null';
   if (typeof value === 'boolean') return value ? 'true' : 'false';
   if (typeof value === 'number') return Number.isFinite(value) ? String(value) : value > 0 ? 'Infinity' : value < 0 ? '-Infinity' : 'NaN';
-  if (typeof value === 'string') return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => (c === '\u007f' ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+  // ensure_ascii escapes everything outside ' '..'~', DEL (0x7f) included; JSON.stringify already escapes below ' '.
+  if (typeof value === 'string') return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   if (Array.isArray(value)) return `[${value.map((v) => pyJsonDumps(v)).join(', ')}]`;
   if (typeof value === 'object') {
     const maybe = value as { toJSON?: () => unknown };
@@ -102,6 +109,12 @@ const SEVKIT: ModeResponses = {
   qemuNotReady: () => errorJson(503, 'VM is starting, QEMU is not ready yet', { 'Retry-After': '1' }),
   injectNotAwaiting: (state, ref) =>
     errorJson(409, state === 'running' || state === 'injecting' ? `VM ${ref} already received its secret` : `VM ${ref} is ${state}, not awaiting a secret`),
+  secretRefused: (e, ref) => {
+    const host = hostError(e);
+    if (host.status !== 500) return host;
+    const d = describe(e);
+    return errorJson(422, `The secret packet was refused (${d.desc ?? d.message}); VM ${ref} still awaits its secret: send a packet built for this launch`);
+  },
   runStatus: (s) => s,
   // The host's own faults by kind (507 disk, 503 dead device), else aleph's 500 shape.
   internalError: (e) => hostError(e),
@@ -129,6 +142,8 @@ const ALEPH: ModeResponses = {
     if (n !== undefined) return new HttpError(500, { error: `SEV: Not in correct state. (LSECRET) ${n.toString(16)}`, error_type: QMP_RESPONSE_ERROR });
     return new HttpError(500, { error: QMP_SOCKET_MISSING, error_type: "<class 'RuntimeError'>" });
   },
+  // aleph passes the QMP error on as a 500 (its #668); the VM is still re-injectable there too.
+  secretRefused: (e) => ALEPH.internalError(e),
   // QEMU's query-status member order, which aleph passes through json.dumps unchanged.
   runStatus: (s) => ({ status: s.status, ...(s.singlestep !== undefined ? { singlestep: s.singlestep } : {}), running: s.running }) as CrnVmRunStatus,
   internalError: (e) => {

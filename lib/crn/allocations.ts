@@ -29,6 +29,7 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
 import type { IncomingMessage } from 'node:http';
+import { SevkitError } from '../errors.js';
 import { HttpError, readBody } from './http.js';
 import { fetchJsonBounded } from './authorize.js';
 import type { AllocationRequest, CrnService } from './service.js';
@@ -89,8 +90,17 @@ function pyRepr(e: unknown): string {
 }
 
 /** A message that cannot become a confidential VM here. */
-export class AllocationMessageError extends Error {
-  override readonly name = 'AllocationMessageError';
+export class AllocationMessageError extends SevkitError {
+  constructor(message: string) {
+    super('ERR_CRN_ALLOCATION_MESSAGE', message);
+  }
+}
+
+/** The API server has no message of that item hash. */
+export class MessageNotFoundError extends SevkitError {
+  constructor(readonly itemHash: string) {
+    super('ERR_CRN_MESSAGE_NOT_FOUND', `No message found for hash ${itemHash}`);
+  }
 }
 
 /**
@@ -182,11 +192,7 @@ export class AlephAllocations implements CrnExtension<CrnService> {
     }
     const work = (async () => {
       const message = await this.#o.fetchMessage(ref);
-      if (message === undefined) {
-        const e = new Error(`Aleph message not found: ${ref}`);
-        e.name = 'FileNotFoundError';
-        throw e;
-      }
+      if (message === undefined) throw new MessageNotFoundError(ref);
       const a = instanceToAllocation(ref, message, this.#o);
       const node = (message as AlephInstanceMessage).content.requirements?.node?.node_hash;
       if (node) {
@@ -246,8 +252,7 @@ export class AlephAllocations implements CrnExtension<CrnService> {
         if (e.message === 'Instance is not a confidential instance') throw new HttpError(400, { code: 'not_confidential', description: e.message });
         throw alephError(400, `400: ${e.message}`);
       }
-      const err = e as Error;
-      if (err?.name === 'FileNotFoundError') throw alephError(500, err.message, { error_type: "<class 'FileNotFoundError'>" });
+      if (e instanceof MessageNotFoundError) throw alephError(404, e.message);
       // A VM the service refuses (capacity, bad owner): aleph reports the failed start with 503.
       ctx.json(503, { success: false, successful: false, failing: [instance], errors: { [instance]: pyRepr(e) } });
       return;

@@ -36,10 +36,10 @@ export const SECURITY_AGGREGATE_TTL_MS = 120_000;
 export const AGGREGATE_TIMEOUT_MS = 10_000;
 export const AGGREGATE_MAX_BYTES = 1 << 20;
 
-/** The aggregate could not be fetched or is not what aleph serves. */
-export class AggregateFetchError extends SevkitError {
+/** aleph's API server could not be reached, or did not answer with what aleph serves (an aggregate, a message). */
+export class AlephApiError extends SevkitError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_CRN_AGGREGATE', message, options);
+    super('ERR_CRN_ALEPH_API', message, options);
   }
 }
 
@@ -126,7 +126,7 @@ export function httpAggregateFetcher(apiServer: string, opts: { timeoutMs?: numb
 
 /**
  * GET a JSON document with a deadline over connect, headers and body, and a size
- * bound. Resolves undefined on 404; throws AggregateFetchError on anything else
+ * bound. Resolves undefined on 404; throws AlephApiError on anything else
  * that is not a 200 with JSON.
  */
 export async function fetchJsonBounded(url: string, opts: { timeoutMs?: number; maxBytes?: number }, what: string): Promise<unknown> {
@@ -136,7 +136,7 @@ export async function fetchJsonBounded(url: string, opts: { timeoutMs?: number; 
   try {
     res = await fetch(url, { redirect: 'error', signal });
   } catch (e) {
-    throw new AggregateFetchError(`${what}: cannot reach ${url}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    throw new AlephApiError(`${what}: cannot reach ${url}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
   }
   if (res.status === 404) {
     await res.body?.cancel().catch(() => undefined);
@@ -144,23 +144,23 @@ export async function fetchJsonBounded(url: string, opts: { timeoutMs?: number; 
   }
   if (res.status !== 200) {
     await res.body?.cancel().catch(() => undefined);
-    throw new AggregateFetchError(`${what}: ${url} answered HTTP ${res.status}`);
+    throw new AlephApiError(`${what}: ${url} answered HTTP ${res.status}`);
   }
   const chunks: Buffer[] = [];
   let size = 0;
   try {
     for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
       size += c.length;
-      if (size > max) throw new AggregateFetchError(`${what}: ${url} sent more than ${max} bytes`);
+      if (size > max) throw new AlephApiError(`${what}: ${url} sent more than ${max} bytes`);
       chunks.push(Buffer.from(c));
     }
   } catch (e) {
-    if (e instanceof AggregateFetchError) throw e;
-    throw new AggregateFetchError(`${what}: reading ${url}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    if (e instanceof AlephApiError) throw e;
+    throw new AlephApiError(`${what}: reading ${url}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
   }
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
   } catch {
-    throw new AggregateFetchError(`${what}: ${url} did not send JSON`);
+    throw new AlephApiError(`${what}: ${url} did not send JSON`);
   }
 }

@@ -104,7 +104,7 @@ export function toAlephSevInfo(q: Record<string, unknown>): AlephSevInfo {
     api_minor: Number(q['api-minor'] ?? q.api_minor ?? 0),
     build_id: Number(q['build-id'] ?? q.build_id ?? 0),
     policy: Number(q.policy ?? 0),
-    state: String(q.state ?? ''),
+    state: typeof q.state === 'string' ? q.state : '',
     handle: Number(q.handle ?? 0),
   };
 }

@@ -2,7 +2,7 @@
  * Mounts the CRN handler on a node:http server. `sevkit crn serve` and the
  * demo use this; embedders can mount `CrnService.handler` on their own server.
  */
-import http from 'node:http';
+import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CrnService, type CrnServiceOptions } from './service.js';
 

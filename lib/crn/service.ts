@@ -322,7 +322,7 @@ export class CrnService {
   async #executions(res: ServerResponse): Promise<void> {
     const out: Record<string, unknown> = {};
     for (const r of this.#vms.values()) out[r.ref] = { awaiting_confidential_init: r.state === 'allocated' || r.state === 'failed' || r.state === 'stopped', state: r.state };
-    sendJson(res, 200, out);
+    sendModeJson(this.#m, res, 200, out);
   }
 
   async #postAllocate(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -346,7 +346,7 @@ export class CrnService {
     let rec = this.#vms.get(ref);
     if (!rec) {
       // The allocation may still be registering (aleph #985: initialize raced VM creation).
-      await Promise.all(this.#o.extensions.map((x) => x.pending?.(ref)));
+      await Promise.all(this.#o.extensions.map((x) => x.pending?.(ref) ?? Promise.resolve()));
       rec = this.#vms.get(ref);
     }
     if (!rec) throw errorJson(404, `No virtual machine with ref ${ref}`);
@@ -480,7 +480,10 @@ export class CrnService {
       await vm.injectSecret({ packetHeader: p.packet_header, secret: p.secret });
     } catch (e) {
       // The guest has not run: the owner may retry with a correct packet (aleph #668).
-      if (rec.vm === vm && rec.state === 'injecting') rec.state = 'awaiting-secret';
+      if (rec.vm === vm && rec.state === 'injecting') {
+        rec.state = 'awaiting-secret';
+        throw this.#m.secretRefused(e, rec.ref);
+      }
       throw e;
     }
     try {

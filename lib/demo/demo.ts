@@ -219,6 +219,7 @@ async function inside(o: DemoOptions): Promise<number> {
     if (withVm) {
       await new Promise((r) => setTimeout(r, 1500));
       const vm = supervisor.get(ref);
+      // eslint-disable-next-line no-control-regex -- ANSI escapes out of the serial console
       const lines = (vm?.consoleTail ?? '').split('\n').map((l) => l.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/[^\x20-\x7e]/g, '').trim()).filter(Boolean);
       out(`[guest] QEMU pid ${vm?.pid ?? '?'} state ${vm?.state ?? 'gone'}; serial console: ${lines.length ? lines.slice(-2).join(' | ').slice(0, 160) : '(no output yet)'}`);
     }

@@ -201,6 +201,7 @@ function fwErrorFix(e: FirmwareError): string {
 
 /** One line from SNP_PLATFORM_STATUS (lib/platform's SnpPlatformStatus fields); the JSON keeps all fields. */
 function snpSummary(snp: Record<string, unknown>): string {
+  /* eslint-disable @typescript-eslint/no-base-to-string -- numbers/bigints from lib/platform (or a JSON seam); any text will do for one line */
   if (typeof snp.apiMajor !== 'number' || typeof snp.apiMinor !== 'number') {
     return Object.entries(snp).map(([k, v]) => `${k} ${String(v)}`).join(', ') || 'answered';
   }
@@ -215,6 +216,7 @@ function snpSummary(snp: Record<string, unknown>): string {
       parts.push(`reported TCB ${String(snp.reportedTcbVersion)}`);
     }
   }
+  /* eslint-enable @typescript-eslint/no-base-to-string */
   return parts.join(', ');
 }
 

@@ -5,7 +5,6 @@
  * GUID-LE + u16 50 + SHA-256, padded with zeros to a multiple of 16 (176 bytes).
  */
 import crypto from 'node:crypto';
-import { PADDED_HASHES_TABLE_SIZE } from '../firmware/ovmf.js';
 import { bytesToGuid, guidToBytes } from '../firmware/guid.js';
 import { LaunchInputError } from './errors.js';
 

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { PACKAGE_ROOT } from '../binding.js';
+import { buildHint, PACKAGE_ROOT } from '../binding.js';
 import { SevkitError } from '../errors.js';
 import { writeHostFixture } from './host-fixture.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -31,12 +31,10 @@ export function shimCandidates(root = PACKAGE_ROOT): string[] {
   return list;
 }
 
-/** Absolute path of the LD_PRELOAD shim; throws a one-line error saying how to build it. */
-export function findShim(): string {
-  for (const c of shimCandidates()) if (fs.existsSync(c)) return c;
-  throw new SimEnvError(
-    `the simulator's LD_PRELOAD shim (${SHIM_FILE}) is not built; run \`npm run build:gyp\` (looked in ${shimCandidates().join(', ')})`,
-  );
+/** Absolute path of the LD_PRELOAD shim; throws a one-line error saying how to build it (for a consumer: `npm rebuild sevkit`). */
+export function findShim(root = PACKAGE_ROOT): string {
+  for (const c of shimCandidates(root)) if (fs.existsSync(c)) return c;
+  throw new SimEnvError(`the simulator's LD_PRELOAD shim (${SHIM_FILE}) is not built; ${buildHint(root)} (looked in ${shimCandidates(root).join(', ')})`);
 }
 
 export interface SimHost {

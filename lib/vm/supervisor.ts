@@ -467,7 +467,7 @@ export class ConfidentialVm extends EventEmitter {
   private async explain(e: unknown): Promise<Error> {
     if (e instanceof VmError) return e; // already precise
     const transport = e instanceof QmpDisconnectedError || e instanceof QmpTimeoutError;
-    if (transport && this.proc && this.exited) await settlesWithin(this.exited, 2000);
+    if (transport && this.proc) await settlesWithin(this.exited, 2000);
     if (this.exitInfo && (transport || !(e instanceof QmpError))) {
       return this.exitError ?? this.exitMessage(this.exitInfo.code, this.exitInfo.signal, this._state);
     }
@@ -476,7 +476,7 @@ export class ConfidentialVm extends EventEmitter {
 
   private async kill(): Promise<void> {
     if (this.alive && this.proc!.pid) killGroup(this.proc!.pid);
-    if (this.proc && this.exited) await this.exited;
+    if (this.proc) await this.exited;
     this.qmp?.close();
     this.cleanupFiles();
   }
@@ -588,7 +588,7 @@ export class ConfidentialVm extends EventEmitter {
       }
     }
     if (this.alive) await this.kill();
-    else if (this.proc && this.exited) await this.exited;
+    else if (this.proc) await this.exited;
     if (!this.ended) this.setState('stopped');
     this.qmp?.close();
     this.cleanupFiles();

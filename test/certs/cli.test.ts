@@ -109,8 +109,10 @@ describe('sevkit verify', () => {
     const r = verifyChain({ sev: derived('rome', 'sev_chain'), ca: derived('naples', 'ca_chain') });
     const col = renderVerify(r, true).split('\n');
     expect(col[1]).toBe(' \x1b[38;5;2m⬑\x1b[0m PEK EP384 E256 a37b51038cbaec1062f7b5f93e8caa55cc7798b1a813c26fae1cabc96320fa0a');
+    /* eslint-disable no-control-regex -- the colour escapes are what is tested */
     expect(col[2]).toMatch(/^ {3}\x1b\[38;5;2m•\x1b\[0m\x1b\[38;5;2m⬑\x1b\[0m OCA/);
     expect(col[4]).toMatch(/^ {7}\x1b\[38;5;1m⬑̸\x1b\[0m ASK/);
+    /* eslint-enable no-control-regex */
     expect(renderVerify(r, false)).not.toContain('\x1b');
   });
 });

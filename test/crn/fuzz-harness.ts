@@ -189,8 +189,8 @@ export async function runFuzz(t: FuzzTarget, n: number, seed = 1, concurrency = 
     // A chunked body cut before its last chunk is an aborted body: a close without an answer is fine there.
     const unfinished = headers['Transfer-Encoding'] === 'chunked' && !wire.subarray(-5).equals(Buffer.from('0\r\n\r\n'));
     if ((status >= 500 && status !== 503 && status !== 507) || (status === 0 && !unfinished)) {
+      // past 20 examples, only byStatus keeps counting
       if (stats.bad.length < 20) stats.bad.push({ kind, status, request: `${method} ${p.slice(0, 120)} (${body.length} bytes)` });
-      else stats.bad.length; // keep counting in byStatus only
     }
   };
   let next = 0;

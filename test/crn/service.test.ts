@@ -233,7 +233,7 @@ describe('owner endpoints', () => {
     }
   });
 
-  it('a rejected secret (firmware error) is a 500 and the owner may retry', async () => {
+  it('a rejected secret (firmware error) is a 422, not a 500 (aleph #668), and the owner may retry', async () => {
     const ref = await allocate();
     const c = client();
     await c.initialize(ref, { session: session(), godh: godh() });
@@ -241,7 +241,7 @@ describe('owner endpoints', () => {
     const vm = launcher.vms.at(-1)!;
     vm.rejectInject = Object.assign(new Error('SEV_RET_INVALID_PARAM'), { name: 'QmpError' });
     const pkt = { packet_header: crypto.randomBytes(52).toString('base64'), secret: crypto.randomBytes(32).toString('base64') };
-    await expectHttp(c.injectSecret(ref, pkt), 500, /SEV_RET_INVALID_PARAM/);
+    await expectHttp(c.injectSecret(ref, pkt), 422, /The secret packet was refused \(SEV_RET_INVALID_PARAM\); VM [0-9a-f]{64} still awaits its secret/);
     expect(vm.continued).toBe(false);
     vm.rejectInject = undefined;
     expect((await c.injectSecret(ref, pkt)).status).toMatchObject({ running: true });

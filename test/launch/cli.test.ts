@@ -5,7 +5,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { runCli } from '../helpers/cli.js';
 import { KA, SEVCTL, SEVCTL_OVMF, SNP_MEASURE, vec, read, b64 } from './helpers.js';
-import { openSecret, parseSecretTable, secretEntryText, openSession, launchMeasure, computeLaunchDigest, createSession } from '../../lib/launch/index.js';
+import { openSecret, parseSecretTable, secretEntryText, openSession, launchMeasure, computeLaunchDigest } from '../../lib/launch/index.js';
 
 let dir: string;
 beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-launch-cli-')); });

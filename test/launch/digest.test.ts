@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { KA, SEVCTL, SEVCTL_OVMF, SNP_MEASURE, HELD, loadJson, read, vec } from './helpers.js';
+import { KA, SEVCTL, SEVCTL_OVMF, SNP_MEASURE, HELD, loadJson, read } from './helpers.js';
 import {
   computeLaunchDigest, buildEsVmsa, buildSevctlVmsa, updateSevctlVmsa, formatVmsaShow, sevctlResetAddress,
   vcpuSignature, cpuSignature, VmsaError,

@@ -90,6 +90,16 @@ describe('secret packets', () => {
     }
   });
 
+  it('a string entry is its UTF-8 bytes: pässwörd (8 characters, 10 bytes) gives byte-counted lengths', () => {
+    const t = buildSecretTable([{ guid: DISK_PASSWORD_GUID, data: 'pässwörd' }], 'aleph');
+    // 20 header + 20 entry head + 10 bytes + NUL = 51, padded to 64 (aleph's SDK declares 29 for the entry and sends 66 bytes).
+    expect([t.length, t.readUInt32LE(16), t.readUInt32LE(36)]).toEqual([64, 64, 31]);
+    expect(t.subarray(40, 51).equals(Buffer.from('pässwörd\0', 'utf8'))).toBe(true);
+    const s = buildSecretTable([{ guid: DISK_PASSWORD_GUID, data: 'pässwörd' }]);
+    expect([s.length, s.readUInt32LE(16), s.readUInt32LE(36)]).toEqual([64, 50, 30]);
+    expect(secretEntryText(parseSecretTable(t).entries[0]!.data)).toBe('pässwörd');
+  });
+
   it('tampering any byte of header or payload, or another measurement, is refused', () => {
     const s = buildSecret({ tek, tik, measurement: measure, entries: [{ guid: DISK_PASSWORD_GUID, data: secret1 }] });
     for (let i = 0; i < s.header.length; i++) {

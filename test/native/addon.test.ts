@@ -129,11 +129,14 @@ describe('hostile arguments are refused on the JS thread', () => {
     expect(() => b.pekCertImport('/dev/null', cert, undefined as unknown as Buffer)).toThrow(TypeError);
     expect(() => b.snpSetConfig('/dev/null', Buffer.alloc(63))).toThrow(/config must be 64..64 bytes, got 63/);
     expect(() => b.snpSetConfig('/dev/null', Buffer.alloc(1 << 20))).toThrow(RangeError);
+    // Must throw synchronously: a returned promise would mean the length check moved to the pool thread.
+    let code: unknown;
     try {
-      b.pekCertImport('/dev/null', Buffer.alloc(0), cert);
+      void b.pekCertImport('/dev/null', Buffer.alloc(0), cert);
     } catch (e) {
-      expect((e as { code: string }).code).toBe('ERR_OUT_OF_RANGE');
+      code = (e as { code: string }).code;
     }
+    expect(code).toBe('ERR_OUT_OF_RANGE');
   });
 
   it('cpuid rejects non-integers and values outside u32', () => {

@@ -46,4 +46,10 @@ describe('binding.gyp', () => {
     expect(cmake).toMatch(/set\(SEVKIT_TARGET sevkit\)/);
     expect(cmake).not.toMatch(/native\/src\/\w+\.cc/);
   });
+  it('CMakeLists.txt builds the simulator shim from its gyp target too', () => {
+    const cmake = readFileSync(path.join(ROOT, 'CMakeLists.txt'), 'utf8');
+    expect(gyp.targets.map((t) => t.target_name)).toContain('sevkit_sim_preload');
+    expect(cmake).toMatch(/sevkit_gyp_target\(\w+ sevkit_sim_preload\)/);
+    expect(cmake).not.toMatch(/native\/sim\/\w+\.c\b/);
+  });
 });

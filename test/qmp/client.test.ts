@@ -204,7 +204,7 @@ describe('QmpClient against hostile peers', () => {
     expect(client.closed).toBe(false);
     const err: any = await client.execute('again').catch((e) => e);
     expect(err).toBeInstanceOf(QmpProtocolError);
-    expect(err.message).toContain(`unknown id ${slowId}`);
+    expect(err.message).toContain(`unknown id ${String(slowId)}`);
   });
 
   it('fails every in-flight command with QmpDisconnectedError when the peer closes mid-command', async () => {

@@ -23,7 +23,7 @@ export default async function setup(): Promise<(() => Promise<void>) | void> {
   } catch (e) {
     fs.rmSync(stateDir, { recursive: true, force: true });
     // In CI the simulator is part of what is tested: a missing shim must fail the run, not skip it.
-    if (process.env.CI) throw new Error(`the software SEV platform did not start: ${(e as Error).message}`);
+    if (process.env.CI) throw new Error(`the software SEV platform did not start: ${(e as Error).message}`, { cause: e });
     process.env.SEVKIT_SIM_UNAVAILABLE = (e as Error).message;
     return;
   }

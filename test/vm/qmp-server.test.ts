@@ -34,7 +34,7 @@ function replies(c: net.Socket, n: number): Promise<Array<Record<string, unknown
   let buf = '';
   return new Promise((resolve) => {
     c.on('data', (d) => {
-      buf += d;
+      buf += d.toString();
       let i;
       while ((i = buf.indexOf('\n')) >= 0) {
         const m = JSON.parse(buf.slice(0, i));

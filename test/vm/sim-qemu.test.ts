@@ -199,7 +199,7 @@ describe('the wrapper as a process', () => {
         check();
       });
     sock.on('data', (d) => {
-      buf += d;
+      buf += d.toString();
       let i;
       while ((i = buf.indexOf('\n')) >= 0) {
         lines.push(JSON.parse(buf.slice(0, i)));

@@ -165,6 +165,7 @@ async function alephOptions(o: ServeOpts): Promise<Pick<CrnServiceOptions, 'mode
   }
   if (api.protocol !== 'http:' && api.protocol !== 'https:') throw new UsageError(`--api-server must be an http(s) URL, got '${o.apiServer}'`);
   if (!o.dataCache) throw new UsageError('--api-server needs --data-cache DIR (where the firmware files named by item hash are)');
+  if (o.nodeHash !== undefined && !/^[0-9a-f]{64}$/.test(o.nodeHash)) throw new UsageError(`--node-hash must be 64 lower-case hex digits (an aleph node hash), got '${o.nodeHash.slice(0, 80)}'`);
   const fs = await import('node:fs');
   const path = await import('node:path');
   const { AlephAllocations, allocationTokenHash, httpMessageFetcher, alephSecurityAggregateAuthorizer, httpAggregateFetcher } = await import('../../crn/index.js');

@@ -292,7 +292,7 @@ async function parseSevInfo(text: string): Promise<import('../../launch/index.js
   }
   let j: Record<string, unknown>;
   try {
-    j = JSON.parse(src);
+    j = JSON.parse(src) as Record<string, unknown>;
   } catch {
     throw new InputError('--sev-info: not valid JSON (expected the output of QMP query-sev)');
   }
