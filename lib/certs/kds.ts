@@ -120,7 +120,7 @@ export async function fetchCek(id: Uint8Array | string, opts: KdsOptions = {}): 
       const why = err?.name === 'TimeoutError' || err?.name === 'AbortError'
         ? `timed out after ${timeoutMs} ms`
         : `${err?.message ?? String(e)}${err?.cause?.code ? ` (${err.cause.code})` : ''}`;
-      throw new KdsError(`AMD KDS request for the CEK failed: ${why}; give the chain with --sev, or run once online to cache the CEK`, { cause: e });
+      throw new KdsError(`AMD KDS request for the CEK failed: ${why}; give the platform's chain explicitly, or fetch once online to cache the CEK`, { cause: e });
     }
     if (res.ok) {
       const body = Buffer.from(await res.arrayBuffer());

@@ -5,6 +5,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CrnService, type CrnServiceOptions } from './service.js';
+import { InputError } from '../errors.js';
 
 export interface CrnServer {
   service: CrnService;
@@ -15,10 +16,11 @@ export interface CrnServer {
   close(): Promise<void>;
 }
 
+/** `HOST:PORT` or `[IPv6]:PORT` → its parts; InputError for anything else (port above 65535 included). */
 export function parseListen(spec: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(spec.trim());
   const port = m ? Number(m[3]) : Number.NaN;
-  if (!m || port > 65535) throw new Error(`--listen must be HOST:PORT, got '${spec}'`);
+  if (!m || port > 65535) throw new InputError(`a listen address must be HOST:PORT, got '${spec}'`, 'ERR_LISTEN_ADDRESS');
   return { host: (m[1] ?? m[2])!, port };
 }
 

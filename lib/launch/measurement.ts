@@ -97,7 +97,7 @@ export function computeLaunchDigest(inp: LaunchDigestInput): Buffer {
     for (let i = 1; i < v.numCpus; i++) d.updateVmsa(v.ap!);
   } else if (inp.vmsaFiles) {
     const { cpu0, cpu1, numCpus } = inp.vmsaFiles;
-    if (!Number.isInteger(numCpus) || numCpus < 1) throw new LaunchInputError(`--num-cpus must be at least 1, got ${numCpus}`, 'ERR_NUM_CPUS');
+    if (!Number.isInteger(numCpus) || numCpus < 1) throw new LaunchInputError(`the vCPU count must be at least 1, got ${numCpus}`, 'ERR_NUM_CPUS');
     requireResetVector(parseOvmf(inp.firmware, name), name);
     d.update(cpu0);
     for (let i = 1; i < numCpus; i++) d.update(cpu1);

@@ -182,7 +182,7 @@ export class SimPlatform {
       }
       if (st.format !== STATE_FORMAT) throw new SimStateError(`${file}: unknown format ${String(st.format)}; delete the state dir to start over`);
       if (wantSeed !== undefined && wantSeed !== st.seed) {
-        throw new SimStateError(`state dir ${dir} was created with seed ${st.seed}, not ${wantSeed}; use another --state or delete it`);
+        throw new SimStateError(`state dir ${dir} was created with seed ${st.seed}, not ${wantSeed}; use another state directory or delete it`);
       }
       const p = new SimPlatform(dir, st, opts);
       p.loadFiles();

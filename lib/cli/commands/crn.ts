@@ -87,8 +87,8 @@ async function serveCmd(o: ServeOpts): Promise<number> {
   let listen: { host: string; port: number };
   try {
     listen = parseListen(o.listen);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
+  } catch {
+    throw new UsageError(`--listen must be HOST:PORT, got '${o.listen}'`);
   }
   if (!/^[A-Za-z0-9.-]{1,253}$/.test(o.domain) && !/^[0-9a-fA-F:]+$/.test(o.domain)) throw new UsageError(`--domain must be a host name, got '${o.domain}'`);
   let cekOverride: Buffer | undefined;
