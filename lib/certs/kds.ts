@@ -12,8 +12,10 @@ import { decodeSevCert } from './sev-cert.js';
 import { Usage } from './constants.js';
 import { writeFileAtomic } from '../util/fs.js';
 
+/** AMD's Key Distribution Service endpoint for CEKs; the chip id in hex is appended. */
 export const KDS_CEK_URL = 'https://kdsintf.amd.com/cek/id/';
 
+/** The part of the fetch API fetchCek uses (so tests and proxies can replace it). */
 export type FetchLike = (url: string, init: { signal: AbortSignal; headers?: Record<string, string> }) => Promise<{
   ok: boolean;
   status: number;
@@ -21,6 +23,7 @@ export type FetchLike = (url: string, init: { signal: AbortSignal; headers?: Rec
   arrayBuffer(): Promise<ArrayBuffer>;
 }>;
 
+/** Options of fetchCek: fetch, cache directory, timeouts (ms), retries, offline mode. */
 export interface KdsOptions {
   /** Replaces global fetch (tests, proxies). */
   fetch?: FetchLike;
@@ -40,12 +43,14 @@ export interface KdsOptions {
   offline?: boolean;
 }
 
+/** The CEK cache directory: $SEVKIT_KDS_CACHE, else $XDG_CACHE_HOME/sevkit/kds, else ~/.cache/sevkit/kds. */
 export function defaultKdsCacheDir(): string {
   if (process.env.SEVKIT_KDS_CACHE) return process.env.SEVKIT_KDS_CACHE;
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
   return path.join(base, 'sevkit', 'kds');
 }
 
+/** A chip id as KDS expects it (upper-case hex); throws KdsError when it is not hex. */
 export function kdsChipIdHex(id: Uint8Array | string): string {
   const hex = typeof id === 'string' ? id.trim() : Buffer.from(id).toString('hex');
   if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length % 2 !== 0 || hex.length === 0) throw new KdsError(`chip id '${hex.slice(0, 40)}' is not hex`);
