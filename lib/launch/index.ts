@@ -1,7 +1,7 @@
 /** Guest-owner launch cryptography: policy, session, measurement, VMSA, secrets, and the firmware-side inverses (OVMF images: lib/firmware). */
 export * from './errors.js';
 export * from './policy.js';
-export { kdf, hmacSha256, aes128ctr, safeEqual } from './kdf.js';
+export { kdf } from './kdf.js';
 export * from './session-crypto.js';
 export * from './session.js';
 export { HASHES_GUIDS, HASHES_TABLE_SIZE, buildKernelHashesTable, parseKernelHashesTable, type KernelHashes, type KernelHashesInput } from './hashes.js';
