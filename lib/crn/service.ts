@@ -122,7 +122,8 @@ const MACHINE_RE = /^\/control\/machine\/([^/]*)\/confidential\/(initialize|meas
 
 /**
  * aleph's confidential-VM HTTP API as a node:http handler (mount `handler` on any server): certificates,
- * allocation, initialize, measurement, inject_secret; requests are authenticated with aleph's signed headers.
+ * allocation (token), and initialize, measurement, inject_secret for the VM's owner (or whom `authorize` admits), authenticated by aleph's
+ * signed headers.
  */
 export class CrnService {
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void;

@@ -128,7 +128,10 @@ async function defaultPlatform(device: string): Promise<PlatformLike> {
   return new SevPlatform({ device });
 }
 
-/** Gathers HostFacts (the firmware and QEMU probes run concurrently); probe failures are recorded in the facts, not thrown. */
+/**
+ * Gathers HostFacts (the firmware and QEMU probes run concurrently); probe failures are recorded in the facts, not
+ * thrown (CpuidError only for a bad CPUID file).
+ */
 export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFacts> {
   const base = await probeOkFacts(opts);
   const device = opts.device ?? defaultDevice();

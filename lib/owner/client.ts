@@ -55,7 +55,8 @@ export interface CrnClientOptions {
 
 /**
  * A client for a CRN's confidential endpoints in aleph-vm's wire format, signing /control/machine requests with
- * the owner's wallet; fails with CrnHttpError or CrnUnreachableError, and validates every answer.
+ * the owner's wallet; fails with CrnHttpError (including a malformed answer) or CrnUnreachableError. The
+ * constructor throws SevkitError ERR_INPUT on a URL that is not http(s).
  */
 export class CrnClient {
   readonly url: string;

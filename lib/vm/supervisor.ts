@@ -171,8 +171,9 @@ function killGroup(pgid: number): void {
 }
 
 /**
- * Launches and tracks confidential VMs by name, at most maxConcurrentLaunches starting at once; launch()
- * resolves when the measurement is available and throws VmLaunchError / VmExitedError after cleaning up.
+ * Launches and tracks confidential VMs by name, at most maxConcurrentLaunches starting at once. launch() resolves
+ * when the measurement is available; after cleaning up it rejects with a VmError (VmLaunchError, VmExitedError with
+ * QEMU's stderr, VmStateError when stopped meanwhile) or the QmpError of a QEMU that stayed alive.
  */
 export class Supervisor {
   readonly runRoot: string;
