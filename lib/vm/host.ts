@@ -1,13 +1,14 @@
 /**
- * This host's cbitpos / reduced-phys-bits from CPUID 0x8000001F; throws VmLaunchError (ERR_VM_NO_SEV) when CPUID
- * shows no SEV, CpuidError for a bad CPUID file.
+ * This host's cbitpos / reduced-phys-bits for the sev-guest object, from CPUID
+ * 0x8000001F (the host area's reader honours SEVKIT_CPUID, so the simulator's
+ * Genoa answers 51 / 1 here too).
  */
 import { VmLaunchError } from './errors.js';
 import type { SevHostInfo } from './argv.js';
 
 /**
  * This host's cbitpos / reduced-phys-bits from CPUID 0x8000001F; throws VmLaunchError (ERR_VM_NO_SEV) when CPUID
- * shows no SEV.
+ * shows no SEV, CpuidError for a bad CPUID file.
  */
 export async function hostSevInfo(opts: { cpuidFile?: string } = {}): Promise<SevHostInfo> {
   const { sevCpuInfo } = await import('../platform/cpuid.js');
