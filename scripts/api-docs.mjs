@@ -46,10 +46,14 @@ function kindOf(sym) {
   return 'symbol';
 }
 
+// Up to the first full stop that ends a sentence (not the one in "e.g." or "i.e."); a colon does not end
+// one, because "What X takes: the A, the B" would lose everything that says what.
 const firstSentence = (t) => {
   const one = t.replace(/\s+/g, ' ').trim();
-  const m = /^(.*?[.:])(\s|$)/.exec(one);
-  return (m ? m[1] : one).replace(/\|/g, '\\|');
+  const re = /\.(\s|$)/g;
+  let m;
+  while ((m = re.exec(one))) if (!/\b(e\.g|i\.e|etc|vs)$/.test(one.slice(0, m.index))) return one.slice(0, m.index + 1).replace(/\|/g, '\\|');
+  return one.replace(/\|/g, '\\|');
 };
 
 let total = 0;

@@ -12,8 +12,10 @@ import { Usage } from './constants.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { cacheDir } from '../util/cache-dir.js';
 
+/** AMD's Key Distribution Service endpoint for CEKs; the chip id in hex is appended. */
 export const KDS_CEK_URL = 'https://kdsintf.amd.com/cek/id/';
 
+/** The part of the fetch API fetchCek uses (so tests and proxies can replace it). */
 export type FetchLike = (url: string, init: { signal: AbortSignal; headers?: Record<string, string> }) => Promise<{
   ok: boolean;
   status: number;
@@ -21,6 +23,7 @@ export type FetchLike = (url: string, init: { signal: AbortSignal; headers?: Rec
   arrayBuffer(): Promise<ArrayBuffer>;
 }>;
 
+/** Options of fetchCek: fetch, cache directory, timeouts (ms), retries, offline mode. */
 export interface KdsOptions {
   /** Replaces global fetch (tests, proxies). */
   fetch?: FetchLike;
@@ -45,6 +48,7 @@ export function defaultKdsCacheDir(): string {
   return path.join(cacheDir(), 'kds');
 }
 
+/** A chip id as KDS expects it (upper-case hex); throws KdsError when it is not hex. */
 export function kdsChipIdHex(id: Uint8Array | string): string {
   const hex = typeof id === 'string' ? id.trim() : Buffer.from(id).toString('hex');
   if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length % 2 !== 0 || hex.length === 0) throw new KdsError(`chip id '${hex.slice(0, 40)}' is not hex`);

@@ -21,6 +21,10 @@ export interface CertPlatform {
   getId(): Promise<Buffer>;
 }
 
+/**
+ * Where platformSevChain / fullChainFor get the CA chain and the CEK: an explicit CA, the simulator's state dir,
+ * KDS options.
+ */
 export interface PlatformChainOptions {
   /** Explicit CA chain (ASK‖ARK) to use for the full chain. */
   ca?: CaChain | Uint8Array;
@@ -30,6 +34,7 @@ export interface PlatformChainOptions {
   kds?: KdsOptions;
 }
 
+/** The platform's SEV chain with an ASK-signed CEK, and where that CEK came from. */
 export interface PlatformSevChain {
   sev: SevChain;
   /** 'firmware' when the exported CEK already has a valid ASK signature, 'kds' when replaced by AMD's. */
@@ -88,6 +93,7 @@ export async function platformSevChain(platform: CertPlatform, opts: PlatformCha
   return { sev, cekSource };
 }
 
+/** The platform's full chain, its encodings, and where the CEK and the CA chain came from. */
 export interface PlatformFullChain {
   chain: FullChain;
   /** PDH‖PEK‖OCA‖CEK‖ASK‖ARK */

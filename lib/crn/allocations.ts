@@ -38,6 +38,10 @@ import type { CrnExtension, CrnRoute, CrnRouteContext } from './routes.js';
 /** Fetches an aleph message by item hash: the message object, or undefined when the network has none. */
 export type MessageFetcher = (itemHash: string) => Promise<unknown>;
 
+/**
+ * Options of AlephAllocations: how to fetch aleph messages and resolve firmware and rootfs refs, the scheduler's
+ * token hash, and admission.
+ */
 export interface AlephAllocationOptions {
   fetchMessage: MessageFetcher;
   /** Host path of the OVMF image for a firmware item hash (undefined: not available here). */

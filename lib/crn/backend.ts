@@ -26,6 +26,10 @@ export interface CrnVmRunStatus {
   singlestep?: boolean;
 }
 
+/**
+ * What the CRN asks a VmLauncher to start: the VM ref, firmware path, policy, vCPUs, memory (MiB), disk, and the
+ * owner's session/GODH files.
+ */
 export interface LaunchSpec {
   ref: string;
   /** Host path of the OVMF image the VM boots (measured by the firmware). */
@@ -57,6 +61,7 @@ export interface CrnVm {
   onExit?(cb: (reason: string) => void): void;
 }
 
+/** Starts the CRN's confidential VMs (SupervisorLauncher over lib/vm, or a fake in tests). */
 export interface VmLauncher {
   launch(spec: LaunchSpec): Promise<CrnVm>;
   /** Whether VMs are real QEMU processes (for /status/config and the demo). */

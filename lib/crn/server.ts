@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { CrnService, type CrnServiceOptions } from './service.js';
 import { InputError } from '../errors.js';
 
+/** A running CRN HTTP server: the service, the node:http server and the bound URL. */
 export interface CrnServer {
   service: CrnService;
   server: http.Server;
@@ -24,6 +25,7 @@ export function parseListen(spec: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2])!, port };
 }
 
+/** Starts a CrnService on a node:http server listening on host:port (port 0: any free one); rejects with the listen error (EADDRINUSE, ...). */
 export async function startCrnServer(opts: CrnServiceOptions & { host: string; port: number }): Promise<CrnServer> {
   const service = new CrnService(opts);
   const server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 32 * 1024 }, service.handler);

@@ -41,8 +41,10 @@ export const CERT_CHAIN_SIZE = 4 * SEV_CERT_SIZE;
 export const SESSION_BLOB_SIZE = 128;
 export const PACKET_HEADER_SIZE = 52;
 
+/** A VM's state as the CRN tracks it, from allocation to running, failed or stopped. */
 export type CrnVmState = 'allocated' | 'starting' | 'awaiting-secret' | 'injecting' | 'running' | 'failed' | 'stopped';
 
+/** A VM the CRN is asked to host: its 64-hex ref, owner wallet, firmware, policy, vCPUs, memory (MiB) and disk. */
 export interface AllocationRequest {
   ref: string;
   owner: string;
@@ -53,6 +55,10 @@ export interface AllocationRequest {
   disk?: string;
 }
 
+/**
+ * Configuration of a CrnService: the signed domain, platform certificates, VM launcher, run directory,
+ * authorization, limits (bytes, ms) and aleph compatibility mode.
+ */
 export interface CrnServiceOptions {
   /** Must equal the `domain` clients sign (aleph: DOMAIN_NAME). */
   domain: string;
@@ -102,6 +108,7 @@ interface VmRecord {
   generation: number;
 }
 
+/** One VM as the CRN reports it: ref, owner, state, policy and the last failure reason. */
 export interface CrnVmSummary {
   ref: string;
   owner: string;
@@ -113,6 +120,11 @@ export interface CrnVmSummary {
 const REF_RE = /^[0-9a-f]{64}$/;
 const MACHINE_RE = /^\/control\/machine\/([^/]*)\/confidential\/(initialize|measurement|inject_secret)$/;
 
+/**
+ * aleph's confidential-VM HTTP API as a node:http handler (mount `handler` on any server): certificates,
+ * allocation (token), and initialize, measurement, inject_secret for the VM's owner (or whom `authorize` admits), authenticated by aleph's
+ * signed headers.
+ */
 export class CrnService {
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
   readonly #o: Required<Omit<CrnServiceOptions, 'allocationToken' | 'cekOverride' | 'log'>> &

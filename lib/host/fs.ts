@@ -108,13 +108,10 @@ export function ioFailure(e: unknown): IoFailure {
   return { code, errno, text };
 }
 
+/** The result of one HostFs access: the value, or the errno-style failure (never thrown). */
 export type Read<T> = { ok: true; value: T } | { ok: false; error: IoFailure };
 
-/**
- * File access below a root prefix. `root` '' (or '/') is the real host.
- * Synchronous on purpose: every read is a tiny sysfs/procfs file, and sync reads
- * keep sev-status free of event-loop overhead at start-up.
- */
+/** Options of HostFs. */
 export interface HostFsOptions {
   /**
    * Test seam: refuse open() of a logical path for reading and/or writing with an errno code,
@@ -123,6 +120,11 @@ export interface HostFsOptions {
   deny?: Record<string, { read?: string; write?: string }>;
 }
 
+/**
+ * File access below a root prefix. `root` '' (or '/') is the real host; default SEVKIT_HOST_ROOT.
+ * Synchronous on purpose: every read is a tiny sysfs/procfs file, and sync reads
+ * keep sev-status free of event-loop overhead at start-up. Reads never throw: they return a Read.
+ */
 export class HostFs {
   readonly root: string;
   readonly #deny: NonNullable<HostFsOptions['deny']>;

@@ -25,6 +25,7 @@ import {
 } from './probes.js';
 import type { OkFacts } from './okTree.js';
 
+/** Where the probes look: the host root (or a HostFs), the CPUID source, and the KVM_GET_API_VERSION implementation. */
 export interface HostProbeOptions {
   /** The host file access to use as is (tests: a HostFs with `deny`). */
   fs?: HostFs;
@@ -40,6 +41,7 @@ export interface HostProbeOptions {
   kvmApiVersion?: KvmApiVersionFn;
 }
 
+/** The facts `sevkit ok` judges, plus the HostFs they were read through. */
 export interface OkHostFacts extends OkFacts {
   fs: HostFs;
 }
@@ -61,6 +63,10 @@ async function nativeKvmApiVersion(): Promise<KvmApiVersionFn | undefined> {
   }
 }
 
+/**
+ * Gathers the facts `sevkit ok` judges (CPUID, SYSCFG, kvm_amd, /dev/sev, /dev/kvm, memlock); probe failures are
+ * recorded in the facts, not thrown (CpuidError only for a bad CPUID file).
+ */
 export async function probeOkFacts(opts: HostProbeOptions = {}): Promise<OkHostFacts> {
   const hfs = opts.fs ?? new HostFs(opts.root);
   const readCpuinfo = (): string => {
@@ -80,6 +86,10 @@ export async function probeOkFacts(opts: HostProbeOptions = {}): Promise<OkHostF
   };
 }
 
+/**
+ * HostProbeOptions plus what `sev-status` also asks: the SEV device and platform, QEMU, the OVMF directories, a
+ * per-command timeout (ms).
+ */
 export interface StatusProbeOptions extends HostProbeOptions {
   /** SEV device for the firmware view; default /dev/sev (not prefixed by the root: the simulator's shim answers there). */
   device?: string;
@@ -99,6 +109,7 @@ export interface StatusProbeOptions extends HostProbeOptions {
   euid?: number;
 }
 
+/** Everything `sev-status` judges: the `sevkit ok` facts plus kernel, firmware, QEMU, OVMF and the effective uid. */
 export interface HostFacts extends OkHostFacts {
   kernel: KernelFact;
   firmware: FirmwareFact | null;
@@ -116,6 +127,10 @@ async function defaultPlatform(device: string): Promise<PlatformLike> {
   return new SevPlatform({ device });
 }
 
+/**
+ * Gathers HostFacts (the firmware and QEMU probes run concurrently); probe failures are recorded in the facts, not
+ * thrown (CpuidError only for a bad CPUID file).
+ */
 export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFacts> {
   const base = await probeOkFacts(opts);
   const device = opts.device || DEFAULT_SEV_DEVICE;

@@ -11,6 +11,7 @@ import { HOST_PATHS, MSR_SYSCFG, ioFailure, type HostFs, type IoFailure, type Re
 
 // ── kvm_amd module parameters ────────────────────────────────────────────────
 
+/** One kvm_amd module parameter file (sev, sev_es, sev_snp) as found on the host. */
 export interface ParamFact {
   /** Logical path, as printed. */
   path: string;
@@ -29,6 +30,7 @@ export function probeParam(hfs: HostFs, p: string): ParamFact {
   return { path: p, state: value === '1' || value === 'Y' ? 'enabled' : 'disabled', value };
 }
 
+/** Whether kvm_amd is loaded, and its sev / sev_es / sev_snp parameters. */
 export interface KvmAmdFact {
   loaded: boolean;
   sev: ParamFact;
@@ -47,6 +49,7 @@ export function probeKvmAmd(hfs: HostFs): KvmAmdFact {
 
 // ── SYSCFG MSR ───────────────────────────────────────────────────────────────
 
+/** The SYSCFG MSR of CPU 0 (memory-encryption and SNP enable bits), read through /dev/cpu/0/msr. */
 export interface MsrFact {
   /** SYSCFG (MSR 0xC0010010) of CPU 0, or null when /dev/cpu/0/msr cannot be read. */
   value: bigint | null;
@@ -65,6 +68,7 @@ export const SYSCFG_VMPL_EN = 1n << 25n;
 
 // ── device nodes ─────────────────────────────────────────────────────────────
 
+/** The /dev/sev node: whether it exists and opens read-only and write-only for this user. */
 export interface DevSevFact {
   path: string;
   exists: boolean;
@@ -85,6 +89,7 @@ export function probeDevSev(hfs: HostFs): DevSevFact {
 /** KVM_API_VERSION: 12 since Linux 2.6.22 and frozen; KVM_GET_API_VERSION always returns it. */
 export const KVM_API_VERSION = 12;
 
+/** The /dev/kvm node: whether it opens (O_RDONLY as sevctl, O_RDWR as QEMU) and its KVM API version. */
 export interface KvmFact {
   path: string;
   /** open O_RDONLY, as sevctl does. */
@@ -146,6 +151,7 @@ export async function probeKvm(hfs: HostFs, kvmApiVersion?: KvmApiVersionFn): Pr
 /** getrlimit's RLIM_INFINITY as sevctl prints it. */
 export const RLIM_INFINITY = 18446744073709551615n;
 
+/** This process's RLIMIT_MEMLOCK (bytes), from /proc/self/limits. */
 export interface MemlockFact {
   /** Soft/hard limit in bytes; RLIM_INFINITY for "unlimited". null if unknown. */
   soft: bigint | null;
@@ -172,6 +178,7 @@ export function probeMemlock(hfs: HostFs): MemlockFact {
 
 // ── kernel ───────────────────────────────────────────────────────────────────
 
+/** The kernel release and command line, null when unreadable. */
 export interface KernelFact {
   release: string | null;
   cmdline: string | null;
@@ -196,6 +203,7 @@ export function cmdlineParam(cmdline: string | null, name: string): string | und
 
 // ── firmware (PLATFORM_STATUS through the addon) ─────────────────────────────
 
+/** PLATFORM_STATUS as the host probes use it (the fields of lib/platform's PlatformStatus without the raw flags). */
 export interface FirmwareStatus {
   apiMajor: number;
   apiMinor: number;
@@ -212,6 +220,7 @@ export interface PlatformLike {
   snpPlatformStatus?(): Promise<unknown>;
 }
 
+/** Why the firmware view failed: the SevError code and message, and the firmware status when there was one. */
 export interface FirmwareError {
   /** SevError code (ENOENT, EACCES, EIO, ...) or a sevkit code. */
   code: string;
@@ -220,6 +229,10 @@ export interface FirmwareError {
   fwStatusName?: string;
 }
 
+/**
+ * The SEV firmware as PLATFORM_STATUS (and SNP_PLATFORM_STATUS when answered) reported it, or why it could not
+ * be asked.
+ */
 export interface FirmwareFact {
   device: string;
   status: FirmwareStatus | null;
@@ -282,6 +295,7 @@ export async function probeFirmware(device: string, platform: PlatformLike, time
 
 // ── QEMU ─────────────────────────────────────────────────────────────────────
 
+/** The QEMU binary: whether it runs and the version its --version prints. */
 export interface QemuFact {
   command: string;
   found: boolean;
@@ -339,6 +353,7 @@ export const DEFAULT_OVMF_DIRS = ['/usr/share/OVMF', '/usr/share/ovmf', '/usr/sh
 /** Images worth reporting, best for SEV first (AmdSev builds carry the secret area and hashes table). */
 export const OVMF_NAMES = ['OVMF.amdsev.fd', 'OVMF.inteltdx.fd', 'OVMF_CODE_4M.fd', 'OVMF_CODE.fd', 'OVMF.fd', 'OVMF_CODE.cc.fd'];
 
+/** One OVMF image found on the host and the SEV features its footer GUID table advertises. */
 export interface OvmfImage {
   path: string;
   size: number;
@@ -354,6 +369,7 @@ export interface OvmfImage {
   snpMetadata: boolean;
 }
 
+/** The OVMF images found in the searched directories, and the distribution package version. */
 export interface OvmfFact {
   dirs: string[];
   images: OvmfImage[];

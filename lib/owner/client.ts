@@ -8,6 +8,10 @@ import { SevkitError } from '../errors.js';
 import { createAuthSession, type AuthSession } from '../aleph/auth.js';
 import type { Wallet } from '../aleph/wallet.js';
 
+/**
+ * The CRN answered an operation with an HTTP error or a malformed body (ERR_CRN_HTTP); `detail` is the body's
+ * first printable bytes.
+ */
 export class CrnHttpError extends SevkitError {
   constructor(
     readonly operation: string,
@@ -19,6 +23,7 @@ export class CrnHttpError extends SevkitError {
   }
 }
 
+/** The CRN could not be reached for an operation: connection failure or timeout (ERR_CRN_UNREACHABLE). */
 export class CrnUnreachableError extends SevkitError {
   constructor(operation: string, url: string, cause: unknown) {
     super('ERR_CRN_UNREACHABLE', `CRN ${operation}: cannot reach ${url}: ${describeFetchError(cause)}`, { cause });
@@ -31,6 +36,10 @@ function describeFetchError(e: unknown): string {
   return err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e);
 }
 
+/**
+ * Options of CrnClient: the CRN's base URL, the owner's wallet, the signed domain, the per-request timeout (ms)
+ * and the largest accepted body (bytes).
+ */
 export interface CrnClientOptions {
   /** Base URL, e.g. https://crn.example.org or http://127.0.0.1:4020. */
   url: string;
@@ -44,6 +53,11 @@ export interface CrnClientOptions {
   maxResponseBytes?: number;
 }
 
+/**
+ * A client for a CRN's confidential endpoints in aleph-vm's wire format, signing /control/machine requests with
+ * the owner's wallet; fails with CrnHttpError (including a malformed answer) or CrnUnreachableError. The
+ * constructor throws SevkitError ERR_INPUT on a URL that is not http(s).
+ */
 export class CrnClient {
   readonly url: string;
   readonly domain: string;

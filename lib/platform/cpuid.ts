@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import { SevkitError } from '../errors.js';
 
+/** One CPUID answer: the four 32-bit registers [eax, ebx, ecx, edx]. */
 export type CpuidRegs = readonly [eax: number, ebx: number, ecx: number, edx: number];
 
 /** A CPUID source that cannot be read or parsed (a bad SEVKIT_CPUID file, a malformed leaf). */
@@ -21,8 +22,16 @@ export class CpuidError extends SevkitError {
   }
 }
 
+/**
+ * Where a CpuidReader's answers come from: a JSON file, the native addon, leaves rebuilt from /proc/cpuinfo, or
+ * nothing (all zeros).
+ */
 export type CpuidSourceKind = 'file' | 'native' | 'cpuinfo' | 'none';
 
+/**
+ * A CPUID source: get(leaf, subleaf) answers like the instruction (zeros for leaves it does not know) and says
+ * which source it is.
+ */
 export interface CpuidReader {
   readonly source: CpuidSourceKind;
   /** Why a better source was not used (e.g. the addon failed to load); for diagnostics. */
@@ -119,6 +128,7 @@ export function cpuidFromCpuinfo(text: string): Map<string, CpuidRegs> {
   return map;
 }
 
+/** Where openCpuid reads CPUID from: a JSON file, a /proc/cpuinfo reader, a reader to use as is, or no native addon. */
 export interface CpuidOptions {
   /** CPUID JSON file (the simulator's fake host; the CLI passes $SEVKIT_CPUID). */
   file?: string;
@@ -183,6 +193,7 @@ export async function openCpuid(opts: CpuidOptions = {}): Promise<CpuidReader> {
 
 // ── decoding ─────────────────────────────────────────────────────────────────
 
+/** The 12-character CPU vendor id from leaf 0 ('AuthenticAMD'). */
 export function vendorString(r: CpuidReader): string {
   const [, ebx, ecx, edx] = r.get(0);
   const b = Buffer.alloc(12);
@@ -244,6 +255,7 @@ export interface SevCpuInfo {
   raw: { eax: number; ebx: number; ecx: number; edx: number };
 }
 
+/** Decodes the registers of CPUID leaf 0x8000001F (memory-encryption features, C-bit position, ASID ranges). */
 export function decodeSevLeaf(regs: CpuidRegs): SevCpuInfo {
   const [eax, ebx, ecx, edx] = regs.map((x) => x >>> 0) as [number, number, number, number];
   const sevAsids = ecx >= edx && edx >= 1 ? ecx - edx + 1 : 0;

@@ -24,6 +24,7 @@ export class SimClientError extends SevkitError {
   }
 }
 
+/** A firmware API version: major, minor and build. */
 export interface SimApi {
   major: number;
   minor: number;
@@ -101,6 +102,10 @@ export abstract class SimCalls {
 
 }
 
+/**
+ * A connection to a running SimDaemon ($SEVKIT_SIM_SOCKET by default) for the guest-launch firmware commands; a
+ * refusal is a SimClientError carrying the SEV_RET_* status.
+ */
 export class SimClient extends SimCalls {
   private sock: net.Socket | undefined;
   private readonly reader = new FrameReader();

@@ -10,6 +10,7 @@ import { brandLeaves, cpuidKey, signature, vendorLeaf, type CpuidRegs } from '..
 import { OVMF_GUIDS, placeOvmfFooterTable, type OvmfEntry } from '../firmware/ovmf.js';
 import { MSR_SYSCFG } from '../host/fs.js';
 
+/** The CPUs a host fixture can simulate. */
 export type CpuPreset = 'genoa' | 'milan' | 'rome' | 'intel' | 'amd-nosev' | 'ryzen';
 
 interface CpuDef {
@@ -26,6 +27,7 @@ interface CpuDef {
 /** SYSCFG with bits 18..25 set: MemEncryptionModEn (23), SNPEn (24), VMPLEn (25) and the MTRR/TOM2 bits below. */
 export const GENOA_SYSCFG = 0x3fc0000n;
 
+/** The CPUID and SYSCFG values of each CpuPreset. */
 export const CPU_PRESETS: Record<CpuPreset, CpuDef> = {
   // The simulated host: EPYC 9004, C-bit 51, reduced-phys-bits 1, 4 VMPLs, 1006 ASIDs, SEV ASIDs from 100.
   genoa: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 9654 96-Core Processor', family: 0x19, model: 0x11, stepping: 1, maxExt: 0x80000028, leaf1f: [0x0001fdff, 51 | (1 << 6) | (4 << 12), 1006, 100], syscfg: GENOA_SYSCFG },
@@ -53,6 +55,7 @@ export function cpuidFor(def: CpuDef): Record<string, [number, number, number, n
   return out;
 }
 
+/** Which SEV entries buildOvmfImage puts in the image's OVMF footer table. */
 export interface OvmfTailOptions {
   resetBlock?: boolean;
   secretArea?: boolean;
@@ -75,6 +78,10 @@ export function buildOvmfImage(o: OvmfTailOptions = {}): Buffer {
   return placeOvmfFooterTable(Buffer.alloc(4096), entries);
 }
 
+/**
+ * What writeHostFixture fakes: CPU preset and CPUID overrides, SYSCFG, kvm_amd parameters, device nodes, limits,
+ * QEMU and OVMF.
+ */
 export interface HostFixtureSpec {
   cpu?: CpuPreset;
   /** Override 0x8000001F registers. */
@@ -99,6 +106,7 @@ export interface HostFixtureSpec {
   ovmf?: 'amdsev' | 'plain' | 'legacy' | 'none';
 }
 
+/** A written fake host: the root to probe, the CPUID file, the QEMU stand-in and the OVMF directories. */
 export interface HostFixture {
   root: string;
   cpuidFile: string;

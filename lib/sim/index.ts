@@ -8,7 +8,7 @@
 import { SimPlatform, type SimPlatformOptions } from './platform.js';
 
 export { SimPlatform, SimStateError } from './platform.js';
-export type { SimPlatformOptions, IoctlRequest, IoctlReply, OutBlob, SimState } from './platform.js';
+export type { SimPlatformOptions } from './platform.js';
 export { SimDaemon } from './daemon.js';
 export type { SimDaemonOptions } from './daemon.js';
 export { SimClient, SimClientError } from './client.js';

@@ -29,6 +29,10 @@ import {
 import { SnpConfigFlag, SnpStatusFlag } from '../platform/constants.js';
 import { encodePlatformStatus } from '../platform/layout.js';
 
+/**
+ * The simulator's state directory cannot be used: unreadable or of an unknown format, created with another seed,
+ * or missing a key (ERR_SIM_STATE).
+ */
 export class SimStateError extends SevkitError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_SIM_STATE', message, options);
@@ -71,6 +75,10 @@ export interface IoctlReply {
 
 export type SimState = 'UNINIT' | 'INIT' | 'WORKING';
 
+/**
+ * Options of the simulated platform: the key seed, the firmware API version it reports, the boot state, SNP, and
+ * which kernel driver behaviour it models.
+ */
 export interface SimPlatformOptions {
   /** Seed of all key material (default "0"). An existing state dir keeps its own seed; a different one is an error. */
   seed?: string | number;
@@ -124,6 +132,10 @@ function u64le(v: bigint): Buffer {
   return b;
 }
 
+/**
+ * The simulated SEV platform on a state directory: firmware state machine, TEST keys and certificates, guest
+ * slots, persisted across runs. It models the firmware; nothing it signs proves anything about AMD hardware.
+ */
 export class SimPlatform {
   readonly stateDir: string;
   readonly seed: string;

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { VmLaunchError } from './errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 
+/** Where per-VM run directories go by default: $TMPDIR/sevkit-vm-<uid>. */
 export function defaultRunRoot(): string {
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
   return path.join(os.tmpdir(), `sevkit-vm-${uid}`);

@@ -26,6 +26,7 @@ import { settlesWithin } from '../util/async.js';
 import { decodeStrictBase64 } from '../util/base64.js';
 import { TailBuffer } from './tail.js';
 
+/** A confidential VM's lifecycle state: starting → awaiting-secret → running → stopped, or failed from any of them. */
 export type VmState = 'starting' | 'awaiting-secret' | 'running' | 'stopped' | 'failed';
 
 const TRANSITIONS: Record<VmState, VmState[]> = {
@@ -36,6 +37,10 @@ const TRANSITIONS: Record<VmState, VmState[]> = {
   failed: [],
 };
 
+/**
+ * The SEV part of a VmSpec: the guest policy, the owner's GODH certificate and session blob, and measured direct
+ * boot.
+ */
 export interface VmSevSpec {
   /** Guest policy; bit 2 (0x4) makes an SEV-ES guest. */
   policy: number;
@@ -46,6 +51,10 @@ export interface VmSevSpec {
   kernelHashes?: boolean;
 }
 
+/**
+ * What to launch: name, firmware, memory (MiB), vCPUs, SEV parameters (null for a plain VM), disks, devices and
+ * direct boot.
+ */
 export interface VmSpec {
   /** Letters, digits, '.', '_', '-'; also QEMU's -name (the simulator files secrets under it). */
   name: string;
@@ -70,6 +79,10 @@ export interface VmSpec {
   extraArgs?: string[];
 }
 
+/**
+ * Options of a Supervisor: QEMU binary, run directory root, concurrent launches, host CPUID values, and
+ * deadlines in ms.
+ */
 export interface SupervisorOptions {
   /** QEMU binary; default qemu-system-x86_64 from PATH (the CLI passes $SEVKIT_QEMU). */
   qemu?: string;
@@ -91,12 +104,17 @@ export interface SupervisorOptions {
   accel?: 'kvm' | 'tcg';
 }
 
+/** What QEMU reported once the firmware measured the guest: query-sev and the base64 48-byte launch measurement. */
 export interface VmMeasurement {
   sevInfo: SevInfo;
   /** base64 of MEASURE(32) ‖ MNONCE(16), as query-sev-launch-measure returns it. */
   launchMeasure: string;
 }
 
+/**
+ * The owner's secret for LAUNCH_SECRET: base64 of the 52-byte packet header and of the encrypted payload, and
+ * optionally the guest address.
+ */
 export interface InjectSecretArgs {
   /** base64 of the 52-byte LAUNCH_SECRET header. */
   packetHeader: string;
@@ -154,6 +172,11 @@ function killGroup(pgid: number): void {
   }
 }
 
+/**
+ * Launches and tracks confidential VMs by name, at most maxConcurrentLaunches starting at once. launch() resolves
+ * when the measurement is available; after cleaning up it rejects with a VmError (VmLaunchError, VmExitedError with
+ * QEMU's stderr, VmStateError when stopped meanwhile) or the QmpError of a QEMU that stayed alive.
+ */
 export class Supervisor {
   readonly runRoot: string;
   private readonly opts: SupervisorOptions;
@@ -208,6 +231,10 @@ export class Supervisor {
   }
 }
 
+/**
+ * One QEMU guest managed by a Supervisor: its lifecycle state (emits 'state' and 'end'), its measurement, secret
+ * injection, resume and stop; operations in the wrong state throw VmStateError.
+ */
 export class ConfidentialVm extends EventEmitter {
   readonly name: string;
   readonly spec: VmSpec;

@@ -82,7 +82,8 @@ interface ServeOpts {
 
 async function serveCmd(o: ServeOpts): Promise<number> {
   const fs = await import('node:fs');
-  const { parseListen, startCrnServer, platformCertificateSource, SupervisorLauncher } = await import('../../crn/index.js');
+  const { startCrnServer, platformCertificateSource, SupervisorLauncher } = await import('../../crn/index.js');
+  const { parseListen } = await import('../../crn/server.js');
   const { Supervisor } = await import('../../vm/index.js');
   let listen: { host: string; port: number };
   try {
