@@ -1,7 +1,9 @@
 /**
  * The layout rules ARCHITECTURE.md states, checked: no import cycles and no
  * upward or sideways imports between the layers (.dependency-cruiser.cjs),
- * and no environment reads in the library outside its entry points.
+ * no environment reads in the library outside its entry points, and the
+ * public API documented (scripts/api-docs.mjs: ≥ 95% of the entry points'
+ * exports carry a doc comment, docs/API.md generated from them is current).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -45,5 +47,18 @@ describe('architecture', () => {
           .map(({ at, line }) => `${at}: ${line.trim()}`),
       );
     expect(offenders).toEqual([]);
+  });
+
+  it('the public API is documented and docs/API.md is current', () => {
+    let out = '';
+    let ok = true;
+    try {
+      out = execFileSync(process.execPath, [path.join(ROOT, 'scripts/api-docs.mjs'), '--check'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      ok = false;
+      out = String((e as { stderr?: string }).stderr ?? '');
+    }
+    expect(ok, out).toBe(true);
+    expect(out).toMatch(/exported symbols documented/);
   });
 });
