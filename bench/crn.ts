@@ -18,7 +18,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
-const STEPS = ['certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject'] as const;
+const STEPS = ['firmware', 'certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject'] as const;
 
 function pct(xs: number[], p: number): number {
   if (xs.length === 0) return Number.NaN;

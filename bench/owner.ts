@@ -196,7 +196,7 @@ for (let round = 0; round < ROUNDS; round++) {
 const pekLe = sev.pek.pubkey.kind === 'ec' ? sev.pek.pubkey : undefined;
 const jwkOf = (le: Buffer) => Buffer.from(le.subarray(0, 48)).reverse().toString('base64url');
 const fixes = {
-  jwk: [] as number[], spki: [] as number[], ecdh: [] as number[], dh: [] as number[], sha: [] as number[],
+  jwk: [] as number[], spki: [] as number[], ecdh: [] as number[], dh: [] as number[],
 };
 for (let round = 0; round < ROUNDS; round++) {
   fixes.jwk.push(time(() => crypto.createPublicKey({ key: { kty: 'EC', crv: 'P-384', x: jwkOf(pekLe!.qx), y: jwkOf(pekLe!.qy) }, format: 'jwk' })));
@@ -211,7 +211,6 @@ for (let round = 0; round < ROUNDS; round++) {
     crypto.diffieHellman({ privateKey: eph.privateKey, publicKey: pdhPub });
     eph.publicKey.export({ format: 'der', type: 'spki' });
   }));
-  fixes.sha.push(time(() => crypto.createHash('sha256').update(firmware).digest()));
 }
 const prim = median(samples.prim), lib = median(samples.lib), own = median(samples.owner);
 console.log(`owner handshake benchmark (${ROUNDS} interleaved rounds, medians, node ${process.version})`);
@@ -221,10 +220,9 @@ console.log(`  launchOnCrn, owner steps (chain, session, verify, secret)        
 console.log('the fixes, old vs new (medians in this run):');
 console.log(`  P-384 key import: JWK ${median(fixes.jwk).toFixed(3)} ms, SPKI DER ${median(fixes.spki).toFixed(3)} ms`);
 console.log(`  session ECDH: createECDH().computeSecret ${median(fixes.ecdh).toFixed(3)} ms, diffieHellman on KeyObjects ${median(fixes.dh).toFixed(3)} ms`);
-console.log(`  one more SHA-256 over the 4 MiB firmware (lib/owner's progress line, the owner engineer's fix): ${median(fixes.sha).toFixed(2)} ms = ${((100 * median(fixes.sha)) / own).toFixed(0)}% of launchOnCrn's own time`);
 const py = pythonPeer();
 console.log('ratios (time / its primitives; goal <= 1.20):');
 console.log(`  library handshake vs primitives   ${(lib / prim).toFixed(2)}x`);
-console.log(`  launchOnCrn vs primitives         ${(own / prim).toFixed(2)}x  (${((own - median(fixes.sha)) / prim).toFixed(2)}x less the progress line's extra SHA-256)`);
+console.log(`  launchOnCrn vs primitives         ${(own / prim).toFixed(2)}x`);
 if (py.note) console.log(`  ${py.note}`);
 else console.log(`  python peer vs its primitives     ${py.ratio!.toFixed(2)}x  (${py.op!.toFixed(2)} ms vs ${py.prim!.toFixed(2)} ms)`);

@@ -42,6 +42,21 @@ if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
     grep -B2 -A30 -m5 -E '^==[0-9]+== (Invalid|Conditional|Use of|Syscall param|Mismatched|Source and)' "$work/valgrind.log" >&2 || tail -40 "$work/valgrind.log" >&2
     status=1
   fi
+  # The shim itself, from a plain C client: every ioctl path, bad pointers, dup'd and forked fds.
+  if command -v cc >/dev/null; then
+    cc -std=gnu11 -g -O0 -o "$work/devsev_client" test/native/devsev_client.c
+    set +e
+    sevkit sim --quiet --state "$work/sim-valgrind-c" -- \
+      valgrind --tool=memcheck --error-exitcode=99 --num-callers=30 "$work/devsev_client" >"$work/valgrind-c.log" 2>&1
+    rc=$?
+    set -e
+    grep -E 'checks, |ERROR SUMMARY' "$work/valgrind-c.log" | head -2 || true
+    if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+      echo "native-memcheck: the C client under valgrind failed (exit $rc)" >&2
+      tail -40 "$work/valgrind-c.log" >&2
+      status=1
+    fi
+  fi
 fi
 
 if [ "$mode" = asan ] || [ "$mode" = all ]; then

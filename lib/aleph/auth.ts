@@ -187,7 +187,63 @@ function decodeSignedHeader(
   return { bytes, signature, payload: parseJsonObject(bytes.toString('utf8')) };
 }
 
-function decodePubKeyHeader(req: VerifyRequest, now: number): { payload: PubKeyPayload; key: crypto.KeyObject } {
+/** What a verified X-SignedPubKey yields. */
+interface VerifiedPubKey {
+  payload: PubKeyPayload;
+  key: crypto.KeyObject;
+  /** ms since the epoch; the entry is worthless from then on. */
+  expires: number;
+}
+
+/**
+ * X-SignedPubKey headers that verified, keyed by their exact text, until they
+ * expire. The wallet signature (secp256k1 recovery in pure JS, ~2 ms) is the
+ * costly half of a request and its header is the same for a day, so a CRN
+ * checks it once per key; only the operation's P-256 signature is checked per
+ * request. Only verified headers enter, so a client can fill it only with keys
+ * its wallet signed; the oldest entry goes when it is full.
+ */
+export class SignedPubKeyCache {
+  readonly #max: number;
+  readonly #entries = new Map<string, VerifiedPubKey>();
+
+  constructor(maxEntries = 4096) {
+    this.#max = Math.max(1, maxEntries);
+  }
+
+  /** Entries held (expired ones leave when next looked up or pushed out). */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** @internal the verified key for exactly this header text, unless it has expired by `now`. */
+  get(value: string, now: number): VerifiedPubKey | undefined {
+    const e = this.#entries.get(value);
+    if (!e) return undefined;
+    if (!(e.expires > now)) {
+      this.#entries.delete(value);
+      return undefined;
+    }
+    return e;
+  }
+
+  /** @internal */
+  set(value: string, e: VerifiedPubKey): void {
+    if (this.#entries.size >= this.#max && !this.#entries.has(value)) this.#entries.delete(this.#entries.keys().next().value!);
+    this.#entries.set(value, e);
+  }
+}
+
+function decodePubKeyHeader(req: VerifyRequest, now: number, cache?: SignedPubKeyCache): { payload: PubKeyPayload; key: crypto.KeyObject } {
+  const raw = cache ? header(req, 'X-SignedPubKey') : undefined;
+  const hit = raw !== undefined ? cache!.get(raw, now) : undefined;
+  if (hit) return hit;
+  const v = verifyPubKeyHeader(req, now);
+  if (raw !== undefined) cache!.set(raw, v);
+  return v;
+}
+
+function verifyPubKeyHeader(req: VerifyRequest, now: number): VerifiedPubKey {
   const { bytes: payloadBytes, signature, payload: p } = decodeSignedHeader(req, 'X-SignedPubKey', 'Invalid X-SignedPubKey data');
   if (!p || typeof p.address !== 'string' || typeof p.expires !== 'string' || !p.pubkey || typeof p.pubkey !== 'object') {
     throw new AuthError(400, 'Invalid X-SignedPubKey data');
@@ -222,16 +278,17 @@ function decodePubKeyHeader(req: VerifyRequest, now: number): { payload: PubKeyP
   } catch {
     throw new AuthError(400, 'Invalid X-SignedPubKey data');
   }
-  return { payload: { ...(p as unknown as PubKeyPayload), chain }, key };
+  return { payload: { ...(p as unknown as PubKeyPayload), chain }, key, expires };
 }
 
 /**
  * Verifies both headers of a request for the CRN whose domain is `domain` and
  * returns the authenticated wallet address. Order and reasons follow aleph-vm.
+ * With `cache`, a X-SignedPubKey seen and verified before costs a map lookup.
  */
-export function verifyAuthHeaders(req: VerifyRequest, opts: { domain: string; now?: Date }): VerifiedCaller {
+export function verifyAuthHeaders(req: VerifyRequest, opts: { domain: string; now?: Date; cache?: SignedPubKeyCache }): VerifiedCaller {
   const now = (opts.now ?? new Date()).getTime();
-  const { payload: pk, key } = decodePubKeyHeader(req, now);
+  const { payload: pk, key } = decodePubKeyHeader(req, now, opts.cache);
 
   const { bytes: opBytes, signature: opSig, payload: op } = decodeSignedHeader(req, 'X-SignedOperation', 'Invalid X-SignedOperation fields');
   if (!op || typeof op.path !== 'string' || typeof op.domain !== 'string' || (op.method !== 'GET' && op.method !== 'POST')) {

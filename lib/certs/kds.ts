@@ -11,6 +11,7 @@ import { decodeSevCert } from './sev-cert.js';
 import { Usage } from './constants.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { cacheDir } from '../util/cache-dir.js';
+import { httpRequest, HttpRequestError } from '../util/http-request.js';
 
 /** AMD's Key Distribution Service endpoint for CEKs; the chip id in hex is appended. */
 export const KDS_CEK_URL = 'https://kdsintf.amd.com/cek/id/';
@@ -99,6 +100,45 @@ export function parseRetryAfter(v: string | null, now = Date.now()): number {
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
 
+/** Largest KDS answer read: a CEK is 2084 bytes; anything far larger is not one. */
+const KDS_MAX_BYTES = 64 * 1024;
+
+/**
+ * The default transport: one deadline over connect, headers and the whole body (lib/util/http-request.ts),
+ * the body bounded, no redirects. fetch() stopped timing once the body was streaming.
+ */
+function deadlineFetch(timeoutMs: number): FetchLike {
+  return async (url, init) => {
+    const r = await httpRequest({ url, method: 'GET', ...(init.headers ? { headers: init.headers } : {}), deadlineMs: timeoutMs, maxBytes: KDS_MAX_BYTES, signal: init.signal });
+    return {
+      ok: r.status >= 200 && r.status < 300,
+      status: r.status,
+      headers: { get: (n: string) => (typeof r.headers[n.toLowerCase()] === 'string' ? (r.headers[n.toLowerCase()] as string) : null) },
+      arrayBuffer: async () => r.body.buffer.slice(r.body.byteOffset, r.body.byteOffset + r.body.byteLength) as ArrayBuffer,
+    };
+  };
+}
+
+/** Runs fn under a deadline that also covers reading the body, whatever the transport. */
+async function withDeadline<T>(timeoutMs: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const e = new Error(`timed out after ${timeoutMs} ms`);
+      e.name = 'TimeoutError';
+      ac.abort(e);
+      reject(e);
+    }, timeoutMs);
+  });
+  expired.catch(() => undefined);
+  try {
+    return await Promise.race([fn(ac.signal), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * The CEK of a chip: from the cache when present, else from KDS (retrying on
  * 429 and 5xx, honouring Retry-After), then cached. Throws KdsError.
@@ -109,25 +149,33 @@ export async function fetchCek(id: Uint8Array | string, opts: KdsOptions = {}): 
   const hit = cachedCek(idHex, cacheOpts);
   if (hit) return hit;
   if (opts.offline) throw new KdsError(`no cached CEK for chip ${idHex.slice(0, 16)}… and offline mode forbids contacting AMD KDS`);
-  const f: FetchLike = opts.fetch ?? (globalThis.fetch as unknown as FetchLike);
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const f: FetchLike = opts.fetch ?? deadlineFetch(timeoutMs);
   const url = `${opts.baseUrl ?? KDS_CEK_URL}${idHex}`;
   const attempts = Math.max(1, opts.attempts ?? 4);
   const sleep = opts.sleep ?? sleepReal;
-  const timeoutMs = opts.timeoutMs ?? 10_000;
   let lastStatus = 0;
   for (let i = 0; i < attempts; i++) {
-    let res: Awaited<ReturnType<FetchLike>>;
+    let answer: { ok: boolean; status: number; retryAfter: string | null; body?: Buffer };
     try {
-      res = await f(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/octet-stream' } });
+      // The deadline covers the body too: a KDS (or proxy) that dribbles it fails like one that stalls.
+      answer = await withDeadline(timeoutMs, async (signal) => {
+        const res = await f(url, { signal, headers: { accept: 'application/octet-stream' } });
+        if (!res.ok) return { ok: false, status: res.status, retryAfter: res.headers.get('retry-after') };
+        const body = Buffer.from(await res.arrayBuffer());
+        if (body.length > KDS_MAX_BYTES) throw new HttpRequestError('too-large', 'body', `answer of ${body.length} bytes is larger than the ${KDS_MAX_BYTES} accepted`);
+        return { ok: true, status: res.status, retryAfter: null, body };
+      });
     } catch (e) {
-      const err = e as Error & { cause?: { code?: string; message?: string } };
-      const why = err?.name === 'TimeoutError' || err?.name === 'AbortError'
-        ? `timed out after ${timeoutMs} ms`
-        : `${err?.message ?? String(e)}${err?.cause?.code ? ` (${err.cause.code})` : ''}`;
-      throw new KdsError(`AMD KDS request for the CEK failed: ${why}; give the platform's chain explicitly, or fetch once online to cache the CEK`, { cause: e });
+      const err = e as Error & { cause?: { code?: string; message?: string }; kind?: string };
+      const why =
+        err?.name === 'TimeoutError' || err?.name === 'AbortError' || err?.kind === 'timeout'
+          ? `timed out after ${timeoutMs} ms`
+          : `${err?.message ?? String(e)}${err?.cause?.code ? ` (${err.cause.code})` : ''}`;
+      throw new KdsError(`AMD KDS request for the CEK failed: ${why} (${originOf(url)}); give the platform's chain explicitly, or fetch once online to cache the CEK`, { cause: e });
     }
-    if (res.ok) {
-      const body = Buffer.from(await res.arrayBuffer());
+    if (answer.ok) {
+      const body = answer.body!;
       try {
         decodeSevCert(body, { name: 'CEK from AMD KDS', usage: Usage.CEK });
       } catch (e) {
@@ -136,12 +184,21 @@ export async function fetchCek(id: Uint8Array | string, opts: KdsOptions = {}): 
       storeCekSafe(idHex, body, cacheOpts);
       return body;
     }
-    lastStatus = res.status;
-    const retryable = res.status === 429 || res.status >= 500;
+    lastStatus = answer.status;
+    const retryable = answer.status === 429 || answer.status >= 500;
     if (!retryable || i === attempts - 1) break;
-    await sleep(Math.min(parseRetryAfter(res.headers.get('retry-after')), opts.maxRetryAfterMs ?? 30_000));
+    await sleep(Math.min(parseRetryAfter(answer.retryAfter), opts.maxRetryAfterMs ?? 30_000));
   }
   throw new KdsError(`AMD KDS answered HTTP ${lastStatus} for the CEK of chip ${idHex.slice(0, 16)}…`, { status: lastStatus });
+}
+
+/** scheme://host[:port] of a URL, for messages (never its path: it holds the chip id). */
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return 'KDS';
+  }
 }
 
 function storeCekSafe(idHex: string, body: Buffer, o: { cacheDir: string | false }): void {

@@ -8,7 +8,7 @@
  *   1  failure: an invalid chain, a refused launch, a device or firmware error, bad input file
  *   2  usage error: unknown command or flag, missing or malformed argument
  */
-import { SevkitError } from '../errors.js';
+import { SevkitError, UsageError } from '../errors.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAIL = 1;
@@ -33,4 +33,40 @@ export function formatError(e: unknown): string {
 export function useColor(stream: NodeJS.WriteStream = process.stdout): boolean {
   if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
   return Boolean(stream.isTTY);
+}
+
+/** Set by the entry point; used as the prefix of error lines ("sevkit: ..."). */
+let programName = 'sevkit';
+/** The name the current CLI prints before its error and warning lines. */
+export function getProgramName(): string {
+  return programName;
+}
+export function setProgramName(name: string): void {
+  programName = name;
+}
+
+/** 2 for a usage error (ours, or commander's InvalidArgumentError, known by its code), else 1. */
+export function exitCodeFor(e: unknown): number {
+  if (e instanceof UsageError || (e instanceof Error && (e as { code?: unknown }).code === 'commander.invalidArgument')) return EXIT_USAGE;
+  return EXIT_FAIL;
+}
+
+/** Prints the one error line (the stack only with SEVKIT_DEBUG) and returns the exit code. */
+export function reportError(e: unknown): number {
+  process.stderr.write(`${programName}: ${formatError(e)}\n`);
+  if (process.env.SEVKIT_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+  return exitCodeFor(e);
+}
+
+/** A Buffer as JSON.stringify hands it to a replacer (`{ type: 'Buffer', data }`) → hex; anything else → undefined. */
+function bufferHex(v: unknown): string | undefined {
+  const b = v as { type?: unknown; data?: unknown } | null;
+  return b && b.type === 'Buffer' && Array.isArray(b.data) ? Buffer.from(b.data as number[]).toString('hex') : undefined;
+}
+
+/** Print data as stable, pretty JSON (for --json). Buffers become hex strings. */
+export function printJson(value: unknown): void {
+  process.stdout.write(
+    `${JSON.stringify(value, (_k, v: unknown) => bufferHex(v) ?? (typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
+  );
 }

@@ -6,26 +6,9 @@
  */
 import { InvalidArgumentError } from 'commander';
 import { InputError, UsageError } from '../errors.js';
-import { EXIT_FAIL, EXIT_USAGE, formatError } from './output.js';
+import { getProgramName, reportError } from './output.js';
 
-export { EXIT_OK, EXIT_FAIL, EXIT_USAGE, formatError, useColor } from './output.js';
-
-/** Set by the entry point; used as the prefix of error lines ("sevkit: ..."). */
-let programName = 'sevkit';
-export function setProgramName(name: string): void {
-  programName = name;
-}
-
-export function exitCodeFor(e: unknown): number {
-  if (e instanceof UsageError || e instanceof InvalidArgumentError) return EXIT_USAGE;
-  return EXIT_FAIL;
-}
-
-export function reportError(e: unknown): number {
-  process.stderr.write(`${programName}: ${formatError(e)}\n`);
-  if (process.env.SEVKIT_DEBUG && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
-  return exitCodeFor(e);
-}
+export { EXIT_OK, EXIT_FAIL, EXIT_USAGE, exitCodeFor, formatError, printJson, reportError, setProgramName, useColor } from './output.js';
 
 /**
  * Wrap a commander action: awaits it, maps a thrown error to one stderr line,
@@ -43,19 +26,6 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
   };
 }
 
-/** A Buffer as JSON.stringify hands it to a replacer (`{ type: 'Buffer', data }`) → hex; anything else → undefined. */
-function bufferHex(v: unknown): string | undefined {
-  const b = v as { type?: unknown; data?: unknown } | null;
-  return b && b.type === 'Buffer' && Array.isArray(b.data) ? Buffer.from(b.data as number[]).toString('hex') : undefined;
-}
-
-/** Print data as stable, pretty JSON (for --json). Buffers become hex strings. */
-export function printJson(value: unknown): void {
-  process.stdout.write(
-    `${JSON.stringify(value, (_k, v: unknown) => bufferHex(v) ?? (typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
-  );
-}
-
 /** Parse an integer flag: decimal or 0x-hex; rejects anything else as a usage error. */
 export function parseIntArg(value: string, what = 'number'): number {
   const s = value.trim();
@@ -65,12 +35,20 @@ export function parseIntArg(value: string, what = 'number'): number {
 }
 
 /**
- * Write a file a command produces: atomically (never half a file, see lib/fsutil),
+ * Write a file a command produces (`-`: stdout): atomically (never half a file, see lib/fsutil),
  * refusing a directory, and failing with one line that names the file and, when
  * given, what it was meant to hold. fsutil is imported lazily to keep start-up fast.
  */
 export async function writeOutputFile(file: string, data: string | Uint8Array, opts: { mode?: number; what?: string } = {}): Promise<void> {
   const fs = await import('node:fs');
+  if (file === '-') {
+    // Key material is written only to a 0600 file, never to a stream someone else may be reading.
+    if (opts.mode !== undefined && (opts.mode & 0o077) === 0) throw new UsageError(`${opts.what ?? 'this file'} holds key material: give a file name, not '-'`);
+    await new Promise<void>((resolve, reject) => {
+      process.stdout.write(data, (e) => (e ? reject(new InputError(`stdout: cannot write${opts.what ? ` ${opts.what}` : ''}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)) : resolve()));
+    });
+    return;
+  }
   const { writeFileAtomic } = await import('../util/fs.js');
   if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
     throw new InputError(`${file}: is a directory, expected a file path${opts.what ? ` for ${opts.what}` : ''}`);
@@ -81,4 +59,18 @@ export async function writeOutputFile(file: string, data: string | Uint8Array, o
     const err = e as NodeJS.ErrnoException;
     throw new InputError(`${file}: cannot write${opts.what ? ` ${opts.what}` : ''}: ${err.code ?? err.message}`);
   }
+}
+
+/** Key ids of the simulator's TEST roots start with this (lib/sim/keys.ts TEST_ROOT_ID_PREFIX; not imported, to keep the simulator out of every command's start-up). */
+const TEST_ROOT_KEY_ID = Buffer.from('SIMTEST-', 'ascii');
+
+/**
+ * One warning line on stderr when a TEST root (the simulator's ARK/ASK) is the owner's trust anchor:
+ * a chain that verifies against it proves nothing about AMD hardware. Returns whether it warned.
+ */
+export function warnIfTestRoot(ca: { ask: { keyId: Uint8Array }; ark: { keyId: Uint8Array } } | undefined, source: string): boolean {
+  if (!ca) return false;
+  const test = [ca.ask, ca.ark].some((c) => Buffer.from(c.keyId).subarray(0, TEST_ROOT_KEY_ID.length).equals(TEST_ROOT_KEY_ID));
+  if (test) process.stderr.write(`${getProgramName()}: warning: the trust anchor (${source}) is a TEST root (the simulator's, key id SIMTEST-…), not AMD's: a chain verified against it proves nothing about real hardware\n`);
+  return test;
 }

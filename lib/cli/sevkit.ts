@@ -1,55 +1,20 @@
 #!/usr/bin/env node
 /**
- * `sevkit`: a drop-in for sevctl's commands, and more. This file only wires
- * commander to the command modules; each module under ./commands registers
- * its own subcommands and imports the library lazily so that start-up stays fast.
+ * `sevkit`'s entry point. The plain `show <what> [--json]` read-outs (what a host
+ * polls) run without loading commander or the other command modules; everything
+ * else goes through the commander program in ./program.ts.
  */
-import { Command, CommanderError } from 'commander';
-import { EXIT_USAGE, setProgramName } from './run.js';
-import { register as registerPlatform } from './commands/platform.js';
-import { register as registerCerts } from './commands/certs.js';
-import { register as registerLaunch } from './commands/launch.js';
-import { register as registerQmp } from './commands/qmp.js';
-import { register as registerCrn } from './commands/crn.js';
-import { register as registerSim } from './commands/sim.js';
-import { register as registerOk } from './commands/ok.js';
+import { quickShow } from './commands/show.js';
 
-export function buildProgram(): Command {
-  const program = new Command('sevkit')
-    .description('AMD SEV toolkit: platform commands, certificate chains, launch sessions, measurements and secrets')
-    .version(process.env.npm_package_version ?? '0.1.0', '-V, --version')
-    // sevctl takes -q before the subcommand (`sevctl -q ok`); positional options keep a
-    // subcommand's own -q/--quiet (sim, crn serve) from being swallowed by this one.
-    .option('-q, --quiet', 'print nothing where a command supports it; the exit code tells')
-    .enablePositionalOptions()
-    .showHelpAfterError(false)
-    .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'sevkit: ')) });
-  registerPlatform(program);
-  registerCerts(program);
-  registerLaunch(program);
-  registerQmp(program);
-  registerCrn(program);
-  registerSim(program);
-  registerOk(program);
-  // Subcommands inherit exitOverride and the output configuration.
-  for (const c of program.commands) c.exitOverride().configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'sevkit: ')) });
-  return program;
-}
-
-export async function main(argv: string[] = process.argv): Promise<void> {
+const quick = quickShow(process.argv.slice(2));
+if (quick) {
+  const { reportError, setProgramName } = await import('./output.js');
   setProgramName('sevkit');
-  const program = buildProgram();
   try {
-    await program.parseAsync(argv);
+    await (await import('./commands/show.js')).show(quick.what, { json: quick.json });
   } catch (e) {
-    if (e instanceof CommanderError) {
-      // --help and --version exit 0; everything else commander rejects is a usage error.
-      process.exitCode = e.exitCode === 0 ? 0 : EXIT_USAGE;
-      return;
-    }
-    throw e;
+    process.exitCode = reportError(e);
   }
+} else {
+  await (await import('./program.js')).main();
 }
-
-await main();

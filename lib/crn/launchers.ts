@@ -6,22 +6,24 @@
 import fs from 'node:fs';
 import type { AlephSevInfo } from '../aleph/messages.js';
 import type { CaChain, KdsOptions } from '../certs/index.js';
-import type { CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
+import type { AdoptedVm, CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
 import type { ConfidentialVm, Supervisor } from '../vm/index.js';
 
 /** Launches each VM as a QEMU process (real QEMU, or the simulator's wrapper on PATH). */
 export class SupervisorLauncher implements VmLauncher {
   readonly kind: string;
+  readonly cpu?: string;
   constructor(
     readonly supervisor: Supervisor,
     readonly opts: { kind?: string; cpu?: string; accel?: 'kvm' | 'tcg'; diskFormat?: string } = {},
   ) {
     this.kind = opts.kind ?? 'qemu';
+    if (opts.cpu) this.cpu = opts.cpu;
   }
 
   async launch(spec: LaunchSpec): Promise<CrnVm> {
-    const godh = fs.readFileSync(spec.godhFile, 'latin1').trim();
-    const session = fs.readFileSync(spec.sessionFile, 'latin1').trim();
+    // Off the event loop: a CRN serving many owners must not stall on a disk read per launch.
+    const [godh, session] = (await Promise.all([fs.promises.readFile(spec.godhFile, 'latin1'), fs.promises.readFile(spec.sessionFile, 'latin1')])).map((t) => t.trim()) as [string, string];
     const started = this.supervisor.launch({
       name: spec.ref,
       firmware: spec.firmware,
@@ -34,6 +36,27 @@ export class SupervisorLauncher implements VmLauncher {
     });
     started.catch(() => undefined);
     return new SupervisedVm(started, () => this.supervisor.get(spec.ref));
+  }
+
+  async adopt(refs: string[]): Promise<Map<string, AdoptedVm>> {
+    const { adopted } = await this.supervisor.adopt();
+    const wanted = new Set(refs);
+    const out = new Map<string, AdoptedVm>();
+    await Promise.all(
+      adopted.map(async (vm) => {
+        // A QEMU the CRN has no record of (its record was lost) has no owner to serve: stop it.
+        if (!wanted.has(vm.name) || (vm.state !== 'awaiting-secret' && vm.state !== 'running')) {
+          await vm.stop().catch(() => undefined);
+          return;
+        }
+        out.set(vm.name, { vm: new SupervisedVm(Promise.resolve(vm), () => this.supervisor.get(vm.name)), state: vm.state });
+      }),
+    );
+    return out;
+  }
+
+  async detach(): Promise<void> {
+    await this.supervisor.close({ keepVms: true });
   }
 }
 

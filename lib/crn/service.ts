@@ -19,18 +19,25 @@
  *
  * Per-VM lifecycle:  allocated → starting → awaiting-secret → injecting → running
  *                                  ↘ failed / stopped (initialize again)
+ *
+ * Each VM's record (machines/<ref>.json: ref, owner, allocation, state) is
+ * rewritten durably at every state change, so a CRN that crashed or was
+ * restarted on the same run dir serves the VMs still running: on start the
+ * launcher adopts them (VmLauncher.adopt) and the records of dead ones become
+ * 'stopped' with their files removed. close() stops every VM and leaves the run
+ * dir empty; close({ keepVms }) leaves them running for the next start.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AuthError, verifyAuthHeaders, type VerifiedCaller } from '../aleph/auth.js';
-import type { CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
+import { AuthError, SignedPubKeyCache, verifyAuthHeaders, type VerifiedCaller } from '../aleph/auth.js';
+import type { AdoptedVm, CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
 import { decodeStrictBase64 } from '../util/base64.js';
-import { DEFAULT_BODY_TIMEOUT_MS, errorJson, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
+import { DEFAULT_BODY_TIMEOUT_MS, errorJson, hostError, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
 import { isEthAddress, isSolAddress } from '../aleph/wallet.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { ensurePrivateDir, writeFileAtomic, writeFileDurable } from '../util/fs.js';
 import { modeResponses, sendModeJson, type CrnMode, type ModeResponses } from './aleph-mode.js';
 import { exactOwner, type Authorizer } from './authorize.js';
 import type { CrnExtension, CrnRoute } from './routes.js';
@@ -106,6 +113,25 @@ interface VmRecord {
   reason?: string;
   /** Increments on each initialize so a stale launch cannot overwrite a newer one. */
   generation: number;
+  /** Measurement requests held open (?wait=S) until the VM leaves 'starting'. */
+  waiters?: Set<() => void>;
+}
+
+/** Longest `?wait=` a measurement request may ask for (PROTOCOL: 1..120 s). */
+export const MAX_MEASUREMENT_WAIT_S = 120;
+/** Measurement requests one VM may hold open at once; more are answered at once. */
+const MAX_WAITERS_PER_VM = 16;
+
+/** What a CrnService found in its run dir on start (restored()). */
+export interface CrnRestoreReport {
+  /** Refs whose VM was still running and is served again (awaiting-secret ones can still be measured and injected). */
+  adopted: string[];
+  /** Refs whose VM had died with the earlier process: 'stopped', files removed, the owner may initialize again. */
+  stopped: string[];
+  /** Allocations without a VM, restored as they were. */
+  allocated: string[];
+  /** Time from the constructor to the end of adoption. */
+  ms: number;
 }
 
 /** One VM as the CRN reports it: ref, owner, state, policy and the last failure reason. */
@@ -114,6 +140,12 @@ export interface CrnVmSummary {
   owner: string;
   state: CrnVmState;
   policy: number;
+  /**
+   * The vCPU count and -cpu model the VM is launched with, published so an SEV-ES owner can predict the
+   * VMSAs (an input only: the measurement still decides). cpu is absent when QEMU's default applies.
+   */
+  vcpus?: number;
+  cpu?: string;
   reason?: string;
 }
 
@@ -132,8 +164,11 @@ export class CrnService {
   readonly #vms = new Map<string, VmRecord>();
   #certs?: { at: number; body: Promise<Buffer> };
   #closing = false;
+  readonly #restoring: Promise<CrnRestoreReport>;
   readonly #m: ModeResponses;
   readonly #routes = new Map<string, CrnRoute<CrnService>[]>();
+  /** Verified wallet-signed keys: a request then costs one P-256 verify, not a secp256k1 recovery. */
+  readonly #keys = new SignedPubKeyCache();
 
   constructor(opts: CrnServiceOptions) {
     this.#o = {
@@ -152,10 +187,107 @@ export class CrnService {
     };
     this.#m = modeResponses(this.#o.mode);
     for (const r of this.#o.extensions.flatMap((x) => x.routes)) this.#routes.set(r.path, [...(this.#routes.get(r.path) ?? []), r]);
+    // Session blobs and the records go here: refuse a directory another user could swap them in (UnsafeDirError).
+    ensurePrivateDir(this.#o.runDir);
     fs.mkdirSync(path.join(this.#o.runDir, 'sessions'), { recursive: true, mode: 0o700 });
+    fs.mkdirSync(path.join(this.#o.runDir, 'machines'), { recursive: true, mode: 0o700 });
+    this.#restoring = this.#restore();
+    this.#restoring.catch(() => undefined);
     this.handler = (req, res) => {
       void this.#handle(req, res);
     };
+  }
+
+  /**
+   * Settles once the records an earlier process left in the run dir are
+   * restored and their still-running VMs adopted; requests wait for it. Rejects
+   * when the launcher cannot adopt (e.g. another CRN holds the run dir).
+   */
+  restored(): Promise<CrnRestoreReport> {
+    return this.#restoring;
+  }
+
+  async #restore(): Promise<CrnRestoreReport> {
+    const t0 = performance.now();
+    const report: CrnRestoreReport = { adopted: [], stopped: [], allocated: [], ms: 0 };
+    const dir = path.join(this.#o.runDir, 'machines');
+    const recs: VmRecord[] = [];
+    const junk: string[] = [];
+    for (const f of fs.readdirSync(dir)) {
+      const file = path.join(dir, f);
+      const rec = /^[0-9a-f]{64}\.json$/.test(f) ? readMachineRecord(file) : undefined;
+      if (!rec || `${rec.ref}.json` !== f) junk.push(file);
+      else recs.push(rec);
+    }
+    const live = recs.filter((r) => r.state === 'starting' || r.state === 'awaiting-secret' || r.state === 'injecting' || r.state === 'running');
+    // The launcher takes the run dir's lock here (a CRN still running on it refuses this one): only then is
+    // anything removed — temp files of an interrupted write, anything that is not a record of ours.
+    const adopted: Map<string, AdoptedVm> = (await this.#o.launcher.adopt?.(live.map((r) => r.ref))) ?? new Map<string, AdoptedVm>();
+    for (const f of junk) fs.rmSync(f, { force: true, recursive: true });
+    for (const rec of recs) {
+      this.#vms.set(rec.ref, rec);
+      const a = adopted.get(rec.ref);
+      if (a) {
+        rec.state = a.state;
+        rec.vm = a.vm;
+        this.#watch(rec, a.vm);
+        report.adopted.push(rec.ref);
+      } else if (live.includes(rec)) {
+        rec.state = 'stopped';
+        rec.reason = 'QEMU was no longer running when the CRN restarted';
+        this.#removeVmFiles(rec.ref);
+        report.stopped.push(rec.ref);
+      } else report.allocated.push(rec.ref);
+      this.#saveQuietly(rec);
+    }
+    report.ms = performance.now() - t0;
+    return report;
+  }
+
+  /** Writes machines/<ref>.json (temp + fsync + rename, 0600). Throws the fs error (ENOSPC → 507 in #handle). */
+  #save(rec: VmRecord): void {
+    const data: MachineRecordFile = {
+      version: 1,
+      ref: rec.ref,
+      owner: rec.owner,
+      firmware: rec.firmware,
+      policy: rec.policy,
+      vcpus: rec.vcpus,
+      memoryMb: rec.memoryMb,
+      ...(rec.disk ? { disk: rec.disk } : {}),
+      state: rec.state,
+      ...(rec.reason ? { reason: rec.reason } : {}),
+    };
+    writeFileDurable(path.join(this.#o.runDir, 'machines', `${rec.ref}.json`), `${JSON.stringify(data)}\n`, 0o600);
+  }
+
+  /** For state changes off the request path: a full disk costs the record's freshness, not the VM. */
+  #saveQuietly(rec: VmRecord): void {
+    if (this.#closing) return;
+    try {
+      this.#save(rec);
+    } catch (e) {
+      this.#o.log?.(`warning: cannot write the record of VM ${rec.ref}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+
+  /** The session blobs and work dir of a VM that is gone (or whose launch is over). */
+  #removeVmFiles(ref: string): void {
+    fs.rmSync(path.join(this.#o.runDir, 'sessions', ref), { recursive: true, force: true });
+    fs.rmSync(path.join(this.#o.runDir, 'vms', ref), { recursive: true, force: true });
+  }
+
+  /** Follows a VM that may go away on its own (QEMU exit, crash): state, record and files. */
+  #watch(rec: VmRecord, vm: CrnVm): void {
+    vm.onExit?.((reason) => {
+      if (rec.vm !== vm || this.#closing) return;
+      rec.vm = undefined;
+      rec.state = rec.state === 'running' ? 'stopped' : 'failed';
+      rec.reason = reason;
+      wake(rec);
+      this.#removeVmFiles(rec.ref);
+      this.#saveQuietly(rec);
+    });
   }
 
   get domain(): string {
@@ -198,20 +330,49 @@ export class CrnService {
       state: 'allocated',
       generation: 0,
     };
+    this.#save(rec);
     this.#vms.set(spec.ref, rec);
-    return { ref: rec.ref, owner: rec.owner, state: rec.state, policy: rec.policy };
+    return { ref: rec.ref, owner: rec.owner, state: rec.state, policy: rec.policy, vcpus: rec.vcpus, ...(this.#o.launcher.cpu ? { cpu: this.#o.launcher.cpu } : {}) };
   }
 
-  /** Stops every VM and refuses new work. Safe to call twice. */
-  async close(): Promise<void> {
+  /**
+   * Refuses new work and stops every VM, then removes every record and file
+   * this service put in the run dir. With `keepVms`, the VMs keep running and
+   * the records stay, for the next CrnService on this run dir to adopt.
+   * Safe to call twice (and concurrently: the second call waits for the first).
+   */
+  close(opts: { keepVms?: boolean } = {}): Promise<void> {
+    this.#closingDone ??= this.#close(opts);
+    return this.#closingDone;
+  }
+
+  #closingDone: Promise<void> | undefined;
+
+  async #close(opts: { keepVms?: boolean }): Promise<void> {
     this.#closing = true;
+    await this.#restoring.catch(() => undefined);
+    if (opts.keepVms) {
+      for (const r of this.#vms.values()) r.vm = undefined;
+      await this.#o.launcher.detach?.();
+      return;
+    }
     const stops = [...this.#vms.values()].map(async (r) => {
       const vm = r.vm;
       r.vm = undefined;
       r.state = 'stopped';
+      wake(r);
       if (vm) await vm.stop().catch(() => undefined);
+      this.#removeVmFiles(r.ref);
+      fs.rmSync(path.join(this.#o.runDir, 'machines', `${r.ref}.json`), { force: true });
     });
     await Promise.all(stops);
+    for (const d of ['sessions', 'machines', 'vms']) {
+      try {
+        fs.rmdirSync(path.join(this.#o.runDir, d));
+      } catch {
+        /* not empty (another owner's files, the supervisor's root) or absent */
+      }
+    }
   }
 
   // ------------------------------------------------------------ dispatch
@@ -234,13 +395,23 @@ export class CrnService {
       this.#o.log?.(`${req.method} ${clipPath(urlPath)} ${res.statusCode} ${ms.toFixed(1)}ms`);
     });
     try {
+      await this.#restoring.catch(() => {
+        throw errorJson(503, 'The CRN could not take over the VMs of its run directory; see its log', { 'Retry-After': '5' });
+      });
       await this.#route(req, res, urlPath);
     } catch (e) {
       if (res.headersSent) {
         res.destroy();
         return;
       }
-      const he = e instanceof HttpError ? e : e instanceof AuthError ? new HttpError(e.status, { error: e.reason }) : this.#m.internalError(e);
+      const he =
+        e instanceof HttpError
+          ? e
+          : e instanceof AuthError
+            ? new HttpError(e.status, { error: e.reason })
+            : this.#m.mode === 'sevkit'
+              ? hostError(e, { runDir: this.#o.runDir })
+              : this.#m.internalError(e);
       if (he.text) sendError(res, he);
       else sendModeJson(this.#m, res, he.status, he.body, he.headers);
     }
@@ -353,7 +524,7 @@ export class CrnService {
 
   async #machine(req: IncomingMessage, res: ServerResponse, urlPath: string, ref: string, op: 'initialize' | 'measurement' | 'inject_secret'): Promise<void> {
     // aleph's order: authenticate, then the ref, then the pool, then the owner.
-    const caller: VerifiedCaller = verifyAuthHeaders({ method: req.method ?? 'GET', path: urlPath, headers: req.headers }, { domain: this.#o.domain, now: this.#o.now() });
+    const caller: VerifiedCaller = verifyAuthHeaders({ method: req.method ?? 'GET', path: urlPath, headers: req.headers }, { domain: this.#o.domain, now: this.#o.now(), cache: this.#keys });
     if (!REF_RE.test(ref)) throw errorJson(400, `Invalid ref: '${ref.slice(0, 80)}'`);
     let rec = this.#vms.get(ref);
     if (!rec) {
@@ -364,7 +535,7 @@ export class CrnService {
     if (!rec) throw errorJson(404, `No virtual machine with ref ${ref}`);
     if (!(await this.#authorized(caller, rec))) throw new HttpError(403, 'Unauthorized sender', true);
     if (op === 'initialize') return this.#initialize(req, res, rec);
-    if (op === 'measurement') return this.#measurement(res, rec);
+    if (op === 'measurement') return this.#measurement(req, res, rec);
     return this.#injectSecret(req, res, rec);
   }
 
@@ -404,6 +575,13 @@ export class CrnService {
     rec.state = 'starting';
     rec.reason = undefined;
     const generation = ++rec.generation;
+    try {
+      this.#save(rec);
+    } catch (e) {
+      rec.state = 'failed';
+      rec.reason = 'could not store the VM record';
+      throw e;
+    }
     const dir = path.join(this.#o.runDir, 'sessions', rec.ref);
     const workDir = path.join(this.#o.runDir, 'vms', rec.ref);
     try {
@@ -414,6 +592,8 @@ export class CrnService {
     } catch (e) {
       rec.state = 'failed';
       rec.reason = 'could not store the session files';
+      this.#removeVmFiles(rec.ref);
+      this.#saveQuietly(rec);
       throw e;
     }
     this.#startVm(rec, generation, path.join(dir, 'vm_session.b64'), path.join(dir, 'vm_godh.b64'), workDir);
@@ -441,16 +621,20 @@ export class CrnService {
           return;
         }
         rec.vm = vm;
-        vm.onExit?.((reason) => {
-          if (rec.vm !== vm) return;
-          rec.vm = undefined;
-          rec.state = rec.state === 'running' ? 'stopped' : 'failed';
-          rec.reason = reason;
-        });
+        this.#watch(rec, vm);
         await vm.ready;
-        if (current() && rec.state === 'starting') rec.state = 'awaiting-secret';
+        // QEMU has done LAUNCH_START with the blobs: the owner's copies are not needed any more.
+        fs.rmSync(path.dirname(sessionFile), { recursive: true, force: true });
+        if (current()) {
+          if (rec.state === 'starting') {
+            rec.state = 'awaiting-secret';
+            this.#saveQuietly(rec);
+          }
+          wake(rec);
+        }
       } catch (e) {
         if (!current()) return;
+        wake(rec);
         rec.state = 'failed';
         rec.reason = `VM launch failed: ${(e as Error)?.message ?? String(e)}`;
         // A session made for a stale PDH fails here; re-export the chain next time.
@@ -459,15 +643,36 @@ export class CrnService {
           rec.vm = undefined;
           await vm.stop().catch(() => undefined);
         }
+        this.#removeVmFiles(rec.ref);
+        this.#saveQuietly(rec);
       }
     })();
   }
 
-  async #measurement(res: ServerResponse, rec: VmRecord): Promise<void> {
+  async #measurement(req: IncomingMessage, res: ServerResponse, rec: VmRecord): Promise<void> {
+    const waitS = this.#o.mode === 'aleph' ? undefined : measurementWait(req.url);
+    if (rec.state === 'starting' && waitS !== undefined) await this.#untilSettled(rec, waitS * 1000, res);
     if (rec.state === 'starting') throw this.#m.qemuNotReady();
     if (rec.state === 'allocated' || rec.state === 'failed' || rec.state === 'stopped' || !rec.vm) throw this.#m.measurementNotRunning(rec.state, rec.reason, rec.ref);
     const m = await rec.vm.measurement();
     sendModeJson(this.#m, res, 200, { sev_info: m.sevInfo, launch_measure: m.launchMeasure });
+  }
+
+  /** Resolves when `rec` leaves 'starting', after `ms`, or when the client goes away. */
+  #untilSettled(rec: VmRecord, ms: number, res: ServerResponse): Promise<void> {
+    const waiters = (rec.waiters ??= new Set());
+    if (waiters.size >= MAX_WAITERS_PER_VM || this.#closing) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        res.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      waiters.add(done);
+      res.once('close', done);
+    });
   }
 
   async #injectSecret(req: IncomingMessage, res: ServerResponse, rec: VmRecord): Promise<void> {
@@ -500,17 +705,89 @@ export class CrnService {
     }
     try {
       await vm.cont();
-      if (rec.vm === vm) rec.state = 'running';
+      if (rec.vm === vm) {
+        rec.state = 'running';
+        this.#saveQuietly(rec);
+      }
       const status = this.#m.runStatus(await vm.queryStatus());
       sendModeJson(this.#m, res, 200, { status });
     } catch (e) {
       if (rec.vm === vm && rec.state === 'injecting') {
         rec.state = 'failed';
         rec.reason = 'VM failed to resume after the secret was injected';
+        this.#saveQuietly(rec);
       }
       throw e;
     }
   }
+}
+
+/** Releases every measurement request waiting on `rec`. */
+function wake(rec: VmRecord): void {
+  if (!rec.waiters) return;
+  for (const w of [...rec.waiters]) w();
+}
+
+/**
+ * `?wait=S` of a measurement request: undefined when absent, else S (an integer
+ * 1..MAX_MEASUREMENT_WAIT_S); anything else is a 400.
+ */
+export function measurementWait(url: string | undefined): number | undefined {
+  const q = url?.indexOf('?') ?? -1;
+  if (q < 0) return undefined;
+  const values = new URLSearchParams(url!.slice(q + 1)).getAll('wait');
+  if (values.length === 0) return undefined;
+  const v = values[0]!;
+  const n = /^[0-9]{1,3}$/.test(v) ? Number(v) : Number.NaN;
+  if (values.length > 1 || !(n >= 1 && n <= MAX_MEASUREMENT_WAIT_S)) {
+    throw errorJson(400, `wait must be one integer number of seconds in [1, ${MAX_MEASUREMENT_WAIT_S}], got '${clipPath(values.join(','))}'`);
+  }
+  return n;
+}
+
+/** machines/<ref>.json, version 1: what a restarted CRN needs to serve the VM's owner again. */
+interface MachineRecordFile {
+  version: 1;
+  ref: string;
+  owner: string;
+  firmware: string;
+  policy: number;
+  vcpus: number;
+  memoryMb: number;
+  disk?: string;
+  state: CrnVmState;
+  reason?: string;
+}
+
+const STATES: readonly CrnVmState[] = ['allocated', 'starting', 'awaiting-secret', 'injecting', 'running', 'failed', 'stopped'];
+
+/** A record as a VmRecord, or undefined when it is not one (read as untrusted input: shapes and ranges checked). */
+function readMachineRecord(file: string): VmRecord | undefined {
+  let r: Partial<MachineRecordFile>;
+  try {
+    if (!fs.lstatSync(file).isFile()) return undefined;
+    r = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<MachineRecordFile>;
+  } catch {
+    return undefined;
+  }
+  const int = (v: unknown, min: number, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
+  if (!r || r.version !== 1 || typeof r.ref !== 'string' || !REF_RE.test(r.ref)) return undefined;
+  if (typeof r.owner !== 'string' || !(isEthAddress(r.owner) || isSolAddress(r.owner))) return undefined;
+  if (typeof r.firmware !== 'string' || !path.isAbsolute(r.firmware) || (r.disk !== undefined && (typeof r.disk !== 'string' || !path.isAbsolute(r.disk)))) return undefined;
+  if (!int(r.policy, 0, 0xffffffff) || !int(r.vcpus, 1, 512) || !int(r.memoryMb, 16, 4 * 1024 * 1024)) return undefined;
+  if (!STATES.includes(r.state as CrnVmState)) return undefined;
+  return {
+    ref: r.ref,
+    owner: r.owner,
+    firmware: r.firmware,
+    policy: r.policy,
+    vcpus: r.vcpus,
+    memoryMb: r.memoryMb,
+    ...(r.disk ? { disk: r.disk } : {}),
+    state: r.state as CrnVmState,
+    ...(typeof r.reason === 'string' ? { reason: r.reason.slice(0, 500) } : {}),
+    generation: 0,
+  };
 }
 
 /** Constant-time token comparison; hashing first hides the length too. */

@@ -171,7 +171,8 @@ export class HostFs {
     const denied = this.#denied(p, flags);
     if (denied) return { ok: false, error: denied };
     try {
-      fs.closeSync(fs.openSync(this.resolve(p), flags));
+      // O_NONBLOCK: a FIFO where a device node should be must not hang the probe in open(2).
+      fs.closeSync(fs.openSync(this.resolve(p), flags | fs.constants.O_NONBLOCK));
       return { ok: true, value: true };
     } catch (e) {
       return { ok: false, error: ioFailure(e) };

@@ -8,7 +8,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { probeQemu, type QemuFact } from './probes.js';
-import { writeFileAtomic } from '../util/fs.js';
 import { cacheDir } from '../util/cache-dir.js';
 
 const MAX_ENTRIES = 32;
@@ -59,8 +58,10 @@ function readCache(file: string): CacheDoc {
   return { entries: {} };
 }
 
-function writeCache(file: string, doc: CacheDoc): void {
+/** Only a miss writes: fsutil (and node:crypto under it) stays out of a cached run's start-up. */
+async function writeCache(file: string, doc: CacheDoc): Promise<void> {
   try {
+    const { writeFileAtomic } = await import('../util/fs.js');
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     writeFileAtomic(file, `${JSON.stringify(doc)}\n`, 0o600);
   } catch {
@@ -92,7 +93,7 @@ export async function probeQemuCached(command: string, opts: QemuCacheOptions = 
     fresh.entries[key] = { version: fact.version, banner: fact.banner, at: Date.now() };
     const keys = Object.keys(fresh.entries).sort((a, b) => (fresh.entries[b]!.at ?? 0) - (fresh.entries[a]!.at ?? 0));
     for (const k of keys.slice(MAX_ENTRIES)) delete fresh.entries[k];
-    writeCache(cacheFile, fresh);
+    await writeCache(cacheFile, fresh);
   }
   return { ...fact, cached: false };
 }

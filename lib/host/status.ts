@@ -105,6 +105,7 @@ export const FIXES = {
   kernelSevMissing: 'kvm_amd has no sev parameter: use a kernel built with CONFIG_KVM_AMD_SEV=y (Linux >= 4.16; every major distribution kernel)',
   kernelEsTooOld: 'SEV-ES guests need a host kernel with SEV-ES support (Linux >= 5.11: kvm_amd has a sev_es parameter); install a newer kernel',
   kernelSnpTooOld: 'SEV-SNP guests need a host kernel with SNP support (Linux >= 6.11: kvm_amd has a sev_snp parameter); install a newer kernel',
+  notADevice: 'the SEV device path does not name a device node: point --device / SEVKIT_DEVICE at /dev/sev (a character device)',
   devSevMissing: 'the ccp driver creates /dev/sev only when the BIOS enabled SEV: enable SEV in BIOS, then modprobe ccp (dmesg shows "SEV: memory encryption not enabled by BIOS" otherwise)',
   devSevAccess:
     'udev rule: echo \'KERNEL=="sev", GROUP="kvm", MODE="0660"\' > /etc/udev/rules.d/60-sev.rules && udevadm control --reload && udevadm trigger --name-match=sev; then add the user to the kvm group: usermod -aG kvm USER (log in again)',
@@ -188,6 +189,8 @@ function fwErrorText(e: FirmwareError): string {
 }
 
 function fwErrorFix(e: FirmwareError): string {
+  // The addon's refusal of a path that is not a device node (a FIFO, a file): the path is wrong, not the driver.
+  if (e.code === 'ENODEV' && /not a character device/.test(e.message)) return FIXES.notADevice;
   switch (e.code) {
     case 'ENOENT':
     case 'ENODEV':

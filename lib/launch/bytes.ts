@@ -58,6 +58,8 @@ function looksLikePath(v: string): boolean {
 /** Read a whole file with a one-line error naming it. */
 export function readFileChecked(file: string, what: string): Buffer {
   try {
+    // `-` is stdin, as in the CLI's file arguments.
+    if (file === '-') return fs.readFileSync(0);
     const st = fs.statSync(file);
     if (!st.isFile()) throw new LaunchInputError(`${what}: ${file} is not a regular file`, 'ERR_INPUT_FILE');
     return fs.readFileSync(file);

@@ -17,7 +17,7 @@
 import crypto from 'node:crypto';
 import { LaunchInputError } from './errors.js';
 import { buildKernelHashesTable, type KernelHashesInput } from './hashes.js';
-import { parseMeasurementBlob, measurementMacPrefix, resolveVcpuSig, type HostSevInfo } from './measurement.js';
+import { checkHostReport, parseMeasurementBlob, measurementMacPrefix, resolveVcpuSig, type HostSevInfo } from './measurement.js';
 import { parseOvmf, requireHashesArea } from '../firmware/ovmf.js';
 import { Policy, type PolicyLike } from './policy.js';
 import { buildEsVmsa, type VmType } from './vmsa.js';
@@ -130,6 +130,7 @@ const hexBig = (v: bigint) => `0x${v.toString(16)}`;
 /** Search the variants for the one that explains the host's measurement. Throws LaunchInputError on bad input only. */
 export function diagnoseMeasurement(inp: DiagnoseInput): MeasurementDiagnosis {
   const t0 = performance.now();
+  checkHostReport(inp.sevInfo, inp.measurement);
   const { measure, mnonce } = parseMeasurementBlob(inp.measurement);
   const tik = expectLength(inp.tik, 16, 'TIK');
   if (!inp.firmwares.length) throw new LaunchInputError('diagnosis needs at least one firmware file', 'ERR_DIAGNOSE_ARGS');

@@ -70,3 +70,13 @@ export class VmsaError extends LaunchError {
 
 /** Launch secret packet / table failures. */
 export class SecretError extends LaunchError {}
+
+/**
+ * A host-reported value that cannot be true (an API version that does not fit the firmware's byte, a
+ * policy beyond 32 bits, a measurement that is not 48 bytes of base64): the host is lying or broken.
+ */
+export class HostValueError extends LaunchError {
+  constructor(message: string) {
+    super('ERR_HOST_IMPOSSIBLE', message, 'INVALID_PARAM');
+  }
+}

@@ -1,5 +1,5 @@
 /** Guest-owner launch cryptography: policy, session, measurement, VMSA, secrets, and the firmware-side inverses (OVMF images: lib/firmware). */
-export { LaunchError, LaunchInputError, PolicyError, SessionError, MeasurementError, VmsaError, SecretError, type LaunchFwStatus } from './errors.js';
+export { LaunchError, LaunchInputError, PolicyError, SessionError, MeasurementError, VmsaError, SecretError, HostValueError, type LaunchFwStatus } from './errors.js';
 export * from './policy.js';
 export { kdf } from './kdf.js';
 export * from './session-crypto.js';
@@ -35,6 +35,7 @@ export {
   computeMeasure,
   launchMeasure,
   parseMeasurementBlob,
+  checkHostReport,
   type EsVmsaSpec,
   type LaunchDigestInput,
   type MeasureInput,

@@ -7,7 +7,7 @@
  */
 import crypto from 'node:crypto';
 import { expectLength, decodeBase64 } from './bytes.js';
-import { MeasurementError, LaunchInputError } from './errors.js';
+import { HostValueError, MeasurementError, LaunchInputError } from './errors.js';
 import { hmacSha256 } from './kdf.js';
 import { buildKernelHashesTable, type KernelHashesInput } from './hashes.js';
 import { parseOvmf, requireHashesArea, requireResetVector } from '../firmware/ovmf.js';
@@ -180,4 +180,39 @@ export interface HostSevInfo {
   apiMinor: number;
   buildId: number;
   policy: number;
+}
+
+/**
+ * Refuses host-reported values that cannot be true, before anything is done with them: the MAC covers one
+ * byte each of API major, minor and build, so a value that does not fit its byte (or is not an integer)
+ * was never the firmware's, and masking it would let a host show "API 1.311" or pass a minimum-version
+ * check by adding 256. The policy is 32 bits; the measurement exactly 48 bytes of strict base64 (no
+ * whitespace, padding required) when given as text. Throws HostValueError.
+ */
+export function checkHostReport(info: HostSevInfo, measurement?: Uint8Array | string): void {
+  const impossible = (what: string): never => {
+    throw new HostValueError(`the host reported an impossible value: ${what}`);
+  };
+  const show = (x: unknown): string => (typeof x === 'number' ? String(x) : JSON.stringify(x)?.slice(0, 40) ?? String(x));
+  const byte = (name: string, x: unknown): void => {
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 255) impossible(`${name} ${show(x)} (the firmware reports it in one byte, 0..255)`);
+  };
+  byte('API major', info.apiMajor);
+  byte('API minor', info.apiMinor);
+  byte('build', info.buildId);
+  const p = info.policy as unknown;
+  if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p > 0xffffffff) impossible(`policy ${show(p)} (a guest policy is a 32-bit unsigned integer)`);
+  if (measurement === undefined) return;
+  if (typeof measurement === 'string') {
+    if (/\s/.test(measurement)) impossible('launch measurement contains whitespace (expected strict base64)');
+    let raw: Buffer;
+    try {
+      raw = decodeBase64(measurement, 'launch measurement');
+    } catch {
+      return impossible('launch measurement is not strict base64');
+    }
+    if (raw.length !== MEASUREMENT_BLOB_SIZE) impossible(`launch measurement of ${raw.length} bytes (it is ${MEASUREMENT_BLOB_SIZE}: a 32-byte MAC and a 16-byte nonce)`);
+  } else if (measurement.length !== MEASUREMENT_BLOB_SIZE) {
+    impossible(`launch measurement of ${measurement.length} bytes (it is ${MEASUREMENT_BLOB_SIZE}: a 32-byte MAC and a 16-byte nonce)`);
+  }
 }

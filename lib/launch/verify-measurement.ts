@@ -6,7 +6,7 @@
 import { expectLength } from './bytes.js';
 import { LaunchInputError } from './errors.js';
 import { safeEqual } from './kdf.js';
-import { computeLaunchDigest, computeMeasure, parseMeasurementBlob, type HostSevInfo, type LaunchDigestInput } from './measurement.js';
+import { checkHostReport, computeLaunchDigest, computeMeasure, parseMeasurementBlob, type HostSevInfo, type LaunchDigestInput } from './measurement.js';
 import { diagnoseMeasurement, type DiagnoseSpace, type MeasurementDiagnosis } from './diagnose.js';
 import { Policy, type PolicyLike } from './policy.js';
 
@@ -58,6 +58,7 @@ export type MeasurementVerdict =
  * MAC in constant time.
  */
 export function verifyMeasurement(v: VerifyMeasurementInput): MeasurementVerdict {
+  checkHostReport(v.sevInfo, v.measurement);
   const { measure, mnonce } = parseMeasurementBlob(v.measurement);
   const policy = Policy.from(v.expected.policy);
   const host = v.sevInfo;

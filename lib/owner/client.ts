@@ -7,6 +7,7 @@ import type { SevMeasurementResponse } from '../aleph/messages.js';
 import { SevkitError } from '../errors.js';
 import { createAuthSession, type AuthSession } from '../aleph/auth.js';
 import type { Wallet } from '../aleph/wallet.js';
+import { httpRequest, HttpRequestError, isRetryableTransport } from '../util/http-request.js';
 
 /**
  * The CRN answered an operation with an HTTP error or a malformed body (ERR_CRN_HTTP); `detail` is the body's
@@ -23,17 +24,21 @@ export class CrnHttpError extends SevkitError {
   }
 }
 
-/** The CRN could not be reached for an operation: connection failure or timeout (ERR_CRN_UNREACHABLE). */
+/** No complete answer from the CRN: unreachable, dropped, too slow (deadline) or redirected elsewhere. */
 export class CrnUnreachableError extends SevkitError {
-  constructor(operation: string, url: string, cause: unknown) {
-    super('ERR_CRN_UNREACHABLE', `CRN ${operation}: cannot reach ${url}: ${describeFetchError(cause)}`, { cause });
+  constructor(
+    readonly operation: string,
+    readonly url: string,
+    cause: unknown,
+  ) {
+    super(cause instanceof HttpRequestError && cause.kind === 'timeout' ? 'ERR_CRN_TIMEOUT' : 'ERR_CRN_UNREACHABLE', `CRN ${operation}: ${url}: ${describeFetchError(cause)}`, { cause });
   }
 }
 
 function describeFetchError(e: unknown): string {
-  const err = e as { cause?: { code?: string; message?: string }; message?: string; name?: string };
-  if (err?.name === 'TimeoutError' || err?.name === 'AbortError') return 'timed out';
-  return err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e);
+  if (e instanceof HttpRequestError) return e.kind === 'transport' ? `cannot reach it: ${e.message}` : e.message;
+  const err = e as { message?: string };
+  return err?.message ?? String(e);
 }
 
 /**
@@ -47,10 +52,30 @@ export interface CrnClientOptions {
   wallet?: Wallet;
   /** Overrides the signed `domain` (default: the URL's hostname, as aleph's SDK does). */
   domain?: string;
-  /** Per-request timeout. */
+  /** Deadline of one request, connect to the last body byte (default 30 s). */
   timeoutMs?: number;
+  /**
+   * Deadline of initialize (default 150 s): aleph-vm's dev line holds it open up to 120 s while the VM
+   * comes up, so the ordinary request deadline would give up on a CRN that is working.
+   */
+  initializeTimeoutMs?: number;
   /** Largest response body accepted. */
   maxResponseBytes?: number;
+  /** Extra tries of an idempotent GET after a dropped or refused connection, within its deadline (default 2). */
+  getRetries?: number;
+  /** Cancels every request in flight (the launch's overall deadline, Ctrl-C). */
+  signal?: AbortSignal;
+  /** Extra trusted CA certificates (PEM) for an https CRN. */
+  tlsCa?: string | Buffer;
+}
+
+/** A measurement poll's answer: the value on 200, else the status, and when to ask again if the CRN said. */
+export interface MeasurementPoll {
+  status: number;
+  value?: SevMeasurementResponse;
+  detail: string;
+  /** The CRN's Retry-After, in ms (seconds form only; dates are not trusted from a host). */
+  retryAfterMs?: number;
 }
 
 /**
@@ -63,7 +88,12 @@ export class CrnClient {
   readonly domain: string;
   readonly #wallet?: Wallet;
   readonly #timeoutMs: number;
+  readonly #initializeTimeoutMs: number;
   readonly #maxBytes: number;
+  readonly #getRetries: number;
+  readonly #signal?: AbortSignal;
+  readonly #tlsCa?: string | Buffer;
+  readonly #opts: CrnClientOptions;
   #auth?: AuthSession;
 
   constructor(opts: CrnClientOptions) {
@@ -78,7 +108,20 @@ export class CrnClient {
     this.domain = opts.domain ?? u.hostname.replace(/^\[|\]$/g, '');
     this.#wallet = opts.wallet;
     this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#initializeTimeoutMs = opts.initializeTimeoutMs ?? 150_000;
     this.#maxBytes = opts.maxResponseBytes ?? 1 << 20;
+    this.#getRetries = opts.getRetries ?? 2;
+    if (opts.signal) this.#signal = opts.signal;
+    if (opts.tlsCa) this.#tlsCa = opts.tlsCa;
+    this.#opts = opts;
+  }
+
+  /**
+   * The same client whose requests also end when `signal` aborts (the launch's own deadline), so nothing
+   * stays in flight after the caller gave up. It shares no state; its auth session is its own.
+   */
+  withSignal(signal: AbortSignal): CrnClient {
+    return new CrnClient({ ...this.#opts, signal: this.#signal ? AbortSignal.any([this.#signal, signal]) : signal });
   }
 
   #authHeaders(method: 'GET' | 'POST', path: string): Record<string, string> {
@@ -87,40 +130,53 @@ export class CrnClient {
     return this.#auth.headers(method, path);
   }
 
-  async #request(operation: string, method: 'GET' | 'POST', path: string, init: { headers?: Record<string, string>; body?: string | FormData } = {}): Promise<{ status: number; body: Buffer; contentType: string }> {
-    let res: Response;
-    try {
-      res = await fetch(this.url + path, {
-        method,
-        headers: init.headers,
-        body: init.body,
-        redirect: 'error',
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
-    } catch (e) {
-      throw new CrnUnreachableError(operation, this.url, e);
+  /**
+   * One request under one deadline covering connect, headers and the whole body (lib/util/http-request.ts).
+   * A GET that lost its connection is tried again, at most getRetries times and only within the same
+   * deadline; a POST never is (the CRN may have acted on it).
+   */
+  async #request(
+    operation: string,
+    method: 'GET' | 'POST',
+    path: string,
+    init: { headers?: Record<string, string> | (() => Record<string, string>); body?: string | FormData; query?: string; timeoutMs?: number } = {},
+  ): Promise<{ status: number; body: Buffer; contentType: string; retryAfter?: string }> {
+    let body: Buffer | undefined;
+    let contentType: string | undefined;
+    if (typeof init.body === 'string') body = Buffer.from(init.body, 'utf8');
+    else if (init.body) {
+      // The multipart encoding (and its boundary) as fetch would send it.
+      const enc = new Response(init.body);
+      body = Buffer.from(await enc.arrayBuffer());
+      contentType = enc.headers.get('content-type') ?? undefined;
     }
-    const declared = Number(res.headers.get('content-length') ?? '0');
-    if (declared > this.#maxBytes) {
-      await res.body?.cancel();
-      throw new CrnHttpError(operation, res.status, `response larger than ${this.#maxBytes} bytes`);
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    if (res.body) {
+    const deadlineMs = init.timeoutMs ?? this.#timeoutMs;
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      // Signed headers carry a timestamp: sign again for each attempt.
+      const headers = { ...(typeof init.headers === 'function' ? init.headers() : init.headers), ...(contentType ? { 'Content-Type': contentType } : {}) };
       try {
-        for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
-          size += c.length;
-          if (size > this.#maxBytes) throw new CrnHttpError(operation, res.status, `response larger than ${this.#maxBytes} bytes`);
-          chunks.push(Buffer.from(c));
-        }
+        const r = await httpRequest({
+          url: this.url + path + (init.query ?? ''),
+          method,
+          headers,
+          ...(body ? { body } : {}),
+          deadlineMs: Math.max(1, deadlineMs - (Date.now() - started)),
+          maxBytes: this.#maxBytes,
+          followHttpsUpgrade: true,
+          ...(this.#signal ? { signal: this.#signal } : {}),
+          ...(this.#tlsCa ? { ca: this.#tlsCa } : {}),
+        });
+        const ra = r.headers['retry-after'];
+        return { status: r.status, body: r.body, contentType: String(r.headers['content-type'] ?? ''), ...(typeof ra === 'string' ? { retryAfter: ra } : {}) };
       } catch (e) {
-        // The timeout covers the body too: a CRN that stalls or drops mid-body is unreachable, not an internal error.
-        if (e instanceof CrnHttpError) throw e;
-        throw new CrnUnreachableError(operation, this.url, e);
+        if (e instanceof HttpRequestError && e.kind === 'too-large') throw new CrnHttpError(operation, 200, e.message);
+        const pause = 200 * (attempt + 1);
+        const retry = method === 'GET' && attempt < this.#getRetries && isRetryableTransport(e) && Date.now() - started + pause < deadlineMs && !this.#signal?.aborted;
+        if (!retry) throw new CrnUnreachableError(operation, this.url, e);
+        await new Promise((r) => setTimeout(r, pause));
       }
     }
-    return { status: res.status, body: Buffer.concat(chunks), contentType: res.headers.get('content-type') ?? '' };
   }
 
   static detail(body: Buffer): string {
@@ -169,16 +225,25 @@ export class CrnClient {
     // aleph's SDK sends both as file parts named like the field, application/octet-stream.
     form.append('session', new Blob([files.session], { type: 'application/octet-stream' }), 'session');
     form.append('godh', new Blob([files.godh], { type: 'application/octet-stream' }), 'godh');
-    const r = await this.#request('initialize', 'POST', path, { headers: this.#authHeaders('POST', path), body: form });
+    const r = await this.#request('initialize', 'POST', path, { headers: this.#authHeaders('POST', path), body: form, timeoutMs: this.#initializeTimeoutMs });
     this.#ensureOk('initialize', r);
     return r.body.toString('utf8');
   }
 
-  /** One measurement request; returns the HTTP status too so callers can poll. */
-  async measurementOnce(ref: string): Promise<{ status: number; value?: SevMeasurementResponse; detail: string }> {
+  /**
+   * One measurement request. With waitSeconds the CRN may hold it until the VM awaits its secret
+   * (`?wait=S`, PROTOCOL.md §1); the deadline then grows by that long. The signature covers the path
+   * without the query, as the server routes it.
+   */
+  async measurementOnce(ref: string, opts: { waitSeconds?: number } = {}): Promise<MeasurementPoll> {
     const path = `/control/machine/${ref}/confidential/measurement`;
-    const r = await this.#request('measurement', 'GET', path, { headers: this.#authHeaders('GET', path) });
-    if (r.status !== 200) return { status: r.status, detail: CrnClient.detail(r.body) };
+    const wait = opts.waitSeconds !== undefined ? Math.min(120, Math.max(1, Math.floor(opts.waitSeconds))) : undefined;
+    const r = await this.#request('measurement', 'GET', path, {
+      headers: () => this.#authHeaders('GET', path),
+      ...(wait ? { query: `?wait=${wait}`, timeoutMs: this.#timeoutMs + wait * 1000 } : {}),
+    });
+    const retryAfterMs = r.retryAfter !== undefined && /^\s*\d{1,6}\s*$/.test(r.retryAfter) ? Number(r.retryAfter) * 1000 : undefined;
+    if (r.status !== 200) return { status: r.status, detail: CrnClient.detail(r.body), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
     return { status: 200, value: parseMeasurement(r.body), detail: '' };
   }
 

@@ -48,8 +48,9 @@ export abstract class SimCalls {
   }
 
   /** LAUNCH_START (+ ACTIVATE): returns the guest handle. Without godh/session the firmware picks the keys. */
-  async launchStart(a: { policy: number; godh?: Buffer; session?: Buffer }): Promise<number> {
+  async launchStart(a: { policy: number; godh?: Buffer; session?: Buffer; name?: string }): Promise<number> {
     const args: Record<string, unknown> = { policy: a.policy };
+    if (a.name !== undefined) args.name = a.name;
     if (a.godh) args.godh = a.godh.toString('base64');
     if (a.session) args.session = a.session.toString('base64');
     const r = await this.request<{ handle: number }>('launchStart', args);
@@ -58,6 +59,14 @@ export abstract class SimCalls {
 
   async launchUpdateData(handle: number, data: Buffer): Promise<void> {
     await this.request('launchUpdateData', { handle, data: data.toString('base64') });
+  }
+
+  /**
+   * LAUNCH_UPDATE_DATA of a whole file the daemon reads itself (absolute path): nothing
+   * crosses the socket but the path, and the daemon hashes each file version once.
+   */
+  async launchUpdateFile(handle: number, file: string): Promise<{ length: number }> {
+    return (await this.request('launchUpdateFile', { handle, path: file })) as { length: number };
   }
 
   async launchUpdateVmsa(handle: number, page: Buffer): Promise<void> {
@@ -112,6 +121,8 @@ export class SimClient extends SimCalls {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private closedError: Error | undefined;
+  private closing = false;
+  private readonly lostHandlers: Array<(e: Error) => void> = [];
 
   private constructor(
     readonly socketPath: string,
@@ -143,7 +154,11 @@ export class SimClient extends SimCalls {
         this.sock = sock;
         sock.on('data', (chunk: Buffer) => this.onData(chunk));
         sock.on('error', (e: NodeJS.ErrnoException) => this.fail(new SimClientError('ERR_SIM_CLIENT', `${this.socketPath}: ${e.code ?? e.message}`)));
-        sock.on('close', () => this.fail(new SimClientError('ERR_SIM_CLIENT', `${this.socketPath}: the simulator daemon closed the connection`)));
+        sock.on('close', () => {
+          const e = new SimClientError('ERR_SIM_CLIENT', `${this.socketPath}: the simulator daemon closed the connection`);
+          this.fail(e);
+          if (!this.closing) for (const h of this.lostHandlers.splice(0)) h(e);
+        });
         resolve();
       });
     });
@@ -208,7 +223,17 @@ export class SimClient extends SimCalls {
     await this.request('clearFaults');
   }
 
+  /**
+   * Calls `fn` once if the daemon goes away (the connection closes without
+   * close() from this side): the simulated platform is gone, as if the host
+   * rebooted, and what runs on it (the QEMU wrapper) should end too.
+   */
+  onLost(fn: (e: Error) => void): void {
+    this.lostHandlers.push(fn);
+  }
+
   override close(): void {
+    this.closing = true;
     this.fail(new SimClientError('ERR_SIM_CLIENT', 'client is closed'));
     this.sock?.end();
     this.sock?.destroy();

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { buildHint, PACKAGE_ROOT } from '../binding.js';
 import { SevkitError } from '../errors.js';
-import { writeHostFixture } from './host-fixture.js';
+import { writeHostFixture, type SimProduct } from './host-fixture.js';
 import { writeFileAtomic } from '../util/fs.js';
 
 /** The simulator's environment cannot be prepared, e.g. the LD_PRELOAD shim is not built (ERR_SIM_ENV). */
@@ -73,11 +73,11 @@ function shQuote(s: string): string {
  * Writes the simulated EPYC 9004 host (fake /sys, /proc, /dev and CPUID JSON,
  * the layout lib/host reads) and the QEMU launcher under `<state>/host`.
  */
-export function prepareSimHost(stateDir: string, kernel: 'pre-6.16' | '6.16' = 'pre-6.16'): SimHost {
+export function prepareSimHost(stateDir: string, kernel: 'pre-6.16' | '6.16' = 'pre-6.16', product: SimProduct = 'genoa'): SimHost {
   const hostDir = path.join(stateDir, 'host');
   // The reported kernel release matches the driver behaviour being modelled.
   const osrelease = kernel === '6.16' ? '6.16.0-sim' : '6.12.0-sim';
-  const fixture = writeHostFixture(hostDir, { cpu: 'genoa', qemuVersion: null, ovmf: 'none', osrelease });
+  const fixture = writeHostFixture(hostDir, { cpu: product, qemuVersion: null, ovmf: 'none', osrelease });
   const binDir = path.join(stateDir, 'bin');
   fs.mkdirSync(binDir, { recursive: true });
   const qemu = path.join(binDir, 'qemu-system-x86_64');

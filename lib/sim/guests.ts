@@ -10,6 +10,8 @@
  * ATTESTATION report's encoding and PEK signature are lib/certs'.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { SevkitError } from '../errors.js';
 import { openSession } from '../launch/session.js';
 import { launchMeasure } from '../launch/measurement.js';
@@ -30,6 +32,37 @@ export class SimFirmwareError extends SevkitError {
   }
 }
 
+/** Firmware files measured by path: content and its SHA-256 state, while the file's identity, size and times hold. */
+const measuredFiles = new Map<string, { stamp: string; content: Buffer; hash: crypto.Hash }>();
+const MAX_MEASURED_FILES = 8;
+/** LAUNCH_UPDATE_DATA's bound on one region (the 'data' form is bounded by the frame size). */
+const MAX_MEASURED_FILE_BYTES = 64 * 1024 * 1024;
+
+function measuredFile(p: unknown): { content: Buffer; hash: crypto.Hash } {
+  if (typeof p !== 'string' || !path.isAbsolute(p)) throw new SimFirmwareError(Ret.INVALID_PARAM, 'path: expected an absolute file path');
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch (e) {
+    throw new SimFirmwareError(Ret.INVALID_PARAM, `${p}: ${(e as NodeJS.ErrnoException).code ?? 'cannot stat'}`);
+  }
+  if (!st.isFile() || st.size > MAX_MEASURED_FILE_BYTES) throw new SimFirmwareError(Ret.INVALID_LEN, `${p}: not a regular file of at most ${MAX_MEASURED_FILE_BYTES} bytes`);
+  const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  const hit = measuredFiles.get(p);
+  if (hit?.stamp === stamp) return hit;
+  let content: Buffer;
+  try {
+    content = fs.readFileSync(p);
+  } catch (e) {
+    throw new SimFirmwareError(Ret.INVALID_PARAM, `${p}: ${(e as NodeJS.ErrnoException).code ?? 'cannot read'}`);
+  }
+  const entry = { stamp, content, hash: crypto.createHash('sha256').update(content) };
+  measuredFiles.delete(p);
+  if (measuredFiles.size >= MAX_MEASURED_FILES) measuredFiles.delete(measuredFiles.keys().next().value!);
+  measuredFiles.set(p, entry);
+  return entry;
+}
+
 export function retName(code: number): string {
   for (const [k, v] of Object.entries(Ret)) if (v === code) return k;
   return `0x${code.toString(16)}`;
@@ -37,10 +70,14 @@ export function retName(code: number): string {
 
 interface Guest {
   handle: number;
+  /** `<state>/guests/<name>`: the wrapper keeps the injected secret there; it goes with the guest. */
+  secretDir?: string;
   policy: number;
   tek: Buffer;
   tik: Buffer;
   digest: crypto.Hash;
+  /** something has been measured into `digest` (a cached firmware digest can only start a fresh one) */
+  fed?: boolean;
   /** GCTX.LD: final once LAUNCH_MEASURE (or a LAUNCH_FINISH without one) closes the digest */
   launchDigest?: Buffer;
   measure?: Buffer;
@@ -68,7 +105,7 @@ function table(p: SimPlatform): Map<number, Guest> {
 }
 
 const OPS = new Set([
-  'api', 'launchStart', 'launchUpdateData', 'launchUpdateVmsa', 'launchMeasure', 'launchSecret', 'launchFinish',
+  'api', 'platformStatus', 'sevInit', 'launchStart', 'launchUpdateData', 'launchUpdateFile', 'launchUpdateVmsa', 'launchMeasure', 'launchSecret', 'launchFinish',
   'attestation', 'decommission', 'pdhCertExport', 'getId',
 ]);
 
@@ -79,6 +116,7 @@ export function isGuestOp(op: string): boolean {
 const FAULT_NAMES: Record<string, string> = {
   launchStart: 'LAUNCH_START',
   launchUpdateData: 'LAUNCH_UPDATE_DATA',
+  launchUpdateFile: 'LAUNCH_UPDATE_DATA',
   launchUpdateVmsa: 'LAUNCH_UPDATE_VMSA',
   launchMeasure: 'LAUNCH_MEASURE',
   launchSecret: 'LAUNCH_SECRET',
@@ -125,6 +163,18 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
     case 'api':
       return { ...platform.api };
 
+    case 'platformStatus':
+      // SEV_PLATFORM_STATUS as QEMU's sev_kvm_init issues it on its sev-device fd.
+      return { ...platform.api, state: platform.state, esConfigured: platform.esConfigured, owner: platform.ownership, guests: platform.guests.size };
+
+    case 'sevInit': {
+      // KVM_SEV_INIT / KVM_SEV_ES_INIT: sev_guest_init() → sev_platform_init(),
+      // which INITs an UNINIT platform (e.g. after `sevctl reset`).
+      const st = platform.initForGuest({ tag: ctx?.tag, pid: ctx?.pid });
+      if (st !== Ret.SUCCESS) throw new SimFirmwareError(st, `SEV platform INIT for the guest failed: ${retName(st)}`);
+      return {};
+    }
+
     case 'launchStart': {
       const policy = u32(args.policy, 'policy');
       const minMajor = (policy >>> 16) & 0xff;
@@ -138,6 +188,10 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       if (args.godh !== undefined || args.session !== undefined) {
         if (args.godh === undefined || args.session === undefined) throw new SimFirmwareError(Ret.INVALID_PARAM, 'LAUNCH_START needs both the GODH certificate and the session blob');
         if (platform.state === 'UNINIT') throw new SimFirmwareError(Ret.INVALID_PLATFORM_STATE, 'LAUNCH_START on an UNINIT platform');
+        const godhRaw = b64(args.godh, 'godh');
+        if (!godhCoordinatesZeroExtended(godhRaw)) {
+          throw new SimFirmwareError(Ret.INVALID_CERTIFICATE, 'GODH: a P-384 coordinate has non-zero bytes past its 48 (the firmware reads QX/QY as 576-bit zero-extended integers, so the value is not below p)');
+        }
         try {
           ({ tek, tik } = openSession({ godh: b64(args.godh, 'godh'), session: b64(args.session, 'session'), pdhPrivateKey: platform.pdhPrivateKey(), policy }));
         } catch (e) {
@@ -154,7 +208,10 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
         tik.fill(0);
         throw new SimFirmwareError(status, `LAUNCH_START refused: ${retName(status)}`);
       }
-      guests.set(slot.handle, { handle: slot.handle, policy, tek, tik, digest: crypto.createHash('sha256'), state: 'update' });
+      // The name is the client's: only a plain file name is taken (no path), so a decommission removes nothing else.
+      const name = typeof args.name === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(args.name) && args.name !== '.' && args.name !== '..' ? args.name : undefined;
+      const secretDir = name ? path.join(platform.stateDir, 'guests', name) : undefined;
+      guests.set(slot.handle, { handle: slot.handle, policy, tek, tik, digest: crypto.createHash('sha256'), state: 'update', ...(secretDir ? { secretDir } : {}) });
       ctx?.handles.add(slot.handle);
       return { handle: slot.handle, asid: slot.asid };
     }
@@ -165,7 +222,21 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       const data = b64(args.data, 'data');
       if (data.length === 0 || data.length % 16 !== 0) throw new SimFirmwareError(Ret.INVALID_LEN, `LAUNCH_UPDATE_DATA length ${data.length} is not a non-zero multiple of 16`);
       g.digest.update(data);
+      g.fed = true;
       return {};
+    }
+
+    case 'launchUpdateFile': {
+      // LAUNCH_UPDATE_DATA of a whole firmware file the client names instead of sending it:
+      // read and hashed once per file version, each guest's digest forked from that one.
+      const g = guest();
+      if (g.state !== 'update') throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, 'LAUNCH_UPDATE_DATA after LAUNCH_MEASURE');
+      const f = measuredFile(args.path);
+      if (f.content.length === 0 || f.content.length % 16 !== 0) throw new SimFirmwareError(Ret.INVALID_LEN, `LAUNCH_UPDATE_DATA length ${f.content.length} is not a non-zero multiple of 16`);
+      if (g.fed) g.digest.update(f.content);
+      else g.digest = f.hash.copy();
+      g.fed = true;
+      return { length: f.content.length };
     }
 
     case 'launchUpdateVmsa': {
@@ -175,6 +246,7 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       const page = b64(args.page, 'page');
       if (page.length !== 4096) throw new SimFirmwareError(Ret.INVALID_LEN, `VMSA page has ${page.length} bytes, expected 4096`);
       g.digest.update(page);
+      g.fed = true;
       return {};
     }
 
@@ -182,6 +254,11 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       const g = guest();
       if (g.state !== 'update') throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, 'LAUNCH_MEASURE twice');
       const { major, minor, build } = platform.api;
+      if (major === 0 && minor < 17) {
+        // The 0x04‖API‖BUILD‖POLICY‖LD‖MNONCE formula starts at API 0.17; the
+        // older one is not modelled, so say so instead of measuring wrongly.
+        throw new SimFirmwareError(Ret.UNSUPPORTED, `the simulator does not model LAUNCH_MEASURE for firmware API ${major}.${minor} (only API >= 0.17)`);
+      }
       g.launchDigest = g.digest.digest();
       // Fresh mnonce, as firmware draws one per measurement.
       g.measure = launchMeasure({ digest: g.launchDigest, tik: g.tik, apiMajor: major, apiMinor: minor, build, policy: g.policy });
@@ -192,8 +269,12 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
     case 'launchSecret': {
       const g = guest();
       if (g.state !== 'secret' || !g.measure) throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, 'LAUNCH_SECRET outside the launch-secret state');
+      // Any non-empty length is taken, as KVM and QEMU pass it through and
+      // AMD's sev-tool (written against real firmware) packages secrets of
+      // any size from 8 bytes without padding them to 16.
+      const payload = b64(args.payload, 'payload');
       try {
-        const plain = openSecret({ header: b64(args.header, 'header'), payload: b64(args.payload, 'payload'), tek: g.tek, tik: g.tik, measurement: g.measure });
+        const plain = openSecret({ header: b64(args.header, 'header'), payload, tek: g.tek, tik: g.tik, measurement: g.measure });
         return { plaintext: plain.toString('base64') };
       } catch (e) {
         if (e instanceof SimFirmwareError) throw e;
@@ -246,6 +327,19 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
   }
 }
 
+/**
+ * SEV API appendix C: an ECDSA/ECDH public key's QX and QY are 72-byte
+ * little-endian fields holding the coordinate zero-extended; for P-384 only
+ * the low 48 bytes may be non-zero (the rest makes a value >= p).
+ */
+function godhCoordinatesZeroExtended(cert: Buffer): boolean {
+  if (cert.length !== 0x824) return true; // openSession reports the length
+  const QX = 0x14; // after version, api, reserved, usage, algo and curve
+  const QY = QX + 72;
+  for (const off of [QX + 48, QY + 48]) for (let i = off; i < off + 24; i++) if (cert[i] !== 0) return false;
+  return true;
+}
+
 /** DECOMMISSION: forget the guest and its keys. */
 export function decommission(platform: SimPlatform, handle: number): void {
   const guests = table(platform);
@@ -254,6 +348,8 @@ export function decommission(platform: SimPlatform, handle: number): void {
     g.tek.fill(0);
     g.tik.fill(0);
     guests.delete(handle);
+    // Even when the wrapper was SIGKILLed (the daemon decommissions when its connection closes).
+    if (g.secretDir) fs.rmSync(g.secretDir, { recursive: true, force: true });
   }
   platform.freeGuest(handle);
 }

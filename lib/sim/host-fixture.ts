@@ -40,6 +40,14 @@ export const CPU_PRESETS: Record<CpuPreset, CpuDef> = {
   ryzen: { vendor: 'AuthenticAMD', brand: 'AMD Ryzen 9 7950X 16-Core Processor', family: 0x19, model: 0x61, stepping: 2, maxExt: 0x80000028, leaf1f: [0x0001780f, 51 | (1 << 6), 0, 0], syscfg: 0x40000n },
 };
 
+/** The EPYC products the simulator can play (the host fixture and the platform agree through this one table). */
+export type SimProduct = 'genoa' | 'milan' | 'rome';
+
+/** ASIDs a product's CPUs have (CPUID 0x8000001F ECX): the guests its SEV firmware can hold at once. */
+export function productAsids(product: SimProduct): number {
+  return CPU_PRESETS[product].leaf1f[2];
+}
+
 export function cpuidFor(def: CpuDef): Record<string, [number, number, number, number]> {
   const out: Record<string, [number, number, number, number]> = {};
   const set = (leaf: number, regs: CpuidRegs) => {

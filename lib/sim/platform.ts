@@ -28,6 +28,7 @@ import {
 } from './uapi.js';
 import { SnpConfigFlag, SnpStatusFlag } from '../platform/constants.js';
 import { encodePlatformStatus } from '../platform/layout.js';
+import { productAsids, type SimProduct } from './host-fixture.js';
 
 /**
  * The simulator's state directory cannot be used: unreadable or of an unknown format, created with another seed,
@@ -48,8 +49,8 @@ export interface IoctlRequest {
   dataNull: boolean;
   /** the struct bytes the driver copy_from_user()s (empty for output-only structs) */
   struct: Buffer;
-  /** input blobs (PEK_CERT_IMPORT: pek, oca); null = absent/invalid address or length */
-  blobs: (Buffer | null)[];
+  /** input blobs (PEK_CERT_IMPORT: pek, oca); null = absent/invalid address or length, 'fault' = unreadable memory */
+  blobs: (Buffer | null | 'fault')[];
   /** $SEVKIT_SIM_TAG of the calling process (fault targeting) */
   tag?: string;
   /** pid of the calling process (fault targeting) */
@@ -98,6 +99,8 @@ export interface SimPlatformOptions {
    * initialize SNP implicitly.
    */
   kernel?: 'pre-6.16' | '6.16';
+  /** The EPYC product simulated (default 'genoa', an EPYC 9004: 1006 ASIDs); sets how many guests fit at once. */
+  product?: SimProduct;
 }
 
 const STATE_FILE = 'state.json';
@@ -121,6 +124,9 @@ export interface GuestSlot {
   handle: number;
   asid: number;
 }
+
+/** The kernel's KMALLOC_MAX_SIZE on x86-64 (1 << (PAGE_SHIFT + MAX_PAGE_ORDER)): GET_ID2's allocation limit. */
+const KMALLOC_MAX_SIZE = 4 << 20;
 
 const DEFAULT_API: ApiVersion = { major: 1, minor: 55, build: 21 };
 /** TCB_VERSION: bootloader 7, tee 0, snp 14, microcode 0x48 (bytes 0,1,6,7). */
@@ -157,6 +163,9 @@ export class SimPlatform {
   /** who sent the request being served (ioctls run synchronously, one at a time) */
   private cur: Requester = {};
   readonly kernel: 'pre-6.16' | '6.16';
+  /** the EPYC product played; its ASID count bounds the live guests */
+  readonly product: SimProduct;
+  readonly maxGuests: number;
   /** the request being served did an implicit INIT (6.16 shuts down again) */
   private didImplicitInit = false;
 
@@ -175,6 +184,8 @@ export class SimPlatform {
     this.fwState = opts.bootState === 'UNINIT' ? PlatformState.UNINIT : PlatformState.INIT;
     this.snpInitialized = opts.snpInitialized ?? true;
     this.kernel = opts.kernel ?? 'pre-6.16';
+    this.product = opts.product ?? 'genoa';
+    this.maxGuests = productAsids(this.product);
     this.chipId = deriveBytes(this.seed, 'chip-id', CHIP_ID_SIZE);
     this.faults = new FaultTable(stateDir);
   }
@@ -345,6 +356,31 @@ export class SimPlatform {
     return Buffer.from(this.chipId);
   }
 
+  /** PLATFORM_STATUS's CONFIG_ES flag (0x100): INIT'ed with SEV-ES (a TMR was given). */
+  get esConfigured(): boolean {
+    return this.configEs && this.fwState !== PlatformState.UNINIT;
+  }
+
+  /**
+   * KVM's sev_guest_init() calls sev_platform_init() before the VM's first
+   * LAUNCH_START, so a guest launched on an UNINIT platform (after
+   * `sevctl reset`) INITs it, as the ioctls' implicit INIT does. Returns the
+   * firmware status of that INIT (SUCCESS when there was nothing to do).
+   */
+  initForGuest(who: Requester = {}): number {
+    if (this.fwState !== PlatformState.UNINIT) return Ret.SUCCESS;
+    const reply: IoctlReply = { errno: 0, errorSet: false, fwError: 0, struct: Buffer.alloc(0), outs: [] };
+    const prev = this.cur;
+    this.cur = who;
+    try {
+      const e = this.implicitInit(reply);
+      this.didImplicitInit = false; // the guest keeps it up, on 6.16 too
+      return e ? reply.fwError : Ret.SUCCESS;
+    } finally {
+      this.cur = prev;
+    }
+  }
+
   injectFault(spec: FaultSpec): void {
     this.faults.add(spec);
   }
@@ -354,7 +390,8 @@ export class SimPlatform {
   /** Firmware-side checks + bookkeeping for a new guest; returns a status or the slot. */
   allocGuest(): { status: number; slot?: GuestSlot } {
     if (this.fwState === PlatformState.UNINIT) return { status: Ret.INVALID_PLATFORM_STATE };
-    if (this.guests.size >= 509) return { status: Ret.RESOURCE_LIMIT };
+    // One ASID per guest: the product's CPUs have that many (the firmware refuses the next).
+    if (this.guests.size >= this.maxGuests) return { status: Ret.RESOURCE_LIMIT };
     const handle = this.nextHandle++;
     const slot: GuestSlot = { handle, asid: handle };
     this.guests.set(handle, slot);
@@ -400,7 +437,16 @@ export class SimPlatform {
   /** __sev_platform_init_locked(): INIT when the driver's cached state is UNINIT. */
   private implicitInit(reply: IoctlReply): number {
     if (this.fwState !== PlatformState.UNINIT) return 0;
-    const st = this.fw(reply, 'INIT', () => this.fwInit());
+    let st = this.fw(reply, 'INIT', () => this.fwInit());
+    // __sev_platform_init_locked(): SECURE_DATA_INVALID means the firmware
+    // found its persistent data corrupt and erased it; the driver retries INIT
+    // once, which comes up with that state regenerated (new OCA/PEK/PDH,
+    // self-owned, as after PLATFORM_RESET).
+    if (st === Ret.SECURE_DATA_INVALID) {
+      this.regenerateOwnerKeys();
+      this.save(['oca', 'pek', 'pdh']);
+      st = this.fw(reply, 'INIT', () => this.fwInit());
+    }
     if (st === Ret.SUCCESS) {
       this.didImplicitInit = true;
       return 0;
@@ -564,10 +610,19 @@ export class SimPlatform {
       }
 
       case Cmd.PDH_CERT_EXPORT: {
-        if (this.fwState === PlatformState.UNINIT) {
+        // Pre-6.16 sev_ioctl_do_pdh_export() INITs (or refuses a read-only fd)
+        // before it copies the struct in; 6.16 copies and checks the lengths
+        // first and INITs at its `cmd:` label, so EFAULT wins over EPERM there.
+        const initFirst = this.kernel !== '6.16';
+        const init = (): IoctlReply | undefined => {
+          if (this.fwState !== PlatformState.UNINIT) return undefined;
           if (!req.writable) return fail(Errno.EPERM);
           const e = this.implicitInit(reply);
-          if (e) return { ...reply, errno: e };
+          return e ? { ...reply, errno: e } : undefined;
+        };
+        if (initFirst) {
+          const r = init();
+          if (r) return r;
         }
         const s = needStruct(24);
         if (!s) return fail(Errno.EFAULT);
@@ -577,6 +632,10 @@ export class SimPlatform {
         const chainLen = s.readUInt32LE(20);
         const query = pdhAddr === 0n || pdhLen === 0 || chainAddr === 0n;
         if (!query && (pdhLen > FW_BLOB_MAX_SIZE || chainLen > FW_BLOB_MAX_SIZE)) return fail(Errno.EFAULT);
+        if (!initFirst) {
+          const r = init();
+          if (r) return r;
+        }
         let fwPdhLen = query ? 0 : pdhLen;
         let fwChainLen = query ? 0 : chainLen;
         let ok = false;
@@ -603,11 +662,16 @@ export class SimPlatform {
       case Cmd.PEK_CERT_IMPORT: {
         if (!req.writable) return fail(Errno.EPERM);
         if (!needStruct(24)) return fail(Errno.EFAULT);
+        // psp_copy_user_blob() per blob, PEK first: no address or a zero /
+        // oversized length is EINVAL, unreadable memory EFAULT (memdup_user).
         const [pekBlob, ocaBlob] = req.blobs;
-        if (!pekBlob || !ocaBlob) return fail(Errno.EINVAL);
+        for (const b of [pekBlob, ocaBlob]) {
+          if (b === null || b === undefined) return fail(Errno.EINVAL);
+          if (b === 'fault') return fail(Errno.EFAULT);
+        }
         const e = this.implicitInit(reply);
         if (e) return { ...reply, errno: e };
-        const st = this.fw(reply, name, () => this.fwPekCertImport(pekBlob, ocaBlob));
+        const st = this.fw(reply, name, () => this.fwPekCertImport(pekBlob as Buffer, ocaBlob as Buffer));
         return answer(st);
       }
 
@@ -628,6 +692,9 @@ export class SimPlatform {
         const address = s.readBigUInt64LE(0);
         const length = s.readUInt32LE(8);
         const alloc = address !== 0n && length !== 0;
+        // kzalloc(input.length, GFP_KERNEL | __GFP_NOWARN) fails above
+        // KMALLOC_MAX_SIZE (4 MiB on x86-64): ENOMEM, no firmware call.
+        if (alloc && length > KMALLOC_MAX_SIZE) return fail(Errno.ENOMEM);
         let fwLen = alloc ? length : 0;
         const st = this.fw(reply, name, () => {
           const short = fwLen < CHIP_ID_SIZE;
@@ -662,10 +729,12 @@ export class SimPlatform {
       }
 
       case Cmd.SNP_SET_CONFIG: {
+        // sev_ioctl_do_snp_set_config(): `!snp_initialized || !argp->data`
+        // is EINVAL before the writable check and the copy (EFAULT).
+        if (req.dataNull || !this.snpAvailable()) return fail(Errno.EINVAL);
         if (!req.writable) return fail(Errno.EPERM);
         const s = needStruct(64);
         if (!s) return fail(Errno.EFAULT);
-        if (!this.snpAvailable()) return fail(Errno.EINVAL);
         const st = this.fw(reply, name, () => {
           const reported = s.readBigUInt64LE(0);
           const flags = s.readUInt32LE(8);
@@ -682,11 +751,12 @@ export class SimPlatform {
       }
 
       case Cmd.SNP_VLEK_LOAD: {
+        // sev_ioctl_do_snp_vlek_load(): same order as SNP_SET_CONFIG, then len/version.
+        if (req.dataNull || !this.snpAvailable()) return fail(Errno.EINVAL);
         if (!req.writable) return fail(Errno.EPERM);
         const s = needStruct(16);
         if (!s) return fail(Errno.EFAULT);
         if (s.readUInt32LE(0) !== 16 || s[4] !== 0) return fail(Errno.EINVAL);
-        if (!this.snpAvailable()) return fail(Errno.EINVAL);
         // No AMD key-wrapping key exists in the simulator: every hashstick is refused.
         const st = this.fw(reply, name, () => Ret.INVALID_KEY);
         return answer(st);
@@ -733,7 +803,11 @@ export class SimPlatform {
     this.certs.set('oca', Buffer.from(ocaBlob));
     this.keys.delete('oca');
     this.owner = 'external';
-    this.save(['oca', 'pek']);
+    // SEV API PEK_CERT_IMPORT: the firmware then "generates a new PDH" signed
+    // by the (now OCA-certified) PEK; AMD's sev-tool self-test asserts a
+    // PDH different from the one exported before the import.
+    this.regeneratePdh();
+    this.save(['oca', 'pek', 'pdh']);
     return Ret.SUCCESS;
   }
 }

@@ -117,14 +117,15 @@ export function decodeIoctl(body: Buffer): IoctlRequest {
   const nblobs = body.readUInt32LE(off);
   off += 4;
   if (nblobs > 2) throw new SimProtocolError('too many IOCTL blobs');
-  const blobs: (Buffer | null)[] = [];
+  const blobs: (Buffer | null | 'fault')[] = [];
   for (let i = 0; i < nblobs; i++) {
     need(5);
-    const present = body[off] === 1;
+    const present = body[off]!;
     const len = body.readUInt32LE(off + 1);
     off += 5;
     need(len);
-    blobs.push(present ? Buffer.from(body.subarray(off, off + len)) : null);
+    // 1: copied; 2: the caller's memory was unreadable (EFAULT); else absent (EINVAL).
+    blobs.push(present === 1 ? Buffer.from(body.subarray(off, off + len)) : present === 2 ? 'fault' : null);
     off += len;
   }
   if (off !== body.length) throw new SimProtocolError('trailing bytes in IOCTL request');

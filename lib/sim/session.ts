@@ -44,7 +44,7 @@ export async function startSim(opts: StartSimOptions = {}): Promise<SimSession> 
   const daemon = await SimDaemon.start(opts.stateDir ?? simStateDir(), opts);
   try {
     const stateDir = daemon.platform.stateDir;
-    const host = prepareSimHost(stateDir, daemon.platform.kernel);
+    const host = prepareSimHost(stateDir, daemon.platform.kernel, daemon.platform.product);
     const preload = privateShim(shim, stateDir);
     const env = simEnv({ socketPath: daemon.socketPath, stateDir, shim: preload, host });
     return { daemon, stateDir, socketPath: daemon.socketPath, shim: preload, host, env, close: () => daemon.close() };

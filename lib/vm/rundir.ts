@@ -6,8 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { VmLaunchError } from './errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { ensurePrivateDir, writeFileAtomic } from '../util/fs.js';
 
 /** Where per-VM run directories go by default: $TMPDIR/sevkit-vm-<uid>. */
 export function defaultRunRoot(): string {
@@ -15,15 +14,14 @@ export function defaultRunRoot(): string {
   return path.join(os.tmpdir(), `sevkit-vm-${uid}`);
 }
 
-/** Creates (or checks) the root: a real directory, ours, not group/world accessible. */
+/**
+ * Creates (or checks) the root: a real directory (not a symlink), ours, not
+ * group/other-writable (UnsafeDirError otherwise, lib/fsutil's one check);
+ * group/other read access is taken away.
+ */
 export function ensureRunRoot(root: string): void {
-  fs.mkdirSync(root, { recursive: true, mode: 0o700 });
-  const st = fs.lstatSync(root);
-  if (!st.isDirectory()) throw new VmLaunchError(`run root ${root} is not a directory`, 'ERR_VM_RUNDIR');
-  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-    throw new VmLaunchError(`run root ${root} belongs to uid ${st.uid}, not to us; refusing to put key files there`, 'ERR_VM_RUNDIR');
-  }
-  if ((st.mode & 0o077) !== 0) fs.chmodSync(root, 0o700);
+  ensurePrivateDir(root, 'the VM run root');
+  if ((fs.lstatSync(root).mode & 0o077) !== 0) fs.chmodSync(root, 0o700);
 }
 
 export function createRunDir(root: string, name: string): string {

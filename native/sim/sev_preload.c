@@ -20,6 +20,9 @@
  *   IOCTL req : u8 type=2, u8 writable, u8 data_null, u8 0, u32 cmd,
  *               u32 struct_len, struct bytes,
  *               u32 nblobs, nblobs x { u8 present, u32 len, bytes }
+ *               (present: 1 = copied, 0 = no address or a zero/oversized
+ *               length (the driver's EINVAL), 2 = unreadable memory (EFAULT));
+ *               an unreadable command struct is sent with struct_len 0
  *         rep : i32 errno (0 = ioctl returns 0), u8 error_set, u8[3] 0,
  *               u32 fw_error, u32 struct_len, struct bytes,
  *               u32 nout, nout x { u32 addr_off, u32 len_off, u32 len, bytes }
@@ -40,12 +43,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -66,6 +74,9 @@ typedef int (*open2_fn)(const char *, int);
 typedef int (*openat2_fn)(int, const char *, int);
 typedef int (*ioctl_fn)(int, unsigned long, ...);
 typedef int (*close_fn)(int);
+typedef int (*fstat_fn)(int, struct stat *);
+typedef FILE *(*fopen_fn)(const char *, const char *);
+typedef int (*fclose_fn)(FILE *);
 
 static open_fn real_open, real_open64;
 static openat_fn real_openat, real_openat64;
@@ -73,6 +84,9 @@ static open2_fn real___open_2, real___open64_2;
 static openat2_fn real___openat_2, real___openat64_2;
 static ioctl_fn real_ioctl;
 static close_fn real_close;
+static fstat_fn real_fstat, real_fstat64;
+static fopen_fn real_fopen, real_fopen64;
+static fclose_fn real_fclose;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 /* The environment is read once, at load time while the process is still
@@ -110,34 +124,45 @@ static void resolve_symbols(void)
 	real___openat64_2 = (openat2_fn)dlsym(RTLD_NEXT, "__openat64_2");
 	real_ioctl = (ioctl_fn)dlsym(RTLD_NEXT, "ioctl");
 	real_close = (close_fn)dlsym(RTLD_NEXT, "close");
+	real_fstat = (fstat_fn)dlsym(RTLD_NEXT, "fstat");
+	real_fstat64 = (fstat_fn)dlsym(RTLD_NEXT, "fstat64");
+	real_fopen = (fopen_fn)dlsym(RTLD_NEXT, "fopen");
+	real_fopen64 = (fopen_fn)dlsym(RTLD_NEXT, "fopen64");
+	real_fclose = (fclose_fn)dlsym(RTLD_NEXT, "fclose");
 }
 
 static void init_once(void) { pthread_once(&g_once, resolve_symbols); }
 
 __attribute__((constructor)) static void shim_load(void) { init_once(); }
 
-/* ---- table of simulated fds --------------------------------------------- */
+/* ---- table of simulated devices ------------------------------------------ */
+
+/* One slot per simulated open file (one daemon connection). The socket's
+ * (st_dev, st_ino) names it, not the fd number, so every fd that refers to it
+ * (dup, dup2, dup3, F_DUPFD, fork, SCM_RIGHTS) reaches the same device, as
+ * they reach one struct file in the kernel. The slot goes when no fd of this
+ * process refers to the socket any more. */
 
 enum { SLOT_FREE = 0, SLOT_OPEN = 1, SLOT_CLOSING = 2 };
 
 struct slot {
-	int fd;
-	int writable;
+	dev_t dev;
+	ino_t ino;
+	int writable;        /* FMODE_WRITE: O_WRONLY or O_RDWR at open() */
 	int state;
 	unsigned inflight;   /* threads holding a reference (guarded by g_tab) */
-	pthread_mutex_t io;  /* one request at a time per fd */
+	pthread_mutex_t io;  /* one request at a time per open file */
 };
 
 static pthread_mutex_t g_tab = PTHREAD_MUTEX_INITIALIZER;
 static struct slot g_slots[SHIM_MAX_FDS];
 static int g_slots_ready;
-static int g_open_count; /* atomic fast path: 0 means no simulated fd exists */
+static int g_open_count; /* atomic fast path: 0 means no simulated device is open */
 
 static void slots_init_locked(void)
 {
 	if (g_slots_ready) return;
 	for (int i = 0; i < SHIM_MAX_FDS; i++) {
-		g_slots[i].fd = -1;
 		g_slots[i].state = SLOT_FREE;
 		g_slots[i].inflight = 0;
 		pthread_mutex_init(&g_slots[i].io, NULL);
@@ -145,14 +170,18 @@ static void slots_init_locked(void)
 	g_slots_ready = 1;
 }
 
+/* The open slot `fd` refers to (with a reference held), or NULL. */
 static struct slot *slot_acquire(int fd)
 {
 	if (fd < 0 || __atomic_load_n(&g_open_count, __ATOMIC_ACQUIRE) == 0) return NULL;
+	init_once(); /* the real fstat: ours would come back here */
+	struct stat st;
+	if (!real_fstat || real_fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return NULL;
 	struct slot *found = NULL;
 	pthread_mutex_lock(&g_tab);
 	if (g_slots_ready) {
 		for (int i = 0; i < SHIM_MAX_FDS; i++) {
-			if (g_slots[i].state == SLOT_OPEN && g_slots[i].fd == fd) {
+			if (g_slots[i].state == SLOT_OPEN && g_slots[i].ino == st.st_ino && g_slots[i].dev == st.st_dev) {
 				found = &g_slots[i];
 				found->inflight++;
 				break;
@@ -167,11 +196,72 @@ static void slot_release(struct slot *s)
 {
 	pthread_mutex_lock(&g_tab);
 	s->inflight--;
-	if (s->state == SLOT_CLOSING && s->inflight == 0) {
-		s->state = SLOT_FREE;
-		s->fd = -1;
-	}
+	if (s->state == SLOT_CLOSING && s->inflight == 0) s->state = SLOT_FREE;
 	pthread_mutex_unlock(&g_tab);
+}
+
+/* Does any fd of this process still refer to the slot's socket? Without
+ * /proc the answer is no: the slot goes with the first close, as before
+ * dup'd fds were followed. */
+static int slot_still_referenced(const struct slot *s)
+{
+	init_once();
+	if (!real_fstat) return 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (!d) return 0;
+	int self = dirfd(d), found = 0;
+	struct dirent *e;
+	while (!found && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+		int fd = atoi(e->d_name);
+		struct stat st;
+		if (fd == self || real_fstat(fd, &st) != 0) continue;
+		if (S_ISSOCK(st.st_mode) && st.st_ino == s->ino && st.st_dev == s->dev) found = 1;
+	}
+	closedir(d);
+	return found;
+}
+
+/* After an fd of slot `s` was closed: retire the slot when it was the last. */
+static void slot_after_close(struct slot *s)
+{
+	if (!slot_still_referenced(s)) {
+		pthread_mutex_lock(&g_tab);
+		if (s->state == SLOT_OPEN) {
+			s->state = SLOT_CLOSING;
+			__atomic_sub_fetch(&g_open_count, 1, __ATOMIC_RELEASE);
+		}
+		pthread_mutex_unlock(&g_tab);
+	}
+	slot_release(s);
+}
+
+/* ---- user memory ----------------------------------------------------------- */
+
+/* copy_from_user()/copy_to_user(): a bad caller pointer is EFAULT, never a
+ * crash. process_vm_readv/writev on our own pid checks the whole range (and
+ * page protections) without touching it; the memcpy that follows is what a
+ * memory checker (valgrind, ASan) sees, so definedness stays tracked. */
+static int user_read(void *dst, const void *src, size_t n)
+{
+	if (n == 0) return 0;
+	struct iovec local = { dst, n }, remote = { (void *)(uintptr_t)src, n };
+	ssize_t r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+	if (r < 0 && (errno == ENOSYS || errno == EPERM)) r = (ssize_t)n; /* seccomp'd: trust the caller, as before */
+	if (r != (ssize_t)n) { errno = EFAULT; return -1; }
+	memcpy(dst, src, n);
+	return 0;
+}
+
+static int user_write(void *dst, const void *src, size_t n)
+{
+	if (n == 0) return 0;
+	struct iovec local = { (void *)(uintptr_t)src, n }, remote = { dst, n };
+	ssize_t r = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+	if (r < 0 && (errno == ENOSYS || errno == EPERM)) r = (ssize_t)n;
+	if (r != (ssize_t)n) { errno = EFAULT; return -1; }
+	memcpy(dst, src, n);
+	return 0;
 }
 
 /* ---- byte helpers -------------------------------------------------------- */
@@ -317,6 +407,8 @@ static int sim_open(const char *path, int flags)
 	if (!errno_in_range(err)) err = ENODEV;
 	if (err != 0) { real_close(fd); errno = err; return -1; }
 
+	struct stat st;
+	if (real_fstat(fd, &st) != 0) { real_close(fd); errno = ENODEV; return -1; }
 	pthread_mutex_lock(&g_tab);
 	slots_init_locked();
 	struct slot *s = NULL;
@@ -329,7 +421,8 @@ static int sim_open(const char *path, int flags)
 		errno = EMFILE;
 		return -1;
 	}
-	s->fd = fd;
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
 	s->writable = (flags & O_ACCMODE) != O_RDONLY;
 	s->state = SLOT_OPEN;
 	s->inflight = 0;
@@ -407,37 +500,101 @@ SHIM_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 	return real___openat64_2 ? real___openat64_2(dirfd, path, flags) : real_openat(dirfd, path, flags);
 }
 
+/* ---- fopen ---------------------------------------------------------------- */
+
+/* glibc's fopen() opens through an internal __open that no interposer sees,
+ * so stdio clients of /dev/sev are routed here. */
+static FILE *sim_fopen(const char *path, const char *mode)
+{
+	int flags, plus = strchr(mode, '+') != NULL;
+	switch (mode[0]) {
+	case 'r': flags = plus ? O_RDWR : O_RDONLY; break;
+	case 'w': flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_TRUNC; break;
+	case 'a': flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_APPEND; break;
+	default: errno = EINVAL; return NULL;
+	}
+	if (strchr(mode, 'e')) flags |= O_CLOEXEC;
+	/* O_CREAT|O_EXCL on a node that exists: what the kernel says for /dev/sev. */
+	if (strchr(mode, 'x') && (flags & O_CREAT)) { errno = EEXIST; return NULL; }
+	int fd = sim_open(path, flags);
+	if (fd < 0) return NULL;
+	char m[3] = { mode[0], plus ? '+' : 0, 0 };
+	FILE *f = fdopen(fd, m);
+	if (!f) { int e = errno; close(fd); errno = e; }
+	return f;
+}
+
+SHIM_EXPORT FILE *fopen(const char *path, const char *mode)
+{
+	init_once();
+	if (is_sim_path(path) && mode) return sim_fopen(path, mode);
+	return real_fopen(path, mode);
+}
+
+SHIM_EXPORT FILE *fopen64(const char *path, const char *mode)
+{
+	init_once();
+	if (is_sim_path(path) && mode) return sim_fopen(path, mode);
+	return (real_fopen64 ? real_fopen64 : real_fopen)(path, mode);
+}
+
 /* ---- close ---------------------------------------------------------------- */
 
 SHIM_EXPORT int close(int fd)
 {
 	init_once();
-	struct slot *s = NULL;
-	if (fd >= 0 && __atomic_load_n(&g_open_count, __ATOMIC_ACQUIRE) > 0) {
-		pthread_mutex_lock(&g_tab);
-		if (g_slots_ready) {
-			for (int i = 0; i < SHIM_MAX_FDS; i++) {
-				if (g_slots[i].state == SLOT_OPEN && g_slots[i].fd == fd) {
-					s = &g_slots[i];
-					s->state = SLOT_CLOSING;
-					s->inflight++; /* keep the slot ours until the fd is really closed */
-					__atomic_sub_fetch(&g_open_count, 1, __ATOMIC_RELEASE);
-					break;
-				}
-			}
-		}
-		pthread_mutex_unlock(&g_tab);
-	}
+	struct slot *s = slot_acquire(fd);
 	if (!s) return real_close(fd);
 	/* Like the kernel keeping the file alive for a running ioctl: wait for it. */
 	pthread_mutex_lock(&s->io);
 	int rc = real_close(fd);
 	int e = errno;
 	pthread_mutex_unlock(&s->io);
-	slot_release(s);
+	slot_after_close(s);
 	errno = e;
 	return rc;
 }
+
+/* fclose() closes its fd with glibc's internal close: follow it here. */
+SHIM_EXPORT int fclose(FILE *f)
+{
+	init_once();
+	struct slot *s = f ? slot_acquire(fileno(f)) : NULL;
+	if (!s) return real_fclose(f);
+	pthread_mutex_lock(&s->io);
+	int rc = real_fclose(f);
+	int e = errno;
+	pthread_mutex_unlock(&s->io);
+	slot_after_close(s);
+	errno = e;
+	return rc;
+}
+
+/* ---- fstat ---------------------------------------------------------------- */
+
+/* The addon refuses a device path that is not a character device (a FIFO must
+ * not hang it). A simulated fd is a socket underneath, so it reports itself as
+ * the misc character device the kernel's /dev/sev is (major 10). */
+static int sim_fstat(fstat_fn real, int fd, struct stat *st)
+{
+	init_once();
+	if (!real) { errno = ENOSYS; return -1; }
+	struct slot *s = slot_acquire(fd);
+	int rc = real(fd, st);
+	if (s) {
+		if (rc == 0) {
+			st->st_mode = (st->st_mode & 07777) | S_IFCHR;
+			st->st_rdev = makedev(10, 124);
+		}
+		slot_release(s);
+	}
+	return rc;
+}
+
+SHIM_EXPORT int fstat(int fd, struct stat *st) { return sim_fstat(real_fstat, fd, st); }
+/* x86-64: struct stat64 has struct stat's layout. */
+_Static_assert(sizeof(struct stat64) == sizeof(struct stat), "stat64 layout");
+SHIM_EXPORT int fstat64(int fd, struct stat64 *st) { return sim_fstat(real_fstat64 ? real_fstat64 : real_fstat, fd, (struct stat *)st); }
 
 /* ---- ioctl ---------------------------------------------------------------- */
 
@@ -507,10 +664,10 @@ static const struct cmd_layout *layout_for(uint32_t cmd)
  * leaves the stream mid-message: a later ioctl on this fd would read the rest
  * of an old reply as its own. Like the kernel's psp_dead, the device stays
  * failed for this fd from then on. Called with s->io held, so the fd is ours. */
-static int transport_failed(struct slot *s)
+static int transport_failed(int fd)
 {
 	int e = transport_errno(errno);
-	shutdown(s->fd, SHUT_RDWR);
+	shutdown(fd, SHUT_RDWR); /* the socket, so every fd of this device */
 	errno = e;
 	return -1;
 }
@@ -518,17 +675,16 @@ static int transport_failed(struct slot *s)
 /* One request/response exchange for `cmd`, the caller's struct as read once by
  * ioctl(); only `error` is written back to argp. Returns the ioctl result with
  * errno set. */
-static int sim_ioctl(struct slot *s, struct sevkit_issue_cmd *argp, struct sevkit_issue_cmd cmd)
+static int sim_ioctl(int fd, struct slot *s, struct sevkit_issue_cmd *argp, struct sevkit_issue_cmd cmd)
 {
 	const struct cmd_layout *lay = layout_for(cmd.cmd);
 	uint8_t *data = (uint8_t *)(uintptr_t)cmd.data;
 	uint8_t orig[SHIM_MAX_STRUCT];
 	memset(orig, 0, sizeof(orig));
 	uint32_t in_len = 0;
-	if (lay->copy_in && data) {
-		memcpy(orig, data, lay->struct_size);
-		in_len = lay->struct_size;
-	}
+	/* An unreadable struct goes as none: the model fails with EFAULT where
+	 * the driver's copy_from_user() would (after its own earlier checks). */
+	if (lay->copy_in && data && user_read(orig, data, lay->struct_size) == 0) in_len = lay->struct_size;
 
 	/* Request size: header + struct + blobs (each at most the driver limit). */
 	size_t cap = 12 + in_len + 4 + 2 * (5 + SEVKIT_FW_BLOB_MAX_SIZE);
@@ -542,7 +698,7 @@ static int sim_ioctl(struct slot *s, struct sevkit_issue_cmd *argp, struct sevki
 	put_u32(req + off, cmd.cmd); off += 4;
 	put_u32(req + off, in_len); off += 4;
 	memcpy(req + off, orig, in_len); off += in_len;
-	uint32_t nblobs = (lay->copy_in && data) ? (uint32_t)lay->nin : 0;
+	uint32_t nblobs = in_len ? (uint32_t)lay->nin : 0;
 	put_u32(req + off, nblobs); off += 4;
 	for (uint32_t i = 0; i < nblobs; i++) {
 		uint64_t addr = get_u64(orig + lay->in[i].addr_off);
@@ -550,20 +706,18 @@ static int sim_ioctl(struct slot *s, struct sevkit_issue_cmd *argp, struct sevki
 		/* psp_copy_user_blob(): no address, zero or oversized length is the
 		 * daemon's EINVAL to report; we only copy what the driver would. */
 		int present = addr != 0 && len != 0 && len <= SEVKIT_FW_BLOB_MAX_SIZE;
+		if (present && user_read(req + off + 5, (const void *)(uintptr_t)addr, len) != 0) present = 2; /* memdup_user(): EFAULT */
 		req[off++] = (uint8_t)present;
-		put_u32(req + off, present ? len : 0); off += 4;
-		if (present) {
-			memcpy(req + off, (const void *)(uintptr_t)addr, len);
-			off += len;
-		}
+		put_u32(req + off, present == 1 ? len : 0); off += 4;
+		if (present == 1) off += len;
 	}
 
-	int rc = send_frame(s->fd, req, (uint32_t)off);
+	int rc = send_frame(fd, req, (uint32_t)off);
 	free(req);
-	if (rc < 0) return transport_failed(s);
+	if (rc < 0) return transport_failed(fd);
 	uint32_t rlen = 0;
-	uint8_t *rep = recv_frame(s->fd, &rlen);
-	if (!rep) return transport_failed(s);
+	uint8_t *rep = recv_frame(fd, &rlen);
+	if (!rep) return transport_failed(fd);
 
 	int result = -1;
 	int err = EPROTO;
@@ -597,26 +751,30 @@ static int sim_ioctl(struct slot *s, struct sevkit_issue_cmd *argp, struct sevki
 		scan += bl;
 	}
 
-	if (error_set) argp->error = fw_error;
+	if (error_set) cmd.error = fw_error;
 	err = rep_errno;
 	result = rep_errno == 0 ? 0 : -1;
+	int struct_ok = 1;
 	if (out_struct_len > 0) {
-		if (!data) {
-			if (result == 0) { err = EFAULT; result = -1; }
-		} else {
-			memcpy(data, out_struct, out_struct_len);
+		if (!data || user_write(data, out_struct, out_struct_len) != 0) {
+			struct_ok = 0;
+			err = EFAULT;
+			result = -1;
 		}
 	}
-	for (uint32_t i = 0; i < nout && data; i++) {
+	for (uint32_t i = 0; i < nout && data && struct_ok; i++) {
 		uint32_t ao = get_u32(rep + p), lo = get_u32(rep + p + 4), bl = get_u32(rep + p + 8);
 		p += 12;
 		uint64_t addr = get_u64(orig + ao);
 		uint32_t cap_len = get_u32(orig + lo); /* what the caller said it has room for */
 		uint32_t n = bl < cap_len ? bl : cap_len;
-		if (addr && n) memcpy((void *)(uintptr_t)addr, rep + p, n);
+		if (addr && n && user_write((void *)(uintptr_t)addr, rep + p, n) != 0) { err = EFAULT; result = -1; }
 		p += bl;
 	}
 	free(rep);
+	/* sev_ioctl() copies the whole sev_issue_cmd back after every handled
+	 * command (EFAULT if it cannot), `error` updated when the firmware ran. */
+	if (user_write(argp, &cmd, sizeof(cmd)) != 0) { err = EFAULT; result = -1; }
 	errno = err;
 	return result;
 bad:
@@ -646,20 +804,20 @@ SHIM_EXPORT int ioctl(int fd, unsigned long request, ...)
 		/* The driver has exactly one ioctl. */
 		rc = -1;
 		e = EINVAL;
-	} else if (!arg) {
-		rc = -1;
-		e = EFAULT;
 	} else {
 		/* Read the caller's struct once, as the kernel's copy_from_user() does:
 		 * the id checked here is the id issued, whatever other threads write. */
 		struct sevkit_issue_cmd *argp = (struct sevkit_issue_cmd *)arg;
 		struct sevkit_issue_cmd cmd;
-		memcpy(&cmd, argp, sizeof(cmd));
-		if (cmd.cmd > SEVKIT_SEV_MAX) {
+		if (!arg || user_read(&cmd, argp, sizeof(cmd)) != 0) {
+			rc = -1;
+			e = EFAULT;
+		} else if (cmd.cmd >= SEVKIT_SEV_MAX) {
+			/* cmd > SEV_MAX, or SEV_MAX itself at the switch default: EINVAL, nothing copied back. */
 			rc = -1;
 			e = EINVAL;
 		} else {
-			rc = sim_ioctl(s, argp, cmd);
+			rc = sim_ioctl(fd, s, argp, cmd);
 			e = errno;
 		}
 	}

@@ -11,16 +11,14 @@ namespace sevkit {
 SysResult KvmApiVersion(const std::string& path, int& version) {
   SysResult r;
   r.commandName = kKvmGetApiVersionName;
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0 && (errno == EACCES || errno == EPERM || errno == EROFS)) {
+  int fd = OpenCharDevice(path, O_RDWR, r);
+  if (fd < 0 && (r.err == EACCES || r.err == EPERM || r.err == EROFS)) {
     // A read-only fd answers this ioctl; sevctl's check passes for such users too.
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    r = SysResult{};
+    r.commandName = kKvmGetApiVersionName;
+    fd = OpenCharDevice(path, O_RDONLY, r);
   }
-  if (fd < 0) {
-    r.err = errno;
-    r.syscall = "open";
-    return r;
-  }
+  if (fd < 0) return r;
   // The third argument is unused by the kernel for this ioctl; 0 as QEMU passes.
   const int v = ::ioctl(fd, SEVKIT_KVM_GET_API_VERSION, 0);
   const int ioctlErrno = errno;

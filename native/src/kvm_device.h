@@ -20,7 +20,8 @@ namespace sevkit {
 // The name MakeSysError puts in `command` and the message for this ioctl.
 constexpr const char* kKvmGetApiVersionName = "KVM_GET_API_VERSION";
 
-// open(path) O_RDWR|O_CLOEXEC (as QEMU opens it; on EACCES/EPERM/EROFS again
+// OpenCharDevice(path, O_RDWR) (as QEMU opens it, but never blocking and only a
+// character device; on EACCES/EPERM/EROFS again
 // O_RDONLY|O_CLOEXEC, as sevctl's File::open, since this ioctl needs no write
 // access), ioctl(fd, KVM_GET_API_VERSION, 0), close. version = the ioctl's
 // non-negative return value (12 on every Linux since 2.6.22).

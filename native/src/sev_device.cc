@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace sevkit {
@@ -35,18 +36,15 @@ SysResult OpenDevice(const std::string& path, uint32_t cmd, Fd& fd) {
   SysResult r;
   r.command = cmd;
   const Access access = AccessFor(cmd);
-  int flags = (access == Access::ReadOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-  int f = ::open(path.c_str(), flags);
-  if (f < 0 && access == Access::PreferReadWrite && (errno == EACCES || errno == EPERM || errno == EROFS)) {
+  int f = OpenCharDevice(path, access == Access::ReadOnly ? O_RDONLY : O_RDWR, r);
+  if (f < 0 && access == Access::PreferReadWrite && (r.err == EACCES || r.err == EPERM || r.err == EROFS)) {
     // Export only needs write access to INIT an UNINIT platform; a read-only
     // caller can still export from an INIT platform.
-    f = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    r = SysResult{};
+    r.command = cmd;
+    f = OpenCharDevice(path, O_RDONLY, r);
   }
-  if (f < 0) {
-    r.err = errno;
-    r.syscall = "open";
-    return r;
-  }
+  if (f < 0) return r;
   fd.reset(f);
   return r;
 }
@@ -64,9 +62,14 @@ SysResult Issue(int fd, uint32_t cmd, void* data) {
   if (::ioctl(fd, SEVKIT_SEV_ISSUE_CMD, &arg) < 0) {
     r.err = errno;
     r.syscall = "ioctl";
-    if (r.err == EIO) {
+    if (r.err == EIO && arg.error != 0) {
       r.hasFwStatus = true;
       r.fwStatus = arg.error;
+    } else if (r.err == EIO) {
+      // The driver turns a firmware status into EIO, and SUCCESS is no
+      // failure: an EIO with `error` still 0 came from the driver before any
+      // firmware call (or one that did not report), so there is no status.
+      r.detail = "EIO from the driver without a firmware status (no firmware command reported one)";
     }
   }
   return r;
@@ -113,7 +116,45 @@ SysResult Shrink(uint32_t cmd, const char* what, std::vector<uint8_t>& buf, uint
   return SysResult{};
 }
 
+const char* FileTypeName(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a device";
+}
+
 }  // namespace
+
+int OpenCharDevice(const std::string& path, int accmode, SysResult& r) {
+  // O_NONBLOCK: opening a FIFO (or a tty, or whatever the path points to) must
+  // not park a pool thread forever; a real /dev/sev or /dev/kvm ignores it.
+  // O_NOCTTY: a terminal named by mistake must not become our controlling tty.
+  int f = ::open(path.c_str(), accmode | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (f < 0) {
+    r.err = errno;
+    r.syscall = "open";
+    return -1;
+  }
+  struct stat st;
+  if (::fstat(f, &st) != 0) {
+    r.err = errno;
+    r.syscall = "open";
+    ::close(f);
+    return -1;
+  }
+  if (!S_ISCHR(st.st_mode)) {
+    // An ioctl on a FIFO or a file would fail anyway, but only after reading
+    // or blocking on something that is not a device: refuse it here.
+    r.err = ENODEV;
+    r.syscall = "open";
+    r.detail = std::string("not a character device (") + FileTypeName(st.st_mode) + ")";
+    ::close(f);
+    return -1;
+  }
+  return f;
+}
 
 Access AccessFor(uint32_t cmd) {
   switch (cmd) {

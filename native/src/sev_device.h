@@ -28,6 +28,12 @@ struct SysResult {
   bool ok() const { return err == 0; }
 };
 
+// open(path, accmode | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), then fstat: the fd
+// when it is a character device; otherwise -1 with r.err/r.syscall set (a path
+// that is not a character device gives ENODEV, syscall "open", r.detail naming
+// what it is). Never blocks, whatever the path points to.
+int OpenCharDevice(const std::string& path, int accmode, SysResult& r);
+
 // Which open(2) mode a command needs (kernel-qemu.md §1.2 and §2.1).
 enum class Access {
   ReadOnly,         // status and id queries

@@ -141,3 +141,35 @@ describe('platform chains', () => {
     await expect(fullChainFor(p, { kds: { offline: true, cacheDir: false } })).rejects.toThrow(/offline/);
   });
 });
+
+describe('AMD KDS transport: a deadline on every byte', () => {
+  it('a real server that sends its headers and then one byte a second fails at the deadline', async () => {
+    const http = await import('node:http');
+    const timers: NodeJS.Timeout[] = [];
+    const server = http.createServer((_q, r) => {
+      r.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': '2084' });
+      timers.push(setInterval(() => r.write('x'), 1000));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    try {
+      const e = await fetchCek(ID, { baseUrl: `http://127.0.0.1:${port}/cek/id/`, cacheDir: dir, timeoutMs: 2000 }).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(KdsError);
+      expect((e as Error).message).toMatch(/AMD KDS request for the CEK failed: timed out after 2000 ms \(http:\/\/127\.0\.0\.1:\d+\)/);
+    } finally {
+      timers.forEach(clearInterval);
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('an injected transport whose body never ends is bounded by the same deadline', async () => {
+    const slowBody: FetchLike = async () => ({ ...res(200), arrayBuffer: () => new Promise<ArrayBuffer>(() => undefined) });
+    await expect(fetchCek(ID, { fetch: slowBody, cacheDir: dir, timeoutMs: 100 })).rejects.toThrow(/timed out after 100 ms/);
+  });
+
+  it('a body far larger than a CEK is refused', async () => {
+    const huge: FetchLike = async () => res(200, Buffer.alloc(1 << 20));
+    await expect(fetchCek(ID, { fetch: huge, cacheDir: dir })).rejects.toThrow(/larger than the 65536 accepted/);
+  });
+});

@@ -9,12 +9,11 @@
  * through the owner's security aggregate (served by a fake aleph API server).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cliEntry, ROOT, runCli } from '../helpers/cli.js';
+import { runCli, startCrnServe, type CrnServeProcess } from '../helpers/cli.js';
 import { encodeCaChain } from '../../lib/certs/index.js';
 import { simulatorCaChain } from '../../lib/sim/ca-chain.js';
 import { makeDemoFirmware } from '../../lib/demo/demo.js';
@@ -36,33 +35,18 @@ let tmp: string;
 let api: FakeAlephApi;
 let firmware: string;
 let fwHash: string;
-const procs: { proc: ChildProcessWithoutNullStreams; err: () => string }[] = [];
+const procs: CrnServeProcess[] = [];
+let runs = 0;
 
 async function serve(extra: string[]): Promise<{ url: string; err: () => string }> {
-  const run = path.join(tmp, `run-${procs.length}`);
-  const proc = spawn(
-    process.execPath,
-    [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', run, '--api-server', api.url, '--data-cache', path.join(tmp, 'cache'), '--node-hash', NODE, ...extra],
-    { cwd: ROOT, env: { ...process.env, SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none', NO_COLOR: '1' } },
+  // Counted before the await: two serve() started together each get their own run dir (a run dir takes one CRN).
+  const run = path.join(tmp, `run-${runs++}`);
+  const p = await startCrnServe(
+    ['--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', run, '--api-server', api.url, '--data-cache', path.join(tmp, 'cache'), '--node-hash', NODE, ...extra],
+    { env: { SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none' } },
   );
-  let stderr = '';
-  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const err = () => stderr;
-  procs.push({ proc, err });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`no listening line; stderr: ${stderr}`)), 60_000);
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /^listening on (http:\/\/\S+)$/m.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-    proc.on('exit', (c) => reject(new Error(`serve exited ${c}: ${stderr}`)));
-  });
-  return { url, err };
+  procs.push(p);
+  return { url: p.url, err: p.stderr };
 }
 
 function post(url: string, p: string, body: unknown, headers: Record<string, string> = {}) {
@@ -112,12 +96,7 @@ describe.skipIf(Boolean(simReason))("aleph's client and scheduler against `crn s
   });
 
   afterAll(async () => {
-    for (const { proc } of procs) {
-      if (proc.exitCode !== null) continue;
-      const exited = new Promise((r) => proc.on('exit', r));
-      proc.kill('SIGTERM');
-      await exited;
-    }
+    for (const p of procs) await p.stop();
     await api?.close();
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });

@@ -5,6 +5,7 @@ import {
   createAuthSession,
   isOwner,
   signOperation,
+  SignedPubKeyCache,
   verifyAuthHeaders,
   type VerifyRequest,
 } from '../../lib/aleph/auth.js';
@@ -114,6 +115,59 @@ describe('aleph-vm documentation vector', () => {
       401,
       'Invalid signature',
     );
+  });
+});
+
+describe('verified-key cache (one wallet check per X-SignedPubKey)', () => {
+  const header = () => docRequest().headers['x-signedpubkey'] as string;
+
+  it('keeps a verified key by its exact header text and still checks every operation', () => {
+    const cache = new SignedPubKeyCache();
+    expect(verifyAuthHeaders(docRequest(), { domain: 'localhost', now: DOC_NOW, cache }).address).toBe(DOC.address);
+    expect(cache.size).toBe(1);
+    expect(cache.get(header(), DOC_NOW.getTime())?.payload.address).toBe(DOC.address);
+    // A cached key does not make a bad operation signature, path or domain pass.
+    const badOp = (DOC.opSig[0] === 'a' ? 'b' : 'a') + DOC.opSig.slice(1);
+    expectAuthError(() => verifyAuthHeaders(docRequest({ op: { payload: DOC.opPayload, signature: badOp } }), { domain: 'localhost', now: DOC_NOW, cache }), 401, 'Signature could not verified');
+    expectAuthError(() => verifyAuthHeaders(docRequest({ path: '/control/x' }), { domain: 'localhost', now: DOC_NOW, cache }), 401, /^Invalid path/);
+    expectAuthError(() => verifyAuthHeaders(docRequest(), { domain: 'crn.example', now: DOC_NOW, cache }), 401, /^Invalid domain/);
+  });
+
+  it('a header that differs in any byte is verified afresh (a flipped wallet signature is refused)', () => {
+    const cache = new SignedPubKeyCache();
+    verifyAuthHeaders(docRequest(), { domain: 'localhost', now: DOC_NOW, cache });
+    const badWallet = DOC.pubkeySig.slice(0, 10) + (DOC.pubkeySig[10] === '0' ? '1' : '0') + DOC.pubkeySig.slice(11);
+    expectAuthError(
+      () => verifyAuthHeaders(docRequest({ pubkey: { payload: DOC.pubkeyPayload, signature: badWallet } }), { domain: 'localhost', now: DOC_NOW, cache }),
+      401,
+      'Invalid signature',
+    );
+    // Same JSON, other spacing: other bytes, its own entry (only after it verified).
+    const spaced = JSON.stringify({ payload: DOC.pubkeyPayload, signature: DOC.pubkeySig }, null, 1);
+    const req = docRequest();
+    req.headers['x-signedpubkey'] = spaced;
+    verifyAuthHeaders(req, { domain: 'localhost', now: DOC_NOW, cache });
+    expect(cache.size).toBe(2);
+  });
+
+  it('a cached key stops working when it expires (401 Token expired)', () => {
+    const cache = new SignedPubKeyCache();
+    verifyAuthHeaders(docRequest(), { domain: 'localhost', now: DOC_NOW, cache });
+    const later = new Date('2010-12-27T00:00:00Z');
+    expectAuthError(() => verifyAuthHeaders(docRequest(), { domain: 'localhost', now: later, cache }), 401, 'Token expired');
+    expect(cache.get(header(), later.getTime())).toBeUndefined();
+  });
+
+  it('holds at most its bound, dropping the oldest', () => {
+    const cache = new SignedPubKeyCache(1);
+    verifyAuthHeaders(docRequest(), { domain: 'localhost', now: DOC_NOW, cache });
+    const spaced = JSON.stringify({ payload: DOC.pubkeyPayload, signature: DOC.pubkeySig }, null, 1);
+    const req = docRequest();
+    req.headers['x-signedpubkey'] = spaced;
+    verifyAuthHeaders(req, { domain: 'localhost', now: DOC_NOW, cache });
+    expect(cache.size).toBe(1);
+    expect(cache.get(header(), DOC_NOW.getTime())).toBeUndefined();
+    expect(cache.get(spaced, DOC_NOW.getTime())).toBeDefined();
   });
 });
 

@@ -3,12 +3,11 @@
  * `sevkit launch` against it, and `sevkit demo` (VM-less, so it runs anywhere).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cliEntry, ROOT, runCli } from '../helpers/cli.js';
+import { runCli, startCrnServe, type CrnServeProcess } from '../helpers/cli.js';
 import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
 import { encodeCaChain } from '../../lib/certs/index.js';
@@ -19,9 +18,8 @@ const simReason = process.env.SEVKIT_SIM_UNAVAILABLE;
 const TOKEN = crypto.randomBytes(16).toString('hex');
 const KEY = `0x${'11'.repeat(32)}`;
 let tmp: string;
-let serve: ChildProcessWithoutNullStreams | undefined;
+let serve: CrnServeProcess | undefined;
 let url = '';
-let serveErr = '';
 let firmware: string;
 
 describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator, VM-less)', { timeout: 180_000 }, () => {
@@ -31,32 +29,15 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     fs.writeFileSync(path.join(tmp, 'wallet.key'), `${KEY}\n`, { mode: 0o600 });
     fs.writeFileSync(path.join(tmp, 'secret.txt'), 'hunter2-disk-password\n', { mode: 0o600 });
     fs.writeFileSync(path.join(tmp, 'ca.bin'), encodeCaChain(simulatorCaChain(process.env.SEVKIT_SIM_STATE)!));
-    serve = spawn(process.execPath, [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(tmp, 'run'), '--cpu', 'EPYC-v4'], {
-      cwd: ROOT,
-      env: { ...process.env, SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none', NO_COLOR: '1' },
+    serve = await startCrnServe(['--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(tmp, 'run'), '--cpu', 'EPYC-v4'], {
+      env: { SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none' },
+      timeoutMs: 30_000,
     });
-    serve.stderr.on('data', (d: Buffer) => (serveErr += d.toString()));
-    url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      const t = setTimeout(() => reject(new Error(`no listening line; stderr: ${serveErr}`)), 30_000);
-      serve!.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /^listening on (http:\/\/\S+)$/m.exec(out);
-        if (m) {
-          clearTimeout(t);
-          resolve(m[1]!);
-        }
-      });
-      serve!.on('exit', (c) => reject(new Error(`serve exited ${c}: ${serveErr}`)));
-    });
+    url = serve.url;
   });
 
   afterAll(async () => {
-    if (serve && serve.exitCode === null) {
-      const exited = new Promise((r) => serve!.on('exit', r));
-      serve.kill('SIGTERM');
-      await exited;
-    }
+    await serve?.stop();
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -82,13 +63,13 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     const r = await runCli(launchArgs(ref, ['--ca', path.join(tmp, 'ca.bin')]));
     expect(r.stderr).not.toContain('hunter2');
     expect(r.code, r.stderr).toBe(0);
-    const steps = r.stderr.split('\n').filter((l) => /^\[\d\/8\]/.test(l));
-    expect(steps.map((l) => l.split(/\s+/)[1])).toEqual(['certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject']);
+    const steps = r.stderr.split('\n').filter((l) => /^\[\d\/9\]/.test(l));
+    expect(steps.map((l) => l.split(/\s+/)[1])).toEqual(['firmware', 'certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject']);
     expect(steps.every((l) => / ms /.test(l))).toBe(true);
     expect(r.stdout).toMatch(new RegExp(`VM ${ref} is running`));
     const table = fs.readFileSync(path.join(process.env.SEVKIT_SIM_STATE!, 'guests', ref, 'launch-secret.bin'));
     expect(table.includes(Buffer.from('hunter2-disk-password\0'))).toBe(true);
-    expect(serveErr).not.toContain('hunter2');
+    expect(serve!.stderr()).not.toContain('hunter2');
   });
 
   it('launch refuses against AMD roots (the simulator is not AMD) and sends nothing', async () => {
@@ -96,7 +77,7 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     const r = await runCli(launchArgs(ref, ['--generation', 'genoa']));
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^sevkit: launch refused at step 'chain': ASK → CEK.*the secret was not sent$/m);
-    expect(serveErr).not.toMatch(new RegExp(`${ref}/confidential/(initialize|inject_secret)`));
+    expect(serve!.stderr()).not.toMatch(new RegExp(`${ref}/confidential/(initialize|inject_secret)`));
   });
 
   it('launch refuses firmware other than the one the CRN boots', async () => {
@@ -108,7 +89,7 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     const r = await runCli([...launchArgs(ref, ['--ca', path.join(tmp, 'ca.bin')]).map((a) => (a === firmware ? other : a))]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/refused at step 'verify': launch measurement does not match/);
-    expect(serveErr).not.toMatch(new RegExp(`${ref}/confidential/inject_secret`));
+    expect(serve!.stderr()).not.toMatch(new RegExp(`${ref}/confidential/inject_secret`));
   });
 
   it('SEV-ES: the owner predicts the VMSAs of a pinned CPU model; a wrong model is refused', async () => {
@@ -154,13 +135,43 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
   });
 });
 
+describe('sevkit crn serve --max-vms', { timeout: 120_000 }, () => {
+  it('refuses the allocation after the limit with 503; a limit below 1 is a usage error', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-maxvms-'));
+    const fw = makeDemoFirmware(dir).path;
+    const bad = await runCli(['crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'x', '--run-dir', path.join(dir, 'run'), '--no-confidential', '--max-vms', '0']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('sevkit: --max-vms must be in [1, 65536], got 0\n');
+    const child = await startCrnServe(['--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(dir, 'run'), '--no-confidential', '--quiet', '--max-vms', '2'], {
+      env: { SEVKIT_ALLOCATION_TOKEN: TOKEN },
+    });
+    try {
+      const base = child.url;
+      const allocate = (i: number) =>
+        fetch(`${base}/control/allocate`, {
+          method: 'POST',
+          headers: { 'X-Auth-Signature': TOKEN, 'Content-Type': 'application/json' },
+          body: JSON.stringify({ ref: String(i).repeat(64), owner: EthWallet.fromPrivateKey(KEY).address, firmware: fw, policy: 1, vcpus: 1, memory_mb: 512 }),
+        });
+      expect((await allocate(1)).status).toBe(200);
+      expect((await allocate(2)).status).toBe(200);
+      const third = await allocate(3);
+      expect(third.status).toBe(503);
+      expect(await third.text()).toMatch(/No capacity left/);
+    } finally {
+      await child.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe.skipIf(Boolean(simReason))('sevkit demo', { timeout: 180_000 }, () => {
   it('runs VM-less end to end, says SIMULATED, never prints the password, cleans up', async () => {
     const r = await runCli(['demo', '--vm-less'], { timeoutMs: 170_000 });
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/SIMULATED/);
     expect(r.stdout).toMatch(/matches what the owner sent/);
-    expect(r.stdout.split('\n').filter((l) => /^\[owner \d\/8\]/.test(l))).toHaveLength(8);
+    expect(r.stdout.split('\n').filter((l) => /^\[owner \d\/9\]/.test(l))).toHaveLength(9);
     expect(r.stdout).toMatch(/launch refused at step 'verify'.*the secret was not sent/);
     expect(r.stdout).toMatch(/inject_secret requests for that VM: none/);
     expect(r.stdout).toMatch(/demo: OK/);
@@ -176,23 +187,15 @@ describe.skipIf(Boolean(simReason))('certificate cache and platform rotation (pr
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-rotate-'));
     const sim = await startSim({ stateDir: path.join(dir, 'sim'), seed: '7' });
     const env = { ...sim.env, SEVKIT_REAL_QEMU: 'none', NO_COLOR: '1' };
-    const proc = spawn(process.execPath, [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'localhost', '--run-dir', path.join(dir, 'run'), '--quiet'], { cwd: ROOT, env });
+    const crn = await startCrnServe(['--listen', '127.0.0.1:0', '--domain', 'localhost', '--run-dir', path.join(dir, 'run'), '--quiet'], { env });
     try {
-      const u = await new Promise<string>((resolve, reject) => {
-        let buf = '';
-        proc.stdout.on('data', (d: Buffer) => {
-          buf += d.toString();
-          const m = /^listening on (\S+)$/m.exec(buf);
-          if (m) resolve(m[1]!);
-        });
-        proc.on('exit', (c) => reject(new Error(`serve exited ${c}`)));
-      });
+      const u = crn.url;
       const get = () => new CrnClient({ url: u }).getCertificates();
       const before = await get();
       const rot = await runCli(['rotate'], { env });
       expect(rot.code, rot.stderr).toBe(0);
       expect((await get()).equals(before)).toBe(true); // cached
-      proc.kill('SIGHUP');
+      crn.proc.kill('SIGHUP');
       let after = before;
       for (let i = 0; i < 50 && after.equals(before); i++) {
         await new Promise((r) => setTimeout(r, 100));
@@ -201,9 +204,7 @@ describe.skipIf(Boolean(simReason))('certificate cache and platform rotation (pr
       expect(after.subarray(0, 0x824).equals(before.subarray(0, 0x824))).toBe(false); // new PDH
       expect(after.subarray(0x824 * 2).equals(before.subarray(0x824 * 2))).toBe(true); // same OCA and CEK
     } finally {
-      const exited = new Promise((r) => proc.on('exit', r));
-      proc.kill('SIGTERM');
-      await exited;
+      await crn.stop();
       await sim.close();
       fs.rmSync(dir, { recursive: true, force: true });
     }

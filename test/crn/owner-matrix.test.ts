@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { CrnService } from '../../lib/crn/service.js';
+import { makeDemoFirmware } from '../../lib/demo/demo.js';
 import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
 import { launchOnCrn, LaunchRefusedError, type LaunchProgress, type OwnerLaunchOptions } from '../../lib/owner/launch.js';
@@ -38,6 +39,8 @@ interface Crn {
   /** Answers a request itself instead of the CRN when it returns true. */
   intercept?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   close(): Promise<void>;
+  /** Client connections still open. */
+  openSockets(): number;
 }
 const open: Crn[] = [];
 
@@ -59,6 +62,12 @@ async function startCrn(platform: TestPlatform): Promise<Crn> {
       service.handler(fake, res);
     });
   });
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  crn.openSockets = () => sockets.size;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   crn.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   crn.close = async () => {
@@ -126,9 +135,9 @@ beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-owner-'));
   ca = makeCa();
   otherCa = makeCa();
-  firmware = crypto.randomBytes(64 * 1024);
-  firmwarePath = path.join(tmp, 'OVMF.fd');
-  fs.writeFileSync(firmwarePath, firmware);
+  // The owner refuses a firmware without a launch-secret area before uploading anything: use one that has it.
+  firmwarePath = makeDemoFirmware(tmp).path;
+  firmware = fs.readFileSync(firmwarePath);
 });
 afterEach(async () => {
   await Promise.all(open.splice(0).map((c) => c.close()));
@@ -142,9 +151,9 @@ describe('honest CRN', () => {
     const progress: LaunchProgress[] = [];
     const res = await launchOnCrn(opts(crn, ref, { onProgress: (p) => progress.push(p) }));
     expect(res.status).toMatchObject({ status: 'running', running: true });
-    expect(progress.map((p) => p.step)).toEqual(['certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject']);
-    expect(progress.every((p) => p.ms >= 0 && p.total === 8)).toBe(true);
-    expect(Object.keys(res.timings)).toHaveLength(8);
+    expect(progress.map((p) => p.step)).toEqual(['firmware', 'certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject']);
+    expect(progress.every((p) => p.ms >= 0 && p.total === 9)).toBe(true);
+    expect(Object.keys(res.timings)).toHaveLength(9);
     expect(res.chain.caSource).toBe('given');
     expect(crn.launcher.guests).toHaveLength(1);
     expect(crn.launcher.guests[0]!.passwords).toEqual([SECRET]);
@@ -157,7 +166,9 @@ describe('honest CRN', () => {
   it('SEV-ES policy without the vCPU description is refused before the secret', async () => {
     const crn = await startCrn(makePlatform(ca));
     const ref = await allocate(crn, { policy: 0x5 });
-    await expectRefused(crn, opts(crn, ref, { policy: 0x5 }), 'verify', /SEV-ES/);
+    await expectRefused(crn, opts(crn, ref, { policy: 0x5 }), 'firmware', /SEV-ES/);
+    // Refused before anything was uploaded.
+    expect(crn.requests).toEqual(['POST /control/allocate']);
   });
 });
 
@@ -169,7 +180,7 @@ describe('aleph CRN behaviour the owner must tolerate or stop at', () => {
       [403, 'application/json', JSON.stringify({ error: 'Operation not running' })],
     ];
     crn.intercept = (req, res) => {
-      if (!req.url?.endsWith('/measurement') || answers.length === 0) return false;
+      if (!req.url?.split('?')[0]!.endsWith('/measurement') || answers.length === 0) return false;
       const [status, type, body] = answers.shift()!;
       res.writeHead(status as number, { 'Content-Type': type as string });
       res.end(body);
@@ -177,13 +188,13 @@ describe('aleph CRN behaviour the owner must tolerate or stop at', () => {
     };
     const res = await launchOnCrn(opts(crn, await allocate(crn)));
     expect(res.status).toMatchObject({ running: true });
-    expect(crn.requests.filter((l) => l.endsWith('/measurement')).length).toBeGreaterThanOrEqual(3);
+    expect(crn.requests.filter((l) => l.split('?')[0]!.endsWith('/measurement')).length).toBeGreaterThanOrEqual(3);
   });
 
   it('stops at aleph\'s plain-text 403 "Unauthorized sender"', async () => {
     const crn = await startCrn(makePlatform(ca));
     crn.intercept = (req, res) => {
-      if (!req.url?.endsWith('/measurement')) return false;
+      if (!req.url?.split('?')[0]!.endsWith('/measurement')) return false;
       res.writeHead(403, { 'Content-Type': 'text/plain' });
       res.end('Unauthorized sender');
       return true;
@@ -194,12 +205,31 @@ describe('aleph CRN behaviour the owner must tolerate or stop at', () => {
   it('gives up after the measurement timeout when QEMU never gets ready', async () => {
     const crn = await startCrn(makePlatform(ca));
     crn.intercept = (req, res) => {
-      if (!req.url?.endsWith('/measurement')) return false;
+      if (!req.url?.split('?')[0]!.endsWith('/measurement')) return false;
       res.writeHead(503, { 'Content-Type': 'application/json' });
       res.end('{"error":"VM is starting"}');
       return true;
     };
     await expectRefused(crn, opts(crn, await allocate(crn), { measurementTimeoutMs: 300 }), 'measurement', /no measurement within 300 ms/);
+  });
+
+  it('the whole launch has a deadline: a CRN that holds every measurement request ends it there, naming the step and the CRN', async () => {
+    const crn = await startCrn(makePlatform(ca));
+    const waits: string[] = [];
+    crn.intercept = (req) => req.url?.split('?')[0]!.endsWith('/measurement') === true; // held, never answered
+    await expectRefused(
+      crn,
+      opts(crn, await allocate(crn), { measurementTimeoutMs: 600_000, deadlineMs: 2500, onWait: (w) => waits.push(`${w.step}: ${w.waitingFor}`) }),
+      'measurement',
+      new RegExp(`the launch did not finish within its deadline of 2.5 s \\(still waiting for the launch measurement \\(VM starting\\) from ${crn.url.replace(/\./g, '\\.')}\\)`),
+    );
+    // The long-poll asked the CRN to hold the request, and the owner saw what it waited for.
+    expect(crn.requests.find((l) => l.includes('/measurement'))).toMatch(/\/measurement\?wait=\d+$/);
+    expect(waits).toContain('measurement: the launch measurement (VM starting)');
+    // The held request was cancelled with the launch, not left to its own (30 s + wait) deadline.
+    const until = Date.now() + 10_000;
+    while (crn.openSockets() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(crn.openSockets()).toBe(0);
   });
 });
 
@@ -286,7 +316,7 @@ describe('malicious host matrix', () => {
   it('a malformed measurement (wrong length) and a guest already running', async () => {
     let crn = await startCrn(makePlatform(ca));
     crn.launcher.hostile = { measurement: (b) => b.subarray(0, 47) };
-    await expectRefused(crn, opts(crn, await allocate(crn)), 'verify', /47 bytes/);
+    await expectRefused(crn, opts(crn, await allocate(crn)), 'measurement', /host reported an impossible value: launch measurement of 47 bytes/);
     crn = await startCrn(makePlatform(ca));
     crn.launcher.hostile = { reportState: 'running' };
     await expectRefused(crn, opts(crn, await allocate(crn)), 'verify', /state 'running'/);
@@ -301,6 +331,18 @@ describe('malicious host matrix', () => {
     // policy 0x1 with minimum firmware 1.40 (API_MAJOR bits 16-23, API_MINOR bits 24-31)
     const policy = 0x1 | (1 << 16) | (40 << 24);
     await expectRefused(crn, opts(crn, await allocate(crn, { policy }), { policy }), 'verify', /older than the policy minimum/);
+  });
+
+  it('versions that do not fit their byte are a lying host, even when the MAC (over the low bytes) matches', async () => {
+    // The MAC covers one byte each: 55+256 and 24+256 MAC exactly like 55 and 24, so only the range check catches them.
+    let crn = await startCrn(makePlatform(ca));
+    crn.launcher.api = { major: 1, minor: 55 + 256, build: 24 + 256 };
+    await expectRefused(crn, opts(crn, await allocate(crn)), 'measurement', /host reported an impossible value: API minor 311 \(the firmware reports it in one byte, 0\.\.255\)/);
+    // The minimum-version bypass: a 1.17 firmware claiming 1.273 to pass a policy minimum of 1.40.
+    crn = await startCrn(makePlatform(ca));
+    crn.launcher.api = { major: 1, minor: 17 + 256, build: 1 };
+    const policy = 0x1 | (1 << 16) | (40 << 24);
+    await expectRefused(crn, opts(crn, await allocate(crn, { policy }), { policy }), 'measurement', /impossible value: API minor 273/);
   });
 
   it('an altered upload: a byte of the session flipped in transit', async () => {

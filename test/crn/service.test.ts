@@ -173,11 +173,20 @@ describe('owner endpoints', () => {
   it('runs the aleph sequence: initialize → measurement → inject_secret → running', async () => {
     const ref = await allocate();
     const c = client();
-    expect(await c.initialize(ref, { session: session(), godh: godh() })).toBe(`Started VM with ref ${ref}`);
+    launcher.autoReady = false;
+    try {
+      expect(await c.initialize(ref, { session: session(), godh: godh() })).toBe(`Started VM with ref ${ref}`);
+    } finally {
+      launcher.autoReady = true;
+    }
     const dir = path.join(tmp, 'run', 'sessions', ref);
     expect((fs.statSync(path.join(dir, 'vm_session.b64')).mode & 0o777).toString(8)).toBe('600');
     expect(fs.readFileSync(path.join(dir, 'vm_godh.b64'), 'latin1')).toHaveLength(2780);
+    await until(() => launcher.vms.some((v) => v.spec.ref === ref));
+    launcher.vms.find((v) => v.spec.ref === ref)!.becomeReady();
     await until(() => srv.service.state(ref) === 'awaiting-secret');
+    // QEMU has the blobs once it is measured: the owner's upload does not stay on the host.
+    expect(fs.existsSync(dir)).toBe(false);
     const m = await c.measurementOnce(ref);
     expect(m.status).toBe(200);
     expect(m.value!.sev_info).toMatchObject({ enabled: true, api_major: 1, api_minor: 55, build_id: 24, policy: 1, state: 'launch-secret' });
@@ -214,6 +223,75 @@ describe('owner endpoints', () => {
     } finally {
       launcher.autoReady = true;
     }
+  });
+
+  describe('measurement long-poll (?wait=S)', () => {
+    const poll = (ref: string, query: string) => {
+      const p = `/control/machine/${ref}/confidential/measurement`;
+      return fetch(`${srv.url}${p}${query}`, { headers: createAuthSession(owner, { domain: 'crn.test' }).headers('GET', p) });
+    };
+
+    it('holds the request while the VM starts and answers 200 once it awaits the secret', async () => {
+      launcher.autoReady = false;
+      try {
+        const ref = await allocate();
+        await client().initialize(ref, { session: session(), godh: godh() });
+        let answered = false;
+        const pending = poll(ref, '?wait=60').then((r) => ((answered = true), r));
+        await new Promise((r) => setTimeout(r, 300));
+        expect(answered).toBe(false);
+        launcher.vms.at(-1)!.becomeReady();
+        const r = await pending;
+        expect(r.status).toBe(200);
+        const body = (await r.json()) as { sev_info: { state: string }; launch_measure: string };
+        expect(body.sev_info.state).toBe('launch-secret');
+        expect(Buffer.from(body.launch_measure, 'base64')).toHaveLength(48);
+      } finally {
+        launcher.autoReady = true;
+      }
+    });
+
+    it('answers the not-ready 503 with Retry-After when S seconds pass, and the failure when the launch fails', async () => {
+      launcher.autoReady = false;
+      try {
+        const ref = await allocate();
+        await client().initialize(ref, { session: session(), godh: godh() });
+        const r = await poll(ref, '?wait=1');
+        expect(r.status).toBe(503);
+        expect(r.headers.get('retry-after')).toBe('1');
+        const pending = poll(ref, '?wait=60');
+        await new Promise((res) => setTimeout(res, 100));
+        launcher.vms.at(-1)!.failLaunch('LAUNCH_START: SEV_RET_INVALID_PARAM');
+        const f = await pending;
+        expect(f.status).toBe(409);
+        expect(await f.text()).toMatch(/LAUNCH_START/);
+      } finally {
+        launcher.autoReady = true;
+      }
+    });
+
+    it('refuses a wait that is not one integer in [1, 120] (400); without it the answer is immediate', async () => {
+      launcher.autoReady = false;
+      try {
+        const ref = await allocate();
+        await client().initialize(ref, { session: session(), godh: godh() });
+        for (const q of ['?wait=0', '?wait=121', '?wait=abc', '?wait=1.5', '?wait=', '?wait=1&wait=2', '?wait=-1']) {
+          const r = await poll(ref, q);
+          expect(r.status, q).toBe(400);
+          expect(await r.text()).toMatch(/wait must be one integer number of seconds in \[1, 120\]/);
+        }
+        expect((await poll(ref, '')).status).toBe(503);
+        expect((await poll(ref, '?other=1')).status).toBe(503);
+      } finally {
+        launcher.autoReady = true;
+      }
+    });
+
+    it('an allocated VM that was never initialised answers at once (409), wait or not', async () => {
+      const ref = await allocate();
+      const r = await poll(ref, '?wait=60');
+      expect(r.status).toBe(409);
+    });
   });
 
   it('a failed launch is reported (409) and initialize may be retried', async () => {

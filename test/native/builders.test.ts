@@ -5,38 +5,18 @@
  * CLI runs `sim -- show version` with that build's addon and shim and nothing else.
  * Each build runs in a private copy of its inputs, so the shared build/ is untouched.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, cliEntry } from '../helpers/cli.js';
+import { ROOT, cliEntry, runCommand } from '../helpers/cli.js';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-builders-'));
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
-interface Run {
-  code: number | null;
-  out: string;
-}
-
-/** Run a command to completion with a deadline; output (stdout+stderr) kept for the failure message. */
-function run(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs: number }): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: { ...process.env, NO_COLOR: '1', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => chunks.push(d));
-    child.stderr.on('data', (d: Buffer) => chunks.push(d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out: Buffer.concat(chunks).toString('utf8') });
-    });
-  });
+/** Run a command to completion with a deadline, in this process's environment plus `env`. */
+function run(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs: number }) {
+  return runCommand(cmd, args, { cwd: opts.cwd, env: { ...process.env, NO_COLOR: '1', ...opts.env }, timeoutMs: opts.timeoutMs });
 }
 
 const BUILDERS = [

@@ -12,12 +12,11 @@
  * - a small consumer type-checks against the installed .d.ts under
  *   commonjs + node10 (no esModuleInterop), NodeNext and bundler.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers/cli.js';
+import { ROOT, runCommand, type CommandResult } from '../helpers/cli.js';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
 const PREBUILDS = `prebuilds/${process.platform}-${process.arch}`;
@@ -44,33 +43,6 @@ const ALLOWED: RegExp[] = [
 const TOOLS = ['node', 'npm', 'npx', 'sh', 'env', 'cat', 'ls', 'mkdir', 'rm', 'cp', 'mv', 'ln', 'chmod', 'uname', 'dirname', 'basename', 'readlink', 'true', 'false'];
 const COMPILERS = ['cc', 'gcc', 'g++', 'c++', 'clang', 'make', 'python', 'python3', 'cmake'];
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Run to completion with a deadline; never throws for a non-zero exit. */
-function run(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number }): Promise<Run> {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ms: Date.now() - t0 });
-    });
-  });
-}
 
 /** The parent's environment minus npm's per-invocation variables (npm test sets dozens). */
 function baseEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
@@ -97,18 +69,18 @@ const src = path.join(work, 'src');
 const app = path.join(work, 'app');
 const bin = path.join(work, 'bin');
 const tarball = path.join(work, `${pkg.name}-${pkg.version}.tgz`);
-let packed: Run;
+let packed: CommandResult;
 let listed: { path: string; size: number }[] = [];
-let installed: Run;
+let installed: CommandResult;
 /** The consumer's environment: compiler-less PATH, nothing from npm test. */
 let appEnv: NodeJS.ProcessEnv;
 
 beforeAll(async () => {
   copyCheckout(src);
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(src, 'node_modules'));
-  packed = await run('npm', ['pack', '--pack-destination', work], { cwd: src, env: baseEnv({}), timeoutMs: 900_000 });
+  packed = await runCommand('npm', ['pack', '--pack-destination', work], { cwd: src, env: baseEnv({}), timeoutMs: 900_000 });
   if (packed.code !== 0) throw new Error(`npm pack failed:\n${(packed.stdout + packed.stderr).slice(-4000)}`);
-  const dry = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: src, env: baseEnv({}), timeoutMs: 120_000 });
+  const dry = await runCommand('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: src, env: baseEnv({}), timeoutMs: 120_000 });
   listed = (JSON.parse(dry.stdout) as { files: { path: string; size: number }[] }[])[0]!.files;
 
   fs.mkdirSync(bin);
@@ -121,7 +93,7 @@ beforeAll(async () => {
   // node-gyp-build really runs (and would try to compile if the prebuild did not fit).
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, allowScripts: { [pkg.name]: true } }));
   appEnv = baseEnv({ PATH: `${path.join(app, 'node_modules', '.bin')}:${bin}` });
-  installed = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', tarball], {
+  installed = await runCommand('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', tarball], {
     cwd: app,
     env: appEnv,
     timeoutMs: 300_000,
@@ -138,7 +110,7 @@ describe('npm pack', () => {
   it('lists only allowed files, and the tarball holds exactly that list', async () => {
     const paths = listed.map((f) => f.path).sort();
     expect(paths.filter((p) => !ALLOWED.some((re) => re.test(p)))).toEqual([]);
-    const tar = await run('tar', ['-tzf', tarball], { cwd: work, env: baseEnv({}), timeoutMs: 60_000 });
+    const tar = await runCommand('tar', ['-tzf', tarball], { cwd: work, env: baseEnv({}), timeoutMs: 60_000 });
     expect(tar.code).toBe(0);
     const inTar = tar.stdout.split('\n').filter((l) => l && !l.endsWith('/')).map((l) => l.replace(/^package\//, '')).sort();
     expect(inTar).toEqual(paths);
@@ -186,7 +158,7 @@ describe('npm install of the tarball with no compiler on PATH', () => {
   });
 
   it('runs `sevkit sim -- sevkit show version` from node_modules/.bin', { timeout: 180_000 }, async () => {
-    const r = await run(path.join(app, 'node_modules', '.bin', 'sevkit'), ['sim', '--state', path.join(work, 'sim-state'), '--', 'sevkit', 'show', 'version'], {
+    const r = await runCommand(path.join(app, 'node_modules', '.bin', 'sevkit'), ['sim', '--state', path.join(work, 'sim-state'), '--', 'sevkit', 'show', 'version'], {
       cwd: app,
       env: appEnv,
       timeoutMs: 170_000,
@@ -197,14 +169,14 @@ describe('npm install of the tarball with no compiler on PATH', () => {
   });
 
   it('loads with import() and require(), the addon from prebuilds/', { timeout: 120_000 }, async () => {
-    const esm = await run(
+    const esm = await runCommand(
       'node',
       ['--input-type=module', '-e', "const m = await import('sevkit'); console.log(typeof m.SevPlatform, typeof m.verifyChain, typeof m.startSim);"],
       { cwd: app, env: appEnv, timeoutMs: 60_000 },
     );
     expect(esm.code, esm.stderr).toBe(0);
     expect(esm.stdout.trim()).toBe('function function function');
-    const cjs = await run(
+    const cjs = await runCommand(
       'node',
       ['-e', "const m = require('sevkit'); console.log(typeof m.SevPlatform, require('node-gyp-build').path(require('path').dirname(require.resolve('sevkit/package.json'))));"],
       { cwd: app, env: appEnv, timeoutMs: 60_000 },
@@ -247,7 +219,7 @@ describe('the shipped types', () => {
     fs.writeFileSync(path.join(dir, file), CONSUMER);
     const tsconfig = { compilerOptions: { target: 'ES2022', strict: true, noEmit: true, skipLibCheck: false, types: ['node'], ...compilerOptions }, files: [file] };
     fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify(tsconfig, null, 2));
-    const r = await run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { cwd: dir, env: appEnv, timeoutMs: 280_000 });
+    const r = await runCommand(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { cwd: dir, env: appEnv, timeoutMs: 280_000 });
     expect(r.code, r.stdout + r.stderr).toBe(0);
   });
 });

@@ -4,6 +4,9 @@
  * owner verifies, a launch secret whose MAC the firmware checks.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SimClient, SimClientError } from '../../lib/sim/client.js';
 import { createSession } from '../../lib/launch/session.js';
@@ -122,5 +125,52 @@ describe('guest launch over SimClient', () => {
   it('SimClient without a socket or with a dead one fails with one clear error', async () => {
     await expect(SimClient.connect('')).rejects.toThrow(/SEVKIT_SIM_SOCKET is not set/);
     await expect(SimClient.connect('/nonexistent/sev.sock')).rejects.toThrow(/cannot reach the simulator daemon: ENOENT/);
+  });
+});
+
+describe('LAUNCH_UPDATE_DATA of a file the daemon reads (launchUpdateFile)', () => {
+  it('measures the same digest as sending the bytes, follows a rewritten file, refuses what is not a file', async () => {
+    const c = await client();
+    const { pdh } = await c.pdhCertExport();
+    const api = await c.api();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sim-upd-file-'));
+    const file = path.join(dir, 'fw.bin');
+    const measureOf = async (feed: (h: number) => Promise<unknown>) => {
+      const s = createSession(pdh, 1);
+      const h = await c.launchStart({ policy: 1, godh: s.godh, session: s.session });
+      await feed(h);
+      const { measure, mnonce } = parseMeasurementBlob(await c.launchMeasure(h));
+      await c.decommission(h);
+      return { measure, mnonce, tik: s.tik };
+    };
+    const expectDigest = (m: { measure: Buffer; mnonce: Buffer; tik: Buffer }, digest: Buffer) =>
+      expect(m.measure.equals(computeMeasure({ digest, mnonce: m.mnonce, tik: m.tik, apiMajor: api.major, apiMinor: api.minor, build: api.build, policy: 1 }))).toBe(true);
+    try {
+      const a = crypto.randomBytes(8192);
+      fs.writeFileSync(file, a);
+      expect(await c.launchUpdateFile(0, file).catch((e) => e)).toBeInstanceOf(SimClientError);
+      for (let i = 0; i < 2; i++) {
+        expectDigest(await measureOf((h) => c.launchUpdateFile(h, file)), crypto.createHash('sha256').update(a).digest());
+      }
+      // File then more data: both measured, in order.
+      const extra = crypto.randomBytes(32);
+      expectDigest(await measureOf(async (h) => (await c.launchUpdateFile(h, file), await c.launchUpdateData(h, extra))), crypto.createHash('sha256').update(a).update(extra).digest());
+      // Data then the file: the cached digest cannot start it, the bytes are appended.
+      expectDigest(await measureOf(async (h) => (await c.launchUpdateData(h, extra), await c.launchUpdateFile(h, file))), crypto.createHash('sha256').update(extra).update(a).digest());
+      // Rewritten in place (same size): the new content is measured.
+      const b = crypto.randomBytes(8192);
+      fs.writeFileSync(file, b);
+      expectDigest(await measureOf((h) => c.launchUpdateFile(h, file)), crypto.createHash('sha256').update(b).digest());
+      const s = createSession(pdh, 1);
+      const h = await c.launchStart({ policy: 1, godh: s.godh, session: s.session });
+      for (const bad of ['fw.bin', dir, path.join(dir, 'absent')]) {
+        await expect(c.launchUpdateFile(h, bad)).rejects.toMatchObject({ fwStatusName: expect.stringMatching(/INVALID_PARAM|INVALID_LEN/) });
+      }
+      fs.writeFileSync(file, Buffer.alloc(17));
+      await expect(c.launchUpdateFile(h, file)).rejects.toMatchObject({ fwStatus: Ret.INVALID_LEN });
+      await c.decommission(h);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -350,7 +350,7 @@ describe('fault injection', () => {
 
   it('a failing implicit INIT surfaces as EIO with its status', () => {
     const p = freshPlatform({ bootState: 'UNINIT' });
-    p.injectFault({ cmd: 'INIT', fwStatus: 'SECURE_DATA_INVALID' });
+    p.injectFault({ cmd: 'INIT', fwStatus: 'SECURE_DATA_INVALID', times: 2 }); // the driver retries once
     const r = issue(p, Cmd.PDH_GEN);
     expect(r.errno).toBe(Errno.EIO);
     expect(r.fwError).toBe(Ret.SECURE_DATA_INVALID);
@@ -442,7 +442,7 @@ describe('kernel 6.16 driver behaviour', () => {
 
   it('a failed implicit INIT reports INVALID_PLATFORM_STATE', () => {
     const p = freshPlatform({ kernel: '6.16', bootState: 'UNINIT' });
-    p.injectFault({ cmd: 'INIT', fwStatus: 'SECURE_DATA_INVALID' });
+    p.injectFault({ cmd: 'INIT', fwStatus: 'SECURE_DATA_INVALID', times: 2 }); // the driver retries once
     const r = issue(p, Cmd.PEK_GEN);
     expect(r.errno).toBe(Errno.EIO);
     expect(r.fwError).toBe(Ret.INVALID_PLATFORM_STATE);
@@ -473,5 +473,35 @@ describe('deterministic derivation (uncached)', () => {
     const d = (k: crypto.KeyObject) => k.export({ format: 'jwk' }).d;
     expect(d(deriveP384('7', 'pdh:0'))).toBe(d(deriveP384('7', 'pdh:0')));
     expect(d(deriveP384('7', 'pdh:0'))).not.toBe(d(deriveP384('7', 'pdh:1')));
+  });
+});
+
+describe('guest capacity per simulated product', () => {
+  it("an EPYC 9004 (default) holds 1006 guests, a Rome 509: the next allocation is RESOURCE_LIMIT, a freed slot is reusable", () => {
+    for (const [product, asids] of [['genoa', 1006], ['rome', 509]] as const) {
+      const p = freshPlatform(product === 'genoa' ? {} : { product });
+      expect(p.product).toBe(product);
+      const handles: number[] = [];
+      for (let i = 0; i < asids; i++) {
+        const r = p.allocGuest();
+        expect(r.status, `guest ${i + 1} on ${product}`).toBe(Ret.SUCCESS);
+        handles.push(r.slot!.handle);
+      }
+      expect(p.allocGuest().status).toBe(Ret.RESOURCE_LIMIT);
+      expect(p.freeGuest(handles[0]!)).toBe(true);
+      expect(p.allocGuest().status).toBe(Ret.SUCCESS);
+      expect(p.allocGuest().status).toBe(Ret.RESOURCE_LIMIT);
+    }
+  });
+
+  it('the simulated host fixture reports the same ASID count in CPUID 0x8000001F', async () => {
+    const { prepareSimHost } = await import('../../lib/sim/env.js');
+    const { decodeSevLeaf } = await import('../../lib/platform/cpuid.js');
+    for (const product of ['genoa', 'milan', 'rome'] as const) {
+      const host = prepareSimHost(tmpDir(), 'pre-6.16', product);
+      const cpuid = JSON.parse(fs.readFileSync(host.cpuidFile, 'utf8')) as Record<string, [number, number, number, number]>;
+      const key = Object.keys(cpuid).find((k) => /8000001f/i.test(k))!;
+      expect(decodeSevLeaf(cpuid[key]!).maxAsids, product).toBe(freshPlatform({ product }).maxGuests);
+    }
   });
 });

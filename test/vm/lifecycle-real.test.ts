@@ -83,6 +83,24 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
     await vm.stop(); // idempotent
   });
 
+  it('stop() of a guest that cannot hear the ACPI button (firmware only, or paused) quits QEMU without a power-down', async () => {
+    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostSevInfo: HOST });
+    for (const paused of [false, true]) {
+      const vm = await sup.launch(plainSpec(`noacpi${paused ? 'p' : 'r'}`));
+      await vm.resume();
+      if (paused) await vm.qmpClient!.stop();
+      const events: string[] = [];
+      vm.qmpClient!.onEvent((e) => events.push(e.event));
+      // A long deadline: a power-down would have had up to half of it.
+      await vm.stop({ timeoutMs: 120_000 });
+      expect(vm.state).toBe('stopped');
+      expect(events).not.toContain('POWERDOWN');
+      expect(events).toContain('SHUTDOWN');
+      expect(vm.exitReason?.exitCode).toBe(0);
+      expect(vm.exitReason?.signal).toBeNull();
+    }
+  });
+
   it('an SEV guest on TCG: QEMU 7.2 aborts mid-launch; reported with its stderr, files removed', async () => {
     const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostSevInfo: HOST });
     const err = await sup

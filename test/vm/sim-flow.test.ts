@@ -237,6 +237,25 @@ describe('SEV launch through the simulator (VM-less QEMU)', () => {
     expect(vm3.exitReason!.signal).toBe('SIGKILL');
   });
 
+  it('the firmware secret area follows the file: rewritten in place, the next launch reads the new image', async () => {
+    const sup = supervisor();
+    const fw = path.join(root, `fw-${run}.bin`);
+    const amd = fs.readFileSync(AMDSEV);
+    fs.writeFileSync(fw, amd);
+    const s = createSession(pdh, 0x1);
+    const vm1 = await sup.launch(sevSpec(`fw1-${run}`, s, fw));
+    expect(vm1.firmwareSecretArea).toEqual({ base: 0x810000, size: 0xc00 });
+    await vm1.stop({ timeoutMs: 20_000 });
+    // Same path, same size, no OVMF footer table any more.
+    fs.writeFileSync(fw, Buffer.alloc(amd.length, 0xa5));
+    const vm2 = await sup.launch(sevSpec(`fw2-${run}`, createSession(pdh, 0x1), fw));
+    expect(vm2.firmwareSecretArea).toBeUndefined();
+    await vm2.stop({ timeoutMs: 20_000 });
+    fs.rmSync(fw);
+    const gone = await sup.launch(sevSpec(`fw3-${run}`, createSession(pdh, 0x1), fw)).catch((e) => e);
+    expect(gone.message).toBe(`firmware ${fw}: no such file`);
+  });
+
   it('powerdown of a running VM-less guest ends QEMU cleanly', async () => {
     const sup = supervisor();
     const s = createSession(pdh, 0x1);

@@ -4,13 +4,14 @@
  */
 import type { Command } from 'commander';
 import { sevkitEnv } from '../env.js';
-import { action, printJson, useColor, writeOutputFile, EXIT_FAIL } from '../run.js';
+import { action, printJson, useColor, warnIfTestRoot, writeOutputFile, EXIT_FAIL } from '../run.js';
 
 /** Read a whole input file, turning fs errors into one clear line. */
 async function readInput(file: string, what: string): Promise<Buffer> {
   const fs = await import('node:fs');
   const { InputError } = await import('../../errors.js');
   try {
+    if (file === '-') return fs.readFileSync(0); // stdin
     const st = fs.statSync(file);
     if (st.isDirectory()) throw new InputError(`${file}: is a directory, expected a ${what} file`);
     return fs.readFileSync(file);
@@ -60,6 +61,7 @@ async function verifyCmd(o: VerifyOpts): Promise<number> {
   const oca = o.oca ? certs.decodeSevCert(await readInput(o.oca, 'OCA certificate'), { name: o.oca, usage: certs.Usage.OCA, allowTrailing: true }) : undefined;
   const generation = o.generation ? certs.parseGeneration(o.generation) : undefined;
   const r = certs.verifyChain({ sev, ...(ca ? { ca } : {}), ...(oca ? { oca } : {}), ...(generation ? { generation } : {}) });
+  if (!o.quiet) warnIfTestRoot(ca, `--ca ${o.ca}`);
   if (r.caSource === 'none') {
     throw new certs.CertificateError('ERR_CERT_GENERATION', `could not find a matching built-in AMD certificate: no AMD ASK (naples, rome, milan, genoa, turin) signs the CEK of ${source}; pass --ca ASK_ARK_FILE`, { cert: 'CEK' });
   }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { sevkitEnv } from '../env.js';
-import { action, parseIntArg } from '../run.js';
+import { action, parseIntArg, warnIfTestRoot } from '../run.js';
 import { UsageError, InputError } from '../../errors.js';
 import type { CrnServiceOptions } from '../../crn/service.js';
 
@@ -20,14 +20,16 @@ export function register(program: Command): void {
     .option('--no-confidential', 'disable confidential computing (503 on /about/certificates)')
     .option('--cert-ttl <SECONDS>', 're-export the certificate chain after this long (also on SIGHUP and after a failed launch)', (v) => parseIntArg(v, '--cert-ttl'), 60)
     .option('--quiet', 'no request log on stderr')
+    .option('--max-vms <N>', 'VMs this CRN holds at most; the next allocation is refused with 503', (v) => parseIntArg(v, '--max-vms'), 256)
     .option('--aleph-exact', "answer with aleph-vm's exact status codes and bodies where sevkit's deliberately differ (docs/crn-aleph.md)")
     .option('--api-server <URL>', "aleph API server: serves aleph's POST /control/allocations and /control/allocation/notify from its INSTANCE messages")
     .option('--data-cache <DIR>', 'with --api-server: firmware (and rootfs) files named by their item hash', '')
     .option('--node-hash <HASH>', "this CRN's node hash (messages that name a node must name this one)")
     .option('--delegation', "with --api-server: also authorise addresses the owner's aleph security aggregate delegates INSTANCE operations to")
+    .option('--keep-vms', 'on SIGINT/SIGTERM, stop serving but leave the VMs running (the next crn serve on this --run-dir adopts them)')
     .addHelpText(
       'after',
-      '\nAllocation (POST /control/allocate, and with --api-server POST /control/allocations) needs SEVKIT_ALLOCATION_TOKEN\n(or aleph\'s form, its sha256 in SEVKIT_ALLOCATION_TOKEN_HASH) in the environment.\nSIGHUP re-exports the certificate chain (after rotate); SIGINT/SIGTERM stop every VM and exit.',
+      '\nAllocation (POST /control/allocate, and with --api-server POST /control/allocations) needs SEVKIT_ALLOCATION_TOKEN\n(or aleph\'s form, its sha256 in SEVKIT_ALLOCATION_TOKEN_HASH) in the environment.\nSIGHUP re-exports the certificate chain (after rotate); SIGINT/SIGTERM stop every VM (or, with --keep-vms, leave\nthem running) and exit; a repeated signal does not cut the stop short. On start, the VMs an earlier crn serve on\nthe same --run-dir left running (a crash, SIGKILL, --keep-vms) are adopted: they are served again.',
     )
     .action(action(serveCmd));
 
@@ -43,10 +45,18 @@ export function register(program: Command): void {
     .option('--generation <G>', 'use the built-in AMD roots of this generation (naples, rome, milan, genoa, turin)')
     .option('--wallet-key <FILE>', 'owner wallet key: Ethereum private key (hex) or Solana keypair (JSON array); default SEVKIT_WALLET_KEY_FILE')
     .option('--domain <NAME>', 'domain to sign operations for (default: the URL host)')
-    .option('--vcpus <N>', 'SEV-ES: number of vCPUs of the VM', (v) => parseIntArg(v, '--vcpus'))
+    .option('--vcpus <N>', 'SEV-ES: number of vCPUs of the VM (sevkit allocate prints what the CRN launches with)', (v) => parseIntArg(v, '--vcpus'))
     .option('--vcpu-type <TYPE>', 'SEV-ES: QEMU CPU model of the VM (e.g. EPYC-v4)')
     .option('--vcpu-sig <SIG>', 'SEV-ES: CPUID(1).EAX signature of the VM vCPUs (for -cpu host)', (v) => parseIntArg(v, '--vcpu-sig'))
+    .option('--vcpu-family <N>', 'SEV-ES: vCPU family (with --vcpu-model and --vcpu-stepping, instead of --vcpu-sig)', (v) => parseIntArg(v, '--vcpu-family'))
+    .option('--vcpu-model <N>', 'SEV-ES: vCPU model', (v) => parseIntArg(v, '--vcpu-model'))
+    .option('--vcpu-stepping <N>', 'SEV-ES: vCPU stepping', (v) => parseIntArg(v, '--vcpu-stepping'))
+    .option('--sev-features <N>', 'SEV-ES: the VMSA SEV_FEATURES (0x20 where KVM enables DebugSwap in legacy VMSAs)', (v) => parseIntArg(v, '--sev-features'))
+    .option('--secret-gpa <ADDR>', 'the firmware receives the secret at this guest address (for a firmware whose footer table declares no launch-secret area; the CRN must inject there)', (v) => parseIntArg(v, '--secret-gpa'))
+    .option('--secret-size <BYTES>', 'with --secret-gpa: the size of that area', (v) => parseIntArg(v, '--secret-size'), 4096)
     .option('--timeout <SECONDS>', 'how long to wait for the measurement', (v) => parseIntArg(v, '--timeout'), 120)
+    .option('--request-timeout <SECONDS>', 'deadline of each request, connect to the last byte (initialize gets 150 s: aleph holds it while the VM starts)', (v) => parseIntArg(v, '--request-timeout'), 30)
+    .option('--deadline <SECONDS>', 'deadline of the whole launch (default: --timeout + 300)', (v) => parseIntArg(v, '--deadline'))
     .option('--json', 'print the result as JSON')
     .action(action(launchCmd));
 
@@ -71,6 +81,7 @@ interface ServeOpts {
   cek?: string;
   cpu?: string;
   certTtl: number;
+  maxVms: number;
   confidential: boolean;
   quiet?: boolean;
   alephExact?: boolean;
@@ -78,6 +89,7 @@ interface ServeOpts {
   dataCache: string;
   nodeHash?: string;
   delegation?: boolean;
+  keepVms?: boolean;
 }
 
 async function serveCmd(o: ServeOpts): Promise<number> {
@@ -91,63 +103,92 @@ async function serveCmd(o: ServeOpts): Promise<number> {
   } catch {
     throw new UsageError(`--listen must be HOST:PORT, got '${o.listen}'`);
   }
+  if (o.maxVms < 1 || o.maxVms > 65536) throw new UsageError(`--max-vms must be in [1, 65536], got ${o.maxVms}`);
   if (!/^[A-Za-z0-9.-]{1,253}$/.test(o.domain) && !/^[0-9a-fA-F:]+$/.test(o.domain)) throw new UsageError(`--domain must be a host name, got '${o.domain}'`);
   let cekOverride: Buffer | undefined;
   if (o.cek) {
     cekOverride = fs.readFileSync(o.cek);
     if (cekOverride.length !== 0x824) throw new InputError(`${o.cek}: a CEK certificate is 2084 bytes, this file has ${cekOverride.length}`);
   }
-  fs.mkdirSync(o.runDir, { recursive: true, mode: 0o700 });
-  // The default lives in a shared /tmp: a directory someone else made (or can write) would let
-  // them swap the session files and the VMs' QMP sockets, so refuse it rather than use it.
-  const st = fs.lstatSync(o.runDir);
-  if (!st.isDirectory() || (process.getuid !== undefined && st.uid !== process.getuid()) || (st.mode & 0o022) !== 0) {
-    throw new InputError(`${o.runDir}: the run directory must be a directory of this user, not writable by group or others (mode ${(st.mode & 0o777).toString(8)})`);
-  }
+  // The default lives in a shared /tmp: the library refuses a directory someone else made or can write
+  // (they could swap the session files and the VMs' QMP sockets); checked before anything is created in it.
+  const { ensurePrivateDir } = await import('../../util/fs.js');
+  ensurePrivateDir(o.runDir);
   const aleph = await alephOptions(o);
   const env = sevkitEnv();
   const simulated = env.simSocket !== undefined;
-  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms`, ...(env.qemu ? { qemu: env.qemu } : {}), ...(env.cpuidFile ? { cpuidFile: env.cpuidFile } : {}) });
   const device = o.device ?? env.device;
   const testCa = (await import('../../sim/ca-chain.js')).simulatorCaChain(env.simState);
-  const srv = await startCrnServer({
-    host: listen.host,
-    port: listen.port,
-    domain: o.domain,
-    certs: o.confidential ? await platformCertificateSource({ device, testCa, kds: { cacheDir: env.kdsCacheDir } }) : null,
-    launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
-    runDir: o.runDir,
-    certTtlMs: o.certTtl * 1000,
-    ...(process.env.SEVKIT_ALLOCATION_TOKEN ? { allocationToken: process.env.SEVKIT_ALLOCATION_TOKEN } : {}),
-    ...(cekOverride ? { cekOverride } : {}),
-    platformKind: simulated ? 'simulated' : 'hardware',
-    ...aleph,
-    ...(o.quiet ? {} : { log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) }),
-  });
+  // An unexpected exit (a bug) must not take the VMs with it: the next crn serve adopts them.
+  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms`, keepVmsOnExit: true, ...(env.qemu ? { qemu: env.qemu } : {}), ...(env.cpuidFile ? { cpuidFile: env.cpuidFile } : {}) });
+  const keepVms = Boolean(o.keepVms);
+  // Installed before anything starts and kept until the process exits: a signal during start-up (adoption)
+  // is acted on once the server is up, and a second signal (Ctrl-C twice, a group signal plus `sevkit sim`
+  // forwarding it) never falls back to the default action, which would abandon the VMs mid-stop.
+  let srv: Awaited<ReturnType<typeof startCrnServer>> | undefined;
+  let signalled: NodeJS.Signals | undefined;
+  let stopped!: () => void;
+  const done = new Promise<void>((r) => (stopped = r));
+  const begin = (sig: NodeJS.Signals, s: NonNullable<typeof srv>) => {
+    const n = s.service.list().filter((v) => v.state !== 'allocated' && v.state !== 'stopped' && v.state !== 'failed').length;
+    process.stderr.write(`${sig}: ${keepVms ? `stopping the service, leaving ${n} VM(s) running for the next start` : `stopping ${n} VM(s)`}\n`);
+    void s
+      .close({ keepVms })
+      .then(() => supervisor.close({ keepVms }))
+      .catch((e: Error) => process.stderr.write(`warning: stopping: ${e.message}\n`))
+      .finally(() => stopped());
+  };
+  const stop = (sig: NodeJS.Signals) => {
+    if (signalled) {
+      process.stderr.write(`${sig}: already stopping; ${keepVms ? 'leaving the VMs running' : 'every VM is stopped within its deadline'} before exit\n`);
+      return;
+    }
+    signalled = sig;
+    if (srv) begin(sig, srv);
+  };
+  const hup = () => srv?.service.invalidateCertificates();
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGHUP', hup);
+  try {
+    srv = await startCrnServer({
+      host: listen.host,
+      port: listen.port,
+      domain: o.domain,
+      certs: o.confidential ? await platformCertificateSource({ device, testCa, kds: { cacheDir: env.kdsCacheDir } }) : null,
+      launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
+      runDir: o.runDir,
+      certTtlMs: o.certTtl * 1000,
+      maxVms: o.maxVms,
+      ...(process.env.SEVKIT_ALLOCATION_TOKEN ? { allocationToken: process.env.SEVKIT_ALLOCATION_TOKEN } : {}),
+      ...(cekOverride ? { cekOverride } : {}),
+      platformKind: simulated ? 'simulated' : 'hardware',
+      ...aleph,
+      ...(o.quiet ? {} : { log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) }),
+    });
+  } catch (e) {
+    // startCrnServer left any adopted VM running and released the run dir: the next start takes them.
+    process.off('SIGHUP', hup);
+    throw e;
+  }
   if (simulated) process.stderr.write('note: SEV platform is SIMULATED (SEVKIT_SIM_SOCKET set): nothing here is hardware-backed\n');
-  process.stdout.write(`listening on ${srv.url}\n`);
-  if (o.confidential) {
+  const restored = await srv.service.restored();
+  if (restored.adopted.length + restored.stopped.length > 0) {
+    process.stderr.write(
+      `run dir ${o.runDir}: adopted ${restored.adopted.length} running VM(s) in ${restored.ms.toFixed(0)} ms${restored.stopped.length ? `; ${restored.stopped.length} had stopped with the earlier process (files removed)` : ''}\n`,
+    );
+  }
+  if (signalled) begin(signalled, srv);
+  else process.stdout.write(`listening on ${srv.url}\n`);
+  if (o.confidential && !signalled) {
     // aleph exports lazily; say now if the platform cannot answer, but keep serving (it may recover).
     srv.service.certificates().then(
       (c) => process.stderr.write(`platform certificates: ${c.length} bytes (PDH, PEK, OCA, CEK) ready\n`),
       (e: Error) => process.stderr.write(`warning: platform certificates unavailable: ${e.message}\n`),
     );
   }
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      process.off('SIGHUP', hup);
-      void srv.close().then(async () => {
-        await supervisor.stopAll();
-        resolve();
-      });
-    };
-    const hup = () => srv.service.invalidateCertificates();
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    process.on('SIGHUP', hup);
-  });
+  await done;
+  process.off('SIGHUP', hup);
   return 0;
 }
 
@@ -210,25 +251,73 @@ interface LaunchOpts {
   vcpus?: number;
   vcpuType?: string;
   vcpuSig?: number;
+  vcpuFamily?: number;
+  vcpuModel?: number;
+  vcpuStepping?: number;
+  sevFeatures?: number;
+  secretGpa?: number;
+  secretSize: number;
   timeout: number;
+  requestTimeout: number;
+  deadline?: number;
   json?: boolean;
+}
+
+/** What Ctrl-C leaves behind on the CRN, by the step the launch was in. */
+function stateLeft(step: string | undefined): string {
+  switch (step) {
+    case undefined:
+    case 'firmware':
+    case 'certificates':
+    case 'chain':
+    case 'session':
+      return 'allocated and untouched (nothing was uploaded); a later launch can use it';
+    case 'initialize':
+      return 'possibly starting (initialize was sent, its answer not received)';
+    case 'measurement':
+    case 'verify':
+    case 'secret':
+      return 'started and paused, waiting for a secret that was NOT sent (the CRN must stop it before it can be launched again)';
+    default:
+      return 'with the secret sent: it may be running (check the CRN)';
+  }
+}
+
+/** SEV-ES vCPU inputs from the flags (one of type, signature, or family/model/stepping). */
+async function esFrom(o: LaunchOpts): Promise<import('../../launch/index.js').EsVmsaSpec | undefined> {
+  const fms = [o.vcpuFamily, o.vcpuModel, o.vcpuStepping];
+  const fmsGiven = fms.filter((x) => x !== undefined).length;
+  if (fmsGiven !== 0 && fmsGiven !== 3) throw new UsageError('--vcpu-family, --vcpu-model and --vcpu-stepping go together');
+  const kinds = [o.vcpuType !== undefined, o.vcpuSig !== undefined, fmsGiven === 3].filter(Boolean).length;
+  if (kinds > 1) throw new UsageError('give one of --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping');
+  if (o.policy & 0x4 && (o.vcpus === undefined || kinds === 0)) {
+    throw new UsageError('SEV-ES (policy bit 0x4) needs --vcpus and one of --vcpu-type, --vcpu-sig or --vcpu-family/model/stepping to predict the VMSA measurement (sevkit allocate prints what the CRN launches with)');
+  }
+  if (o.vcpus === undefined || kinds === 0) return undefined;
+  let sig = o.vcpuSig;
+  if (fmsGiven === 3) {
+    const { cpuSignature } = await import('../../launch/cpus.js');
+    sig = cpuSignature(o.vcpuFamily!, o.vcpuModel!, o.vcpuStepping!);
+  }
+  return { numCpus: o.vcpus, ...(o.vcpuType ? { vcpuType: o.vcpuType } : { vcpuSig: sig! }), ...(o.sevFeatures !== undefined ? { sevFeatures: o.sevFeatures } : {}) };
 }
 
 async function launchCmd(o: LaunchOpts): Promise<number> {
   const fs = await import('node:fs');
+  if (!/^[0-9a-f]{64}$/.test(o.vm)) throw new UsageError(`--vm must be 64 lower-case hex digits (the instance item hash), got '${o.vm.slice(0, 80)}'`);
   if (o.ca && o.generation) throw new UsageError('give either --ca or --generation, not both');
-  if (o.vcpuType && o.vcpuSig !== undefined) throw new UsageError('give either --vcpu-type or --vcpu-sig, not both');
-  const cpuGiven = o.vcpuType !== undefined || o.vcpuSig !== undefined;
-  if (o.policy & 0x4 && (o.vcpus === undefined || !cpuGiven)) throw new UsageError('SEV-ES (policy bit 0x4) needs --vcpus and --vcpu-type or --vcpu-sig to predict the VMSA measurement');
-  const es = o.vcpus !== undefined && cpuGiven ? { numCpus: o.vcpus, ...(o.vcpuType ? { vcpuType: o.vcpuType } : { vcpuSig: o.vcpuSig! }) } : undefined;
+  if (o.timeout < 1 || o.requestTimeout < 1 || (o.deadline !== undefined && o.deadline < 1)) throw new UsageError('--timeout, --request-timeout and --deadline must be at least 1 second');
+  if (o.secretGpa === undefined && o.secretSize !== 4096) throw new UsageError('--secret-size goes with --secret-gpa');
+  const es = await esFrom(o);
   const keyFile = o.walletKey ?? process.env.SEVKIT_WALLET_KEY_FILE;
-  if (!keyFile) throw new UsageError('a wallet key is needed to act on the VM: --wallet-key FILE (or SEVKIT_WALLET_KEY_FILE)');
+  if (!keyFile) throw new UsageError('a wallet key is needed to act on the VM: --wallet-key FILE (or SEVKIT_WALLET_KEY_FILE); `sevkit wallet new FILE` creates one');
   const { parseWalletKey } = await import('../../aleph/wallet.js');
   const { CrnClient } = await import('../../owner/client.js');
   const { launchOnCrn } = await import('../../owner/launch.js');
+  const { formatSeconds } = await import('../../util/http-request.js');
   const read = (f: string, what: string): Buffer => {
     try {
-      return fs.readFileSync(f);
+      return fs.readFileSync(f === '-' ? 0 : f); // `-`: stdin (e.g. --secret-file - from a password manager)
     } catch (e) {
       throw new InputError(`${what} ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
@@ -238,13 +327,18 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
   keyText.fill(0);
   const firmware = read(o.firmware, 'firmware');
   let ca: Buffer | undefined;
-  if (o.ca) ca = read(o.ca, 'CA chain');
+  if (o.ca) {
+    ca = read(o.ca, 'CA chain');
+    const { decodeCaChain } = await import('../../certs/index.js');
+    warnIfTestRoot(decodeCaChain(ca, o.ca), `--ca ${o.ca}`);
+  }
   let generation;
   if (o.generation) {
     const { parseGeneration } = await import('../../certs/index.js');
     generation = parseGeneration(o.generation);
   }
-  const client = new CrnClient({ url: o.crn, wallet, ...(o.domain ? { domain: o.domain } : {}) });
+  const abort = new AbortController();
+  const client = new CrnClient({ url: o.crn, wallet, timeoutMs: o.requestTimeout * 1000, signal: abort.signal, ...(o.domain ? { domain: o.domain } : {}) });
   // Every refusal that needs no secret comes before it is read, so nothing below leaves it in memory.
   const secretRaw = read(o.secretFile, 'secret file');
   let end = secretRaw.length;
@@ -253,8 +347,27 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
   const secret = Buffer.from(secretRaw.subarray(0, end));
   secretRaw.fill(0);
   if (secret.length === 0) throw new InputError(`secret file ${o.secretFile} is empty`);
-  const out = (s: string) => process.stderr.write(`${s}\n`);
+  const tty = Boolean(process.stderr.isTTY);
+  let live = false;
+  const clearLive = () => {
+    if (live) process.stderr.write('\r\x1b[K');
+    live = false;
+  };
+  const out = (s: string) => {
+    clearLive();
+    process.stderr.write(`${s}\n`);
+  };
   out(`owner ${wallet.address} (${wallet.chain}) → ${client.url} (domain ${client.domain}), VM ${o.vm}`);
+  let current: string | undefined;
+  let lastLine = 0;
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) return;
+    interrupted = true;
+    out(`sevkit: interrupted during step '${current ?? 'firmware'}': VM ${o.vm} on ${client.url} is left ${stateLeft(current)}`);
+    abort.abort(new Error('interrupted (SIGINT)'));
+  };
+  process.on('SIGINT', onSigint);
   try {
     const res = await launchOnCrn({
       client,
@@ -265,16 +378,55 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
       ...(ca ? { ca } : {}),
       ...(generation ? { generation } : {}),
       ...(es ? { es } : {}),
+      ...(o.secretGpa !== undefined ? { secretArea: { gpa: o.secretGpa, size: o.secretSize } } : {}),
       measurementTimeoutMs: o.timeout * 1000,
-      onProgress: (p) => out(formatProgress(p)),
+      ...(o.deadline !== undefined ? { deadlineMs: o.deadline * 1000 } : {}),
+      signal: abort.signal,
+      onProgress: (p) => {
+        out(formatProgress(p));
+        current = LAUNCH_STEP_AFTER[p.step];
+      },
+      onWait: (w) => {
+        current = w.step;
+        const line = `[${w.step}] waiting ${formatSeconds(Math.floor(w.elapsedMs / 1000) * 1000)} for ${w.waitingFor} from ${client.url}`;
+        if (tty) {
+          // One live line, rewritten in place; cleared before the next ordinary line.
+          process.stderr.write(`\r\x1b[K${line}`);
+          live = true;
+        } else if (w.elapsedMs - lastLine >= 5000 || lastLine > w.elapsedMs) {
+          lastLine = w.elapsedMs;
+          process.stderr.write(`${line}\n`);
+        }
+      },
     });
+    clearLive();
     if (o.json) process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
     else process.stdout.write(`VM ${res.ref} is running (secret delivered; total ${sumMs(res.timings).toFixed(0)} ms)\n`);
     return 0;
+  } catch (e) {
+    clearLive();
+    // The interruption was said already, with what it leaves behind.
+    if (interrupted) return 130;
+    throw e;
   } finally {
+    process.off('SIGINT', onSigint);
+    abort.abort();
     secret.fill(0);
   }
 }
+
+/** The step that starts once the named one finished (for what Ctrl-C leaves behind). */
+const LAUNCH_STEP_AFTER: Record<string, string> = {
+  firmware: 'certificates',
+  certificates: 'chain',
+  chain: 'session',
+  session: 'initialize',
+  initialize: 'measurement',
+  measurement: 'verify',
+  verify: 'secret',
+  secret: 'inject',
+  inject: 'done',
+};
 
 export function formatProgress(p: { step: string; index: number; total: number; ms: number; detail: string }): string {
   return `[${p.index}/${p.total}] ${p.step.padEnd(12)} ${p.ms.toFixed(1).padStart(8)} ms  ${p.detail}`;

@@ -5,7 +5,7 @@
  * which is imported lazily inside each action.
  */
 import { Command, Option } from 'commander';
-import { action, parseIntArg, printJson, writeOutputFile, EXIT_FAIL, EXIT_OK } from '../run.js';
+import { action, parseIntArg, printJson, warnIfTestRoot, writeOutputFile, EXIT_FAIL, EXIT_OK } from '../run.js';
 
 type Launch = typeof import('../../launch/index.js');
 const launchLib = (): Promise<Launch> => import('../../launch/index.js');
@@ -46,7 +46,7 @@ async function wiping<T>(fn: (own: <B extends Uint8Array>(b: B) => B) => Promise
 
 // ---------------------------------------------------------------- session
 
-interface SessionOpts { name?: string; ca?: string; verify: boolean; sevctlPolicyMac?: boolean }
+interface SessionOpts { name?: string; ca?: string; verify: boolean; sevctlPolicyMac?: boolean; json?: boolean }
 
 async function sessionCmd(pdhFile: string, policyArg: string, o: SessionOpts): Promise<void> {
   const L = await launchLib();
@@ -77,7 +77,8 @@ async function sessionCmd(pdhFile: string, policyArg: string, o: SessionOpts): P
   }
   const s = L.createSession(pdh, policy, o.sevctlPolicyMac ? { policyEncoding: 'sevctl' } : {});
   try {
-    L.writeSessionFiles(s, '.', o.name ?? 'vm');
+    const files = L.writeSessionFiles(s, '.', o.name ?? 'vm');
+    if (o.json) printJson({ policy: policy.toHex(), files, godh: s.godhB64, session: s.sessionB64 });
   } finally {
     s.tek.fill(0);
     s.tik.fill(0);
@@ -120,6 +121,7 @@ async function verifySessionChain(raw: Buffer, file: string, caFile: string | un
     throw new L.SessionError('ERR_CHAIN_UNTRUSTED', `${file}: the chain's ASK/ARK are not the trusted roots (${source}); refusing (use --ca to name the CA chain to trust, or --no-verify)`, 'INVALID_CERTIFICATE');
   }
   const r = certs.verifyChain({ sev, ...(anchor ? { ca: anchor } : {}) });
+  warnIfTestRoot(anchor, source);
   if (!r.ok) {
     const f = r.failed[0]!;
     throw new L.SessionError('ERR_CHAIN_INVALID', `${file}: certificate chain is not valid: ${f.signer} → ${f.subject}: ${f.reason ?? 'signature does not verify'} (use --no-verify to proceed anyway)`, 'INVALID_CERTIFICATE');
@@ -256,7 +258,9 @@ async function measurementBuildCmd(o: BuildOpts): Promise<void> {
     else throw new UsageError('One of --nonce or --launch-measure-blob must be specified.');
     return L.launchMeasure({ digest, mnonce: nonce, tik, apiMajor: o.apiMajor, apiMinor: o.apiMinor, build: o.buildId, policy: o.policy });
   });
+  if (o.outfile === '-' && o.json) throw new UsageError("--outfile - and --json both write to stdout: give one");
   if (o.outfile) await writeOutputFile(o.outfile, out);
+  if (o.outfile === '-') return;
   if (o.json) {
     printJson({ measurement: out.toString('base64'), digest: digest.toString('hex'), ...(o.outfile ? { outfile: o.outfile } : {}) });
     return;
@@ -332,6 +336,7 @@ async function measurementDiagnoseCmd(o: DiagnoseOpts): Promise<number> {
   if (o.launchDigest !== undefined) throw new UsageError('diagnose needs --firmware (it recomputes digests), not --launch-digest');
   const policy = await parsePolicyArg(o.policy);
   const info = await hostInfoFrom(o, policy.value);
+  L.checkHostReport(info);
   const blob = readPathOrBase64(o.measurement, '--measurement', 48);
   // SEV-ES inputs are optional here: whatever the owner did not pin is searched.
   const cpu = await cpuFrom(o);
@@ -373,6 +378,8 @@ async function measurementVerifyCmd(o: VerifyOpts): Promise<number> {
   const { readPathOrBase64 } = await bytesLib();
   const policy = await parsePolicyArg(o.policy);
   const info = await hostInfoFrom(o, policy.value);
+  // Before the files are read: a host value that cannot be true ends it here (verifyMeasurement checks again).
+  L.checkHostReport(info);
   const blob = readPathOrBase64(o.measurement, '--measurement', 48);
   const v = await wiping(async (own) => {
     const tik = own(readPathOrBase64(o.tik, '--tik', 16));
@@ -437,7 +444,7 @@ async function vmsaShowCmd(file: string): Promise<void> {
 
 // ---------------------------------------------------------------- secret
 
-interface SecretOpts { tik: string; tek: string; launchMeasureBlob: string; iv?: string; secret?: string[]; layout: string; firmware?: string }
+interface SecretOpts { tik: string; tek: string; launchMeasureBlob: string; iv?: string; secret?: string[]; layout: string; firmware?: string; json?: boolean }
 
 async function secretBuildCmd(headerFile: string, payloadFile: string, o: SecretOpts): Promise<void> {
   const L = await launchLib();
@@ -446,6 +453,10 @@ async function secretBuildCmd(headerFile: string, payloadFile: string, o: Secret
   if (!o.secret?.length) throw new UsageError('at least one --secret GUID:FILE is required');
   const { layout, secret: secrets } = o;
   if (layout !== 'sevctl' && layout !== 'aleph') throw new UsageError(`--layout must be sevctl or aleph, got '${layout}'`);
+  const toStdout = [headerFile, payloadFile].filter((f) => f === '-').length;
+  if (toStdout > 1 || (toStdout && o.json)) throw new UsageError("only one of HEADER_FILE, PAYLOAD_FILE and --json can be stdout ('-')");
+  // With a file on stdout, the notes go to stderr so the bytes stay clean.
+  const note = (l: string) => (o.json ? undefined : (toStdout ? process.stderr : process.stdout).write(`${l}\n`));
   await wiping(async (own) => {
     const tek = own(readPathOrBase64(o.tek, '--tek', 16));
     const tik = own(readPathOrBase64(o.tik, '--tik', 16));
@@ -467,9 +478,10 @@ async function secretBuildCmd(headerFile: string, payloadFile: string, o: Secret
     if (o.firmware) maxSize = F.requireSecretArea(F.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware), o.firmware).size;
     const s = L.buildSecret({ tek, tik, measurement: blob, entries, layout, ...(iv ? { iv } : {}), ...(maxSize !== undefined ? { maxSize } : {}) });
     await writeOutputFile(headerFile, s.header);
-    process.stdout.write(`Wrote header to: ${headerFile}\n`);
+    note(`Wrote header to: ${headerFile}`);
     await writeOutputFile(payloadFile, s.payload);
-    process.stdout.write(`Wrote payload to: ${payloadFile}\n`);
+    note(`Wrote payload to: ${payloadFile}`);
+    if (o.json) printJson({ header: headerFile, payload: payloadFile, packet_header: s.header.toString('base64'), secret: s.payload.toString('base64'), layout });
   });
 }
 
@@ -552,6 +564,7 @@ export function register(program: Command): void {
     .option('--ca <FILE>', 'CA chain (ASK‖ARK) to verify a SEV chain against instead of the built-in AMD roots')
     .option('--no-verify', 'create the session even if the certificate chain does not verify')
     .option('--sevctl-policy-mac', 'MAC the policy the way sevctl 0.6 does (truncated above 0x3f; for byte-compatibility tests only)')
+    .option('--json', 'print the files written and the policy as JSON')
     .addHelpText('after', '\nThe policy MAC covers the real 32-bit little-endian policy, as the firmware computes it.\nsevctl 0.6 truncates policy bits above 0x3f in the MAC, so its sessions fail LAUNCH_START for such policies.')
     .action(action(sessionCmd));
 
@@ -604,8 +617,9 @@ export function register(program: Command): void {
     .option('--secret <GUID:FILE>', 'secret to inject; GUID may be disk-password or luks-key (repeatable)', collect, [])
     .addOption(new Option('--layout <layout>', 'secret table layout').choices(['sevctl', 'aleph']).default('sevctl'))
     .option('--firmware <path>', 'check the payload fits the OVMF secret area')
-    .argument('<HEADER_FILE>', 'Path to output secret header file')
-    .argument('<PAYLOAD_FILE>', 'Path to output secret payload file')
+    .option('--json', 'print the files written and the packet (base64) as JSON')
+    .argument('<HEADER_FILE>', "Path to output secret header file ('-': stdout)")
+    .argument('<PAYLOAD_FILE>', "Path to output secret payload file ('-': stdout)")
     .action(action(secretBuildCmd));
   s.command('inspect')
     .description('Check a packet\'s MAC and list the secret table entries (GUIDs and sizes only)')

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { sevkitEnv } from '../env.js';
-import { action, EXIT_FAIL, EXIT_OK, useColor } from '../run.js';
+import { action, EXIT_FAIL, EXIT_OK, printJson, useColor } from '../run.js';
 import { UsageError } from '../../errors.js';
 
 const GENERATIONS = ['sev', 'es', 'snp'] as const;
@@ -16,8 +16,9 @@ export function register(program: Command): void {
     .description('check whether this host can run SEV guests, like sevctl ok (sev | es | snp; default: detect from CPUID)')
     .argument('[generation]', 'sev, es or snp')
     .option('-q, --quiet', 'print nothing; report through the exit code only')
+    .option('--json', 'print the tree as JSON: {generation, detected, failed, lines: [{level, status, name, message}]}')
     .action(
-      action(async (generation: string | undefined, opts: { quiet?: boolean }, cmd: Command) => {
+      action(async (generation: string | undefined, opts: { quiet?: boolean; json?: boolean }, cmd: Command) => {
         if (generation !== undefined && !(GENERATIONS as readonly string[]).includes(generation)) {
           throw new UsageError(`unknown generation '${generation}' (expected sev, es or snp)`);
         }
@@ -26,7 +27,9 @@ export function register(program: Command): void {
         const env = sevkitEnv();
         const facts = await probeOkFacts({ ...(env.hostRoot ? { root: env.hostRoot } : {}), ...(env.cpuidFile ? { cpuidFile: env.cpuidFile } : {}) });
         const report = runOk(facts, generation as (typeof GENERATIONS)[number] | undefined);
-        if (!quiet) {
+        if (opts.json && !quiet) {
+          printJson({ generation: report.generation, detected: report.detected, failed: report.failed, lines: report.lines.map(({ messageColor: _c, ...l }) => l) });
+        } else if (!quiet) {
           const color = useColor();
           process.stdout.write(report.lines.map((l) => `${formatOkLine(l, color)}\n`).join(''));
           if (report.failed) process.stderr.write(`sevkit: ${OK_FAILURE_MESSAGE}\n`);

@@ -19,49 +19,8 @@
 import type { Command } from 'commander';
 import { sevkitEnv } from '../env.js';
 import { action, printJson, writeOutputFile } from '../run.js';
-
-interface DeviceOpts {
-  device?: string;
-}
-
-async function platformFor(o: DeviceOpts) {
-  const { SevPlatform } = await import('../../platform/index.js');
-  const d = o.device ?? sevkitEnv().device;
-  return new SevPlatform(d !== undefined ? { device: d } : {});
-}
-
-
-type ShowWhat = 'version' | 'guests' | 'identifier' | 'flags';
-
-async function show(what: ShowWhat, o: DeviceOpts & { json?: boolean }): Promise<void> {
-  const p = await platformFor(o);
-  if (what === 'identifier') {
-    const { chipIdHex } = await import('../../platform/index.js');
-    const info = await p.getIdInfo();
-    const hex = chipIdHex(info.id);
-    if (o.json) printJson({ identifier: hex, command: info.command });
-    else process.stdout.write(`${hex}\n`);
-    return;
-  }
-  const s = await p.status();
-  switch (what) {
-    case 'version':
-      if (o.json) printJson({ apiMajor: s.apiMajor, apiMinor: s.apiMinor, build: s.build, version: `${s.apiMajor}.${s.apiMinor}.${s.build}` });
-      else process.stdout.write(`${s.apiMajor}.${s.apiMinor}.${s.build}\n`);
-      return;
-    case 'guests':
-      if (o.json) printJson({ guests: s.guestCount });
-      else process.stdout.write(`${s.guestCount}\n`);
-      return;
-    case 'flags': {
-      // sevctl prints "owned" (flags bit 0) then "es" (bit 8), one per line, nothing when neither is set.
-      const owned = s.owner === 'external';
-      if (o.json) printJson({ owned, es: s.esEnabled, flags: s.flags });
-      else process.stdout.write(`${owned ? 'owned\n' : ''}${s.esEnabled ? 'es\n' : ''}`);
-      return;
-    }
-  }
-}
+import { UsageError } from '../../errors.js';
+import { platformFor, show, type DeviceOpts, type ShowWhat } from './show.js';
 
 interface ExportOpts extends DeviceOpts {
   full?: boolean;
@@ -93,6 +52,7 @@ async function exportChain(dest: string, o: ExportOpts): Promise<void> {
     bytes = certs.encodeSevChain(r.sev);
     info = { cekSource: r.cekSource };
   }
+  if (dest === '-' && o.json) throw new UsageError("DEST '-' and --json both write to stdout: give one");
   await writeOutputFile(dest, bytes, { what: 'the certificate chain' });
   if (o.json) printJson({ path: dest, bytes: bytes.length, full: Boolean(o.full), device: p.device, ...info });
 }
@@ -119,7 +79,7 @@ export function register(program: Command): void {
   program
     .command('export')
     .description('Export the SEV certificate chain (PDH‖PEK‖OCA‖CEK), or with --full the entire chain (+ ASK‖ARK)')
-    .argument('<destination>', 'certificate chain output file path')
+    .argument('<destination>', "certificate chain output file path ('-': stdout)")
     .option('-f, --full', 'export the entire certificate chain (SEV + CA chain)')
     .option('--offline', 'never contact AMD KDS for the CEK (use the KDS cache only)')
     .option('--json', 'print a JSON summary of what was written')

@@ -40,6 +40,25 @@ async function writeCa(o: SimOpts, out: string): Promise<void> {
   await writeOutputFile(out, p.caChain(), { what: 'the ASK‖ARK chain' });
 }
 
+/**
+ * The demo's firmware (the installed OVMF, or a synthetic one, with a launch-secret area declared) for a
+ * launch on the simulator: Debian's OVMF declares none, and the owner refuses such a firmware.
+ */
+async function writeDemoFirmware(out: string): Promise<void> {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { makeDemoFirmware } = await import('../../demo/demo.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-fw-'));
+  try {
+    const fw = makeDemoFirmware(dir);
+    await writeOutputFile(out, fs.readFileSync(fw.path), { what: 'the firmware' });
+    process.stderr.write(`sevkit sim: wrote ${out === '-' ? 'stdout' : out}: ${fw.source} with a launch-secret area (for the simulator; on hardware use an AmdSev OVMF build)\n`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
   const { startSim } = await import('../../sim/session.js');
   const { SIM_BANNER } = await import('../../sim/env.js');
@@ -88,9 +107,19 @@ async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
       });
     });
   } finally {
-    for (const [s, h] of handlers) process.off(s, h);
+    // The handlers stay until the simulator is closed: a signal during the close (a second Ctrl-C) would
+    // otherwise kill this process with the daemon's socket left behind.
+    for (const [s, h] of handlers) {
+      process.off(s, h);
+      process.on(s, ignoreDuringClose);
+    }
     await sim.close();
+    for (const s of signals) process.off(s, ignoreDuringClose);
   }
+}
+
+function ignoreDuringClose(): void {
+  /* the command has exited; the simulator is closing */
 }
 
 /** Registers the `sim` commands on the sevkit program. */
@@ -103,7 +132,7 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed for a new state directory (decimal or 0x-hex; default 0)')
     .option('-q, --quiet', 'do not print the simulated-platform notice')
     .option('--kernel <flavour>', "driver behaviour: 'pre-6.16' (implicit INIT stays, default) or '6.16' (implicit INIT + SHUTDOWN)")
-    .argument('[command...]', 'CMD [ARGS...] after --, or: ca OUT')
+    .argument('[command...]', 'CMD [ARGS...] after --, or: ca OUT, or: firmware OUT (the demo OVMF, with a launch-secret area)')
     .allowUnknownOption()
     .action(
       action(async (argv: string[], o: SimOpts) => {
@@ -116,7 +145,12 @@ export function register(program: Command): void {
           await writeCa(o, argv[1]!);
           return 0;
         }
-        if (argv.length === 0) throw new UsageError('usage: sevkit sim [--state DIR] [--seed N] -- CMD [ARGS...]  (or: sevkit sim ca OUT)');
+        if (!explicitCmd && argv[0] === 'firmware') {
+          if (argv.length !== 2) throw new UsageError('usage: sevkit sim firmware OUT');
+          await writeDemoFirmware(argv[1]!);
+          return 0;
+        }
+        if (argv.length === 0) throw new UsageError('usage: sevkit sim [--state DIR] [--seed N] -- CMD [ARGS...]  (or: sevkit sim ca OUT, sevkit sim firmware OUT)');
         return runUnderSim(o, argv);
       }),
     );

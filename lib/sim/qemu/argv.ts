@@ -90,6 +90,8 @@ export interface ParsedQemu {
   opts: QemuOpt[];
   sev?: SevGuestConfig;
   firmware?: string;
+  /** Where `firmware` came from: the -drive option text (pflash) or -bios. */
+  firmwareFrom?: { drive: string } | 'bios';
   vcpus: number;
   /** CPU model of the last -cpu (QEMU keeps the last), e.g. host, EPYC-v4. */
   cpuModel?: string;
@@ -104,17 +106,81 @@ export interface ParsedQemu {
   accel?: string;
 }
 
-function parseU32(v: string, what: string): number {
-  const t = v.trim();
-  const n = /^0x[0-9a-f]+$/i.test(t) ? Number.parseInt(t.slice(2), 16) : /^[0-9]+$/.test(t) ? Number(t) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n > 0xffffffff) throw new QemuArgvError(`Parameter '${what}' expects uint32`);
-  return n;
+/**
+ * A uint32 QOM property from the command line as QEMU 7.2 reads it: keyval's
+ * qemu_strtou64(str, NULL, 0, ...) (C base 0: "0x10" hex, "010" octal, a
+ * leading "-" wraps modulo 2^64), then visit_type_uint32's range check.
+ */
+export function parseU32(v: string, what: string): number {
+  const m = /^\s*(-?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(v);
+  if (!m) throw new QemuArgvError(`Parameter '${what}' expects integer`);
+  const digits = m[2]!;
+  let n = /^0[xX]/.test(digits) ? BigInt(digits) : digits.length > 1 && digits.startsWith('0') ? BigInt(`0o${digits.slice(1)}`) : BigInt(digits);
+  if (n >= 1n << 64n) throw new QemuArgvError(`Parameter '${what}' expects integer`);
+  if (m[1]) n = ((1n << 64n) - n) & ((1n << 64n) - 1n);
+  if (n > 0xffffffffn) throw new QemuArgvError(`Parameter '${what}' expects uint32_t`);
+  return Number(n);
 }
 
+/** qapi_bool_parse(): on/yes/true/y and off/no/false/n. */
 function onOff(v: string, what: string): boolean {
-  if (v === 'on' || v === 'yes' || v === 'true') return true;
-  if (v === 'off' || v === 'no' || v === 'false') return false;
+  if (v === 'on' || v === 'yes' || v === 'true' || v === 'y') return true;
+  if (v === 'off' || v === 'no' || v === 'false' || v === 'n') return false;
   throw new QemuArgvError(`Parameter '${what}' expects 'on' or 'off'`);
+}
+
+/** The properties `qom-list-properties typename=sev-guest` lists on 7.2 (kernel-qemu.md §4.1), plus -object's own keys. */
+const SEV_GUEST_PROPS = new Set(['qom-type', 'id', 'sev-device', 'dh-cert-file', 'session-file', 'kernel-hashes', 'handle', 'policy', 'reduced-phys-bits', 'cbitpos']);
+
+/**
+ * The present vCPUs of a (merged) -smp, as hw/core/machine-smp.c smp_parse()
+ * computes them since 6.2 (cores preferred over sockets): one VMSA is
+ * measured per present vCPU.
+ */
+export function smpCpus(props: Map<string, string>, text: string): number {
+  const num = (k: string): number => {
+    const v = props.get(k);
+    if (v === undefined) return 0;
+    if (!/^[0-9]+$/.test(v)) throw new QemuArgvError(`-smp ${text}: Parameter '${k}' expects a number`);
+    const n = Number(v);
+    if (n === 0) throw new QemuArgvError('Invalid CPU topology: CPU topology parameters must be greater than zero');
+    return n;
+  };
+  for (const k of props.keys()) {
+    if (!['cpus', 'sockets', 'dies', 'clusters', 'cores', 'threads', 'maxcpus'].includes(k)) throw new QemuArgvError(`-smp ${text}: Invalid parameter '${k}'`);
+  }
+  let cpus = num('cpus');
+  let sockets = num('sockets');
+  const dies = num('dies') || 1;
+  const clusters = num('clusters') || 1;
+  let cores = num('cores');
+  let threads = num('threads');
+  let maxcpus = num('maxcpus');
+  if (clusters > 1) throw new QemuArgvError("clusters not supported by this machine's CPU topology");
+  if (cpus === 0 && maxcpus === 0) {
+    sockets ||= 1;
+    cores ||= 1;
+    threads ||= 1;
+  } else {
+    maxcpus ||= cpus;
+    if (cores === 0) {
+      sockets ||= 1;
+      threads ||= 1;
+      cores = Math.floor(maxcpus / (sockets * dies * clusters * threads));
+    } else if (sockets === 0) {
+      threads ||= 1;
+      sockets = Math.floor(maxcpus / (dies * clusters * cores * threads));
+    }
+    if (threads === 0) threads = Math.floor(maxcpus / (sockets * dies * clusters * cores));
+  }
+  const total = sockets * dies * clusters * cores * threads;
+  maxcpus ||= total;
+  cpus ||= maxcpus;
+  const topo = `sockets (${sockets}) * dies (${dies}) * cores (${cores}) * threads (${threads})`;
+  if (total !== maxcpus) throw new QemuArgvError(`Invalid CPU topology: product of the hierarchy must match maxcpus: ${topo} != maxcpus (${maxcpus})`);
+  if (maxcpus < cpus) throw new QemuArgvError(`Invalid CPU topology: maxcpus must be equal to or greater than smp: ${topo} == maxcpus (${maxcpus}) < smp_cpus (${cpus})`);
+  if (cpus < 1) throw new QemuArgvError(`Invalid -smp ${text}`);
+  return cpus;
 }
 
 export function parseQemuArgs(args: string[]): ParsedQemu {
@@ -122,6 +188,8 @@ export function parseQemuArgs(args: string[]): ParsedQemu {
   const p: ParsedQemu = { opts, vcpus: 1, qmpSockets: [], startPaused: false };
   let cgsId: string | undefined;
   const objects = new Map<string, Map<string, string>>();
+  const smp = new Map<string, string>();
+  let smpText = '';
   for (const o of opts) {
     const v = o.value ?? '';
     switch (o.name) {
@@ -138,7 +206,9 @@ export function parseQemuArgs(args: string[]): ParsedQemu {
         const props = new Map(splitProps(v).map(([k, val]) => [k === '' ? 'qom-type' : k, val] as [string, string]));
         if (props.get('qom-type') === 'sev-guest') {
           const id = props.get('id');
-          if (!id) throw new QemuArgvError("-object sev-guest: Parameter 'id' is missing");
+          if (!id) throw new QemuArgvError(`-object ${v}: Parameter 'id' is missing`);
+          // user_creatable_add_type() sets each property; one sev-guest lacks is refused.
+          for (const k of props.keys()) if (!SEV_GUEST_PROPS.has(k)) throw new QemuArgvError(`-object ${v}: Property 'sev-guest.${k}' not found`);
           objects.set(id, props);
         }
         break;
@@ -152,19 +222,23 @@ export function parseQemuArgs(args: string[]): ParsedQemu {
         break;
       case 'drive': {
         const props = new Map(splitProps(v));
-        if (props.get('if') === 'pflash' && (props.get('unit') ?? '0') === '0' && props.get('file')) p.firmware ??= props.get('file');
+        if (props.get('if') === 'pflash' && (props.get('unit') ?? '0') === '0' && props.get('file') && p.firmware === undefined) {
+          p.firmware = props.get('file');
+          p.firmwareFrom = { drive: v };
+        }
         break;
       }
       case 'bios':
-        p.firmware ??= v;
+        if (p.firmware === undefined) {
+          p.firmware = v;
+          p.firmwareFrom = 'bios';
+        }
         break;
-      case 'smp': {
-        const props = splitProps(v);
-        const n = props.find(([k]) => k === '' || k === 'cpus')?.[1];
-        if (n !== undefined) p.vcpus = Number(n);
-        if (!Number.isInteger(p.vcpus) || p.vcpus < 1) throw new QemuArgvError(`Invalid -smp ${v}`);
+      case 'smp':
+        // smp-opts merge: a later -smp overrides the keys it names.
+        for (const [k, val] of splitProps(v)) smp.set(k === '' ? 'cpus' : k, val);
+        smpText = v;
         break;
-      }
       case 'cpu':
         p.cpuModel = splitProps(v)[0]?.[1];
         break;
@@ -193,6 +267,9 @@ export function parseQemuArgs(args: string[]): ParsedQemu {
       default:
         break;
     }
+  }
+  if (smp.size > 0) {
+    p.vcpus = smpCpus(smp, smpText);
   }
   if (cgsId !== undefined) {
     const props = objects.get(cgsId);

@@ -52,18 +52,33 @@ export interface ApiInfo {
   build: number;
 }
 
+/** SEV_PLATFORM_STATUS as QEMU's sev_kvm_init reads it. */
+export interface PlatformStatusInfo extends ApiInfo {
+  state: 'UNINIT' | 'INIT' | 'WORKING';
+  /** flags & SEV_STATUS_FLAGS_CONFIG_ES */
+  esConfigured: boolean;
+}
+
 export interface LaunchStartArgs {
   policy: number;
   /** Raw GODH certificate (0x824 bytes) and session blob (128 bytes); both absent: firmware-chosen keys. */
   godh?: Buffer;
   session?: Buffer;
+  /** The VM's name (QEMU -name): where the guest's secret file is kept, removed when the guest is decommissioned. */
+  name?: string;
 }
 
 export interface GuestFirmware {
   readonly kind: 'daemon' | 'in-process';
   api(): Promise<ApiInfo>;
+  /** SEV_PLATFORM_STATUS on the sev-device fd. */
+  platformStatus(): Promise<PlatformStatusInfo>;
+  /** KVM_SEV_INIT / KVM_SEV_ES_INIT: INITs an UNINIT platform, as KVM's sev_guest_init does. */
+  sevInit(es: boolean): Promise<void>;
   launchStart(a: LaunchStartArgs): Promise<number>;
   launchUpdateData(handle: number, data: Buffer): Promise<void>;
+  /** LAUNCH_UPDATE_DATA of a whole file the firmware side reads by its absolute path; resolves with the bytes measured. */
+  launchUpdateFile(handle: number, file: string): Promise<number>;
   launchUpdateVmsa(handle: number, page: Buffer): Promise<void>;
   /** 48 bytes: MEASURE ‖ MNONCE (fresh nonce). */
   launchMeasure(handle: number): Promise<Buffer>;
@@ -89,11 +104,20 @@ export class CallsFirmware implements GuestFirmware {
   api(): Promise<ApiInfo> {
     return this.c.api().catch(rethrow);
   }
+  platformStatus(): Promise<PlatformStatusInfo> {
+    return this.c.request<PlatformStatusInfo>('platformStatus').catch(rethrow);
+  }
+  async sevInit(es: boolean): Promise<void> {
+    await this.c.request('sevInit', { es }).catch(rethrow);
+  }
   launchStart(a: LaunchStartArgs): Promise<number> {
     return this.c.launchStart(a).catch(rethrow);
   }
   launchUpdateData(handle: number, data: Buffer): Promise<void> {
     return this.c.launchUpdateData(handle, data).catch(rethrow);
+  }
+  launchUpdateFile(handle: number, file: string): Promise<number> {
+    return this.c.launchUpdateFile(handle, file).then((r) => r.length, rethrow);
   }
   launchUpdateVmsa(handle: number, page: Buffer): Promise<void> {
     return this.c.launchUpdateVmsa(handle, page).catch(rethrow);

@@ -8,14 +8,24 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { SevGuestConfig, ParsedQemu } from './argv.js';
-import { GuestFirmwareError, fwStatusText, type ApiInfo, type GuestFirmware } from './firmware.js';
+import { GuestFirmwareError, fwStatusText, type ApiInfo, type GuestFirmware, type PlatformStatusInfo } from './firmware.js';
 import { QmpReply } from './qmp-server.js';
 import { writeFileAtomic } from '../../util/fs.js';
 
 /** Fatal start-up error: printed as QEMU would, then exit 1. */
-export class QemuStartError extends Error {}
+export class QemuStartError extends Error {
+  /** QEMU writes this one with fprintf(stderr, "qemu: ...") rather than error_report(): no program-name prefix. */
+  readonly raw: boolean;
+  constructor(message: string, opts: { raw?: boolean } = {}) {
+    super(message);
+    this.raw = opts.raw ?? false;
+  }
+}
 
 export type SevState = 'uninit' | 'launch-update' | 'launch-secret' | 'running';
+
+/** QEMU's SevState enum values. */
+const SEV_STATE_NUMBER: Record<SevState, number> = { uninit: 0, 'launch-update': 1, 'launch-secret': 2, running: 3 };
 
 export interface HostCpu {
   cbitpos: number;
@@ -23,34 +33,69 @@ export interface HostCpu {
   signature?: number;
 }
 
-function readBase64File(file: string, what: string): Buffer {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new QemuStartError(`sev_launch_start: failed to read ${what} file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  const t = text.trim();
-  if (!/^[A-Za-z0-9+/\s]*={0,2}\s*$/.test(t) || t.replace(/\s/g, '').length % 4 === 1) {
-    throw new QemuStartError(`sev_launch_start: ${what} file ${file}: Invalid base64 data`);
-  }
-  return Buffer.from(t, 'base64');
+/** glibc's strerror() for the errors an open() of a device path gives (Node only has the codes). */
+const STRERROR: Record<string, string> = {
+  ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied',
+  EPERM: 'Operation not permitted',
+  EISDIR: 'Is a directory',
+  ENOTDIR: 'Not a directory',
+  ENXIO: 'No such device or address',
+  ENODEV: 'No such device',
+  EROFS: 'Read-only file system',
+  ELOOP: 'Too many levels of symbolic links',
+  ETXTBSY: 'Text file busy',
+  EBUSY: 'Device or resource busy',
+  ENAMETOOLONG: 'File name too long',
+};
+
+export function strerror(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return (code && STRERROR[code]) ?? (e as Error).message;
 }
 
-function strictB64(v: unknown, what: string): Buffer {
-  if (typeof v !== 'string') throw new QmpReply('GenericError', `Invalid parameter type for '${what}', expected: string`);
-  const t = v.trim();
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(t) || t.length % 4 === 1) throw new QmpReply('GenericError', `Invalid base64 data in '${what}'`);
-  return Buffer.from(t, 'base64');
+/**
+ * sev_read_file_base64(): g_file_get_contents() then g_base64_decode(),
+ * which never fails (GLib skips what is not base64), so a damaged file
+ * reaches the firmware as whatever bytes it decodes to.
+ */
+function readBase64File(file: string): Buffer {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'latin1');
+  } catch (e) {
+    throw new QemuStartError(`SEV: Failed to read '${file}' (Failed to open file \u201c${file}\u201d: ${strerror(e)})`);
+  }
+  return glibBase64Decode(text);
+}
+
+/** A QAPI command's members as the QMP input visitor checks them: in schema order (missing, type), then any unexpected key. */
+export function qapiArgs(args: Record<string, unknown>, members: Array<{ name: string; type: 'str' | 'uint64'; optional?: boolean }> = []): void {
+  for (const m of members) {
+    if (!(m.name in args)) {
+      if (m.optional) continue;
+      throw new QmpReply('GenericError', `Parameter '${m.name}' is missing`);
+    }
+    const v = args[m.name];
+    if (m.type === 'str' && typeof v !== 'string') throw new QmpReply('GenericError', `Invalid parameter type for '${m.name}', expected: string`);
+    if (m.type === 'uint64' && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) throw new QmpReply('GenericError', `Invalid parameter type for '${m.name}', expected: uint64`);
+  }
+  const known = new Set(members.map((m) => m.name));
+  for (const k of Object.keys(args)) if (!known.has(k)) throw new QmpReply('GenericError', `Parameter '${k}' is unexpected`);
 }
 
 /** The QAPI input visitor's checks for a command whose only member is one required string. */
 export function qapiString(args: Record<string, unknown>, name: string): string {
-  for (const k of Object.keys(args)) if (k !== name) throw new QmpReply('GenericError', `Parameter '${k}' is unexpected`);
-  if (!(name in args)) throw new QmpReply('GenericError', `Parameter '${name}' is missing`);
-  const v = args[name];
-  if (typeof v !== 'string') throw new QmpReply('GenericError', `Invalid parameter type for '${name}', expected: string`);
-  return v;
+  qapiArgs(args, [{ name, type: 'str' }]);
+  return args[name] as string;
+}
+
+/** How the wrapper reaches the sev-device QEMU opens O_RDWR. */
+export interface SevDeviceAccess {
+  /** The path the simulator serves ($SEVKIT_SIM_DEVICE, default /dev/sev). */
+  simulatedPath: string;
+  /** The LD_PRELOAD shim is loaded here, so an open() of simulatedPath reaches the simulator (and its open faults). */
+  viaShim: boolean;
 }
 
 const B64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
@@ -99,10 +144,16 @@ export class SevGuest {
     private readonly host: HostCpu,
     /** `<SEVKIT_SIM_STATE>/guests/<vm>` */
     private readonly guestDir: string | undefined,
+    private readonly device: SevDeviceAccess = { simulatedPath: '/dev/sev', viaShim: false },
   ) {}
 
-  /** Everything QEMU does from accelerator init to machine-init-done. Throws QemuStartError. */
-  async launch(): Promise<void> {
+  /**
+   * sev_kvm_init() of QEMU 7.2, in its order: cbitpos and reduced-phys-bits,
+   * open(sev-device, O_RDWR), SEV_PLATFORM_STATUS (api/build cached; an
+   * SEV-ES policy needs CONFIG_ES), KVM_SEV_INIT / KVM_SEV_ES_INIT (KVM
+   * INITs an UNINIT platform), then LAUNCH_START with the session files.
+   */
+  private async kvmInit(es: boolean): Promise<void> {
     const cfg = this.cfg;
     if (cfg.cbitpos !== this.host.cbitpos) {
       throw new QemuStartError(`sev_kvm_init: cbitpos check failed, host '${this.host.cbitpos}' requested '${cfg.cbitpos ?? 0}'`);
@@ -110,14 +161,85 @@ export class SevGuest {
     if (cfg.reducedPhysBits < 1 || cfg.reducedPhysBits > 63) {
       throw new QemuStartError(`sev_kvm_init: reduced_phys_bits check failed, it should be >=1, and <=63 requested '${cfg.reducedPhysBits}'`);
     }
+    const kvmFailed = 'failed to initialize kvm: Operation not permitted';
+    const dev = cfg.sevDevice;
+    const simulated = dev === this.device.simulatedPath;
+    if (!simulated || this.device.viaShim) {
+      let fd: number;
+      try {
+        fd = fs.openSync(dev, fs.constants.O_RDWR);
+      } catch (e) {
+        throw new QemuStartError(`sev_kvm_init: Failed to open ${dev} '${strerror(e)}'\n${kvmFailed}`);
+      }
+      fs.closeSync(fd);
+      // Not the simulated device: its node answers SEV_ISSUE_CMD with -1 (ENOTTY) and error untouched.
+      if (!simulated) throw new QemuStartError(`sev_kvm_init: failed to get platform status ret=-1 fw_error='0: '\n${kvmFailed}`);
+    }
+    let st: PlatformStatusInfo;
+    try {
+      st = await this.fw.platformStatus();
+    } catch (e) {
+      if (!(e instanceof GuestFirmwareError)) throw e;
+      throw new QemuStartError(`sev_kvm_init: failed to get platform status ret=-1 fw_error='${e.fwStatus}: ${fwStatusText(e.fwStatus)}'\n${kvmFailed}`);
+    }
+    this.api = { major: st.major, minor: st.minor, build: st.build };
+    if (es && !st.esConfigured) {
+      throw new QemuStartError(`sev_kvm_init: guest policy requires SEV-ES, but host SEV-ES support unavailable\n${kvmFailed}`);
+    }
+    try {
+      await this.fw.sevInit(es);
+    } catch (e) {
+      if (!(e instanceof GuestFirmwareError)) throw e;
+      throw new QemuStartError(`sev_kvm_init: failed to initialize ret=-1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'\n${kvmFailed}`);
+    }
+    const noContext = `sev_kvm_init: failed to create encryption context\n${kvmFailed}`;
+    let godh: Buffer | undefined;
+    let session: Buffer | undefined;
+    try {
+      godh = cfg.dhCertFile ? readBase64File(cfg.dhCertFile) : undefined;
+      session = cfg.sessionFile ? readBase64File(cfg.sessionFile) : undefined;
+    } catch (e) {
+      if (e instanceof QemuStartError) throw new QemuStartError(`${e.message}\n${noContext}`);
+      throw e;
+    }
+    if ((godh === undefined) !== (session === undefined)) {
+      throw new QemuStartError(`sev_launch_start: ${godh ? 'session-file' : 'dh-cert-file'} is required when ${godh ? 'dh-cert-file' : 'session-file'} is given\n${noContext}`);
+    }
+    try {
+      this.handle = await this.fw.launchStart({ policy: cfg.policy, godh, session, ...(this.guestDir ? { name: path.basename(this.guestDir) } : {}) });
+    } catch (e) {
+      if (e instanceof GuestFirmwareError) {
+        throw new QemuStartError(
+          `sev_launch_start: LAUNCH_START ret=1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'\n${noContext}`,
+        );
+      }
+      throw e;
+    }
+    this.state = 'launch-update';
+  }
+
+  /** Everything QEMU does from accelerator init to machine-init-done. Throws QemuStartError. */
+  async launch(): Promise<void> {
+    const cfg = this.cfg;
+    const es = (cfg.policy & 0x4) !== 0;
+    await this.kvmInit(es);
     if (!this.q.firmware) throw new QemuStartError('SEV: guest firmware (pflash unit 0 or -bios) is required for an SEV guest');
     let image: Buffer;
     try {
       image = fs.readFileSync(this.q.firmware);
     } catch (e) {
-      throw new QemuStartError(`Could not open '${this.q.firmware}': ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (e as Error).message}`);
+      // pflash: the -drive's block layer error with its option as location; -bios: x86_bios_rom_init's fprintf.
+      const from = this.q.firmwareFrom;
+      if (from === 'bios') throw new QemuStartError(`qemu: could not load PC BIOS '${this.q.firmware}'`, { raw: true });
+      throw new QemuStartError(`${from ? `-drive ${from.drive}: ` : ''}Could not open '${this.q.firmware}': ${strerror(e)}`);
     }
-    const es = (cfg.policy & 0x4) !== 0;
+    // pc_system_flash_map(): pflash in whole 4 KiB sectors; x86_bios_rom_init(): -bios in whole 64 KiB.
+    if (this.q.firmwareFrom === 'bios' && (image.length === 0 || image.length % 65536 !== 0)) {
+      throw new QemuStartError(`qemu: could not load PC BIOS '${this.q.firmware}'`, { raw: true });
+    }
+    if (this.q.firmwareFrom !== 'bios' && (image.length === 0 || image.length % 4096 !== 0)) {
+      throw new QemuStartError(`system firmware block device pflash0 has invalid size ${image.length}\ninfo: its size must be a non-zero multiple of 0x1000`);
+    }
     const { parseOvmf, hasOvmfFooterTable, OVMF_GUIDS } = await import('../../firmware/ovmf.js');
     const ovmf = hasOvmfFooterTable(image) ? parseOvmf(image, this.q.firmware) : undefined;
     const secretEntry = ovmf?.entries.find((e) => e.guid === OVMF_GUIDS.SEV_SECRET);
@@ -135,16 +257,18 @@ export class SevGuest {
         throw new QemuStartError(`SEV: guest firmware hashes table area is invalid (base=0x${base.toString(16)} size=0x${size.toString(16)})`);
       }
       const { buildKernelHashesTable } = await import('../../launch/hashes.js');
-      const read = (f: string) => {
+      // x86_load_linux()'s own fprintf texts (QEMU 7.2 hw/i386/x86.c).
+      const read = (f: string, what: 'kernel' | 'initrd') => {
         try {
           return fs.readFileSync(f);
         } catch (e) {
-          throw new QemuStartError(`could not load ${f}: ${(e as Error).message}`);
+          const why = strerror(e);
+          throw new QemuStartError(what === 'kernel' ? `qemu: could not open kernel file '${f}': ${why}` : `qemu: error reading initrd ${f}: Failed to open file \u201c${f}\u201d: ${why}`, { raw: true });
         }
       };
       hashesTable = buildKernelHashesTable({
-        kernel: read(this.q.kernel),
-        initrd: this.q.initrd ? read(this.q.initrd) : undefined,
+        kernel: read(this.q.kernel, 'kernel'),
+        initrd: this.q.initrd ? read(this.q.initrd, 'initrd') : undefined,
         cmdline: this.q.append,
       });
     }
@@ -164,25 +288,11 @@ export class SevGuest {
       }
     }
 
-    const godh = cfg.dhCertFile ? readBase64File(cfg.dhCertFile, 'dh-cert') : undefined;
-    const session = cfg.sessionFile ? readBase64File(cfg.sessionFile, 'session') : undefined;
-    if ((godh === undefined) !== (session === undefined)) {
-      throw new QemuStartError(`sev_launch_start: ${godh ? 'session-file' : 'dh-cert-file'} is required when ${godh ? 'dh-cert-file' : 'session-file'} is given`);
-    }
-    this.api = await this.fw.api();
     try {
-      this.handle = await this.fw.launchStart({ policy: cfg.policy, godh, session });
-    } catch (e) {
-      if (e instanceof GuestFirmwareError) {
-        throw new QemuStartError(
-          `sev_launch_start: LAUNCH_START ret=1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'\nsev_kvm_init: failed to create encryption context\nfailed to initialize kvm: Operation not permitted`,
-        );
-      }
-      throw e;
-    }
-    this.state = 'launch-update';
-    try {
-      await this.fw.launchUpdateData(this.handle, image);
+      // The daemon reads and measures the file itself (hashed once per file version) instead of
+      // receiving the image over its socket; a file that changed since this read shows as a new length.
+      const measured = await this.fw.launchUpdateFile(this.handle, path.resolve(this.q.firmware));
+      if (measured !== image.length) throw new QemuStartError(`firmware ${this.q.firmware} changed while the guest was launched (${image.length} bytes read, ${measured} measured)`);
       if (hashesTable) await this.fw.launchUpdateData(this.handle, hashesTable);
       if (vmsas) {
         await this.fw.launchUpdateVmsa(this.handle, vmsas.bsp);
@@ -201,6 +311,8 @@ export class SevGuest {
       if (!(e instanceof GuestFirmwareError)) throw e;
       // QEMU 7.2 only reports it: the guest stays in launch-update without a measurement.
       process.stderr.write(`qemu-system-x86_64: sev_launch_get_measure: LAUNCH_MEASURE ret=1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'\n`);
+      // What the simulated firmware does not model (LAUNCH_MEASURE below API 0.17) says so on its own line.
+      if (e.fwStatusName === 'UNSUPPORTED') process.stderr.write(`sevkit sim: ${e.message}\n`);
       return;
     }
     this.state = 'launch-secret';
@@ -218,12 +330,15 @@ export class SevGuest {
     const h = this.handle;
     this.handle = 0;
     await this.fw.decommission(h).catch(() => undefined);
+    // The decrypted secret is guest memory: it does not outlive the guest.
+    if (this.guestDir) fs.rmSync(this.guestDir, { recursive: true, force: true });
   }
 
   /** SEV QMP commands; undefined for everything else. */
   async qmp(command: string, args: Record<string, unknown>): Promise<unknown> {
     switch (command) {
       case 'query-sev':
+        qapiArgs(args);
         return {
           enabled: true,
           'api-minor': this.api.minor,
@@ -234,11 +349,13 @@ export class SevGuest {
           policy: this.cfg.policy,
         };
       case 'query-sev-launch-measure':
+        qapiArgs(args);
         if (!this.measurement || this.state === 'uninit' || this.state === 'launch-update') {
           throw new QmpReply('GenericError', 'SEV launch measurement is not available');
         }
         return { data: this.measurement.toString('base64') };
       case 'query-sev-capabilities':
+        qapiArgs(args);
         return querySevCapabilities(this.fw, this.host);
       case 'sev-inject-launch-secret':
         return this.injectSecret(args);
@@ -271,18 +388,25 @@ export class SevGuest {
     return { data: report.toString('base64') };
   }
 
+  /**
+   * qmp_sev_inject_launch_secret() + sev_inject_launch_secret() of 7.2: QAPI
+   * checks, the default gpa from the OVMF table, the state (printed with %x),
+   * then GLib's lenient base64 (line breaks and stray characters skipped;
+   * only an empty result is an error).
+   */
   private async injectSecret(args: Record<string, unknown>): Promise<unknown> {
-    if (this.state !== 'launch-secret') throw new QmpReply('GenericError', `SEV: Not in correct state. (LSECRET) ${this.state}`);
-    const header = strictB64(args['packet-header'], 'packet-header');
-    const secret = strictB64(args.secret, 'secret');
+    qapiArgs(args, [{ name: 'packet-header', type: 'str' }, { name: 'secret', type: 'str' }, { name: 'gpa', type: 'uint64', optional: true }]);
     let gpa: number;
-    if (args.gpa !== undefined) {
-      if (typeof args.gpa !== 'number' || !Number.isSafeInteger(args.gpa) || args.gpa < 0) throw new QmpReply('GenericError', "Invalid parameter type for 'gpa', expected: uint64");
-      gpa = args.gpa;
-    } else {
+    if (args.gpa !== undefined) gpa = args.gpa as number;
+    else {
       if (this.secretAreaBase === undefined) throw new QmpReply('GenericError', 'SEV: no secret area found in OVMF, gpa must be specified.');
       gpa = this.secretAreaBase;
     }
+    if (this.state !== 'launch-secret') throw new QmpReply('GenericError', `SEV: Not in correct state. (LSECRET) ${SEV_STATE_NUMBER[this.state].toString(16)}`);
+    const header = glibBase64Decode(args['packet-header'] as string);
+    if (header.length === 0) throw new QmpReply('GenericError', 'SEV: Failed to decode sequence header');
+    const secret = glibBase64Decode(args.secret as string);
+    if (secret.length === 0) throw new QmpReply('GenericError', 'SEV: Failed to decode data');
     if (header.length !== 52) {
       throw new QmpReply('GenericError', `SEV: failed to inject secret ret=-22 fw_error=${0x04} '${fwStatusText(0x04)}'`);
     }

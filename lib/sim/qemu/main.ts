@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseQemuArgs, rewriteForRealQemu, QemuArgvError, type ParsedQemu } from './argv.js';
 import { InProcessFirmware, fwStatusText, type GuestFirmware } from './firmware.js';
-import { SevGuest, QemuStartError, qapiString, querySevCapabilities, type HostCpu } from './guest.js';
+import { SevGuest, QemuStartError, qapiArgs, qapiString, querySevCapabilities, type HostCpu, type SevDeviceAccess } from './guest.js';
 import { QmpReply, QmpServer } from './qmp-server.js';
 import { VmlessMachine } from './vmless.js';
 import { settlesWithin } from '../../util/async.js';
@@ -67,9 +67,14 @@ export function findRealQemu(env: NodeJS.ProcessEnv = process.env): string | und
   return real;
 }
 
+/** Set by main: what to do when the simulator daemon goes away under a running guest. */
+let onDaemonLost: ((e: Error) => void) | undefined;
+
 async function openFirmware(): Promise<GuestFirmware> {
   if (process.env.SEVKIT_SIM_SOCKET) {
-    const daemon = await import('./daemon-firmware.js').then((m) => m.openDaemonFirmware(process.env.SEVKIT_SIM_SOCKET!, process.env.SEVKIT_SIM_TAG)).catch((e) => e as Error);
+    const daemon = await import('./daemon-firmware.js')
+      .then((m) => m.openDaemonFirmware(process.env.SEVKIT_SIM_SOCKET!, { tag: process.env.SEVKIT_SIM_TAG, onLost: (e) => onDaemonLost?.(e) }))
+      .catch((e) => e as Error);
     if (!(daemon instanceof Error)) return daemon;
     if (!process.env.SEVKIT_SIM_STATE) throw new QemuStartError(`sev_kvm_init: cannot reach the simulator at ${process.env.SEVKIT_SIM_SOCKET}: ${daemon.message}`);
   }
@@ -145,17 +150,29 @@ export async function main(args: string[]): Promise<void> {
     process.exit(code);
   };
 
+  // The simulated platform went away (its `sevkit sim` stopped): a guest cannot outlive its firmware, and a
+  // wrapper left running would be an orphan nobody stops. End like QEMU on a fatal KVM error.
+  onDaemonLost = (e) => {
+    process.stderr.write(`${PROG}: the simulated SEV platform went away (${e.message}); terminating\n`);
+    child?.kill('SIGKILL');
+    void shutdown(1);
+  };
+
   try {
     if (p.sev) {
       fw = await openFirmware();
       host = await hostCpu();
-      guest = new SevGuest(p.sev, p, fw, host, guestDirFor(p.name));
+      guest = new SevGuest(p.sev, p, fw, host, guestDirFor(p.name), sevDeviceAccess());
       await guest.launch();
       if (!p.startPaused) await guest.finish();
     }
   } catch (e) {
     await guest?.decommission();
     fw?.close();
+    if (e instanceof QemuStartError && e.raw) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(1);
+    }
     if (e instanceof QemuStartError) die(e.message);
     die(`sevkit sim: ${(e as Error).message}`);
   }
@@ -227,12 +244,15 @@ export async function main(args: string[]): Promise<void> {
         }
       }
     } else if (command === 'query-sev-capabilities' && process.env.SEVKIT_SIM_STATE && !realQemu) {
+      qapiArgs(cmdArgs);
       // Works without a sev-guest object on real QEMU+KVM too.
       fw ??= await openFirmware();
       host ??= await hostCpu();
       return querySevCapabilities(fw, host);
     }
     if (machine) {
+      if (command === 'query-sev' || command === 'query-sev-launch-measure') qapiArgs(cmdArgs);
+      if (command === 'sev-inject-launch-secret') qapiArgs(cmdArgs, [{ name: 'packet-header', type: 'str' }, { name: 'secret', type: 'str' }, { name: 'gpa', type: 'uint64', optional: true }]);
       if (command === 'query-sev') return { enabled: false, 'api-minor': 0, handle: 0, state: 'uninit', 'api-major': 0, 'build-id': 0, policy: 0 };
       if (command === 'query-sev-launch-measure') throw new QmpReply('GenericError', 'SEV launch measurement is not available');
       if (command === 'sev-inject-launch-secret') throw new QmpReply('GenericError', 'SEV not enabled for guest');
@@ -252,6 +272,13 @@ export async function main(args: string[]): Promise<void> {
     }
   });
   for (const s of p.qmpSockets) await server.listen(s);
+}
+
+/** Whether an open() of the sev-device here reaches the simulator (the shim is preloaded and has a socket). */
+function sevDeviceAccess(): SevDeviceAccess {
+  const simulatedPath = process.env.SEVKIT_SIM_DEVICE || '/dev/sev';
+  const viaShim = !!process.env.SEVKIT_SIM_SOCKET && (process.env.LD_PRELOAD ?? '').includes('sevkit_sim_preload');
+  return { simulatedPath, viaShim };
 }
 
 function kvmUsable(): boolean {

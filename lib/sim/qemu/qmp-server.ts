@@ -23,6 +23,20 @@ const MAX_QUEUED_REQUESTS = 8;
 /** Replies and events a client leaves unread before it is dropped rather than buffered for without end. */
 const MAX_UNREAD_BYTES = 8 << 20;
 
+/** qmp_capabilities' one optional member, `enable: [QMPCapability]` (7.2 knows only "oob"), as the QAPI visitor checks it. */
+function capabilitiesArgsError(args: Record<string, unknown>): string | undefined {
+  if ('enable' in args) {
+    const en = args.enable;
+    if (!Array.isArray(en)) return "Invalid parameter type for 'enable', expected: array";
+    for (let i = 0; i < en.length; i++) {
+      if (typeof en[i] !== 'string') return `Invalid parameter type for 'enable[${i}]', expected: string`;
+      if (en[i] !== 'oob') return `Parameter 'enable[${i}]' does not accept value '${String(en[i])}'`;
+    }
+  }
+  for (const k of Object.keys(args)) if (k !== 'enable') return `Parameter '${k}' is unexpected`;
+  return undefined;
+}
+
 export type QmpHandler = (command: string, args: Record<string, unknown>) => Promise<unknown>;
 
 interface Client {
@@ -123,6 +137,11 @@ export class QmpServer {
       return;
     }
     if (m.execute === 'qmp_capabilities') {
+      const bad = c.negotiated ? undefined : capabilitiesArgsError((m.arguments as Record<string, unknown>) ?? {});
+      if (bad) {
+        this.write(c, withId({ error: { class: 'GenericError', desc: bad } }));
+        return;
+      }
       if (c.negotiated) {
         this.write(c, withId({ error: { class: 'CommandNotFound', desc: "Capabilities negotiation is already complete, command ignored" } }));
       } else {

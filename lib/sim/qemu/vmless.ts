@@ -4,6 +4,7 @@
  * on machines without a real QEMU. Nothing executes guest code here.
  */
 import { QmpReply, type QmpServer } from './qmp-server.js';
+import { qapiArgs } from './guest.js';
 
 export type RunState = 'prelaunch' | 'running' | 'paused' | 'shutdown';
 
@@ -23,7 +24,10 @@ export class VmlessMachine {
     this.server()?.broadcast(name, data);
   }
 
-  async handle(command: string, _args: Record<string, unknown>): Promise<unknown> {
+  async handle(command: string, args: Record<string, unknown>): Promise<unknown> {
+    // None of these commands has arguments: QEMU's marshaller refuses any (visit_check_struct).
+    const noArgs = ['query-status', 'cont', 'stop', 'system_powerdown', 'quit', 'query-name', 'query-kvm'];
+    if (noArgs.includes(command)) qapiArgs(args);
     switch (command) {
       case 'query-status':
         return { status: this.status, singlestep: false, running: this.status === 'running' };
