@@ -61,13 +61,13 @@ export interface CrnVm {
   onExit?(cb: (reason: string) => void): void;
 }
 
-/** Starts the CRN's confidential VMs (SupervisorLauncher over lib/vm, or a fake in tests). */
 /** A VM an earlier CRN process left running, taken over by this one. */
 export interface AdoptedVm {
   vm: CrnVm;
   state: 'awaiting-secret' | 'running';
 }
 
+/** Starts the CRN's confidential VMs (SupervisorLauncher over lib/vm, or a fake in tests). */
 export interface VmLauncher {
   launch(spec: LaunchSpec): Promise<CrnVm>;
   /**

@@ -178,7 +178,7 @@ async function inside(o: DemoOptions): Promise<number> {
       .close()
       .then(() => supervisor.close())
       .finally(() => {
-        if (!process.env.SEVKIT_DEMO_DIR) fs.rmSync(dir, { recursive: true, force: true });
+        if (!o.env.SEVKIT_DEMO_DIR) fs.rmSync(dir, { recursive: true, force: true });
         process.exit(128 + (os.constants.signals[sig] ?? 2));
       });
   };
