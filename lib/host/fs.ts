@@ -51,7 +51,7 @@
  * SEVKIT_OVMF_DIRS (':'-separated) or the Debian/Fedora directories, and /var/lib/dpkg/status for the
  * ovmf package version.
  *
- * lib/host/fixture.ts writes exactly this layout (writeHostFixture) and is what the host tests use.
+ * lib/sim/host-fixture.ts writes exactly this layout (writeHostFixture) and is what the host tests use.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -108,13 +108,10 @@ export function ioFailure(e: unknown): IoFailure {
   return { code, errno, text };
 }
 
+/** The result of one HostFs access: the value, or the errno-style failure (never thrown). */
 export type Read<T> = { ok: true; value: T } | { ok: false; error: IoFailure };
 
-/**
- * File access below a root prefix. `root` '' (or '/') is the real host.
- * Synchronous on purpose: every read is a tiny sysfs/procfs file, and sync reads
- * keep sev-status free of event-loop overhead at start-up.
- */
+/** Options of HostFs. */
 export interface HostFsOptions {
   /**
    * Test seam: refuse open() of a logical path for reading and/or writing with an errno code,
@@ -123,12 +120,17 @@ export interface HostFsOptions {
   deny?: Record<string, { read?: string; write?: string }>;
 }
 
+/**
+ * File access below a root prefix. `root` '' (or '/') is the real host; default SEVKIT_HOST_ROOT.
+ * Synchronous on purpose: every read is a tiny sysfs/procfs file, and sync reads
+ * keep sev-status free of event-loop overhead at start-up. Reads never throw: they return a Read.
+ */
 export class HostFs {
   readonly root: string;
   readonly #deny: NonNullable<HostFsOptions['deny']>;
 
   constructor(root?: string, options: HostFsOptions = {}) {
-    const r = root ?? process.env.SEVKIT_HOST_ROOT ?? '';
+    const r = root ?? '';
     this.root = r === '/' ? '' : r.replace(/\/+$/, '');
     this.#deny = options.deny ?? {};
   }
