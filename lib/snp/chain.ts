@@ -11,6 +11,7 @@ import type { AmdCert, PssParams } from './x509.js';
 
 const linkCache = new Map<string, string | null>();
 const LINK_CACHE_MAX = 256;
+let objectCache = new WeakMap<AmdCert, WeakMap<AmdCert, string | null>>();
 
 function key(child: AmdCert, issuer: AmdCert): string {
   return createHash('sha256').update(child.der).update(issuer.der).digest('hex');
@@ -22,12 +23,20 @@ function key(child: AmdCert, issuer: AmdCert): string {
  * issuer CN must match, and the signature must verify under the issuer's key.
  */
 export function linkFailure(child: AmdCert, issuer: AmdCert): string | undefined {
+  // Fast path by object identity (a verifier holding parsed certificates); the DER-keyed map below
+  // covers certificates parsed again from the same bytes.
+  const byIssuer = objectCache.get(child)?.get(issuer);
+  if (byIssuer !== undefined) return byIssuer ?? undefined;
   const k = key(child, issuer);
   const hit = linkCache.get(k);
-  if (hit !== undefined) return hit ?? undefined;
-  const why = computeLink(child, issuer);
-  if (linkCache.size >= LINK_CACHE_MAX) linkCache.delete(linkCache.keys().next().value!);
-  linkCache.set(k, why ?? null);
+  const why = hit !== undefined ? (hit ?? undefined) : computeLink(child, issuer);
+  if (hit === undefined) {
+    if (linkCache.size >= LINK_CACHE_MAX) linkCache.delete(linkCache.keys().next().value!);
+    linkCache.set(k, why ?? null);
+  }
+  let m = objectCache.get(child);
+  if (!m) objectCache.set(child, (m = new WeakMap()));
+  m.set(issuer, why ?? null);
   return why;
 }
 
@@ -58,6 +67,12 @@ export function amdSignatureFailure(signed: AmdSigned, issuer: AmdCert): string 
     ok = false;
   }
   return ok ? undefined : `${signed.name}'s signature does not verify under ${issuer.name} (${issuer.subjectCn})`;
+}
+
+/** Forget memoised link results (benchmarks of cold verification; tests). */
+export function clearLinkCache(): void {
+  linkCache.clear();
+  objectCache = new WeakMap();
 }
 
 /** Why a certificate is not valid at `at`, or undefined when notBefore ≤ at ≤ notAfter. */

@@ -65,6 +65,11 @@ export function builtinRoots(product: SnpProduct): ProductRoots {
   return r;
 }
 
+/** Forget the parsed built-in roots, so the next use parses and sha-checks them again (cold benchmarks). */
+export function clearBuiltinRootsCache(): void {
+  cache.clear();
+}
+
 /**
  * The product an AMD issuer or subject CN names: `ARK-<P>`, `SEV-<P>` (ASK) or
  * `SEV-VLEK-<P>` (ASVK); undefined for anything else.

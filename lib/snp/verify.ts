@@ -11,7 +11,7 @@
  * must match SIGNING_KEY. Synchronous: fetch a missing VCEK first (kds.ts).
  */
 import { createHash, verify as cryptoVerify } from 'node:crypto';
-import { linkFailure, validityFailure } from './chain.js';
+import { clearLinkCache, linkFailure, validityFailure } from './chain.js';
 import { crlFailure, parseCrl } from './crl.js';
 import type { AmdCrl } from './crl.js';
 import { ReportFormatError, SnpError, SnpPolicyError } from './errors.js';
@@ -21,7 +21,7 @@ import { hwidLength, productFromProductName, tcbLayoutOf } from './product.js';
 import type { SnpProduct } from './product.js';
 import { formatFirmwareVersion, parseReport, reportProduct, signatureIsZero, signatureP1363, signedRegion } from './report.js';
 import type { FirmwareVersion, SnpReport } from './report.js';
-import { builtinRoots, productOfIssuer, sha256Hex } from './roots.js';
+import { builtinRoots, clearBuiltinRootsCache, productOfIssuer, sha256Hex } from './roots.js';
 import type { ProductRoots } from './roots.js';
 import { formatTcb, tcbBelow, tcbComponents, tcbJson, tcbLessOrEqual } from './tcb.js';
 import type { TcbComponent, TcbVersion } from './tcb.js';
@@ -150,6 +150,13 @@ function cachedCert(b: Uint8Array, name: string): AmdCert {
   if (leafCache.size >= LEAF_CACHE_MAX) leafCache.delete(leafCache.keys().next().value!);
   leafCache.set(k, c);
   return c;
+}
+
+/** Forget every memoised result (parsed roots and VEKs, verified links): the next verification is cold. */
+export function clearSnpCaches(): void {
+  leafCache.clear();
+  clearLinkCache();
+  clearBuiltinRootsCache();
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
