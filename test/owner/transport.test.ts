@@ -88,6 +88,19 @@ describe('a deadline on every byte', () => {
     }
   });
 
+  it('the CRN client names its own timeout however long its retries and set-up took', async () => {
+    const url = await serve(() => undefined);
+    const real = Date.now;
+    let t = real();
+    const spy = vi.spyOn(Date, 'now').mockImplementation(() => (t += 7));
+    try {
+      const e = await new CrnClient({ url, timeoutMs: 400 }).getCertificates().catch((x: unknown) => x);
+      expect((e as Error).message).toBe(`CRN certificates: ${url}: no complete answer within 400 ms (stalled waiting for the headers)`);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('a server that never answers the headers fails at the deadline too', async () => {
     const url = await serve(() => undefined);
     await expect(httpRequest({ url, method: 'GET', deadlineMs: 1500, maxBytes: 1024 })).rejects.toMatchObject({ kind: 'timeout', phase: 'headers' });
