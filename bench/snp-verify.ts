@@ -52,6 +52,10 @@ for (const c of cases) {
     clearSnpCaches();
     if (!verifySnpReport({ report: c.report, vek: c.vek, at, policy }).ok) throw new Error('verify failed');
   };
+  const coldLeaf = () => {
+    clearSnpCaches({ keepRoots: true });
+    if (!verifySnpReport({ report: c.report, vek: c.vek, at, policy }).ok) throw new Error('verify failed');
+  };
   const roots = builtinRoots(c.product);
   const pss = (child: { tbs: Buffer; signature: Buffer }, issuer: crypto.KeyObject) =>
     crypto.verify('sha384', child.tbs, { key: issuer, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }, child.signature);
@@ -71,6 +75,8 @@ for (const c of cases) {
   }
   const p = opsPerCpuSecond(primitives, SECONDS);
   const k = opsPerCpuSecond(cold, SECONDS);
+  const kl = opsPerCpuSecond(coldLeaf, SECONDS);
+  const vekParse = opsPerCpuSecond(() => parseAmdCert(c.vek, 'VCEK'), SECONDS);
   clearSnpCaches();
   console.log(`${c.name}:`);
   console.log(`  primitive: 1 × ECDSA P-384 verify               ${e.toFixed(0).padStart(8)} ops/s`);
@@ -78,4 +84,6 @@ for (const c of cases) {
   console.log(`  verify, cached chain, VCEK parsed by caller     ${hp.toFixed(0).padStart(8)} reports/s   ratio ${(e / hp).toFixed(2)}x ECDSA time`);
   console.log(`  primitives: 3 × RSA-PSS-4096 + 1 × ECDSA P-384  ${p.toFixed(0).padStart(8)} ops/s`);
   console.log(`  verify, cold (roots, VCEK, links, signature)    ${k.toFixed(0).padStart(8)} reports/s   ratio ${(p / k).toFixed(2)}x primitives time`);
+  console.log(`  verify, new VCEK (roots parsed once)            ${kl.toFixed(0).padStart(8)} reports/s   ratio ${(p / kl).toFixed(2)}x primitives time`);
+  console.log(`  of which: parse one VCEK (asn1-x509)            ${vekParse.toFixed(0).padStart(8)} ops/s`);
 }

@@ -152,11 +152,11 @@ function cachedCert(b: Uint8Array, name: string): AmdCert {
   return c;
 }
 
-/** Forget every memoised result (parsed roots and VEKs, verified links): the next verification is cold. */
-export function clearSnpCaches(): void {
+/** Forget memoised results (parsed VEKs, verified links and, unless `keepRoots`, the parsed built-in roots): the next verification is cold. */
+export function clearSnpCaches(opts: { keepRoots?: boolean } = {}): void {
   leafCache.clear();
   clearLinkCache();
-  clearBuiltinRootsCache();
+  if (!opts.keepRoots) clearBuiltinRootsCache();
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
