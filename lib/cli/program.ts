@@ -35,9 +35,9 @@ export function buildProgram(): Command {
   registerQmp(program);
   registerCrn(program);
   registerOwner(program);
+  registerSnp(program);
   registerSim(program);
   registerOk(program);
-  registerSnp(program);
   // Subcommands inherit exitOverride and the output configuration.
   for (const c of program.commands) c.exitOverride().configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'sevkit: ')) });
   return program;
