@@ -15,6 +15,7 @@ import { register as registerCrn } from './commands/crn.js';
 import { register as registerSim } from './commands/sim.js';
 import { register as registerOk } from './commands/ok.js';
 import { register as registerOwner } from './commands/owner.js';
+import { register as registerSnp } from './commands/snp.js';
 
 /** The whole command tree. */
 export function buildProgram(): Command {
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerQmp(program);
   registerCrn(program);
   registerOwner(program);
+  registerSnp(program);
   registerSim(program);
   registerOk(program);
   // Subcommands inherit exitOverride and the output configuration.
