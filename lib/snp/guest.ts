@@ -241,7 +241,7 @@ export async function requestReport(req: ReportRequest = {}, opts: RequestReport
     const r = await tsmReport({ reportData: checked.data, vmpl: checked.vmpl }, opts.tsm);
     return { report: r.report, certTable: trimCertTable(r.auxblob), source: 'tsm' };
   }
-  const r = await getExtReport(checked, opts);
+  const r = await getExtReport({ reportData: checked.data, vmpl: checked.vmpl }, opts);
   return { ...r, source: 'ioctl' };
 }
 
