@@ -170,7 +170,35 @@ async function simulatorPaths() {
   await Promise.all(pending);
 }
 
+// The SNP guest device (/dev/sev-guest): argument abuse, error paths, and on the simulator
+// reports, extended reports (the INVALID_LEN retry) and derived keys, many in flight.
+async function guestPaths() {
+  const data = Buffer.alloc(64, 0x11);
+  for (const [n, Ctor] of [[0, RangeError], [63, RangeError], [65, RangeError], [1 << 20, RangeError], ['x', TypeError], [null, TypeError]]) {
+    const blob = typeof n === 'number' ? Buffer.alloc(n) : n;
+    throws(() => b.snpGuestReport('/dev/null', blob, 0), Ctor, `snpGuestReport data=${String(n)}`);
+    throws(() => b.snpGuestExtReport('/dev/null', blob, 0), Ctor, `snpGuestExtReport data=${String(n)}`);
+  }
+  for (const v of [4, -1, 2 ** 32, 1.5, NaN]) throws(() => b.snpGuestReport('/dev/null', data, v), RangeError, `snpGuestReport vmpl=${v}`);
+  for (const n of [0, 31, 33]) throws(() => b.snpGuestDerivedKey('/dev/null', Buffer.alloc(n)), RangeError, `snpGuestDerivedKey ${n} bytes`);
+  await rejects(b.snpGuestReport('/nonexistent/sev-guest', data, 0), { code: 'ENOENT', syscall: 'open' }, 'snpGuestReport missing');
+  await rejects(b.snpGuestExtReport('/dev/null', data, 0), { code: 'ENOTTY', command: 'SNP_GET_EXT_REPORT' }, 'snpGuestExtReport /dev/null');
+  await rejects(b.snpGuestDerivedKey('/dev/null', Buffer.alloc(32)), { code: 'ENOTTY', command: 'SNP_GET_DERIVED_KEY' }, 'snpGuestDerivedKey /dev/null');
+  if (!sim) return;
+  const g = '/dev/sev-guest';
+  const rep = await b.snpGuestReport(g, data, 1);
+  check(rep.length === 1184 && rep.subarray(0x50, 0x90).equals(data) && rep.readUInt32LE(0x30) === 1, 'guest report');
+  const ext = await b.snpGuestExtReport(g, data, 0);
+  check(ext.report.length === 1184 && ext.certs.length > 4096 && ext.certs.length % 4096 === 0, 'guest ext report after the INVALID_LEN retry');
+  const key = await b.snpGuestDerivedKey(g, Buffer.alloc(32));
+  check(key.length === 32, 'derived key');
+  await rejects(b.snpGuestDerivedKey(g, Buffer.from([5, ...Buffer.alloc(31)])), { code: 'EIO', fwStatus: 0x16 }, 'derived key with a bad root: status in the response');
+  const all = await Promise.all(Array.from({ length: 48 }, (_, i) => (i % 3 === 0 ? b.snpGuestExtReport(g, data, 0) : i % 3 === 1 ? b.snpGuestReport(g, data, 0) : b.snpGuestDerivedKey(g, Buffer.alloc(32)))));
+  check(all.every((r, i) => (i % 3 === 0 ? r.report.length === 1184 : i % 3 === 1 ? r.length === 1184 : r.length === 32)), '48 guest requests in flight');
+}
+
 for (let r = 0; r < rounds; r++) {
+  await guestPaths();
   hostileArguments();
   tablesAndCpuid();
   await errorPaths();
