@@ -29,7 +29,7 @@ export class SnpCertError extends SnpError {
   readonly cert: string;
 
   constructor(cert: string, message: string, opts: { field?: string; cause?: unknown; code?: string } = {}) {
-    super(opts.code ?? 'ERR_SNP_CERT', `${cert}: ${message}`, opts);
+    super(opts.code ?? 'ERR_SNP_CERT_FORMAT', `${cert}: ${message}`, opts);
     this.cert = cert;
   }
 }
