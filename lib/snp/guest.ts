@@ -209,27 +209,6 @@ export function trimCertTable(buf: Buffer): Buffer {
   return Buffer.from(buf.subarray(0, Math.max(end, (n + 1) * ENTRY)));
 }
 
-/** One certificate table entry: GUID text (lower case) and the bytes it points at. */
-export interface CertTableEntry {
-  guid: string;
-  data: Buffer;
-}
-
-/** The entries of a (trimmed or untrimmed) certificate table. Throws CertTableError like trimCertTable. */
-export function certTableEntries(buf: Buffer): CertTableEntry[] {
-  const t = trimCertTable(buf);
-  const out: CertTableEntry[] = [];
-  for (let at = 0; at + ENTRY <= t.length; at += ENTRY) {
-    const e = t.subarray(at, at + ENTRY);
-    if (e.every((x) => x === 0)) break;
-    const h = e.subarray(0, 16).toString('hex');
-    const guid = `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-    const off = e.readUInt32LE(16);
-    out.push({ guid, data: Buffer.from(t.subarray(off, off + e.readUInt32LE(20))) });
-  }
-  return out;
-}
-
 /**
  * A report from whichever interface the guest has: configfs-tsm when its
  * report directory exists (or `via: 'tsm'`), else SNP_GET_EXT_REPORT.

@@ -10,9 +10,10 @@ import path from 'node:path';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, CertificateList } from '@peculiar/asn1-x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestReport, certTableEntries } from '../../lib/snp/guest.js';
+import { requestReport } from '../../lib/snp/guest.js';
 import { TsmError, tsmReport, type TsmIo } from '../../lib/snp/tsm.js';
 import { parseReport } from '../../lib/snp/report.js';
+import { parseCertTable } from '../../lib/snp/certtable.js';
 import { encodeTcb, makeTcb } from '../../lib/snp/tcb.js';
 import type { SnpProduct } from '../../lib/snp/product.js';
 import { armFault } from '../../lib/sim/faults.js';
@@ -122,7 +123,7 @@ describe('simulated reports per product', () => {
       expect(ext.has(AmdOid.hwID)).toBe(false);
       expect(ext.get(AmdOid.cspId)!.subarray(2).toString()).toMatch(/sevkit/);
       expect(new crypto.X509Certificate(c.vlek!).verify(new crypto.X509Certificate(c.asvk!).publicKey)).toBe(true);
-      const entries = certTableEntries(guest.certTable());
+      const entries = parseCertTable(guest.certTable());
       expect(entries.map((e) => e.guid)).toContain('a8074bc2-a25a-483e-aae6-39c045a0b8a1');
     } finally {
       writeSnpGuestConfig(platform.stateDir, {});
@@ -214,7 +215,7 @@ describe('the configfs-tsm tree', () => {
     expect(p.reportData.equals(data)).toBe(true);
     expect(p.vmpl).toBe(3);
     expect(verifies(r.report, guest.chain().vcek)).toBe(true);
-    expect(certTableEntries(r.certTable)).toHaveLength(3);
+    expect(parseCertTable(r.certTable)).toHaveLength(3);
     expect(fs.readdirSync(tree.root)).toEqual([]); // the entry was removed
   });
 

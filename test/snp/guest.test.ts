@@ -13,10 +13,11 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { getNativeBinding } from '../../lib/binding.js';
 import {
-  SnpGuestError, SnpGuestInputError, certTableEntries, encodeDerivedKeyRequest, getDerivedKey, getExtReport, getReport, requestReport, trimCertTable,
+  SnpGuestError, SnpGuestInputError,  encodeDerivedKeyRequest, getDerivedKey, getExtReport, getReport, requestReport, trimCertTable,
 } from '../../lib/snp/guest.js';
 import { CertTableError } from '../../lib/snp/errors.js';
 import { parseReport } from '../../lib/snp/report.js';
+import { parseCertTable } from '../../lib/snp/certtable.js';
 
 const simState = process.env.SEVKIT_SIM_STATE;
 const skip = process.env.SEVKIT_HW === '1' ? 'SEVKIT_HW=1: no SNP guest here' : !simState || !process.env.SEVKIT_SIM_SOCKET ? `no simulator (${process.env.SEVKIT_SIM_UNAVAILABLE ?? 'not started'})` : undefined;
@@ -49,7 +50,7 @@ describe.skipIf(skip)('SNP guest requests through the addon and the shim', () =>
     expect(parsed.keyInfo.signingKey).toBe('VCEK');
     // The table is bigger than one page: the addon's first buffer was too small and the INVALID_LEN retry ran.
     expect(certTable.length).toBeGreaterThan(4096);
-    const entries = certTableEntries(certTable);
+    const entries = parseCertTable(certTable);
     expect(entries.map((e) => e.guid).sort()).toEqual([ARK_GUID, ASK_GUID, VCEK_GUID].sort());
     const cert = (g: string) => new crypto.X509Certificate(entries.find((e) => e.guid === g)!.data);
     const [ark, ask, vcek] = [cert(ARK_GUID), cert(ASK_GUID), cert(VCEK_GUID)];
@@ -68,7 +69,7 @@ describe.skipIf(skip)('SNP guest requests through the addon and the shim', () =>
 
   it('SNP_GET_REPORT: a plain report with the same chip, for every VMPL 0..3', async () => {
     const ext = await getExtReport({ reportData: nonce });
-    const vcek = new crypto.X509Certificate(certTableEntries(ext.certTable).find((e) => e.guid === VCEK_GUID)!.data);
+    const vcek = new crypto.X509Certificate(parseCertTable(ext.certTable).find((e) => e.guid === VCEK_GUID)!.data);
     for (const vmpl of [0, 1, 2, 3]) {
       const report = await getReport({ reportData: nonce, vmpl });
       expect(report.readUInt32LE(0x30)).toBe(vmpl);

@@ -12,14 +12,8 @@ interface ReportOpts {
   device?: string;
 }
 
-/** File names for the certificate table entries, by GUID (spec §3.4). */
-const CERT_FILES: Record<string, string> = {
-  'c0b406a4-a803-4952-9743-3fb6014cd0ae': 'ark.der',
-  '4ab7b379-bbac-4fe4-a02f-05aef327c782': 'ask.der',
-  '63da758d-e664-4564-adc5-f4b93be8accd': 'vcek.der',
-  'a8074bc2-a25a-483e-aae6-39c045a0b8a1': 'vlek.der',
-  '92f81bc3-5811-4d3d-97ff-d19f88dc67ea': 'crl.der',
-};
+/** File names for the certificate table entries, by kind (spec §3.4). */
+const CERT_FILES: Record<string, string> = { ARK: 'ark.der', ASK: 'ask.der', VCEK: 'vcek.der', VLEK: 'vlek.der', CRL: 'crl.der' };
 
 async function reportData(opts: ReportOpts): Promise<Buffer> {
   if (opts.reportData !== undefined && opts.reportDataFile !== undefined) throw new UsageError('give --report-data or --report-data-file, not both');
@@ -65,7 +59,7 @@ export function registerGuest(snp: Command): void {
         const vmpl = opts.vmpl === undefined ? 0 : parseIntArg(opts.vmpl, '--vmpl');
         if (vmpl > 3) throw new UsageError(`--vmpl must be 0..3, got ${vmpl}`);
         const device = opts.device ?? process.env.SEVKIT_GUEST_DEVICE ?? '/dev/sev-guest';
-        const { requestReport, certTableEntries } = await import('../../snp/guest.js');
+        const [{ requestReport }, { parseCertTable }] = await Promise.all([import('../../snp/guest.js'), import('../../snp/certtable.js')]);
         const r = await requestReport({ reportData: data, vmpl }, { device });
         await writeOutputFile(opts.out, r.report, { what: 'the attestation report' });
         const version = r.report.length >= 4 ? r.report.readUInt32LE(0) : 0;
@@ -82,8 +76,8 @@ export function registerGuest(snp: Command): void {
             }
             const names: string[] = ['cert-table.bin'];
             await writeOutputFile(path.join(opts.certsOut, 'cert-table.bin'), r.certTable, { what: 'the certificate table' });
-            for (const e of certTableEntries(r.certTable)) {
-              const name = CERT_FILES[e.guid] ?? `${e.guid}.bin`;
+            for (const e of parseCertTable(r.certTable)) {
+              const name = CERT_FILES[e.kind] ?? `${e.guid}.bin`;
               await writeOutputFile(path.join(opts.certsOut, name), e.data, { what: `the ${name} certificate` });
               names.push(name);
             }

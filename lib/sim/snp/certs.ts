@@ -22,6 +22,7 @@ import {
 } from '@peculiar/asn1-x509';
 import type { SnpProduct } from '../../snp/product.js';
 import type { TcbVersion } from '../../snp/tcb.js';
+import { crlUrl } from '../../snp/kds.js';
 import { deriveP384, deriveRsa, rsaPssSignDeterministic } from '../detcrypto.js';
 
 /** The OU every simulator certificate carries instead of AMD's "Engineering". */
@@ -136,11 +137,6 @@ function signRsa(tbs: TBSCertificate, signer: KeyObject, seed: string, label: st
   const sig = rsaPssSignDeterministic(signer, 'sha384', tbsDer, seed, `snp-x509:${label}`);
   const cert = new Certificate({ tbsCertificate: tbs, signatureAlgorithm: pssAlgorithm(), signatureValue: new Uint8Array(sig).buffer });
   return Buffer.from(AsnConvert.serialize(cert));
-}
-
-/** Where the simulated chain's CRLs say they live (AMD's paths on KDS). */
-export function crlUrl(product: SnpProduct, kind: 'vcek' | 'vlek', base = 'https://kdsintf.amd.com'): string {
-  return `${base}/${kind}/v1/${product}/crl`;
 }
 
 function caCert(opts: {

@@ -18,7 +18,7 @@ import { encodeReport, setSignature, signedRegion, type ReportCpuid, type SnpRep
 import { decodeTcb, encodeTcb, makeTcb, type TcbVersion } from '../../snp/tcb.js';
 import { deriveBytes, deriveRsa, ecdsaSignDeterministic } from '../detcrypto.js';
 import type { SimPlatform } from '../platform.js';
-import { CertTableGuid, encodeCertTable } from './cert-table.js';
+import { CERT_TABLE_GUIDS, encodeCertTable } from '../../snp/certtable.js';
 import { deriveLeafKey, mintAsvk, mintCrl, mintRoots, mintVcek, mintVlek, vcekKeyLabel } from './certs.js';
 import { readSnpGuestConfig, resolveSnpGuestConfig, type ResolvedSnpGuestConfig } from './config.js';
 
@@ -135,9 +135,10 @@ export class SimSnpGuest {
     if (!cfg.certTable) return encodeCertTable([]);
     const vlek = cfg.signingKey === 'VLEK';
     const c = this.chain(cfg.product, undefined, vlek);
+    const g = CERT_TABLE_GUIDS;
     return vlek
-      ? encodeCertTable([[CertTableGuid.ARK, c.ark], [CertTableGuid.ASK, c.asvk!], [CertTableGuid.VLEK, c.vlek!]])
-      : encodeCertTable([[CertTableGuid.ARK, c.ark], [CertTableGuid.ASK, c.ask], [CertTableGuid.VCEK, c.vcek]]);
+      ? encodeCertTable([{ guid: g.ARK, data: c.ark }, { guid: g.ASK, data: c.asvk! }, { guid: g.VLEK, data: c.vlek! }])
+      : encodeCertTable([{ guid: g.ARK, data: c.ark }, { guid: g.ASK, data: c.ask }, { guid: g.VCEK, data: c.vcek }]);
   }
 
   /**
