@@ -70,10 +70,11 @@ async function errorPaths() {
   for (const [name, call] of Object.entries(commands)) {
     await rejects(call('/nonexistent/sev'), { code: 'ENOENT', syscall: 'open', errno: -2, path: '/nonexistent/sev' }, `${name} missing`);
     await rejects(call('/dev/null'), { code: 'ENOTTY', syscall: 'ioctl', errno: -25 }, `${name} /dev/null`);
-    await rejects(call('/tmp'), readOnly.has(name) ? { code: 'ENOTTY' } : { code: 'EISDIR', syscall: 'open' }, `${name} directory`);
+    // A read-only open of a directory succeeds; the fstat check then refuses what is no character device.
+    await rejects(call('/tmp'), readOnly.has(name) ? { code: 'ENODEV', syscall: 'open' } : { code: 'EISDIR', syscall: 'open' }, `${name} directory`);
     const ro = '/sys/devices/system/cpu/online';
     if (existsSync(ro)) {
-      const want = readOnly.has(name) || name === 'pdhCertExport' ? { code: 'ENOTTY' } : { code: 'EACCES', syscall: 'open' };
+      const want = readOnly.has(name) || name === 'pdhCertExport' ? { code: 'ENODEV', syscall: 'open' } : { code: 'EACCES', syscall: 'open' };
       await rejects(call(ro), want, `${name} read-only node`);
     }
   }
@@ -129,8 +130,8 @@ async function kvmPaths() {
   await rejects(b.kvmApiVersion('/dev/null'), { ...kvm, code: 'ENOTTY', syscall: 'ioctl', errno: -25, path: '/dev/null' }, 'kvmApiVersion /dev/null');
   await rejects(b.kvmApiVersion('/tmp'), { ...kvm, code: 'EISDIR', syscall: 'open' }, 'kvmApiVersion directory');
   const ro = '/sys/devices/system/cpu/online';
-  // O_RDWR is refused, the O_RDONLY fallback opens, and a sysfs file has no such ioctl.
-  if (existsSync(ro)) await rejects(b.kvmApiVersion(ro), { ...kvm, code: 'ENOTTY', syscall: 'ioctl' }, 'kvmApiVersion read-only node');
+  // O_RDWR is refused, the O_RDONLY fallback opens, and a regular file is no character device.
+  if (existsSync(ro)) await rejects(b.kvmApiVersion(ro), { ...kvm, code: 'ENODEV', syscall: 'open' }, 'kvmApiVersion read-only node');
   const many = await Promise.allSettled(Array.from({ length: 32 }, (_, i) => b.kvmApiVersion(i % 2 ? '/dev/null' : '/nonexistent/kvm')));
   check(many.every((r, i) => r.status === 'rejected' && r.reason.code === (i % 2 ? 'ENOTTY' : 'ENOENT')), '32 kvmApiVersion in flight');
   if (existsSync('/dev/kvm')) {
