@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
+import { armFault } from '../../lib/sim/faults.js';
 
 const skip = process.env.SEVKIT_HW === '1' ? 'SEVKIT_HW=1: no SNP guest here' : !process.env.SEVKIT_SIM_SOCKET ? 'no simulator' : undefined;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-snp-cli-'));
@@ -57,6 +58,22 @@ describe.skipIf(skip)('sevkit snp report', () => {
       expect(r.stderr).toMatch(/^sevkit: /);
     }
     expect(fs.existsSync(out)).toBe(false);
+  }, 120_000);
+
+  it('a firmware error is named, and after it the driver refuses every request (VMPCK wiped) with a hint', async () => {
+    // A tag of our own: the fault and the wipe reach only these child processes.
+    const tag = `snp-cli-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
+    armFault(process.env.SEVKIT_SIM_STATE!, { cmd: 'SNP_GET_EXT_REPORT', fwStatus: 'INVALID_GUEST', tag });
+    const out = path.join(dir, 'wiped.bin');
+    const first = await runCli(['snp', 'report', '--out', out], { env: { SEVKIT_SIM_TAG: tag }, timeoutMs: 60_000 });
+    expect(first.code).toBe(1);
+    expect(first.stderr).toMatch(/^sevkit: \/dev\/sev-guest: SNP_GET_EXT_REPORT failed: EIO, firmware status SEV_RET_INVALID_GUEST \(0x[0-9a-f]+\): .*\n$/);
+    const second = await runCli(['snp', 'report', '--out', out], { env: { SEVKIT_SIM_TAG: tag }, timeoutMs: 60_000 });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/ENOTTY, .*disabled its VMPCK/);
+    expect(fs.existsSync(out)).toBe(false);
+    // Another guest (no tag) is unaffected.
+    expect((await runCli(['snp', 'report', '--out', out], { timeoutMs: 60_000 })).code).toBe(0);
   }, 120_000);
 
   it('a device failure is exit 1 with one line, and an existing output file is left as it was', async () => {
