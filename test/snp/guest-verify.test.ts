@@ -20,6 +20,7 @@ import { KdsClient } from '../../lib/snp/kds.js';
 import { parseReport } from '../../lib/snp/report.js';
 import { verifySnpReport } from '../../lib/snp/verify.js';
 import { parseAmdCert } from '../../lib/snp/x509.js';
+import { certTableEntry, parseCertTable } from '../../lib/snp/certtable.js';
 import type { ProductRoots } from '../../lib/snp/roots.js';
 import type { SnpProduct } from '../../lib/snp/product.js';
 
@@ -56,7 +57,7 @@ describe.skipIf(skip)('guest ioctl → KDS stand-in → verify', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  for (const product of ['Genoa', 'Turin'] as const) {
+  for (const product of ['Milan', 'Genoa', 'Turin'] as const) {
     it(`${product}: a report from the guest verifies with a VCEK fetched from KDS, under the TEST roots only`, async () => {
       writeSnpGuestConfig(sim.stateDir, { product, measurement: measurement.toString('hex') });
       const nonce = crypto.randomBytes(64);
@@ -90,4 +91,28 @@ describe.skipIf(skip)('guest ioctl → KDS stand-in → verify', () => {
       expect(other.failed.map((c) => c.step)).toContain(14);
     }, 180_000);
   }
+
+  it('a VLEK-signed report verifies from the certificate table alone (no network): VLEK under the ASVK', async () => {
+    writeSnpGuestConfig(sim.stateDir, { product: 'Genoa', signingKey: 'VLEK', measurement: measurement.toString('hex') });
+    const nonce = crypto.randomBytes(64);
+    const out = path.join(dir, 'vlek.bin');
+    const certs = path.join(dir, 'vlek-certs');
+    const r = await runCli(['snp', 'report', '--report-data', nonce.toString('hex'), '--out', out, '--certs-out', certs], { env: sim.env, timeoutMs: 90_000 });
+    expect(r.code).toBe(0);
+    expect(fs.readdirSync(certs).sort()).toEqual(['ark.der', 'ask.der', 'cert-table.bin', 'vlek.der']);
+    const table = parseCertTable(fs.readFileSync(path.join(certs, 'cert-table.bin')));
+    const hits = kds.hits.length;
+    const v = verifySnpReport({
+      report: fs.readFileSync(out),
+      vek: certTableEntry(table, 'VLEK')!,
+      intermediate: certTableEntry(table, 'ASK')!,
+      ark: certTableEntry(table, 'ARK')!,
+      policy: { measurements: [measurement], reportData: nonce, allowSmt: true },
+      roots: testRoots, // at: now — the TEST VLEK is valid for years
+    });
+    expect(v.failed).toEqual([]);
+    expect(v.signer).toBe('VLEK');
+    expect(kds.hits.length).toBe(hits);
+    writeSnpGuestConfig(sim.stateDir, {});
+  }, 240_000);
 });

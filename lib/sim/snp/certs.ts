@@ -59,10 +59,14 @@ const SERIALS: Record<SnpProduct, { ark: number; ask: number; asvk: number }> = 
   Turin: { ark: 0x30000, ask: 0x30001, asvk: 0x30101 },
 };
 
-/** Fixed validity windows (deterministic DER): the roots for 25 years, a VCEK for 7, a VLEK for 1. */
+/**
+ * Fixed validity windows (deterministic DER): the roots for 25 years, a VCEK
+ * for 7 as at KDS. A real VLEK lasts one year; the TEST one lasts ten, so that
+ * simulated reports keep verifying at "now" for years.
+ */
 const ROOT_VALIDITY = { notBefore: new Date('2024-01-01T00:00:00Z'), notAfter: new Date('2049-01-01T00:00:00Z') };
 const VCEK_VALIDITY = { notBefore: new Date('2025-01-01T00:00:00Z'), notAfter: new Date('2032-01-01T00:00:00Z') };
-const VLEK_VALIDITY = { notBefore: new Date('2026-01-01T00:00:00Z'), notAfter: new Date('2027-01-01T00:00:00Z') };
+const VLEK_VALIDITY = { notBefore: new Date('2026-01-01T00:00:00Z'), notAfter: new Date('2036-01-01T00:00:00Z') };
 
 /** The simulated KDS productName: what KDS puts in real VCEKs of that line. */
 export function simProductName(product: SnpProduct): string {
@@ -234,7 +238,7 @@ export function mintVcek(spec: VcekSpec, key: KeyObject): Buffer {
   return signRsa(tbs, spec.askKey, spec.seed, `vcek:${spec.hwid.toString('hex')}:${JSON.stringify(spec.reportedTcb)}`);
 }
 
-/** A TEST VLEK certificate (DER): csp_id instead of hwID, productName without stepping, 1-year validity. */
+/** A TEST VLEK certificate (DER): csp_id instead of hwID, productName without stepping. */
 export function mintVlek(opts: { seed: string; product: SnpProduct; reportedTcb: TcbVersion; asvkKey: KeyObject; cspId: string }, key: KeyObject): Buffer {
   const turin = opts.product === 'Turin';
   const extensions = new Extensions([
