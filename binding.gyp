@@ -9,6 +9,8 @@
         "native/src/js_errors.cc",
         "native/src/kvm_device.cc",
         "native/src/sev_device.cc",
+        "native/src/sev_guest.cc",
+        "native/src/sev_guest_device.cc",
         "native/src/tables.cc"
       ],
       "include_dirs": [

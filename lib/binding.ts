@@ -92,6 +92,24 @@ export interface NativeBinding {
    * is not KVM (e.g. /dev/null).
    */
   kvmApiVersion(device: string): Promise<number>;
+  /**
+   * SNP_GET_REPORT on the SNP guest device (normally /dev/sev-guest), opened
+   * O_RDWR|O_NONBLOCK|O_NOCTTY and refused unless a character device:
+   * `reportData` exactly 64 bytes, `vmpl` 0..3 (else TypeError/RangeError before
+   * any I/O). Resolves with the report (report_size bytes, normally 1184).
+   * Rejects like the host commands (`command: 'SNP_GET_REPORT'`); a firmware
+   * answer gives `fwStatus`/`fwStatusName` (also a non-zero status inside an
+   * otherwise successful response), a VMM answer `vmmError`/`vmmErrorName`.
+   */
+  snpGuestReport(device: string, reportData: Uint8Array, vmpl: number): Promise<Buffer>;
+  /**
+   * SNP_GET_EXT_REPORT: as snpGuestReport, plus the host's certificate buffer
+   * (`certs`, a page multiple up to 16 KiB, untrimmed, all zero when the host
+   * has none). Starts with one page; retries once with the size the driver asks for.
+   */
+  snpGuestExtReport(device: string, reportData: Uint8Array, vmpl: number): Promise<{ report: Buffer; certs: Buffer }>;
+  /** SNP_GET_DERIVED_KEY with a raw 32-byte `struct snp_derived_key_req` (vmpl 0..3) → the 32-byte key. */
+  snpGuestDerivedKey(device: string, request: Uint8Array): Promise<Buffer>;
   /** Raw x86 CPUID → [eax, ebx, ecx, edx] (unsigned). Synchronous. */
   cpuid(leaf: number, subleaf?: number): [number, number, number, number];
   /** sizeof/offsetof of every vendored struct, keyed by C struct name. */

@@ -70,10 +70,11 @@ async function errorPaths() {
   for (const [name, call] of Object.entries(commands)) {
     await rejects(call('/nonexistent/sev'), { code: 'ENOENT', syscall: 'open', errno: -2, path: '/nonexistent/sev' }, `${name} missing`);
     await rejects(call('/dev/null'), { code: 'ENOTTY', syscall: 'ioctl', errno: -25 }, `${name} /dev/null`);
-    await rejects(call('/tmp'), readOnly.has(name) ? { code: 'ENOTTY' } : { code: 'EISDIR', syscall: 'open' }, `${name} directory`);
+    // A read-only open of a directory succeeds; the fstat check then refuses what is no character device.
+    await rejects(call('/tmp'), readOnly.has(name) ? { code: 'ENODEV', syscall: 'open' } : { code: 'EISDIR', syscall: 'open' }, `${name} directory`);
     const ro = '/sys/devices/system/cpu/online';
     if (existsSync(ro)) {
-      const want = readOnly.has(name) || name === 'pdhCertExport' ? { code: 'ENOTTY' } : { code: 'EACCES', syscall: 'open' };
+      const want = readOnly.has(name) || name === 'pdhCertExport' ? { code: 'ENODEV', syscall: 'open' } : { code: 'EACCES', syscall: 'open' };
       await rejects(call(ro), want, `${name} read-only node`);
     }
   }
@@ -129,8 +130,8 @@ async function kvmPaths() {
   await rejects(b.kvmApiVersion('/dev/null'), { ...kvm, code: 'ENOTTY', syscall: 'ioctl', errno: -25, path: '/dev/null' }, 'kvmApiVersion /dev/null');
   await rejects(b.kvmApiVersion('/tmp'), { ...kvm, code: 'EISDIR', syscall: 'open' }, 'kvmApiVersion directory');
   const ro = '/sys/devices/system/cpu/online';
-  // O_RDWR is refused, the O_RDONLY fallback opens, and a sysfs file has no such ioctl.
-  if (existsSync(ro)) await rejects(b.kvmApiVersion(ro), { ...kvm, code: 'ENOTTY', syscall: 'ioctl' }, 'kvmApiVersion read-only node');
+  // O_RDWR is refused, the O_RDONLY fallback opens, and a regular file is no character device.
+  if (existsSync(ro)) await rejects(b.kvmApiVersion(ro), { ...kvm, code: 'ENODEV', syscall: 'open' }, 'kvmApiVersion read-only node');
   const many = await Promise.allSettled(Array.from({ length: 32 }, (_, i) => b.kvmApiVersion(i % 2 ? '/dev/null' : '/nonexistent/kvm')));
   check(many.every((r, i) => r.status === 'rejected' && r.reason.code === (i % 2 ? 'ENOTTY' : 'ENOENT')), '32 kvmApiVersion in flight');
   if (existsSync('/dev/kvm')) {
@@ -170,7 +171,35 @@ async function simulatorPaths() {
   await Promise.all(pending);
 }
 
+// The SNP guest device (/dev/sev-guest): argument abuse, error paths, and on the simulator
+// reports, extended reports (the INVALID_LEN retry) and derived keys, many in flight.
+async function guestPaths() {
+  const data = Buffer.alloc(64, 0x11);
+  for (const [n, Ctor] of [[0, RangeError], [63, RangeError], [65, RangeError], [1 << 20, RangeError], ['x', TypeError], [null, TypeError]]) {
+    const blob = typeof n === 'number' ? Buffer.alloc(n) : n;
+    throws(() => b.snpGuestReport('/dev/null', blob, 0), Ctor, `snpGuestReport data=${String(n)}`);
+    throws(() => b.snpGuestExtReport('/dev/null', blob, 0), Ctor, `snpGuestExtReport data=${String(n)}`);
+  }
+  for (const v of [4, -1, 2 ** 32, 1.5, NaN]) throws(() => b.snpGuestReport('/dev/null', data, v), RangeError, `snpGuestReport vmpl=${v}`);
+  for (const n of [0, 31, 33]) throws(() => b.snpGuestDerivedKey('/dev/null', Buffer.alloc(n)), RangeError, `snpGuestDerivedKey ${n} bytes`);
+  await rejects(b.snpGuestReport('/nonexistent/sev-guest', data, 0), { code: 'ENOENT', syscall: 'open' }, 'snpGuestReport missing');
+  await rejects(b.snpGuestExtReport('/dev/null', data, 0), { code: 'ENOTTY', command: 'SNP_GET_EXT_REPORT' }, 'snpGuestExtReport /dev/null');
+  await rejects(b.snpGuestDerivedKey('/dev/null', Buffer.alloc(32)), { code: 'ENOTTY', command: 'SNP_GET_DERIVED_KEY' }, 'snpGuestDerivedKey /dev/null');
+  if (!sim) return;
+  const g = '/dev/sev-guest';
+  const rep = await b.snpGuestReport(g, data, 1);
+  check(rep.length === 1184 && rep.subarray(0x50, 0x90).equals(data) && rep.readUInt32LE(0x30) === 1, 'guest report');
+  const ext = await b.snpGuestExtReport(g, data, 0);
+  check(ext.report.length === 1184 && ext.certs.length > 4096 && ext.certs.length % 4096 === 0, 'guest ext report after the INVALID_LEN retry');
+  const key = await b.snpGuestDerivedKey(g, Buffer.alloc(32));
+  check(key.length === 32, 'derived key');
+  await rejects(b.snpGuestDerivedKey(g, Buffer.from([5, ...Buffer.alloc(31)])), { code: 'EIO', fwStatus: 0x16 }, 'derived key with a bad root: status in the response');
+  const all = await Promise.all(Array.from({ length: 48 }, (_, i) => (i % 3 === 0 ? b.snpGuestExtReport(g, data, 0) : i % 3 === 1 ? b.snpGuestReport(g, data, 0) : b.snpGuestDerivedKey(g, Buffer.alloc(32)))));
+  check(all.every((r, i) => (i % 3 === 0 ? r.report.length === 1184 : i % 3 === 1 ? r.length === 1184 : r.length === 32)), '48 guest requests in flight');
+}
+
 for (let r = 0; r < rounds; r++) {
+  await guestPaths();
   hostileArguments();
   tablesAndCpuid();
   await errorPaths();

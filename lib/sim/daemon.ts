@@ -19,6 +19,9 @@ import {
 import { Errno } from './uapi.js';
 import { handleJson } from './json-api.js';
 import { decommission, type GuestContext } from './guests.js';
+import { SimSnpGuest } from './snp/guest.js';
+import { SimSnpGuestDriver } from './snp/driver.js';
+import { MSG_GUEST_IOCTL, decodeGuestIoctl, encodeGuestReply, isGuestOpen } from './snp/protocol.js';
 
 /** SimPlatformOptions plus the daemon's UNIX socket path and an existing platform to serve. */
 export interface SimDaemonOptions extends SimPlatformOptions {
@@ -59,6 +62,13 @@ export class SimDaemon {
   private readonly conns = new Set<net.Socket>();
   /** Requests served, by kind (for tests and benchmarks). */
   readonly counters = { opens: 0, ioctls: 0, json: 0 };
+  private snpDriver: SimSnpGuestDriver | undefined;
+
+  /** The simulated SNP guest device (/dev/sev-guest) this daemon answers; made on first use. */
+  get snpGuest(): SimSnpGuestDriver {
+    this.snpDriver ??= new SimSnpGuestDriver(new SimSnpGuest(this.platform));
+    return this.snpDriver;
+  }
 
   private constructor(platform: SimPlatform, socketPath: string) {
     this.platform = platform;
@@ -106,7 +116,7 @@ export class SimDaemon {
     sock.on('close', () => this.conns.delete(sock));
     sock.on('error', () => sock.destroy());
     const reader = new FrameReader();
-    let mode: 'new' | 'device' | 'json' = 'new';
+    let mode: 'new' | 'device' | 'guest' | 'json' = 'new';
     let who: { tag?: string; pid?: number } = {};
     // Guests launched over this connection die with it, as KVM decommissions a closed VM's guest.
     const guestCtx: GuestContext = { handles: new Set() };
@@ -130,13 +140,15 @@ export class SimDaemon {
             const req = decodeOpen(body);
             this.counters.opens++;
             who = { pid: req.pid, ...(req.tag !== undefined ? { tag: req.tag } : {}) };
-            const errno = this.platform.openDevice(req.accmode, who);
+            const guest = isGuestOpen(body);
+            // The guest driver has no open-time checks; an open fault still applies.
+            const errno = guest ? (this.platform.faults.take('open', 'SEV_GUEST', 'errno', who)?.errno ?? 0) : this.platform.openDevice(req.accmode, who);
             sock.write(frame(encodeOpenReply(errno)));
             if (errno !== 0) {
               sock.end();
               return;
             }
-            mode = 'device';
+            mode = guest ? 'guest' : 'device';
             // Device requests are small: refuse an oversized one at its header instead of buffering it.
             reader.setMaxFrame(MAX_FRAME);
           } else if (mode === 'device' && type === MSG_IOCTL) {
@@ -154,6 +166,19 @@ export class SimDaemon {
               reply = { errno: Errno.EIO, errorSet: false, fwError: 0, struct: Buffer.alloc(0), outs: [] };
             }
             sock.write(frame(encodeIoctlReply(reply)));
+          } else if (mode === 'guest' && type === MSG_GUEST_IOCTL) {
+            const req = decodeGuestIoctl(body);
+            if (who.tag !== undefined) req.tag = who.tag;
+            if (who.pid !== undefined) req.pid = who.pid;
+            this.counters.ioctls++;
+            let reply;
+            try {
+              reply = this.snpGuest.ioctl(req);
+            } catch (e) {
+              process.stderr.write(`sevkit sim: internal error in the SNP guest device: ${(e as Error).message}\n`);
+              reply = { errno: Errno.EIO, fwError: 0, vmmError: 0, resp: Buffer.alloc(0), certsLenOut: 0, certs: Buffer.alloc(0) };
+            }
+            sock.write(frame(encodeGuestReply(reply)));
           } else if ((mode === 'new' || mode === 'json') && type === MSG_JSON) {
             mode = 'json';
             this.counters.json++;

@@ -497,6 +497,15 @@ export class SimPlatform {
 
   // ---- the ioctl ----------------------------------------------------------
 
+  /**
+   * What the simulated SNP guest side (lib/sim/snp) signs with: the seed, the
+   * chip id, the SNP configuration (SNP_SET_CONFIG's reported TCB and masks) and
+   * the TEST ARK/ASK keys (the same RSA keys as the SEV-format ARK/ASK, as on AMD parts).
+   */
+  snpGuestView(): { seed: string; chipId: Buffer; currentTcb: bigint; reportedTcb: bigint; maskChipId: boolean; maskChipKey: boolean; api: ApiVersion; arkKey: KeyObject; askKey: KeyObject } {
+    return { seed: this.seed, chipId: Buffer.from(this.chipId), ...this.snp, api: this.api, arkKey: this.key('ark'), askKey: this.key('ask') };
+  }
+
   /** Access check for open(): the node is root:kvm 0660 in spirit, so only faults deny it. */
   openDevice(accmode: number, who: Requester = {}): number {
     const name = accmode === 0 ? 'O_RDONLY' : accmode === 1 ? 'O_WRONLY' : 'O_RDWR';

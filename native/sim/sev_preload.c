@@ -30,6 +30,17 @@
  * inside the command struct; the shim accepts only the offsets that command
  * really has (table below), so a confused daemon cannot make it write anywhere
  * the caller did not point.
+ *
+ * The SNP guest device (/dev/sev-guest, or $SEVKIT_SIM_GUEST_DEVICE) uses the
+ * same OPEN with bit 7 of the accmode byte set, then:
+ *   GUEST IOCTL req : u8 type=4, u8 msg_version, u8 req_state (0 = req_data
+ *               NULL, 1 = copied, 2 = unreadable), u8 resp_null, u32 request,
+ *               u32 req_len, request struct bytes
+ *         rep : i32 errno, u32 fw_error, u32 vmm_error (exitinfo2, copied back
+ *               when non-zero, as the driver does), u32 resp_len, response bytes
+ *               (at most the response struct), u32 certs_len_out (non-zero:
+ *               rewrite the ext request's certs_len), u32 ncerts, cert bytes
+ *               (at most the caller's certs_len, only for SNP_GET_EXT_REPORT)
  */
 /* We define open() and open64() separately, so the 64-bit-offset redirection
  * (node-gyp builds with _FILE_OFFSET_BITS=64) and fortified inline wrappers
@@ -58,6 +69,7 @@
 #include <unistd.h>
 
 #include "../include/sev_uapi.h"
+#include "../include/sev_guest_uapi.h"
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
 
@@ -94,6 +106,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
  * on the JS thread. */
 static char g_sock[108];
 static char g_dev[4096];
+static char g_guest_dev[4096];
 static char g_tag[256];
 static int g_sim_enabled;
 
@@ -112,6 +125,7 @@ static void resolve_symbols(void)
 {
 	copy_env(g_sock, sizeof(g_sock), "SEVKIT_SIM_SOCKET", NULL);
 	copy_env(g_dev, sizeof(g_dev), "SEVKIT_SIM_DEVICE", "/dev/sev");
+	copy_env(g_guest_dev, sizeof(g_guest_dev), "SEVKIT_SIM_GUEST_DEVICE", "/dev/sev-guest");
 	copy_env(g_tag, sizeof(g_tag), "SEVKIT_SIM_TAG", NULL);
 	g_sim_enabled = g_sock[0] != 0 && g_dev[0] == '/';
 	real_open = (open_fn)dlsym(RTLD_NEXT, "open");
@@ -149,6 +163,7 @@ struct slot {
 	dev_t dev;
 	ino_t ino;
 	int writable;        /* FMODE_WRITE: O_WRONLY or O_RDWR at open() */
+	int guest;           /* the SNP guest device, not /dev/sev */
 	int state;
 	unsigned inflight;   /* threads holding a reference (guarded by g_tab) */
 	pthread_mutex_t io;  /* one request at a time per open file */
@@ -347,7 +362,7 @@ static int errno_in_range(int32_t e) { return e >= 0 && e < 4096; }
 static int is_sim_path(const char *path)
 {
 	if (!path || path[0] != '/' || !g_sim_enabled) return 0;
-	return strcmp(path, g_dev) == 0;
+	return strcmp(path, g_dev) == 0 || (g_guest_dev[0] == '/' && strcmp(path, g_guest_dev) == 0);
 }
 
 static int sim_open(const char *path, int flags)
@@ -381,7 +396,8 @@ static int sim_open(const char *path, int flags)
 	uint8_t req[4 + 4096 + 4 + 2 + 255];
 	size_t req_len = 0;
 	req[req_len++] = 1;
-	req[req_len++] = (uint8_t)(flags & O_ACCMODE);
+	int guest = g_guest_dev[0] == '/' && strcmp(path, g_guest_dev) == 0;
+	req[req_len++] = (uint8_t)((flags & O_ACCMODE) | (guest ? 0x80 : 0));
 	req[req_len++] = (uint8_t)path_len;
 	req[req_len++] = (uint8_t)(path_len >> 8);
 	memcpy(req + req_len, path, path_len);
@@ -424,6 +440,7 @@ static int sim_open(const char *path, int flags)
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
 	s->writable = (flags & O_ACCMODE) != O_RDONLY;
+	s->guest = guest;
 	s->state = SLOT_OPEN;
 	s->inflight = 0;
 	__atomic_add_fetch(&g_open_count, 1, __ATOMIC_RELEASE);
@@ -584,7 +601,7 @@ static int sim_fstat(fstat_fn real, int fd, struct stat *st)
 	if (s) {
 		if (rc == 0) {
 			st->st_mode = (st->st_mode & 07777) | S_IFCHR;
-			st->st_rdev = makedev(10, 124);
+			st->st_rdev = makedev(10, s->guest ? 125 : 124);
 		}
 		slot_release(s);
 	}
@@ -783,6 +800,100 @@ bad:
 	return -1;
 }
 
+/* ---- the SNP guest device --------------------------------------------------- */
+
+static uint32_t guest_req_size(uint32_t request)
+{
+	switch (request) {
+	case SEVKIT_SNP_GET_REPORT: return sizeof(struct sevkit_snp_report_req);
+	case SEVKIT_SNP_GET_DERIVED_KEY: return sizeof(struct sevkit_snp_derived_key_req);
+	case SEVKIT_SNP_GET_EXT_REPORT: return sizeof(struct sevkit_snp_ext_report_req);
+	default: return 0;
+	}
+}
+
+static uint32_t guest_resp_size(uint32_t request)
+{
+	return request == SEVKIT_SNP_GET_DERIVED_KEY ? sizeof(struct sevkit_snp_derived_key_resp)
+						     : sizeof(struct sevkit_snp_report_resp);
+}
+
+/* snp_guest_ioctl(): the request struct is read once, sent with the caller's
+ * lengths; the reply is validated whole before any caller memory is written,
+ * and never written past the response struct or the caller's certs_len. */
+static int sim_guest_ioctl(int fd, uint32_t request, void *arg)
+{
+	uint32_t req_size = guest_req_size(request);
+	if (req_size == 0) { errno = ENOTTY; return -1; } /* the driver's default case */
+	struct sevkit_snp_guest_request_ioctl io;
+	if (!arg || user_read(&io, arg, sizeof(io)) != 0) { errno = EFAULT; return -1; }
+
+	uint8_t req[4 + 4 + 4 + 128];
+	_Static_assert(sizeof(struct sevkit_snp_ext_report_req) <= 128, "guest requests fit");
+	uint8_t body[128];
+	int req_state = 0;
+	if (io.req_data) req_state = user_read(body, (const void *)(uintptr_t)io.req_data, req_size) == 0 ? 1 : 2;
+	size_t off = 0;
+	req[off++] = 4;
+	req[off++] = io.msg_version;
+	req[off++] = (uint8_t)req_state;
+	req[off++] = (uint8_t)(io.resp_data ? 0 : 1);
+	put_u32(req + off, request); off += 4;
+	uint32_t sent = req_state == 1 ? req_size : 0;
+	put_u32(req + off, sent); off += 4;
+	memcpy(req + off, body, sent); off += sent;
+	if (send_frame(fd, req, (uint32_t)off) < 0) return transport_failed(fd);
+	uint32_t rlen = 0;
+	uint8_t *rep = recv_frame(fd, &rlen);
+	if (!rep) return transport_failed(fd);
+
+	uint32_t resp_max = guest_resp_size(request);
+	uint64_t certs_addr = 0;
+	uint32_t certs_cap = 0;
+	if (request == SEVKIT_SNP_GET_EXT_REPORT && sent) {
+		certs_addr = get_u64(body + offsetof(struct sevkit_snp_ext_report_req, certs_address));
+		certs_cap = get_u32(body + offsetof(struct sevkit_snp_ext_report_req, certs_len));
+	}
+	size_t p = 0;
+	if (rlen < 16) goto bad;
+	int32_t rep_errno = (int32_t)get_u32(rep);
+	if (!errno_in_range(rep_errno)) goto bad;
+	uint32_t fw_error = get_u32(rep + 4), vmm_error = get_u32(rep + 8), resp_len = get_u32(rep + 12);
+	p = 16;
+	if (resp_len > resp_max || rlen - p < resp_len) goto bad;
+	const uint8_t *resp = rep + p;
+	p += resp_len;
+	if (rlen - p < 8) goto bad;
+	uint32_t certs_len_out = get_u32(rep + p), ncerts = get_u32(rep + p + 4);
+	p += 8;
+	if (rlen - p != ncerts) goto bad;
+	if (ncerts > 0 && (certs_addr == 0 || ncerts > certs_cap)) goto bad;
+	if (certs_len_out != 0 && request != SEVKIT_SNP_GET_EXT_REPORT) goto bad;
+	const uint8_t *certs = rep + p;
+
+	int err = rep_errno, result = rep_errno == 0 ? 0 : -1;
+	if (resp_len > 0 && user_write((void *)(uintptr_t)io.resp_data, resp, resp_len) != 0) { err = EFAULT; result = -1; }
+	if (ncerts > 0 && user_write((void *)(uintptr_t)certs_addr, certs, ncerts) != 0) { err = EFAULT; result = -1; }
+	if (certs_len_out != 0) {
+		uint8_t le[4];
+		put_u32(le, certs_len_out);
+		void *at = (uint8_t *)(uintptr_t)io.req_data + offsetof(struct sevkit_snp_ext_report_req, certs_len);
+		if (user_write(at, le, 4) != 0) { err = EFAULT; result = -1; }
+	}
+	if (fw_error != 0 || vmm_error != 0) {
+		io.fw_error = fw_error;
+		io.vmm_error = vmm_error;
+		if (user_write(arg, &io, sizeof(io)) != 0) { err = EFAULT; result = -1; }
+	}
+	free(rep);
+	errno = err;
+	return result;
+bad:
+	free(rep);
+	errno = EPROTO;
+	return -1;
+}
+
 SHIM_EXPORT int ioctl(int fd, unsigned long request, ...)
 {
 	init_once();
@@ -800,6 +911,9 @@ SHIM_EXPORT int ioctl(int fd, unsigned long request, ...)
 	if (s->state != SLOT_OPEN) {
 		rc = -1;
 		e = EBADF;
+	} else if (s->guest) {
+		rc = sim_guest_ioctl(fd, (uint32_t)request, arg);
+		e = errno;
 	} else if (request != SEVKIT_SEV_ISSUE_CMD) {
 		/* The driver has exactly one ioctl. */
 		rc = -1;

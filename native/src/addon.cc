@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "cpuid.h"
+#include "sev_guest.h"
 #include "tables.h"
 
 namespace {
@@ -21,6 +22,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("snpPlatformStatus", Napi::Function::New(env, JsSnpPlatformStatus, "snpPlatformStatus"));
   exports.Set("snpCommit", Napi::Function::New(env, JsSnpCommit, "snpCommit"));
   exports.Set("snpSetConfig", Napi::Function::New(env, JsSnpSetConfig, "snpSetConfig"));
+  exports.Set("snpGuestReport", Napi::Function::New(env, JsSnpGuestReport, "snpGuestReport"));
+  exports.Set("snpGuestExtReport", Napi::Function::New(env, JsSnpGuestExtReport, "snpGuestExtReport"));
+  exports.Set("snpGuestDerivedKey", Napi::Function::New(env, JsSnpGuestDerivedKey, "snpGuestDerivedKey"));
   exports.Set("kvmApiVersion", Napi::Function::New(env, JsKvmApiVersion, "kvmApiVersion"));
   exports.Set("cpuid", Napi::Function::New(env, JsCpuid, "cpuid"));
   exports.Set("layout", LayoutTable(env));

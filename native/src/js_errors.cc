@@ -6,6 +6,8 @@
 #include <cstring>
 #include <climits>
 
+#include "sev_guest_uapi.h"
+
 namespace sevkit {
 namespace {
 
@@ -61,12 +63,20 @@ Napi::Value MakeSysError(Napi::Env env, const SysResult& r, const std::string& p
     const char* n = sevkit_ret_name(static_cast<int64_t>(r.fwStatus));
     fwName = n != nullptr ? n : "SEV_RET_UNKNOWN_" + Hex(r.fwStatus);
     msg += ", firmware status " + fwName + " (" + Hex(r.fwStatus) + ")";
+    if (!r.detail.empty()) msg += " " + r.detail;
   } else if (!r.detail.empty()) {
     msg += ", " + r.detail;
   } else if (r.err == kKernelENOTSUPP) {
     msg += ", firmware too old for this command";
   } else {
     msg += ", " + std::string(std::strerror(r.err));
+  }
+
+  std::string vmmName;
+  if (r.hasVmmError) {
+    const char* n = sevkit_snp_vmm_error_name(r.vmmError);
+    vmmName = n != nullptr ? n : "SNP_GUEST_VMM_ERR_UNKNOWN_" + Hex(r.vmmError);
+    msg += ", VMM error " + vmmName + " (" + Hex(r.vmmError) + ")";
   }
 
   Napi::Error err = Napi::Error::New(env, msg);
@@ -81,6 +91,10 @@ Napi::Value MakeSysError(Napi::Env env, const SysResult& r, const std::string& p
     const double status = r.fwStatus == 0xFFFFFFFFu ? -1.0 : static_cast<double>(r.fwStatus);
     err.Set("fwStatus", Napi::Number::New(env, status));
     err.Set("fwStatusName", Napi::String::New(env, fwName));
+  }
+  if (r.hasVmmError) {
+    err.Set("vmmError", Napi::Number::New(env, static_cast<double>(r.vmmError)));
+    err.Set("vmmErrorName", Napi::String::New(env, vmmName));
   }
   return err.Value();
 }

@@ -24,6 +24,8 @@ struct SysResult {
   uint32_t command = 0;           // the SEV command id the failure belongs to
   const char* commandName = nullptr;  // overrides CommandName(command) for non-SEV ioctls (KVM)
   std::string detail;             // extra context for protocol failures (bad lengths)
+  bool hasVmmError = false;       // /dev/sev-guest: exitinfo2 bits 63:32 were non-zero
+  uint32_t vmmError = 0;          // SEVKIT_SNP_VMM_ERR_* (1 INVALID_LEN, 2 BUSY, ~0 GENERIC)
 
   bool ok() const { return err == 0; }
 };

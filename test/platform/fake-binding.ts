@@ -148,6 +148,22 @@ export class FakeBinding implements NativeBinding {
   kvmApiVersion(d: string) {
     return this.op('kvmApiVersion', d, () => 12);
   }
+  // The SEV host fake has no SNP guest device: like a host without /dev/sev-guest.
+  snpGuestReport(d: string): Promise<Buffer> {
+    return this.op('snpGuestReport', d, () => {
+      throw nativeError('ENOENT', 'open', d);
+    });
+  }
+  snpGuestExtReport(d: string): Promise<{ report: Buffer; certs: Buffer }> {
+    return this.op('snpGuestExtReport', d, () => {
+      throw nativeError('ENOENT', 'open', d);
+    });
+  }
+  snpGuestDerivedKey(d: string): Promise<Buffer> {
+    return this.op('snpGuestDerivedKey', d, () => {
+      throw nativeError('ENOENT', 'open', d);
+    });
+  }
   cpuid(leaf: number, subleaf = 0): [number, number, number, number] {
     return [leaf, subleaf, 0, 0];
   }

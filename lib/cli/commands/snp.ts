@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { action, EXIT_FAIL, EXIT_OK, parseIntArg, printJson, writeOutputFile } from '../run.js';
 import { registerSnpLaunch } from './snp-launch.js';
+import { registerGuest } from './snp-guest.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -462,5 +463,6 @@ export function register(program: Command): Command {
     .action(action((what: string, o: FetchOpts) => fetchCmd(what, o)));
 
   registerSnpLaunch(snp);
+  registerGuest(snp);
   return snp;
 }
