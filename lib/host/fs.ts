@@ -24,7 +24,10 @@
  *   dev/cpu/0/msr                           sparse file; the 8 bytes at offset 0xC0010010 (SYSCFG MSR)
  *                                           hold the u64 little-endian SYSCFG value. Genoa with SME/SNP
  *                                           enabled: 0x0000000003FC0000 (bit 23 MemEncryptionModEn,
- *                                           bit 24 SNPEn, bit 25 VMPLEn are the bits read)
+ *                                           bit 24 SNPEn, bit 25 VMPLEn are the bits read); RMP_BASE at
+ *                                           0xC0010132 and RMP_END at 0xC001013A (RMP_BASE + 8: the adjacent
+ *                                           MSRs would overlap in a file), zeros when the BIOS set up no RMP
+ *   sys/class/iommu/ivhd0                   directory; any entry = an IOMMU is on (SNP_INIT needs it)
  *   proc/self/limits                        Linux /proc/<pid>/limits text; the line
  *                                           "Max locked memory         unlimited            unlimited            bytes"
  *                                           (numbers in bytes, or "unlimited")

@@ -24,6 +24,7 @@ import {
   type QemuFact,
 } from './probes.js';
 import type { OkFacts } from './okTree.js';
+import { probeSnpHost, type SnpHostFact } from './snp-readiness.js';
 
 export interface HostProbeOptions {
   /** The host file access to use as is (tests: a HostFs with `deny`). */
@@ -100,6 +101,8 @@ export interface HostFacts extends OkHostFacts {
   qemu: QemuFact | null;
   ovmf: OvmfFact;
   euid: number;
+  /** The SNP-only host signals (RMP MSRs, cpuinfo sev_snp, IOMMUs); absent: not probed. */
+  snpHost?: SnpHostFact;
 }
 
 export function defaultDevice(): string {
@@ -141,6 +144,7 @@ export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFact
     firmware,
     qemu,
     ovmf,
+    snpHost: probeSnpHost(base.fs),
     euid: opts.euid ?? (typeof process.geteuid === 'function' ? process.geteuid() : -1),
   };
 }
