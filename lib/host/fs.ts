@@ -35,7 +35,8 @@
  *                                           "BOOT_IMAGE=/vmlinuz-6.12 root=/dev/sda1 ro mem_encrypt=on kvm_amd.sev=1 kvm_amd.sev_es=1 kvm_amd.sev_snp=1\n"
  *                                           (only used to explain a failure, e.g. mem_encrypt=off)
  *   proc/sys/kernel/osrelease               optional, e.g. "6.12.0-sim\n" (kernel release shown in reports)
- *   proc/cpuinfo                            optional; only read when neither SEVKIT_CPUID nor the addon gives CPUID
+ *   proc/cpuinfo                            optional; CPUID from it only when neither SEVKIT_CPUID nor the addon gives
+ *                                           CPUID; its flags line's sev_snp is read for the SNP checks either way
  *
  * CPUID comes from SEVKIT_CPUID (see cpuid.ts), with these leaves (all `:0` subleaf):
  *   0x0         [maxLeaf, 0x68747541, 0x444d4163, 0x69746e65] = EAX, EBX "Auth", ECX "cAMD", EDX "enti"
