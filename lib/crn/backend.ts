@@ -66,8 +66,22 @@ export interface CrnVm {
   onExit?(cb: (reason: string) => void): void;
 }
 
+/** A VM an earlier CRN process left running, taken over by this one. */
+export interface AdoptedVm {
+  vm: CrnVm;
+  state: 'awaiting-secret' | 'running';
+}
+
 export interface VmLauncher {
   launch(spec: LaunchSpec): Promise<CrnVm>;
+  /**
+   * On start: the VMs of an earlier process on the same run dir whose QEMU is
+   * still running, for the refs in `refs` (the CRN's records); any other
+   * leftover is stopped and every dead one's files removed.
+   */
+  adopt?(refs: string[]): Promise<Map<string, AdoptedVm>>;
+  /** On close({ keepVms }): stop managing the VMs but leave them running for the next process's adopt(). */
+  detach?(): Promise<void>;
   /** Whether VMs are real QEMU processes (for /status/config and the demo). */
   readonly kind?: string;
   /** The -cpu model VMs get, published so SEV-ES owners can predict the VMSAs (undefined: the host's default). */

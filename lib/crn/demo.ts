@@ -100,31 +100,37 @@ async function outside(o: DemoOptions): Promise<number> {
   out('sevkit demo: the confidential-VM lifecycle on a SIMULATED SEV platform (software model, TEST roots).');
   out('             Nothing below is backed by AMD hardware; it shows the protocol and the checks, not confidentiality.');
   let sim: Awaited<ReturnType<typeof startSim>> | undefined;
+  // Installed for the whole run, not just while the inner process lives: a signal during start-up or
+  // teardown (a second Ctrl-C) must not kill this process with the simulator and the temp dir left behind.
+  let child: ReturnType<typeof spawn> | undefined;
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signalled ??= sig;
+    if (child && child.exitCode === null && child.signalCode === null) child.kill(sig);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const t0 = performance.now();
     sim = await startSim({ stateDir: path.join(tmp, 'sim') });
     out(`[sim] simulator started in ${(performance.now() - t0).toFixed(0)} ms (state ${sim.stateDir})`);
+    if (signalled) return 128 + (os.constants.signals[signalled] ?? 2);
     const env: NodeJS.ProcessEnv = { ...sim.env, SEVKIT_DEMO_DIR: tmp };
     if (o.vmLess) env.SEVKIT_REAL_QEMU = 'none';
     const entry = process.argv[1]!;
-    const child = spawn(process.execPath, [...process.execArgv, entry, 'demo', '--inside-sim', ...(o.vmLess ? ['--vm-less'] : [])], { stdio: 'inherit', env });
-    const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
-    const onInt = forward('SIGINT');
-    const onTerm = forward('SIGTERM');
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
-    const code = await new Promise<number>((resolve) => {
-      child.on('error', () => resolve(1));
-      child.on('close', (c, s) => resolve(c ?? (s ? 128 + (os.constants.signals[s] ?? 0) : 1)));
+    const c = spawn(process.execPath, [...process.execArgv, entry, 'demo', '--inside-sim', ...(o.vmLess ? ['--vm-less'] : [])], { stdio: 'inherit', env });
+    child = c;
+    return await new Promise<number>((resolve) => {
+      c.on('error', () => resolve(1));
+      c.on('close', (code, s) => resolve(code ?? (s ? 128 + (os.constants.signals[s] ?? 0) : 1)));
     });
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onTerm);
-    return code;
   } finally {
     await sim?.close();
     if (o.keep) out(`[teardown] kept ${tmp}`);
     else fs.rmSync(tmp, { recursive: true, force: true });
     out('[teardown] simulator stopped, temporary files removed');
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 
@@ -166,16 +172,24 @@ async function inside(o: DemoOptions): Promise<number> {
     log: (l) => log.push(l),
   });
   let code = 1;
-  // Ctrl-C: stop the VMs (their own process groups) before exiting, never leave QEMU behind.
+  // Ctrl-C: stop the VMs (their own process groups) before exiting, never leave QEMU behind. The handler
+  // stays for every later signal (a second Ctrl-C, the outer process forwarding the group's signal): the
+  // default action would kill this process mid-teardown and abandon the VMs.
+  let tearingDown = false;
   const onSignal = (sig: NodeJS.Signals) => {
+    if (tearingDown) return;
+    tearingDown = true;
     out(`[teardown] ${sig}: stopping the CRN and every VM`);
     void srv
       .close()
-      .then(() => supervisor.stopAll())
-      .finally(() => process.exit(128 + (os.constants.signals[sig] ?? 2)));
+      .then(() => supervisor.close())
+      .finally(() => {
+        if (!process.env.SEVKIT_DEMO_DIR) fs.rmSync(dir, { recursive: true, force: true });
+        process.exit(128 + (os.constants.signals[sig] ?? 2));
+      });
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     out(`[crn] reference CRN listening on ${srv.url} (domain 127.0.0.1) in ${(performance.now() - t0).toFixed(0)} ms`);
     const owner = EthWallet.generate();
@@ -252,11 +266,9 @@ async function inside(o: DemoOptions): Promise<number> {
     for (const l of log) out(`        ${l.replace(/[0-9a-f]{64}/, (r) => `${r.slice(0, 12)}…`)}`);
     code = 0;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
     const t2 = performance.now();
     await srv.close();
-    await supervisor.stopAll();
+    await supervisor.close();
     out(`[teardown] CRN closed and every VM stopped in ${(performance.now() - t2).toFixed(0)} ms`);
     if (!process.env.SEVKIT_DEMO_DIR) fs.rmSync(dir, { recursive: true, force: true });
   }

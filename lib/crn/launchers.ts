@@ -4,7 +4,7 @@
  * + lib/certs) as the certificate source, with sevctl's CEK handling.
  */
 import fs from 'node:fs';
-import type { AlephSevInfo, CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
+import type { AdoptedVm, AlephSevInfo, CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
 import type { ConfidentialVm, Supervisor } from '../vm/index.js';
 
 /** Launches each VM as a QEMU process (real QEMU, or the simulator's wrapper on PATH). */
@@ -34,6 +34,27 @@ export class SupervisorLauncher implements VmLauncher {
     });
     started.catch(() => undefined);
     return new SupervisedVm(started, () => this.supervisor.get(spec.ref));
+  }
+
+  async adopt(refs: string[]): Promise<Map<string, AdoptedVm>> {
+    const { adopted } = await this.supervisor.adopt();
+    const wanted = new Set(refs);
+    const out = new Map<string, AdoptedVm>();
+    await Promise.all(
+      adopted.map(async (vm) => {
+        // A QEMU the CRN has no record of (its record was lost) has no owner to serve: stop it.
+        if (!wanted.has(vm.name) || (vm.state !== 'awaiting-secret' && vm.state !== 'running')) {
+          await vm.stop().catch(() => undefined);
+          return;
+        }
+        out.set(vm.name, { vm: new SupervisedVm(Promise.resolve(vm), () => this.supervisor.get(vm.name)), state: vm.state });
+      }),
+    );
+    return out;
+  }
+
+  async detach(): Promise<void> {
+    await this.supervisor.close({ keepVms: true });
   }
 }
 

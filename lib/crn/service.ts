@@ -19,17 +19,24 @@
  *
  * Per-VM lifecycle:  allocated → starting → awaiting-secret → injecting → running
  *                                  ↘ failed / stopped (initialize again)
+ *
+ * Each VM's record (machines/<ref>.json: ref, owner, allocation, state) is
+ * rewritten durably at every state change, so a CRN that crashed or was
+ * restarted on the same run dir serves the VMs still running: on start the
+ * launcher adopts them (VmLauncher.adopt) and the records of dead ones become
+ * 'stopped' with their files removed. close() stops every VM and leaves the run
+ * dir empty; close({ keepVms }) leaves them running for the next start.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AuthError, SignedPubKeyCache, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
-import type { CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
-import { decodeStrictBase64, DEFAULT_BODY_TIMEOUT_MS, errorJson, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
+import type { AdoptedVm, CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
+import { decodeStrictBase64, DEFAULT_BODY_TIMEOUT_MS, errorJson, hostError, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
 import { isEthAddress, isSolAddress } from './wallet.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { ensurePrivateDir, writeFileAtomic, writeFileDurable } from '../fsutil.js';
 import { modeResponses, sendModeJson, type CrnMode, type ModeResponses } from './aleph-mode.js';
 import { exactOwner, type Authorizer } from './authorize.js';
 import type { CrnExtension, CrnRoute } from './routes.js';
@@ -108,6 +115,18 @@ export const MAX_MEASUREMENT_WAIT_S = 120;
 /** Measurement requests one VM may hold open at once; more are answered at once. */
 const MAX_WAITERS_PER_VM = 16;
 
+/** What a CrnService found in its run dir on start (restored()). */
+export interface CrnRestoreReport {
+  /** Refs whose VM was still running and is served again (awaiting-secret ones can still be measured and injected). */
+  adopted: string[];
+  /** Refs whose VM had died with the earlier process: 'stopped', files removed, the owner may initialize again. */
+  stopped: string[];
+  /** Allocations without a VM, restored as they were. */
+  allocated: string[];
+  /** Time from the constructor to the end of adoption. */
+  ms: number;
+}
+
 export interface CrnVmSummary {
   ref: string;
   owner: string;
@@ -132,6 +151,7 @@ export class CrnService {
   readonly #vms = new Map<string, VmRecord>();
   #certs?: { at: number; body: Promise<Buffer> };
   #closing = false;
+  readonly #restoring: Promise<CrnRestoreReport>;
   readonly #m: ModeResponses;
   readonly #routes = new Map<string, CrnRoute[]>();
   /** Verified wallet-signed keys: a request then costs one P-256 verify, not a secp256k1 recovery. */
@@ -154,10 +174,107 @@ export class CrnService {
     };
     this.#m = modeResponses(this.#o.mode);
     for (const r of this.#o.extensions.flatMap((x) => x.routes)) this.#routes.set(r.path, [...(this.#routes.get(r.path) ?? []), r]);
+    // Session blobs and the records go here: refuse a directory another user could swap them in (UnsafeDirError).
+    ensurePrivateDir(this.#o.runDir);
     fs.mkdirSync(path.join(this.#o.runDir, 'sessions'), { recursive: true, mode: 0o700 });
+    fs.mkdirSync(path.join(this.#o.runDir, 'machines'), { recursive: true, mode: 0o700 });
+    this.#restoring = this.#restore();
+    this.#restoring.catch(() => undefined);
     this.handler = (req, res) => {
       void this.#handle(req, res);
     };
+  }
+
+  /**
+   * Settles once the records an earlier process left in the run dir are
+   * restored and their still-running VMs adopted; requests wait for it. Rejects
+   * when the launcher cannot adopt (e.g. another CRN holds the run dir).
+   */
+  restored(): Promise<CrnRestoreReport> {
+    return this.#restoring;
+  }
+
+  async #restore(): Promise<CrnRestoreReport> {
+    const t0 = performance.now();
+    const report: CrnRestoreReport = { adopted: [], stopped: [], allocated: [], ms: 0 };
+    const dir = path.join(this.#o.runDir, 'machines');
+    const recs: VmRecord[] = [];
+    const junk: string[] = [];
+    for (const f of fs.readdirSync(dir)) {
+      const file = path.join(dir, f);
+      const rec = /^[0-9a-f]{64}\.json$/.test(f) ? readMachineRecord(file) : undefined;
+      if (!rec || `${rec.ref}.json` !== f) junk.push(file);
+      else recs.push(rec);
+    }
+    const live = recs.filter((r) => r.state === 'starting' || r.state === 'awaiting-secret' || r.state === 'injecting' || r.state === 'running');
+    // The launcher takes the run dir's lock here (a CRN still running on it refuses this one): only then is
+    // anything removed — temp files of an interrupted write, anything that is not a record of ours.
+    const adopted: Map<string, AdoptedVm> = (await this.#o.launcher.adopt?.(live.map((r) => r.ref))) ?? new Map<string, AdoptedVm>();
+    for (const f of junk) fs.rmSync(f, { force: true, recursive: true });
+    for (const rec of recs) {
+      this.#vms.set(rec.ref, rec);
+      const a = adopted.get(rec.ref);
+      if (a) {
+        rec.state = a.state;
+        rec.vm = a.vm;
+        this.#watch(rec, a.vm);
+        report.adopted.push(rec.ref);
+      } else if (live.includes(rec)) {
+        rec.state = 'stopped';
+        rec.reason = 'QEMU was no longer running when the CRN restarted';
+        this.#removeVmFiles(rec.ref);
+        report.stopped.push(rec.ref);
+      } else report.allocated.push(rec.ref);
+      this.#saveQuietly(rec);
+    }
+    report.ms = performance.now() - t0;
+    return report;
+  }
+
+  /** Writes machines/<ref>.json (temp + fsync + rename, 0600). Throws the fs error (ENOSPC → 507 in #handle). */
+  #save(rec: VmRecord): void {
+    const data: MachineRecordFile = {
+      version: 1,
+      ref: rec.ref,
+      owner: rec.owner,
+      firmware: rec.firmware,
+      policy: rec.policy,
+      vcpus: rec.vcpus,
+      memoryMb: rec.memoryMb,
+      ...(rec.disk ? { disk: rec.disk } : {}),
+      state: rec.state,
+      ...(rec.reason ? { reason: rec.reason } : {}),
+    };
+    writeFileDurable(path.join(this.#o.runDir, 'machines', `${rec.ref}.json`), `${JSON.stringify(data)}\n`, 0o600);
+  }
+
+  /** For state changes off the request path: a full disk costs the record's freshness, not the VM. */
+  #saveQuietly(rec: VmRecord): void {
+    if (this.#closing) return;
+    try {
+      this.#save(rec);
+    } catch (e) {
+      this.#o.log?.(`warning: cannot write the record of VM ${rec.ref}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+
+  /** The session blobs and work dir of a VM that is gone (or whose launch is over). */
+  #removeVmFiles(ref: string): void {
+    fs.rmSync(path.join(this.#o.runDir, 'sessions', ref), { recursive: true, force: true });
+    fs.rmSync(path.join(this.#o.runDir, 'vms', ref), { recursive: true, force: true });
+  }
+
+  /** Follows a VM that may go away on its own (QEMU exit, crash): state, record and files. */
+  #watch(rec: VmRecord, vm: CrnVm): void {
+    vm.onExit?.((reason) => {
+      if (rec.vm !== vm || this.#closing) return;
+      rec.vm = undefined;
+      rec.state = rec.state === 'running' ? 'stopped' : 'failed';
+      rec.reason = reason;
+      wake(rec);
+      this.#removeVmFiles(rec.ref);
+      this.#saveQuietly(rec);
+    });
   }
 
   get domain(): string {
@@ -200,21 +317,49 @@ export class CrnService {
       state: 'allocated',
       generation: 0,
     };
+    this.#save(rec);
     this.#vms.set(spec.ref, rec);
     return { ref: rec.ref, owner: rec.owner, state: rec.state, policy: rec.policy, vcpus: rec.vcpus, ...(this.#o.launcher.cpu ? { cpu: this.#o.launcher.cpu } : {}) };
   }
 
-  /** Stops every VM and refuses new work. Safe to call twice. */
-  async close(): Promise<void> {
+  /**
+   * Refuses new work and stops every VM, then removes every record and file
+   * this service put in the run dir. With `keepVms`, the VMs keep running and
+   * the records stay, for the next CrnService on this run dir to adopt.
+   * Safe to call twice (and concurrently: the second call waits for the first).
+   */
+  close(opts: { keepVms?: boolean } = {}): Promise<void> {
+    this.#closingDone ??= this.#close(opts);
+    return this.#closingDone;
+  }
+
+  #closingDone: Promise<void> | undefined;
+
+  async #close(opts: { keepVms?: boolean }): Promise<void> {
     this.#closing = true;
+    await this.#restoring.catch(() => undefined);
+    if (opts.keepVms) {
+      for (const r of this.#vms.values()) r.vm = undefined;
+      await this.#o.launcher.detach?.();
+      return;
+    }
     const stops = [...this.#vms.values()].map(async (r) => {
       const vm = r.vm;
       r.vm = undefined;
       r.state = 'stopped';
       wake(r);
       if (vm) await vm.stop().catch(() => undefined);
+      this.#removeVmFiles(r.ref);
+      fs.rmSync(path.join(this.#o.runDir, 'machines', `${r.ref}.json`), { force: true });
     });
     await Promise.all(stops);
+    for (const d of ['sessions', 'machines', 'vms']) {
+      try {
+        fs.rmdirSync(path.join(this.#o.runDir, d));
+      } catch {
+        /* not empty (another owner's files, the supervisor's root) or absent */
+      }
+    }
   }
 
   // ------------------------------------------------------------ dispatch
@@ -237,13 +382,23 @@ export class CrnService {
       this.#o.log?.(`${req.method} ${clipPath(urlPath)} ${res.statusCode} ${ms.toFixed(1)}ms`);
     });
     try {
+      await this.#restoring.catch(() => {
+        throw errorJson(503, 'The CRN could not take over the VMs of its run directory; see its log', { 'Retry-After': '5' });
+      });
       await this.#route(req, res, urlPath);
     } catch (e) {
       if (res.headersSent) {
         res.destroy();
         return;
       }
-      const he = e instanceof HttpError ? e : e instanceof AuthError ? new HttpError(e.status, { error: e.reason }) : this.#m.internalError(e);
+      const he =
+        e instanceof HttpError
+          ? e
+          : e instanceof AuthError
+            ? new HttpError(e.status, { error: e.reason })
+            : this.#m.mode === 'sevkit'
+              ? hostError(e, { runDir: this.#o.runDir })
+              : this.#m.internalError(e);
       if (he.text) sendError(res, he);
       else sendModeJson(this.#m, res, he.status, he.body, he.headers);
     }
@@ -407,6 +562,13 @@ export class CrnService {
     rec.state = 'starting';
     rec.reason = undefined;
     const generation = ++rec.generation;
+    try {
+      this.#save(rec);
+    } catch (e) {
+      rec.state = 'failed';
+      rec.reason = 'could not store the VM record';
+      throw e;
+    }
     const dir = path.join(this.#o.runDir, 'sessions', rec.ref);
     const workDir = path.join(this.#o.runDir, 'vms', rec.ref);
     try {
@@ -417,6 +579,8 @@ export class CrnService {
     } catch (e) {
       rec.state = 'failed';
       rec.reason = 'could not store the session files';
+      this.#removeVmFiles(rec.ref);
+      this.#saveQuietly(rec);
       throw e;
     }
     this.#startVm(rec, generation, path.join(dir, 'vm_session.b64'), path.join(dir, 'vm_godh.b64'), workDir);
@@ -444,16 +608,15 @@ export class CrnService {
           return;
         }
         rec.vm = vm;
-        vm.onExit?.((reason) => {
-          if (rec.vm !== vm) return;
-          rec.vm = undefined;
-          rec.state = rec.state === 'running' ? 'stopped' : 'failed';
-          rec.reason = reason;
-          wake(rec);
-        });
+        this.#watch(rec, vm);
         await vm.ready;
+        // QEMU has done LAUNCH_START with the blobs: the owner's copies are not needed any more.
+        fs.rmSync(path.dirname(sessionFile), { recursive: true, force: true });
         if (current()) {
-          if (rec.state === 'starting') rec.state = 'awaiting-secret';
+          if (rec.state === 'starting') {
+            rec.state = 'awaiting-secret';
+            this.#saveQuietly(rec);
+          }
           wake(rec);
         }
       } catch (e) {
@@ -467,6 +630,8 @@ export class CrnService {
           rec.vm = undefined;
           await vm.stop().catch(() => undefined);
         }
+        this.#removeVmFiles(rec.ref);
+        this.#saveQuietly(rec);
       }
     })();
   }
@@ -527,13 +692,17 @@ export class CrnService {
     }
     try {
       await vm.cont();
-      if (rec.vm === vm) rec.state = 'running';
+      if (rec.vm === vm) {
+        rec.state = 'running';
+        this.#saveQuietly(rec);
+      }
       const status = this.#m.runStatus(await vm.queryStatus());
       sendModeJson(this.#m, res, 200, { status });
     } catch (e) {
       if (rec.vm === vm && rec.state === 'injecting') {
         rec.state = 'failed';
         rec.reason = 'VM failed to resume after the secret was injected';
+        this.#saveQuietly(rec);
       }
       throw e;
     }
@@ -561,6 +730,51 @@ export function measurementWait(url: string | undefined): number | undefined {
     throw errorJson(400, `wait must be one integer number of seconds in [1, ${MAX_MEASUREMENT_WAIT_S}], got '${clipPath(values.join(','))}'`);
   }
   return n;
+}
+
+/** machines/<ref>.json, version 1: what a restarted CRN needs to serve the VM's owner again. */
+interface MachineRecordFile {
+  version: 1;
+  ref: string;
+  owner: string;
+  firmware: string;
+  policy: number;
+  vcpus: number;
+  memoryMb: number;
+  disk?: string;
+  state: CrnVmState;
+  reason?: string;
+}
+
+const STATES: readonly CrnVmState[] = ['allocated', 'starting', 'awaiting-secret', 'injecting', 'running', 'failed', 'stopped'];
+
+/** A record as a VmRecord, or undefined when it is not one (read as untrusted input: shapes and ranges checked). */
+function readMachineRecord(file: string): VmRecord | undefined {
+  let r: Partial<MachineRecordFile>;
+  try {
+    if (!fs.lstatSync(file).isFile()) return undefined;
+    r = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<MachineRecordFile>;
+  } catch {
+    return undefined;
+  }
+  const int = (v: unknown, min: number, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
+  if (!r || r.version !== 1 || typeof r.ref !== 'string' || !REF_RE.test(r.ref)) return undefined;
+  if (typeof r.owner !== 'string' || !(isEthAddress(r.owner) || isSolAddress(r.owner))) return undefined;
+  if (typeof r.firmware !== 'string' || !path.isAbsolute(r.firmware) || (r.disk !== undefined && (typeof r.disk !== 'string' || !path.isAbsolute(r.disk)))) return undefined;
+  if (!int(r.policy, 0, 0xffffffff) || !int(r.vcpus, 1, 512) || !int(r.memoryMb, 16, 4 * 1024 * 1024)) return undefined;
+  if (!STATES.includes(r.state as CrnVmState)) return undefined;
+  return {
+    ref: r.ref,
+    owner: r.owner,
+    firmware: r.firmware,
+    policy: r.policy,
+    vcpus: r.vcpus,
+    memoryMb: r.memoryMb,
+    ...(r.disk ? { disk: r.disk } : {}),
+    state: r.state as CrnVmState,
+    ...(typeof r.reason === 'string' ? { reason: r.reason.slice(0, 500) } : {}),
+    generation: 0,
+  };
 }
 
 /** Constant-time token comparison; hashing first hides the length too. */

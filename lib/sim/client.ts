@@ -47,8 +47,9 @@ export abstract class SimCalls {
   }
 
   /** LAUNCH_START (+ ACTIVATE): returns the guest handle. Without godh/session the firmware picks the keys. */
-  async launchStart(a: { policy: number; godh?: Buffer; session?: Buffer }): Promise<number> {
+  async launchStart(a: { policy: number; godh?: Buffer; session?: Buffer; name?: string }): Promise<number> {
     const args: Record<string, unknown> = { policy: a.policy };
+    if (a.name !== undefined) args.name = a.name;
     if (a.godh) args.godh = a.godh.toString('base64');
     if (a.session) args.session = a.session.toString('base64');
     const r = await this.request<{ handle: number }>('launchStart', args);
@@ -115,6 +116,8 @@ export class SimClient extends SimCalls {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private closedError: Error | undefined;
+  private closing = false;
+  private readonly lostHandlers: Array<(e: Error) => void> = [];
 
   private constructor(readonly socketPath: string) {
     super();
@@ -140,7 +143,11 @@ export class SimClient extends SimCalls {
         this.sock = sock;
         sock.on('data', (chunk: Buffer) => this.onData(chunk));
         sock.on('error', (e: NodeJS.ErrnoException) => this.fail(new SimClientError('ERR_SIM_CLIENT', `${this.socketPath}: ${e.code ?? e.message}`)));
-        sock.on('close', () => this.fail(new SimClientError('ERR_SIM_CLIENT', `${this.socketPath}: the simulator daemon closed the connection`)));
+        sock.on('close', () => {
+          const e = new SimClientError('ERR_SIM_CLIENT', `${this.socketPath}: the simulator daemon closed the connection`);
+          this.fail(e);
+          if (!this.closing) for (const h of this.lostHandlers.splice(0)) h(e);
+        });
         resolve();
       });
     });
@@ -206,7 +213,17 @@ export class SimClient extends SimCalls {
     await this.request('clearFaults');
   }
 
+  /**
+   * Calls `fn` once if the daemon goes away (the connection closes without
+   * close() from this side): the simulated platform is gone, as if the host
+   * rebooted, and what runs on it (the QEMU wrapper) should end too.
+   */
+  onLost(fn: (e: Error) => void): void {
+    this.lostHandlers.push(fn);
+  }
+
   override close(): void {
+    this.closing = true;
     this.fail(new SimClientError('ERR_SIM_CLIENT', 'client is closed'));
     this.sock?.end();
     this.sock?.destroy();

@@ -69,6 +69,8 @@ export function retName(code: number): string {
 
 interface Guest {
   handle: number;
+  /** `<state>/guests/<name>`: the wrapper keeps the injected secret there; it goes with the guest. */
+  secretDir?: string;
   policy: number;
   tek: Buffer;
   tik: Buffer;
@@ -204,7 +206,10 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
         tik.fill(0);
         throw new SimFirmwareError(status, `LAUNCH_START refused: ${retName(status)}`);
       }
-      guests.set(slot.handle, { handle: slot.handle, policy, tek, tik, digest: crypto.createHash('sha256'), state: 'update' });
+      // The name is the client's: only a plain file name is taken (no path), so a decommission removes nothing else.
+      const name = typeof args.name === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(args.name) && args.name !== '.' && args.name !== '..' ? args.name : undefined;
+      const secretDir = name ? path.join(platform.stateDir, 'guests', name) : undefined;
+      guests.set(slot.handle, { handle: slot.handle, policy, tek, tik, digest: crypto.createHash('sha256'), state: 'update', ...(secretDir ? { secretDir } : {}) });
       ctx?.handles.add(slot.handle);
       return { handle: slot.handle, asid: slot.asid };
     }
@@ -341,6 +346,8 @@ export function decommission(platform: SimPlatform, handle: number): void {
     g.tek.fill(0);
     g.tik.fill(0);
     guests.delete(handle);
+    // Even when the wrapper was SIGKILLed (the daemon decommissions when its connection closes).
+    if (g.secretDir) fs.rmSync(g.secretDir, { recursive: true, force: true });
   }
   platform.freeGuest(handle);
 }

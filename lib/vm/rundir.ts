@@ -6,23 +6,21 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { VmLaunchError } from './errors.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { ensurePrivateDir, writeFileAtomic } from '../fsutil.js';
 
 export function defaultRunRoot(): string {
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
   return path.join(os.tmpdir(), `sevkit-vm-${uid}`);
 }
 
-/** Creates (or checks) the root: a real directory, ours, not group/world accessible. */
+/**
+ * Creates (or checks) the root: a real directory (not a symlink), ours, not
+ * group/other-writable (UnsafeDirError otherwise, lib/fsutil's one check);
+ * group/other read access is taken away.
+ */
 export function ensureRunRoot(root: string): void {
-  fs.mkdirSync(root, { recursive: true, mode: 0o700 });
-  const st = fs.lstatSync(root);
-  if (!st.isDirectory()) throw new VmLaunchError(`run root ${root} is not a directory`, 'ERR_VM_RUNDIR');
-  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-    throw new VmLaunchError(`run root ${root} belongs to uid ${st.uid}, not to us; refusing to put key files there`, 'ERR_VM_RUNDIR');
-  }
-  if ((st.mode & 0o077) !== 0) fs.chmodSync(root, 0o700);
+  ensurePrivateDir(root, 'the VM run root');
+  if ((fs.lstatSync(root).mode & 0o077) !== 0) fs.chmodSync(root, 0o700);
 }
 
 export function createRunDir(root: string, name: string): string {

@@ -10,6 +10,14 @@
  * QEMU runs in its own process group so a kill reaches everything it (or the
  * simulator's wrapper) started; the per-VM run directory with the sockets and
  * the owner's blobs is removed whatever way the VM ends.
+ *
+ * A VM does not depend on the process that started it: QEMU's stdout/stderr
+ * go to files in its run dir (no pipe to break), and the run dir holds a record
+ * (vm.json: state, pid + start time, QMP socket, measurement), rewritten
+ * durably at each state change. `Supervisor.adopt()` in a later process on the
+ * same run root takes over every VM whose QEMU is still the process recorded
+ * (reconnecting QMP), and removes what dead ones left; `close({ keepVms })`
+ * leaves the VMs running for it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -23,9 +31,11 @@ import { buildQemuArgv, type SevHostInfo } from './argv.js';
 import { buildSnpQemuArgv, checkSnpGuest, requireSnpQemu, qemuVersion, type VmSnpSpec } from './snp.js';
 import type { SnpGuestInfo } from '../qmp/sev-info.js';
 import { VmError, VmExitedError, VmLaunchError, VmSecretError, VmStateError } from './errors.js';
-import { createRunDir, defaultRunRoot, removeRunDir, writePrivateFile } from './rundir.js';
+import { createRunDir, defaultRunRoot, ensureRunRoot, removeRunDir, writePrivateFile } from './rundir.js';
 import { settlesWithin } from './settle.js';
-import { TailBuffer } from './tail.js';
+import { FileTail } from './tail.js';
+import { isSameProcess, procIdentity } from './proc.js';
+import { acquireRootLock, readVmRecord, writeVmRecord, type RootLock, type VmRecordFile } from './record.js';
 
 export type VmState = 'starting' | 'awaiting-secret' | 'running' | 'stopped' | 'failed';
 
@@ -91,6 +101,13 @@ export interface SupervisorOptions {
   commandTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
   accel?: 'kvm' | 'tcg';
+  /**
+   * Leave the VMs running when this process exits without stopping them (an
+   * uncaught error, process.exit): a daemon whose next start adopts them (crn
+   * serve) sets this. Default false: they are killed at exit, so a script or a
+   * test that forgets stop() leaves nothing behind.
+   */
+  keepVmsOnExit?: boolean;
 }
 
 export interface VmMeasurement {
@@ -109,6 +126,8 @@ export interface InjectSecretArgs {
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** createRunDir's names: the VM name's first 24 characters, '-', mkdtemp's 6. */
+const RUN_DIR_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,23}-[A-Za-z0-9]{6}$/;
 const SECRET_HEADER_LEN = 52;
 
 /** Strict base64 (standard alphabet, padding optional): refuse rather than guess. */
@@ -156,16 +175,91 @@ function killGroup(pgid: number): void {
   }
 }
 
+/** What `Supervisor.adopt()` found in the run root. */
+export interface AdoptionResult {
+  /** VMs whose QEMU was still running, now managed by this supervisor (awaiting-secret or running). */
+  adopted: ConfidentialVm[];
+  /** Names of VMs whose QEMU was gone (or mid-launch, and killed); their run dirs were removed. */
+  removed: string[];
+}
+
 export class Supervisor {
   readonly runRoot: string;
   private readonly opts: SupervisorOptions;
   private readonly slots: Semaphore;
   private readonly vms = new Map<string, ConfidentialVm>();
+  private adoption: Promise<AdoptionResult> | undefined;
+  private lock: RootLock | undefined;
 
+  /** Throws UnsafeDirError when the run root is a symlink, not ours, or group/other-writable. */
   constructor(opts: SupervisorOptions = {}) {
     this.opts = opts;
     this.runRoot = opts.runRoot ?? defaultRunRoot();
     this.slots = new Semaphore(Math.max(1, opts.maxConcurrentLaunches ?? 4));
+    ensureRunRoot(this.runRoot);
+  }
+
+  /**
+   * Takes over the VMs an earlier supervisor on this run root left behind (its
+   * process crashed, was SIGKILLed, or closed with keepVms): every record whose
+   * QEMU is still the very process recorded (pid and start time) is adopted —
+   * QMP reconnected, state, measurement and secret area restored — and every
+   * record of a dead QEMU (or of one killed mid-launch, which cannot be
+   * resumed) is removed with its run dir. From then on this supervisor holds the
+   * root's lock: a second one on the same root is refused (ERR_VM_RUNDIR_BUSY).
+   * Runs once; later calls return the first result.
+   */
+  adopt(): Promise<AdoptionResult> {
+    this.adoption ??= this.adoptNow();
+    return this.adoption;
+  }
+
+  private async adoptNow(): Promise<AdoptionResult> {
+    this.lock = acquireRootLock(this.runRoot);
+    const result: AdoptionResult = { adopted: [], removed: [] };
+    const entries = fs.readdirSync(this.runRoot, { withFileTypes: true });
+    await Promise.all(
+      entries.map(async (e) => {
+        const dir = path.join(this.runRoot, e.name);
+        if (!e.isDirectory() || !RUN_DIR_RE.test(e.name)) return;
+        const rec = readVmRecord(dir);
+        if (!rec || this.vms.has(rec.name)) {
+          removeRunDir(dir);
+          result.removed.push(rec?.name ?? e.name);
+          return;
+        }
+        const vm = new ConfidentialVm(rec.spec, this.qemu, this.opts, this.runRoot);
+        try {
+          await vm._adopt(rec, dir);
+        } catch {
+          result.removed.push(rec.name);
+          return;
+        }
+        this.vms.set(rec.name, vm);
+        vm.once('end', () => this.vms.delete(rec.name));
+        result.adopted.push(vm);
+      }),
+    );
+    return result;
+  }
+
+  /**
+   * Stops every VM and releases the run root (lock removed, the root itself if
+   * empty and given in the options). With `keepVms`, the VMs are left running instead — QMP closed,
+   * records kept — for the next supervisor's adopt().
+   */
+  async close(opts: { keepVms?: boolean } = {}): Promise<void> {
+    if (opts.keepVms) for (const vm of this.list()) vm._detach();
+    else await this.stopAll();
+    this.lock?.release();
+    this.lock = undefined;
+    // A root the caller chose is this supervisor's to tidy; the shared default one may be in use by others.
+    if (this.opts.runRoot === undefined) return;
+    try {
+      fs.rmdirSync(this.runRoot);
+    } catch {
+      /* not empty (kept VMs) or already gone */
+    }
   }
 
   get qemu(): string {
@@ -216,11 +310,17 @@ export class ConfidentialVm extends EventEmitter {
   private _state: VmState = 'starting';
   private _runDir: string | undefined;
   private proc: ChildProcess | undefined;
+  /** pid, start time and group of QEMU once spawned or adopted (what vm.json records). */
+  private ident: { pid: number; startTime: string; pgid: number } | undefined;
+  /** Set for a VM taken over from an earlier process: not our child, so its exit is watched through /proc. */
+  private adoptedWatch: NodeJS.Timeout | undefined;
+  /** Left running for another process (close({ keepVms })): nothing here acts on it any more. */
+  private detached = false;
   private qmp: QmpClient | undefined;
-  private readonly stderr = new TailBuffer(8192);
-  private readonly stdout = new TailBuffer(8192);
+  private stderr: FileTail | undefined;
+  private stdout: FileTail | undefined;
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  private exited!: Promise<void>;
+  private exited: Promise<void> | undefined;
   private exitError: VmExitedError | undefined;
   private stopping = false;
   private measured: VmMeasurement | undefined;
@@ -243,7 +343,11 @@ export class ConfidentialVm extends EventEmitter {
     return this._state;
   }
   get pid(): number | undefined {
-    return this.proc?.pid;
+    return this.proc?.pid ?? this.ident?.pid;
+  }
+  /** True for a VM adopted from an earlier supervisor process. */
+  get adopted(): boolean {
+    return this.proc === undefined && this.ident !== undefined;
   }
   get runDir(): string | undefined {
     return this._runDir;
@@ -253,10 +357,10 @@ export class ConfidentialVm extends EventEmitter {
   }
   /** Last bytes QEMU wrote to stderr / stdout (serial console). */
   get stderrTail(): string {
-    return this.stderr.text();
+    return this.stderr?.text() ?? '';
   }
   get consoleTail(): string {
-    return this.stdout.text();
+    return this.stdout?.text() ?? '';
   }
   /** The live QMP connection (QEMU serves one client at a time); for commands this class does not wrap. */
   get qmpClient(): QmpClient | undefined {
@@ -268,7 +372,31 @@ export class ConfidentialVm extends EventEmitter {
     if (!TRANSITIONS[this._state].includes(next)) throw new VmStateError(`VM ${this.name}: illegal transition ${this._state} → ${next}`);
     const prev = this._state;
     this._state = next;
+    if (next === 'awaiting-secret' || next === 'running') this.persist();
     this.emit('state', next, prev);
+  }
+
+  /** Rewrites vm.json (durably, 0600) with what a later process needs to adopt this VM. */
+  private persist(): void {
+    if (!this._runDir || !this.ident || this.detached || this.ended) return;
+    const rec: VmRecordFile = {
+      version: 1,
+      name: this.name,
+      state: this._state as VmRecordFile['state'],
+      pid: this.ident.pid,
+      startTime: this.ident.startTime,
+      pgid: this.ident.pgid,
+      runDir: this._runDir,
+      qmpSocket: path.join(this._runDir, 'qmp.sock'),
+      spec: recordableSpec(this.spec),
+      ...(this.secretArea ? { secretArea: this.secretArea } : {}),
+      ...(this.measured ? { measurement: this.measured } : {}),
+    };
+    try {
+      writeVmRecord(this._runDir, rec);
+    } catch {
+      // A full disk must not fail the VM; it only cannot be adopted after a crash.
+    }
   }
 
   private requireState(op: string, ...allowed: VmState[]): void {
@@ -341,7 +469,7 @@ export class ConfidentialVm extends EventEmitter {
       await this.spawnQemu(argv);
       const ac = new AbortController();
       // onExit has set exitError by the time `exited` settles: that is the reason, with QEMU's stderr.
-      void this.exited.then(() => ac.abort(this.exitError));
+      void this.exited!.then(() => ac.abort(this.exitError));
       const timer = setTimeout(() => ac.abort(new QmpTimeoutError(`QEMU for VM ${spec.name} did not answer QMP within ${timeoutMs} ms`)), timeoutMs);
       try {
         this.qmp = await waitForQmp(path.join(dir, 'qmp.sock'), {
@@ -394,15 +522,25 @@ export class ConfidentialVm extends EventEmitter {
   }
 
   private spawnQemu(argv: string[]): Promise<void> {
+    const dir = this._runDir!;
+    this.stdout = new FileTail(path.join(dir, 'console.log'));
+    this.stderr = new FileTail(path.join(dir, 'stderr.log'));
+    const outFd = fs.openSync(this.stdout.file, 'a', 0o600);
+    const errFd = fs.openSync(this.stderr.file, 'a', 0o600);
     return new Promise((resolve, reject) => {
-      const child = spawn(argv[0]!, argv.slice(1), {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: this.opts.env ?? process.env,
-        detached: true, // own process group: a kill reaches the wrapper's real QEMU too
-      });
+      let child: ChildProcess;
+      try {
+        child = spawn(argv[0]!, argv.slice(1), {
+          // Files, not pipes: QEMU must keep running (and writing) when this process is gone.
+          stdio: ['ignore', outFd, errFd],
+          env: this.opts.env ?? process.env,
+          detached: true, // own session and process group: a kill reaches the wrapper's real QEMU too, a Ctrl-C on our terminal does not
+        });
+      } finally {
+        fs.closeSync(outFd);
+        fs.closeSync(errFd);
+      }
       this.proc = child;
-      child.stderr!.on('data', (d: Buffer) => this.stderr.push(d));
-      child.stdout!.on('data', (d: Buffer) => this.stdout.push(d));
       let spawned = false;
       let resolveExited!: () => void;
       this.exited = new Promise<void>((res) => {
@@ -416,14 +554,21 @@ export class ConfidentialVm extends EventEmitter {
       // 'close' waits for the stdio pipes, which anything left in QEMU's group still holds: so the group goes
       // as soon as its leader exits, or 'close' (and every wait on it) could hang until the stragglers end.
       child.once('exit', () => {
-        if (!child.pid) return;
+        if (!child.pid || this.detached) return;
         killGroup(child.pid);
         liveGroups.delete(child.pid);
       });
       child.once('spawn', () => {
         spawned = true;
-        installExitHook();
-        liveGroups.add(child.pid!);
+        if (!this.opts.keepVmsOnExit) {
+          installExitHook();
+          liveGroups.add(child.pid!);
+        }
+        const id = procIdentity(child.pid!);
+        if (id) {
+          this.ident = { pid: child.pid!, startTime: id.startTime, pgid: child.pid! };
+          this.persist();
+        }
         resolve();
       });
       child.once('error', (err: NodeJS.ErrnoException) => {
@@ -436,12 +581,13 @@ export class ConfidentialVm extends EventEmitter {
   }
 
   private exitMessage(code: number | null, signal: NodeJS.Signals | null, during: VmState): VmExitedError {
-    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-    const tail = this.stderr.lastLines();
-    return new VmExitedError(`QEMU for VM ${this.name} ${how} while ${during}${tail ? `: ${tail}` : ''}`, code, signal, this.stderr.text());
+    const how = signal ? `was killed by ${signal}` : this.adopted && code === null ? 'exited (adopted from an earlier CRN process: no exit status)' : `exited with code ${code}`;
+    const tail = this.stderr?.lastLines() ?? '';
+    return new VmExitedError(`QEMU for VM ${this.name} ${how} while ${during}${tail ? `: ${tail}` : ''}`, code, signal, this.stderr?.text() ?? '');
   }
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.detached) return;
     const during = this._state;
     this.exitError = this.exitMessage(code, signal, during);
     this.qmp?.close();
@@ -469,10 +615,15 @@ export class ConfidentialVm extends EventEmitter {
   }
 
   private get alive(): boolean {
-    return this.proc !== undefined && this.exitInfo === undefined && this.proc.exitCode === null && this.proc.signalCode === null;
+    if (this.exitInfo !== undefined) return false;
+    if (this.proc) return this.proc.exitCode === null && this.proc.signalCode === null;
+    return this.ident !== undefined && isSameProcess(this.ident.pid, this.ident.startTime);
   }
 
   private cleanupFiles(): void {
+    if (this.detached) return;
+    this.stderr?.snapshot();
+    this.stdout?.snapshot();
     if (this._runDir) removeRunDir(this._runDir);
   }
 
@@ -480,7 +631,7 @@ export class ConfidentialVm extends EventEmitter {
   private async explain(e: unknown): Promise<Error> {
     if (e instanceof VmError) return e; // already precise
     const transport = e instanceof QmpDisconnectedError || e instanceof QmpTimeoutError;
-    if (transport && this.proc) await settlesWithin(this.exited, 2000);
+    if (transport && this.exited) await settlesWithin(this.exited, 2000);
     if (this.exitInfo && (transport || !(e instanceof QmpError))) {
       return this.exitError ?? this.exitMessage(this.exitInfo.code, this.exitInfo.signal, this._state);
     }
@@ -488,10 +639,76 @@ export class ConfidentialVm extends EventEmitter {
   }
 
   private async kill(): Promise<void> {
-    if (this.alive && this.proc!.pid) killGroup(this.proc!.pid);
-    if (this.proc) await this.exited;
+    const pgid = this.proc?.pid ?? this.ident?.pgid;
+    if (this.alive && pgid) killGroup(pgid);
+    if (this.adoptedWatch) this.checkAdopted();
+    if (this.exited) await this.exited;
     this.qmp?.close();
     this.cleanupFiles();
+  }
+
+  /** @internal Supervisor.adopt: take over the QEMU `rec` names if it is still that process. */
+  async _adopt(rec: VmRecordFile, dir: string): Promise<void> {
+    this._runDir = dir;
+    this.stdout = new FileTail(path.join(dir, 'console.log'));
+    this.stderr = new FileTail(path.join(dir, 'stderr.log'));
+    const id = procIdentity(rec.pid);
+    if (!id || id.startTime !== rec.startTime || id.pgid !== rec.pgid) {
+      // Gone, or the pid now belongs to another process: nothing of ours runs; remove what it left.
+      removeRunDir(dir);
+      throw new VmLaunchError(`VM ${rec.name}: QEMU (pid ${rec.pid}) is no longer running`);
+    }
+    this.ident = { pid: rec.pid, startTime: rec.startTime, pgid: rec.pgid };
+    let resolveExited!: () => void;
+    this.exited = new Promise<void>((r) => (resolveExited = r));
+    this.resolveAdoptedExit = resolveExited;
+    if (!this.opts.keepVmsOnExit) {
+      installExitHook();
+      liveGroups.add(rec.pgid);
+    }
+    this.adoptedWatch = setInterval(() => this.checkAdopted(), 200);
+    this.adoptedWatch.unref();
+    this.secretArea = rec.secretArea;
+    this.measured = rec.measurement;
+    try {
+      // A launch cut short by the crash cannot be resumed: that VM is stopped, not adopted.
+      if (rec.state === 'starting') throw new VmLaunchError(`VM ${rec.name} was still starting`);
+      this.qmp = await waitForQmp(rec.qmpSocket, { timeoutMs: 5000, commandTimeoutMs: this.opts.commandTimeoutMs });
+      const status = await this.qmp.queryStatus();
+      this._state = rec.state === 'running' || status.running ? 'running' : 'awaiting-secret';
+      void this.qmp.waitClosed().then(() => this.checkAdopted());
+    } catch (e) {
+      this.stopping = true;
+      await this.kill();
+      this.fail(e instanceof Error ? e : new VmError('ERR_VM', String(e)));
+      throw e;
+    }
+  }
+
+  private resolveAdoptedExit: (() => void) | undefined;
+
+  /** An adopted QEMU is not our child (no 'exit' event): it is gone once /proc no longer shows it. */
+  private checkAdopted(): void {
+    if (!this.ident || this.exitInfo !== undefined || isSameProcess(this.ident.pid, this.ident.startTime)) return;
+    clearInterval(this.adoptedWatch);
+    this.adoptedWatch = undefined;
+    if (!this.detached) killGroup(this.ident.pgid); // the wrapper's real QEMU dies with it (pdeathsig); anything else in the group too
+    liveGroups.delete(this.ident.pgid);
+    this.exitInfo = { code: null, signal: null };
+    this.onExit(null, null);
+    this.resolveAdoptedExit?.();
+  }
+
+  /** @internal Supervisor.close({ keepVms }): leave QEMU running, its run dir and record in place. */
+  _detach(): void {
+    if (this.ended) return;
+    this.detached = true;
+    clearInterval(this.adoptedWatch);
+    this.adoptedWatch = undefined;
+    const pgid = this.proc?.pid ?? this.ident?.pgid;
+    if (pgid) liveGroups.delete(pgid);
+    this.qmp?.close();
+    this.proc?.unref();
   }
 
   // ---- public lifecycle -------------------------------------------------------------------------
@@ -587,7 +804,7 @@ export class ConfidentialVm extends EventEmitter {
     }
     this.stopping = true;
     const deadline = Date.now() + (options.timeoutMs ?? this.opts.stopTimeoutMs ?? 10_000);
-    const waitExit = (ms: number) => settlesWithin(this.exited, ms);
+    const waitExit = (ms: number) => settlesWithin(this.exited ?? Promise.resolve(), ms);
     const qmp = this.qmp;
     if (this.alive && qmp && !qmp.closed) {
       // Only a guest that can hear the ACPI button gets half the deadline to act on it; a paused
@@ -610,7 +827,8 @@ export class ConfidentialVm extends EventEmitter {
       }
     }
     if (this.alive) await this.kill();
-    else if (this.proc) await this.exited;
+    else if (this.adoptedWatch) this.checkAdopted();
+    if (this.exited) await this.exited;
     if (!this.ended) this.setState('stopped');
     this.qmp?.close();
     this.cleanupFiles();
@@ -619,7 +837,7 @@ export class ConfidentialVm extends EventEmitter {
 
   /** Resolves when QEMU has exited and the VM reached stopped or failed. */
   async waitEnded(): Promise<VmState> {
-    if (this.proc) await this.exited;
+    if (this.exited) await this.exited;
     return this._state;
   }
 
@@ -666,6 +884,17 @@ async function hearsPowerButton(qmp: QmpClient, timeoutMs: number): Promise<bool
   } catch {
     return undefined;
   }
+}
+
+/** The spec as vm.json keeps it: the launch blobs are not needed after LAUNCH_START and are left out. */
+function recordableSpec(spec: VmSpec): VmSpec {
+  const { sev, snp, ...rest } = spec;
+  return {
+    ...rest,
+    ...(sev ? { sev: { policy: sev.policy, ...(sev.kernelHashes !== undefined ? { kernelHashes: sev.kernelHashes } : {}) } } : {}),
+    // SNP: the ID block, auth and host data were for LAUNCH_FINISH; a bigint policy is kept as a number (valid ones are < 2^26).
+    ...(snp ? { snp: { ...(snp.policy !== undefined ? { policy: Number(snp.policy) } : {}), ...(snp.kernelHashes !== undefined ? { kernelHashes: snp.kernelHashes } : {}) } } : {}),
+  };
 }
 
 /** The GODH / session file content QEMU reads: base64 text (validated) or raw bytes encoded. */

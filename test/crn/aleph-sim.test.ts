@@ -35,9 +35,11 @@ let api: FakeAlephApi;
 let firmware: string;
 let fwHash: string;
 const procs: CrnServeProcess[] = [];
+let runs = 0;
 
 async function serve(extra: string[]): Promise<{ url: string; err: () => string }> {
-  const run = path.join(tmp, `run-${procs.length}`);
+  // Counted before the await: two serve() started together each get their own run dir (a run dir takes one CRN).
+  const run = path.join(tmp, `run-${runs++}`);
   const p = await startCrnServe(
     ['--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', run, '--api-server', api.url, '--data-cache', path.join(tmp, 'cache'), '--node-hash', NODE, ...extra],
     { env: { SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none' } },

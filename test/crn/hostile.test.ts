@@ -137,3 +137,37 @@ describe('truncated and malformed uploads', () => {
     expect((await fetch(`${srv.url}/status/config`)).status).toBe(200);
   });
 });
+
+describe('clients that half-close after their request', () => {
+  // `nc -N`, scripts and the fuzzer send FIN right after the request. Node's default ends the socket at the
+  // client's FIN, so any answer that is not ready at that moment (the first certificate export) was lost.
+  it.each(['GET', 'HEAD'])('%s /about/certificates before the chain is cached is answered 200', async (method) => {
+    const fresh = await startCrnServer({ host: '127.0.0.1', port: 0, domain: '127.0.0.1', certs: new FakeCerts(), launcher: new FakeLauncher(), runDir: path.join(tmp, `run-half-${method}`) });
+    try {
+      const p = Number(new URL(fresh.url).port);
+      const status = await rawRequest(p, `${method} /about/certificates HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`, '');
+      expect(status).toBe(200);
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  it('a keep-alive client that half-closes gets every pipelined answer', async () => {
+    const fresh = await startCrnServer({ host: '127.0.0.1', port: 0, domain: '127.0.0.1', certs: new FakeCerts(), launcher: new FakeLauncher(), runDir: path.join(tmp, 'run-half-pipe') });
+    try {
+      const p = Number(new URL(fresh.url).port);
+      const text = await new Promise<string>((resolve) => {
+        const s = net.connect(p, '127.0.0.1');
+        let got = '';
+        s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve(got));
+        s.setTimeout(10_000, () => s.destroy());
+        s.end('HEAD /about/certificates HTTP/1.1\r\nHost: x\r\n\r\nGET /status/config HTTP/1.1\r\nHost: x\r\n\r\n');
+      });
+      expect(text.match(/^HTTP\/1\.1 200/gm)).toHaveLength(2);
+    } finally {
+      await fresh.close();
+    }
+  });
+});

@@ -173,11 +173,20 @@ describe('owner endpoints', () => {
   it('runs the aleph sequence: initialize → measurement → inject_secret → running', async () => {
     const ref = await allocate();
     const c = client();
-    expect(await c.initialize(ref, { session: session(), godh: godh() })).toBe(`Started VM with ref ${ref}`);
+    launcher.autoReady = false;
+    try {
+      expect(await c.initialize(ref, { session: session(), godh: godh() })).toBe(`Started VM with ref ${ref}`);
+    } finally {
+      launcher.autoReady = true;
+    }
     const dir = path.join(tmp, 'run', 'sessions', ref);
     expect((fs.statSync(path.join(dir, 'vm_session.b64')).mode & 0o777).toString(8)).toBe('600');
     expect(fs.readFileSync(path.join(dir, 'vm_godh.b64'), 'latin1')).toHaveLength(2780);
+    await until(() => launcher.vms.some((v) => v.spec.ref === ref));
+    launcher.vms.find((v) => v.spec.ref === ref)!.becomeReady();
     await until(() => srv.service.state(ref) === 'awaiting-secret');
+    // QEMU has the blobs once it is measured: the owner's upload does not stay on the host.
+    expect(fs.existsSync(dir)).toBe(false);
     const m = await c.measurementOnce(ref);
     expect(m.status).toBe(200);
     expect(m.value!.sev_info).toMatchObject({ enabled: true, api_major: 1, api_minor: 55, build_id: 24, policy: 1, state: 'launch-secret' });

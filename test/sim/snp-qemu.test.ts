@@ -120,6 +120,25 @@ describe('SNP guests launched by the Supervisor on the simulator', () => {
     expect(processesMentioning(dir)).toEqual([]);
   });
 
+  it('survives its supervisor: vm.json keeps the SNP spec without the launch blobs, a new supervisor adopts it as SNP', async () => {
+    const sup = new Supervisor({ qemu: sim.qemu, env: env(), runRoot: root });
+    const name = `adopt-${run}`;
+    const vm = await sup.launch({ name, firmware, snp: { policy: 0x30000n, hostData: Buffer.alloc(32, 5) } });
+    const rec = JSON.parse(fs.readFileSync(path.join(vm.runDir!, 'vm.json'), 'utf8')) as { state: string; spec: { snp: unknown } };
+    expect(rec.state).toBe('running');
+    expect(rec.spec.snp).toEqual({ policy: 0x30000 }); // a bigint policy recorded as a number; host data not kept
+    await sup.close({ keepVms: true });
+    const next = new Supervisor({ qemu: sim.qemu, env: env(), runRoot: root });
+    const { adopted } = await next.adopt();
+    const again = adopted.find((v) => v.name === name)!;
+    expect(again.state).toBe('running');
+    await expect(again.measurement()).rejects.toThrow(/SEV-SNP guest: the host has no launch measurement/);
+    expect(fs.existsSync(record(name))).toBe(true); // the guest still runs
+    await next.close();
+    expect(again.state).toBe('stopped');
+    expect(fs.existsSync(record(name))).toBe(false);
+  });
+
   it("refuses a QEMU that plays 7.2 with one line, before starting anything", async () => {
     const sup = new Supervisor({ qemu: sim.qemu, env: env({ SEVKIT_SIM_QEMU_VERSION: '' }), runRoot: root });
     const err = await sup.launch({ name: `old-${run}`, firmware, snp: {} }).catch((e: unknown) => e);

@@ -25,9 +25,10 @@ export function register(program: Command): void {
     .option('--data-cache <DIR>', 'with --api-server: firmware (and rootfs) files named by their item hash', '')
     .option('--node-hash <HASH>', "this CRN's node hash (messages that name a node must name this one)")
     .option('--delegation', "with --api-server: also authorise addresses the owner's aleph security aggregate delegates INSTANCE operations to")
+    .option('--keep-vms', 'on SIGINT/SIGTERM, stop serving but leave the VMs running (the next crn serve on this --run-dir adopts them)')
     .addHelpText(
       'after',
-      '\nAllocation (POST /control/allocate, and with --api-server POST /control/allocations) needs SEVKIT_ALLOCATION_TOKEN\n(or aleph\'s form, its sha256 in SEVKIT_ALLOCATION_TOKEN_HASH) in the environment.\nSIGHUP re-exports the certificate chain (after rotate); SIGINT/SIGTERM stop every VM and exit.',
+      '\nAllocation (POST /control/allocate, and with --api-server POST /control/allocations) needs SEVKIT_ALLOCATION_TOKEN\n(or aleph\'s form, its sha256 in SEVKIT_ALLOCATION_TOKEN_HASH) in the environment.\nSIGHUP re-exports the certificate chain (after rotate); SIGINT/SIGTERM stop every VM (or, with --keep-vms, leave\nthem running) and exit; a repeated signal does not cut the stop short. On start, the VMs an earlier crn serve on\nthe same --run-dir left running (a crash, SIGKILL, --keep-vms) are adopted: they are served again.',
     )
     .action(action(serveCmd));
 
@@ -87,6 +88,7 @@ interface ServeOpts {
   dataCache: string;
   nodeHash?: string;
   delegation?: boolean;
+  keepVms?: boolean;
 }
 
 async function serveCmd(o: ServeOpts): Promise<number> {
@@ -106,55 +108,82 @@ async function serveCmd(o: ServeOpts): Promise<number> {
     cekOverride = fs.readFileSync(o.cek);
     if (cekOverride.length !== 0x824) throw new InputError(`${o.cek}: a CEK certificate is 2084 bytes, this file has ${cekOverride.length}`);
   }
-  fs.mkdirSync(o.runDir, { recursive: true, mode: 0o700 });
-  // The default lives in a shared /tmp: a directory someone else made (or can write) would let
-  // them swap the session files and the VMs' QMP sockets, so refuse it rather than use it.
-  const st = fs.lstatSync(o.runDir);
-  if (!st.isDirectory() || (process.getuid !== undefined && st.uid !== process.getuid()) || (st.mode & 0o022) !== 0) {
-    throw new InputError(`${o.runDir}: the run directory must be a directory of this user, not writable by group or others (mode ${(st.mode & 0o777).toString(8)})`);
-  }
+  // The default lives in a shared /tmp: the library refuses a directory someone else made or can write
+  // (they could swap the session files and the VMs' QMP sockets); checked before anything is created in it.
+  const { ensurePrivateDir } = await import('../../fsutil.js');
+  ensurePrivateDir(o.runDir);
   const aleph = await alephOptions(o);
   const simulated = Boolean(process.env.SEVKIT_SIM_SOCKET);
-  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms` });
-  const srv = await startCrnServer({
-    host: listen.host,
-    port: listen.port,
-    domain: o.domain,
-    certs: o.confidential ? await platformCertificateSource(o.device ? { device: o.device } : {}) : null,
-    launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
-    runDir: o.runDir,
-    certTtlMs: o.certTtl * 1000,
-    maxVms: o.maxVms,
-    ...(process.env.SEVKIT_ALLOCATION_TOKEN ? { allocationToken: process.env.SEVKIT_ALLOCATION_TOKEN } : {}),
-    ...(cekOverride ? { cekOverride } : {}),
-    platformKind: simulated ? 'simulated' : 'hardware',
-    ...aleph,
-    ...(o.quiet ? {} : { log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) }),
-  });
+  // An unexpected exit (a bug) must not take the VMs with it: the next crn serve adopts them.
+  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms`, keepVmsOnExit: true });
+  const keepVms = Boolean(o.keepVms);
+  // Installed before anything starts and kept until the process exits: a signal during start-up (adoption)
+  // is acted on once the server is up, and a second signal (Ctrl-C twice, a group signal plus `sevkit sim`
+  // forwarding it) never falls back to the default action, which would abandon the VMs mid-stop.
+  let srv: Awaited<ReturnType<typeof startCrnServer>> | undefined;
+  let signalled: NodeJS.Signals | undefined;
+  let stopped!: () => void;
+  const done = new Promise<void>((r) => (stopped = r));
+  const begin = (sig: NodeJS.Signals, s: NonNullable<typeof srv>) => {
+    const n = s.service.list().filter((v) => v.state !== 'allocated' && v.state !== 'stopped' && v.state !== 'failed').length;
+    process.stderr.write(`${sig}: ${keepVms ? `stopping the service, leaving ${n} VM(s) running for the next start` : `stopping ${n} VM(s)`}\n`);
+    void s
+      .close({ keepVms })
+      .then(() => supervisor.close({ keepVms }))
+      .catch((e: Error) => process.stderr.write(`warning: stopping: ${e.message}\n`))
+      .finally(() => stopped());
+  };
+  const stop = (sig: NodeJS.Signals) => {
+    if (signalled) {
+      process.stderr.write(`${sig}: already stopping; ${keepVms ? 'leaving the VMs running' : 'every VM is stopped within its deadline'} before exit\n`);
+      return;
+    }
+    signalled = sig;
+    if (srv) begin(sig, srv);
+  };
+  const hup = () => srv?.service.invalidateCertificates();
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGHUP', hup);
+  try {
+    srv = await startCrnServer({
+      host: listen.host,
+      port: listen.port,
+      domain: o.domain,
+      certs: o.confidential ? await platformCertificateSource(o.device ? { device: o.device } : {}) : null,
+      launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
+      runDir: o.runDir,
+      certTtlMs: o.certTtl * 1000,
+      maxVms: o.maxVms,
+      ...(process.env.SEVKIT_ALLOCATION_TOKEN ? { allocationToken: process.env.SEVKIT_ALLOCATION_TOKEN } : {}),
+      ...(cekOverride ? { cekOverride } : {}),
+      platformKind: simulated ? 'simulated' : 'hardware',
+      ...aleph,
+      ...(o.quiet ? {} : { log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) }),
+    });
+  } catch (e) {
+    // startCrnServer left any adopted VM running and released the run dir: the next start takes them.
+    process.off('SIGHUP', hup);
+    throw e;
+  }
   if (simulated) process.stderr.write('note: SEV platform is SIMULATED (SEVKIT_SIM_SOCKET set): nothing here is hardware-backed\n');
-  process.stdout.write(`listening on ${srv.url}\n`);
-  if (o.confidential) {
+  const restored = await srv.service.restored();
+  if (restored.adopted.length + restored.stopped.length > 0) {
+    process.stderr.write(
+      `run dir ${o.runDir}: adopted ${restored.adopted.length} running VM(s) in ${restored.ms.toFixed(0)} ms${restored.stopped.length ? `; ${restored.stopped.length} had stopped with the earlier process (files removed)` : ''}\n`,
+    );
+  }
+  if (signalled) begin(signalled, srv);
+  else process.stdout.write(`listening on ${srv.url}\n`);
+  if (o.confidential && !signalled) {
     // aleph exports lazily; say now if the platform cannot answer, but keep serving (it may recover).
     srv.service.certificates().then(
       (c) => process.stderr.write(`platform certificates: ${c.length} bytes (PDH, PEK, OCA, CEK) ready\n`),
       (e: Error) => process.stderr.write(`warning: platform certificates unavailable: ${e.message}\n`),
     );
   }
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      process.off('SIGHUP', hup);
-      void srv.close().then(async () => {
-        await supervisor.stopAll();
-        resolve();
-      });
-    };
-    const hup = () => srv.service.invalidateCertificates();
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    process.on('SIGHUP', hup);
-  });
+  await done;
+  process.off('SIGHUP', hup);
   return 0;
 }
 

@@ -100,9 +100,19 @@ async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
       });
     });
   } finally {
-    for (const [s, h] of handlers) process.off(s, h);
+    // The handlers stay until the simulator is closed: a signal during the close (a second Ctrl-C) would
+    // otherwise kill this process with the daemon's socket left behind.
+    for (const [s, h] of handlers) {
+      process.off(s, h);
+      process.on(s, ignoreDuringClose);
+    }
     await sim.close();
+    for (const s of signals) process.off(s, ignoreDuringClose);
   }
+}
+
+function ignoreDuringClose(): void {
+  /* the command has exited; the simulator is closing */
 }
 
 /** Registers the `sim` commands on the sevkit program. */

@@ -6,7 +6,10 @@
  */
 import { CallsFirmware, type GuestFirmware } from './firmware.js';
 
-export async function openDaemonFirmware(socketPath: string): Promise<GuestFirmware> {
+/** `onLost` runs once if the daemon goes away under the open connection (the simulator stopped). */
+export async function openDaemonFirmware(socketPath: string, onLost?: (e: Error) => void): Promise<GuestFirmware> {
   const { SimClient } = await import('../client.js');
-  return new CallsFirmware('daemon', await SimClient.connect(socketPath));
+  const c = await SimClient.connect(socketPath);
+  if (onLost) c.onLost(onLost);
+  return new CallsFirmware('daemon', c);
 }

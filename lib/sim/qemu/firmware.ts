@@ -64,6 +64,8 @@ export interface LaunchStartArgs {
   /** Raw GODH certificate (0x824 bytes) and session blob (128 bytes); both absent: firmware-chosen keys. */
   godh?: Buffer;
   session?: Buffer;
+  /** The VM's name (QEMU -name): where the guest's secret file is kept, removed when the guest is decommissioned. */
+  name?: string;
 }
 
 export interface GuestFirmware {

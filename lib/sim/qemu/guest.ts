@@ -214,7 +214,7 @@ export class SevGuest {
       throw new QemuStartError(`sev_launch_start: ${godh ? 'session-file' : 'dh-cert-file'} is required when ${godh ? 'dh-cert-file' : 'session-file'} is given\n${noContext}`);
     }
     try {
-      this.handle = await this.fw.launchStart({ policy: cfg.policy, godh, session });
+      this.handle = await this.fw.launchStart({ policy: cfg.policy, godh, session, ...(this.guestDir ? { name: path.basename(this.guestDir) } : {}) });
     } catch (e) {
       if (e instanceof GuestFirmwareError) {
         throw new QemuStartError(
@@ -338,6 +338,8 @@ export class SevGuest {
     const h = this.handle;
     this.handle = 0;
     await this.fw.decommission(h).catch(() => undefined);
+    // The decrypted secret is guest memory: it does not outlive the guest.
+    if (this.guestDir) fs.rmSync(this.guestDir, { recursive: true, force: true });
   }
 
   /** SEV QMP commands; undefined for everything else. */

@@ -71,9 +71,14 @@ export function findRealQemu(env: NodeJS.ProcessEnv = process.env): string | und
   return real;
 }
 
+/** Set by main: what to do when the simulator daemon goes away under a running guest. */
+let onDaemonLost: ((e: Error) => void) | undefined;
+
 async function openFirmware(): Promise<GuestFirmware> {
   if (process.env.SEVKIT_SIM_SOCKET) {
-    const daemon = await import('./daemon-firmware.js').then((m) => m.openDaemonFirmware(process.env.SEVKIT_SIM_SOCKET!)).catch((e) => e as Error);
+    const daemon = await import('./daemon-firmware.js')
+      .then((m) => m.openDaemonFirmware(process.env.SEVKIT_SIM_SOCKET!, (e) => onDaemonLost?.(e)))
+      .catch((e) => e as Error);
     if (!(daemon instanceof Error)) return daemon;
     if (!process.env.SEVKIT_SIM_STATE) throw new QemuStartError(`sev_kvm_init: cannot reach the simulator at ${process.env.SEVKIT_SIM_SOCKET}: ${daemon.message}`);
   }
@@ -154,6 +159,14 @@ export async function main(args: string[]): Promise<void> {
       if (privateDir) fs.rmSync(privateDir, { recursive: true, force: true });
     }
     process.exit(code);
+  };
+
+  // The simulated platform went away (its `sevkit sim` stopped): a guest cannot outlive its firmware, and a
+  // wrapper left running would be an orphan nobody stops. End like QEMU on a fatal KVM error.
+  onDaemonLost = (e) => {
+    process.stderr.write(`${PROG}: the simulated SEV platform went away (${e.message}); terminating\n`);
+    child?.kill('SIGKILL');
+    void shutdown(1);
   };
 
   try {
