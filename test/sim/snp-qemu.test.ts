@@ -227,3 +227,16 @@ describe('SNP guests launched by the Supervisor on the simulator', () => {
     expect(processesMentioning(dir)).toEqual([]);
   });
 });
+
+describe('sevkit sim --qemu-version', () => {
+  it('runs CMD with the wrapper playing that QEMU, and says so', async () => {
+    const { runCli } = await import('../helpers/cli.js');
+    const r = await runCli(['sim', '--qemu-version', '9.2.0', '--', 'qemu-system-x86_64', '-version'], { timeoutMs: 120_000 });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^QEMU emulator version 9\.2\.0 \(sevkit-sim: SIMULATED SEV\/SEV-SNP part played as QEMU 9\.2\.0; the VM runs on /);
+    expect(r.stderr).toContain("sevkit sim: the QEMU wrapper plays QEMU 9.2.0's SEV/SEV-SNP part (SIMULATED); the VM runs on the real QEMU");
+    const bad = await runCli(['sim', '--qemu-version', '9.2', '--', 'true'], { timeoutMs: 120_000 });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe("sevkit: --qemu-version must be M.m.u (e.g. 9.2.0), got '9.2'\n");
+  });
+});
