@@ -120,6 +120,30 @@ describe('SNP guests launched by the Supervisor on the simulator', () => {
     expect(processesMentioning(dir)).toEqual([]);
   });
 
+  it('measured direct boot: the kernel-hashes page of the -kernel/-initrd/-append it loads is in the digest', async () => {
+    const sup = new Supervisor({ qemu: sim.qemu, env: env(), runRoot: root });
+    const kernel = path.join(root, 'bzImage');
+    const initrd = path.join(root, 'initrd');
+    fs.writeFileSync(kernel, crypto.randomBytes(5000));
+    fs.writeFileSync(initrd, crypto.randomBytes(3000));
+    const append = 'console=ttyS0 root=/dev/vda ro';
+    const name = `kh-${run}`;
+    try {
+      const vm = await sup.launch({ name, firmware, vcpus: 2, kernel, initrd, append, snp: { kernelHashes: true } });
+      const rec = JSON.parse(fs.readFileSync(record(name), 'utf8')) as SnpLaunchRecord;
+      const fwBytes = fs.readFileSync(firmware);
+      const want = computeSnpDigest({ firmware: fwBytes, vcpus: 2, vcpuType: 'EPYC-v4', kernel: { kernel: fs.readFileSync(kernel), initrd: fs.readFileSync(initrd), cmdline: append } });
+      expect(rec.kernelHashes).toBe(true);
+      expect(rec.measurement).toBe(want.digest.toString('hex'));
+      // Another cmdline is another measurement: the record is of what was loaded.
+      expect(computeSnpDigest({ firmware: fwBytes, vcpus: 2, vcpuType: 'EPYC-v4', kernel: { kernel: fs.readFileSync(kernel), initrd: fs.readFileSync(initrd), cmdline: `${append} ` } }).digest.toString('hex')).not.toBe(rec.measurement);
+      await vm.stop({ timeoutMs: 20_000 });
+    } finally {
+      fs.rmSync(kernel, { force: true });
+      fs.rmSync(initrd, { force: true });
+    }
+  });
+
   it('survives its supervisor: vm.json keeps the SNP spec without the launch blobs, a new supervisor adopts it as SNP', async () => {
     const sup = new Supervisor({ qemu: sim.qemu, env: env(), runRoot: root });
     const name = `adopt-${run}`;
