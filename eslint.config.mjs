@@ -5,7 +5,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'build/', 'prebuilds/', 'node_modules/', 'coverage/', '**/*.d.ts'] },
+  { ignores: ['dist/', 'build/', 'prebuilds/', 'node_modules/', 'coverage/', '**/*.d.ts', '.dependency-cruiser.cjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

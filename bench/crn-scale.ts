@@ -41,7 +41,7 @@ if (role === 'sim') {
   process.on('SIGTERM', () => void d.close().then(() => process.exit(0)));
 } else if (role === 'crn') {
   const { SimClient } = await import('../lib/sim/client.js');
-  const { SimVmLauncher } = await import('../lib/sim/crn-launcher.js');
+  const { SimVmLauncher } = await import('../lib/crn/sim-launcher.js');
   const { startCrnServer } = await import('../lib/crn/server.js');
   const calls = await SimClient.connect(arg('socket', ''));
   const srv = await startCrnServer({
@@ -125,11 +125,12 @@ function pct(xs: number[], p: number): number {
 }
 
 async function main(): Promise<void> {
-  const { EthWallet } = await import('../lib/crn/wallet.js');
+  const { EthWallet } = await import('../lib/aleph/wallet.js');
   const { CrnClient } = await import('../lib/owner/client.js');
   const { launchOnCrn } = await import('../lib/owner/launch.js');
-  const { encodeCaChain, simulatorCaChain } = await import('../lib/certs/index.js');
-  const { makeDemoFirmware } = await import('../lib/crn/demo.js');
+  const { encodeCaChain } = await import('../lib/certs/index.js');
+  const { simulatorCaChain } = await import('../lib/sim/ca-chain.js');
+  const { makeDemoFirmware } = await import('../lib/demo/demo.js');
   const NS = arg('n', '10,100,1006').split(',').map(Number);
   const CONC = Number(arg('concurrency', '32'));
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-bench-scale-'));

@@ -70,11 +70,13 @@ async function outer(): Promise<number> {
 
 async function inner(): Promise<number> {
   const dir = process.env.SEVKIT_BENCH_DIR!;
-  const { startCrnServer, platformCertificateSource, SupervisorLauncher, EthWallet } = await import('../lib/crn/index.js');
-  const { makeDemoFirmware } = await import('../lib/crn/demo.js');
+  const { startCrnServer, platformCertificateSource, SupervisorLauncher } = await import('../lib/crn/index.js');
+  const { EthWallet } = await import('../lib/aleph/index.js');
+  const { makeDemoFirmware } = await import('../lib/demo/demo.js');
   const { Supervisor } = await import('../lib/vm/index.js');
   const { CrnClient, launchOnCrn } = await import('../lib/owner/index.js');
-  const { simulatorCaChain, encodeCaChain } = await import('../lib/certs/index.js');
+  const { encodeCaChain } = await import('../lib/certs/index.js');
+  const { simulatorCaChain } = await import('../lib/sim/ca-chain.js');
 
   const ns = (process.env.BENCH_N ?? '1,10,100').split(',').map(Number).filter((n) => n > 0);
   const seq = Number(process.env.BENCH_SEQ ?? '5');
@@ -95,12 +97,12 @@ async function inner(): Promise<number> {
     }
     return [...by.entries()].map(([k, v]) => `${k} ×${v.length} ${pct(v, 50).toFixed(1)}/${pct(v, 99).toFixed(1)}`).join(', ');
   };
-  const supervisor = new Supervisor({ runRoot: path.join(dir, 'vms'), maxConcurrentLaunches: slots, launchTimeoutMs: 300_000, stopTimeoutMs: 5_000 });
+  const supervisor = new Supervisor({ cpuidFile: process.env.SEVKIT_CPUID, runRoot: path.join(dir, 'vms'), maxConcurrentLaunches: slots, launchTimeoutMs: 300_000, stopTimeoutMs: 5_000 });
   const srv = await startCrnServer({
     host: '127.0.0.1',
     port: 0,
     domain: '127.0.0.1',
-    certs: await platformCertificateSource(),
+    certs: await platformCertificateSource({ testCa: simulatorCaChain(process.env.SEVKIT_SIM_STATE) }),
     launcher: new SupervisorLauncher(supervisor, { kind: 'vm-less' }),
     runDir: path.join(dir, 'crn'),
     allocationToken: token,

@@ -7,7 +7,7 @@
  *  - this host: whatever this machine has (real CPUID through the addon, real /dev/sev attempt,
  *    QEMU version (cached per binary after the first run; --no-cache runs `qemu --version` every
  *    time), OVMF files, dpkg status);
- *  - fixture host: the simulated EPYC 9004 layout from lib/host/fixture.ts (CPUID file, fake
+ *  - fixture host: the simulated EPYC 9004 layout from lib/sim/host-fixture.ts (CPUID file, fake
  *    root, a shell-script QEMU), firmware view off (no simulator daemon here);
  *  - sevkit ok on this host (commander-based CLI) for comparison.
  */
@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeHostFixture } from '../lib/host/fixture.js';
+import { writeHostFixture } from '../lib/sim/host-fixture.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const STATUS = path.join(ROOT, 'dist/cli/sev-status.js');

@@ -37,7 +37,7 @@ if (arg('role', '') === 'sim') {
 async function main(): Promise<void> {
   const { SimClient } = await import('../lib/sim/client.js');
   const { createSession, buildSecret, DISK_PASSWORD_GUID } = await import('../lib/launch/index.js');
-  const { makeDemoFirmware } = await import('../lib/crn/demo.js');
+  const { makeDemoFirmware } = await import('../lib/demo/demo.js');
   const N = Number(arg('n', '300'));
   const CONC = Number(arg('concurrency', '16'));
   const WRAPPER = Number(arg('wrapper', '4'));

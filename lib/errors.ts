@@ -32,6 +32,7 @@ export class UsageError extends SevkitError {
   }
 }
 
+/** Whether `e` is a SevkitError, i.e. one of sevkit's typed failures with a stable `code`. */
 export function isSevkitError(e: unknown): e is SevkitError {
   return e instanceof SevkitError;
 }

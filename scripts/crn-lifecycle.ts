@@ -13,8 +13,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeDemoFirmware } from '../lib/crn/demo.js';
-import { EthWallet } from '../lib/crn/wallet.js';
+import { makeDemoFirmware } from '../lib/demo/demo.js';
+import { EthWallet } from '../lib/aleph/wallet.js';
 import { CrnClient } from '../lib/owner/client.js';
 import { createSession } from '../lib/launch/index.js';
 

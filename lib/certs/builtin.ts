@@ -40,6 +40,7 @@ export function builtinCaChainBytes(gen: Generation): Buffer {
   return Buffer.concat([r.ask, r.ark]);
 }
 
+/** The generations with built-in ASK/ARK (GENERATIONS). */
 export function builtinGenerations(): readonly Generation[] {
   return GENERATIONS;
 }

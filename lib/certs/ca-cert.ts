@@ -8,6 +8,10 @@ import { CA_PREAMBLE_SIZE, Usage, usageName, type CertHash } from './constants.j
 import { b64url, beToLeFixed, reversed, stripLeadingZeros } from './bytes.js';
 import { CertificateError } from './errors.js';
 
+/**
+ * A decoded AMD CA certificate (ARK or ASK): 64-byte preamble, then pubexp, modulus and signature of
+ * modulus_size/8 bytes each, little-endian.
+ */
 export interface CaCert {
   /** version (1) */
   version: number;
@@ -31,6 +35,7 @@ export interface CaCert {
   signature: Buffer;
 }
 
+/** Options of decodeCaCert: a name for messages, a required key usage, trailing bytes allowed. */
 export interface CaDecodeOptions {
   name?: string;
   usage?: number;
@@ -107,14 +112,20 @@ export function decodeCaCertAt(input: Uint8Array, opts: CaDecodeOptions = {}): {
   };
 }
 
+/** Decodes and checks one AMD CA certificate; throws CertificateError (ERR_CERT_DECODE) naming the field. */
 export function decodeCaCert(input: Uint8Array, opts: CaDecodeOptions = {}): CaCert {
   return decodeCaCertAt(input, opts).cert;
 }
 
+/** The encoded size in bytes of a CA certificate with this modulus size in bits (64 + 3 * bits/8). */
 export function caCertSize(modulusSize: number): number {
   return CA_PREAMBLE_SIZE + 3 * (modulusSize / 8);
 }
 
+/**
+ * Encodes a CaCert; throws CertificateError (ERR_CERT_ENCODE) on a modulus size other than 2048/4096 or a
+ * wrongly sized field.
+ */
 export function encodeCaCert(cert: CaCert): Buffer {
   const n = cert.modulusSize / 8;
   const chk = (b: Buffer, len: number, what: string) => {
@@ -164,6 +175,7 @@ export function caHashFor(modulusSize: number): { hash: CertHash; saltLength: nu
   return modulusSize === 2048 ? { hash: 'sha256', saltLength: 32 } : { hash: 'sha384', saltLength: 48 };
 }
 
+/** The RSA public key of a CA certificate; throws CertificateError (ERR_CERT_KEY) when it is not a valid RSA key. */
 export function caCertPublicKey(c: CaCert | Uint8Array, name?: string): KeyObject {
   const cert = asCaCert(c);
   const label = name ?? usageName(cert.usage);
@@ -177,6 +189,7 @@ export function caCertPublicKey(c: CaCert | Uint8Array, name?: string): KeyObjec
   }
 }
 
+/** Options of createCaCert: ARK or ASK usage, the RSA public key and the 16-byte key ids. */
 export interface CreateCaCertOptions {
   usage: number;
   publicKey: KeyObject;
@@ -210,6 +223,7 @@ export function createCaCert(opts: CreateCaCertOptions): CaCert {
   };
 }
 
+/** Options of signCaCert: the signer's RSA private key and key id. */
 export interface SignCaCertOptions {
   privateKey: KeyObject;
   /** key_id of the signer, written into certifying_id (kept as-is when omitted). */
@@ -228,6 +242,7 @@ export function signCaCert(c: CaCert | Uint8Array, opts: SignCaCertOptions): CaC
   return cert;
 }
 
+/** Hex digest of the certificate's signed body (SHA-256 for 2048-bit keys, SHA-384 for 4096), as sevctl shows it. */
 export function caCertFingerprint(c: CaCert | Uint8Array): string {
   const cert = asCaCert(c);
   return crypto.createHash(caHashFor(cert.modulusSize).hash).update(caCertBody(cert)).digest('hex');

@@ -7,10 +7,14 @@ import { asSevCert, decodeSevCert, encodeSevCert, type SevCert } from './sev-cer
 import { asCaCert, decodeCaCertAt, encodeCaCert, type CaCert } from './ca-cert.js';
 import { CertificateError } from './errors.js';
 
+/** The platform's four SEV certificates, as the firmware exports them. */
 export interface SevChain { pdh: SevCert; pek: SevCert; oca: SevCert; cek: SevCert }
+/** AMD's CA certificates for one generation: the ASK (signs CEKs) and the ARK (the root). */
 export interface CaChain { ask: CaCert; ark: CaCert }
+/** A SEV chain with the CA chain that signs its CEK. */
 export interface FullChain { sev: SevChain; ca: CaChain }
 
+/** Size of a PDH‖PEK‖OCA‖CEK file: 4 * 0x824 = 8336 bytes. */
 export const SEV_CHAIN_SIZE = 4 * SEV_CERT_SIZE;
 
 function prefix(file: string | undefined, what: string): string {
@@ -34,6 +38,7 @@ export function asSevChain(c: SevChain | Uint8Array, file?: string): SevChain {
   return { pdh: at(c.pdh, Usage.PDH, 'PDH'), pek: at(c.pek, Usage.PEK, 'PEK'), oca: at(c.oca, Usage.OCA, 'OCA'), cek: at(c.cek, Usage.CEK, 'CEK') };
 }
 
+/** PDH‖PEK‖OCA‖CEK bytes (sevctl's SEV chain file); throws CertificateError (ERR_CERT_ENCODE). */
 export function encodeSevChain(c: SevChain): Buffer {
   return Buffer.concat([encodeSevCert(c.pdh), encodeSevCert(c.pek), encodeSevCert(c.oca), encodeSevCert(c.cek)]);
 }
@@ -45,6 +50,7 @@ export function decodeCaChainAt(buf: Uint8Array, file?: string): { chain: CaChai
   return { chain: { ask: ask.cert, ark: ark.cert }, length: ask.length + ark.length };
 }
 
+/** Decodes ASK‖ARK (the `--ca` file), each checked for its usage; throws CertificateError (ERR_CERT_DECODE). */
 export function decodeCaChain(buf: Uint8Array, file?: string): CaChain {
   return decodeCaChainAt(buf, file).chain;
 }
@@ -55,10 +61,12 @@ export function asCaChain(c: CaChain | Uint8Array, file?: string): CaChain {
   return { ask: asCaCert(c.ask, { name: prefix(file, 'ASK'), usage: Usage.ASK }), ark: asCaCert(c.ark, { name: prefix(file, 'ARK'), usage: Usage.ARK }) };
 }
 
+/** ASK‖ARK bytes (sevctl's CA chain file). */
 export function encodeCaChain(c: CaChain): Buffer {
   return Buffer.concat([encodeCaCert(c.ask), encodeCaCert(c.ark)]);
 }
 
+/** Decodes PDH‖PEK‖OCA‖CEK‖ASK‖ARK exactly (no trailing bytes); throws CertificateError (ERR_CERT_DECODE). */
 export function decodeFullChain(buf: Uint8Array, file?: string): FullChain {
   const sev = decodeSevChain(buf, file);
   if (buf.length <= SEV_CHAIN_SIZE) {
@@ -71,6 +79,7 @@ export function decodeFullChain(buf: Uint8Array, file?: string): FullChain {
   return { sev, ca: chain };
 }
 
+/** PDH‖PEK‖OCA‖CEK‖ASK‖ARK bytes (sevctl's full chain file). */
 export function encodeFullChain(c: FullChain): Buffer {
   return Buffer.concat([encodeSevChain(c.sev), encodeCaChain(c.ca)]);
 }

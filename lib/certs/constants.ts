@@ -13,6 +13,7 @@ export const Usage = {
   PDH: 0x1003,
   CEK: 0x1004,
 } as const;
+/** A key usage name, a key of Usage ('PEK', 'ASK', ...). */
 export type UsageName = keyof typeof Usage;
 
 /** `pubkey_algo` / `sig_algo`. */
@@ -25,34 +26,46 @@ export const Algo = {
   ECDSA_SHA384: 0x0102,
   ECDH_SHA384: 0x0103,
 } as const;
+/** A key/signature algorithm name, a key of Algo ('ECDSA_SHA256', ...). */
 export type AlgoName = keyof typeof Algo;
 
 /** `curve` of an ECC public key. */
 export const Curve = { P256: 1, P384: 2 } as const;
 
+/** Size of one SEV certificate (PDH, PEK, OCA, CEK): 0x824 = 2084 bytes. */
 export const SEV_CERT_SIZE = 0x824;
 /** Bytes [0, 0x414) are what every signature in a SEV cert covers. */
 export const SEV_CERT_BODY_SIZE = 0x414;
+/** Byte offset of a SEV certificate's first signature slot (0x414). */
 export const SEV_SIG1_OFFSET = 0x414;
+/** Byte offset of a SEV certificate's second signature slot (0x61c). */
 export const SEV_SIG2_OFFSET = 0x61c;
+/** Size of one signature slot: usage u32, algo u32 and the 512-byte signature (520 bytes). */
 export const SEV_SIG_SLOT_SIZE = 520;
+/** Size of a SEV certificate's public-key union (1028 bytes). */
 export const SEV_PUBKEY_SIZE = 1028;
 /** ECC coordinates are 72-byte little-endian fields; P-384 uses the low 48. */
 export const EC_COORD_SIZE = 72;
+/** Size of a P-384 scalar or coordinate (48 bytes). */
 export const P384_SIZE = 48;
+/** Size of an AMD CA certificate's preamble, before pubexp, modulus and signature (0x40 = 64 bytes). */
 export const CA_PREAMBLE_SIZE = 0x40;
 
+/** The Usage name of a usage code, or its 0x-hex when unknown (for messages). */
 export function usageName(u: number): string {
   for (const [k, v] of Object.entries(Usage)) if (v === u) return k;
   return `0x${u.toString(16)}`;
 }
 
+/** The Algo name of an algorithm code, or its 0x-hex when unknown (for messages). */
 export function algoName(a: number): string {
   for (const [k, v] of Object.entries(Algo)) if (v === a) return k;
   return `0x${a.toString(16)}`;
 }
 
+/** The key type of a certificate algorithm. */
 export type CertKeyType = 'rsa' | 'ec';
+/** The digest of a certificate algorithm. */
 export type CertHash = 'sha256' | 'sha384';
 
 /** Key type and hash of an algorithm code; undefined for NONE / unknown codes. */
@@ -72,4 +85,5 @@ export function algoInfo(a: number): { type: CertKeyType; hash: CertHash; ecdh: 
 export const SEV_CERT_USAGES: readonly number[] = [Usage.OCA, Usage.PEK, Usage.PDH, Usage.CEK];
 /** Usages that make a signature slot non-empty (sig/mod.rs is_empty). */
 export const SIGNER_USAGES: readonly number[] = [Usage.OCA, Usage.CEK, Usage.PEK, Usage.PDH, Usage.ARK, Usage.ASK];
+/** The algorithm codes that make a signature (not ECDH); any other code in a slot marks it empty. */
 export const SIGNATURE_ALGOS: readonly number[] = [Algo.RSA_SHA256, Algo.RSA_SHA384, Algo.ECDSA_SHA256, Algo.ECDSA_SHA384];

@@ -1,7 +1,9 @@
 /** AMD EPYC generations that have SEV CA roots, and how to tell a chain's generation. */
 import { CertificateError } from './errors.js';
 
+/** The EPYC generations whose AMD roots are built in, oldest first. */
 export const GENERATIONS = ['naples', 'rome', 'milan', 'genoa', 'turin'] as const;
+/** An EPYC generation name ('milan'). */
 export type Generation = (typeof GENERATIONS)[number];
 
 /** Accepts generation names case-insensitively; Bergamo and Siena share Genoa's roots. */

@@ -5,16 +5,18 @@
  * everything works offline once a CEK has been seen.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { KdsError } from './errors.js';
 import { decodeSevCert } from './sev-cert.js';
 import { Usage } from './constants.js';
-import { writeFileAtomic } from '../fsutil.js';
-import { httpRequest, HttpRequestError } from '../http-request.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { cacheDir } from '../util/cache-dir.js';
+import { httpRequest, HttpRequestError } from '../util/http-request.js';
 
+/** AMD's Key Distribution Service endpoint for CEKs; the chip id in hex is appended. */
 export const KDS_CEK_URL = 'https://kdsintf.amd.com/cek/id/';
 
+/** The part of the fetch API fetchCek uses (so tests and proxies can replace it). */
 export type FetchLike = (url: string, init: { signal: AbortSignal; headers?: Record<string, string> }) => Promise<{
   ok: boolean;
   status: number;
@@ -22,10 +24,11 @@ export type FetchLike = (url: string, init: { signal: AbortSignal; headers?: Rec
   arrayBuffer(): Promise<ArrayBuffer>;
 }>;
 
+/** Options of fetchCek: fetch, cache directory, timeouts (ms), retries, offline mode. */
 export interface KdsOptions {
   /** Replaces global fetch (tests, proxies). */
   fetch?: FetchLike;
-  /** Cache directory; default $SEVKIT_KDS_CACHE, else $XDG_CACHE_HOME/sevkit/kds, else ~/.cache/sevkit/kds. `false` disables. */
+  /** Cache directory; default ~/.cache/sevkit/kds (defaultKdsCacheDir). `false` disables. */
   cacheDir?: string | false;
   /** Per-request timeout (default 10 s). */
   timeoutMs?: number;
@@ -41,12 +44,12 @@ export interface KdsOptions {
   offline?: boolean;
 }
 
+/** Where fetched CEKs are kept when no cacheDir is given: ~/.cache/sevkit/kds (the CLI passes $SEVKIT_KDS_CACHE or $XDG_CACHE_HOME's). */
 export function defaultKdsCacheDir(): string {
-  if (process.env.SEVKIT_KDS_CACHE) return process.env.SEVKIT_KDS_CACHE;
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(base, 'sevkit', 'kds');
+  return path.join(cacheDir(), 'kds');
 }
 
+/** A chip id as KDS expects it (upper-case hex); throws KdsError when it is not hex. */
 export function kdsChipIdHex(id: Uint8Array | string): string {
   const hex = typeof id === 'string' ? id.trim() : Buffer.from(id).toString('hex');
   if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length % 2 !== 0 || hex.length === 0) throw new KdsError(`chip id '${hex.slice(0, 40)}' is not hex`);
@@ -101,7 +104,7 @@ const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unr
 const KDS_MAX_BYTES = 64 * 1024;
 
 /**
- * The default transport: one deadline over connect, headers and the whole body (lib/http-request.ts),
+ * The default transport: one deadline over connect, headers and the whole body (lib/util/http-request.ts),
  * the body bounded, no redirects. fetch() stopped timing once the body was streaming.
  */
 function deadlineFetch(timeoutMs: number): FetchLike {
@@ -169,7 +172,7 @@ export async function fetchCek(id: Uint8Array | string, opts: KdsOptions = {}): 
         err?.name === 'TimeoutError' || err?.name === 'AbortError' || err?.kind === 'timeout'
           ? `timed out after ${timeoutMs} ms`
           : `${err?.message ?? String(e)}${err?.cause?.code ? ` (${err.cause.code})` : ''}`;
-      throw new KdsError(`AMD KDS request for the CEK failed: ${why} (${originOf(url)}); give the chain with --sev, or run once online to cache the CEK`, { cause: e });
+      throw new KdsError(`AMD KDS request for the CEK failed: ${why} (${originOf(url)}); give the platform's chain explicitly, or fetch once online to cache the CEK`, { cause: e });
     }
     if (answer.ok) {
       const body = answer.body!;

@@ -5,11 +5,8 @@
  * comes from an explicit file, the simulator's state directory, or the
  * built-in AMD roots of the CEK's generation.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { Usage } from './constants.js';
 import { decodeSevCert, type SevCert } from './sev-cert.js';
-import { decodeCaCert } from './ca-cert.js';
 import { asCaChain, encodeFullChain, encodeSevChain, type CaChain, type FullChain, type SevChain } from './chain.js';
 import { verifyAskCek } from './verify.js';
 import { detectGeneration } from './verify-chain.js';
@@ -24,36 +21,24 @@ export interface CertPlatform {
   getId(): Promise<Buffer>;
 }
 
+/**
+ * Where platformSevChain / fullChainFor get the CA chain and the CEK: an explicit CA, the simulator's state dir,
+ * KDS options.
+ */
 export interface PlatformChainOptions {
   /** Explicit CA chain (ASK‖ARK) to use for the full chain. */
   ca?: CaChain | Uint8Array;
-  /** Simulator state dir holding ask.cert/ark.cert; default $SEVKIT_SIM_STATE. `false` ignores it. */
-  simStateDir?: string | false;
+  /** A TEST CA chain to try before the built-in AMD roots: the simulator's (lib/sim simulatorCaChain); the CLI passes it inside `sevkit sim`. */
+  testCa?: CaChain;
   /** KDS options (fetch, cache, offline, ...). */
   kds?: KdsOptions;
 }
 
+/** The platform's SEV chain with an ASK-signed CEK, and where that CEK came from. */
 export interface PlatformSevChain {
   sev: SevChain;
   /** 'firmware' when the exported CEK already has a valid ASK signature, 'kds' when replaced by AMD's. */
   cekSource: 'firmware' | 'kds';
-}
-
-/** The simulator's CA chain from its state dir, if present and well-formed. */
-export function simulatorCaChain(dir: string | false | undefined = process.env.SEVKIT_SIM_STATE): CaChain | undefined {
-  if (!dir) return undefined;
-  let ask: Buffer;
-  let ark: Buffer;
-  try {
-    ask = fs.readFileSync(path.join(dir, 'ask.cert'));
-    ark = fs.readFileSync(path.join(dir, 'ark.cert'));
-  } catch {
-    return undefined;
-  }
-  return {
-    ask: decodeCaCert(ask, { name: path.join(dir, 'ask.cert'), usage: Usage.ASK }),
-    ark: decodeCaCert(ark, { name: path.join(dir, 'ark.cert'), usage: Usage.ARK }),
-  };
 }
 
 function decodeExport(certs: { pdh: Buffer; pek: Buffer; oca: Buffer; cek: Buffer }): SevChain {
@@ -73,7 +58,7 @@ interface SigningCa {
 
 /**
  * The CA chain whose ASK signs `cek`, tried in order: the explicit one, the
- * simulator's (SEVKIT_SIM_STATE), the built-in AMD roots. Only chooses which
+ * TEST one (the simulator's), the built-in AMD roots. Only chooses which
  * ASK‖ARK goes with the chain; trusting a root is the verifier's decision.
  */
 function signingCa(cek: SevCert, given: CaChain | undefined, sim: CaChain | undefined): SigningCa | undefined {
@@ -94,7 +79,7 @@ interface PlatformChain extends PlatformSevChain {
 async function platformChain(platform: CertPlatform, opts: PlatformChainOptions): Promise<PlatformChain> {
   const sev = decodeExport(await platform.exportCerts());
   const given = opts.ca ? asCaChain(opts.ca) : undefined;
-  const sim = simulatorCaChain(opts.simStateDir === undefined ? process.env.SEVKIT_SIM_STATE : opts.simStateDir);
+  const sim = opts.testCa;
   const signer = signingCa(sev.cek, given, sim);
   if (signer) return { sev, cekSource: 'firmware', signer, given, sim };
   const id = await platform.getId();
@@ -108,6 +93,7 @@ export async function platformSevChain(platform: CertPlatform, opts: PlatformCha
   return { sev, cekSource };
 }
 
+/** The platform's full chain, its encodings, and where the CEK and the CA chain came from. */
 export interface PlatformFullChain {
   chain: FullChain;
   /** PDH‖PEK‖OCA‖CEK‖ASK‖ARK */
@@ -121,7 +107,7 @@ export interface PlatformFullChain {
 
 /**
  * The full chain for `sevkit export --full`: the explicit CA when it signs
- * the CEK, else the simulator's CA (SEVKIT_SIM_STATE) when it does, else the
+ * the CEK, else the TEST CA (the simulator's) when it does, else the
  * built-in AMD roots of the generation that signs the (KDS) CEK.
  */
 export async function fullChainFor(platform: CertPlatform, opts: PlatformChainOptions = {}): Promise<PlatformFullChain> {

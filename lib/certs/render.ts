@@ -5,6 +5,7 @@ const GREEN = '\x1b[38;5;2m';
 const RED = '\x1b[38;5;1m';
 const RESET = '\x1b[0m';
 
+/** The legend line sevctl verify prints under the chain. */
 export const VERIFY_LEGEND = ' • = self signed, ⬑ = signs, •̷ = invalid self sign, ⬑̸ = invalid signs';
 
 /**

@@ -8,10 +8,12 @@ import { leToBeFixed } from './bytes.js';
 import { CertificateError } from './errors.js';
 import { asSevCert, sevCertPublicKey, type SevCert } from './sev-cert.js';
 
+/** Size of a legacy (SEV/SEV-ES) attestation report: 208 bytes. */
 export const LEGACY_REPORT_SIZE = 208;
 /** The signed part: mnonce ‖ launch_digest ‖ policy (bytes [0, 0x34)). */
 export const LEGACY_REPORT_SIGNED = 0x34;
 
+/** A decoded legacy attestation report (mnonce, launch digest, policy and the PEK's ECDSA signature). */
 export interface LegacyAttestationReport {
   /** mnonce[16] */
   mnonce: Buffer;
@@ -30,6 +32,7 @@ export interface LegacyAttestationReport {
   s: Buffer;
 }
 
+/** Decodes a 208-byte legacy attestation report; throws CertificateError (ERR_REPORT_DECODE) on any other size. */
 export function decodeLegacyReport(buf: Uint8Array, file = 'report'): LegacyAttestationReport {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (b.length !== LEGACY_REPORT_SIZE) {
@@ -47,6 +50,7 @@ export function decodeLegacyReport(buf: Uint8Array, file = 'report'): LegacyAtte
   };
 }
 
+/** Encodes a legacy attestation report to its 208 bytes. */
 export function encodeLegacyReport(r: LegacyAttestationReport): Buffer {
   const b = Buffer.alloc(LEGACY_REPORT_SIZE);
   r.mnonce.copy(b, 0);

@@ -45,6 +45,7 @@ export interface SevSignature {
   value: Buffer;
 }
 
+/** A decoded SEV certificate (the 0x824-byte format of PDH, PEK, OCA and CEK); field names follow the AMD spec. */
 export interface SevCert {
   /** version (always 1) */
   version: number;
@@ -63,6 +64,7 @@ export interface SevCert {
   sigs: [SevSignature, SevSignature];
 }
 
+/** Options of decodeSevCert / asSevCert: a name for messages, a required usage, trailing bytes allowed. */
 export interface DecodeOptions {
   /** Name used in error messages (e.g. "PEK" or a file name). */
   name?: string;
@@ -81,10 +83,15 @@ export function isEmptySlot(s: SevSignature): boolean {
   return !SIGNER_USAGES.includes(s.usage) || !SIGNATURE_ALGOS.includes(s.algo);
 }
 
+/** A fresh empty signature slot (usage INV, algo NONE, 512 zero bytes). */
 export function emptySignature(): SevSignature {
   return { usage: Usage.INV, algo: Algo.NONE, value: Buffer.alloc(512) };
 }
 
+/**
+ * Decodes and checks one 0x824-byte SEV certificate (version 1, a SEV usage, a known algorithm, P-384 or
+ * RSA-2048/4096 key); throws CertificateError (ERR_CERT_DECODE) naming the field.
+ */
 export function decodeSevCert(input: Uint8Array, opts: DecodeOptions = {}): SevCert {
   const name = opts.name ?? 'SEV certificate';
   const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
@@ -143,6 +150,7 @@ function checkLen(b: Buffer, len: number, what: string): void {
   if (b.length !== len) throw new CertificateError('ERR_CERT_ENCODE', `cannot encode: ${what} is ${b.length} bytes, expected ${len}`, { field: what });
 }
 
+/** Encodes a SevCert to its 0x824 bytes; throws CertificateError (ERR_CERT_ENCODE) when a field has the wrong size. */
 export function encodeSevCert(cert: SevCert): Buffer {
   const out = Buffer.alloc(SEV_CERT_SIZE);
   out.writeUInt32LE(cert.version, 0);
@@ -249,6 +257,7 @@ export function defaultAlgoFor(usage: number): number {
   return usage === Usage.PDH ? Algo.ECDH_SHA256 : Algo.ECDSA_SHA256;
 }
 
+/** Options of createSevCert: the usage, the public key (P-384 EC or RSA-2048/4096) and the algorithm. */
 export interface CreateSevCertOptions {
   usage: number;
   /** pubkey_algo; defaults to ECDH_SHA256 for PDH, ECDSA_SHA256 otherwise */
@@ -295,6 +304,7 @@ export function createSevCert(opts: CreateSevCertOptions): SevCert {
   };
 }
 
+/** Options of signSevCert: the signer's usage, algorithm and private key. */
 export interface SignSevCertOptions {
   /** Usage of the signing key (OCA, CEK, PEK, or ASK for the CEK). */
   signerUsage: number;
@@ -303,6 +313,7 @@ export interface SignSevCertOptions {
   privateKey: KeyObject;
 }
 
+/** Which signature slot signSevCert writes: 1, 2, or the first empty one. */
 export type SlotChoice = 1 | 2 | 'first-empty';
 
 /**
@@ -350,6 +361,7 @@ export function signSevCert(c: SevCert | Uint8Array, slot: SlotChoice, opts: Sig
   return cert;
 }
 
+/** A deep copy of a SevCert (fresh Buffers), so signing never mutates the caller's certificate. */
 export function structuredCloneCert(c: SevCert): SevCert {
   const k = c.pubkey;
   return {

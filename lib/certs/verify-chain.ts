@@ -11,14 +11,17 @@ import { builtinCaChain } from './builtin.js';
 import { GENERATIONS, type Generation } from './generation.js';
 import { Usage } from './constants.js';
 
+/** The id of one link of a chain verification ('ask-cek': the ASK signs the CEK). */
 export type LinkId = 'pek-pdh' | 'oca-pek' | 'oca-self' | 'cek-pek' | 'ask-cek' | 'ark-ask' | 'ark-self';
 
+/** One verified link: which certificate signs which, and the outcome. */
 export interface LinkResult extends LinkCheck {
   id: LinkId;
   signer: 'PEK' | 'OCA' | 'CEK' | 'ASK' | 'ARK';
   subject: 'PDH' | 'PEK' | 'OCA' | 'CEK' | 'ASK' | 'ARK';
 }
 
+/** The outcome of verifyChain: every link in sevctl's order, the failed ones, and which CA chain was used. */
 export interface ChainVerification {
   ok: boolean;
   /** Every link, in sevctl's print order: PEK→PDH, OCA→PEK, OCA self, CEK→PEK, ASK→CEK, ARK→ASK, ARK self. */
@@ -35,6 +38,10 @@ export interface ChainVerification {
   display: { pdh: string; pek: string; oca: string; cek: string; ask?: string; ark?: string };
 }
 
+/**
+ * What verifyChain checks: the SEV chain, and optionally the CA chain, a replacement OCA, or the generation
+ * whose built-in roots to use.
+ */
 export interface VerifyChainOptions {
   /** The SEV chain (decoded, or PDH‖PEK‖OCA‖CEK bytes). */
   sev: SevChain | Uint8Array;
@@ -53,6 +60,11 @@ export function detectGeneration(cek: SevCert | Uint8Array): Generation | undefi
   return undefined;
 }
 
+/**
+ * Verifies every link of a SEV chain up to an ARK (the given CA chain, else the built-in roots of the generation
+ * that signs the CEK); a bad signature is a failed link in the result, malformed input throws CertificateError.
+ * Whether the ARK is a trusted root is the caller's decision.
+ */
 export function verifyChain(opts: VerifyChainOptions): ChainVerification {
   const sev = asSevChain(opts.sev);
   if (opts.oca !== undefined) sev.oca = asSevCert(opts.oca, { name: 'OCA', usage: Usage.OCA });

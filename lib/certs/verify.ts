@@ -11,6 +11,7 @@ import { asSevCert, isEmptySlot, sevCertBody, sevCertPublicKey, type SevCert } f
 import { asCaCert, caCertBody, caCertPublicKey, caHashFor, type CaCert } from './ca-cert.js';
 import { CertificateError } from './errors.js';
 
+/** The outcome of checking one signature link, with the reason when it failed. */
 export interface LinkCheck {
   ok: boolean;
   /** Why the link failed (undefined when ok). */

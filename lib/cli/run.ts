@@ -49,7 +49,7 @@ export async function writeOutputFile(file: string, data: string | Uint8Array, o
     });
     return;
   }
-  const { writeFileAtomic } = await import('../fsutil.js');
+  const { writeFileAtomic } = await import('../util/fs.js');
   if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
     throw new InputError(`${file}: is a directory, expected a file path${opts.what ? ` for ${opts.what}` : ''}`);
   }

@@ -11,6 +11,7 @@
 import { parseArgs } from 'node:util';
 import type { QemuFact } from '../host/probes.js';
 import { probeQemuCached } from '../host/qemuCache.js';
+import { sevkitEnv } from './env.js';
 // ./output.ts, not ./run.ts: run.ts pulls in commander, which alone costs about a quarter
 // of a bare `node -e 0` at start-up.
 import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, formatError, useColor } from './output.js';
@@ -107,15 +108,19 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     // `qemu --version` is the slowest probe (a large dynamically linked binary): start it
     // first so it overlaps with loading the probes and the addon, and reuse its answer
     // while the binary is unchanged.
-    const qemuCmd = process.env.SEVKIT_QEMU || 'qemu-system-x86_64';
-    const qemuFact: Promise<QemuFact> | null = values['no-qemu'] ? null : probeQemuCached(qemuCmd, { timeoutMs, cacheFile: values['no-cache'] ? null : undefined });
+    const env = sevkitEnv();
+    const qemuCmd = env.qemu ?? 'qemu-system-x86_64';
+    const qemuFact: Promise<QemuFact> | null = values['no-qemu']
+      ? null
+      : probeQemuCached(qemuCmd, { timeoutMs, cacheFile: values['no-cache'] ? null : env.qemuVersionCache, searchPath: process.env.PATH ?? '' });
     const [{ probeHost }, { buildReport }] = await Promise.all([import('../host/gather.js'), import('../host/status.js')]);
     const facts = await probeHost({
       qemuFact,
       timeoutMs,
-      root: values.root,
-      cpuidFile: values.cpuid,
-      device: values.device,
+      root: values.root ?? env.hostRoot,
+      cpuidFile: values.cpuid ?? env.cpuidFile,
+      device: values.device ?? env.device,
+      ...(env.ovmfDirs ? { ovmfDirs: env.ovmfDirs } : {}),
       platform: values['no-firmware'] ? null : undefined,
     });
     const report = buildReport(facts, required as (typeof REQUIRE)[number]);

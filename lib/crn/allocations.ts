@@ -38,6 +38,10 @@ import type { CrnExtension, CrnRoute, CrnRouteContext } from './routes.js';
 /** Fetches an aleph message by item hash: the message object, or undefined when the network has none. */
 export type MessageFetcher = (itemHash: string) => Promise<unknown>;
 
+/**
+ * Options of AlephAllocations: how to fetch aleph messages and resolve firmware and rootfs refs, the scheduler's
+ * token hash, and admission.
+ */
 export interface AlephAllocationOptions {
   fetchMessage: MessageFetcher;
   /** Host path of the OVMF image for a firmware item hash (undefined: not available here). */
@@ -139,8 +143,8 @@ export function instanceToAllocation(ref: string, message: unknown, o: Pick<Alep
  * aleph's endpoints as a service extension. `pending(ref)` lets owner requests
  * for a VM still being registered wait for it instead of answering 404.
  */
-export class AlephAllocations implements CrnExtension {
-  readonly routes: CrnRoute[];
+export class AlephAllocations implements CrnExtension<CrnService> {
+  readonly routes: CrnRoute<CrnService>[];
   readonly #o: AlephAllocationOptions;
   readonly #pending = new Map<string, Promise<unknown>>();
   #lock: Promise<unknown> = Promise.resolve();
@@ -210,7 +214,7 @@ export class AlephAllocations implements CrnExtension {
     }
   }
 
-  async #allocations(req: IncomingMessage, ctx: CrnRouteContext): Promise<void> {
+  async #allocations(req: IncomingMessage, ctx: CrnRouteContext<CrnService>): Promise<void> {
     const sig = req.headers['x-auth-signature'];
     const ok = req.headers.authorization === undefined && this.tokenMatches(Array.isArray(sig) ? sig[0] : sig);
     if (!ok) throw alephError(401, 'Authentication token received is invalid');
@@ -238,7 +242,7 @@ export class AlephAllocations implements CrnExtension {
     ctx.json(status, { success: failing.length === 0, successful, failing, stopped: [], errors });
   }
 
-  async #notify(req: IncomingMessage, ctx: CrnRouteContext): Promise<void> {
+  async #notify(req: IncomingMessage, ctx: CrnRouteContext<CrnService>): Promise<void> {
     const data = await this.#readJson(req);
     const instance = (data as { instance?: unknown } | null)?.instance;
     if (!data || typeof data !== 'object' || Array.isArray(data) || typeof instance !== 'string' || !REF_RE.test(instance)) {

@@ -11,7 +11,7 @@
  * 120 s cache.
  */
 import { SevkitError } from '../errors.js';
-import { isOwner, type VerifiedCaller } from './auth.js';
+import { isOwner, type VerifiedCaller } from '../aleph/auth.js';
 
 /** What an authorizer is asked: may `caller` act on the VM `ref` that `owner` allocated? */
 export interface AuthorizeRequest {
@@ -34,6 +34,7 @@ export type AggregateFetcher = (owner: string) => Promise<unknown>;
 export const SECURITY_AGGREGATE_TTL_MS = 120_000;
 /** Bound on one aggregate fetch and its body. */
 export const AGGREGATE_TIMEOUT_MS = 10_000;
+/** Largest security aggregate response read from the aleph API (1 MiB). */
 export const AGGREGATE_MAX_BYTES = 1 << 20;
 
 /** aleph's API server could not be reached, or did not answer with what aleph serves (an aggregate, a message). */
@@ -66,6 +67,10 @@ export function securityAggregateAllows(security: unknown, caller: VerifiedCalle
   return false;
 }
 
+/**
+ * Options of alephSecurityAggregateAuthorizer: the aggregate fetcher, cache lifetime (ms) and size, and an error
+ * hook.
+ */
 export interface AggregateAuthorizerOptions {
   fetchAggregate: AggregateFetcher;
   /** How long a fetched aggregate is reused (default aleph's 120 s). Failures are not cached. */

@@ -3,6 +3,7 @@
  * the HTTP layer can be tested with in-memory fakes and run over the real
  * platform (SevPlatform), the real supervisor (lib/vm) or the simulator.
  */
+import type { AlephSevInfo } from '../aleph/messages.js';
 
 /** Raw SEV v1 certificates (0x824 bytes each) as the platform exports them. */
 export interface CrnPlatformCerts {
@@ -17,16 +18,6 @@ export interface CertificateSource {
   exportCerts(): Promise<CrnPlatformCerts>;
 }
 
-/** QEMU's `query-sev` in aleph's snake_case JSON form (aleph-vm VmSevInfo). */
-export interface AlephSevInfo {
-  enabled: boolean;
-  api_major: number;
-  api_minor: number;
-  build_id: number;
-  policy: number;
-  state: string;
-  handle: number;
-}
 
 /** QEMU's `query-status` reply. */
 export interface CrnVmRunStatus {
@@ -35,6 +26,10 @@ export interface CrnVmRunStatus {
   singlestep?: boolean;
 }
 
+/**
+ * What the CRN asks a VmLauncher to start: the VM ref, firmware path, policy, vCPUs, memory (MiB), disk, and the
+ * owner's session/GODH files.
+ */
 export interface LaunchSpec {
   ref: string;
   /** Host path of the OVMF image the VM boots (measured by the firmware). */
@@ -72,6 +67,7 @@ export interface AdoptedVm {
   state: 'awaiting-secret' | 'running';
 }
 
+/** Starts the CRN's confidential VMs (SupervisorLauncher over lib/vm, or a fake in tests). */
 export interface VmLauncher {
   launch(spec: LaunchSpec): Promise<CrnVm>;
   /**

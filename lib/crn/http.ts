@@ -131,15 +131,6 @@ export async function readJsonBody(req: IncomingMessage, opts: BodyOptions): Pro
   }
 }
 
-/** Strict standard base64 (padded, no whitespace), as aleph's clients send. */
-export function decodeStrictBase64(s: unknown): Buffer | undefined {
-  if (typeof s !== 'string' || s.length === 0 || s.length % 4 !== 0) return undefined;
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(s)) return undefined;
-  const b = Buffer.from(s, 'base64');
-  // Reject non-canonical encodings (stray bits in the last character).
-  return b.toString('base64') === s ? b : undefined;
-}
-
 const STORAGE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS']);
 const DEVICE_CODES = new Set(['ENODEV', 'ENXIO', 'ECONNREFUSED', 'EHOSTDOWN']);
 

@@ -1,11 +1,32 @@
-export * from './auth.js';
-export * from './wallet.js';
-export * from './backend.js';
-export { CrnService, tokenEquals, CERT_CHAIN_SIZE, SESSION_BLOB_SIZE, type CrnServiceOptions, type AllocationRequest, type CrnVmState, type CrnVmSummary } from './service.js';
-export { startCrnServer, parseListen, type CrnServer } from './server.js';
+/** The compute resource node: aleph's confidential-VM HTTP service over a VM launcher, its server, authorization and allocation rules. */
+export type { CrnPlatformCerts, CertificateSource, CrnVmRunStatus, LaunchSpec, CrnVm, VmLauncher } from './backend.js';
+export { CrnService, type CrnServiceOptions, type AllocationRequest, type CrnVmState, type CrnVmSummary } from './service.js';
+export { startCrnServer, type CrnServer } from './server.js';
 
-export * from './launchers.js';
-export * from './aleph-mode.js';
-export * from './authorize.js';
-export * from './allocations.js';
+export { SupervisorLauncher, platformCertificateSource } from './launchers.js';
+export type { CrnMode } from './aleph-mode.js';
+export {
+  exactOwner,
+  SECURITY_AGGREGATE_TTL_MS,
+  AGGREGATE_TIMEOUT_MS,
+  AGGREGATE_MAX_BYTES,
+  AlephApiError,
+  securityAggregateAllows,
+  alephSecurityAggregateAuthorizer,
+  httpAggregateFetcher,
+  type AuthorizeRequest,
+  type Authorizer,
+  type AggregateFetcher,
+  type AggregateAuthorizerOptions,
+} from './authorize.js';
+export {
+  AllocationMessageError,
+  MessageNotFoundError,
+  AlephAllocations,
+  httpMessageFetcher,
+  allocationTokenHash,
+  type MessageFetcher,
+  type AlephAllocationOptions,
+  type AlephInstanceMessage,
+} from './allocations.js';
 export type { CrnRoute, CrnRouteContext, CrnExtension } from './routes.js';

@@ -4,7 +4,9 @@
  * + lib/certs) as the certificate source, with sevctl's CEK handling.
  */
 import fs from 'node:fs';
-import type { AdoptedVm, AlephSevInfo, CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
+import type { AlephSevInfo } from '../aleph/messages.js';
+import type { CaChain, KdsOptions } from '../certs/index.js';
+import type { AdoptedVm, CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
 import type { ConfidentialVm, Supervisor } from '../vm/index.js';
 
 /** Launches each VM as a QEMU process (real QEMU, or the simulator's wrapper on PATH). */
@@ -135,13 +137,14 @@ export function toAlephSevInfo(q: Record<string, unknown>): AlephSevInfo {
  * firmware, and a CEK that an ASK signed (the firmware's when it already is,
  * else AMD KDS's for this chip). Needs lib/platform and lib/certs.
  */
-export async function platformCertificateSource(opts: { device?: string } = {}): Promise<CertificateSource> {
+export async function platformCertificateSource(opts: { device?: string | undefined; testCa?: CaChain | undefined; kds?: KdsOptions } = {}): Promise<CertificateSource> {
   const { SevPlatform } = await import('../platform/index.js');
   const { platformSevChain, encodeSevCert } = await import('../certs/index.js');
   const platform = new SevPlatform(opts.device ? { device: opts.device } : {});
+  const chainOpts = { ...(opts.testCa ? { testCa: opts.testCa } : {}), ...(opts.kds ? { kds: opts.kds } : {}) };
   return {
     async exportCerts(): Promise<CrnPlatformCerts> {
-      const { sev } = await platformSevChain(platform);
+      const { sev } = await platformSevChain(platform, chainOpts);
       return { pdh: encodeSevCert(sev.pdh), pek: encodeSevCert(sev.pek), oca: encodeSevCert(sev.oca), cek: encodeSevCert(sev.cek) };
     },
   };

@@ -5,7 +5,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CrnService, type CrnServiceOptions } from './service.js';
-import { SevkitError } from '../errors.js';
+import { InputError, SevkitError } from '../errors.js';
 
 /** The address cannot be listened on (busy, privileged port, no such address): one line naming it and what to do. */
 export class ListenError extends SevkitError {
@@ -31,6 +31,7 @@ export function listenError(e: unknown, host: string, port: number): ListenError
   return new ListenError(address, code, `cannot listen on ${address}: ${why[code] ?? (code || (e as Error)?.message || String(e))}`);
 }
 
+/** A running CRN HTTP server: the service, the node:http server and the bound URL. */
 export interface CrnServer {
   service: CrnService;
   server: http.Server;
@@ -40,10 +41,11 @@ export interface CrnServer {
   close(opts?: { keepVms?: boolean }): Promise<void>;
 }
 
+/** `HOST:PORT` or `[IPv6]:PORT` → its parts; InputError for anything else (port above 65535 included). */
 export function parseListen(spec: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(spec.trim());
   const port = m ? Number(m[3]) : Number.NaN;
-  if (!m || port > 65535) throw new Error(`--listen must be HOST:PORT, got '${spec}'`);
+  if (!m || port > 65535) throw new InputError(`a listen address must be HOST:PORT, got '${spec}'`, 'ERR_LISTEN_ADDRESS');
   return { host: (m[1] ?? m[2])!, port };
 }
 

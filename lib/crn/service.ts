@@ -31,12 +31,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AuthError, SignedPubKeyCache, verifyAuthHeaders, type VerifiedCaller } from './auth.js';
+import { AuthError, SignedPubKeyCache, verifyAuthHeaders, type VerifiedCaller } from '../aleph/auth.js';
 import type { AdoptedVm, CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
-import { decodeStrictBase64, DEFAULT_BODY_TIMEOUT_MS, errorJson, hostError, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
+import { decodeStrictBase64 } from '../util/base64.js';
+import { DEFAULT_BODY_TIMEOUT_MS, errorJson, hostError, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
-import { isEthAddress, isSolAddress } from './wallet.js';
-import { ensurePrivateDir, writeFileAtomic, writeFileDurable } from '../fsutil.js';
+import { isEthAddress, isSolAddress } from '../aleph/wallet.js';
+import { ensurePrivateDir, writeFileAtomic, writeFileDurable } from '../util/fs.js';
 import { modeResponses, sendModeJson, type CrnMode, type ModeResponses } from './aleph-mode.js';
 import { exactOwner, type Authorizer } from './authorize.js';
 import type { CrnExtension, CrnRoute } from './routes.js';
@@ -47,8 +48,10 @@ export const CERT_CHAIN_SIZE = 4 * SEV_CERT_SIZE;
 export const SESSION_BLOB_SIZE = 128;
 export const PACKET_HEADER_SIZE = 52;
 
+/** A VM's state as the CRN tracks it, from allocation to running, failed or stopped. */
 export type CrnVmState = 'allocated' | 'starting' | 'awaiting-secret' | 'injecting' | 'running' | 'failed' | 'stopped';
 
+/** A VM the CRN is asked to host: its 64-hex ref, owner wallet, firmware, policy, vCPUs, memory (MiB) and disk. */
 export interface AllocationRequest {
   ref: string;
   owner: string;
@@ -59,6 +62,10 @@ export interface AllocationRequest {
   disk?: string;
 }
 
+/**
+ * Configuration of a CrnService: the signed domain, platform certificates, VM launcher, run directory,
+ * authorization, limits (bytes, ms) and aleph compatibility mode.
+ */
 export interface CrnServiceOptions {
   /** Must equal the `domain` clients sign (aleph: DOMAIN_NAME). */
   domain: string;
@@ -87,7 +94,7 @@ export interface CrnServiceOptions {
   /** Who may act on a VM once authenticated; default the exact owner (authorize.ts also has aleph's delegation rule). */
   authorize?: Authorizer;
   /** Extra routes, e.g. aleph's allocation endpoints (allocations.ts). */
-  extensions?: CrnExtension[];
+  extensions?: CrnExtension<CrnService>[];
   /** Every request body must arrive whole within this many ms (408 after). Default 20 s. */
   bodyTimeoutMs?: number;
 }
@@ -127,6 +134,7 @@ export interface CrnRestoreReport {
   ms: number;
 }
 
+/** One VM as the CRN reports it: ref, owner, state, policy and the last failure reason. */
 export interface CrnVmSummary {
   ref: string;
   owner: string;
@@ -144,6 +152,11 @@ export interface CrnVmSummary {
 const REF_RE = /^[0-9a-f]{64}$/;
 const MACHINE_RE = /^\/control\/machine\/([^/]*)\/confidential\/(initialize|measurement|inject_secret)$/;
 
+/**
+ * aleph's confidential-VM HTTP API as a node:http handler (mount `handler` on any server): certificates,
+ * allocation (token), and initialize, measurement, inject_secret for the VM's owner (or whom `authorize` admits), authenticated by aleph's
+ * signed headers.
+ */
 export class CrnService {
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
   readonly #o: Required<Omit<CrnServiceOptions, 'allocationToken' | 'cekOverride' | 'log'>> &
@@ -153,7 +166,7 @@ export class CrnService {
   #closing = false;
   readonly #restoring: Promise<CrnRestoreReport>;
   readonly #m: ModeResponses;
-  readonly #routes = new Map<string, CrnRoute[]>();
+  readonly #routes = new Map<string, CrnRoute<CrnService>[]>();
   /** Verified wallet-signed keys: a request then costs one P-256 verify, not a secp256k1 recovery. */
   readonly #keys = new SignedPubKeyCache();
 

@@ -55,7 +55,7 @@
  * SEVKIT_OVMF_DIRS (':'-separated) or the Debian/Fedora directories, and /var/lib/dpkg/status for the
  * ovmf package version.
  *
- * lib/host/fixture.ts writes exactly this layout (writeHostFixture) and is what the host tests use.
+ * lib/sim/host-fixture.ts writes exactly this layout (writeHostFixture) and is what the host tests use.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -78,6 +78,15 @@ export const HOST_PATHS = {
 
 /** SYSCFG MSR number; also its byte offset in /dev/cpu/N/msr. */
 export const MSR_SYSCFG = 0xc0010010;
+/** RMP_BASE / RMP_END MSR numbers (also their offsets in /dev/cpu/N/msr): the BIOS's RMP table for SNP. */
+export const MSR_RMP_BASE = 0xc0010132;
+/** See MSR_RMP_BASE. */
+export const MSR_RMP_END = 0xc0010133;
+/**
+ * Where RMP_END sits in a fake root's dev/cpu/0/msr: that is a regular file holding each
+ * MSR's 8 bytes at the MSR number, and the adjacent RMP_BASE/RMP_END would overlap there.
+ */
+export const FAKE_RMP_END_OFFSET = MSR_RMP_BASE + 8;
 
 /** An errno-style failure as sevctl would print it: "Permission denied (os error 13)". */
 export interface IoFailure {
@@ -112,13 +121,10 @@ export function ioFailure(e: unknown): IoFailure {
   return { code, errno, text };
 }
 
+/** The result of one HostFs access: the value, or the errno-style failure (never thrown). */
 export type Read<T> = { ok: true; value: T } | { ok: false; error: IoFailure };
 
-/**
- * File access below a root prefix. `root` '' (or '/') is the real host.
- * Synchronous on purpose: every read is a tiny sysfs/procfs file, and sync reads
- * keep sev-status free of event-loop overhead at start-up.
- */
+/** Options of HostFs. */
 export interface HostFsOptions {
   /**
    * Test seam: refuse open() of a logical path for reading and/or writing with an errno code,
@@ -127,12 +133,17 @@ export interface HostFsOptions {
   deny?: Record<string, { read?: string; write?: string }>;
 }
 
+/**
+ * File access below a root prefix. `root` '' (or '/') is the real host; default SEVKIT_HOST_ROOT.
+ * Synchronous on purpose: every read is a tiny sysfs/procfs file, and sync reads
+ * keep sev-status free of event-loop overhead at start-up. Reads never throw: they return a Read.
+ */
 export class HostFs {
   readonly root: string;
   readonly #deny: NonNullable<HostFsOptions['deny']>;
 
   constructor(root?: string, options: HostFsOptions = {}) {
-    const r = root ?? process.env.SEVKIT_HOST_ROOT ?? '';
+    const r = root ?? '';
     this.root = r === '/' ? '' : r.replace(/\/+$/, '');
     this.#deny = options.deny ?? {};
   }

@@ -3,7 +3,7 @@
  * platform) and collects the facts `sevkit ok` and `sev-status` judge.
  */
 import { HostFs } from './fs.js';
-import { openCpuid, type CpuidReader } from './cpuid.js';
+import { openCpuid, type CpuidReader } from '../platform/cpuid.js';
 import {
   DEFAULT_OVMF_DIRS,
   probeDevSev,
@@ -24,14 +24,15 @@ import {
   type QemuFact,
 } from './probes.js';
 import type { OkFacts } from './okTree.js';
-import { probeSnpHost, type SnpHostFact } from './snp-readiness.js';
+import { probeSnpHost, type SnpHostFact } from './snp-probe.js';
 
+/** Where the probes look: the host root (or a HostFs), the CPUID source, and the KVM_GET_API_VERSION implementation. */
 export interface HostProbeOptions {
   /** The host file access to use as is (tests: a HostFs with `deny`). */
   fs?: HostFs;
-  /** Host root prefixed to /sys, /proc, /dev paths; default SEVKIT_HOST_ROOT, else the real host. */
+  /** Host root prefixed to /sys, /proc, /dev paths (the simulator's fake host; the CLI passes $SEVKIT_HOST_ROOT); default the real host. */
   root?: string;
-  /** CPUID JSON file; default SEVKIT_CPUID. */
+  /** CPUID JSON file (the CLI passes $SEVKIT_CPUID). */
   cpuidFile?: string;
   /** CPUID reader to use as is. */
   cpuid?: CpuidReader;
@@ -41,6 +42,7 @@ export interface HostProbeOptions {
   kvmApiVersion?: KvmApiVersionFn;
 }
 
+/** The facts `sevkit ok` judges, plus the HostFs they were read through. */
 export interface OkHostFacts extends OkFacts {
   fs: HostFs;
 }
@@ -62,9 +64,18 @@ async function nativeKvmApiVersion(): Promise<KvmApiVersionFn | undefined> {
   }
 }
 
+/**
+ * Gathers the facts `sevkit ok` judges (CPUID, SYSCFG, kvm_amd, /dev/sev, /dev/kvm, memlock); probe failures are
+ * recorded in the facts, not thrown (CpuidError only for a bad CPUID file).
+ */
 export async function probeOkFacts(opts: HostProbeOptions = {}): Promise<OkHostFacts> {
   const hfs = opts.fs ?? new HostFs(opts.root);
-  const cpuid = await openCpuid({ file: opts.cpuidFile, reader: opts.cpuid, fs: hfs, noNative: opts.noNative });
+  const readCpuinfo = (): string => {
+    const r = hfs.readText('/proc/cpuinfo');
+    if (!r.ok) throw new Error(r.error.text);
+    return r.value;
+  };
+  const cpuid = await openCpuid({ file: opts.cpuidFile, reader: opts.cpuid, readCpuinfo, noNative: opts.noNative });
   return {
     fs: hfs,
     cpuid,
@@ -76,16 +87,20 @@ export async function probeOkFacts(opts: HostProbeOptions = {}): Promise<OkHostF
   };
 }
 
+/**
+ * HostProbeOptions plus what `sev-status` also asks: the SEV device and platform, QEMU, the OVMF directories, a
+ * per-command timeout (ms).
+ */
 export interface StatusProbeOptions extends HostProbeOptions {
-  /** SEV device for the firmware view; default SEVKIT_DEVICE, else /dev/sev (not prefixed by the root: the simulator's shim answers there). */
+  /** SEV device for the firmware view; default /dev/sev (not prefixed by the root: the simulator's shim answers there). */
   device?: string;
   /** Platform to query; null skips the firmware view. Default: lib/platform's SevPlatform on `device`. */
   platform?: PlatformLike | null;
-  /** QEMU binary; default SEVKIT_QEMU, else qemu-system-x86_64 on PATH. null skips. */
+  /** QEMU binary; default qemu-system-x86_64 on PATH. null skips. */
   qemu?: string | null;
   /** An already started QEMU probe (the CLI starts it before loading the rest); overrides `qemu`. null skips. */
   qemuFact?: Promise<QemuFact> | null;
-  /** OVMF directories; default SEVKIT_OVMF_DIRS (':'-separated), else the distribution paths. */
+  /** OVMF directories; default the distribution paths (the CLI passes $SEVKIT_OVMF_DIRS, ':'-separated). */
   ovmfDirs?: string[];
   /** dpkg status file for the ovmf package version. */
   dpkgStatus?: string;
@@ -95,6 +110,7 @@ export interface StatusProbeOptions extends HostProbeOptions {
   euid?: number;
 }
 
+/** Everything `sev-status` judges: the `sevkit ok` facts plus kernel, firmware, QEMU, OVMF and the effective uid. */
 export interface HostFacts extends OkHostFacts {
   kernel: KernelFact;
   firmware: FirmwareFact | null;
@@ -105,9 +121,8 @@ export interface HostFacts extends OkHostFacts {
   snpHost?: SnpHostFact;
 }
 
-export function defaultDevice(): string {
-  return process.env.SEVKIT_DEVICE || '/dev/sev';
-}
+/** The SEV device probed when none is given. */
+export const DEFAULT_SEV_DEVICE = '/dev/sev';
 
 async function defaultPlatform(device: string): Promise<PlatformLike> {
   // Lazy: the addon is only loaded when the firmware view is wanted.
@@ -115,9 +130,13 @@ async function defaultPlatform(device: string): Promise<PlatformLike> {
   return new SevPlatform({ device });
 }
 
+/**
+ * Gathers HostFacts (the firmware and QEMU probes run concurrently); probe failures are recorded in the facts, not
+ * thrown (CpuidError only for a bad CPUID file).
+ */
 export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFacts> {
   const base = await probeOkFacts(opts);
-  const device = opts.device ?? defaultDevice();
+  const device = opts.device || DEFAULT_SEV_DEVICE;
   const timeoutMs = opts.timeoutMs ?? 10_000;
 
   const firmwareP: Promise<FirmwareFact | null> = (async () => {
@@ -130,10 +149,9 @@ export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFact
     }
     return probeFirmware(device, platform, timeoutMs);
   })();
-  const qemuCmd = opts.qemu === undefined ? process.env.SEVKIT_QEMU || 'qemu-system-x86_64' : opts.qemu;
+  const qemuCmd = opts.qemu === undefined ? 'qemu-system-x86_64' : opts.qemu;
   const qemuP = opts.qemuFact !== undefined ? Promise.resolve(opts.qemuFact) : qemuCmd === null ? Promise.resolve(null) : probeQemu(qemuCmd, timeoutMs);
-  const envDirs = process.env.SEVKIT_OVMF_DIRS;
-  const ovmfDirs = opts.ovmfDirs ?? (envDirs ? envDirs.split(':').filter(Boolean) : DEFAULT_OVMF_DIRS);
+  const ovmfDirs = opts.ovmfDirs ?? DEFAULT_OVMF_DIRS;
 
   const ovmf = probeOvmf(ovmfDirs, opts.dpkgStatus);
   const kernel = probeKernel(base.fs);

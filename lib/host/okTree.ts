@@ -3,7 +3,7 @@
  * selection, line format and failure rule (sev-formats.md §8). Pure: the facts
  * come from probes.ts, so the tree can be tested against fixtures line by line.
  */
-import { brandString, familyModel, vendorString, type CpuidReader } from './cpuid.js';
+import { brandString, familyModel, vendorString, type CpuidReader } from '../platform/cpuid.js';
 import type { DevSevFact, KvmAmdFact, KvmFact, MemlockFact, MsrFact, ParamFact } from './probes.js';
 import { SYSCFG_MEM_ENCRYPT, SYSCFG_SNP_EN, SYSCFG_VMPL_EN } from './probes.js';
 
@@ -11,6 +11,7 @@ export const MASK_SEV = 1;
 export const MASK_ES = 2;
 export const MASK_SNP = 4;
 
+/** The SEV generation `sevkit ok` tests for: which part of sevctl's test tree runs. */
 export type OkGeneration = 'sev' | 'es' | 'snp';
 
 export const OK_MASKS: Record<OkGeneration, number> = {
@@ -33,6 +34,7 @@ export function detectOkGeneration(cpuid: CpuidReader): OkGeneration {
   return 'snp';
 }
 
+/** The host facts sevctl's `ok` tests read. */
 export interface OkFacts {
   cpuid: CpuidReader;
   syscfg: MsrFact;
@@ -42,8 +44,10 @@ export interface OkFacts {
   memlock: MemlockFact;
 }
 
+/** The outcome of one `ok` test line, as sevctl prints it. */
 export type OkStatus = 'PASS' | 'FAIL' | 'SKIP';
 
+/** One line of the `ok` tree: its depth, status, name and optional message. */
 export interface OkLine {
   level: number;
   status: OkStatus;
@@ -231,6 +235,7 @@ function runTests(tests: OkTest[], level: number, mask: number, f: OkFacts, out:
   return failed;
 }
 
+/** The result of runOk: the generation tested, the lines in print order, and whether any test failed. */
 export interface OkReport {
   generation: OkGeneration;
   /** Whether the generation came from the argument or CPUID detection. */
@@ -239,6 +244,10 @@ export interface OkReport {
   failed: boolean;
 }
 
+/**
+ * Runs sevctl's `ok` test tree over the facts for a generation (default: detected from CPUID); pure, never
+ * throws on host state.
+ */
 export function runOk(facts: OkFacts, generation?: OkGeneration): OkReport {
   const gen = generation ?? detectOkGeneration(facts.cpuid);
   const lines: OkLine[] = [];
@@ -257,4 +266,5 @@ export function formatOkLine(line: OkLine, color = false): string {
   return `[ ${paint(STATUS_COLOR[line.status], line.status)} ] ${' '.repeat(line.level)}- ${line.name}${msg}`;
 }
 
+/** The error line sevctl prints when any `ok` test failed. */
 export const OK_FAILURE_MESSAGE = 'One or more tests in sevctl-ok reported a failure';

@@ -6,10 +6,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { OVMF_GUIDS, parseOvmfFooterTable } from '../firmware/ovmf.js';
 import { HOST_PATHS, MSR_SYSCFG, ioFailure, type HostFs, type IoFailure, type Read } from './fs.js';
+import { parseQemuVersion } from '../qmp/version.js';
 
 // ── kvm_amd module parameters ────────────────────────────────────────────────
 
+/** One kvm_amd module parameter file (sev, sev_es, sev_snp) as found on the host. */
 export interface ParamFact {
   /** Logical path, as printed. */
   path: string;
@@ -28,6 +31,7 @@ export function probeParam(hfs: HostFs, p: string): ParamFact {
   return { path: p, state: value === '1' || value === 'Y' ? 'enabled' : 'disabled', value };
 }
 
+/** Whether kvm_amd is loaded, and its sev / sev_es / sev_snp parameters. */
 export interface KvmAmdFact {
   loaded: boolean;
   sev: ParamFact;
@@ -46,6 +50,7 @@ export function probeKvmAmd(hfs: HostFs): KvmAmdFact {
 
 // ── SYSCFG MSR ───────────────────────────────────────────────────────────────
 
+/** The SYSCFG MSR of CPU 0 (memory-encryption and SNP enable bits), read through /dev/cpu/0/msr. */
 export interface MsrFact {
   /** SYSCFG (MSR 0xC0010010) of CPU 0, or null when /dev/cpu/0/msr cannot be read. */
   value: bigint | null;
@@ -64,6 +69,7 @@ export const SYSCFG_VMPL_EN = 1n << 25n;
 
 // ── device nodes ─────────────────────────────────────────────────────────────
 
+/** The /dev/sev node: whether it exists and opens read-only and write-only for this user. */
 export interface DevSevFact {
   path: string;
   exists: boolean;
@@ -84,6 +90,7 @@ export function probeDevSev(hfs: HostFs): DevSevFact {
 /** KVM_API_VERSION: 12 since Linux 2.6.22 and frozen; KVM_GET_API_VERSION always returns it. */
 export const KVM_API_VERSION = 12;
 
+/** The /dev/kvm node: whether it opens (O_RDONLY as sevctl, O_RDWR as QEMU) and its KVM API version. */
 export interface KvmFact {
   path: string;
   /** open O_RDONLY, as sevctl does. */
@@ -145,6 +152,7 @@ export async function probeKvm(hfs: HostFs, kvmApiVersion?: KvmApiVersionFn): Pr
 /** getrlimit's RLIM_INFINITY as sevctl prints it. */
 export const RLIM_INFINITY = 18446744073709551615n;
 
+/** This process's RLIMIT_MEMLOCK (bytes), from /proc/self/limits. */
 export interface MemlockFact {
   /** Soft/hard limit in bytes; RLIM_INFINITY for "unlimited". null if unknown. */
   soft: bigint | null;
@@ -171,6 +179,7 @@ export function probeMemlock(hfs: HostFs): MemlockFact {
 
 // ── kernel ───────────────────────────────────────────────────────────────────
 
+/** The kernel release and command line, null when unreadable. */
 export interface KernelFact {
   release: string | null;
   cmdline: string | null;
@@ -195,6 +204,7 @@ export function cmdlineParam(cmdline: string | null, name: string): string | und
 
 // ── firmware (PLATFORM_STATUS through the addon) ─────────────────────────────
 
+/** PLATFORM_STATUS as the host probes use it (the fields of lib/platform's PlatformStatus without the raw flags). */
 export interface FirmwareStatus {
   apiMajor: number;
   apiMinor: number;
@@ -211,6 +221,7 @@ export interface PlatformLike {
   snpPlatformStatus?(): Promise<unknown>;
 }
 
+/** Why the firmware view failed: the SevError code and message, and the firmware status when there was one. */
 export interface FirmwareError {
   /** SevError code (ENOENT, EACCES, EIO, ...) or a sevkit code. */
   code: string;
@@ -219,6 +230,10 @@ export interface FirmwareError {
   fwStatusName?: string;
 }
 
+/**
+ * The SEV firmware as PLATFORM_STATUS (and SNP_PLATFORM_STATUS when answered) reported it, or why it could not
+ * be asked.
+ */
 export interface FirmwareFact {
   device: string;
   status: FirmwareStatus | null;
@@ -281,6 +296,7 @@ export async function probeFirmware(device: string, platform: PlatformLike, time
 
 // ── QEMU ─────────────────────────────────────────────────────────────────────
 
+/** The QEMU binary: whether it runs and the version its --version prints. */
 export interface QemuFact {
   command: string;
   found: boolean;
@@ -293,14 +309,13 @@ export interface QemuFact {
   cached?: boolean;
 }
 
-export function parseQemuVersion(text: string): string | null {
-  return /QEMU emulator version (\d+\.\d+(?:\.\d+)?)/.exec(text)?.[1] ?? null;
-}
+// One home for QEMU version texts (the supervisor's SNP check uses them too).
+export { parseQemuVersion, versionAtLeast } from '../qmp/version.js';
 
 export async function probeQemu(command: string, timeoutMs = 3000): Promise<QemuFact> {
   const { execFile } = await import('node:child_process');
   return new Promise((resolve) => {
-    execFile(command, ['--version'], { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 64 * 1024, env: process.env }, (err, stdout) => {
+    execFile(command, ['--version'], { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 64 * 1024 }, (err, stdout) => {
       const e = err as (NodeJS.ErrnoException & { killed?: boolean; signal?: string | null }) | null;
       if (e && e.code === 'ENOENT') {
         resolve({ command, found: false, version: null, banner: null, error: `${command}: not found` });
@@ -320,17 +335,6 @@ export async function probeQemu(command: string, timeoutMs = 3000): Promise<Qemu
   });
 }
 
-export function versionAtLeast(version: string | null, min: string): boolean {
-  if (!version) return false;
-  const a = version.split('.').map(Number);
-  const b = min.split('.').map(Number);
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    const x = a[i] ?? 0;
-    const y = b[i] ?? 0;
-    if (x !== y) return x > y;
-  }
-  return true;
-}
 
 // ── OVMF ─────────────────────────────────────────────────────────────────────
 
@@ -338,6 +342,7 @@ export const DEFAULT_OVMF_DIRS = ['/usr/share/OVMF', '/usr/share/ovmf', '/usr/sh
 /** Images worth reporting, best for SEV first (AmdSev builds carry the secret area and hashes table). */
 export const OVMF_NAMES = ['OVMF.amdsev.fd', 'OVMF.inteltdx.fd', 'OVMF_CODE_4M.fd', 'OVMF_CODE.fd', 'OVMF.fd', 'OVMF_CODE.cc.fd'];
 
+/** One OVMF image found on the host and the SEV features its footer GUID table advertises. */
 export interface OvmfImage {
   path: string;
   size: number;
@@ -353,6 +358,7 @@ export interface OvmfImage {
   snpMetadata: boolean;
 }
 
+/** The OVMF images found in the searched directories, and the distribution package version. */
 export interface OvmfFact {
   dirs: string[];
   images: OvmfImage[];
@@ -360,37 +366,13 @@ export interface OvmfFact {
   packageVersion: string | null;
 }
 
-const GUID_FOOTER = '96b582de-1fb2-45f7-baea-a366c55a082d';
-const GUID_RESET_BLOCK = '00f771de-1a7e-4fcb-890e-68c77e2fb44e';
-const GUID_HASHES = '7255371f-3a3b-4b04-927b-1da6efa8d454';
-const GUID_SECRET = '4c2eb361-7d9b-4cc3-8081-127c90d3d294';
-const GUID_SNP_META = 'dc886566-984a-4798-a75e-5585a7bf67cc';
-
-function guidAt(b: Buffer, off: number): string {
-  const h = (x: Buffer) => x.toString('hex');
-  const d1 = Buffer.from(b.subarray(off, off + 4)).reverse();
-  const d2 = Buffer.from(b.subarray(off + 4, off + 6)).reverse();
-  const d3 = Buffer.from(b.subarray(off + 6, off + 8)).reverse();
-  return `${h(d1)}-${h(d2)}-${h(d3)}-${h(b.subarray(off + 8, off + 10))}-${h(b.subarray(off + 10, off + 16))}`;
-}
-
-/** Entries of the OVMF footer GUID table in the image's tail (kernel-qemu.md §5.2). */
+/** Entries of the OVMF footer GUID table in the image's tail (kernel-qemu.md §5.2); null when there is none or it is malformed. */
 export function ovmfGuidTable(tail: Buffer): Map<string, Buffer> | null {
-  const out = new Map<string, Buffer>();
-  const footer = tail.length - 0x20 - 16;
-  if (footer < 2 || guidAt(tail, footer) !== GUID_FOOTER) return null;
-  const total = tail.readUInt16LE(footer - 2);
-  const start = footer + 16 - total;
-  if (total < 18 || start < 0) return null;
-  let end = footer - 2; // table body ends where the footer entry's length field starts
-  while (end - start >= 18) {
-    const g = guidAt(tail, end - 16);
-    const len = tail.readUInt16LE(end - 18);
-    if (len < 18 || end - len < start) return null;
-    out.set(g, tail.subarray(end - len, end - 18));
-    end -= len;
+  try {
+    return new Map(parseOvmfFooterTable(tail).map((e) => [e.guid, e.data]));
+  } catch {
+    return null;
   }
-  return out;
 }
 
 export function inspectOvmf(file: string): OvmfImage | null {
@@ -407,10 +389,10 @@ export function inspectOvmf(file: string): OvmfImage | null {
       path: file,
       size,
       guidTable: t !== null,
-      sevEsResetBlock: t?.has(GUID_RESET_BLOCK) ?? false,
-      secretArea: base(GUID_SECRET),
-      kernelHashes: base(GUID_HASHES),
-      snpMetadata: t?.has(GUID_SNP_META) ?? false,
+      sevEsResetBlock: t?.has(OVMF_GUIDS.SEV_ES_RESET_BLOCK) ?? false,
+      secretArea: base(OVMF_GUIDS.SEV_SECRET),
+      kernelHashes: base(OVMF_GUIDS.SEV_HASH_TABLE),
+      snpMetadata: t?.has(OVMF_GUIDS.SEV_METADATA) ?? false,
     };
   } catch {
     return null;

@@ -6,19 +6,19 @@
  * means asking QEMU again; the cache never decides anything on its own.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { probeQemu, type QemuFact } from './probes.js';
+import { cacheDir } from '../util/cache-dir.js';
 
 const MAX_ENTRIES = 32;
 
-export function defaultCacheFile(): string | null {
-  const base = process.env.XDG_CACHE_HOME || (os.homedir() ? path.join(os.homedir(), '.cache') : '');
-  return base ? path.join(base, 'sevkit', 'qemu-version.json') : null;
+/** The cache file when none is given: ~/.cache/sevkit/qemu-version.json (the CLI passes $XDG_CACHE_HOME's). */
+export function defaultCacheFile(): string {
+  return path.join(cacheDir(), 'qemu-version.json');
 }
 
-/** Resolve a command like execvp would (PATH search for bare names). */
-export function resolveCommand(command: string, envPath = process.env.PATH ?? ''): string | null {
+/** Resolve a command like execvp would, searching `searchPath` (':'-separated, the caller's $PATH) for bare names. */
+export function resolveCommand(command: string, searchPath: string): string | null {
   const isExec = (p: string) => {
     try {
       fs.accessSync(p, fs.constants.X_OK);
@@ -28,7 +28,7 @@ export function resolveCommand(command: string, envPath = process.env.PATH ?? ''
     }
   };
   if (command.includes('/')) return isExec(command) ? path.resolve(command) : null;
-  for (const dir of envPath.split(path.delimiter)) {
+  for (const dir of searchPath.split(path.delimiter)) {
     if (!dir) continue;
     const p = path.join(dir, command);
     if (isExec(p)) return p;
@@ -61,7 +61,7 @@ function readCache(file: string): CacheDoc {
 /** Only a miss writes: fsutil (and node:crypto under it) stays out of a cached run's start-up. */
 async function writeCache(file: string, doc: CacheDoc): Promise<void> {
   try {
-    const { writeFileAtomic } = await import('../fsutil.js');
+    const { writeFileAtomic } = await import('../util/fs.js');
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     writeFileAtomic(file, `${JSON.stringify(doc)}\n`, 0o600);
   } catch {
@@ -70,8 +70,10 @@ async function writeCache(file: string, doc: CacheDoc): Promise<void> {
 }
 
 export interface QemuCacheOptions {
-  /** Cache file; null disables the cache. Default: $XDG_CACHE_HOME/sevkit/qemu-version.json. */
+  /** Cache file; null disables the cache. Default: defaultCacheFile(). */
   cacheFile?: string | null;
+  /** $PATH to resolve a bare command name in (the cache is keyed by the resolved binary); without it a bare name is not cached. */
+  searchPath?: string;
   timeoutMs?: number;
 }
 
@@ -79,7 +81,7 @@ export interface QemuCacheOptions {
 export async function probeQemuCached(command: string, opts: QemuCacheOptions = {}): Promise<QemuFact & { cached: boolean }> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const cacheFile = opts.cacheFile === undefined ? defaultCacheFile() : opts.cacheFile;
-  const resolved = cacheFile ? resolveCommand(command) : null;
+  const resolved = cacheFile ? resolveCommand(command, opts.searchPath ?? '') : null;
   const key = resolved ? identity(resolved) : null;
   if (!cacheFile || !key) return { ...(await probeQemu(command, timeoutMs)), cached: false };
   const doc = readCache(cacheFile);

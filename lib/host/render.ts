@@ -15,6 +15,7 @@ const ANSI = { green: '\x1b[32m', red: '\x1b[31m', yellow: '\x1b[33m', dim: '\x1
 const STATUS_TEXT: Record<CheckStatus, string> = { pass: 'PASS', fail: 'FAIL', warn: 'WARN', info: 'INFO', skip: 'SKIP' };
 const STATUS_COLOR: Record<CheckStatus, keyof typeof ANSI> = { pass: 'green', fail: 'red', warn: 'yellow', info: 'dim', skip: 'dim' };
 
+/** The human tree `sev-status` prints for a report; ANSI colours only when `color`. */
 export function renderStatus(r: StatusReport, color = false): string {
   const paint = (c: keyof typeof ANSI, s: string) => (color ? `${ANSI[c]}${s}${ANSI.reset}` : s);
   const out: string[] = [];

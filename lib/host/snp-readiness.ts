@@ -10,37 +10,25 @@
  * flag in /proc/cpuinfo (the kernel clears it when it could not set up the RMP or the
  * IOMMU for SNP), /sys/class/iommu, and SNP_PLATFORM_STATUS through lib/platform.
  */
-import fs from 'node:fs';
-import { familyModel, sevLeaf, vendorString } from './cpuid.js';
-import type { HostFs } from './fs.js';
+import { familyModel, sevLeaf, vendorString } from '../platform/cpuid.js';
 import { cmdlineParam, SYSCFG_SNP_EN } from './probes.js';
-import type { Check } from './status.js';
 import type { HostFacts } from './gather.js';
-
-/** RMP_BASE / RMP_END MSR numbers (also their offsets in /dev/cpu/N/msr). */
-export const MSR_RMP_BASE = 0xc0010132;
-export const MSR_RMP_END = 0xc0010133;
-/**
- * Where RMP_END sits in a fake root's dev/cpu/0/msr: that is a regular file holding each
- * MSR's 8 bytes at the MSR number, and the adjacent RMP_BASE/RMP_END would overlap there.
- */
-export const FAKE_RMP_END_OFFSET = MSR_RMP_BASE + 8;
 
 /** The lowest SNP firmware API KVM launches guests with [hedge: snp-launch.md §3.5]. */
 export const MIN_SNP_API = { major: 1, minor: 51 } as const;
 
-/** Paths this module reads, as on a real host. */
-export const SNP_PATHS = { iommuClass: '/sys/class/iommu' } as const;
-
-/** What the SNP checks read beyond HostFacts' SEV facts. */
-export interface SnpHostFact {
-  /** RMP_BASE / RMP_END MSRs; null when the MSR file cannot be read. */
-  rmp: { base: bigint; end: bigint } | null;
-  rmpError?: string;
-  /** The `sev_snp` flag of /proc/cpuinfo; null when the file or its flags line is missing. */
-  cpuinfoSevSnp: boolean | null;
-  /** Entries of /sys/class/iommu (ivhd0, ...); null when the directory cannot be read. */
-  iommus: string[] | null;
+/**
+ * One SNP check, in status.ts's Check shape (group "snp", a failure blocks sev-snp only);
+ * declared here so this module needs nothing from status.ts, which calls it.
+ */
+export interface SnpCheck {
+  id: string;
+  group: 'snp';
+  title: string;
+  status: 'pass' | 'fail' | 'warn' | 'info' | 'skip';
+  detail: string;
+  fix: string | null;
+  blocks: Array<'sev-snp'>;
 }
 
 /** Fix lines, in the style of status.ts's FIXES. */
@@ -52,30 +40,6 @@ export const SNP_FIXES = {
   init: 'SNP_INIT has not run or failed: load kvm_amd with sev_snp=1 (modprobe -r kvm_amd && modprobe kvm_amd sev_snp=1), check dmesg for ccp / "SEV-SNP" errors, update the SEV firmware; a failed RMP initialization needs a reboot',
   firmware: 'update the SEV firmware to SNP API >= 1.51: install the board vendor\'s latest BIOS, or a newer linux-firmware (amd/amd_sev_fam19h_model*.sbin, loaded by the ccp driver at boot)',
 } as const;
-
-/** Reads the SNP host facts below `hfs`'s root. Never throws: what cannot be read is null. */
-export function probeSnpHost(hfs: HostFs): SnpHostFact {
-  const fact: SnpHostFact = { rmp: null, cpuinfoSevSnp: null, iommus: null };
-  const base = hfs.readAt('/dev/cpu/0/msr', MSR_RMP_BASE, 8);
-  const fake = hfs.isFake && !hfs.isCharDevice('/dev/cpu/0/msr');
-  const end = hfs.readAt('/dev/cpu/0/msr', fake ? FAKE_RMP_END_OFFSET : MSR_RMP_END, 8);
-  if (base.ok && end.ok) fact.rmp = { base: base.value.readBigUInt64LE(0), end: end.value.readBigUInt64LE(0) };
-  else if (!base.ok) fact.rmpError = base.error.text;
-  else if (!end.ok) fact.rmpError = end.error.text;
-  const info = hfs.readText('/proc/cpuinfo');
-  if (info.ok) {
-    const flags = /^flags\s*:(.*)$/m.exec(info.value);
-    if (flags) fact.cpuinfoSevSnp = flags[1]!.trim().split(/\s+/).includes('sev_snp');
-  }
-  const dir = hfs.resolve(SNP_PATHS.iommuClass);
-  try {
-    // Synchronous like every other host probe (a tiny sysfs directory).
-    fact.iommus = fs.readdirSync(dir).sort();
-  } catch {
-    fact.iommus = null;
-  }
-  return fact;
-}
 
 /** TCB_VERSION bytes by layout (snp-launch.md §4.1): Milan/Genoa vs Turin. */
 export function tcbText(tcb: bigint, family: number): string {
@@ -99,9 +63,9 @@ const byteField = (v: unknown): number | undefined => (Number.isInteger(v) && (v
  * The SNP readiness checks (group "snp"), in display order. Every failure blocks
  * sev-snp only and carries a fix. Pure over the facts.
  */
-export function snpReadinessChecks(f: HostFacts): Check[] {
-  const out: Check[] = [];
-  const add = (id: string, title: string, status: Check['status'], detail: string, fix: string | null = null): void => {
+export function snpReadinessChecks(f: HostFacts): SnpCheck[] {
+  const out: SnpCheck[] = [];
+  const add = (id: string, title: string, status: SnpCheck['status'], detail: string, fix: string | null = null): void => {
     out.push({ id, group: 'snp', title, status, detail, fix: status === 'fail' || status === 'warn' ? fix : null, blocks: status === 'fail' ? ['sev-snp'] : [] });
   };
   const { family, model } = familyModel(f.cpuid);

@@ -42,20 +42,27 @@
  *   "verdicts": { "sev" | "sev-es" | "sev-snp": { "ready": boolean, "reasons": string[], "fixes": string[] } }
  * }
  */
-import { brandString, familyModel, sevLeaf, vendorString } from './cpuid.js';
+import { brandString, familyModel, sevLeaf, vendorString } from '../platform/cpuid.js';
 import type { HostFacts } from './gather.js';
 import { snpReadinessChecks } from './snp-readiness.js';
 import { cmdlineParam, RLIM_INFINITY, SYSCFG_MEM_ENCRYPT, SYSCFG_SNP_EN, versionAtLeast, type FirmwareError, type ParamFact } from './probes.js';
 
+/** The `schema` value of sev-status's JSON report; changes when the report's shape does. */
 export const STATUS_SCHEMA = 'sevkit.sev-status/v1';
 
+/** The guest types a status report gives a verdict for. */
 export const GUEST_TYPES = ['sev', 'sev-es', 'sev-snp'] as const;
+/** A confidential guest type: 'sev', 'sev-es' or 'sev-snp'. */
 export type GuestType = (typeof GUEST_TYPES)[number];
+/** Display names of the guest types ('SEV-ES'). */
 export const GUEST_LABEL: Record<GuestType, string> = { sev: 'SEV', 'sev-es': 'SEV-ES', 'sev-snp': 'SEV-SNP' };
 
+/** The outcome of one status check; only 'fail' blocks guest types. */
 export type CheckStatus = 'pass' | 'fail' | 'warn' | 'info' | 'skip';
+/** The section of the report a check is printed in. */
 export type CheckGroup = 'cpu' | 'kernel' | 'device' | 'firmware' | 'userspace' | 'limits' | 'snp';
 
+/** One judged check: stable id, outcome, detail, the fix to suggest, and the guest types a failure makes not ready. */
 export interface Check {
   id: string;
   group: CheckGroup;
@@ -121,6 +128,7 @@ export const FIXES = {
   ovmfSnp: 'SEV-SNP guests need an OVMF with SEV metadata (edk2 >= 2022.05): upgrade ovmf',
 } as const;
 
+/** Every check id, in display order (stable across releases: scripts match on them). */
 export const CHECK_IDS = [
   'cpu.vendor',
   'cpu.epyc',
@@ -264,7 +272,7 @@ export function evaluateChecks(f: HostFacts): Check[] {
   if (f.cpuid.source === 'cpuinfo' || f.cpuid.source === 'none') {
     add({ id: 'cpu.cpuid', group: 'cpu', title: 'CPUID', status: 'warn', detail: `read from /proc/cpuinfo, not CPUID${f.cpuid.note ? ` (${f.cpuid.note})` : ''}`, fix: FIXES.cpuid });
   } else {
-    add({ id: 'cpu.cpuid', group: 'cpu', title: 'CPUID', status: 'info', detail: f.cpuid.source === 'file' ? `from ${process.env.SEVKIT_CPUID ? 'SEVKIT_CPUID' : 'a CPUID file'} (simulated)` : 'native' });
+    add({ id: 'cpu.cpuid', group: 'cpu', title: 'CPUID', status: 'info', detail: f.cpuid.source === 'file' ? 'from a CPUID file (simulated)' : 'native' });
   }
   const sevCpu = isAmd && leaf.sev;
   if (isAmd) {
@@ -505,12 +513,14 @@ export function evaluateChecks(f: HostFacts): Check[] {
   return checks;
 }
 
+/** Whether a guest type can run here, and the failing checks' reasons and fixes. */
 export interface Verdict {
   ready: boolean;
   reasons: string[];
   fixes: string[];
 }
 
+/** Per guest type: ready unless a failing check blocks it, with the reasons and deduplicated fixes. */
 export function verdicts(checks: Check[]): Record<GuestType, Verdict> {
   const out = {} as Record<GuestType, Verdict>;
   for (const g of GUEST_TYPES) {
@@ -522,6 +532,7 @@ export function verdicts(checks: Check[]): Record<GuestType, Verdict> {
   return out;
 }
 
+/** sev-status's JSON report (schema STATUS_SCHEMA): the facts as shown, every check and the per-guest-type verdicts. */
 export interface StatusReport {
   schema: typeof STATUS_SCHEMA;
   ready: boolean;
@@ -538,6 +549,7 @@ export interface StatusReport {
   verdicts: Record<GuestType, Verdict>;
 }
 
+/** Judges the facts into a StatusReport; `ready` is the verdict for `required`. */
 export function buildReport(f: HostFacts, required: GuestType = 'sev'): StatusReport {
   const checks = evaluateChecks(f);
   const v = verdicts(checks);

@@ -1,52 +1,19 @@
 /**
- * Small byte helpers shared by the launch modules: GUID-LE encoding (EFI mixed
- * endian), strict base64, little-endian integers and "path or base64" inputs
+ * Small byte helpers shared by the launch modules: strict base64, little-endian integers and "path or base64" inputs
  * as sevctl accepts them.
  */
 import fs from 'node:fs';
+import { decodeStrictBase64 } from '../util/base64.js';
 import { LaunchInputError } from './errors.js';
 
-const GUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function isGuid(s: string): boolean {
-  return GUID_RE.test(s);
-}
-
-const guidCache = new Map<string, Buffer>();
-
-/** Textual UUID → 16 bytes in EFI/Microsoft mixed-endian order (first 3 groups byte-swapped). */
-export function guidToBytes(guid: string): Buffer {
-  const hit = guidCache.get(guid);
-  if (hit) return Buffer.from(hit);
-  if (!GUID_RE.test(guid)) throw new LaunchInputError(`invalid GUID '${guid}'`, 'ERR_GUID');
-  const hex = guid.replace(/-/g, '');
-  const b = Buffer.from(hex, 'hex');
-  const out = Buffer.alloc(16);
-  out[0] = b[3]!; out[1] = b[2]!; out[2] = b[1]!; out[3] = b[0]!;
-  out[4] = b[5]!; out[5] = b[4]!;
-  out[6] = b[7]!; out[7] = b[6]!;
-  b.copy(out, 8, 8, 16);
-  if (guidCache.size < 256) guidCache.set(guid, Buffer.from(out));
-  return out;
-}
-
-/** Inverse of guidToBytes: 16 mixed-endian bytes → lower-case textual UUID. */
-export function bytesToGuid(buf: Uint8Array, offset = 0): string {
-  const b = Buffer.from(buf.buffer, buf.byteOffset + offset, 16);
-  const h = (i: number) => b[i]!.toString(16).padStart(2, '0');
-  return (
-    h(3) + h(2) + h(1) + h(0) + '-' + h(5) + h(4) + '-' + h(7) + h(6) + '-' + h(8) + h(9) + '-' +
-    [10, 11, 12, 13, 14, 15].map(h).join('')
-  );
-}
-
-const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** Strict standard base64 (padding required, whitespace around the value tolerated). */
+/**
+ * `value` under the one strict base64 rule (lib/util/base64.ts), after removing the whitespace around
+ * it that a file or a shell adds; LaunchInputError naming `what` otherwise.
+ */
 export function decodeBase64(value: string, what: string): Buffer {
-  const s = value.trim();
-  if (!B64_RE.test(s)) throw new LaunchInputError(`${what}: not valid base64`, 'ERR_BASE64');
-  return Buffer.from(s, 'base64');
+  const b = decodeStrictBase64(value.trim());
+  if (!b) throw new LaunchInputError(`${what}: not valid base64`, 'ERR_BASE64');
+  return b;
 }
 
 /**
@@ -68,7 +35,7 @@ export function readPathOrBase64(value: string, what: string, size?: number): Bu
     from = value;
   } else {
     // A missing file and bad base64 look alike; valid base64 wins, then the message guesses the intent.
-    if (!B64_RE.test(value.trim()) || value.trim() === '') {
+    if (!decodeStrictBase64(value.trim())?.length) {
       if (looksLikePath(value)) throw new LaunchInputError(`${what}: ${value}: no such file`, 'ERR_INPUT_FILE');
       // The value is not echoed: it may be a (mistyped) key.
       throw new LaunchInputError(`${what}: value is neither an existing file nor valid base64`, 'ERR_BASE64');

@@ -18,7 +18,7 @@ import crypto from 'node:crypto';
 import { LaunchInputError } from './errors.js';
 import { buildKernelHashesTable, type KernelHashesInput } from './hashes.js';
 import { checkHostReport, parseMeasurementBlob, measurementMacPrefix, resolveVcpuSig, type HostSevInfo } from './measurement.js';
-import { parseOvmf, requireHashesArea } from './ovmf.js';
+import { parseOvmf, requireHashesArea } from '../firmware/ovmf.js';
 import { Policy, type PolicyLike } from './policy.js';
 import { buildEsVmsa, type VmType } from './vmsa.js';
 import { cpuCandidates, cpuNamesForSignature, describeCpuSignature, type CpuCandidate } from './cpus.js';
@@ -55,6 +55,10 @@ export interface DiagnoseSpace {
   kernelHashes?: boolean[];
 }
 
+/**
+ * What diagnoseMeasurement searches over: the host's blob and query-sev values, the TIK, candidate firmware
+ * files, the kernel, and the owner's expectations.
+ */
 export interface DiagnoseInput {
   /** The host's 48-byte blob (raw or base64). */
   measurement: Uint8Array | string;
@@ -79,6 +83,7 @@ export interface MeasurementVariant {
   digest: Buffer;
 }
 
+/** A launch parameter in which the host's launch can differ from the owner's expectation. */
 export type DiagnosisField = 'firmware' | 'kernelHashes' | 'policy' | 'numCpus' | 'vcpuSig' | 'vmType' | 'sevFeatures';
 
 /** One field in which the host's launch differs from the owner's expectation. */
@@ -88,6 +93,10 @@ export interface DiagnosisDifference {
   actual: string;
 }
 
+/**
+ * The result of diagnoseMeasurement: the launch variant that explains the host's measurement (if any), how it
+ * differs from the expectation, and what was searched.
+ */
 export interface MeasurementDiagnosis {
   explained: boolean;
   variant?: MeasurementVariant;

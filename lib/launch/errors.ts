@@ -26,6 +26,10 @@ export const LAUNCH_FW_STATUS_CODES: Record<LaunchFwStatus, number> = {
   INVALID_PARAM: SevRet.SEV_RET_INVALID_PARAM,
 };
 
+/**
+ * Base class of the launch area's errors (SevkitError): `code` for callers, and the SEV firmware status a real
+ * PSP would return for the same failure (fwStatusName, fwStatus).
+ */
 export class LaunchError extends SevkitError {
   /** The firmware status a PSP would answer with, when the error models a firmware check. */
   readonly fwStatusName: LaunchFwStatus | undefined;
@@ -56,13 +60,6 @@ export class SessionError extends LaunchError {}
 
 /** Launch measurement computation or verification failures. */
 export class MeasurementError extends LaunchError {}
-
-/** OVMF image lacks a footer table or a required entry. */
-export class OvmfError extends LaunchError {
-  constructor(message: string, code = 'ERR_OVMF') {
-    super(code, message, 'INVALID_PARAM');
-  }
-}
 
 /** VMSA construction/parsing failures (unknown vCPU type, wrong file size). */
 export class VmsaError extends LaunchError {

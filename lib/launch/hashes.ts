@@ -5,9 +5,10 @@
  * GUID-LE + u16 50 + SHA-256, padded with zeros to a multiple of 16 (176 bytes).
  */
 import crypto from 'node:crypto';
-import { bytesToGuid, guidToBytes } from './bytes.js';
+import { bytesToGuid, guidToBytes } from '../firmware/guid.js';
 import { LaunchInputError } from './errors.js';
 
+/** The GUIDs of QEMU's kernel hashes table and its cmdline, initrd and kernel entries. */
 export const HASHES_GUIDS = {
   TABLE: '9438d606-4f22-4cc9-b479-a793d411fd21',
   CMDLINE: '97d02dd8-bd20-4c94-aa78-e7714d36ab2a',
@@ -15,8 +16,8 @@ export const HASHES_GUIDS = {
   KERNEL: '4de79437-abd2-427f-b835-d5b172d2045b',
 } as const;
 
+/** Length of the kernel hashes table as its header states it (168 bytes; 176 when padded to 16). */
 export const HASHES_TABLE_SIZE = 168;
-export const PADDED_HASHES_TABLE_SIZE = 176;
 
 /** A GUIDed entry: GUID-LE || uintW_le(16 + W + len) || payload (sevctl build_entry). */
 export function guidEntry(guid: string, payload: Uint8Array, lenWidth: 2 | 4): Buffer {
@@ -34,6 +35,7 @@ export function padTo16(b: Buffer): Buffer {
   return pad ? Buffer.concat([b, Buffer.alloc(pad)]) : b;
 }
 
+/** The direct-boot inputs QEMU hashes for kernel-hashes=on: the kernel, the initrd and the command line. */
 export interface KernelHashesInput {
   /** The whole bzImage file as given to -kernel. */
   kernel: Uint8Array;
@@ -74,6 +76,7 @@ export function buildKernelHashesTable(inp: KernelHashesInput): Buffer {
   return padTo16(guidEntry(HASHES_GUIDS.TABLE, payload, 2));
 }
 
+/** The three SHA-256 hashes (32 bytes each) in a kernel hashes table. */
 export interface KernelHashes {
   cmdline: Buffer;
   initrd: Buffer;

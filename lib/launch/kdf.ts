@@ -4,6 +4,10 @@
  */
 import crypto from 'node:crypto';
 
+/**
+ * The SEV KDF (NIST SP 800-108 counter mode, HMAC-SHA256) deriving `lengthBytes` of key material; throws
+ * RangeError on a non-positive length.
+ */
 export function kdf(key: Uint8Array, lengthBytes: number, label: string, context: Uint8Array = Buffer.alloc(0)): Buffer {
   if (!Number.isInteger(lengthBytes) || lengthBytes <= 0) throw new RangeError(`kdf: invalid length ${lengthBytes}`);
   const labelBytes = Buffer.from(label, 'ascii');

@@ -10,10 +10,11 @@ import { expectLength, decodeBase64 } from './bytes.js';
 import { HostValueError, MeasurementError, LaunchInputError } from './errors.js';
 import { hmacSha256 } from './kdf.js';
 import { buildKernelHashesTable, type KernelHashesInput } from './hashes.js';
-import { parseOvmf, requireHashesArea, requireResetVector } from './ovmf.js';
+import { parseOvmf, requireHashesArea, requireResetVector } from '../firmware/ovmf.js';
 import { Policy, type PolicyLike } from './policy.js';
 import { buildEsVmsa, vcpuSignature, VMSA_SIZE, type VmType } from './vmsa.js';
 
+/** Size of LAUNCH_MEASURE's answer: the 32-byte MEASURE MAC then the 16-byte MNONCE (48 bytes). */
 export const MEASUREMENT_BLOB_SIZE = 48;
 
 /** Running launch digest, fed in LAUNCH_UPDATE_DATA / LAUNCH_UPDATE_VMSA order. */
@@ -35,6 +36,7 @@ export class LaunchDigest {
   }
 }
 
+/** The SEV-ES inputs of the launch digest: vCPU count, vCPU model or signature, VM type, SEV_FEATURES. */
 export interface EsVmsaSpec {
   /** Number of vCPUs (one BSP page + numCpus-1 AP pages). */
   numCpus: number;
@@ -46,6 +48,10 @@ export interface EsVmsaSpec {
   sevFeatures?: bigint | number;
 }
 
+/**
+ * What the host measured: the firmware file, the kernel hashes (direct boot), and for SEV-ES the VMSAs or what
+ * to build them from.
+ */
 export interface LaunchDigestInput {
   /** The exact firmware file QEMU loads (pflash unit 0 or -bios). */
   firmware: Uint8Array;
@@ -59,6 +65,10 @@ export interface LaunchDigestInput {
   vmsaFiles?: { cpu0: Uint8Array; cpu1: Uint8Array; numCpus: number } | null;
 }
 
+/**
+ * The vCPU signature (CPUID(1).EAX) given directly or by QEMU -cpu model name; throws LaunchInputError
+ * (ERR_VCPU_TYPE) when neither is given.
+ */
 export function resolveVcpuSig(spec: { vcpuType?: string; vcpuSig?: number }): number {
   if (spec.vcpuSig !== undefined) return spec.vcpuSig >>> 0;
   if (spec.vcpuType !== undefined) return vcpuSignature(spec.vcpuType);
@@ -97,7 +107,7 @@ export function computeLaunchDigest(inp: LaunchDigestInput): Buffer {
     for (let i = 1; i < v.numCpus; i++) d.updateVmsa(v.ap!);
   } else if (inp.vmsaFiles) {
     const { cpu0, cpu1, numCpus } = inp.vmsaFiles;
-    if (!Number.isInteger(numCpus) || numCpus < 1) throw new LaunchInputError(`--num-cpus must be at least 1, got ${numCpus}`, 'ERR_NUM_CPUS');
+    if (!Number.isInteger(numCpus) || numCpus < 1) throw new LaunchInputError(`the vCPU count must be at least 1, got ${numCpus}`, 'ERR_NUM_CPUS');
     requireResetVector(parseOvmf(inp.firmware, name), name);
     d.update(cpu0);
     for (let i = 1; i < numCpus; i++) d.update(cpu1);
@@ -105,6 +115,10 @@ export function computeLaunchDigest(inp: LaunchDigestInput): Buffer {
   return d.digest();
 }
 
+/**
+ * The inputs of the MEASURE MAC: launch digest (32 bytes), MNONCE (16 bytes), TIK, the firmware API version and
+ * build, and the policy.
+ */
 export interface MeasureInput {
   /** 32-byte launch digest. */
   digest: Uint8Array;

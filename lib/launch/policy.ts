@@ -6,6 +6,7 @@
  */
 import { PolicyError } from './errors.js';
 
+/** The SEV guest policy's flag bits (bits 0..5: NODBG, NOKS, ES, NOSEND, DOMAIN, SEV). */
 export const POLICY_FLAGS = {
   NODBG: 0x01,
   NOKS: 0x02,
@@ -14,6 +15,7 @@ export const POLICY_FLAGS = {
   DOMAIN: 0x10,
   SEV: 0x20,
 } as const;
+/** A policy flag name, a key of POLICY_FLAGS. */
 export type PolicyFlagName = keyof typeof POLICY_FLAGS;
 
 const FLAG_TEXT: Record<PolicyFlagName, string> = {
@@ -37,6 +39,7 @@ const ALIASES: Record<string, PolicyFlagName> = {
 
 const RESERVED_MASK = 0x0000ffc0;
 
+/** The parts of a policy: flags and the minimum firmware API version. */
 export interface PolicyInit {
   flags?: PolicyFlagName[];
   /** Minimum firmware API major version (bits 16..23). */
@@ -45,6 +48,10 @@ export interface PolicyInit {
   apiMinor?: number;
 }
 
+/**
+ * The 32-bit SEV guest policy the owner chooses and the firmware enforces: parse, build, explain; invalid values
+ * throw PolicyError.
+ */
 export class Policy {
   /** The full 32-bit policy value, as QEMU passes it and the firmware checks it. */
   readonly value: number;
@@ -192,7 +199,9 @@ function notText(f: PolicyFlagName): string {
   }
 }
 
+/** A Policy, its 32-bit value, or its text (hex, decimal or flag names, as Policy.from parses). */
 export type PolicyLike = Policy | number | string;
+/** Policy.from: a PolicyLike as a Policy; throws PolicyError. */
 export function toPolicy(p: PolicyLike): Policy {
   return Policy.from(p);
 }

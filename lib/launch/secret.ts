@@ -5,17 +5,21 @@
  *   MAC = HMAC-SHA256(TIK, 0x01 || u32le(flags) || IV || u32le(guest_len) || u32le(trans_len) || ciphertext || MEASURE)
  */
 import crypto from 'node:crypto';
-import { bytesToGuid, expectLength, guidToBytes, isGuid, wipe } from './bytes.js';
+import { bytesToGuid, guidToBytes, isGuid } from '../firmware/guid.js';
+import { expectLength, wipe } from './bytes.js';
 import { SecretError, LaunchInputError } from './errors.js';
 import { aes128ctr, hmacSha256, safeEqual } from './kdf.js';
 
+/** The GUID heading the EFI secret table OVMF's consumers read. */
 export const SECRET_TABLE_GUID = '1e74f542-71dd-4d66-963e-ef4287ff173b';
 /** GRUB_EFI_DISKPASSWD_GUID: the LUKS passphrase GRUB's efisecret module consumes. */
 export const DISK_PASSWORD_GUID = '736869e5-84f0-4973-92ec-06879ce3da0b';
+/** Names accepted for well-known secret GUIDs ('disk-password', 'luks-key'). */
 export const SECRET_GUID_ALIASES: Record<string, string> = {
   'disk-password': DISK_PASSWORD_GUID,
   'luks-key': DISK_PASSWORD_GUID,
 };
+/** Size of the LAUNCH_SECRET packet header (flags, IV, MAC): 52 bytes. */
 export const SECRET_PACKET_HEADER_SIZE = 52;
 /** Packet header flag bit 0: payload compressed (not supported by sevkit). */
 export const SECRET_FLAG_COMPRESSED = 0x1;
@@ -23,6 +27,7 @@ export const SECRET_FLAG_COMPRESSED = 0x1;
 /** sevctl: raw data, header length excludes padding. aleph: data + NUL, header length = padded length. */
 export type SecretLayout = 'sevctl' | 'aleph';
 
+/** One entry of the secret table: its GUID and bytes. */
 export interface SecretEntry {
   guid: string;
   /** The entry's bytes; a string is its UTF-8 encoding (lengths count bytes, never characters). */
@@ -81,6 +86,7 @@ function layoutTable(entries: { guid: string; data: Uint8Array }[], layout: Secr
   return table;
 }
 
+/** A secret table as parseSecretTable walked it: the header length, the layout and the entries. */
 export interface ParsedSecretTable {
   /** The header's length field. */
   length: number;
@@ -132,6 +138,7 @@ export interface PacketHeader {
   mac: Buffer;
 }
 
+/** Encodes the 52-byte LAUNCH_SECRET packet header; throws LaunchInputError when the IV or MAC has the wrong size. */
 export function encodePacketHeader(h: PacketHeader): Buffer {
   const b = Buffer.alloc(SECRET_PACKET_HEADER_SIZE);
   b.writeUInt32LE(h.flags >>> 0, 0);
@@ -140,6 +147,7 @@ export function encodePacketHeader(h: PacketHeader): Buffer {
   return b;
 }
 
+/** Decodes a 52-byte LAUNCH_SECRET packet header; throws SecretError (ERR_SECRET_HEADER) on another size. */
 export function decodePacketHeader(buf: Uint8Array): PacketHeader {
   if (buf.length !== SECRET_PACKET_HEADER_SIZE) {
     throw new SecretError('ERR_SECRET_HEADER', `packet header has ${buf.length} bytes, expected ${SECRET_PACKET_HEADER_SIZE}`, 'INVALID_LEN');
@@ -165,6 +173,10 @@ function packetMac(tik: Uint8Array, flags: number, iv: Uint8Array, guestLen: num
   return hmacSha256(tik, head, ciphertext, measure);
 }
 
+/**
+ * What buildSecret takes: the TEK and TIK (16 bytes each), the host's measurement, and the secret entries (or a
+ * raw plaintext).
+ */
 export interface BuildSecretInput {
   tek: Uint8Array;
   tik: Uint8Array;
@@ -180,6 +192,7 @@ export interface BuildSecretInput {
   maxSize?: number;
 }
 
+/** A launch secret for LAUNCH_SECRET: the 52-byte packet header and the encrypted payload. */
 export interface BuiltSecret {
   header: Buffer;
   payload: Buffer;
@@ -207,6 +220,7 @@ export function buildSecret(inp: BuildSecretInput): BuiltSecret {
   }
 }
 
+/** What the firmware side of LAUNCH_SECRET takes: the packet header and payload, the TEK, TIK and measurement. */
 export interface OpenSecretInput {
   header: Uint8Array;
   payload: Uint8Array;

@@ -7,6 +7,7 @@ import { aes128ctr, hmacSha256, kdf, safeEqual } from './kdf.js';
 import { expectLength, wipe } from './bytes.js';
 import { SessionError } from './errors.js';
 
+/** Size of the LAUNCH_START session blob (`struct sev_session_buf`): 0x80 = 128 bytes. */
 export const SESSION_SIZE = 0x80;
 
 /** LAUNCH_START session data (`struct sev_session_buf`, 128 bytes). */
@@ -23,6 +24,7 @@ export interface SessionFields {
   policyMac: Buffer;
 }
 
+/** Encodes the 128-byte session blob; throws LaunchInputError when a field has the wrong size. */
 export function encodeSession(f: SessionFields): Buffer {
   const b = Buffer.alloc(SESSION_SIZE);
   expectLength(f.nonce, 16, 'session nonce').copy(b, 0x00);
@@ -33,6 +35,7 @@ export function encodeSession(f: SessionFields): Buffer {
   return b;
 }
 
+/** Splits a 128-byte session blob into its fields; throws SessionError (ERR_SESSION_LENGTH) on another size. */
 export function decodeSession(blob: Uint8Array): SessionFields {
   if (blob.length !== SESSION_SIZE) {
     throw new SessionError('ERR_SESSION_LENGTH', `session blob has ${blob.length} bytes, expected ${SESSION_SIZE}`, 'INVALID_LEN');
@@ -47,6 +50,7 @@ export function decodeSession(blob: Uint8Array): SessionFields {
   };
 }
 
+/** The keys derived from the ECDH secret: the 16-byte master secret, KEK (wraps TEK‖TIK) and KIK (MACs the wrap). */
 export interface SessionKeys {
   master: Buffer;
   kek: Buffer;
@@ -59,6 +63,7 @@ export function deriveSessionKeys(z: Uint8Array, nonce: Uint8Array): SessionKeys
   return { master, kek: kdf(master, 16, 'sev-kek'), kik: kdf(master, 16, 'sev-kik') };
 }
 
+/** What wrapSession needs: the ECDH secret, nonce, wrap IV, the 16-byte TEK and TIK, and the 4 policy bytes. */
 export interface WrapInput {
   /** Shared secret (ECDH X coordinate, 48 bytes; any length is accepted for the upstream KAT). */
   z: Uint8Array;

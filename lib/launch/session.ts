@@ -14,13 +14,19 @@ import { Policy, type PolicyLike } from './policy.js';
 import { unwrapSession, wrapSession, SESSION_SIZE } from './session-crypto.js';
 
 export { SESSION_SIZE } from './session-crypto.js';
+/** Size of the guest owner's Diffie-Hellman certificate (a SEV certificate, 0x824 bytes). */
 export const GODH_SIZE = SEV_CERT_SIZE;
 
 /** P-384 group order: a private scalar must be in [1, n-1]. */
 const P384_N = BigInt('0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973');
 
+/** A source of n random bytes (crypto.randomBytes unless a test fixes it). */
 export type Rng = (n: number) => Buffer;
 
+/**
+ * Options of createSession: the randomness, fixed keys for known-answer tests, and which policy encoding the
+ * policy MAC covers.
+ */
 export interface CreateSessionOptions {
   /** Randomness for TEK, TIK, nonce, wrap IV and the GODH scalar (default: crypto.randomBytes). */
   rng?: Rng;
@@ -38,6 +44,7 @@ export interface CreateSessionOptions {
   policyEncoding?: 'firmware' | 'sevctl';
 }
 
+/** The guest owner's launch session: the GODH certificate and session blob for QEMU, and the TEK/TIK to keep secret. */
 export interface LaunchSession {
   /** The GODH certificate (0x824 bytes): QEMU's dh-cert-file, base64. */
   godh: Buffer;
@@ -172,6 +179,7 @@ export function createSession(pdh: Uint8Array | SevCert, policyIn: PolicyLike, o
   }
 }
 
+/** A private key as a KeyObject, PEM text, or PKCS#8 DER (Buffer or base64). */
 export type PrivateKeyInput = KeyObject | string | Buffer;
 
 function toPrivateKey(k: PrivateKeyInput): KeyObject {
@@ -185,6 +193,7 @@ function toPrivateKey(k: PrivateKeyInput): KeyObject {
   }
 }
 
+/** What the firmware side of LAUNCH_START takes: the GODH, the session blob, the PDH private key and the policy. */
 export interface OpenSessionInput {
   /** GODH certificate (raw 0x824 bytes, or the base64 text of a dh-cert-file). */
   godh: Uint8Array | string;

@@ -10,6 +10,10 @@ import { checkHostReport, computeLaunchDigest, computeMeasure, parseMeasurementB
 import { diagnoseMeasurement, type DiagnoseSpace, type MeasurementDiagnosis } from './diagnose.js';
 import { Policy, type PolicyLike } from './policy.js';
 
+/**
+ * What verifyMeasurement compares: the host's 48-byte blob and its query-sev values against the owner's policy,
+ * TIK and expected launch.
+ */
 export interface VerifyMeasurementInput {
   /** The host's 48-byte LAUNCH_MEASURE blob (raw or base64). */
   measurement: Uint8Array | string;
@@ -30,6 +34,10 @@ export interface VerifyMeasurementInput {
   diagnose?: boolean | DiagnoseSpace;
 }
 
+/**
+ * The outcome of verifyMeasurement: a match, or why not (policy mismatch, firmware too old, measurement
+ * mismatch) with a diagnosis when one was searched.
+ */
 export type MeasurementVerdict =
   | { match: true; digest: Buffer; mnonce: Buffer; expectedMeasure: Buffer }
   | {

@@ -11,6 +11,7 @@ import { cpuSignature } from './cpus.js';
 // The CPU model table lives in cpus.ts; re-exported here for existing importers.
 export { VCPU_SIGNATURES, vcpuSignature, cpuSignature } from './cpus.js';
 
+/** Size of a VMSA page: 4096 bytes. */
 export const VMSA_SIZE = 4096;
 /** Size of the save-area struct sevctl serialises (x87_state_gpa ends at 0x408). */
 export const VMSA_STRUCT_SIZE = 0x408;
@@ -81,6 +82,7 @@ function setSeg(b: Buffer, off: number, s: { selector?: number; attrib?: number;
 }
 const u64 = (b: Buffer, off: number, v: number | bigint) => b.writeBigUInt64LE(BigInt(v), off);
 
+/** The VMM whose vCPU reset state a sevctl VMSA reproduces. */
 export type VmmUserspace = 'qemu' | 'krun';
 
 /** Reset state shared by every variant: sevctl init_amd64 + init_kvm. */
@@ -136,6 +138,7 @@ export function setResetAddress(page: Buffer, resetAddress: number): void {
   setSeg(page, OFF.cs, { base: (resetAddress & 0xffff0000) >>> 0 });
 }
 
+/** Options of `sevctl vmsa build|update`: the vCPU index, VMM, CPU family/model/stepping and the AP reset address. */
 export interface SevctlVmsaOptions {
   cpu: number;
   userspace?: VmmUserspace;
@@ -175,6 +178,7 @@ export function sevctlResetAddress(fullResetVector: number): number {
 /** How KVM fills the VMSA's FPU fields: legacy KVM_SEV_ES_INIT (QEMU < 9.1) leaves them 0, KVM_SEV_INIT2 sets MXCSR/FCW. */
 export type VmType = 'legacy' | 'init2';
 
+/** Options of buildEsVmsa: boot CPU or AP, the AP reset address, the vCPU signature, the VM type and SEV_FEATURES. */
 export interface EsVmsaOptions {
   /** Boot CPU (reset at CS 0xF000:0xFFF0, base 0xFFFF0000) or AP (OVMF reset block). */
   ap: boolean;
@@ -206,12 +210,15 @@ export function buildEsVmsa(o: EsVmsaOptions): Buffer {
   return b;
 }
 
+/** 'legacy' or 'init2'; throws VmsaError (ERR_VM_TYPE) on anything else. */
 export function parseVmType(s: string): VmType {
   if (s === 'legacy' || s === 'init2') return s;
   throw new VmsaError(`unknown VM type '${s}' (expected legacy or init2)`, 'ERR_VM_TYPE');
 }
 
+/** A segment register in a VMSA: selector, attributes, limit and base. */
 export interface VmsaSegment { selector: number; attrib: number; limit: number; base: bigint }
+/** A decoded VMSA field: an integer, a u64 (bigint), a segment or raw bytes. */
 export type VmsaValue = number | bigint | VmsaSegment | number[];
 
 /** Decode a VMSA page into sevctl's field names (u64s as bigint). */

@@ -3,12 +3,16 @@
  * format (what aleph-sdk-python's VmConfidentialClient sends), so it works
  * against aleph's CRNs and against sevkit's reference CRN.
  */
-import type { AlephSevInfo } from '../crn/backend.js';
+import type { SevMeasurementResponse } from '../aleph/messages.js';
 import { SevkitError } from '../errors.js';
-import { createAuthSession, type AuthSession } from '../crn/auth.js';
-import type { Wallet } from '../crn/wallet.js';
-import { httpRequest, HttpRequestError, isRetryableTransport } from '../http-request.js';
+import { createAuthSession, type AuthSession } from '../aleph/auth.js';
+import type { Wallet } from '../aleph/wallet.js';
+import { httpRequest, HttpRequestError, isRetryableTransport } from '../util/http-request.js';
 
+/**
+ * The CRN answered an operation with an HTTP error or a malformed body (ERR_CRN_HTTP); `detail` is the body's
+ * first printable bytes.
+ */
 export class CrnHttpError extends SevkitError {
   constructor(
     readonly operation: string,
@@ -37,12 +41,10 @@ function describeFetchError(e: unknown): string {
   return err?.message ?? String(e);
 }
 
-/** The measurement answer (aleph-sdk SEVMeasurement). */
-export interface SevMeasurementResponse {
-  sev_info: AlephSevInfo;
-  launch_measure: string;
-}
-
+/**
+ * Options of CrnClient: the CRN's base URL, the owner's wallet, the signed domain, the per-request timeout (ms)
+ * and the largest accepted body (bytes).
+ */
 export interface CrnClientOptions {
   /** Base URL, e.g. https://crn.example.org or http://127.0.0.1:4020. */
   url: string;
@@ -76,6 +78,11 @@ export interface MeasurementPoll {
   retryAfterMs?: number;
 }
 
+/**
+ * A client for a CRN's confidential endpoints in aleph-vm's wire format, signing /control/machine requests with
+ * the owner's wallet; fails with CrnHttpError (including a malformed answer) or CrnUnreachableError. The
+ * constructor throws SevkitError ERR_INPUT on a URL that is not http(s).
+ */
 export class CrnClient {
   readonly url: string;
   readonly domain: string;
@@ -124,7 +131,7 @@ export class CrnClient {
   }
 
   /**
-   * One request under one deadline covering connect, headers and the whole body (lib/http-request.ts).
+   * One request under one deadline covering connect, headers and the whole body (lib/util/http-request.ts).
    * A GET that lost its connection is tried again, at most getRetries times and only within the same
    * deadline; a POST never is (the CRN may have acted on it).
    */
@@ -154,7 +161,8 @@ export class CrnClient {
           method,
           headers,
           ...(body ? { body } : {}),
-          deadlineMs: Math.max(1, deadlineMs - (Date.now() - started)),
+          deadlineMs,
+          startedAt: started,
           maxBytes: this.#maxBytes,
           followHttpsUpgrade: true,
           ...(this.#signal ? { signal: this.#signal } : {}),

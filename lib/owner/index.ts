@@ -1,2 +1,3 @@
-export * from './client.js';
+/** The guest owner's side: a client for a CRN's confidential endpoints and the verified launch flow over it. */
+export { CrnHttpError, CrnUnreachableError, CrnClient, type CrnClientOptions } from './client.js';
 export * from './launch.js';

@@ -23,17 +23,20 @@ import {
   computeLaunchDigest,
   createSession,
   DISK_PASSWORD_GUID,
-  parseOvmf,
   Policy,
   verifyMeasurement,
   type EsVmsaSpec,
   type LaunchDigestInput,
   type PolicyLike,
 } from '../launch/index.js';
-import { CrnClient, CrnHttpError, printable, type MeasurementPoll, type SevMeasurementResponse } from './client.js';
-import { formatSeconds } from '../http-request.js';
+import { parseOvmf } from '../firmware/ovmf.js';
+import { CrnClient, CrnHttpError, printable, type MeasurementPoll } from './client.js';
+import type { SevMeasurementResponse } from '../aleph/messages.js';
+import { formatSeconds } from '../util/http-request.js';
 
+/** The steps of launchOnCrn, in order (progress reports and LaunchRefusedError name them). */
 export const LAUNCH_STEPS = ['firmware', 'certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject'] as const;
+/** One step of launchOnCrn. */
 export type LaunchStep = (typeof LAUNCH_STEPS)[number];
 
 /** The launch was refused at `step`; the secret was not sent. */
@@ -54,6 +57,7 @@ export class LaunchInjectError extends SevkitError {
   }
 }
 
+/** A progress report of launchOnCrn: the step finished, its position, its duration (ms) and a one-line detail. */
 export interface LaunchProgress {
   step: LaunchStep;
   index: number;
@@ -70,6 +74,10 @@ export interface LaunchWait {
   elapsedMs: number;
 }
 
+/**
+ * What launchOnCrn needs: the CRN client, the VM ref, the expected firmware, the policy, the secret, the trust
+ * anchor (CA chain or generation) and SEV-ES inputs.
+ */
 export interface OwnerLaunchOptions {
   client: CrnClient;
   ref: string;
@@ -102,6 +110,10 @@ export interface OwnerLaunchOptions {
   onWait?: (w: LaunchWait) => void;
 }
 
+/**
+ * A launch that verified and received its secret: the chain's anchor, the host's query-sev values and
+ * measurement, and per-step timings (ms).
+ */
 export interface OwnerLaunchResult {
   ref: string;
   chain: { generation?: Generation; caSource: ChainVerification['caSource'] };
@@ -114,6 +126,11 @@ export interface OwnerLaunchResult {
 
 const REF_RE = /^[0-9a-f]{64}$/;
 
+/**
+ * The guest owner's launch on a CRN: verify the platform chain, build the session, check the measurement, and
+ * only then send the secret. Throws LaunchRefusedError (secret not sent), LaunchInjectError (sent, not
+ * confirmed), or SevkitError ERR_INPUT for a malformed ref.
+ */
 export async function launchOnCrn(o: OwnerLaunchOptions): Promise<OwnerLaunchResult> {
   if (!REF_RE.test(o.ref)) throw new SevkitError('ERR_INPUT', `--vm must be 64 lower-case hex digits, got '${o.ref.slice(0, 80)}'`);
   const policy = Policy.from(o.policy);

@@ -31,6 +31,7 @@ export const SevCmd = {
   SNP_VLEK_LOAD: 12,
   SEV_MAX: 13,
 } as const;
+/** A /dev/sev command name, a key of SevCmd ('SEV_PLATFORM_STATUS', ...). */
 export type SevCmdName = keyof typeof SevCmd;
 
 /** Firmware status codes (`enum sev_ret_code`), including the SNP-era ones. */
@@ -76,6 +77,7 @@ export const SevRet = {
   SEV_RET_RMP_INITIALIZATION_FAILED: 0x26,
   SEV_RET_INVALID_KEY: 0x27,
 } as const;
+/** A firmware status name, a key of SevRet ('SEV_RET_INVALID_PLATFORM_STATE', ...). */
 export type SevRetName = keyof typeof SevRet;
 
 /**

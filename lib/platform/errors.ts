@@ -8,6 +8,10 @@ import { getSystemErrorName } from 'node:util';
 import { SevkitError } from '../errors.js';
 import { fwStatusMessage, fwStatusName } from './constants.js';
 
+/**
+ * The fields a SevError is built from: the errno-style code, the syscall and device, and the firmware status
+ * when the kernel returned EIO.
+ */
 export interface SevErrorInfo {
   /** errno name ('ENOENT', 'EIO', 'ENOTSUPP', ...) or a protocol code ('EPROTO'). */
   code: string;
@@ -48,6 +52,10 @@ function hex(n: number): string {
   return `0x${(n >>> 0).toString(16).padStart(2, '0')}`;
 }
 
+/**
+ * Every failure of a /dev/sev command: Node's SystemError shape (code, errno, syscall, path) plus the SEV
+ * command and, for EIO, the firmware status number and its SEV_RET_* name.
+ */
 export class SevError extends SevkitError {
   readonly errno: number;
   readonly syscall: string | undefined;

@@ -7,6 +7,7 @@
 import { SevError } from './errors.js';
 import { SEV_STATUS_FLAGS_CONFIG_ES, SEV_STATUS_FLAGS_OWNER, SnpConfigFlag, SnpStatusFlag } from './constants.js';
 
+/** Size in bytes and field byte offsets of one packed /dev/sev user struct, as in SEV_STRUCTS. */
 export interface StructLayout {
   readonly size: number;
   readonly offsets: Readonly<Record<string, number>>;
@@ -51,6 +52,7 @@ export const SEV_STRUCTS = {
   },
 } as const satisfies Record<string, StructLayout>;
 
+/** The SEV platform state from PLATFORM_STATUS (firmware state codes 0, 1, 2). */
 export type PlatformState = 'UNINIT' | 'INIT' | 'WORKING';
 const STATES: readonly PlatformState[] = ['UNINIT', 'INIT', 'WORKING'];
 
@@ -85,6 +87,10 @@ function expectSize(buf: Uint8Array, struct: keyof typeof SEV_STRUCTS): Buffer {
   return Buffer.from(buf.buffer, buf.byteOffset, buf.length);
 }
 
+/**
+ * Decodes the 12-byte `struct sev_user_data_status`; throws SevError (code EPROTO) on a wrong size or an unknown
+ * platform state.
+ */
 export function decodePlatformStatus(raw: Uint8Array): PlatformStatus {
   const b = expectSize(raw, 'sev_user_data_status');
   const o = SEV_STRUCTS.sev_user_data_status.offsets;
@@ -159,6 +165,10 @@ export interface SnpPlatformStatus {
   flags: number;
 }
 
+/**
+ * Decodes the 32-byte `struct sev_user_data_snp_status`; throws SevError (code EPROTO) on a wrong size or an
+ * unknown SNP state.
+ */
 export function decodeSnpPlatformStatus(raw: Uint8Array): SnpPlatformStatus {
   const b = expectSize(raw, 'sev_user_data_snp_status');
   const o = SEV_STRUCTS.sev_user_data_snp_status.offsets;
@@ -197,6 +207,10 @@ export interface SnpConfig {
   maskChipKey?: boolean;
 }
 
+/**
+ * Encodes SNP_SET_CONFIG's 64-byte `struct sev_user_data_snp_config`; throws SevError (ERR_OUT_OF_RANGE) unless
+ * reportedTcb is a u64 bigint.
+ */
 export function encodeSnpConfig(c: SnpConfig): Buffer {
   if (typeof c.reportedTcb !== 'bigint' || c.reportedTcb < 0n || c.reportedTcb > 0xffff_ffff_ffff_ffffn) {
     throw new SevError({ code: 'ERR_OUT_OF_RANGE', message: 'SNP config reportedTcb must be a u64 bigint' });

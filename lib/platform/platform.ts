@@ -19,10 +19,12 @@ import {
   type SnpPlatformStatus,
 } from './layout.js';
 
+/** The SEV device node used when neither the option nor SEVKIT_DEVICE names one. */
 export const DEFAULT_DEVICE = '/dev/sev';
 
+/** Options of SevPlatform: the device path and a binding to use instead of the process-wide addon. */
 export interface SevPlatformOptions {
-  /** Device path; default `SEVKIT_DEVICE`, else /dev/sev. */
+  /** Device path; default /dev/sev (the CLI passes $SEVKIT_DEVICE). */
   device?: string;
   /** Binding to use instead of the process-wide one (tests). */
   binding?: NativeBinding;
@@ -36,6 +38,7 @@ export interface PlatformCerts {
   cek: Buffer;
 }
 
+/** The chip id and the ioctl that returned it. */
 export interface ChipId {
   id: Buffer;
   /** Which ioctl answered: GET_ID2, or the deprecated GET_ID on old kernels. */
@@ -65,10 +68,9 @@ export function chipIdHex(id: Uint8Array): string {
   return Buffer.from(id.buffer, id.byteOffset, id.length).toString('hex').toUpperCase();
 }
 
-/** Resolve the device path: option, else SEVKIT_DEVICE, else /dev/sev. */
+/** The device path: `device` when given and non-empty, else /dev/sev (the CLI passes $SEVKIT_DEVICE). */
 export function resolveDevice(device?: string): string {
-  const d = device ?? process.env.SEVKIT_DEVICE;
-  return d !== undefined && d !== '' ? d : DEFAULT_DEVICE;
+  return device !== undefined && device !== '' ? device : DEFAULT_DEVICE;
 }
 
 function checkBlob(name: string, b: unknown): Uint8Array {
@@ -84,6 +86,10 @@ function checkBlob(name: string, b: unknown): Uint8Array {
   return b;
 }
 
+/**
+ * The /dev/sev platform commands (status, certificate export, PEK/PDH management, chip id, SNP status/config)
+ * through the native addon, serialised per device path; every failure is a SevError.
+ */
 export class SevPlatform {
   readonly device: string;
   readonly #binding: NativeBinding | undefined;

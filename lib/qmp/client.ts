@@ -22,6 +22,10 @@ import type {
   StatusInfo,
 } from './types.js';
 
+/**
+ * Deadlines (ms) and size bounds of a QmpClient: connect and per-command timeouts, longest accepted line, events
+ * kept per slow subscriber.
+ */
 export interface QmpClientOptions {
   /** Deadline for connect + greeting + qmp_capabilities (ms). Default 10 s. */
   connectTimeoutMs?: number;
@@ -35,6 +39,7 @@ export interface QmpClientOptions {
   maxQueuedEventBytes?: number;
 }
 
+/** Per-command options: a deadline in ms overriding the client's default. */
 export interface ExecuteOptions {
   timeoutMs?: number;
 }
@@ -58,6 +63,10 @@ const MAX_ABANDONED = 1024;
 
 const DEFAULTS = { connectTimeoutMs: 10_000, commandTimeoutMs: 30_000, maxLineBytes: 8 << 20, maxQueuedEvents: 4096, maxQueuedEventBytes: 16 << 20 };
 
+/**
+ * A QMP client over a UNIX socket: commands with deadlines, typed SEV queries and events; every failure is a
+ * QmpError subclass, and close() fails pending commands with QmpDisconnectedError.
+ */
 export class QmpClient {
   readonly socketPath: string;
   /** The greeting QEMU sent on connect. */

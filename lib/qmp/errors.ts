@@ -5,6 +5,10 @@
  */
 import { SevkitError } from '../errors.js';
 
+/**
+ * Base class of every QMP failure (a SevkitError); branch on the subclass: QmpCommandError,
+ * QmpDisconnectedError, QmpProtocolError, QmpTimeoutError, QmpConnectError.
+ */
 export class QmpError extends SevkitError {}
 
 /** QEMU answered the command with `{"error": {"class", "desc"}}`. */

@@ -7,6 +7,7 @@ export interface QmpGreeting {
   };
 }
 
+/** An asynchronous QMP event as QEMU sends it (SHUTDOWN, STOP, ...). */
 export interface QmpEvent {
   event: string;
   data?: Record<string, unknown>;
@@ -20,6 +21,7 @@ export interface StatusInfo {
   singlestep?: boolean;
 }
 
+/** QEMU's SEV guest state names, as `query-sev` reports them. */
 export type SevState = 'uninit' | 'launch-update' | 'launch-secret' | 'running' | 'send-update' | 'receive-update';
 
 /** `query-sev` → SevInfo. Flat in 7.2; QEMU ≥ 9.1 adds `sev-type` (a missing one means "sev"). */

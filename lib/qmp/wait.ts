@@ -13,6 +13,10 @@ import path from 'node:path';
 import { QmpClient, type QmpClientOptions } from './client.js';
 import { QmpConnectError, QmpTimeoutError } from './errors.js';
 
+/**
+ * QmpClientOptions plus the total time (ms) to wait for the socket to appear and QEMU to greet, and an abort
+ * signal.
+ */
 export interface WaitForQmpOptions extends QmpClientOptions {
   /** Total time allowed for the socket to appear and QEMU to greet. Default 30 s. */
   timeoutMs?: number;

@@ -24,6 +24,7 @@ export class SimClientError extends SevkitError {
   }
 }
 
+/** A firmware API version: major, minor and build. */
 export interface SimApi {
   major: number;
   minor: number;
@@ -110,6 +111,10 @@ export abstract class SimCalls {
 
 }
 
+/**
+ * A connection to a running SimDaemon ($SEVKIT_SIM_SOCKET by default) for the guest-launch firmware commands; a
+ * refusal is a SimClientError carrying the SEV_RET_* status.
+ */
 export class SimClient extends SimCalls {
   private sock: net.Socket | undefined;
   private readonly reader = new FrameReader();
@@ -119,14 +124,20 @@ export class SimClient extends SimCalls {
   private closing = false;
   private readonly lostHandlers: Array<(e: Error) => void> = [];
 
-  private constructor(readonly socketPath: string) {
+  private constructor(
+    readonly socketPath: string,
+    private readonly tag: string | undefined,
+  ) {
     super();
   }
 
-  /** Connects to the daemon (default: $SEVKIT_SIM_SOCKET). */
-  static async connect(socketPath: string | undefined = process.env.SEVKIT_SIM_SOCKET): Promise<SimClient> {
+  /**
+   * Connects to the daemon at `socketPath` (inside `sevkit sim`, $SEVKIT_SIM_SOCKET). `tag` names this
+   * client in every request, so that a fault armed for a tag hits only it ($SEVKIT_SIM_TAG).
+   */
+  static async connect(socketPath: string | undefined, opts: { tag?: string | undefined } = {}): Promise<SimClient> {
     if (!socketPath) throw new SimClientError('ERR_SIM_CLIENT', 'no simulator socket: SEVKIT_SIM_SOCKET is not set (run under `sevkit sim --`)');
-    const c = new SimClient(socketPath);
+    const c = new SimClient(socketPath, opts.tag || undefined);
     await c.open();
     return c;
   }
@@ -194,8 +205,7 @@ export class SimClient extends SimCalls {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      const tag = process.env.SEVKIT_SIM_TAG;
-      this.sock!.write(frame(encodeJson({ id, op, args, pid: process.pid, ...(tag ? { tag } : {}) })));
+      this.sock!.write(frame(encodeJson({ id, op, args, pid: process.pid, ...(this.tag ? { tag: this.tag } : {}) })));
     });
   }
 

@@ -20,6 +20,7 @@ import { Errno } from './uapi.js';
 import { handleJson } from './json-api.js';
 import { decommission, type GuestContext } from './guests.js';
 
+/** SimPlatformOptions plus the daemon's UNIX socket path and an existing platform to serve. */
 export interface SimDaemonOptions extends SimPlatformOptions {
   /** Socket path; default `<state>/sev.sock`, or a temp path when that is too long for AF_UNIX. */
   socketPath?: string;
@@ -47,6 +48,10 @@ export function socketIsLive(socketPath: string): Promise<boolean> {
   });
 }
 
+/**
+ * Serves one SimPlatform on a UNIX socket to the LD_PRELOAD shim and the simulator's QEMU wrapper; start()
+ * refuses a state dir another live daemon serves.
+ */
 export class SimDaemon {
   readonly platform: SimPlatform;
   readonly socketPath: string;

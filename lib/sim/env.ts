@@ -8,9 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { buildHint, PACKAGE_ROOT } from '../binding.js';
 import { SevkitError } from '../errors.js';
-import { writeHostFixture, type SimProduct } from '../host/fixture.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { writeHostFixture, type SimProduct } from './host-fixture.js';
+import { writeFileAtomic } from '../util/fs.js';
 
+/** The simulator's environment cannot be prepared, e.g. the LD_PRELOAD shim is not built (ERR_SIM_ENV). */
 export class SimEnvError extends SevkitError {
   constructor(message: string) {
     super('ERR_SIM_ENV', message);
@@ -37,6 +38,10 @@ export function findShim(root = PACKAGE_ROOT): string {
   throw new SimEnvError(`the simulator's LD_PRELOAD shim (${SHIM_FILE}) is not built; ${buildHint(root)} (looked in ${shimCandidates(root).join(', ')})`);
 }
 
+/**
+ * The simulated host prepareSimHost wrote: its fake root, CPUID file, the bin directory with the QEMU wrapper,
+ * and the QEMU command.
+ */
 export interface SimHost {
   /** SEVKIT_HOST_ROOT */
   hostRoot: string;

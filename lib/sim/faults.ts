@@ -11,8 +11,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SevkitError } from '../errors.js';
 import { parseErrno, parseRet } from './uapi.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { writeFileAtomic } from '../util/fs.js';
 
+/**
+ * A fault to inject into the simulator: where it strikes, on which command, the firmware status or errno, how
+ * often, and which processes it targets.
+ */
 export interface FaultSpec {
   /** Where it strikes: an ioctl/firmware command (default), an open() of the device, or a guest-launch command. */
   on?: 'ioctl' | 'open' | 'launch';
@@ -44,6 +48,7 @@ export interface ResolvedFault {
   pid?: number;
 }
 
+/** An invalid FaultSpec (ERR_SIM_FAULT). */
 export class SimFaultError extends SevkitError {
   constructor(message: string) {
     super('ERR_SIM_FAULT', message);
@@ -101,6 +106,7 @@ export function armFault(stateDir: string, spec: FaultSpec): void {
   writeFileAtomic(file, JSON.stringify(list, null, 2) + '\n');
 }
 
+/** Disarms every fault armed on this state dir. */
 export function clearFaults(stateDir: string): void {
   fs.rmSync(path.join(stateDir, FAULTS_FILE), { force: true });
 }

@@ -19,6 +19,7 @@ import { openSecret } from '../launch/secret.js';
 import { signLegacyReport } from '../certs/report.js';
 import type { SimPlatform } from './platform.js';
 import { Ret, parseRet } from './uapi.js';
+import { decodeStrictBase64 } from '../util/base64.js';
 
 /** A guest command the simulated firmware refused (fwStatus = SEV_RET_*). */
 export class SimFirmwareError extends SevkitError {
@@ -127,8 +128,9 @@ const FAULT_NAMES: Record<string, string> = {
 };
 
 function b64(v: unknown, what: string): Buffer {
-  if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) throw new SimFirmwareError(Ret.INVALID_PARAM, `${what}: expected base64`);
-  return Buffer.from(v, 'base64');
+  const b = decodeStrictBase64(v);
+  if (!b) throw new SimFirmwareError(Ret.INVALID_PARAM, `${what}: expected base64`);
+  return b;
 }
 
 function u32(v: unknown, what: string): number {

@@ -8,20 +8,19 @@
 import { SimPlatform, type SimPlatformOptions } from './platform.js';
 
 export { SimPlatform, SimStateError } from './platform.js';
-export type { SimPlatformOptions, IoctlRequest, IoctlReply, OutBlob, SimState } from './platform.js';
+export type { SimPlatformOptions } from './platform.js';
 export { SimDaemon } from './daemon.js';
 export type { SimDaemonOptions } from './daemon.js';
 export { SimClient, SimClientError } from './client.js';
 export type { SimApi } from './client.js';
 export { startSim } from './session.js';
 export type { SimSession, StartSimOptions } from './session.js';
-export { armFault, clearFaults, SimFaultError } from './faults.js';
-export type { FaultSpec } from './faults.js';
 export { SimFirmwareError } from './guests.js';
 export { findShim, prepareSimHost, simEnv, SimEnvError, SIM_BANNER } from './env.js';
 export type { SimHost } from './env.js';
-export { defaultStateDir as defaultSimStateDir } from './fsutil.js';
+export { simStateDir } from '../util/cache-dir.js';
 export { TEST_ROOT_ID_PREFIX } from './keys.js';
+export { simulatorCaChain } from './ca-chain.js';
 
 /** In-process simulated platform on a state dir (created from the seed when empty). */
 export function createSimPlatform(stateDir: string, seed?: string | number, opts: Omit<SimPlatformOptions, 'seed'> = {}): SimPlatform {

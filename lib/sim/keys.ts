@@ -18,8 +18,8 @@ import { beToLeFixed } from '../certs/bytes.js';
 import { caCertBody, createCaCert, encodeCaCert, type CaCert } from '../certs/ca-cert.js';
 import { createSevCert, encodeSevCert, sevCertBody, type SevCert } from '../certs/sev-cert.js';
 import { deriveBytes, deriveP384, deriveRsa, ecdsaSignDeterministic, rsaPssSignDeterministic } from './detcrypto.js';
-import { defaultCacheDir } from './fsutil.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { cacheDir } from '../util/cache-dir.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 /** Prefix of the simulator's CA key ids: visible in every dump of the ARK/ASK. */
 export const TEST_ROOT_ID_PREFIX = 'SIMTEST-';
@@ -46,10 +46,10 @@ function signCa(cert: CaCert, key: KeyObject, seed: string, label: string): CaCe
  * keys are cached per seed (the derivation is deterministic; the cache only
  * saves time) under the user's cache dir.
  */
-export function loadOrCreateRoots(seed: string, cacheDir: string = path.join(defaultCacheDir(), 'sim-rsa')): { arkKey: KeyObject; askKey: KeyObject } {
+export function loadOrCreateRoots(seed: string, rsaCacheDir: string = path.join(cacheDir(), 'sim-rsa')): { arkKey: KeyObject; askKey: KeyObject } {
   const tag = crypto.createHash('sha256').update(`sevkit-sim-rsa-v2\0${seed}`).digest('hex').slice(0, 32);
   const load = (role: string, bits: number): KeyObject => {
-    const file = path.join(cacheDir, `${tag}-${role}.key.pem`);
+    const file = path.join(rsaCacheDir, `${tag}-${role}.key.pem`);
     try {
       const k = crypto.createPrivateKey(fs.readFileSync(file));
       if (k.asymmetricKeyType === 'rsa' && k.asymmetricKeyDetails?.modulusLength === bits) return k;
@@ -58,7 +58,7 @@ export function loadOrCreateRoots(seed: string, cacheDir: string = path.join(def
     }
     const { privateKey } = deriveRsa(seed, role, bits);
     try {
-      fs.mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+      fs.mkdirSync(rsaCacheDir, { recursive: true, mode: 0o700 });
       writeFileAtomic(file, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, 0o600);
     } catch {
       // a read-only cache only costs time

@@ -18,7 +18,7 @@ import { decodeSevCert, encodeSevCert, isEmptySlot, sevCertBody, type SevCert } 
 import { verifySevLink } from '../certs/verify.js';
 import { deriveBytes, deriveP384, ecdsaSignDeterministic } from './detcrypto.js';
 import { FaultTable, type FaultSpec, type Requester } from './faults.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { writeFileAtomic } from '../util/fs.js';
 import {
   buildCaCerts, buildCek, buildOca, buildPdh, buildPek, buildPekCsr, loadOrCreateRoots, type ApiVersion,
 } from './keys.js';
@@ -28,8 +28,12 @@ import {
 } from './uapi.js';
 import { SnpConfigFlag, SnpStatusFlag } from '../platform/constants.js';
 import { encodePlatformStatus } from '../platform/layout.js';
-import { productAsids, type SimProduct } from '../host/fixture.js';
+import { productAsids, type SimProduct } from './host-fixture.js';
 
+/**
+ * The simulator's state directory cannot be used: unreadable or of an unknown format, created with another seed,
+ * or missing a key (ERR_SIM_STATE).
+ */
 export class SimStateError extends SevkitError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_SIM_STATE', message, options);
@@ -72,6 +76,10 @@ export interface IoctlReply {
 
 export type SimState = 'UNINIT' | 'INIT' | 'WORKING';
 
+/**
+ * Options of the simulated platform: the key seed, the firmware API version it reports, the boot state, SNP, and
+ * which kernel driver behaviour it models.
+ */
 export interface SimPlatformOptions {
   /** Seed of all key material (default "0"). An existing state dir keeps its own seed; a different one is an error. */
   seed?: string | number;
@@ -130,6 +138,10 @@ function u64le(v: bigint): Buffer {
   return b;
 }
 
+/**
+ * The simulated SEV platform on a state directory: firmware state machine, TEST keys and certificates, guest
+ * slots, persisted across runs. It models the firmware; nothing it signs proves anything about AMD hardware.
+ */
 export class SimPlatform {
   readonly stateDir: string;
   readonly seed: string;
@@ -193,7 +205,7 @@ export class SimPlatform {
       }
       if (st.format !== STATE_FORMAT) throw new SimStateError(`${file}: unknown format ${String(st.format)}; delete the state dir to start over`);
       if (wantSeed !== undefined && wantSeed !== st.seed) {
-        throw new SimStateError(`state dir ${dir} was created with seed ${st.seed}, not ${wantSeed}; use another --state or delete it`);
+        throw new SimStateError(`state dir ${dir} was created with seed ${st.seed}, not ${wantSeed}; use another state directory or delete it`);
       }
       const p = new SimPlatform(dir, st, opts);
       p.loadFiles();

@@ -6,16 +6,24 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SimDaemon } from './daemon.js';
 import { SHIM_FILE, findShim, prepareSimHost, simEnv, type SimHost } from './env.js';
-import { defaultStateDir } from './fsutil.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { simStateDir } from '../util/cache-dir.js';
+import { writeFileAtomic } from '../util/fs.js';
 import type { SimPlatformOptions } from './platform.js';
 
+/**
+ * Options of startSim: the simulated platform's options, the state directory (default under the XDG cache) and
+ * the socket path.
+ */
 export interface StartSimOptions extends SimPlatformOptions {
   /** Default: ~/.cache/sevkit/sim (or $XDG_CACHE_HOME/sevkit/sim). */
   stateDir?: string;
   socketPath?: string;
 }
 
+/**
+ * A running simulator: its daemon, state dir, socket, shim, the simulated host, and the environment that routes
+ * child processes to it.
+ */
 export interface SimSession {
   daemon: SimDaemon;
   stateDir: string;
@@ -27,9 +35,13 @@ export interface SimSession {
   close(): Promise<void>;
 }
 
+/**
+ * Starts a simulator on a state dir and returns the environment for child processes; throws SimEnvError when the
+ * shim is not built, SimStateError on an unusable state dir.
+ */
 export async function startSim(opts: StartSimOptions = {}): Promise<SimSession> {
   const shim = findShim(); // fail before creating anything when the shim is missing
-  const daemon = await SimDaemon.start(opts.stateDir ?? defaultStateDir(), opts);
+  const daemon = await SimDaemon.start(opts.stateDir ?? simStateDir(), opts);
   try {
     const stateDir = daemon.platform.stateDir;
     const host = prepareSimHost(stateDir, daemon.platform.kernel, daemon.platform.product);

@@ -11,9 +11,10 @@
  * snpLaunchDigest runs all three for one launch.
  */
 import { cpuSignature, vcpuSignature } from '../launch/cpus.js';
-import { LaunchInputError, OvmfError } from '../launch/errors.js';
-import { buildKernelHashesTable, PADDED_HASHES_TABLE_SIZE, type KernelHashesInput } from '../launch/hashes.js';
-import { OVMF_GUIDS, parseOvmf, requireHashesArea, type OvmfInfo } from '../launch/ovmf.js';
+import { LaunchInputError } from '../launch/errors.js';
+import { OvmfError } from '../firmware/errors.js';
+import { buildKernelHashesTable, type KernelHashesInput } from '../launch/hashes.js';
+import { OVMF_GUIDS, PADDED_HASHES_TABLE_SIZE, parseOvmf, requireHashesArea, type OvmfInfo } from '../firmware/ovmf.js';
 import { SnpGctx, SnpPageType, SNP_LD_SIZE, SNP_PAGE_SIZE, sha384, type GctxStep } from './gctx.js';
 import { parseSevMetadata, SevSectionType, type SevMetadataSection } from './metadata.js';
 import { buildSnpVmsa, parseGuestFeatures, SNP_BSP_EIP, type SnpFpuState, type SnpVmmType } from './vmsa.js';

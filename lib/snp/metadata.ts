@@ -4,8 +4,8 @@
  * footer). 16-byte header (signature "ASEV", u32 length, u32 version 1, u32 item count), then 12-byte items
  * (u32 GPA, u32 size, u32 type) — shared/specs/snp-launch.md §1.2.
  */
-import { OvmfError } from '../launch/errors.js';
-import { OVMF_GUIDS, type OvmfInfo } from '../launch/ovmf.js';
+import { OvmfError } from '../firmware/errors.js';
+import { OVMF_GUIDS, type OvmfInfo } from '../firmware/ovmf.js';
 
 /** Section types of the SEV metadata. */
 export const SevSectionType = {

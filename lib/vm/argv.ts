@@ -23,6 +23,10 @@ export interface SevGuestArgs {
   id?: string;
 }
 
+/**
+ * Everything buildQemuArgv lays out: QEMU binary, memory (MiB), vCPUs, firmware, disks, sockets, SEV guest
+ * object, devices, direct boot.
+ */
 export interface QemuArgvOptions {
   qemu: string;
   /** 'kvm' → -enable-kvm (aleph); 'tcg' → -accel tcg (tests, hosts without KVM). */
@@ -69,6 +73,10 @@ export function u32(n: number, what: string): number {
   return n;
 }
 
+/**
+ * The `-object sev-guest,...` value (policy, cbitpos, reduced-phys-bits, session files, kernel-hashes); throws
+ * InputError (ERR_VM_ARGV) on an out-of-range value or a path containing a comma.
+ */
 export function sevGuestObject(s: SevGuestArgs): string {
   u32(s.policy, 'SEV policy');
   if (!Number.isInteger(s.cbitpos) || s.cbitpos < 1 || s.cbitpos > 63) throw new InputError(`cbitpos must be 1..63, got ${s.cbitpos}`, 'ERR_VM_ARGV');
@@ -82,6 +90,10 @@ export function sevGuestObject(s: SevGuestArgs): string {
   return o;
 }
 
+/**
+ * The QEMU argv (binary first) for a confidential VM in aleph-vm's layout; throws InputError (ERR_VM_ARGV) on an
+ * out-of-range value or a path containing a comma.
+ */
 export function buildQemuArgv(o: QemuArgvOptions): string[] {
   const a: string[] = [o.qemu];
   a.push(...(o.accel === 'tcg' ? ['-accel', 'tcg'] : ['-enable-kvm']), '-nodefaults');
@@ -140,6 +152,10 @@ export interface AlephConfidentialConfig {
   sev_policy: number;
 }
 
+/**
+ * This host's CPUID values the sev-guest object needs: the C-bit position and the physical address bits lost to
+ * encryption.
+ */
 export interface SevHostInfo {
   cbitpos: number;
   reducedPhysBits: number;

@@ -1,6 +1,10 @@
 /** Typed failures of the confidential-VM supervisor. */
 import { SevkitError } from '../errors.js';
 
+/**
+ * Base class of the supervisor's failures (a SevkitError): VmStateError, VmExitedError, VmLaunchError,
+ * VmSecretError.
+ */
 export class VmError extends SevkitError {}
 
 /** An operation not allowed in the VM's current lifecycle state. */

@@ -1,10 +1,10 @@
+/** The QEMU supervisor for confidential VMs: argv in aleph-vm's layout, launch to measurement, secret injection, stop. */
 export * from './errors.js';
-export * from './argv.js';
+export { buildQemuArgv, sevGuestObject, alephConfidentialArgv, type SevGuestArgs, type QemuArgvOptions, type AlephConfidentialConfig, type SevHostInfo } from './argv.js';
 export { hostSevInfo } from './host.js';
 export {
   Supervisor,
   ConfidentialVm,
-  decodeBase64Strict,
   type VmState,
   type VmSpec,
   type VmSevSpec,

@@ -7,10 +7,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileDurable } from '../fsutil.js';
+import { writeFileDurable } from '../util/fs.js';
 import { VmLaunchError } from './errors.js';
 import { isSameProcess, procIdentity } from './proc.js';
-import type { VmMeasurement, VmSpec } from './supervisor.js';
+import type { VmMeasurement, VmSpec } from './spec.js';
 
 export const VM_RECORD_FILE = 'vm.json';
 export const ROOT_LOCK_FILE = 'supervisor.lock';

@@ -6,8 +6,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensurePrivateDir, writeFileAtomic } from '../fsutil.js';
+import { ensurePrivateDir, writeFileAtomic } from '../util/fs.js';
 
+/** Where per-VM run directories go by default: $TMPDIR/sevkit-vm-<uid>. */
 export function defaultRunRoot(): string {
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
   return path.join(os.tmpdir(), `sevkit-vm-${uid}`);

@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import { parseQemuVersion, versionAtLeast } from '../host/probes.js';
+import { parseQemuVersion, versionAtLeast } from '../qmp/version.js';
 import { optPath, u32, type QemuArgvOptions, type SevHostInfo } from './argv.js';
 import { VmError, VmLaunchError } from './errors.js';
 import type { QmpClient } from '../qmp/client.js';
@@ -93,9 +93,11 @@ export function snpPolicyFields(p: bigint): SnpPolicyFields {
   };
 }
 
-/** Sizes QEMU's setters and KVM take (snp-launch.md §2.2). */
+/** Size of the ID block QEMU's `id-block=` takes (snp-launch.md §2.2). */
 export const SNP_ID_BLOCK_LEN = 96;
+/** Size of the ID authentication structure (`id-auth=`; KVM copies a whole page). */
 export const SNP_ID_AUTH_LEN = 4096;
+/** Size of `host-data=`, carried verbatim into the report's HOST_DATA. */
 export const SNP_HOST_DATA_LEN = 32;
 
 /** The `sev-snp-guest` object (QEMU >= 9.1 qapi/qom.json SevSnpGuestProperties). */
@@ -305,18 +307,19 @@ const versions = new Map<string, { stamp: string; version: Promise<string | null
  * cannot be run.
  */
 export async function qemuVersion(qemu: string, opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<string | null> {
-  const env = opts.env ?? process.env;
+  // No env given: QEMU inherits this process's (execFile's default).
+  const env = opts.env;
   let stamp = '';
   try {
     const st = await fs.promises.stat(qemu);
-    stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${env.SEVKIT_SIM_QEMU_VERSION ?? ''}`;
+    stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${env?.SEVKIT_SIM_QEMU_VERSION ?? ''}`;
   } catch {
     /* a bare name found on PATH: not cached */
   }
   const hit = stamp ? versions.get(qemu) : undefined;
   if (hit && hit.stamp === stamp) return hit.version;
   const version = new Promise<string | null>((resolve, reject) => {
-    execFile(qemu, ['-version'], { env, timeout: opts.timeoutMs ?? 10_000, encoding: 'utf8', maxBuffer: 64 * 1024 }, (err, stdout) => {
+    execFile(qemu, ['-version'], { ...(env ? { env } : {}), timeout: opts.timeoutMs ?? 10_000, encoding: 'utf8', maxBuffer: 64 * 1024 }, (err, stdout) => {
       const v = parseQemuVersion(stdout ?? '');
       if (v) return resolve(v);
       if (err) {

@@ -26,17 +26,21 @@ import path from 'node:path';
 import { QmpClient } from '../qmp/client.js';
 import { QmpDisconnectedError, QmpError, QmpTimeoutError } from '../qmp/errors.js';
 import { waitForQmp } from '../qmp/wait.js';
-import type { SevInfo } from '../qmp/types.js';
 import { buildQemuArgv, type SevHostInfo } from './argv.js';
-import { buildSnpQemuArgv, checkSnpGuest, requireSnpQemu, qemuVersion, type VmSnpSpec } from './snp.js';
+import { buildSnpQemuArgv, checkSnpGuest, requireSnpQemu, qemuVersion } from './snp.js';
 import type { SnpGuestInfo } from '../qmp/sev-info.js';
 import { VmError, VmExitedError, VmLaunchError, VmSecretError, VmStateError } from './errors.js';
 import { createRunDir, defaultRunRoot, ensureRunRoot, removeRunDir, writePrivateFile } from './rundir.js';
-import { settlesWithin } from './settle.js';
+import { settlesWithin } from '../util/async.js';
+import { decodeStrictBase64 } from '../util/base64.js';
 import { FileTail } from './tail.js';
 import { isSameProcess, procIdentity } from './proc.js';
 import { acquireRootLock, readVmRecord, writeVmRecord, type RootLock, type VmRecordFile } from './record.js';
+import type { VmMeasurement, VmSpec } from './spec.js';
 
+export type { VmMeasurement, VmSevSpec, VmSpec } from './spec.js';
+
+/** A confidential VM's lifecycle state: starting → awaiting-secret → running → stopped, or failed from any of them. */
 export type VmState = 'starting' | 'awaiting-secret' | 'running' | 'stopped' | 'failed';
 
 const TRANSITIONS: Record<VmState, VmState[]> = {
@@ -48,50 +52,21 @@ const TRANSITIONS: Record<VmState, VmState[]> = {
   failed: [],
 };
 
-export interface VmSevSpec {
-  /** Guest policy; bit 2 (0x4) makes an SEV-ES guest. */
-  policy: number;
-  /** Guest owner's DH certificate: base64 text as sevctl writes it (string) or raw bytes (Buffer). */
-  godh?: string | Buffer;
-  /** Launch session blob: base64 text (string) or raw bytes (Buffer). */
-  session?: string | Buffer;
-  kernelHashes?: boolean;
-}
 
-export interface VmSpec {
-  /** Letters, digits, '.', '_', '-'; also QEMU's -name (the simulator files secrets under it). */
-  name: string;
-  /** Firmware image (OVMF), attached read-only as pflash unit 0 and measured. */
-  firmware: string;
-  memMb?: number;
-  vcpus?: number;
-  /** null/undefined: a plain VM (no sev-guest object), for hosts and tests without SEV. */
-  sev?: VmSevSpec | null;
-  /** An SEV-SNP guest (QEMU >= 9.1; exclusive with `sev`): started at once, no measurement or secret on the host. */
-  snp?: VmSnpSpec | null;
-  image?: { path: string; format?: string };
-  cpu?: string;
-  accel?: 'kvm' | 'tcg';
-  tapInterface?: string;
-  cloudInitDrive?: string;
-  hostVolumes?: Array<{ path: string; readOnly: boolean }>;
-  gpus?: Array<{ pciHost: string; xVga?: boolean }>;
-  kernel?: string;
-  initrd?: string;
-  append?: string;
-  /** Add aleph's monitor socket and guest-agent channel (default true). */
-  alephSockets?: boolean;
-  extraArgs?: string[];
-}
-
+/**
+ * Options of a Supervisor: QEMU binary, run directory root, concurrent launches, host CPUID values, and
+ * deadlines in ms.
+ */
 export interface SupervisorOptions {
-  /** QEMU binary; default SEVKIT_QEMU, else qemu-system-x86_64 from PATH. */
+  /** QEMU binary; default qemu-system-x86_64 from PATH (the CLI passes $SEVKIT_QEMU). */
   qemu?: string;
   /** Where per-VM run directories go; default $TMPDIR/sevkit-vm-<uid>. */
   runRoot?: string;
   /** Launches allowed in `starting` at once; more wait their turn. Default 4. */
   maxConcurrentLaunches?: number;
-  /** cbitpos / reduced-phys-bits of this host; default from CPUID 0x8000001F (SEVKIT_CPUID honoured). */
+  /** CPUID JSON file to read cbitpos from instead of the CPU (the simulator's fake host; the CLI passes $SEVKIT_CPUID); default: `env.SEVKIT_CPUID`, else the CPU. */
+  cpuidFile?: string;
+  /** cbitpos / reduced-phys-bits of this host; default from CPUID 0x8000001F. */
   hostSevInfo?: SevHostInfo | (() => Promise<SevHostInfo>);
   /** Deadline from spawn to measurement (ms). Default 60 s. */
   launchTimeoutMs?: number;
@@ -110,12 +85,11 @@ export interface SupervisorOptions {
   keepVmsOnExit?: boolean;
 }
 
-export interface VmMeasurement {
-  sevInfo: SevInfo;
-  /** base64 of MEASURE(32) ‖ MNONCE(16), as query-sev-launch-measure returns it. */
-  launchMeasure: string;
-}
 
+/**
+ * The owner's secret for LAUNCH_SECRET: base64 of the 52-byte packet header and of the encrypted payload, and
+ * optionally the guest address.
+ */
 export interface InjectSecretArgs {
   /** base64 of the 52-byte LAUNCH_SECRET header. */
   packetHeader: string;
@@ -130,11 +104,11 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const RUN_DIR_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,23}-[A-Za-z0-9]{6}$/;
 const SECRET_HEADER_LEN = 52;
 
-/** Strict base64 (standard alphabet, padding optional): refuse rather than guess. */
+/** `s` under the one strict base64 rule (lib/util/base64.ts), else VmSecretError naming `what`. */
 export function decodeBase64Strict(s: string, what: string): Buffer {
-  const t = s.trim();
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(t) || t.length % 4 === 1) throw new VmSecretError(`${what} is not valid base64`, 'ERR_VM_BASE64');
-  return Buffer.from(t, 'base64');
+  const b = decodeStrictBase64(s);
+  if (!b) throw new VmSecretError(`${what} is not valid base64`, 'ERR_VM_BASE64');
+  return b;
 }
 
 class Semaphore {
@@ -183,6 +157,11 @@ export interface AdoptionResult {
   removed: string[];
 }
 
+/**
+ * Launches and tracks confidential VMs by name, at most maxConcurrentLaunches starting at once. launch() resolves
+ * when the measurement is available; after cleaning up it rejects with a VmError (VmLaunchError, VmExitedError with
+ * QEMU's stderr, VmStateError when stopped meanwhile) or the QmpError of a QEMU that stayed alive.
+ */
 export class Supervisor {
   readonly runRoot: string;
   private readonly opts: SupervisorOptions;
@@ -263,7 +242,7 @@ export class Supervisor {
   }
 
   get qemu(): string {
-    return this.opts.qemu ?? (process.env.SEVKIT_QEMU || 'qemu-system-x86_64');
+    return this.opts.qemu || 'qemu-system-x86_64';
   }
 
   /** VMs not yet stopped or failed. */
@@ -289,7 +268,7 @@ export class Supervisor {
     try {
       await vm._start(async () => {
         const h = this.opts.hostSevInfo;
-        if (!h) return (await import('./host.js')).hostSevInfo({ cpuidFile: this.opts.env?.SEVKIT_CPUID || undefined });
+        if (!h) return (await import('./host.js')).hostSevInfo({ cpuidFile: this.opts.cpuidFile || this.opts.env?.SEVKIT_CPUID || undefined });
         return typeof h === 'function' ? h() : h;
       });
     } finally {
@@ -304,6 +283,10 @@ export class Supervisor {
   }
 }
 
+/**
+ * One QEMU guest managed by a Supervisor: its lifecycle state (emits 'state' and 'end'), its measurement, secret
+ * injection, resume and stop; operations in the wrong state throw VmStateError.
+ */
 export class ConfidentialVm extends EventEmitter {
   readonly name: string;
   readonly spec: VmSpec;
@@ -533,7 +516,7 @@ export class ConfidentialVm extends EventEmitter {
         child = spawn(argv[0]!, argv.slice(1), {
           // Files, not pipes: QEMU must keep running (and writing) when this process is gone.
           stdio: ['ignore', outFd, errFd],
-          env: this.opts.env ?? process.env,
+          ...(this.opts.env ? { env: this.opts.env } : {}),
           detached: true, // own session and process group: a kill reaches the wrapper's real QEMU too, a Ctrl-C on our terminal does not
         });
       } finally {
@@ -900,9 +883,9 @@ function recordableSpec(spec: VmSpec): VmSpec {
 /** The GODH / session file content QEMU reads: base64 text (validated) or raw bytes encoded. */
 function launchBlobText(v: string | Buffer, what: string): string {
   if (Buffer.isBuffer(v)) return v.toString('base64');
-  const raw = decodeBase64Strict(v, what);
-  if (raw.length === 0) throw new VmLaunchError(`${what} is empty`, 'ERR_VM_SPEC');
-  return v.trim();
+  const text = v.trim();
+  if (decodeBase64Strict(text, what).length === 0) throw new VmLaunchError(`${what} is empty`, 'ERR_VM_SPEC');
+  return text;
 }
 
 /** Secret areas of firmware files already parsed, by path; valid while the file's identity, size and mtime hold. */
@@ -924,7 +907,7 @@ async function readSecretArea(firmware: string): Promise<{ base: number; size: n
   const hit = secretAreas.get(firmware);
   if (hit?.stamp === stamp) return hit.area;
   const area = (async () => {
-    const { parseOvmf, hasOvmfFooterTable } = await import('../launch/ovmf.js');
+    const { parseOvmf, hasOvmfFooterTable } = await import('../firmware/ovmf.js');
     const image = await fs.promises.readFile(firmware).catch(fail);
     if (!hasOvmfFooterTable(image)) return undefined;
     try {

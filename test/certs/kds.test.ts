@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { simulatorCaChain } from '../../lib/sim/ca-chain.js';
 import {
   Algo, KdsError, Usage, cachedCek, createCaCert, createSevCert, encodeCaCert, encodeSevCert, fetchCek, fullChainFor,
   parseRetryAfter, signCaCert, signSevCert, platformSevChain, type FetchLike, decodeFullChain, verifyChain, SEV_CHAIN_SIZE,
@@ -89,7 +90,7 @@ describe('platform chains', () => {
   const fakePlatform = (certs: typeof naples) => ({ exportCerts: async () => certs, getId: async () => ID });
 
   it('firmware CEK already signed by an AMD ASK: no KDS, built-in roots', async () => {
-    const r = await fullChainFor(fakePlatform(naples), { simStateDir: false, kds: { offline: true, cacheDir: false } });
+    const r = await fullChainFor(fakePlatform(naples), { kds: { offline: true, cacheDir: false } });
     expect(r.cekSource).toBe('firmware');
     expect(r.caSource).toBe('builtin');
     expect(r.generation).toBe('naples');
@@ -103,12 +104,12 @@ describe('platform chains', () => {
     unsignedCek.writeUInt32LE(0, 0x418);
     const fetch: FetchLike = async (url) => (expect(url).toContain(ID_HEX), res(200, naples.cek));
     const p = fakePlatform({ ...naples, cek: unsignedCek });
-    const sev = await platformSevChain(p, { simStateDir: false, kds: { fetch, cacheDir: dir } });
+    const sev = await platformSevChain(p, { kds: { fetch, cacheDir: dir } });
     expect(sev.cekSource).toBe('kds');
-    const r = await fullChainFor(p, { simStateDir: false, kds: { offline: true, cacheDir: dir } });
+    const r = await fullChainFor(p, { kds: { offline: true, cacheDir: dir } });
     expect(r.cekSource).toBe('kds');
     expect(r.bytes.equals(derived('naples', 'full_chain'))).toBe(true);
-    await expect(fullChainFor(p, { simStateDir: false, kds: { offline: true, cacheDir: false } })).rejects.toThrow(KdsError);
+    await expect(fullChainFor(p, { kds: { offline: true, cacheDir: false } })).rejects.toThrow(KdsError);
   });
 
   it("simulator state dir: its own ASK/ARK when they sign the CEK; such a chain fails against AMD's roots", async () => {
@@ -127,7 +128,7 @@ describe('platform chains', () => {
     const pekC = sign(sign(createSevCert({ usage: Usage.PEK, publicKey: pek.publicKey }), Usage.OCA, oca.privateKey), Usage.CEK, cek.privateKey);
     const pdhC = sign(createSevCert({ usage: Usage.PDH, publicKey: pdh.publicKey }), Usage.PEK, pek.privateKey);
     const p = fakePlatform({ pdh: encodeSevCert(pdhC), pek: encodeSevCert(pekC), oca: encodeSevCert(ocaC), cek: encodeSevCert(cekC) });
-    const r = await fullChainFor(p, { simStateDir: dir, kds: { offline: true, cacheDir: false } });
+    const r = await fullChainFor(p, { testCa: simulatorCaChain(dir), kds: { offline: true, cacheDir: false } });
     expect(r.caSource).toBe('simulator');
     expect(r.cekSource).toBe('firmware');
     expect(r.bytes.length).toBe(SEV_CHAIN_SIZE + 2 * 832);
@@ -137,7 +138,7 @@ describe('platform chains', () => {
     expect(amd.ok).toBe(false);
     expect(amd.caSource).toBe('none');
     // Without the state dir there is no root for this CEK.
-    await expect(fullChainFor(p, { simStateDir: false, kds: { offline: true, cacheDir: false } })).rejects.toThrow(/offline/);
+    await expect(fullChainFor(p, { kds: { offline: true, cacheDir: false } })).rejects.toThrow(/offline/);
   });
 });
 

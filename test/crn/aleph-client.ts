@@ -2,7 +2,7 @@
  * An aleph-style guest-owner client, written for the tests from the
  * description of aleph-sdk-python in shared/specs/aleph.md (§A.1.0, §B.1):
  * what aleph's own users send, built independently of sevkit's owner code
- * (lib/owner) and header code (lib/crn/auth.ts), so the CRN is tested against
+ * (lib/owner) and header code (lib/aleph/auth.ts), so the CRN is tested against
  * aleph's bytes rather than against itself.
  *
  *  - payloads serialised as Python's json.dumps does (", " and ": "), times as

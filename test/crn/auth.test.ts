@@ -8,7 +8,7 @@ import {
   SignedPubKeyCache,
   verifyAuthHeaders,
   type VerifyRequest,
-} from '../../lib/crn/auth.js';
+} from '../../lib/aleph/auth.js';
 import {
   base58Decode,
   base58Encode,
@@ -18,7 +18,7 @@ import {
   parseWalletKey,
   SolWallet,
   solVerify,
-} from '../../lib/crn/wallet.js';
+} from '../../lib/aleph/wallet.js';
 
 // Real headers published in aleph-vm doc/operator_auth.md (WebSocket example):
 // an Ethereum wallet signed the ephemeral key, the key signed a GET / for localhost.

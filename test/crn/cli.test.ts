@@ -8,10 +8,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runCli, startCrnServe, type CrnServeProcess } from '../helpers/cli.js';
-import { EthWallet } from '../../lib/crn/wallet.js';
+import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
-import { encodeCaChain, simulatorCaChain } from '../../lib/certs/index.js';
-import { makeDemoFirmware } from '../../lib/crn/demo.js';
+import { encodeCaChain } from '../../lib/certs/index.js';
+import { simulatorCaChain } from '../../lib/sim/ca-chain.js';
+import { makeDemoFirmware } from '../../lib/demo/demo.js';
 
 const simReason = process.env.SEVKIT_SIM_UNAVAILABLE;
 const TOKEN = crypto.randomBytes(16).toString('hex');

@@ -8,7 +8,8 @@ import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import { Algo, Usage, createCaCert, createSevCert, encodeCaCert, encodeSevCert, signCaCert, signSevCert, type CaChain } from '../../lib/certs/index.js';
 import { computeLaunchDigest, launchMeasure, openSecret, openSession, parseSecretTable } from '../../lib/launch/index.js';
-import type { CertificateSource, CrnVm, LaunchSpec, CrnPlatformCerts, AlephSevInfo, VmLauncher, CrnVmRunStatus } from '../../lib/crn/backend.js';
+import type { CertificateSource, CrnVm, LaunchSpec, CrnPlatformCerts, VmLauncher, CrnVmRunStatus } from '../../lib/crn/backend.js';
+import type { AlephSevInfo } from '../../lib/aleph/messages.js';
 
 export interface TestCa {
   ark: KeyObject;

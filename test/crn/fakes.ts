@@ -1,6 +1,7 @@
 /** In-memory stand-ins for the platform and the VM supervisor, for CRN HTTP tests. */
 import crypto from 'node:crypto';
-import type { CertificateSource, CrnVm, LaunchSpec, CrnPlatformCerts, AlephSevInfo, VmLauncher, CrnVmRunStatus } from '../../lib/crn/backend.js';
+import type { CertificateSource, CrnVm, LaunchSpec, CrnPlatformCerts, VmLauncher, CrnVmRunStatus } from '../../lib/crn/backend.js';
+import type { AlephSevInfo } from '../../lib/aleph/messages.js';
 
 export class FakeCerts implements CertificateSource {
   calls = 0;

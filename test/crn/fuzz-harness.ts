@@ -10,9 +10,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createAuthSession, type AuthSession } from '../../lib/crn/auth.js';
+import { createAuthSession, type AuthSession } from '../../lib/aleph/auth.js';
 import { startCrnServer } from '../../lib/crn/server.js';
-import { EthWallet } from '../../lib/crn/wallet.js';
+import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
 import { FakeCerts, FakeLauncher } from './fakes.js';
 

@@ -10,8 +10,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startCrnServer, type CrnServer } from '../../lib/crn/server.js';
-import { createAuthSession, type AuthSession } from '../../lib/crn/auth.js';
-import { EthWallet } from '../../lib/crn/wallet.js';
+import { createAuthSession, type AuthSession } from '../../lib/aleph/auth.js';
+import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
 import { FakeCerts, FakeLauncher } from './fakes.js';
 

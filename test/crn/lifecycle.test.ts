@@ -15,12 +15,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { cliEntry, ROOT } from '../helpers/cli.js';
 import { filesUnder, processesMentioning } from '../vm/helpers.js';
-import { EthWallet } from '../../lib/crn/wallet.js';
+import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
 import { launchOnCrn } from '../../lib/owner/launch.js';
 import { createSession } from '../../lib/launch/index.js';
-import { encodeCaChain, simulatorCaChain } from '../../lib/certs/index.js';
-import { makeDemoFirmware } from '../../lib/crn/demo.js';
+import { encodeCaChain } from '../../lib/certs/index.js';
+import { simulatorCaChain } from '../../lib/sim/ca-chain.js';
+import { makeDemoFirmware } from '../../lib/demo/demo.js';
 import { groupMembers, procIdentity } from '../../lib/vm/proc.js';
 
 const simReason = process.env.SEVKIT_SIM_UNAVAILABLE;

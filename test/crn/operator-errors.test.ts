@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ListenError, listenError, startCrnServer, type CrnServer } from '../../lib/crn/server.js';
-import { EthWallet } from '../../lib/crn/wallet.js';
+import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
 import { cliEntry, ROOT } from '../helpers/cli.js';
 import { FakeCerts, FakeLauncher } from './fakes.js';

@@ -5,8 +5,8 @@ import os from 'node:os';
 import http from 'node:http';
 import path from 'node:path';
 import { startCrnServer, type CrnServer } from '../../lib/crn/server.js';
-import { createAuthSession } from '../../lib/crn/auth.js';
-import { EthWallet, SolWallet } from '../../lib/crn/wallet.js';
+import { createAuthSession } from '../../lib/aleph/auth.js';
+import { EthWallet, SolWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient, CrnHttpError } from '../../lib/owner/client.js';
 import { FakeCerts, FakeLauncher } from './fakes.js';
 

@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT, runCli, type CliResult } from '../helpers/cli.js';
-import type { HostFixture, HostFixtureSpec } from '../../lib/host/fixture.js';
+import type { HostFixture, HostFixtureSpec } from '../../lib/sim/host-fixture.js';
 import { CHECK_IDS, STATUS_SCHEMA } from '../../lib/host/status.js';
 import { cleanup, fixture } from './helpers.js';
 

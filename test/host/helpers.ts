@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { writeHostFixture, type HostFixture, type HostFixtureSpec } from '../../lib/host/fixture.js';
+import { writeHostFixture, type HostFixture, type HostFixtureSpec } from '../../lib/sim/host-fixture.js';
 import { probeHost, type StatusProbeOptions } from '../../lib/host/gather.js';
 import type { FirmwareStatus, PlatformLike } from '../../lib/host/probes.js';
 import { HostFs, type HostFsOptions } from '../../lib/host/fs.js';

@@ -13,7 +13,7 @@ import { probeOkFacts } from '../../lib/host/gather.js';
 import { formatOkLine, runOk } from '../../lib/host/okTree.js';
 import { kvmIoctlWanted, probeKvm } from '../../lib/host/probes.js';
 import { buildReport, FIXES } from '../../lib/host/status.js';
-import type { HostFixture } from '../../lib/host/fixture.js';
+import type { HostFixture } from '../../lib/sim/host-fixture.js';
 import { cleanup, fixture, probeFixture } from './helpers.js';
 
 afterAll(cleanup);

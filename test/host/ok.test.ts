@@ -2,8 +2,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { HostFs } from '../../lib/host/fs.js';
 import { probeOkFacts } from '../../lib/host/gather.js';
 import { detectOkGeneration, formatOkLine, runOk, type OkGeneration } from '../../lib/host/okTree.js';
-import { mapCpuid, parseCpuidJson } from '../../lib/host/cpuid.js';
-import { CPU_PRESETS, cpuidFor, type HostFixtureSpec } from '../../lib/host/fixture.js';
+import { mapCpuid, parseCpuidJson } from '../../lib/platform/cpuid.js';
+import { CPU_PRESETS, cpuidFor, type HostFixtureSpec } from '../../lib/sim/host-fixture.js';
 import type { HostFsOptions } from '../../lib/host/fs.js';
 import { cleanup, fixture } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildReport, CHECK_IDS, FIXES, type StatusReport } from '../../lib/host/status.js';
 import { renderStatus } from '../../lib/host/render.js';
-import { GENOA_SYSCFG, type HostFixtureSpec } from '../../lib/host/fixture.js';
+import { GENOA_SYSCFG, type HostFixtureSpec } from '../../lib/sim/host-fixture.js';
 import { SYSCFG_SNP_EN } from '../../lib/host/probes.js';
 import { SNP_FIXES, tcbText } from '../../lib/host/snp-readiness.js';
 import type { StatusProbeOptions } from '../../lib/host/gather.js';

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { buildReport, CHECK_IDS, FIXES, STATUS_SCHEMA, type GuestType, type StatusReport } from '../../lib/host/status.js';
 import { renderStatus } from '../../lib/host/render.js';
-import type { HostFixtureSpec } from '../../lib/host/fixture.js';
+import type { HostFixtureSpec } from '../../lib/sim/host-fixture.js';
 import type { HostFsOptions } from '../../lib/host/fs.js';
 import type { StatusProbeOptions } from '../../lib/host/gather.js';
 import { setBinding, type NativeBinding } from '../../lib/binding.js';

@@ -162,7 +162,7 @@ describe('diagnoseMeasurement', () => {
   });
 
   it('firmware without a reset block is not searched for SEV-ES (QEMU would not start it)', async () => {
-    const { buildOvmfImage } = await import('../../lib/host/fixture.js');
+    const { buildOvmfImage } = await import('../../lib/sim/host-fixture.js');
     const noReset = { name: 'noreset.fd', image: buildOvmfImage({ resetBlock: false, kernelHashes: true }) };
     const d = diagnoseMeasurement(base({ firmwares: [noReset], measurement: crypto.randomBytes(48) }));
     expect(d.searched).toBe(0);

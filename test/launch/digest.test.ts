@@ -4,9 +4,10 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { KA, SEVCTL, SEVCTL_OVMF, SNP_MEASURE, HELD, loadJson, read } from './helpers.js';
 import {
-  parseOvmf, computeLaunchDigest, buildEsVmsa, buildSevctlVmsa, updateSevctlVmsa, formatVmsaShow, sevctlResetAddress,
-  vcpuSignature, cpuSignature, OvmfError, VmsaError, hasOvmfFooterTable, requireSecretArea,
+  computeLaunchDigest, buildEsVmsa, buildSevctlVmsa, updateSevctlVmsa, formatVmsaShow, sevctlResetAddress,
+  vcpuSignature, cpuSignature, VmsaError,
 } from '../../lib/launch/index.js';
+import { parseOvmf, OvmfError, hasOvmfFooterTable, requireSecretArea } from '../../lib/firmware/index.js';
 
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 const derived = loadJson('sev-snp-measure/derived.json');
@@ -200,7 +201,7 @@ describe('sevctl VMSA files', () => {
 describe('refuse what QEMU and the firmware refuse (issue 13)', () => {
   const amd = () => Buffer.from(read(path.join(SNP_MEASURE, 'ovmf_AmdSev_suffix.bin')));
   it('SEV-ES needs the reset block even with 1 vCPU', async () => {
-    const { buildOvmfImage } = await import('../../lib/host/fixture.js');
+    const { buildOvmfImage } = await import('../../lib/sim/host-fixture.js');
     const img = buildOvmfImage({ resetBlock: false });
     expect(() => computeLaunchDigest({ firmware: img, es: { numCpus: 1, vcpuType: 'EPYC-v4' } })).toThrow(/no SEV-ES reset block/);
     expect(() => computeLaunchDigest({ firmware: img, vmsaFiles: { cpu0: Buffer.alloc(4096), cpu1: Buffer.alloc(4096), numCpus: 1 } })).toThrow(/no SEV-ES reset block/);

@@ -9,8 +9,9 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { SNP_MEASURE, read } from './helpers.js';
 import {
-  createSession, verifyMeasurement, buildSecret, parseSecretTable, secretEntryText, buildEsVmsas, computeLaunchDigest, parseOvmf,
+  createSession, verifyMeasurement, buildSecret, parseSecretTable, secretEntryText, buildEsVmsas, computeLaunchDigest,
 } from '../../lib/launch/index.js';
+import { parseOvmf } from '../../lib/firmware/index.js';
 
 const socket = process.env.SEVKIT_SIM_SOCKET;
 

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { makeDemoFirmware } from '../../lib/crn/demo.js';
+import { makeDemoFirmware } from '../../lib/demo/demo.js';
 import { cliEntry, ROOT, runCli } from '../helpers/cli.js';
 
 let tmp: string;

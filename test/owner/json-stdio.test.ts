@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeCaChain, simulatorCaChain } from '../../lib/certs/index.js';
+import { encodeCaChain } from '../../lib/certs/index.js';
+import { simulatorCaChain } from '../../lib/sim/ca-chain.js';
 import { runCli } from '../helpers/cli.js';
 
 const simReason = process.env.SEVKIT_SIM_UNAVAILABLE;

@@ -12,9 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { httpRequest, HttpRequestError, httpsUpgradeTarget } from '../../lib/http-request.js';
+import { httpRequest, HttpRequestError, httpsUpgradeTarget } from '../../lib/util/http-request.js';
 import { CrnClient, CrnUnreachableError } from '../../lib/owner/client.js';
-import { EthWallet } from '../../lib/crn/wallet.js';
+import { EthWallet } from '../../lib/aleph/wallet.js';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 const servers: (http.Server | https.Server)[] = [];
@@ -83,6 +83,19 @@ describe('a deadline on every byte', () => {
     try {
       const e = await httpRequest({ url, method: 'GET', deadlineMs: 300, maxBytes: 1024 }).catch((x: unknown) => x);
       expect((e as Error).message).toMatch(/^no complete answer within 300 ms \(stalled waiting for the headers\)$/);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('the CRN client names its own timeout however long its retries and set-up took', async () => {
+    const url = await serve(() => undefined);
+    const real = Date.now;
+    let t = real();
+    const spy = vi.spyOn(Date, 'now').mockImplementation(() => (t += 7));
+    try {
+      const e = await new CrnClient({ url, timeoutMs: 400 }).getCertificates().catch((x: unknown) => x);
+      expect((e as Error).message).toBe(`CRN certificates: ${url}: no complete answer within 400 ms (stalled waiting for the headers)`);
     } finally {
       spy.mockRestore();
     }

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { sevkitEnv } from '../../lib/cli/env.js';
 import { SevPlatform, chipIdHex, cpuid, resolveDevice } from '../../lib/platform/platform.js';
 import { SevError } from '../../lib/platform/errors.js';
 import { SevRet } from '../../lib/platform/constants.js';
@@ -11,14 +12,21 @@ afterEach(() => {
 });
 
 describe('device path resolution', () => {
-  it('option, else SEVKIT_DEVICE, else /dev/sev', () => {
-    expect(resolveDevice()).toBe('/dev/sev');
-    process.env.SEVKIT_DEVICE = '/tmp/x-sev';
-    expect(resolveDevice()).toBe('/tmp/x-sev');
-    expect(new SevPlatform().device).toBe('/tmp/x-sev');
-    expect(new SevPlatform({ device: '/dev/other' }).device).toBe('/dev/other');
-    process.env.SEVKIT_DEVICE = '';
-    expect(resolveDevice()).toBe('/dev/sev');
+  it('option, else /dev/sev; the library ignores SEVKIT_DEVICE, which the CLI reads and passes', () => {
+    const old = process.env.SEVKIT_DEVICE;
+    try {
+      expect(resolveDevice()).toBe('/dev/sev');
+      process.env.SEVKIT_DEVICE = '/tmp/x-sev';
+      expect(resolveDevice()).toBe('/dev/sev');
+      expect(new SevPlatform().device).toBe('/dev/sev');
+      expect(new SevPlatform({ device: '/dev/other' }).device).toBe('/dev/other');
+      expect(resolveDevice('')).toBe('/dev/sev');
+      expect(sevkitEnv({ SEVKIT_DEVICE: '/tmp/x-sev' }).device).toBe('/tmp/x-sev');
+      expect(sevkitEnv({ SEVKIT_DEVICE: '' }).device).toBeUndefined();
+    } finally {
+      if (old === undefined) delete process.env.SEVKIT_DEVICE;
+      else process.env.SEVKIT_DEVICE = old;
+    }
   });
 });
 

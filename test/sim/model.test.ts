@@ -496,7 +496,7 @@ describe('guest capacity per simulated product', () => {
 
   it('the simulated host fixture reports the same ASID count in CPUID 0x8000001F', async () => {
     const { prepareSimHost } = await import('../../lib/sim/env.js');
-    const { decodeSevLeaf } = await import('../../lib/host/cpuid.js');
+    const { decodeSevLeaf } = await import('../../lib/platform/cpuid.js');
     for (const product of ['genoa', 'milan', 'rome'] as const) {
       const host = prepareSimHost(tmpDir(), 'pre-6.16', product);
       const cpuid = JSON.parse(fs.readFileSync(host.cpuidFile, 'utf8')) as Record<string, [number, number, number, number]>;

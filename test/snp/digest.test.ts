@@ -13,9 +13,9 @@ import {
 import { sha384, snpPageTypeName } from '../../lib/snp/gctx.js';
 import { parseSevMetadata, sevSectionName } from '../../lib/snp/metadata.js';
 import { parseGuestFeatures } from '../../lib/snp/vmsa.js';
-import { parseOvmf } from '../../lib/launch/ovmf.js';
+import { parseOvmf } from '../../lib/firmware/ovmf.js';
 import { buildKernelHashesTable } from '../../lib/launch/hashes.js';
-import { guidToBytes } from '../../lib/launch/bytes.js';
+import { guidToBytes } from '../../lib/firmware/guid.js';
 import { SevkitError } from '../../lib/errors.js';
 import { loadVectors, inputFile, kernelOf, hex, SNP_LAUNCH, SNP_MEASURE } from './digest-helpers.js';
 

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { settlesWithin } from '../../lib/vm/settle.js';
+import { settlesWithin } from '../../lib/util/async.js';
 
 const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 

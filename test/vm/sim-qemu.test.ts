@@ -137,7 +137,7 @@ describe('the wrapper as a process', () => {
     const s2 = createSession(pdh, 0x5);
     const vm = await sup.launch({ name: `eshost-${run}`, firmware: AMDSEV, vcpus: 2, sev: { policy: 5, godh: s2.godhB64, session: s2.sessionB64 } });
     const m = await vm.measurement();
-    const { openCpuid } = await import('../../lib/host/cpuid.js');
+    const { openCpuid } = await import('../../lib/platform/cpuid.js');
     const r = await openCpuid({ file: sim.env.SEVKIT_CPUID });
     const sig = (r.get(1)[0] || r.get(0x80000001)[0]) >>> 0;
     expect(sig >>> 20).toBe(0xa); // family 0x19 (Zen 4)

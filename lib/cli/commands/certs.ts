@@ -3,6 +3,7 @@
  * validate. Thin over lib/certs; the library is imported lazily.
  */
 import type { Command } from 'commander';
+import { sevkitEnv } from '../env.js';
 import { action, printJson, useColor, warnIfTestRoot, writeOutputFile, EXIT_FAIL } from '../run.js';
 
 /** Read a whole input file, turning fs errors into one clear line. */
@@ -25,7 +26,8 @@ async function readInput(file: string, what: string): Promise<Buffer> {
 /** The platform (lib/platform, owned by the native area), loaded only when a command needs it. */
 async function openPlatform(device?: string) {
   const { SevPlatform } = await import('../../platform/index.js');
-  return new SevPlatform(device !== undefined ? { device } : {});
+  const d = device ?? sevkitEnv().device;
+  return new SevPlatform(d !== undefined ? { device: d } : {});
 }
 
 interface VerifyOpts {
@@ -51,7 +53,9 @@ async function verifyCmd(o: VerifyOpts): Promise<number> {
     // The platform's CEK is replaced by AMD KDS's unless it already carries an ASK
     // signature; which roots are trusted is decided below, by --ca or the built-ins only.
     const platform = await openPlatform(o.device);
-    sev = (await certs.platformSevChain(platform, { ...(ca ? { ca } : {}), kds: { offline: Boolean(o.offline) } })).sev;
+    const env = sevkitEnv();
+    const testCa = (await import('../../sim/ca-chain.js')).simulatorCaChain(env.simState);
+    sev = (await certs.platformSevChain(platform, { ...(ca ? { ca } : {}), ...(testCa ? { testCa } : {}), kds: { offline: Boolean(o.offline), cacheDir: env.kdsCacheDir } })).sev;
     source = 'the platform';
   }
   const oca = o.oca ? certs.decodeSevCert(await readInput(o.oca, 'OCA certificate'), { name: o.oca, usage: certs.Usage.OCA, allowTrailing: true }) : undefined;

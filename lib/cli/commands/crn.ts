@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
+import { sevkitEnv } from '../env.js';
 import { action, parseIntArg, warnIfTestRoot } from '../run.js';
 import { UsageError, InputError } from '../../errors.js';
 import type { CrnServiceOptions } from '../../crn/service.js';
@@ -93,13 +94,14 @@ interface ServeOpts {
 
 async function serveCmd(o: ServeOpts): Promise<number> {
   const fs = await import('node:fs');
-  const { parseListen, startCrnServer, platformCertificateSource, SupervisorLauncher } = await import('../../crn/index.js');
+  const { startCrnServer, platformCertificateSource, SupervisorLauncher } = await import('../../crn/index.js');
+  const { parseListen } = await import('../../crn/server.js');
   const { Supervisor } = await import('../../vm/index.js');
   let listen: { host: string; port: number };
   try {
     listen = parseListen(o.listen);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
+  } catch {
+    throw new UsageError(`--listen must be HOST:PORT, got '${o.listen}'`);
   }
   if (o.maxVms < 1 || o.maxVms > 65536) throw new UsageError(`--max-vms must be in [1, 65536], got ${o.maxVms}`);
   if (!/^[A-Za-z0-9.-]{1,253}$/.test(o.domain) && !/^[0-9a-fA-F:]+$/.test(o.domain)) throw new UsageError(`--domain must be a host name, got '${o.domain}'`);
@@ -110,12 +112,15 @@ async function serveCmd(o: ServeOpts): Promise<number> {
   }
   // The default lives in a shared /tmp: the library refuses a directory someone else made or can write
   // (they could swap the session files and the VMs' QMP sockets); checked before anything is created in it.
-  const { ensurePrivateDir } = await import('../../fsutil.js');
+  const { ensurePrivateDir } = await import('../../util/fs.js');
   ensurePrivateDir(o.runDir);
   const aleph = await alephOptions(o);
-  const simulated = Boolean(process.env.SEVKIT_SIM_SOCKET);
+  const env = sevkitEnv();
+  const simulated = env.simSocket !== undefined;
+  const device = o.device ?? env.device;
+  const testCa = (await import('../../sim/ca-chain.js')).simulatorCaChain(env.simState);
   // An unexpected exit (a bug) must not take the VMs with it: the next crn serve adopts them.
-  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms`, keepVmsOnExit: true });
+  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms`, keepVmsOnExit: true, ...(env.qemu ? { qemu: env.qemu } : {}), ...(env.cpuidFile ? { cpuidFile: env.cpuidFile } : {}) });
   const keepVms = Boolean(o.keepVms);
   // Installed before anything starts and kept until the process exits: a signal during start-up (adoption)
   // is acted on once the server is up, and a second signal (Ctrl-C twice, a group signal plus `sevkit sim`
@@ -150,7 +155,7 @@ async function serveCmd(o: ServeOpts): Promise<number> {
       host: listen.host,
       port: listen.port,
       domain: o.domain,
-      certs: o.confidential ? await platformCertificateSource(o.device ? { device: o.device } : {}) : null,
+      certs: o.confidential ? await platformCertificateSource({ device, testCa, kds: { cacheDir: env.kdsCacheDir } }) : null,
       launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
       runDir: o.runDir,
       certTtlMs: o.certTtl * 1000,
@@ -306,10 +311,10 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
   const es = await esFrom(o);
   const keyFile = o.walletKey ?? process.env.SEVKIT_WALLET_KEY_FILE;
   if (!keyFile) throw new UsageError('a wallet key is needed to act on the VM: --wallet-key FILE (or SEVKIT_WALLET_KEY_FILE); `sevkit wallet new FILE` creates one');
-  const { parseWalletKey } = await import('../../crn/wallet.js');
+  const { parseWalletKey } = await import('../../aleph/wallet.js');
   const { CrnClient } = await import('../../owner/client.js');
   const { launchOnCrn } = await import('../../owner/launch.js');
-  const { formatSeconds } = await import('../../http-request.js');
+  const { formatSeconds } = await import('../../util/http-request.js');
   const read = (f: string, what: string): Buffer => {
     try {
       return fs.readFileSync(f === '-' ? 0 : f); // `-`: stdin (e.g. --secret-file - from a password manager)
@@ -432,6 +437,6 @@ function sumMs(t: Record<string, number>): number {
 }
 
 async function demoCmd(o: { keep?: boolean; insideSim?: boolean; vmLess?: boolean }): Promise<number> {
-  const { runDemo } = await import('../../crn/demo.js');
-  return runDemo({ keep: Boolean(o.keep), insideSim: Boolean(o.insideSim), vmLess: Boolean(o.vmLess) });
+  const { runDemo } = await import('../../demo/demo.js');
+  return runDemo({ keep: Boolean(o.keep), insideSim: Boolean(o.insideSim), vmLess: Boolean(o.vmLess), env: process.env });
 }

@@ -106,7 +106,7 @@ async function verifySessionChain(raw: Buffer, file: string, caFile: string | un
     source = `CA chain ${caFile}`;
   } else {
     const gen = certs.detectGeneration(sev.cek);
-    const sim = gen ? undefined : certs.simulatorCaChain();
+    const sim = gen ? undefined : (await import('../../sim/ca-chain.js')).simulatorCaChain(process.env.SEVKIT_SIM_STATE);
     if (gen) {
       anchor = certs.builtinCaChain(gen);
       source = `built-in AMD ${gen} roots`;
@@ -410,8 +410,9 @@ async function vmsaOptions(o: VmsaOpts): Promise<import('../../launch/index.js')
   if (o.model !== undefined) opts.model = o.model;
   if (o.stepping !== undefined) opts.stepping = o.stepping;
   if (o.firmware !== undefined) {
-    const info = L.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware);
-    if (o.userspace === 'qemu' && o.cpu !== 0) opts.resetAddress = L.sevctlResetAddress(L.requireResetVector(info, o.firmware));
+    const F = await import('../../firmware/ovmf.js');
+    const info = F.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware);
+    if (o.userspace === 'qemu' && o.cpu !== 0) opts.resetAddress = L.sevctlResetAddress(F.requireResetVector(info, o.firmware));
   }
   return opts;
 }
@@ -473,7 +474,8 @@ async function secretBuildCmd(headerFile: string, payloadFile: string, o: Secret
       return { guid, data: own(readFileChecked(spec.slice(i + 1), `--secret ${spec.slice(0, i)}`)) };
     });
     let maxSize: number | undefined;
-    if (o.firmware) maxSize = L.requireSecretArea(L.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware), o.firmware).size;
+    const F = await import('../../firmware/ovmf.js');
+    if (o.firmware) maxSize = F.requireSecretArea(F.parseOvmf(readFileChecked(o.firmware, '--firmware'), o.firmware), o.firmware).size;
     const s = L.buildSecret({ tek, tik, measurement: blob, entries, layout, ...(iv ? { iv } : {}), ...(maxSize !== undefined ? { maxSize } : {}) });
     await writeOutputFile(headerFile, s.header);
     note(`Wrote header to: ${headerFile}`);

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { sevkitEnv } from '../env.js';
 import { action, EXIT_FAIL, EXIT_OK, printJson, useColor } from '../run.js';
 import { UsageError } from '../../errors.js';
 
@@ -23,7 +24,8 @@ export function register(program: Command): void {
         }
         const quiet = Boolean(opts.quiet ?? (cmd.optsWithGlobals() as { quiet?: boolean }).quiet);
         const [{ probeOkFacts }, { runOk, formatOkLine, OK_FAILURE_MESSAGE }] = await Promise.all([import('../../host/gather.js'), import('../../host/okTree.js')]);
-        const facts = await probeOkFacts();
+        const env = sevkitEnv();
+        const facts = await probeOkFacts({ ...(env.hostRoot ? { root: env.hostRoot } : {}), ...(env.cpuidFile ? { cpuidFile: env.cpuidFile } : {}) });
         const report = runOk(facts, generation as (typeof GENERATIONS)[number] | undefined);
         if (opts.json && !quiet) {
           printJson({ generation: report.generation, detected: report.detected, failed: report.failed, lines: report.lines.map(({ messageColor: _c, ...l }) => l) });

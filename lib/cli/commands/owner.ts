@@ -48,7 +48,7 @@ interface WalletOpts {
 /** A new key file's text and address. ETH: 32 random bytes as hex; SOL: seed‖public key as a JSON byte array. */
 async function newWalletKey(chain: 'ETH' | 'SOL'): Promise<{ text: string; address: string }> {
   const crypto = await import('node:crypto');
-  const { parseWalletKey } = await import('../../crn/wallet.js');
+  const { parseWalletKey } = await import('../../aleph/wallet.js');
   let text: string;
   if (chain === 'ETH') {
     text = `0x${crypto.randomBytes(32).toString('hex')}`;
@@ -102,9 +102,9 @@ async function walletNewCmd(file: string, o: WalletOpts): Promise<void> {
   }
 }
 
-async function readWallet(file: string): Promise<import('../../crn/wallet.js').Wallet> {
+async function readWallet(file: string): Promise<import('../../aleph/wallet.js').Wallet> {
   const fs = await import('node:fs');
-  const { parseWalletKey } = await import('../../crn/wallet.js');
+  const { parseWalletKey } = await import('../../aleph/wallet.js');
   let text: Buffer;
   try {
     text = fs.readFileSync(file);

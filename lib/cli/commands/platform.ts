@@ -17,6 +17,7 @@
  *   2  usage error (unknown subcommand, missing DEST, bad flag)
  */
 import type { Command } from 'commander';
+import { sevkitEnv } from '../env.js';
 import { action, printJson, writeOutputFile } from '../run.js';
 import { UsageError } from '../../errors.js';
 import { platformFor, show, type DeviceOpts, type ShowWhat } from './show.js';
@@ -37,15 +38,17 @@ interface ExportOpts extends DeviceOpts {
 async function exportChain(dest: string, o: ExportOpts): Promise<void> {
   const p = await platformFor(o);
   const certs = await import('../../certs/index.js');
-  const kds = { offline: Boolean(o.offline) };
+  const env = sevkitEnv();
+  const kds = { offline: Boolean(o.offline), cacheDir: env.kdsCacheDir };
+  const testCa = (await import('../../sim/ca-chain.js')).simulatorCaChain(env.simState);
   let bytes: Buffer;
   let info: Record<string, unknown>;
   if (o.full) {
-    const r = await certs.fullChainFor(p, { kds });
+    const r = await certs.fullChainFor(p, { kds, ...(testCa ? { testCa } : {}) });
     bytes = r.bytes;
     info = { cekSource: r.cekSource, caSource: r.caSource, ...(r.generation ? { generation: r.generation } : {}) };
   } else {
-    const r = await certs.platformSevChain(p, { kds });
+    const r = await certs.platformSevChain(p, { kds, ...(testCa ? { testCa } : {}) });
     bytes = certs.encodeSevChain(r.sev);
     info = { cekSource: r.cekSource };
   }

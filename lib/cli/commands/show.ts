@@ -23,7 +23,9 @@ export interface DeviceOpts {
 /** The SEV platform at `--device`, else $SEVKIT_DEVICE, else /dev/sev. */
 export async function platformFor(o: DeviceOpts) {
   const { SevPlatform } = await import('../../platform/index.js');
-  return new SevPlatform(o.device !== undefined ? { device: o.device } : {});
+  const { sevkitEnv } = await import('../env.js');
+  const d = o.device ?? sevkitEnv().device;
+  return new SevPlatform(d !== undefined ? { device: d } : {});
 }
 
 export type ShowWhat = 'version' | 'guests' | 'identifier' | 'flags';

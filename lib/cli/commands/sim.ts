@@ -13,7 +13,12 @@
  * Exit codes: CMD's own; 127 when CMD cannot be run; 1 simulator failure; 2 usage.
  */
 import type { Command } from 'commander';
+import path from 'node:path';
+import { sevkitEnv, type SevkitEnv } from '../env.js';
 import { action, parseIntArg, writeOutputFile } from '../run.js';
+
+/** The simulator's RSA TEST roots take seconds to derive, so they are cached per seed under sevkit's cache dir. */
+const rsaCache = (env: SevkitEnv): string => path.join(env.cacheDir, 'sim-rsa');
 
 interface SimOpts {
   state?: string;
@@ -29,10 +34,10 @@ function seedOf(o: SimOpts): string | undefined {
 
 async function writeCa(o: SimOpts, out: string): Promise<void> {
   const { SimPlatform } = await import('../../sim/platform.js');
-  const { defaultStateDir } = await import('../../sim/fsutil.js');
+  const env = sevkitEnv();
   const seed = seedOf(o);
   // Inside `sevkit sim -- ...` the CA is the running simulator's, not the default state's.
-  const p = SimPlatform.open(o.state ?? process.env.SEVKIT_SIM_STATE ?? defaultStateDir(), seed === undefined ? {} : { seed });
+  const p = SimPlatform.open(o.state ?? env.simState ?? env.defaultSimState, { rsaCacheDir: rsaCache(env), ...(seed === undefined ? {} : { seed }) });
   await writeOutputFile(out, p.caChain(), { what: 'the ASK‖ARK chain' });
 }
 
@@ -44,7 +49,7 @@ async function writeDemoFirmware(out: string): Promise<void> {
   const fs = await import('node:fs');
   const os = await import('node:os');
   const path = await import('node:path');
-  const { makeDemoFirmware } = await import('../../crn/demo.js');
+  const { makeDemoFirmware } = await import('../../demo/demo.js');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-fw-'));
   try {
     const fw = makeDemoFirmware(dir);
@@ -64,7 +69,8 @@ async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
   const seed = seedOf(o);
   // Already on a simulated platform (nested `sevkit sim`, the test suite) and no
   // state asked for: run CMD on that one instead of starting a second.
-  const current = process.env.SEVKIT_SIM_SOCKET;
+  const env = sevkitEnv();
+  const current = env.simSocket;
   if (o.kernel !== undefined && o.kernel !== 'pre-6.16' && o.kernel !== '6.16') {
     const { UsageError } = await import('../../errors.js');
     throw new UsageError(`--kernel must be pre-6.16 or 6.16, got '${o.kernel}'`);
@@ -75,22 +81,23 @@ async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
   }
   const reuse = o.state === undefined && seed === undefined && o.kernel === undefined && current !== undefined && current !== '' && (await socketIsLive(current));
   const sim = reuse
-    ? { stateDir: process.env.SEVKIT_SIM_STATE ?? '?', env: process.env, close: async () => {} }
+    ? { stateDir: env.simState ?? '?', env: process.env, close: async () => {} }
     : await startSim({
-        ...(o.state !== undefined ? { stateDir: o.state } : {}),
+        stateDir: o.state ?? env.defaultSimState,
+        rsaCacheDir: rsaCache(env),
         ...(seed !== undefined ? { seed } : {}),
         ...(o.kernel !== undefined ? { kernel: o.kernel as 'pre-6.16' | '6.16' } : {}),
       });
   if (!o.quiet) process.stderr.write(`${SIM_BANNER} (state ${sim.stateDir})\n`);
   // The wrapper plays this QEMU's SEV/SNP part (>= 9.1: sev-snp-guest) while the real QEMU (Debian's 7.2) runs the VM.
-  const env = o.qemuVersion !== undefined ? { ...sim.env, SEVKIT_SIM_QEMU_VERSION: o.qemuVersion } : sim.env;
+  const childEnv = o.qemuVersion !== undefined ? { ...sim.env, SEVKIT_SIM_QEMU_VERSION: o.qemuVersion } : sim.env;
   if (o.qemuVersion !== undefined && !o.quiet) process.stderr.write(`sevkit sim: the QEMU wrapper plays QEMU ${o.qemuVersion}'s SEV/SEV-SNP part (SIMULATED); the VM runs on the real QEMU\n`);
   const [cmd, ...args] = argv;
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   const handlers = new Map<NodeJS.Signals, () => void>();
   try {
     return await new Promise<number>((resolve) => {
-      const child = spawn(cmd!, args, { stdio: 'inherit', env });
+      const child = spawn(cmd!, args, { stdio: 'inherit', env: childEnv });
       for (const s of signals) {
         const h = () => {
           child.kill(s);

@@ -6,10 +6,13 @@
  */
 import { CallsFirmware, type GuestFirmware } from './firmware.js';
 
-/** `onLost` runs once if the daemon goes away under the open connection (the simulator stopped). */
-export async function openDaemonFirmware(socketPath: string, onLost?: (e: Error) => void): Promise<GuestFirmware> {
+/**
+ * The guest firmware of the daemon at `socketPath`. `tag` names this wrapper in the daemon's fault filters;
+ * `onLost` runs once if the daemon goes away under the open connection (the simulator stopped).
+ */
+export async function openDaemonFirmware(socketPath: string, opts: { tag?: string | undefined; onLost?: (e: Error) => void } = {}): Promise<GuestFirmware> {
   const { SimClient } = await import('../client.js');
-  const c = await SimClient.connect(socketPath);
-  if (onLost) c.onLost(onLost);
+  const c = await SimClient.connect(socketPath, { tag: opts.tag });
+  if (opts.onLost) c.onLost(opts.onLost);
   return new CallsFirmware('daemon', c);
 }

@@ -164,10 +164,14 @@ class InProcessCalls extends SimCalls {
   private loaded: Promise<SimPlatform> | undefined;
   private platform: SimPlatform | undefined;
   private guests: typeof import('../guests.js') | undefined;
-  private readonly ctx: GuestContext = { handles: new Set(), pid: process.pid, ...(process.env.SEVKIT_SIM_TAG ? { tag: process.env.SEVKIT_SIM_TAG } : {}) };
+  private readonly ctx: GuestContext;
 
-  constructor(private readonly stateDir: string) {
+  constructor(
+    private readonly stateDir: string,
+    tag: string | undefined,
+  ) {
     super();
+    this.ctx = { handles: new Set(), pid: process.pid, ...(tag ? { tag } : {}) };
   }
 
   private load(): Promise<SimPlatform> {
@@ -204,7 +208,8 @@ class InProcessCalls extends SimCalls {
 
 /** The wrapper's firmware without a daemon (only SEVKIT_SIM_STATE set); its guests are invisible to /dev/sev. */
 export class InProcessFirmware extends CallsFirmware {
-  constructor(stateDir: string) {
-    super('in-process', new InProcessCalls(stateDir));
+  /** The platform on `stateDir`, opened in this process; `tag` names this wrapper in fault filters. */
+  constructor(stateDir: string, tag?: string) {
+    super('in-process', new InProcessCalls(stateDir, tag));
   }
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { SevGuestConfig, ParsedQemu } from './argv.js';
 import { GuestFirmwareError, fwStatusText, type ApiInfo, type GuestFirmware, type PlatformStatusInfo } from './firmware.js';
 import { QmpReply } from './qmp-server.js';
-import { writeFileAtomic } from '../../fsutil.js';
+import { writeFileAtomic } from '../../util/fs.js';
 
 /** Fatal start-up error: printed as QEMU would, then exit 1. */
 export class QemuStartError extends Error {
@@ -248,16 +248,16 @@ export class SevGuest {
     if (this.q.firmwareFrom !== 'bios' && (image.length === 0 || image.length % 4096 !== 0)) {
       throw new QemuStartError(`system firmware block device pflash0 has invalid size ${image.length}\ninfo: its size must be a non-zero multiple of 0x1000`);
     }
-    const { parseOvmf, hasOvmfFooterTable } = await import('../../launch/ovmf.js');
+    const { parseOvmf, hasOvmfFooterTable, OVMF_GUIDS } = await import('../../firmware/ovmf.js');
     const ovmf = hasOvmfFooterTable(image) ? parseOvmf(image, this.q.firmware) : undefined;
-    const secretEntry = ovmf?.entries.find((e) => e.guid === '4c2eb361-7d9b-4cc3-8081-127c90d3d294');
+    const secretEntry = ovmf?.entries.find((e) => e.guid === OVMF_GUIDS.SEV_SECRET);
     if (secretEntry && secretEntry.data.length >= 8) this.secretAreaBase = secretEntry.data.readUInt32LE(0);
     if (es && ovmf?.resetVector === undefined) {
       throw new QemuStartError('SEV: SEV information block/Firmware GUID Table block not found in pflash rom');
     }
     let hashesTable: Buffer | undefined;
     if (this.q.kernel && cfg.kernelHashes) {
-      const area = ovmf?.entries.find((e) => e.guid === '7255371f-3a3b-4b04-927b-1da6efa8d454');
+      const area = ovmf?.entries.find((e) => e.guid === OVMF_GUIDS.SEV_HASH_TABLE);
       if (!area) throw new QemuStartError('SEV: kernel specified but guest firmware has no hashes table GUID');
       if (!ovmf?.hashesArea || ovmf.hashesArea.size < 176) {
         const base = area.data.length >= 8 ? area.data.readUInt32LE(0) : 0;

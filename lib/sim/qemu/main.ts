@@ -24,7 +24,7 @@ import { SnpGuest } from './snp-guest.js';
 import { SevGuest, QemuStartError, qapiArgs, qapiString, querySevCapabilities, type HostCpu, type SevDeviceAccess } from './guest.js';
 import { QmpReply, QmpServer } from './qmp-server.js';
 import { VmlessMachine } from './vmless.js';
-import { settlesWithin } from '../../vm/settle.js';
+import { settlesWithin } from '../../util/async.js';
 import type { QmpClient } from '../../qmp/client.js';
 import type { QmpGreeting } from '../../qmp/types.js';
 
@@ -77,20 +77,20 @@ let onDaemonLost: ((e: Error) => void) | undefined;
 async function openFirmware(): Promise<GuestFirmware> {
   if (process.env.SEVKIT_SIM_SOCKET) {
     const daemon = await import('./daemon-firmware.js')
-      .then((m) => m.openDaemonFirmware(process.env.SEVKIT_SIM_SOCKET!, (e) => onDaemonLost?.(e)))
+      .then((m) => m.openDaemonFirmware(process.env.SEVKIT_SIM_SOCKET!, { tag: process.env.SEVKIT_SIM_TAG, onLost: (e) => onDaemonLost?.(e) }))
       .catch((e) => e as Error);
     if (!(daemon instanceof Error)) return daemon;
     if (!process.env.SEVKIT_SIM_STATE) throw new QemuStartError(`sev_kvm_init: cannot reach the simulator at ${process.env.SEVKIT_SIM_SOCKET}: ${daemon.message}`);
   }
-  if (process.env.SEVKIT_SIM_STATE) return new InProcessFirmware(process.env.SEVKIT_SIM_STATE);
+  if (process.env.SEVKIT_SIM_STATE) return new InProcessFirmware(process.env.SEVKIT_SIM_STATE, process.env.SEVKIT_SIM_TAG);
   throw new QemuStartError(
     'sev_kvm_init: this qemu-system-x86_64 is sevkit\'s simulator wrapper; run it inside `sevkit sim` (SEVKIT_SIM_SOCKET / SEVKIT_SIM_STATE are not set)',
   );
 }
 
 async function hostCpu(): Promise<HostCpu> {
-  const { openCpuid, sevLeaf } = await import('../../host/cpuid.js');
-  const r = await openCpuid();
+  const { openCpuid, sevLeaf } = await import('../../platform/cpuid.js');
+  const r = await openCpuid({ file: process.env.SEVKIT_CPUID });
   // VMSA RDX for -cpu host: CPUID(1).EAX; on AMD 0x80000001 EAX carries the same signature.
   const sig = (r.get(1)[0] || r.get(0x80000001)[0]) >>> 0;
   return { cbitpos: sevLeaf(r).cbitpos, signature: sig || undefined };

@@ -19,7 +19,7 @@ import type { ParsedQemu, SnpGuestConfig } from './argv.js';
 import { GuestFirmwareError, fwStatusText, type ApiInfo, type GuestFirmware } from './firmware.js';
 import { openSevDevice, qapiArgs, qapiString, QemuStartError, querySevCapabilities, strerror, type HostCpu, type SevDeviceAccess } from './guest.js';
 import { QmpReply } from './qmp-server.js';
-import { writeFileAtomic } from '../../fsutil.js';
+import { writeFileAtomic } from '../../util/fs.js';
 import { SevRet } from '../../platform/constants.js';
 import { SNP_POLICY } from '../../vm/snp.js';
 

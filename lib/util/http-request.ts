@@ -9,7 +9,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { SevkitError } from './errors.js';
+import { SevkitError } from '../errors.js';
 
 /** What went wrong, for callers that decide about retrying (transport) or wording (timeout). */
 export type HttpFailureKind = 'timeout' | 'transport' | 'too-large' | 'redirect' | 'aborted';
@@ -35,6 +35,11 @@ export interface HttpRequestOptions {
   body?: Uint8Array;
   /** Total time for connect + headers + body (and a followed redirect), in ms. */
   deadlineMs: number;
+  /**
+   * When that deadline began (Date.now() ms); default: now. A caller that retries within one deadline passes
+   * its own start, so every attempt ends at the same moment and a timeout names the deadline it was given.
+   */
+  startedAt?: number;
   /** Largest body accepted, in bytes. */
   maxBytes: number;
   /** Follow one redirect to the same URL on the same host upgraded from http to https. */
@@ -75,7 +80,7 @@ export function httpsUpgradeTarget(from: URL, location: string): URL | string {
 
 /** Sends one request; resolves with the complete answer or rejects with HttpRequestError. */
 export async function httpRequest(o: HttpRequestOptions): Promise<HttpResponse> {
-  const started = Date.now();
+  const started = o.startedAt ?? Date.now();
   let url = new URL(o.url);
   for (let hop = 0; ; hop++) {
     const left = o.deadlineMs - (Date.now() - started);

@@ -12,8 +12,10 @@ import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { SevkitError } from '../errors.js';
 
+/** The chains whose wallets aleph accepts. */
 export type WalletChain = 'ETH' | 'SOL';
 
+/** A wallet key or address that cannot be used (ERR_WALLET unless another code is given). */
 export class WalletError extends SevkitError {
   constructor(message: string, code = 'ERR_WALLET') {
     super(code, message);
@@ -50,6 +52,7 @@ export function ethChecksumAddress(addr: Uint8Array | string): string {
   return out;
 }
 
+/** Whether `s` has the shape of an Ethereum address (0x and 40 hex digits; the checksum is not checked). */
 export function isEthAddress(s: string): boolean {
   return /^0x[0-9a-fA-F]{40}$/.test(s);
 }
@@ -79,6 +82,10 @@ export function ethRecoverAddress(message: Uint8Array, signature: Uint8Array): s
   }
 }
 
+/**
+ * An Ethereum wallet (secp256k1) that signs X-SignedPubKey payloads with personal_sign; throws WalletError on an
+ * invalid private key.
+ */
 export class EthWallet implements Wallet {
   readonly chain = 'ETH' as const;
   readonly address: string;
@@ -163,6 +170,7 @@ export function base58Decode(s: string): Uint8Array {
   return Uint8Array.from(out);
 }
 
+/** Whether `s` is a Solana address: base58 of a 32-byte ed25519 public key. */
 export function isSolAddress(s: string): boolean {
   if (!/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(s)) return false;
   try {
@@ -193,6 +201,10 @@ export function solVerify(address: string, message: Uint8Array, signature: Uint8
   }
 }
 
+/**
+ * A Solana wallet (ed25519) that signs X-SignedPubKey payloads as aleph verifies them; throws WalletError on an
+ * invalid key.
+ */
 export class SolWallet implements Wallet {
   readonly chain = 'SOL' as const;
   readonly address: string;

@@ -2,7 +2,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { SevkitError } from './errors.js';
+import { SevkitError } from '../errors.js';
 
 /**
  * Write `file` through a fresh temp file in the same directory and a rename, so a

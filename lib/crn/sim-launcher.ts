@@ -9,9 +9,10 @@
  * SEV-ES guests are refused (their VMSAs need a vCPU model; use the QEMU wrapper).
  */
 import fs from 'node:fs';
-import type { AlephSevInfo, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from '../crn/backend.js';
+import type { AlephSevInfo } from '../aleph/messages.js';
+import type { CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
 import { SevkitError } from '../errors.js';
-import type { SimCalls } from './client.js';
+import type { SimCalls } from '../sim/client.js';
 
 /** How long one guest's launch (start, update, measure) may take before it fails. */
 const LAUNCH_DEADLINE_MS = 60_000;
@@ -25,7 +26,7 @@ async function secretBase(file: string): Promise<number> {
   const hit = secretBases.get(file);
   if (hit?.stamp === stamp) return hit.base;
   const base = (async () => {
-    const { parseOvmf, hasOvmfFooterTable } = await import('../launch/ovmf.js');
+    const { parseOvmf, hasOvmfFooterTable } = await import('../firmware/ovmf.js');
     const image = await fs.promises.readFile(file);
     if (!hasOvmfFooterTable(image)) return 0;
     try {

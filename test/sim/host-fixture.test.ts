@@ -2,9 +2,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import { HOST_PATHS, HostFs, MSR_SYSCFG } from '../../lib/host/fs.js';
-import { GENOA_SYSCFG } from '../../lib/host/fixture.js';
+import { GENOA_SYSCFG } from '../../lib/sim/host-fixture.js';
 import { parseLimits, RLIM_INFINITY } from '../../lib/host/probes.js';
-import { cleanup, fixture } from './helpers.js';
+import { cleanup, fixture } from '../host/helpers.js';
 
 afterAll(cleanup);
 

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { sevkitEnv } from '../../lib/cli/env.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -6,16 +7,16 @@ import {
   cpuidFromCpuinfo,
   decodeSevLeaf,
   familyModel,
-  HostError,
+  CpuidError,
   mapCpuid,
   openCpuid,
   parseCpuidJson,
   sevCpuInfo,
   sevLeaf,
   vendorString,
-} from '../../lib/host/cpuid.js';
-import { CPU_PRESETS, cpuidFor } from '../../lib/host/fixture.js';
-import { cleanup, fixture, tempDir } from './helpers.js';
+} from '../../lib/platform/cpuid.js';
+import { CPU_PRESETS, cpuidFor } from '../../lib/sim/host-fixture.js';
+import { cleanup, fixture, tempDir } from '../host/helpers.js';
 
 afterAll(cleanup);
 
@@ -27,15 +28,16 @@ describe('CPUID file (SEVKIT_CPUID)', () => {
     expect(info).toMatchObject({ sme: true, sev: true, sevEs: true, snp: true, vmpl: true, cbitpos: 51, reducedPhysBits: 1, numVmpls: 4, maxAsids: 1006, minSevAsid: 100, sevAsids: 907, sevEsAsids: 99 });
   });
 
-  it('honours SEVKIT_CPUID when no file option is given', async () => {
+  it('reads the file option; the CLI reads SEVKIT_CPUID and passes it (the library ignores it)', async () => {
     const fx = fixture({ cpu: 'rome' });
     const old = process.env.SEVKIT_CPUID;
     process.env.SEVKIT_CPUID = fx.cpuidFile;
     try {
-      const r = await openCpuid();
+      const r = await openCpuid({ file: sevkitEnv().cpuidFile });
       expect(r.source).toBe('file');
       expect(vendorString(r)).toBe('AuthenticAMD');
       expect(sevLeaf(r).cbitpos).toBe(47);
+      expect((await openCpuid({ noNative: true, readCpuinfo: () => '' })).source).not.toBe('file');
     } finally {
       if (old === undefined) delete process.env.SEVKIT_CPUID;
       else process.env.SEVKIT_CPUID = old;
@@ -57,7 +59,7 @@ describe('CPUID file (SEVKIT_CPUID)', () => {
     ['{"0x1:0": [1,2,3,-4]}', /leaf 0x1:0 edx: register value must be a u32/],
     ['{"0x1:0": [1,2,3,4294967296]}', /edx: register value must be a u32/],
   ])('rejects a malformed file %s with a typed one-line error', (text, re) => {
-    expect(() => parseCpuidJson(text, 'f.json')).toThrow(HostError);
+    expect(() => parseCpuidJson(text, 'f.json')).toThrow(CpuidError);
     expect(() => parseCpuidJson(text, 'f.json')).toThrow(re);
   });
 
@@ -100,8 +102,7 @@ describe('decoding', () => {
       path.join(root, 'proc/cpuinfo'),
       'processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7763 64-Core Processor\nstepping\t: 1\nflags\t\t: fpu sme sev sev_es\n',
     );
-    const { HostFs } = await import('../../lib/host/fs.js');
-    const r = await openCpuid({ file: '', fs: new HostFs(root), noNative: true });
+    const r = await openCpuid({ file: '', readCpuinfo: () => fs.readFileSync(path.join(root, 'proc/cpuinfo'), 'utf8'), noNative: true });
     expect(r.source).toBe('cpuinfo');
     expect(vendorString(r)).toBe('AuthenticAMD');
     expect(brandString(r)).toBe('AMD EPYC 7763 64-Core Processor');

@@ -6,10 +6,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { brandLeaves, cpuidKey, signature, vendorLeaf, type CpuidRegs } from './cpuid.js';
-import { MSR_SYSCFG } from './fs.js';
-import { FAKE_RMP_END_OFFSET, MSR_RMP_BASE } from './snp-readiness.js';
+import { brandLeaves, cpuidKey, signature, vendorLeaf, type CpuidRegs } from '../platform/cpuid.js';
+import { OVMF_GUIDS, placeOvmfFooterTable, type OvmfEntry } from '../firmware/ovmf.js';
+import { FAKE_RMP_END_OFFSET, MSR_RMP_BASE, MSR_SYSCFG } from '../host/fs.js';
 
+/** The CPUs a host fixture can simulate. */
 export type CpuPreset = 'genoa' | 'milan' | 'rome' | 'intel' | 'amd-nosev' | 'ryzen';
 
 interface CpuDef {
@@ -31,6 +32,7 @@ export const FIXTURE_RMP = { base: 0x7ee00000n, end: 0x8f0fffffn };
 /** SYSCFG with bits 18..25 set: MemEncryptionModEn (23), SNPEn (24), VMPLEn (25) and the MTRR/TOM2 bits below. */
 export const GENOA_SYSCFG = 0x3fc0000n;
 
+/** The CPUID and SYSCFG values of each CpuPreset. */
 export const CPU_PRESETS: Record<CpuPreset, CpuDef> = {
   // The simulated host: EPYC 9004, C-bit 51, reduced-phys-bits 1, 4 VMPLs, 1006 ASIDs, SEV ASIDs from 100.
   genoa: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 9654 96-Core Processor', family: 0x19, model: 0x11, stepping: 1, maxExt: 0x80000028, leaf1f: [0x0001fdff, 51 | (1 << 6) | (4 << 12), 1006, 100], syscfg: GENOA_SYSCFG, rmp: FIXTURE_RMP },
@@ -66,6 +68,7 @@ export function cpuidFor(def: CpuDef): Record<string, [number, number, number, n
   return out;
 }
 
+/** Which SEV entries buildOvmfImage puts in the image's OVMF footer table. */
 export interface OvmfTailOptions {
   resetBlock?: boolean;
   secretArea?: boolean;
@@ -73,38 +76,25 @@ export interface OvmfTailOptions {
   snpMetadata?: boolean;
 }
 
-function guidBytes(g: string): Buffer {
-  const h = g.replace(/-/g, '');
-  const b = Buffer.from(h, 'hex');
-  return Buffer.concat([Buffer.from(b.subarray(0, 4)).reverse(), Buffer.from(b.subarray(4, 6)).reverse(), Buffer.from(b.subarray(6, 8)).reverse(), b.subarray(8)]);
-}
-
 /** A 4 KiB image whose tail carries an OVMF footer GUID table with the chosen SEV entries. */
 export function buildOvmfImage(o: OvmfTailOptions = {}): Buffer {
-  const entry = (guid: string, data: Buffer) => {
-    const len = Buffer.alloc(2);
-    len.writeUInt16LE(data.length + 18);
-    return Buffer.concat([data, len, guidBytes(guid)]);
-  };
   const u32s = (...v: number[]) => {
     const b = Buffer.alloc(4 * v.length);
     v.forEach((x, i) => b.writeUInt32LE(x, i * 4));
     return b;
   };
-  const entries: Buffer[] = [];
-  if (o.snpMetadata) entries.push(entry('dc886566-984a-4798-a75e-5585a7bf67cc', u32s(0x400)));
-  if (o.kernelHashes !== undefined) entries.push(entry('7255371f-3a3b-4b04-927b-1da6efa8d454', o.kernelHashes ? u32s(0x810c00, 0x400) : u32s(0, 0)));
-  if (o.secretArea !== undefined) entries.push(entry('4c2eb361-7d9b-4cc3-8081-127c90d3d294', o.secretArea ? u32s(0x810000, 0xc00) : u32s(0, 0)));
-  if (o.resetBlock) entries.push(entry('00f771de-1a7e-4fcb-890e-68c77e2fb44e', u32s(0x80b004)));
-  const body = Buffer.concat(entries);
-  const total = Buffer.alloc(2);
-  total.writeUInt16LE(body.length + 18);
-  const table = Buffer.concat([body, total, guidBytes('96b582de-1fb2-45f7-baea-a366c55a082d'), Buffer.alloc(0x20)]);
-  const img = Buffer.alloc(4096);
-  table.copy(img, img.length - table.length);
-  return img;
+  const entries: OvmfEntry[] = [];
+  if (o.snpMetadata) entries.push({ guid: OVMF_GUIDS.SEV_METADATA, data: u32s(0x400) });
+  if (o.kernelHashes !== undefined) entries.push({ guid: OVMF_GUIDS.SEV_HASH_TABLE, data: o.kernelHashes ? u32s(0x810c00, 0x400) : u32s(0, 0) });
+  if (o.secretArea !== undefined) entries.push({ guid: OVMF_GUIDS.SEV_SECRET, data: o.secretArea ? u32s(0x810000, 0xc00) : u32s(0, 0) });
+  if (o.resetBlock) entries.push({ guid: OVMF_GUIDS.SEV_ES_RESET_BLOCK, data: u32s(0x80b004) });
+  return placeOvmfFooterTable(Buffer.alloc(4096), entries);
 }
 
+/**
+ * What writeHostFixture fakes: CPU preset and CPUID overrides, SYSCFG, kvm_amd parameters, device nodes, limits,
+ * QEMU and OVMF.
+ */
 export interface HostFixtureSpec {
   cpu?: CpuPreset;
   /** Override 0x8000001F registers. */
@@ -135,6 +125,7 @@ export interface HostFixtureSpec {
   ovmf?: 'amdsev' | 'plain' | 'legacy' | 'none';
 }
 
+/** A written fake host: the root to probe, the CPUID file, the QEMU stand-in and the OVMF directories. */
 export interface HostFixture {
   root: string;
   cpuidFile: string;

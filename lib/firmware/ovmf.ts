@@ -4,10 +4,19 @@
  * (u16 total length + GUID 96b582de-...). Entries are walked backwards, each
  * `data || u16 len || GUID-LE` with len counting data + 18.
  */
-import { bytesToGuid } from './bytes.js';
 import { OvmfError } from './errors.js';
-import { PADDED_HASHES_TABLE_SIZE } from './hashes.js';
+import { bytesToGuid, guidToBytes } from './guid.js';
 
+/**
+ * Size of QEMU's kernel-hashes table padded to 16 bytes (the table itself is 168): the smallest hashes
+ * area QEMU's sev_add_kernel_loader_hashes accepts.
+ */
+export const PADDED_HASHES_TABLE_SIZE = 176;
+
+/** Bytes between the end of the footer table and the end of the image (the reset vector lives there). */
+const TABLE_END_GAP = 0x20;
+
+/** GUIDs of the footer-table entries sevkit reads (edk2 OvmfPkg ResetVector; TDX for recognition only). */
 export const OVMF_GUIDS = {
   FOOTER: '96b582de-1fb2-45f7-baea-a366c55a082d',
   /** SEV-ES reset block: u32 AP reset address. */
@@ -21,16 +30,19 @@ export const OVMF_GUIDS = {
   TDX_METADATA: 'e47a6535-984a-4798-865e-4685a7bf8ec2',
 } as const;
 
+/** One footer-table entry: its GUID and its data (without the u16 length and the GUID). */
 export interface OvmfEntry {
   guid: string;
   data: Buffer;
 }
 
+/** A guest-physical range declared by the firmware (u32 base, u32 size). */
 export interface GpaRange {
   base: number;
   size: number;
 }
 
+/** What sevkit reads from an OVMF image's footer table. */
 export interface OvmfInfo {
   /** Size of the whole image in bytes. */
   size: number;
@@ -99,6 +111,7 @@ export function parseOvmf(image: Uint8Array, name = 'firmware'): OvmfInfo {
   return info;
 }
 
+/** The SEV-ES AP reset address, or OvmfError when the image has no SEV-ES reset block. */
 export function requireResetVector(info: OvmfInfo, name = 'firmware'): number {
   if (info.resetVector === undefined) {
     throw new OvmfError(`${name}: OVMF footer table has no SEV-ES reset block (${OVMF_GUIDS.SEV_ES_RESET_BLOCK}); it cannot boot SEV-ES APs`, 'ERR_OVMF_NO_RESET');
@@ -106,6 +119,7 @@ export function requireResetVector(info: OvmfInfo, name = 'firmware'): number {
   return info.resetVector;
 }
 
+/** The launch-secret area, or OvmfError when the image declares none (or at base 0). */
 export function requireSecretArea(info: OvmfInfo, name = 'firmware'): GpaRange {
   if (!info.secretArea) {
     throw new OvmfError(`${name}: OVMF has no SEV secret area (${OVMF_GUIDS.SEV_SECRET} absent or base 0); use an AmdSev build or give the GPA explicitly`, 'ERR_OVMF_NO_SECRET');
@@ -127,4 +141,48 @@ export function requireHashesArea(info: OvmfInfo, name = 'firmware'): GpaRange {
     throw new OvmfError(`${name}: guest firmware hashes table area is invalid (base=0x${base.toString(16)} size=0x${size.toString(16)}): smaller than the ${PADDED_HASHES_TABLE_SIZE}-byte padded table`, 'ERR_OVMF_HASHES_SIZE');
   }
   return info.hashesArea;
+}
+
+/**
+ * The footer table for `entries` (table order: first = lowest address), ending with the footer entry;
+ * callers place it TABLE_END_GAP (32) bytes before the end of their image (see placeOvmfFooterTable).
+ */
+export function buildOvmfFooterTable(entries: readonly OvmfEntry[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const e of entries) {
+    const len = Buffer.alloc(2);
+    len.writeUInt16LE(e.data.length + 18);
+    parts.push(Buffer.from(e.data), len, guidToBytes(e.guid));
+  }
+  const body = Buffer.concat(parts);
+  const total = Buffer.alloc(2);
+  total.writeUInt16LE(body.length + 18);
+  return Buffer.concat([body, total, guidToBytes(OVMF_GUIDS.FOOTER)]);
+}
+
+/** Writes the footer table for `entries` into `image` (in place) where OVMF keeps it; returns `image`. */
+export function placeOvmfFooterTable(image: Buffer, entries: readonly OvmfEntry[]): Buffer {
+  const table = buildOvmfFooterTable(entries);
+  if (table.length + TABLE_END_GAP > image.length) throw new OvmfError(`OVMF footer table of ${table.length} bytes does not fit a ${image.length}-byte image`, 'ERR_OVMF_TABLE');
+  table.copy(image, image.length - TABLE_END_GAP - table.length);
+  return image;
+}
+
+/**
+ * Replaces the data of the existing entry `guid` in `image` (in place, same length), e.g. to point a
+ * stock build's zero secret area at a page. OvmfError when the entry is absent or `data` has another size.
+ */
+export function patchOvmfEntry(image: Buffer, guid: string, data: Uint8Array, name = 'firmware'): void {
+  const entries = parseOvmfFooterTable(image, name);
+  let end = image.length - 50;
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i]!;
+    if (e.guid === guid) {
+      if (e.data.length !== data.length) throw new OvmfError(`${name}: OVMF entry ${guid} holds ${e.data.length} bytes, not ${data.length}`, 'ERR_OVMF_TABLE');
+      Buffer.from(data).copy(image, end - 18 - e.data.length);
+      return;
+    }
+    end -= e.data.length + 18;
+  }
+  throw new OvmfError(`${name}: OVMF footer table has no entry ${guid}`, 'ERR_OVMF_TABLE');
 }

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { SevkitError } from '../errors.js';
+import { OVMF_GUIDS, patchOvmfEntry, placeOvmfFooterTable } from '../firmware/ovmf.js';
 
 /** A demo step did not turn out as the protocol requires (one line, no stack, not an internal error). */
 export class DemoError extends SevkitError {
@@ -19,29 +20,29 @@ export class DemoError extends SevkitError {
   }
 }
 
-const SEV_SECRET_GUID = '4c2eb361-7d9b-4cc3-8081-127c90d3d294';
 /** Where the demo firmware declares its launch-secret page (OVMF AmdSev's MEMFD layout puts it in this region). */
 const DEMO_SECRET_BASE = 0x80d000;
 const DEMO_SECRET_SIZE = 0x1000;
 const FIRMWARE_CANDIDATES = ['/usr/share/ovmf/OVMF.fd', '/usr/share/OVMF/OVMF.fd', '/usr/share/OVMF/OVMF_CODE.fd', '/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/qemu/OVMF.fd'];
 
+/** How `sevkit demo` runs. */
 export interface DemoOptions {
+  /** Keep the work directory (firmware, run dirs, simulator state) instead of removing it. */
   keep: boolean;
+  /** This process is the inner half, already under the simulator (the outer half starts it). */
   insideSim: boolean;
+  /** Never boot a VM: the simulator's QEMU wrapper answers QMP alone. */
   vmLess: boolean;
+  /** The environment the demo runs in and hands to its children (the CLI passes its own). */
+  env: NodeJS.ProcessEnv;
+  /** Where each progress line goes; default stdout. */
   out?: (line: string) => void;
 }
 
+/** The whole lifecycle on the simulator: an outer process starts it and runs the inner one under it. Resolves the exit code. */
 export async function runDemo(o: DemoOptions): Promise<number> {
-  if (o.insideSim || process.env.SEVKIT_DEMO_DIR) return inside(o);
+  if (o.insideSim || o.env.SEVKIT_DEMO_DIR) return inside(o);
   return outside(o);
-}
-
-function guidBytesLe(guid: string): Buffer {
-  const h = guid.replace(/-/g, '');
-  const b = Buffer.from(h, 'hex');
-  // GUIDs are stored with their first three fields little-endian.
-  return Buffer.concat([Buffer.from(b.subarray(0, 4)).reverse(), Buffer.from(b.subarray(4, 6)).reverse(), Buffer.from(b.subarray(6, 8)).reverse(), b.subarray(8)]);
 }
 
 /**
@@ -66,11 +67,14 @@ export function makeDemoFirmware(dir: string): { path: string; source: string; b
   } else {
     img = syntheticFirmware();
   }
-  const guid = guidBytesLe(SEV_SECRET_GUID);
-  const at = img.lastIndexOf(guid, img.length - 32);
-  if (at < 10 || img.readUInt16LE(at - 2) !== 26) throw new DemoError(`${src ?? 'synthetic firmware'}: no SEV secret entry in the OVMF footer table`);
-  img.writeUInt32LE(DEMO_SECRET_BASE, at - 10);
-  img.writeUInt32LE(DEMO_SECRET_SIZE, at - 6);
+  const area = Buffer.alloc(8);
+  area.writeUInt32LE(DEMO_SECRET_BASE, 0);
+  area.writeUInt32LE(DEMO_SECRET_SIZE, 4);
+  try {
+    patchOvmfEntry(img, OVMF_GUIDS.SEV_SECRET, area, src ?? 'synthetic firmware');
+  } catch (e) {
+    throw new DemoError(`${src ?? 'synthetic firmware'}: no SEV secret entry in the OVMF footer table (${(e as Error).message})`);
+  }
   const file = path.join(dir, 'demo-OVMF.fd');
   fs.writeFileSync(file, img, { mode: 0o644 });
   return { path: file, source: src ?? 'synthetic (no OVMF installed)', bootable };
@@ -78,19 +82,7 @@ export function makeDemoFirmware(dir: string): { path: string; source: string; b
 
 /** 2 MiB of 0xff with an OVMF footer table holding one SEV secret entry (never booted). */
 function syntheticFirmware(): Buffer {
-  const img = Buffer.alloc(2 << 20, 0xff);
-  const secret = Buffer.concat([Buffer.alloc(8), u16(26), guidBytesLe(SEV_SECRET_GUID)]);
-  const tableLen = secret.length + 18;
-  const footer = Buffer.concat([secret, u16(tableLen), guidBytesLe('96b582de-1fb2-45f7-baea-a366c55a082d')]);
-  // The table ends 0x20 bytes before the end of the image (before the reset vector).
-  footer.copy(img, img.length - 0x20 - footer.length);
-  return img;
-}
-
-function u16(n: number): Buffer {
-  const b = Buffer.alloc(2);
-  b.writeUInt16LE(n);
-  return b;
+  return placeOvmfFooterTable(Buffer.alloc(2 << 20, 0xff), [{ guid: OVMF_GUIDS.SEV_SECRET, data: Buffer.alloc(8) }]);
 }
 
 async function outside(o: DemoOptions): Promise<number> {
@@ -136,35 +128,37 @@ async function outside(o: DemoOptions): Promise<number> {
 
 async function inside(o: DemoOptions): Promise<number> {
   const out = o.out ?? ((l: string) => process.stdout.write(`${l}\n`));
-  const dir = process.env.SEVKIT_DEMO_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-demo-'));
-  const stateDir = process.env.SEVKIT_SIM_STATE;
-  if (!process.env.SEVKIT_SIM_SOCKET || !stateDir) throw new DemoError('sevkit demo --inside-sim must run under `sevkit sim`');
-  const { startCrnServer } = await import('./server.js');
-  const { platformCertificateSource, SupervisorLauncher } = await import('./launchers.js');
-  const { EthWallet } = await import('./wallet.js');
+  const dir = o.env.SEVKIT_DEMO_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-demo-'));
+  const stateDir = o.env.SEVKIT_SIM_STATE;
+  if (!o.env.SEVKIT_SIM_SOCKET || !stateDir) throw new DemoError('sevkit demo --inside-sim must run under `sevkit sim`');
+  const { startCrnServer } = await import('../crn/server.js');
+  const { platformCertificateSource, SupervisorLauncher } = await import('../crn/launchers.js');
+  const { EthWallet } = await import('../aleph/wallet.js');
   const { Supervisor } = await import('../vm/index.js');
   const { CrnClient } = await import('../owner/client.js');
   const { launchOnCrn } = await import('../owner/launch.js');
-  const { simulatorCaChain, encodeCaChain } = await import('../certs/index.js');
+  const { encodeCaChain } = await import('../certs/index.js');
+  const { simulatorCaChain } = await import('../sim/ca-chain.js');
   const { parseSecretTable, DISK_PASSWORD_GUID } = await import('../launch/index.js');
   const { findRealQemu } = await import('../sim/qemu/main.js').catch(() => ({ findRealQemu: () => undefined as string | undefined }));
 
   const fw = makeDemoFirmware(dir);
-  const realQemu = o.vmLess ? undefined : findRealQemu(process.env);
+  const realQemu = o.vmLess ? undefined : findRealQemu(o.env);
   const withVm = Boolean(realQemu) && fw.bootable;
-  if (!withVm) process.env.SEVKIT_REAL_QEMU = 'none';
+  // The simulator's QEMU wrapper (started by the supervisor) answers QMP alone when told there is no real QEMU.
+  const vmEnv: NodeJS.ProcessEnv = withVm ? o.env : { ...o.env, SEVKIT_REAL_QEMU: 'none' };
   out(`[host] firmware ${fw.source} → ${fw.path} (secret page declared at 0x${DEMO_SECRET_BASE.toString(16)})`);
   out(withVm ? `[host] VMs: real QEMU ${realQemu} (TCG) under the simulator's SEV wrapper` : '[host] VMs: VM-less (the simulator\'s QEMU wrapper answers QMP; nothing boots)');
 
   const token = crypto.randomBytes(24).toString('hex');
-  const supervisor = new Supervisor({ runRoot: path.join(dir, 'vms'), launchTimeoutMs: 60_000, stopTimeoutMs: 5_000 });
+  const supervisor = new Supervisor({ runRoot: path.join(dir, 'vms'), launchTimeoutMs: 60_000, stopTimeoutMs: 5_000, env: vmEnv, ...(o.env.SEVKIT_QEMU ? { qemu: o.env.SEVKIT_QEMU } : {}) });
   const log: string[] = [];
   const t0 = performance.now();
   const srv = await startCrnServer({
     host: '127.0.0.1',
     port: 0,
     domain: '127.0.0.1',
-    certs: await platformCertificateSource(),
+    certs: await platformCertificateSource({ testCa: simulatorCaChain(stateDir) }),
     launcher: new SupervisorLauncher(supervisor, { kind: withVm ? 'qemu (simulator wrapper)' : 'vm-less (simulator wrapper)' }),
     runDir: path.join(dir, 'crn'),
     allocationToken: token,
@@ -184,7 +178,7 @@ async function inside(o: DemoOptions): Promise<number> {
       .close()
       .then(() => supervisor.close())
       .finally(() => {
-        if (!process.env.SEVKIT_DEMO_DIR) fs.rmSync(dir, { recursive: true, force: true });
+        if (!o.env.SEVKIT_DEMO_DIR) fs.rmSync(dir, { recursive: true, force: true });
         process.exit(128 + (os.constants.signals[sig] ?? 2));
       });
   };
@@ -270,7 +264,7 @@ async function inside(o: DemoOptions): Promise<number> {
     await srv.close();
     await supervisor.close();
     out(`[teardown] CRN closed and every VM stopped in ${(performance.now() - t2).toFixed(0)} ms`);
-    if (!process.env.SEVKIT_DEMO_DIR) fs.rmSync(dir, { recursive: true, force: true });
+    if (!o.env.SEVKIT_DEMO_DIR) fs.rmSync(dir, { recursive: true, force: true });
   }
   out(code === 0 ? 'demo: OK (SIMULATED platform)' : 'demo: FAILED');
   return code;

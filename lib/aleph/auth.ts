@@ -21,6 +21,10 @@ export const DEFAULT_KEY_LIFETIME_MS = 24 * 60 * 60 * 1000;
 /** Bound on each header so a hostile client cannot make us parse megabytes of JSON. */
 export const MAX_AUTH_HEADER_BYTES = 8192;
 
+/**
+ * A request whose aleph signature headers are malformed (status 400, ERR_AUTH_MALFORMED) or do not verify (401,
+ * ERR_AUTH_REJECTED); `reason` is the text aleph returns.
+ */
 export class AuthError extends SevkitError {
   readonly status: 400 | 401;
   /** The `error` text aleph puts in its JSON body. */
@@ -32,6 +36,7 @@ export class AuthError extends SevkitError {
   }
 }
 
+/** The JSON the wallet signs in X-SignedPubKey: the ephemeral P-256 key (JWK), domain, address, expiry and chain. */
 export interface PubKeyPayload {
   pubkey: { kty: 'EC'; crv: 'P-256'; x: string; y: string };
   alg: 'ECDSA';
@@ -41,6 +46,7 @@ export interface PubKeyPayload {
   chain: WalletChain;
 }
 
+/** The JSON the ephemeral key signs in X-SignedOperation: time, method, path and domain. */
 export interface OperationPayload {
   time: string;
   method: 'GET' | 'POST';
@@ -113,12 +119,14 @@ export function signOperation(
 
 // ---------------------------------------------------------------- server side
 
+/** The wallet a request was verified to come from. */
 export interface VerifiedCaller {
   /** Wallet address as signed (compare case-insensitively for ETH). */
   address: string;
   chain: WalletChain;
 }
 
+/** The parts of an HTTP request verifyAuthHeaders checks: method, routed path and headers. */
 export interface VerifyRequest {
   method: string;
   /** The request path without the query string, as the server routed it. */

@@ -10,13 +10,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimDaemon } from '../../lib/sim/daemon.js';
 import { SimClient } from '../../lib/sim/client.js';
-import { SimVmLauncher } from '../../lib/sim/crn-launcher.js';
+import { SimVmLauncher } from '../../lib/crn/sim-launcher.js';
 import { startCrnServer, type CrnServer } from '../../lib/crn/server.js';
-import { EthWallet } from '../../lib/crn/wallet.js';
+import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
 import { launchOnCrn } from '../../lib/owner/launch.js';
-import { encodeCaChain, simulatorCaChain } from '../../lib/certs/index.js';
-import { makeDemoFirmware } from '../../lib/crn/demo.js';
+import { encodeCaChain } from '../../lib/certs/index.js';
+import { simulatorCaChain } from '../../lib/sim/ca-chain.js';
+import { makeDemoFirmware } from '../../lib/demo/demo.js';
 
 const TOKEN = 'tok-' + crypto.randomBytes(8).toString('hex');
 let tmp: string;

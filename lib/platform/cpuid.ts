@@ -2,27 +2,36 @@
  * CPUID for the host probes and the QEMU supervisor (cbitpos / reduced-phys-bits).
  *
  * Sources, in order:
- *  1. `SEVKIT_CPUID` (or the `file` option): a JSON file `{ "0x8000001f:0": [eax, ebx, ecx, edx], ... }`
+ *  1. the `file` option (the CLI passes `SEVKIT_CPUID`): a JSON file `{ "0x8000001f:0": [eax, ebx, ecx, edx], ... }`
  *     (the simulator's fake host; tests). Missing leaves read as zeros, like CPUID beyond the max leaf.
  *  2. the native addon's `cpuid(leaf, subleaf)` (real hardware; x86-64 only).
- *  3. `/proc/cpuinfo` under the host root: vendor, brand, family/model and the `sme sev sev_es sev_snp`
+ *  3. `/proc/cpuinfo` (the caller's reader, e.g. under a fake host root): vendor, brand, family/model and the `sme sev sev_es sev_snp`
  *     flags are turned back into the leaves the probes read. C-bit position and the ASID counts are not
  *     in /proc/cpuinfo, so they read as 0 and `source` says `cpuinfo` — callers report that honestly.
  */
 import fs from 'node:fs';
 import { SevkitError } from '../errors.js';
-import { HostFs } from './fs.js';
 
+/** One CPUID answer: the four 32-bit registers [eax, ebx, ecx, edx]. */
 export type CpuidRegs = readonly [eax: number, ebx: number, ecx: number, edx: number];
 
-export class HostError extends SevkitError {
-  constructor(message: string, code = 'ERR_HOST', options?: { cause?: unknown }) {
-    super(code, message, options);
+/** A CPUID source that cannot be read or parsed (a bad SEVKIT_CPUID file, a malformed leaf). */
+export class CpuidError extends SevkitError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_HOST_CPUID_FILE', message, options);
   }
 }
 
+/**
+ * Where a CpuidReader's answers come from: a JSON file, the native addon, leaves rebuilt from /proc/cpuinfo, or
+ * nothing (all zeros).
+ */
 export type CpuidSourceKind = 'file' | 'native' | 'cpuinfo' | 'none';
 
+/**
+ * A CPUID source: get(leaf, subleaf) answers like the instruction (zeros for leaves it does not know) and says
+ * which source it is.
+ */
 export interface CpuidReader {
   readonly source: CpuidSourceKind;
   /** Why a better source was not used (e.g. the addon failed to load); for diagnostics. */
@@ -42,7 +51,7 @@ function parseRegValue(v: unknown, where: string): number {
     const n = Number(v.trim());
     if (n <= 0xffffffff) return n;
   }
-  throw new HostError(`${where}: register value must be a u32 number or 0x-hex string, got ${JSON.stringify(v)}`, 'ERR_HOST_CPUID_FILE');
+  throw new CpuidError(`${where}: register value must be a u32 number or 0x-hex string, got ${JSON.stringify(v)}`);
 }
 
 /** Parse the SEVKIT_CPUID JSON text into a leaf map. Keys: "0xLEAF:SUBLEAF" (hex or decimal; ":0" optional). */
@@ -51,14 +60,14 @@ export function parseCpuidJson(text: string, file = 'CPUID file'): Map<string, C
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new HostError(`${file}: not valid JSON (${(e as Error).message})`, 'ERR_HOST_CPUID_FILE');
+    throw new CpuidError(`${file}: not valid JSON (${(e as Error).message})`);
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new HostError(`${file}: expected an object of "0xLEAF:SUBLEAF": [eax, ebx, ecx, edx]`, 'ERR_HOST_CPUID_FILE');
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new CpuidError(`${file}: expected an object of "0xLEAF:SUBLEAF": [eax, ebx, ecx, edx]`);
   const out = new Map<string, CpuidRegs>();
   for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
     const m = /^\s*(0x[0-9a-f]+|[0-9]+)\s*(?::\s*(0x[0-9a-f]+|[0-9]+))?\s*$/i.exec(k);
-    if (!m) throw new HostError(`${file}: bad leaf key ${JSON.stringify(k)} (want "0x8000001f:0")`, 'ERR_HOST_CPUID_FILE');
-    if (!Array.isArray(v) || v.length !== 4) throw new HostError(`${file}: leaf ${k} must be [eax, ebx, ecx, edx]`, 'ERR_HOST_CPUID_FILE');
+    if (!m) throw new CpuidError(`${file}: bad leaf key ${JSON.stringify(k)} (want "0x8000001f:0")`);
+    if (!Array.isArray(v) || v.length !== 4) throw new CpuidError(`${file}: leaf ${k} must be [eax, ebx, ecx, edx]`);
     const regs = v.map((x, i) => parseRegValue(x, `${file}: leaf ${k} ${['eax', 'ebx', 'ecx', 'edx'][i]}`)) as unknown as CpuidRegs;
     out.set(cpuidKey(Number(m[1]), m[2] ? Number(m[2]) : 0), regs);
   }
@@ -119,11 +128,12 @@ export function cpuidFromCpuinfo(text: string): Map<string, CpuidRegs> {
   return map;
 }
 
+/** Where openCpuid reads CPUID from: a JSON file, a /proc/cpuinfo reader, a reader to use as is, or no native addon. */
 export interface CpuidOptions {
-  /** JSON file; default SEVKIT_CPUID. */
+  /** CPUID JSON file (the simulator's fake host; the CLI passes $SEVKIT_CPUID). */
   file?: string;
-  /** Host root for the /proc/cpuinfo fallback. */
-  fs?: HostFs;
+  /** Reads /proc/cpuinfo for the last-resort fallback (the host probes pass their root-prefixed reader); default: the real file. */
+  readCpuinfo?: () => string;
   /** A reader to use as is (tests). */
   reader?: CpuidReader;
   /** Skip the native addon (tests; hosts without the addon built). */
@@ -136,13 +146,13 @@ export interface CpuidOptions {
  */
 export async function openCpuid(opts: CpuidOptions = {}): Promise<CpuidReader> {
   if (opts.reader) return opts.reader;
-  const file = opts.file ?? (process.env.SEVKIT_CPUID || undefined);
+  const file = opts.file || undefined;
   if (file) {
     let text: string;
     try {
       text = fs.readFileSync(file, 'utf8');
     } catch (e) {
-      throw new HostError(`${file}: cannot read CPUID file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'ERR_HOST_CPUID_FILE', { cause: e });
+      throw new CpuidError(`${file}: cannot read CPUID file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
     }
     return mapCpuid(parseCpuidJson(text, file), 'file');
   }
@@ -173,14 +183,17 @@ export async function openCpuid(opts: CpuidOptions = {}): Promise<CpuidReader> {
   } else if (!opts.noNative) {
     note = `no CPUID on ${process.arch}`;
   }
-  const hfs = opts.fs ?? new HostFs();
-  const info = hfs.readText('/proc/cpuinfo');
-  if (info.ok) return mapCpuid(cpuidFromCpuinfo(info.value), 'cpuinfo', note);
-  return mapCpuid(new Map(), 'none', note ?? `cannot read /proc/cpuinfo: ${info.error.text}`);
+  try {
+    const text = opts.readCpuinfo ? opts.readCpuinfo() : fs.readFileSync('/proc/cpuinfo', 'utf8');
+    return mapCpuid(cpuidFromCpuinfo(text), 'cpuinfo', note);
+  } catch (e) {
+    return mapCpuid(new Map(), 'none', note ?? `cannot read /proc/cpuinfo: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
 }
 
 // ── decoding ─────────────────────────────────────────────────────────────────
 
+/** The 12-character CPU vendor id from leaf 0 ('AuthenticAMD'). */
 export function vendorString(r: CpuidReader): string {
   const [, ebx, ecx, edx] = r.get(0);
   const b = Buffer.alloc(12);
@@ -242,6 +255,7 @@ export interface SevCpuInfo {
   raw: { eax: number; ebx: number; ecx: number; edx: number };
 }
 
+/** Decodes the registers of CPUID leaf 0x8000001F (memory-encryption features, C-bit position, ASID ranges). */
 export function decodeSevLeaf(regs: CpuidRegs): SevCpuInfo {
   const [eax, ebx, ecx, edx] = regs.map((x) => x >>> 0) as [number, number, number, number];
   const sevAsids = ecx >= edx && edx >= 1 ? ecx - edx + 1 : 0;
