@@ -24,7 +24,10 @@
  *   dev/cpu/0/msr                           sparse file; the 8 bytes at offset 0xC0010010 (SYSCFG MSR)
  *                                           hold the u64 little-endian SYSCFG value. Genoa with SME/SNP
  *                                           enabled: 0x0000000003FC0000 (bit 23 MemEncryptionModEn,
- *                                           bit 24 SNPEn, bit 25 VMPLEn are the bits read)
+ *                                           bit 24 SNPEn, bit 25 VMPLEn are the bits read); RMP_BASE at
+ *                                           0xC0010132 and RMP_END at 0xC001013A (RMP_BASE + 8: the adjacent
+ *                                           MSRs would overlap in a file), zeros when the BIOS set up no RMP
+ *   sys/class/iommu/ivhd0                   directory; any entry = an IOMMU is on (SNP_INIT needs it)
  *   proc/self/limits                        Linux /proc/<pid>/limits text; the line
  *                                           "Max locked memory         unlimited            unlimited            bytes"
  *                                           (numbers in bytes, or "unlimited")
@@ -32,7 +35,8 @@
  *                                           "BOOT_IMAGE=/vmlinuz-6.12 root=/dev/sda1 ro mem_encrypt=on kvm_amd.sev=1 kvm_amd.sev_es=1 kvm_amd.sev_snp=1\n"
  *                                           (only used to explain a failure, e.g. mem_encrypt=off)
  *   proc/sys/kernel/osrelease               optional, e.g. "6.12.0-sim\n" (kernel release shown in reports)
- *   proc/cpuinfo                            optional; only read when neither SEVKIT_CPUID nor the addon gives CPUID
+ *   proc/cpuinfo                            optional; CPUID from it only when neither SEVKIT_CPUID nor the addon gives
+ *                                           CPUID; its flags line's sev_snp is read for the SNP checks either way
  *
  * CPUID comes from SEVKIT_CPUID (see cpuid.ts), with these leaves (all `:0` subleaf):
  *   0x0         [maxLeaf, 0x68747541, 0x444d4163, 0x69746e65] = EAX, EBX "Auth", ECX "cAMD", EDX "enti"
@@ -74,6 +78,15 @@ export const HOST_PATHS = {
 
 /** SYSCFG MSR number; also its byte offset in /dev/cpu/N/msr. */
 export const MSR_SYSCFG = 0xc0010010;
+/** RMP_BASE / RMP_END MSR numbers (also their offsets in /dev/cpu/N/msr): the BIOS's RMP table for SNP. */
+export const MSR_RMP_BASE = 0xc0010132;
+/** See MSR_RMP_BASE. */
+export const MSR_RMP_END = 0xc0010133;
+/**
+ * Where RMP_END sits in a fake root's dev/cpu/0/msr: that is a regular file holding each
+ * MSR's 8 bytes at the MSR number, and the adjacent RMP_BASE/RMP_END would overlap there.
+ */
+export const FAKE_RMP_END_OFFSET = MSR_RMP_BASE + 8;
 
 /** An errno-style failure as sevctl would print it: "Permission denied (os error 13)". */
 export interface IoFailure {

@@ -24,6 +24,7 @@ import {
   type QemuFact,
 } from './probes.js';
 import type { OkFacts } from './okTree.js';
+import { probeSnpHost, type SnpHostFact } from './snp-probe.js';
 
 /** Where the probes look: the host root (or a HostFs), the CPUID source, and the KVM_GET_API_VERSION implementation. */
 export interface HostProbeOptions {
@@ -116,6 +117,8 @@ export interface HostFacts extends OkHostFacts {
   qemu: QemuFact | null;
   ovmf: OvmfFact;
   euid: number;
+  /** The SNP-only host signals (RMP MSRs, cpuinfo sev_snp, IOMMUs); absent: not probed. */
+  snpHost?: SnpHostFact;
 }
 
 /** The SEV device probed when none is given. */
@@ -159,6 +162,7 @@ export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFact
     firmware,
     qemu,
     ovmf,
+    snpHost: probeSnpHost(base.fs),
     euid: opts.euid ?? (typeof process.geteuid === 'function' ? process.geteuid() : -1),
   };
 }

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { OVMF_GUIDS, parseOvmfFooterTable } from '../firmware/ovmf.js';
 import { HOST_PATHS, MSR_SYSCFG, ioFailure, type HostFs, type IoFailure, type Read } from './fs.js';
+import { parseQemuVersion } from '../qmp/version.js';
 
 // ── kvm_amd module parameters ────────────────────────────────────────────────
 
@@ -308,9 +309,8 @@ export interface QemuFact {
   cached?: boolean;
 }
 
-export function parseQemuVersion(text: string): string | null {
-  return /QEMU emulator version (\d+\.\d+(?:\.\d+)?)/.exec(text)?.[1] ?? null;
-}
+// One home for QEMU version texts (the supervisor's SNP check uses them too).
+export { parseQemuVersion, versionAtLeast } from '../qmp/version.js';
 
 export async function probeQemu(command: string, timeoutMs = 3000): Promise<QemuFact> {
   const { execFile } = await import('node:child_process');
@@ -335,17 +335,6 @@ export async function probeQemu(command: string, timeoutMs = 3000): Promise<Qemu
   });
 }
 
-export function versionAtLeast(version: string | null, min: string): boolean {
-  if (!version) return false;
-  const a = version.split('.').map(Number);
-  const b = min.split('.').map(Number);
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    const x = a[i] ?? 0;
-    const y = b[i] ?? 0;
-    if (x !== y) return x > y;
-  }
-  return true;
-}
 
 // ── OVMF ─────────────────────────────────────────────────────────────────────
 

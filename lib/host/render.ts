@@ -8,6 +8,7 @@ const GROUP_TITLE: Record<CheckGroup, string> = {
   firmware: 'SEV firmware (PLATFORM_STATUS)',
   userspace: 'QEMU and OVMF',
   limits: 'Limits',
+  snp: 'SEV-SNP readiness (BIOS/RMP, IOMMU, SNP_INIT, SNP firmware)',
 };
 
 const ANSI = { green: '\x1b[32m', red: '\x1b[31m', yellow: '\x1b[33m', dim: '\x1b[2m', bold: '\x1b[1m', reset: '\x1b[0m' } as const;

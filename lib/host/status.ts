@@ -35,7 +35,7 @@
  *   "ovmf": { "dirs": string[], "packageVersion": string | null,
  *             "images": [{ "path", "size", "guidTable", "sevEsResetBlock", "secretArea", "kernelHashes", "snpMetadata" }] },
  *   "checks": [{ "id": string,             // stable ids, see CHECK_IDS
- *                "group": "cpu" | "kernel" | "device" | "firmware" | "userspace" | "limits",
+ *                "group": "cpu" | "kernel" | "device" | "firmware" | "userspace" | "limits" | "snp",
  *                "title": string, "status": "pass" | "fail" | "warn" | "info" | "skip",
  *                "detail": string, "fix": string | null,
  *                "blocks": ("sev" | "sev-es" | "sev-snp")[] }],   // guest types a "fail" makes not ready
@@ -44,6 +44,7 @@
  */
 import { brandString, familyModel, sevLeaf, vendorString } from '../platform/cpuid.js';
 import type { HostFacts } from './gather.js';
+import { snpReadinessChecks } from './snp-readiness.js';
 import { cmdlineParam, RLIM_INFINITY, SYSCFG_MEM_ENCRYPT, SYSCFG_SNP_EN, versionAtLeast, type FirmwareError, type ParamFact } from './probes.js';
 
 /** The `schema` value of sev-status's JSON report; changes when the report's shape does. */
@@ -59,7 +60,7 @@ export const GUEST_LABEL: Record<GuestType, string> = { sev: 'SEV', 'sev-es': 'S
 /** The outcome of one status check; only 'fail' blocks guest types. */
 export type CheckStatus = 'pass' | 'fail' | 'warn' | 'info' | 'skip';
 /** The section of the report a check is printed in. */
-export type CheckGroup = 'cpu' | 'kernel' | 'device' | 'firmware' | 'userspace' | 'limits';
+export type CheckGroup = 'cpu' | 'kernel' | 'device' | 'firmware' | 'userspace' | 'limits' | 'snp';
 
 /** One judged check: stable id, outcome, detail, the fix to suggest, and the guest types a failure makes not ready. */
 export interface Check {
@@ -161,6 +162,12 @@ export const CHECK_IDS = [
   'userspace.ovmf-sev-es',
   'userspace.ovmf-sev-snp',
   'limits.memlock',
+  // SEV-SNP readiness beyond the per-guest-type checks above (snp-readiness.ts).
+  'snp.cpu',
+  'snp.bios',
+  'snp.iommu',
+  'snp.init',
+  'snp.firmware',
 ] as const;
 
 const ALL: GuestType[] = ['sev', 'sev-es', 'sev-snp'];
@@ -502,6 +509,7 @@ export function evaluateChecks(f: HostFacts): Check[] {
     else if (f.euid === 0) add({ id: 'limits.memlock', group: 'limits', title: 'Memlock limit', status: 'info', detail: `${text} (root: CAP_IPC_LOCK exempts QEMU run as root)` });
     else add({ id: 'limits.memlock', group: 'limits', title: 'Memlock limit', status: 'warn', detail: `${text}: a non-root QEMU cannot pin more than ${limitText(m.soft)} bytes of guest memory`, fix: FIXES.memlock });
   }
+  for (const c of snpReadinessChecks(f)) add(c);
   return checks;
 }
 

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { brandLeaves, cpuidKey, signature, vendorLeaf, type CpuidRegs } from '../platform/cpuid.js';
 import { OVMF_GUIDS, placeOvmfFooterTable, type OvmfEntry } from '../firmware/ovmf.js';
-import { MSR_SYSCFG } from '../host/fs.js';
+import { FAKE_RMP_END_OFFSET, MSR_RMP_BASE, MSR_SYSCFG } from '../host/fs.js';
 
 /** The CPUs a host fixture can simulate. */
 export type CpuPreset = 'genoa' | 'milan' | 'rome' | 'intel' | 'amd-nosev' | 'ryzen';
@@ -22,7 +22,12 @@ interface CpuDef {
   maxExt: number;
   leaf1f: CpuidRegs;
   syscfg: bigint | null;
+  /** RMP_BASE / RMP_END as the BIOS programs them for SNP; zeros where it does not. */
+  rmp?: { base: bigint; end: bigint };
 }
+
+/** An RMP table of 258 MiB (about 1 TiB of memory covered), as a Genoa BIOS with SNP enabled sets it. */
+export const FIXTURE_RMP = { base: 0x7ee00000n, end: 0x8f0fffffn };
 
 /** SYSCFG with bits 18..25 set: MemEncryptionModEn (23), SNPEn (24), VMPLEn (25) and the MTRR/TOM2 bits below. */
 export const GENOA_SYSCFG = 0x3fc0000n;
@@ -30,8 +35,8 @@ export const GENOA_SYSCFG = 0x3fc0000n;
 /** The CPUID and SYSCFG values of each CpuPreset. */
 export const CPU_PRESETS: Record<CpuPreset, CpuDef> = {
   // The simulated host: EPYC 9004, C-bit 51, reduced-phys-bits 1, 4 VMPLs, 1006 ASIDs, SEV ASIDs from 100.
-  genoa: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 9654 96-Core Processor', family: 0x19, model: 0x11, stepping: 1, maxExt: 0x80000028, leaf1f: [0x0001fdff, 51 | (1 << 6) | (4 << 12), 1006, 100], syscfg: GENOA_SYSCFG },
-  milan: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 7763 64-Core Processor', family: 0x19, model: 0x01, stepping: 1, maxExt: 0x80000023, leaf1f: [0x0001fdff, 51 | (5 << 6) | (4 << 12), 509, 100], syscfg: GENOA_SYSCFG },
+  genoa: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 9654 96-Core Processor', family: 0x19, model: 0x11, stepping: 1, maxExt: 0x80000028, leaf1f: [0x0001fdff, 51 | (1 << 6) | (4 << 12), 1006, 100], syscfg: GENOA_SYSCFG, rmp: FIXTURE_RMP },
+  milan: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 7763 64-Core Processor', family: 0x19, model: 0x01, stepping: 1, maxExt: 0x80000023, leaf1f: [0x0001fdff, 51 | (5 << 6) | (4 << 12), 509, 100], syscfg: GENOA_SYSCFG, rmp: FIXTURE_RMP },
   // Rome without page-flush MSR: reproduces sevctl's documented example output.
   rome: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 7702 64-Core Processor', family: 0x17, model: 0x31, stepping: 0, maxExt: 0x80000020, leaf1f: [0x0000000b, 47 | (5 << 6), 509, 1], syscfg: 0x840000n },
   intel: { vendor: 'GenuineIntel', brand: 'Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz', family: 6, model: 0x6a, stepping: 6, maxExt: 0x80000008, leaf1f: [0, 0, 0, 0], syscfg: null },
@@ -98,6 +103,12 @@ export interface HostFixtureSpec {
   cpuid?: Record<string, [number, number, number, number]>;
   /** SYSCFG value; null = no /dev/cpu/0/msr (msr module not loaded). Default: the preset's. */
   syscfg?: bigint | null;
+  /** RMP_BASE/RMP_END MSRs (written with SYSCFG); null = zeros (the BIOS set up no RMP). Default: the preset's. */
+  rmp?: { base: bigint; end: bigint } | null;
+  /** /sys/class/iommu/ivhd0 present (default true). */
+  iommu?: boolean;
+  /** Write proc/cpuinfo with this flags line (default: no proc/cpuinfo). */
+  cpuinfoFlags?: string[];
   /** kvm_amd: false = module not loaded; per parameter a content string, or null for "no such file". */
   kvmAmd?: false | { sev?: string | null; sevEs?: string | null; sevSnp?: string | null };
   /** /dev/sev present (default true). */
@@ -162,8 +173,17 @@ export function writeHostFixture(dir: string, spec: HostFixtureSpec = {}): HostF
     const b = Buffer.alloc(8);
     b.writeBigUInt64LE(syscfg);
     fs.writeSync(fd, b, 0, 8, MSR_SYSCFG);
+    const rmp = spec.rmp === undefined ? def.rmp : spec.rmp;
+    if (rmp !== undefined) {
+      for (const [msr, v] of [[MSR_RMP_BASE, rmp?.base ?? 0n], [FAKE_RMP_END_OFFSET, rmp?.end ?? 0n]] as const) {
+        b.writeBigUInt64LE(v);
+        fs.writeSync(fd, b, 0, 8, msr);
+      }
+    }
     fs.closeSync(fd);
   }
+  if (spec.iommu !== false) fs.mkdirSync(path.join(root, 'sys/class/iommu/ivhd0'), { recursive: true });
+  if (spec.cpuinfoFlags) write(root, 'proc/cpuinfo', `processor\t: 0\nvendor_id\t: ${def.vendor}\nmodel name\t: ${def.brand}\nflags\t\t: ${spec.cpuinfoFlags.join(' ')}\n`);
 
   if (spec.kvmAmd !== false) {
     const p = { sev: 'Y\n', sevEs: 'Y\n', sevSnp: 'Y\n', ...(spec.kvmAmd ?? {}) };

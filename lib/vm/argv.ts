@@ -62,12 +62,13 @@ export function pyHex(n: number): string {
 }
 
 /** QEMU option values separate properties with ','; a path containing one would be split. */
-function optPath(p: string, what: string): string {
+export function optPath(p: string, what: string): string {
   if (p.includes(',')) throw new InputError(`${what} ${JSON.stringify(p)} contains a comma, which QEMU would split as an option separator`, 'ERR_VM_ARGV');
   return p;
 }
 
-function u32(n: number, what: string): number {
+/** A u32 argument (memory, vCPUs, policy), else InputError. */
+export function u32(n: number, what: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new InputError(`${what} must be a u32, got ${n}`, 'ERR_VM_ARGV');
   return n;
 }

@@ -13,3 +13,4 @@ export {
   type InjectSecretArgs,
 } from './supervisor.js';
 export { defaultRunRoot } from './rundir.js';
+export * from './snp.js';

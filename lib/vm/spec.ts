@@ -3,6 +3,7 @@
  * supervisor takes and returns them, and `record.ts` keeps them in vm.json.
  */
 import type { SevInfo } from '../qmp/types.js';
+import type { VmSnpSpec } from './snp.js';
 
 /**
  * The SEV part of a VmSpec: the guest policy, the owner's GODH certificate and session blob, and measured direct
@@ -31,6 +32,8 @@ export interface VmSpec {
   vcpus?: number;
   /** null/undefined: a plain VM (no sev-guest object), for hosts and tests without SEV. */
   sev?: VmSevSpec | null;
+  /** An SEV-SNP guest (QEMU >= 9.1; exclusive with `sev`): started at once, no measurement or secret on the host. */
+  snp?: VmSnpSpec | null;
   image?: { path: string; format?: string };
   cpu?: string;
   accel?: 'kvm' | 'tcg';

@@ -27,6 +27,8 @@ import { QmpClient } from '../qmp/client.js';
 import { QmpDisconnectedError, QmpError, QmpTimeoutError } from '../qmp/errors.js';
 import { waitForQmp } from '../qmp/wait.js';
 import { buildQemuArgv, type SevHostInfo } from './argv.js';
+import { buildSnpQemuArgv, checkSnpGuest, requireSnpQemu, qemuVersion } from './snp.js';
+import type { SnpGuestInfo } from '../qmp/sev-info.js';
 import { VmError, VmExitedError, VmLaunchError, VmSecretError, VmStateError } from './errors.js';
 import { createRunDir, defaultRunRoot, ensureRunRoot, removeRunDir, writePrivateFile } from './rundir.js';
 import { settlesWithin } from '../util/async.js';
@@ -42,7 +44,8 @@ export type { VmMeasurement, VmSevSpec, VmSpec } from './spec.js';
 export type VmState = 'starting' | 'awaiting-secret' | 'running' | 'stopped' | 'failed';
 
 const TRANSITIONS: Record<VmState, VmState[]> = {
-  starting: ['awaiting-secret', 'stopped', 'failed'],
+  // SNP guests go straight to running: there is no pre-launch step (snp.ts).
+  starting: ['awaiting-secret', 'running', 'stopped', 'failed'],
   'awaiting-secret': ['running', 'stopped', 'failed'],
   running: ['stopped', 'failed'],
   stopped: [],
@@ -304,6 +307,7 @@ export class ConfidentialVm extends EventEmitter {
   private exitError: VmExitedError | undefined;
   private stopping = false;
   private measured: VmMeasurement | undefined;
+  private snpGuest: SnpGuestInfo | undefined;
   private secretArea: { base: number; size: number } | undefined;
   private busy: Promise<unknown> = Promise.resolve();
 
@@ -401,7 +405,9 @@ export class ConfidentialVm extends EventEmitter {
         // It would setsid() away from the process group every kill and exit path relies on.
         throw new VmLaunchError(`VM ${spec.name}: -daemonize in extraArgs would take QEMU out of the supervisor's reach`, 'ERR_VM_SPEC');
       }
+      if (spec.sev && spec.snp) throw new VmLaunchError(`VM ${spec.name}: give sev or snp, not both`, 'ERR_VM_SPEC');
       this.secretArea = await readSecretArea(spec.firmware);
+      if (spec.snp) requireSnpQemu(await qemuVersion(this.qemuBin, { env: this.opts.env, timeoutMs }), this.qemuBin);
       const dir = createRunDir(this.runRoot, spec.name);
       this._runDir = dir;
       let sev;
@@ -418,7 +424,7 @@ export class ConfidentialVm extends EventEmitter {
         sev = { policy: spec.sev.policy, cbitpos: host.cbitpos, reducedPhysBits: host.reducedPhysBits, kernelHashes: spec.sev.kernelHashes, ...files };
       }
       const alephSockets = spec.alephSockets ?? true;
-      const argv = buildQemuArgv({
+      const common = {
         qemu: this.qemuBin,
         accel: spec.accel ?? this.opts.accel,
         memMb: spec.memMb ?? 512,
@@ -428,7 +434,6 @@ export class ConfidentialVm extends EventEmitter {
         monitorSocket: alephSockets ? path.join(dir, 'monitor.sock') : undefined,
         qmpSocket: path.join(dir, 'qmp.sock'),
         qgaSocket: alephSockets ? path.join(dir, 'qga.sock') : undefined,
-        sev,
         cpu: spec.cpu,
         tapInterface: spec.tapInterface,
         cloudInitDrive: spec.cloudInitDrive,
@@ -439,7 +444,10 @@ export class ConfidentialVm extends EventEmitter {
         initrd: spec.initrd,
         append: spec.append,
         extra: spec.extraArgs,
-      });
+      };
+      const argv = spec.snp
+        ? buildSnpQemuArgv({ ...common, snp: { ...spec.snp, ...(await hostInfo()) } })
+        : buildQemuArgv({ ...common, sev });
       this.throwIfStopped();
       await this.spawnQemu(argv);
       const ac = new AbortController();
@@ -454,6 +462,12 @@ export class ConfidentialVm extends EventEmitter {
         });
       } finally {
         clearTimeout(timer);
+      }
+      if (spec.snp) {
+        this.snpGuest = await checkSnpGuest(this.qmp, spec.name, this.qemuBin);
+        if (this.stopping) throw new VmStateError(`VM ${spec.name} was stopped during its launch`);
+        this.setState('running');
+        return;
       }
       const status = await this.qmp.queryStatus();
       if (status.status !== 'prelaunch' && status.status !== 'paused') {
@@ -684,6 +698,7 @@ export class ConfidentialVm extends EventEmitter {
 
   /** `{sevInfo, launchMeasure}` read when QEMU first answered; available from awaiting-secret on. */
   async measurement(): Promise<VmMeasurement> {
+    if (this.spec.snp) throw new VmStateError(`VM ${this.name} is an SEV-SNP guest: the host has no launch measurement (the guest's attestation report carries it)`);
     this.requireState('read the measurement', 'awaiting-secret', 'running');
     if (this.measured) return this.measured;
     // Plain (non-SEV) VM: ask QEMU, which answers with its own error.
@@ -698,6 +713,11 @@ export class ConfidentialVm extends EventEmitter {
     });
   }
 
+  /** For an SNP guest: `query-sev` as checked when QEMU first answered (policy, firmware API, state). */
+  get snpInfo(): SnpGuestInfo | undefined {
+    return this.snpGuest;
+  }
+
   /** The firmware's launch-secret area (from its OVMF footer table), if it declares one. */
   get firmwareSecretArea(): { base: number; size: number } | undefined {
     return this.secretArea;
@@ -709,6 +729,7 @@ export class ConfidentialVm extends EventEmitter {
    */
   injectSecret(args: InjectSecretArgs): Promise<void> {
     return this.serial(async () => {
+      if (this.spec.snp) throw new VmStateError(`VM ${this.name} is an SEV-SNP guest: the host cannot inject a secret (it goes to the attested guest)`);
       this.requireState('inject a secret', 'awaiting-secret');
       const header = decodeBase64Strict(args.packetHeader, 'packet header');
       if (header.length !== SECRET_HEADER_LEN) throw new VmSecretError(`packet header is ${header.length} bytes, expected ${SECRET_HEADER_LEN}`, 'ERR_VM_SECRET_HEADER');
@@ -850,8 +871,13 @@ async function hearsPowerButton(qmp: QmpClient, timeoutMs: number): Promise<bool
 
 /** The spec as vm.json keeps it: the launch blobs are not needed after LAUNCH_START and are left out. */
 function recordableSpec(spec: VmSpec): VmSpec {
-  const { sev, ...rest } = spec;
-  return { ...rest, ...(sev ? { sev: { policy: sev.policy, ...(sev.kernelHashes !== undefined ? { kernelHashes: sev.kernelHashes } : {}) } } : {}) };
+  const { sev, snp, ...rest } = spec;
+  return {
+    ...rest,
+    ...(sev ? { sev: { policy: sev.policy, ...(sev.kernelHashes !== undefined ? { kernelHashes: sev.kernelHashes } : {}) } } : {}),
+    // SNP: the ID block, auth and host data were for LAUNCH_FINISH; a bigint policy is kept as a number (valid ones are < 2^26).
+    ...(snp ? { snp: { ...(snp.policy !== undefined ? { policy: Number(snp.policy) } : {}), ...(snp.kernelHashes !== undefined ? { kernelHashes: snp.kernelHashes } : {}) } } : {}),
+  };
 }
 
 /** The GODH / session file content QEMU reads: base64 text (validated) or raw bytes encoded. */

@@ -61,7 +61,7 @@ describe('sev-status CLI', () => {
     expect(j.schema).toBe(STATUS_SCHEMA);
     expect(j.ready).toBe(true);
     expect(j.checks.map((c: { id: string }) => c.id)).toEqual([...CHECK_IDS]);
-    expect(j.firmware).toMatchObject({ available: true, apiVersion: '1.55', build: 21, state: 'INIT', esEnabled: true, snpError: { code: 'EINVAL' } });
+    expect(j.firmware).toMatchObject({ available: true, apiVersion: '1.55', build: 21, state: 'INIT', esEnabled: true, snp: { apiMajor: 1, apiMinor: 55, state: 'INIT', rmpInitialized: true, buildId: 21 }, snpError: null });
     expect(j.host).toMatchObject({ simulated: true, cpuidSource: 'file' });
   });
 

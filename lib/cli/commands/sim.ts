@@ -2,7 +2,7 @@
  * `sevkit sim`: the software SEV platform (a TEST platform; it proves nothing
  * about real hardware).
  *
- *   sevkit sim [--state DIR] [--seed N] [--kernel pre-6.16|6.16] [--quiet] -- CMD [ARGS...]
+ *   sevkit sim [--state DIR] [--seed N] [--kernel pre-6.16|6.16] [--qemu-version M.m.u] [--quiet] -- CMD [ARGS...]
  *       Starts the simulator on DIR (default ~/.cache/sevkit/sim), runs CMD with
  *       /dev/sev routed to it (LD_PRELOAD shim), the fake EPYC 9004 host seams
  *       (SEVKIT_HOST_ROOT, SEVKIT_CPUID) and the simulator's qemu-system-x86_64
@@ -25,6 +25,7 @@ interface SimOpts {
   seed?: string;
   quiet?: boolean;
   kernel?: string;
+  qemuVersion?: string;
 }
 
 function seedOf(o: SimOpts): string | undefined {
@@ -74,6 +75,10 @@ async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
     const { UsageError } = await import('../../errors.js');
     throw new UsageError(`--kernel must be pre-6.16 or 6.16, got '${o.kernel}'`);
   }
+  if (o.qemuVersion !== undefined && !/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(o.qemuVersion)) {
+    const { UsageError } = await import('../../errors.js');
+    throw new UsageError(`--qemu-version must be M.m.u (e.g. 9.2.0), got '${o.qemuVersion}'`);
+  }
   const reuse = o.state === undefined && seed === undefined && o.kernel === undefined && current !== undefined && current !== '' && (await socketIsLive(current));
   const sim = reuse
     ? { stateDir: env.simState ?? '?', env: process.env, close: async () => {} }
@@ -84,12 +89,15 @@ async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
         ...(o.kernel !== undefined ? { kernel: o.kernel as 'pre-6.16' | '6.16' } : {}),
       });
   if (!o.quiet) process.stderr.write(`${SIM_BANNER} (state ${sim.stateDir})\n`);
+  // The wrapper plays this QEMU's SEV/SNP part (>= 9.1: sev-snp-guest) while the real QEMU (Debian's 7.2) runs the VM.
+  const childEnv = o.qemuVersion !== undefined ? { ...sim.env, SEVKIT_SIM_QEMU_VERSION: o.qemuVersion } : sim.env;
+  if (o.qemuVersion !== undefined && !o.quiet) process.stderr.write(`sevkit sim: the QEMU wrapper plays QEMU ${o.qemuVersion}'s SEV/SEV-SNP part (SIMULATED); the VM runs on the real QEMU\n`);
   const [cmd, ...args] = argv;
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   const handlers = new Map<NodeJS.Signals, () => void>();
   try {
     return await new Promise<number>((resolve) => {
-      const child = spawn(cmd!, args, { stdio: 'inherit', env: sim.env });
+      const child = spawn(cmd!, args, { stdio: 'inherit', env: childEnv });
       for (const s of signals) {
         const h = () => {
           child.kill(s);
@@ -127,11 +135,12 @@ export function register(program: Command): void {
   program
     .command('sim')
     .description('run a command against the software SEV platform (a TEST platform: proves nothing about real hardware), or `ca OUT` to write its ASK‖ARK')
-    .usage('[--state DIR] [--seed N] [--kernel pre-6.16|6.16] [--quiet] -- CMD [ARGS...]  |  [--state DIR] ca OUT')
+    .usage('[--state DIR] [--seed N] [--kernel pre-6.16|6.16] [--qemu-version M.m.u] [--quiet] -- CMD [ARGS...]  |  [--state DIR] ca OUT')
     .option('--state <dir>', 'state directory (default: ~/.cache/sevkit/sim)')
     .option('--seed <n>', 'seed for a new state directory (decimal or 0x-hex; default 0)')
     .option('-q, --quiet', 'do not print the simulated-platform notice')
     .option('--kernel <flavour>', "driver behaviour: 'pre-6.16' (implicit INIT stays, default) or '6.16' (implicit INIT + SHUTDOWN)")
+    .option('--qemu-version <M.m.u>', "the QEMU version the wrapper plays (>= 9.1 accepts sev-snp-guest; default: the real QEMU's)")
     .argument('[command...]', 'CMD [ARGS...] after --, or: ca OUT, or: firmware OUT (the demo OVMF, with a launch-secret area)')
     .allowUnknownOption()
     .action(

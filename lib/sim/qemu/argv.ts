@@ -86,9 +86,32 @@ export interface SevGuestConfig {
   sevDevice: string;
 }
 
+/** The QEMU >= 9.1 sev-snp-guest object (qapi/qom.json SevSnpGuestProperties + SevCommonProperties). */
+export interface SnpGuestConfig {
+  id: string;
+  /** u64; QEMU's default 0x30000. */
+  policy: bigint;
+  cbitpos: number | undefined;
+  reducedPhysBits: number;
+  kernelHashes: boolean;
+  /** Decoded id-block (QEMU accepts exactly 96 bytes). */
+  idBlock?: Buffer;
+  /** Decoded id-auth (at most 4096 bytes; KVM copies 4096, zero-padded here). */
+  idAuth?: Buffer;
+  authorKeyEnabled: boolean;
+  /** Decoded host-data (exactly 32 bytes). */
+  hostData?: Buffer;
+  /** guest-visible-workarounds (16 bytes). */
+  gosvw?: Buffer;
+  vcekDisabled: boolean;
+  sevDevice: string;
+}
+
 export interface ParsedQemu {
   opts: QemuOpt[];
   sev?: SevGuestConfig;
+  /** An SEV-SNP guest (only when the simulated QEMU is >= 9.1). */
+  snp?: SnpGuestConfig;
   firmware?: string;
   /** Where `firmware` came from: the -drive option text (pflash) or -bios. */
   firmwareFrom?: { drive: string } | 'bios';
@@ -112,14 +135,20 @@ export interface ParsedQemu {
  * leading "-" wraps modulo 2^64), then visit_type_uint32's range check.
  */
 export function parseU32(v: string, what: string): number {
+  const n = parseU64(v, what);
+  if (n > 0xffffffffn) throw new QemuArgvError(`Parameter '${what}' expects uint32_t`);
+  return Number(n);
+}
+
+/** A uint64 QOM property the same way (qemu_strtou64, base 0, "-" wrapping modulo 2^64). */
+export function parseU64(v: string, what: string): bigint {
   const m = /^\s*(-?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(v);
   if (!m) throw new QemuArgvError(`Parameter '${what}' expects integer`);
   const digits = m[2]!;
   let n = /^0[xX]/.test(digits) ? BigInt(digits) : digits.length > 1 && digits.startsWith('0') ? BigInt(`0o${digits.slice(1)}`) : BigInt(digits);
   if (n >= 1n << 64n) throw new QemuArgvError(`Parameter '${what}' expects integer`);
   if (m[1]) n = ((1n << 64n) - n) & ((1n << 64n) - 1n);
-  if (n > 0xffffffffn) throw new QemuArgvError(`Parameter '${what}' expects uint32_t`);
-  return Number(n);
+  return n;
 }
 
 /** qapi_bool_parse(): on/yes/true/y and off/no/false/n. */
@@ -131,6 +160,59 @@ function onOff(v: string, what: string): boolean {
 
 /** The properties `qom-list-properties typename=sev-guest` lists on 7.2 (kernel-qemu.md §4.1), plus -object's own keys. */
 const SEV_GUEST_PROPS = new Set(['qom-type', 'id', 'sev-device', 'dh-cert-file', 'session-file', 'kernel-hashes', 'handle', 'policy', 'reduced-phys-bits', 'cbitpos']);
+
+/** The properties of QEMU 9.1's sev-snp-guest (snp-launch.md §3.1), plus -object's own keys. */
+const SEV_SNP_GUEST_PROPS = new Set([
+  'qom-type', 'id', 'sev-device', 'cbitpos', 'reduced-phys-bits', 'kernel-hashes', 'policy',
+  'guest-visible-workarounds', 'id-block', 'id-auth', 'author-key-enabled', 'host-data', 'vcek-disabled',
+]);
+
+/** The first QEMU with sev-snp-guest. */
+const SNP_QEMU = [9, 1];
+
+/**
+ * qbase64_decode() as QEMU's SNP setters call it: strict (unlike GLib's decoder used for the SEV
+ * session files), an error for anything that is not base64 [hedge: error text].
+ */
+function qbase64(v: string, text: string): Buffer {
+  if (v.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) throw new QemuArgvError(`-object ${text}: Base64 data contains invalid characters`);
+  return Buffer.from(v, 'base64');
+}
+
+/** A sev-snp-guest's properties as QEMU 9.1's setters check them (their own error texts, the -object text as location). */
+function snpGuestConfig(id: string, props: Map<string, string>, text: string): SnpGuestConfig {
+  if (!props.has('reduced-phys-bits')) throw new QemuArgvError("-object sev-snp-guest: Parameter 'reduced-phys-bits' is missing");
+  const blob = (k: string, check: (n: number) => string | undefined): Buffer | undefined => {
+    const v = props.get(k);
+    if (v === undefined) return undefined;
+    const b = qbase64(v, text);
+    const why = check(b.length);
+    if (why) throw new QemuArgvError(`-object ${text}: ${why}`);
+    return b;
+  };
+  const idAuth = blob('id-auth', (n) => (n > 4096 ? `parameter length:ID_AUTH ${n} exceeds max of 4096` : undefined));
+  return {
+    id,
+    policy: props.has('policy') ? parseU64(props.get('policy')!, 'policy') : 0x30000n,
+    cbitpos: props.has('cbitpos') ? parseU32(props.get('cbitpos')!, 'cbitpos') : undefined,
+    reducedPhysBits: parseU32(props.get('reduced-phys-bits')!, 'reduced-phys-bits'),
+    kernelHashes: props.has('kernel-hashes') ? onOff(props.get('kernel-hashes')!, 'kernel-hashes') : false,
+    idBlock: blob('id-block', (n) => (n !== 96 ? `parameter length of ${n} not equal to 96` : undefined)),
+    // KVM copies a whole 4096-byte page from id_auth_uaddr; QEMU's buffer is zero past what was given.
+    idAuth: idAuth && Buffer.concat([idAuth, Buffer.alloc(4096 - idAuth.length)]),
+    authorKeyEnabled: props.has('author-key-enabled') ? onOff(props.get('author-key-enabled')!, 'author-key-enabled') : false,
+    hostData: blob('host-data', (n) => (n !== 32 ? `parameter length of ${n} not equal to 32` : undefined)),
+    gosvw: blob('guest-visible-workarounds', (n) => (n !== 16 ? `parameter length of ${n} exceeds max of 16` : undefined)),
+    vcekDisabled: props.has('vcek-disabled') ? onOff(props.get('vcek-disabled')!, 'vcek-disabled') : false,
+    sevDevice: props.get('sev-device') ?? '/dev/sev',
+  };
+}
+
+/** Options of parseQemuArgs. */
+export interface ParseQemuOptions {
+  /** The QEMU version the wrapper plays, "M.m[.u]"; below 9.1 (the default, Debian's 7.2) there is no sev-snp-guest. */
+  qemuVersion?: string;
+}
 
 /**
  * The present vCPUs of a (merged) -smp, as hw/core/machine-smp.c smp_parse()
@@ -183,7 +265,10 @@ export function smpCpus(props: Map<string, string>, text: string): number {
   return cpus;
 }
 
-export function parseQemuArgs(args: string[]): ParsedQemu {
+export function parseQemuArgs(args: string[], options: ParseQemuOptions = {}): ParsedQemu {
+  const [vMajor, vMinor] = (options.qemuVersion ?? '7.2.0').split('.').map(Number) as [number, number];
+  const knowsSnp = vMajor > SNP_QEMU[0]! || (vMajor === SNP_QEMU[0] && vMinor >= SNP_QEMU[1]!);
+  const snpObjects = new Map<string, { props: Map<string, string>; text: string }>();
   const opts = parseOpts(args);
   const p: ParsedQemu = { opts, vcpus: 1, qmpSockets: [], startPaused: false };
   let cgsId: string | undefined;
@@ -210,6 +295,13 @@ export function parseQemuArgs(args: string[]): ParsedQemu {
           // user_creatable_add_type() sets each property; one sev-guest lacks is refused.
           for (const k of props.keys()) if (!SEV_GUEST_PROPS.has(k)) throw new QemuArgvError(`-object ${v}: Property 'sev-guest.${k}' not found`);
           objects.set(id, props);
+        } else if (props.get('qom-type') === 'sev-snp-guest') {
+          // QEMU 7.2's QAPI enum ObjectType has no sev-snp-guest (the real 7.2's own text).
+          if (!knowsSnp) throw new QemuArgvError(`-object ${v}: Parameter 'qom-type' does not accept value 'sev-snp-guest'`);
+          const id = props.get('id');
+          if (!id) throw new QemuArgvError(`-object ${v}: Parameter 'id' is missing`);
+          for (const k of props.keys()) if (!SEV_SNP_GUEST_PROPS.has(k)) throw new QemuArgvError(`-object ${v}: Property 'sev-snp-guest.${k}' not found`);
+          snpObjects.set(id, { props, text: v });
         }
         break;
       }
@@ -271,7 +363,10 @@ export function parseQemuArgs(args: string[]): ParsedQemu {
   if (smp.size > 0) {
     p.vcpus = smpCpus(smp, smpText);
   }
-  if (cgsId !== undefined) {
+  const snpObject = cgsId === undefined ? undefined : snpObjects.get(cgsId);
+  if (cgsId !== undefined && snpObject) {
+    p.snp = snpGuestConfig(cgsId, snpObject.props, snpObject.text);
+  } else if (cgsId !== undefined) {
     const props = objects.get(cgsId);
     if (!props) throw new QemuArgvError(`Property 'confidential-guest-support' of the machine: object '${cgsId}' not found`);
     if (!props.has('reduced-phys-bits')) throw new QemuArgvError("-object sev-guest: Parameter 'reduced-phys-bits' is missing");
@@ -291,6 +386,22 @@ export function parseQemuArgs(args: string[]): ParsedQemu {
 }
 
 /**
+ * CPU models of QEMU >= 9.1 that Debian's 7.2 does not know, and the 7.2 model the real QEMU runs
+ * instead when the wrapper plays a newer QEMU for an SNP guest. Only the emulation changes: the
+ * wrapper measures the VMSAs with the model given.
+ */
+export const CPU_MODEL_STANDIN_7_2: Readonly<Record<string, string>> = {
+  'EPYC-v4': 'EPYC-v3',
+  'EPYC-v5': 'EPYC-v3',
+  'EPYC-Rome-v3': 'EPYC-Rome-v2',
+  'EPYC-Rome-v4': 'EPYC-Rome-v2',
+  'EPYC-Milan-v2': 'EPYC-Milan-v1',
+  'EPYC-Genoa': 'EPYC-Milan-v1',
+  'EPYC-Genoa-v1': 'EPYC-Milan-v1',
+  'EPYC-Turin': 'EPYC-Milan-v1',
+};
+
+/**
  * The command line for the real QEMU: no sev-guest object, no machine
  * property naming it, QMP on `privateQmp` (the wrapper serves the caller's
  * sockets itself), and TCG instead of KVM when asked.
@@ -304,10 +415,23 @@ export function rewriteForRealQemu(p: ParsedQemu, privateQmp: string, accel: 'kv
       const id = splitProps(v).find(([k]) => k === 'id')?.[1];
       if (id === p.sev.id) continue;
     }
+    if (o.name === 'object' && p.snp && splitProps(v)[0]?.[1] === 'sev-snp-guest') {
+      const id = splitProps(v).find(([k]) => k === 'id')?.[1];
+      if (id === p.snp.id) continue;
+    }
     if (o.name === 'machine' || o.name === 'M') {
       const props = splitProps(v).filter(([k]) => k !== 'confidential-guest-support' && k !== 'memory-encryption' && !(accel === 'tcg' && k === 'accel'));
       out.push({ name: o.name, value: joinProps(props) });
       continue;
+    }
+    if (o.name === 'cpu' && p.snp) {
+      const props = splitProps(v);
+      const standin = props[0]?.[0] === '' ? CPU_MODEL_STANDIN_7_2[props[0][1]] : undefined;
+      if (standin) {
+        props[0] = ['', standin];
+        out.push({ name: 'cpu', value: joinProps(props) });
+        continue;
+      }
     }
     if (o.name === 'qmp') {
       if (!qmpDone) out.push({ name: 'qmp', value: `unix:${privateQmp},server=on,wait=off` });

@@ -69,6 +69,26 @@ function readBase64File(file: string): Buffer {
   return glibBase64Decode(text);
 }
 
+/**
+ * QEMU's open(sev-device, O_RDWR): through the shim for the simulated path, a real open()
+ * otherwise (whose node then answers SEV_ISSUE_CMD with ENOTTY). `where` is QEMU's function
+ * name in the message (sev_kvm_init on 7.2, sev_common_kvm_init on 9.1). Throws QemuStartError.
+ */
+export function openSevDevice(dev: string, device: SevDeviceAccess, where: string): void {
+  const kvmFailed = 'failed to initialize kvm: Operation not permitted';
+  const simulated = dev === device.simulatedPath;
+  if (!simulated || device.viaShim) {
+    let fd: number;
+    try {
+      fd = fs.openSync(dev, fs.constants.O_RDWR);
+    } catch (e) {
+      throw new QemuStartError(`${where}: Failed to open ${dev} '${strerror(e)}'\n${kvmFailed}`);
+    }
+    fs.closeSync(fd);
+    if (!simulated) throw new QemuStartError(`${where}: failed to get platform status ret=-1 fw_error='0: '\n${kvmFailed}`);
+  }
+}
+
 /** A QAPI command's members as the QMP input visitor checks them: in schema order (missing, type), then any unexpected key. */
 export function qapiArgs(args: Record<string, unknown>, members: Array<{ name: string; type: 'str' | 'uint64'; optional?: boolean }> = []): void {
   for (const m of members) {
@@ -162,19 +182,7 @@ export class SevGuest {
       throw new QemuStartError(`sev_kvm_init: reduced_phys_bits check failed, it should be >=1, and <=63 requested '${cfg.reducedPhysBits}'`);
     }
     const kvmFailed = 'failed to initialize kvm: Operation not permitted';
-    const dev = cfg.sevDevice;
-    const simulated = dev === this.device.simulatedPath;
-    if (!simulated || this.device.viaShim) {
-      let fd: number;
-      try {
-        fd = fs.openSync(dev, fs.constants.O_RDWR);
-      } catch (e) {
-        throw new QemuStartError(`sev_kvm_init: Failed to open ${dev} '${strerror(e)}'\n${kvmFailed}`);
-      }
-      fs.closeSync(fd);
-      // Not the simulated device: its node answers SEV_ISSUE_CMD with -1 (ENOTTY) and error untouched.
-      if (!simulated) throw new QemuStartError(`sev_kvm_init: failed to get platform status ret=-1 fw_error='0: '\n${kvmFailed}`);
-    }
+    openSevDevice(cfg.sevDevice, this.device, 'sev_kvm_init');
     let st: PlatformStatusInfo;
     try {
       st = await this.fw.platformStatus();

@@ -10,6 +10,9 @@
  *   SEVKIT_REAL_QEMU   path of the real QEMU, or "none" for VM-less mode
  *                      (default /usr/bin/qemu-system-x86_64 when present)
  *   SEVKIT_SIM_ACCEL   tcg (default) | kvm | auto, for the real QEMU
+ *   SEVKIT_SIM_QEMU_VERSION  the QEMU version to play, e.g. 9.2.0 (default: the real QEMU's, 7.2
+ *                      on Debian): >= 9.1 accepts sev-snp-guest. The VM still runs on the real QEMU;
+ *                      -version and the QMP greeting say both.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseQemuArgs, rewriteForRealQemu, QemuArgvError, type ParsedQemu } from './argv.js';
 import { InProcessFirmware, fwStatusText, type GuestFirmware } from './firmware.js';
+import { SnpGuest } from './snp-guest.js';
 import { SevGuest, QemuStartError, qapiArgs, qapiString, querySevCapabilities, type HostCpu, type SevDeviceAccess } from './guest.js';
 import { QmpReply, QmpServer } from './qmp-server.js';
 import { VmlessMachine } from './vmless.js';
@@ -107,6 +111,13 @@ const SIM_GREETING: QmpGreeting = {
 export async function main(args: string[]): Promise<void> {
   if (Number(process.env[DEPTH_ENV] ?? '0') > 0) die('sevkit sim: the QEMU wrapper would run itself; set SEVKIT_REAL_QEMU to a real QEMU binary or "none"');
   const realQemu = findRealQemu();
+  const simVersion = process.env.SEVKIT_SIM_QEMU_VERSION || undefined;
+  if (simVersion !== undefined && !/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(simVersion)) die(`sevkit sim: SEVKIT_SIM_QEMU_VERSION must be M.m.u (e.g. 9.2.0), got ${JSON.stringify(simVersion)}`);
+  if (simVersion && args.some((a) => a === '-version' || a === '--version')) {
+    // Honest about both: the version played (for capability checks) and what really runs the VM.
+    process.stdout.write(`QEMU emulator version ${simVersion} (sevkit-sim: SIMULATED SEV/SEV-SNP part played as QEMU ${simVersion}; the VM runs on ${realQemu ? `the real QEMU ${realQemu}` : 'no real QEMU (VM-less)'})\n`);
+    return;
+  }
   if (args.some((a) => a === '-version' || a === '--version' || a === '-help' || a === '--help' || a === '-h')) {
     if (realQemu) {
       const c = spawn(realQemu, args, { stdio: 'inherit' });
@@ -118,7 +129,7 @@ export async function main(args: string[]): Promise<void> {
   }
   let p: ParsedQemu;
   try {
-    p = parseQemuArgs(args);
+    p = parseQemuArgs(args, { qemuVersion: simVersion });
   } catch (e) {
     if (e instanceof QemuArgvError) die(e.message);
     throw e;
@@ -127,7 +138,7 @@ export async function main(args: string[]): Promise<void> {
 
   let fw: GuestFirmware | undefined;
   let host: HostCpu | undefined;
-  let guest: SevGuest | undefined;
+  let guest: SevGuest | SnpGuest | undefined;
   let child: ChildProcess | undefined;
   let upstream: QmpClient | undefined;
   let server: QmpServer | undefined;
@@ -165,6 +176,13 @@ export async function main(args: string[]): Promise<void> {
       guest = new SevGuest(p.sev, p, fw, host, guestDirFor(p.name), sevDeviceAccess());
       await guest.launch();
       if (!p.startPaused) await guest.finish();
+    } else if (p.snp) {
+      fw = await openFirmware();
+      host = await hostCpu();
+      guest = new SnpGuest(p.snp, p, fw, host, guestDirFor(p.name), sevDeviceAccess(), simVersion!);
+      await guest.launch();
+      // No -S: QEMU runs at once, and SNP_LAUNCH_FINISH comes with the first transition to running.
+      if (!p.startPaused) await guest.finish();
     }
   } catch (e) {
     await guest?.decommission();
@@ -179,6 +197,10 @@ export async function main(args: string[]): Promise<void> {
 
   let machine: VmlessMachine | undefined;
   let greeting = SIM_GREETING;
+  if (simVersion) {
+    const [major, minor, micro] = simVersion.split('.').map(Number) as [number, number, number];
+    greeting = { QMP: { ...SIM_GREETING.QMP, version: { qemu: { major, minor, micro }, package: `sevkit-sim (SIMULATED SEV/SEV-SNP part played as QEMU ${simVersion}, no VM)` } } };
+  }
   if (realQemu) {
     const accelEnv = process.env.SEVKIT_SIM_ACCEL ?? 'tcg';
     const accel: 'kvm' | 'tcg' = accelEnv === 'kvm' || (accelEnv === 'auto' && kvmUsable()) ? 'kvm' : 'tcg';
@@ -211,6 +233,11 @@ export async function main(args: string[]): Promise<void> {
     // Say in the greeting that SEV here is simulated (the version stays the real QEMU's).
     const g = upstream!.greeting;
     greeting = { QMP: { ...g.QMP, version: { ...g.QMP.version, package: `${g.QMP.version.package} + sevkit-sim SEV wrapper (SIMULATED SEV)` } } };
+    if (simVersion) {
+      const real = g.QMP.version.qemu;
+      const [major, minor, micro] = simVersion.split('.').map(Number) as [number, number, number];
+      greeting = { QMP: { ...g.QMP, version: { qemu: { major, minor, micro }, package: `${g.QMP.version.package} + sevkit-sim (SIMULATED SEV/SEV-SNP part played as QEMU ${simVersion} over the real QEMU ${real.major}.${real.minor}.${real.micro})` } } };
+    }
     upstream!.onEvent((ev) => server?.forward(ev));
     void exited.then(async (st) => {
       await shutdown(st.code ?? (st.signal ? 128 + (signalNumber(st.signal) ?? 1) : 1));
@@ -237,7 +264,8 @@ export async function main(args: string[]): Promise<void> {
         } catch (e) {
           // QEMU exits when LAUNCH_FINISH fails at the first transition to running.
           const fwStatus = (e as { fwStatus?: number }).fwStatus;
-          process.stderr.write(`${PROG}: sev_launch_finish: LAUNCH_FINISH ret=1 fw_error=${fwStatus ?? -1} '${fwStatusText(fwStatus ?? -1)}'\n`);
+          if (e instanceof QemuStartError) process.stderr.write(`${PROG}: ${e.message}\n`);
+          else process.stderr.write(`${PROG}: sev_launch_finish: LAUNCH_FINISH ret=1 fw_error=${fwStatus ?? -1} '${fwStatusText(fwStatus ?? -1)}'\n`);
           child?.kill('SIGKILL');
           void shutdown(1);
           return new Promise<never>(() => undefined);
