@@ -95,7 +95,7 @@ async function main(): Promise<void> {
       const { Supervisor } = await import('../lib/vm/index.js');
       const host = prepareSimHost(path.join(tmp, 'sim'));
       const env = { ...simEnv({ socketPath: socket, stateDir: path.join(tmp, 'sim'), shim: findShim(), host }), SEVKIT_REAL_QEMU: 'none' };
-      const sup = new Supervisor({ qemu: host.qemu, env, runRoot: path.join(tmp, 'vms'), hostSevInfo: { cbitpos: 51, reducedPhysBits: 1 } });
+      const sup = new Supervisor({ qemu: host.qemu, env, runRoot: path.join(tmp, 'vms'), hostAddressBits: { cbitpos: 51, reducedPhysBits: 1 } });
       const t = performance.now();
       await Promise.all(
         Array.from({ length: WRAPPER }, async (_x, i) => {

@@ -187,7 +187,7 @@ if (fs.existsSync(REAL_QEMU) && fs.existsSync(DEBIAN_OVMF)) {
 console.log(`supervisor overhead benchmark (${ROUNDS} interleaved rounds, medians, node ${process.version})`);
 try {
   for (const c of cases) {
-    const sup = new Supervisor({ qemu: c.qemu, env: c.env, runRoot: path.join(tmp, 'vms'), hostSevInfo: HOST });
+    const sup = new Supervisor({ qemu: c.qemu, env: c.env, runRoot: path.join(tmp, 'vms'), hostAddressBits: HOST });
     const s = { launch: [] as number[], inject: [] as number[] };
     const b = { launch: [] as number[], inject: [] as number[] };
     for (let i = -1; i < ROUNDS; i++) {

@@ -11,6 +11,7 @@ export {
 } from './auth.js';
 export type { PubKeyPayload, OperationPayload, AuthSession, VerifiedCaller, VerifyRequest } from './auth.js';
 export type { AlephSevInfo, SevMeasurementResponse } from './messages.js';
+export { toAlephSevInfo, hostReportOf, hostReportFromJson } from './sev-info.js';
 export {
   WalletError,
   ethMessageHash,

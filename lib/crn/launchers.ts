@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import type { AlephSevInfo } from '../aleph/messages.js';
+import { toAlephSevInfo } from '../aleph/sev-info.js';
 import type { CaChain, KdsOptions } from '../certs/index.js';
 import type { AdoptedVm, CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
 import type { ConfidentialVm, Supervisor } from '../vm/index.js';
@@ -85,7 +86,7 @@ class SupervisedVm implements CrnVm {
 
   async measurement(): Promise<{ sevInfo: AlephSevInfo; launchMeasure: string }> {
     const m = await (await this.#get()).measurement();
-    return { sevInfo: toAlephSevInfo(m.sevInfo as unknown as Record<string, unknown>), launchMeasure: m.launchMeasure };
+    return { sevInfo: toAlephSevInfo(m.sevInfo), launchMeasure: m.launchMeasure };
   }
 
   async injectSecret(p: { packetHeader: string; secret: string }): Promise<void> {
@@ -117,19 +118,6 @@ class SupervisedVm implements CrnVm {
   onExit(cb: (reason: string) => void): void {
     this.#exitCb = cb;
   }
-}
-
-/** QMP's kebab-case query-sev → aleph's snake_case sev_info. */
-export function toAlephSevInfo(q: Record<string, unknown>): AlephSevInfo {
-  return {
-    enabled: q.enabled === true,
-    api_major: Number(q['api-major'] ?? q.api_major ?? 0),
-    api_minor: Number(q['api-minor'] ?? q.api_minor ?? 0),
-    build_id: Number(q['build-id'] ?? q.build_id ?? 0),
-    policy: Number(q.policy ?? 0),
-    state: typeof q.state === 'string' ? q.state : '',
-    handle: Number(q.handle ?? 0),
-  };
 }
 
 /**

@@ -34,6 +34,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AuthError, SignedPubKeyCache, verifyAuthHeaders, type VerifiedCaller } from '../aleph/auth.js';
 import type { AdoptedVm, CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
 import { decodeStrictBase64 } from '../util/base64.js';
+import { SEV_CERT_SIZE } from '../certs/constants.js';
+import { SESSION_SIZE } from '../launch/session-crypto.js';
+import { SECRET_PACKET_HEADER_SIZE } from '../launch/secret.js';
 import { DEFAULT_BODY_TIMEOUT_MS, errorJson, hostError, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
 import { isEthAddress, isSolAddress } from '../aleph/wallet.js';
@@ -42,11 +45,6 @@ import { modeResponses, sendModeJson, type CrnMode, type ModeResponses } from '.
 import { exactOwner, type Authorizer } from './authorize.js';
 import type { CrnExtension, CrnRoute } from './routes.js';
 
-export const SEV_CERT_SIZE = 0x824;
-export const CERT_CHAIN_SIZE = 4 * SEV_CERT_SIZE;
-/** `sevctl session` output sizes, decoded: session blob and GODH certificate. */
-export const SESSION_BLOB_SIZE = 128;
-export const PACKET_HEADER_SIZE = 52;
 
 /** A VM's state as the CRN tracks it, from allocation to running, failed or stopped. */
 export type CrnVmState = 'allocated' | 'starting' | 'awaiting-secret' | 'injecting' | 'running' | 'failed' | 'stopped';
@@ -562,8 +560,8 @@ export class CrnService {
     if (!godh) throw new HttpError(400, { code: 'field_missing', description: 'godh field is missing. Please provide a GODH file' });
     const sessionText = session.toString('latin1').trimEnd();
     const godhText = godh.toString('latin1').trimEnd();
-    if (decodeStrictBase64(sessionText)?.length !== SESSION_BLOB_SIZE) {
-      throw new HttpError(400, { code: 'field_invalid', description: `session must be the base64 of a ${SESSION_BLOB_SIZE}-byte launch session blob` });
+    if (decodeStrictBase64(sessionText)?.length !== SESSION_SIZE) {
+      throw new HttpError(400, { code: 'field_invalid', description: `session must be the base64 of a ${SESSION_SIZE}-byte launch session blob` });
     }
     if (decodeStrictBase64(godhText)?.length !== SEV_CERT_SIZE) {
       throw new HttpError(400, { code: 'field_invalid', description: `godh must be the base64 of a ${SEV_CERT_SIZE}-byte SEV certificate` });
@@ -682,7 +680,7 @@ export class CrnService {
       throw errorJson(400, 'Body must be {"packet_header": <base64>, "secret": <base64>}');
     }
     const header = decodeStrictBase64(p.packet_header);
-    if (!header || header.length !== PACKET_HEADER_SIZE) throw errorJson(400, `packet_header must be the base64 of ${PACKET_HEADER_SIZE} bytes`);
+    if (!header || header.length !== SECRET_PACKET_HEADER_SIZE) throw errorJson(400, `packet_header must be the base64 of ${SECRET_PACKET_HEADER_SIZE} bytes`);
     const secret = decodeStrictBase64(p.secret);
     // Any length: the firmware decides, as on aleph-vm (aleph's SDK sizes its table by characters, not bytes).
     if (!secret || secret.length === 0) throw errorJson(400, 'secret must be the base64 of a non-empty encrypted secret table');

@@ -17,7 +17,7 @@
 import crypto from 'node:crypto';
 import { LaunchInputError } from './errors.js';
 import { buildKernelHashesTable, type KernelHashesInput } from './hashes.js';
-import { checkHostReport, parseMeasurementBlob, measurementMacPrefix, resolveVcpuSig, type HostSevInfo } from './measurement.js';
+import { checkHostReport, parseMeasurementBlob, measurementMacPrefix, resolveVcpuSig, type HostReport } from './measurement.js';
 import { parseOvmf, requireHashesArea } from '../firmware/ovmf.js';
 import { Policy, type PolicyLike } from './policy.js';
 import { buildEsVmsa, type VmType } from './vmsa.js';
@@ -62,7 +62,7 @@ export interface DiagnoseSpace {
 export interface DiagnoseInput {
   /** The host's 48-byte blob (raw or base64). */
   measurement: Uint8Array | string;
-  sevInfo: HostSevInfo;
+  sevInfo: HostReport;
   tik: Uint8Array;
   /** Candidate firmware files; the first is the expected one unless expected.firmware names another. */
   firmwares: { name: string; image: Uint8Array }[];

@@ -39,7 +39,7 @@ export {
   type EsVmsaSpec,
   type LaunchDigestInput,
   type MeasureInput,
-  type HostSevInfo,
+  type HostReport,
 } from './measurement.js';
 export * from './diagnose.js';
 export * from './verify-measurement.js';

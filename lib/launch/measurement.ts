@@ -174,8 +174,12 @@ export function parseMeasurementBlob(blob: Uint8Array | string, what = 'launch m
   return { measure: raw.subarray(0, 32), mnonce: raw.subarray(32, 48), raw };
 }
 
-/** What the host reports with the blob (QMP query-sev). */
-export interface HostSevInfo {
+/**
+ * The firmware values the host reports with the measurement blob (from QMP query-sev, or aleph's sev_info:
+ * aleph/sev-info.ts converts), which the owner range-checks (checkHostReport) and MACs: API major, minor and
+ * build are one byte each, the policy a u32.
+ */
+export interface HostReport {
   apiMajor: number;
   apiMinor: number;
   buildId: number;
@@ -189,7 +193,7 @@ export interface HostSevInfo {
  * check by adding 256. The policy is 32 bits; the measurement exactly 48 bytes of strict base64 (no
  * whitespace, padding required) when given as text. Throws HostValueError.
  */
-export function checkHostReport(info: HostSevInfo, measurement?: Uint8Array | string): void {
+export function checkHostReport(info: HostReport, measurement?: Uint8Array | string): void {
   const impossible = (what: string): never => {
     throw new HostValueError(`the host reported an impossible value: ${what}`);
   };

@@ -6,7 +6,7 @@
 import { expectLength } from './bytes.js';
 import { LaunchInputError } from './errors.js';
 import { safeEqual } from './kdf.js';
-import { checkHostReport, computeLaunchDigest, computeMeasure, parseMeasurementBlob, type HostSevInfo, type LaunchDigestInput } from './measurement.js';
+import { checkHostReport, computeLaunchDigest, computeMeasure, parseMeasurementBlob, type HostReport, type LaunchDigestInput } from './measurement.js';
 import { diagnoseMeasurement, type DiagnoseSpace, type MeasurementDiagnosis } from './diagnose.js';
 import { Policy, type PolicyLike } from './policy.js';
 
@@ -18,7 +18,7 @@ export interface VerifyMeasurementInput {
   /** The host's 48-byte LAUNCH_MEASURE blob (raw or base64). */
   measurement: Uint8Array | string;
   /** The host's reported platform version and guest policy. */
-  sevInfo: HostSevInfo;
+  sevInfo: HostReport;
   /** The owner's own expectations. */
   expected: {
     policy: PolicyLike;

@@ -32,6 +32,7 @@ import {
 import { parseOvmf } from '../firmware/ovmf.js';
 import { CrnClient, CrnHttpError, printable, type MeasurementPoll } from './client.js';
 import type { SevMeasurementResponse } from '../aleph/messages.js';
+import { hostReportOf } from '../aleph/sev-info.js';
 import { formatSeconds } from '../util/http-request.js';
 
 /** The steps of launchOnCrn, in order (progress reports and LaunchRefusedError name them). */
@@ -312,7 +313,7 @@ async function launchSteps(o: OwnerLaunchOptions, client: CrnClient, ctx: Launch
           const si = r.value!.sev_info;
           // Before anything else is done with them: values that cannot be true end the launch here.
           try {
-            checkHostReport({ apiMajor: si.api_major, apiMinor: si.api_minor, buildId: si.build_id, policy: si.policy }, r.value!.launch_measure);
+            checkHostReport(hostReportOf(si), r.value!.launch_measure);
           } catch (e) {
             return refuse('measurement', describe(e), e);
           }
@@ -345,7 +346,7 @@ async function launchSteps(o: OwnerLaunchOptions, client: CrnClient, ctx: Launch
       try {
         verdict = verifyMeasurement({
           measurement: measurement.launch_measure,
-          sevInfo: { apiMajor: si.api_major, apiMinor: si.api_minor, buildId: si.build_id, policy: si.policy },
+          sevInfo: hostReportOf(si),
           expected: { policy, tik: session.tik, digest: fw.digest, launch: fw.launch },
         });
       } catch (e) {

@@ -16,7 +16,7 @@ import type {
   QmpGreeting,
   SevAttestationReport,
   SevCapability,
-  SevInfo,
+  QmpSevInfo,
   SevInjectLaunchSecretArgs,
   SevLaunchMeasureInfo,
   StatusInfo,
@@ -182,8 +182,8 @@ export class QmpClient {
       if (!(e instanceof QmpDisconnectedError)) throw e;
     }
   }
-  async querySev(o?: ExecuteOptions): Promise<SevInfo> {
-    const info = await this.execute<SevInfo>('query-sev', undefined, o);
+  async querySev(o?: ExecuteOptions): Promise<QmpSevInfo> {
+    const info = await this.execute<QmpSevInfo>('query-sev', undefined, o);
     if (!info || typeof info !== 'object' || typeof info.enabled !== 'boolean') {
       throw new QmpProtocolError(`QMP query-sev: reply is not a SevInfo object`);
     }

@@ -1,11 +1,11 @@
 /**
- * `query-sev` read into typed, range-checked values. QEMU 7.2 answers a flat SevInfo;
+ * `query-sev` read into typed, range-checked values. QEMU 7.2 answers a flat QmpSevInfo;
  * QEMU >= 9.1 a union tagged by `sev-type` ("sev" with policy/handle, "sev-snp" with
  * snp-policy; kernel-qemu.md §3.2, snp-launch.md §3.2). QEMU's answer is host-reported,
  * so every field is checked before anything uses it.
  */
 import { QmpProtocolError } from './errors.js';
-import type { SevInfo, SevState } from './types.js';
+import type { QmpSevInfo, SevState } from './types.js';
 
 const SEV_STATES: readonly string[] = ['uninit', 'launch-update', 'launch-secret', 'running', 'send-update', 'receive-update'];
 
@@ -52,7 +52,7 @@ function u32(v: unknown, what: string): number {
  * (SNP; JSON numbers beyond 2^53 cannot be read exactly, and no valid policy is that large),
  * and no `launch-secret` for SNP. Throws QmpProtocolError.
  */
-export function parseSevInfo(raw: SevInfo | Record<string, unknown>): ParsedSevInfo {
+export function parseSevInfo(raw: QmpSevInfo | Record<string, unknown>): ParsedSevInfo {
   const r = raw as Record<string, unknown>;
   if (!r || typeof r !== 'object' || typeof r.enabled !== 'boolean') throw new QmpProtocolError('QMP query-sev: reply is not a SevInfo object');
   if (typeof r.state !== 'string' || !SEV_STATES.includes(r.state)) throw new QmpProtocolError(`QMP query-sev: unknown state ${JSON.stringify(r.state)}`);

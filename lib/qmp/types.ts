@@ -24,8 +24,12 @@ export interface StatusInfo {
 /** QEMU's SEV guest state names, as `query-sev` reports them. */
 export type SevState = 'uninit' | 'launch-update' | 'launch-secret' | 'running' | 'send-update' | 'receive-update';
 
-/** `query-sev` → SevInfo. Flat in 7.2; QEMU ≥ 9.1 adds `sev-type` (a missing one means "sev"). */
-export interface SevInfo {
+/**
+ * QEMU's `query-sev` answer as it arrives (QAPI SevInfo): flat in 7.2; QEMU ≥ 9.1 adds `sev-type` (a missing one
+ * means "sev"). Host-reported and unchecked: parseSevInfo (qmp/sev-info.ts) range-checks it, toAlephSevInfo
+ * (aleph/sev-info.ts) relays it in aleph's form.
+ */
+export interface QmpSevInfo {
   enabled: boolean;
   'api-major': number;
   'api-minor': number;

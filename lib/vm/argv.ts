@@ -153,16 +153,16 @@ export interface AlephConfidentialConfig {
 }
 
 /**
- * This host's CPUID values the sev-guest object needs: the C-bit position and the physical address bits lost to
- * encryption.
+ * This host's CPUID 0x8000001F values the sev-guest object needs (hostAddressBits reads them): the C-bit position
+ * and the physical address bits lost to encryption, both in bits.
  */
-export interface SevHostInfo {
+export interface SevAddressBits {
   cbitpos: number;
   reducedPhysBits: number;
 }
 
 /** The argv aleph-vm would exec for this controller config on a host with these CPUID values. */
-export function alephConfidentialArgv(c: AlephConfidentialConfig, host: SevHostInfo): string[] {
+export function alephConfidentialArgv(c: AlephConfidentialConfig, host: SevAddressBits): string[] {
   return buildQemuArgv({
     qemu: c.qemu_bin_path,
     memMb: c.mem_size_mb,

@@ -4,13 +4,13 @@
  * Genoa answers 51 / 1 here too).
  */
 import { VmLaunchError } from './errors.js';
-import type { SevHostInfo } from './argv.js';
+import type { SevAddressBits } from './argv.js';
 
 /**
  * This host's cbitpos / reduced-phys-bits from CPUID 0x8000001F; throws VmLaunchError (ERR_VM_NO_SEV) when CPUID
  * shows no SEV, CpuidError for a bad CPUID file.
  */
-export async function hostSevInfo(opts: { cpuidFile?: string } = {}): Promise<SevHostInfo> {
+export async function hostAddressBits(opts: { cpuidFile?: string } = {}): Promise<SevAddressBits> {
   const { sevCpuInfo } = await import('../platform/cpuid.js');
   const info = await sevCpuInfo({ file: opts.cpuidFile });
   if (!info.sev || info.cbitpos === 0) {

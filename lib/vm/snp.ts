@@ -11,7 +11,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { parseQemuVersion, versionAtLeast } from '../qmp/version.js';
-import { optPath, u32, type QemuArgvOptions, type SevHostInfo } from './argv.js';
+import { optPath, u32, type QemuArgvOptions, type SevAddressBits } from './argv.js';
 import { VmError, VmLaunchError } from './errors.js';
 import type { QmpClient } from '../qmp/client.js';
 import { parseSevInfo, type SnpGuestInfo } from '../qmp/sev-info.js';
@@ -256,7 +256,7 @@ export interface AlephSnpConfig {
 }
 
 /** The argv aleph-vm's supervisor-controller would exec for this SNP config on a host with these CPUID values. */
-export function alephSnpArgv(c: AlephSnpConfig, host: SevHostInfo): string[] {
+export function alephSnpArgv(c: AlephSnpConfig, host: SevAddressBits): string[] {
   return buildSnpQemuArgv({
     qemu: c.qemu_bin_path,
     memMb: c.mem_size_mb,

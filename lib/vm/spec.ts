@@ -2,7 +2,7 @@
  * What a VM is launched from (VmSpec, its SEV part) and what its launch measured (VmMeasurement): the
  * supervisor takes and returns them, and `record.ts` keeps them in vm.json.
  */
-import type { SevInfo } from '../qmp/types.js';
+import type { QmpSevInfo } from '../qmp/types.js';
 import type { VmSnpSpec } from './snp.js';
 
 /**
@@ -51,7 +51,7 @@ export interface VmSpec {
 
 /** What QEMU reported once the firmware measured the guest: query-sev and the base64 48-byte launch measurement. */
 export interface VmMeasurement {
-  sevInfo: SevInfo;
+  sevInfo: QmpSevInfo;
   /** base64 of MEASURE(32) ‖ MNONCE(16), as query-sev-launch-measure returns it. */
   launchMeasure: string;
 }

@@ -26,7 +26,7 @@ import path from 'node:path';
 import { QmpClient } from '../qmp/client.js';
 import { QmpDisconnectedError, QmpError, QmpTimeoutError } from '../qmp/errors.js';
 import { waitForQmp } from '../qmp/wait.js';
-import { buildQemuArgv, type SevHostInfo } from './argv.js';
+import { buildQemuArgv, type SevAddressBits } from './argv.js';
 import { buildSnpQemuArgv, checkSnpGuest, requireSnpQemu, qemuVersion } from './snp.js';
 import type { SnpGuestInfo } from '../qmp/sev-info.js';
 import { VmError, VmExitedError, VmLaunchError, VmSecretError, VmStateError } from './errors.js';
@@ -67,7 +67,7 @@ export interface SupervisorOptions {
   /** CPUID JSON file to read cbitpos from instead of the CPU (the simulator's fake host; the CLI passes $SEVKIT_CPUID); default: `env.SEVKIT_CPUID`, else the CPU. */
   cpuidFile?: string;
   /** cbitpos / reduced-phys-bits of this host; default from CPUID 0x8000001F. */
-  hostSevInfo?: SevHostInfo | (() => Promise<SevHostInfo>);
+  hostAddressBits?: SevAddressBits | (() => Promise<SevAddressBits>);
   /** Deadline from spawn to measurement (ms). Default 60 s. */
   launchTimeoutMs?: number;
   /** Graceful stop deadline before SIGKILL (ms). Default 10 s. */
@@ -267,8 +267,8 @@ export class Supervisor {
     const release = await this.slots.acquire();
     try {
       await vm._start(async () => {
-        const h = this.opts.hostSevInfo;
-        if (!h) return (await import('./host.js')).hostSevInfo({ cpuidFile: this.opts.cpuidFile || this.opts.env?.SEVKIT_CPUID || undefined });
+        const h = this.opts.hostAddressBits;
+        if (!h) return (await import('./host.js')).hostAddressBits({ cpuidFile: this.opts.cpuidFile || this.opts.env?.SEVKIT_CPUID || undefined });
         return typeof h === 'function' ? h() : h;
       });
     } finally {
@@ -396,7 +396,7 @@ export class ConfidentialVm extends EventEmitter {
   }
 
   /** @internal called by Supervisor.launch. */
-  async _start(hostInfo: () => Promise<SevHostInfo>): Promise<void> {
+  async _start(hostInfo: () => Promise<SevAddressBits>): Promise<void> {
     const spec = this.spec;
     const timeoutMs = this.opts.launchTimeoutMs ?? 60_000;
     try {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseListen } from '../../lib/crn/server.js';
 import { clipPath, tokenEquals } from '../../lib/crn/service.js';
-import { toAlephSevInfo } from '../../lib/crn/launchers.js';
+import { toAlephSevInfo } from '../../lib/aleph/sev-info.js';
 import { decodeStrictBase64 } from '../../lib/util/base64.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';

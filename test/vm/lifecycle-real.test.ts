@@ -33,7 +33,7 @@ function plainSpec(name: string) {
 
 describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', () => {
   it('starting → awaiting-secret → running → stopped, rejecting illegal steps', async () => {
-    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostSevInfo: HOST });
+    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostAddressBits: HOST });
     const states: string[] = [];
     const vm = await sup.launch(plainSpec('life1'));
     vm.on('state', (s) => states.push(s));
@@ -84,7 +84,7 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
   });
 
   it('stop() of a guest that cannot hear the ACPI button (firmware only, or paused) quits QEMU without a power-down', async () => {
-    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostSevInfo: HOST });
+    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostAddressBits: HOST });
     for (const paused of [false, true]) {
       const vm = await sup.launch(plainSpec(`noacpi${paused ? 'p' : 'r'}`));
       await vm.resume();
@@ -102,7 +102,7 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
   });
 
   it('an SEV guest on TCG: QEMU 7.2 aborts mid-launch; reported with its stderr, files removed', async () => {
-    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostSevInfo: HOST });
+    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostAddressBits: HOST });
     const err = await sup
       .launch({ ...plainSpec('tcgsev'), sev: { policy: 1, godh: Buffer.from('godh'), session: Buffer.from('session') } })
       .catch((e) => e);
@@ -114,7 +114,7 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
   });
 
   it('a bad QEMU option fails the launch with QEMU\'s own message', async () => {
-    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostSevInfo: HOST });
+    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostAddressBits: HOST });
     const err = await sup.launch({ ...plainSpec('badopt'), extraArgs: ['-no-such-option'] }).catch((e) => e);
     expect(err).toBeInstanceOf(VmExitedError);
     expect(err.exitCode).toBe(1);
@@ -122,7 +122,7 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
   });
 
   it('QEMU killed while awaiting the secret, and while running → failed with the signal', async () => {
-    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostSevInfo: HOST });
+    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostAddressBits: HOST });
     const a = await sup.launch(plainSpec('killa'));
     const dirA = a.runDir!;
     const failedA = new Promise<Error>((r) => a.once('failed', r));
@@ -142,7 +142,7 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
   });
 
   it('limits concurrent launches', async () => {
-    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostSevInfo: HOST, maxConcurrentLaunches: 2 });
+    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostAddressBits: HOST, maxConcurrentLaunches: 2 });
     let starting = 0;
     let peak = 0;
     const vms: ConfidentialVm[] = [];
@@ -165,7 +165,7 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
   });
 
   it('refuses a duplicate name, a bad name, a missing firmware and a missing binary', async () => {
-    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostSevInfo: HOST });
+    const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostAddressBits: HOST });
     expect(await sup.launch({ ...plainSpec('../x') }).catch((e) => e)).toBeInstanceOf(VmLaunchError);
     const nf = await sup.launch({ ...plainSpec('nofw'), firmware: '/nonexistent/OVMF.fd' }).catch((e) => e);
     expect(nf.message).toBe('firmware /nonexistent/OVMF.fd: no such file');
@@ -175,7 +175,7 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
     const daemon = await sup.launch({ ...plainSpec('daemon'), extraArgs: ['-daemonize'] }).catch((e) => e);
     expect(daemon.code).toBe('ERR_VM_SPEC');
     expect(daemon.message).toBe("VM daemon: -daemonize in extraArgs would take QEMU out of the supervisor's reach");
-    const sup2 = new Supervisor({ qemu: '/nonexistent/qemu', runRoot: root, hostSevInfo: HOST });
+    const sup2 = new Supervisor({ qemu: '/nonexistent/qemu', runRoot: root, hostAddressBits: HOST });
     const nb = await sup2.launch(plainSpec('nobin')).catch((e) => e);
     expect(nb.code).toBe('ERR_VM_SPAWN');
     expect(nb.message).toContain('ENOENT');
@@ -192,7 +192,7 @@ describe('fault injection with a stand-in QEMU', () => {
     sev: { policy: 1, godh: 'Z29kaA==', session: 'c2Vzc2lvbg==' },
   });
   const sup = (mode: string, extra = {}) =>
-    new Supervisor({ qemu: FAKE, runRoot: root, hostSevInfo: HOST, env: { ...process.env, FAKE_QEMU_MODE: mode }, ...extra });
+    new Supervisor({ qemu: FAKE, runRoot: root, hostAddressBits: HOST, env: { ...process.env, FAKE_QEMU_MODE: mode }, ...extra });
 
   it.skipIf(!fs.existsSync(OVMF))('writes the owner blobs 0600 in the private dir and reads the measurement', async () => {
     const s = sup('ok');

@@ -194,7 +194,7 @@ describe('SEV launch through the simulator (VM-less QEMU)', () => {
   });
 
   it('a cbitpos that is not the simulated host\'s is refused like QEMU does', async () => {
-    const sup = supervisor({ hostSevInfo: { cbitpos: 47, reducedPhysBits: 1 } });
+    const sup = supervisor({ hostAddressBits: { cbitpos: 47, reducedPhysBits: 1 } });
     const s = createSession(pdh, 0x1);
     const err = await sup.launch(sevSpec(`cbit-${run}`, s, AMDSEV)).catch((e) => e);
     expect(err).toBeInstanceOf(VmExitedError);
@@ -202,8 +202,8 @@ describe('SEV launch through the simulator (VM-less QEMU)', () => {
   });
 
   it('reads cbitpos / reduced-phys-bits of the simulated host from its CPUID (51 / 1)', async () => {
-    const { hostSevInfo } = await import('../../lib/vm/index.js');
-    expect(await hostSevInfo({ cpuidFile: sim.env.SEVKIT_CPUID })).toEqual({ cbitpos: 51, reducedPhysBits: 1 });
+    const { hostAddressBits } = await import('../../lib/vm/index.js');
+    expect(await hostAddressBits({ cpuidFile: sim.env.SEVKIT_CPUID })).toEqual({ cbitpos: 51, reducedPhysBits: 1 });
   });
 
   it('QEMU killed at each step: starting, awaiting-secret, running', async () => {

@@ -23,7 +23,7 @@ function fakeQemu(name: string, banner: string): string {
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 async function refusal(qemu: string, spec: Record<string, unknown>): Promise<Error> {
-  const sup = new Supervisor({ qemu, runRoot, hostSevInfo: { cbitpos: 51, reducedPhysBits: 1 } });
+  const sup = new Supervisor({ qemu, runRoot, hostAddressBits: { cbitpos: 51, reducedPhysBits: 1 } });
   const err = (await sup.launch({ name: 'vm1', firmware, ...spec }).catch((e: unknown) => e)) as Error;
   expect(err).toBeInstanceOf(Error);
   expect(sup.list()).toEqual([]);

@@ -283,7 +283,7 @@ interface VerifyOpts extends DigestOpts {
 }
 
 /** QMP query-sev (flat 7.2 or 9.1 union, with or without "return"), or aleph's snake_case sev_info. */
-async function parseSevInfo(text: string): Promise<import('../../launch/index.js').HostSevInfo> {
+async function parseSevInfo(text: string): Promise<import('../../launch/index.js').HostReport> {
   const fs = await import('node:fs');
   const { InputError } = await import('../../errors.js');
   let src = text;
@@ -300,14 +300,12 @@ async function parseSevInfo(text: string): Promise<import('../../launch/index.js
   } catch {
     throw new InputError('--sev-info: not valid JSON (expected the output of QMP query-sev)');
   }
-  if (j && typeof j.return === 'object') j = j.return as Record<string, unknown>;
-  // aleph's CRN measurement endpoint: {"sev_info": {...}, "launch_measure": "..."}
-  if (j && typeof j.sev_info === 'object') j = j.sev_info as Record<string, unknown>;
-  const num = (...keys: string[]) => {
-    for (const k of keys) if (typeof j[k] === 'number') return j[k] as number;
-    throw new InputError(`--sev-info: missing numeric field ${keys[0]}`);
-  };
-  return { apiMajor: num('api-major', 'api_major', 'apiMajor'), apiMinor: num('api-minor', 'api_minor', 'apiMinor'), buildId: num('build-id', 'build_id', 'buildId'), policy: num('policy') };
+  const { hostReportFromJson } = await import('../../aleph/sev-info.js');
+  try {
+    return hostReportFromJson(j);
+  } catch (e) {
+    throw e instanceof InputError ? new InputError(`--sev-info: ${e.message.replace(/^SEV info:? ?/, '')}`) : e;
+  }
 }
 
 /** The host's sev_info from --sev-info or the --api-major, --api-minor, --build-id and --host-policy flags. */
