@@ -46,6 +46,7 @@ export * from './chain.js';
 export * from './verify.js';
 export * from './ask-sign.js';
 export * from './verify-chain.js';
+export * from './trust-anchor.js';
 export * from './generation.js';
 export * from './builtin.js';
 export * from './render.js';

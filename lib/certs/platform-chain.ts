@@ -9,7 +9,7 @@ import { Usage } from './constants.js';
 import { decodeSevCert, type SevCert } from './sev-cert.js';
 import { asCaChain, encodeFullChain, encodeSevChain, type CaChain, type FullChain, type SevChain } from './chain.js';
 import { verifyAskCek } from './verify.js';
-import { detectGeneration } from './verify-chain.js';
+import { detectGeneration } from './trust-anchor.js';
 import { builtinCaChain } from './builtin.js';
 import type { Generation } from './generation.js';
 import { fetchCek, type KdsOptions } from './kds.js';

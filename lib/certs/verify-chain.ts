@@ -5,11 +5,12 @@
  */
 import { asSevCert, sevCertDisplay, type SevCert } from './sev-cert.js';
 import { caCertDisplay } from './ca-cert.js';
-import { asCaChain, asSevChain, type CaChain, type SevChain } from './chain.js';
+import { asSevChain, decodeFullChain, decodeSevChain, encodeCaChain, SEV_CHAIN_SIZE, type CaChain, type FullChain, type SevChain } from './chain.js';
 import { verifyAskCek, verifyCaLink, verifySevLink, type LinkCheck } from './verify.js';
-import { builtinCaChain } from './builtin.js';
-import { GENERATIONS, type Generation } from './generation.js';
+import type { Generation } from './generation.js';
 import { Usage } from './constants.js';
+import { CertificateError } from './errors.js';
+import { resolveTrustAnchor, type TrustAnchor, type TrustAnchorOptions } from './trust-anchor.js';
 
 /** The id of one link of a chain verification ('ask-cek': the ASK signs the CEK). */
 export type LinkId = 'pek-pdh' | 'oca-pek' | 'oca-self' | 'cek-pek' | 'ask-cek' | 'ark-ask' | 'ark-self';
@@ -53,13 +54,6 @@ export interface VerifyChainOptions {
   generation?: Generation;
 }
 
-/** The first generation whose built-in ASK signs this CEK, or undefined. */
-export function detectGeneration(cek: SevCert | Uint8Array): Generation | undefined {
-  const c = asSevCert(cek, { name: 'CEK', usage: Usage.CEK });
-  for (const g of GENERATIONS) if (verifyAskCek(builtinCaChain(g).ask, c).ok) return g;
-  return undefined;
-}
-
 /**
  * Verifies every link of a SEV chain up to an ARK (the given CA chain, else the built-in roots of the generation
  * that signs the CEK); a bad signature is a failed link in the result, malformed input throws CertificateError.
@@ -68,19 +62,11 @@ export function detectGeneration(cek: SevCert | Uint8Array): Generation | undefi
 export function verifyChain(opts: VerifyChainOptions): ChainVerification {
   const sev = asSevChain(opts.sev);
   if (opts.oca !== undefined) sev.oca = asSevCert(opts.oca, { name: 'OCA', usage: Usage.OCA });
-  let ca: CaChain | undefined;
-  let generation: Generation | undefined;
-  let caSource: ChainVerification['caSource'] = 'none';
-  if (opts.ca !== undefined) {
-    ca = asCaChain(opts.ca);
-    caSource = 'given';
-  } else {
-    generation = opts.generation ?? detectGeneration(sev.cek);
-    if (generation) {
-      ca = builtinCaChain(generation);
-      caSource = 'builtin';
-    }
-  }
+  // The anchor rule is trust-anchor.ts's; an explicit CA wins over a generation here, as documented above.
+  const anchor = resolveTrustAnchor(opts.ca !== undefined ? { ca: opts.ca } : { generation: opts.generation, cek: sev.cek });
+  const ca: CaChain | undefined = anchor?.ca;
+  const generation: Generation | undefined = anchor?.generation;
+  const caSource: ChainVerification['caSource'] = anchor ? (anchor.chosenBy === 'ca' ? 'given' : 'builtin') : 'none';
   const noCa: LinkCheck = { ok: false, reason: 'no built-in AMD ASK (naples, rome, milan, genoa, turin) signs this CEK; pass the CA chain (ASK‖ARK) explicitly' };
   const link = (id: LinkId, signer: LinkResult['signer'], subject: LinkResult['subject'], r: LinkCheck): LinkResult => ({ id, signer, subject, ...r });
   const links: LinkResult[] = [
@@ -107,4 +93,43 @@ export function verifyChain(opts: VerifyChainOptions): ChainVerification {
   if (generation) res.generation = generation;
   if (ca) res.ca = ca;
   return res;
+}
+
+/** What verifyTrustedChain checks: a SEV or full chain, the anchor choice (trust-anchor.ts), optionally a replacement OCA. */
+export interface VerifyTrustedChainOptions extends Omit<TrustAnchorOptions, 'cek'> {
+  /** PDH‖PEK‖OCA‖CEK, or a full chain PDH‖PEK‖OCA‖CEK‖ASK‖ARK (bytes: more than 4 certificates' worth is read as a full chain). */
+  chain: SevChain | FullChain | Uint8Array;
+  /** Replaces the chain's OCA (sevctl verify --oca). */
+  oca?: SevCert | Uint8Array;
+}
+
+/** verifyChain's result plus the anchor that was trusted (undefined when none applied: then every CA link failed). */
+export interface TrustedChainVerification extends ChainVerification {
+  anchor: TrustAnchor | undefined;
+}
+
+/**
+ * Verifies a chain against the anchor resolveTrustAnchor chooses (CA chain, generation, the CEK's built-in
+ * roots, or the offered TEST CA). The ASK/ARK a full chain carries are never trusted by themselves: they must
+ * equal the anchor byte for byte. A bad signature, or no anchor at all, is a failed link in the result (ok
+ * false). Throws CertificateError: ERR_CHAIN_UNTRUSTED when a full chain's ASK/ARK are not the anchor,
+ * ERR_CERT_ANCHOR for both `ca` and `generation`, and the codec's errors for malformed input.
+ */
+export function verifyTrustedChain(o: VerifyTrustedChainOptions): TrustedChainVerification {
+  let sev: SevChain;
+  let own: CaChain | undefined;
+  if (o.chain instanceof Uint8Array) {
+    if (o.chain.length > SEV_CHAIN_SIZE) ({ sev, ca: own } = decodeFullChain(o.chain));
+    else sev = decodeSevChain(o.chain);
+  } else if ('sev' in o.chain) {
+    ({ sev, ca: own } = o.chain);
+  } else {
+    sev = o.chain;
+  }
+  const anchor = resolveTrustAnchor({ ca: o.ca, generation: o.generation, cek: sev.cek, testCa: o.testCa });
+  if (own && anchor && !encodeCaChain(own).equals(encodeCaChain(anchor.ca))) {
+    throw new CertificateError('ERR_CHAIN_UNTRUSTED', `the chain's ASK/ARK are not the trusted roots (${anchor.description}); refusing`, { cert: 'ASK/ARK', field: 'anchor' });
+  }
+  const base = anchor?.generation !== undefined ? { generation: anchor.generation } : anchor ? { ca: anchor.ca } : {};
+  return { ...verifyChain({ sev, ...base, ...(o.oca !== undefined ? { oca: o.oca } : {}) }), anchor };
 }

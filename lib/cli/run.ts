@@ -61,16 +61,12 @@ export async function writeOutputFile(file: string, data: string | Uint8Array, o
   }
 }
 
-/** Key ids of the simulator's TEST roots start with this (lib/sim/keys.ts TEST_ROOT_ID_PREFIX; not imported, to keep the simulator out of every command's start-up). */
-const TEST_ROOT_KEY_ID = Buffer.from('SIMTEST-', 'ascii');
-
 /**
- * One warning line on stderr when a TEST root (the simulator's ARK/ASK) is the owner's trust anchor:
- * a chain that verifies against it proves nothing about AMD hardware. Returns whether it warned.
+ * One warning line on stderr when a TEST root (the simulator's ARK/ASK; certs isTestRoot / TrustAnchor.testRoot
+ * decide) is the owner's trust anchor: a chain that verifies against it proves nothing about AMD hardware.
+ * Returns whether it warned.
  */
-export function warnIfTestRoot(ca: { ask: { keyId: Uint8Array }; ark: { keyId: Uint8Array } } | undefined, source: string): boolean {
-  if (!ca) return false;
-  const test = [ca.ask, ca.ark].some((c) => Buffer.from(c.keyId).subarray(0, TEST_ROOT_KEY_ID.length).equals(TEST_ROOT_KEY_ID));
-  if (test) process.stderr.write(`${getProgramName()}: warning: the trust anchor (${source}) is a TEST root (the simulator's, key id SIMTEST-…), not AMD's: a chain verified against it proves nothing about real hardware\n`);
-  return test;
+export function warnIfTestRoot(testRoot: boolean, source: string): boolean {
+  if (testRoot) process.stderr.write(`${getProgramName()}: warning: the trust anchor (${source}) is a TEST root (the simulator's, key id SIMTEST-…), not AMD's: a chain verified against it proves nothing about real hardware\n`);
+  return testRoot;
 }

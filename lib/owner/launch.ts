@@ -15,7 +15,7 @@
  * check throws LaunchRefusedError naming the step; nothing after it runs.
  */
 import { SevkitError } from '../errors.js';
-import { decodeSevChain, verifyChain, type ChainVerification, type CaChain, type Generation, SEV_CHAIN_SIZE } from '../certs/index.js';
+import { decodeSevChain, verifyTrustedChain, type ChainVerification, type TrustedChainVerification, type CaChain, type Generation, SEV_CHAIN_SIZE } from '../certs/index.js';
 import {
   buildSecret,
   buildSecretTable,
@@ -255,9 +255,9 @@ async function launchSteps(o: OwnerLaunchOptions, client: CrnClient, ctx: Launch
 
   // 2. The chain must lead to the expected root before the PDH is used for anything.
   const verified = await step('chain', null, async () => {
-    let v: ChainVerification;
+    let v: TrustedChainVerification;
     try {
-      v = verifyChain({ sev: decodeSevChain(chainBytes), ...(o.ca ? { ca: o.ca } : {}), ...(o.generation ? { generation: o.generation } : {}) });
+      v = verifyTrustedChain({ chain: decodeSevChain(chainBytes), ca: o.ca, generation: o.generation });
     } catch (e) {
       return refuse('chain', describe(e), e);
     }
@@ -265,7 +265,7 @@ async function launchSteps(o: OwnerLaunchOptions, client: CrnClient, ctx: Launch
       const f = v.failed[0]!;
       refuse('chain', `${f.signer} → ${f.subject}: ${f.reason ?? 'signature invalid'}`);
     }
-    const root = v.caSource === 'given' ? 'the given CA' : `AMD ${v.generation} roots (built in)`;
+    const root = v.anchor?.chosenBy === 'ca' ? 'the given CA' : `AMD ${v.generation} roots (built in)`;
     return { value: v, detail: `PDH ← PEK ← OCA, PEK ← CEK ← ASK ← ARK verified against ${root}` };
   });
 

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../lib/certs/verify-chain.js';
-import { detectGeneration } from '../../lib/certs/verify-chain.js';
+import { detectGeneration } from '../../lib/certs/trust-anchor.js';
 import { decodeCaCert } from '../../lib/certs/ca-cert.js';
 import { TEST_ROOT_ID_PREFIX } from '../../lib/sim/keys.js';
 import { cleanupDirs, exportCerts, freshPlatform } from './helpers.js';

@@ -43,6 +43,7 @@ interface VerifyOpts {
 
 async function verifyCmd(o: VerifyOpts): Promise<number> {
   const certs = await import('../../certs/index.js');
+  if (o.ca && o.generation) throw new (await import('../../errors.js')).UsageError('give either --ca or --generation, not both');
   const ca = o.ca ? certs.decodeCaChain(await readInput(o.ca, 'CA chain (ASK‖ARK)'), o.ca) : undefined;
   let sev;
   let source: string;
@@ -60,8 +61,8 @@ async function verifyCmd(o: VerifyOpts): Promise<number> {
   }
   const oca = o.oca ? certs.decodeSevCert(await readInput(o.oca, 'OCA certificate'), { name: o.oca, usage: certs.Usage.OCA, allowTrailing: true }) : undefined;
   const generation = o.generation ? certs.parseGeneration(o.generation) : undefined;
-  const r = certs.verifyChain({ sev, ...(ca ? { ca } : {}), ...(oca ? { oca } : {}), ...(generation ? { generation } : {}) });
-  if (!o.quiet) warnIfTestRoot(ca, `--ca ${o.ca}`);
+  const r = certs.verifyTrustedChain({ chain: sev, ca, generation, ...(oca ? { oca } : {}) });
+  if (!o.quiet) warnIfTestRoot(r.anchor?.testRoot ?? false, `--ca ${o.ca}`);
   if (r.caSource === 'none') {
     throw new certs.CertificateError('ERR_CERT_GENERATION', `could not find a matching built-in AMD certificate: no AMD ASK (naples, rome, milan, genoa, turin) signs the CEK of ${source}; pass --ca ASK_ARK_FILE`, { cert: 'CEK' });
   }

@@ -329,8 +329,8 @@ async function launchCmd(o: LaunchOpts): Promise<number> {
   let ca: Buffer | undefined;
   if (o.ca) {
     ca = read(o.ca, 'CA chain');
-    const { decodeCaChain } = await import('../../certs/index.js');
-    warnIfTestRoot(decodeCaChain(ca, o.ca), `--ca ${o.ca}`);
+    const { decodeCaChain, isTestRoot } = await import('../../certs/index.js');
+    warnIfTestRoot(isTestRoot(decodeCaChain(ca, o.ca)), `--ca ${o.ca}`);
   }
   let generation;
   if (o.generation) {

@@ -86,42 +86,31 @@ async function sessionCmd(pdhFile: string, policyArg: string, o: SessionOpts): P
 }
 
 /**
- * Verify the chain in a session's input file before trusting its PDH. Trust
- * anchors: --ca if given; else the built-in AMD roots of the CEK's
- * generation; else, only under the simulator (SEVKIT_SIM_STATE), its TEST
- * roots, said loudly. CA certificates inside a full-chain file are never
- * trusted by themselves: they must equal the chosen anchor.
+ * Verify the chain in a session's input file before trusting its PDH. The anchor rule and the full-chain
+ * check are certs' (resolveTrustAnchor, verifyTrustedChain); the CLI only offers the simulator's TEST roots
+ * when it runs under one ($SEVKIT_SIM_STATE) and words the outcome.
  */
 async function verifySessionChain(raw: Buffer, file: string, caFile: string | undefined): Promise<void> {
   const L = await launchLib();
   const { readFileChecked } = await bytesLib();
   const certs = await import('../../certs/index.js');
-  const SEV = certs.SEV_CERT_SIZE;
-  const full = raw.length > 4 * SEV ? certs.decodeFullChain(raw, file) : undefined;
-  const sev = full ? full.sev : certs.decodeSevChain(raw, file);
-  let anchor: import('../../certs/index.js').CaChain | undefined;
-  let source: string;
-  if (caFile) {
-    anchor = certs.decodeCaChain(readFileChecked(caFile, 'CA chain (ASK‖ARK)'), caFile);
-    source = `CA chain ${caFile}`;
-  } else {
-    const gen = certs.detectGeneration(sev.cek);
-    const sim = gen ? undefined : (await import('../../sim/ca-chain.js')).simulatorCaChain(process.env.SEVKIT_SIM_STATE);
-    if (gen) {
-      anchor = certs.builtinCaChain(gen);
-      source = `built-in AMD ${gen} roots`;
-    } else if (sim && certs.verifyAskCek(sim.ask, sev.cek).ok) {
-      anchor = sim;
-      source = `SIMULATED platform TEST roots from ${process.env.SEVKIT_SIM_STATE}, not AMD`;
-    } else {
-      source = 'none';
+  const { sevkitEnv } = await import('../env.js');
+  const ca = caFile ? certs.decodeCaChain(readFileChecked(caFile, 'CA chain (ASK‖ARK)'), caFile) : undefined;
+  const simState = ca ? undefined : sevkitEnv().simState;
+  const testCa = simState ? (await import('../../sim/ca-chain.js')).simulatorCaChain(simState) : undefined;
+  const chain = raw.length > certs.SEV_CHAIN_SIZE ? certs.decodeFullChain(raw, file) : certs.decodeSevChain(raw, file);
+  let r: import('../../certs/index.js').TrustedChainVerification;
+  try {
+    r = certs.verifyTrustedChain({ chain, ca, testCa });
+  } catch (e) {
+    if (e instanceof certs.CertificateError && e.code === 'ERR_CHAIN_UNTRUSTED') {
+      throw new L.SessionError('ERR_CHAIN_UNTRUSTED', `${file}: ${e.message} (use --ca to name the CA chain to trust, or --no-verify)`, 'INVALID_CERTIFICATE');
     }
+    throw e;
   }
-  if (full && anchor && !certs.encodeCaChain(full.ca).equals(certs.encodeCaChain(anchor))) {
-    throw new L.SessionError('ERR_CHAIN_UNTRUSTED', `${file}: the chain's ASK/ARK are not the trusted roots (${source}); refusing (use --ca to name the CA chain to trust, or --no-verify)`, 'INVALID_CERTIFICATE');
-  }
-  const r = certs.verifyChain({ sev, ...(anchor ? { ca: anchor } : {}) });
-  warnIfTestRoot(anchor, source);
+  const a = r.anchor;
+  const source = !a ? 'none' : a.chosenBy === 'ca' ? `CA chain ${caFile}` : a.chosenBy === 'test' ? `SIMULATED platform TEST roots from ${simState}, not AMD` : a.description;
+  warnIfTestRoot(a?.testRoot ?? false, source);
   if (!r.ok) {
     const f = r.failed[0]!;
     throw new L.SessionError('ERR_CHAIN_INVALID', `${file}: certificate chain is not valid: ${f.signer} → ${f.subject}: ${f.reason ?? 'signature does not verify'} (use --no-verify to proceed anyway)`, 'INVALID_CERTIFICATE');
