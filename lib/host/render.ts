@@ -1,5 +1,6 @@
 /** The human tree `sev-status` prints (colours only when asked: TTY and no NO_COLOR). */
-import { GUEST_LABEL, GUEST_TYPES, type CheckGroup, type CheckStatus, type StatusReport } from './status.js';
+import { GUEST_LABEL, GUEST_TYPES, type CheckGroup, type CheckStatus } from './checks.js';
+import type { StatusReport } from './status.js';
 
 const GROUP_TITLE: Record<CheckGroup, string> = {
   cpu: 'CPU',

@@ -31,7 +31,7 @@ export interface SnpCheck {
   blocks: Array<'sev-snp'>;
 }
 
-/** Fix lines, in the style of status.ts's FIXES. */
+/** Fix lines, in the style of fixes.ts's FIXES. */
 export const SNP_FIXES = {
   generation: 'SEV-SNP needs an AMD EPYC 7003 (Milan) or later processor (family 0x19+); this CPU cannot run SNP guests: use a Milan, Genoa or Turin host',
   bios: 'BIOS: enable "SEV-SNP Support" and "SNP Memory (RMP Table) Coverage", set "SEV-ES ASID Space Limit" above 1, enable SMEE and the IOMMU, then reboot (SYSCFG.SNPEn and RMP_BASE/RMP_END are set by the BIOS)',

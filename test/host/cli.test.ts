@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT, runCli, type CliResult } from '../helpers/cli.js';
 import type { HostFixture, HostFixtureSpec } from '../../lib/sim/host-fixture.js';
-import { CHECK_IDS, STATUS_SCHEMA } from '../../lib/host/status.js';
+import { STATUS_SCHEMA } from '../../lib/host/status.js';
+import { CHECK_IDS } from '../../lib/host/checks.js';
 import { cleanup, fixture } from './helpers.js';
 
 afterAll(cleanup);

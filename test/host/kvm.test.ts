@@ -12,7 +12,8 @@ import { HostFs, HOST_PATHS } from '../../lib/host/fs.js';
 import { probeOkFacts } from '../../lib/host/gather.js';
 import { formatOkLine, runOk } from '../../lib/host/okTree.js';
 import { kvmIoctlWanted, probeKvm } from '../../lib/host/probes.js';
-import { buildReport, FIXES } from '../../lib/host/status.js';
+import { buildReport } from '../../lib/host/status.js';
+import { FIXES } from '../../lib/host/fixes.js';
 import type { HostFixture } from '../../lib/sim/host-fixture.js';
 import { cleanup, fixture, probeFixture } from './helpers.js';
 

@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildReport, CHECK_IDS, FIXES, type StatusReport } from '../../lib/host/status.js';
+import { buildReport, type StatusReport } from '../../lib/host/status.js';
+import { CHECK_IDS } from '../../lib/host/checks.js';
+import { FIXES } from '../../lib/host/fixes.js';
 import { renderStatus } from '../../lib/host/render.js';
 import { GENOA_SYSCFG, type HostFixtureSpec } from '../../lib/sim/host-fixture.js';
 import { SYSCFG_SNP_EN } from '../../lib/host/probes.js';

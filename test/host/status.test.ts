@@ -1,5 +1,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { buildReport, CHECK_IDS, FIXES, STATUS_SCHEMA, type GuestType, type StatusReport } from '../../lib/host/status.js';
+import { buildReport, STATUS_SCHEMA, type StatusReport } from '../../lib/host/status.js';
+import { CHECK_IDS, type GuestType } from '../../lib/host/checks.js';
+import { FIXES } from '../../lib/host/fixes.js';
 import { renderStatus } from '../../lib/host/render.js';
 import type { HostFixtureSpec } from '../../lib/sim/host-fixture.js';
 import type { HostFsOptions } from '../../lib/host/fs.js';
