@@ -48,7 +48,10 @@ export class ForwardListenError extends SevkitError {
 export class PortForwarder {
   readonly #server: net.Server;
   readonly #o: Required<Omit<PortForwarderOptions, 'log'>> & Pick<PortForwarderOptions, 'log'>;
+  /** Every socket of a relay (client and agent side), to destroy on close. */
   readonly #conns = new Set<net.Socket>();
+  /** Relays in progress (one per accepted client): what the bound counts. */
+  #relays = 0;
   #closed: Promise<void> | undefined;
   /** Connections refused at accept because the bound was reached (for tests and logs). */
   refused = 0;
@@ -88,23 +91,25 @@ export class PortForwarder {
 
   /** Relayed connections open now. */
   get connections(): number {
-    return this.#conns.size;
+    return this.#relays;
   }
 
   #accept(client: net.Socket): void {
     client.on('error', () => undefined);
-    if (this.#closed || this.#conns.size >= this.#o.maxConnections) {
+    if (this.#closed || this.#relays >= this.#o.maxConnections) {
       this.refused++;
       client.destroy();
       return;
     }
     this.#conns.add(client);
+    this.#relays++;
     const upstream = net.connect({ host: this.#o.target.host, port: this.#o.target.port });
     this.#conns.add(upstream);
     let done = false;
     const end = (why?: string): void => {
       if (done) return;
       done = true;
+      this.#relays--;
       clearTimeout(connectTimer);
       if (why) this.#o.log?.(`forwarder :${this.port} → ${this.#o.target.host}:${this.#o.target.port}: ${why}`);
       client.destroy();
