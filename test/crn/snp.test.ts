@@ -35,7 +35,10 @@ class Agents {
   readonly servers = new Map<string, net.Server>();
   closed: string[] = [];
   readonly locate: SnpAgentLocator = async ({ ref }) => {
+    const conns = new Set<net.Socket>();
     const srv = net.createServer((c) => {
+      conns.add(c);
+      c.on('close', () => conns.delete(c));
       c.on('error', () => undefined);
       c.on('data', (d: Buffer) => c.write(`${ref.slice(0, 8)}:${d.toString()}`));
     });
@@ -50,7 +53,7 @@ class Agents {
           this.closed.push(ref);
           this.servers.delete(ref);
           srv.close(() => r());
-          srv.closeAllConnections?.();
+          for (const c of conns) c.destroy();
         }),
     };
   };
