@@ -10,15 +10,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { SevkitError } from '../errors.js';
 import { OVMF_GUIDS, patchOvmfEntry, placeOvmfFooterTable } from '../firmware/ovmf.js';
 
-/** A demo step did not turn out as the protocol requires (one line, no stack, not an internal error). */
-export class DemoError extends SevkitError {
-  constructor(message: string) {
-    super('ERR_DEMO', message);
-  }
-}
+import { DemoError } from './errors.js';
+export { DemoError } from './errors.js';
 
 /** Where the demo firmware declares its launch-secret page (OVMF AmdSev's MEMFD layout puts it in this region). */
 const DEMO_SECRET_BASE = 0x80d000;
@@ -138,7 +133,7 @@ async function inside(o: DemoOptions): Promise<number> {
   if (o.snp) {
     const { insideSnp } = await import('./snp.js');
     try {
-      return await insideSnp({ env: o.env, dir, out });
+      return await insideSnp({ env: o.env, dir, out, firmware: makeDemoFirmware(dir) });
     } finally {
       if (!o.env.SEVKIT_DEMO_DIR) fs.rmSync(dir, { recursive: true, force: true });
     }

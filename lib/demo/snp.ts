@@ -9,13 +9,13 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DemoError, makeDemoFirmware } from './demo.js';
+import { DemoError } from './errors.js';
 import type { GuestAgent } from '../guest-agent/index.js';
 import type { SnpProduct } from '../snp/product.js';
 import type { ProductRoots } from '../snp/roots.js';
 
-/** The inner half of `sevkit demo --snp` (already under `sevkit sim`). Resolves the exit code. */
-export async function insideSnp(o: { env: NodeJS.ProcessEnv; dir: string; out: (line: string) => void }): Promise<number> {
+/** The inner half of `sevkit demo --snp` (already under `sevkit sim`), booting `firmware` (demo.ts makes it). Resolves the exit code; throws DemoError for a step that went wrong. */
+export async function insideSnp(o: { env: NodeJS.ProcessEnv; dir: string; out: (line: string) => void; firmware: { path: string; source: string } }): Promise<number> {
   const { out, dir } = o;
   const stateDir = o.env.SEVKIT_SIM_STATE;
   if (!o.env.SEVKIT_SIM_SOCKET || !stateDir) throw new DemoError('sevkit demo --snp --inside-sim must run under `sevkit sim`');
@@ -36,7 +36,7 @@ export async function insideSnp(o: { env: NodeJS.ProcessEnv; dir: string; out: (
   const { SimKdsServer } = await import('../sim/snp/kds-server.js');
   const { linkSnpLaunch } = await import('../sim/snp/launch-link.js');
 
-  const fw = makeDemoFirmware(dir);
+  const fw = o.firmware;
   out(`[host] firmware ${fw.source} → ${fw.path}; QEMU played as ${o.env.SEVKIT_SIM_QEMU_VERSION ?? '?'} (sev-snp-guest), VM-less`);
   const owner = EthWallet.generate();
   const agents = new Map<string, GuestAgent>();
