@@ -8,7 +8,7 @@
  *   3 launch/                        owner-side launch cryptography (SEV, SEV-ES)
  *   4 snp/                           SEV-SNP: reports and their chains, launch digests, ID blocks, the guest device
  *   5 vm/, aleph/, host/             supervisor, aleph's wire protocol, host checks
- *   6 sim/                           the software SEV platform and its QEMU wrapper
+ *   6 sim/, guest-agent/             the software SEV platform and its QEMU wrapper; the SNP guest agent
  *   7 crn/, owner/                   the two ends of the protocol
  *   8 demo/                          both ends and the simulator together
  *   9 cli/, index.ts                 entry points
@@ -20,7 +20,7 @@ const LAYERS = [
   ['lib/launch/'],
   ['lib/snp/'],
   ['lib/vm/', 'lib/aleph/', 'lib/host/'],
-  ['lib/sim/'],
+  ['lib/sim/', 'lib/guest-agent/'],
   ['lib/crn/', 'lib/owner/'],
   ['lib/demo/'],
   ['lib/cli/', 'lib/index\\.ts', 'lib/testing\\.ts'],

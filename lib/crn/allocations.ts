@@ -8,7 +8,7 @@
  * Both fetch the INSTANCE message by item hash (an injected MessageFetcher;
  * `httpMessageFetcher` reads aleph's API server) and register the VM from its
  * `content`: owner = `address`, `environment.trusted_execution {policy,
- * firmware}` (firmware = the item hash of a STORE message holding the OVMF
+ * firmware, mode}` (mode "sev_snp": an SEV-SNP instance, started at once) (firmware = the item hash of a STORE message holding the OVMF
  * file, resolved to a host file by the embedder), `resources {vcpus, memory}`,
  * optionally `rootfs.parent.ref` as the disk.
  *
@@ -69,7 +69,7 @@ export interface AlephInstanceMessage {
   sender?: string;
   content: {
     address: string;
-    environment?: { hypervisor?: string | null; trusted_execution?: { firmware?: string | null; policy?: number } | null };
+    environment?: { hypervisor?: string | null; trusted_execution?: { firmware?: string | null; policy?: number; mode?: string | null } | null };
     resources?: { vcpus?: number; memory?: number };
     rootfs?: { parent?: { ref?: string } };
     requirements?: { node?: { node_hash?: string | null } | null } | null;
@@ -126,7 +126,11 @@ export function instanceToAllocation(ref: string, message: unknown, o: Pick<Alep
   if (!te || typeof te !== 'object') bad('Instance is not a confidential instance');
   // aleph-message: a trusted execution environment requires hypervisor "qemu", explicitly.
   if (c.environment?.hypervisor !== 'qemu') bad('Trusted Execution Environment is only supported for QEmu');
-  const policy = te!.policy ?? 0x1; // AMDSEVPolicy.NO_DBG, the schema default
+  // aleph-message 1.4 / aleph-vm #1131: mode "sev_snp" is an SNP instance (no mode: the legacy SEV flow).
+  const mode = te!.mode ?? null;
+  if (mode !== null && mode !== 'sev' && mode !== 'sev_es' && mode !== 'sev_snp') bad(`trusted_execution.mode ${JSON.stringify(String(mode).slice(0, 40))} is not supported here (sev, sev_es, sev_snp)`);
+  const snp = mode === 'sev_snp';
+  const policy = te!.policy ?? (snp ? 0x30000 : 0x1); // SNP: QEMU's default; SEV: AMDSEVPolicy.NO_DBG, the schema default
   if (typeof policy !== 'number' || !Number.isInteger(policy) || policy < 0 || policy > 0xffffffff) bad('trusted_execution.policy must be a 32-bit unsigned integer');
   const fwRef = te!.firmware ?? o.defaultFirmware;
   if (typeof fwRef !== 'string' || !ITEM_HASH_RE.test(fwRef)) bad('trusted_execution.firmware must be an item hash');
@@ -136,7 +140,7 @@ export function instanceToAllocation(ref: string, message: unknown, o: Pick<Alep
   const memory = c.resources?.memory ?? 2048;
   const rootRef = c.rootfs?.parent?.ref;
   const disk = typeof rootRef === 'string' && ITEM_HASH_RE.test(rootRef) ? o.resolveRootfs?.(rootRef) : undefined;
-  return { ref, owner: c.address, firmware: firmware!, policy: policy as number, vcpus, memory_mb: memory, ...(disk ? { disk } : {}) };
+  return { ref, owner: c.address, firmware: firmware!, policy: policy as number, vcpus, memory_mb: memory, ...(disk ? { disk } : {}), ...(snp ? { tee: 'sev_snp' as const } : {}) };
 }
 
 /**

@@ -4,6 +4,7 @@
  * platform (SevPlatform), the real supervisor (lib/vm) or the simulator.
  */
 import type { AlephSevInfo } from '../aleph/messages.js';
+import type { AgentAddress } from './forward.js';
 
 /** Raw SEV v1 certificates (0x824 bytes each) as the platform exports them. */
 export interface CrnPlatformCerts {
@@ -59,6 +60,31 @@ export interface CrnVm {
   stop(): Promise<void>;
   /** Called at most once if the VM goes away on its own (QEMU exit, crash). */
   onExit?(cb: (reason: string) => void): void;
+  /**
+   * SEV-SNP guests only: where the guest's attestation agent listens, as this host reaches it (the
+   * CRN forwards a host port there). Rejects when the launcher has no way to reach it.
+   */
+  agentAddress?(): Promise<AgentAddress>;
+}
+
+/**
+ * What the CRN asks a VmLauncher to start for an SEV-SNP instance: started at once (no session, no
+ * measurement or secret on the host), optionally with measured direct boot.
+ */
+export interface SnpLaunchSpec {
+  ref: string;
+  /** Host path of the OVMF image (`-bios`). */
+  firmware: string;
+  /** SNP guest policy (bit 17 set; e.g. 0x30000). */
+  policy: number;
+  vcpus: number;
+  memoryMb: number;
+  disk?: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  /** Directory the launcher may use for this VM. */
+  workDir: string;
 }
 
 /** A VM an earlier CRN process left running, taken over by this one. */
@@ -70,6 +96,8 @@ export interface AdoptedVm {
 /** Starts the CRN's confidential VMs (SupervisorLauncher over lib/vm, or a fake in tests). */
 export interface VmLauncher {
   launch(spec: LaunchSpec): Promise<CrnVm>;
+  /** SEV-SNP instances: a VM that is running once `ready` settles and has `agentAddress()`. Absent: this CRN has no SNP. */
+  launchSnp?(spec: SnpLaunchSpec): Promise<CrnVm>;
   /**
    * On start: the VMs of an earlier process on the same run dir whose QEMU is
    * still running, for the refs in `refs` (the CRN's records); any other

@@ -1,9 +1,10 @@
 /** The compute resource node: aleph's confidential-VM HTTP service over a VM launcher, its server, authorization and allocation rules. */
-export type { CrnPlatformCerts, CertificateSource, CrnVmRunStatus, LaunchSpec, CrnVm, VmLauncher } from './backend.js';
-export { CrnService, type CrnServiceOptions, type AllocationRequest, type CrnVmState, type CrnVmSummary } from './service.js';
+export type { CrnPlatformCerts, CertificateSource, CrnVmRunStatus, LaunchSpec, SnpLaunchSpec, CrnVm, VmLauncher } from './backend.js';
+export { CrnService, SNP_AGENT_PORT, type CrnServiceOptions, type AllocationRequest, type CrnTeeMode, type CrnVmState, type CrnVmSummary } from './service.js';
+export { PortForwarder, ForwardListenError, type PortForwarderOptions, type AgentAddress } from './forward.js';
 export { startCrnServer, type CrnServer } from './server.js';
 
-export { SupervisorLauncher, platformCertificateSource } from './launchers.js';
+export { SupervisorLauncher, platformCertificateSource, NoAgentLocatorError, type SnpAgentLocator, type SnpAgentEndpoint } from './launchers.js';
 export type { CrnMode } from './aleph-mode.js';
 export {
   exactOwner,

@@ -7,8 +7,29 @@ import fs from 'node:fs';
 import type { AlephSevInfo } from '../aleph/messages.js';
 import { toAlephSevInfo } from '../aleph/sev-info.js';
 import type { CaChain, KdsOptions } from '../certs/index.js';
-import type { AdoptedVm, CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, VmLauncher } from './backend.js';
+import type { AdoptedVm, CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunStatus, LaunchSpec, SnpLaunchSpec, VmLauncher } from './backend.js';
 import type { ConfidentialVm, Supervisor } from '../vm/index.js';
+import type { AgentAddress } from './forward.js';
+import { SevkitError } from '../errors.js';
+
+/** A guest agent's address, and how to let go of it when the VM ends (e.g. the simulator's in-process agent). */
+export interface SnpAgentEndpoint extends AgentAddress {
+  close?(): Promise<void>;
+}
+
+/**
+ * Where an SNP VM's attestation agent listens: on a host with guest networking, the VM's address
+ * and port 8443; on the simulator, where its guest side runs the agent for a VM-less guest (it may
+ * start it here). Called once per VM start or adoption.
+ */
+export type SnpAgentLocator = (vm: { ref: string; pid: number | undefined; runDir: string | undefined; adopted: boolean }) => Promise<SnpAgentEndpoint>;
+
+/** The launcher was not told how to reach SNP guests' agents. */
+export class NoAgentLocatorError extends SevkitError {
+  constructor(ref: string) {
+    super('ERR_CRN_NO_AGENT', `VM ${ref}: this CRN has no way to reach SEV-SNP guest agents (SupervisorLauncher snpAgent option)`);
+  }
+}
 
 /** Launches each VM as a QEMU process (real QEMU, or the simulator's wrapper on PATH). */
 export class SupervisorLauncher implements VmLauncher {
@@ -16,7 +37,7 @@ export class SupervisorLauncher implements VmLauncher {
   readonly cpu?: string;
   constructor(
     readonly supervisor: Supervisor,
-    readonly opts: { kind?: string; cpu?: string; accel?: 'kvm' | 'tcg'; diskFormat?: string } = {},
+    readonly opts: { kind?: string; cpu?: string; accel?: 'kvm' | 'tcg'; diskFormat?: string; snpAgent?: SnpAgentLocator } = {},
   ) {
     this.kind = opts.kind ?? 'qemu';
     if (opts.cpu) this.cpu = opts.cpu;
@@ -39,6 +60,42 @@ export class SupervisorLauncher implements VmLauncher {
     return new SupervisedVm(started, () => this.supervisor.get(spec.ref));
   }
 
+  /** An SEV-SNP guest (VmSpec.snp): running at once, no pre-launch step; its agent found through `snpAgent`. */
+  launchSnp(spec: SnpLaunchSpec): Promise<CrnVm> {
+    const started = this.supervisor.launch({
+      name: spec.ref,
+      firmware: spec.firmware,
+      memMb: spec.memoryMb,
+      vcpus: spec.vcpus,
+      snp: { policy: spec.policy, ...(spec.kernel ? { kernelHashes: true } : {}) },
+      ...(spec.kernel ? { kernel: spec.kernel } : {}),
+      ...(spec.initrd ? { initrd: spec.initrd } : {}),
+      ...(spec.append !== undefined ? { append: spec.append } : {}),
+      // aleph attaches an SNP rootfs read-only raw (dm-verity protects it).
+      ...(spec.disk ? { image: { path: spec.disk, format: 'raw' } } : {}),
+      ...(this.opts.cpu ? { cpu: this.opts.cpu } : {}),
+      ...(this.opts.accel ? { accel: this.opts.accel } : {}),
+    });
+    started.catch(() => undefined);
+    return Promise.resolve(this.#track(new SupervisedVm(started, () => this.supervisor.get(spec.ref), this.#locator(spec.ref, false))));
+  }
+
+  /** SNP VMs whose agent endpoints this process holds (released on detach: the next process finds them again). */
+  readonly #snpVms = new Set<SupervisedVm>();
+
+  #track(vm: SupervisedVm): SupervisedVm {
+    this.#snpVms.add(vm);
+    vm.onRelease = () => this.#snpVms.delete(vm);
+    return vm;
+  }
+
+  #locator(ref: string, adopted: boolean): (vm: ConfidentialVm) => Promise<SnpAgentEndpoint> {
+    return (vm) => {
+      if (!this.opts.snpAgent) return Promise.reject(new NoAgentLocatorError(ref));
+      return this.opts.snpAgent({ ref, pid: vm.pid, runDir: vm.runDir, adopted });
+    };
+  }
+
   async adopt(refs: string[]): Promise<Map<string, AdoptedVm>> {
     const { adopted } = await this.supervisor.adopt();
     const wanted = new Set(refs);
@@ -50,13 +107,16 @@ export class SupervisorLauncher implements VmLauncher {
           await vm.stop().catch(() => undefined);
           return;
         }
-        out.set(vm.name, { vm: new SupervisedVm(Promise.resolve(vm), () => this.supervisor.get(vm.name)), state: vm.state });
+        const agent = vm.spec.snp ? this.#locator(vm.name, true) : undefined;
+        const svm = new SupervisedVm(Promise.resolve(vm), () => this.supervisor.get(vm.name), agent);
+        out.set(vm.name, { vm: agent ? this.#track(svm) : svm, state: vm.state });
       }),
     );
     return out;
   }
 
   async detach(): Promise<void> {
+    await Promise.all([...this.#snpVms].map((v) => v.releaseAgent()));
     await this.supervisor.close({ keepVms: true });
   }
 }
@@ -65,19 +125,42 @@ class SupervisedVm implements CrnVm {
   readonly ready: Promise<void>;
   #exitCb?: (reason: string) => void;
   #vm?: ConfidentialVm;
+  #agent?: Promise<SnpAgentEndpoint>;
+  readonly agentAddress?: () => Promise<AgentAddress>;
 
   constructor(
     private readonly started: Promise<ConfidentialVm>,
     private readonly lookup: () => ConfidentialVm | undefined,
+    locate?: (vm: ConfidentialVm) => Promise<SnpAgentEndpoint>,
   ) {
     this.ready = started.then((vm) => {
       this.#vm = vm;
       vm.once('end', () => {
+        void this.releaseAgent();
         const r = vm.exitReason?.message ?? `VM ${vm.state}`;
         this.#exitCb?.(r);
       });
     });
     this.ready.catch(() => undefined);
+    if (locate) {
+      this.agentAddress = async () => {
+        const vm = await this.#get();
+        this.#agent ??= locate(vm);
+        const a = await this.#agent;
+        return { host: a.host, port: a.port };
+      };
+    }
+  }
+
+  /** Called once the VM is gone or let go of. */
+  onRelease?: () => void;
+
+  /** Lets go of the agent endpoint (the simulator's in-process agent stops); errors are the locator's to log. */
+  async releaseAgent(): Promise<void> {
+    const a = this.#agent;
+    this.#agent = undefined;
+    this.onRelease?.();
+    if (a) await a.then((e) => e.close?.()).catch(() => undefined);
   }
 
   async #get(): Promise<ConfidentialVm> {
@@ -111,8 +194,12 @@ class SupervisedVm implements CrnVm {
 
   async stop(): Promise<void> {
     const vm = this.#vm ?? this.lookup();
-    if (vm) await vm.stop();
-    else await this.started.then((v) => v.stop()).catch(() => undefined);
+    try {
+      if (vm) await vm.stop();
+      else await this.started.then((v) => v.stop()).catch(() => undefined);
+    } finally {
+      await this.releaseAgent();
+    }
   }
 
   onExit(cb: (reason: string) => void): void {

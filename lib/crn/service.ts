@@ -44,12 +44,20 @@ import { ensurePrivateDir, writeFileAtomic, writeFileDurable } from '../util/fs.
 import { modeResponses, sendModeJson, type CrnMode, type ModeResponses } from './aleph-mode.js';
 import { exactOwner, type Authorizer } from './authorize.js';
 import type { CrnExtension, CrnRoute } from './routes.js';
+import { PortForwarder, type PortForwarderOptions } from './forward.js';
 
 
 /** A VM's state as the CRN tracks it, from allocation to running, failed or stopped. */
 export type CrnVmState = 'allocated' | 'starting' | 'awaiting-secret' | 'injecting' | 'running' | 'failed' | 'stopped';
 
-/** A VM the CRN is asked to host: its 64-hex ref, owner wallet, firmware, policy, vCPUs, memory (MiB) and disk. */
+/** The confidential mode of a VM: SEV/SEV-ES (host-injected secret, the default) or SEV-SNP (the guest attests itself). */
+export type CrnTeeMode = 'sev' | 'sev_snp';
+
+/**
+ * A VM the CRN is asked to host: its 64-hex ref, owner wallet, firmware, policy, vCPUs, memory (MiB) and disk;
+ * `tee: 'sev_snp'` (aleph's `trusted_execution.mode`) makes an SEV-SNP instance, started at allocation with
+ * optional measured direct boot (kernel, initrd, append).
+ */
 export interface AllocationRequest {
   ref: string;
   owner: string;
@@ -58,7 +66,14 @@ export interface AllocationRequest {
   vcpus: number;
   memory_mb: number;
   disk?: string;
+  tee?: CrnTeeMode;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
 }
+
+/** The guest agent port aleph's SNP instances serve attested TLS on (published as mapped_ports). */
+export const SNP_AGENT_PORT = 8443;
 
 /**
  * Configuration of a CrnService: the signed domain, platform certificates, VM launcher, run directory,
@@ -95,6 +110,8 @@ export interface CrnServiceOptions {
   extensions?: CrnExtension<CrnService>[];
   /** Every request body must arrive whole within this many ms (408 after). Default 20 s. */
   bodyTimeoutMs?: number;
+  /** SEV-SNP agent port forwarding: host address (default 127.0.0.1) and per-VM limits (forward.ts). */
+  forward?: Omit<PortForwarderOptions, 'target' | 'listenPort' | 'log'>;
 }
 
 interface VmRecord {
@@ -105,6 +122,13 @@ interface VmRecord {
   vcpus: number;
   memoryMb: number;
   disk?: string;
+  tee: CrnTeeMode;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  /** SNP: the host port forwarded to the guest agent (kept across restarts: rebound when free). */
+  port?: number;
+  forwarder?: PortForwarder;
   state: CrnVmState;
   vm?: CrnVm;
   /** Why the last launch failed or the VM stopped (no secrets in it). */
@@ -145,6 +169,10 @@ export interface CrnVmSummary {
   vcpus?: number;
   cpu?: string;
   reason?: string;
+  /** Present for SEV-SNP instances. */
+  tee?: 'sev_snp';
+  /** SNP: the host port that reaches the guest's attestation agent (while it runs). */
+  port?: number;
 }
 
 const REF_RE = /^[0-9a-f]{64}$/;
@@ -181,6 +209,7 @@ export class CrnService {
       authorize: exactOwner,
       extensions: [],
       bodyTimeoutMs: DEFAULT_BODY_TIMEOUT_MS,
+      forward: {},
       ...opts,
     };
     this.#m = modeResponses(this.#o.mode);
@@ -230,6 +259,7 @@ export class CrnService {
         rec.vm = a.vm;
         this.#watch(rec, a.vm);
         report.adopted.push(rec.ref);
+        if (rec.tee === 'sev_snp') await this.#forwardAgent(rec, a.vm);
       } else if (live.includes(rec)) {
         rec.state = 'stopped';
         rec.reason = 'QEMU was no longer running when the CRN restarted';
@@ -253,6 +283,11 @@ export class CrnService {
       vcpus: rec.vcpus,
       memoryMb: rec.memoryMb,
       ...(rec.disk ? { disk: rec.disk } : {}),
+      ...(rec.tee === 'sev_snp' ? { tee: rec.tee } : {}),
+      ...(rec.kernel ? { kernel: rec.kernel } : {}),
+      ...(rec.initrd ? { initrd: rec.initrd } : {}),
+      ...(rec.append !== undefined ? { append: rec.append } : {}),
+      ...(rec.port ? { port: rec.port } : {}),
       state: rec.state,
       ...(rec.reason ? { reason: rec.reason } : {}),
     };
@@ -280,6 +315,7 @@ export class CrnService {
     vm.onExit?.((reason) => {
       if (rec.vm !== vm || this.#closing) return;
       rec.vm = undefined;
+      this.#unforward(rec);
       rec.state = rec.state === 'running' ? 'stopped' : 'failed';
       rec.reason = reason;
       wake(rec);
@@ -304,7 +340,12 @@ export class CrnService {
   }
 
   list(): CrnVmSummary[] {
-    return [...this.#vms.values()].map((r) => ({ ref: r.ref, owner: r.owner, state: r.state, policy: r.policy, ...(r.reason ? { reason: r.reason } : {}) }));
+    return [...this.#vms.values()].map((r) => ({ ref: r.ref, owner: r.owner, state: r.state, policy: r.policy, ...(r.reason ? { reason: r.reason } : {}), ...snpSummary(r) }));
+  }
+
+  /** The host port forwarded to an SNP VM's agent (undefined until it runs, or for SEV VMs). */
+  agentPort(ref: string): number | undefined {
+    return this.#vms.get(ref)?.forwarder?.port;
   }
 
   state(ref: string): CrnVmState | undefined {
@@ -315,6 +356,7 @@ export class CrnService {
   allocate(a: AllocationRequest): CrnVmSummary {
     const spec = validateAllocation(a);
     if (this.#closing) throw errorJson(503, 'Service shutting down');
+    if (spec.tee === 'sev_snp' && !this.#o.launcher.launchSnp) throw errorJson(400, 'This CRN cannot launch SEV-SNP instances (its VM launcher has no SNP support)');
     if (this.#vms.has(spec.ref)) throw errorJson(409, `VM ${spec.ref} is already allocated`);
     if (this.#vms.size >= this.#o.maxVms) throw errorJson(503, 'No capacity left on this CRN');
     const rec: VmRecord = {
@@ -325,12 +367,18 @@ export class CrnService {
       vcpus: spec.vcpus,
       memoryMb: spec.memory_mb,
       ...(spec.disk ? { disk: spec.disk } : {}),
-      state: 'allocated',
+      tee: spec.tee ?? 'sev',
+      ...(spec.kernel ? { kernel: spec.kernel } : {}),
+      ...(spec.initrd ? { initrd: spec.initrd } : {}),
+      ...(spec.append !== undefined ? { append: spec.append } : {}),
+      state: rec0State(spec),
       generation: 0,
     };
     this.#save(rec);
     this.#vms.set(spec.ref, rec);
-    return { ref: rec.ref, owner: rec.owner, state: rec.state, policy: rec.policy, vcpus: rec.vcpus, ...(this.#o.launcher.cpu ? { cpu: this.#o.launcher.cpu } : {}) };
+    // SNP: no pre-launch step, so nothing waits for the owner (aleph #1131: boots at once).
+    if (rec.tee === 'sev_snp') this.#startSnpVm(rec, ++rec.generation);
+    return { ref: rec.ref, owner: rec.owner, state: rec.state, policy: rec.policy, vcpus: rec.vcpus, ...(this.#o.launcher.cpu ? { cpu: this.#o.launcher.cpu } : {}), ...snpSummary(rec) };
   }
 
   /**
@@ -350,10 +398,14 @@ export class CrnService {
     this.#closing = true;
     await this.#restoring.catch(() => undefined);
     if (opts.keepVms) {
-      for (const r of this.#vms.values()) r.vm = undefined;
+      for (const r of this.#vms.values()) {
+        r.vm = undefined;
+        this.#unforward(r);
+      }
       await this.#o.launcher.detach?.();
       return;
     }
+    for (const r of this.#vms.values()) this.#unforward(r);
     const stops = [...this.#vms.values()].map(async (r) => {
       const vm = r.vm;
       r.vm = undefined;
@@ -502,7 +554,13 @@ export class CrnService {
 
   async #executions(res: ServerResponse): Promise<void> {
     const out: Record<string, unknown> = {};
-    for (const r of this.#vms.values()) out[r.ref] = { awaiting_confidential_init: r.state === 'allocated' || r.state === 'failed' || r.state === 'stopped', state: r.state };
+    for (const r of this.#vms.values()) {
+      if (r.tee === 'sev_snp') {
+        // aleph's v2 list shape: guest port → {host, tcp, udp}; the owner attests through the host port.
+        const port = r.forwarder?.port;
+        out[r.ref] = { awaiting_confidential_init: false, state: r.state, tee: 'sev_snp', mapped_ports: port ? { [String(SNP_AGENT_PORT)]: { host: port, tcp: true, udp: false } } : {} };
+      } else out[r.ref] = { awaiting_confidential_init: r.state === 'allocated' || r.state === 'failed' || r.state === 'stopped', state: r.state };
+    }
     sendModeJson(this.#m, res, 200, out);
   }
 
@@ -532,6 +590,11 @@ export class CrnService {
     }
     if (!rec) throw errorJson(404, `No virtual machine with ref ${ref}`);
     if (!(await this.#authorized(caller, rec))) throw new HttpError(403, 'Unauthorized sender', true);
+    if (rec.tee === 'sev_snp') {
+      // There is no host-side launch step for SNP: no session, no launch measurement, no injected secret.
+      const port = rec.forwarder?.port;
+      throw errorJson(409, `SNP: attest the guest directly. VM ${rec.ref} is an SEV-SNP instance: the host has no ${op === 'measurement' ? 'launch measurement' : op === 'initialize' ? 'launch session' : 'secret channel'}; its attestation agent is ${port ? `on port ${port} of this host` : `not reachable yet (state ${rec.state})`}`);
+    }
     if (op === 'initialize') return this.#initialize(req, res, rec);
     if (op === 'measurement') return this.#measurement(req, res, rec);
     return this.#injectSecret(req, res, rec);
@@ -647,6 +710,89 @@ export class CrnService {
     })();
   }
 
+  /** Starts an SNP VM (running at once), then forwards a host port to its agent. */
+  #startSnpVm(rec: VmRecord, generation: number): void {
+    const current = (): boolean => rec.generation === generation && !this.#closing;
+    const workDir = path.join(this.#o.runDir, 'vms', rec.ref);
+    rec.state = 'starting';
+    void (async () => {
+      let vm: CrnVm | undefined;
+      try {
+        fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
+        vm = await this.#o.launcher.launchSnp!({
+          ref: rec.ref,
+          firmware: rec.firmware,
+          policy: rec.policy,
+          vcpus: rec.vcpus,
+          memoryMb: rec.memoryMb,
+          ...(rec.disk ? { disk: rec.disk } : {}),
+          ...(rec.kernel ? { kernel: rec.kernel } : {}),
+          ...(rec.initrd ? { initrd: rec.initrd } : {}),
+          ...(rec.append !== undefined ? { append: rec.append } : {}),
+          workDir,
+        });
+        if (!current()) {
+          await vm.stop().catch(() => undefined);
+          return;
+        }
+        rec.vm = vm;
+        this.#watch(rec, vm);
+        await vm.ready;
+        if (!current()) return;
+        await this.#forwardAgent(rec, vm, true);
+        if (!current() || rec.vm !== vm) return;
+        rec.state = 'running';
+        this.#saveQuietly(rec);
+      } catch (e) {
+        if (!current()) return;
+        rec.state = 'failed';
+        rec.reason = `VM launch failed: ${(e as Error)?.message ?? String(e)}`;
+        this.#unforward(rec);
+        if (vm) {
+          rec.vm = undefined;
+          await vm.stop().catch(() => undefined);
+        }
+        this.#removeVmFiles(rec.ref);
+        this.#saveQuietly(rec);
+      }
+    })();
+  }
+
+  /**
+   * Forwards a host port (the recorded one when it is free, else any) to the VM's agent. With `strict`
+   * a failure throws (a fresh launch fails); an adopted VM keeps running without a port and says why.
+   */
+  async #forwardAgent(rec: VmRecord, vm: CrnVm, strict = false): Promise<void> {
+    try {
+      if (!vm.agentAddress) throw new Error('the launcher reports no agent address for SNP guests');
+      const target = await vm.agentAddress();
+      const opts = { ...this.#o.forward, target, log: (l: string) => this.#o.log?.(`VM ${rec.ref}: ${l}`) };
+      let f: PortForwarder;
+      try {
+        f = await PortForwarder.listen({ ...opts, listenPort: rec.port ?? 0 });
+      } catch (e) {
+        if (!rec.port) throw e;
+        f = await PortForwarder.listen({ ...opts, listenPort: 0 });
+      }
+      if (rec.vm !== vm || this.#closing) {
+        await f.close();
+        return;
+      }
+      rec.forwarder = f;
+      rec.port = f.port;
+    } catch (e) {
+      if (strict) throw e;
+      rec.reason = `agent port not forwarded: ${(e as Error)?.message ?? String(e)}`;
+      this.#o.log?.(`warning: VM ${rec.ref}: ${rec.reason}`);
+    }
+  }
+
+  #unforward(rec: VmRecord): void {
+    const f = rec.forwarder;
+    rec.forwarder = undefined;
+    if (f) void f.close();
+  }
+
   async #measurement(req: IncomingMessage, res: ServerResponse, rec: VmRecord): Promise<void> {
     const waitS = this.#o.mode === 'aleph' ? undefined : measurementWait(req.url);
     if (rec.state === 'starting' && waitS !== undefined) await this.#untilSettled(rec, waitS * 1000, res);
@@ -753,6 +899,12 @@ interface MachineRecordFile {
   vcpus: number;
   memoryMb: number;
   disk?: string;
+  /** Absent: 'sev' (records written before SNP). */
+  tee?: 'sev_snp';
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  port?: number;
   state: CrnVmState;
   reason?: string;
 }
@@ -774,6 +926,10 @@ function readMachineRecord(file: string): VmRecord | undefined {
   if (typeof r.firmware !== 'string' || !path.isAbsolute(r.firmware) || (r.disk !== undefined && (typeof r.disk !== 'string' || !path.isAbsolute(r.disk)))) return undefined;
   if (!int(r.policy, 0, 0xffffffff) || !int(r.vcpus, 1, 512) || !int(r.memoryMb, 16, 4 * 1024 * 1024)) return undefined;
   if (!STATES.includes(r.state as CrnVmState)) return undefined;
+  if (r.tee !== undefined && r.tee !== 'sev_snp') return undefined;
+  for (const f of [r.kernel, r.initrd]) if (f !== undefined && (typeof f !== 'string' || !path.isAbsolute(f))) return undefined;
+  if (r.append !== undefined && (typeof r.append !== 'string' || r.append.length > 4096)) return undefined;
+  if (r.port !== undefined && !int(r.port, 1, 65535)) return undefined;
   return {
     ref: r.ref,
     owner: r.owner,
@@ -782,6 +938,11 @@ function readMachineRecord(file: string): VmRecord | undefined {
     vcpus: r.vcpus,
     memoryMb: r.memoryMb,
     ...(r.disk ? { disk: r.disk } : {}),
+    tee: r.tee ?? 'sev',
+    ...(r.kernel ? { kernel: r.kernel } : {}),
+    ...(r.initrd ? { initrd: r.initrd } : {}),
+    ...(r.append !== undefined ? { append: r.append } : {}),
+    ...(r.port ? { port: r.port } : {}),
     state: r.state as CrnVmState,
     ...(typeof r.reason === 'string' ? { reason: r.reason.slice(0, 500) } : {}),
     generation: 0,
@@ -820,6 +981,14 @@ function validateAllocation(a: unknown): AllocationRequest {
   const vcpus = int('vcpus', 1, 512);
   const memory = int('memory_mb', 16, 4 * 1024 * 1024);
   if (o.disk !== undefined && (typeof o.disk !== 'string' || !path.isAbsolute(o.disk))) bad('disk must be an absolute path');
+  if (o.tee !== undefined && o.tee !== 'sev' && o.tee !== 'sev_snp') bad("tee must be 'sev' or 'sev_snp'");
+  const snp = o.tee === 'sev_snp';
+  for (const k of ['kernel', 'initrd'] as const) {
+    if (o[k] !== undefined && (!snp || typeof o[k] !== 'string' || !path.isAbsolute(o[k]))) bad(`${k} must be an absolute path, for tee 'sev_snp' only`);
+  }
+  if (o.append !== undefined && (!snp || typeof o.append !== 'string' || o.append.length > 4096 || !o.kernel)) bad("append must be a kernel command line (at most 4096 characters) with a kernel, for tee 'sev_snp' only");
+  // SNP policy as the firmware reads it: reserved bit 17 set, nothing above bit 25 (lib/vm checks it again).
+  if (snp && ((policy & 0x20000) === 0 || policy >= 1 << 26)) bad('an SEV-SNP policy needs bit 17 set and no bit above 25 (e.g. 0x30000)');
   return {
     ref: o.ref as string,
     owner: o.owner as string,
@@ -828,7 +997,23 @@ function validateAllocation(a: unknown): AllocationRequest {
     vcpus,
     memory_mb: memory,
     ...(typeof o.disk === 'string' ? { disk: o.disk } : {}),
+    ...(snp ? { tee: 'sev_snp' as const } : {}),
+    ...(typeof o.kernel === 'string' ? { kernel: o.kernel } : {}),
+    ...(typeof o.initrd === 'string' ? { initrd: o.initrd } : {}),
+    ...(typeof o.append === 'string' ? { append: o.append } : {}),
   };
+}
+
+/** The state an allocation starts in: SNP instances are started at once. */
+function rec0State(a: AllocationRequest): CrnVmState {
+  return a.tee === 'sev_snp' ? 'starting' : 'allocated';
+}
+
+/** What list() and allocate() add for an SNP VM. */
+function snpSummary(r: VmRecord): Pick<CrnVmSummary, 'tee' | 'port'> {
+  if (r.tee !== 'sev_snp') return {};
+  const port = r.forwarder?.port;
+  return { tee: 'sev_snp', ...(port ? { port } : {}) };
 }
 
 /** One log line per request, whatever the path holds: control characters never reach the log. */

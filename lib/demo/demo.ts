@@ -10,15 +10,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { SevkitError } from '../errors.js';
 import { OVMF_GUIDS, patchOvmfEntry, placeOvmfFooterTable } from '../firmware/ovmf.js';
 
-/** A demo step did not turn out as the protocol requires (one line, no stack, not an internal error). */
-export class DemoError extends SevkitError {
-  constructor(message: string) {
-    super('ERR_DEMO', message);
-  }
-}
+import { DemoError } from './errors.js';
+export { DemoError } from './errors.js';
 
 /** Where the demo firmware declares its launch-secret page (OVMF AmdSev's MEMFD layout puts it in this region). */
 const DEMO_SECRET_BASE = 0x80d000;
@@ -37,6 +32,8 @@ export interface DemoOptions {
   env: NodeJS.ProcessEnv;
   /** Where each progress line goes; default stdout. */
   out?: (line: string) => void;
+  /** The SEV-SNP lifecycle instead (snp.ts): QEMU 9.2 played, guest agent, attested TLS. */
+  snp?: boolean;
 }
 
 /** The whole lifecycle on the simulator: an outer process starts it and runs the inner one under it. Resolves the exit code. */
@@ -108,9 +105,11 @@ async function outside(o: DemoOptions): Promise<number> {
     out(`[sim] simulator started in ${(performance.now() - t0).toFixed(0)} ms (state ${sim.stateDir})`);
     if (signalled) return 128 + (os.constants.signals[signalled] ?? 2);
     const env: NodeJS.ProcessEnv = { ...sim.env, SEVKIT_DEMO_DIR: tmp };
-    if (o.vmLess) env.SEVKIT_REAL_QEMU = 'none';
+    if (o.vmLess || o.snp) env.SEVKIT_REAL_QEMU = 'none';
+    // SNP needs QEMU >= 9.1: the wrapper plays 9.2 (the real 7.2 has no sev-snp-guest).
+    if (o.snp) env.SEVKIT_SIM_QEMU_VERSION = '9.2.0';
     const entry = process.argv[1]!;
-    const c = spawn(process.execPath, [...process.execArgv, entry, 'demo', '--inside-sim', ...(o.vmLess ? ['--vm-less'] : [])], { stdio: 'inherit', env });
+    const c = spawn(process.execPath, [...process.execArgv, entry, 'demo', '--inside-sim', ...(o.vmLess ? ['--vm-less'] : []), ...(o.snp ? ['--snp'] : [])], { stdio: 'inherit', env });
     child = c;
     return await new Promise<number>((resolve) => {
       c.on('error', () => resolve(1));
@@ -131,6 +130,14 @@ async function inside(o: DemoOptions): Promise<number> {
   const dir = o.env.SEVKIT_DEMO_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-demo-'));
   const stateDir = o.env.SEVKIT_SIM_STATE;
   if (!o.env.SEVKIT_SIM_SOCKET || !stateDir) throw new DemoError('sevkit demo --inside-sim must run under `sevkit sim`');
+  if (o.snp) {
+    const { insideSnp } = await import('./snp.js');
+    try {
+      return await insideSnp({ env: o.env, dir, out, firmware: makeDemoFirmware(dir) });
+    } finally {
+      if (!o.env.SEVKIT_DEMO_DIR) fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
   const { startCrnServer } = await import('../crn/server.js');
   const { platformCertificateSource, SupervisorLauncher } = await import('../crn/launchers.js');
   const { EthWallet } = await import('../aleph/wallet.js');

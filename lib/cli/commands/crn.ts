@@ -66,6 +66,7 @@ export function register(program: Command): void {
     .option('--keep', 'keep the temporary directory')
     .addOption(new Option('--inside-sim').hideHelp())
     .addOption(new Option('--vm-less', 'do not boot QEMU even if installed'))
+    .option('--snp', 'the SEV-SNP lifecycle: SNP instance, guest agent, owner attests through the forwarded port, then a refused host')
     .action(action(demoCmd));
 }
 
@@ -436,7 +437,7 @@ function sumMs(t: Record<string, number>): number {
   return Object.values(t).reduce((a, b) => a + b, 0);
 }
 
-async function demoCmd(o: { keep?: boolean; insideSim?: boolean; vmLess?: boolean }): Promise<number> {
+async function demoCmd(o: { keep?: boolean; insideSim?: boolean; vmLess?: boolean; snp?: boolean }): Promise<number> {
   const { runDemo } = await import('../../demo/demo.js');
-  return runDemo({ keep: Boolean(o.keep), insideSim: Boolean(o.insideSim), vmLess: Boolean(o.vmLess), env: process.env });
+  return runDemo({ keep: Boolean(o.keep), insideSim: Boolean(o.insideSim), vmLess: Boolean(o.vmLess), snp: Boolean(o.snp), env: process.env });
 }
