@@ -117,16 +117,7 @@ export function toSevError(e: unknown, device?: string): unknown {
   if (!(e instanceof Error)) return e;
   const n = e as Error & NativeErrorShape;
   if (typeof n.code !== 'string' || typeof n.syscall !== 'string') return e;
-  // The addon names the errnos a SEV device can produce; anything else arrives as
-  // "E<n>" and gets Node's own name for it.
-  let code = n.code;
-  if (/^E\d+$/.test(code) && typeof n.errno === 'number' && n.errno < 0) {
-    try {
-      code = getSystemErrorName(n.errno);
-    } catch {
-      // not a known errno either: keep E<n>
-    }
-  }
+  const code = errnoName(n.code, n.errno);
   return new SevError({
     code,
     errno: typeof n.errno === 'number' ? n.errno : 0,
@@ -137,4 +128,17 @@ export function toSevError(e: unknown, device?: string): unknown {
     detail: typeof n.detail === 'string' ? n.detail : undefined,
     cause: e,
   });
+}
+
+/**
+ * The errno name of an addon error: the addon names the errnos a SEV device can produce; anything else
+ * arrives as "E<n>" and gets Node's own name for its (negative) errno, or stays "E<n>" when Node has none.
+ */
+export function errnoName(code: string, errno: unknown): string {
+  if (!/^E\d+$/.test(code) || typeof errno !== 'number' || errno >= 0) return code;
+  try {
+    return getSystemErrorName(errno);
+  } catch {
+    return code;
+  }
 }

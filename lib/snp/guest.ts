@@ -6,7 +6,7 @@
  * SnpGuestError (one line naming the device, the request, the errno and any
  * firmware or VMM status); bad arguments are SnpGuestInputError before any I/O.
  */
-import { getSystemErrorName } from 'node:util';
+import { errnoName } from '../platform/errors.js';
 import { getBinding } from '../binding.js';
 import { SevkitError } from '../errors.js';
 import { fwStatusMessage, fwStatusName } from '../platform/constants.js';
@@ -95,14 +95,7 @@ export function toSnpGuestError(e: unknown, device: string): unknown {
   if (e instanceof SevkitError || !(e instanceof Error)) return e;
   const n = e as Error & NativeShape;
   if (typeof n.code !== 'string' || typeof n.syscall !== 'string') return e;
-  let code = n.code;
-  if (/^E\d+$/.test(code) && typeof n.errno === 'number' && n.errno < 0) {
-    try {
-      code = getSystemErrorName(n.errno);
-    } catch {
-      // keep E<n>
-    }
-  }
+  const code = errnoName(n.code, n.errno);
   return new SnpGuestError({
     sysCode: code,
     syscall: n.syscall,

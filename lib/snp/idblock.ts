@@ -10,7 +10,9 @@
 import crypto from 'node:crypto';
 import { LaunchError, LaunchInputError } from '../launch/errors.js';
 
+/** SNP_LAUNCH_FINISH's ID block (struct sev_id_block): 96 bytes, QEMU's `id-block=` (base64). */
 export const ID_BLOCK_SIZE = 96;
+/** The ID authentication information structure (struct sev_id_auth): 4096 bytes, QEMU's `id-auth=` (base64). */
 export const ID_AUTH_SIZE = 4096;
 export const SNP_SIGNATURE_SIZE = 512;
 export const SNP_PUBKEY_SIZE = 1028;

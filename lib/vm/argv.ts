@@ -101,12 +101,7 @@ export function buildQemuArgv(o: QemuArgvOptions): string[] {
   a.push('-drive', `if=pflash,format=raw,unit=0,file=${optPath(o.firmware, 'firmware')},readonly=on`);
   if (o.image) a.push('-drive', `file=${optPath(o.image.path, 'disk image')},media=disk,if=virtio,format=${o.image.format ?? 'qcow2'}`);
   a.push('-display', 'none', '--no-reboot');
-  if (o.monitorSocket) a.push('-monitor', `unix:${optPath(o.monitorSocket, 'monitor socket')},server,nowait`);
-  a.push('-qmp', `unix:${optPath(o.qmpSocket, 'QMP socket')},server,nowait`);
-  if (o.qgaSocket) {
-    a.push('-chardev', `socket,path=${optPath(o.qgaSocket, 'guest agent socket')},server=on,wait=off,id=qga0`);
-    a.push('-device', 'virtio-serial', '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0');
-  }
+  pushControlSockets(a, o);
   a.push('-serial', 'stdio', '-nographic', '-boot', 'order=c,reboot-timeout=1', '-S');
   const machine = o.machine ?? 'q35';
   if (o.sev) {
@@ -184,4 +179,17 @@ export function alephConfidentialArgv(c: AlephConfidentialConfig, host: SevHostI
     hostVolumes: c.host_volumes.map((v) => ({ path: v.path_on_host, readOnly: v.read_only })),
     gpus: c.gpus.map((g) => ({ pciHost: g.pci_host, xVga: g.supports_x_vga })),
   });
+}
+
+/**
+ * aleph's control sockets, in aleph's order: the HMP monitor (when given), QMP, and the guest agent's
+ * virtio-serial channel (when given). Shared by the SEV and SNP command lines.
+ */
+export function pushControlSockets(a: string[], o: { monitorSocket?: string | undefined; qmpSocket: string; qgaSocket?: string | undefined }): void {
+  if (o.monitorSocket) a.push('-monitor', `unix:${optPath(o.monitorSocket, 'monitor socket')},server,nowait`);
+  a.push('-qmp', `unix:${optPath(o.qmpSocket, 'QMP socket')},server,nowait`);
+  if (o.qgaSocket) {
+    a.push('-chardev', `socket,path=${optPath(o.qgaSocket, 'guest agent socket')},server=on,wait=off,id=qga0`);
+    a.push('-device', 'virtio-serial', '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0');
+  }
 }

@@ -11,7 +11,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { parseQemuVersion, versionAtLeast } from '../qmp/version.js';
-import { optPath, u32, type QemuArgvOptions, type SevHostInfo } from './argv.js';
+import { optPath, pushControlSockets, u32, type QemuArgvOptions, type SevHostInfo } from './argv.js';
 import { VmError, VmLaunchError } from './errors.js';
 import type { QmpClient } from '../qmp/client.js';
 import { parseSevInfo, type SnpGuestInfo } from '../qmp/sev-info.js';
@@ -209,12 +209,7 @@ export function buildSnpQemuArgv(o: SnpQemuArgvOptions): string[] {
   }
   for (const v of o.hostVolumes ?? []) a.push('-drive', `file=${optPath(v.path, 'host volume')},format=raw,readonly=${v.readOnly ? 'on' : 'off'},media=disk,if=virtio`);
   a.push('-display', 'none', '--no-reboot');
-  if (o.monitorSocket) a.push('-monitor', `unix:${optPath(o.monitorSocket, 'monitor socket')},server,nowait`);
-  a.push('-qmp', `unix:${optPath(o.qmpSocket, 'QMP socket')},server,nowait`);
-  if (o.qgaSocket) {
-    a.push('-chardev', `socket,path=${optPath(o.qgaSocket, 'guest agent socket')},server=on,wait=off,id=qga0`);
-    a.push('-device', 'virtio-serial', '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0');
-  }
+  pushControlSockets(a, o);
   a.push('-serial', 'stdio', '-nographic');
   if (o.tapInterface) a.push('-device', 'virtio-net-pci,netdev=net0', '-netdev', `tap,id=net0,ifname=${optPath(o.tapInterface, 'tap interface')},script=no,downscript=no`);
   if (o.cloudInitDrive) a.push('-drive', `file=${optPath(o.cloudInitDrive, 'cloud-init drive')},media=cdrom,readonly=on,if=virtio`);
