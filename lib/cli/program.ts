@@ -16,6 +16,8 @@ import { register as registerSim } from './commands/sim.js';
 import { register as registerOk } from './commands/ok.js';
 import { register as registerOwner } from './commands/owner.js';
 import { register as registerSnp } from './commands/snp.js';
+import { register as registerGuest } from './commands/guest.js';
+import { register as registerAttest } from './commands/attest.js';
 
 /** The whole command tree. */
 export function buildProgram(): Command {
@@ -36,6 +38,8 @@ export function buildProgram(): Command {
   registerCrn(program);
   registerOwner(program);
   registerSnp(program);
+  registerGuest(program);
+  registerAttest(program);
   registerSim(program);
   registerOk(program);
   // Subcommands inherit exitOverride and the output configuration.

@@ -23,6 +23,7 @@ import type { Wallet } from '../aleph/wallet.js';
 import { computeSnpDigest, type SnpFirmware } from '../snp/digest.js';
 import { diagnoseSnpDigest, type SnpDiagnosis } from '../snp/diagnose.js';
 import type { KdsClient } from '../snp/kds.js';
+import { encodeGuestPolicy } from '../snp/flags.js';
 import { tcbLayoutOf, type SnpProduct } from '../snp/product.js';
 import { alephKeyBoundReportData, parseAttestedCertificate, tlsKeyDigest } from '../snp/ratls.js';
 import { parseReport, reportProduct } from '../snp/report.js';
@@ -70,6 +71,8 @@ export interface AttestOptions {
   roots?: (product: SnpProduct) => ProductRoots;
   /** Verification time (default now). */
   at?: Date;
+  /** The exact guest POLICY the owner launched with (refused otherwise), as the u64. */
+  expectedPolicy?: bigint;
   /** Deadline for the whole exchange, ms: connect, handshake, VCEK fetch, verification, inject (default 60 s). */
   deadlineMs?: number;
 }
@@ -242,6 +245,10 @@ export async function attestAgent(o: AttestOptions): Promise<AttestedAgent> {
         diagnosis,
         measurementFailed ? 'ERR_ATTEST_MEASUREMENT' : 'ERR_ATTEST_REFUSED',
       );
+    }
+    const got = encodeGuestPolicy(verdict.report!.policy);
+    if (o.expectedPolicy !== undefined && got !== o.expectedPolicy) {
+      throw new AttestRefusedError(`the agent at ${host}:${port} is NOT trusted, nothing was sent (guest policy 0x${got.toString(16)}, expected 0x${o.expectedPolicy.toString(16)})`, verdict, undefined, 'ERR_ATTEST_POLICY');
     }
     if (socket.destroyed) throw new AttestTransportError(`${host}:${port}: the agent closed the connection during verification`);
     return { verdict, measurement: verdict.report!.measurement, expectedMeasurement: expected, publicPoint: cert.publicPoint, keyDigest: tlsKeyDigest(cert.publicPoint), certificateDer, socket };
