@@ -28,21 +28,49 @@ const LAYERS = [
 const re = (paths) => `^(${paths.join('|')})`;
 const upward = LAYERS.flatMap((paths, i) => {
   const above = LAYERS.slice(i + 1).flat();
-  return above.length ? [{ name: `layer-${i}-no-upward`, comment: `${paths.join(', ')} may not import a higher layer`, severity: 'error', from: { path: re(paths) }, to: { path: re(above) } }] : [];
+  return above.length
+    ? [
+        {
+          name: `layer-${i}-no-upward`,
+          comment: `${paths.join(', ')} may not import a higher layer`,
+          severity: 'error',
+          from: { path: re(paths) },
+          to: { path: re(above) },
+        },
+      ]
+    : [];
 });
 // Areas on the same layer stay independent of each other.
 const sideways = LAYERS.flatMap((paths, i) =>
   paths.length > 1 && i > 0
-    ? paths.map((p) => ({ name: `layer-${i}-no-sideways`, comment: `${p} may not import its layer's other areas`, severity: 'error', from: { path: `^${p}` }, to: { path: re(paths.filter((q) => q !== p)) } }))
+    ? paths.map((p) => ({
+        name: `layer-${i}-no-sideways`,
+        comment: `${p} may not import its layer's other areas`,
+        severity: 'error',
+        from: { path: `^${p}` },
+        to: { path: re(paths.filter((q) => q !== p)) },
+      }))
     : [],
 );
 
 module.exports = {
   forbidden: [
-    { name: 'no-circular', comment: 'import cycles (type-only ones too) make a layer hard to read and to test alone', severity: 'error', from: {}, to: { circular: true } },
+    {
+      name: 'no-circular',
+      comment: 'import cycles (type-only ones too) make a layer hard to read and to test alone',
+      severity: 'error',
+      from: {},
+      to: { circular: true },
+    },
     ...upward,
     ...sideways,
-    { name: 'lib-not-test', comment: 'the library never imports test support', severity: 'error', from: { path: '^lib/' }, to: { path: '^(test|bench|scripts)/' } },
+    {
+      name: 'lib-not-test',
+      comment: 'the library never imports test support',
+      severity: 'error',
+      from: { path: '^lib/' },
+      to: { path: '^(test|bench|scripts)/' },
+    },
   ],
   options: {
     tsConfig: { fileName: 'tsconfig.json' },

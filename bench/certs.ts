@@ -12,7 +12,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  caCertBody, caCertPublicKey, caHashFor, decodeFullChain, detectGeneration, encodeFullChain, sevCertBody, sevCertPublicKey, verifyChain,
+  caCertBody,
+  caCertPublicKey,
+  caHashFor,
+  decodeFullChain,
+  detectGeneration,
+  encodeFullChain,
+  sevCertBody,
+  sevCertPublicKey,
+  verifyChain,
 } from '../lib/certs/index.js';
 
 const secondsArg = process.argv.indexOf('--seconds');

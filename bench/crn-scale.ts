@@ -139,8 +139,12 @@ async function main(): Promise<void> {
   const fwPath = makeDemoFirmware(tmp).path;
   const firmware = fs.readFileSync(fwPath);
   const ca = encodeCaChain(simulatorCaChain(path.join(tmp, 'sim'))!);
-  console.log(`CRN scale benchmark (SIMULATED, VM-less guests in one simulator process; node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)})`);
-  console.log(`firmware ${(firmware.length / 1024).toFixed(0)} KiB, owners in this process (${CONC} at once), CRN, simulator and /status/config probe in their own`);
+  console.log(
+    `CRN scale benchmark (SIMULATED, VM-less guests in one simulator process; node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)})`,
+  );
+  console.log(
+    `firmware ${(firmware.length / 1024).toFixed(0)} KiB, owners in this process (${CONC} at once), CRN, simulator and /status/config probe in their own`,
+  );
   const rows: { n: number; ok: number; cpuPer: number; memPerKb: number; p99: number; idleP99: number }[] = [];
   try {
     for (const n of NS) {
@@ -156,7 +160,15 @@ async function main(): Promise<void> {
         const wallet = EthWallet.generate();
         const ref = crypto.randomBytes(32).toString('hex');
         await new CrnClient({ url }).allocate(TOKEN, { ref, owner: wallet.address, firmware: fwPath, policy: 1, vcpus: 1, memory_mb: 512 });
-        const r = await launchOnCrn({ client: new CrnClient({ url, wallet }), ref, firmware, policy: 1, secret: Buffer.from('pw'), ca, measurementTimeoutMs: 120_000 });
+        const r = await launchOnCrn({
+          client: new CrnClient({ url, wallet }),
+          ref,
+          firmware,
+          policy: 1,
+          secret: Buffer.from('pw'),
+          ca,
+          measurementTimeoutMs: 120_000,
+        });
         return (r.status as { status?: string }).status === 'running';
       };
       const warm = (await launchOne()) ? 1 : 0;
@@ -201,10 +213,17 @@ async function main(): Promise<void> {
     await new Promise((r) => sim.proc.once('exit', r));
     fs.rmSync(tmp, { recursive: true, force: true });
   }
-  const first = rows[0]!, last = rows.at(-1)!;
+  const first = rows[0]!,
+    last = rows.at(-1)!;
   console.log('goals:');
   console.log(`  all launched:                           ${rows.every((r) => r.ok === r.n) ? 'yes' : 'NO'} (${rows.map((r) => `${r.ok}/${r.n}`).join(', ')})`);
-  console.log(`  /status/config p99 < 50 ms throughout:  ${rows.map((r) => `${r.p99.toFixed(1)} ms`).join(', ')} → ${rows.every((r) => r.p99 < 50) ? 'met' : 'NOT met'} (idle CRN on this machine: ${rows.map((r) => `${r.idleP99.toFixed(1)} ms`).join(', ')})`);
-  console.log(`  CRN CPU/launch N=${last.n} vs N=${first.n}:      ${(last.cpuPer / first.cpuPer).toFixed(2)}x (goal <= 1.20: ${last.cpuPer / first.cpuPer <= 1.2 ? 'met' : 'NOT met'})`);
-  console.log(`  CRN memory per VM:                      ${rows.map((r) => `${r.memPerKb.toFixed(0)} KiB`).join(', ')} (flat: ${last.memPerKb <= Math.max(first.memPerKb, 64) * 1.5 ? 'yes' : 'NO'})`);
+  console.log(
+    `  /status/config p99 < 50 ms throughout:  ${rows.map((r) => `${r.p99.toFixed(1)} ms`).join(', ')} → ${rows.every((r) => r.p99 < 50) ? 'met' : 'NOT met'} (idle CRN on this machine: ${rows.map((r) => `${r.idleP99.toFixed(1)} ms`).join(', ')})`,
+  );
+  console.log(
+    `  CRN CPU/launch N=${last.n} vs N=${first.n}:      ${(last.cpuPer / first.cpuPer).toFixed(2)}x (goal <= 1.20: ${last.cpuPer / first.cpuPer <= 1.2 ? 'met' : 'NOT met'})`,
+  );
+  console.log(
+    `  CRN memory per VM:                      ${rows.map((r) => `${r.memPerKb.toFixed(0)} KiB`).join(', ')} (flat: ${last.memPerKb <= Math.max(first.memPerKb, 64) * 1.5 ? 'yes' : 'NO'})`,
+  );
 }

@@ -52,8 +52,12 @@ function treeRssKb(pid: number): number {
 async function outer(): Promise<number> {
   // Compiled wrappers (dist/) start much faster than TypeScript ones: use them when built.
   const compiled = fs.existsSync(new URL('../dist/sim/session.js', import.meta.url));
-  const { startSim } = (compiled ? await import(new URL('../dist/sim/session.js', import.meta.url).href) : await import('../lib/sim/session.js')) as typeof import('../lib/sim/session.js');
-  process.stdout.write(`simulator QEMU wrapper: ${compiled ? 'compiled dist/ JavaScript' : 'TypeScript via tsx (run `npm run build:ts` for lighter wrappers)'}\n`);
+  const { startSim } = (
+    compiled ? await import(new URL('../dist/sim/session.js', import.meta.url).href) : await import('../lib/sim/session.js')
+  ) as typeof import('../lib/sim/session.js');
+  process.stdout.write(
+    `simulator QEMU wrapper: ${compiled ? 'compiled dist/ JavaScript' : 'TypeScript via tsx (run `npm run build:ts` for lighter wrappers)'}\n`,
+  );
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-bench-crn-'));
   const sim = await startSim({ stateDir: path.join(tmp, 'sim') });
   try {
@@ -78,7 +82,10 @@ async function inner(): Promise<number> {
   const { encodeCaChain } = await import('../lib/certs/index.js');
   const { simulatorCaChain } = await import('../lib/sim/ca-chain.js');
 
-  const ns = (process.env.BENCH_N ?? '1,10,100').split(',').map(Number).filter((n) => n > 0);
+  const ns = (process.env.BENCH_N ?? '1,10,100')
+    .split(',')
+    .map(Number)
+    .filter((n) => n > 0);
   const seq = Number(process.env.BENCH_SEQ ?? '5');
   const slots = Number(process.env.BENCH_SLOTS ?? '4');
   const fw = makeDemoFirmware(dir);
@@ -97,7 +104,13 @@ async function inner(): Promise<number> {
     }
     return [...by.entries()].map(([k, v]) => `${k} ×${v.length} ${pct(v, 50).toFixed(1)}/${pct(v, 99).toFixed(1)}`).join(', ');
   };
-  const supervisor = new Supervisor({ cpuidFile: process.env.SEVKIT_CPUID, runRoot: path.join(dir, 'vms'), maxConcurrentLaunches: slots, launchTimeoutMs: 300_000, stopTimeoutMs: 5_000 });
+  const supervisor = new Supervisor({
+    cpuidFile: process.env.SEVKIT_CPUID,
+    runRoot: path.join(dir, 'vms'),
+    maxConcurrentLaunches: slots,
+    launchTimeoutMs: 300_000,
+    stopTimeoutMs: 5_000,
+  });
   const srv = await startCrnServer({
     host: '127.0.0.1',
     port: 0,
@@ -150,11 +163,21 @@ async function inner(): Promise<number> {
   }
   serverLog.length = 0;
   print(`\n1) one owner, ${seq} sequential launches (median ms per step):`);
-  for (const s of [...STEPS, 'total'] as const) print(`   ${s.padEnd(13)} ${pct(seqRuns.map((r) => r[s]!), 50).toFixed(1).padStart(9)}`);
+  for (const s of [...STEPS, 'total'] as const)
+    print(
+      `   ${s.padEnd(13)} ${pct(
+        seqRuns.map((r) => r[s]!),
+        50,
+      )
+        .toFixed(1)
+        .padStart(9)}`,
+    );
 
   // 2. Concurrency.
   print('\n2) N concurrent launches on one CRN:');
-  print(`   ${'N'.padStart(4)} ${'ok'.padStart(4)} ${'wall ms'.padStart(9)} ${'total p50'.padStart(10)} ${'total p99'.padStart(10)} ${'stall ms'.padStart(9)} ${'RSS/VM MiB'.padStart(11)} ${'CRN ΔRSS MiB'.padStart(13)}`);
+  print(
+    `   ${'N'.padStart(4)} ${'ok'.padStart(4)} ${'wall ms'.padStart(9)} ${'total p50'.padStart(10)} ${'total p99'.padStart(10)} ${'stall ms'.padStart(9)} ${'RSS/VM MiB'.padStart(11)} ${'CRN ΔRSS MiB'.padStart(13)}`,
+  );
   const details: string[] = [];
   for (const n of ns) {
     const h = monitorEventLoopDelay({ resolution: 5 });
@@ -173,16 +196,37 @@ async function inner(): Promise<number> {
     const crnDelta = (process.memoryUsage().rss - rss0) / 2 ** 20;
     const perVm = (vmKb / 1024 + Math.max(0, crnDelta)) / Math.max(1, supervisor.list().length);
     print(
-      `   ${String(n).padStart(4)} ${String(ok.length).padStart(4)} ${wall.toFixed(0).padStart(9)} ${pct(ok.map((r) => r.total!), 50).toFixed(0).padStart(10)} ${pct(ok.map((r) => r.total!), 99).toFixed(0).padStart(10)} ${(h.max / 1e6).toFixed(1).padStart(9)} ${perVm.toFixed(1).padStart(11)} ${crnDelta.toFixed(1).padStart(13)}`,
+      `   ${String(n).padStart(4)} ${String(ok.length).padStart(4)} ${wall.toFixed(0).padStart(9)} ${pct(
+        ok.map((r) => r.total!),
+        50,
+      )
+        .toFixed(0)
+        .padStart(10)} ${pct(
+        ok.map((r) => r.total!),
+        99,
+      )
+        .toFixed(0)
+        .padStart(10)} ${(h.max / 1e6).toFixed(1).padStart(9)} ${perVm.toFixed(1).padStart(11)} ${crnDelta.toFixed(1).padStart(13)}`,
     );
     details.push(`   N=${n} CRN handler p50/p99 ms: ${serverTimes()}`);
-    details.push(`   N=${n}: ${STEPS.map((s) => `${s} ${pct(ok.map((r) => r[s]!), 50).toFixed(1)}/${pct(ok.map((r) => r[s]!), 99).toFixed(1)}`).join(', ')}`);
+    details.push(
+      `   N=${n}: ${STEPS.map(
+        (s) =>
+          `${s} ${pct(
+            ok.map((r) => r[s]!),
+            50,
+          ).toFixed(1)}/${pct(
+            ok.map((r) => r[s]!),
+            99,
+          ).toFixed(1)}`,
+      ).join(', ')}`,
+    );
     for (const f of failed.slice(0, 3)) details.push(`   N=${n} FAILED: ${(f.reason as Error).message}`);
     await supervisor.stopAll();
   }
-  print('\n   per step p50/p99 ms (client-visible), and the CRN handler\'s own time per endpoint:');
+  print("\n   per step p50/p99 ms (client-visible), and the CRN handler's own time per endpoint:");
   for (const d of details) print(d);
-  print('\n   Owners and the CRN share this process and the host\'s CPUs with one wrapper process per VM: client-visible');
+  print("\n   Owners and the CRN share this process and the host's CPUs with one wrapper process per VM: client-visible");
   print('   step times at high N are mostly queueing for CPU (owner crypto, wrapper start-up), not CRN handler time.');
   print('   RSS/VM = (RSS of the VM-less wrapper processes + CRN process growth) / VMs alive; stall = max event-loop delay of the CRN+owner process.');
   await srv.close();

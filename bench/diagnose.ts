@@ -23,7 +23,14 @@ const sevInfo = { apiMajor: 1, apiMinor: 55, buildId: 21, policy: 0x5 };
 const policy = Policy.from(0x5);
 
 const run = () =>
-  diagnoseMeasurement({ measurement: crypto.randomBytes(48), sevInfo, tik, firmwares: [{ name: 'OVMF.fd', image: firmware }], kernel: null, expected: { policy } });
+  diagnoseMeasurement({
+    measurement: crypto.randomBytes(48),
+    sevInfo,
+    tik,
+    firmwares: [{ name: 'OVMF.fd', image: firmware }],
+    kernel: null,
+    expected: { policy },
+  });
 
 const first = run();
 const cpu0 = process.cpuUsage();
@@ -35,6 +42,8 @@ const seconds = (u.user + u.system) / 1e6;
 const page = crypto.randomBytes(4096);
 const pageHashes = opsPerCpuSecond(() => crypto.createHash('sha256').update(page).digest(), 1);
 const variantsPerSecond = searched / seconds;
-console.log(`default space: ${first.searched} variants (${first.explained ? 'explained' : 'not explained'}), ${((seconds / rounds) * 1000).toFixed(0)} ms CPU per search`);
+console.log(
+  `default space: ${first.searched} variants (${first.explained ? 'explained' : 'not explained'}), ${((seconds / rounds) * 1000).toFixed(0)} ms CPU per search`,
+);
 console.log(`diagnose: ${variantsPerSecond.toFixed(0)} variants/s; SHA-256 of one 4 KiB page: ${pageHashes.toFixed(0)}/s`);
 console.log(`ratio: ${(pageHashes / variantsPerSecond).toFixed(2)} page hashes' time per variant`);

@@ -18,14 +18,24 @@ const bench = opsPerCpuSecond;
 
 const { publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
 const pdh = encodeSevCert(createSevCert({ usage: Usage.PDH, algo: Algo.ECDH_SHA256, publicKey }));
-const pdhPoint = Buffer.concat([Buffer.of(4), Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url'), Buffer.from(publicKey.export({ format: 'jwk' }).y!, 'base64url')]);
+const pdhPoint = Buffer.concat([
+  Buffer.of(4),
+  Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url'),
+  Buffer.from(publicKey.export({ format: 'jwk' }).y!, 'base64url'),
+]);
 const firmware = crypto.randomBytes(4 * 1024 * 1024);
-const tik = crypto.randomBytes(16), tek = crypto.randomBytes(16);
-const mnonce = crypto.randomBytes(16), iv = crypto.randomBytes(16);
+const tik = crypto.randomBytes(16),
+  tek = crypto.randomBytes(16);
+const mnonce = crypto.randomBytes(16),
+  iv = crypto.randomBytes(16);
 const blob = crypto.randomBytes(48);
 const secretValue = Buffer.from('correct horse battery staple');
 
-interface Row { name: string; fn: () => unknown; ops: number }
+interface Row {
+  name: string;
+  fn: () => unknown;
+  ops: number;
+}
 const rows: Row[] = [];
 const rec = (name: string, fn: () => unknown): Row => {
   const r = { name, fn, ops: 0 };
@@ -46,15 +56,22 @@ const aesRow = rec('primitive: AES-128-CTR (80 bytes)', () => crypto.createCiphe
 // Operations.
 const sessionRow = rec('op: createSession (GODH, KDF, wrap, MACs)', () => createSession(pdh, 1));
 const measureRow = rec('op: measurement build (SEV digest of 4 MiB + HMAC)', () =>
-  launchMeasure({ digest: computeLaunchDigest({ firmware }), mnonce, tik, apiMajor: 1, apiMinor: 55, build: 21, policy: 1 }));
+  launchMeasure({ digest: computeLaunchDigest({ firmware }), mnonce, tik, apiMajor: 1, apiMinor: 55, build: 21, policy: 1 }),
+);
 const secretRow = rec('op: buildSecret (table, AES-CTR, packet MAC)', () =>
-  buildSecret({ tek, tik, measurement: blob, iv, entries: [{ guid: DISK_PASSWORD_GUID, data: secretValue }] }));
+  buildSecret({ tek, tik, measurement: blob, iv, entries: [{ guid: DISK_PASSWORD_GUID, data: secretValue }] }),
+);
 
 // Interleave rounds so load from other processes hits primitives and operations alike; keep each item's best round.
 const ROUNDS = 5;
 for (let round = 0; round < ROUNDS; round++) for (const r of rows) r.ops = Math.max(r.ops, bench(r.fn, SECONDS / ROUNDS));
-const ecdh = ecdhRow.ops, sha4m = shaRow.ops, hmac = hmacRow.ops, aes = aesRow.ops;
-const session = sessionRow.ops, measure = measureRow.ops, secret = secretRow.ops;
+const ecdh = ecdhRow.ops,
+  sha4m = shaRow.ops,
+  hmac = hmacRow.ops,
+  aes = aesRow.ops;
+const session = sessionRow.ops,
+  measure = measureRow.ops,
+  secret = secretRow.ops;
 
 const pad = Math.max(...rows.map((r) => r.name.length));
 console.log(`launch benchmark (${SECONDS}s per item in ${ROUNDS} interleaved rounds, best round kept, node ${process.version})`);

@@ -23,8 +23,27 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { caCertBody, caCertPublicKey, caHashFor, decodeCaChain, decodeSevChain, sevCertBody, sevCertPublicKey, verifyChain, p384PublicKey } from '../lib/certs/index.js';
-import { buildSecret, computeLaunchDigest, createSession, DISK_PASSWORD_GUID, launchMeasure, openSession, verifyMeasurement, openSecret } from '../lib/launch/index.js';
+import {
+  caCertBody,
+  caCertPublicKey,
+  caHashFor,
+  decodeCaChain,
+  decodeSevChain,
+  sevCertBody,
+  sevCertPublicKey,
+  verifyChain,
+  p384PublicKey,
+} from '../lib/certs/index.js';
+import {
+  buildSecret,
+  computeLaunchDigest,
+  createSession,
+  DISK_PASSWORD_GUID,
+  launchMeasure,
+  openSession,
+  verifyMeasurement,
+  openSecret,
+} from '../lib/launch/index.js';
 import { launchOnCrn } from '../lib/owner/launch.js';
 import type { CrnClient } from '../lib/owner/client.js';
 import { buildCaCerts, buildCek, buildOca, buildPdh, buildPek, loadOrCreateRoots } from '../lib/sim/keys.js';
@@ -40,8 +59,16 @@ const { arkKey, askKey } = loadOrCreateRoots('bench-owner');
 const ca = buildCaCerts('bench-owner', arkKey, askKey);
 const caBytes = Buffer.concat([ca.ask, ca.ark]);
 const ec = () => crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
-const cekKey = ec(), ocaKey = ec(), pekKey = ec(), pdhKey = ec();
-const chainBytes = Buffer.concat([buildPdh(pdhKey, pekKey, API), buildPek(pekKey, ocaKey, cekKey, API), buildOca(ocaKey, API), buildCek('bench-owner', cekKey, askKey, API)]);
+const cekKey = ec(),
+  ocaKey = ec(),
+  pekKey = ec(),
+  pdhKey = ec();
+const chainBytes = Buffer.concat([
+  buildPdh(pdhKey, pekKey, API),
+  buildPek(pekKey, ocaKey, cekKey, API),
+  buildOca(ocaKey, API),
+  buildCek('bench-owner', cekKey, askKey, API),
+]);
 const firmware = crypto.randomBytes(4 * 1024 * 1024);
 const secretValue = Buffer.from('correct horse battery staple');
 const sevInfo = { apiMajor: API.major, apiMinor: API.minor, buildId: API.build, policy: POLICY };
@@ -50,7 +77,14 @@ if (!verifyChain({ sev: decodeSevChain(chainBytes), ca: caBytes }).ok) throw new
 /** The firmware's side of a launch (not timed): open the session, measure the firmware. */
 function firmwareSide(godh: Buffer, session: Buffer): { measurement: Buffer; tek: Buffer; tik: Buffer } {
   const { tek, tik } = openSession({ godh, session, pdhPrivateKey: pdhKey, policy: POLICY });
-  const measurement = launchMeasure({ digest: computeLaunchDigest({ firmware }), tik, apiMajor: API.major, apiMinor: API.minor, build: API.build, policy: POLICY });
+  const measurement = launchMeasure({
+    digest: computeLaunchDigest({ firmware }),
+    tik,
+    apiMajor: API.major,
+    apiMinor: API.minor,
+    build: API.build,
+    policy: POLICY,
+  });
   return { measurement, tek, tik };
 }
 
@@ -72,7 +106,9 @@ const rsaLinks = [
   [caCertPublicKey(caChain.ark), caCertBody(caChain.ark), le2be(caChain.ark.signature)],
 ] as const;
 const pdhPub = crypto.createPublicKey(pdhKey);
-const k16 = crypto.randomBytes(16), msg = crypto.randomBytes(96), iv = crypto.randomBytes(16);
+const k16 = crypto.randomBytes(16),
+  msg = crypto.randomBytes(96),
+  iv = crypto.randomBytes(16);
 const hmac = () => crypto.createHmac('sha256', k16).update(msg).digest();
 const aes = (n: number) => crypto.createCipheriv('aes-128-ctr', k16, iv).update(msg.subarray(0, n));
 
@@ -125,10 +161,19 @@ function fakeCrn(): CrnClient {
       Promise.resolve({
         status: 200,
         detail: '',
-        value: { sev_info: { enabled: true, api_major: API.major, api_minor: API.minor, build_id: API.build, policy: POLICY, state: 'launch-secret', handle: 1 }, launch_measure: fw!.measurement.toString('base64') },
+        value: {
+          sev_info: { enabled: true, api_major: API.major, api_minor: API.minor, build_id: API.build, policy: POLICY, state: 'launch-secret', handle: 1 },
+          launch_measure: fw!.measurement.toString('base64'),
+        },
       }),
     injectSecret: (_ref: string, p: { packet_header: string; secret: string }) => {
-      openSecret({ header: Buffer.from(p.packet_header, 'base64'), payload: Buffer.from(p.secret, 'base64'), tek: fw!.tek, tik: fw!.tik, measurement: fw!.measurement });
+      openSecret({
+        header: Buffer.from(p.packet_header, 'base64'),
+        payload: Buffer.from(p.secret, 'base64'),
+        tek: fw!.tek,
+        tik: fw!.tik,
+        measurement: fw!.measurement,
+      });
       return Promise.resolve({ status: { status: 'running', running: true } });
     },
   };
@@ -155,12 +200,29 @@ function pythonPeer(): { note?: string; ratio?: number; op?: number; prim?: numb
     if (check.status !== 0) throw new Error(`python peer (session): ${check.stderr}`);
     const out = JSON.parse(check.stdout) as { godh: string; session: string; tek: string; tik: string };
     const opened = openSession({ godh: out.godh, session: out.session, pdhPrivateKey: pdhKey, policy: POLICY });
-    if (!opened.tek.equals(Buffer.from(out.tek, 'hex')) || !opened.tik.equals(Buffer.from(out.tik, 'hex'))) throw new Error('python peer session does not open to its TEK/TIK');
-    const measurement = launchMeasure({ digest: computeLaunchDigest({ firmware }), tik: opened.tik, apiMajor: API.major, apiMinor: API.minor, build: API.build, policy: POLICY });
-    const m = spawnSync('python3', [path.join(HERE, 'peer/owner_handshake.py'), 'secret', dir, out.tek, out.tik, measurement.toString('hex')], { encoding: 'utf8', timeout: 30_000 });
+    if (!opened.tek.equals(Buffer.from(out.tek, 'hex')) || !opened.tik.equals(Buffer.from(out.tik, 'hex')))
+      throw new Error('python peer session does not open to its TEK/TIK');
+    const measurement = launchMeasure({
+      digest: computeLaunchDigest({ firmware }),
+      tik: opened.tik,
+      apiMajor: API.major,
+      apiMinor: API.minor,
+      build: API.build,
+      policy: POLICY,
+    });
+    const m = spawnSync('python3', [path.join(HERE, 'peer/owner_handshake.py'), 'secret', dir, out.tek, out.tik, measurement.toString('hex')], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     if (m.status !== 0) throw new Error(`python peer (secret): ${m.stderr}`);
     const sec = JSON.parse(m.stdout) as { header: string; payload: string };
-    const plain = openSecret({ header: Buffer.from(sec.header, 'hex'), payload: Buffer.from(sec.payload, 'hex'), tek: opened.tek, tik: opened.tik, measurement });
+    const plain = openSecret({
+      header: Buffer.from(sec.header, 'hex'),
+      payload: Buffer.from(sec.payload, 'hex'),
+      tek: opened.tek,
+      tik: opened.tik,
+      measurement,
+    });
     if (!plain.includes(secretValue)) throw new Error('python peer secret does not decrypt to the disk password');
     const run = spawnSync('python3', [path.join(HERE, 'peer/owner_handshake.py'), 'bench', dir, String(ROUNDS)], { encoding: 'utf8', timeout: 120_000 });
     if (run.status !== 0) throw new Error(`python peer (bench): ${run.stderr}`);
@@ -196,23 +258,32 @@ for (let round = 0; round < ROUNDS; round++) {
 const pekLe = sev.pek.pubkey.kind === 'ec' ? sev.pek.pubkey : undefined;
 const jwkOf = (le: Buffer) => Buffer.from(le.subarray(0, 48)).reverse().toString('base64url');
 const fixes = {
-  jwk: [] as number[], spki: [] as number[], ecdh: [] as number[], dh: [] as number[],
+  jwk: [] as number[],
+  spki: [] as number[],
+  ecdh: [] as number[],
+  dh: [] as number[],
 };
 for (let round = 0; round < ROUNDS; round++) {
   fixes.jwk.push(time(() => crypto.createPublicKey({ key: { kty: 'EC', crv: 'P-384', x: jwkOf(pekLe!.qx), y: jwkOf(pekLe!.qy) }, format: 'jwk' })));
   fixes.spki.push(time(() => p384PublicKey(pekLe!.qx, pekLe!.qy)));
-  fixes.ecdh.push(time(() => {
-    const e = crypto.createECDH('secp384r1');
-    e.generateKeys();
-    e.computeSecret(crypto.createPublicKey(pdhKey).export({ format: 'der', type: 'spki' }).subarray(-97));
-  }));
-  fixes.dh.push(time(() => {
-    const eph = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
-    crypto.diffieHellman({ privateKey: eph.privateKey, publicKey: pdhPub });
-    eph.publicKey.export({ format: 'der', type: 'spki' });
-  }));
+  fixes.ecdh.push(
+    time(() => {
+      const e = crypto.createECDH('secp384r1');
+      e.generateKeys();
+      e.computeSecret(crypto.createPublicKey(pdhKey).export({ format: 'der', type: 'spki' }).subarray(-97));
+    }),
+  );
+  fixes.dh.push(
+    time(() => {
+      const eph = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
+      crypto.diffieHellman({ privateKey: eph.privateKey, publicKey: pdhPub });
+      eph.publicKey.export({ format: 'der', type: 'spki' });
+    }),
+  );
 }
-const prim = median(samples.prim), lib = median(samples.lib), own = median(samples.owner);
+const prim = median(samples.prim),
+  lib = median(samples.lib),
+  own = median(samples.owner);
 console.log(`owner handshake benchmark (${ROUNDS} interleaved rounds, medians, node ${process.version})`);
 console.log(`  primitives (7 verifies, P-384 keygen+ECDH, 7 HMAC, 2 AES-CTR, SHA-256 of 4 MiB)  ${prim.toFixed(2).padStart(7)} ms`);
 console.log(`  library handshake (verifyChain, createSession, verifyMeasurement, buildSecret)  ${lib.toFixed(2).padStart(7)} ms`);

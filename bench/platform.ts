@@ -140,12 +140,16 @@ async function measure(): Promise<void> {
   const [nullFloor, raw1, q1, raw64, q64] = phases as [Phase, Phase, Phase, Phase, Phase];
   const rate = (p: Phase) => (p.calls / p.ms) * 1000;
 
-  console.log(`sevkit platform benchmark — PLATFORM_STATUS on ${hw ? `REAL ${device}` : `the SIMULATED platform (${device})`}, ${CALLS} calls per phase, median of ${ROUNDS} interleaved rounds`);
+  console.log(
+    `sevkit platform benchmark — PLATFORM_STATUS on ${hw ? `REAL ${device}` : `the SIMULATED platform (${device})`}, ${CALLS} calls per phase, median of ${ROUNDS} interleaved rounds`,
+  );
   console.log(`node ${process.version}, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}, ${os.cpus().length} CPUs`);
   console.log('');
   console.log(`${'simulator model in-process (floor)'.padEnd(46)} ${modelUs.toFixed(2).padStart(9)} µs/call ${(1e6 / modelUs).toFixed(0).padStart(9)} calls/s`);
   for (const p of phases) console.log(row(p));
-  console.log(`${'idle event loop (300 ms, reference)'.padEnd(46)} ${''.padStart(60)}worst stall ${idle.max.toFixed(2).padStart(6)} ms (p99 ${idle.p99.toFixed(2)} ms)`);
+  console.log(
+    `${'idle event loop (300 ms, reference)'.padEnd(46)} ${''.padStart(60)}worst stall ${idle.max.toFixed(2).padStart(6)} ms (p99 ${idle.p99.toFixed(2)} ms)`,
+  );
   console.log('');
   console.log('ratios:');
   // Latency ratios use medians (p50): on a shared machine the means are dominated by outliers.
@@ -157,9 +161,18 @@ async function measure(): Promise<void> {
   console.log(`  throughput 64 callers / 1 caller, queued    ${(rate(q64) / rate(q1)).toFixed(2)}x`);
   const worst = Math.max(...phases.map((p) => p.stallMs));
   const worstP99 = Math.max(...phases.map((p) => p.stallP99Ms));
-  console.log(`  worst stall under load / idle               ${(worst / Math.max(idle.max, 0.001)).toFixed(1)}x  (${worst.toFixed(2)} ms vs ${idle.max.toFixed(2)} ms)`);
-  console.log(`  p99 loop delay under load / idle            ${(worstP99 / Math.max(idle.p99, 0.001)).toFixed(1)}x  (${worstP99.toFixed(2)} ms vs ${idle.p99.toFixed(2)} ms)`);
-  console.log(`load average while running: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (numbers are noisy when the machine is busy)`);
+  console.log(
+    `  worst stall under load / idle               ${(worst / Math.max(idle.max, 0.001)).toFixed(1)}x  (${worst.toFixed(2)} ms vs ${idle.max.toFixed(2)} ms)`,
+  );
+  console.log(
+    `  p99 loop delay under load / idle            ${(worstP99 / Math.max(idle.p99, 0.001)).toFixed(1)}x  (${worstP99.toFixed(2)} ms vs ${idle.p99.toFixed(2)} ms)`,
+  );
+  console.log(
+    `load average while running: ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')} (numbers are noisy when the machine is busy)`,
+  );
 }
 
 if (process.env.SEVKIT_SIM_SOCKET || process.env.SEVKIT_HW === '1') {
@@ -170,7 +183,23 @@ if (process.env.SEVKIT_SIM_SOCKET || process.env.SEVKIT_HW === '1') {
     const self = fileURLToPath(import.meta.url);
     const r = spawnSync(
       process.execPath,
-      ['--import', 'tsx', path.join(ROOT, 'lib/cli/sevkit.ts'), 'sim', '--quiet', '--state', state, '--seed', '1', '--', process.execPath, '--import', 'tsx', self, ...process.argv.slice(2)],
+      [
+        '--import',
+        'tsx',
+        path.join(ROOT, 'lib/cli/sevkit.ts'),
+        'sim',
+        '--quiet',
+        '--state',
+        state,
+        '--seed',
+        '1',
+        '--',
+        process.execPath,
+        '--import',
+        'tsx',
+        self,
+        ...process.argv.slice(2),
+      ],
       { stdio: 'inherit', cwd: ROOT },
     );
     process.exitCode = r.status ?? 1;

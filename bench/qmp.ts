@@ -60,7 +60,9 @@ async function realQemuRoundTrip(): Promise<{ seq: number[]; pipe: number } | un
   if (!fs.existsSync(REAL_QEMU)) return undefined;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-bench-'));
   const sock = path.join(dir, 'qmp.sock');
-  const p = spawn(REAL_QEMU, ['-machine', 'q35', '-nodefaults', '-display', 'none', '-S', '-m', '64', '-qmp', `unix:${sock},server=on,wait=off`], { stdio: 'ignore' });
+  const p = spawn(REAL_QEMU, ['-machine', 'q35', '-nodefaults', '-display', 'none', '-S', '-m', '64', '-qmp', `unix:${sock},server=on,wait=off`], {
+    stdio: 'ignore',
+  });
   try {
     const c = await waitForQmp(sock, { timeoutMs: 20_000 });
     const seq = await roundTrips(c, ITER);
@@ -90,7 +92,12 @@ async function launchBatch(sup: Supervisor, pdh: Buffer, n: number, tag: string)
   const packets = await Promise.all(
     vms.map(async (vm, i) => {
       const m = await vm.measurement();
-      const b = buildSecret({ tek: sessions[i]!.tek, tik: sessions[i]!.tik, measurement: Buffer.from(m.launchMeasure, 'base64'), plaintext: Buffer.from(`secret-${i}-0123456789`) });
+      const b = buildSecret({
+        tek: sessions[i]!.tek,
+        tik: sessions[i]!.tik,
+        measurement: Buffer.from(m.launchMeasure, 'base64'),
+        plaintext: Buffer.from(`secret-${i}-0123456789`),
+      });
       return { packetHeader: b.header.toString('base64'), secret: b.payload.toString('base64'), gpa: vm.firmwareSecretArea ? undefined : 0x800000 };
     }),
   );
@@ -118,7 +125,9 @@ async function main(): Promise<void> {
   const sim = await makeSimEnv({ realQemu: 'none' });
   const runRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-bench-run-'));
   try {
-    console.log(`Guest firmware: ${sim.daemon ? 'the simulator daemon (SimClient)' : 'the wrapper\'s in-process firmware (no daemon; run under `sevkit sim --` for the daemon)'}\n`);
+    console.log(
+      `Guest firmware: ${sim.daemon ? 'the simulator daemon (SimClient)' : "the wrapper's in-process firmware (no daemon; run under `sevkit sim --` for the daemon)"}\n`,
+    );
     const pdh = fs.readFileSync(path.join(sim.stateDir, 'pdh.cert'));
     const sup = new Supervisor({ qemu: sim.qemu, env: sim.env, runRoot, maxConcurrentLaunches: MANY, launchTimeoutMs: 120_000 });
     const tag = `bench-${process.pid}`;
@@ -129,7 +138,8 @@ async function main(): Promise<void> {
     } finally {
       // The simulated guests' secret files are ours: leave no plaintext behind in the state dir.
       const guests = path.join(sim.stateDir, 'guests');
-      for (const d of fs.existsSync(guests) ? fs.readdirSync(guests) : []) if (d.startsWith(`${tag}-`)) fs.rmSync(path.join(guests, d), { recursive: true, force: true });
+      for (const d of fs.existsSync(guests) ? fs.readdirSync(guests) : [])
+        if (d.startsWith(`${tag}-`)) fs.rmSync(path.join(guests, d), { recursive: true, force: true });
     }
 
     console.log(`QMP query-status round trip (${ITER} sequential; pipelined = ${ITER} in flight, per command):`);
@@ -138,7 +148,9 @@ async function main(): Promise<void> {
     rows.push(['sim wrapper, VM-less', one.bare, undefined]);
     for (const [name, s, pipe] of rows) {
       if (!s) continue;
-      console.log(`  ${name.padEnd(28)} p50 ${fmt(s.p50).padStart(8)}  p90 ${fmt(s.p90).padStart(8)}  p99 ${fmt(s.p99).padStart(8)}${pipe !== undefined ? `  pipelined ${fmt(pipe)}` : ''}`);
+      console.log(
+        `  ${name.padEnd(28)} p50 ${fmt(s.p50).padStart(8)}  p90 ${fmt(s.p90).padStart(8)}  p99 ${fmt(s.p99).padStart(8)}${pipe !== undefined ? `  pipelined ${fmt(pipe)}` : ''}`,
+      );
     }
     const bare = one.bare.p50;
     console.log(`\nLaunch on the simulator (VM-less), ratios against the bare round trip p50 ${fmt(bare)}:`);
@@ -147,10 +159,16 @@ async function main(): Promise<void> {
       [MANY, many],
     ] as const) {
       console.log(`  ${String(n).padStart(2)} VM${n > 1 ? 's' : ' '} at once:`);
-      console.log(`    spawn → measurement ready  p50 ${fmt(r.ready.p50).padStart(8)}  max ${fmt(r.ready.max).padStart(8)}  wall ${fmt(r.wallReady).padStart(8)}  (${(r.ready.p50 / bare).toFixed(0)}× a round trip)`);
-      console.log(`    inject → running           p50 ${fmt(r.toRunning.p50).padStart(8)}  max ${fmt(r.toRunning.max).padStart(8)}  wall ${fmt(r.wallRunning).padStart(8)}  (${(r.toRunning.p50 / bare).toFixed(1)}× a round trip)`);
+      console.log(
+        `    spawn → measurement ready  p50 ${fmt(r.ready.p50).padStart(8)}  max ${fmt(r.ready.max).padStart(8)}  wall ${fmt(r.wallReady).padStart(8)}  (${(r.ready.p50 / bare).toFixed(0)}× a round trip)`,
+      );
+      console.log(
+        `    inject → running           p50 ${fmt(r.toRunning.p50).padStart(8)}  max ${fmt(r.toRunning.max).padStart(8)}  wall ${fmt(r.wallRunning).padStart(8)}  (${(r.toRunning.p50 / bare).toFixed(1)}× a round trip)`,
+      );
     }
-    console.log(`\n  ${MANY} VMs vs 1: measurement-ready wall ${(many.wallReady / one.wallReady).toFixed(1)}×, inject→running wall ${(many.wallRunning / one.wallRunning).toFixed(1)}×`);
+    console.log(
+      `\n  ${MANY} VMs vs 1: measurement-ready wall ${(many.wallReady / one.wallReady).toFixed(1)}×, inject→running wall ${(many.wallRunning / one.wallRunning).toFixed(1)}×`,
+    );
   } finally {
     fs.rmSync(runRoot, { recursive: true, force: true });
     sim.cleanup();

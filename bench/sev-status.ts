@@ -33,8 +33,15 @@ const fx = writeHostFixture(tmp);
 // A private cache dir: the first (warm-up) run fills the QEMU version cache, as on a host where
 // sev-status runs on a schedule; the --no-cache case shows the cold cost.
 const cleanEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: path.join(tmp, 'cache') };
-for (const k of ['LD_PRELOAD', 'SEVKIT_SIM_SOCKET', 'SEVKIT_SIM_STATE', 'SEVKIT_HOST_ROOT', 'SEVKIT_CPUID', 'SEVKIT_QEMU', 'SEVKIT_OVMF_DIRS']) delete cleanEnv[k];
-const fixtureEnv: NodeJS.ProcessEnv = { ...cleanEnv, SEVKIT_HOST_ROOT: fx.root, SEVKIT_CPUID: fx.cpuidFile, SEVKIT_QEMU: fx.qemu, SEVKIT_OVMF_DIRS: fx.ovmfDirs.join(':') };
+for (const k of ['LD_PRELOAD', 'SEVKIT_SIM_SOCKET', 'SEVKIT_SIM_STATE', 'SEVKIT_HOST_ROOT', 'SEVKIT_CPUID', 'SEVKIT_QEMU', 'SEVKIT_OVMF_DIRS'])
+  delete cleanEnv[k];
+const fixtureEnv: NodeJS.ProcessEnv = {
+  ...cleanEnv,
+  SEVKIT_HOST_ROOT: fx.root,
+  SEVKIT_CPUID: fx.cpuidFile,
+  SEVKIT_QEMU: fx.qemu,
+  SEVKIT_OVMF_DIRS: fx.ovmfDirs.join(':'),
+};
 
 interface Case {
   name: string;
@@ -76,5 +83,7 @@ console.log(`  ${'command'.padEnd(46)} ${'median'.padStart(9)} ${'ratio'.padStar
 for (const c of cases) {
   const m = median(samples.get(c.name)!);
   const lo = min(samples.get(c.name)!);
-  console.log(`  ${c.name.padEnd(46)} ${m.toFixed(1).padStart(6)} ms ${(m / base).toFixed(2).padStart(5)}x ${lo.toFixed(1).padStart(6)} ms ${(lo / baseMin).toFixed(2).padStart(5)}x`);
+  console.log(
+    `  ${c.name.padEnd(46)} ${m.toFixed(1).padStart(6)} ms ${(m / base).toFixed(2).padStart(5)}x ${lo.toFixed(1).padStart(6)} ms ${(lo / baseMin).toFixed(2).padStart(5)}x`,
+  );
 }

@@ -42,7 +42,9 @@ async function main(): Promise<void> {
   const CONC = Number(arg('concurrency', '16'));
   const WRAPPER = Number(arg('wrapper', '4'));
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-bench-simlaunch-'));
-  const simProc = spawn(process.execPath, [...process.execArgv, process.argv[1]!, '--role', 'sim', '--state', path.join(tmp, 'sim')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const simProc = spawn(process.execPath, [...process.execArgv, process.argv[1]!, '--role', 'sim', '--state', path.join(tmp, 'sim')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const socket = await new Promise<string>((resolve, reject) => {
     let out = '';
     simProc.stdout!.on('data', (d: Buffer) => {
@@ -106,11 +108,20 @@ async function main(): Promise<void> {
       );
       wrapperRate = (WRAPPER * 1000) / (performance.now() - t);
     }
-    console.log(`simulator VM-less launches (SIMULATED; daemon in its own process; node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)})`);
-    console.log(`  firmware ${(firmware.length / 1024).toFixed(0)} KiB, API ${api.major}.${api.minor}, ${CONC} launches in flight, ${2 * half} timed launches per way`);
+    console.log(
+      `simulator VM-less launches (SIMULATED; daemon in its own process; node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)})`,
+    );
+    console.log(
+      `  firmware ${(firmware.length / 1024).toFixed(0)} KiB, API ${api.major}.${api.minor}, ${CONC} launches in flight, ${2 * half} timed launches per way`,
+    );
     console.log(`  firmware by path (launchUpdateFile)       ${avg(rate.path).toFixed(1).padStart(7)} launches/s`);
-    console.log(`  firmware as base64 JSON (launchUpdateData) ${avg(rate.bytes).toFixed(1).padStart(6)} launches/s   (by path: ${(avg(rate.path) / avg(rate.bytes)).toFixed(2)}x)`);
-    if (wrapperRate !== undefined) console.log(`  QEMU wrapper per VM (Supervisor, ${WRAPPER} at once) ${wrapperRate.toFixed(1).padStart(6)} launches/s   (by path: ${(avg(rate.path) / wrapperRate).toFixed(1)}x)`);
+    console.log(
+      `  firmware as base64 JSON (launchUpdateData) ${avg(rate.bytes).toFixed(1).padStart(6)} launches/s   (by path: ${(avg(rate.path) / avg(rate.bytes)).toFixed(2)}x)`,
+    );
+    if (wrapperRate !== undefined)
+      console.log(
+        `  QEMU wrapper per VM (Supervisor, ${WRAPPER} at once) ${wrapperRate.toFixed(1).padStart(6)} launches/s   (by path: ${(avg(rate.path) / wrapperRate).toFixed(1)}x)`,
+      );
     console.log(`goal >= 50 VM-less launches/s: ${avg(rate.path).toFixed(1)}/s → ${avg(rate.path) >= 50 ? 'met' : 'NOT met'}`);
   } finally {
     simProc.kill('SIGTERM');

@@ -39,23 +39,38 @@ async function rate(name: string, fn: () => Promise<unknown> | unknown): Promise
 const side = await startSimSnpSide();
 side.configure({ measurement: digestOf().toString('hex') });
 const owner = EthWallet.generate();
-const agent = await GuestAgent.start({ owner: owner.address, secretsDir: path.join(side.dir, 'secrets'), host: '127.0.0.1', port: 0, reportSource: side.source });
+const agent = await GuestAgent.start({
+  owner: owner.address,
+  secretsDir: path.join(side.dir, 'secrets'),
+  host: '127.0.0.1',
+  port: 0,
+  reportSource: side.source,
+});
 const port = agent.address().port;
 const firmware = loadSnpFirmware(AMDSEV, 'AmdSev');
 const kds = side.kdsClient();
 try {
   const full = await rate('attest-and-inject (verify + envelope + POST)', () =>
-    attestAndInject({ url: `https://127.0.0.1:${port}`, expected: { firmware, vcpus: 2, vcpuType: 'EPYC-v4' }, kds, roots: side.roots, wallet: owner, secrets: { k: 'v' } }),
-  );
-  const hs = await rate('one TLS 1.3 handshake with the agent', () =>
-    new Promise<void>((resolve, reject) => {
-      const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
-      s.once('secureConnect', () => {
-        s.destroy();
-        resolve();
-      });
-      s.once('error', reject);
+    attestAndInject({
+      url: `https://127.0.0.1:${port}`,
+      expected: { firmware, vcpus: 2, vcpuType: 'EPYC-v4' },
+      kds,
+      roots: side.roots,
+      wallet: owner,
+      secrets: { k: 'v' },
     }),
+  );
+  const hs = await rate(
+    'one TLS 1.3 handshake with the agent',
+    () =>
+      new Promise<void>((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+        s.once('secureConnect', () => {
+          s.destroy();
+          resolve();
+        });
+        s.once('error', reject);
+      }),
   );
   const r = parseReport(agent.report);
   const vcek = parseAmdCert(side.guest.chain('Genoa').vcek, 'VCEK');
@@ -64,7 +79,9 @@ try {
   const p384 = await rate('one ECDSA P-384 verify (report signature)', () => {
     if (!crypto.verify('sha384', region, { key: vcek.publicKey, dsaEncoding: 'ieee-p1363' }, sig)) throw new Error('signature');
   });
-  console.log(`attest-and-inject = ${(full / hs).toFixed(2)} × handshake = ${(full / p384).toFixed(1)} × P-384 verify = ${(full / (hs + p384)).toFixed(2)} × (handshake + verify)`);
+  console.log(
+    `attest-and-inject = ${(full / hs).toFixed(2)} × handshake = ${(full / p384).toFixed(1)} × P-384 verify = ${(full / (hs + p384)).toFixed(2)} × (handshake + verify)`,
+  );
 } finally {
   await agent.close();
   await side.close();

@@ -47,8 +47,14 @@ const diagSeconds = (u.user + u.system) / 1e6;
 
 const f0 = (x: number) => x.toFixed(0);
 console.log(`primitives: SHA-384 of a 4 KiB page ${f0(sha384Page)}/s, of a 112-byte PAGE_INFO ${f0(sha384Info)}/s`);
-console.log(`full digest (4 MiB firmware, ${pages} pages, 4 vCPUs, cold): ${full.toFixed(1)}/s = ${(sha384Page / full).toFixed(0)} page hashes' time (${pages} page + ${pages + 36} PAGE_INFO hashes are needed)`);
-console.log(`per extra variant (firmware hashed once; metadata chain + 2 VMSA pages + 4 steps): ${f0(variant)}/s = ${(sha384Info / variant).toFixed(1)} PAGE_INFO hashes' time; ${(variant / full).toFixed(0)}x the full digest`);
+console.log(
+  `full digest (4 MiB firmware, ${pages} pages, 4 vCPUs, cold): ${full.toFixed(1)}/s = ${(sha384Page / full).toFixed(0)} page hashes' time (${pages} page + ${pages + 36} PAGE_INFO hashes are needed)`,
+);
+console.log(
+  `per extra variant (firmware hashed once; metadata chain + 2 VMSA pages + 4 steps): ${f0(variant)}/s = ${(sha384Info / variant).toFixed(1)} PAGE_INFO hashes' time; ${(variant / full).toFixed(0)}x the full digest`,
+);
 console.log(`VMSAs only on a cached prefix (2 pages + 4 steps): ${f0(vmsas)}/s = ${(sha384Info / vmsas).toFixed(1)} PAGE_INFO hashes' time`);
 console.log(`one more vCPU on a prefix: ${f0(perVcpu)}/s = ${(sha384Info / perVcpu).toFixed(2)} PAGE_INFO hashes' time`);
-console.log(`diagnosis, default space, unexplained: ${d.searched} digests in ${(diagSeconds * 1000).toFixed(0)} ms CPU = ${f0(d.searched / diagSeconds)} digests/s`);
+console.log(
+  `diagnosis, default space, unexplained: ${d.searched} digests in ${(diagSeconds * 1000).toFixed(0)} ms CPU = ${f0(d.searched / diagSeconds)} digests/s`,
+);

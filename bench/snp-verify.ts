@@ -60,7 +60,11 @@ for (const c of cases) {
   const pss = (child: { tbs: Buffer; signature: Buffer }, issuer: crypto.KeyObject) =>
     crypto.verify('sha384', child.tbs, { key: issuer, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }, child.signature);
   const primitives = () => {
-    const ok = pss(roots.ark, roots.ark.publicKey) && pss(roots.ask, roots.ark.publicKey) && pss(vekCert, roots.ask.publicKey) && crypto.verify('sha384', region, { key, dsaEncoding: 'ieee-p1363' }, sig);
+    const ok =
+      pss(roots.ark, roots.ark.publicKey) &&
+      pss(roots.ask, roots.ark.publicKey) &&
+      pss(vekCert, roots.ask.publicKey) &&
+      crypto.verify('sha384', region, { key, dsaEncoding: 'ieee-p1363' }, sig);
     if (!ok) throw new Error('primitives failed');
   };
   // The machine is shared: measure the hot pair interleaved in rounds and keep each one's best round.
@@ -80,7 +84,9 @@ for (const c of cases) {
   clearSnpCaches();
   console.log(`${c.name}:`);
   console.log(`  primitive: 1 × ECDSA P-384 verify               ${e.toFixed(0).padStart(8)} ops/s`);
-  console.log(`  verify, cached chain, VCEK as bytes             ${h.toFixed(0).padStart(8)} reports/s   ratio ${(e / h).toFixed(2)}x ECDSA time (goal ≤ 1.2x)`);
+  console.log(
+    `  verify, cached chain, VCEK as bytes             ${h.toFixed(0).padStart(8)} reports/s   ratio ${(e / h).toFixed(2)}x ECDSA time (goal ≤ 1.2x)`,
+  );
   console.log(`  verify, cached chain, VCEK parsed by caller     ${hp.toFixed(0).padStart(8)} reports/s   ratio ${(e / hp).toFixed(2)}x ECDSA time`);
   console.log(`  primitives: 3 × RSA-PSS-4096 + 1 × ECDSA P-384  ${p.toFixed(0).padStart(8)} ops/s`);
   console.log(`  verify, cold (roots, VCEK, links, signature)    ${k.toFixed(0).padStart(8)} reports/s   ratio ${(p / k).toFixed(2)}x primitives time`);

@@ -80,5 +80,7 @@ for (const c of cases) {
   const m = median(samples.get(c.name)!);
   const lo = min(samples.get(c.name)!);
   const goal = c.goal ? `  (goal <= ${c.goal.toFixed(2)}x: ${m / base <= c.goal ? 'met' : 'NOT met'})` : '';
-  console.log(`  ${c.name.padEnd(34)} ${m.toFixed(1).padStart(6)} ms ${(m / base).toFixed(2).padStart(5)}x ${lo.toFixed(1).padStart(6)} ms ${(lo / baseMin).toFixed(2).padStart(5)}x${goal}`);
+  console.log(
+    `  ${c.name.padEnd(34)} ${m.toFixed(1).padStart(6)} ms ${(m / base).toFixed(2).padStart(5)}x ${lo.toFixed(1).padStart(6)} ms ${(lo / baseMin).toFixed(2).padStart(5)}x${goal}`,
+  );
 }

@@ -91,7 +91,13 @@ interface Case {
 
 /** The owner's secret packet for this session and measurement (built between the timed phases). */
 function packetFor(session: LaunchSession, launchMeasure: string): { packetHeader: string; secret: string } {
-  const b = buildSecret({ tek: session.tek, tik: session.tik, measurement: Buffer.from(launchMeasure, 'base64'), entries: [{ guid: DISK_PASSWORD_GUID, data: Buffer.from('pw') }], layout: 'aleph' });
+  const b = buildSecret({
+    tek: session.tek,
+    tik: session.tik,
+    measurement: Buffer.from(launchMeasure, 'base64'),
+    entries: [{ guid: DISK_PASSWORD_GUID, data: Buffer.from('pw') }],
+    layout: 'aleph',
+  });
   return { packetHeader: b.header.toString('base64'), secret: b.payload.toString('base64') };
 }
 
@@ -204,7 +210,9 @@ try {
       b.inject.push(rb.inject);
     }
     const row = (what: string, sv: number[], bv: number[]) =>
-      console.log(`  ${what.padEnd(22)} supervisor ${median(sv).toFixed(1).padStart(6)} ms   bare ${median(bv).toFixed(1).padStart(6)} ms   overhead ${(median(sv) - median(bv)).toFixed(1).padStart(5)} ms  (goal <= 10 ms)`);
+      console.log(
+        `  ${what.padEnd(22)} supervisor ${median(sv).toFixed(1).padStart(6)} ms   bare ${median(bv).toFixed(1).padStart(6)} ms   overhead ${(median(sv) - median(bv)).toFixed(1).padStart(5)} ms  (goal <= 10 ms)`,
+      );
     console.log(`${c.name}:`);
     row(c.sev ? 'launch → measurement' : 'launch → QMP ready', s.launch, b.launch);
     row(c.sev ? 'inject → running' : 'cont → running', s.inject, b.inject);

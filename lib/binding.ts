@@ -150,10 +150,9 @@ function load(): NativeBinding {
     return gypBuild(PACKAGE_ROOT) as NativeBinding;
   } catch (e) {
     const hint = buildHint(PACKAGE_ROOT);
-    throw new BindingLoadError(
-      `cannot load the sevkit native addon for ${process.platform}-${process.arch}: ${(e as Error).message.split('\n')[0]}; ${hint}`,
-      { cause: e },
-    );
+    throw new BindingLoadError(`cannot load the sevkit native addon for ${process.platform}-${process.arch}: ${(e as Error).message.split('\n')[0]}; ${hint}`, {
+      cause: e,
+    });
   }
 }
 

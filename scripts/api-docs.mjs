@@ -14,10 +14,16 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
 const entries = Object.entries(pkg.exports)
   .filter(([, v]) => typeof v === 'object')
-  .map(([sub, v]) => ({ name: sub === '.' ? pkg.name : `${pkg.name}/${sub.slice(2)}`, file: path.join(root, v.default.replace(/^\.\/dist\//, 'lib/').replace(/\.js$/, '.ts')) }));
+  .map(([sub, v]) => ({
+    name: sub === '.' ? pkg.name : `${pkg.name}/${sub.slice(2)}`,
+    file: path.join(root, v.default.replace(/^\.\/dist\//, 'lib/').replace(/\.js$/, '.ts')),
+  }));
 
 const config = ts.getParsedCommandLineOfConfigFile(path.join(root, 'tsconfig.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
-const program = ts.createProgram(entries.map((e) => e.file), config.options);
+const program = ts.createProgram(
+  entries.map((e) => e.file),
+  config.options,
+);
 const checker = program.getTypeChecker();
 
 function docOf(sym) {
@@ -28,7 +34,10 @@ function docOf(sym) {
   for (const d of target.declarations ?? []) {
     const node = ts.isVariableDeclaration(d) ? d.parent.parent : d;
     const jsdoc = ts.getJSDocCommentsAndTags(node).filter(ts.isJSDoc);
-    const t = jsdoc.map((j) => (typeof j.comment === 'string' ? j.comment : ts.getTextOfJSDocComment(j.comment) ?? '')).join(' ').trim();
+    const t = jsdoc
+      .map((j) => (typeof j.comment === 'string' ? j.comment : (ts.getTextOfJSDocComment(j.comment) ?? '')))
+      .join(' ')
+      .trim();
     if (t) return t;
   }
   return '';

@@ -28,8 +28,20 @@ function regions(gen: string, full: Buffer): Array<[string, number, number]> {
   return out;
 }
 
-interface Job { gen: string; start: number; end: number; lo: number; name: string }
-interface Result { checked: number; byDecoder: number; byVerify: number; accepted: string[]; otherErrors: string[] }
+interface Job {
+  gen: string;
+  start: number;
+  end: number;
+  lo: number;
+  name: string;
+}
+interface Result {
+  checked: number;
+  byDecoder: number;
+  byVerify: number;
+  accepted: string[];
+  otherErrors: string[];
+}
 
 function runJob(full: Buffer, job: Job): Result {
   const r: Result = { checked: 0, byDecoder: 0, byVerify: 0, accepted: [], otherErrors: [] };
@@ -82,21 +94,28 @@ if (!isMainThread) {
   const nWorkers = Math.max(1, Math.min(os.availableParallelism?.() ?? os.cpus().length, 8));
   const t0 = performance.now();
   const results = await Promise.all(
-    Array.from({ length: nWorkers }, (_, w) =>
-      new Promise<Result>((resolve, reject) => {
-        const worker = tsWorker({ workerData: { jobs: jobs.filter((_j, i) => i % nWorkers === w) } });
-        worker.once('message', resolve);
-        worker.once('error', reject);
-      }),
+    Array.from(
+      { length: nWorkers },
+      (_, w) =>
+        new Promise<Result>((resolve, reject) => {
+          const worker = tsWorker({ workerData: { jobs: jobs.filter((_j, i) => i % nWorkers === w) } });
+          worker.once('message', resolve);
+          worker.once('error', reject);
+        }),
     ),
   );
   const secs = (performance.now() - t0) / 1000;
   const sum = results.reduce((a, r) => ({
-    checked: a.checked + r.checked, byDecoder: a.byDecoder + r.byDecoder, byVerify: a.byVerify + r.byVerify,
-    accepted: [...a.accepted, ...r.accepted], otherErrors: [...a.otherErrors, ...r.otherErrors],
+    checked: a.checked + r.checked,
+    byDecoder: a.byDecoder + r.byDecoder,
+    byVerify: a.byVerify + r.byVerify,
+    accepted: [...a.accepted, ...r.accepted],
+    otherErrors: [...a.otherErrors, ...r.otherErrors],
   }));
   console.log(`chains: ${gens.join(', ')}; workers: ${nWorkers}; time: ${secs.toFixed(1)} s`);
-  console.log(`flips: ${sum.checked}; rejected by decoder: ${sum.byDecoder}; rejected by verification: ${sum.byVerify}; accepted: ${sum.accepted.length}; untyped errors: ${sum.otherErrors.length}`);
+  console.log(
+    `flips: ${sum.checked}; rejected by decoder: ${sum.byDecoder}; rejected by verification: ${sum.byVerify}; accepted: ${sum.accepted.length}; untyped errors: ${sum.otherErrors.length}`,
+  );
   for (const a of sum.accepted.slice(0, 20)) console.log(`ACCEPTED: ${a}`);
   for (const a of sum.otherErrors.slice(0, 20)) console.log(`UNTYPED: ${a}`);
   process.exitCode = sum.accepted.length || sum.otherErrors.length ? 1 : 0;

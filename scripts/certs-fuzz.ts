@@ -26,20 +26,27 @@ const INTERESTING32 = [0, 1, 2, 3, 0x13, 0x100, 0x101, 0x102, 0x103, 0x1000, 0x1
 
 function targets(): Target[] {
   const sevCerts = ['naples', 'rome'].flatMap((g) => ['pdh', 'pek', 'oca', 'cek'].map((n) => rd('virtee-sev/tests', g, `${n}.cert`)));
-  const caCerts = ['naples', 'rome', 'milan', 'genoa', 'turin'].flatMap((g) => ['ark', 'ask'].map((n) => rd('virtee-sev/src/certs/sev/builtin', g, `${n}.cert`)));
+  const caCerts = ['naples', 'rome', 'milan', 'genoa', 'turin'].flatMap((g) =>
+    ['ark', 'ask'].map((n) => rd('virtee-sev/src/certs/sev/builtin', g, `${n}.cert`)),
+  );
   caCerts.push(rd('virtee-sev/tests/naples/ark.cert.bad'));
   const sevChains = ['naples', 'rome'].map((g) => rd('virtee-derived', g, 'sev_chain.cert'));
   const caChains = ['naples', 'rome'].map((g) => rd('virtee-derived', g, 'ca_chain.cert'));
   const fullChains = ['naples', 'rome'].map((g) => rd('virtee-derived', g, 'full_chain.cert'));
   const ocaKey = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
-  const oca = c.signSevCert(c.createSevCert({ usage: c.Usage.OCA, publicKey: ocaKey.publicKey }), 1, { signerUsage: c.Usage.OCA, signerAlgo: c.Algo.ECDSA_SHA256, privateKey: ocaKey.privateKey });
+  const oca = c.signSevCert(c.createSevCert({ usage: c.Usage.OCA, publicKey: ocaKey.publicKey }), 1, {
+    signerUsage: c.Usage.OCA,
+    signerAlgo: c.Algo.ECDSA_SHA256,
+    privateKey: ocaKey.privateKey,
+  });
   const report = c.signLegacyReport({ mnonce: Buffer.alloc(16, 3), launchDigest: Buffer.alloc(32, 4), policy: 1 }, ocaKey.privateKey);
   const pekLike = { ...oca, usage: c.Usage.PEK };
   const romePek = c.decodeSevCert(rd('virtee-sev/tests/rome/pek.cert'));
   const romeAsk = c.builtinCaChain('rome').ask;
   return [
     {
-      name: 'decodeSevCert', seeds: sevCerts,
+      name: 'decodeSevCert',
+      seeds: sevCerts,
       run: (b, deep) => {
         const cert = c.decodeSevCert(b);
         if (!c.encodeSevCert(cert).equals(b)) throw new Error('SEV cert round trip differs');
@@ -54,10 +61,12 @@ function targets(): Target[] {
       },
     },
     {
-      name: 'decodeCaCert', seeds: caCerts,
+      name: 'decodeCaCert',
+      seeds: caCerts,
       run: (b, deep) => {
         const { cert, length } = c.decodeCaCertAt(b);
-        if (length === b.length && b.length === c.caCertSize(cert.modulusSize) && !c.encodeCaCert(cert).equals(b)) throw new Error('CA cert round trip differs');
+        if (length === b.length && b.length === c.caCertSize(cert.modulusSize) && !c.encodeCaCert(cert).equals(b))
+          throw new Error('CA cert round trip differs');
         c.caCertDisplay(cert);
         c.caCertPublicKey(cert);
         if (deep) {
@@ -67,21 +76,24 @@ function targets(): Target[] {
       },
     },
     {
-      name: 'decodeSevChain', seeds: sevChains,
+      name: 'decodeSevChain',
+      seeds: sevChains,
       run: (b, deep) => {
         const ch = c.decodeSevChain(b);
         if (deep) c.verifyChain({ sev: ch, ca: c.builtinCaChain('rome') });
       },
     },
     {
-      name: 'decodeCaChain', seeds: caChains,
+      name: 'decodeCaChain',
+      seeds: caChains,
       run: (b, deep) => {
         const ch = c.decodeCaChain(b);
         if (deep) c.verifyCaLink(ch.ark, ch.ask);
       },
     },
     {
-      name: 'decodeFullChain', seeds: fullChains,
+      name: 'decodeFullChain',
+      seeds: fullChains,
       run: (b, deep) => {
         const ch = c.decodeFullChain(b);
         if (!c.encodeFullChain(ch).equals(b) && b.length !== 10000 - 256) throw new Error('full chain round trip differs');
@@ -89,14 +101,16 @@ function targets(): Target[] {
       },
     },
     {
-      name: 'decodeLegacyReport', seeds: [report],
+      name: 'decodeLegacyReport',
+      seeds: [report],
       run: (b) => {
         c.decodeLegacyReport(b);
         c.verifyLegacyReport(pekLike, b);
       },
     },
     {
-      name: 'decodePrivateKeyFor', seeds: [c.encodeOcaKey(ocaKey.privateKey), Buffer.from(ocaKey.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string)],
+      name: 'decodePrivateKeyFor',
+      seeds: [c.encodeOcaKey(ocaKey.privateKey), Buffer.from(ocaKey.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string)],
       run: (b) => void c.decodePrivateKeyFor(b, oca, 'key'),
     },
   ];
@@ -168,7 +182,10 @@ if (!isMainThread) {
         s.accepted++;
       } catch (e) {
         if (e instanceof SevkitError) s.typed++;
-        else if (s.crashes.length < 10) s.crashes.push(`${(e as Error)?.stack?.split('\n').slice(0, 3).join(' | ')} [input ${input.length} bytes, sha256 ${crypto.createHash('sha256').update(input).digest('hex').slice(0, 16)}]`);
+        else if (s.crashes.length < 10)
+          s.crashes.push(
+            `${(e as Error)?.stack?.split('\n').slice(0, 3).join(' | ')} [input ${input.length} bytes, sha256 ${crypto.createHash('sha256').update(input).digest('hex').slice(0, 16)}]`,
+          );
         else s.crashes.push('...');
       }
       worstMs = Math.max(worstMs, performance.now() - t0);
@@ -192,26 +209,29 @@ if (!isMainThread) {
       clearInterval(watchdog);
     }
   }, 1000);
-  worker.on('message', (m: { progress?: number; stats?: Record<string, { inputs: number; accepted: number; typed: number; crashes: string[] }>; worstMs?: number }) => {
-    last = Date.now();
-    if (m.progress) {
-      lastDone = m.progress;
-      return;
-    }
-    clearInterval(watchdog);
-    const secs = (performance.now() - t0) / 1000;
-    let total = 0;
-    let crashes = 0;
-    for (const [name, s] of Object.entries(m.stats!)) {
-      total += s.inputs;
-      crashes += s.crashes.length;
-      console.log(`${name.padEnd(20)} inputs ${s.inputs}  decoded ${s.accepted}  typed errors ${s.typed}  crashes ${s.crashes.length}`);
-      for (const cr of s.crashes) console.log(`  CRASH ${cr}`);
-    }
-    console.log(`total inputs ${total}; time ${secs.toFixed(1)} s; slowest input ${m.worstMs!.toFixed(1)} ms; seed ${seed}; crashes ${crashes}; hangs 0`);
-    process.exitCode = crashes ? 1 : 0;
-    void worker.terminate();
-  });
+  worker.on(
+    'message',
+    (m: { progress?: number; stats?: Record<string, { inputs: number; accepted: number; typed: number; crashes: string[] }>; worstMs?: number }) => {
+      last = Date.now();
+      if (m.progress) {
+        lastDone = m.progress;
+        return;
+      }
+      clearInterval(watchdog);
+      const secs = (performance.now() - t0) / 1000;
+      let total = 0;
+      let crashes = 0;
+      for (const [name, s] of Object.entries(m.stats!)) {
+        total += s.inputs;
+        crashes += s.crashes.length;
+        console.log(`${name.padEnd(20)} inputs ${s.inputs}  decoded ${s.accepted}  typed errors ${s.typed}  crashes ${s.crashes.length}`);
+        for (const cr of s.crashes) console.log(`  CRASH ${cr}`);
+      }
+      console.log(`total inputs ${total}; time ${secs.toFixed(1)} s; slowest input ${m.worstMs!.toFixed(1)} ms; seed ${seed}; crashes ${crashes}; hangs 0`);
+      process.exitCode = crashes ? 1 : 0;
+      void worker.terminate();
+    },
+  );
   worker.on('error', (e) => {
     clearInterval(watchdog);
     console.log(`worker died: ${e.message}`);

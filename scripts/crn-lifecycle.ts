@@ -27,11 +27,29 @@ const firmware = makeDemoFirmware(tmp).path;
 const files = (d: string): number => (fs.existsSync(d) ? fs.readdirSync(d, { recursive: true }).length : 0);
 
 async function serve(runDir: string, extra: string[] = []) {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'lib/cli/sevkit.ts'), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', runDir, '--quiet', ...extra], {
-    cwd: ROOT,
-    env: { ...process.env, SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: process.env.SEVKIT_REAL_QEMU ?? 'none' },
-    detached: true,
-  });
+  const proc = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(ROOT, 'lib/cli/sevkit.ts'),
+      'crn',
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--domain',
+      '127.0.0.1',
+      '--run-dir',
+      runDir,
+      '--quiet',
+      ...extra,
+    ],
+    {
+      cwd: ROOT,
+      env: { ...process.env, SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: process.env.SEVKIT_REAL_QEMU ?? 'none' },
+      detached: true,
+    },
+  );
   let err = '';
   proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<void>((r) => proc.on('exit', () => r()));
@@ -90,7 +108,8 @@ try {
     await s.exited;
     const stop2 = performance.now() - t0;
     process.stdout.write(
-      (files(runDir) ? `stderr of the last crn serve: ${s.stderr()}\n` : '') + `N=${n}: files ${before} → ${after} after SIGTERM (stop ${stopMs.toFixed(0)} ms); --keep-vms leaves ${kept}; restart adopts ${adopted?.[1] ?? '?'} in ${adopted?.[2] ?? '?'} ms (process start to listening ${startMs.toFixed(0)} ms); its stop ${stop2.toFixed(0)} ms → ${files(runDir)} files\n`,
+      (files(runDir) ? `stderr of the last crn serve: ${s.stderr()}\n` : '') +
+        `N=${n}: files ${before} → ${after} after SIGTERM (stop ${stopMs.toFixed(0)} ms); --keep-vms leaves ${kept}; restart adopts ${adopted?.[1] ?? '?'} in ${adopted?.[2] ?? '?'} ms (process start to listening ${startMs.toFixed(0)} ms); its stop ${stop2.toFixed(0)} ms → ${files(runDir)} files\n`,
     );
   }
 } finally {

@@ -105,7 +105,8 @@ function hostileArguments() {
   for (const n of [0, 63, 65, 4096]) throws(() => b.snpSetConfig('/dev/null', Buffer.alloc(n)), RangeError, `snpSetConfig ${n} bytes`);
   throws(() => b.snpSetConfig('/dev/null'), TypeError, 'snpSetConfig without config');
   // kvmApiVersion takes only a path: the same abuse as the SEV commands' path argument.
-  for (const p of badPaths) throws(() => b.kvmApiVersion(p), p === '' || (typeof p === 'string' && p.length > 4000) ? RangeError : TypeError, `kvmApiVersion(${typeof p})`);
+  for (const p of badPaths)
+    throws(() => b.kvmApiVersion(p), p === '' || (typeof p === 'string' && p.length > 4000) ? RangeError : TypeError, `kvmApiVersion(${typeof p})`);
   throws(() => b.kvmApiVersion(), TypeError, 'kvmApiVersion() without arguments');
   for (const v of [-1, 2 ** 32, 1.5, NaN, Infinity, '1', null, {}]) {
     throws(() => b.cpuid(v), typeof v === 'number' ? RangeError : TypeError, `cpuid(${String(v)})`);
@@ -133,7 +134,10 @@ async function kvmPaths() {
   // O_RDWR is refused, the O_RDONLY fallback opens, and a regular file is no character device.
   if (existsSync(ro)) await rejects(b.kvmApiVersion(ro), { ...kvm, code: 'ENODEV', syscall: 'open' }, 'kvmApiVersion read-only node');
   const many = await Promise.allSettled(Array.from({ length: 32 }, (_, i) => b.kvmApiVersion(i % 2 ? '/dev/null' : '/nonexistent/kvm')));
-  check(many.every((r, i) => r.status === 'rejected' && r.reason.code === (i % 2 ? 'ENOTTY' : 'ENOENT')), '32 kvmApiVersion in flight');
+  check(
+    many.every((r, i) => r.status === 'rejected' && r.reason.code === (i % 2 ? 'ENOTTY' : 'ENOENT')),
+    '32 kvmApiVersion in flight',
+  );
   if (existsSync('/dev/kvm')) {
     const v = await b.kvmApiVersion('/dev/kvm').catch((e) => e);
     check(v === 12 || (v instanceof Error && typeof v.code === 'string'), `kvmApiVersion /dev/kvm: ${v}`);
@@ -164,7 +168,10 @@ async function simulatorPaths() {
   await b.factoryReset(device);
   // Many in flight at once: each worker owns its own buffers.
   const all = await Promise.all(Array.from({ length: 64 }, (_, i) => (i % 2 ? b.platformStatus(device) : b.pdhCertExport(device))));
-  check(all.every((r, i) => (i % 2 ? r.length === 12 : r.pdh.length === 0x824)), '64 concurrent commands');
+  check(
+    all.every((r, i) => (i % 2 ? r.length === 12 : r.pdh.length === 0x824)),
+    '64 concurrent commands',
+  );
   // Drop the results and let GC run while more workers complete.
   const pending = Array.from({ length: 32 }, () => b.getId(device));
   if (globalThis.gc) globalThis.gc();
@@ -175,7 +182,14 @@ async function simulatorPaths() {
 // reports, extended reports (the INVALID_LEN retry) and derived keys, many in flight.
 async function guestPaths() {
   const data = Buffer.alloc(64, 0x11);
-  for (const [n, Ctor] of [[0, RangeError], [63, RangeError], [65, RangeError], [1 << 20, RangeError], ['x', TypeError], [null, TypeError]]) {
+  for (const [n, Ctor] of [
+    [0, RangeError],
+    [63, RangeError],
+    [65, RangeError],
+    [1 << 20, RangeError],
+    ['x', TypeError],
+    [null, TypeError],
+  ]) {
     const blob = typeof n === 'number' ? Buffer.alloc(n) : n;
     throws(() => b.snpGuestReport('/dev/null', blob, 0), Ctor, `snpGuestReport data=${String(n)}`);
     throws(() => b.snpGuestExtReport('/dev/null', blob, 0), Ctor, `snpGuestExtReport data=${String(n)}`);
@@ -193,9 +207,20 @@ async function guestPaths() {
   check(ext.report.length === 1184 && ext.certs.length > 4096 && ext.certs.length % 4096 === 0, 'guest ext report after the INVALID_LEN retry');
   const key = await b.snpGuestDerivedKey(g, Buffer.alloc(32));
   check(key.length === 32, 'derived key');
-  await rejects(b.snpGuestDerivedKey(g, Buffer.from([5, ...Buffer.alloc(31)])), { code: 'EIO', fwStatus: 0x16 }, 'derived key with a bad root: status in the response');
-  const all = await Promise.all(Array.from({ length: 48 }, (_, i) => (i % 3 === 0 ? b.snpGuestExtReport(g, data, 0) : i % 3 === 1 ? b.snpGuestReport(g, data, 0) : b.snpGuestDerivedKey(g, Buffer.alloc(32)))));
-  check(all.every((r, i) => (i % 3 === 0 ? r.report.length === 1184 : i % 3 === 1 ? r.length === 1184 : r.length === 32)), '48 guest requests in flight');
+  await rejects(
+    b.snpGuestDerivedKey(g, Buffer.from([5, ...Buffer.alloc(31)])),
+    { code: 'EIO', fwStatus: 0x16 },
+    'derived key with a bad root: status in the response',
+  );
+  const all = await Promise.all(
+    Array.from({ length: 48 }, (_, i) =>
+      i % 3 === 0 ? b.snpGuestExtReport(g, data, 0) : i % 3 === 1 ? b.snpGuestReport(g, data, 0) : b.snpGuestDerivedKey(g, Buffer.alloc(32)),
+    ),
+  );
+  check(
+    all.every((r, i) => (i % 3 === 0 ? r.report.length === 1184 : i % 3 === 1 ? r.length === 1184 : r.length === 32)),
+    '48 guest requests in flight',
+  );
 }
 
 for (let r = 0; r < rounds; r++) {

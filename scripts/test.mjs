@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// The one test command (`npm test`): lint (ESLint with type-aware rules), then the
-// whole vitest suite, ending with the plain line "N passed, N failed" that CI reads.
-// Lint counts as one check: clean is one passed, any problem is one failed.
+// The one test command (`npm test`): lint (ESLint with type-aware rules), the format
+// check (Prettier over the code), then the whole vitest suite, ending with the plain
+// line "N passed, N failed" that CI reads. Lint and format count as one check each:
+// clean is one passed, any problem is one failed.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,9 @@ import path from 'node:path';
 const lint = spawnSync('npx', ['eslint', '.'], { stdio: 'inherit' });
 const lintOk = lint.status === 0;
 console.log(lintOk ? 'lint: clean' : `lint: FAILED (eslint exit ${lint.status ?? lint.signal})`);
+const format = spawnSync('npm', ['run', '--silent', 'format:check'], { stdio: 'inherit' });
+const formatOk = format.status === 0;
+console.log(formatOk ? 'format: clean' : `format: FAILED (run \`npm run format\`; prettier exit ${format.status ?? format.signal})`);
 
 const dir = mkdtempSync(path.join(tmpdir(), 'sevkit-test-'));
 const report = path.join(dir, 'vitest.json');
@@ -28,7 +32,9 @@ try {
   failed = Math.max(failed, 1);
 }
 rmSync(dir, { recursive: true, force: true });
-if (lintOk) passed++;
-else failed++;
+for (const ok of [lintOk, formatOk]) {
+  if (ok) passed++;
+  else failed++;
+}
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed > 0 || r.status !== 0 ? 1 : 0);

@@ -27,7 +27,11 @@ describe('architecture', () => {
     let out = '';
     let failed = false;
     try {
-      out = execFileSync(process.execPath, [path.join(ROOT, 'node_modules/dependency-cruiser/bin/dependency-cruise.mjs'), '--config', '.dependency-cruiser.cjs', '--output-type', 'err', 'lib'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      out = execFileSync(
+        process.execPath,
+        [path.join(ROOT, 'node_modules/dependency-cruiser/bin/dependency-cruise.mjs'), '--config', '.dependency-cruiser.cjs', '--output-type', 'err', 'lib'],
+        { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+      );
     } catch (e) {
       failed = true;
       out = String((e as { stdout?: string }).stdout ?? '') + String((e as { stderr?: string }).stderr ?? '');
@@ -53,7 +57,11 @@ describe('architecture', () => {
     let out = '';
     let ok = true;
     try {
-      out = execFileSync(process.execPath, [path.join(ROOT, 'scripts/api-docs.mjs'), '--check'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      out = execFileSync(process.execPath, [path.join(ROOT, 'scripts/api-docs.mjs'), '--check'], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
     } catch (e) {
       ok = false;
       out = String((e as { stderr?: string }).stderr ?? '');

@@ -107,10 +107,7 @@ export function createAuthSession(wallet: Wallet, opts: { domain: string; now?: 
 }
 
 /** Builds an X-SignedOperation header value: ES256 (raw r‖s, hex) over the operation JSON. */
-export function signOperation(
-  key: crypto.KeyObject,
-  op: { method: 'GET' | 'POST'; path: string; domain: string; time?: Date },
-): string {
+export function signOperation(key: crypto.KeyObject, op: { method: 'GET' | 'POST'; path: string; domain: string; time?: Date }): string {
   const payload: OperationPayload = { time: isoUtc(op.time ?? new Date()), method: op.method, path: op.path, domain: op.domain };
   const bytes = Buffer.from(JSON.stringify(payload), 'utf8');
   const sig = crypto.sign('sha256', bytes, { key, dsaEncoding: 'ieee-p1363' });
@@ -310,7 +307,10 @@ export function verifyAuthHeaders(req: VerifyRequest, opts: { domain: string; no
   // (aleph's server accepts a key without one); a domain that is not this CRN's name, of any type, is refused.
   const keyDomain: unknown = pk.domain;
   if (keyDomain !== undefined && keyDomain !== opts.domain) {
-    throw new AuthError(401, `Invalid domain: Signed: '${clip(typeof keyDomain === 'string' ? keyDomain : JSON.stringify(keyDomain))}' != '${clip(opts.domain)}'`);
+    throw new AuthError(
+      401,
+      `Invalid domain: Signed: '${clip(typeof keyDomain === 'string' ? keyDomain : JSON.stringify(keyDomain))}' != '${clip(opts.domain)}'`,
+    );
   }
   return { address: pk.address, chain: pk.chain };
 }

@@ -48,5 +48,10 @@ export function hostReportFromJson(json: unknown): HostReport {
     for (const k of keys) if (typeof o[k] === 'number') return o[k] as number;
     throw new InputError(`SEV info: missing numeric field ${keys[0]!}`);
   };
-  return { apiMajor: num('api-major', 'api_major', 'apiMajor'), apiMinor: num('api-minor', 'api_minor', 'apiMinor'), buildId: num('build-id', 'build_id', 'buildId'), policy: num('policy') };
+  return {
+    apiMajor: num('api-major', 'api_major', 'apiMajor'),
+    apiMinor: num('api-minor', 'api_minor', 'apiMinor'),
+    buildId: num('build-id', 'build_id', 'buildId'),
+    policy: num('policy'),
+  };
 }

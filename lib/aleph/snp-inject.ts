@@ -60,7 +60,8 @@ export class InjectEnvelopeError extends SevkitError {
 
 /** Check the secrets map (names, count, sizes). Throws InjectEnvelopeError 400 naming the key, never the value. */
 export function checkSecrets(secrets: unknown): Record<string, string> {
-  if (typeof secrets !== 'object' || secrets === null || Array.isArray(secrets)) throw new InjectEnvelopeError(400, 'secrets must be an object of name → string');
+  if (typeof secrets !== 'object' || secrets === null || Array.isArray(secrets))
+    throw new InjectEnvelopeError(400, 'secrets must be an object of name → string');
   const keys = Object.keys(secrets);
   if (keys.length === 0) throw new InjectEnvelopeError(400, 'secrets is empty');
   if (keys.length > MAX_SECRETS) throw new InjectEnvelopeError(400, `at most ${MAX_SECRETS} secrets, got ${keys.length}`);
@@ -143,20 +144,33 @@ export interface VerifiedInject {
  */
 export function verifyInjectEnvelope(body: unknown, o: VerifyInjectOptions): VerifiedInject {
   if (!isEthAddress(o.owner)) throw new InjectEnvelopeError(400, `owner ${o.owner.slice(0, 50)} is not an Ethereum address`, 'ERR_INJECT_OWNER');
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new InjectEnvelopeError(400, 'the body must be a JSON object {secrets, tls_key, id, issued_at, signature}');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new InjectEnvelopeError(400, 'the body must be a JSON object {secrets, tls_key, id, issued_at, signature}');
   const b = body as Record<string, unknown>;
-  for (const k of Object.keys(b)) if (!['secrets', 'tls_key', 'id', 'issued_at', 'signature'].includes(k)) throw new InjectEnvelopeError(400, `unexpected field ${JSON.stringify(k.slice(0, 40))}`);
-  if (b.secrets === undefined || b.signature === undefined) throw new InjectEnvelopeError(401, 'an owner-signed envelope {secrets, tls_key, id, issued_at, signature} is required');
+  for (const k of Object.keys(b))
+    if (!['secrets', 'tls_key', 'id', 'issued_at', 'signature'].includes(k))
+      throw new InjectEnvelopeError(400, `unexpected field ${JSON.stringify(k.slice(0, 40))}`);
+  if (b.secrets === undefined || b.signature === undefined)
+    throw new InjectEnvelopeError(401, 'an owner-signed envelope {secrets, tls_key, id, issued_at, signature} is required');
   const secrets = checkSecrets(b.secrets);
-  if (typeof b.tls_key !== 'string' || !/^[0-9a-fA-F]{96}$/.test(b.tls_key)) throw new InjectEnvelopeError(400, 'tls_key must be 96 hex digits (SHA-384 of the TLS key)');
+  if (typeof b.tls_key !== 'string' || !/^[0-9a-fA-F]{96}$/.test(b.tls_key))
+    throw new InjectEnvelopeError(400, 'tls_key must be 96 hex digits (SHA-384 of the TLS key)');
   if (typeof b.id !== 'string' || !/^[0-9a-fA-F]{32}$/.test(b.id)) throw new InjectEnvelopeError(400, 'id must be 32 hex digits');
-  if (typeof b.issued_at !== 'number' || !Number.isSafeInteger(b.issued_at) || b.issued_at < 0) throw new InjectEnvelopeError(400, 'issued_at must be unix seconds');
-  if (typeof b.signature !== 'string' || !/^0x[0-9a-fA-F]{130}$/.test(b.signature)) throw new InjectEnvelopeError(400, 'signature must be 0x and 130 hex digits');
+  if (typeof b.issued_at !== 'number' || !Number.isSafeInteger(b.issued_at) || b.issued_at < 0)
+    throw new InjectEnvelopeError(400, 'issued_at must be unix seconds');
+  if (typeof b.signature !== 'string' || !/^0x[0-9a-fA-F]{130}$/.test(b.signature))
+    throw new InjectEnvelopeError(400, 'signature must be 0x and 130 hex digits');
   const mine = Buffer.from(o.tlsKeyDigest);
-  if (!crypto.timingSafeEqual(Buffer.from(b.tls_key, 'hex'), mine)) throw new InjectEnvelopeError(403, 'the envelope is for another TLS key (not this agent, or not this boot)', 'ERR_INJECT_TLS_KEY');
+  if (!crypto.timingSafeEqual(Buffer.from(b.tls_key, 'hex'), mine))
+    throw new InjectEnvelopeError(403, 'the envelope is for another TLS key (not this agent, or not this boot)', 'ERR_INJECT_TLS_KEY');
   const now = o.now ?? Date.now();
   const window = o.windowMs ?? INJECT_WINDOW_MS;
-  if (Math.abs(b.issued_at * 1000 - now) > window) throw new InjectEnvelopeError(401, `the envelope was issued at ${b.issued_at}, outside ±${Math.round(window / 1000)} s of the agent's clock`, 'ERR_INJECT_STALE');
+  if (Math.abs(b.issued_at * 1000 - now) > window)
+    throw new InjectEnvelopeError(
+      401,
+      `the envelope was issued at ${b.issued_at}, outside ±${Math.round(window / 1000)} s of the agent's clock`,
+      'ERR_INJECT_STALE',
+    );
   let signer: string;
   try {
     signer = ethRecoverAddress(injectMessage({ tlsKey: b.tls_key, secrets, id: b.id, issuedAt: b.issued_at }), Buffer.from(b.signature.slice(2), 'hex'));

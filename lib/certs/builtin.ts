@@ -22,7 +22,10 @@ function load(gen: Generation) {
   }
   e = {
     raw: { ask, ark },
-    chain: { ask: decodeCaCert(ask, { name: `built-in ${gen} ASK`, usage: Usage.ASK }), ark: decodeCaCert(ark, { name: `built-in ${gen} ARK`, usage: Usage.ARK }) },
+    chain: {
+      ask: decodeCaCert(ask, { name: `built-in ${gen} ASK`, usage: Usage.ASK }),
+      ark: decodeCaCert(ark, { name: `built-in ${gen} ARK`, usage: Usage.ARK }),
+    },
   };
   cache.set(gen, e);
   return e;

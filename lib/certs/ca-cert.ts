@@ -92,7 +92,8 @@ export function decodeCaCertAt(input: Uint8Array, opts: CaDecodeOptions = {}): {
       fail(name, 'size', `size is ${buf.length} bytes, expected ${full} for a ${modulusSize}-bit ${usageName(usage)}`);
     }
   } else {
-    if (!opts.allowTrailing && buf.length !== full) fail(name, 'size', `size is ${buf.length} bytes, expected ${full} for a ${modulusSize}-bit ${usageName(usage)}`);
+    if (!opts.allowTrailing && buf.length !== full)
+      fail(name, 'size', `size is ${buf.length} bytes, expected ${full} for a ${modulusSize}-bit ${usageName(usage)}`);
     signature = Buffer.from(buf.subarray(CA_PREAMBLE_SIZE + 2 * n, full));
   }
   return {
@@ -129,10 +130,16 @@ export function caCertSize(modulusSize: number): number {
 export function encodeCaCert(cert: CaCert): Buffer {
   const n = cert.modulusSize / 8;
   const chk = (b: Buffer, len: number, what: string) => {
-    if (b.length !== len) throw new CertificateError('ERR_CERT_ENCODE', `cannot encode ${usageName(cert.usage)}: ${what} is ${b.length} bytes, expected ${len}`, { cert: usageName(cert.usage), field: what });
+    if (b.length !== len)
+      throw new CertificateError('ERR_CERT_ENCODE', `cannot encode ${usageName(cert.usage)}: ${what} is ${b.length} bytes, expected ${len}`, {
+        cert: usageName(cert.usage),
+        field: what,
+      });
   };
   if (cert.modulusSize !== 2048 && cert.modulusSize !== 4096) {
-    throw new CertificateError('ERR_CERT_ENCODE', `cannot encode ${usageName(cert.usage)}: modulus_size ${cert.modulusSize} is not 2048 or 4096`, { field: 'modulus_size' });
+    throw new CertificateError('ERR_CERT_ENCODE', `cannot encode ${usageName(cert.usage)}: modulus_size ${cert.modulusSize} is not 2048 or 4096`, {
+      field: 'modulus_size',
+    });
   }
   chk(cert.keyId, 16, 'key_id');
   chk(cert.certifyingId, 16, 'certifying_id');
@@ -202,12 +209,14 @@ export interface CreateCaCertOptions {
 /** A new CA certificate with a zero signature; sign it with signCaCert. */
 export function createCaCert(opts: CreateCaCertOptions): CaCert {
   const name = usageName(opts.usage);
-  if (opts.usage !== Usage.ARK && opts.usage !== Usage.ASK) throw new CertificateError('ERR_CERT_ENCODE', `${name}: CA usage must be ARK or ASK`, { cert: name, field: 'key_usage' });
+  if (opts.usage !== Usage.ARK && opts.usage !== Usage.ASK)
+    throw new CertificateError('ERR_CERT_ENCODE', `${name}: CA usage must be ARK or ASK`, { cert: name, field: 'key_usage' });
   const jwk = opts.publicKey.export({ format: 'jwk' });
   if (jwk.kty !== 'RSA') throw new CertificateError('ERR_CERT_ENCODE', `${name}: CA key must be RSA`, { cert: name, field: 'pubkey' });
   const nBe = stripLeadingZeros(Buffer.from(jwk.n!, 'base64url'));
   const bits = nBe.length * 8;
-  if (bits !== 2048 && bits !== 4096) throw new CertificateError('ERR_CERT_ENCODE', `${name}: RSA key must be 2048 or 4096 bits`, { cert: name, field: 'pubkey' });
+  if (bits !== 2048 && bits !== 4096)
+    throw new CertificateError('ERR_CERT_ENCODE', `${name}: RSA key must be 2048 or 4096 bits`, { cert: name, field: 'pubkey' });
   const keyId = opts.keyId ?? crypto.randomBytes(16);
   return {
     version: 1,
@@ -234,10 +243,18 @@ export interface SignCaCertOptions {
 export function signCaCert(c: CaCert | Uint8Array, opts: SignCaCertOptions): CaCert {
   const src = asCaCert(c);
   const cert: CaCert = { ...src, certifyingId: Buffer.from(opts.signerKeyId ?? src.certifyingId), signature: Buffer.alloc(src.modulusSize / 8) };
-  if (opts.privateKey.asymmetricKeyType !== 'rsa') throw new CertificateError('ERR_CERT_SIGN', `${usageName(cert.usage)}: CA signatures need an RSA private key`, { cert: usageName(cert.usage), field: 'signature' });
+  if (opts.privateKey.asymmetricKeyType !== 'rsa')
+    throw new CertificateError('ERR_CERT_SIGN', `${usageName(cert.usage)}: CA signatures need an RSA private key`, {
+      cert: usageName(cert.usage),
+      field: 'signature',
+    });
   const { hash, saltLength } = caHashFor(cert.modulusSize);
   const sig = crypto.sign(hash, caCertBody(cert), { key: opts.privateKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength });
-  if (sig.length !== cert.modulusSize / 8) throw new CertificateError('ERR_CERT_SIGN', `${usageName(cert.usage)}: signer key size differs from the certificate's ${cert.modulusSize} bits`, { cert: usageName(cert.usage), field: 'signature' });
+  if (sig.length !== cert.modulusSize / 8)
+    throw new CertificateError('ERR_CERT_SIGN', `${usageName(cert.usage)}: signer key size differs from the certificate's ${cert.modulusSize} bits`, {
+      cert: usageName(cert.usage),
+      field: 'signature',
+    });
   cert.signature = beToLeFixed(sig, cert.modulusSize / 8);
   return cert;
 }

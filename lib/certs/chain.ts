@@ -8,11 +8,22 @@ import { asCaCert, decodeCaCertAt, encodeCaCert, type CaCert } from './ca-cert.j
 import { CertificateError } from './errors.js';
 
 /** The platform's four SEV certificates, as the firmware exports them. */
-export interface SevChain { pdh: SevCert; pek: SevCert; oca: SevCert; cek: SevCert }
+export interface SevChain {
+  pdh: SevCert;
+  pek: SevCert;
+  oca: SevCert;
+  cek: SevCert;
+}
 /** AMD's CA certificates for one generation: the ASK (signs CEKs) and the ARK (the root). */
-export interface CaChain { ask: CaCert; ark: CaCert }
+export interface CaChain {
+  ask: CaCert;
+  ark: CaCert;
+}
 /** A SEV chain with the CA chain that signs its CEK. */
-export interface FullChain { sev: SevChain; ca: CaChain }
+export interface FullChain {
+  sev: SevChain;
+  ca: CaChain;
+}
 
 /** Size of a PDH‖PEK‖OCA‖CEK file: 4 * 0x824 = 8336 bytes. */
 export const SEV_CHAIN_SIZE = 4 * SEV_CERT_SIZE;
@@ -24,7 +35,11 @@ function prefix(file: string | undefined, what: string): string {
 /** Decode PDH‖PEK‖OCA‖CEK; bytes after the four certificates are ignored, as sevctl does. */
 export function decodeSevChain(buf: Uint8Array, file?: string): SevChain {
   if (buf.length < SEV_CHAIN_SIZE) {
-    throw new CertificateError('ERR_CERT_DECODE', `${file ?? 'SEV chain'}: size is ${buf.length} bytes, a SEV chain (PDH‖PEK‖OCA‖CEK) needs ${SEV_CHAIN_SIZE}`, { cert: file ?? 'SEV chain', field: 'size' });
+    throw new CertificateError(
+      'ERR_CERT_DECODE',
+      `${file ?? 'SEV chain'}: size is ${buf.length} bytes, a SEV chain (PDH‖PEK‖OCA‖CEK) needs ${SEV_CHAIN_SIZE}`,
+      { cert: file ?? 'SEV chain', field: 'size' },
+    );
   }
   const at = (i: number, usage: number, name: string) =>
     decodeSevCert(buf.subarray(i * SEV_CERT_SIZE, (i + 1) * SEV_CERT_SIZE), { name: prefix(file, name), usage });
@@ -70,11 +85,17 @@ export function encodeCaChain(c: CaChain): Buffer {
 export function decodeFullChain(buf: Uint8Array, file?: string): FullChain {
   const sev = decodeSevChain(buf, file);
   if (buf.length <= SEV_CHAIN_SIZE) {
-    throw new CertificateError('ERR_CERT_DECODE', `${file ?? 'full chain'}: ends after the CEK; a full chain also needs ASK‖ARK`, { cert: file ?? 'full chain', field: 'size' });
+    throw new CertificateError('ERR_CERT_DECODE', `${file ?? 'full chain'}: ends after the CEK; a full chain also needs ASK‖ARK`, {
+      cert: file ?? 'full chain',
+      field: 'size',
+    });
   }
   const { chain, length } = decodeCaChainAt(buf.subarray(SEV_CHAIN_SIZE), file);
   if (SEV_CHAIN_SIZE + length !== buf.length) {
-    throw new CertificateError('ERR_CERT_DECODE', `${file ?? 'full chain'}: ${buf.length - SEV_CHAIN_SIZE - length} unexpected bytes after the ARK`, { cert: file ?? 'full chain', field: 'size' });
+    throw new CertificateError('ERR_CERT_DECODE', `${file ?? 'full chain'}: ${buf.length - SEV_CHAIN_SIZE - length} unexpected bytes after the ARK`, {
+      cert: file ?? 'full chain',
+      field: 'size',
+    });
   }
   return { sev, ca: chain };
 }

@@ -71,13 +71,20 @@ export type CertHash = 'sha256' | 'sha384';
 /** Key type and hash of an algorithm code; undefined for NONE / unknown codes. */
 export function algoInfo(a: number): { type: CertKeyType; hash: CertHash; ecdh: boolean } | undefined {
   switch (a) {
-    case Algo.RSA_SHA256: return { type: 'rsa', hash: 'sha256', ecdh: false };
-    case Algo.RSA_SHA384: return { type: 'rsa', hash: 'sha384', ecdh: false };
-    case Algo.ECDSA_SHA256: return { type: 'ec', hash: 'sha256', ecdh: false };
-    case Algo.ECDSA_SHA384: return { type: 'ec', hash: 'sha384', ecdh: false };
-    case Algo.ECDH_SHA256: return { type: 'ec', hash: 'sha256', ecdh: true };
-    case Algo.ECDH_SHA384: return { type: 'ec', hash: 'sha384', ecdh: true };
-    default: return undefined;
+    case Algo.RSA_SHA256:
+      return { type: 'rsa', hash: 'sha256', ecdh: false };
+    case Algo.RSA_SHA384:
+      return { type: 'rsa', hash: 'sha384', ecdh: false };
+    case Algo.ECDSA_SHA256:
+      return { type: 'ec', hash: 'sha256', ecdh: false };
+    case Algo.ECDSA_SHA384:
+      return { type: 'ec', hash: 'sha384', ecdh: false };
+    case Algo.ECDH_SHA256:
+      return { type: 'ec', hash: 'sha256', ecdh: true };
+    case Algo.ECDH_SHA384:
+      return { type: 'ec', hash: 'sha384', ecdh: true };
+    default:
+      return undefined;
   }
 }
 

@@ -11,5 +11,7 @@ export function parseGeneration(s: string): Generation {
   const v = s.trim().toLowerCase();
   if (v === 'bergamo' || v === 'siena') return 'genoa';
   if ((GENERATIONS as readonly string[]).includes(v)) return v as Generation;
-  throw new CertificateError('ERR_CERT_GENERATION', `unknown processor generation '${s}' (expected one of ${GENERATIONS.join(', ')}, bergamo, siena)`, { field: 'generation' });
+  throw new CertificateError('ERR_CERT_GENERATION', `unknown processor generation '${s}' (expected one of ${GENERATIONS.join(', ')}, bergamo, siena)`, {
+    field: 'generation',
+  });
 }

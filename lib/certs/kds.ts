@@ -17,7 +17,10 @@ import { httpRequest, HttpRequestError } from '../util/http-request.js';
 export const KDS_CEK_URL = 'https://kdsintf.amd.com/cek/id/';
 
 /** The part of the fetch API fetchCek uses (so tests and proxies can replace it). */
-export type FetchLike = (url: string, init: { signal: AbortSignal; headers?: Record<string, string> }) => Promise<{
+export type FetchLike = (
+  url: string,
+  init: { signal: AbortSignal; headers?: Record<string, string> },
+) => Promise<{
   ok: boolean;
   status: number;
   headers: { get(name: string): string | null };
@@ -109,7 +112,14 @@ const KDS_MAX_BYTES = 64 * 1024;
  */
 function deadlineFetch(timeoutMs: number): FetchLike {
   return async (url, init) => {
-    const r = await httpRequest({ url, method: 'GET', ...(init.headers ? { headers: init.headers } : {}), deadlineMs: timeoutMs, maxBytes: KDS_MAX_BYTES, signal: init.signal });
+    const r = await httpRequest({
+      url,
+      method: 'GET',
+      ...(init.headers ? { headers: init.headers } : {}),
+      deadlineMs: timeoutMs,
+      maxBytes: KDS_MAX_BYTES,
+      signal: init.signal,
+    });
     return {
       ok: r.status >= 200 && r.status < 300,
       status: r.status,
@@ -163,7 +173,8 @@ export async function fetchCek(id: Uint8Array | string, opts: KdsOptions = {}): 
         const res = await f(url, { signal, headers: { accept: 'application/octet-stream' } });
         if (!res.ok) return { ok: false, status: res.status, retryAfter: res.headers.get('retry-after') };
         const body = Buffer.from(await res.arrayBuffer());
-        if (body.length > KDS_MAX_BYTES) throw new HttpRequestError('too-large', 'body', `answer of ${body.length} bytes is larger than the ${KDS_MAX_BYTES} accepted`);
+        if (body.length > KDS_MAX_BYTES)
+          throw new HttpRequestError('too-large', 'body', `answer of ${body.length} bytes is larger than the ${KDS_MAX_BYTES} accepted`);
         return { ok: true, status: res.status, retryAfter: null, body };
       });
     } catch (e) {
@@ -172,7 +183,10 @@ export async function fetchCek(id: Uint8Array | string, opts: KdsOptions = {}): 
         err?.name === 'TimeoutError' || err?.name === 'AbortError' || err?.kind === 'timeout'
           ? `timed out after ${timeoutMs} ms`
           : `${err?.message ?? String(e)}${err?.cause?.code ? ` (${err.cause.code})` : ''}`;
-      throw new KdsError(`AMD KDS request for the CEK failed: ${why} (${originOf(url)}); give the platform's chain explicitly, or fetch once online to cache the CEK`, { cause: e });
+      throw new KdsError(
+        `AMD KDS request for the CEK failed: ${why} (${originOf(url)}); give the platform's chain explicitly, or fetch once online to cache the CEK`,
+        { cause: e },
+      );
     }
     if (answer.ok) {
       const body = answer.body!;

@@ -15,7 +15,10 @@ export function decodePrivateKeyFor(data: Buffer, cert: SevCert, file = 'key'): 
   const text = data.subarray(0, 64).toString('latin1');
   const attempts: crypto.PrivateKeyInput[] = text.includes('-----BEGIN')
     ? [{ key: data, format: 'pem' }]
-    : [{ key: data, format: 'der', type: 'sec1' }, { key: data, format: 'der', type: 'pkcs8' }];
+    : [
+        { key: data, format: 'der', type: 'sec1' },
+        { key: data, format: 'der', type: 'pkcs8' },
+      ];
   for (const a of attempts) {
     try {
       key = crypto.createPrivateKey(a);
@@ -31,7 +34,10 @@ export function decodePrivateKeyFor(data: Buffer, cert: SevCert, file = 'key'): 
   const want = sevCertPublicKey(cert).export({ format: 'jwk' });
   const got = crypto.createPublicKey(key).export({ format: 'jwk' });
   if (want.x !== got.x || want.y !== got.y) {
-    throw new CertificateError('ERR_CERT_KEY', `${file}: private key does not match the ${usageName(cert.usage)} certificate's public key`, { cert: file, field: 'key' });
+    throw new CertificateError('ERR_CERT_KEY', `${file}: private key does not match the ${usageName(cert.usage)} certificate's public key`, {
+      cert: file,
+      field: 'key',
+    });
   }
   return key;
 }

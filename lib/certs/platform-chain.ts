@@ -114,7 +114,11 @@ export async function fullChainFor(platform: CertPlatform, opts: PlatformChainOp
   const { sev, cekSource, signer: firmwareSigner, given, sim } = await platformChain(platform, opts);
   const signer = firmwareSigner ?? signingCa(sev.cek, given, sim);
   if (!signer) {
-    throw new CertificateError('ERR_CERT_GENERATION', "could not find a matching built-in AMD certificate: no ASK (naples, rome, milan, genoa, turin) signs the platform's CEK", { cert: 'CEK', field: 'signature' });
+    throw new CertificateError(
+      'ERR_CERT_GENERATION',
+      "could not find a matching built-in AMD certificate: no ASK (naples, rome, milan, genoa, turin) signs the platform's CEK",
+      { cert: 'CEK', field: 'signature' },
+    );
   }
   const chain: FullChain = { sev, ca: signer.ca };
   const res: PlatformFullChain = { chain, bytes: encodeFullChain(chain), sevBytes: encodeSevChain(sev), cekSource, caSource: signer.caSource };

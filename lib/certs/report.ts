@@ -36,7 +36,10 @@ export interface LegacyAttestationReport {
 export function decodeLegacyReport(buf: Uint8Array, file = 'report'): LegacyAttestationReport {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (b.length !== LEGACY_REPORT_SIZE) {
-    throw new CertificateError('ERR_REPORT_DECODE', `${file}: size is ${b.length} bytes, a legacy attestation report is ${LEGACY_REPORT_SIZE}`, { cert: file, field: 'size' });
+    throw new CertificateError('ERR_REPORT_DECODE', `${file}: size is ${b.length} bytes, a legacy attestation report is ${LEGACY_REPORT_SIZE}`, {
+      cert: file,
+      field: 'size',
+    });
   }
   return {
     mnonce: Buffer.from(b.subarray(0, 0x10)),
@@ -76,10 +79,7 @@ export function verifyLegacyReport(pekIn: SevCert | Uint8Array, reportIn: Uint8A
 }
 
 /** Sign a report with the PEK private key (what firmware does; used by the simulator and tests). */
-export function signLegacyReport(
-  fields: { mnonce: Buffer; launchDigest: Buffer; policy: number },
-  pekPrivateKey: crypto.KeyObject,
-): Buffer {
+export function signLegacyReport(fields: { mnonce: Buffer; launchDigest: Buffer; policy: number }, pekPrivateKey: crypto.KeyObject): Buffer {
   const b = Buffer.alloc(LEGACY_REPORT_SIZE);
   if (fields.mnonce.length !== 16 || fields.launchDigest.length !== 32) {
     throw new CertificateError('ERR_REPORT_ENCODE', 'report: mnonce must be 16 bytes and launch digest 32 bytes', { cert: 'report', field: 'mnonce' });

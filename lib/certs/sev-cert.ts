@@ -5,8 +5,22 @@
  */
 import crypto, { type KeyObject } from 'node:crypto';
 import {
-  Algo, Curve, EC_COORD_SIZE, P384_SIZE, SEV_CERT_BODY_SIZE, SEV_CERT_SIZE, SEV_CERT_USAGES, SEV_PUBKEY_SIZE,
-  SEV_SIG1_OFFSET, SEV_SIG2_OFFSET, SIGNATURE_ALGOS, SIGNER_USAGES, Usage, algoInfo, algoName, usageName,
+  Algo,
+  Curve,
+  EC_COORD_SIZE,
+  P384_SIZE,
+  SEV_CERT_BODY_SIZE,
+  SEV_CERT_SIZE,
+  SEV_CERT_USAGES,
+  SEV_PUBKEY_SIZE,
+  SEV_SIG1_OFFSET,
+  SEV_SIG2_OFFSET,
+  SIGNATURE_ALGOS,
+  SIGNER_USAGES,
+  Usage,
+  algoInfo,
+  algoName,
+  usageName,
 } from './constants.js';
 import { b64url, beToLeFixed, reversed, stripLeadingZeros } from './bytes.js';
 import { CertificateError } from './errors.js';
@@ -248,7 +262,11 @@ export function sevCertPublicKey(c: SevCert | Uint8Array, name?: string): KeyObj
       format: 'jwk',
     });
   } catch (e) {
-    throw new CertificateError('ERR_CERT_KEY', `${label}: public key is not a valid ${k.kind === 'ec' ? 'P-384 point' : 'RSA key'}`, { cert: label, field: 'pubkey', cause: e });
+    throw new CertificateError('ERR_CERT_KEY', `${label}: public key is not a valid ${k.kind === 'ec' ? 'P-384 point' : 'RSA key'}`, {
+      cert: label,
+      field: 'pubkey',
+      cause: e,
+    });
   }
 }
 
@@ -272,12 +290,14 @@ export function createSevCert(opts: CreateSevCertOptions): SevCert {
   const algo = opts.algo ?? defaultAlgoFor(opts.usage);
   const info = algoInfo(algo);
   const name = usageName(opts.usage);
-  if (!SEV_CERT_USAGES.includes(opts.usage)) throw new CertificateError('ERR_CERT_ENCODE', `${name}: usage is not a SEV certificate usage`, { cert: name, field: 'usage' });
+  if (!SEV_CERT_USAGES.includes(opts.usage))
+    throw new CertificateError('ERR_CERT_ENCODE', `${name}: usage is not a SEV certificate usage`, { cert: name, field: 'usage' });
   if (!info) throw new CertificateError('ERR_CERT_ENCODE', `${name}: unknown algorithm ${algoName(algo)}`, { cert: name, field: 'algo' });
   const jwk = opts.publicKey.export({ format: 'jwk' });
   let pubkey: SevEcPubKey | SevRsaPubKey;
   if (info.type === 'ec') {
-    if (jwk.kty !== 'EC' || jwk.crv !== 'P-384') throw new CertificateError('ERR_CERT_ENCODE', `${name}: ${algoName(algo)} needs a P-384 public key`, { cert: name, field: 'pubkey' });
+    if (jwk.kty !== 'EC' || jwk.crv !== 'P-384')
+      throw new CertificateError('ERR_CERT_ENCODE', `${name}: ${algoName(algo)} needs a P-384 public key`, { cert: name, field: 'pubkey' });
     pubkey = {
       kind: 'ec',
       curve: Curve.P384,
@@ -289,7 +309,8 @@ export function createSevCert(opts: CreateSevCertOptions): SevCert {
     if (jwk.kty !== 'RSA') throw new CertificateError('ERR_CERT_ENCODE', `${name}: ${algoName(algo)} needs an RSA public key`, { cert: name, field: 'pubkey' });
     const nBe = Buffer.from(jwk.n!, 'base64url');
     const bits = stripLeadingZeros(nBe).length * 8;
-    if (bits !== 2048 && bits !== 4096) throw new CertificateError('ERR_CERT_ENCODE', `${name}: RSA key must be 2048 or 4096 bits`, { cert: name, field: 'pubkey' });
+    if (bits !== 2048 && bits !== 4096)
+      throw new CertificateError('ERR_CERT_ENCODE', `${name}: RSA key must be 2048 or 4096 bits`, { cert: name, field: 'pubkey' });
     pubkey = { kind: 'rsa', modulusSize: bits, pubexp: beToLeFixed(Buffer.from(jwk.e!, 'base64url'), 512), modulus: beToLeFixed(nBe, 512) };
   }
   return {
@@ -336,7 +357,10 @@ export function signSevCert(c: SevCert | Uint8Array, slot: SlotChoice, opts: Sig
   }
   const info = algoInfo(opts.signerAlgo);
   if (!info || info.ecdh || !SIGNER_USAGES.includes(opts.signerUsage)) {
-    throw new CertificateError('ERR_CERT_SIGN', `${name}: cannot sign with usage ${usageName(opts.signerUsage)} / algorithm ${algoName(opts.signerAlgo)}`, { cert: name, field: 'sig' });
+    throw new CertificateError('ERR_CERT_SIGN', `${name}: cannot sign with usage ${usageName(opts.signerUsage)} / algorithm ${algoName(opts.signerAlgo)}`, {
+      cert: name,
+      field: 'sig',
+    });
   }
   const keyType = opts.privateKey.asymmetricKeyType;
   const body = sevCertBody(cert);
@@ -349,7 +373,8 @@ export function signSevCert(c: SevCert | Uint8Array, slot: SlotChoice, opts: Sig
     beToLeFixed(sig.subarray(0, P384_SIZE), EC_COORD_SIZE).copy(value, 0);
     beToLeFixed(sig.subarray(P384_SIZE), EC_COORD_SIZE).copy(value, EC_COORD_SIZE);
   } else {
-    if (keyType !== 'rsa') throw new CertificateError('ERR_CERT_SIGN', `${name}: ${algoName(opts.signerAlgo)} needs an RSA private key`, { cert: name, field: 'sig' });
+    if (keyType !== 'rsa')
+      throw new CertificateError('ERR_CERT_SIGN', `${name}: ${algoName(opts.signerAlgo)} needs an RSA private key`, { cert: name, field: 'sig' });
     const sig = crypto.sign(info.hash, body, {
       key: opts.privateKey,
       padding: crypto.constants.RSA_PKCS1_PSS_PADDING,
@@ -366,10 +391,14 @@ export function structuredCloneCert(c: SevCert): SevCert {
   const k = c.pubkey;
   return {
     ...c,
-    pubkey: k.kind === 'ec'
-      ? { ...k, qx: Buffer.from(k.qx), qy: Buffer.from(k.qy), padding: Buffer.from(k.padding) }
-      : { ...k, pubexp: Buffer.from(k.pubexp), modulus: Buffer.from(k.modulus) },
-    sigs: [{ ...c.sigs[0], value: Buffer.from(c.sigs[0].value) }, { ...c.sigs[1], value: Buffer.from(c.sigs[1].value) }],
+    pubkey:
+      k.kind === 'ec'
+        ? { ...k, qx: Buffer.from(k.qx), qy: Buffer.from(k.qy), padding: Buffer.from(k.padding) }
+        : { ...k, pubexp: Buffer.from(k.pubexp), modulus: Buffer.from(k.modulus) },
+    sigs: [
+      { ...c.sigs[0], value: Buffer.from(c.sigs[0].value) },
+      { ...c.sigs[1], value: Buffer.from(c.sigs[1].value) },
+    ],
   };
 }
 

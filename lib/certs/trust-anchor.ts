@@ -76,7 +76,8 @@ export function resolveTrustAnchor(o: TrustAnchorOptions): TrustAnchor | undefin
   const cek = asSevCert(o.cek, { name: 'CEK', usage: Usage.CEK });
   const g = detectGeneration(cek);
   if (g) return builtin(g, 'detected');
-  if (o.testCa && verifyAskCek(o.testCa.ask, cek).ok) return { ca: o.testCa, chosenBy: 'test', testRoot: true, description: "TEST roots (the simulator's), not AMD" };
+  if (o.testCa && verifyAskCek(o.testCa.ask, cek).ok)
+    return { ca: o.testCa, chosenBy: 'test', testRoot: true, description: "TEST roots (the simulator's), not AMD" };
   return undefined;
 }
 

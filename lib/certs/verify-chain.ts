@@ -67,7 +67,10 @@ export function verifyChain(opts: VerifyChainOptions): ChainVerification {
   const ca: CaChain | undefined = anchor?.ca;
   const generation: Generation | undefined = anchor?.generation;
   const caSource: ChainVerification['caSource'] = anchor ? (anchor.chosenBy === 'ca' ? 'given' : 'builtin') : 'none';
-  const noCa: LinkCheck = { ok: false, reason: 'no built-in AMD ASK (naples, rome, milan, genoa, turin) signs this CEK; pass the CA chain (ASK‖ARK) explicitly' };
+  const noCa: LinkCheck = {
+    ok: false,
+    reason: 'no built-in AMD ASK (naples, rome, milan, genoa, turin) signs this CEK; pass the CA chain (ASK‖ARK) explicitly',
+  };
   const link = (id: LinkId, signer: LinkResult['signer'], subject: LinkResult['subject'], r: LinkCheck): LinkResult => ({ id, signer, subject, ...r });
   const links: LinkResult[] = [
     link('pek-pdh', 'PEK', 'PDH', verifySevLink(sev.pek, sev.pdh)),
@@ -128,7 +131,10 @@ export function verifyTrustedChain(o: VerifyTrustedChainOptions): TrustedChainVe
   }
   const anchor = resolveTrustAnchor({ ca: o.ca, generation: o.generation, cek: sev.cek, testCa: o.testCa });
   if (own && anchor && !encodeCaChain(own).equals(encodeCaChain(anchor.ca))) {
-    throw new CertificateError('ERR_CHAIN_UNTRUSTED', `the chain's ASK/ARK are not the trusted roots (${anchor.description}); refusing`, { cert: 'ASK/ARK', field: 'anchor' });
+    throw new CertificateError('ERR_CHAIN_UNTRUSTED', `the chain's ASK/ARK are not the trusted roots (${anchor.description}); refusing`, {
+      cert: 'ASK/ARK',
+      field: 'anchor',
+    });
   }
   const base = anchor?.generation !== undefined ? { generation: anchor.generation } : anchor ? { ca: anchor.ca } : {};
   return { ...verifyChain({ sev, ...base, ...(o.oca !== undefined ? { oca: o.oca } : {}) }), anchor };

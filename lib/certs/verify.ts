@@ -70,7 +70,11 @@ function checkSlots(
     if (verifyOne(s.value)) return { ok: true, slot: i + 1 };
   }
   if (!sawUsage) return { ok: false, reason: `${childLabel} has no signature slot with signer usage ${usageName(signerUsage)}` };
-  if (!sawAlgo) return { ok: false, reason: `${childLabel}'s ${usageName(signerUsage)} signature algorithm does not match the ${signerLabel} key (${signerType.toUpperCase()}/${signerHash.toUpperCase()})` };
+  if (!sawAlgo)
+    return {
+      ok: false,
+      reason: `${childLabel}'s ${usageName(signerUsage)} signature algorithm does not match the ${signerLabel} key (${signerType.toUpperCase()}/${signerHash.toUpperCase()})`,
+    };
   return { ok: false, reason: `${childLabel}'s signature by ${signerLabel} does not verify` };
 }
 
@@ -100,7 +104,8 @@ export function verifyCaLink(signerIn: CaCert | Uint8Array, childIn: CaCert | Ui
   if (!child.certifyingId.equals(signer.keyId)) {
     return { ok: false, reason: `${cl} certifying_id ${child.certifyingId.toString('hex')} is not the ${sl} key_id ${signer.keyId.toString('hex')}` };
   }
-  if (child.modulusSize !== signer.modulusSize) return { ok: false, reason: `${cl} is ${child.modulusSize}-bit but ${sl} is ${signer.modulusSize}-bit (hash mismatch)` };
+  if (child.modulusSize !== signer.modulusSize)
+    return { ok: false, reason: `${cl} is ${child.modulusSize}-bit but ${sl} is ${signer.modulusSize}-bit (hash mismatch)` };
   const { key, reason } = keyOrReason(() => caCertPublicKey(signer));
   if (!key) return { ok: false, reason: reason! };
   const { hash, saltLength } = caHashFor(signer.modulusSize);

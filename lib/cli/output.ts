@@ -66,7 +66,5 @@ function bufferHex(v: unknown): string | undefined {
 
 /** Print data as stable, pretty JSON (for --json). Buffers become hex strings. */
 export function printJson(value: unknown): void {
-  process.stdout.write(
-    `${JSON.stringify(value, (_k, v: unknown) => bufferHex(v) ?? (typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
-  );
+  process.stdout.write(`${JSON.stringify(value, (_k, v: unknown) => bufferHex(v) ?? (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
 }

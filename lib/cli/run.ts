@@ -45,7 +45,9 @@ export async function writeOutputFile(file: string, data: string | Uint8Array, o
     // Key material is written only to a 0600 file, never to a stream someone else may be reading.
     if (opts.mode !== undefined && (opts.mode & 0o077) === 0) throw new UsageError(`${opts.what ?? 'this file'} holds key material: give a file name, not '-'`);
     await new Promise<void>((resolve, reject) => {
-      process.stdout.write(data, (e) => (e ? reject(new InputError(`stdout: cannot write${opts.what ? ` ${opts.what}` : ''}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)) : resolve()));
+      process.stdout.write(data, (e) =>
+        e ? reject(new InputError(`stdout: cannot write${opts.what ? ` ${opts.what}` : ''}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)) : resolve(),
+      );
     });
     return;
   }
@@ -67,6 +69,9 @@ export async function writeOutputFile(file: string, data: string | Uint8Array, o
  * Returns whether it warned.
  */
 export function warnIfTestRoot(testRoot: boolean, source: string): boolean {
-  if (testRoot) process.stderr.write(`${getProgramName()}: warning: the trust anchor (${source}) is a TEST root (the simulator's, key id SIMTEST-…), not AMD's: a chain verified against it proves nothing about real hardware\n`);
+  if (testRoot)
+    process.stderr.write(
+      `${getProgramName()}: warning: the trust anchor (${source}) is a TEST root (the simulator's, key id SIMTEST-…), not AMD's: a chain verified against it proves nothing about real hardware\n`,
+    );
   return testRoot;
 }

@@ -111,7 +111,11 @@ export class MessageNotFoundError extends SevkitError {
  * Reads an INSTANCE message into the service's allocation request. Throws
  * AllocationMessageError naming what is missing or not supported.
  */
-export function instanceToAllocation(ref: string, message: unknown, o: Pick<AlephAllocationOptions, 'resolveFirmware' | 'resolveRootfs' | 'defaultFirmware'>): AllocationRequest {
+export function instanceToAllocation(
+  ref: string,
+  message: unknown,
+  o: Pick<AlephAllocationOptions, 'resolveFirmware' | 'resolveRootfs' | 'defaultFirmware'>,
+): AllocationRequest {
   const bad = (m: string): never => {
     throw new AllocationMessageError(m);
   };
@@ -128,10 +132,12 @@ export function instanceToAllocation(ref: string, message: unknown, o: Pick<Alep
   if (c.environment?.hypervisor !== 'qemu') bad('Trusted Execution Environment is only supported for QEmu');
   // aleph-message 1.4 / aleph-vm #1131: mode "sev_snp" is an SNP instance (no mode: the legacy SEV flow).
   const mode = te!.mode ?? null;
-  if (mode !== null && mode !== 'sev' && mode !== 'sev_es' && mode !== 'sev_snp') bad(`trusted_execution.mode ${JSON.stringify(String(mode).slice(0, 40))} is not supported here (sev, sev_es, sev_snp)`);
+  if (mode !== null && mode !== 'sev' && mode !== 'sev_es' && mode !== 'sev_snp')
+    bad(`trusted_execution.mode ${JSON.stringify(String(mode).slice(0, 40))} is not supported here (sev, sev_es, sev_snp)`);
   const snp = mode === 'sev_snp';
   const policy = te!.policy ?? (snp ? 0x30000 : 0x1); // SNP: QEMU's default; SEV: AMDSEVPolicy.NO_DBG, the schema default
-  if (typeof policy !== 'number' || !Number.isInteger(policy) || policy < 0 || policy > 0xffffffff) bad('trusted_execution.policy must be a 32-bit unsigned integer');
+  if (typeof policy !== 'number' || !Number.isInteger(policy) || policy < 0 || policy > 0xffffffff)
+    bad('trusted_execution.policy must be a 32-bit unsigned integer');
   const fwRef = te!.firmware ?? o.defaultFirmware;
   if (typeof fwRef !== 'string' || !ITEM_HASH_RE.test(fwRef)) bad('trusted_execution.firmware must be an item hash');
   const firmware = o.resolveFirmware(fwRef!);
@@ -140,7 +146,16 @@ export function instanceToAllocation(ref: string, message: unknown, o: Pick<Alep
   const memory = c.resources?.memory ?? 2048;
   const rootRef = c.rootfs?.parent?.ref;
   const disk = typeof rootRef === 'string' && ITEM_HASH_RE.test(rootRef) ? o.resolveRootfs?.(rootRef) : undefined;
-  return { ref, owner: c.address, firmware: firmware!, policy: policy as number, vcpus, memory_mb: memory, ...(disk ? { disk } : {}), ...(snp ? { tee: 'sev_snp' as const } : {}) };
+  return {
+    ref,
+    owner: c.address,
+    firmware: firmware!,
+    policy: policy as number,
+    vcpus,
+    memory_mb: memory,
+    ...(disk ? { disk } : {}),
+    ...(snp ? { tee: 'sev_snp' as const } : {}),
+  };
 }
 
 /**

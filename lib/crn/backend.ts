@@ -19,7 +19,6 @@ export interface CertificateSource {
   exportCerts(): Promise<CrnPlatformCerts>;
 }
 
-
 /** QEMU's `query-status` reply. */
 export interface CrnVmRunStatus {
   status: string;

@@ -65,10 +65,12 @@ export class PortForwarder {
 
   /** Listens on the host port and relays each connection to `target`. Throws ForwardListenError. */
   static async listen(o: PortForwarderOptions): Promise<PortForwarder> {
-    if (!Number.isInteger(o.target.port) || o.target.port < 1 || o.target.port > 65535) throw new ForwardListenError(`agent port ${o.target.port} is not a TCP port`);
+    if (!Number.isInteger(o.target.port) || o.target.port < 1 || o.target.port > 65535)
+      throw new ForwardListenError(`agent port ${o.target.port} is not a TCP port`);
     const f = new PortForwarder(o);
     await new Promise<void>((resolve, reject) => {
-      const onErr = (e: NodeJS.ErrnoException): void => reject(new ForwardListenError(`cannot forward ${f.#o.listenHost}:${f.#o.listenPort}: ${e.code ?? e.message}`));
+      const onErr = (e: NodeJS.ErrnoException): void =>
+        reject(new ForwardListenError(`cannot forward ${f.#o.listenHost}:${f.#o.listenPort}: ${e.code ?? e.message}`));
       f.#server.once('error', onErr);
       f.#server.listen({ host: f.#o.listenHost, port: f.#o.listenPort, exclusive: true }, () => {
         f.#server.off('error', onErr);

@@ -5,7 +5,19 @@
 import { errorJson, HttpError } from '../util/http-body.js';
 
 // The response and body helpers live in util/ (the guest agent uses them too); re-exported for the CRN modules.
-export { HttpError, errorJson, sendJson, sendText, sendError, bodyTooLarge, declaresMoreThan, DEFAULT_BODY_TIMEOUT_MS, readBody, readJsonBody, type BodyOptions } from '../util/http-body.js';
+export {
+  HttpError,
+  errorJson,
+  sendJson,
+  sendText,
+  sendError,
+  bodyTooLarge,
+  declaresMoreThan,
+  DEFAULT_BODY_TIMEOUT_MS,
+  readBody,
+  readJsonBody,
+  type BodyOptions,
+} from '../util/http-body.js';
 
 const STORAGE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS']);
 const DEVICE_CODES = new Set(['ENODEV', 'ENXIO', 'ECONNREFUSED', 'EHOSTDOWN']);
@@ -25,7 +37,9 @@ export function hostError(e: unknown, where: { runDir?: string } = {}): HttpErro
     return errorJson(507, `The CRN host cannot store files (${code}): the disk of ${dir} is full or read-only`);
   }
   if (DEVICE_CODES.has(code) || (code === 'ENOENT' && typeof err?.path === 'string' && /sev/i.test(err.path))) {
-    return errorJson(503, `The SEV platform is unavailable (${code}${err?.path ? ` on ${err.path}` : ''}): the device or its driver is not answering`, { 'Retry-After': '5' });
+    return errorJson(503, `The SEV platform is unavailable (${code}${err?.path ? ` on ${err.path}` : ''}): the device or its driver is not answering`, {
+      'Retry-After': '5',
+    });
   }
   return new HttpError(500, { error: err?.message ?? String(e), error_type: `<class '${err?.name ?? 'Error'}'>` });
 }

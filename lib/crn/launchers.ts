@@ -45,7 +45,9 @@ export class SupervisorLauncher implements VmLauncher {
 
   async launch(spec: LaunchSpec): Promise<CrnVm> {
     // Off the event loop: a CRN serving many owners must not stall on a disk read per launch.
-    const [godh, session] = (await Promise.all([fs.promises.readFile(spec.godhFile, 'latin1'), fs.promises.readFile(spec.sessionFile, 'latin1')])).map((t) => t.trim()) as [string, string];
+    const [godh, session] = (await Promise.all([fs.promises.readFile(spec.godhFile, 'latin1'), fs.promises.readFile(spec.sessionFile, 'latin1')])).map((t) =>
+      t.trim(),
+    ) as [string, string];
     const started = this.supervisor.launch({
       name: spec.ref,
       firmware: spec.firmware,
@@ -212,7 +214,9 @@ class SupervisedVm implements CrnVm {
  * firmware, and a CEK that an ASK signed (the firmware's when it already is,
  * else AMD KDS's for this chip). Needs lib/platform and lib/certs.
  */
-export async function platformCertificateSource(opts: { device?: string | undefined; testCa?: CaChain | undefined; kds?: KdsOptions } = {}): Promise<CertificateSource> {
+export async function platformCertificateSource(
+  opts: { device?: string | undefined; testCa?: CaChain | undefined; kds?: KdsOptions } = {},
+): Promise<CertificateSource> {
   const { SevPlatform } = await import('../platform/index.js');
   const { platformSevChain, encodeSevCert } = await import('../certs/index.js');
   const platform = new SevPlatform(opts.device ? { device: opts.device } : {});

@@ -29,7 +29,11 @@ export const DEFAULT_MULTIPART_LIMITS: MultipartLimits = { maxBodyBytes: 1 << 20
  * 400 (not multipart, malformed, duplicate part, aborted), 408 (body deadline,
  * `timeoutMs`, default http.ts's), 413 (body, part or part count over the limits).
  */
-export async function readMultipart(req: IncomingMessage, limits: MultipartLimits = DEFAULT_MULTIPART_LIMITS, opts: { timeoutMs?: number } = {}): Promise<Map<string, Buffer>> {
+export async function readMultipart(
+  req: IncomingMessage,
+  limits: MultipartLimits = DEFAULT_MULTIPART_LIMITS,
+  opts: { timeoutMs?: number } = {},
+): Promise<Map<string, Buffer>> {
   if (!/^multipart\/form-data\s*;/i.test(req.headers['content-type'] ?? '')) {
     req.resume();
     throw errorJson(400, 'Body is not multipart/form-data', { Connection: 'close' });
@@ -66,7 +70,8 @@ export function parseMultipart(headers: IncomingHttpHeaders, body: Buffer, limit
       reject(e);
     };
     const malformed = (): void => fail(errorJson(400, 'Malformed multipart body'));
-    const partTooLarge = (name: string): HttpError => errorJson(413, `Part '${name.slice(0, 40)}' larger than ${limits.maxPartBytes} bytes`, { Connection: 'close' });
+    const partTooLarge = (name: string): HttpError =>
+      errorJson(413, `Part '${name.slice(0, 40)}' larger than ${limits.maxPartBytes} bytes`, { Connection: 'close' });
     const put = (name: string, data: Buffer): void => {
       if (parts.has(name)) fail(errorJson(400, `Duplicate part '${name.slice(0, 40)}'`));
       else parts.set(name, data);

@@ -46,7 +46,6 @@ import { exactOwner, type Authorizer } from './authorize.js';
 import type { CrnExtension, CrnRoute } from './routes.js';
 import { PortForwarder, type PortForwarderOptions } from './forward.js';
 
-
 /** A VM's state as the CRN tracks it, from allocation to running, failed or stopped. */
 export type CrnVmState = 'allocated' | 'starting' | 'awaiting-secret' | 'injecting' | 'running' | 'failed' | 'stopped';
 
@@ -340,7 +339,14 @@ export class CrnService {
   }
 
   list(): CrnVmSummary[] {
-    return [...this.#vms.values()].map((r) => ({ ref: r.ref, owner: r.owner, state: r.state, policy: r.policy, ...(r.reason ? { reason: r.reason } : {}), ...snpSummary(r) }));
+    return [...this.#vms.values()].map((r) => ({
+      ref: r.ref,
+      owner: r.owner,
+      state: r.state,
+      policy: r.policy,
+      ...(r.reason ? { reason: r.reason } : {}),
+      ...snpSummary(r),
+    }));
   }
 
   /** The host port forwarded to an SNP VM's agent (undefined until it runs, or for SEV VMs). */
@@ -356,7 +362,8 @@ export class CrnService {
   allocate(a: AllocationRequest): CrnVmSummary {
     const spec = validateAllocation(a);
     if (this.#closing) throw errorJson(503, 'Service shutting down');
-    if (spec.tee === 'sev_snp' && !this.#o.launcher.launchSnp) throw errorJson(400, 'This CRN cannot launch SEV-SNP instances (its VM launcher has no SNP support)');
+    if (spec.tee === 'sev_snp' && !this.#o.launcher.launchSnp)
+      throw errorJson(400, 'This CRN cannot launch SEV-SNP instances (its VM launcher has no SNP support)');
     if (this.#vms.has(spec.ref)) throw errorJson(409, `VM ${spec.ref} is already allocated`);
     if (this.#vms.size >= this.#o.maxVms) throw errorJson(503, 'No capacity left on this CRN');
     const rec: VmRecord = {
@@ -378,7 +385,15 @@ export class CrnService {
     this.#vms.set(spec.ref, rec);
     // SNP: no pre-launch step, so nothing waits for the owner (aleph #1131: boots at once).
     if (rec.tee === 'sev_snp') this.#startSnpVm(rec, ++rec.generation);
-    return { ref: rec.ref, owner: rec.owner, state: rec.state, policy: rec.policy, vcpus: rec.vcpus, ...(this.#o.launcher.cpu ? { cpu: this.#o.launcher.cpu } : {}), ...snpSummary(rec) };
+    return {
+      ref: rec.ref,
+      owner: rec.owner,
+      state: rec.state,
+      policy: rec.policy,
+      vcpus: rec.vcpus,
+      ...(this.#o.launcher.cpu ? { cpu: this.#o.launcher.cpu } : {}),
+      ...snpSummary(rec),
+    };
   }
 
   /**
@@ -558,7 +573,12 @@ export class CrnService {
       if (r.tee === 'sev_snp') {
         // aleph's v2 list shape: guest port → {host, tcp, udp}; the owner attests through the host port.
         const port = r.forwarder?.port;
-        out[r.ref] = { awaiting_confidential_init: false, state: r.state, tee: 'sev_snp', mapped_ports: port ? { [String(SNP_AGENT_PORT)]: { host: port, tcp: true, udp: false } } : {} };
+        out[r.ref] = {
+          awaiting_confidential_init: false,
+          state: r.state,
+          tee: 'sev_snp',
+          mapped_ports: port ? { [String(SNP_AGENT_PORT)]: { host: port, tcp: true, udp: false } } : {},
+        };
       } else out[r.ref] = { awaiting_confidential_init: r.state === 'allocated' || r.state === 'failed' || r.state === 'stopped', state: r.state };
     }
     sendModeJson(this.#m, res, 200, out);
@@ -580,7 +600,10 @@ export class CrnService {
 
   async #machine(req: IncomingMessage, res: ServerResponse, urlPath: string, ref: string, op: 'initialize' | 'measurement' | 'inject_secret'): Promise<void> {
     // aleph's order: authenticate, then the ref, then the pool, then the owner.
-    const caller: VerifiedCaller = verifyAuthHeaders({ method: req.method ?? 'GET', path: urlPath, headers: req.headers }, { domain: this.#o.domain, now: this.#o.now(), cache: this.#keys });
+    const caller: VerifiedCaller = verifyAuthHeaders(
+      { method: req.method ?? 'GET', path: urlPath, headers: req.headers },
+      { domain: this.#o.domain, now: this.#o.now(), cache: this.#keys },
+    );
     if (!REF_RE.test(ref)) throw errorJson(400, `Invalid ref: '${ref.slice(0, 80)}'`);
     let rec = this.#vms.get(ref);
     if (!rec) {
@@ -593,7 +616,10 @@ export class CrnService {
     if (rec.tee === 'sev_snp') {
       // There is no host-side launch step for SNP: no session, no launch measurement, no injected secret.
       const port = rec.forwarder?.port;
-      throw errorJson(409, `SNP: attest the guest directly. VM ${rec.ref} is an SEV-SNP instance: the host has no ${op === 'measurement' ? 'launch measurement' : op === 'initialize' ? 'launch session' : 'secret channel'}; its attestation agent is ${port ? `on port ${port} of this host` : `not reachable yet (state ${rec.state})`}`);
+      throw errorJson(
+        409,
+        `SNP: attest the guest directly. VM ${rec.ref} is an SEV-SNP instance: the host has no ${op === 'measurement' ? 'launch measurement' : op === 'initialize' ? 'launch session' : 'secret channel'}; its attestation agent is ${port ? `on port ${port} of this host` : `not reachable yet (state ${rec.state})`}`,
+      );
     }
     if (op === 'initialize') return this.#initialize(req, res, rec);
     if (op === 'measurement') return this.#measurement(req, res, rec);
@@ -797,7 +823,8 @@ export class CrnService {
     const waitS = this.#o.mode === 'aleph' ? undefined : measurementWait(req.url);
     if (rec.state === 'starting' && waitS !== undefined) await this.#untilSettled(rec, waitS * 1000, res);
     if (rec.state === 'starting') throw this.#m.qemuNotReady();
-    if (rec.state === 'allocated' || rec.state === 'failed' || rec.state === 'stopped' || !rec.vm) throw this.#m.measurementNotRunning(rec.state, rec.reason, rec.ref);
+    if (rec.state === 'allocated' || rec.state === 'failed' || rec.state === 'stopped' || !rec.vm)
+      throw this.#m.measurementNotRunning(rec.state, rec.reason, rec.ref);
     const m = await rec.vm.measurement();
     sendModeJson(this.#m, res, 200, { sev_info: m.sevInfo, launch_measure: m.launchMeasure });
   }
@@ -923,7 +950,8 @@ function readMachineRecord(file: string): VmRecord | undefined {
   const int = (v: unknown, min: number, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
   if (!r || r.version !== 1 || typeof r.ref !== 'string' || !REF_RE.test(r.ref)) return undefined;
   if (typeof r.owner !== 'string' || !(isEthAddress(r.owner) || isSolAddress(r.owner))) return undefined;
-  if (typeof r.firmware !== 'string' || !path.isAbsolute(r.firmware) || (r.disk !== undefined && (typeof r.disk !== 'string' || !path.isAbsolute(r.disk)))) return undefined;
+  if (typeof r.firmware !== 'string' || !path.isAbsolute(r.firmware) || (r.disk !== undefined && (typeof r.disk !== 'string' || !path.isAbsolute(r.disk))))
+    return undefined;
   if (!int(r.policy, 0, 0xffffffff) || !int(r.vcpus, 1, 512) || !int(r.memoryMb, 16, 4 * 1024 * 1024)) return undefined;
   if (!STATES.includes(r.state as CrnVmState)) return undefined;
   if (r.tee !== undefined && r.tee !== 'sev_snp') return undefined;
@@ -986,7 +1014,8 @@ function validateAllocation(a: unknown): AllocationRequest {
   for (const k of ['kernel', 'initrd'] as const) {
     if (o[k] !== undefined && (!snp || typeof o[k] !== 'string' || !path.isAbsolute(o[k]))) bad(`${k} must be an absolute path, for tee 'sev_snp' only`);
   }
-  if (o.append !== undefined && (!snp || typeof o.append !== 'string' || o.append.length > 4096 || !o.kernel)) bad("append must be a kernel command line (at most 4096 characters) with a kernel, for tee 'sev_snp' only");
+  if (o.append !== undefined && (!snp || typeof o.append !== 'string' || o.append.length > 4096 || !o.kernel))
+    bad("append must be a kernel command line (at most 4096 characters) with a kernel, for tee 'sev_snp' only");
   // SNP policy as the firmware reads it: reserved bit 17 set, nothing above bit 25 (lib/vm checks it again).
   if (snp && ((policy & 0x20000) === 0 || policy >= 1 << 26)) bad('an SEV-SNP policy needs bit 17 set and no bit above 25 (e.g. 0x30000)');
   return {

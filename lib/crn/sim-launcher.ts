@@ -56,7 +56,8 @@ export class SimVmLauncher implements VmLauncher {
   constructor(private readonly calls: SimCalls) {}
 
   async launch(spec: LaunchSpec): Promise<CrnVm> {
-    if (spec.policy & 0x4) throw new SimGuestError('SEV-ES guests need the QEMU wrapper (their VMSAs depend on a vCPU model): the VM-less launcher runs plain SEV only');
+    if (spec.policy & 0x4)
+      throw new SimGuestError('SEV-ES guests need the QEMU wrapper (their VMSAs depend on a vCPU model): the VM-less launcher runs plain SEV only');
     const [godh, session] = await Promise.all([fs.promises.readFile(spec.godhFile, 'latin1'), fs.promises.readFile(spec.sessionFile, 'latin1')]);
     return new SimGuest(this.calls, spec, Buffer.from(godh.trim(), 'base64'), Buffer.from(session.trim(), 'base64'));
   }

@@ -18,7 +18,13 @@ export { DemoError } from './errors.js';
 /** Where the demo firmware declares its launch-secret page (OVMF AmdSev's MEMFD layout puts it in this region). */
 const DEMO_SECRET_BASE = 0x80d000;
 const DEMO_SECRET_SIZE = 0x1000;
-const FIRMWARE_CANDIDATES = ['/usr/share/ovmf/OVMF.fd', '/usr/share/OVMF/OVMF.fd', '/usr/share/OVMF/OVMF_CODE.fd', '/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/qemu/OVMF.fd'];
+const FIRMWARE_CANDIDATES = [
+  '/usr/share/ovmf/OVMF.fd',
+  '/usr/share/OVMF/OVMF.fd',
+  '/usr/share/OVMF/OVMF_CODE.fd',
+  '/usr/share/OVMF/OVMF_CODE_4M.fd',
+  '/usr/share/qemu/OVMF.fd',
+];
 
 /** How `sevkit demo` runs. */
 export interface DemoOptions {
@@ -109,7 +115,10 @@ async function outside(o: DemoOptions): Promise<number> {
     // SNP needs QEMU >= 9.1: the wrapper plays 9.2 (the real 7.2 has no sev-snp-guest).
     if (o.snp) env.SEVKIT_SIM_QEMU_VERSION = '9.2.0';
     const entry = process.argv[1]!;
-    const c = spawn(process.execPath, [...process.execArgv, entry, 'demo', '--inside-sim', ...(o.vmLess ? ['--vm-less'] : []), ...(o.snp ? ['--snp'] : [])], { stdio: 'inherit', env });
+    const c = spawn(process.execPath, [...process.execArgv, entry, 'demo', '--inside-sim', ...(o.vmLess ? ['--vm-less'] : []), ...(o.snp ? ['--snp'] : [])], {
+      stdio: 'inherit',
+      env,
+    });
     child = c;
     return await new Promise<number>((resolve) => {
       c.on('error', () => resolve(1));
@@ -155,10 +164,20 @@ async function inside(o: DemoOptions): Promise<number> {
   // The simulator's QEMU wrapper (started by the supervisor) answers QMP alone when told there is no real QEMU.
   const vmEnv: NodeJS.ProcessEnv = withVm ? o.env : { ...o.env, SEVKIT_REAL_QEMU: 'none' };
   out(`[host] firmware ${fw.source} → ${fw.path} (secret page declared at 0x${DEMO_SECRET_BASE.toString(16)})`);
-  out(withVm ? `[host] VMs: real QEMU ${realQemu} (TCG) under the simulator's SEV wrapper` : '[host] VMs: VM-less (the simulator\'s QEMU wrapper answers QMP; nothing boots)');
+  out(
+    withVm
+      ? `[host] VMs: real QEMU ${realQemu} (TCG) under the simulator's SEV wrapper`
+      : "[host] VMs: VM-less (the simulator's QEMU wrapper answers QMP; nothing boots)",
+  );
 
   const token = crypto.randomBytes(24).toString('hex');
-  const supervisor = new Supervisor({ runRoot: path.join(dir, 'vms'), launchTimeoutMs: 60_000, stopTimeoutMs: 5_000, env: vmEnv, ...(o.env.SEVKIT_QEMU ? { qemu: o.env.SEVKIT_QEMU } : {}) });
+  const supervisor = new Supervisor({
+    runRoot: path.join(dir, 'vms'),
+    launchTimeoutMs: 60_000,
+    stopTimeoutMs: 5_000,
+    env: vmEnv,
+    ...(o.env.SEVKIT_QEMU ? { qemu: o.env.SEVKIT_QEMU } : {}),
+  });
   const log: string[] = [];
   const t0 = performance.now();
   const srv = await startCrnServer({
@@ -205,7 +224,7 @@ async function inside(o: DemoOptions): Promise<number> {
     const password = crypto.randomBytes(18).toString('base64url');
     const pwHash = crypto.createHash('sha256').update(password).digest('hex');
     out(`[owner] disk password: ${password.length} bytes, sha256 ${pwHash.slice(0, 16)}… (the password itself is never printed)`);
-    out('[owner] trust anchor: the SIMULATOR\'s test ASK/ARK (a real launch would use AMD\'s roots: --generation or --ca)');
+    out("[owner] trust anchor: the SIMULATOR's test ASK/ARK (a real launch would use AMD's roots: --generation or --ca)");
     const client = new CrnClient({ url: srv.url, wallet: owner });
     const res = await launchOnCrn({
       client,
@@ -228,11 +247,15 @@ async function inside(o: DemoOptions): Promise<number> {
       const entry = parsed.entries.find((e) => e.guid === DISK_PASSWORD_GUID);
       const got = entry ? entry.data.subarray(0, entry.data.indexOf(0) < 0 ? entry.data.length : entry.data.indexOf(0)) : Buffer.alloc(0);
       const same = got.length === Buffer.byteLength(password) && crypto.timingSafeEqual(got, Buffer.from(password));
-      out(`[guest] launch-secret.bin: ${table.length}-byte table (${parsed.layout} layout), ${parsed.entries.length} entry, disk-password GUID ${entry ? 'present' : 'MISSING'}`);
-      out(`[guest] decrypted disk password: ${got.length} bytes, sha256 ${crypto.createHash('sha256').update(got).digest('hex').slice(0, 16)}… → ${same ? 'matches what the owner sent' : 'DOES NOT MATCH'}`);
+      out(
+        `[guest] launch-secret.bin: ${table.length}-byte table (${parsed.layout} layout), ${parsed.entries.length} entry, disk-password GUID ${entry ? 'present' : 'MISSING'}`,
+      );
+      out(
+        `[guest] decrypted disk password: ${got.length} bytes, sha256 ${crypto.createHash('sha256').update(got).digest('hex').slice(0, 16)}… → ${same ? 'matches what the owner sent' : 'DOES NOT MATCH'}`,
+      );
       table.fill(0);
       got.fill(0);
-      if (!same) throw new DemoError('the guest did not receive the owner\'s secret');
+      if (!same) throw new DemoError("the guest did not receive the owner's secret");
     } else {
       out(`[guest] no launch-secret.bin at ${guestFile}`);
       throw new DemoError('the simulated guest recorded no secret');
@@ -240,9 +263,20 @@ async function inside(o: DemoOptions): Promise<number> {
     if (withVm) {
       await new Promise((r) => setTimeout(r, 1500));
       const vm = supervisor.get(ref);
-      // eslint-disable-next-line no-control-regex -- ANSI escapes out of the serial console
-      const lines = (vm?.consoleTail ?? '').split('\n').map((l) => l.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/[^\x20-\x7e]/g, '').trim()).filter(Boolean);
-      out(`[guest] QEMU pid ${vm?.pid ?? '?'} state ${vm?.state ?? 'gone'}; serial console: ${lines.length ? lines.slice(-2).join(' | ').slice(0, 160) : '(no output yet)'}`);
+      // ANSI escapes out of the serial console
+      const lines = (vm?.consoleTail ?? '')
+        .split('\n')
+        .map((l) =>
+          l
+            // eslint-disable-next-line no-control-regex
+            .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+            .replace(/[^\x20-\x7e]/g, '')
+            .trim(),
+        )
+        .filter(Boolean);
+      out(
+        `[guest] QEMU pid ${vm?.pid ?? '?'} state ${vm?.state ?? 'gone'}; serial console: ${lines.length ? lines.slice(-2).join(' | ').slice(0, 160) : '(no output yet)'}`,
+      );
     }
     // The same owner against a host that boots a different firmware than the owner expects.
     const tampered = path.join(dir, 'host-OVMF.fd');
@@ -253,7 +287,15 @@ async function inside(o: DemoOptions): Promise<number> {
     await new CrnClient({ url: srv.url }).allocate(token, { ref: ref2, owner: owner.address, firmware: tampered, policy, vcpus: 1, memory_mb: 256 });
     out(`[owner] second VM ${ref2.slice(0, 16)}… on a host that boots a firmware one bit different from the owner's:`);
     try {
-      await launchOnCrn({ client, ref: ref2, firmware: fs.readFileSync(fw.path), policy, secret: Buffer.from(password), ca: encodeCaChain(ca), measurementTimeoutMs: 60_000 });
+      await launchOnCrn({
+        client,
+        ref: ref2,
+        firmware: fs.readFileSync(fw.path),
+        policy,
+        secret: Buffer.from(password),
+        ca: encodeCaChain(ca),
+        measurementTimeoutMs: 60_000,
+      });
       throw new DemoError('the tampered launch was not refused');
     } catch (e) {
       const { LaunchRefusedError } = await import('../owner/launch.js');

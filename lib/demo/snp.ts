@@ -15,7 +15,12 @@ import type { SnpProduct } from '../snp/product.js';
 import type { ProductRoots } from '../snp/roots.js';
 
 /** The inner half of `sevkit demo --snp` (already under `sevkit sim`), booting `firmware` (demo.ts makes it). Resolves the exit code; throws DemoError for a step that went wrong. */
-export async function insideSnp(o: { env: NodeJS.ProcessEnv; dir: string; out: (line: string) => void; firmware: { path: string; source: string } }): Promise<number> {
+export async function insideSnp(o: {
+  env: NodeJS.ProcessEnv;
+  dir: string;
+  out: (line: string) => void;
+  firmware: { path: string; source: string };
+}): Promise<number> {
   const { out, dir } = o;
   const stateDir = o.env.SEVKIT_SIM_STATE;
   if (!o.env.SEVKIT_SIM_SOCKET || !stateDir) throw new DemoError('sevkit demo --snp --inside-sim must run under `sevkit sim`');
@@ -45,7 +50,9 @@ export async function insideSnp(o: { env: NodeJS.ProcessEnv; dir: string; out: (
   // The simulated guest side: for a VM-less guest, its agent runs here, with the launch the wrapper recorded.
   const snpAgent = async ({ ref }: { ref: string }) => {
     const rec = linkSnpLaunch(stateDir, ref);
-    out(`[guest ${ref.slice(0, 8)}] launch recorded by the wrapper: measurement ${rec.measurement.slice(0, 24)}…, policy ${rec.policy}, ${rec.vcpus} vCPUs (${rec.vcpuSig})`);
+    out(
+      `[guest ${ref.slice(0, 8)}] launch recorded by the wrapper: measurement ${rec.measurement.slice(0, 24)}…, policy ${rec.policy}, ${rec.vcpus} vCPUs (${rec.vcpuSig})`,
+    );
     const secretsDir = path.join(guestSecrets, ref.slice(0, 16));
     const agent = await Agent.start({
       owner: owner.address,
@@ -66,7 +73,13 @@ export async function insideSnp(o: { env: NodeJS.ProcessEnv; dir: string; out: (
   };
 
   const token = crypto.randomBytes(24).toString('hex');
-  const supervisor = new Supervisor({ runRoot: path.join(dir, 'vms'), launchTimeoutMs: 60_000, stopTimeoutMs: 5_000, env: { ...o.env, SEVKIT_REAL_QEMU: 'none' }, ...(o.env.SEVKIT_QEMU ? { qemu: o.env.SEVKIT_QEMU } : {}) });
+  const supervisor = new Supervisor({
+    runRoot: path.join(dir, 'vms'),
+    launchTimeoutMs: 60_000,
+    stopTimeoutMs: 5_000,
+    env: { ...o.env, SEVKIT_REAL_QEMU: 'none' },
+    ...(o.env.SEVKIT_QEMU ? { qemu: o.env.SEVKIT_QEMU } : {}),
+  });
   const log: string[] = [];
   const srv = await startCrnServer({
     host: '127.0.0.1',
@@ -84,13 +97,18 @@ export async function insideSnp(o: { env: NodeJS.ProcessEnv; dir: string; out: (
   const kds = await SimKdsServer.start(simGuest);
   const roots = (p: SnpProduct): ProductRoots => {
     const c = simGuest.chain(p, undefined, true);
-    return { product: p, ark: parseAmdCert(c.ark, `TEST ARK-${p}`), ask: parseAmdCert(c.ask, `TEST SEV-${p}`), asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`) };
+    return {
+      product: p,
+      ark: parseAmdCert(c.ark, `TEST ARK-${p}`),
+      ask: parseAmdCert(c.ask, `TEST SEV-${p}`),
+      asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`),
+    };
   };
   let code = 1;
   try {
     out(`[crn] reference CRN on ${srv.url}; owner ${owner.address}`);
     const image = fs.readFileSync(fw.path);
-    const expected = { firmware: loadSnpFirmware(image, 'the owner\'s firmware', { allowNoMetadata: true }), vcpus: 2 };
+    const expected = { firmware: loadSnpFirmware(image, "the owner's firmware", { allowNoMetadata: true }), vcpus: 2 };
     const client = new CrnClient({ url: srv.url });
 
     const launch = async (firmware: string): Promise<{ ref: string; port: number }> => {
@@ -112,13 +130,24 @@ export async function insideSnp(o: { env: NodeJS.ProcessEnv; dir: string; out: (
     out(`[owner] legacy measurement endpoint: HTTP ${legacy.status}: ${legacy.detail.slice(0, 90)}…`);
     const password = crypto.randomBytes(18).toString('base64url');
     const t = performance.now();
-    const res = await attestAndInject({ url: `https://127.0.0.1:${a.port}`, expected, wallet: owner, secrets: { disk_password: password }, kds: new KdsClient({ baseUrl: kds.url, cacheDir: path.join(dir, 'kds-cache') }), roots });
-    out(`[owner] attested in the TLS handshake (${res.verdict.checks.filter((c) => c.outcome === 'pass').length} checks passed) and sent the signed secret in ${(performance.now() - t).toFixed(0)} ms; agent wrote ${JSON.stringify(res.injected)}`);
+    const res = await attestAndInject({
+      url: `https://127.0.0.1:${a.port}`,
+      expected,
+      wallet: owner,
+      secrets: { disk_password: password },
+      kds: new KdsClient({ baseUrl: kds.url, cacheDir: path.join(dir, 'kds-cache') }),
+      roots,
+    });
+    out(
+      `[owner] attested in the TLS handshake (${res.verdict.checks.filter((c) => c.outcome === 'pass').length} checks passed) and sent the signed secret in ${(performance.now() - t).toFixed(0)} ms; agent wrote ${JSON.stringify(res.injected)}`,
+    );
     const written = fs.readFileSync(path.join(guestSecrets, a.ref.slice(0, 16), 'disk_password'));
     const same = written.length === Buffer.byteLength(password) && crypto.timingSafeEqual(written, Buffer.from(password));
-    out(`[guest] disk_password: ${written.length} bytes, mode ${(fs.statSync(path.join(guestSecrets, a.ref.slice(0, 16), 'disk_password')).mode & 0o777).toString(8)} → ${same ? 'matches what the owner sent' : 'DOES NOT MATCH'}`);
+    out(
+      `[guest] disk_password: ${written.length} bytes, mode ${(fs.statSync(path.join(guestSecrets, a.ref.slice(0, 16), 'disk_password')).mode & 0o777).toString(8)} → ${same ? 'matches what the owner sent' : 'DOES NOT MATCH'}`,
+    );
     written.fill(0);
-    if (!same) throw new DemoError('the guest did not receive the owner\'s secret');
+    if (!same) throw new DemoError("the guest did not receive the owner's secret");
 
     // The same owner, on a host that boots a firmware one bit different from the owner's.
     const tampered = path.join(dir, 'host-OVMF.fd');
@@ -126,10 +155,17 @@ export async function insideSnp(o: { env: NodeJS.ProcessEnv; dir: string; out: (
     img[0x1000] = (img[0x1000]! ^ 0x01) & 0xff;
     fs.writeFileSync(tampered, img);
     const b = await launch(tampered);
-    out('[owner] second VM: the host boots a firmware one bit different from the owner\'s');
+    out("[owner] second VM: the host boots a firmware one bit different from the owner's");
     const before = agents.get(b.ref)?.stats.injectRequests;
     try {
-      await attestAndInject({ url: `https://127.0.0.1:${b.port}`, expected, wallet: owner, secrets: { disk_password: password }, kds: new KdsClient({ baseUrl: kds.url, cacheDir: path.join(dir, 'kds-cache') }), roots });
+      await attestAndInject({
+        url: `https://127.0.0.1:${b.port}`,
+        expected,
+        wallet: owner,
+        secrets: { disk_password: password },
+        kds: new KdsClient({ baseUrl: kds.url, cacheDir: path.join(dir, 'kds-cache') }),
+        roots,
+      });
       throw new DemoError('the launch on other firmware was not refused');
     } catch (e) {
       if (!(e instanceof AttestRefusedError)) throw e;

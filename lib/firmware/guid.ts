@@ -22,9 +22,14 @@ export function guidToBytes(guid: string): Buffer {
   const hex = guid.replace(/-/g, '');
   const b = Buffer.from(hex, 'hex');
   const out = Buffer.alloc(16);
-  out[0] = b[3]!; out[1] = b[2]!; out[2] = b[1]!; out[3] = b[0]!;
-  out[4] = b[5]!; out[5] = b[4]!;
-  out[6] = b[7]!; out[7] = b[6]!;
+  out[0] = b[3]!;
+  out[1] = b[2]!;
+  out[2] = b[1]!;
+  out[3] = b[0]!;
+  out[4] = b[5]!;
+  out[5] = b[4]!;
+  out[6] = b[7]!;
+  out[7] = b[6]!;
   b.copy(out, 8, 8, 16);
   if (guidCache.size < 256) guidCache.set(guid, Buffer.from(out));
   return out;
@@ -34,8 +39,5 @@ export function guidToBytes(guid: string): Buffer {
 export function bytesToGuid(buf: Uint8Array, offset = 0): string {
   const b = Buffer.from(buf.buffer, buf.byteOffset + offset, 16);
   const h = (i: number) => b[i]!.toString(16).padStart(2, '0');
-  return (
-    h(3) + h(2) + h(1) + h(0) + '-' + h(5) + h(4) + '-' + h(7) + h(6) + '-' + h(8) + h(9) + '-' +
-    [10, 11, 12, 13, 14, 15].map(h).join('')
-  );
+  return h(3) + h(2) + h(1) + h(0) + '-' + h(5) + h(4) + '-' + h(7) + h(6) + '-' + h(8) + h(9) + '-' + [10, 11, 12, 13, 14, 15].map(h).join('');
 }

@@ -114,7 +114,10 @@ export function parseOvmf(image: Uint8Array, name = 'firmware'): OvmfInfo {
 /** The SEV-ES AP reset address, or OvmfError when the image has no SEV-ES reset block. */
 export function requireResetVector(info: OvmfInfo, name = 'firmware'): number {
   if (info.resetVector === undefined) {
-    throw new OvmfError(`${name}: OVMF footer table has no SEV-ES reset block (${OVMF_GUIDS.SEV_ES_RESET_BLOCK}); it cannot boot SEV-ES APs`, 'ERR_OVMF_NO_RESET');
+    throw new OvmfError(
+      `${name}: OVMF footer table has no SEV-ES reset block (${OVMF_GUIDS.SEV_ES_RESET_BLOCK}); it cannot boot SEV-ES APs`,
+      'ERR_OVMF_NO_RESET',
+    );
   }
   return info.resetVector;
 }
@@ -122,7 +125,10 @@ export function requireResetVector(info: OvmfInfo, name = 'firmware'): number {
 /** The launch-secret area, or OvmfError when the image declares none (or at base 0). */
 export function requireSecretArea(info: OvmfInfo, name = 'firmware'): GpaRange {
   if (!info.secretArea) {
-    throw new OvmfError(`${name}: OVMF has no SEV secret area (${OVMF_GUIDS.SEV_SECRET} absent or base 0); use an AmdSev build or give the GPA explicitly`, 'ERR_OVMF_NO_SECRET');
+    throw new OvmfError(
+      `${name}: OVMF has no SEV secret area (${OVMF_GUIDS.SEV_SECRET} absent or base 0); use an AmdSev build or give the GPA explicitly`,
+      'ERR_OVMF_NO_SECRET',
+    );
   }
   return info.secretArea;
 }
@@ -134,11 +140,17 @@ export function requireSecretArea(info: OvmfInfo, name = 'firmware'): GpaRange {
  */
 export function requireHashesArea(info: OvmfInfo, name = 'firmware'): GpaRange {
   if (!info.hashesArea) {
-    throw new OvmfError(`${name}: Kernel specified but OVMF doesn't support kernel/initrd/cmdline measurement (${OVMF_GUIDS.SEV_HASH_TABLE} absent or base 0)`, 'ERR_OVMF_NO_HASHES');
+    throw new OvmfError(
+      `${name}: Kernel specified but OVMF doesn't support kernel/initrd/cmdline measurement (${OVMF_GUIDS.SEV_HASH_TABLE} absent or base 0)`,
+      'ERR_OVMF_NO_HASHES',
+    );
   }
   const { base, size } = info.hashesArea;
   if (size < PADDED_HASHES_TABLE_SIZE) {
-    throw new OvmfError(`${name}: guest firmware hashes table area is invalid (base=0x${base.toString(16)} size=0x${size.toString(16)}): smaller than the ${PADDED_HASHES_TABLE_SIZE}-byte padded table`, 'ERR_OVMF_HASHES_SIZE');
+    throw new OvmfError(
+      `${name}: guest firmware hashes table area is invalid (base=0x${base.toString(16)} size=0x${size.toString(16)}): smaller than the ${PADDED_HASHES_TABLE_SIZE}-byte padded table`,
+      'ERR_OVMF_HASHES_SIZE',
+    );
   }
   return info.hashesArea;
 }
@@ -163,7 +175,8 @@ export function buildOvmfFooterTable(entries: readonly OvmfEntry[]): Buffer {
 /** Writes the footer table for `entries` into `image` (in place) where OVMF keeps it; returns `image`. */
 export function placeOvmfFooterTable(image: Buffer, entries: readonly OvmfEntry[]): Buffer {
   const table = buildOvmfFooterTable(entries);
-  if (table.length + TABLE_END_GAP > image.length) throw new OvmfError(`OVMF footer table of ${table.length} bytes does not fit a ${image.length}-byte image`, 'ERR_OVMF_TABLE');
+  if (table.length + TABLE_END_GAP > image.length)
+    throw new OvmfError(`OVMF footer table of ${table.length} bytes does not fit a ${image.length}-byte image`, 'ERR_OVMF_TABLE');
   table.copy(image, image.length - TABLE_END_GAP - table.length);
   return image;
 }

@@ -100,7 +100,12 @@ const MAX_IN_FLIGHT_REPORTS = 4;
 async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([p, new Promise<never>((_r, reject) => (t = setTimeout(() => reject(new GuestAgentError(`${what} did not finish within ${ms} ms`, 'ERR_GUEST_AGENT_TIMEOUT')), ms)))]);
+    return await Promise.race([
+      p,
+      new Promise<never>(
+        (_r, reject) => (t = setTimeout(() => reject(new GuestAgentError(`${what} did not finish within ${ms} ms`, 'ERR_GUEST_AGENT_TIMEOUT')), ms)),
+      ),
+    ]);
   } finally {
     clearTimeout(t);
   }
@@ -143,11 +148,14 @@ export class GuestAgent {
    * or the report source's own error (SnpGuestError).
    */
   static async start(opts: GuestAgentOptions): Promise<GuestAgent> {
-    if (!isEthAddress(opts.owner)) throw new GuestAgentError(`owner must be an Ethereum address (0x and 40 hex digits), got '${String(opts.owner).slice(0, 60)}'`, 'ERR_GUEST_AGENT_OWNER');
+    if (!isEthAddress(opts.owner))
+      throw new GuestAgentError(`owner must be an Ethereum address (0x and 40 hex digits), got '${String(opts.owner).slice(0, 60)}'`, 'ERR_GUEST_AGENT_OWNER');
     ensurePrivateDir(opts.secretsDir, 'the secrets directory');
     const source: ReportSource =
       opts.reportSource ??
-      (async (rd) => (await requestReport({ reportData: rd }, { ...(opts.device ? { device: opts.device } : {}), ...(opts.tsmRoot ? { tsm: { root: opts.tsmRoot } } : {}) })).report);
+      (async (rd) =>
+        (await requestReport({ reportData: rd }, { ...(opts.device ? { device: opts.device } : {}), ...(opts.tsmRoot ? { tsm: { root: opts.tsmRoot } } : {}) }))
+          .report);
     const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
     const point = p384PublicPoint(privateKey);
     const report = await withDeadline(source(alephKeyBoundReportData(point)), opts.reportTimeoutMs ?? 30_000, 'the boot attestation report');
@@ -174,11 +182,22 @@ export class GuestAgent {
     server.on('tlsClientError', (_e, s) => s.destroy());
     server.on('clientError', (_e, s) => s.destroy());
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e) => reject(new GuestAgentError(`cannot listen on ${opts.host ?? '0.0.0.0'}:${opts.port ?? GUEST_AGENT_PORT}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, 'ERR_GUEST_AGENT_LISTEN', { cause: e })));
+      server.once('error', (e) =>
+        reject(
+          new GuestAgentError(
+            `cannot listen on ${opts.host ?? '0.0.0.0'}:${opts.port ?? GUEST_AGENT_PORT}: ${(e as NodeJS.ErrnoException).code ?? e.message}`,
+            'ERR_GUEST_AGENT_LISTEN',
+            { cause: e },
+          ),
+        ),
+      );
       server.listen(opts.port ?? GUEST_AGENT_PORT, opts.host ?? '0.0.0.0', () => resolve());
     });
     server.on('error', (e) => agent.event({ kind: 'error', detail: `server: ${e.message}` }));
-    agent.event({ kind: 'started', detail: `listening on ${agent.address().host}:${agent.address().port}, TLS key sha384 ${agent.keyDigest.toString('hex').slice(0, 16)}…, owner ${opts.owner}` });
+    agent.event({
+      kind: 'started',
+      detail: `listening on ${agent.address().host}:${agent.address().port}, TLS key sha384 ${agent.keyDigest.toString('hex').slice(0, 16)}…, owner ${opts.owner}`,
+    });
     return agent;
   }
 
@@ -246,7 +265,11 @@ export class GuestAgent {
     this.inFlight++;
     let report: Buffer;
     try {
-      report = await withDeadline(this.source(alephFreshReportData(this.publicPoint, Buffer.from(n[0]!, 'hex'))), this.o.reportTimeoutMs ?? 30_000, 'a fresh report');
+      report = await withDeadline(
+        this.source(alephFreshReportData(this.publicPoint, Buffer.from(n[0]!, 'hex'))),
+        this.o.reportTimeoutMs ?? 30_000,
+        'a fresh report',
+      );
     } catch (e) {
       throw errorJson(500, `no report: ${e instanceof SevkitError ? e.message : 'the platform failed'}`);
     } finally {

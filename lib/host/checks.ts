@@ -140,7 +140,11 @@ function fwErrorFix(e: FirmwareError): string {
 function snpSummary(snp: Record<string, unknown>): string {
   /* eslint-disable @typescript-eslint/no-base-to-string -- numbers/bigints from lib/platform (or a JSON seam); any text will do for one line */
   if (typeof snp.apiMajor !== 'number' || typeof snp.apiMinor !== 'number') {
-    return Object.entries(snp).map(([k, v]) => `${k} ${String(v)}`).join(', ') || 'answered';
+    return (
+      Object.entries(snp)
+        .map(([k, v]) => `${k} ${String(v)}`)
+        .join(', ') || 'answered'
+    );
   }
   const parts = [`SNP API ${snp.apiMajor}.${snp.apiMinor}${snp.buildId !== undefined ? ` build ${String(snp.buildId)}` : ''}`];
   if (typeof snp.state === 'string') parts.push(`state ${snp.state}`);
@@ -185,27 +189,64 @@ export function evaluateChecks(f: HostFacts): Check[] {
   add({ id: 'cpu.vendor', group: 'cpu', title: 'AMD CPU', status: isAmd ? 'pass' : 'fail', detail: `${vendorShown}`, fix: FIXES.amdCpu, blocks: ALL });
   if (isAmd) {
     const epyc = brand.toUpperCase().includes('EPYC');
-    add({ id: 'cpu.epyc', group: 'cpu', title: 'EPYC processor', status: epyc ? 'pass' : 'fail', detail: `${brand || 'no brand string'} (family 0x${family.toString(16)}, model 0x${model.toString(16)})`, fix: FIXES.epyc, blocks: ALL });
+    add({
+      id: 'cpu.epyc',
+      group: 'cpu',
+      title: 'EPYC processor',
+      status: epyc ? 'pass' : 'fail',
+      detail: `${brand || 'no brand string'} (family 0x${family.toString(16)}, model 0x${model.toString(16)})`,
+      fix: FIXES.epyc,
+      blocks: ALL,
+    });
   } else {
     skipped('cpu.epyc', 'cpu', 'EPYC processor', 'not an AMD CPU');
   }
   if (f.cpuid.source === 'cpuinfo' || f.cpuid.source === 'none') {
-    add({ id: 'cpu.cpuid', group: 'cpu', title: 'CPUID', status: 'warn', detail: `read from /proc/cpuinfo, not CPUID${f.cpuid.note ? ` (${f.cpuid.note})` : ''}`, fix: FIXES.cpuid });
+    add({
+      id: 'cpu.cpuid',
+      group: 'cpu',
+      title: 'CPUID',
+      status: 'warn',
+      detail: `read from /proc/cpuinfo, not CPUID${f.cpuid.note ? ` (${f.cpuid.note})` : ''}`,
+      fix: FIXES.cpuid,
+    });
   } else {
     add({ id: 'cpu.cpuid', group: 'cpu', title: 'CPUID', status: 'info', detail: f.cpuid.source === 'file' ? 'from a CPUID file (simulated)' : 'native' });
   }
   const sevCpu = isAmd && leaf.sev;
   if (isAmd) {
-    add({ id: 'cpu.sev', group: 'cpu', title: 'SEV in CPUID', status: leaf.sev ? 'pass' : 'fail', detail: leaf.sev ? 'CPUID 0x8000001F EAX bit 1 set' : 'CPUID 0x8000001F EAX bit 1 clear', fix: FIXES.biosSev, blocks: ALL });
+    add({
+      id: 'cpu.sev',
+      group: 'cpu',
+      title: 'SEV in CPUID',
+      status: leaf.sev ? 'pass' : 'fail',
+      detail: leaf.sev ? 'CPUID 0x8000001F EAX bit 1 set' : 'CPUID 0x8000001F EAX bit 1 clear',
+      fix: FIXES.biosSev,
+      blocks: ALL,
+    });
   } else skipped('cpu.sev', 'cpu', 'SEV in CPUID', 'not an AMD CPU');
 
   if (!sevCpu) {
     skipped('cpu.sme', 'cpu', 'Memory encryption enabled (SYSCFG)', 'no SEV');
   } else if (f.syscfg.value === null) {
-    add({ id: 'cpu.sme', group: 'cpu', title: 'Memory encryption enabled (SYSCFG)', status: 'info', detail: `SYSCFG MSR unreadable (${f.syscfg.error?.text}; needs root and "modprobe msr"); the kernel checks below decide` });
+    add({
+      id: 'cpu.sme',
+      group: 'cpu',
+      title: 'Memory encryption enabled (SYSCFG)',
+      status: 'info',
+      detail: `SYSCFG MSR unreadable (${f.syscfg.error?.text}; needs root and "modprobe msr"); the kernel checks below decide`,
+    });
   } else {
     const on = (f.syscfg.value & SYSCFG_MEM_ENCRYPT) !== 0n;
-    add({ id: 'cpu.sme', group: 'cpu', title: 'Memory encryption enabled (SYSCFG)', status: on ? 'pass' : 'fail', detail: `SYSCFG 0x${f.syscfg.value.toString(16)}: MemEncryptionModEn (bit 23) ${on ? 'set' : 'clear'}`, fix: FIXES.biosSme, blocks: ALL });
+    add({
+      id: 'cpu.sme',
+      group: 'cpu',
+      title: 'Memory encryption enabled (SYSCFG)',
+      status: on ? 'pass' : 'fail',
+      detail: `SYSCFG 0x${f.syscfg.value.toString(16)}: MemEncryptionModEn (bit 23) ${on ? 'set' : 'clear'}`,
+      fix: FIXES.biosSme,
+      blocks: ALL,
+    });
   }
   const asidsKnown = f.cpuid.source !== 'cpuinfo' && f.cpuid.source !== 'none';
   if (!sevCpu) skipped('cpu.sev-asids', 'cpu', 'SEV ASIDs', 'no SEV');
@@ -222,7 +263,16 @@ export function evaluateChecks(f: HostFacts): Check[] {
     });
 
   if (!sevCpu) skipped('cpu.sev-es', 'cpu', 'SEV-ES in CPUID', 'no SEV');
-  else add({ id: 'cpu.sev-es', group: 'cpu', title: 'SEV-ES in CPUID', status: leaf.sevEs ? 'pass' : 'fail', detail: `CPUID 0x8000001F EAX bit 3 ${leaf.sevEs ? 'set' : 'clear'}`, fix: FIXES.biosSevEs, blocks: ES_UP });
+  else
+    add({
+      id: 'cpu.sev-es',
+      group: 'cpu',
+      title: 'SEV-ES in CPUID',
+      status: leaf.sevEs ? 'pass' : 'fail',
+      detail: `CPUID 0x8000001F EAX bit 3 ${leaf.sevEs ? 'set' : 'clear'}`,
+      fix: FIXES.biosSevEs,
+      blocks: ES_UP,
+    });
   if (!sevCpu || !leaf.sevEs) skipped('cpu.sev-es-asids', 'cpu', 'SEV-ES ASIDs', 'no SEV-ES');
   else if (!asidsKnown) add({ id: 'cpu.sev-es-asids', group: 'cpu', title: 'SEV-ES ASIDs', status: 'info', detail: 'unknown without CPUID' });
   else
@@ -231,7 +281,8 @@ export function evaluateChecks(f: HostFacts): Check[] {
       group: 'cpu',
       title: 'SEV-ES ASIDs',
       status: leaf.sevEsAsids > 0 ? 'pass' : 'fail',
-      detail: leaf.sevEsAsids > 0 ? `${leaf.sevEsAsids} for SEV-ES/SNP guests (ASIDs 1..${leaf.minSevAsid - 1})` : `none: the minimum SEV ASID is ${leaf.minSevAsid}`,
+      detail:
+        leaf.sevEsAsids > 0 ? `${leaf.sevEsAsids} for SEV-ES/SNP guests (ASIDs 1..${leaf.minSevAsid - 1})` : `none: the minimum SEV ASID is ${leaf.minSevAsid}`,
       fix: FIXES.biosSevEsAsids,
       blocks: ES_UP,
     });
@@ -239,26 +290,73 @@ export function evaluateChecks(f: HostFacts): Check[] {
   else {
     const msrOk = f.syscfg.value === null || (f.syscfg.value & SYSCFG_SNP_EN) !== 0n;
     const ok = leaf.snp && msrOk;
-    const detail = !leaf.snp ? 'CPUID 0x8000001F EAX bit 4 clear' : !msrOk ? 'SYSCFG SNPEn (bit 24) clear' : f.syscfg.value === null ? 'CPUID 0x8000001F EAX bit 4 set (SYSCFG unreadable)' : 'CPUID bit 4 and SYSCFG SNPEn set';
+    const detail = !leaf.snp
+      ? 'CPUID 0x8000001F EAX bit 4 clear'
+      : !msrOk
+        ? 'SYSCFG SNPEn (bit 24) clear'
+        : f.syscfg.value === null
+          ? 'CPUID 0x8000001F EAX bit 4 set (SYSCFG unreadable)'
+          : 'CPUID bit 4 and SYSCFG SNPEn set';
     add({ id: 'cpu.snp', group: 'cpu', title: 'SEV-SNP in CPUID', status: ok ? 'pass' : 'fail', detail, fix: FIXES.biosSnp, blocks: SNP });
   }
   if (sevCpu && asidsKnown)
-    add({ id: 'cpu.cbitpos', group: 'cpu', title: 'C-bit position', status: 'info', detail: `${leaf.cbitpos}, physical address reduction ${leaf.reducedPhysBits} (QEMU: cbitpos=${leaf.cbitpos},reduced-phys-bits=1)` });
+    add({
+      id: 'cpu.cbitpos',
+      group: 'cpu',
+      title: 'C-bit position',
+      status: 'info',
+      detail: `${leaf.cbitpos}, physical address reduction ${leaf.reducedPhysBits} (QEMU: cbitpos=${leaf.cbitpos},reduced-phys-bits=1)`,
+    });
   else skipped('cpu.cbitpos', 'cpu', 'C-bit position', sevCpu ? 'unknown without CPUID' : 'no SEV');
 
   // ── kernel ──
   const cmd = f.kernel.cmdline;
   const kernel = f.kernel.release ? `Linux ${f.kernel.release}` : 'the kernel';
-  add({ id: 'kernel.kvm-amd', group: 'kernel', title: 'kvm_amd loaded', status: f.kvmAmd.loaded ? 'pass' : 'fail', detail: f.kvmAmd.loaded ? '/sys/module/kvm_amd present' : '/sys/module/kvm_amd missing', fix: FIXES.kvmAmd, blocks: ALL });
+  add({
+    id: 'kernel.kvm-amd',
+    group: 'kernel',
+    title: 'kvm_amd loaded',
+    status: f.kvmAmd.loaded ? 'pass' : 'fail',
+    detail: f.kvmAmd.loaded ? '/sys/module/kvm_amd present' : '/sys/module/kvm_amd missing',
+    fix: FIXES.kvmAmd,
+    blocks: ALL,
+  });
   const hint = (names: string[]): string => {
     const found = names.map((n) => [n, cmdlineParam(cmd, n)] as const).filter(([, v]) => v !== undefined);
     return found.length ? `; kernel command line has ${found.map(([n, v]) => `${n}=${v}`).join(' ')}` : '';
   };
   // One check per kvm_amd parameter; the guest types each one gates.
   const params = [
-    { id: 'kernel.sev', title: 'SEV enabled in KVM', fact: f.kvmAmd.sev, name: 'sev', hints: ['mem_encrypt', 'kvm_amd.sev'], fix: FIXES.kernelSev, missingFix: FIXES.kernelSevMissing, blocks: ALL },
-    { id: 'kernel.sev-es', title: 'SEV-ES enabled in KVM', fact: f.kvmAmd.sevEs, name: 'sev_es', hints: ['kvm_amd.sev_es'], fix: FIXES.kernelSevEs, missingFix: FIXES.kernelEsTooOld, blocks: ES_UP },
-    { id: 'kernel.sev-snp', title: 'SEV-SNP enabled in KVM', fact: f.kvmAmd.sevSnp, name: 'sev_snp', hints: ['kvm_amd.sev_snp'], fix: FIXES.kernelSevSnp, missingFix: FIXES.kernelSnpTooOld, blocks: SNP },
+    {
+      id: 'kernel.sev',
+      title: 'SEV enabled in KVM',
+      fact: f.kvmAmd.sev,
+      name: 'sev',
+      hints: ['mem_encrypt', 'kvm_amd.sev'],
+      fix: FIXES.kernelSev,
+      missingFix: FIXES.kernelSevMissing,
+      blocks: ALL,
+    },
+    {
+      id: 'kernel.sev-es',
+      title: 'SEV-ES enabled in KVM',
+      fact: f.kvmAmd.sevEs,
+      name: 'sev_es',
+      hints: ['kvm_amd.sev_es'],
+      fix: FIXES.kernelSevEs,
+      missingFix: FIXES.kernelEsTooOld,
+      blocks: ES_UP,
+    },
+    {
+      id: 'kernel.sev-snp',
+      title: 'SEV-SNP enabled in KVM',
+      fact: f.kvmAmd.sevSnp,
+      name: 'sev_snp',
+      hints: ['kvm_amd.sev_snp'],
+      fix: FIXES.kernelSevSnp,
+      missingFix: FIXES.kernelSnpTooOld,
+      blocks: SNP,
+    },
   ];
   for (const p of params) {
     if (!f.kvmAmd.loaded) {
@@ -279,13 +377,29 @@ export function evaluateChecks(f: HostFacts): Check[] {
 
   // ── device nodes ──
   const d = f.devSev;
-  add({ id: 'device.sev', group: 'device', title: '/dev/sev present', status: d.exists ? 'pass' : 'fail', detail: d.exists ? d.path : `${d.path} does not exist`, fix: FIXES.devSevMissing, blocks: ALL });
+  add({
+    id: 'device.sev',
+    group: 'device',
+    title: '/dev/sev present',
+    status: d.exists ? 'pass' : 'fail',
+    detail: d.exists ? d.path : `${d.path} does not exist`,
+    fix: FIXES.devSevMissing,
+    blocks: ALL,
+  });
   const who = f.euid === 0 ? 'root' : `uid ${f.euid}`;
   if (!d.exists) {
     skipped('device.sev-read', 'device', '/dev/sev readable', 'no /dev/sev');
     skipped('device.sev-write', 'device', '/dev/sev writable', 'no /dev/sev');
   } else {
-    add({ id: 'device.sev-read', group: 'device', title: '/dev/sev readable', status: d.readable.ok ? 'pass' : 'fail', detail: d.readable.ok ? `by ${who}` : `not by ${who}: ${d.readable.error.text}`, fix: FIXES.devSevAccess, blocks: ALL });
+    add({
+      id: 'device.sev-read',
+      group: 'device',
+      title: '/dev/sev readable',
+      status: d.readable.ok ? 'pass' : 'fail',
+      detail: d.readable.ok ? `by ${who}` : `not by ${who}: ${d.readable.error.text}`,
+      fix: FIXES.devSevAccess,
+      blocks: ALL,
+    });
     add({
       id: 'device.sev-write',
       group: 'device',
@@ -298,7 +412,12 @@ export function evaluateChecks(f: HostFacts): Check[] {
   }
   const k = f.kvm;
   {
-    const api = k.apiVersion === null ? '' : k.apiSource === 'assumed' ? `API version ${k.apiVersion} (KVM_API_VERSION; ioctl not issued)` : `API version ${k.apiVersion}`;
+    const api =
+      k.apiVersion === null
+        ? ''
+        : k.apiSource === 'assumed'
+          ? `API version ${k.apiVersion} (KVM_API_VERSION; ioctl not issued)`
+          : `API version ${k.apiVersion}`;
     let status: CheckStatus = 'pass';
     let detail = `${k.path} read-write by ${who}, ${api}`;
     let fix: string = FIXES.kvmAccess;
@@ -336,7 +455,15 @@ export function evaluateChecks(f: HostFacts): Check[] {
     for (const [id, t] of fwIds) skipped(id, 'firmware', t, 'firmware view disabled');
   } else if (!fw.status) {
     const e = fw.error ?? { code: 'ERR_FIRMWARE', message: 'no answer' };
-    add({ id: 'firmware.status', group: 'firmware', title: 'PLATFORM_STATUS', status: 'fail', detail: e.message.includes(fw.device) ? fwErrorText(e) : `${fw.device}: ${fwErrorText(e)}`, fix: fwErrorFix(e), blocks: ALL });
+    add({
+      id: 'firmware.status',
+      group: 'firmware',
+      title: 'PLATFORM_STATUS',
+      status: 'fail',
+      detail: e.message.includes(fw.device) ? fwErrorText(e) : `${fw.device}: ${fwErrorText(e)}`,
+      fix: fwErrorFix(e),
+      blocks: ALL,
+    });
     for (const [id, t] of fwIds) skipped(id, 'firmware', t, 'no PLATFORM_STATUS');
   } else {
     const s = fw.status;
@@ -364,17 +491,43 @@ export function evaluateChecks(f: HostFacts): Check[] {
     });
     const stateNote = s.state === 'UNINIT' ? ' (normal before kvm_amd loads on Linux >= 6.16, or with psp_init_on_probe=0; KVM initializes it)' : '';
     add({ id: 'firmware.state', group: 'firmware', title: 'Platform state', status: 'info', detail: `${s.state}${stateNote}` });
-    add({ id: 'firmware.owner', group: 'firmware', title: 'Platform owner', status: 'info', detail: s.owner === 'external' ? 'external (PEK signed by an imported OCA)' : 'self (self-signed OCA)' });
+    add({
+      id: 'firmware.owner',
+      group: 'firmware',
+      title: 'Platform owner',
+      status: 'info',
+      detail: s.owner === 'external' ? 'external (PEK signed by an imported OCA)' : 'self (self-signed OCA)',
+    });
     if (s.state === 'UNINIT') {
-      add({ id: 'firmware.sev-es', group: 'firmware', title: 'SEV-ES configured in firmware', status: 'info', detail: 'decided when the platform is initialized (UNINIT now)' });
+      add({
+        id: 'firmware.sev-es',
+        group: 'firmware',
+        title: 'SEV-ES configured in firmware',
+        status: 'info',
+        detail: 'decided when the platform is initialized (UNINIT now)',
+      });
     } else {
-      add({ id: 'firmware.sev-es', group: 'firmware', title: 'SEV-ES configured in firmware', status: s.esEnabled ? 'pass' : 'fail', detail: s.esEnabled ? 'PLATFORM_STATUS flags bit 8 set' : 'PLATFORM_STATUS flags bit 8 clear: QEMU refuses SEV-ES guests', fix: FIXES.firmwareEs, blocks: ES_UP });
+      add({
+        id: 'firmware.sev-es',
+        group: 'firmware',
+        title: 'SEV-ES configured in firmware',
+        status: s.esEnabled ? 'pass' : 'fail',
+        detail: s.esEnabled ? 'PLATFORM_STATUS flags bit 8 set' : 'PLATFORM_STATUS flags bit 8 clear: QEMU refuses SEV-ES guests',
+        fix: FIXES.firmwareEs,
+        blocks: ES_UP,
+      });
     }
     add({ id: 'firmware.guests', group: 'firmware', title: 'Guests', status: 'info', detail: `${s.guestCount} active` });
     if (fw.snp) {
       add({ id: 'firmware.snp', group: 'firmware', title: 'SNP platform status', status: 'info', detail: snpSummary(fw.snp) });
     } else {
-      add({ id: 'firmware.snp', group: 'firmware', title: 'SNP platform status', status: 'info', detail: `not available: ${fw.snpError ? fwErrorText(fw.snpError) : 'not asked'}` });
+      add({
+        id: 'firmware.snp',
+        group: 'firmware',
+        title: 'SNP platform status',
+        status: 'info',
+        detail: `not available: ${fw.snpError ? fwErrorText(fw.snpError) : 'not asked'}`,
+      });
     }
   }
 
@@ -385,22 +538,62 @@ export function evaluateChecks(f: HostFacts): Check[] {
     skipped('userspace.qemu-sev-es', 'userspace', 'QEMU for SEV-ES', 'QEMU check disabled');
     skipped('userspace.qemu-sev-snp', 'userspace', 'QEMU for SEV-SNP', 'QEMU check disabled');
   } else if (!q.found || !q.version) {
-    add({ id: 'userspace.qemu', group: 'userspace', title: 'QEMU', status: 'fail', detail: q.error ?? `${q.command}: no version`, fix: FIXES.qemu, blocks: ALL });
+    add({
+      id: 'userspace.qemu',
+      group: 'userspace',
+      title: 'QEMU',
+      status: 'fail',
+      detail: q.error ?? `${q.command}: no version`,
+      fix: FIXES.qemu,
+      blocks: ALL,
+    });
     skipped('userspace.qemu-sev-es', 'userspace', 'QEMU for SEV-ES', 'no QEMU');
     skipped('userspace.qemu-sev-snp', 'userspace', 'QEMU for SEV-SNP', 'no QEMU');
   } else {
     const v = q.version;
     const base = versionAtLeast(v, '2.12');
-    add({ id: 'userspace.qemu', group: 'userspace', title: 'QEMU', status: base ? 'pass' : 'fail', detail: `${q.command} ${v}`, fix: FIXES.qemuOld, blocks: ALL });
+    add({
+      id: 'userspace.qemu',
+      group: 'userspace',
+      title: 'QEMU',
+      status: base ? 'pass' : 'fail',
+      detail: `${q.command} ${v}`,
+      fix: FIXES.qemuOld,
+      blocks: ALL,
+    });
     const es = versionAtLeast(v, '6.0');
-    add({ id: 'userspace.qemu-sev-es', group: 'userspace', title: 'QEMU for SEV-ES', status: es ? 'pass' : 'fail', detail: es ? `${v} >= 6.0` : `${v} < 6.0`, fix: FIXES.qemuEs, blocks: ES_UP });
+    add({
+      id: 'userspace.qemu-sev-es',
+      group: 'userspace',
+      title: 'QEMU for SEV-ES',
+      status: es ? 'pass' : 'fail',
+      detail: es ? `${v} >= 6.0` : `${v} < 6.0`,
+      fix: FIXES.qemuEs,
+      blocks: ES_UP,
+    });
     const snp = versionAtLeast(v, '9.1');
-    add({ id: 'userspace.qemu-sev-snp', group: 'userspace', title: 'QEMU for SEV-SNP', status: snp ? 'pass' : 'fail', detail: snp ? `${v} >= 9.1` : `${v} < 9.1: no sev-snp-guest object`, fix: FIXES.qemuSnp, blocks: SNP });
+    add({
+      id: 'userspace.qemu-sev-snp',
+      group: 'userspace',
+      title: 'QEMU for SEV-SNP',
+      status: snp ? 'pass' : 'fail',
+      detail: snp ? `${v} >= 9.1` : `${v} < 9.1: no sev-snp-guest object`,
+      fix: FIXES.qemuSnp,
+      blocks: SNP,
+    });
   }
   const imgs = f.ovmf.images;
   const pkg = f.ovmf.packageVersion ? ` (ovmf ${f.ovmf.packageVersion})` : '';
   if (!imgs.length) {
-    add({ id: 'userspace.ovmf', group: 'userspace', title: 'OVMF', status: 'fail', detail: `no OVMF image in ${f.ovmf.dirs.join(', ')}`, fix: FIXES.ovmf, blocks: ALL });
+    add({
+      id: 'userspace.ovmf',
+      group: 'userspace',
+      title: 'OVMF',
+      status: 'fail',
+      detail: `no OVMF image in ${f.ovmf.dirs.join(', ')}`,
+      fix: FIXES.ovmf,
+      blocks: ALL,
+    });
     skipped('userspace.ovmf-sev-es', 'userspace', 'OVMF for SEV-ES', 'no OVMF');
     skipped('userspace.ovmf-sev-snp', 'userspace', 'OVMF for SEV-SNP', 'no OVMF');
   } else {
@@ -413,9 +606,25 @@ export function evaluateChecks(f: HostFacts): Check[] {
       detail: `${imgs[0]!.path}${pkg}${amdsev ? `; ${amdsev.path} has a secret area and kernel hashes` : '; no AmdSev build (launch secrets need an explicit GPA, no measured direct boot)'}`,
     });
     const es = imgs.find((i) => i.sevEsResetBlock);
-    add({ id: 'userspace.ovmf-sev-es', group: 'userspace', title: 'OVMF for SEV-ES', status: es ? 'pass' : 'fail', detail: es ? `${es.path} has the SEV-ES reset block` : 'no image has the SEV-ES reset block', fix: FIXES.ovmfEs, blocks: ES_UP });
+    add({
+      id: 'userspace.ovmf-sev-es',
+      group: 'userspace',
+      title: 'OVMF for SEV-ES',
+      status: es ? 'pass' : 'fail',
+      detail: es ? `${es.path} has the SEV-ES reset block` : 'no image has the SEV-ES reset block',
+      fix: FIXES.ovmfEs,
+      blocks: ES_UP,
+    });
     const snp = imgs.find((i) => i.snpMetadata);
-    add({ id: 'userspace.ovmf-sev-snp', group: 'userspace', title: 'OVMF for SEV-SNP', status: snp ? 'pass' : 'fail', detail: snp ? `${snp.path} has SEV metadata` : 'no image has SEV metadata', fix: FIXES.ovmfSnp, blocks: SNP });
+    add({
+      id: 'userspace.ovmf-sev-snp',
+      group: 'userspace',
+      title: 'OVMF for SEV-SNP',
+      status: snp ? 'pass' : 'fail',
+      detail: snp ? `${snp.path} has SEV metadata` : 'no image has SEV metadata',
+      fix: FIXES.ovmfSnp,
+      blocks: SNP,
+    });
   }
 
   // ── limits ──
@@ -426,10 +635,18 @@ export function evaluateChecks(f: HostFacts): Check[] {
     const text = `soft ${limitText(m.soft)}, hard ${limitText(m.hard)}`;
     const enough = m.soft === RLIM_INFINITY || m.soft >= MEMLOCK_WARN_BYTES;
     if (enough) add({ id: 'limits.memlock', group: 'limits', title: 'Memlock limit', status: 'pass', detail: text });
-    else if (f.euid === 0) add({ id: 'limits.memlock', group: 'limits', title: 'Memlock limit', status: 'info', detail: `${text} (root: CAP_IPC_LOCK exempts QEMU run as root)` });
-    else add({ id: 'limits.memlock', group: 'limits', title: 'Memlock limit', status: 'warn', detail: `${text}: a non-root QEMU cannot pin more than ${limitText(m.soft)} bytes of guest memory`, fix: FIXES.memlock });
+    else if (f.euid === 0)
+      add({ id: 'limits.memlock', group: 'limits', title: 'Memlock limit', status: 'info', detail: `${text} (root: CAP_IPC_LOCK exempts QEMU run as root)` });
+    else
+      add({
+        id: 'limits.memlock',
+        group: 'limits',
+        title: 'Memlock limit',
+        status: 'warn',
+        detail: `${text}: a non-root QEMU cannot pin more than ${limitText(m.soft)} bytes of guest memory`,
+        fix: FIXES.memlock,
+      });
   }
   for (const c of snpReadinessChecks(f)) add(c);
   return checks;
 }
-

@@ -145,7 +145,12 @@ export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFact
     try {
       platform = opts.platform ?? (await defaultPlatform(device));
     } catch (e) {
-      return { device, status: null, snp: null, error: { code: 'ERR_NO_ADDON', message: `the sevkit native addon could not be loaded: ${(e as Error).message.split('\n')[0]}` } };
+      return {
+        device,
+        status: null,
+        snp: null,
+        error: { code: 'ERR_NO_ADDON', message: `the sevkit native addon could not be loaded: ${(e as Error).message.split('\n')[0]}` },
+      };
     }
     return probeFirmware(device, platform, timeoutMs);
   })();

@@ -94,7 +94,9 @@ function paramResult(name: string, p: ParamFact): Result {
   }
 }
 
-const value = (name: string, v: number): ((f: OkFacts) => Result) => () => ({ ok: true, name, message: String(v >>> 0) });
+const value =
+  (name: string, v: number): ((f: OkFacts) => Result) =>
+  () => ({ ok: true, name, message: String(v >>> 0) });
 
 function tree(): OkTest[] {
   const valueTest = (name: string, pick: (r: ReturnType<typeof leaf1f>) => number): OkTest => ({
@@ -109,7 +111,9 @@ function tree(): OkTest[] {
     mask: MASK_SEV,
     run: (f) => {
       const r = f.devSev[access];
-      return r.ok ? { ok: true, name: `${verb} /dev/sev`, message: `/dev/sev ${access}` } : { ok: false, name: `${verb} /dev/sev`, message: `/dev/sev not ${access}: ${r.error.text}` };
+      return r.ok
+        ? { ok: true, name: `${verb} /dev/sev`, message: `/dev/sev ${access}` }
+        : { ok: false, name: `${verb} /dev/sev`, message: `/dev/sev not ${access}: ${r.error.text}` };
     },
     sub: [],
   });

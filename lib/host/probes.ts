@@ -258,7 +258,6 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(Object.assign(new Error(`${what} did not answer within ${ms} ms`), { code: 'ETIMEDOUT' })), ms);
-
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
@@ -334,7 +333,6 @@ export async function probeQemu(command: string, timeoutMs = 3000): Promise<Qemu
     });
   });
 }
-
 
 // ── OVMF ─────────────────────────────────────────────────────────────────────
 

@@ -44,4 +44,3 @@ export function probeSnpHost(hfs: HostFs): SnpHostFact {
   }
   return fact;
 }
-

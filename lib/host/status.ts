@@ -150,7 +150,14 @@ export function buildReport(f: HostFacts, required: GuestType = 'sev'): StatusRe
         }
       : null,
     qemu: f.qemu
-      ? { command: f.qemu.command, found: f.qemu.found, version: f.qemu.version, banner: f.qemu.banner, error: f.qemu.error ?? null, cached: f.qemu.cached ?? false }
+      ? {
+          command: f.qemu.command,
+          found: f.qemu.found,
+          version: f.qemu.version,
+          banner: f.qemu.banner,
+          error: f.qemu.error ?? null,
+          cached: f.qemu.cached ?? false,
+        }
       : null,
     ovmf: { dirs: f.ovmf.dirs, packageVersion: f.ovmf.packageVersion, images: f.ovmf.images },
     checks,

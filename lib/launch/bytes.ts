@@ -105,7 +105,8 @@ export function readInputFile(file: string, what: string, maxBytes = MAX_STREAM_
     return readFileChecked(file, what);
   }
   if (st.isFile()) return readFileChecked(file, what);
-  if (!st.isCharacterDevice() && !st.isFIFO()) throw new LaunchInputError(`${what}: ${file} is ${st.isDirectory() ? 'a directory' : 'not a regular file, character device or pipe'}`, 'ERR_INPUT_FILE');
+  if (!st.isCharacterDevice() && !st.isFIFO())
+    throw new LaunchInputError(`${what}: ${file} is ${st.isDirectory() ? 'a directory' : 'not a regular file, character device or pipe'}`, 'ERR_INPUT_FILE');
   let fd: number | undefined;
   const chunks: Buffer[] = [];
   let total = 0;

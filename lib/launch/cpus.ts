@@ -72,7 +72,13 @@ export interface HostCpuSignature {
   observed: boolean;
 }
 
-const host = (name: string, family: number, model: number, stepping: number, observed = false): HostCpuSignature => ({ name, family, model, stepping, observed });
+const host = (name: string, family: number, model: number, stepping: number, observed = false): HostCpuSignature => ({
+  name,
+  family,
+  model,
+  stepping,
+  observed,
+});
 
 /** Known EPYC host signatures, Naples to Turin. */
 export const HOST_CPU_SIGNATURES: readonly HostCpuSignature[] = [

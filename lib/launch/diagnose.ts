@@ -145,7 +145,8 @@ export function diagnoseMeasurement(inp: DiagnoseInput): MeasurementDiagnosis {
   const expectedSig = exp.vcpuSig !== undefined || exp.vcpuType !== undefined ? resolveVcpuSig(exp) : undefined;
   const expectedFeatures = exp.sevFeatures === undefined ? undefined : BigInt(exp.sevFeatures);
   // The owner's own name for its CPU when it gave one ("EPYC-v4"), else the table's.
-  const expectedCpu = expectedSig === undefined ? undefined : exp.vcpuType !== undefined ? `${exp.vcpuType} (0x${expectedSig.toString(16)})` : describeCpuSignature(expectedSig);
+  const expectedCpu =
+    expectedSig === undefined ? undefined : exp.vcpuType !== undefined ? `${exp.vcpuType} (0x${expectedSig.toString(16)})` : describeCpuSignature(expectedSig);
 
   const space = inp.space ?? {};
   const vcpus = space.vcpus ?? DEFAULT_VCPUS;
@@ -158,7 +159,8 @@ export function diagnoseMeasurement(inp: DiagnoseInput): MeasurementDiagnosis {
   let features = space.sevFeatures ?? [0n, SEV_FEATURE_DEBUG_SWAP];
   if (expectedFeatures !== undefined && !features.includes(expectedFeatures)) features = [expectedFeatures, ...features];
   const kernelChoices = space.kernelHashes ?? (inp.kernel ? [true, false] : [false]);
-  if (kernelChoices.includes(true) && !inp.kernel) throw new LaunchInputError('kernel-hashes variants need the kernel (and initrd, command line)', 'ERR_DIAGNOSE_ARGS');
+  if (kernelChoices.includes(true) && !inp.kernel)
+    throw new LaunchInputError('kernel-hashes variants need the kernel (and initrd, command line)', 'ERR_DIAGNOSE_ARGS');
   const table = kernelChoices.includes(true) ? buildKernelHashesTable(inp.kernel!) : undefined;
 
   let searched = 0;
@@ -200,7 +202,9 @@ export function diagnoseMeasurement(inp: DiagnoseInput): MeasurementDiagnosis {
       continue;
     }
     if (!info.ok || info.value.resetVector === undefined) {
-      notes.push(`SEV-ES not searched with ${fw.name}: ${info.ok ? 'no SEV-ES reset block in its footer table (QEMU refuses to start such a guest)' : info.error.message}`);
+      notes.push(
+        `SEV-ES not searched with ${fw.name}: ${info.ok ? 'no SEV-ES reset block in its footer table (QEMU refuses to start such a guest)' : info.error.message}`,
+      );
       continue;
     }
     const resetEip = info.value.resetVector;
@@ -217,7 +221,13 @@ export function diagnoseMeasurement(inp: DiagnoseInput): MeasurementDiagnosis {
               if (n < vcpus.min) continue;
               const digest = h.copy().digest();
               if (check(digest)) {
-                found = { firmware: fw.name, kernelHashes: b.kernelHashes, policy: hostPolicy.value, es: { numCpus: n, vcpuSig: cpu.sig, cpuNames: cpu.names, vmType, sevFeatures }, digest };
+                found = {
+                  firmware: fw.name,
+                  kernelHashes: b.kernelHashes,
+                  policy: hostPolicy.value,
+                  es: { numCpus: n, vcpuSig: cpu.sig, cpuNames: cpu.names, vmType, sevFeatures },
+                  digest,
+                };
                 break search;
               }
             }
@@ -250,7 +260,12 @@ export function diagnoseMeasurement(inp: DiagnoseInput): MeasurementDiagnosis {
   };
   const result: MeasurementDiagnosis = { explained: Boolean(found), differences, searched, space: spaceOut, notes, summary: '', ms: performance.now() - t0 };
   if (found) result.variant = found;
-  result.summary = summarizeDiagnosis(result, { ...exp, firmware: expectedFw, kernelHashes: expectedKernel, ...(expectedCpu !== undefined ? { cpuLabel: expectedCpu } : {}) });
+  result.summary = summarizeDiagnosis(result, {
+    ...exp,
+    firmware: expectedFw,
+    kernelHashes: expectedKernel,
+    ...(expectedCpu !== undefined ? { cpuLabel: expectedCpu } : {}),
+  });
   return result;
 }
 
@@ -268,7 +283,12 @@ export function describeSearchSpace(d: Pick<MeasurementDiagnosis, 'space' | 'sea
   const s = d.space;
   const parts = [`${plural(s.firmwares.length, 'firmware file')}`, `kernel hashes ${s.kernelHashes.map((k) => (k ? 'on' : 'off')).join('/')}`];
   if (s.es) {
-    parts.push(`${s.vcpus!.min}..${s.vcpus!.max} vCPUs`, plural(s.cpuSignatures!, 'CPU signature'), `${s.vmTypes!.join('/')} VMSA`, `SEV features ${s.sevFeatures!.map(hexBig).join('/')}`);
+    parts.push(
+      `${s.vcpus!.min}..${s.vcpus!.max} vCPUs`,
+      plural(s.cpuSignatures!, 'CPU signature'),
+      `${s.vmTypes!.join('/')} VMSA`,
+      `SEV features ${s.sevFeatures!.map(hexBig).join('/')}`,
+    );
   } else parts.push('plain SEV (no VMSAs)');
   return `${plural(d.searched, 'variant')}: ${parts.join(', ')}`;
 }
@@ -286,7 +306,8 @@ function esPhrase(numCpus: number | undefined, cpu: string | undefined, vmType: 
 
 /** The one-line answer: what the host did, and what the owner expected, for the fields that differ or were unpinned. */
 function summarizeDiagnosis(d: MeasurementDiagnosis, exp: DiagnoseExpectation & { firmware: string; kernelHashes: boolean; cpuLabel?: string }): string {
-  if (!d.variant) return `nothing in the searched space explains the measurement (searched ${describeSearchSpace(d)}); check the TIK, the session, the host's reported API version, build and policy, or widen the search`;
+  if (!d.variant)
+    return `nothing in the searched space explains the measurement (searched ${describeSearchSpace(d)}); check the TIK, the session, the host's reported API version, build and policy, or widen the search`;
   const v = d.variant;
   const differs = new Set(d.differences.map((x) => x.field));
   if (!differs.size && (!v.es || (exp.numCpus !== undefined && exp.cpuLabel !== undefined && exp.vmType !== undefined))) {
@@ -296,8 +317,22 @@ function summarizeDiagnosis(d: MeasurementDiagnosis, exp: DiagnoseExpectation & 
   const you: string[] = [];
   if (v.es) {
     const cpuDiffers = differs.has('numCpus') || differs.has('vcpuSig') || exp.numCpus === undefined || exp.cpuLabel === undefined;
-    host.push(...esPhrase(cpuDiffers ? v.es.numCpus : undefined, cpuDiffers ? describeCpuSignature(v.es.vcpuSig) : undefined, differs.has('vmType') || exp.vmType === undefined ? v.es.vmType : undefined, differs.has('sevFeatures') || v.es.sevFeatures !== 0n ? v.es.sevFeatures : undefined));
-    you.push(...esPhrase(cpuDiffers ? exp.numCpus : undefined, cpuDiffers ? exp.cpuLabel : undefined, differs.has('vmType') ? exp.vmType : undefined, differs.has('sevFeatures') && exp.sevFeatures !== undefined ? BigInt(exp.sevFeatures) : undefined));
+    host.push(
+      ...esPhrase(
+        cpuDiffers ? v.es.numCpus : undefined,
+        cpuDiffers ? describeCpuSignature(v.es.vcpuSig) : undefined,
+        differs.has('vmType') || exp.vmType === undefined ? v.es.vmType : undefined,
+        differs.has('sevFeatures') || v.es.sevFeatures !== 0n ? v.es.sevFeatures : undefined,
+      ),
+    );
+    you.push(
+      ...esPhrase(
+        cpuDiffers ? exp.numCpus : undefined,
+        cpuDiffers ? exp.cpuLabel : undefined,
+        differs.has('vmType') ? exp.vmType : undefined,
+        differs.has('sevFeatures') && exp.sevFeatures !== undefined ? BigInt(exp.sevFeatures) : undefined,
+      ),
+    );
   }
   if (differs.has('kernelHashes')) {
     host.push(v.kernelHashes ? 'with kernel hashes' : 'without kernel hashes');
@@ -328,7 +363,15 @@ export function diagnosisToJSON(d: MeasurementDiagnosis): Record<string, unknown
             kernelHashes: v.kernelHashes,
             policy: v.policy,
             digest: v.digest.toString('hex'),
-            ...(v.es ? { numCpus: v.es.numCpus, vcpuSig: `0x${v.es.vcpuSig.toString(16)}`, cpu: v.es.cpuNames, vmType: v.es.vmType, sevFeatures: hexBig(v.es.sevFeatures) } : {}),
+            ...(v.es
+              ? {
+                  numCpus: v.es.numCpus,
+                  vcpuSig: `0x${v.es.vcpuSig.toString(16)}`,
+                  cpu: v.es.cpuNames,
+                  vmType: v.es.vmType,
+                  sevFeatures: hexBig(v.es.sevFeatures),
+                }
+              : {}),
           },
         }
       : {}),

@@ -8,13 +8,7 @@ import { SevkitError } from '../errors.js';
 import { SevRet } from '../platform/constants.js';
 
 /** Firmware statuses the launch inverses can produce (subset of sev_ret_code). */
-export type LaunchFwStatus =
-  | 'INVALID_CERTIFICATE'
-  | 'POLICY_FAILURE'
-  | 'BAD_MEASUREMENT'
-  | 'INVALID_LEN'
-  | 'INVALID_PARAM'
-  | 'UNSUPPORTED';
+export type LaunchFwStatus = 'INVALID_CERTIFICATE' | 'POLICY_FAILURE' | 'BAD_MEASUREMENT' | 'INVALID_LEN' | 'INVALID_PARAM' | 'UNSUPPORTED';
 
 /** Their numeric values, taken from the one sev_ret_code table (lib/platform/constants). */
 export const LAUNCH_FW_STATUS_CODES: Record<LaunchFwStatus, number> = {

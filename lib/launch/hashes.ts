@@ -61,7 +61,8 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 export function cmdlineBytes(cmdline: string | Uint8Array | null | undefined): Buffer {
   if (cmdline == null) return Buffer.alloc(0);
   if (typeof cmdline !== 'string') return Buffer.from(cmdline);
-  if (LONE_SURROGATE.test(cmdline)) throw new LaunchInputError('kernel command line is not valid Unicode (a lone surrogate); give its raw bytes instead', 'ERR_CMDLINE_UTF8');
+  if (LONE_SURROGATE.test(cmdline))
+    throw new LaunchInputError('kernel command line is not valid Unicode (a lone surrogate); give its raw bytes instead', 'ERR_CMDLINE_UTF8');
   return Buffer.from(cmdline, 'utf8');
 }
 
@@ -86,7 +87,8 @@ export interface KernelHashes {
 /** Guest side (OVMF's check): parse a hashes table and return the three hashes. */
 export function parseKernelHashesTable(table: Uint8Array): KernelHashes {
   const b = Buffer.from(table);
-  if (b.length < HASHES_TABLE_SIZE) throw new LaunchInputError(`kernel hashes table has ${b.length} bytes, expected at least ${HASHES_TABLE_SIZE}`, 'ERR_LENGTH');
+  if (b.length < HASHES_TABLE_SIZE)
+    throw new LaunchInputError(`kernel hashes table has ${b.length} bytes, expected at least ${HASHES_TABLE_SIZE}`, 'ERR_LENGTH');
   if (bytesToGuid(b, 0) !== HASHES_GUIDS.TABLE) throw new LaunchInputError('kernel hashes table: wrong header GUID', 'ERR_HASHES_TABLE');
   const len = b.readUInt16LE(16);
   if (len !== HASHES_TABLE_SIZE) throw new LaunchInputError(`kernel hashes table: length field ${len}, expected ${HASHES_TABLE_SIZE}`, 'ERR_HASHES_TABLE');

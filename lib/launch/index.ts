@@ -1,5 +1,15 @@
 /** Guest-owner launch cryptography: policy, session, measurement, VMSA, secrets, and the firmware-side inverses (OVMF images: lib/firmware). */
-export { LaunchError, LaunchInputError, PolicyError, SessionError, MeasurementError, VmsaError, SecretError, HostValueError, type LaunchFwStatus } from './errors.js';
+export {
+  LaunchError,
+  LaunchInputError,
+  PolicyError,
+  SessionError,
+  MeasurementError,
+  VmsaError,
+  SecretError,
+  HostValueError,
+  type LaunchFwStatus,
+} from './errors.js';
 export * from './policy.js';
 export { kdf } from './kdf.js';
 export * from './session-crypto.js';
@@ -25,7 +35,17 @@ export {
   type VmsaSegment,
   type VmsaValue,
 } from './vmsa.js';
-export { QEMU_CPU_MODELS, HOST_CPU_SIGNATURES, cpuCandidates, cpuNamesForSignature, describeCpuSignature, splitCpuSignature, type QemuCpuModel, type HostCpuSignature, type CpuCandidate } from './cpus.js';
+export {
+  QEMU_CPU_MODELS,
+  HOST_CPU_SIGNATURES,
+  cpuCandidates,
+  cpuNamesForSignature,
+  describeCpuSignature,
+  splitCpuSignature,
+  type QemuCpuModel,
+  type HostCpuSignature,
+  type CpuCandidate,
+} from './cpus.js';
 export {
   MEASUREMENT_BLOB_SIZE,
   LaunchDigest,

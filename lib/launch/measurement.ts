@@ -143,7 +143,11 @@ export const MIN_MEASURE_API = { major: 0, minor: 17 } as const;
  */
 export function measurementMacPrefix(apiMajor: number, apiMinor: number, build: number, policy: PolicyLike): Buffer {
   if (apiMajor === 0 && apiMinor < MIN_MEASURE_API.minor) {
-    throw new MeasurementError('ERR_MEASURE_API', `firmware API ${apiMajor}.${apiMinor} predates 0.17: its LAUNCH_MEASURE formula is not the 0x04‖API‖BUILD‖POLICY‖LD‖MNONCE one sevkit models; refusing rather than computing a wrong value`, 'UNSUPPORTED');
+    throw new MeasurementError(
+      'ERR_MEASURE_API',
+      `firmware API ${apiMajor}.${apiMinor} predates 0.17: its LAUNCH_MEASURE formula is not the 0x04‖API‖BUILD‖POLICY‖LD‖MNONCE one sevkit models; refusing rather than computing a wrong value`,
+      'UNSUPPORTED',
+    );
   }
   return Buffer.concat([Buffer.of(0x04, apiMajor & 0xff, apiMinor & 0xff, build & 0xff), Policy.from(policy).bytes()]);
 }
@@ -197,7 +201,7 @@ export function checkHostReport(info: HostReport, measurement?: Uint8Array | str
   const impossible = (what: string): never => {
     throw new HostValueError(`the host reported an impossible value: ${what}`);
   };
-  const show = (x: unknown): string => (typeof x === 'number' ? String(x) : JSON.stringify(x)?.slice(0, 40) ?? String(x));
+  const show = (x: unknown): string => (typeof x === 'number' ? String(x) : (JSON.stringify(x)?.slice(0, 40) ?? String(x)));
   const byte = (name: string, x: unknown): void => {
     if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 255) impossible(`${name} ${show(x)} (the firmware reports it in one byte, 0..255)`);
   };
@@ -215,7 +219,8 @@ export function checkHostReport(info: HostReport, measurement?: Uint8Array | str
     } catch {
       return impossible('launch measurement is not strict base64');
     }
-    if (raw.length !== MEASUREMENT_BLOB_SIZE) impossible(`launch measurement of ${raw.length} bytes (it is ${MEASUREMENT_BLOB_SIZE}: a 32-byte MAC and a 16-byte nonce)`);
+    if (raw.length !== MEASUREMENT_BLOB_SIZE)
+      impossible(`launch measurement of ${raw.length} bytes (it is ${MEASUREMENT_BLOB_SIZE}: a 32-byte MAC and a 16-byte nonce)`);
   } else if (measurement.length !== MEASUREMENT_BLOB_SIZE) {
     impossible(`launch measurement of ${measurement.length} bytes (it is ${MEASUREMENT_BLOB_SIZE}: a 32-byte MAC and a 16-byte nonce)`);
   }

@@ -29,10 +29,18 @@ const FLAG_TEXT: Record<PolicyFlagName, string> = {
 
 /** Aliases accepted by Policy.parse (sevctl/virtee and aleph spellings). */
 const ALIASES: Record<string, PolicyFlagName> = {
-  NODBG: 'NODBG', NO_DBG: 'NODBG', NO_DEBUG: 'NODBG', NODEBUG: 'NODBG',
-  NOKS: 'NOKS', NO_KS: 'NOKS', NO_KEY_SHARING: 'NOKS',
-  ES: 'ES', SEV_ES: 'ES', ENCRYPTED_STATE: 'ES',
-  NOSEND: 'NOSEND', NO_SEND: 'NOSEND',
+  NODBG: 'NODBG',
+  NO_DBG: 'NODBG',
+  NO_DEBUG: 'NODBG',
+  NODEBUG: 'NODBG',
+  NOKS: 'NOKS',
+  NO_KS: 'NOKS',
+  NO_KEY_SHARING: 'NOKS',
+  ES: 'ES',
+  SEV_ES: 'ES',
+  ENCRYPTED_STATE: 'ES',
+  NOSEND: 'NOSEND',
+  NO_SEND: 'NOSEND',
   DOMAIN: 'DOMAIN',
   SEV: 'SEV',
 };
@@ -73,7 +81,10 @@ export class Policy {
     for (const f of init.flags ?? []) v |= POLICY_FLAGS[f];
     const maj = init.apiMajor ?? 0;
     const min = init.apiMinor ?? 0;
-    for (const [n, x] of [['apiMajor', maj], ['apiMinor', min]] as const) {
+    for (const [n, x] of [
+      ['apiMajor', maj],
+      ['apiMinor', min],
+    ] as const) {
       if (!Number.isInteger(x) || x < 0 || x > 255) throw new PolicyError(`policy ${n} must be 0..255, got ${x}`, 'ERR_POLICY_RANGE');
     }
     return new Policy((v | (maj << 16) | (min << 24)) >>> 0);
@@ -101,7 +112,8 @@ export class Policy {
         continue;
       }
       const f = ALIASES[raw.toUpperCase().replace(/-/g, '_')];
-      if (!f) throw new PolicyError(`policy '${text}': unknown flag '${raw}' (expected a number or ${Object.keys(POLICY_FLAGS).join('|')})`, 'ERR_POLICY_PARSE');
+      if (!f)
+        throw new PolicyError(`policy '${text}': unknown flag '${raw}' (expected a number or ${Object.keys(POLICY_FLAGS).join('|')})`, 'ERR_POLICY_PARSE');
       init.flags!.push(f);
     }
     return Policy.fromFlags(init);
@@ -110,17 +122,35 @@ export class Policy {
   has(flag: PolicyFlagName): boolean {
     return (this.value & POLICY_FLAGS[flag]) !== 0;
   }
-  get noDebug(): boolean { return this.has('NODBG'); }
-  get noKeySharing(): boolean { return this.has('NOKS'); }
-  get es(): boolean { return this.has('ES'); }
-  get noSend(): boolean { return this.has('NOSEND'); }
-  get domain(): boolean { return this.has('DOMAIN'); }
-  get sev(): boolean { return this.has('SEV'); }
+  get noDebug(): boolean {
+    return this.has('NODBG');
+  }
+  get noKeySharing(): boolean {
+    return this.has('NOKS');
+  }
+  get es(): boolean {
+    return this.has('ES');
+  }
+  get noSend(): boolean {
+    return this.has('NOSEND');
+  }
+  get domain(): boolean {
+    return this.has('DOMAIN');
+  }
+  get sev(): boolean {
+    return this.has('SEV');
+  }
   /** Minimum firmware API version the guest requires (0.0 = any). */
-  get apiMajor(): number { return (this.value >>> 16) & 0xff; }
-  get apiMinor(): number { return (this.value >>> 24) & 0xff; }
+  get apiMajor(): number {
+    return (this.value >>> 16) & 0xff;
+  }
+  get apiMinor(): number {
+    return (this.value >>> 24) & 0xff;
+  }
   /** Reserved bits 6..15, which the firmware rejects when set. */
-  get reserved(): number { return this.value & RESERVED_MASK; }
+  get reserved(): number {
+    return this.value & RESERVED_MASK;
+  }
 
   get flags(): PolicyFlagName[] {
     return (Object.keys(POLICY_FLAGS) as PolicyFlagName[]).filter((f) => this.has(f));
@@ -190,12 +220,18 @@ export class Policy {
 
 function notText(f: PolicyFlagName): string {
   switch (f) {
-    case 'NODBG': return 'debugging is allowed';
-    case 'NOKS': return 'key sharing is allowed';
-    case 'ES': return 'plain SEV (register state not encrypted)';
-    case 'NOSEND': return 'sending is allowed';
-    case 'DOMAIN': return 'no domain restriction';
-    case 'SEV': return 'no SEV restriction on migration targets';
+    case 'NODBG':
+      return 'debugging is allowed';
+    case 'NOKS':
+      return 'key sharing is allowed';
+    case 'ES':
+      return 'plain SEV (register state not encrypted)';
+    case 'NOSEND':
+      return 'sending is allowed';
+    case 'DOMAIN':
+      return 'no domain restriction';
+    case 'SEV':
+      return 'no SEV restriction on migration targets';
   }
 }
 

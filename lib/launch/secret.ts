@@ -51,7 +51,8 @@ export function resolveSecretGuid(nameOrGuid: string): string {
  * lengths disagree with its bytes (spec §B.1 Algorithm S); this one does not.
  */
 export function buildSecretTable(input: SecretEntry[], layout: SecretLayout = 'sevctl'): Buffer {
-  if (layout !== 'sevctl' && layout !== 'aleph') throw new LaunchInputError(`unknown secret table layout '${String(layout)}' (expected sevctl or aleph)`, 'ERR_SECRET_LAYOUT');
+  if (layout !== 'sevctl' && layout !== 'aleph')
+    throw new LaunchInputError(`unknown secret table layout '${String(layout)}' (expected sevctl or aleph)`, 'ERR_SECRET_LAYOUT');
   const encoded: Buffer[] = [];
   const entries = input.map((e) => {
     if (typeof e.data !== 'string') return { guid: e.guid, data: e.data };
@@ -103,7 +104,8 @@ export interface ParsedSecretTable {
 export function parseSecretTable(table: Uint8Array): ParsedSecretTable {
   const b = Buffer.from(table.buffer, table.byteOffset, table.byteLength);
   if (b.length < 20) throw new SecretError('ERR_SECRET_TABLE', `secret table has ${b.length} bytes, too short for its header`);
-  if (bytesToGuid(b, 0) !== SECRET_TABLE_GUID) throw new SecretError('ERR_SECRET_TABLE', `secret table header GUID is ${bytesToGuid(b, 0)}, expected ${SECRET_TABLE_GUID}`);
+  if (bytesToGuid(b, 0) !== SECRET_TABLE_GUID)
+    throw new SecretError('ERR_SECRET_TABLE', `secret table header GUID is ${bytesToGuid(b, 0)}, expected ${SECRET_TABLE_GUID}`);
   const length = b.readUInt32LE(16);
   if (length < 20 || length > b.length) throw new SecretError('ERR_SECRET_TABLE', `secret table length field ${length} is outside 20..${b.length}`);
   const entries: { guid: string; data: Buffer }[] = [];
@@ -210,7 +212,11 @@ export function buildSecret(inp: BuildSecretInput): BuiltSecret {
   try {
     if (plain.length === 0) throw new LaunchInputError('secret is empty', 'ERR_SECRET_EMPTY');
     if (inp.maxSize !== undefined && plain.length > inp.maxSize) {
-      throw new SecretError('ERR_SECRET_TOO_LARGE', `secret payload is ${plain.length} bytes, larger than the firmware secret area (${inp.maxSize} bytes)`, 'INVALID_LEN');
+      throw new SecretError(
+        'ERR_SECRET_TOO_LARGE',
+        `secret payload is ${plain.length} bytes, larger than the firmware secret area (${inp.maxSize} bytes)`,
+        'INVALID_LEN',
+      );
     }
     const payload = aes128ctr(inp.tek, iv, plain);
     const mac = packetMac(inp.tik, 0, iv, plain.length, payload, measure);
@@ -242,12 +248,16 @@ export function openSecret(inp: OpenSecretInput): Buffer {
   expectLength(inp.tek, 16, 'TEK');
   expectLength(inp.tik, 16, 'TIK');
   const measure = measureOf(inp.measurement);
-  if (h.flags & SECRET_FLAG_COMPRESSED) throw new SecretError('ERR_SECRET_COMPRESSED', 'packet header requests a compressed payload, which is not supported', 'UNSUPPORTED');
-  if (h.flags & ~SECRET_FLAG_COMPRESSED) throw new SecretError('ERR_SECRET_FLAGS', `packet header has unknown flags 0x${h.flags.toString(16)}`, 'INVALID_PARAM');
+  if (h.flags & SECRET_FLAG_COMPRESSED)
+    throw new SecretError('ERR_SECRET_COMPRESSED', 'packet header requests a compressed payload, which is not supported', 'UNSUPPORTED');
+  if (h.flags & ~SECRET_FLAG_COMPRESSED)
+    throw new SecretError('ERR_SECRET_FLAGS', `packet header has unknown flags 0x${h.flags.toString(16)}`, 'INVALID_PARAM');
   const guestLen = inp.guestLength ?? inp.payload.length;
-  if (guestLen !== inp.payload.length) throw new SecretError('ERR_SECRET_LENGTH', `guest length ${guestLen} differs from the payload length ${inp.payload.length}`, 'INVALID_LEN');
+  if (guestLen !== inp.payload.length)
+    throw new SecretError('ERR_SECRET_LENGTH', `guest length ${guestLen} differs from the payload length ${inp.payload.length}`, 'INVALID_LEN');
   if (inp.payload.length === 0) throw new SecretError('ERR_SECRET_LENGTH', 'secret payload is empty', 'INVALID_LEN');
   const mac = packetMac(inp.tik, h.flags, h.iv, guestLen, inp.payload, measure);
-  if (!safeEqual(mac, h.mac)) throw new SecretError('ERR_SECRET_MAC', 'packet header MAC does not match (wrong TIK, measurement or tampered packet)', 'BAD_MEASUREMENT');
+  if (!safeEqual(mac, h.mac))
+    throw new SecretError('ERR_SECRET_MAC', 'packet header MAC does not match (wrong TIK, measurement or tampered packet)', 'BAD_MEASUREMENT');
   return aes128ctr(inp.tek, h.iv, inp.payload);
 }

@@ -104,7 +104,11 @@ export function unwrapSession(z: Uint8Array, session: Uint8Array, policyBytes: U
   const keys = deriveSessionKeys(z, f.nonce);
   try {
     if (!safeEqual(hmacSha256(keys.kik, f.wrapTk), f.wrapMac)) {
-      throw new SessionError('ERR_SESSION_WRAP_MAC', 'session: wrap MAC does not match (wrong PDH key, corrupted session or GODH certificate)', 'BAD_MEASUREMENT');
+      throw new SessionError(
+        'ERR_SESSION_WRAP_MAC',
+        'session: wrap MAC does not match (wrong PDH key, corrupted session or GODH certificate)',
+        'BAD_MEASUREMENT',
+      );
     }
     const tk = aes128ctr(keys.kek, f.wrapIv, f.wrapTk);
     const tek = Buffer.from(tk.subarray(0, 16));

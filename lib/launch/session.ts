@@ -7,7 +7,19 @@
 import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { asSevCert, emptySignature, encodeSevCert, sevCertPublicKey, Usage, Algo, Curve, EC_COORD_SIZE, SEV_CERT_SIZE, SEV_PUBKEY_SIZE, type SevCert } from '../certs/index.js';
+import {
+  asSevCert,
+  emptySignature,
+  encodeSevCert,
+  sevCertPublicKey,
+  Usage,
+  Algo,
+  Curve,
+  EC_COORD_SIZE,
+  SEV_CERT_SIZE,
+  SEV_PUBKEY_SIZE,
+  type SevCert,
+} from '../certs/index.js';
 import { decodeBase64, expectLength, wipe } from './bytes.js';
 import { SessionError, LaunchInputError } from './errors.js';
 import { Policy, type PolicyLike } from './policy.js';
@@ -97,7 +109,13 @@ function godhCertFor(point: Buffer): SevCert {
     reserved: 0,
     usage: Usage.PDH,
     algo: Algo.ECDH_SHA256,
-    pubkey: { kind: 'ec', curve: Curve.P384, qx: le(point.subarray(1, 49)), qy: le(point.subarray(49, 97)), padding: Buffer.alloc(SEV_PUBKEY_SIZE - 4 - 2 * EC_COORD_SIZE) },
+    pubkey: {
+      kind: 'ec',
+      curve: Curve.P384,
+      qx: le(point.subarray(1, 49)),
+      qy: le(point.subarray(49, 97)),
+      padding: Buffer.alloc(SEV_PUBKEY_SIZE - 4 - 2 * EC_COORD_SIZE),
+    },
     sigs: [emptySignature(), emptySignature()],
   };
 }
@@ -213,8 +231,10 @@ export interface OpenSessionInput {
 export function openSession(inp: OpenSessionInput): { tek: Buffer; tik: Buffer } {
   const godhRaw = typeof inp.godh === 'string' ? decodeB64As(inp.godh, 'GODH certificate', 'INVALID_CERTIFICATE') : Buffer.from(inp.godh);
   const sessionRaw = typeof inp.session === 'string' ? decodeB64As(inp.session, 'session blob', 'INVALID_LEN') : Buffer.from(inp.session);
-  if (godhRaw.length !== GODH_SIZE) throw new SessionError('ERR_SESSION_CERT', `GODH certificate has ${godhRaw.length} bytes, expected ${GODH_SIZE}`, 'INVALID_CERTIFICATE');
-  if (sessionRaw.length !== SESSION_SIZE) throw new SessionError('ERR_SESSION_LENGTH', `session blob has ${sessionRaw.length} bytes, expected ${SESSION_SIZE}`, 'INVALID_LEN');
+  if (godhRaw.length !== GODH_SIZE)
+    throw new SessionError('ERR_SESSION_CERT', `GODH certificate has ${godhRaw.length} bytes, expected ${GODH_SIZE}`, 'INVALID_CERTIFICATE');
+  if (sessionRaw.length !== SESSION_SIZE)
+    throw new SessionError('ERR_SESSION_LENGTH', `session blob has ${sessionRaw.length} bytes, expected ${SESSION_SIZE}`, 'INVALID_LEN');
   const policy = Policy.from(inp.policy);
   const godh = decodeKeyCert(godhRaw, 'GODH', false);
   let godhKey: KeyObject;

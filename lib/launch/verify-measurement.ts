@@ -63,19 +63,38 @@ export function verifyMeasurement(v: VerifyMeasurementInput): MeasurementVerdict
   const policy = Policy.from(v.expected.policy);
   const host = v.sevInfo;
   if (!policy.equals(host.policy >>> 0)) {
-    return { match: false, reason: 'policy-mismatch', mnonce, message: `host reports policy 0x${(host.policy >>> 0).toString(16)}, owner expects ${policy.toHex()}` };
+    return {
+      match: false,
+      reason: 'policy-mismatch',
+      mnonce,
+      message: `host reports policy 0x${(host.policy >>> 0).toString(16)}, owner expects ${policy.toHex()}`,
+    };
   }
   if (!policy.allowsFirmware(host.apiMajor, host.apiMinor)) {
-    return { match: false, reason: 'firmware-too-old', mnonce, message: `host firmware API ${host.apiMajor}.${host.apiMinor} is older than the policy minimum ${policy.apiMajor}.${policy.apiMinor}` };
+    return {
+      match: false,
+      reason: 'firmware-too-old',
+      mnonce,
+      message: `host firmware API ${host.apiMajor}.${host.apiMinor} is older than the policy minimum ${policy.apiMajor}.${policy.apiMinor}`,
+    };
   }
   let digest: Buffer;
   if (v.expected.digest) digest = expectLength(v.expected.digest, 32, 'expected launch digest');
   else if (v.expected.launch) digest = computeLaunchDigest(v.expected.launch);
   else throw new LaunchInputError('verifyMeasurement needs the expected launch digest or the firmware', 'ERR_VERIFY_ARGS');
-  const expectedMeasure = computeMeasure({ digest, mnonce, tik: v.expected.tik, apiMajor: host.apiMajor, apiMinor: host.apiMinor, build: host.buildId, policy });
+  const expectedMeasure = computeMeasure({
+    digest,
+    mnonce,
+    tik: v.expected.tik,
+    apiMajor: host.apiMajor,
+    apiMinor: host.apiMinor,
+    build: host.buildId,
+    policy,
+  });
   if (!safeEqual(expectedMeasure, measure)) {
     const message = 'launch measurement does not match the expected firmware, policy and TIK';
-    const diagnosis = v.expected.launch && v.diagnose !== false ? diagnoseLaunch(v, v.expected.launch, v.diagnose === true ? undefined : v.diagnose) : undefined;
+    const diagnosis =
+      v.expected.launch && v.diagnose !== false ? diagnoseLaunch(v, v.expected.launch, v.diagnose === true ? undefined : v.diagnose) : undefined;
     if (!diagnosis) return { match: false, reason: 'measurement-mismatch', digest, mnonce, expectedMeasure, message };
     return { match: false, reason: 'measurement-mismatch', digest, mnonce, expectedMeasure, diagnosis, message: `${message}: ${diagnosis.summary}` };
   }

@@ -40,7 +40,9 @@ const FIELDS: FieldDef[] = (() => {
   add('reserved_4', 0x180, 'bytes', 88);
   add('rsp', 0x1d8, 'u64');
   add('reserved_5', 0x1e0, 'bytes', 24);
-  ['rax', 'star', 'lstar', 'cstar', 'sfmask', 'kernel_gs_base', 'sysenter_cs', 'sysenter_esp', 'sysenter_eip', 'cr2'].forEach((n, i) => add(n, 0x1f8 + i * 8, 'u64'));
+  ['rax', 'star', 'lstar', 'cstar', 'sfmask', 'kernel_gs_base', 'sysenter_cs', 'sysenter_esp', 'sysenter_eip', 'cr2'].forEach((n, i) =>
+    add(n, 0x1f8 + i * 8, 'u64'),
+  );
   add('reserved_6', 0x248, 'bytes', 32);
   ['g_pat', 'dbgctl', 'br_from', 'br_to', 'last_excp_from', 'last_excp_to'].forEach((n, i) => add(n, 0x268 + i * 8, 'u64'));
   add('reserved_7', 0x298, 'bytes', 72);
@@ -65,11 +67,33 @@ const FIELDS: FieldDef[] = (() => {
 
 /** Offsets used when building pages. */
 const OFF = {
-  es: 0x00, cs: 0x10, ss: 0x20, ds: 0x30, fs: 0x40, gs: 0x50, gdtr: 0x60, ldtr: 0x70, idtr: 0x80, tr: 0x90,
-  efer: 0xd0, cr4: 0x148, cr0: 0x158, dr7: 0x160, dr6: 0x168, rflags: 0x170, rip: 0x178, rsp: 0x1d8,
-  g_pat: 0x268, rdx: 0x310, rbp: 0x328, rsi: 0x330, sev_features: 0x3b0, xcr0: 0x3e8,
+  es: 0x00,
+  cs: 0x10,
+  ss: 0x20,
+  ds: 0x30,
+  fs: 0x40,
+  gs: 0x50,
+  gdtr: 0x60,
+  ldtr: 0x70,
+  idtr: 0x80,
+  tr: 0x90,
+  efer: 0xd0,
+  cr4: 0x148,
+  cr0: 0x158,
+  dr7: 0x160,
+  dr6: 0x168,
+  rflags: 0x170,
+  rip: 0x178,
+  rsp: 0x1d8,
+  g_pat: 0x268,
+  rdx: 0x310,
+  rbp: 0x328,
+  rsi: 0x330,
+  sev_features: 0x3b0,
+  xcr0: 0x3e8,
   /** Beyond sevctl's struct: FPU state KVM_SEV_INIT2 syncs into the VMSA. */
-  mxcsr: 0x408, x87_fcw: 0x410,
+  mxcsr: 0x408,
+  x87_fcw: 0x410,
 } as const;
 
 const G_PAT = 0x0007040600070406n;
@@ -164,7 +188,9 @@ export function buildSevctlVmsa(o: SevctlVmsaOptions): Buffer {
 /** `sevctl vmsa update`: re-apply SKU and reset address on an existing page (in place; returns it). */
 export function updateSevctlVmsa(page: Buffer, o: SevctlVmsaOptions): Buffer {
   if (page.length !== VMSA_SIZE) throw new VmsaError(`VMSA has ${page.length} bytes, expected ${VMSA_SIZE}`, 'ERR_VMSA_SIZE');
-  const f = o.family ?? 0, m = o.model ?? 0, s = o.stepping ?? 0;
+  const f = o.family ?? 0,
+    m = o.model ?? 0,
+    s = o.stepping ?? 0;
   if (f > 0 || m > 0 || s > 0) setCpuSku(page, f, m, s);
   if (o.resetAddress !== undefined && (o.userspace ?? 'qemu') === 'qemu' && o.cpu !== 0) setResetAddress(page, o.resetAddress);
   return page;
@@ -217,7 +243,12 @@ export function parseVmType(s: string): VmType {
 }
 
 /** A segment register in a VMSA: selector, attributes, limit and base. */
-export interface VmsaSegment { selector: number; attrib: number; limit: number; base: bigint }
+export interface VmsaSegment {
+  selector: number;
+  attrib: number;
+  limit: number;
+  base: bigint;
+}
 /** A decoded VMSA field: an integer, a u64 (bigint), a segment or raw bytes. */
 export type VmsaValue = number | bigint | VmsaSegment | number[];
 
@@ -230,11 +261,26 @@ export function decodeVmsa(page: Uint8Array): Record<string, VmsaValue> {
   const out: Record<string, VmsaValue> = {};
   for (const f of FIELDS) {
     switch (f.kind) {
-      case 'seg': out[f.name] = { selector: b.readUInt16LE(f.off), attrib: b.readUInt16LE(f.off + 2), limit: b.readUInt32LE(f.off + 4), base: b.readBigUInt64LE(f.off + 8) }; break;
-      case 'u8': out[f.name] = b[f.off]!; break;
-      case 'u32': out[f.name] = b.readUInt32LE(f.off); break;
-      case 'u64': out[f.name] = b.readBigUInt64LE(f.off); break;
-      case 'bytes': out[f.name] = [...b.subarray(f.off, f.off + f.len!)]; break;
+      case 'seg':
+        out[f.name] = {
+          selector: b.readUInt16LE(f.off),
+          attrib: b.readUInt16LE(f.off + 2),
+          limit: b.readUInt32LE(f.off + 4),
+          base: b.readBigUInt64LE(f.off + 8),
+        };
+        break;
+      case 'u8':
+        out[f.name] = b[f.off]!;
+        break;
+      case 'u32':
+        out[f.name] = b.readUInt32LE(f.off);
+        break;
+      case 'u64':
+        out[f.name] = b.readBigUInt64LE(f.off);
+        break;
+      case 'bytes':
+        out[f.name] = [...b.subarray(f.off, f.off + f.len!)];
+        break;
     }
   }
   return out;
@@ -253,7 +299,14 @@ export function formatVmsaShow(page: Uint8Array): string {
       val.forEach((x, j) => lines.push(`    ${x}${j < val.length - 1 ? ',' : ''}`));
       lines.push(`  ]${comma}`);
     } else if (typeof val === 'object') {
-      lines.push(`  "${name}": {`, `    "selector": ${val.selector},`, `    "attrib": ${val.attrib},`, `    "limit": ${val.limit},`, `    "base": ${val.base}`, `  }${comma}`);
+      lines.push(
+        `  "${name}": {`,
+        `    "selector": ${val.selector},`,
+        `    "attrib": ${val.attrib},`,
+        `    "limit": ${val.limit},`,
+        `    "base": ${val.base}`,
+        `  }${comma}`,
+      );
     } else {
       lines.push(`  "${name}": ${val}${comma}`);
     }
@@ -261,7 +314,9 @@ export function formatVmsaShow(page: Uint8Array): string {
   // Beyond sevctl's struct: the FPU fields KVM_SEV_INIT2 fills; shown only when set, so sevctl's files print identically.
   const b = Buffer.from(page.buffer, page.byteOffset, page.byteLength);
   if (b.length >= 0x412) {
-    const mxcsr = b.readUInt32LE(OFF.mxcsr), fcw = b.readUInt16LE(OFF.x87_fcw), features = b.readBigUInt64LE(OFF.sev_features);
+    const mxcsr = b.readUInt32LE(OFF.mxcsr),
+      fcw = b.readUInt16LE(OFF.x87_fcw),
+      features = b.readBigUInt64LE(OFF.sev_features);
     const extra: string[] = [];
     if (features) extra.push(`  "sev_features": ${features}`);
     if (mxcsr) extra.push(`  "mxcsr": ${mxcsr}`);

@@ -162,7 +162,9 @@ function connectTls(host: string, port: number, d: Deadline): Promise<{ socket: 
       socket.destroy();
       reject(e);
     }
-    socket.once('error', (e: NodeJS.ErrnoException) => fail(new AttestTransportError(`${host}:${port}: ${e.code ?? e.message}`, 'ERR_ATTEST_TRANSPORT', { cause: e })));
+    socket.once('error', (e: NodeJS.ErrnoException) =>
+      fail(new AttestTransportError(`${host}:${port}: ${e.code ?? e.message}`, 'ERR_ATTEST_TRANSPORT', { cause: e })),
+    );
     socket.once('secureConnect', () => {
       clearTimeout(timer);
       const cert = socket.getPeerX509Certificate();
@@ -248,10 +250,23 @@ export async function attestAgent(o: AttestOptions): Promise<AttestedAgent> {
     }
     const got = encodeGuestPolicy(verdict.report!.policy);
     if (o.expectedPolicy !== undefined && got !== o.expectedPolicy) {
-      throw new AttestRefusedError(`the agent at ${host}:${port} is NOT trusted, nothing was sent (guest policy 0x${got.toString(16)}, expected 0x${o.expectedPolicy.toString(16)})`, verdict, undefined, 'ERR_ATTEST_POLICY');
+      throw new AttestRefusedError(
+        `the agent at ${host}:${port} is NOT trusted, nothing was sent (guest policy 0x${got.toString(16)}, expected 0x${o.expectedPolicy.toString(16)})`,
+        verdict,
+        undefined,
+        'ERR_ATTEST_POLICY',
+      );
     }
     if (socket.destroyed) throw new AttestTransportError(`${host}:${port}: the agent closed the connection during verification`);
-    return { verdict, measurement: verdict.report!.measurement, expectedMeasurement: expected, publicPoint: cert.publicPoint, keyDigest: tlsKeyDigest(cert.publicPoint), certificateDer, socket };
+    return {
+      verdict,
+      measurement: verdict.report!.measurement,
+      expectedMeasurement: expected,
+      publicPoint: cert.publicPoint,
+      keyDigest: tlsKeyDigest(cert.publicPoint),
+      certificateDer,
+      socket,
+    };
   } catch (e) {
     socket.destroy();
     throw e;
@@ -305,7 +320,8 @@ export async function attestAndInject(o: AttestOptions & { wallet: Wallet; secre
       throw new AttestInjectError(r.status, `the agent refused the secrets: HTTP ${r.status}${typeof reason === 'string' ? `: ${reason.slice(0, 200)}` : ''}`);
     }
     const injected = (parsed as { injected?: unknown } | undefined)?.injected;
-    if (!Array.isArray(injected) || !injected.every((x) => typeof x === 'string')) throw new AttestInjectError(r.status, 'the agent answered 200 without the list of injected secrets');
+    if (!Array.isArray(injected) || !injected.every((x) => typeof x === 'string'))
+      throw new AttestInjectError(r.status, 'the agent answered 200 without the list of injected secrets');
     return { verdict: a.verdict, measurement: a.measurement, keyDigest: a.keyDigest, injected: injected as string[] };
   } finally {
     body.fill(0);

@@ -31,7 +31,11 @@ export class CrnUnreachableError extends SevkitError {
     readonly url: string,
     cause: unknown,
   ) {
-    super(cause instanceof HttpRequestError && cause.kind === 'timeout' ? 'ERR_CRN_TIMEOUT' : 'ERR_CRN_UNREACHABLE', `CRN ${operation}: ${url}: ${describeFetchError(cause)}`, { cause });
+    super(
+      cause instanceof HttpRequestError && cause.kind === 'timeout' ? 'ERR_CRN_TIMEOUT' : 'ERR_CRN_UNREACHABLE',
+      `CRN ${operation}: ${url}: ${describeFetchError(cause)}`,
+      { cause },
+    );
   }
 }
 
@@ -173,7 +177,8 @@ export class CrnClient {
       } catch (e) {
         if (e instanceof HttpRequestError && e.kind === 'too-large') throw new CrnHttpError(operation, 200, e.message);
         const pause = 200 * (attempt + 1);
-        const retry = method === 'GET' && attempt < this.#getRetries && isRetryableTransport(e) && Date.now() - started + pause < deadlineMs && !this.#signal?.aborted;
+        const retry =
+          method === 'GET' && attempt < this.#getRetries && isRetryableTransport(e) && Date.now() - started + pause < deadlineMs && !this.#signal?.aborted;
         if (!retry) throw new CrnUnreachableError(operation, this.url, e);
         await new Promise((r) => setTimeout(r, pause));
       }
@@ -293,7 +298,15 @@ export function parseMeasurement(body: Buffer): SevMeasurementResponse {
   if (typeof j!.launch_measure !== 'string') bad('launch_measure is not a string');
   const info = si as unknown as SevMeasurementResponse['sev_info'];
   return {
-    sev_info: { enabled: info.enabled, api_major: info.api_major, api_minor: info.api_minor, build_id: info.build_id, policy: info.policy, state: info.state, handle: info.handle },
+    sev_info: {
+      enabled: info.enabled,
+      api_major: info.api_major,
+      api_minor: info.api_minor,
+      build_id: info.build_id,
+      policy: info.policy,
+      state: info.state,
+      handle: info.handle,
+    },
     launch_measure: j!.launch_measure!,
   };
 }

@@ -15,7 +15,15 @@
  * check throws LaunchRefusedError naming the step; nothing after it runs.
  */
 import { SevkitError } from '../errors.js';
-import { decodeSevChain, verifyTrustedChain, type ChainVerification, type TrustedChainVerification, type CaChain, type Generation, SEV_CHAIN_SIZE } from '../certs/index.js';
+import {
+  decodeSevChain,
+  verifyTrustedChain,
+  type ChainVerification,
+  type TrustedChainVerification,
+  type CaChain,
+  type Generation,
+  SEV_CHAIN_SIZE,
+} from '../certs/index.js';
 import {
   buildSecret,
   buildSecretTable,
@@ -172,7 +180,12 @@ async function launchSteps(o: OwnerLaunchOptions, client: CrnClient, ctx: Launch
     const stop = new Promise<never>((_, reject) => {
       const left = deadlineMs - (Date.now() - launchStarted);
       const expire = () =>
-        reject(new LaunchRefusedError(name, `the launch did not finish within its deadline of ${formatSeconds(deadlineMs)} (still waiting for ${waitingFor ?? name} from ${crn})`));
+        reject(
+          new LaunchRefusedError(
+            name,
+            `the launch did not finish within its deadline of ${formatSeconds(deadlineMs)} (still waiting for ${waitingFor ?? name} from ${crn})`,
+          ),
+        );
       if (left <= 0) expire();
       else timer = setTimeout(expire, left);
       if (o.signal) {
@@ -217,11 +230,15 @@ async function launchSteps(o: OwnerLaunchOptions, client: CrnClient, ctx: Launch
       const info = parseOvmf(o.firmware);
       if (info.secretArea) area = { gpa: info.secretArea.base, size: info.secretArea.size };
     } catch (e) {
-      if (!o.secretArea) refuse('firmware', `${describe(e)}: it declares no launch-secret area (give the GPA explicitly if it receives the secret elsewhere)`, e);
+      if (!o.secretArea)
+        refuse('firmware', `${describe(e)}: it declares no launch-secret area (give the GPA explicitly if it receives the secret elsewhere)`, e);
     }
     if (o.secretArea) area = o.secretArea;
     if (!area) {
-      refuse('firmware', 'the firmware declares no launch-secret area in its OVMF footer table, so it cannot receive the secret (use an AmdSev OVMF build, or give the GPA explicitly)');
+      refuse(
+        'firmware',
+        'the firmware declares no launch-secret area in its OVMF footer table, so it cannot receive the secret (use an AmdSev OVMF build, or give the GPA explicitly)',
+      );
     }
     if (policy.es && (!o.es || !Number.isInteger(o.es.numCpus) || o.es.numCpus < 1 || (o.es.vcpuType === undefined && o.es.vcpuSig === undefined))) {
       refuse('firmware', 'policy has SEV-ES: the vCPU count and the vCPU type or signature are needed to predict the VMSA measurement');
@@ -238,7 +255,10 @@ async function launchSteps(o: OwnerLaunchOptions, client: CrnClient, ctx: Launch
       return refuse('firmware', describe(e), e);
     }
     const es = policy.es ? `, SEV-ES ${o.es!.numCpus} vCPU(s) ${o.es!.vcpuType ?? `sig 0x${o.es!.vcpuSig!.toString(16)}`}` : '';
-    return { value: { launch, digest, area: area! }, detail: `secret area 0x${area!.gpa.toString(16)} (${area!.size} bytes) takes the ${size}-byte table${es}; launch digest ${digest.toString('hex').slice(0, 16)}…` };
+    return {
+      value: { launch, digest, area: area! },
+      detail: `secret area 0x${area!.gpa.toString(16)} (${area!.size} bytes) takes the ${size}-byte table${es}; launch digest ${digest.toString('hex').slice(0, 16)}…`,
+    };
   });
 
   // 1. The platform's certificates, as the CRN serves them.
@@ -338,7 +358,7 @@ async function launchSteps(o: OwnerLaunchOptions, client: CrnClient, ctx: Launch
     const verifiedMeasurement = await step('verify', null, async () => {
       const si = measurement.sev_info;
       if (si.enabled !== true) refuse('verify', 'host reports SEV not enabled for this guest');
-      if ((si.policy >>> 0) !== policy.value >>> 0) {
+      if (si.policy >>> 0 !== policy.value >>> 0) {
         refuse('verify', `host reports policy 0x${(si.policy >>> 0).toString(16)}, requested ${policy.toHex()}`);
       }
       if (si.state !== 'launch-secret') refuse('verify', `guest is in state '${si.state}', expected 'launch-secret' (it must not run before the secret)`);
@@ -371,7 +391,10 @@ async function launchSteps(o: OwnerLaunchOptions, client: CrnClient, ctx: Launch
           layout: 'aleph',
           ...(maxSize ? { maxSize } : {}),
         });
-        return { value: { packet_header: built.header.toString('base64'), secret: built.payload.toString('base64') }, detail: `${built.payload.length}-byte encrypted table (aleph layout, disk password)` };
+        return {
+          value: { packet_header: built.header.toString('base64'), secret: built.payload.toString('base64') },
+          detail: `${built.payload.length}-byte encrypted table (aleph layout, disk password)`,
+        };
       } catch (e) {
         return refuse('secret', describe(e), e);
       }

@@ -119,7 +119,8 @@ export function cpuidFromCpuinfo(text: string): Map<string, CpuidRegs> {
   const model = Number(field('model') ?? 'NaN');
   const stepping = Number(field('stepping') ?? '0');
   map.set(cpuidKey(0x80000000), [0x80000020, 0, 0, 0]);
-  if (Number.isInteger(family) && Number.isInteger(model)) map.set(cpuidKey(0x80000001), [signature(family, model, Number.isInteger(stepping) ? stepping : 0), 0, 0, 0]);
+  if (Number.isInteger(family) && Number.isInteger(model))
+    map.set(cpuidKey(0x80000001), [signature(family, model, Number.isInteger(stepping) ? stepping : 0), 0, 0, 0]);
   const brand = field('model name');
   if (brand) for (const [leaf, regs] of brandLeaves(brand)) map.set(cpuidKey(leaf), regs);
   const flags = new Set((field('flags') ?? '').split(/\s+/));
@@ -210,8 +211,15 @@ export function brandString(r: CpuidReader): string {
     const regs = r.get(0x80000002 + i);
     for (let j = 0; j < 4; j++) b.writeUInt32LE(regs[j]! >>> 0, i * 16 + j * 4);
   }
-  // eslint-disable-next-line no-control-regex
-  return b.toString('latin1').replace(/\u0000+$/g, '').replace(/\u0000/g, '').trim();
+  return (
+    b
+      .toString('latin1')
+      // eslint-disable-next-line no-control-regex
+      .replace(/\u0000+$/g, '')
+      // eslint-disable-next-line no-control-regex
+      .replace(/\u0000/g, '')
+      .trim()
+  );
 }
 
 /** Family and model as sevctl computes them from CPUID 0x80000001 EAX. */

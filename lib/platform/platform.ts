@@ -10,14 +10,7 @@
 import { getBinding, type NativeBinding } from '../binding.js';
 import { SEV_FW_BLOB_MAX_SIZE, SEV_PLATFORM_CERT_SIZE } from './constants.js';
 import { SevError, toSevError } from './errors.js';
-import {
-  decodePlatformStatus,
-  decodeSnpPlatformStatus,
-  encodeSnpConfig,
-  type PlatformStatus,
-  type SnpConfig,
-  type SnpPlatformStatus,
-} from './layout.js';
+import { decodePlatformStatus, decodeSnpPlatformStatus, encodeSnpConfig, type PlatformStatus, type SnpConfig, type SnpPlatformStatus } from './layout.js';
 
 /** The SEV device node used when neither the option nor SEVKIT_DEVICE names one. */
 export const DEFAULT_DEVICE = '/dev/sev';

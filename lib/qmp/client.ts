@@ -118,7 +118,9 @@ export class QmpClient {
     const greeting = await new Promise<QmpGreeting>((resolve, reject) => {
       if (this.closedWith) return reject(this.closedWith);
       const timer = setTimeout(() => {
-        reject(new QmpTimeoutError(`QMP ${this.socketPath}: no greeting within ${timeoutMs} ms (QEMU serves one QMP client at a time: is another one connected?)`));
+        reject(
+          new QmpTimeoutError(`QMP ${this.socketPath}: no greeting within ${timeoutMs} ms (QEMU serves one QMP client at a time: is another one connected?)`),
+        );
       }, timeoutMs);
       this.greetingWaiter = {
         resolve: (g) => {

@@ -42,7 +42,8 @@ function byte(v: unknown, what: string): number {
 }
 
 function u32(v: unknown, what: string): number {
-  if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 0xffffffff) throw new QmpProtocolError(`QMP query-sev: ${what} ${JSON.stringify(v)} is not a u32`);
+  if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 0xffffffff)
+    throw new QmpProtocolError(`QMP query-sev: ${what} ${JSON.stringify(v)} is not a u32`);
   return v as number;
 }
 
@@ -67,7 +68,8 @@ export function parseSevInfo(raw: QmpSevInfo | Record<string, unknown>): ParsedS
   if (type === 'sev') return { ...base, sevType: 'sev', policy: u32(r.policy, 'policy'), handle: u32(r.handle, 'handle') };
   if (type !== 'sev-snp') throw new QmpProtocolError(`QMP query-sev: unknown sev-type ${JSON.stringify(type)}`);
   const p = r['snp-policy'];
-  if (!Number.isSafeInteger(p) || (p as number) < 0) throw new QmpProtocolError(`QMP query-sev: snp-policy ${JSON.stringify(p)} is not a u64 that JSON can carry exactly`);
+  if (!Number.isSafeInteger(p) || (p as number) < 0)
+    throw new QmpProtocolError(`QMP query-sev: snp-policy ${JSON.stringify(p)} is not a u64 that JSON can carry exactly`);
   if (base.state === 'launch-secret') throw new QmpProtocolError('QMP query-sev: an SNP guest reported state launch-secret, which SNP does not have');
   return { ...base, sevType: 'sev-snp', snpPolicy: BigInt(p as number) };
 }

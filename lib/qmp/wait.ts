@@ -89,7 +89,10 @@ function withAbort(p: Promise<QmpClient>, signal: AbortSignal | undefined): Prom
   if (!signal) return p;
   return new Promise((resolve, reject) => {
     const onAbort = () => {
-      p.then((c) => c.close(), () => undefined);
+      p.then(
+        (c) => c.close(),
+        () => undefined,
+      );
       reject(signal.reason);
     };
     if (signal.aborted) return onAbort();

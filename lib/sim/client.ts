@@ -81,7 +81,12 @@ export abstract class SimCalls {
 
   /** Checks the packet MAC; returns the plaintext the guest would find at `gpa`. */
   async launchSecret(handle: number, header: Buffer, payload: Buffer, gpa: number): Promise<Buffer> {
-    const r = await this.request<{ plaintext: string }>('launchSecret', { handle, header: header.toString('base64'), payload: payload.toString('base64'), gpa });
+    const r = await this.request<{ plaintext: string }>('launchSecret', {
+      handle,
+      header: header.toString('base64'),
+      payload: payload.toString('base64'),
+      gpa,
+    });
     return Buffer.from(r.plaintext, 'base64');
   }
 
@@ -108,7 +113,6 @@ export abstract class SimCalls {
     const r = await this.request<{ id: string }>('getId');
     return Buffer.from(r.id, 'base64');
   }
-
 }
 
 /**

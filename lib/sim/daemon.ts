@@ -13,8 +13,19 @@ import path from 'node:path';
 import { SevkitError } from '../errors.js';
 import { SimPlatform, type SimPlatformOptions } from './platform.js';
 import {
-  FrameReader, MAX_FRAME, MSG_IOCTL, MSG_JSON, MSG_OPEN, SimProtocolError, decodeIoctl, decodeJson, decodeOpen, encodeIoctlReply,
-  encodeJson, encodeOpenReply, frame,
+  FrameReader,
+  MAX_FRAME,
+  MSG_IOCTL,
+  MSG_JSON,
+  MSG_OPEN,
+  SimProtocolError,
+  decodeIoctl,
+  decodeJson,
+  decodeOpen,
+  encodeIoctlReply,
+  encodeJson,
+  encodeOpenReply,
+  frame,
 } from './protocol.js';
 import { Errno } from './uapi.js';
 import { handleJson } from './json-api.js';

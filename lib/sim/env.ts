@@ -114,5 +114,4 @@ export function simEnv(o: SimEnvOptions): NodeJS.ProcessEnv {
 }
 
 /** The one line that says what this platform is. */
-export const SIM_BANNER =
-  'sevkit sim: SIMULATED SEV platform (software model with TEST ARK/ASK roots); it proves nothing about real AMD hardware';
+export const SIM_BANNER = 'sevkit sim: SIMULATED SEV platform (software model with TEST ARK/ASK roots); it proves nothing about real AMD hardware';

@@ -79,7 +79,8 @@ export function resolveFault(spec: FaultSpec): ResolvedFault {
   }
   if (out.fwStatus === undefined && out.errno === undefined) throw new SimFaultError('fault: give fwStatus or errno');
   if (on === 'open' && out.errno === undefined) throw new SimFaultError('fault: an open fault needs an errno');
-  if (out.times !== 'always' && (!Number.isInteger(out.times) || (out.times as number) < 1)) throw new SimFaultError('fault: times must be a positive integer or "always"');
+  if (out.times !== 'always' && (!Number.isInteger(out.times) || (out.times as number) < 1))
+    throw new SimFaultError('fault: times must be a positive integer or "always"');
   return out;
 }
 

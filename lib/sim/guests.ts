@@ -46,7 +46,8 @@ function measuredFile(p: unknown): { content: Buffer; hash: crypto.Hash } {
   } catch (e) {
     throw new SimFirmwareError(Ret.INVALID_PARAM, `${p}: ${(e as NodeJS.ErrnoException).code ?? 'cannot stat'}`);
   }
-  if (!st.isFile() || st.size > MAX_MEASURED_FILE_BYTES) throw new SimFirmwareError(Ret.INVALID_LEN, `${p}: not a regular file of at most ${MAX_MEASURED_FILE_BYTES} bytes`);
+  if (!st.isFile() || st.size > MAX_MEASURED_FILE_BYTES)
+    throw new SimFirmwareError(Ret.INVALID_LEN, `${p}: not a regular file of at most ${MAX_MEASURED_FILE_BYTES} bytes`);
   const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
   const hit = measuredFiles.get(p);
   if (hit?.stamp === stamp) return hit;
@@ -105,8 +106,20 @@ function table(p: SimPlatform): Map<number, Guest> {
 }
 
 const OPS = new Set([
-  'api', 'platformStatus', 'sevInit', 'launchStart', 'launchUpdateData', 'launchUpdateFile', 'launchUpdateVmsa', 'launchMeasure', 'launchSecret', 'launchFinish',
-  'attestation', 'decommission', 'pdhCertExport', 'getId',
+  'api',
+  'platformStatus',
+  'sevInit',
+  'launchStart',
+  'launchUpdateData',
+  'launchUpdateFile',
+  'launchUpdateVmsa',
+  'launchMeasure',
+  'launchSecret',
+  'launchFinish',
+  'attestation',
+  'decommission',
+  'pdhCertExport',
+  'getId',
 ]);
 
 export function isGuestOp(op: string): boolean {
@@ -181,19 +194,31 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       const minMinor = (policy >>> 24) & 0xff;
       const { major, minor } = platform.api;
       if (major < minMajor || (major === minMajor && minor < minMinor)) {
-        throw new SimFirmwareError(Ret.POLICY_FAILURE, `policy 0x${policy.toString(16)} requires API >= ${minMajor}.${minMinor}, platform has ${major}.${minor}`);
+        throw new SimFirmwareError(
+          Ret.POLICY_FAILURE,
+          `policy 0x${policy.toString(16)} requires API >= ${minMajor}.${minMinor}, platform has ${major}.${minor}`,
+        );
       }
       let tek: Buffer;
       let tik: Buffer;
       if (args.godh !== undefined || args.session !== undefined) {
-        if (args.godh === undefined || args.session === undefined) throw new SimFirmwareError(Ret.INVALID_PARAM, 'LAUNCH_START needs both the GODH certificate and the session blob');
+        if (args.godh === undefined || args.session === undefined)
+          throw new SimFirmwareError(Ret.INVALID_PARAM, 'LAUNCH_START needs both the GODH certificate and the session blob');
         if (platform.state === 'UNINIT') throw new SimFirmwareError(Ret.INVALID_PLATFORM_STATE, 'LAUNCH_START on an UNINIT platform');
         const godhRaw = b64(args.godh, 'godh');
         if (!godhCoordinatesZeroExtended(godhRaw)) {
-          throw new SimFirmwareError(Ret.INVALID_CERTIFICATE, 'GODH: a P-384 coordinate has non-zero bytes past its 48 (the firmware reads QX/QY as 576-bit zero-extended integers, so the value is not below p)');
+          throw new SimFirmwareError(
+            Ret.INVALID_CERTIFICATE,
+            'GODH: a P-384 coordinate has non-zero bytes past its 48 (the firmware reads QX/QY as 576-bit zero-extended integers, so the value is not below p)',
+          );
         }
         try {
-          ({ tek, tik } = openSession({ godh: b64(args.godh, 'godh'), session: b64(args.session, 'session'), pdhPrivateKey: platform.pdhPrivateKey(), policy }));
+          ({ tek, tik } = openSession({
+            godh: b64(args.godh, 'godh'),
+            session: b64(args.session, 'session'),
+            pdhPrivateKey: platform.pdhPrivateKey(),
+            policy,
+          }));
         } catch (e) {
           if (e instanceof SimFirmwareError) throw e;
           throw launchFailure(e, Ret.INVALID_PARAM);
@@ -209,9 +234,18 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
         throw new SimFirmwareError(status, `LAUNCH_START refused: ${retName(status)}`);
       }
       // The name is the client's: only a plain file name is taken (no path), so a decommission removes nothing else.
-      const name = typeof args.name === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(args.name) && args.name !== '.' && args.name !== '..' ? args.name : undefined;
+      const name =
+        typeof args.name === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(args.name) && args.name !== '.' && args.name !== '..' ? args.name : undefined;
       const secretDir = name ? path.join(platform.stateDir, 'guests', name) : undefined;
-      guests.set(slot.handle, { handle: slot.handle, policy, tek, tik, digest: crypto.createHash('sha256'), state: 'update', ...(secretDir ? { secretDir } : {}) });
+      guests.set(slot.handle, {
+        handle: slot.handle,
+        policy,
+        tek,
+        tik,
+        digest: crypto.createHash('sha256'),
+        state: 'update',
+        ...(secretDir ? { secretDir } : {}),
+      });
       ctx?.handles.add(slot.handle);
       return { handle: slot.handle, asid: slot.asid };
     }
@@ -220,7 +254,8 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       const g = guest();
       if (g.state !== 'update') throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, 'LAUNCH_UPDATE_DATA after LAUNCH_MEASURE');
       const data = b64(args.data, 'data');
-      if (data.length === 0 || data.length % 16 !== 0) throw new SimFirmwareError(Ret.INVALID_LEN, `LAUNCH_UPDATE_DATA length ${data.length} is not a non-zero multiple of 16`);
+      if (data.length === 0 || data.length % 16 !== 0)
+        throw new SimFirmwareError(Ret.INVALID_LEN, `LAUNCH_UPDATE_DATA length ${data.length} is not a non-zero multiple of 16`);
       g.digest.update(data);
       g.fed = true;
       return {};
@@ -232,7 +267,8 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       const g = guest();
       if (g.state !== 'update') throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, 'LAUNCH_UPDATE_DATA after LAUNCH_MEASURE');
       const f = measuredFile(args.path);
-      if (f.content.length === 0 || f.content.length % 16 !== 0) throw new SimFirmwareError(Ret.INVALID_LEN, `LAUNCH_UPDATE_DATA length ${f.content.length} is not a non-zero multiple of 16`);
+      if (f.content.length === 0 || f.content.length % 16 !== 0)
+        throw new SimFirmwareError(Ret.INVALID_LEN, `LAUNCH_UPDATE_DATA length ${f.content.length} is not a non-zero multiple of 16`);
       if (g.fed) g.digest.update(f.content);
       else g.digest = f.hash.copy();
       g.fed = true;
@@ -296,7 +332,10 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
       // the launch-secret and running guest states only.
       const g = guest();
       if ((g.state !== 'secret' && g.state !== 'running') || !g.launchDigest) {
-        throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, `ATTESTATION for guest ${g.handle} in the ${g.state === 'update' ? 'launch-update' : g.state} state (needs launch-secret or running)`);
+        throw new SimFirmwareError(
+          Ret.INVALID_GUEST_STATE,
+          `ATTESTATION for guest ${g.handle} in the ${g.state === 'update' ? 'launch-update' : g.state} state (needs launch-secret or running)`,
+        );
       }
       const mnonce = b64(args.mnonce, 'mnonce');
       if (mnonce.length !== 16) throw new SimFirmwareError(Ret.INVALID_PARAM, `ATTESTATION mnonce has ${mnonce.length} bytes, expected 16`);

@@ -35,14 +35,70 @@ export const GENOA_SYSCFG = 0x3fc0000n;
 /** The CPUID and SYSCFG values of each CpuPreset. */
 export const CPU_PRESETS: Record<CpuPreset, CpuDef> = {
   // The simulated host: EPYC 9004, C-bit 51, reduced-phys-bits 1, 4 VMPLs, 1006 ASIDs, SEV ASIDs from 100.
-  genoa: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 9654 96-Core Processor', family: 0x19, model: 0x11, stepping: 1, maxExt: 0x80000028, leaf1f: [0x0001fdff, 51 | (1 << 6) | (4 << 12), 1006, 100], syscfg: GENOA_SYSCFG, rmp: FIXTURE_RMP },
-  milan: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 7763 64-Core Processor', family: 0x19, model: 0x01, stepping: 1, maxExt: 0x80000023, leaf1f: [0x0001fdff, 51 | (5 << 6) | (4 << 12), 509, 100], syscfg: GENOA_SYSCFG, rmp: FIXTURE_RMP },
+  genoa: {
+    vendor: 'AuthenticAMD',
+    brand: 'AMD EPYC 9654 96-Core Processor',
+    family: 0x19,
+    model: 0x11,
+    stepping: 1,
+    maxExt: 0x80000028,
+    leaf1f: [0x0001fdff, 51 | (1 << 6) | (4 << 12), 1006, 100],
+    syscfg: GENOA_SYSCFG,
+    rmp: FIXTURE_RMP,
+  },
+  milan: {
+    vendor: 'AuthenticAMD',
+    brand: 'AMD EPYC 7763 64-Core Processor',
+    family: 0x19,
+    model: 0x01,
+    stepping: 1,
+    maxExt: 0x80000023,
+    leaf1f: [0x0001fdff, 51 | (5 << 6) | (4 << 12), 509, 100],
+    syscfg: GENOA_SYSCFG,
+    rmp: FIXTURE_RMP,
+  },
   // Rome without page-flush MSR: reproduces sevctl's documented example output.
-  rome: { vendor: 'AuthenticAMD', brand: 'AMD EPYC 7702 64-Core Processor', family: 0x17, model: 0x31, stepping: 0, maxExt: 0x80000020, leaf1f: [0x0000000b, 47 | (5 << 6), 509, 1], syscfg: 0x840000n },
-  intel: { vendor: 'GenuineIntel', brand: 'Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz', family: 6, model: 0x6a, stepping: 6, maxExt: 0x80000008, leaf1f: [0, 0, 0, 0], syscfg: null },
+  rome: {
+    vendor: 'AuthenticAMD',
+    brand: 'AMD EPYC 7702 64-Core Processor',
+    family: 0x17,
+    model: 0x31,
+    stepping: 0,
+    maxExt: 0x80000020,
+    leaf1f: [0x0000000b, 47 | (5 << 6), 509, 1],
+    syscfg: 0x840000n,
+  },
+  intel: {
+    vendor: 'GenuineIntel',
+    brand: 'Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz',
+    family: 6,
+    model: 0x6a,
+    stepping: 6,
+    maxExt: 0x80000008,
+    leaf1f: [0, 0, 0, 0],
+    syscfg: null,
+  },
   // An AMD EPYC guest or a host with SEV hidden: no 0x8000001F features (like a cloud VM).
-  'amd-nosev': { vendor: 'AuthenticAMD', brand: 'AMD EPYC', family: 0x19, model: 0x01, stepping: 1, maxExt: 0x8000001f, leaf1f: [0, 0, 0, 0], syscfg: 0x40000n },
-  ryzen: { vendor: 'AuthenticAMD', brand: 'AMD Ryzen 9 7950X 16-Core Processor', family: 0x19, model: 0x61, stepping: 2, maxExt: 0x80000028, leaf1f: [0x0001780f, 51 | (1 << 6), 0, 0], syscfg: 0x40000n },
+  'amd-nosev': {
+    vendor: 'AuthenticAMD',
+    brand: 'AMD EPYC',
+    family: 0x19,
+    model: 0x01,
+    stepping: 1,
+    maxExt: 0x8000001f,
+    leaf1f: [0, 0, 0, 0],
+    syscfg: 0x40000n,
+  },
+  ryzen: {
+    vendor: 'AuthenticAMD',
+    brand: 'AMD Ryzen 9 7950X 16-Core Processor',
+    family: 0x19,
+    model: 0x61,
+    stepping: 2,
+    maxExt: 0x80000028,
+    leaf1f: [0x0001780f, 51 | (1 << 6), 0, 0],
+    syscfg: 0x40000n,
+  },
 };
 
 /** The EPYC products the simulator can play (the host fixture and the platform agree through this one table). */
@@ -175,7 +231,10 @@ export function writeHostFixture(dir: string, spec: HostFixtureSpec = {}): HostF
     fs.writeSync(fd, b, 0, 8, MSR_SYSCFG);
     const rmp = spec.rmp === undefined ? def.rmp : spec.rmp;
     if (rmp !== undefined) {
-      for (const [msr, v] of [[MSR_RMP_BASE, rmp?.base ?? 0n], [FAKE_RMP_END_OFFSET, rmp?.end ?? 0n]] as const) {
+      for (const [msr, v] of [
+        [MSR_RMP_BASE, rmp?.base ?? 0n],
+        [FAKE_RMP_END_OFFSET, rmp?.end ?? 0n],
+      ] as const) {
         b.writeBigUInt64LE(v);
         fs.writeSync(fd, b, 0, 8, msr);
       }
@@ -183,7 +242,8 @@ export function writeHostFixture(dir: string, spec: HostFixtureSpec = {}): HostF
     fs.closeSync(fd);
   }
   if (spec.iommu !== false) fs.mkdirSync(path.join(root, 'sys/class/iommu/ivhd0'), { recursive: true });
-  if (spec.cpuinfoFlags) write(root, 'proc/cpuinfo', `processor\t: 0\nvendor_id\t: ${def.vendor}\nmodel name\t: ${def.brand}\nflags\t\t: ${spec.cpuinfoFlags.join(' ')}\n`);
+  if (spec.cpuinfoFlags)
+    write(root, 'proc/cpuinfo', `processor\t: 0\nvendor_id\t: ${def.vendor}\nmodel name\t: ${def.brand}\nflags\t\t: ${spec.cpuinfoFlags.join(' ')}\n`);
 
   if (spec.kvmAmd !== false) {
     const p = { sev: 'Y\n', sevEs: 'Y\n', sevSnp: 'Y\n', ...(spec.kvmAmd ?? {}) };
@@ -196,19 +256,30 @@ export function writeHostFixture(dir: string, spec: HostFixtureSpec = {}): HostF
   if (spec.devKvm !== false) write(root, 'dev/kvm', '', 0o660);
   const memlock = spec.memlock === undefined ? { soft: 'unlimited', hard: 'unlimited' } : spec.memlock;
   if (memlock) write(root, 'proc/self/limits', limitsText(memlock.soft, memlock.hard));
-  write(root, 'proc/cmdline', `${spec.cmdline ?? 'BOOT_IMAGE=/vmlinuz-6.12.0-sim root=/dev/vda1 ro mem_encrypt=on kvm_amd.sev=1 kvm_amd.sev_es=1 kvm_amd.sev_snp=1'}\n`);
+  write(
+    root,
+    'proc/cmdline',
+    `${spec.cmdline ?? 'BOOT_IMAGE=/vmlinuz-6.12.0-sim root=/dev/vda1 ro mem_encrypt=on kvm_amd.sev=1 kvm_amd.sev_es=1 kvm_amd.sev_snp=1'}\n`,
+  );
   write(root, 'proc/sys/kernel/osrelease', `${spec.osrelease ?? '6.12.0-sim'}\n`);
 
   const qemu = path.join(dir, 'bin/qemu-system-x86_64');
   const qv = spec.qemuVersion === undefined ? '9.2.0' : spec.qemuVersion;
   if (qv !== null) {
-    write(dir, 'bin/qemu-system-x86_64', `#!/bin/sh\necho "QEMU emulator version ${qv} (sevkit host fixture)"\necho "Copyright (c) 2003-2024 Fabrice Bellard and the QEMU Project developers"\n`, 0o755);
+    write(
+      dir,
+      'bin/qemu-system-x86_64',
+      `#!/bin/sh\necho "QEMU emulator version ${qv} (sevkit host fixture)"\necho "Copyright (c) 2003-2024 Fabrice Bellard and the QEMU Project developers"\n`,
+      0o755,
+    );
   }
   const ovmfDir = path.join(dir, 'usr/share/OVMF');
   fs.mkdirSync(ovmfDir, { recursive: true });
   const ovmf = spec.ovmf ?? 'amdsev';
-  if (ovmf === 'amdsev') fs.writeFileSync(path.join(ovmfDir, 'OVMF.amdsev.fd'), buildOvmfImage({ resetBlock: true, secretArea: true, kernelHashes: true, snpMetadata: true }));
-  if (ovmf === 'plain') fs.writeFileSync(path.join(ovmfDir, 'OVMF_CODE_4M.fd'), buildOvmfImage({ resetBlock: true, secretArea: false, kernelHashes: false, snpMetadata: true }));
+  if (ovmf === 'amdsev')
+    fs.writeFileSync(path.join(ovmfDir, 'OVMF.amdsev.fd'), buildOvmfImage({ resetBlock: true, secretArea: true, kernelHashes: true, snpMetadata: true }));
+  if (ovmf === 'plain')
+    fs.writeFileSync(path.join(ovmfDir, 'OVMF_CODE_4M.fd'), buildOvmfImage({ resetBlock: true, secretArea: false, kernelHashes: false, snpMetadata: true }));
   if (ovmf === 'legacy') fs.writeFileSync(path.join(ovmfDir, 'OVMF_CODE.fd'), Buffer.alloc(4096));
   return { root, cpuidFile, qemu, ovmfDirs: [ovmfDir] };
 }

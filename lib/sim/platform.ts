@@ -19,13 +19,9 @@ import { verifySevLink } from '../certs/verify.js';
 import { deriveBytes, deriveP384, ecdsaSignDeterministic } from './detcrypto.js';
 import { FaultTable, type FaultSpec, type Requester } from './faults.js';
 import { writeFileAtomic } from '../util/fs.js';
-import {
-  buildCaCerts, buildCek, buildOca, buildPdh, buildPek, buildPekCsr, loadOrCreateRoots, type ApiVersion,
-} from './keys.js';
+import { buildCaCerts, buildCek, buildOca, buildPdh, buildPek, buildPekCsr, loadOrCreateRoots, type ApiVersion } from './keys.js';
 import { beToLeFixed } from '../certs/bytes.js';
-import {
-  CHIP_ID_SIZE, Cmd, Errno, FW_BLOB_MAX_SIZE, OUT_BLOBS, PlatformState, Ret, SEV_CERT_SIZE, cmdName,
-} from './uapi.js';
+import { CHIP_ID_SIZE, Cmd, Errno, FW_BLOB_MAX_SIZE, OUT_BLOBS, PlatformState, Ret, SEV_CERT_SIZE, cmdName } from './uapi.js';
 import { SnpConfigFlag, SnpStatusFlag } from '../platform/constants.js';
 import { encodePlatformStatus } from '../platform/layout.js';
 import { productAsids, type SimProduct } from './host-fixture.js';
@@ -234,12 +230,15 @@ export class SimPlatform {
     const { ark, ask } = buildCaCerts(this.seed, arkKey, askKey);
     const cekKey = deriveP384(this.seed, 'cek');
     this.keys.set('ark', arkKey).set('ask', askKey).set('cek', cekKey);
-    this.certs.set('ark', ark).set('ask', ask).set('cek', buildCek(this.seed, cekKey, askKey, this.api));
+    this.certs
+      .set('ark', ark)
+      .set('ask', ask)
+      .set('cek', buildCek(this.seed, cekKey, askKey, this.api));
     this.regenerateOwnerKeys();
     this.save(['ark', 'ask', 'cek', 'oca', 'pek', 'pdh']);
     writeFileAtomic(
       path.join(this.stateDir, 'README.txt'),
-      'This directory holds the state of sevkit\'s SIMULATED SEV platform.\n' +
+      "This directory holds the state of sevkit's SIMULATED SEV platform.\n" +
         'All keys here, including the ARK and ASK, are TEST keys made by the simulator\n' +
         '(their key ids start with "SIMTEST-"). Nothing signed by them proves anything\n' +
         'about real AMD hardware. Private keys are PKCS#8 PEM (*.key.pem), certificates\n' +
@@ -502,7 +501,17 @@ export class SimPlatform {
    * chip id, the SNP configuration (SNP_SET_CONFIG's reported TCB and masks) and
    * the TEST ARK/ASK keys (the same RSA keys as the SEV-format ARK/ASK, as on AMD parts).
    */
-  snpGuestView(): { seed: string; chipId: Buffer; currentTcb: bigint; reportedTcb: bigint; maskChipId: boolean; maskChipKey: boolean; api: ApiVersion; arkKey: KeyObject; askKey: KeyObject } {
+  snpGuestView(): {
+    seed: string;
+    chipId: Buffer;
+    currentTcb: bigint;
+    reportedTcb: bigint;
+    maskChipId: boolean;
+    maskChipKey: boolean;
+    api: ApiVersion;
+    arkKey: KeyObject;
+    askKey: KeyObject;
+  } {
     return { seed: this.seed, chipId: Buffer.from(this.chipId), ...this.snp, api: this.api, arkKey: this.key('ark'), askKey: this.key('ask') };
   }
 
@@ -789,8 +798,7 @@ export class SimPlatform {
     } catch {
       return Ret.INVALID_CERTIFICATE;
     }
-    const ecSigner = (c: SevCert) =>
-      c.pubkey.kind === 'ec' && c.pubkey.curve === Curve.P384 && (c.algo === Algo.ECDSA_SHA256 || c.algo === Algo.ECDSA_SHA384);
+    const ecSigner = (c: SevCert) => c.pubkey.kind === 'ec' && c.pubkey.curve === Curve.P384 && (c.algo === Algo.ECDSA_SHA256 || c.algo === Algo.ECDSA_SHA384);
     if (oca.usage !== Usage.OCA || !ecSigner(oca) || pek.usage !== Usage.PEK) return Ret.INVALID_CERTIFICATE;
     const current = decodeSevCert(this.cert('pek'));
     if (pek.pubkey.kind !== 'ec' || current.pubkey.kind !== 'ec' || !pek.pubkey.qx.equals(current.pubkey.qx) || !pek.pubkey.qy.equals(current.pubkey.qy)) {

@@ -3,9 +3,7 @@
  * kernel-qemu.md §1.2–1.3, §1.6).
  */
 import os from 'node:os';
-import {
-  SEV_FW_BLOB_MAX_SIZE, SEV_PLATFORM_CERT_SIZE, SevCmd, SevRet, SevStateCode,
-} from '../platform/constants.js';
+import { SEV_FW_BLOB_MAX_SIZE, SEV_PLATFORM_CERT_SIZE, SevCmd, SevRet, SevStateCode } from '../platform/constants.js';
 import { SEV_STRUCTS } from '../platform/layout.js';
 
 /**

@@ -56,7 +56,8 @@ export function parseCertTable(buf: Uint8Array): CertTableEntry[] {
   for (let i = 0; i < MAX_ENTRIES + 1; i++) {
     const off = i * CERT_TABLE_ENTRY_SIZE;
     if (off === b.length && i === 0) return [];
-    if (off + CERT_TABLE_ENTRY_SIZE > b.length) throw new CertTableError(`entry ${i} runs past the ${b.length}-byte buffer (no terminating zero entry)`, { field: `entry ${i}` });
+    if (off + CERT_TABLE_ENTRY_SIZE > b.length)
+      throw new CertTableError(`entry ${i} runs past the ${b.length}-byte buffer (no terminating zero entry)`, { field: `entry ${i}` });
     const e = b.subarray(off, off + CERT_TABLE_ENTRY_SIZE);
     if (e.every((x) => x === 0)) {
       headerEnd = off + CERT_TABLE_ENTRY_SIZE;
@@ -69,8 +70,10 @@ export function parseCertTable(buf: Uint8Array): CertTableEntry[] {
   return raw.map((r, i) => {
     if (seen.has(r.guid)) throw new CertTableError(`GUID ${r.guid} appears twice`, { field: `entry ${i}` });
     seen.add(r.guid);
-    if (r.offset < headerEnd) throw new CertTableError(`entry ${i} (${r.guid}) points into the header (offset ${r.offset} < ${headerEnd})`, { field: `entry ${i}` });
-    if (r.offset + r.length > b.length) throw new CertTableError(`entry ${i} (${r.guid}) runs past the buffer (${r.offset}+${r.length} > ${b.length})`, { field: `entry ${i}` });
+    if (r.offset < headerEnd)
+      throw new CertTableError(`entry ${i} (${r.guid}) points into the header (offset ${r.offset} < ${headerEnd})`, { field: `entry ${i}` });
+    if (r.offset + r.length > b.length)
+      throw new CertTableError(`entry ${i} (${r.guid}) runs past the buffer (${r.offset}+${r.length} > ${b.length})`, { field: `entry ${i}` });
     return { guid: r.guid, kind: KIND_OF.get(r.guid) ?? 'other', data: Buffer.from(b.subarray(r.offset, r.offset + r.length)) };
   });
 }

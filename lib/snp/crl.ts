@@ -71,6 +71,7 @@ export function crlFailure(crl: AmdCrl, ark: AmdCert, certs: AmdCert[], at: Date
   if (sig) return sig;
   if (at < crl.thisUpdate) return `the CRL is not valid before ${crl.thisUpdate.toISOString()}`;
   if (crl.nextUpdate && at > crl.nextUpdate) return `the CRL is stale (next update was due ${crl.nextUpdate.toISOString()})`;
-  for (const c of certs) if (crl.revokedSerials.includes(normSerial(c.serial))) return `${c.name} (${c.subjectCn}, serial 0x${normSerial(c.serial)}) is revoked`;
+  for (const c of certs)
+    if (crl.revokedSerials.includes(normSerial(c.serial))) return `${c.name} (${c.subjectCn}, serial 0x${normSerial(c.serial)}) is revoked`;
   return undefined;
 }

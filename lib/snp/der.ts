@@ -44,7 +44,7 @@ export function readOnly(b: Buffer, what: [string, string]): Tlv {
 /** All TLVs inside a constructed value. */
 export function children(value: Buffer, what: [string, string]): Tlv[] {
   const out: Tlv[] = [];
-  for (let off = 0; off < value.length; ) {
+  for (let off = 0; off < value.length;) {
     const t = readTlv(value, off, what);
     out.push(t);
     off = t.end;

@@ -117,7 +117,8 @@ function defaultFeatures(): bigint[] {
 
 function parseMeasurement(m: Uint8Array | string): Buffer {
   if (typeof m !== 'string') {
-    if (m.length !== SNP_LD_SIZE) throw new LaunchInputError(`measurement has ${m.length} bytes, expected ${SNP_LD_SIZE}`, 'ERR_SNP_MEASUREMENT', 'INVALID_LEN');
+    if (m.length !== SNP_LD_SIZE)
+      throw new LaunchInputError(`measurement has ${m.length} bytes, expected ${SNP_LD_SIZE}`, 'ERR_SNP_MEASUREMENT', 'INVALID_LEN');
     return Buffer.from(m);
   }
   const s = m.trim();
@@ -126,9 +127,11 @@ function parseMeasurement(m: Uint8Array | string): Buffer {
   throw new LaunchInputError('measurement must be 48 bytes as 96 hex digits or 64 base64 characters', 'ERR_SNP_MEASUREMENT');
 }
 
-const vmmLabel = (v: { vmmType: SnpVmmType; cloudRdx?: number }) => (v.vmmType !== 'qemu' && v.cloudRdx !== undefined && v.cloudRdx !== CLOUD_VMSA_RDX ? `${v.vmmType} (RDX 0x${v.cloudRdx.toString(16)})` : v.vmmType);
+const vmmLabel = (v: { vmmType: SnpVmmType; cloudRdx?: number }) =>
+  v.vmmType !== 'qemu' && v.cloudRdx !== undefined && v.cloudRdx !== CLOUD_VMSA_RDX ? `${v.vmmType} (RDX 0x${v.cloudRdx.toString(16)})` : v.vmmType;
 const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
-const first = <T>(expected: T | undefined, list: T[], eq: (a: T, b: T) => boolean = (a, b) => a === b): T[] => (expected === undefined ? list : [expected, ...list.filter((x) => !eq(x, expected))]);
+const first = <T>(expected: T | undefined, list: T[], eq: (a: T, b: T) => boolean = (a, b) => a === b): T[] =>
+  expected === undefined ? list : [expected, ...list.filter((x) => !eq(x, expected))];
 
 /** Search the variants for the one whose digest is the measurement. Throws LaunchInputError on bad input only. */
 export function diagnoseSnpDigest(inp: SnpDiagnoseInput): SnpDiagnosis {
@@ -145,13 +148,18 @@ export function diagnoseSnpDigest(inp: SnpDiagnoseInput): SnpDiagnosis {
   if (exp.vcpuSig !== undefined) cpus = first({ sig: exp.vcpuSig >>> 0, names: cpuNamesForSignature(exp.vcpuSig) }, cpus, (a, b) => a.sig === b.sig);
   const features = first(expFeatures, space.guestFeatures ?? defaultFeatures());
   const vmmDefault: SnpVmmVariant[] = [{ vmmType: 'qemu' }, { vmmType: 'ec2' }, { vmmType: 'ec2', cloudRdx: 0 }, { vmmType: 'gce' }];
-  const vmms = space.vmms ?? (exp.vmmType ? [...vmmDefault.filter((v) => v.vmmType === exp.vmmType), ...vmmDefault.filter((v) => v.vmmType !== exp.vmmType)] : vmmDefault);
+  const vmms =
+    space.vmms ?? (exp.vmmType ? [...vmmDefault.filter((v) => v.vmmType === exp.vmmType), ...vmmDefault.filter((v) => v.vmmType !== exp.vmmType)] : vmmDefault);
   const fpus = first<SnpFpuState>(exp.fpu, space.fpu ?? ['init2', 'legacy']);
   const expectedKernel = exp.kernelHashes ?? Boolean(inp.kernel);
   const kernelChoices = first(inp.kernel ? expectedKernel : undefined, space.kernelHashes ?? (inp.kernel ? [true, false] : [false]));
-  if (kernelChoices.includes(true) && !inp.kernel) throw new LaunchInputError('kernel-hashes variants need the kernel (and initrd, command line)', 'ERR_DIAGNOSE_ARGS');
+  if (kernelChoices.includes(true) && !inp.kernel)
+    throw new LaunchInputError('kernel-hashes variants need the kernel (and initrd, command line)', 'ERR_DIAGNOSE_ARGS');
   const expectedFw = exp.firmware ?? inp.firmwares[0]!.name;
-  const fws = first(inp.firmwares.find((f) => f.name === expectedFw), inp.firmwares);
+  const fws = first(
+    inp.firmwares.find((f) => f.name === expectedFw),
+    inp.firmwares,
+  );
 
   let searched = 0;
   const notes: string[] = [];
@@ -181,7 +189,13 @@ export function diagnoseSnpDigest(inp: SnpDiagnoseInput): SnpDiagnosis {
         for (const cpu of qemu ? cpus : [{ sig: 0, names: [] as string[] }]) {
           for (const fpu of qemu ? fpus : (['legacy'] as SnpFpuState[])) {
             for (const guestFeatures of features) {
-              const { bsp, ap } = snpVmsaHashes(fw, { vcpuSig: cpu.sig, guestFeatures, vmmType: vmm.vmmType, fpu, ...(vmm.cloudRdx !== undefined ? { cloudRdx: vmm.cloudRdx } : {}) });
+              const { bsp, ap } = snpVmsaHashes(fw, {
+                vcpuSig: cpu.sig,
+                guestFeatures,
+                vmmType: vmm.vmmType,
+                fpu,
+                ...(vmm.cloudRdx !== undefined ? { cloudRdx: vmm.cloudRdx } : {}),
+              });
               const g = prefix.clone().updateVmsaHash(bsp);
               for (let n = 1; n <= range.max; n++) {
                 if (n > 1) g.updateVmsaHash(ap);
@@ -189,7 +203,18 @@ export function diagnoseSnpDigest(inp: SnpDiagnoseInput): SnpDiagnosis {
                 searched++;
                 const d = g.digest();
                 if (d.equals(target)) {
-                  found = { firmware: f.name, kernelHashes, vcpus: n, vcpuSig: cpu.sig, cpuNames: cpu.names, guestFeatures, vmmType: vmm.vmmType, ...(vmm.cloudRdx !== undefined ? { cloudRdx: vmm.cloudRdx } : {}), fpu, digest: d };
+                  found = {
+                    firmware: f.name,
+                    kernelHashes,
+                    vcpus: n,
+                    vcpuSig: cpu.sig,
+                    cpuNames: cpu.names,
+                    guestFeatures,
+                    vmmType: vmm.vmmType,
+                    ...(vmm.cloudRdx !== undefined ? { cloudRdx: vmm.cloudRdx } : {}),
+                    fpu,
+                    digest: d,
+                  };
                   break search;
                 }
               }
@@ -210,8 +235,13 @@ export function diagnoseSnpDigest(inp: SnpDiagnoseInput): SnpDiagnosis {
     diff('vmmType', exp.vmmType, vmmLabel(found));
     diff('vcpus', exp.vcpus === undefined ? undefined : String(exp.vcpus), String(found.vcpus));
     if (found.vmmType === 'qemu') {
-      const label = (sig: number) => (exp.vcpuType !== undefined && sig === exp.vcpuSig ? `${exp.vcpuType} (0x${sig.toString(16)})` : describeCpuSignature(sig));
-      diff('vcpuSig', exp.vcpuSig === undefined || exp.vcpuSig >>> 0 === found.vcpuSig ? undefined : label(exp.vcpuSig >>> 0), describeCpuSignature(found.vcpuSig));
+      const label = (sig: number) =>
+        exp.vcpuType !== undefined && sig === exp.vcpuSig ? `${exp.vcpuType} (0x${sig.toString(16)})` : describeCpuSignature(sig);
+      diff(
+        'vcpuSig',
+        exp.vcpuSig === undefined || exp.vcpuSig >>> 0 === found.vcpuSig ? undefined : label(exp.vcpuSig >>> 0),
+        describeCpuSignature(found.vcpuSig),
+      );
       diff('fpu', exp.fpu, found.fpu);
     }
     diff('guestFeatures', expFeatures === undefined ? undefined : describeGuestFeatures(expFeatures), describeGuestFeatures(found.guestFeatures));
@@ -222,9 +252,24 @@ export function diagnoseSnpDigest(inp: SnpDiagnoseInput): SnpDiagnosis {
   return result;
 }
 
-function summarize(d: SnpDiagnosis, nFw: number, kernel: boolean[], range: { min: number; max: number }, nCpus: number, nFeatures: number, vmms: SnpVmmVariant[]): string {
+function summarize(
+  d: SnpDiagnosis,
+  nFw: number,
+  kernel: boolean[],
+  range: { min: number; max: number },
+  nCpus: number,
+  nFeatures: number,
+  vmms: SnpVmmVariant[],
+): string {
   if (!d.variant) {
-    const space = [plural(nFw, 'firmware file'), `kernel hashes ${kernel.map((k) => (k ? 'on' : 'off')).join('/')}`, `VMM ${vmms.map(vmmLabel).join('/')}`, `${range.min}..${range.max} vCPUs`, plural(nCpus, 'CPU signature'), plural(nFeatures, 'guest-features value')];
+    const space = [
+      plural(nFw, 'firmware file'),
+      `kernel hashes ${kernel.map((k) => (k ? 'on' : 'off')).join('/')}`,
+      `VMM ${vmms.map(vmmLabel).join('/')}`,
+      `${range.min}..${range.max} vCPUs`,
+      plural(nCpus, 'CPU signature'),
+      plural(nFeatures, 'guest-features value'),
+    ];
     return `unexplained: nothing in the searched space gives this measurement (${plural(d.searched, 'digest')}: ${space.join(', ')}); the guest runs other firmware, kernel, initrd or command line than the ones given, or a launch type sevkit does not model (SVSM, IGVM)`;
   }
   if (!d.differences.length) return 'the measurement is what you expected';
@@ -240,7 +285,20 @@ export function snpDiagnosisToJSON(d: SnpDiagnosis): Record<string, unknown> {
     explained: d.explained,
     summary: d.summary,
     ...(v
-      ? { variant: { firmware: v.firmware, kernelHashes: v.kernelHashes, vcpus: v.vcpus, vcpuSig: `0x${v.vcpuSig.toString(16)}`, cpu: v.cpuNames, guestFeatures: `0x${v.guestFeatures.toString(16)}`, vmmType: v.vmmType, ...(v.cloudRdx !== undefined ? { cloudRdx: `0x${v.cloudRdx.toString(16)}` } : {}), fpu: v.fpu, digest: v.digest.toString('hex') } }
+      ? {
+          variant: {
+            firmware: v.firmware,
+            kernelHashes: v.kernelHashes,
+            vcpus: v.vcpus,
+            vcpuSig: `0x${v.vcpuSig.toString(16)}`,
+            cpu: v.cpuNames,
+            guestFeatures: `0x${v.guestFeatures.toString(16)}`,
+            vmmType: v.vmmType,
+            ...(v.cloudRdx !== undefined ? { cloudRdx: `0x${v.cloudRdx.toString(16)}` } : {}),
+            fpu: v.fpu,
+            digest: v.digest.toString('hex'),
+          },
+        }
       : {}),
     differences: d.differences,
     searched: d.searched,

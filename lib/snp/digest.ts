@@ -21,7 +21,17 @@ import { buildSnpVmsa, parseGuestFeatures, SNP_BSP_EIP, type SnpFpuState, type S
 
 export { SnpGctx, SnpPageType, SNP_LD_SIZE, type GctxStep } from './gctx.js';
 export { SevSectionType, type SevMetadataSection } from './metadata.js';
-export { buildSnpVmsa, parseGuestFeatures, describeGuestFeatures, SNP_VMM_TYPES, SNP_BSP_EIP, CLOUD_VMSA_RDX, type SnpFpuState, type SnpVmmType, type SnpVmsaOptions } from './vmsa.js';
+export {
+  buildSnpVmsa,
+  parseGuestFeatures,
+  describeGuestFeatures,
+  SNP_VMM_TYPES,
+  SNP_BSP_EIP,
+  CLOUD_VMSA_RDX,
+  type SnpFpuState,
+  type SnpVmmType,
+  type SnpVmsaOptions,
+} from './vmsa.js';
 
 const FOUR_GIB = 0x1_0000_0000;
 /** The most vCPUs a digest is computed for (KVM's KVM_MAX_VCPUS on x86). */
@@ -60,15 +70,24 @@ export interface LoadSnpFirmwareOptions {
 export function loadSnpFirmware(image: Uint8Array, name = 'firmware', opts: LoadSnpFirmwareOptions = {}): SnpFirmware {
   const img = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
   if (img.length === 0 || img.length % SNP_PAGE_SIZE !== 0 || img.length > FOUR_GIB) {
-    throw new OvmfError(`${name}: ${img.length} bytes is not a whole number of 4 KiB pages below 4 GiB; SNP measures the firmware page by page`, 'ERR_SNP_FIRMWARE_SIZE');
+    throw new OvmfError(
+      `${name}: ${img.length} bytes is not a whole number of 4 KiB pages below 4 GiB; SNP measures the firmware page by page`,
+      'ERR_SNP_FIRMWARE_SIZE',
+    );
   }
   const info = parseOvmf(img, name);
   if (info.resetVector === undefined) {
-    throw new OvmfError(`${name}: no SEV-ES reset block (${OVMF_GUIDS.SEV_ES_RESET_BLOCK}) in the OVMF footer table; an SNP guest's APs cannot start without it`, 'ERR_OVMF_NO_RESET');
+    throw new OvmfError(
+      `${name}: no SEV-ES reset block (${OVMF_GUIDS.SEV_ES_RESET_BLOCK}) in the OVMF footer table; an SNP guest's APs cannot start without it`,
+      'ERR_OVMF_NO_RESET',
+    );
   }
   const sections = parseSevMetadata(img, info, name);
   if (!sections.length && !opts.allowNoMetadata) {
-    throw new OvmfError(`${name}: no SEV metadata (${OVMF_GUIDS.SEV_METADATA}): not an SNP-capable OVMF (use an AmdSevX64 or OvmfPkgX64 build of edk2 ≥ stable202405)`, 'ERR_SNP_NO_METADATA');
+    throw new OvmfError(
+      `${name}: no SEV metadata (${OVMF_GUIDS.SEV_METADATA}): not an SNP-capable OVMF (use an AmdSevX64 or OvmfPkgX64 build of edk2 ≥ stable202405)`,
+      'ERR_SNP_NO_METADATA',
+    );
   }
   if (opts.ovmfHash !== undefined && opts.ovmfHash.length !== SNP_LD_SIZE) {
     throw new LaunchInputError(`precomputed OVMF hash has ${opts.ovmfHash.length} bytes, expected ${SNP_LD_SIZE}`, 'ERR_SNP_SEED', 'INVALID_LEN');
@@ -76,7 +95,12 @@ export function loadSnpFirmware(image: Uint8Array, name = 'firmware', opts: Load
   let cached: Buffer | undefined = opts.ovmfHash ? Buffer.from(opts.ovmfHash) : undefined;
   const gpa = FOUR_GIB - img.length;
   return {
-    name, image: img, info, sections, resetEip: info.resetVector, gpa,
+    name,
+    image: img,
+    info,
+    sections,
+    resetEip: info.resetVector,
+    gpa,
     ovmfHash() {
       cached ??= new SnpGctx().updateNormalPages(gpa, img).digest();
       return Buffer.from(cached);
@@ -98,11 +122,13 @@ export function snpSupportsKernelHashes(fw: SnpFirmware): boolean {
 function requireSnpKernelHashes(fw: SnpFirmware): { section: SevMetadataSection; offset: number } {
   const section = fw.sections.find((s) => s.type === SevSectionType.SNP_KERNEL_HASHES);
   if (!section) throw new OvmfError(`${fw.name}: Kernel specified but OVMF metadata doesn't include SNP_KERNEL_HASHES section`, 'ERR_SNP_NO_KERNEL_HASHES');
-  if (section.size !== SNP_PAGE_SIZE) throw new OvmfError(`${fw.name}: SNP_KERNEL_HASHES section is 0x${section.size.toString(16)} bytes, expected one 4 KiB page`, 'ERR_SNP_METADATA');
+  if (section.size !== SNP_PAGE_SIZE)
+    throw new OvmfError(`${fw.name}: SNP_KERNEL_HASHES section is 0x${section.size.toString(16)} bytes, expected one 4 KiB page`, 'ERR_SNP_METADATA');
   // QEMU also needs the footer's hashes-table entry with base ≠ 0 and room for the 176-byte table.
   const area = requireHashesArea(fw.info, fw.name);
   const offset = area.base & 0xfff;
-  if (offset + PADDED_HASHES_TABLE_SIZE > SNP_PAGE_SIZE) throw new OvmfError(`${fw.name}: hashes table at page offset 0x${offset.toString(16)} does not fit its 4 KiB page`, 'ERR_OVMF_HASHES_SIZE');
+  if (offset + PADDED_HASHES_TABLE_SIZE > SNP_PAGE_SIZE)
+    throw new OvmfError(`${fw.name}: hashes table at page offset 0x${offset.toString(16)} does not fit its 4 KiB page`, 'ERR_OVMF_HASHES_SIZE');
   return { section, offset };
 }
 
@@ -147,7 +173,8 @@ export function snpPrefix(fw: SnpFirmware, o: SnpPrefixOptions = {}): SnpGctx {
         g.updateEmptyPages(SnpPageType.SECRETS, s.gpa, SNP_PAGE_SIZE);
         break;
       case SevSectionType.CPUID:
-        if (vmm === 'ec2') cpuid.push(s); // EC2 measures its CPUID page after every other section
+        if (vmm === 'ec2')
+          cpuid.push(s); // EC2 measures its CPUID page after every other section
         else g.updateEmptyPages(SnpPageType.CPUID, s.gpa, SNP_PAGE_SIZE);
         break;
       case SevSectionType.SNP_KERNEL_HASHES:
@@ -177,7 +204,13 @@ export interface SnpVcpuOptions {
 
 /** SHA-384 of the BSP and AP pages for these options (what extendSnpVmsas folds in). */
 export function snpVmsaHashes(fw: SnpFirmware, o: Omit<SnpVcpuOptions, 'vcpus'>): { bsp: Buffer; ap: Buffer } {
-  const base = { vcpuSig: o.vcpuSig, guestFeatures: o.guestFeatures, ...(o.vmmType ? { vmmType: o.vmmType } : {}), ...(o.fpu ? { fpu: o.fpu } : {}), ...(o.cloudRdx !== undefined ? { cloudRdx: o.cloudRdx } : {}) };
+  const base = {
+    vcpuSig: o.vcpuSig,
+    guestFeatures: o.guestFeatures,
+    ...(o.vmmType ? { vmmType: o.vmmType } : {}),
+    ...(o.fpu ? { fpu: o.fpu } : {}),
+    ...(o.cloudRdx !== undefined ? { cloudRdx: o.cloudRdx } : {}),
+  };
   return { bsp: sha384(buildSnpVmsa({ eip: SNP_BSP_EIP, ...base })), ap: sha384(buildSnpVmsa({ eip: fw.resetEip, ...base })) };
 }
 
@@ -214,16 +247,23 @@ export interface SnpVcpuModel {
 export function resolveSnpVcpuSig(m: SnpVcpuModel, vmmType: SnpVmmType = 'qemu'): number {
   const fms = [m.vcpuFamily, m.vcpuModel, m.vcpuStepping];
   if (fms.some((x) => x !== undefined)) {
-    if (fms.some((x) => x === undefined || !Number.isInteger(x) || x < 0)) throw new LaunchInputError('the vCPU family, model and stepping must all be given, as non-negative integers', 'ERR_VCPU_TYPE');
-    if (m.vcpuFamily! > 0xff + 0xf || m.vcpuModel! > 0xff || m.vcpuStepping! > 0xf) throw new LaunchInputError(`vCPU family/model/stepping ${m.vcpuFamily}/${m.vcpuModel}/${m.vcpuStepping} out of range (family ≤ 270, model ≤ 255, stepping ≤ 15)`, 'ERR_VCPU_TYPE');
+    if (fms.some((x) => x === undefined || !Number.isInteger(x) || x < 0))
+      throw new LaunchInputError('the vCPU family, model and stepping must all be given, as non-negative integers', 'ERR_VCPU_TYPE');
+    if (m.vcpuFamily! > 0xff + 0xf || m.vcpuModel! > 0xff || m.vcpuStepping! > 0xf)
+      throw new LaunchInputError(
+        `vCPU family/model/stepping ${m.vcpuFamily}/${m.vcpuModel}/${m.vcpuStepping} out of range (family ≤ 270, model ≤ 255, stepping ≤ 15)`,
+        'ERR_VCPU_TYPE',
+      );
     return cpuSignature(m.vcpuFamily!, m.vcpuModel!, m.vcpuStepping!);
   }
   if (m.vcpuSig !== undefined) {
-    if (!Number.isInteger(m.vcpuSig) || m.vcpuSig < 0 || m.vcpuSig > 0xffffffff) throw new LaunchInputError(`vCPU signature ${m.vcpuSig} is not a u32`, 'ERR_VCPU_TYPE');
+    if (!Number.isInteger(m.vcpuSig) || m.vcpuSig < 0 || m.vcpuSig > 0xffffffff)
+      throw new LaunchInputError(`vCPU signature ${m.vcpuSig} is not a u32`, 'ERR_VCPU_TYPE');
     return m.vcpuSig >>> 0;
   }
   if (m.vcpuType !== undefined) return vcpuSignature(m.vcpuType);
-  if (vmmType === 'qemu') throw new LaunchInputError('an SNP digest for QEMU needs the vCPU type (e.g. EPYC-v4), signature, or family/model/stepping', 'ERR_VCPU_TYPE');
+  if (vmmType === 'qemu')
+    throw new LaunchInputError('an SNP digest for QEMU needs the vCPU type (e.g. EPYC-v4), signature, or family/model/stepping', 'ERR_VCPU_TYPE');
   return 0;
 }
 
@@ -274,12 +314,30 @@ export function computeSnpDigest(inp: SnpDigestInput): SnpDigestResult {
   const vcpuSig = resolveSnpVcpuSig(inp, vmmType);
   const fw = isFirmware(inp.firmware)
     ? inp.firmware
-    : loadSnpFirmware(inp.firmware, inp.firmwareName, { ...(inp.allowNoMetadata ? { allowNoMetadata: true } : {}), ...(inp.ovmfHash ? { ovmfHash: inp.ovmfHash } : {}) });
+    : loadSnpFirmware(inp.firmware, inp.firmwareName, {
+        ...(inp.allowNoMetadata ? { allowNoMetadata: true } : {}),
+        ...(inp.ovmfHash ? { ovmfHash: inp.ovmfHash } : {}),
+      });
   const prefix = snpPrefix(fw, { vmmType, ...(inp.kernel ? { kernel: inp.kernel } : {}), ...(inp.onStep && !inp.ovmfHash ? { onStep: inp.onStep } : {}) });
   if (inp.onStep && inp.ovmfHash) prefix.onStep = inp.onStep;
-  const vo: SnpVcpuOptions = { vcpus: inp.vcpus, vcpuSig, guestFeatures, vmmType, ...(inp.fpu ? { fpu: inp.fpu } : {}), ...(inp.cloudRdx !== undefined ? { cloudRdx: inp.cloudRdx } : {}) };
+  const vo: SnpVcpuOptions = {
+    vcpus: inp.vcpus,
+    vcpuSig,
+    guestFeatures,
+    vmmType,
+    ...(inp.fpu ? { fpu: inp.fpu } : {}),
+    ...(inp.cloudRdx !== undefined ? { cloudRdx: inp.cloudRdx } : {}),
+  };
   const digest = extendSnpVmsas(prefix, fw, vo);
-  return { digest, ovmfHash: fw.ovmfHash(), ldBeforeVmsas: prefix.digest(), vmsaHashes: snpVmsaHashes(fw, vo), updates: prefix.updates + inp.vcpus, vcpuSig, guestFeatures };
+  return {
+    digest,
+    ovmfHash: fw.ovmfHash(),
+    ldBeforeVmsas: prefix.digest(),
+    vmsaHashes: snpVmsaHashes(fw, vo),
+    updates: prefix.updates + inp.vcpus,
+    vcpuSig,
+    guestFeatures,
+  };
 }
 
 /** The 48-byte SNP launch digest (what `sev-snp-measure --mode snp` prints, as bytes). */

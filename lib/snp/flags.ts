@@ -60,7 +60,8 @@ export function decodeGuestPolicy(v: bigint): GuestPolicy {
 /** Encode a guest policy (bit 17 set). Throws ReportFormatError for an ABI byte outside 0..255. */
 export function encodeGuestPolicy(p: GuestPolicy): bigint {
   for (const k of ['abiMinor', 'abiMajor'] as const) {
-    if (!Number.isInteger(p[k]) || p[k] < 0 || p[k] > 255) throw new ReportFormatError(`POLICY.${k === 'abiMinor' ? 'ABI_MINOR' : 'ABI_MAJOR'}`, `must be 0..255, got ${p[k]}`);
+    if (!Number.isInteger(p[k]) || p[k] < 0 || p[k] > 255)
+      throw new ReportFormatError(`POLICY.${k === 'abiMinor' ? 'ABI_MINOR' : 'ABI_MAJOR'}`, `must be 0..255, got ${p[k]}`);
   }
   let v = BigInt(p.abiMinor) | (BigInt(p.abiMajor) << 8n) | POLICY_RESERVED_ONE;
   for (const [k, bit] of POLICY_BITS) if (p[k]) v |= 1n << BigInt(bit);
@@ -145,5 +146,7 @@ export function encodeKeyInfo(k: KeyInfo): number {
 
 /** The set flag names of a flags object, for display and JSON (`['smt', 'debug']`). */
 export function setFlags(o: object): string[] {
-  return Object.entries(o).filter(([, v]) => v === true).map(([k]) => k);
+  return Object.entries(o)
+    .filter(([, v]) => v === true)
+    .map(([k]) => k);
 }

@@ -64,7 +64,8 @@ export class SnpGctx {
 
   /** Start from 48 zero bytes, or from `seed` (sev-snp-measure's `--snp-ovmf-hash`: the LD after the firmware pages). */
   constructor(seed?: Uint8Array) {
-    if (seed !== undefined && seed.length !== SNP_LD_SIZE) throw new LaunchInputError(`SNP launch digest seed has ${seed.length} bytes, expected ${SNP_LD_SIZE}`, 'ERR_SNP_SEED', 'INVALID_LEN');
+    if (seed !== undefined && seed.length !== SNP_LD_SIZE)
+      throw new LaunchInputError(`SNP launch digest seed has ${seed.length} bytes, expected ${SNP_LD_SIZE}`, 'ERR_SNP_SEED', 'INVALID_LEN');
     this.ld = seed ? Buffer.from(seed) : Buffer.alloc(SNP_LD_SIZE);
     this.info.writeUInt16LE(PAGE_INFO_SIZE, 0x60);
   }
@@ -83,7 +84,8 @@ export class SnpGctx {
 
   /** One PAGE_INFO step: `contents` is the 48-byte field (page hash or zeros). */
   update(pageType: SnpPageType, gpa: bigint | number, contents: Uint8Array): this {
-    if (contents.length !== SNP_LD_SIZE) throw new LaunchInputError(`PAGE_INFO contents has ${contents.length} bytes, expected ${SNP_LD_SIZE}`, 'ERR_SNP_PAGE_INFO', 'INVALID_LEN');
+    if (contents.length !== SNP_LD_SIZE)
+      throw new LaunchInputError(`PAGE_INFO contents has ${contents.length} bytes, expected ${SNP_LD_SIZE}`, 'ERR_SNP_PAGE_INFO', 'INVALID_LEN');
     const info = this.info;
     this.ld.copy(info, 0);
     info.set(contents, 0x30);
@@ -137,6 +139,10 @@ export class SnpGctx {
 
 function requirePages(size: number, what: string): void {
   if (!Number.isSafeInteger(size) || size < 0 || size % SNP_PAGE_SIZE !== 0) {
-    throw new LaunchInputError(`${what}: ${size} bytes is not a multiple of ${SNP_PAGE_SIZE} (SNP measures whole 4 KiB pages)`, 'ERR_SNP_PAGE_SIZE', 'INVALID_LEN');
+    throw new LaunchInputError(
+      `${what}: ${size} bytes is not a multiple of ${SNP_PAGE_SIZE} (SNP measures whole 4 KiB pages)`,
+      'ERR_SNP_PAGE_SIZE',
+      'INVALID_LEN',
+    );
   }
 }

@@ -35,7 +35,7 @@ const HINTS: Readonly<Record<string, string>> = {
   EACCES: 'permission denied (the device node is not accessible to this user)',
   ENOTTY: 'not an SNP guest device, or the driver disabled its VMPCK after an earlier firmware error (reboot the guest)',
   EINVAL: 'the driver rejected the request',
-  ETIMEDOUT: 'the host kept the request throttled (VMM BUSY) past the driver\'s deadline',
+  ETIMEDOUT: "the host kept the request throttled (VMM BUSY) past the driver's deadline",
   EBUSY: 'the host is busy',
 };
 
@@ -54,7 +54,16 @@ export class SnpGuestError extends SnpError {
   readonly vmmError: number | undefined;
   readonly vmmErrorName: string | undefined;
 
-  constructor(info: { sysCode: string; syscall?: string; path?: string; command?: string; fwStatus?: number; vmmError?: number; detail?: string; cause?: unknown }) {
+  constructor(info: {
+    sysCode: string;
+    syscall?: string;
+    path?: string;
+    command?: string;
+    fwStatus?: number;
+    vmmError?: number;
+    detail?: string;
+    cause?: unknown;
+  }) {
     const where = info.path ?? DEFAULT_GUEST_DEVICE;
     const what = info.syscall === 'open' ? 'open' : (info.command ?? 'request');
     let msg = `${where}: ${what} failed: ${info.sysCode}`;
@@ -184,7 +193,7 @@ const ENTRY = 24;
 export function trimCertTable(buf: Buffer): Buffer {
   let end = 0;
   let n = 0;
-  for (;; n++) {
+  for (; ; n++) {
     const at = n * ENTRY;
     if (at + ENTRY > buf.length) {
       if (n === 0 && buf.length === 0) return Buffer.alloc(0);
@@ -195,7 +204,8 @@ export function trimCertTable(buf: Buffer): Buffer {
     const off = e.readUInt32LE(16);
     const len = e.readUInt32LE(20);
     const header = (n + 1) * ENTRY;
-    if (off < header || off + len > buf.length) throw new CertTableError(`entry ${n} (offset ${off}, length ${len}) lies outside the ${buf.length}-byte table`, { field: `entry ${n}` });
+    if (off < header || off + len > buf.length)
+      throw new CertTableError(`entry ${n} (offset ${off}, length ${len}) lies outside the ${buf.length}-byte table`, { field: `entry ${n}` });
     end = Math.max(end, off + len);
   }
   if (n === 0) return Buffer.alloc(0);
@@ -244,7 +254,13 @@ export interface DerivedKeyRequest {
 }
 
 const FIELD_BITS: [keyof DerivedKeyFields, bigint][] = [
-  ['policy', 1n], ['imageId', 2n], ['familyId', 4n], ['measurement', 8n], ['guestSvn', 16n], ['tcbVersion', 32n], ['launchMitVector', 64n],
+  ['policy', 1n],
+  ['imageId', 2n],
+  ['familyId', 4n],
+  ['measurement', 8n],
+  ['guestSvn', 16n],
+  ['tcbVersion', 32n],
+  ['launchMitVector', 64n],
 ];
 
 /** The 32-byte `struct snp_derived_key_req`. Throws SnpGuestInputError for out-of-range values. */

@@ -76,7 +76,14 @@ export function buildIdBlock(f: IdBlockFields): Buffer {
 export function parseIdBlock(b: Uint8Array): { ld: Buffer; familyId: Buffer; imageId: Buffer; version: number; guestSvn: number; policy: bigint } {
   if (b.length !== ID_BLOCK_SIZE) throw new IdBlockError(`ID block has ${b.length} bytes, expected ${ID_BLOCK_SIZE}`, 'ERR_SNP_ID_BLOCK_SIZE');
   const x = Buffer.from(b);
-  return { ld: x.subarray(0, 48), familyId: x.subarray(0x30, 0x40), imageId: x.subarray(0x40, 0x50), version: x.readUInt32LE(0x50), guestSvn: x.readUInt32LE(0x54), policy: x.readBigUInt64LE(0x58) };
+  return {
+    ld: x.subarray(0, 48),
+    familyId: x.subarray(0x30, 0x40),
+    imageId: x.subarray(0x40, 0x50),
+    version: x.readUInt32LE(0x50),
+    guestSvn: x.readUInt32LE(0x54),
+    policy: x.readBigUInt64LE(0x58),
+  };
 }
 
 /**
@@ -89,7 +96,10 @@ export function loadSnpSigningKey(data: string | Uint8Array, name = 'key', passp
   const pem = buf.includes('-----BEGIN');
   const attempts: crypto.PrivateKeyInput[] = pem
     ? [{ key: buf, format: 'pem', ...(passphrase !== undefined ? { passphrase } : {}) }]
-    : [{ key: buf, format: 'der', type: 'pkcs8' }, { key: buf, format: 'der', type: 'sec1' }];
+    : [
+        { key: buf, format: 'der', type: 'pkcs8' },
+        { key: buf, format: 'der', type: 'sec1' },
+      ];
   const encrypted = pem && (buf.includes('ENCRYPTED PRIVATE KEY') || buf.includes('Proc-Type: 4,ENCRYPTED'));
   for (const a of attempts) {
     try {
@@ -99,10 +109,17 @@ export function loadSnpSigningKey(data: string | Uint8Array, name = 'key', passp
       // the next form, or the error below
     }
   }
-  const why = encrypted ? (passphrase === undefined ? 'encrypted, and no passphrase was given' : 'cannot be decrypted with the passphrase given') : 'not a private key in PEM or DER';
+  const why = encrypted
+    ? passphrase === undefined
+      ? 'encrypted, and no passphrase was given'
+      : 'cannot be decrypted with the passphrase given'
+    : 'not a private key in PEM or DER';
   if (!key) throw new LaunchInputError(`${name}: ${why}`, 'ERR_SNP_KEY');
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
-    throw new LaunchInputError(`${name}: an SNP ID or author key must be ECDSA P-384, this is ${key.asymmetricKeyType === 'ec' ? `EC ${key.asymmetricKeyDetails?.namedCurve ?? '?'}` : (key.asymmetricKeyType ?? 'unknown')}`, 'ERR_SNP_KEY');
+    throw new LaunchInputError(
+      `${name}: an SNP ID or author key must be ECDSA P-384, this is ${key.asymmetricKeyType === 'ec' ? `EC ${key.asymmetricKeyDetails?.namedCurve ?? '?'}` : (key.asymmetricKeyType ?? 'unknown')}`,
+      'ERR_SNP_KEY',
+    );
   }
   return key;
 }
@@ -134,11 +151,15 @@ export function encodeSnpPublicKey(key: crypto.KeyObject): Buffer {
 export function decodeSnpPublicKey(b: Uint8Array): crypto.KeyObject {
   if (b.length !== SNP_PUBKEY_SIZE) throw new IdBlockError(`SNP public key has ${b.length} bytes, expected ${SNP_PUBKEY_SIZE}`, 'ERR_SNP_PUBKEY');
   const x = Buffer.from(b);
-  if (x.readUInt32LE(0) !== SNP_CURVE_P384) throw new IdBlockError(`SNP public key curve ${x.readUInt32LE(0)}, expected ${SNP_CURVE_P384} (P-384)`, 'ERR_SNP_PUBKEY');
+  if (x.readUInt32LE(0) !== SNP_CURVE_P384)
+    throw new IdBlockError(`SNP public key curve ${x.readUInt32LE(0)}, expected ${SNP_CURVE_P384} (P-384)`, 'ERR_SNP_PUBKEY');
   const hi = (off: number) => x.subarray(off + P384_BYTES, off + COORD).some((v) => v !== 0);
   if (hi(4) || hi(4 + COORD)) throw new IdBlockError('SNP public key coordinate exceeds 384 bits', 'ERR_SNP_PUBKEY');
   try {
-    return crypto.createPublicKey({ key: { kty: 'EC', crv: 'P-384', x: be48(x.subarray(4)).toString('base64url'), y: be48(x.subarray(4 + COORD)).toString('base64url') }, format: 'jwk' });
+    return crypto.createPublicKey({
+      key: { kty: 'EC', crv: 'P-384', x: be48(x.subarray(4)).toString('base64url'), y: be48(x.subarray(4 + COORD)).toString('base64url') },
+      format: 'jwk',
+    });
   } catch {
     throw new IdBlockError('SNP public key is not a point on P-384', 'ERR_SNP_PUBKEY');
   }
@@ -187,7 +208,8 @@ export interface IdAuthParts {
  * given (the firmware reads the author fields only with author-key-enabled=on); absent author fields are zero.
  */
 export function assembleIdAuth(p: IdAuthParts): Buffer {
-  if ((p.idKeySig === undefined) !== (p.authorKey === undefined)) throw new LaunchInputError('an author key needs its signature over the ID key, and the other way round', 'ERR_SNP_ID_BLOCK_INPUT');
+  if ((p.idKeySig === undefined) !== (p.authorKey === undefined))
+    throw new LaunchInputError('an author key needs its signature over the ID key, and the other way round', 'ERR_SNP_ID_BLOCK_INPUT');
   const b = Buffer.alloc(ID_AUTH_SIZE);
   b.writeUInt32LE(SNP_ALGO_ECDSA_P384_SHA384, OFF.idKeyAlgo);
   b.writeUInt32LE(SNP_ALGO_ECDSA_P384_SHA384, OFF.authKeyAlgo);
@@ -205,9 +227,12 @@ export function parseIdAuth(b: Uint8Array): { idKeyAlgo: number; authKeyAlgo: nu
   if (b.length !== ID_AUTH_SIZE) throw new IdBlockError(`ID auth has ${b.length} bytes, expected ${ID_AUTH_SIZE}`, 'ERR_SNP_ID_AUTH_SIZE');
   const x = Buffer.from(b);
   return {
-    idKeyAlgo: x.readUInt32LE(OFF.idKeyAlgo), authKeyAlgo: x.readUInt32LE(OFF.authKeyAlgo),
-    idBlockSig: x.subarray(OFF.idBlockSig, OFF.idBlockSig + SNP_SIGNATURE_SIZE), idKey: x.subarray(OFF.idKey, OFF.idKey + SNP_PUBKEY_SIZE),
-    idKeySig: x.subarray(OFF.idKeySig, OFF.idKeySig + SNP_SIGNATURE_SIZE), authorKey: x.subarray(OFF.authorKey, OFF.authorKey + SNP_PUBKEY_SIZE),
+    idKeyAlgo: x.readUInt32LE(OFF.idKeyAlgo),
+    authKeyAlgo: x.readUInt32LE(OFF.authKeyAlgo),
+    idBlockSig: x.subarray(OFF.idBlockSig, OFF.idBlockSig + SNP_SIGNATURE_SIZE),
+    idKey: x.subarray(OFF.idKey, OFF.idKey + SNP_PUBKEY_SIZE),
+    idKeySig: x.subarray(OFF.idKeySig, OFF.idKeySig + SNP_SIGNATURE_SIZE),
+    authorKey: x.subarray(OFF.authorKey, OFF.authorKey + SNP_PUBKEY_SIZE),
   };
 }
 
@@ -238,16 +263,23 @@ export function createIdBlock(f: IdBlockFields, idKey: crypto.KeyObject, authorK
  * with `authorKeyEnabled`, the author's signature over the ID key. Returns the two key digests for the report;
  * throws IdBlockError (code ERR_SNP_ID_SIGNATURE for a signature that does not verify).
  */
-export function verifyIdAuth(idBlock: Uint8Array, idAuth: Uint8Array, opts: { authorKeyEnabled?: boolean } = {}): { fields: ReturnType<typeof parseIdBlock>; idKeyDigest: Buffer; authorKeyDigest: Buffer | null } {
+export function verifyIdAuth(
+  idBlock: Uint8Array,
+  idAuth: Uint8Array,
+  opts: { authorKeyEnabled?: boolean } = {},
+): { fields: ReturnType<typeof parseIdBlock>; idKeyDigest: Buffer; authorKeyDigest: Buffer | null } {
   const fields = parseIdBlock(idBlock);
   const a = parseIdAuth(idAuth);
   if (fields.version !== ID_BLOCK_VERSION) throw new IdBlockError(`ID block version ${fields.version}, expected ${ID_BLOCK_VERSION}`);
-  if (a.idKeyAlgo !== SNP_ALGO_ECDSA_P384_SHA384) throw new IdBlockError(`ID key algorithm ${a.idKeyAlgo}, only 1 (ECDSA P-384/SHA-384) is known`, 'ERR_SNP_ID_ALGO');
+  if (a.idKeyAlgo !== SNP_ALGO_ECDSA_P384_SHA384)
+    throw new IdBlockError(`ID key algorithm ${a.idKeyAlgo}, only 1 (ECDSA P-384/SHA-384) is known`, 'ERR_SNP_ID_ALGO');
   if (!verifySnp(a.idKey, idBlock, a.idBlockSig)) throw new IdBlockError('the ID block signature does not verify under the ID key', 'ERR_SNP_ID_SIGNATURE');
   let authorKeyDigest: Buffer | null = null;
   if (opts.authorKeyEnabled) {
-    if (a.authKeyAlgo !== SNP_ALGO_ECDSA_P384_SHA384) throw new IdBlockError(`author key algorithm ${a.authKeyAlgo}, only 1 (ECDSA P-384/SHA-384) is known`, 'ERR_SNP_ID_ALGO');
-    if (!verifySnp(a.authorKey, a.idKey, a.idKeySig)) throw new IdBlockError('the ID key signature does not verify under the author key', 'ERR_SNP_ID_SIGNATURE');
+    if (a.authKeyAlgo !== SNP_ALGO_ECDSA_P384_SHA384)
+      throw new IdBlockError(`author key algorithm ${a.authKeyAlgo}, only 1 (ECDSA P-384/SHA-384) is known`, 'ERR_SNP_ID_ALGO');
+    if (!verifySnp(a.authorKey, a.idKey, a.idKeySig))
+      throw new IdBlockError('the ID key signature does not verify under the author key', 'ERR_SNP_ID_SIGNATURE');
     authorKeyDigest = snpKeyDigest(a.authorKey);
   }
   return { fields, idKeyDigest: snpKeyDigest(a.idKey), authorKeyDigest };

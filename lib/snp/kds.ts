@@ -86,7 +86,10 @@ export function kdsHwid(product: SnpProduct, chipId: Uint8Array): string {
   const n = hwidLength(product);
   if (chipId.length < n) throw new SnpKdsError(`chip id is ${chipId.length} bytes, ${product} needs ${n}`, { code: 'ERR_SNP_KDS_HWID' });
   const id = Buffer.from(chipId.subarray(0, n));
-  if (id.every((x) => x === 0)) throw new SnpKdsError('the chip id is masked (all zero): KDS cannot look up a VCEK for it; give the VCEK (file or certificate table)', { code: 'ERR_SNP_KDS_HWID' });
+  if (id.every((x) => x === 0))
+    throw new SnpKdsError('the chip id is masked (all zero): KDS cannot look up a VCEK for it; give the VCEK (file or certificate table)', {
+      code: 'ERR_SNP_KDS_HWID',
+    });
   return id.toString('hex');
 }
 
@@ -181,11 +184,20 @@ export class KdsClient {
       const left = total - (this.now() - start);
       if (left <= 0) break;
       try {
-        const r = await httpRequest({ url, method: 'GET', deadlineMs: Math.min(o.requestDeadlineMs ?? 20_000, left), maxBytes: KDS_MAX_BYTES, ...(o.signal ? { signal: o.signal } : {}) });
+        const r = await httpRequest({
+          url,
+          method: 'GET',
+          deadlineMs: Math.min(o.requestDeadlineMs ?? 20_000, left),
+          maxBytes: KDS_MAX_BYTES,
+          ...(o.signal ? { signal: o.signal } : {}),
+        });
         if (r.status === 200) return r.body;
         lastStatus = r.status;
         last = `HTTP ${r.status}`;
-        if (r.status !== 429 && r.status < 500) throw new SnpKdsError(`${url}: KDS answered HTTP ${r.status}${r.status === 404 ? ' (no such chip / TCB, or a non-production part)' : ''}`, { status: r.status });
+        if (r.status !== 429 && r.status < 500)
+          throw new SnpKdsError(`${url}: KDS answered HTTP ${r.status}${r.status === 404 ? ' (no such chip / TCB, or a non-production part)' : ''}`, {
+            status: r.status,
+          });
         const ra = r.headers['retry-after'];
         wait = typeof ra === 'string' && ra.trim() !== '' ? parseRetryAfter(ra, this.now()) : backoff;
         backoff = Math.min(backoff * 2, 30_000);
@@ -200,10 +212,13 @@ export class KdsClient {
       if (this.now() + wait - start > total) break;
       await sleep(wait, o.signal);
     }
-    throw new SnpKdsError(`${url}: no answer from KDS within ${attempts} attempts / ${Math.round(total / 1000)} s (last: ${last || 'deadline'})${lastStatus === 429 ? '; AMD is throttling, try again later' : ''}`, {
-      ...(lastStatus !== undefined ? { status: lastStatus } : {}),
-      code: lastStatus === 429 ? 'ERR_SNP_KDS_THROTTLED' : 'ERR_SNP_KDS',
-    });
+    throw new SnpKdsError(
+      `${url}: no answer from KDS within ${attempts} attempts / ${Math.round(total / 1000)} s (last: ${last || 'deadline'})${lastStatus === 429 ? '; AMD is throttling, try again later' : ''}`,
+      {
+        ...(lastStatus !== undefined ? { status: lastStatus } : {}),
+        code: lastStatus === 429 ? 'ERR_SNP_KDS_THROTTLED' : 'ERR_SNP_KDS',
+      },
+    );
   }
 
   /**

@@ -52,7 +52,11 @@ export function parseSevMetadata(image: Uint8Array, info: OvmfInfo, name = 'firm
   const buf = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
   const off = info.sevMetadataOffset;
   const start = buf.length - off;
-  if (off < HEADER_SIZE || start < 0) throw new OvmfError(`${name}: SEV metadata offset 0x${off.toString(16)} (${OVMF_GUIDS.SEV_METADATA}) points outside the ${buf.length}-byte image`, 'ERR_SNP_METADATA');
+  if (off < HEADER_SIZE || start < 0)
+    throw new OvmfError(
+      `${name}: SEV metadata offset 0x${off.toString(16)} (${OVMF_GUIDS.SEV_METADATA}) points outside the ${buf.length}-byte image`,
+      'ERR_SNP_METADATA',
+    );
   if (!buf.subarray(start, start + 4).equals(SIGNATURE)) throw new OvmfError(`${name}: wrong SEV metadata signature (expected "ASEV")`, 'ERR_SNP_METADATA');
   const length = buf.readUInt32LE(start + 4);
   const version = buf.readUInt32LE(start + 8);
@@ -69,14 +73,25 @@ export function parseSevMetadata(image: Uint8Array, info: OvmfInfo, name = 'firm
     const gpa = buf.readUInt32LE(p);
     const size = buf.readUInt32LE(p + 4);
     const type = buf.readUInt32LE(p + 8);
-    if (!known.has(type)) throw new OvmfError(`${name}: SEV metadata item ${i} has unknown section type 0x${type.toString(16)} (GPA 0x${gpa.toString(16)}, size 0x${size.toString(16)})`, 'ERR_SNP_METADATA_TYPE');
+    if (!known.has(type))
+      throw new OvmfError(
+        `${name}: SEV metadata item ${i} has unknown section type 0x${type.toString(16)} (GPA 0x${gpa.toString(16)}, size 0x${size.toString(16)})`,
+        'ERR_SNP_METADATA_TYPE',
+      );
     // Whole pages below 4 GiB, as the VMM validates them; anything else is a corrupt table (and a huge size
     // would make every digest of it a minute of hashing).
     if (gpa % 4096 !== 0 || size % 4096 !== 0 || gpa + size > 0x1_0000_0000) {
-      throw new OvmfError(`${name}: SEV metadata item ${i} (${sevSectionName(type)}, GPA 0x${gpa.toString(16)}, size 0x${size.toString(16)}) is not whole 4 KiB pages below 4 GiB`, 'ERR_SNP_METADATA');
+      throw new OvmfError(
+        `${name}: SEV metadata item ${i} (${sevSectionName(type)}, GPA 0x${gpa.toString(16)}, size 0x${size.toString(16)}) is not whole 4 KiB pages below 4 GiB`,
+        'ERR_SNP_METADATA',
+      );
     }
     total += size;
-    if (total > MAX_METADATA_BYTES) throw new OvmfError(`${name}: SEV metadata sections cover more than ${MAX_METADATA_BYTES >> 20} MiB (item ${i}: ${sevSectionName(type)}, size 0x${size.toString(16)}); real OVMF builds cover under 1 MiB, so the table is corrupt`, 'ERR_SNP_METADATA');
+    if (total > MAX_METADATA_BYTES)
+      throw new OvmfError(
+        `${name}: SEV metadata sections cover more than ${MAX_METADATA_BYTES >> 20} MiB (item ${i}: ${sevSectionName(type)}, size 0x${size.toString(16)}); real OVMF builds cover under 1 MiB, so the table is corrupt`,
+        'ERR_SNP_METADATA',
+      );
     out.push({ gpa, size, type: type as SevSectionType });
   }
   return out;

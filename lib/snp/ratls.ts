@@ -11,8 +11,21 @@
 import crypto, { type KeyObject } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import {
-  AlgorithmIdentifier, AttributeTypeAndValue, AttributeValue, BasicConstraints, Certificate, Extension, Extensions, GeneralName,
-  Name, RelativeDistinguishedName, SubjectAlternativeName, SubjectPublicKeyInfo, TBSCertificate, Validity, Version,
+  AlgorithmIdentifier,
+  AttributeTypeAndValue,
+  AttributeValue,
+  BasicConstraints,
+  Certificate,
+  Extension,
+  Extensions,
+  GeneralName,
+  Name,
+  RelativeDistinguishedName,
+  SubjectAlternativeName,
+  SubjectPublicKeyInfo,
+  TBSCertificate,
+  Validity,
+  Version,
 } from '@peculiar/asn1-x509';
 import { SnpError } from './errors.js';
 import { REPORT_SIZE } from './report.js';
@@ -50,7 +63,8 @@ export function p384PublicPoint(key: KeyObject): Buffer {
 }
 
 function checkPoint(point: Uint8Array): void {
-  if (point.length !== P384_POINT_SIZE || point[0] !== 0x04) throw new RaTlsError(`a P-384 public key is a ${P384_POINT_SIZE}-byte uncompressed point, got ${point.length} bytes`, 'key');
+  if (point.length !== P384_POINT_SIZE || point[0] !== 0x04)
+    throw new RaTlsError(`a P-384 public key is a ${P384_POINT_SIZE}-byte uncompressed point, got ${point.length} bytes`, 'key');
 }
 
 /** REPORT_DATA of the boot report: SHA-384(label ‖ point) ‖ 16 zero bytes (64 bytes). */
@@ -91,7 +105,8 @@ export function decodeAttestationJson(bytes: Uint8Array): Buffer {
   const o = v as { tee_type?: unknown; data?: unknown };
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new RaTlsError('the attestation JSON is not an object', 'json');
   if (o.tee_type !== 'sev-snp') throw new RaTlsError(`tee_type is ${JSON.stringify(o.tee_type)?.slice(0, 40)}, expected "sev-snp"`, 'tee_type');
-  if (typeof o.data !== 'string' || o.data.length !== 2 * REPORT_SIZE || !/^[0-9a-fA-F]+$/.test(o.data)) throw new RaTlsError(`data must be the ${REPORT_SIZE}-byte report as ${2 * REPORT_SIZE} hex digits`, 'data');
+  if (typeof o.data !== 'string' || o.data.length !== 2 * REPORT_SIZE || !/^[0-9a-fA-F]+$/.test(o.data))
+    throw new RaTlsError(`data must be the ${REPORT_SIZE}-byte report as ${2 * REPORT_SIZE} hex digits`, 'data');
   return Buffer.from(o.data, 'hex');
 }
 
@@ -150,7 +165,10 @@ export function buildAttestedCertificate(o: AttestedCertificateOptions): Atteste
   const signature = crypto.sign('sha384', tbsDer, o.privateKey);
   const cert = new Certificate({ tbsCertificate: tbs, signatureAlgorithm: sigAlg, signatureValue: new Uint8Array(signature).buffer });
   const der = Buffer.from(AsnConvert.serialize(cert));
-  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return { der, pem: `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n` };
 }
 
@@ -170,7 +188,8 @@ export interface ParsedAttestedCertificate {
  * that REPORT_DATA binds `publicPoint`). Throws RaTlsError.
  */
 export function parseAttestedCertificate(der: Uint8Array): ParsedAttestedCertificate {
-  if (der.length > MAX_ATTESTED_CERT_BYTES) throw new RaTlsError(`a certificate of ${der.length} bytes is larger than ${MAX_ATTESTED_CERT_BYTES}`, 'certificate');
+  if (der.length > MAX_ATTESTED_CERT_BYTES)
+    throw new RaTlsError(`a certificate of ${der.length} bytes is larger than ${MAX_ATTESTED_CERT_BYTES}`, 'certificate');
   let cert: Certificate;
   try {
     cert = AsnConvert.parse(Buffer.from(der), Certificate);
@@ -184,7 +203,13 @@ export function parseAttestedCertificate(der: Uint8Array): ParsedAttestedCertifi
   const publicPoint = Buffer.from(ki.subjectPublicKey);
   checkPoint(publicPoint);
   const exts = (tbs.extensions ?? []).filter((e) => e.extnID === ALEPH_ATTESTATION_OID);
-  if (exts.length !== 1) throw new RaTlsError(exts.length ? `the certificate has ${exts.length} attestation extensions` : `the peer certificate has no attestation extension (${ALEPH_ATTESTATION_OID})`, 'extension');
+  if (exts.length !== 1)
+    throw new RaTlsError(
+      exts.length
+        ? `the certificate has ${exts.length} attestation extensions`
+        : `the peer certificate has no attestation extension (${ALEPH_ATTESTATION_OID})`,
+      'extension',
+    );
   let inner: OctetString;
   try {
     inner = AsnConvert.parse(exts[0]!.extnValue.buffer, OctetString);

@@ -156,7 +156,8 @@ export function parseReport(bytes: Uint8Array, opts: ParseReportOptions = {}): S
     throw new ReportFormatError('VERSION', `${version} is not supported (2..5)`);
   }
   for (const [start, end, name] of reservedRanges(version)) {
-    for (let i = start; i < end; i++) if (b[i] !== 0) throw new ReportFormatError(name, `byte 0x${i.toString(16).toUpperCase()} must be zero, is 0x${b[i]!.toString(16)}`);
+    for (let i = start; i < end; i++)
+      if (b[i] !== 0) throw new ReportFormatError(name, `byte 0x${i.toString(16).toUpperCase()} must be zero, is 0x${b[i]!.toString(16)}`);
   }
   const layout = reportTcbLayout(b, opts.layout ?? 'legacy');
   const copy = (off: number, len: number) => Buffer.from(b.subarray(off, off + len));
@@ -221,7 +222,8 @@ function u8(v: number, field: string): number {
  * ReportFormatError naming the field for a wrong length or value.
  */
 export function encodeReport(r: SnpReport): Buffer {
-  if (!Number.isInteger(r.version) || r.version < MIN_REPORT_VERSION || r.version > MAX_REPORT_VERSION) throw new ReportFormatError('VERSION', `${r.version} is not supported (2..5)`);
+  if (!Number.isInteger(r.version) || r.version < MIN_REPORT_VERSION || r.version > MAX_REPORT_VERSION)
+    throw new ReportFormatError('VERSION', `${r.version} is not supported (2..5)`);
   const out = Buffer.alloc(REPORT_SIZE);
   out.writeUInt32LE(r.version, 0x000);
   out.writeUInt32LE(u32(r.guestSvn, 'GUEST_SVN'), 0x004);

@@ -57,7 +57,8 @@ export function builtinRoots(product: SnpProduct): ProductRoots {
   if (!data) throw new SnpCertError(`${product} roots`, 'no built-in roots for this product', { code: 'ERR_SNP_BUILTIN' });
   const load = (which: 'ark' | 'ask' | 'asvk', label: string): AmdCert => {
     const der = Buffer.from(data[which], 'base64');
-    if (sha256Hex(der) !== ROOT_SHA256[product][which]) throw new SnpCertError(label, 'built-in certificate data is corrupted (sha256 mismatch)', { code: 'ERR_SNP_BUILTIN' });
+    if (sha256Hex(der) !== ROOT_SHA256[product][which])
+      throw new SnpCertError(label, 'built-in certificate data is corrupted (sha256 mismatch)', { code: 'ERR_SNP_BUILTIN' });
     return parseAmdCert(der, label);
   };
   const r: ProductRoots = { product, ark: load('ark', `ARK-${product}`), ask: load('ask', `SEV-${product}`), asvk: load('asvk', `SEV-VLEK-${product}`) };

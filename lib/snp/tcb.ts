@@ -104,7 +104,9 @@ export function tcbLessOrEqual(a: TcbVersion, b: TcbVersion): boolean {
 /** `fmc0 bl3 tee0 snp8 ucode115`-style one-line rendering. */
 export function formatTcb(t: TcbVersion): string {
   const short: Record<TcbComponent, string> = { fmc: 'fmc', bootloader: 'bl', tee: 'tee', snp: 'snp', microcode: 'ucode' };
-  return tcbComponents(t.layout).map((c) => `${short[c]}${t[c] ?? 0}`).join(' ');
+  return tcbComponents(t.layout)
+    .map((c) => `${short[c]}${t[c] ?? 0}`)
+    .join(' ');
 }
 
 /** JSON shape of a TCB: SPLs plus the raw bytes in report order (hex). */

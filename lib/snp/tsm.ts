@@ -144,7 +144,8 @@ export async function tsmReport(req: { reportData: Buffer; vmpl: number }, opts:
   }
   const run = async (): Promise<TsmReport> => {
     const provider = (await read('provider', 64)).toString('utf8').replace(/\n$/, '');
-    if (provider !== 'sev_guest') throw new TsmError(`${at('provider')} is ${JSON.stringify(provider)}, not sev_guest: this guest's TSM does not make SNP reports`, { field: 'provider' });
+    if (provider !== 'sev_guest')
+      throw new TsmError(`${at('provider')} is ${JSON.stringify(provider)}, not sev_guest: this guest's TSM does not make SNP reports`, { field: 'provider' });
     let floor = 0;
     try {
       floor = await readInt('privlevel_floor');
@@ -164,7 +165,9 @@ export async function tsmReport(req: { reportData: Buffer; vmpl: number }, opts:
     }
     const generation = await readInt('generation');
     if (generation !== before + 2) {
-      throw new TsmError(`generation went from ${before} to ${generation} across our 2 writes: another writer raced this request; retry`, { field: 'generation' });
+      throw new TsmError(`generation went from ${before} to ${generation} across our 2 writes: another writer raced this request; retry`, {
+        field: 'generation',
+      });
     }
     return { report, auxblob, provider, generation };
   };

@@ -183,7 +183,8 @@ export function checkPolicy(p: SnpPolicy): void {
   for (const d of p.idKeyDigests ?? []) len(d, 48, 'idKeyDigest');
   for (const d of p.authorKeyDigests ?? []) len(d, 48, 'authorKeyDigest');
   for (const c of p.chipIds ?? []) if (c.length !== 64 && c.length !== 8) throw new SnpPolicyError('chipId', `must be 64 or 8 bytes, got ${c.length}`);
-  if (p.versions && (p.versions.min > p.versions.max || p.versions.min < 0)) throw new SnpPolicyError('versions', `empty range ${p.versions.min}..${p.versions.max}`);
+  if (p.versions && (p.versions.min > p.versions.max || p.versions.min < 0))
+    throw new SnpPolicyError('versions', `empty range ${p.versions.min}..${p.versions.max}`);
   if (p.vmpl !== undefined && (!Number.isInteger(p.vmpl) || p.vmpl < 0 || p.vmpl > 3)) throw new SnpPolicyError('vmpl', `must be 0..3, got ${p.vmpl}`);
 }
 
@@ -226,7 +227,12 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
     add(1, 'report-format', 'fail', e instanceof ReportFormatError ? e.message : String(e));
     return verdict(undefined, undefined, vekParsed);
   }
-  add(1, 'report-format', 'pass', `${bytes.length} bytes, version ${report.version}, reserved bytes zero, policy 0x${encodeGuestPolicy(report.policy).toString(16)}`);
+  add(
+    1,
+    'report-format',
+    'pass',
+    `${bytes.length} bytes, version ${report.version}, reserved bytes zero, policy 0x${encodeGuestPolicy(report.policy).toString(16)}`,
+  );
   const vr = policy.versions ?? { min: 2, max: 5 };
   add(1, 'report-version', report.version >= vr.min && report.version <= vr.max ? 'pass' : 'fail', `version ${report.version}, accepted ${vr.min}..${vr.max}`);
 
@@ -237,7 +243,12 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
   if (ki.signingKey === 'NONE') sigProblems.push('SIGNING_KEY is 7: the report is unsigned');
   if (ki.maskChipKey) sigProblems.push('MASK_CHIP_KEY is set: the report is not signed by the chip');
   if (signatureIsZero(report)) sigProblems.push('the signature is all zero');
-  add(2, 'signature-algorithm', sigProblems.length ? 'fail' : 'pass', sigProblems.length ? sigProblems.join('; ') : `ECDSA P-384 SHA-384, signed by the ${ki.signingKey}`);
+  add(
+    2,
+    'signature-algorithm',
+    sigProblems.length ? 'fail' : 'pass',
+    sigProblems.length ? sigProblems.join('; ') : `ECDSA P-384 SHA-384, signed by the ${ki.signingKey}`,
+  );
   const signer = ki.signingKey === 'VLEK' ? 'VLEK' : 'VCEK';
 
   // Step 3: product (CPUID for v3+, else the caller's, else the VEK issuer's).
@@ -247,8 +258,10 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
     const { family, model, stepping } = report.cpuid;
     const cp = `CPUID family 0x${family.toString(16)} model 0x${model.toString(16)} stepping ${stepping}`;
     if (cpuidProduct === undefined) add(3, 'product', 'fail', `${cp} is no product with AMD roots (Milan, Genoa incl. Siena/Bergamo, Turin)`);
-    else if (input.product !== undefined && input.product !== cpuidProduct) add(3, 'product', 'fail', `${cp} is ${cpuidProduct}, but ${input.product} was given`);
-    else if (policy.product !== undefined && policy.product !== cpuidProduct) add(3, 'product', 'fail', `${cp} is ${cpuidProduct}, the policy requires ${policy.product}`);
+    else if (input.product !== undefined && input.product !== cpuidProduct)
+      add(3, 'product', 'fail', `${cp} is ${cpuidProduct}, but ${input.product} was given`);
+    else if (policy.product !== undefined && policy.product !== cpuidProduct)
+      add(3, 'product', 'fail', `${cp} is ${cpuidProduct}, the policy requires ${policy.product}`);
     else {
       product = cpuidProduct;
       add(3, 'product', 'pass', `${product} (${cp})`);
@@ -266,7 +279,8 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
 
   // Step 4: TCB layout.
   const layout = report.reportedTcb.layout;
-  if (product !== undefined && tcbLayoutOf(product) !== layout) add(4, 'tcb-layout', 'fail', `the TCBs were read as ${layout} but ${product} uses the ${tcbLayoutOf(product)} layout`);
+  if (product !== undefined && tcbLayoutOf(product) !== layout)
+    add(4, 'tcb-layout', 'fail', `the TCBs were read as ${layout} but ${product} uses the ${tcbLayoutOf(product)} layout`);
   else add(4, 'tcb-layout', 'pass', `${layout === 'turin' ? 'Turin (FMC in byte 0)' : 'Milan/Genoa'} layout; reported ${formatTcb(report.reportedTcb)}`);
 
   // Step 5: ARK.
@@ -283,7 +297,8 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
       const suppliedArk = certOrError(input.ark, 'supplied ARK');
       const self = linkFailure(roots.ark, roots.ark);
       if (typeof suppliedArk === 'string') add(5, 'ark', 'fail', suppliedArk);
-      else if (suppliedArk && !suppliedArk.der.equals(roots.ark.der)) add(5, 'ark', 'fail', `the supplied ARK (${suppliedArk.subjectCn}) is not the pinned ${roots.ark.subjectCn}`);
+      else if (suppliedArk && !suppliedArk.der.equals(roots.ark.der))
+        add(5, 'ark', 'fail', `the supplied ARK (${suppliedArk.subjectCn}) is not the pinned ${roots.ark.subjectCn}`);
       else if (self) add(5, 'ark', 'fail', `pinned ARK: ${self}`);
       else {
         ark = roots.ark;
@@ -300,7 +315,12 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
     const supplied = certOrError(input.intermediate, `supplied ${interName}`);
     const want = signer === 'VLEK' ? roots.asvk : roots.ask;
     const cand = typeof supplied === 'object' ? supplied : want;
-    const why = typeof supplied === 'string' ? supplied : cand.subjectCn !== want.subjectCn ? `the supplied intermediate is ${cand.subjectCn}, a ${signer} needs ${want.subjectCn}` : linkFailure(cand, ark);
+    const why =
+      typeof supplied === 'string'
+        ? supplied
+        : cand.subjectCn !== want.subjectCn
+          ? `the supplied intermediate is ${cand.subjectCn}, a ${signer} needs ${want.subjectCn}`
+          : linkFailure(cand, ark);
     if (why) add(6, 'intermediate', 'fail', why);
     else {
       inter = cand;
@@ -322,7 +342,8 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
     const cnWant = signer === 'VLEK' ? 'SEV-VLEK' : 'SEV-VCEK';
     if (vek.version !== 3) problems.push(`X.509 version ${vek.version}, not 3`);
     if (vek.subjectCn !== cnWant) problems.push(`CN is ${vek.subjectCn || '(none)'}, SIGNING_KEY says ${cnWant}`);
-    if (vek.publicKey.asymmetricKeyType !== 'ec' || vek.publicKey.asymmetricKeyDetails?.namedCurve !== 'secp384r1') problems.push(`the key is not ECDSA P-384 (${vek.publicKey.asymmetricKeyType ?? '?'} ${vek.publicKey.asymmetricKeyDetails?.namedCurve ?? ''})`.trim());
+    if (vek.publicKey.asymmetricKeyType !== 'ec' || vek.publicKey.asymmetricKeyDetails?.namedCurve !== 'secp384r1')
+      problems.push(`the key is not ECDSA P-384 (${vek.publicKey.asymmetricKeyType ?? '?'} ${vek.publicKey.asymmetricKeyDetails?.namedCurve ?? ''})`.trim());
     if (!inter) {
       add(8, 'vek', problems.length ? 'fail' : 'skip', problems.length ? problems.join('; ') : 'no trusted intermediate to check the signature with');
     } else {
@@ -341,11 +362,22 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
   if (chainCerts.length === 0) add(9, 'validity', 'skip', 'no certificates');
   else {
     const bad = chainCerts.map((c) => validityFailure(c, at)).filter((x): x is string => x !== undefined);
-    add(9, 'validity', bad.length ? 'fail' : 'pass', bad.length ? bad.join('; ') : `${chainCerts.map((c) => c.subjectCn).join(', ')} valid at ${at.toISOString()}`);
+    add(
+      9,
+      'validity',
+      bad.length ? 'fail' : 'pass',
+      bad.length ? bad.join('; ') : `${chainCerts.map((c) => c.subjectCn).join(', ')} valid at ${at.toISOString()}`,
+    );
   }
 
   // Step 10: CRL.
-  if (input.crl === undefined) add(10, 'crl', policy.requireCrl ? 'fail' : 'skip', policy.requireCrl ? 'the policy requires a CRL and none was given' : 'no CRL given: revocation not checked');
+  if (input.crl === undefined)
+    add(
+      10,
+      'crl',
+      policy.requireCrl ? 'fail' : 'skip',
+      policy.requireCrl ? 'the policy requires a CRL and none was given' : 'no CRL given: revocation not checked',
+    );
   else if (!ark || !inter) add(10, 'crl', 'skip', 'no trusted ARK and intermediate');
   else {
     let crl: AmdCrl | undefined;
@@ -380,7 +412,12 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
     const pn = a.productName;
     if (pn === undefined) problems.push('productName extension missing');
     else if (product !== undefined && productFromProductName(pn) !== product) problems.push(`productName ${pn} is not ${product}`);
-    add(11, 'tcb-binding', problems.length ? 'fail' : 'pass', problems.length ? problems.join('; ') : `${vek.subjectCn} SPLs equal REPORTED_TCB (${formatTcb(rt)}), productName ${pn}`);
+    add(
+      11,
+      'tcb-binding',
+      problems.length ? 'fail' : 'pass',
+      problems.length ? problems.join('; ') : `${vek.subjectCn} SPLs equal REPORTED_TCB (${formatTcb(rt)}), productName ${pn}`,
+    );
   }
 
   // Step 12: CHIP_ID ↔ hwID (VCEK) or csp_id (VLEK); chip allow list.
@@ -391,9 +428,21 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
     const problems: string[] = [];
     if (vek.amd.cspId === undefined) problems.push('VLEK without csp_id');
     if (vek.amd.hwID !== undefined) problems.push('VLEK with a hwID');
-    add(12, 'chip-id', problems.length ? 'fail' : 'pass', problems.length ? problems.join('; ') : `VLEK of ${vek.amd.cspId}: no chip binding (CHIP_ID ${isZero(chip) ? 'zero' : short(chip)})`);
+    add(
+      12,
+      'chip-id',
+      problems.length ? 'fail' : 'pass',
+      problems.length ? problems.join('; ') : `VLEK of ${vek.amd.cspId}: no chip binding (CHIP_ID ${isZero(chip) ? 'zero' : short(chip)})`,
+    );
   } else if (isZero(chip)) {
-    add(12, 'chip-id', policy.allowMaskedChipId ? 'skip' : 'fail', policy.allowMaskedChipId ? 'CHIP_ID is masked (all zero): the report is NOT bound to this VCEK’s chip (allowed by the policy)' : 'CHIP_ID is masked (all zero), so the report cannot be bound to the VCEK; allow masked chip ids to accept it');
+    add(
+      12,
+      'chip-id',
+      policy.allowMaskedChipId ? 'skip' : 'fail',
+      policy.allowMaskedChipId
+        ? 'CHIP_ID is masked (all zero): the report is NOT bound to this VCEK’s chip (allowed by the policy)'
+        : 'CHIP_ID is masked (all zero), so the report cannot be bound to the VCEK; allow masked chip ids to accept it',
+    );
   } else {
     const hw = vek.amd.hwID;
     const problems: string[] = [];
@@ -403,7 +452,12 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
       if (!eq(chip.subarray(0, hw.length), hw)) problems.push(`CHIP_ID ${short(chip)} ≠ hwID ${short(hw)}`);
       if (!isZero(chip.subarray(hw.length))) problems.push(`CHIP_ID bytes ${hw.length}..63 are not zero`);
     }
-    add(12, 'chip-id', problems.length ? 'fail' : 'pass', problems.length ? problems.join('; ') : `CHIP_ID equals the VCEK hwID (${hw!.length} bytes, ${short(hw!)})`);
+    add(
+      12,
+      'chip-id',
+      problems.length ? 'fail' : 'pass',
+      problems.length ? problems.join('; ') : `CHIP_ID equals the VCEK hwID (${hw!.length} bytes, ${short(hw!)})`,
+    );
   }
   if (!policy.chipIds) add(12, 'chip-id-allowed', 'skip', 'no chip id allow list');
   else {
@@ -421,23 +475,43 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
       ok = false;
     }
     const trust = vekTrusted ? '' : ' (but the VEK itself is not trusted)';
-    add(13, 'report-signature', ok ? 'pass' : 'fail', ok ? `ECDSA P-384 over 0x000–0x29F verifies with the ${vek.subjectCn}${trust}` : `the signature does not verify with this ${vek.subjectCn}`);
+    add(
+      13,
+      'report-signature',
+      ok ? 'pass' : 'fail',
+      ok ? `ECDSA P-384 over 0x000–0x29F verifies with the ${vek.subjectCn}${trust}` : `the signature does not verify with this ${vek.subjectCn}`,
+    );
   }
 
   // Step 14: REPORT_DATA.
   if (policy.reportData !== undefined) {
     const want = Buffer.alloc(64);
     want.set(policy.reportData);
-    add(14, 'report-data', eq(report.reportData, want) ? 'pass' : 'fail', `REPORT_DATA ${short(report.reportData)} ${eq(report.reportData, want) ? '=' : '≠'} expected ${short(want)}`);
+    add(
+      14,
+      'report-data',
+      eq(report.reportData, want) ? 'pass' : 'fail',
+      `REPORT_DATA ${short(report.reportData)} ${eq(report.reportData, want) ? '=' : '≠'} expected ${short(want)}`,
+    );
   } else if (policy.reportDataBoundTo !== undefined) {
     const want = createHash('sha512').update(policy.reportDataBoundTo).digest();
-    add(14, 'report-data', eq(report.reportData, want) ? 'pass' : 'fail', `REPORT_DATA ${eq(report.reportData, want) ? '=' : '≠'} SHA-512 of the bound value (${short(want)})`);
+    add(
+      14,
+      'report-data',
+      eq(report.reportData, want) ? 'pass' : 'fail',
+      `REPORT_DATA ${eq(report.reportData, want) ? '=' : '≠'} SHA-512 of the bound value (${short(want)})`,
+    );
   } else add(14, 'report-data', 'skip', 'no expected REPORT_DATA: freshness not checked');
 
   // Step 15: measurement and identity.
   if (policy.measurements?.length) {
     const hit = policy.measurements.some((m) => eq(m, report.measurement));
-    add(15, 'measurement', hit ? 'pass' : 'fail', `MEASUREMENT ${hex(report.measurement)} ${hit ? 'is' : 'is not'} ${policy.measurements.length === 1 ? 'the expected one' : `one of the ${policy.measurements.length} expected`}`);
+    add(
+      15,
+      'measurement',
+      hit ? 'pass' : 'fail',
+      `MEASUREMENT ${hex(report.measurement)} ${hit ? 'is' : 'is not'} ${policy.measurements.length === 1 ? 'the expected one' : `one of the ${policy.measurements.length} expected`}`,
+    );
   } else add(15, 'measurement', 'skip', `no expected measurement (MEASUREMENT ${hex(report.measurement)})`);
   const exact = (id: string, want: Uint8Array | undefined, got: Buffer, name: string) => {
     if (want === undefined) add(15, id, 'skip', `${name} not required by the policy`);
@@ -461,7 +535,12 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
 
   // Step 16: VMPL.
   const wantVmpl = policy.vmpl ?? 0;
-  add(16, 'vmpl', report.vmpl === wantVmpl ? 'pass' : 'fail', report.vmpl === 0xffffffff ? 'VMPL 0xFFFFFFFF: a host-requested report, not guest evidence' : `VMPL ${report.vmpl}, required ${wantVmpl}`);
+  add(
+    16,
+    'vmpl',
+    report.vmpl === wantVmpl ? 'pass' : 'fail',
+    report.vmpl === 0xffffffff ? 'VMPL 0xFFFFFFFF: a host-requested report, not guest evidence' : `VMPL ${report.vmpl}, required ${wantVmpl}`,
+  );
 
   // Step 17: guest policy.
   {
@@ -472,9 +551,15 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
     if (gp.smt && policy.allowSmt === false) problems.push('SMT is allowed');
     if (gp.cxlAllow && policy.allowCxl === false) problems.push('CXL_ALLOW is set');
     const ma = policy.minAbi;
-    if (ma && (gp.abiMajor < ma.major || (gp.abiMajor === ma.major && gp.abiMinor < ma.minor))) problems.push(`ABI ${gp.abiMajor}.${gp.abiMinor} < ${ma.major}.${ma.minor}`);
+    if (ma && (gp.abiMajor < ma.major || (gp.abiMajor === ma.major && gp.abiMinor < ma.minor)))
+      problems.push(`ABI ${gp.abiMajor}.${gp.abiMinor} < ${ma.major}.${ma.minor}`);
     const flags = setFlags(gp);
-    add(17, 'guest-policy', problems.length ? 'fail' : 'pass', `${problems.length ? `${problems.join('; ')}; ` : ''}policy ABI ${gp.abiMajor}.${gp.abiMinor}, flags ${flags.length ? flags.join(', ') : 'none'}`);
+    add(
+      17,
+      'guest-policy',
+      problems.length ? 'fail' : 'pass',
+      `${problems.length ? `${problems.join('; ')}; ` : ''}policy ABI ${gp.abiMajor}.${gp.abiMinor}, flags ${flags.length ? flags.join(', ') : 'none'}`,
+    );
   }
 
   // Step 18: TCB policy.
@@ -483,17 +568,29 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
     if (!policy.minTcb) add(18, 'min-tcb', 'skip', `no minimum TCB (reported ${formatTcb(report.reportedTcb)})`);
     else {
       const unknown = Object.keys(policy.minTcb).filter((k) => !tcbComponents(layout).includes(k as TcbComponent));
-      const bad = [...below(report.reportedTcb, policy.minTcb).map((x) => `REPORTED ${x}`), ...below(report.currentTcb, policy.minTcb).map((x) => `CURRENT ${x}`), ...unknown.map((k) => `${k} does not exist in the ${layout} layout`)];
+      const bad = [
+        ...below(report.reportedTcb, policy.minTcb).map((x) => `REPORTED ${x}`),
+        ...below(report.currentTcb, policy.minTcb).map((x) => `CURRENT ${x}`),
+        ...unknown.map((k) => `${k} does not exist in the ${layout} layout`),
+      ];
       add(18, 'min-tcb', bad.length ? 'fail' : 'pass', bad.length ? bad.join('; ') : `REPORTED ${formatTcb(report.reportedTcb)} and CURRENT meet the minimum`);
     }
     const curOk = tcbLessOrEqual(report.reportedTcb, report.currentTcb);
-    add(18, 'current-tcb', curOk ? 'pass' : 'fail', `CURRENT ${formatTcb(report.currentTcb)} ${curOk ? '≥' : 'is not ≥'} REPORTED ${formatTcb(report.reportedTcb)}`);
-    const cEq = tcbComponents(layout).every((c) => (report.committedTcb[c] ?? 0) === (report.currentTcb[c] ?? 0)) && formatFirmwareVersion(report.committedVersion) === formatFirmwareVersion(report.currentVersion);
+    add(
+      18,
+      'current-tcb',
+      curOk ? 'pass' : 'fail',
+      `CURRENT ${formatTcb(report.currentTcb)} ${curOk ? '≥' : 'is not ≥'} REPORTED ${formatTcb(report.reportedTcb)}`,
+    );
+    const cEq =
+      tcbComponents(layout).every((c) => (report.committedTcb[c] ?? 0) === (report.currentTcb[c] ?? 0)) &&
+      formatFirmwareVersion(report.committedVersion) === formatFirmwareVersion(report.currentVersion);
     const cLe = tcbLessOrEqual(report.committedTcb, report.currentTcb) && !fwLess(report.currentVersion, { ...report.committedVersion });
     const cDetail = `COMMITTED ${formatTcb(report.committedTcb)} fw ${formatFirmwareVersion(report.committedVersion)}, CURRENT ${formatTcb(report.currentTcb)} fw ${formatFirmwareVersion(report.currentVersion)}`;
     if (cEq) add(18, 'committed-tcb', 'pass', `${cDetail}: committed`);
     else if (policy.allowProvisional && cLe) add(18, 'committed-tcb', 'pass', `${cDetail}: provisional firmware, allowed by the policy`);
-    else add(18, 'committed-tcb', 'fail', `${cDetail}: ${cLe ? 'provisional firmware (not committed) is refused unless allowed' : 'COMMITTED is above CURRENT'}`);
+    else
+      add(18, 'committed-tcb', 'fail', `${cDetail}: ${cLe ? 'provisional firmware (not committed) is refused unless allowed' : 'COMMITTED is above CURRENT'}`);
     if (!policy.minLaunchTcb) add(18, 'launch-tcb', 'skip', `no minimum launch TCB (launch ${formatTcb(report.launchTcb)})`);
     else {
       const bad = below(report.launchTcb, policy.minLaunchTcb);
@@ -504,7 +601,12 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
     else {
       const m = policy.minFirmware;
       const low = fwLess(report.currentVersion, m);
-      add(18, 'firmware-version', low ? 'fail' : 'pass', `CURRENT ${fwv} ${low ? '<' : '≥'} ${m.major}.${m.minor}${m.build !== undefined ? `.${m.build}` : ''}`);
+      add(
+        18,
+        'firmware-version',
+        low ? 'fail' : 'pass',
+        `CURRENT ${fwv} ${low ? '<' : '≥'} ${m.major}.${m.minor}${m.build !== undefined ? `.${m.build}` : ''}`,
+      );
     }
   }
 
@@ -515,15 +617,32 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerdict {
     for (const f of policy.platformRequired ?? []) if (!pi[f]) problems.push(`${f} is required`);
     for (const f of policy.platformForbidden ?? []) if (pi[f]) problems.push(`${f} is not allowed`);
     const notes = pi.unknownBits ? `; unknown bits 0x${pi.unknownBits.toString(16)} (reported, not fatal)` : '';
-    add(19, 'platform-info', problems.length ? 'fail' : 'pass', `${problems.length ? `${problems.join('; ')}; ` : ''}PLATFORM_INFO 0x${encodePlatformInfo(pi).toString(16)} (${setFlags(pi).join(', ') || 'none'})${notes}`);
+    add(
+      19,
+      'platform-info',
+      problems.length ? 'fail' : 'pass',
+      `${problems.length ? `${problems.join('; ')}; ` : ''}PLATFORM_INFO 0x${encodePlatformInfo(pi).toString(16)} (${setFlags(pi).join(', ') || 'none'})${notes}`,
+    );
     const req = policy.requiredMitigations;
-    if (req === undefined) add(19, 'mitigations', 'skip', report.version >= 5 ? `no required mitigations (current 0x${(report.currentMitVector ?? 0n).toString(16)})` : 'no required mitigations');
-    else if (report.version < 5) add(19, 'mitigations', 'fail', `version ${report.version} reports carry no mitigation vectors; required 0x${req.toString(16)}`);
+    if (req === undefined)
+      add(
+        19,
+        'mitigations',
+        'skip',
+        report.version >= 5 ? `no required mitigations (current 0x${(report.currentMitVector ?? 0n).toString(16)})` : 'no required mitigations',
+      );
+    else if (report.version < 5)
+      add(19, 'mitigations', 'fail', `version ${report.version} reports carry no mitigation vectors; required 0x${req.toString(16)}`);
     else {
       const miss = (v: bigint | undefined) => req & ~(v ?? 0n);
       const ml = miss(report.launchMitVector);
       const mc = miss(report.currentMitVector);
-      add(19, 'mitigations', ml || mc ? 'fail' : 'pass', `LAUNCH 0x${(report.launchMitVector ?? 0n).toString(16)}, CURRENT 0x${(report.currentMitVector ?? 0n).toString(16)}, required 0x${req.toString(16)}${ml || mc ? ` (missing 0x${(ml | mc).toString(16)})` : ''}`);
+      add(
+        19,
+        'mitigations',
+        ml || mc ? 'fail' : 'pass',
+        `LAUNCH 0x${(report.launchMitVector ?? 0n).toString(16)}, CURRENT 0x${(report.currentMitVector ?? 0n).toString(16)}, required 0x${req.toString(16)}${ml || mc ? ` (missing 0x${(ml | mc).toString(16)})` : ''}`,
+      );
     }
   }
   return verdict(report, product, vek);
@@ -558,4 +677,3 @@ export function verdictJson(v: SnpVerdict): Record<string, unknown> {
     failed: v.failed.map((c) => c.id),
   };
 }
-

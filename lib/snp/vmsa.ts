@@ -28,9 +28,20 @@ export const CLOUD_VMSA_RDX = 0x600;
 
 /** SEV_FEATURES bits with a meaning (snp-launch.md §1.5); the others must be zero. */
 export const GUEST_FEATURE_BITS: Readonly<Record<string, number>> = {
-  SNPActive: 0, vTOM: 1, ReflectVC: 2, RestrictedInjection: 3, AlternateInjection: 4, DebugSwap: 5,
-  PreventHostIBS: 6, BTBIsolation: 7, VmplSSS: 8, SecureTSC: 9, VmgexitParameter: 10, IbsVirtualization: 12,
-  VmsaRegProt: 14, SmtProtection: 15,
+  SNPActive: 0,
+  vTOM: 1,
+  ReflectVC: 2,
+  RestrictedInjection: 3,
+  AlternateInjection: 4,
+  DebugSwap: 5,
+  PreventHostIBS: 6,
+  BTBIsolation: 7,
+  VmplSSS: 8,
+  SecureTSC: 9,
+  VmgexitParameter: 10,
+  IbsVirtualization: 12,
+  VmsaRegProt: 14,
+  SmtProtection: 15,
 };
 const KNOWN_FEATURES = Object.values(GUEST_FEATURE_BITS).reduce((m, b) => m | (1n << BigInt(b)), 0n);
 
@@ -44,13 +55,21 @@ export function parseGuestFeatures(v: bigint | number | string): bigint {
   }
   if (n < 0n || n >> 64n !== 0n) throw new LaunchInputError(`guest features 0x${n.toString(16)} does not fit 64 bits`, 'ERR_SNP_GUEST_FEATURES');
   const reserved = n & ~KNOWN_FEATURES;
-  if (reserved) throw new LaunchInputError(`guest features 0x${n.toString(16)} sets reserved bits 0x${reserved.toString(16)} (known: ${Object.entries(GUEST_FEATURE_BITS).map(([k, b]) => `${k}=bit ${b}`).join(', ')})`, 'ERR_SNP_GUEST_FEATURES');
+  if (reserved)
+    throw new LaunchInputError(
+      `guest features 0x${n.toString(16)} sets reserved bits 0x${reserved.toString(16)} (known: ${Object.entries(GUEST_FEATURE_BITS)
+        .map(([k, b]) => `${k}=bit ${b}`)
+        .join(', ')})`,
+      'ERR_SNP_GUEST_FEATURES',
+    );
   return n;
 }
 
 /** Names of the set guest-feature bits ("SNPActive|DebugSwap"). */
 export function describeGuestFeatures(n: bigint): string {
-  const names = Object.entries(GUEST_FEATURE_BITS).filter(([, b]) => (n >> BigInt(b)) & 1n).map(([k]) => k);
+  const names = Object.entries(GUEST_FEATURE_BITS)
+    .filter(([, b]) => (n >> BigInt(b)) & 1n)
+    .map(([k]) => k);
   return `0x${n.toString(16)}${names.length ? ` (${names.join('|')})` : ''}`;
 }
 
@@ -84,7 +103,13 @@ export function buildSnpVmsa(o: SnpVmsaOptions): Buffer {
   if (fpu !== 'init2' && fpu !== 'legacy') throw new LaunchInputError(`unknown FPU state '${String(fpu)}' (expected init2 or legacy)`, 'ERR_SNP_FPU');
   const bsp = o.eip >>> 0 === SNP_BSP_EIP;
   // buildEsVmsa's BSP is exactly EIP 0xFFFFFFF0 (CS base 0xFFFF0000, RIP 0xFFF0); an AP takes the given EIP.
-  const page = buildEsVmsa({ ap: !bsp, ...(bsp ? {} : { resetEip: o.eip >>> 0 }), vcpuSig: vmm === 'qemu' ? o.vcpuSig >>> 0 : 0, vmType: fpu, sevFeatures: o.guestFeatures });
+  const page = buildEsVmsa({
+    ap: !bsp,
+    ...(bsp ? {} : { resetEip: o.eip >>> 0 }),
+    vcpuSig: vmm === 'qemu' ? o.vcpuSig >>> 0 : 0,
+    vmType: fpu,
+    sevFeatures: o.guestFeatures,
+  });
   if (vmm === 'ec2') {
     // EC2's BSP code segment is not marked accessed; its APs' is.
     page.writeUInt16LE(bsp ? 0x9a : 0x9b, CS_ATTRIB);

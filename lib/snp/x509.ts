@@ -132,7 +132,12 @@ function parseAmdExtensions(exts: Map<string, { critical: boolean; value: Buffer
   set('blSPL', int(`${AMD}.3.1`, 'blSPL'));
   set('teeSPL', int(`${AMD}.3.2`, 'teeSPL'));
   set('snpSPL', int(`${AMD}.3.3`, 'snpSPL'));
-  for (const [i, k] of [[4, 'spl4'], [5, 'spl5'], [6, 'spl6'], [7, 'spl7']] as const) {
+  for (const [i, k] of [
+    [4, 'spl4'],
+    [5, 'spl5'],
+    [6, 'spl6'],
+    [7, 'spl7'],
+  ] as const) {
     const v = int(`${AMD}.3.${i}`, k);
     if (v !== undefined) out.reservedSPLs[k] = v;
   }
@@ -145,7 +150,8 @@ function parseAmdExtensions(exts: Map<string, { critical: boolean; value: Buffer
     if (v.length === 64 || v.length === 8) out.hwID = Buffer.from(v);
     else {
       const t = readOnly(v, [cert, 'hwID']);
-      if (t.tag !== 0x04 || (t.value.length !== 64 && t.value.length !== 8)) throw new SnpCertError(cert, `hwID: expected 64 or 8 bytes, got ${v.length}`, { field: 'hwID' });
+      if (t.tag !== 0x04 || (t.value.length !== 64 && t.value.length !== 8))
+        throw new SnpCertError(cert, `hwID: expected 64 or 8 bytes, got ${v.length}`, { field: 'hwID' });
       out.hwID = Buffer.from(t.value);
     }
   }
@@ -163,7 +169,8 @@ export function parseAmdCert(input: Uint8Array | string, name = 'certificate'): 
   const der = toDer(input, name);
   let c: Certificate;
   try {
-    if (readTlv(der, 0, [name, 'certificate']).end !== der.length) throw new SnpCertError(name, 'trailing bytes after the certificate', { code: 'ERR_SNP_CERT_FORMAT' });
+    if (readTlv(der, 0, [name, 'certificate']).end !== der.length)
+      throw new SnpCertError(name, 'trailing bytes after the certificate', { code: 'ERR_SNP_CERT_FORMAT' });
     c = AsnConvert.parse(der, Certificate);
   } catch (e) {
     if (e instanceof SnpCertError) throw e;
@@ -215,7 +222,9 @@ export function toDer(input: Uint8Array | string, name: string): Buffer {
 
 /** Every `-----BEGIN CERTIFICATE-----` block of a PEM text, as DER. */
 export function pemBlocks(text: string): Buffer[] {
-  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*?)-----END CERTIFICATE-----/g)].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
+  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*?)-----END CERTIFICATE-----/g)].map((m) =>
+    Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'),
+  );
 }
 
 /** Parse every certificate of a PEM bundle (e.g. a KDS cert_chain: ASK then ARK), or one DER certificate. */

@@ -85,7 +85,13 @@ export function ensurePrivateDir(dir: string, what = 'the run directory'): void 
   const st = fs.lstatSync(dir);
   const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
   if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0) {
-    const kind = st.isSymbolicLink() ? 'a symlink' : !st.isDirectory() ? 'not a directory' : uid !== undefined && st.uid !== uid ? `owned by uid ${st.uid}` : `mode ${(st.mode & 0o777).toString(8)}`;
+    const kind = st.isSymbolicLink()
+      ? 'a symlink'
+      : !st.isDirectory()
+        ? 'not a directory'
+        : uid !== undefined && st.uid !== uid
+          ? `owned by uid ${st.uid}`
+          : `mode ${(st.mode & 0o777).toString(8)}`;
     throw new UnsafeDirError(dir, `${dir}: ${what} must be a directory of this user, not writable by group or others (${kind})`);
   }
 }

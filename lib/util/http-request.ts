@@ -24,7 +24,11 @@ export class HttpRequestError extends SevkitError {
     readonly transportCode?: string,
     options?: { cause?: unknown },
   ) {
-    super(kind === 'timeout' ? 'ERR_HTTP_TIMEOUT' : kind === 'too-large' ? 'ERR_HTTP_TOO_LARGE' : kind === 'redirect' ? 'ERR_HTTP_REDIRECT' : 'ERR_HTTP_TRANSPORT', message, options);
+    super(
+      kind === 'timeout' ? 'ERR_HTTP_TIMEOUT' : kind === 'too-large' ? 'ERR_HTTP_TOO_LARGE' : kind === 'redirect' ? 'ERR_HTTP_REDIRECT' : 'ERR_HTTP_TRANSPORT',
+      message,
+      options,
+    );
   }
 }
 
@@ -118,7 +122,13 @@ function once(url: URL, o: HttpRequestOptions, deadlineMs: number): Promise<Http
     const onAbort = (): void => fail(new HttpRequestError('aborted', phase, 'request cancelled', undefined, { cause: o.signal?.reason }));
     const timer = setTimeout(() => {
       const got = phase === 'body' ? ` (${received} body bytes received)` : '';
-      fail(new HttpRequestError('timeout', phase, `no complete answer within ${formatSeconds(o.deadlineMs)} (stalled ${phase === 'connect' ? 'connecting' : phase === 'headers' ? 'waiting for the headers' : 'in the body'}${got})`));
+      fail(
+        new HttpRequestError(
+          'timeout',
+          phase,
+          `no complete answer within ${formatSeconds(o.deadlineMs)} (stalled ${phase === 'connect' ? 'connecting' : phase === 'headers' ? 'waiting for the headers' : 'in the body'}${got})`,
+        ),
+      );
     }, deadlineMs);
     const headers: Record<string, string> = { ...o.headers };
     if (o.body) headers['content-length'] = String(o.body.length);
@@ -171,7 +181,13 @@ function transportError(e: unknown, phase: 'connect' | 'headers' | 'body'): Http
   const err = e as NodeJS.ErrnoException;
   const code = typeof err?.code === 'string' ? err.code : undefined;
   const text = err?.message === 'socket hang up' ? 'connection closed before an answer' : (err?.message ?? String(e));
-  return new HttpRequestError('transport', phase, code && !text.includes(code) ? `${code}: ${text}` : text, code ?? (err?.message === 'socket hang up' ? 'ECONNRESET' : undefined), { cause: e });
+  return new HttpRequestError(
+    'transport',
+    phase,
+    code && !text.includes(code) ? `${code}: ${text}` : text,
+    code ?? (err?.message === 'socket hang up' ? 'ECONNRESET' : undefined),
+    { cause: e },
+  );
 }
 
 /** "30 s", "1.5 s", "250 ms". */
@@ -183,5 +199,9 @@ export function formatSeconds(ms: number): string {
 
 /** Transport failures worth one more try of an idempotent request: the peer dropped or refused the connection. */
 export function isRetryableTransport(e: unknown): boolean {
-  return e instanceof HttpRequestError && e.kind === 'transport' && ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT', 'EAI_AGAIN'].includes(e.transportCode ?? '');
+  return (
+    e instanceof HttpRequestError &&
+    e.kind === 'transport' &&
+    ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT', 'EAI_AGAIN'].includes(e.transportCode ?? '')
+  );
 }

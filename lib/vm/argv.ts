@@ -112,9 +112,11 @@ export function buildQemuArgv(o: QemuArgvOptions): string[] {
   }
   const cpu = o.cpu ?? 'host,host-phys-bits-limit=0x28';
   a.push('-cpu', cpu);
-  if (o.tapInterface) a.push('-device', 'virtio-net-pci,netdev=net0', '-netdev', `tap,id=net0,ifname=${optPath(o.tapInterface, 'tap interface')},script=no,downscript=no`);
+  if (o.tapInterface)
+    a.push('-device', 'virtio-net-pci,netdev=net0', '-netdev', `tap,id=net0,ifname=${optPath(o.tapInterface, 'tap interface')},script=no,downscript=no`);
   if (o.cloudInitDrive) a.push('-drive', `file=${optPath(o.cloudInitDrive, 'cloud-init drive')},media=cdrom,readonly=on,if=virtio`);
-  for (const v of o.hostVolumes ?? []) a.push('-drive', `file=${optPath(v.path, 'host volume')},format=raw,readonly=${v.readOnly ? 'on' : 'off'},media=disk,if=virtio`);
+  for (const v of o.hostVolumes ?? [])
+    a.push('-drive', `file=${optPath(v.path, 'host volume')},format=raw,readonly=${v.readOnly ? 'on' : 'off'},media=disk,if=virtio`);
   if (o.gpus && o.gpus.length) {
     // aleph repeats -cpu before the vfio devices (QEMU keeps the last one; both are identical).
     a.push('-cpu', cpu);

@@ -28,7 +28,10 @@ export function procIdentity(pid: number): ProcIdentity | undefined {
   const close = text.lastIndexOf(')');
   if (close < 0) return undefined;
   // After ") ": state(3) ppid(4) pgrp(5) session(6) ... starttime(22): index = field - 3.
-  const f = text.slice(close + 2).trim().split(/\s+/);
+  const f = text
+    .slice(close + 2)
+    .trim()
+    .split(/\s+/);
   const state = f[0] ?? '';
   if (state === 'Z' || state === 'X' || state === 'x') return undefined;
   const startTime = f[19];

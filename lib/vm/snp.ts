@@ -70,12 +70,16 @@ export function checkSnpPolicy(policy: bigint | number, platformApi?: { major: n
   else throw new VmSnpError('ERR_VM_SNP_POLICY', `SNP policy must be an integer, got ${policy}`);
   if (p < 0n || p >= 1n << 64n) throw new VmSnpError('ERR_VM_SNP_POLICY', `SNP policy must be a u64, got ${p}`);
   const hex = `0x${p.toString(16)}`;
-  if ((p & SNP_POLICY.RESERVED_1) === 0n) throw new VmSnpError('ERR_VM_SNP_POLICY', `SNP policy ${hex}: reserved bit 17 must be 1 (the firmware refuses it; e.g. 0x30000)`);
+  if ((p & SNP_POLICY.RESERVED_1) === 0n)
+    throw new VmSnpError('ERR_VM_SNP_POLICY', `SNP policy ${hex}: reserved bit 17 must be 1 (the firmware refuses it; e.g. 0x30000)`);
   if ((p & ~SNP_POLICY_DEFINED) !== 0n) throw new VmSnpError('ERR_VM_SNP_POLICY', `SNP policy ${hex}: bits above 25 are reserved and must be 0`);
   if (platformApi) {
     const f = snpPolicyFields(p);
     if (f.abiMajor > platformApi.major || (f.abiMajor === platformApi.major && f.abiMinor > platformApi.minor)) {
-      throw new VmSnpError('ERR_VM_SNP_POLICY', `SNP policy ${hex} asks for firmware ABI >= ${f.abiMajor}.${f.abiMinor}, the platform has ${platformApi.major}.${platformApi.minor}`);
+      throw new VmSnpError(
+        'ERR_VM_SNP_POLICY',
+        `SNP policy ${hex} asks for firmware ABI >= ${f.abiMajor}.${f.abiMinor}, the platform has ${platformApi.major}.${platformApi.minor}`,
+      );
     }
   }
   return p;
@@ -157,7 +161,8 @@ export function snpGuestObject(s: SnpGuestArgs): string {
   if (s.kernelHashes) o += ',kernel-hashes=on';
   o += `,policy=0x${policy.toString(16)}`;
   if (s.idAuth !== undefined && s.idBlock === undefined) throw new VmSnpError('ERR_VM_SNP_ID_BLOCK', 'SNP id-auth given without id-block');
-  if (s.authorKeyEnabled && s.idAuth === undefined) throw new VmSnpError('ERR_VM_SNP_ID_BLOCK', 'SNP author-key-enabled needs id-auth (the author key signature lives there)');
+  if (s.authorKeyEnabled && s.idAuth === undefined)
+    throw new VmSnpError('ERR_VM_SNP_ID_BLOCK', 'SNP author-key-enabled needs id-auth (the author key signature lives there)');
   if (s.idBlock !== undefined) {
     const block = blobProp(s.idBlock, SNP_ID_BLOCK_LEN, 'id-block', 'ERR_VM_SNP_ID_BLOCK');
     // ID block layout (snp-launch.md §2.1): VERSION u32 @0x50 = 1, POLICY u64 @0x58 = the launch policy.
@@ -165,7 +170,10 @@ export function snpGuestObject(s: SnpGuestArgs): string {
     if (raw.readUInt32LE(0x50) !== 1) throw new VmSnpError('ERR_VM_SNP_ID_BLOCK', `SNP id-block version is ${raw.readUInt32LE(0x50)}, expected 1`);
     const blockPolicy = raw.readBigUInt64LE(0x58);
     if (blockPolicy !== policy) {
-      throw new VmSnpError('ERR_VM_SNP_ID_BLOCK', `SNP id-block was made for policy 0x${blockPolicy.toString(16)}, the launch policy is 0x${policy.toString(16)} (LAUNCH_FINISH would fail)`);
+      throw new VmSnpError(
+        'ERR_VM_SNP_ID_BLOCK',
+        `SNP id-block was made for policy 0x${blockPolicy.toString(16)}, the launch policy is 0x${policy.toString(16)} (LAUNCH_FINISH would fail)`,
+      );
     }
     if (s.idAuth === undefined) throw new VmSnpError('ERR_VM_SNP_ID_BLOCK', 'SNP id-block given without id-auth (the firmware checks its signature)');
     o += `,id-block=${block},id-auth=${blobProp(s.idAuth, SNP_ID_AUTH_LEN, 'id-auth', 'ERR_VM_SNP_ID_BLOCK')}`;
@@ -207,11 +215,13 @@ export function buildSnpQemuArgv(o: SnpQemuArgvOptions): string[] {
     const ro = o.image.readOnly ?? true;
     a.push('-drive', `file=${optPath(o.image.path, 'disk image')},format=${o.image.format ?? 'raw'},if=virtio,readonly=${ro ? 'on' : 'off'},media=disk`);
   }
-  for (const v of o.hostVolumes ?? []) a.push('-drive', `file=${optPath(v.path, 'host volume')},format=raw,readonly=${v.readOnly ? 'on' : 'off'},media=disk,if=virtio`);
+  for (const v of o.hostVolumes ?? [])
+    a.push('-drive', `file=${optPath(v.path, 'host volume')},format=raw,readonly=${v.readOnly ? 'on' : 'off'},media=disk,if=virtio`);
   a.push('-display', 'none', '--no-reboot');
   pushControlSockets(a, o);
   a.push('-serial', 'stdio', '-nographic');
-  if (o.tapInterface) a.push('-device', 'virtio-net-pci,netdev=net0', '-netdev', `tap,id=net0,ifname=${optPath(o.tapInterface, 'tap interface')},script=no,downscript=no`);
+  if (o.tapInterface)
+    a.push('-device', 'virtio-net-pci,netdev=net0', '-netdev', `tap,id=net0,ifname=${optPath(o.tapInterface, 'tap interface')},script=no,downscript=no`);
   if (o.cloudInitDrive) a.push('-drive', `file=${optPath(o.cloudInitDrive, 'cloud-init drive')},media=cdrom,readonly=on,if=virtio`);
   // SNP VMSAs carry the vCPU signature: a fixed model keeps the launch digest predictable (aleph: EPYC-v4).
   a.push('-cpu', o.cpu ?? 'EPYC-v4');
@@ -279,7 +289,11 @@ export function alephSnpArgv(c: AlephSnpConfig, host: SevAddressBits): string[] 
  * (not determined). Throws VmSnpError (ERR_VM_SNP_QEMU).
  */
 export function requireSnpQemu(version: string | null, qemu: string, source = '-version'): void {
-  if (version === null) throw new VmSnpError('ERR_VM_SNP_QEMU', `cannot tell the version of QEMU ${qemu} (${source} printed no "QEMU emulator version"); SEV-SNP guests need QEMU >= ${MIN_SNP_QEMU}`);
+  if (version === null)
+    throw new VmSnpError(
+      'ERR_VM_SNP_QEMU',
+      `cannot tell the version of QEMU ${qemu} (${source} printed no "QEMU emulator version"); SEV-SNP guests need QEMU >= ${MIN_SNP_QEMU}`,
+    );
   if (!versionAtLeast(version, MIN_SNP_QEMU)) {
     throw new VmSnpError('ERR_VM_SNP_QEMU', `QEMU ${version} (${qemu}) cannot launch SEV-SNP guests: the sev-snp-guest object needs QEMU >= ${MIN_SNP_QEMU}`);
   }

@@ -52,7 +52,6 @@ const TRANSITIONS: Record<VmState, VmState[]> = {
   failed: [],
 };
 
-
 /**
  * Options of a Supervisor: QEMU binary, run directory root, concurrent launches, host CPUID values, and
  * deadlines in ms.
@@ -84,7 +83,6 @@ export interface SupervisorOptions {
    */
   keepVmsOnExit?: boolean;
 }
-
 
 /**
  * The owner's secret for LAUNCH_SECRET: base64 of the 52-byte packet header and of the encrypted payload, and
@@ -445,9 +443,7 @@ export class ConfidentialVm extends EventEmitter {
         append: spec.append,
         extra: spec.extraArgs,
       };
-      const argv = spec.snp
-        ? buildSnpQemuArgv({ ...common, snp: { ...spec.snp, ...(await hostInfo()) } })
-        : buildQemuArgv({ ...common, sev });
+      const argv = spec.snp ? buildSnpQemuArgv({ ...common, snp: { ...spec.snp, ...(await hostInfo()) } }) : buildQemuArgv({ ...common, sev });
       this.throwIfStopped();
       await this.spawnQemu(argv);
       const ac = new AbortController();
@@ -564,7 +560,11 @@ export class ConfidentialVm extends EventEmitter {
   }
 
   private exitMessage(code: number | null, signal: NodeJS.Signals | null, during: VmState): VmExitedError {
-    const how = signal ? `was killed by ${signal}` : this.adopted && code === null ? 'exited (adopted from an earlier CRN process: no exit status)' : `exited with code ${code}`;
+    const how = signal
+      ? `was killed by ${signal}`
+      : this.adopted && code === null
+        ? 'exited (adopted from an earlier CRN process: no exit status)'
+        : `exited with code ${code}`;
     const tail = this.stderr?.lastLines() ?? '';
     return new VmExitedError(`QEMU for VM ${this.name} ${how} while ${during}${tail ? `: ${tail}` : ''}`, code, signal, this.stderr?.text() ?? '');
   }
@@ -698,7 +698,8 @@ export class ConfidentialVm extends EventEmitter {
 
   /** `{sevInfo, launchMeasure}` read when QEMU first answered; available from awaiting-secret on. */
   async measurement(): Promise<VmMeasurement> {
-    if (this.spec.snp) throw new VmStateError(`VM ${this.name} is an SEV-SNP guest: the host has no launch measurement (the guest's attestation report carries it)`);
+    if (this.spec.snp)
+      throw new VmStateError(`VM ${this.name} is an SEV-SNP guest: the host has no launch measurement (the guest's attestation report carries it)`);
     this.requireState('read the measurement', 'awaiting-secret', 'running');
     if (this.measured) return this.measured;
     // Plain (non-SEV) VM: ask QEMU, which answers with its own error.
@@ -732,12 +733,14 @@ export class ConfidentialVm extends EventEmitter {
       if (this.spec.snp) throw new VmStateError(`VM ${this.name} is an SEV-SNP guest: the host cannot inject a secret (it goes to the attested guest)`);
       this.requireState('inject a secret', 'awaiting-secret');
       const header = decodeBase64Strict(args.packetHeader, 'packet header');
-      if (header.length !== SECRET_HEADER_LEN) throw new VmSecretError(`packet header is ${header.length} bytes, expected ${SECRET_HEADER_LEN}`, 'ERR_VM_SECRET_HEADER');
+      if (header.length !== SECRET_HEADER_LEN)
+        throw new VmSecretError(`packet header is ${header.length} bytes, expected ${SECRET_HEADER_LEN}`, 'ERR_VM_SECRET_HEADER');
       const secret = decodeBase64Strict(args.secret, 'secret');
       if (secret.length === 0) throw new VmSecretError('secret is empty', 'ERR_VM_SECRET_SIZE');
       const area = this.secretArea;
       let gpa = args.gpa;
-      if (gpa !== undefined && (!Number.isSafeInteger(gpa) || gpa < 0)) throw new VmSecretError(`gpa must be a non-negative integer, got ${gpa}`, 'ERR_VM_SECRET_GPA');
+      if (gpa !== undefined && (!Number.isSafeInteger(gpa) || gpa < 0))
+        throw new VmSecretError(`gpa must be a non-negative integer, got ${gpa}`, 'ERR_VM_SECRET_GPA');
       if (gpa === undefined) {
         if (!area) {
           throw new VmSecretError(
@@ -876,7 +879,14 @@ function recordableSpec(spec: VmSpec): VmSpec {
     ...rest,
     ...(sev ? { sev: { policy: sev.policy, ...(sev.kernelHashes !== undefined ? { kernelHashes: sev.kernelHashes } : {}) } } : {}),
     // SNP: the ID block, auth and host data were for LAUNCH_FINISH; a bigint policy is kept as a number (valid ones are < 2^26).
-    ...(snp ? { snp: { ...(snp.policy !== undefined ? { policy: Number(snp.policy) } : {}), ...(snp.kernelHashes !== undefined ? { kernelHashes: snp.kernelHashes } : {}) } } : {}),
+    ...(snp
+      ? {
+          snp: {
+            ...(snp.policy !== undefined ? { policy: Number(snp.policy) } : {}),
+            ...(snp.kernelHashes !== undefined ? { kernelHashes: snp.kernelHashes } : {}),
+          },
+        }
+      : {}),
   };
 }
 

@@ -1,7 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import {
-  CertificateError, Usage, builtinCaChain, decodeCaChain, decodeFullChain, decodeSevChain, decodeSevCert, detectGeneration,
-  encodeCaChain, encodeFullChain, encodeSevChain, encodeSevCert, verifyAskCek, verifyChain, GENERATIONS, SEV_CHAIN_SIZE,
+  CertificateError,
+  Usage,
+  builtinCaChain,
+  decodeCaChain,
+  decodeFullChain,
+  decodeSevChain,
+  decodeSevCert,
+  detectGeneration,
+  encodeCaChain,
+  encodeFullChain,
+  encodeSevChain,
+  encodeSevCert,
+  verifyAskCek,
+  verifyChain,
+  GENERATIONS,
+  SEV_CHAIN_SIZE,
 } from '../../lib/certs/index.js';
 import { derived, realCert } from './fixtures.js';
 
@@ -46,7 +60,13 @@ describe('real chains', () => {
       expect(r.caSource).toBe('builtin');
       expect(r.display).toEqual(EXPECTED[gen]);
       expect(r.links.map((l) => [l.id, l.ok])).toEqual([
-        ['pek-pdh', true], ['oca-pek', true], ['oca-self', true], ['cek-pek', true], ['ask-cek', true], ['ark-ask', true], ['ark-self', true],
+        ['pek-pdh', true],
+        ['oca-pek', true],
+        ['oca-self', true],
+        ['cek-pek', true],
+        ['ask-cek', true],
+        ['ark-ask', true],
+        ['ark-self', true],
       ]);
       // the PEK verified through two different slots
       expect(r.links.find((l) => l.id === 'oca-pek')!.slot).toBe(1);
@@ -146,17 +166,26 @@ describe('real chains', () => {
 /** Sampled here; scripts/certs-bitflip.ts flips every bit. */
 describe('single-bit flips in signed bytes are rejected (sampled)', () => {
   const SIGNED: Record<string, [number, number]> = {
-    PDH: [0, 0x414], PEK: [0x824, 0x824 + 0x414], OCA: [0x1048, 0x1048 + 0x414], CEK: [0x186c, 0x186c + 0x414],
-    ASK: [SEV_CHAIN_SIZE, SEV_CHAIN_SIZE + 0x40 + 2 * 512], ARK: [SEV_CHAIN_SIZE + 1600, SEV_CHAIN_SIZE + 1600 + 0x40 + 2 * 512],
+    PDH: [0, 0x414],
+    PEK: [0x824, 0x824 + 0x414],
+    OCA: [0x1048, 0x1048 + 0x414],
+    CEK: [0x186c, 0x186c + 0x414],
+    ASK: [SEV_CHAIN_SIZE, SEV_CHAIN_SIZE + 0x40 + 2 * 512],
+    ARK: [SEV_CHAIN_SIZE + 1600, SEV_CHAIN_SIZE + 1600 + 0x40 + 2 * 512],
   };
   for (const gen of ['naples', 'rome'] as const) {
     it(`${gen}: 40 random bit positions per certificate`, () => {
       const full = derived(gen, 'full_chain');
-      const signed = gen === 'naples'
-        ? { ...SIGNED, ASK: [SEV_CHAIN_SIZE, SEV_CHAIN_SIZE + 0x40 + 512] as [number, number], ARK: [SEV_CHAIN_SIZE + 832, SEV_CHAIN_SIZE + 832 + 0x40 + 512] as [number, number] }
-        : SIGNED;
+      const signed =
+        gen === 'naples'
+          ? {
+              ...SIGNED,
+              ASK: [SEV_CHAIN_SIZE, SEV_CHAIN_SIZE + 0x40 + 512] as [number, number],
+              ARK: [SEV_CHAIN_SIZE + 832, SEV_CHAIN_SIZE + 832 + 0x40 + 512] as [number, number],
+            }
+          : SIGNED;
       let seed = gen === 'naples' ? 1 : 2;
-      const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+      const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
       let rejectedByDecode = 0;
       for (const [name, [lo, hi]] of Object.entries(signed)) {
         for (let i = 0; i < 40; i++) {

@@ -6,8 +6,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { ROOT, runCli } from '../helpers/cli.js';
 import {
-  Algo, Usage, createSevCert, decodeSevCert, encodeSevCert, renderVerify, sevCertDisplay, signLegacyReport, signSevCert,
-  verifyChain, verifySevLink, decodePrivateKeyFor,
+  Algo,
+  Usage,
+  createSevCert,
+  decodeSevCert,
+  encodeSevCert,
+  renderVerify,
+  sevCertDisplay,
+  signLegacyReport,
+  signSevCert,
+  verifyChain,
+  verifySevLink,
+  decodePrivateKeyFor,
 } from '../../lib/certs/index.js';
 import { SEV_TESTS, derived, derivedPath } from './fixtures.js';
 
@@ -45,7 +55,7 @@ function oneLineError(r: { code: number | null; stderr: string }, re: RegExp) {
 }
 
 describe('sevkit verify', () => {
-  it('prints exactly sevctl\'s lines for the Naples and Rome chains', async () => {
+  it("prints exactly sevctl's lines for the Naples and Rome chains", async () => {
     const n = await runCli(['verify', '--sev', derivedPath('naples', 'sev_chain')]);
     expect(n.stderr).toBe('');
     expect(n.code).toBe(0);
@@ -105,7 +115,7 @@ describe('sevkit verify', () => {
     oneLineError(g, /unknown processor generation 'zen9'/);
   });
 
-  it('colours: sevctl\'s 256-colour codes, only when asked', () => {
+  it("colours: sevctl's 256-colour codes, only when asked", () => {
     const r = verifyChain({ sev: derived('rome', 'sev_chain'), ca: derived('naples', 'ca_chain') });
     const col = renderVerify(r, true).split('\n');
     expect(col[1]).toBe(' \x1b[38;5;2m⬑\x1b[0m PEK EP384 E256 a37b51038cbaec1062f7b5f93e8caa55cc7798b1a813c26fae1cabc96320fa0a');
@@ -166,7 +176,11 @@ describe('sevkit generate / validate', () => {
   it('validate checks the PEK signature of a 208-byte report', async () => {
     const pekKeys = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
     const other = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
-    const pek = signSevCert(createSevCert({ usage: Usage.PEK, publicKey: pekKeys.publicKey }), 1, { signerUsage: Usage.OCA, signerAlgo: Algo.ECDSA_SHA256, privateKey: other.privateKey });
+    const pek = signSevCert(createSevCert({ usage: Usage.PEK, publicKey: pekKeys.publicKey }), 1, {
+      signerUsage: Usage.OCA,
+      signerAlgo: Algo.ECDSA_SHA256,
+      privateKey: other.privateKey,
+    });
     const dir = path.join(tmp, 'att');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'pek.cert'), encodeSevCert(pek));

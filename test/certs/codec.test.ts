@@ -1,9 +1,28 @@
 import crypto from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
-  Algo, CertificateError, GENERATIONS, Usage, caCertPublicKey, createCaCert, createSevCert, decodeCaCert, decodeSevCert,
-  encodeCaCert, encodeSevCert, sevCertBody, sevCertDisplay, sevCertPublicKey, signCaCert, signSevCert, verifyAskCek,
-  verifyCaLink, verifySevLink, builtinCaChainBytes, signCekWithAsk, p384PublicKey,
+  Algo,
+  CertificateError,
+  GENERATIONS,
+  Usage,
+  caCertPublicKey,
+  createCaCert,
+  createSevCert,
+  decodeCaCert,
+  decodeSevCert,
+  encodeCaCert,
+  encodeSevCert,
+  sevCertBody,
+  sevCertDisplay,
+  sevCertPublicKey,
+  signCaCert,
+  signSevCert,
+  verifyAskCek,
+  verifyCaLink,
+  verifySevLink,
+  builtinCaChainBytes,
+  signCekWithAsk,
+  p384PublicKey,
 } from '../../lib/certs/index.js';
 import { builtinFile, realCert, testRsa, vec } from './fixtures.js';
 
@@ -73,7 +92,7 @@ describe('SEV certificate codec', () => {
     expectCertError(() => decodeSevCert(mod(12, Algo.RSA_SHA256)), 'modulus_size', /not 2048 or 4096/);
   });
 
-  it('P-384 keys imported from SPKI DER are the certificate\'s point; an off-curve point is refused', () => {
+  it("P-384 keys imported from SPKI DER are the certificate's point; an off-curve point is refused", () => {
     const { publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
     const cert = createSevCert({ usage: Usage.PEK, publicKey });
     const k = cert.pubkey;
@@ -144,7 +163,10 @@ describe('creating and signing', () => {
   const ec = () => crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
 
   it('self-signed OCA, OCA+CEK-signed PEK, PEK-signed PDH verify; tampering fails', () => {
-    const oca = ec(), pek = ec(), cek = ec(), pdh = ec();
+    const oca = ec(),
+      pek = ec(),
+      cek = ec(),
+      pdh = ec();
     let ocaCert = createSevCert({ usage: Usage.OCA, publicKey: oca.publicKey });
     expect(ocaCert.algo).toBe(Algo.ECDSA_SHA256);
     ocaCert = signSevCert(ocaCert, 'first-empty', { signerUsage: Usage.OCA, signerAlgo: Algo.ECDSA_SHA256, privateKey: oca.privateKey });
@@ -169,13 +191,21 @@ describe('creating and signing', () => {
     // Public key round-trips through the LE encoding.
     expect(sevCertPublicKey(pekCert).export({ format: 'jwk' })).toEqual(pek.publicKey.export({ format: 'jwk' }));
     // A third signature has no slot.
-    expectCertError(() => signSevCert(pekCert, 'first-empty', { signerUsage: Usage.OCA, signerAlgo: Algo.ECDSA_SHA256, privateKey: oca.privateKey }), 'sig', /both signature slots/);
+    expectCertError(
+      () => signSevCert(pekCert, 'first-empty', { signerUsage: Usage.OCA, signerAlgo: Algo.ECDSA_SHA256, privateKey: oca.privateKey }),
+      'sig',
+      /both signature slots/,
+    );
     // The signature really covers the body.
     const t = encodeSevCert(pekCert);
     t[0x100] ^= 0x80;
     expect(verifySevLink(ocaCert, t).ok).toBe(false);
     // A signature from the wrong key is rejected with a reason naming the signer.
-    const forged = signSevCert(createSevCert({ usage: Usage.PEK, publicKey: pek.publicKey }), 1, { signerUsage: Usage.OCA, signerAlgo: Algo.ECDSA_SHA256, privateKey: cek.privateKey });
+    const forged = signSevCert(createSevCert({ usage: Usage.PEK, publicKey: pek.publicKey }), 1, {
+      signerUsage: Usage.OCA,
+      signerAlgo: Algo.ECDSA_SHA256,
+      privateKey: cek.privateKey,
+    });
     expect(verifySevLink(ocaCert, forged)).toEqual({ ok: false, reason: "PEK's signature by OCA does not verify" });
     expect(verifySevLink(cekCert, forged)).toEqual({ ok: false, reason: 'PEK has no signature slot with signer usage CEK' });
     expect(sevCertBody(pekCert).length).toBe(0x414);
@@ -197,14 +227,25 @@ describe('creating and signing', () => {
       // RSA-PSS with salt = digest length: check with node directly.
       const sigBe = Buffer.from(ask.signature).reverse();
       const hash = bits === 2048 ? 'sha256' : 'sha384';
-      expect(crypto.verify(hash, encodeCaCert(ask).subarray(0, 0x40 + 2 * (bits / 8)), { key: arkKeys.publicKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: bits === 2048 ? 32 : 48 }, sigBe)).toBe(true);
+      expect(
+        crypto.verify(
+          hash,
+          encodeCaCert(ask).subarray(0, 0x40 + 2 * (bits / 8)),
+          { key: arkKeys.publicKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: bits === 2048 ? 32 : 48 },
+          sigBe,
+        ),
+      ).toBe(true);
       // A wrong certifying id breaks the link even with a valid signature.
       const wrongId = { ...ask, certifyingId: Buffer.alloc(16, 7) };
       expect(verifyCaLink(ark, signCaCert(wrongId, { privateKey: arkKeys.privateKey })).reason).toMatch(/certifying_id/);
 
       const cekKeys = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
       const algo = bits === 2048 ? Algo.RSA_SHA256 : Algo.RSA_SHA384;
-      const cek = signSevCert(createSevCert({ usage: Usage.CEK, publicKey: cekKeys.publicKey }), 1, { signerUsage: Usage.ASK, signerAlgo: algo, privateKey: askKeys.privateKey });
+      const cek = signSevCert(createSevCert({ usage: Usage.CEK, publicKey: cekKeys.publicKey }), 1, {
+        signerUsage: Usage.ASK,
+        signerAlgo: algo,
+        privateKey: askKeys.privateKey,
+      });
       expect(cek.sigs[0]).toMatchObject({ usage: Usage.ASK, algo });
       expect(cek.sigs[0].value.subarray(bits / 8).every((b) => b === 0)).toBe(true);
       expect(verifyAskCek(ask, cek).ok).toBe(true);
@@ -213,7 +254,11 @@ describe('creating and signing', () => {
       expect(viaHelper.sigs[0]).toMatchObject({ usage: Usage.ASK, algo });
       expect(verifyAskCek(ask, viaHelper).ok).toBe(true);
       const other = testRsa('other', bits);
-      const forged = signSevCert(createSevCert({ usage: Usage.CEK, publicKey: cekKeys.publicKey }), 1, { signerUsage: Usage.ASK, signerAlgo: algo, privateKey: other.privateKey });
+      const forged = signSevCert(createSevCert({ usage: Usage.CEK, publicKey: cekKeys.publicKey }), 1, {
+        signerUsage: Usage.ASK,
+        signerAlgo: algo,
+        privateKey: other.privateKey,
+      });
       expect(verifyAskCek(ask, forged)).toMatchObject({ ok: false, reason: "CEK's signature by ASK does not verify" });
     });
   }

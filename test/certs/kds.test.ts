@@ -5,8 +5,24 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { simulatorCaChain } from '../../lib/sim/ca-chain.js';
 import {
-  Algo, KdsError, Usage, cachedCek, createCaCert, createSevCert, encodeCaCert, encodeSevCert, fetchCek, fullChainFor,
-  parseRetryAfter, signCaCert, signSevCert, platformSevChain, type FetchLike, decodeFullChain, verifyChain, SEV_CHAIN_SIZE,
+  Algo,
+  KdsError,
+  Usage,
+  cachedCek,
+  createCaCert,
+  createSevCert,
+  encodeCaCert,
+  encodeSevCert,
+  fetchCek,
+  fullChainFor,
+  parseRetryAfter,
+  signCaCert,
+  signSevCert,
+  platformSevChain,
+  type FetchLike,
+  decodeFullChain,
+  verifyChain,
+  SEV_CHAIN_SIZE,
 } from '../../lib/certs/index.js';
 import { derived, realCert, testRsa } from './fixtures.js';
 
@@ -43,7 +59,13 @@ describe('AMD KDS CEK', () => {
     expect(sleeps).toEqual([2000, 5000]);
     expect(fs.readFileSync(path.join(dir, `cek-${ID_HEX}.cert`)).equals(cek)).toBe(true);
     // now offline works, and no fetch is made
-    const again = await fetchCek(ID, { fetch: async () => { throw new Error('network used'); }, cacheDir: dir, offline: true });
+    const again = await fetchCek(ID, {
+      fetch: async () => {
+        throw new Error('network used');
+      },
+      cacheDir: dir,
+      offline: true,
+    });
     expect(again.equals(cek)).toBe(true);
   });
 
@@ -85,7 +107,10 @@ describe('AMD KDS CEK', () => {
 
 describe('platform chains', () => {
   const naples = {
-    pdh: realCert('naples', 'pdh'), pek: realCert('naples', 'pek'), oca: realCert('naples', 'oca'), cek: realCert('naples', 'cek'),
+    pdh: realCert('naples', 'pdh'),
+    pek: realCert('naples', 'pek'),
+    oca: realCert('naples', 'oca'),
+    cek: realCert('naples', 'cek'),
   };
   const fakePlatform = (certs: typeof naples) => ({ exportCerts: async () => certs, getId: async () => ID });
 

@@ -11,8 +11,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, runCli } from '../helpers/cli.js';
 import {
-  SEV_CHAIN_SIZE, caCertDisplay, decodeCaCert, decodeFullChain, decodeSevChain, decodeSevCert, encodeSevCert, sevCertDisplay,
-  verifyChain, verifySevLink,
+  SEV_CHAIN_SIZE,
+  caCertDisplay,
+  decodeCaCert,
+  decodeFullChain,
+  decodeSevChain,
+  decodeSevCert,
+  encodeSevCert,
+  sevCertDisplay,
+  verifyChain,
+  verifySevLink,
 } from '../../lib/certs/index.js';
 
 const SEVKIT = `"${process.execPath}" --import tsx "${path.join(ROOT, 'lib/cli/sevkit.ts')}"`;

@@ -1,8 +1,17 @@
 /** The library's trust-anchor rule (resolveTrustAnchor) and the full-chain anchor check (verifyTrustedChain). */
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  CertificateError, TEST_ROOT_KEY_ID_PREFIX, builtinCaChain, decodeCaChain, decodeFullChain, decodeSevChain, encodeCaChain, encodeFullChain,
-  isTestRoot, resolveTrustAnchor, verifyTrustedChain,
+  CertificateError,
+  TEST_ROOT_KEY_ID_PREFIX,
+  builtinCaChain,
+  decodeCaChain,
+  decodeFullChain,
+  decodeSevChain,
+  encodeCaChain,
+  encodeFullChain,
+  isTestRoot,
+  resolveTrustAnchor,
+  verifyTrustedChain,
 } from '../../lib/certs/index.js';
 import { TEST_ROOT_ID_PREFIX } from '../../lib/sim/keys.js';
 import { cleanupDirs, exportCerts, freshPlatform } from '../sim/helpers.js';
@@ -46,7 +55,7 @@ describe('resolveTrustAnchor', () => {
     }
   });
 
-  it("the TEST CA only when its ASK signs the CEK and no AMD ASK does, marked as a TEST root", () => {
+  it('the TEST CA only when its ASK signs the CEK and no AMD ASK does, marked as a TEST root', () => {
     const p = freshPlatform();
     const testCa = decodeCaChain(p.caChain());
     const simCek = exportCerts(p).chain.subarray(2 * 0x824);

@@ -44,7 +44,15 @@ describe('sevkit start-up: the plain show read-outs skip commander', () => {
     const { quickShow } = await import('../../lib/cli/commands/show.js');
     expect(quickShow(['show', 'version'])).toEqual({ what: 'version', json: false });
     expect(quickShow(['show', 'flags', '--json'])).toEqual({ what: 'flags', json: true });
-    for (const a of [['show'], ['show', 'nope'], ['show', 'version', '--device', '/x'], ['show', 'version', '-h'], ['-q', 'show', 'version'], ['export', 'version'], []]) {
+    for (const a of [
+      ['show'],
+      ['show', 'nope'],
+      ['show', 'version', '--device', '/x'],
+      ['show', 'version', '-h'],
+      ['-q', 'show', 'version'],
+      ['export', 'version'],
+      [],
+    ]) {
       expect(quickShow(a), a.join(' ')).toBeUndefined();
     }
   });

@@ -29,7 +29,12 @@ export function instanceMessage(o: { ref: string; owner: string; firmware: strin
       address: o.owner,
       time: 1_760_000_000.5,
       allow_amend: false,
-      environment: { internet: true, aleph_api: true, hypervisor: 'qemu', ...(o.confidential === false ? {} : { trusted_execution: { firmware: o.firmware, policy: o.policy ?? 1 } }) },
+      environment: {
+        internet: true,
+        aleph_api: true,
+        hypervisor: 'qemu',
+        ...(o.confidential === false ? {} : { trusted_execution: { firmware: o.firmware, policy: o.policy ?? 1 } }),
+      },
       resources: { vcpus: 1, memory: 512, seconds: 30 },
       rootfs: { parent: { ref: 'e'.repeat(64), use_latest: true }, persistence: 'host', size_mib: 20480 },
       payment: { chain: 'ETH', type: 'hold' },

@@ -117,7 +117,10 @@ export interface RawResponse {
 }
 
 /** One HTTP exchange, with a deadline; nothing is parsed. */
-export function rawRequest(url: string, o: { method?: string; headers?: Record<string, string>; body?: Buffer | string; timeoutMs?: number } = {}): Promise<RawResponse> {
+export function rawRequest(
+  url: string,
+  o: { method?: string; headers?: Record<string, string>; body?: Buffer | string; timeoutMs?: number } = {},
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method: o.method ?? 'GET', headers: o.headers ?? {}, timeout: o.timeoutMs ?? 60_000 }, (res) => {
       const chunks: Buffer[] = [];
@@ -160,7 +163,12 @@ export class AlephStyleClient {
       }),
       'utf8',
     );
-    this.signedPubKey = pyDumps({ sender: account.address, payload: payload.toString('hex'), signature: account.signPubKeyPayload(payload), content: { domain: this.domain } });
+    this.signedPubKey = pyDumps({
+      sender: account.address,
+      payload: payload.toString('hex'),
+      signature: account.signPubKeyPayload(payload),
+      content: { domain: this.domain },
+    });
   }
 
   /** The two auth headers for one operation. */
@@ -190,7 +198,11 @@ export class AlephStyleClient {
     const parts = [...(opts.omit === 'session' ? [] : [part('session', session)]), ...(opts.omit === 'godh' ? [] : [part('godh', godh)])];
     const body = Buffer.concat([...parts, Buffer.from(`--${boundary}--\r\n`)]);
     const p = AlephStyleClient.path(ref, 'initialize');
-    return rawRequest(`${this.url}${p}`, { method: 'POST', body, headers: { ...this.authHeaders('POST', p), 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(body.length) } });
+    return rawRequest(`${this.url}${p}`, {
+      method: 'POST',
+      body,
+      headers: { ...this.authHeaders('POST', p), 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(body.length) },
+    });
   }
 
   measurement(ref: string): Promise<RawResponse> {
@@ -201,7 +213,11 @@ export class AlephStyleClient {
   injectSecret(ref: string, packetHeader: string, secret: string): Promise<RawResponse> {
     const p = AlephStyleClient.path(ref, 'inject_secret');
     const body = Buffer.from(pyDumps({ packet_header: packetHeader, secret }), 'utf8');
-    return rawRequest(`${this.url}${p}`, { method: 'POST', body, headers: { ...this.authHeaders('POST', p), 'Content-Type': 'application/json', 'Content-Length': String(body.length) } });
+    return rawRequest(`${this.url}${p}`, {
+      method: 'POST',
+      body,
+      headers: { ...this.authHeaders('POST', p), 'Content-Type': 'application/json', 'Content-Length': String(body.length) },
+    });
   }
 
   /**
@@ -234,7 +250,12 @@ export interface AlephSevInfoPy {
 
 const guidLe = (g: string): Buffer => {
   const h = Buffer.from(g.replace(/-/g, ''), 'hex');
-  return Buffer.concat([Buffer.from(h.subarray(0, 4)).reverse(), Buffer.from(h.subarray(4, 6)).reverse(), Buffer.from(h.subarray(6, 8)).reverse(), h.subarray(8)]);
+  return Buffer.concat([
+    Buffer.from(h.subarray(0, 4)).reverse(),
+    Buffer.from(h.subarray(4, 6)).reverse(),
+    Buffer.from(h.subarray(6, 8)).reverse(),
+    h.subarray(8),
+  ]);
 };
 
 /**

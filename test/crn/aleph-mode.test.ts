@@ -176,7 +176,8 @@ describe('each case in both modes, byte for byte', () => {
         const ref = await crn.notify(newRef());
         expect((await crn.client().initialize(ref, session(), godh())).status).toBe(200);
         const r = await crn.client().measurement(ref);
-        if (crn === aleph) expect([r.status, r.text]).toEqual([500, '{"error": "VM is not running (QMP socket missing)", "error_type": "<class \'RuntimeError\'>"}']);
+        if (crn === aleph)
+          expect([r.status, r.text]).toEqual([500, '{"error": "VM is not running (QMP socket missing)", "error_type": "<class \'RuntimeError\'>"}']);
         else {
           expect([r.status, r.text]).toEqual([503, '{"error":"VM is starting, QEMU is not ready yet"}']);
           expect(r.headers['retry-after']).toBe('1');
@@ -188,7 +189,7 @@ describe('each case in both modes, byte for byte', () => {
     }
   });
 
-  it("aleph-exact mode ignores ?wait= (aleph has no long-poll): answered at once, even for a value sevkit refuses", async () => {
+  it('aleph-exact mode ignores ?wait= (aleph has no long-poll): answered at once, even for a value sevkit refuses', async () => {
     aleph.launcher.autoReady = false;
     try {
       const ref = await aleph.notify(newRef());
@@ -273,7 +274,7 @@ describe('each case in both modes, byte for byte', () => {
     expect([s.status, s.text]).toEqual([404, '{"error":"Not Found"}']);
   });
 
-  it("error texts: unknown VM, invalid ref (non-ASCII escaped as Python does), non-JSON body, plain-text 403", async () => {
+  it('error texts: unknown VM, invalid ref (non-ASCII escaped as Python does), non-JSON body, plain-text 403', async () => {
     const ref = newRef();
     const m = await aleph.client().measurement(ref);
     expect([m.status, m.text]).toEqual([404, `{"error": "No virtual machine with ref ${ref}"}`]);
@@ -320,7 +321,8 @@ describe('SOL and ETH wallets, signed the way aleph signs them', () => {
 });
 
 describe("aleph's users' bugs, as cases the CRN passes", () => {
-  const refused = () => Object.assign(new Error('QMP sev-inject-launch-secret failed'), { desc: "SEV: failed to inject secret ret=1 fw_error=11 'Bad measurement'" });
+  const refused = () =>
+    Object.assign(new Error('QMP sev-inject-launch-secret failed'), { desc: "SEV: failed to inject secret ret=1 fw_error=11 'Bad measurement'" });
 
   it('#668 sevkit: a refused secret is a 422 and the VM stays re-injectable; re-initialise meanwhile is 409, never 500', async () => {
     const ref = await awaiting(sevkit);
@@ -346,7 +348,10 @@ describe("aleph's users' bugs, as cases the CRN passes", () => {
     vm.rejectInject = refused();
     const p = packet();
     const r = await aleph.client().injectSecret(ref, p.h, p.s);
-    expect([r.status, r.text]).toEqual([500, `{"error": "SEV: failed to inject secret ret=1 fw_error=11 'Bad measurement'", "error_type": "<class 'qmp.QMPResponseError'>"}`]);
+    expect([r.status, r.text]).toEqual([
+      500,
+      `{"error": "SEV: failed to inject secret ret=1 fw_error=11 'Bad measurement'", "error_type": "<class 'qmp.QMPResponseError'>"}`,
+    ]);
     vm.rejectInject = undefined;
     expect((await aleph.client().injectSecret(ref, p.h, p.s)).status).toBe(200);
   });
@@ -365,7 +370,10 @@ describe("aleph's users' bugs, as cases the CRN passes", () => {
       await until(() => crn.srv.service.state(ref) === 'stopped');
       // The session files exist until the launch is measured (then QEMU has them): read them before that.
       crn.launcher.autoReady = false;
-      const r = await crn.client().initialize(ref, kept.s, kept.g).finally(() => (crn.launcher.autoReady = true));
+      const r = await crn
+        .client()
+        .initialize(ref, kept.s, kept.g)
+        .finally(() => (crn.launcher.autoReady = true));
       expect([r.status, r.text]).toEqual([200, `Started VM with ref ${ref}`]);
       await until(() => crn.launcher.vms.at(-1) !== first);
       const second = crn.launcher.vms.at(-1)!;
@@ -380,7 +388,8 @@ describe("aleph's users' bugs, as cases the CRN passes", () => {
   it('#966: allocation pushes never stop or re-create a VM awaiting its owner', async () => {
     const ref = newRef();
     api.messages.set(ref, instanceMessage({ ref, owner: owner.address, firmware: FW_HASH, nodeHash: NODE }));
-    const push = (list: string[]) => post(aleph.url, '/control/allocations', { persistent_vms: [], instances: list, on_demand_vms: [], jobs: [] }, { 'X-Auth-Signature': TOKEN });
+    const push = (list: string[]) =>
+      post(aleph.url, '/control/allocations', { persistent_vms: [], instances: list, on_demand_vms: [], jobs: [] }, { 'X-Auth-Signature': TOKEN });
     const first = await push([ref]);
     expect([first.status, first.text]).toEqual([200, `{"success": true, "successful": ["${ref}"], "failing": [], "stopped": [], "errors": {}}`]);
     expect((await aleph.client().initialize(ref, session(), godh())).status).toBe(200);
@@ -417,7 +426,7 @@ describe("aleph's users' bugs, as cases the CRN passes", () => {
 });
 
 describe("aleph's allocation endpoints", () => {
-  it("/control/allocations checks the token as aleph does (sha256 of X-Auth-Signature)", async () => {
+  it('/control/allocations checks the token as aleph does (sha256 of X-Auth-Signature)', async () => {
     const ref = newRef();
     api.messages.set(ref, instanceMessage({ ref, owner: owner.address, firmware: FW_HASH, nodeHash: NODE }));
     const body = { persistent_vms: [], instances: [ref] };

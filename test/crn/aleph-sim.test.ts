@@ -42,7 +42,21 @@ async function serve(extra: string[]): Promise<{ url: string; err: () => string 
   // Counted before the await: two serve() started together each get their own run dir (a run dir takes one CRN).
   const run = path.join(tmp, `run-${runs++}`);
   const p = await startCrnServe(
-    ['--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', run, '--api-server', api.url, '--data-cache', path.join(tmp, 'cache'), '--node-hash', NODE, ...extra],
+    [
+      '--listen',
+      '127.0.0.1:0',
+      '--domain',
+      '127.0.0.1',
+      '--run-dir',
+      run,
+      '--api-server',
+      api.url,
+      '--data-cache',
+      path.join(tmp, 'cache'),
+      '--node-hash',
+      NODE,
+      ...extra,
+    ],
     { env: { SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none' } },
   );
   procs.push(p);
@@ -61,7 +75,11 @@ function publish(ref: string): void {
 const guestSecret = (ref: string) => fs.readFileSync(path.join(process.env.SEVKIT_SIM_STATE!, 'guests', ref, 'launch-secret.bin'));
 
 /** aleph-client's confidential flow: certificates → sevctl session → initialize → measurement → validate → secret. */
-async function alephLaunch(c: AlephStyleClient, ref: string, password: string): Promise<{ table: Buffer; inject: Awaited<ReturnType<AlephStyleClient['injectSecret']>> }> {
+async function alephLaunch(
+  c: AlephStyleClient,
+  ref: string,
+  password: string,
+): Promise<{ table: Buffer; inject: Awaited<ReturnType<AlephStyleClient['injectSecret']>> }> {
   const certs = await c.getCertificates();
   expect([certs.status, certs.body.length]).toEqual([200, 8336]);
   // `sevctl session` uses the first certificate of the file (the PDH) and verifies nothing.
@@ -121,7 +139,23 @@ describe.skipIf(Boolean(simReason))("aleph's client and scheduler against `crn s
     const n = await post(exact.url, '/control/allocation/notify', { instance: ref });
     expect([n.status, n.text]).toEqual([200, '{"success": true, "successful": true, "failing": [], "errors": {}}']);
     const r = await runCli(
-      ['launch', '--crn', exact.url, '--vm', ref, '--firmware', firmware, '--policy', '0x1', '--secret-file', path.join(tmp, 'secret.txt'), '--wallet-key', path.join(tmp, 'wallet.key'), '--ca', path.join(tmp, 'ca.bin')],
+      [
+        'launch',
+        '--crn',
+        exact.url,
+        '--vm',
+        ref,
+        '--firmware',
+        firmware,
+        '--policy',
+        '0x1',
+        '--secret-file',
+        path.join(tmp, 'secret.txt'),
+        '--wallet-key',
+        path.join(tmp, 'wallet.key'),
+        '--ca',
+        path.join(tmp, 'ca.bin'),
+      ],
       { timeoutMs: 120_000 },
     );
     expect(r.code, r.stderr).toBe(0);
@@ -193,9 +227,19 @@ describe('crn serve: the aleph flags refuse what they cannot serve, in one line'
         [['--delegation'], {}, 2, /^sevkit: --data-cache, --node-hash and --delegation need --api-server$/],
         [['--api-server', 'ftp://api.example', '--data-cache', dir], {}, 2, /^sevkit: --api-server must be an http\(s\) URL, got 'ftp:\/\/api.example'$/],
         [['--api-server', 'http://api.example'], {}, 2, /^sevkit: --api-server needs --data-cache DIR/],
-        [['--api-server', 'http://api.example', '--data-cache', dir, '--node-hash', 'XYZ'], {}, 2, /^sevkit: --node-hash must be 64 lower-case hex digits \(an aleph node hash\), got 'XYZ'$/],
+        [
+          ['--api-server', 'http://api.example', '--data-cache', dir, '--node-hash', 'XYZ'],
+          {},
+          2,
+          /^sevkit: --node-hash must be 64 lower-case hex digits \(an aleph node hash\), got 'XYZ'$/,
+        ],
         [['--api-server', 'http://api.example', '--data-cache', path.join(dir, 'absent')], {}, 1, /^sevkit: --data-cache .*absent: not a directory$/],
-        [['--api-server', 'http://api.example', '--data-cache', dir], { SEVKIT_ALLOCATION_TOKEN_HASH: 'zz' }, 1, /^sevkit: SEVKIT_ALLOCATION_TOKEN_HASH must be a sha256 in hex \(64 digits\)$/],
+        [
+          ['--api-server', 'http://api.example', '--data-cache', dir],
+          { SEVKIT_ALLOCATION_TOKEN_HASH: 'zz' },
+          1,
+          /^sevkit: SEVKIT_ALLOCATION_TOKEN_HASH must be a sha256 in hex \(64 digits\)$/,
+        ],
       ];
       for (const [extra, env, code, why] of cases) {
         const r = await runCli([...base, ...extra], { env });

@@ -1,36 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import crypto from 'node:crypto';
-import {
-  AuthError,
-  createAuthSession,
-  isOwner,
-  signOperation,
-  SignedPubKeyCache,
-  verifyAuthHeaders,
-  type VerifyRequest,
-} from '../../lib/aleph/auth.js';
-import {
-  base58Decode,
-  base58Encode,
-  ethChecksumAddress,
-  ethRecoverAddress,
-  EthWallet,
-  parseWalletKey,
-  SolWallet,
-  solVerify,
-} from '../../lib/aleph/wallet.js';
+import { AuthError, createAuthSession, isOwner, signOperation, SignedPubKeyCache, verifyAuthHeaders, type VerifyRequest } from '../../lib/aleph/auth.js';
+import { base58Decode, base58Encode, ethChecksumAddress, ethRecoverAddress, EthWallet, parseWalletKey, SolWallet, solVerify } from '../../lib/aleph/wallet.js';
 
 // Real headers published in aleph-vm doc/operator_auth.md (WebSocket example):
 // an Ethereum wallet signed the ephemeral key, the key signed a GET / for localhost.
 const DOC = {
   pubkeyPayload:
     '7b227075626b6579223a207b22637276223a2022502d323536222c20226b7479223a20224543222c202278223a20223962446f34754949686b735a5272677a31477972325050656d4334364e735f4730577144364d4d6a774673222c202279223a20226f48343342786c7854334f3065733336685967713143372d61325a535a71456d5f6b56356e636c79667a59227d2c2022616c67223a20224543445341222c2022646f6d61696e223a20226c6f63616c686f7374222c202261646472657373223a2022307862413236623135333539314434363230666432413734304130463165463730644164363532336230222c202265787069726573223a2022323031302d31322d32365431373a30353a35355a227d',
-  pubkeySig:
-    '0xea99ef5f1a10f2d103f94dce4f8650730315246e6d15cf9e5862c11adfd6482703cd1ec684a4f3dffb36ae5c4a57b08a47108fe55e3b2454e45f6e63342e0f471b',
+  pubkeySig: '0xea99ef5f1a10f2d103f94dce4f8650730315246e6d15cf9e5862c11adfd6482703cd1ec684a4f3dffb36ae5c4a57b08a47108fe55e3b2454e45f6e63342e0f471b',
   opPayload:
     '7b2274696d65223a2022323031302d31322d32355431373a30353a35355a222c20226d6574686f64223a2022474554222c202270617468223a20222f222c2022646f6d61696e223a20226c6f63616c686f7374227d',
-  opSig:
-    '6f737654cd00e4d4155d387509978e7a9a4d27f5b59c9492ac1dec7b09f9aecc58c9365526bbddd6211b65f40f4956c50ab26f395f7170ce1698c11e28e25d3a',
+  opSig: '6f737654cd00e4d4155d387509978e7a9a4d27f5b59c9492ac1dec7b09f9aecc58c9365526bbddd6211b65f40f4956c50ab26f395f7170ce1698c11e28e25d3a',
   address: '0xbA26b153591D4620fd2A740A0F1eF70dAd6523b0',
 };
 
@@ -105,7 +86,9 @@ describe('aleph-vm documentation vector', () => {
   });
 
   it('rejects a payload whose address was changed after signing', () => {
-    const json = Buffer.from(DOC.pubkeyPayload, 'hex').toString().replace(DOC.address, '0x' + '11'.repeat(20));
+    const json = Buffer.from(DOC.pubkeyPayload, 'hex')
+      .toString()
+      .replace(DOC.address, '0x' + '11'.repeat(20));
     expectAuthError(
       () =>
         verifyAuthHeaders(docRequest({ pubkey: { payload: Buffer.from(json).toString('hex'), signature: DOC.pubkeySig } }), {
@@ -128,7 +111,11 @@ describe('verified-key cache (one wallet check per X-SignedPubKey)', () => {
     expect(cache.get(header(), DOC_NOW.getTime())?.payload.address).toBe(DOC.address);
     // A cached key does not make a bad operation signature, path or domain pass.
     const badOp = (DOC.opSig[0] === 'a' ? 'b' : 'a') + DOC.opSig.slice(1);
-    expectAuthError(() => verifyAuthHeaders(docRequest({ op: { payload: DOC.opPayload, signature: badOp } }), { domain: 'localhost', now: DOC_NOW, cache }), 401, 'Signature could not verified');
+    expectAuthError(
+      () => verifyAuthHeaders(docRequest({ op: { payload: DOC.opPayload, signature: badOp } }), { domain: 'localhost', now: DOC_NOW, cache }),
+      401,
+      'Signature could not verified',
+    );
     expectAuthError(() => verifyAuthHeaders(docRequest({ path: '/control/x' }), { domain: 'localhost', now: DOC_NOW, cache }), 401, /^Invalid path/);
     expectAuthError(() => verifyAuthHeaders(docRequest(), { domain: 'crn.example', now: DOC_NOW, cache }), 401, /^Invalid domain/);
   });
@@ -272,9 +259,17 @@ describe('round trips and tampering', () => {
         expectAuthError(() => verifyAuthHeaders(req({ 'X-SignedOperation': h['X-SignedOperation']! }), { domain }), 400, 'Missing X-SignedPubKey header');
         expectAuthError(() => verifyAuthHeaders(req({ 'X-SignedPubKey': h['X-SignedPubKey']! }), { domain }), 400, 'Missing X-SignedOperation header');
         expectAuthError(() => verifyAuthHeaders(req({ ...h, 'X-SignedPubKey': '{nope' }), { domain }), 400, 'Invalid X-SignedPubKey format');
-        expectAuthError(() => verifyAuthHeaders(req({ ...h, 'X-SignedPubKey': '{"payload":"zz","signature":"0x00"}' }), { domain }), 400, 'Invalid X-SignedPubKey data');
+        expectAuthError(
+          () => verifyAuthHeaders(req({ ...h, 'X-SignedPubKey': '{"payload":"zz","signature":"0x00"}' }), { domain }),
+          400,
+          'Invalid X-SignedPubKey data',
+        );
         expectAuthError(() => verifyAuthHeaders(req({ ...h, 'X-SignedOperation': '[]' }), { domain }), 400, 'Invalid X-SignedOperation format');
-        expectAuthError(() => verifyAuthHeaders(req({ ...h, 'X-SignedOperation': '{"payload":"7b7d","signature":"00"}' }), { domain }), 400, 'Invalid X-SignedOperation fields');
+        expectAuthError(
+          () => verifyAuthHeaders(req({ ...h, 'X-SignedOperation': '{"payload":"7b7d","signature":"00"}' }), { domain }),
+          400,
+          'Invalid X-SignedOperation fields',
+        );
         expectAuthError(() => verifyAuthHeaders(req({ ...h, 'X-SignedPubKey': 'x'.repeat(9000) }), { domain }), 400, 'Invalid X-SignedPubKey format');
         expectAuthError(() => verifyAuthHeaders(req({ ...h, 'X-SignedOperation': 'x'.repeat(9000) }), { domain }), 400, 'Invalid X-SignedOperation format');
       });
@@ -312,11 +307,7 @@ describe('round trips and tampering', () => {
         const op = JSON.parse(h['X-SignedOperation']!);
         const altered = Buffer.from(Buffer.from(op.payload, 'hex').toString().replace(path, path.replace('measurement', 'inject_secre'))).toString('hex');
         const h2 = { ...h, 'X-SignedOperation': JSON.stringify({ payload: altered, signature: op.signature }) };
-        expectAuthError(
-          () => verifyAuthHeaders(req(h2, 'GET', path.replace('measurement', 'inject_secre')), { domain }),
-          401,
-          'Signature could not verified',
-        );
+        expectAuthError(() => verifyAuthHeaders(req(h2, 'GET', path.replace('measurement', 'inject_secre')), { domain }), 401, 'Signature could not verified');
       });
 
       it('rejects a key payload re-signed by a different wallet claiming this address', () => {
@@ -346,10 +337,17 @@ describe('round trips and tampering', () => {
           if (d === undefined) delete p.domain;
           else p.domain = d;
           const bytes = Buffer.from(JSON.stringify(p));
-          return { ...session.headers('GET', path), 'X-SignedPubKey': JSON.stringify({ payload: bytes.toString('hex'), signature: `0x${Buffer.from(wallet.signPayload(bytes)).toString('hex')}` }) };
+          return {
+            ...session.headers('GET', path),
+            'X-SignedPubKey': JSON.stringify({ payload: bytes.toString('hex'), signature: `0x${Buffer.from(wallet.signPayload(bytes)).toString('hex')}` }),
+          };
         };
         for (const d of ['other.test', [domain], { domain }, null, 1]) {
-          expectAuthError(() => verifyAuthHeaders(req(withDomain(d)), { domain }), 401, `Invalid domain: Signed: '${typeof d === 'string' ? d : JSON.stringify(d)}' != '${domain}'`);
+          expectAuthError(
+            () => verifyAuthHeaders(req(withDomain(d)), { domain }),
+            401,
+            `Invalid domain: Signed: '${typeof d === 'string' ? d : JSON.stringify(d)}' != '${domain}'`,
+          );
         }
         expect(verifyAuthHeaders(req(withDomain(undefined)), { domain }).address).toBe(wallet.address);
       });

@@ -47,8 +47,20 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     return ref;
   }
   const launchArgs = (ref: string, extra: string[] = []) => [
-    'launch', '--crn', url, '--vm', ref, '--firmware', firmware, '--policy', '0x1',
-    '--secret-file', path.join(tmp, 'secret.txt'), '--wallet-key', path.join(tmp, 'wallet.key'), ...extra,
+    'launch',
+    '--crn',
+    url,
+    '--vm',
+    ref,
+    '--firmware',
+    firmware,
+    '--policy',
+    '0x1',
+    '--secret-file',
+    path.join(tmp, 'secret.txt'),
+    '--wallet-key',
+    path.join(tmp, 'wallet.key'),
+    ...extra,
   ];
 
   it('serve reports a simulated platform in /status/config', async () => {
@@ -64,7 +76,17 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     expect(r.stderr).not.toContain('hunter2');
     expect(r.code, r.stderr).toBe(0);
     const steps = r.stderr.split('\n').filter((l) => /^\[\d\/9\]/.test(l));
-    expect(steps.map((l) => l.split(/\s+/)[1])).toEqual(['firmware', 'certificates', 'chain', 'session', 'initialize', 'measurement', 'verify', 'secret', 'inject']);
+    expect(steps.map((l) => l.split(/\s+/)[1])).toEqual([
+      'firmware',
+      'certificates',
+      'chain',
+      'session',
+      'initialize',
+      'measurement',
+      'verify',
+      'secret',
+      'inject',
+    ]);
     expect(steps.every((l) => / ms /.test(l))).toBe(true);
     expect(r.stdout).toMatch(new RegExp(`VM ${ref} is running`));
     const table = fs.readFileSync(path.join(process.env.SEVKIT_SIM_STATE!, 'guests', ref, 'launch-secret.bin'));
@@ -112,13 +134,28 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
   it('usage errors exit 2 with one line', async () => {
     const r = await runCli(['launch', '--crn', url, '--vm', 'x', '--firmware', firmware, '--policy', 'one', '--secret-file', 'f']);
     expect(r.code).toBe(2);
-    const noKey = await runCli(['launch', '--crn', url, '--vm', 'ab'.repeat(32), '--firmware', firmware, '--policy', '1', '--secret-file', path.join(tmp, 'secret.txt')], {
-      env: { SEVKIT_WALLET_KEY_FILE: '' },
-    });
+    const noKey = await runCli(
+      ['launch', '--crn', url, '--vm', 'ab'.repeat(32), '--firmware', firmware, '--policy', '1', '--secret-file', path.join(tmp, 'secret.txt')],
+      {
+        env: { SEVKIT_WALLET_KEY_FILE: '' },
+      },
+    );
     expect(noKey.code).toBe(2);
     expect(noKey.stderr.trim().split('\n')).toHaveLength(1);
     // Flag refusals come before the secret is read (a missing secret file is not reached).
-    const esNoCpu = await runCli(['launch', '--crn', url, '--vm', 'ab'.repeat(32), '--firmware', firmware, '--policy', '0x5', '--secret-file', path.join(tmp, 'absent.txt')]);
+    const esNoCpu = await runCli([
+      'launch',
+      '--crn',
+      url,
+      '--vm',
+      'ab'.repeat(32),
+      '--firmware',
+      firmware,
+      '--policy',
+      '0x5',
+      '--secret-file',
+      path.join(tmp, 'absent.txt'),
+    ]);
     expect(esNoCpu.code).toBe(2);
     expect(esNoCpu.stderr).toMatch(/^sevkit: SEV-ES \(policy bit 0x4\) needs --vcpus/);
     const shared = path.join(tmp, 'shared-run');
@@ -128,7 +165,9 @@ describe.skipIf(Boolean(simReason))('sevkit crn serve + sevkit launch (simulator
     expect(unsafe.code).toBe(1);
     expect(unsafe.stderr).toBe(`sevkit: ${shared}: the run directory must be a directory of this user, not writable by group or others (mode 777)\n`);
     fs.symlinkSync(path.join(tmp, 'run'), path.join(tmp, 'run-link'));
-    expect((await runCli(['crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'x', '--run-dir', path.join(tmp, 'run-link'), '--no-confidential'])).code).toBe(1);
+    expect(
+      (await runCli(['crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'x', '--run-dir', path.join(tmp, 'run-link'), '--no-confidential'])).code,
+    ).toBe(1);
     const bad = await runCli(['crn', 'serve', '--listen', 'nope', '--domain', 'x']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--listen must be HOST:PORT/);
@@ -139,12 +178,27 @@ describe('sevkit crn serve --max-vms', { timeout: 120_000 }, () => {
   it('refuses the allocation after the limit with 503; a limit below 1 is a usage error', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-maxvms-'));
     const fw = makeDemoFirmware(dir).path;
-    const bad = await runCli(['crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'x', '--run-dir', path.join(dir, 'run'), '--no-confidential', '--max-vms', '0']);
+    const bad = await runCli([
+      'crn',
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--domain',
+      'x',
+      '--run-dir',
+      path.join(dir, 'run'),
+      '--no-confidential',
+      '--max-vms',
+      '0',
+    ]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toBe('sevkit: --max-vms must be in [1, 65536], got 0\n');
-    const child = await startCrnServe(['--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(dir, 'run'), '--no-confidential', '--quiet', '--max-vms', '2'], {
-      env: { SEVKIT_ALLOCATION_TOKEN: TOKEN },
-    });
+    const child = await startCrnServe(
+      ['--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(dir, 'run'), '--no-confidential', '--quiet', '--max-vms', '2'],
+      {
+        env: { SEVKIT_ALLOCATION_TOKEN: TOKEN },
+      },
+    );
     try {
       const base = child.url;
       const allocate = (i: number) =>

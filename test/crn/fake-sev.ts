@@ -25,8 +25,16 @@ export function makeCa(): TestCa {
   const ark = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
   const ask = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
   const arkCert = signCaCert(createCaCert({ usage: Usage.ARK, publicKey: ark.publicKey }), { privateKey: ark.privateKey });
-  const askCert = signCaCert(createCaCert({ usage: Usage.ASK, publicKey: ask.publicKey, certifyingId: arkCert.keyId }), { privateKey: ark.privateKey, signerKeyId: arkCert.keyId });
-  return { ark: ark.privateKey, ask: ask.privateKey, chain: { ark: arkCert, ask: askCert }, bytes: Buffer.concat([encodeCaCert(askCert), encodeCaCert(arkCert)]) };
+  const askCert = signCaCert(createCaCert({ usage: Usage.ASK, publicKey: ask.publicKey, certifyingId: arkCert.keyId }), {
+    privateKey: ark.privateKey,
+    signerKeyId: arkCert.keyId,
+  });
+  return {
+    ark: ark.privateKey,
+    ask: ask.privateKey,
+    chain: { ark: arkCert, ask: askCert },
+    bytes: Buffer.concat([encodeCaCert(askCert), encodeCaCert(arkCert)]),
+  };
 }
 
 export interface TestPlatform {
@@ -141,7 +149,13 @@ export class ModelLauncher implements VmLauncher {
       },
       async injectSecret(p) {
         // LAUNCH_SECRET against the firmware's own measurement, not what the host served.
-        const table = openSecret({ header: Buffer.from(p.packetHeader, 'base64'), payload: Buffer.from(p.secret, 'base64'), tek, tik, measurement: realMeasure });
+        const table = openSecret({
+          header: Buffer.from(p.packetHeader, 'base64'),
+          payload: Buffer.from(p.secret, 'base64'),
+          tek,
+          tik,
+          measurement: realMeasure,
+        });
         guest.table = table;
         guest.passwords = parseSecretTable(table).entries.map((e) => e.data.toString('utf8').replace(/\0+$/, ''));
       },

@@ -28,7 +28,11 @@ export class FakeVm implements CrnVm {
   #exit?: (r: string) => void;
   #resolve!: () => void;
   #reject!: (e: Error) => void;
-  constructor(readonly spec: LaunchSpec, readonly sevInfo: AlephSevInfo, readonly launchMeasure: string) {
+  constructor(
+    readonly spec: LaunchSpec,
+    readonly sevInfo: AlephSevInfo,
+    readonly launchMeasure: string,
+  ) {
     this.ready = new Promise((res, rej) => {
       this.#resolve = res;
       this.#reject = rej;

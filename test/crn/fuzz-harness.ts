@@ -70,12 +70,12 @@ function mutate(r: Rng, b: Buffer): Buffer {
       return out;
     case 2: // insert an interesting token
       return Buffer.concat([out.subarray(0, r.int(out.length + 1)), Buffer.from(r.pick(INTERESTING)), out.subarray(r.int(out.length + 1))]);
-    case 3: // duplicate a slice
-      {
-        const a = r.int(out.length + 1);
-        const z = Math.min(out.length, a + r.int(64));
-        return Buffer.concat([out.subarray(0, z), out.subarray(a, z), out.subarray(z)]);
-      }
+    case 3: {
+      // duplicate a slice
+      const a = r.int(out.length + 1);
+      const z = Math.min(out.length, a + r.int(64));
+      return Buffer.concat([out.subarray(0, z), out.subarray(a, z), out.subarray(z)]);
+    }
     case 4: // random bytes in place
       return Buffer.concat([out.subarray(0, r.int(out.length + 1)), r.bytes(r.int(64))]);
     default:
@@ -97,7 +97,14 @@ function jsonBody(r: Rng, kind: 'allocate' | 'inject'): Buffer {
   const obj: Record<string, unknown> =
     kind === 'inject'
       ? { packet_header: crypto.randomBytes(52).toString('base64'), secret: crypto.randomBytes(16 * (1 + r.int(4))).toString('base64') }
-      : { ref: crypto.randomBytes(32).toString('hex'), owner: `0x${crypto.randomBytes(20).toString('hex')}`, firmware: '/nonexistent', policy: r.int(8), vcpus: 1, memory_mb: 256 };
+      : {
+          ref: crypto.randomBytes(32).toString('hex'),
+          owner: `0x${crypto.randomBytes(20).toString('hex')}`,
+          firmware: '/nonexistent',
+          policy: r.int(8),
+          vcpus: 1,
+          memory_mb: 256,
+        };
   const keys = Object.keys(obj);
   if (r.int(3) === 0) obj[r.pick(keys)] = r.pick([null, -1, 1e308, 'x', [], {}, true, 'A'.repeat(70_000)]);
   return Buffer.from(JSON.stringify(obj));
@@ -150,7 +157,13 @@ export async function runFuzz(t: FuzzTarget, n: number, seed = 1, concurrency = 
     if (kind === 'multipart') {
       const boundary = r.int(10) === 0 ? r.pick(['', '"', 'a'.repeat(80), '--']) : crypto.randomBytes(8).toString('hex');
       body = r.int(4) === 0 ? multipartBody(r, boundary) : mutate(r, multipartBody(r, boundary));
-      headers = { ...auth('POST', p), 'Content-Type': r.int(12) === 0 ? r.pick(['text/plain', 'multipart/form-data', `multipart/form-data; boundary=`, `multipart/mixed; boundary=${boundary}`]) : `multipart/form-data; boundary=${boundary}` };
+      headers = {
+        ...auth('POST', p),
+        'Content-Type':
+          r.int(12) === 0
+            ? r.pick(['text/plain', 'multipart/form-data', `multipart/form-data; boundary=`, `multipart/mixed; boundary=${boundary}`])
+            : `multipart/form-data; boundary=${boundary}`,
+      };
     } else if (kind === 'json-inject') {
       p = machine('inject_secret');
       body = r.int(2) === 0 ? jsonBody(r, 'inject') : mutate(r, jsonBody(r, 'inject'));
@@ -158,22 +171,42 @@ export async function runFuzz(t: FuzzTarget, n: number, seed = 1, concurrency = 
     } else if (kind === 'json-allocate') {
       p = '/control/allocate';
       body = r.int(2) === 0 ? jsonBody(r, 'allocate') : mutate(r, jsonBody(r, 'allocate'));
-      headers = { 'X-Auth-Signature': r.int(4) === 0 ? mutate(r, Buffer.from(t.allocationToken)).toString('latin1').replace(/[\r\n]/g, '') : t.allocationToken, 'Content-Type': 'application/json' };
+      headers = {
+        'X-Auth-Signature':
+          r.int(4) === 0
+            ? mutate(r, Buffer.from(t.allocationToken))
+                .toString('latin1')
+                .replace(/[\r\n]/g, '')
+            : t.allocationToken,
+        'Content-Type': 'application/json',
+      };
     } else if (kind === 'auth') {
       const op = r.pick(['initialize', 'measurement', 'inject_secret']);
       method = op === 'measurement' ? 'GET' : 'POST';
       p = machine(op);
       const a = auth(method as 'GET' | 'POST', p);
       const which = r.pick(['X-SignedPubKey', 'X-SignedOperation'] as const);
-      a[which] = mutate(r, Buffer.from(a[which]!)).toString('latin1').replace(/[\r\n\0]/g, '');
+      a[which] = mutate(r, Buffer.from(a[which]!))
+        .toString('latin1')
+        .replace(/[\r\n\0]/g, '');
       if (r.int(10) === 0) delete a[which];
       headers = a;
       if (method === 'POST') body = op === 'inject_secret' ? jsonBody(r, 'inject') : multipartBody(r, 'bnd');
       if (op === 'initialize') headers['Content-Type'] = 'multipart/form-data; boundary=bnd';
     } else {
       method = r.pick(['GET', 'POST', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'PATCH']);
-      const base = r.pick([machine('initialize'), machine('measurement'), '/about/certificates', '/status/config', '/control/allocate', '/about/executions/list']);
-      p = mutate(r, Buffer.from(base)).toString('latin1').replace(/[\s\0]/g, '') || '/';
+      const base = r.pick([
+        machine('initialize'),
+        machine('measurement'),
+        '/about/certificates',
+        '/status/config',
+        '/control/allocate',
+        '/about/executions/list',
+      ]);
+      p =
+        mutate(r, Buffer.from(base))
+          .toString('latin1')
+          .replace(/[\s\0]/g, '') || '/';
       if (!p.startsWith('/') && r.int(2) === 0) p = `/${p}`;
       headers = r.int(2) === 0 ? auth(method === 'GET' ? 'GET' : 'POST', p) : {};
     }
@@ -225,7 +258,16 @@ export async function fuzzFreshCrn(n: number, seed: number): Promise<CrnFuzzOutc
   const firmware = path.join(tmp, 'OVMF.fd');
   fs.writeFileSync(firmware, crypto.randomBytes(4096));
   const launcher = new FakeLauncher();
-  const srv = await startCrnServer({ host: '127.0.0.1', port: 0, domain: '127.0.0.1', certs: new FakeCerts(), launcher, runDir: path.join(tmp, 'run'), allocationToken: token, maxVms: n + 16 });
+  const srv = await startCrnServer({
+    host: '127.0.0.1',
+    port: 0,
+    domain: '127.0.0.1',
+    certs: new FakeCerts(),
+    launcher,
+    runDir: path.join(tmp, 'run'),
+    allocationToken: token,
+    maxVms: n + 16,
+  });
   try {
     const alloc = async (who: EthWallet): Promise<string> => {
       const ref = crypto.randomBytes(32).toString('hex');
@@ -234,10 +276,17 @@ export async function fuzzFreshCrn(n: number, seed: number): Promise<CrnFuzzOutc
     };
     const victimOwner = EthWallet.generate();
     const victim = await alloc(victimOwner);
-    await new CrnClient({ url: srv.url, wallet: victimOwner, domain: '127.0.0.1' }).initialize(victim, { session: crypto.randomBytes(128).toString('base64'), godh: crypto.randomBytes(0x824).toString('base64') });
+    await new CrnClient({ url: srv.url, wallet: victimOwner, domain: '127.0.0.1' }).initialize(victim, {
+      session: crypto.randomBytes(128).toString('base64'),
+      godh: crypto.randomBytes(0x824).toString('base64'),
+    });
     const fuzzer = EthWallet.generate();
     const ref = await alloc(fuzzer);
-    const stats = await runFuzz({ port: Number(new URL(srv.url).port), ref, auth: createAuthSession(fuzzer, { domain: '127.0.0.1' }), allocationToken: token }, n, seed);
+    const stats = await runFuzz(
+      { port: Number(new URL(srv.url).port), ref, auth: createAuthSession(fuzzer, { domain: '127.0.0.1' }), allocationToken: token },
+      n,
+      seed,
+    );
     const alive = (await fetch(`${srv.url}/status/config`)).status === 200;
     const v = launcher.vms.find((x) => x.spec.ref === victim)!;
     return { stats, alive, victim: { state: srv.service.state(victim), stopped: v.stopped, injected: v.injected } };

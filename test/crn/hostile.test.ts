@@ -56,7 +56,14 @@ function initHead(ref: string, extra: Record<string, string>): string {
 
 async function allocate(): Promise<string> {
   const ref = crypto.randomBytes(32).toString('hex');
-  await new CrnClient({ url: srv.url }).allocate(TOKEN, { ref, owner: owner.address, firmware: path.join(tmp, 'OVMF.fd'), policy: 1, vcpus: 1, memory_mb: 256 });
+  await new CrnClient({ url: srv.url }).allocate(TOKEN, {
+    ref,
+    owner: owner.address,
+    firmware: path.join(tmp, 'OVMF.fd'),
+    policy: 1,
+    vcpus: 1,
+    memory_mb: 256,
+  });
   return ref;
 }
 
@@ -72,7 +79,15 @@ beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-hostile-'));
   fs.writeFileSync(path.join(tmp, 'OVMF.fd'), crypto.randomBytes(4096));
   launcher = new FakeLauncher();
-  srv = await startCrnServer({ host: '127.0.0.1', port: 0, domain: '127.0.0.1', certs: new FakeCerts(), launcher, runDir: path.join(tmp, 'run'), allocationToken: TOKEN });
+  srv = await startCrnServer({
+    host: '127.0.0.1',
+    port: 0,
+    domain: '127.0.0.1',
+    certs: new FakeCerts(),
+    launcher,
+    runDir: path.join(tmp, 'run'),
+    allocationToken: TOKEN,
+  });
   port = Number(new URL(srv.url).port);
   auth = createAuthSession(owner, { domain: '127.0.0.1' });
 });
@@ -91,7 +106,11 @@ describe('truncated and malformed uploads', () => {
     const ref = await allocate();
     const boundary = 'xXxBOUNDARYxXx';
     const cut = `--${boundary}\r\nContent-Disposition: form-data; name="session"; filename="vm_session.b64"\r\nContent-Type: application/octet-stream\r\n\r\nAAAAAAAAAAAAAAAA`;
-    const status = await rawRequest(port, initHead(ref, { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(Buffer.byteLength(cut)) }), cut);
+    const status = await rawRequest(
+      port,
+      initHead(ref, { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(Buffer.byteLength(cut)) }),
+      cut,
+    );
     expect(status).toBe(400);
     expect(srv.service.state(ref)).toBe('allocated');
     expect(srv.service.state(other)).toBe('awaiting-secret');
@@ -103,7 +122,9 @@ describe('truncated and malformed uploads', () => {
     const ref = await allocate();
     const boundary = 'b0und';
     const cut = `--${boundary}\r\nContent-Disposition: form-data; name="godh"; filename="g"\r\n\r\nQUFB`;
-    const status = await rawRequest(port, initHead(ref, { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': '5000' }), cut, { destroyAfterMs: 50 });
+    const status = await rawRequest(port, initHead(ref, { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': '5000' }), cut, {
+      destroyAfterMs: 50,
+    });
     expect(status).toBe(0);
     await new Promise((r) => setTimeout(r, 50));
     expect(srv.service.state(ref)).toBe('allocated');
@@ -123,7 +144,12 @@ describe('truncated and malformed uploads', () => {
     });
     try {
       const p = Number(new URL(slow.url).port);
-      const status = await rawRequest(p, `POST /control/allocate HTTP/1.1\r\nHost: x\r\nX-Auth-Signature: ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n`, '{"ref":', { endAfter: false });
+      const status = await rawRequest(
+        p,
+        `POST /control/allocate HTTP/1.1\r\nHost: x\r\nX-Auth-Signature: ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n`,
+        '{"ref":',
+        { endAfter: false },
+      );
       expect(status).toBe(408);
     } finally {
       await slow.close();
@@ -132,7 +158,11 @@ describe('truncated and malformed uploads', () => {
 
   it('a chunked body with a broken chunk size is a 400, not a crash', async () => {
     const ref = await allocate();
-    const status = await rawRequest(port, initHead(ref, { 'Content-Type': 'multipart/form-data; boundary=zz', 'Transfer-Encoding': 'chunked' }), '5\r\n--zz\r\nZZZ\r\n');
+    const status = await rawRequest(
+      port,
+      initHead(ref, { 'Content-Type': 'multipart/form-data; boundary=zz', 'Transfer-Encoding': 'chunked' }),
+      '5\r\n--zz\r\nZZZ\r\n',
+    );
     expect([400, 0]).toContain(status);
     expect((await fetch(`${srv.url}/status/config`)).status).toBe(200);
   });
@@ -142,7 +172,14 @@ describe('clients that half-close after their request', () => {
   // `nc -N`, scripts and the fuzzer send FIN right after the request. Node's default ends the socket at the
   // client's FIN, so any answer that is not ready at that moment (the first certificate export) was lost.
   it.each(['GET', 'HEAD'])('%s /about/certificates before the chain is cached is answered 200', async (method) => {
-    const fresh = await startCrnServer({ host: '127.0.0.1', port: 0, domain: '127.0.0.1', certs: new FakeCerts(), launcher: new FakeLauncher(), runDir: path.join(tmp, `run-half-${method}`) });
+    const fresh = await startCrnServer({
+      host: '127.0.0.1',
+      port: 0,
+      domain: '127.0.0.1',
+      certs: new FakeCerts(),
+      launcher: new FakeLauncher(),
+      runDir: path.join(tmp, `run-half-${method}`),
+    });
     try {
       const p = Number(new URL(fresh.url).port);
       const status = await rawRequest(p, `${method} /about/certificates HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`, '');
@@ -153,7 +190,14 @@ describe('clients that half-close after their request', () => {
   });
 
   it('a keep-alive client that half-closes gets every pipelined answer', async () => {
-    const fresh = await startCrnServer({ host: '127.0.0.1', port: 0, domain: '127.0.0.1', certs: new FakeCerts(), launcher: new FakeLauncher(), runDir: path.join(tmp, 'run-half-pipe') });
+    const fresh = await startCrnServer({
+      host: '127.0.0.1',
+      port: 0,
+      domain: '127.0.0.1',
+      certs: new FakeCerts(),
+      launcher: new FakeLauncher(),
+      runDir: path.join(tmp, 'run-half-pipe'),
+    });
     try {
       const p = Number(new URL(fresh.url).port);
       const text = await new Promise<string>((resolve) => {

@@ -43,7 +43,9 @@ interface Serve {
 /** `sevkit crn serve` (or `sevkit sim --state S -- sevkit crn serve`) in its own process group; resolves once it listens. */
 async function startServe(runDir: string, o: { port?: number; extra?: string[]; env?: NodeJS.ProcessEnv; underSim?: string } = {}): Promise<Serve> {
   const serveArgs = ['crn', 'serve', '--listen', `127.0.0.1:${o.port ?? 0}`, '--domain', '127.0.0.1', '--run-dir', runDir, '--quiet', ...(o.extra ?? [])];
-  const args = o.underSim ? [...cliEntry(), 'sim', '--state', o.underSim, '--quiet', '--', process.execPath, ...cliEntry(), ...serveArgs] : [...cliEntry(), ...serveArgs];
+  const args = o.underSim
+    ? [...cliEntry(), 'sim', '--state', o.underSim, '--quiet', '--', process.execPath, ...cliEntry(), ...serveArgs]
+    : [...cliEntry(), ...serveArgs];
   const proc = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, SEVKIT_ALLOCATION_TOKEN: TOKEN, SEVKIT_REAL_QEMU: 'none', NO_COLOR: '1', ...o.env },
@@ -124,7 +126,11 @@ function expectStopExit(ex: { code: number | null; signal: NodeJS.Signals | null
 /** Nothing left: not the recorded QEMU pids, nothing in the test's process group, nothing naming the dir, no file. */
 async function expectNothingLeft(dir: string, pgid: number, pids: number[]): Promise<void> {
   // Generous: the last process may still be exiting when its parent is reported gone.
-  await until('no process left', () => pids.every((p) => procIdentity(p) === undefined) && groupMembers(pgid).length === 0 && processesMentioning(dir).length === 0, 30_000).catch(() => undefined);
+  await until(
+    'no process left',
+    () => pids.every((p) => procIdentity(p) === undefined) && groupMembers(pgid).length === 0 && processesMentioning(dir).length === 0,
+    30_000,
+  ).catch(() => undefined);
   expect(pids.filter((p) => procIdentity(p) !== undefined)).toEqual([]);
   expect(groupMembers(pgid)).toEqual([]);
   expect(processesMentioning(dir)).toEqual([]);
@@ -202,7 +208,15 @@ describe.skipIf(Boolean(simReason))('every way crn serve is stopped leaves 0 pro
     const ca = encodeCaChain(simulatorCaChain(process.env.SEVKIT_SIM_STATE)!);
     const ref = crypto.randomBytes(32).toString('hex');
     await new CrnClient({ url: s.url }).allocate(TOKEN, { ref, owner: owner.address, firmware, policy: 1, vcpus: 1, memory_mb: 256 });
-    await launchOnCrn({ client: new CrnClient({ url: s.url, wallet: owner }), ref, firmware: fs.readFileSync(firmware), policy: 1, secret: Buffer.from('pw'), ca, measurementTimeoutMs: 60_000 });
+    await launchOnCrn({
+      client: new CrnClient({ url: s.url, wallet: owner }),
+      ref,
+      firmware: fs.readFileSync(firmware),
+      policy: 1,
+      secret: Buffer.from('pw'),
+      ca,
+      measurementTimeoutMs: 60_000,
+    });
     await vmsAwaitingSecret(s.url, 1);
     const pids = recordedQemuPids(runDir);
     expect(pids).toHaveLength(2);
@@ -246,7 +260,10 @@ describe.skipIf(Boolean(simReason))('every way crn serve is stopped leaves 0 pro
     const recA = fs.readdirSync(path.join(runDir, 'vms')).find((d) => d.startsWith(a!.slice(0, 24)))!;
     const pidA = (JSON.parse(fs.readFileSync(path.join(runDir, 'vms', recA, 'vm.json'), 'utf8')) as { pid: number }).pid;
     signal(-pidA, 'SIGKILL');
-    await until('VM a failed', async () => ((await (await fetch(`${s.url}/about/executions/list`)).json()) as Record<string, { state: string }>)[a!]?.state === 'failed');
+    await until(
+      'VM a failed',
+      async () => ((await (await fetch(`${s.url}/about/executions/list`)).json()) as Record<string, { state: string }>)[a!]?.state === 'failed',
+    );
     await until('its files gone', () => !fs.existsSync(path.join(runDir, 'vms', recA)));
     expect(fs.existsSync(path.join(runDir, 'sessions', a!))).toBe(false);
     expect(filesUnder(runDir).filter((f) => f.includes(a!.slice(0, 24)) && !f.startsWith('machines'))).toEqual([]);
@@ -319,7 +336,15 @@ describe.skipIf(Boolean(simReason))('every way crn serve is stopped leaves 0 pro
     const bystander = EthWallet.generate();
     const bRef = crypto.randomBytes(32).toString('hex');
     await new CrnClient({ url: s.url }).allocate(TOKEN, { ref: bRef, owner: bystander.address, firmware, policy: 1, vcpus: 1, memory_mb: 256 });
-    await launchOnCrn({ client: new CrnClient({ url: s.url, wallet: bystander }), ref: bRef, firmware: fs.readFileSync(firmware), policy: 1, secret: Buffer.from('bystander-pw'), ca, measurementTimeoutMs: 60_000 });
+    await launchOnCrn({
+      client: new CrnClient({ url: s.url, wallet: bystander }),
+      ref: bRef,
+      firmware: fs.readFileSync(firmware),
+      policy: 1,
+      secret: Buffer.from('bystander-pw'),
+      ca,
+      measurementTimeoutMs: 60_000,
+    });
     const ref = crypto.randomBytes(32).toString('hex');
     await new CrnClient({ url: s.url }).allocate(TOKEN, { ref, owner: owner.address, firmware, policy: 1, vcpus: 1, memory_mb: 256 });
     const client = new CrnClient({ url: s.url, wallet: owner });
@@ -333,7 +358,11 @@ describe.skipIf(Boolean(simReason))('every way crn serve is stopped leaves 0 pro
       const measurementOnce = c.measurementOnce.bind(c);
       c.measurementOnce = async (r: string, opts?: { waitSeconds?: number }) => {
         if (s !== first) return measurementOnce(r, opts);
-        await until('awaiting-secret', async () => ((await (await fetch(`${first.url}/about/executions/list`)).json()) as Record<string, { state: string }>)[ref]?.state === 'awaiting-secret');
+        await until(
+          'awaiting-secret',
+          async () =>
+            ((await (await fetch(`${first.url}/about/executions/list`)).json()) as Record<string, { state: string }>)[ref]?.state === 'awaiting-secret',
+        );
         pids = recordedQemuPids(runDir);
         signal(first.proc.pid!, 'SIGKILL');
         await first.exited;
@@ -346,7 +375,15 @@ describe.skipIf(Boolean(simReason))('every way crn serve is stopped leaves 0 pro
       };
       return c;
     };
-    const res = await launchOnCrn({ client, ref, firmware: fs.readFileSync(firmware), policy: 1, secret: Buffer.from('after-the-crash'), ca, measurementTimeoutMs: 60_000 });
+    const res = await launchOnCrn({
+      client,
+      ref,
+      firmware: fs.readFileSync(firmware),
+      policy: 1,
+      secret: Buffer.from('after-the-crash'),
+      ca,
+      measurementTimeoutMs: 60_000,
+    });
     stopTimes.push(`SIGKILL + restart: listening again with 2 adopted VMs in ${adoptMs.toFixed(0)} ms`);
     expect(res.status).toMatchObject({ running: true });
     expect(pids).toHaveLength(2);
@@ -429,7 +466,11 @@ describe.skipIf(Boolean(simReason))('sevkit sim -- crn serve, and sevkit demo', 
   });
 
   it('SIGINT to the group of `sevkit demo` mid-launch: no process left, its temp dir removed', async () => {
-    const proc = spawn(process.execPath, [...cliEntry(), 'demo', '--vm-less'], { cwd: ROOT, env: { ...process.env, SEVKIT_SIM_SOCKET: '', NO_COLOR: '1' }, detached: true });
+    const proc = spawn(process.execPath, [...cliEntry(), 'demo', '--vm-less'], {
+      cwd: ROOT,
+      env: { ...process.env, SEVKIT_SIM_SOCKET: '', NO_COLOR: '1' },
+      detached: true,
+    });
     let out = '';
     proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
     proc.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -63,7 +63,9 @@ describe('crn helpers', () => {
     expect(CrnClient.detail(Buffer.from('{"code":"vm_running","description":"Operation not allowed"}'))).toBe('Operation not allowed');
     expect(CrnClient.detail(Buffer.from('Unauthorized sender\x1b[31m'))).toBe('Unauthorized sender[31m');
     // A hostile CRN's JSON texts reach the owner's terminal only as printable ASCII.
-    expect(CrnClient.detail(Buffer.from(JSON.stringify({ error: 'Token expired\x1b[2J\nsevkit: VM is running' })))).toBe('Token expired[2Jsevkit: VM is running');
+    expect(CrnClient.detail(Buffer.from(JSON.stringify({ error: 'Token expired\x1b[2J\nsevkit: VM is running' })))).toBe(
+      'Token expired[2Jsevkit: VM is running',
+    );
     expect(CrnClient.detail(Buffer.from(JSON.stringify({ description: 'a\rb' })))).toBe('ab');
   });
 
@@ -81,7 +83,9 @@ describe('crn helpers', () => {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const stalled = new CrnClient({ url, timeoutMs: 300 }).getCertificates();
       await expect(stalled).rejects.toThrow(CrnUnreachableError);
-      await expect(stalled).rejects.toThrow(/CRN certificates: http:\/\/127\.0\.0\.1:\d+: no complete answer within 300 ms \(stalled in the body \(100 body bytes received\)\)/);
+      await expect(stalled).rejects.toThrow(
+        /CRN certificates: http:\/\/127\.0\.0\.1:\d+: no complete answer within 300 ms \(stalled in the body \(100 body bytes received\)\)/,
+      );
       const dropped = new CrnClient({ url, timeoutMs: 5000 }).statusConfig();
       await expect(dropped).rejects.toThrow(CrnUnreachableError);
     } finally {

@@ -25,7 +25,15 @@ beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-op-'));
   fs.writeFileSync(path.join(tmp, 'OVMF.fd'), crypto.randomBytes(4096));
   runDir = path.join(tmp, 'run');
-  srv = await startCrnServer({ host: '127.0.0.1', port: 0, domain: '127.0.0.1', certs: new FakeCerts(), launcher: new FakeLauncher(), runDir, allocationToken: TOKEN });
+  srv = await startCrnServer({
+    host: '127.0.0.1',
+    port: 0,
+    domain: '127.0.0.1',
+    certs: new FakeCerts(),
+    launcher: new FakeLauncher(),
+    runDir,
+    allocationToken: TOKEN,
+  });
 });
 afterAll(async () => {
   vi.restoreAllMocks();
@@ -35,7 +43,8 @@ afterAll(async () => {
 
 /** Makes every file creation under the run dir fail as on a full disk. */
 function diskFull(): () => void {
-  const enospc = (p: unknown) => Object.assign(new Error(`ENOSPC: no space left on device, open '${String(p)}'`), { code: 'ENOSPC', errno: -28, syscall: 'open', path: String(p) });
+  const enospc = (p: unknown) =>
+    Object.assign(new Error(`ENOSPC: no space left on device, open '${String(p)}'`), { code: 'ENOSPC', errno: -28, syscall: 'open', path: String(p) });
   const open = fs.openSync;
   const write = fs.writeFileSync;
   const a = vi.spyOn(fs, 'openSync').mockImplementation(((p: fs.PathLike, ...rest: unknown[]) => {
@@ -60,7 +69,11 @@ describe('a full disk', () => {
     await new CrnClient({ url: srv.url }).allocate(TOKEN, body(ref));
     const undo = diskFull();
     try {
-      const r = await fetch(`${srv.url}/control/allocate`, { method: 'POST', headers: { 'X-Auth-Signature': TOKEN, 'Content-Type': 'application/json' }, body: JSON.stringify(body(crypto.randomBytes(32).toString('hex'))) });
+      const r = await fetch(`${srv.url}/control/allocate`, {
+        method: 'POST',
+        headers: { 'X-Auth-Signature': TOKEN, 'Content-Type': 'application/json' },
+        body: JSON.stringify(body(crypto.randomBytes(32).toString('hex'))),
+      });
       expect(r.status).toBe(507);
       expect(r.headers.get('content-type')).toMatch(/^application\/json/);
       const j = (await r.json()) as { error: string };
@@ -83,10 +96,14 @@ describe.skipIf(Boolean(simReason))('a dead simulator', { timeout: 120_000 }, ()
     const { startSim } = await import('../../lib/sim/session.js');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crn-deadsim-'));
     const sim = await startSim({ stateDir: path.join(dir, 'sim'), seed: '3' });
-    const proc = spawn(process.execPath, [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(dir, 'run'), '--quiet', '--cert-ttl', '0'], {
-      cwd: ROOT,
-      env: { ...sim.env, SEVKIT_REAL_QEMU: 'none', NO_COLOR: '1' },
-    });
+    const proc = spawn(
+      process.execPath,
+      [...cliEntry(), 'crn', 'serve', '--listen', '127.0.0.1:0', '--domain', '127.0.0.1', '--run-dir', path.join(dir, 'run'), '--quiet', '--cert-ttl', '0'],
+      {
+        cwd: ROOT,
+        env: { ...sim.env, SEVKIT_REAL_QEMU: 'none', NO_COLOR: '1' },
+      },
+    );
     let err = '';
     proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise((r) => proc.on('exit', r));
@@ -106,7 +123,9 @@ describe.skipIf(Boolean(simReason))('a dead simulator', { timeout: 120_000 }, ()
       const text = await r.text();
       expect(r.status, text).toBe(503);
       expect(r.headers.get('retry-after')).toBe('5');
-      expect((JSON.parse(text) as { error: string }).error).toMatch(/^The SEV platform is unavailable \(E[A-Z]+.*\): the device or its driver is not answering$/);
+      expect((JSON.parse(text) as { error: string }).error).toMatch(
+        /^The SEV platform is unavailable \(E[A-Z]+.*\): the device or its driver is not answering$/,
+      );
       expect((await fetch(`${url}/status/config`)).status).toBe(200);
     } finally {
       proc.kill('SIGTERM');
@@ -120,14 +139,27 @@ describe.skipIf(Boolean(simReason))('a dead simulator', { timeout: 120_000 }, ()
 describe('listen failures', () => {
   it('a busy port is a ListenError naming the address, and the service is closed keeping nothing running', async () => {
     const port = Number(new URL(srv.url).port);
-    const e = await startCrnServer({ host: '127.0.0.1', port, domain: 'x', certs: null, launcher: new FakeLauncher(), runDir: path.join(tmp, 'run-busy') }).catch((x: Error) => x);
+    const e = await startCrnServer({
+      host: '127.0.0.1',
+      port,
+      domain: 'x',
+      certs: null,
+      launcher: new FakeLauncher(),
+      runDir: path.join(tmp, 'run-busy'),
+    }).catch((x: Error) => x);
     expect(e).toBeInstanceOf(ListenError);
-    expect((e as ListenError).message).toBe(`cannot listen on 127.0.0.1:${port}: the address is already in use (another crn serve or service holds it); stop that one or choose another port`);
+    expect((e as ListenError).message).toBe(
+      `cannot listen on 127.0.0.1:${port}: the address is already in use (another crn serve or service holds it); stop that one or choose another port`,
+    );
   });
 
   it('EACCES on a privileged port says what to do (the tests may run as root, so the mapping is checked directly)', () => {
     const e = listenError(Object.assign(new Error('listen EACCES: permission denied 0.0.0.0:80'), { code: 'EACCES' }), '0.0.0.0', 80);
-    expect(e.message).toBe('cannot listen on 0.0.0.0:80: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE); choose a port of 1024 or more');
-    expect(listenError(Object.assign(new Error('x'), { code: 'EADDRNOTAVAIL' }), '::1', 4020).message).toMatch(/^cannot listen on \[::1\]:4020: no network interface/);
+    expect(e.message).toBe(
+      'cannot listen on 0.0.0.0:80: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE); choose a port of 1024 or more',
+    );
+    expect(listenError(Object.assign(new Error('x'), { code: 'EADDRNOTAVAIL' }), '::1', 4020).message).toMatch(
+      /^cannot listen on \[::1\]:4020: no network interface/,
+    );
   });
 });

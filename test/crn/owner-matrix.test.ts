@@ -58,7 +58,11 @@ async function startCrn(platform: TestPlatform): Promise<Crn> {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = crn.rewrite!(req, Buffer.concat(chunks));
-      const fake = Object.assign(Readable.from([body]), { headers: { ...req.headers, 'content-length': String(body.length) }, method: req.method, url: req.url }) as unknown as http.IncomingMessage;
+      const fake = Object.assign(Readable.from([body]), {
+        headers: { ...req.headers, 'content-length': String(body.length) },
+        method: req.method,
+        url: req.url,
+      }) as unknown as http.IncomingMessage;
       service.handler(fake, res);
     });
   });
@@ -81,7 +85,14 @@ async function startCrn(platform: TestPlatform): Promise<Crn> {
 
 async function allocate(crn: Crn, over: { firmware?: string; policy?: number } = {}): Promise<string> {
   const ref = crypto.randomBytes(32).toString('hex');
-  await new CrnClient({ url: crn.url }).allocate(TOKEN, { ref, owner: owner.address, firmware: over.firmware ?? firmwarePath, policy: over.policy ?? 1, vcpus: 1, memory_mb: 512 });
+  await new CrnClient({ url: crn.url }).allocate(TOKEN, {
+    ref,
+    owner: owner.address,
+    firmware: over.firmware ?? firmwarePath,
+    policy: over.policy ?? 1,
+    vcpus: 1,
+    memory_mb: 512,
+  });
   return ref;
 }
 
@@ -221,7 +232,9 @@ describe('aleph CRN behaviour the owner must tolerate or stop at', () => {
       crn,
       opts(crn, await allocate(crn), { measurementTimeoutMs: 600_000, deadlineMs: 2500, onWait: (w) => waits.push(`${w.step}: ${w.waitingFor}`) }),
       'measurement',
-      new RegExp(`the launch did not finish within its deadline of 2.5 s \\(still waiting for the launch measurement \\(VM starting\\) from ${crn.url.replace(/\./g, '\\.')}\\)`),
+      new RegExp(
+        `the launch did not finish within its deadline of 2.5 s \\(still waiting for the launch measurement \\(VM starting\\) from ${crn.url.replace(/\./g, '\\.')}\\)`,
+      ),
     );
     // The long-poll asked the CRN to hold the request, and the owner saw what it waited for.
     expect(crn.requests.find((l) => l.includes('/measurement'))).toMatch(/\/measurement\?wait=\d+$/);
@@ -245,12 +258,12 @@ describe('malicious host matrix', () => {
     await expectRefused(crn, opts(crn, await allocate(crn)), 'chain', /ASK → CEK/);
   });
 
-  it('a CEK signed by another generation\'s ASK', async () => {
+  it("a CEK signed by another generation's ASK", async () => {
     const crn = await startCrn(makePlatform(ca, { cekSigner: otherCa }));
     await expectRefused(crn, opts(crn, await allocate(crn)), 'chain', /ASK → CEK/);
   });
 
-  it('a test-CA chain checked against AMD\'s built-in roots of a named generation', async () => {
+  it("a test-CA chain checked against AMD's built-in roots of a named generation", async () => {
     const crn = await startCrn(makePlatform(ca));
     await expectRefused(crn, opts(crn, await allocate(crn), { ca: undefined, generation: 'genoa' }), 'chain', /ASK → CEK/);
   });
@@ -283,7 +296,7 @@ describe('malicious host matrix', () => {
     await expectRefused(crn, opts(crn, await allocate(crn)), 'measurement', /VM launch failed/);
   });
 
-  it('different firmware than the owner\'s', async () => {
+  it("different firmware than the owner's", async () => {
     const crn = await startCrn(makePlatform(ca));
     crn.launcher.hostile = { firmware: Buffer.concat([firmware.subarray(0, -1), Buffer.of(firmware.at(-1)! ^ 1)]) };
     await expectRefused(crn, opts(crn, await allocate(crn)), 'verify', /does not match/);
@@ -337,7 +350,12 @@ describe('malicious host matrix', () => {
     // The MAC covers one byte each: 55+256 and 24+256 MAC exactly like 55 and 24, so only the range check catches them.
     let crn = await startCrn(makePlatform(ca));
     crn.launcher.api = { major: 1, minor: 55 + 256, build: 24 + 256 };
-    await expectRefused(crn, opts(crn, await allocate(crn)), 'measurement', /host reported an impossible value: API minor 311 \(the firmware reports it in one byte, 0\.\.255\)/);
+    await expectRefused(
+      crn,
+      opts(crn, await allocate(crn)),
+      'measurement',
+      /host reported an impossible value: API minor 311 \(the firmware reports it in one byte, 0\.\.255\)/,
+    );
     // The minimum-version bypass: a 1.17 firmware claiming 1.273 to pass a policy minimum of 1.40.
     crn = await startCrn(makePlatform(ca));
     crn.launcher.api = { major: 1, minor: 17 + 256, build: 1 };

@@ -216,7 +216,10 @@ describe('owner endpoints', () => {
       await c.initialize(ref, { session: session(), godh: godh() });
       const m = await c.measurementOnce(ref);
       expect(m.status).toBe(503);
-      await expectHttp(c.injectSecret(ref, { packet_header: crypto.randomBytes(52).toString('base64'), secret: crypto.randomBytes(16).toString('base64') }), 503);
+      await expectHttp(
+        c.injectSecret(ref, { packet_header: crypto.randomBytes(52).toString('base64'), secret: crypto.randomBytes(16).toString('base64') }),
+        503,
+      );
       launcher.vms.at(-1)!.becomeReady();
       await until(() => srv.service.state(ref) === 'awaiting-secret');
       expect((await c.measurementOnce(ref)).status).toBe(200);
@@ -360,16 +363,62 @@ describe('owner endpoints', () => {
     expect(await send([['godh', godh()]])).toEqual({ status: 400, body: { code: 'field_missing', description: 'Session field is missing' } });
     expect((await send([['session', session()]])).body!.description).toMatch(/godh field is missing/);
     expect(fs.existsSync(path.join(tmp, 'run', 'sessions', ref))).toBe(false);
-    expect((await send([['session', 'AAAA'], ['godh', godh()]])).body!.code).toBe('field_invalid');
-    expect((await send([['session', session()], ['godh', session()]])).body!.code).toBe('field_invalid');
-    expect((await send([['session', session()], ['godh', godh()], ['a', '1'], ['b', '2'], ['c', '3']])).status).toBe(413);
-    expect((await send([['session', session()], ['godh', 'A'.repeat(20000)]])).status).toBe(413);
-    expect((await send([['session', session()], ['session', session()], ['godh', godh()]])).status).toBe(400);
+    expect(
+      (
+        await send([
+          ['session', 'AAAA'],
+          ['godh', godh()],
+        ])
+      ).body!.code,
+    ).toBe('field_invalid');
+    expect(
+      (
+        await send([
+          ['session', session()],
+          ['godh', session()],
+        ])
+      ).body!.code,
+    ).toBe('field_invalid');
+    expect(
+      (
+        await send([
+          ['session', session()],
+          ['godh', godh()],
+          ['a', '1'],
+          ['b', '2'],
+          ['c', '3'],
+        ])
+      ).status,
+    ).toBe(413);
+    expect(
+      (
+        await send([
+          ['session', session()],
+          ['godh', 'A'.repeat(20000)],
+        ])
+      ).status,
+    ).toBe(413);
+    expect(
+      (
+        await send([
+          ['session', session()],
+          ['session', session()],
+          ['godh', godh()],
+        ])
+      ).status,
+    ).toBe(400);
     const notMultipart = await fetch(srv.url + p, { method: 'POST', headers: { ...auth.headers('POST', p), 'Content-Type': 'application/json' }, body: '{}' });
     expect(notMultipart.status).toBe(400);
     expect(srv.service.state(ref)).toBe('allocated');
     // sevctl writes no newline, but a trailing one is tolerated.
-    expect((await send([['session', `${session()}\n`], ['godh', godh()]])).status).toBe(200);
+    expect(
+      (
+        await send([
+          ['session', `${session()}\n`],
+          ['godh', godh()],
+        ])
+      ).status,
+    ).toBe(200);
   });
 
   it('hostile clients: huge headers are refused, undeclared (chunked) bodies are cut at the limit', async () => {
@@ -393,12 +442,20 @@ describe('owner endpoints', () => {
     const ref = await allocate();
     const auth = createAuthSession(owner, { domain: 'crn.test' });
     const inject = `/control/machine/${ref}/confidential/inject_secret`;
-    const json = await raw(inject, auth.headers('POST', inject), Array.from({ length: 40 }, () => Buffer.alloc(4096, 0x20)));
+    const json = await raw(
+      inject,
+      auth.headers('POST', inject),
+      Array.from({ length: 40 }, () => Buffer.alloc(4096, 0x20)),
+    );
     expect(json.status).toBe(413);
     const init = `/control/machine/${ref}/confidential/initialize`;
     const boundary = 'sevkitboundary';
     const part = (i: number) => Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="p${i}"\r\n\r\n1\r\n`);
-    const flood = await raw(init, { ...auth.headers('POST', init), 'Content-Type': `multipart/form-data; boundary=${boundary}` }, Array.from({ length: 2000 }, (_, i) => part(i)));
+    const flood = await raw(
+      init,
+      { ...auth.headers('POST', init), 'Content-Type': `multipart/form-data; boundary=${boundary}` },
+      Array.from({ length: 2000 }, (_, i) => part(i)),
+    );
     expect(flood.status).toBe(413);
     expect(srv.service.state(ref)).toBe('allocated');
   });

@@ -68,7 +68,15 @@ describe('SimVmLauncher: VM-less guests without a process each', () => {
     const refs = await Promise.all([allocate(), allocate(), allocate()]);
     const results = await Promise.all(
       refs.map((ref) =>
-        launchOnCrn({ client: new CrnClient({ url: srv.url, wallet: owner }), ref, firmware: fs.readFileSync(firmware), policy: 1, secret: Buffer.from('pw-' + ref.slice(0, 6)), ca, measurementTimeoutMs: 60_000 }),
+        launchOnCrn({
+          client: new CrnClient({ url: srv.url, wallet: owner }),
+          ref,
+          firmware: fs.readFileSync(firmware),
+          policy: 1,
+          secret: Buffer.from('pw-' + ref.slice(0, 6)),
+          ca,
+          measurementTimeoutMs: 60_000,
+        }),
       ),
     );
     expect(results.map((r) => (r.status as { status: string }).status)).toEqual(['running', 'running', 'running']);

@@ -19,10 +19,13 @@ async function echoServer(): Promise<{ port: number; accepted: () => number }> {
     c.pipe(c);
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  cleanup.push(() => new Promise<void>((r) => {
-    for (const c of conns) c.destroy();
-    srv.close(() => r());
-  }));
+  cleanup.push(
+    () =>
+      new Promise<void>((r) => {
+        for (const c of conns) c.destroy();
+        srv.close(() => r());
+      }),
+  );
   return { port: (srv.address() as net.AddressInfo).port, accepted: () => n };
 }
 

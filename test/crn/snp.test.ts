@@ -101,7 +101,13 @@ describe.skipIf(!!simReason)('CRN: SEV-SNP instances on the simulator', () => {
   let srv: CrnServer;
 
   async function start(): Promise<CrnServer> {
-    supervisor = new Supervisor({ runRoot: path.join(root, 'vms'), env, launchTimeoutMs: 60_000, stopTimeoutMs: 5_000, ...(process.env.SEVKIT_QEMU ? { qemu: process.env.SEVKIT_QEMU } : {}) });
+    supervisor = new Supervisor({
+      runRoot: path.join(root, 'vms'),
+      env,
+      launchTimeoutMs: 60_000,
+      stopTimeoutMs: 5_000,
+      ...(process.env.SEVKIT_QEMU ? { qemu: process.env.SEVKIT_QEMU } : {}),
+    });
     return startCrnServer({
       host: '127.0.0.1',
       port: 0,
@@ -116,7 +122,15 @@ describe.skipIf(!!simReason)('CRN: SEV-SNP instances on the simulator', () => {
   }
 
   async function allocateSnp(ref: string): Promise<number> {
-    const r = await new CrnClient({ url: srv.url }).allocate(TOKEN, { ref, owner: owner.address, firmware: snpFirmware, policy: 0x30000, vcpus: 1, memory_mb: 256, tee: 'sev_snp' });
+    const r = await new CrnClient({ url: srv.url }).allocate(TOKEN, {
+      ref,
+      owner: owner.address,
+      firmware: snpFirmware,
+      policy: 0x30000,
+      vcpus: 1,
+      memory_mb: 256,
+      tee: 'sev_snp',
+    });
     expect(r).toMatchObject({ ref, tee: 'sev_snp' });
     await until(`SNP VM ${ref} running`, () => srv.service.state(ref) === 'running' || srv.service.state(ref) === 'failed');
     expect(srv.service.list().find((v) => v.ref === ref)).toMatchObject({ state: 'running', tee: 'sev_snp' });
@@ -150,7 +164,12 @@ describe.skipIf(!!simReason)('CRN: SEV-SNP instances on the simulator', () => {
     expect(port).toBeGreaterThan(0);
     expect(await exchange(port, 'hello\n')).toBe(`${ref.slice(0, 8)}:hello\n`);
     const list = (await (await fetch(`${srv.url}/about/executions/list`)).json()) as Record<string, unknown>;
-    expect(list[ref]).toEqual({ awaiting_confidential_init: false, state: 'running', tee: 'sev_snp', mapped_ports: { '8443': { host: port, tcp: true, udp: false } } });
+    expect(list[ref]).toEqual({
+      awaiting_confidential_init: false,
+      state: 'running',
+      tee: 'sev_snp',
+      mapped_ports: { '8443': { host: port, tcp: true, udp: false } },
+    });
     // The machine record keeps it as an SNP VM with its port.
     const rec = JSON.parse(fs.readFileSync(path.join(root, 'crn', 'machines', `${ref}.json`), 'utf8')) as Record<string, unknown>;
     expect(rec).toMatchObject({ tee: 'sev_snp', port, state: 'running', policy: 0x30000 });
@@ -160,14 +179,16 @@ describe.skipIf(!!simReason)('CRN: SEV-SNP instances on the simulator', () => {
     expect(m.status).toBe(409);
     expect(m.detail).toMatch(/SNP: attest the guest directly/);
     expect(m.detail).toContain(`port ${port}`);
-    const inj = (await client.injectSecret(ref, { packet_header: Buffer.alloc(52).toString('base64'), secret: 'AAAA' }).catch((e: unknown) => e)) as CrnHttpError;
+    const inj = (await client
+      .injectSecret(ref, { packet_header: Buffer.alloc(52).toString('base64'), secret: 'AAAA' })
+      .catch((e: unknown) => e)) as CrnHttpError;
     expect(inj).toBeInstanceOf(CrnHttpError);
     expect(inj.status).toBe(409);
     expect(inj.message).toMatch(/SNP: attest the guest directly.*no secret channel/);
     const init = (await client.initialize(ref, { session: 'AAAA', godh: 'AAAA' }).catch((e: unknown) => e)) as CrnHttpError;
     expect([init.status, /no launch session/.test(init.message)]).toEqual([409, true]);
     // The owner's key checks still come first: a stranger learns nothing about the VM's kind.
-    const stranger = (await new CrnClient({ url: srv.url, wallet: EthWallet.generate() }).measurementOnce(ref));
+    const stranger = await new CrnClient({ url: srv.url, wallet: EthWallet.generate() }).measurementOnce(ref);
     expect(stranger.status).toBe(403);
   });
 
@@ -210,7 +231,15 @@ describe.skipIf(!!simReason)('CRN: SEV-SNP instances on the simulator', () => {
     const ref = newRef();
     await new CrnClient({ url: srv.url }).allocate(TOKEN, { ref, owner: owner.address, firmware: sevFirmware, policy: 1, vcpus: 1, memory_mb: 256 });
     const ca = simulatorCaChain(process.env.SEVKIT_SIM_STATE!)!;
-    const res = await launchOnCrn({ client: new CrnClient({ url: srv.url, wallet: owner }), ref, firmware: fs.readFileSync(sevFirmware), policy: 1, secret: Buffer.from('pw'), ca: encodeCaChain(ca), measurementTimeoutMs: 60_000 });
+    const res = await launchOnCrn({
+      client: new CrnClient({ url: srv.url, wallet: owner }),
+      ref,
+      firmware: fs.readFileSync(sevFirmware),
+      policy: 1,
+      secret: Buffer.from('pw'),
+      ca: encodeCaChain(ca),
+      measurementTimeoutMs: 60_000,
+    });
     expect(res.status).toMatchObject({ running: true });
     const list = (await (await fetch(`${srv.url}/about/executions/list`)).json()) as Record<string, Record<string, unknown>>;
     expect(list[ref]).toEqual({ awaiting_confidential_init: false, state: 'running' });
@@ -232,10 +261,13 @@ describe.skipIf(!!simReason)('CRN: SEV-SNP instances on the simulator', () => {
 });
 
 describe('aleph INSTANCE messages: trusted_execution.mode', () => {
-  const msg = (te: Record<string, unknown>) => ({ type: 'INSTANCE', content: { address: owner.address, environment: { hypervisor: 'qemu', trusted_execution: te }, resources: { vcpus: 2, memory: 512 } } });
+  const msg = (te: Record<string, unknown>) => ({
+    type: 'INSTANCE',
+    content: { address: owner.address, environment: { hypervisor: 'qemu', trusted_execution: te }, resources: { vcpus: 2, memory: 512 } },
+  });
   const o = { resolveFirmware: () => '/fw/OVMF.fd' };
   const ref = 'a'.repeat(64);
-  it('sev_snp makes an SNP allocation with QEMU\'s default policy; no mode is the legacy flow; others are refused by name', () => {
+  it("sev_snp makes an SNP allocation with QEMU's default policy; no mode is the legacy flow; others are refused by name", () => {
     expect(instanceToAllocation(ref, msg({ firmware: 'b'.repeat(64), mode: 'sev_snp' }), o)).toMatchObject({ tee: 'sev_snp', policy: 0x30000 });
     expect(instanceToAllocation(ref, msg({ firmware: 'b'.repeat(64) }), o)).not.toHaveProperty('tee');
     expect(() => instanceToAllocation(ref, msg({ firmware: 'b'.repeat(64), mode: 'tdx' }), o)).toThrow(/trusted_execution.mode "tdx" is not supported/);

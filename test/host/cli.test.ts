@@ -28,7 +28,11 @@ function envFor(fx: HostFixture, fw: Record<string, unknown> = {}): NodeJS.Proce
 /** Run a CLI through the fake-firmware wrapper (tsx), like runCli. */
 function run(which: 'sev-status' | 'sevkit', args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', WRAPPER, which, ...args], { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', WRAPPER, which, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -62,7 +66,15 @@ describe('sev-status CLI', () => {
     expect(j.schema).toBe(STATUS_SCHEMA);
     expect(j.ready).toBe(true);
     expect(j.checks.map((c: { id: string }) => c.id)).toEqual([...CHECK_IDS]);
-    expect(j.firmware).toMatchObject({ available: true, apiVersion: '1.55', build: 21, state: 'INIT', esEnabled: true, snp: { apiMajor: 1, apiMinor: 55, state: 'INIT', rmpInitialized: true, buildId: 21 }, snpError: null });
+    expect(j.firmware).toMatchObject({
+      available: true,
+      apiVersion: '1.55',
+      build: 21,
+      state: 'INIT',
+      esEnabled: true,
+      snp: { apiMajor: 1, apiMinor: 55, state: 'INIT', rmpInitialized: true, buildId: 21 },
+      snpError: null,
+    });
     expect(j.host).toMatchObject({ simulated: true, cpuidSource: 'file' });
   });
 
@@ -94,12 +106,15 @@ describe('sev-status CLI', () => {
     expect((await status(fx, ['-q', '--require', 'sev-snp'])).code).toBe(1);
   });
 
-  it.each([[['--bogus']], [['--require', 'tdx']], [['positional']], [['--json', '--quiet']], [['--timeout', '0']], [['--timeout', 'x']]])('usage error %j → exit 2, one line', async (args) => {
-    const r = await status(fixture(), args);
-    expect(r.code).toBe(2);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^sev-status: /);
-  });
+  it.each([[['--bogus']], [['--require', 'tdx']], [['positional']], [['--json', '--quiet']], [['--timeout', '0']], [['--timeout', 'x']]])(
+    'usage error %j → exit 2, one line',
+    async (args) => {
+      const r = await status(fixture(), args);
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/^sev-status: /);
+    },
+  );
 
   it('a PSP that never answers times out (--timeout) and is reported, not waited for', async () => {
     const t0 = Date.now();
@@ -195,7 +210,10 @@ describe('under the simulator (suite global setup)', () => {
     const r = await runCli(['--json'], {}, 'sev-status');
     const j = JSON.parse(r.stdout);
     const failing = j.checks.filter((c: { status: string }) => c.status === 'fail');
-    expect(failing.filter((c: { blocks: string[] }) => c.blocks.includes('sev')), r.stderr).toEqual([]);
+    expect(
+      failing.filter((c: { blocks: string[] }) => c.blocks.includes('sev')),
+      r.stderr,
+    ).toEqual([]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(j.host).toMatchObject({ simulated: true, cpuidSource: 'file' });

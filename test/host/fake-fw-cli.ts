@@ -15,7 +15,8 @@ interface FwSpec {
 const spec = JSON.parse(process.env.SEVKIT_TEST_FW ?? '{}') as FwSpec;
 const fail = () => Promise.reject(Object.assign(new Error('fake failure'), { errno: -5, syscall: 'ioctl', path: '/dev/sev', ...spec.error }));
 setBinding({
-  platformStatus: async () => (spec.hang ? new Promise<Buffer>(() => {}) : spec.error ? fail() : Buffer.from(spec.status ?? '0137010001000015' + '00000000', 'hex')),
+  platformStatus: async () =>
+    spec.hang ? new Promise<Buffer>(() => {}) : spec.error ? fail() : Buffer.from(spec.status ?? '0137010001000015' + '00000000', 'hex'),
   snpPlatformStatus: async () =>
     spec.snpError
       ? Promise.reject(Object.assign(new Error('no SNP'), { errno: -22, syscall: 'ioctl', path: '/dev/sev', ...spec.snpError }))

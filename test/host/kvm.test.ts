@@ -78,11 +78,26 @@ describe('KVM_GET_API_VERSION through the binding', () => {
   });
 
   it.each<[string, () => Promise<number>, string, string]>([
-    ['ENOTTY from the ioctl', async () => Promise.reject(sysError('ENOTTY', 25, 'ioctl', '/x')), 'Error - accessing KVM device node failed', 'KVM_GET_API_VERSION failed: ioctl: Inappropriate ioctl for device (os error 25)'],
-    ['EBADF from the ioctl', async () => Promise.reject(sysError('EBADF', 9, 'ioctl', '/x')), 'Error - accessing KVM device node failed', 'KVM_GET_API_VERSION failed: ioctl: EBADF (os error 9)'],
+    [
+      'ENOTTY from the ioctl',
+      async () => Promise.reject(sysError('ENOTTY', 25, 'ioctl', '/x')),
+      'Error - accessing KVM device node failed',
+      'KVM_GET_API_VERSION failed: ioctl: Inappropriate ioctl for device (os error 25)',
+    ],
+    [
+      'EBADF from the ioctl',
+      async () => Promise.reject(sysError('EBADF', 9, 'ioctl', '/x')),
+      'Error - accessing KVM device node failed',
+      'KVM_GET_API_VERSION failed: ioctl: EBADF (os error 9)',
+    ],
     ['a negative answer', async () => -1, 'Error - accessing KVM device node failed', 'KVM_GET_API_VERSION failed: KVM_GET_API_VERSION returned -1'],
     ['a non-integer answer', async () => 1.5, 'Error - accessing KVM device node failed', 'KVM_GET_API_VERSION failed: KVM_GET_API_VERSION returned 1.5'],
-    ['a non-system error', async () => Promise.reject(new Error('worker exploded\nstack')), 'Error - accessing KVM device node failed', 'KVM_GET_API_VERSION failed: worker exploded'],
+    [
+      'a non-system error',
+      async () => Promise.reject(new Error('worker exploded\nstack')),
+      'Error - accessing KVM device node failed',
+      'KVM_GET_API_VERSION failed: worker exploded',
+    ],
   ])('%s → sevctl’s “accessing KVM device node failed”', async (_n, answer, okMessage, detail) => {
     const fx = charKvmFixture();
     fakeKvm(answer);

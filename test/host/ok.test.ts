@@ -111,10 +111,30 @@ describe('sevkit ok (sevctl ok tree)', () => {
 
   it.each<[string, HostFixtureSpec, HostFsOptions['deny'] | undefined, string]>([
     ['sev=N', { kvmAmd: { sev: 'N\n' } }, undefined, '[ FAIL ]     - SEV enabled in KVM: Error - contents read from /sys/module/kvm_amd/parameters/sev: N'],
-    ['sev_es missing', { kvmAmd: { sevEs: null } }, undefined, '[ FAIL ]     - SEV-ES enabled in KVM: Error - /sys/module/kvm_amd/parameters/sev_es does not exist'],
-    ['sev unreadable', {}, { '/sys/module/kvm_amd/parameters/sev': { read: 'EACCES' } }, '[ FAIL ]     - SEV enabled in KVM: Error - (unable to read /sys/module/kvm_amd/parameters/sev): Permission denied (os error 13)'],
-    ['/dev/sev not readable', {}, { '/dev/sev': { read: 'EACCES' } }, '[ FAIL ]     - Reading /dev/sev: /dev/sev not readable: Permission denied (os error 13)'],
-    ['/dev/sev not writable', {}, { '/dev/sev': { write: 'EACCES' } }, '[ FAIL ]     - Writing /dev/sev: /dev/sev not writable: Permission denied (os error 13)'],
+    [
+      'sev_es missing',
+      { kvmAmd: { sevEs: null } },
+      undefined,
+      '[ FAIL ]     - SEV-ES enabled in KVM: Error - /sys/module/kvm_amd/parameters/sev_es does not exist',
+    ],
+    [
+      'sev unreadable',
+      {},
+      { '/sys/module/kvm_amd/parameters/sev': { read: 'EACCES' } },
+      '[ FAIL ]     - SEV enabled in KVM: Error - (unable to read /sys/module/kvm_amd/parameters/sev): Permission denied (os error 13)',
+    ],
+    [
+      '/dev/sev not readable',
+      {},
+      { '/dev/sev': { read: 'EACCES' } },
+      '[ FAIL ]     - Reading /dev/sev: /dev/sev not readable: Permission denied (os error 13)',
+    ],
+    [
+      '/dev/sev not writable',
+      {},
+      { '/dev/sev': { write: 'EACCES' } },
+      '[ FAIL ]     - Writing /dev/sev: /dev/sev not writable: Permission denied (os error 13)',
+    ],
     ['/dev/sev missing', { devSev: false }, undefined, '[ FAIL ]     - Reading /dev/sev: /dev/sev not readable: No such file or directory (os error 2)'],
     ['no /dev/kvm', { devKvm: false }, undefined, '[ FAIL ] - KVM supported: Error reading /dev/kvm: (No such file or directory (os error 2))'],
     ['SYSCFG unreadable', { syscfg: null }, undefined, '[ FAIL ]   - Secure Memory Encryption (SME)'],
@@ -132,7 +152,8 @@ describe('sevkit ok (sevctl ok tree)', () => {
   });
 
   it('detects the generation like sevctl', () => {
-    const gen = (family: number, model: number) => detectOkGeneration(mapCpuid(parseCpuidJson(JSON.stringify(cpuidFor({ ...CPU_PRESETS.rome, family, model }))), 'file'));
+    const gen = (family: number, model: number) =>
+      detectOkGeneration(mapCpuid(parseCpuidJson(JSON.stringify(cpuidFor({ ...CPU_PRESETS.rome, family, model }))), 'file'));
     expect(gen(0x17, 0x01)).toBe('sev');
     expect(gen(0x17, 0x30)).toBe('sev');
     expect(gen(0x17, 0x31)).toBe('es');

@@ -12,7 +12,16 @@ import { cleanup, errnoError, fakePlatform, fixture, probeFixture } from './help
 afterAll(cleanup);
 
 /** SNP_PLATFORM_STATUS of a ready Genoa: SNP API 1.55 build 21, INIT, RMP initialized, TCB bl 7 / snp 14 / ucode 0x48. */
-const READY_SNP = { apiMajor: 1, apiMinor: 55, state: 'INIT', rmpInitialized: true, buildId: 21, guestCount: 0, currentTcbVersion: 0x480e000000000007n, reportedTcbVersion: 0x480e000000000007n };
+const READY_SNP = {
+  apiMajor: 1,
+  apiMinor: 55,
+  state: 'INIT',
+  rmpInitialized: true,
+  buildId: 21,
+  guestCount: 0,
+  currentTcbVersion: 0x480e000000000007n,
+  reportedTcbVersion: 0x480e000000000007n,
+};
 const SNP_IDS = CHECK_IDS.filter((id) => id.startsWith('snp.'));
 
 async function report(spec: HostFixtureSpec = {}, opts: StatusProbeOptions = {}, snp: Record<string, unknown> | Error = READY_SNP): Promise<StatusReport> {
@@ -67,7 +76,12 @@ describe('SEV-SNP readiness', () => {
 
   it('kvm_amd without sev_snp (a 6.6 kernel): the kernel check names the kernel to install', async () => {
     const r = await report({ kvmAmd: { sevSnp: null }, osrelease: '6.6.0-sim' }, {}, errnoError('EINVAL'));
-    expect(check(r, 'kernel.sev-snp')).toMatchObject({ status: 'fail', detail: 'Linux 6.6.0-sim has no kvm_amd sev_snp parameter', fix: FIXES.kernelSnpTooOld, blocks: ['sev-snp'] });
+    expect(check(r, 'kernel.sev-snp')).toMatchObject({
+      status: 'fail',
+      detail: 'Linux 6.6.0-sim has no kvm_amd sev_snp parameter',
+      fix: FIXES.kernelSnpTooOld,
+      blocks: ['sev-snp'],
+    });
     expect(check(r, 'snp.init').status).toBe('fail');
     expect(check(r, 'snp.bios').status).toBe('pass'); // the BIOS did its part
     expect(failing(r).sort()).toEqual(['kernel.sev-snp', 'snp.init']);
@@ -76,7 +90,12 @@ describe('SEV-SNP readiness', () => {
 
   it("Debian's QEMU 7.2: only SEV-SNP is blocked, with the upgrade fix", async () => {
     const r = await report({ qemuVersion: '7.2.22' });
-    expect(check(r, 'userspace.qemu-sev-snp')).toMatchObject({ status: 'fail', detail: '7.2.22 < 9.1: no sev-snp-guest object', fix: FIXES.qemuSnp, blocks: ['sev-snp'] });
+    expect(check(r, 'userspace.qemu-sev-snp')).toMatchObject({
+      status: 'fail',
+      detail: '7.2.22 < 9.1: no sev-snp-guest object',
+      fix: FIXES.qemuSnp,
+      blocks: ['sev-snp'],
+    });
     expect(failing(r)).toEqual(['userspace.qemu-sev-snp']);
     expect(ready(r)).toEqual({ sev: true, 'sev-es': true, 'sev-snp': false });
     expect(r.ready).toBe(false);

@@ -13,7 +13,11 @@ import { cleanup, errnoError, fakePlatform, fixture, probeFixture } from './help
 afterAll(cleanup);
 afterEach(() => setBinding(null));
 
-async function report(spec: HostFixtureSpec = {}, opts: StatusProbeOptions & { deny?: HostFsOptions['deny'] } = {}, required: GuestType = 'sev'): Promise<StatusReport> {
+async function report(
+  spec: HostFixtureSpec = {},
+  opts: StatusProbeOptions & { deny?: HostFsOptions['deny'] } = {},
+  required: GuestType = 'sev',
+): Promise<StatusReport> {
   return buildReport(await probeFixture(fixture(spec), opts), required);
 }
 
@@ -44,14 +48,61 @@ describe('sev-status on the simulated EPYC 9004 host', () => {
 
   it('keeps the --json schema stable (top-level and nested keys)', async () => {
     const r = JSON.parse(JSON.stringify(await report()));
-    expect(Object.keys(r)).toEqual(['schema', 'ready', 'required', 'host', 'cpu', 'kvm', 'sevDevice', 'memlock', 'firmware', 'qemu', 'ovmf', 'checks', 'verdicts']);
+    expect(Object.keys(r)).toEqual([
+      'schema',
+      'ready',
+      'required',
+      'host',
+      'cpu',
+      'kvm',
+      'sevDevice',
+      'memlock',
+      'firmware',
+      'qemu',
+      'ovmf',
+      'checks',
+      'verdicts',
+    ]);
     expect(Object.keys(r.host)).toEqual(['root', 'simulated', 'kernel', 'euid', 'cpuidSource']);
-    expect(Object.keys(r.cpu)).toEqual(['vendor', 'brand', 'family', 'model', 'sme', 'sev', 'sevEs', 'snp', 'vmpl', 'pageFlush', 'cbitpos', 'reducedPhysBits', 'numVmpls', 'maxAsids', 'minSevAsid', 'sevAsids', 'sevEsAsids', 'syscfg']);
+    expect(Object.keys(r.cpu)).toEqual([
+      'vendor',
+      'brand',
+      'family',
+      'model',
+      'sme',
+      'sev',
+      'sevEs',
+      'snp',
+      'vmpl',
+      'pageFlush',
+      'cbitpos',
+      'reducedPhysBits',
+      'numVmpls',
+      'maxAsids',
+      'minSevAsid',
+      'sevAsids',
+      'sevEsAsids',
+      'syscfg',
+    ]);
     expect(Object.keys(r.kvm)).toEqual(['moduleLoaded', 'sev', 'sevEs', 'sevSnp', 'device']);
     expect(Object.keys(r.kvm.device)).toEqual(['path', 'readable', 'writable', 'apiVersion', 'apiVersionSource']);
     expect(Object.keys(r.sevDevice)).toEqual(['path', 'exists', 'readable', 'writable']);
     expect(Object.keys(r.memlock)).toEqual(['soft', 'hard']);
-    expect(Object.keys(r.firmware)).toEqual(['device', 'available', 'apiMajor', 'apiMinor', 'build', 'apiVersion', 'state', 'owner', 'esEnabled', 'guestCount', 'error', 'snp', 'snpError']);
+    expect(Object.keys(r.firmware)).toEqual([
+      'device',
+      'available',
+      'apiMajor',
+      'apiMinor',
+      'build',
+      'apiVersion',
+      'state',
+      'owner',
+      'esEnabled',
+      'guestCount',
+      'error',
+      'snp',
+      'snpError',
+    ]);
     expect(Object.keys(r.qemu)).toEqual(['command', 'found', 'version', 'banner', 'error', 'cached']);
     expect(Object.keys(r.ovmf)).toEqual(['dirs', 'packageVersion', 'images']);
     expect(Object.keys(r.ovmf.images[0])).toEqual(['path', 'size', 'guidTable', 'sevEsResetBlock', 'secretArea', 'kernelHashes', 'snpMetadata']);
@@ -63,7 +114,10 @@ describe('sev-status on the simulated EPYC 9004 host', () => {
 
 describe('hosts without SEV: honest FAILs, no crash', () => {
   it('plain Intel host', async () => {
-    const r = await report({ cpu: 'intel', kvmAmd: false, devSev: false, qemuVersion: '7.2.22', ovmf: 'plain' }, { platform: fakePlatform(errnoError('ENOENT')) });
+    const r = await report(
+      { cpu: 'intel', kvmAmd: false, devSev: false, qemuVersion: '7.2.22', ovmf: 'plain' },
+      { platform: fakePlatform(errnoError('ENOENT')) },
+    );
     expect(check(r, 'cpu.vendor')).toMatchObject({ status: 'fail', detail: 'GenuineIntel', fix: FIXES.amdCpu });
     expect(check(r, 'cpu.sev').status).toBe('skip');
     expect(check(r, 'kernel.kvm-amd')).toMatchObject({ status: 'fail', fix: FIXES.kvmAmd });
@@ -75,7 +129,10 @@ describe('hosts without SEV: honest FAILs, no crash', () => {
   });
 
   it('AMD host without SEV', async () => {
-    const r = await report({ cpu: 'amd-nosev', kvmAmd: { sev: 'N\n', sevEs: 'N\n', sevSnp: null }, devSev: false }, { platform: fakePlatform(errnoError('ENOENT')) });
+    const r = await report(
+      { cpu: 'amd-nosev', kvmAmd: { sev: 'N\n', sevEs: 'N\n', sevSnp: null }, devSev: false },
+      { platform: fakePlatform(errnoError('ENOENT')) },
+    );
     expect(check(r, 'cpu.vendor').status).toBe('pass');
     expect(check(r, 'cpu.epyc').status).toBe('pass');
     expect(check(r, 'cpu.sev')).toMatchObject({ status: 'fail', fix: FIXES.biosSev, blocks: ['sev', 'sev-es', 'sev-snp'] });
@@ -108,26 +165,101 @@ const CASES: Case[] = [
   { name: 'SYSCFG memory encryption off (BIOS)', spec: { syscfg: 0x40000n }, id: 'cpu.sme', fix: FIXES.biosSme, notReady: ALL },
   { name: 'no SEV bit in CPUID', spec: { leaf1f: [0x1, 51 | (1 << 6), 1006, 100] }, id: 'cpu.sev', fix: FIXES.biosSev, notReady: ALL },
   { name: 'no SEV-ES bit', spec: { leaf1f: [0x17, 51 | (1 << 6), 1006, 100] }, id: 'cpu.sev-es', fix: FIXES.biosSevEs, notReady: ES_UP },
-  { name: 'no SEV-ES ASIDs (limit 1)', spec: { leaf1f: [0x3f, 51 | (1 << 6), 1006, 1] }, id: 'cpu.sev-es-asids', fix: FIXES.biosSevEsAsids, notReady: ES_UP, detail: /minimum SEV ASID is 1/ },
+  {
+    name: 'no SEV-ES ASIDs (limit 1)',
+    spec: { leaf1f: [0x3f, 51 | (1 << 6), 1006, 1] },
+    id: 'cpu.sev-es-asids',
+    fix: FIXES.biosSevEsAsids,
+    notReady: ES_UP,
+    detail: /minimum SEV ASID is 1/,
+  },
   { name: 'no plain SEV ASIDs', spec: { leaf1f: [0x3f, 51 | (1 << 6), 99, 100] }, id: 'cpu.sev-asids', fix: FIXES.biosSevAsids, notReady: ALL },
   { name: 'SNP disabled in SYSCFG', spec: { syscfg: 0x840000n }, id: 'cpu.snp', fix: FIXES.biosSnp, notReady: SNP_ONLY, detail: /SNPEn/ },
   { name: 'kvm_amd not loaded', spec: { kvmAmd: false }, id: 'kernel.kvm-amd', fix: FIXES.kvmAmd, notReady: ALL },
-  { name: 'kvm_amd sev=N', spec: { kvmAmd: { sev: 'N\n' }, cmdline: 'ro mem_encrypt=off' }, id: 'kernel.sev', fix: FIXES.kernelSev, notReady: ALL, detail: /kernel command line has mem_encrypt=off/ },
+  {
+    name: 'kvm_amd sev=N',
+    spec: { kvmAmd: { sev: 'N\n' }, cmdline: 'ro mem_encrypt=off' },
+    id: 'kernel.sev',
+    fix: FIXES.kernelSev,
+    notReady: ALL,
+    detail: /kernel command line has mem_encrypt=off/,
+  },
   { name: 'kvm_amd sev_es=N', spec: { kvmAmd: { sevEs: 'N\n' } }, id: 'kernel.sev-es', fix: FIXES.kernelSevEs, notReady: ES_UP },
-  { name: 'kernel without kvm_amd sev', spec: { kvmAmd: { sev: null } }, id: 'kernel.sev', fix: FIXES.kernelSevMissing, notReady: ALL, detail: /Linux 6\.12\.0-sim has no kvm_amd sev parameter/ },
+  {
+    name: 'kernel without kvm_amd sev',
+    spec: { kvmAmd: { sev: null } },
+    id: 'kernel.sev',
+    fix: FIXES.kernelSevMissing,
+    notReady: ALL,
+    detail: /Linux 6\.12\.0-sim has no kvm_amd sev parameter/,
+  },
   { name: 'kernel without kvm_amd sev_es', spec: { kvmAmd: { sevEs: null } }, id: 'kernel.sev-es', fix: FIXES.kernelEsTooOld, notReady: ES_UP },
   { name: 'kvm_amd sev_snp=N', spec: { kvmAmd: { sevSnp: 'N\n' } }, id: 'kernel.sev-snp', fix: FIXES.kernelSevSnp, notReady: SNP_ONLY },
-  { name: 'kernel without sev_snp', spec: { kvmAmd: { sevSnp: null }, osrelease: '6.1.0-28-amd64' }, id: 'kernel.sev-snp', fix: FIXES.kernelSnpTooOld, notReady: SNP_ONLY, detail: /Linux 6\.1\.0-28-amd64 has no kvm_amd sev_snp/ },
+  {
+    name: 'kernel without sev_snp',
+    spec: { kvmAmd: { sevSnp: null }, osrelease: '6.1.0-28-amd64' },
+    id: 'kernel.sev-snp',
+    fix: FIXES.kernelSnpTooOld,
+    notReady: SNP_ONLY,
+    detail: /Linux 6\.1\.0-28-amd64 has no kvm_amd sev_snp/,
+  },
   { name: 'no /dev/sev', spec: { devSev: false }, id: 'device.sev', fix: FIXES.devSevMissing, notReady: ALL },
-  { name: '/dev/sev not readable', opts: { deny: { '/dev/sev': { read: 'EACCES', write: 'EACCES' } } }, id: 'device.sev-read', fix: FIXES.devSevAccess, notReady: ALL, detail: /Permission denied \(os error 13\)/ },
-  { name: '/dev/sev not writable', opts: { deny: { '/dev/sev': { write: 'EACCES' } } }, id: 'device.sev-write', fix: FIXES.devSevAccess, notReady: ALL, detail: /not by uid 1000: Permission denied/ },
+  {
+    name: '/dev/sev not readable',
+    opts: { deny: { '/dev/sev': { read: 'EACCES', write: 'EACCES' } } },
+    id: 'device.sev-read',
+    fix: FIXES.devSevAccess,
+    notReady: ALL,
+    detail: /Permission denied \(os error 13\)/,
+  },
+  {
+    name: '/dev/sev not writable',
+    opts: { deny: { '/dev/sev': { write: 'EACCES' } } },
+    id: 'device.sev-write',
+    fix: FIXES.devSevAccess,
+    notReady: ALL,
+    detail: /not by uid 1000: Permission denied/,
+  },
   { name: 'no /dev/kvm', spec: { devKvm: false }, id: 'device.kvm', fix: FIXES.kvmAmd, notReady: ALL },
   { name: '/dev/kvm not writable', opts: { deny: { '/dev/kvm': { write: 'EACCES' } } }, id: 'device.kvm', fix: FIXES.kvmAccess, notReady: ALL },
-  { name: 'PLATFORM_STATUS permission denied', opts: { platform: fakePlatform(errnoError('EACCES')) }, id: 'firmware.status', fix: FIXES.devSevAccess, notReady: ALL },
-  { name: 'PLATFORM_STATUS firmware error', opts: { platform: fakePlatform(errnoError('EIO', { fwStatus: 0x13, fwStatusName: 'SEV_RET_HWSEV_RET_PLATFORM' })) }, id: 'firmware.status', fix: FIXES.firmwareError, notReady: ALL, detail: /\[SEV_RET_HWSEV_RET_PLATFORM\]/ },
-  { name: 'PLATFORM_STATUS timeout', opts: { platform: { status: () => new Promise(() => {}) }, timeoutMs: 50 }, id: 'firmware.status', fix: FIXES.firmwareTimeout, notReady: ALL, detail: /did not answer within 50 ms/ },
-  { name: 'addon missing', opts: { platform: fakePlatform(Object.assign(new Error('cannot load the sevkit native addon'), { code: 'ERR_SEVKIT_BINDING' })) }, id: 'firmware.status', fix: FIXES.addon, notReady: ALL },
-  { name: 'firmware API too old', opts: { platform: fakePlatform({ apiMajor: 0, apiMinor: 16 }) }, id: 'firmware.api', fix: FIXES.firmwareUpdate, notReady: ALL, detail: /0\.16 build 21: SEV launch measurement needs >= 0\.17/ },
+  {
+    name: 'PLATFORM_STATUS permission denied',
+    opts: { platform: fakePlatform(errnoError('EACCES')) },
+    id: 'firmware.status',
+    fix: FIXES.devSevAccess,
+    notReady: ALL,
+  },
+  {
+    name: 'PLATFORM_STATUS firmware error',
+    opts: { platform: fakePlatform(errnoError('EIO', { fwStatus: 0x13, fwStatusName: 'SEV_RET_HWSEV_RET_PLATFORM' })) },
+    id: 'firmware.status',
+    fix: FIXES.firmwareError,
+    notReady: ALL,
+    detail: /\[SEV_RET_HWSEV_RET_PLATFORM\]/,
+  },
+  {
+    name: 'PLATFORM_STATUS timeout',
+    opts: { platform: { status: () => new Promise(() => {}) }, timeoutMs: 50 },
+    id: 'firmware.status',
+    fix: FIXES.firmwareTimeout,
+    notReady: ALL,
+    detail: /did not answer within 50 ms/,
+  },
+  {
+    name: 'addon missing',
+    opts: { platform: fakePlatform(Object.assign(new Error('cannot load the sevkit native addon'), { code: 'ERR_SEVKIT_BINDING' })) },
+    id: 'firmware.status',
+    fix: FIXES.addon,
+    notReady: ALL,
+  },
+  {
+    name: 'firmware API too old',
+    opts: { platform: fakePlatform({ apiMajor: 0, apiMinor: 16 }) },
+    id: 'firmware.api',
+    fix: FIXES.firmwareUpdate,
+    notReady: ALL,
+    detail: /0\.16 build 21: SEV launch measurement needs >= 0\.17/,
+  },
   { name: 'firmware without SEV-ES', opts: { platform: fakePlatform({ esEnabled: false }) }, id: 'firmware.sev-es', fix: FIXES.firmwareEs, notReady: ES_UP },
   { name: 'no QEMU', spec: { qemuVersion: null }, id: 'userspace.qemu', fix: FIXES.qemu, notReady: ALL, detail: /not found/ },
   { name: 'QEMU 5.2 (no SEV-ES)', spec: { qemuVersion: '5.2.0' }, id: 'userspace.qemu-sev-es', fix: FIXES.qemuEs, notReady: ES_UP },
@@ -216,9 +348,23 @@ describe('firmware view through the real SevPlatform over a fake binding', () =>
   }
 
   it('decodes PLATFORM_STATUS and SNP_PLATFORM_STATUS from the addon', async () => {
-    setBinding(fake({ platformStatus: async () => statusBuf({ major: 1, minor: 55, state: 2, flags: 0x101, build: 21, guests: 3 }), snpPlatformStatus: async () => snpBuf() }));
+    setBinding(
+      fake({
+        platformStatus: async () => statusBuf({ major: 1, minor: 55, state: 2, flags: 0x101, build: 21, guests: 3 }),
+        snpPlatformStatus: async () => snpBuf(),
+      }),
+    );
     const r = await report({}, { platform: new SevPlatform({ device: '/dev/sev' }) });
-    expect(r.firmware).toMatchObject({ available: true, apiVersion: '1.55', build: 21, state: 'WORKING', owner: 'external', esEnabled: true, guestCount: 3, error: null });
+    expect(r.firmware).toMatchObject({
+      available: true,
+      apiVersion: '1.55',
+      build: 21,
+      state: 'WORKING',
+      owner: 'external',
+      esEnabled: true,
+      guestCount: 3,
+      error: null,
+    });
     expect(r.firmware?.snp).toMatchObject({ apiMajor: 1, apiMinor: 55, state: 'INIT', rmpInitialized: true });
     expect(check(r, 'firmware.guests').detail).toBe('3 active');
     expect(check(r, 'firmware.owner').detail).toMatch(/^external/);
@@ -226,7 +372,14 @@ describe('firmware view through the real SevPlatform over a fake binding', () =>
   });
 
   it('maps an addon firmware error (EIO + SEV_RET_*) to a failed check with the firmware status name', async () => {
-    const eio = Object.assign(new Error('ioctl failed'), { code: 'EIO', errno: -5, syscall: 'ioctl', path: '/dev/sev', command: 'PLATFORM_STATUS', fwStatus: 1 });
+    const eio = Object.assign(new Error('ioctl failed'), {
+      code: 'EIO',
+      errno: -5,
+      syscall: 'ioctl',
+      path: '/dev/sev',
+      command: 'PLATFORM_STATUS',
+      fwStatus: 1,
+    });
     const einval = Object.assign(new Error('ioctl failed'), { code: 'EINVAL', errno: -22, syscall: 'ioctl', path: '/dev/sev', command: 'SNP_PLATFORM_STATUS' });
     setBinding(fake({ platformStatus: async () => Promise.reject(eio), snpPlatformStatus: async () => Promise.reject(einval) }));
     const r = await report({}, { platform: new SevPlatform({ device: '/dev/sev' }) });
@@ -262,7 +415,16 @@ describe('rendering', () => {
 
 describe('SNP platform status summary', () => {
   it('summarizes SnpPlatformStatus fields on one line and keeps them all in JSON', async () => {
-    const snp = { apiMajor: 1, apiMinor: 55, state: 'INIT', rmpInitialized: true, buildId: 21, guestCount: 2, reportedTcbVersion: 5192087420404760583n, maskChipId: false };
+    const snp = {
+      apiMajor: 1,
+      apiMinor: 55,
+      state: 'INIT',
+      rmpInitialized: true,
+      buildId: 21,
+      guestCount: 2,
+      reportedTcbVersion: 5192087420404760583n,
+      maskChipId: false,
+    };
     const r = await report({}, { platform: fakePlatform({}, snp as unknown as Record<string, unknown>) });
     expect(check(r, 'firmware.snp').detail).toBe('SNP API 1.55 build 21, state INIT, RMP initialized, 2 guests, reported TCB 0x480e000000000007');
     expect(r.firmware?.snp).toMatchObject({ reportedTcbVersion: '5192087420404760583', maskChipId: false });

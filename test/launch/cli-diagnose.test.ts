@@ -29,9 +29,25 @@ async function hostMeasurement(es: string[]): Promise<{ measurement: string; dig
 }
 
 describe('sevkit measurement diagnose', { timeout: 180_000 }, () => {
-  it('names the vCPU count, CPU and VMSA variant the host used instead of the owner\'s', async () => {
+  it("names the vCPU count, CPU and VMSA variant the host used instead of the owner's", async () => {
     const m = await hostMeasurement(['--num-cpus', '4', '--vcpu-type', 'EPYC-Milan', '--vm-type', 'init2']);
-    const args = ['measurement', 'diagnose', ...host, '--measurement', m.measurement, '--firmware', SEVCTL_OVMF, '--num-cpus', '1', '--vcpu-type', 'EPYC-v4', '--vm-type', 'legacy', '--vcpus', '1-8'];
+    const args = [
+      'measurement',
+      'diagnose',
+      ...host,
+      '--measurement',
+      m.measurement,
+      '--firmware',
+      SEVCTL_OVMF,
+      '--num-cpus',
+      '1',
+      '--vcpu-type',
+      'EPYC-v4',
+      '--vm-type',
+      'legacy',
+      '--vcpus',
+      '1-8',
+    ];
     const r = await runCli(args);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -52,11 +68,38 @@ describe('sevkit measurement diagnose', { timeout: 180_000 }, () => {
     const c = await hostMeasurement(['--num-cpus', '2', '--vcpu-type', 'EPYC-v4']);
     expect(a.digest).toBe(b.digest);
     // --print-digest: sevctl's one stdout line stays, the digest goes to stderr.
-    const plain = await runCli(['measurement', 'build', ...host, '--nonce', crypto.randomBytes(16).toString('base64'), '--firmware', SEVCTL_OVMF, '--num-cpus', '2', '--vcpu-sig', '0xA10F11', '--print-digest']);
+    const plain = await runCli([
+      'measurement',
+      'build',
+      ...host,
+      '--nonce',
+      crypto.randomBytes(16).toString('base64'),
+      '--firmware',
+      SEVCTL_OVMF,
+      '--num-cpus',
+      '2',
+      '--vcpu-sig',
+      '0xA10F11',
+      '--print-digest',
+    ]);
     expect(plain.stdout).toMatch(/^[A-Za-z0-9+/]{64}\n$/);
     expect(plain.stderr).toBe(`launch digest: ${a.digest}\n`);
     expect(a.digest).not.toBe(c.digest);
-    const r = await runCli(['measurement', 'build', ...host, '--nonce', crypto.randomBytes(16).toString('base64'), '--firmware', SEVCTL_OVMF, '--num-cpus', '2', '--vcpu-sig', '1', '--vcpu-type', 'EPYC']);
+    const r = await runCli([
+      'measurement',
+      'build',
+      ...host,
+      '--nonce',
+      crypto.randomBytes(16).toString('base64'),
+      '--firmware',
+      SEVCTL_OVMF,
+      '--num-cpus',
+      '2',
+      '--vcpu-sig',
+      '1',
+      '--vcpu-type',
+      'EPYC',
+    ]);
     expect(r.code).toBe(2);
   });
 
@@ -72,14 +115,34 @@ describe('sevkit measurement diagnose', { timeout: 180_000 }, () => {
   });
 
   it('a random blob is not explained: exit 1 and what was searched', async () => {
-    const r = await runCli(['measurement', 'diagnose', ...host, '--measurement', crypto.randomBytes(48).toString('base64'), '--firmware', SEVCTL_OVMF, '--vcpus', '1-2']);
+    const r = await runCli([
+      'measurement',
+      'diagnose',
+      ...host,
+      '--measurement',
+      crypto.randomBytes(48).toString('base64'),
+      '--firmware',
+      SEVCTL_OVMF,
+      '--vcpus',
+      '1-2',
+    ]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^not explained: /);
     expect(r.stdout).toMatch(/searched /);
   });
 
   it('usage errors exit 2', async () => {
-    const r = await runCli(['measurement', 'diagnose', ...host, '--measurement', crypto.randomBytes(48).toString('base64'), '--firmware', SEVCTL_OVMF, '--vcpus', '9-2']);
+    const r = await runCli([
+      'measurement',
+      'diagnose',
+      ...host,
+      '--measurement',
+      crypto.randomBytes(48).toString('base64'),
+      '--firmware',
+      SEVCTL_OVMF,
+      '--vcpus',
+      '9-2',
+    ]);
     expect(r.code).toBe(2);
   });
 });
@@ -87,7 +150,27 @@ describe('sevkit measurement diagnose', { timeout: 180_000 }, () => {
 describe('measurement inputs sevctl users type', { timeout: 120_000 }, () => {
   it('/dev/null as kernel and initrd reads as empty files; a directory is refused with one line', async () => {
     const fw = path.join(SEVCTL, '../../../sev-snp-measure/ovmf_AmdSev_suffix.bin');
-    const base = ['measurement', 'build', '--api-major', '1', '--api-minor', '55', '--build-id', '21', '--policy', '0x1', '--tik', TIK, '--nonce', 'wxP6tRHCFrFQWxsuqZA8QA==', '--firmware', fw, '--cmdline', 'console=ttyS0', '--json'];
+    const base = [
+      'measurement',
+      'build',
+      '--api-major',
+      '1',
+      '--api-minor',
+      '55',
+      '--build-id',
+      '21',
+      '--policy',
+      '0x1',
+      '--tik',
+      TIK,
+      '--nonce',
+      'wxP6tRHCFrFQWxsuqZA8QA==',
+      '--firmware',
+      fw,
+      '--cmdline',
+      'console=ttyS0',
+      '--json',
+    ];
     const empty = path.join(dir, 'empty');
     fs.writeFileSync(empty, '');
     const devnull = await runCli([...base, '--kernel', '/dev/null', '--initrd', '/dev/null']);

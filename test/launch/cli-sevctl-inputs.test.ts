@@ -13,7 +13,25 @@ import { VECTORS, runCli } from '../helpers/cli.js';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-sevctl-in-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const FW = path.join(VECTORS, 'sev-snp-measure/ovmf_AmdSev_suffix.bin');
-const base = ['measurement', 'build', '--api-major', '1', '--api-minor', '55', '--build-id', '21', '--policy', '0x1', '--tik', Buffer.alloc(16).toString('base64'), '--nonce', 'wxP6tRHCFrFQWxsuqZA8QA==', '--firmware', FW, '--json'];
+const base = [
+  'measurement',
+  'build',
+  '--api-major',
+  '1',
+  '--api-minor',
+  '55',
+  '--build-id',
+  '21',
+  '--policy',
+  '0x1',
+  '--tik',
+  Buffer.alloc(16).toString('base64'),
+  '--nonce',
+  'wxP6tRHCFrFQWxsuqZA8QA==',
+  '--firmware',
+  FW,
+  '--json',
+];
 const digest = (stdout: string) => (JSON.parse(stdout) as { digest: string }).digest;
 
 describe('measurement inputs sevctl users type', { timeout: 120_000 }, () => {

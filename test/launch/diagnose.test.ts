@@ -9,8 +9,19 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { SNP_MEASURE, HELD, loadJson, read, hex } from './helpers.js';
 import {
-  diagnoseMeasurement, diagnosisToJSON, launchMeasure, verifyMeasurement, computeLaunchDigest, cpuCandidates, cpuSignature, splitCpuSignature,
-  QEMU_CPU_MODELS, HOST_CPU_SIGNATURES, vcpuSignature, describeCpuSignature, type DiagnoseInput,
+  diagnoseMeasurement,
+  diagnosisToJSON,
+  launchMeasure,
+  verifyMeasurement,
+  computeLaunchDigest,
+  cpuCandidates,
+  cpuSignature,
+  splitCpuSignature,
+  QEMU_CPU_MODELS,
+  HOST_CPU_SIGNATURES,
+  vcpuSignature,
+  describeCpuSignature,
+  type DiagnoseInput,
 } from '../../lib/launch/index.js';
 
 const derived = loadJson('sev-snp-measure/derived.json');
@@ -27,7 +38,9 @@ describe('CPU table', () => {
       expect(splitCpuSignature(cpuSignature(m.family, m.model, m.stepping)), m.name).toEqual({ family: m.family, model: m.model, stepping: m.stepping });
     }
     // shared/specs/snp-launch.md: EPYC* 0x800f12, Rome 0x830f10, Milan 0xa00f11, Genoa 0xa10f10, Turin 0xb00f00
-    expect(['EPYC-v4', 'EPYC-Rome', 'EPYC-Milan-v2', 'EPYC-Genoa', 'EPYC-Turin'].map(vcpuSignature)).toEqual([0x800f12, 0x830f10, 0xa00f11, 0xa10f10, 0xb00f00]);
+    expect(['EPYC-v4', 'EPYC-Rome', 'EPYC-Milan-v2', 'EPYC-Genoa', 'EPYC-Turin'].map(vcpuSignature)).toEqual([
+      0x800f12, 0x830f10, 0xa00f11, 0xa10f10, 0xb00f00,
+    ]);
     // snp-attestation.md §1.3 observed parts: Milan (25,1,1), Genoa (25,17,1), Siena (25,160,2), Turin (26,2,1)
     const observed = HOST_CPU_SIGNATURES.filter((h) => h.observed).map((h) => cpuSignature(h.family, h.model, h.stepping));
     expect(observed).toEqual([0xa00f11, 0xa10f11, 0xaa0f02, 0xb00f21]);
@@ -75,10 +88,9 @@ describe('diagnosis on sev-snp-measure known answers', () => {
   }
 
   it('vectors.json SEV cases: the firmware file and the kernel-hashes choice are named', () => {
-    const cases = [
-      ...vectors.head.map((c: any) => ({ ...c, dir: '' })),
-      ...vectors.legacy_9dabc4b.map((c: any) => ({ ...c, dir: 'history-9dabc4b' })),
-    ].filter((c: any) => c.mode === 'SEV' && typeof c.expected_digest_hex === 'string' && !HELD(c.expected_digest_hex));
+    const cases = [...vectors.head.map((c: any) => ({ ...c, dir: '' })), ...vectors.legacy_9dabc4b.map((c: any) => ({ ...c, dir: 'history-9dabc4b' }))].filter(
+      (c: any) => c.mode === 'SEV' && typeof c.expected_digest_hex === 'string' && !HELD(c.expected_digest_hex),
+    );
     expect(cases.length).toBeGreaterThanOrEqual(6);
     for (const c of cases) {
       const amd = fwFile(path.join(c.dir, 'ovmf_AmdSev_suffix.bin'));
@@ -116,7 +128,9 @@ describe('diagnoseMeasurement', () => {
   it('names count, CPU and VMSA variant in one line', () => {
     const digest = computeLaunchDigest({ firmware: fw.image, es: { numCpus: 4, vcpuType: 'EPYC-Milan', vmType: 'init2' } });
     const d = diagnoseMeasurement(base({ measurement: blobFor(digest, 5) }));
-    expect(d.summary).toBe('the host launched 4 vCPUs of EPYC-Milan (0xa00f11) with the init2 VMSA; you expected 1 vCPU of EPYC-v4 (0x800f12) with the legacy VMSA');
+    expect(d.summary).toBe(
+      'the host launched 4 vCPUs of EPYC-Milan (0xa00f11) with the init2 VMSA; you expected 1 vCPU of EPYC-v4 (0x800f12) with the legacy VMSA',
+    );
     expect(d.differences).toEqual([
       { field: 'numCpus', expected: '1', actual: '4' },
       { field: 'vcpuSig', expected: 'EPYC-v4 (0x800f12)', actual: 'EPYC-Milan (0xa00f11)' },
@@ -129,9 +143,13 @@ describe('diagnoseMeasurement', () => {
 
   it('-cpu host signatures, DebugSwap and counts above the QEMU table', () => {
     const digest = computeLaunchDigest({ firmware: fw.image, es: { numCpus: 33, vcpuSig: 0xa10f11, sevFeatures: 0x20 } });
-    const d = diagnoseMeasurement(base({ measurement: blobFor(digest, 5), expected: { policy: 5, numCpus: 1, vcpuType: 'EPYC-v4', vmType: 'legacy', sevFeatures: 0 } }));
+    const d = diagnoseMeasurement(
+      base({ measurement: blobFor(digest, 5), expected: { policy: 5, numCpus: 1, vcpuType: 'EPYC-v4', vmType: 'legacy', sevFeatures: 0 } }),
+    );
     expect(d.variant!.es).toMatchObject({ numCpus: 33, vcpuSig: 0xa10f11, vmType: 'legacy', sevFeatures: 0x20n });
-    expect(d.summary).toBe('the host launched 33 vCPUs of -cpu host on Genoa B1 (0xa10f11) SEV features 0x20; you expected 1 vCPU of EPYC-v4 (0x800f12) SEV features 0x0');
+    expect(d.summary).toBe(
+      'the host launched 33 vCPUs of -cpu host on Genoa B1 (0xa10f11) SEV features 0x20; you expected 1 vCPU of EPYC-v4 (0x800f12) SEV features 0x0',
+    );
     expect(d.differences.map((x) => x.field)).toEqual(['numCpus', 'vcpuSig', 'sevFeatures']);
     // Out of the searched range: not explained.
     expect(diagnoseMeasurement(base({ measurement: blobFor(digest, 5), space: { vcpus: { min: 1, max: 32 } } })).explained).toBe(false);
@@ -152,7 +170,11 @@ describe('diagnoseMeasurement', () => {
     expect(d.variant).toBeUndefined();
     const sigs = cpuCandidates().length;
     expect(d.searched).toBe(64 * sigs * 2 * 2 * 2);
-    expect(d.summary).toMatch(new RegExp(`^nothing in the searched space explains the measurement \\(searched ${d.searched} variants: 1 firmware file, kernel hashes on/off, 1\\.\\.64 vCPUs, ${sigs} CPU signatures, legacy/init2 VMSA, SEV features 0x0/0x20\\)`));
+    expect(d.summary).toMatch(
+      new RegExp(
+        `^nothing in the searched space explains the measurement \\(searched ${d.searched} variants: 1 firmware file, kernel hashes on/off, 1\\.\\.64 vCPUs, ${sigs} CPU signatures, legacy/init2 VMSA, SEV features 0x0/0x20\\)`,
+      ),
+    );
   });
 
   it('the MAC covers the host-reported version: a lie about the build explains nothing', () => {
@@ -183,15 +205,26 @@ describe('verifyMeasurement runs the diagnosis when it refuses', () => {
   const blob = blobFor(digest, 5);
   const sevInfo = { ...SEV_INFO, policy: 5 };
   it('still refuses, and says what the host did differently', () => {
-    const v = verifyMeasurement({ measurement: blob, sevInfo, expected: { policy: 5, tik, launch: { firmware: fw, es: { numCpus: 1, vcpuType: 'EPYC-v4' } } } });
+    const v = verifyMeasurement({
+      measurement: blob,
+      sevInfo,
+      expected: { policy: 5, tik, launch: { firmware: fw, es: { numCpus: 1, vcpuType: 'EPYC-v4' } } },
+    });
     expect(v.match).toBe(false);
     if (v.match) return;
     expect(v.reason).toBe('measurement-mismatch');
-    expect(v.message).toBe('launch measurement does not match the expected firmware, policy and TIK: the host launched 4 vCPUs of EPYC-Milan (0xa00f11) with the init2 VMSA; you expected 1 vCPU of EPYC-v4 (0x800f12) with the legacy VMSA');
+    expect(v.message).toBe(
+      'launch measurement does not match the expected firmware, policy and TIK: the host launched 4 vCPUs of EPYC-Milan (0xa00f11) with the init2 VMSA; you expected 1 vCPU of EPYC-v4 (0x800f12) with the legacy VMSA',
+    );
     expect(v.diagnosis!.differences.map((d) => d.field)).toEqual(['numCpus', 'vcpuSig', 'vmType']);
   });
   it('diagnose: false keeps the bare refusal; a bare digest cannot be diagnosed', () => {
-    const off = verifyMeasurement({ measurement: blob, sevInfo, diagnose: false, expected: { policy: 5, tik, launch: { firmware: fw, es: { numCpus: 1, vcpuType: 'EPYC-v4' } } } });
+    const off = verifyMeasurement({
+      measurement: blob,
+      sevInfo,
+      diagnose: false,
+      expected: { policy: 5, tik, launch: { firmware: fw, es: { numCpus: 1, vcpuType: 'EPYC-v4' } } },
+    });
     expect(off).toMatchObject({ match: false, message: 'launch measurement does not match the expected firmware, policy and TIK' });
     expect(off.match === false && off.diagnosis).toBeUndefined();
     const bare = verifyMeasurement({ measurement: blob, sevInfo, expected: { policy: 5, tik, digest: crypto.randomBytes(32) } });

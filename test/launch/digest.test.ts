@@ -4,8 +4,15 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { KA, SEVCTL, SEVCTL_OVMF, SNP_MEASURE, HELD, loadJson, read } from './helpers.js';
 import {
-  computeLaunchDigest, buildEsVmsa, buildSevctlVmsa, updateSevctlVmsa, formatVmsaShow, sevctlResetAddress,
-  vcpuSignature, cpuSignature, VmsaError,
+  computeLaunchDigest,
+  buildEsVmsa,
+  buildSevctlVmsa,
+  updateSevctlVmsa,
+  formatVmsaShow,
+  sevctlResetAddress,
+  vcpuSignature,
+  cpuSignature,
+  VmsaError,
 } from '../../lib/launch/index.js';
 import { parseOvmf, OvmfError, hasOvmfFooterTable, requireSecretArea } from '../../lib/firmware/index.js';
 
@@ -31,7 +38,8 @@ describe('OVMF footer table', () => {
         expect(info.entries.find((e) => e.guid === guid)?.data.toString('hex'), guid).toBe(dataHex);
       }
       expect(info.resetVector).toBe(Number(fx.sev_es_reset_eip));
-      const hb = Number(fx.sev_hashes_table.base), sb = Number(fx.sev_secret_area.base);
+      const hb = Number(fx.sev_hashes_table.base),
+        sb = Number(fx.sev_secret_area.base);
       expect(info.hashesArea).toEqual(hb ? { base: hb, size: Number(fx.sev_hashes_table.size) } : undefined);
       expect(info.secretArea).toEqual(sb ? { base: sb, size: Number(fx.sev_secret_area.size) } : undefined);
     });
@@ -43,7 +51,10 @@ describe('OVMF footer table', () => {
     expect(info.hashesArea).toEqual({ base: 0x80cc00, size: 0x400 });
     expect(info.sevMetadataOffset).toBeUndefined();
   });
-  const debian: [string, number, boolean][] = [['/usr/share/ovmf/OVMF.fd', 0x80b004, true], ['/usr/share/OVMF/OVMF_CODE_4M.fd', 0x808004, false]];
+  const debian: [string, number, boolean][] = [
+    ['/usr/share/ovmf/OVMF.fd', 0x80b004, true],
+    ['/usr/share/OVMF/OVMF_CODE_4M.fd', 0x808004, false],
+  ];
   for (const [file, reset, meta] of debian) {
     it.skipIf(!fs.existsSync(file))(`Debian ${file}: reset 0x${reset.toString(16)}, no hashes area, no secret area`, () => {
       const img = fs.readFileSync(file);
@@ -80,11 +91,12 @@ describe('launch digests (sev-snp-measure vectors)', () => {
     it(`${c.vmType} ${c.test} (${c.mode}, ${c.vcpus} vCPU)`, () => {
       const firmware = read(path.join(c.dir, path.basename(c.ovmf)));
       const kernel = input(c.kernel);
-      const run = () => computeLaunchDigest({
-        firmware,
-        kernel: kernel ? { kernel, initrd: input(c.initrd), cmdline: c.append ?? null } : null,
-        es: c.mode === 'SEV_ES' ? { numCpus: c.vcpus, vcpuSig: Number(c.vcpu_sig), vmType: c.vmType } : null,
-      });
+      const run = () =>
+        computeLaunchDigest({
+          firmware,
+          kernel: kernel ? { kernel, initrd: input(c.initrd), cmdline: c.append ?? null } : null,
+          es: c.mode === 'SEV_ES' ? { numCpus: c.vcpus, vcpuSig: Number(c.vcpu_sig), vmType: c.vmType } : null,
+        });
       if (c.expect_error) {
         expect(run).toThrow(/Kernel specified but OVMF doesn't support kernel\/initrd\/cmdline measurement/);
         return;
@@ -108,7 +120,11 @@ describe('launch digests (sev-snp-measure vectors)', () => {
           for (const withKernel of [true, false]) {
             const key = withKernel ? `vcpus${n}_kernel_EMPTY_initrd_EMPTY_append_EMPTY` : `vcpus${n}_no_kernel`;
             if (HELD(v[key])) continue;
-            const d = computeLaunchDigest({ firmware, kernel: withKernel ? { kernel: EMPTY, initrd: EMPTY, cmdline: '' } : null, es: { numCpus: n, vcpuType: 'EPYC-v4', vmType } });
+            const d = computeLaunchDigest({
+              firmware,
+              kernel: withKernel ? { kernel: EMPTY, initrd: EMPTY, cmdline: '' } : null,
+              es: { numCpus: n, vcpuType: 'EPYC-v4', vmType },
+            });
             expect(d.toString('hex'), key).toBe(v[key]);
             checked++;
           }
@@ -120,25 +136,40 @@ describe('launch digests (sev-snp-measure vectors)', () => {
 
   it('init2 page has exactly the reference non-zero bytes', () => {
     const ref = derived['vmsa_nonzero_bytes_init2_EPYC-v4'];
-    const pages = { bsp: buildEsVmsa({ ap: false, vcpuSig: 0x800f12, vmType: 'init2' }), 'ap(reset_eip=0x80b004)': buildEsVmsa({ ap: true, resetEip: 0x80b004, vcpuSig: 0x800f12, vmType: 'init2' }) };
+    const pages = {
+      bsp: buildEsVmsa({ ap: false, vcpuSig: 0x800f12, vmType: 'init2' }),
+      'ap(reset_eip=0x80b004)': buildEsVmsa({ ap: true, resetEip: 0x80b004, vcpuSig: 0x800f12, vmType: 'init2' }),
+    };
     for (const [k, page] of Object.entries(pages)) {
       const nz: Record<string, string> = {};
-      page.forEach((b, i) => { if (b) nz[`0x${i.toString(16)}`] = b.toString(16).padStart(2, '0'); });
+      page.forEach((b, i) => {
+        if (b) nz[`0x${i.toString(16)}`] = b.toString(16).padStart(2, '0');
+      });
       expect(nz).toEqual(ref[k]);
     }
   });
 
   it('virtee crate SEV-ES pages (derived) equal the init2 builder', () => {
     expect(buildEsVmsa({ ap: false, vcpuSig: 0x800f12, vmType: 'init2' }).equals(read('virtee-derived/sev-crate_seves_vmsa_bsp_qemu_epyc-v4.bin'))).toBe(true);
-    expect(buildEsVmsa({ ap: true, resetEip: 0x80b004, vcpuSig: 0x800f12, vmType: 'init2' }).equals(read('virtee-derived/sev-crate_seves_vmsa_ap_qemu_epyc-v4_eip0x80b004.bin'))).toBe(true);
+    expect(
+      buildEsVmsa({ ap: true, resetEip: 0x80b004, vcpuSig: 0x800f12, vmType: 'init2' }).equals(
+        read('virtee-derived/sev-crate_seves_vmsa_ap_qemu_epyc-v4_eip0x80b004.bin'),
+      ),
+    ).toBe(true);
   });
 
   it('virtee crate launch digest KATs', () => {
     const amd = read(path.join(SNP_MEASURE, 'ovmf_AmdSev_suffix.bin'));
     const cases = KA.sev_crate_launch_digest.cases as any[];
-    expect(computeLaunchDigest({ firmware: amd, kernel: { kernel: EMPTY, initrd: EMPTY, cmdline: 'console=ttyS0 loglevel=7' } }).toString('hex')).toBe(cases[0].expected_hex);
+    expect(computeLaunchDigest({ firmware: amd, kernel: { kernel: EMPTY, initrd: EMPTY, cmdline: 'console=ttyS0 loglevel=7' } }).toString('hex')).toBe(
+      cases[0].expected_hex,
+    );
     expect(computeLaunchDigest({ firmware: amd, kernel: { kernel: EMPTY } }).toString('hex')).toBe(cases[1].expected_hex);
-    expect(computeLaunchDigest({ firmware: amd, kernel: { kernel: EMPTY, initrd: EMPTY }, es: { numCpus: 1, vcpuType: 'EPYC-v4', vmType: 'init2' } }).toString('hex')).toBe(cases[4].expected_hex);
+    expect(
+      computeLaunchDigest({ firmware: amd, kernel: { kernel: EMPTY, initrd: EMPTY }, es: { numCpus: 1, vcpuType: 'EPYC-v4', vmType: 'init2' } }).toString(
+        'hex',
+      ),
+    ).toBe(cases[4].expected_hex);
   });
 
   it('SEV digest ignores vCPU count; SEV-ES digest depends on vCPU type, count and VM type', () => {
@@ -168,7 +199,7 @@ describe('sevctl VMSA files', () => {
     expect(updateSevctlVmsa(Buffer.from(vmsa0), { cpu: 1, ...args }).equals(vmsa1)).toBe(true);
     expect(() => updateSevctlVmsa(Buffer.alloc(100), { cpu: 0 })).toThrow(VmsaError);
   });
-  it('vmsa show output is exactly sevctl\'s', () => {
+  it("vmsa show output is exactly sevctl's", () => {
     expect(formatVmsaShow(vmsa0)).toBe(fs.readFileSync(path.join(SEVCTL, 'vmsa0-show.txt'), 'utf8'));
     expect(formatVmsaShow(vmsa1)).toBe(fs.readFileSync(path.join(SEVCTL, 'vmsa1-show.txt'), 'utf8'));
   });
@@ -204,7 +235,9 @@ describe('refuse what QEMU and the firmware refuse (issue 13)', () => {
     const { buildOvmfImage } = await import('../../lib/sim/host-fixture.js');
     const img = buildOvmfImage({ resetBlock: false });
     expect(() => computeLaunchDigest({ firmware: img, es: { numCpus: 1, vcpuType: 'EPYC-v4' } })).toThrow(/no SEV-ES reset block/);
-    expect(() => computeLaunchDigest({ firmware: img, vmsaFiles: { cpu0: Buffer.alloc(4096), cpu1: Buffer.alloc(4096), numCpus: 1 } })).toThrow(/no SEV-ES reset block/);
+    expect(() => computeLaunchDigest({ firmware: img, vmsaFiles: { cpu0: Buffer.alloc(4096), cpu1: Buffer.alloc(4096), numCpus: 1 } })).toThrow(
+      /no SEV-ES reset block/,
+    );
   });
   it('a kernel-hashes area smaller than the 176-byte padded table is refused', () => {
     const img = amd();

@@ -42,16 +42,39 @@ describe('checkHostReport', () => {
 describe('verifyMeasurement refuses before any MAC', () => {
   it('a blob MACed over the low bytes of 1.311 build 277 matches 1.55 build 21, and is refused when reported as 1.311', () => {
     const blob = launchMeasure({ digest, tik, apiMajor: 1, apiMinor: 311 & 0xff, build: 277 & 0xff, policy: 1 });
-    const honest = verifyMeasurement({ measurement: blob, sevInfo: { apiMajor: 1, apiMinor: 55, buildId: 21, policy: 1 }, expected: { policy: 1, tik, digest } });
+    const honest = verifyMeasurement({
+      measurement: blob,
+      sevInfo: { apiMajor: 1, apiMinor: 55, buildId: 21, policy: 1 },
+      expected: { policy: 1, tik, digest },
+    });
     expect(honest.match).toBe(true);
-    expect(() => verifyMeasurement({ measurement: blob, sevInfo: { apiMajor: 1, apiMinor: 311, buildId: 277, policy: 1 }, expected: { policy: 1, tik, digest } })).toThrow(HostValueError);
+    expect(() =>
+      verifyMeasurement({ measurement: blob, sevInfo: { apiMajor: 1, apiMinor: 311, buildId: 277, policy: 1 }, expected: { policy: 1, tik, digest } }),
+    ).toThrow(HostValueError);
   });
 });
 
 describe('sevkit measurement verify', () => {
   it('--api-minor 311 is refused with one line saying the host reported an impossible value', async () => {
     const blob = launchMeasure({ digest, tik, apiMajor: 1, apiMinor: 55, build: 21, policy: 1 });
-    const r = await runCli(['measurement', 'verify', '--measurement', blob.toString('base64'), '--tik', tik.toString('base64'), '--launch-digest', digest.toString('base64'), '--policy', '1', '--api-major', '1', '--api-minor', '311', '--build-id', '21']);
+    const r = await runCli([
+      'measurement',
+      'verify',
+      '--measurement',
+      blob.toString('base64'),
+      '--tik',
+      tik.toString('base64'),
+      '--launch-digest',
+      digest.toString('base64'),
+      '--policy',
+      '1',
+      '--api-major',
+      '1',
+      '--api-minor',
+      '311',
+      '--build-id',
+      '21',
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n')).toEqual(['sevkit: the host reported an impossible value: API minor 311 (the firmware reports it in one byte, 0..255)']);
   });
@@ -61,6 +84,14 @@ describe('diagnoseMeasurement refuses the same values', () => {
   it('API minor 311 is refused before the search', async () => {
     const { diagnoseMeasurement } = await import('../../lib/launch/index.js');
     const blob = launchMeasure({ digest, tik, apiMajor: 1, apiMinor: 55, build: 21, policy: 1 });
-    expect(() => diagnoseMeasurement({ measurement: blob, sevInfo: { ...ok, apiMinor: 311 }, tik, firmwares: [{ name: 'fw', image: Buffer.alloc(4096) }], expected: { policy: 1, firmware: 'fw' } } as Parameters<typeof diagnoseMeasurement>[0])).toThrow(HostValueError);
+    expect(() =>
+      diagnoseMeasurement({
+        measurement: blob,
+        sevInfo: { ...ok, apiMinor: 311 },
+        tik,
+        firmwares: [{ name: 'fw', image: Buffer.alloc(4096) }],
+        expected: { policy: 1, firmware: 'fw' },
+      } as Parameters<typeof diagnoseMeasurement>[0]),
+    ).toThrow(HostValueError);
   });
 });

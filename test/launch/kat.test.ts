@@ -2,8 +2,17 @@ import { describe, expect, it } from 'vitest';
 import crypto from 'node:crypto';
 import { KA, SEVCTL, SEVCTL_OVMF, hex, b64, read } from './helpers.js';
 import {
-  kdf, deriveSessionKeys, wrapSession, decodeSession, unwrapSession, computeMeasure, computeLaunchDigest, launchMeasure,
-  buildKernelHashesTable, parseKernelHashesTable, Policy,
+  kdf,
+  deriveSessionKeys,
+  wrapSession,
+  decodeSession,
+  unwrapSession,
+  computeMeasure,
+  computeLaunchDigest,
+  launchMeasure,
+  buildKernelHashesTable,
+  parseKernelHashesTable,
+  Policy,
 } from '../../lib/launch/index.js';
 import { hmacSha256 } from '../../lib/launch/kdf.js';
 import path from 'node:path';
@@ -43,7 +52,15 @@ describe('session KDF / wrap / MAC known answers (virtee/sev)', () => {
 describe('measurement known answers', () => {
   it('virtee/sev Session::verify KAT', () => {
     const k = KA.session_verify_measurement;
-    const m = computeMeasure({ digest: hex(k.digest_hex), mnonce: hex(k.mnonce_hex), tik: hex(k.tik_hex), apiMajor: k.api_major, apiMinor: k.api_minor, build: k.build, policy: 0 });
+    const m = computeMeasure({
+      digest: hex(k.digest_hex),
+      mnonce: hex(k.mnonce_hex),
+      tik: hex(k.tik_hex),
+      apiMajor: k.api_major,
+      apiMinor: k.api_minor,
+      build: k.build,
+      policy: 0,
+    });
     expect(m.toString('hex')).toBe(k.expected_measure_hex);
   });
 
@@ -51,7 +68,15 @@ describe('measurement known answers', () => {
   const cases = KA.sevctl_measurement_build.cases as any[];
   it('launch-digest case', () => {
     const c = cases[0];
-    const out = launchMeasure({ digest: b64(c.launch_digest_b64), mnonce: b64(c.nonce_b64), tik, apiMajor: c.api_major, apiMinor: c.api_minor, build: c.build_id, policy: c.policy });
+    const out = launchMeasure({
+      digest: b64(c.launch_digest_b64),
+      mnonce: b64(c.nonce_b64),
+      tik,
+      apiMajor: c.api_major,
+      apiMinor: c.api_minor,
+      build: c.build_id,
+      policy: c.policy,
+    });
     expect(out.toString('base64')).toBe(c.expected_stdout);
   });
   it('firmware case: digest = sha256(file)', () => {
@@ -64,7 +89,10 @@ describe('measurement known answers', () => {
   it('SEV-ES case with sevctl vmsa files', () => {
     const c = cases[3];
     const blob = b64(c.launch_measure_blob_b64);
-    const d = computeLaunchDigest({ firmware: read(SEVCTL_OVMF), vmsaFiles: { cpu0: read(path.join(SEVCTL, 'vmsa0.bin')), cpu1: read(path.join(SEVCTL, 'vmsa1.bin')), numCpus: c.num_cpus } });
+    const d = computeLaunchDigest({
+      firmware: read(SEVCTL_OVMF),
+      vmsaFiles: { cpu0: read(path.join(SEVCTL, 'vmsa0.bin')), cpu1: read(path.join(SEVCTL, 'vmsa1.bin')), numCpus: c.num_cpus },
+    });
     expect(d.toString('hex')).toBe(c.derived_launch_digest_hex);
     const out = launchMeasure({ digest: d, mnonce: blob.subarray(32), tik, apiMajor: c.api_major, apiMinor: c.api_minor, build: c.build_id, policy: c.policy });
     expect(out.toString('base64')).toBe(c.expected_stdout);
@@ -79,7 +107,14 @@ describe('measurement known answers', () => {
     const p = parseKernelHashesTable(t);
     expect(p.kernel.equals(crypto.createHash('sha256').update(kernel).digest())).toBe(true);
     expect(p.initrd.equals(crypto.createHash('sha256').update(initrd).digest())).toBe(true);
-    expect(p.cmdline.equals(crypto.createHash('sha256').update(Buffer.from(`${c.cmdline}\0`)).digest())).toBe(true);
+    expect(
+      p.cmdline.equals(
+        crypto
+          .createHash('sha256')
+          .update(Buffer.from(`${c.cmdline}\0`))
+          .digest(),
+      ),
+    ).toBe(true);
     expect(t.subarray(168).equals(Buffer.alloc(8))).toBe(true);
   });
 });

@@ -21,7 +21,10 @@ describe('launchMeasure ↔ verifyMeasurement', () => {
   it('refuses when firmware is older than the policy minimum', () => {
     const p = Policy.fromFlags({ flags: ['NODBG', 'ES'], apiMajor: 1, apiMinor: 56 });
     const b = launchMeasure({ digest, tik, apiMajor: 1, apiMinor: 55, build: 24, policy: p });
-    expect(verifyMeasurement({ measurement: b, sevInfo: { ...info, policy: p.value }, expected: { policy: p, tik, digest } })).toMatchObject({ match: false, reason: 'firmware-too-old' });
+    expect(verifyMeasurement({ measurement: b, sevInfo: { ...info, policy: p.value }, expected: { policy: p, tik, digest } })).toMatchObject({
+      match: false,
+      reason: 'firmware-too-old',
+    });
   });
   it('any change in TIK, digest, api, build, nonce or MAC → mismatch', () => {
     const bad = (o: any) => verifyMeasurement({ measurement: blob, sevInfo: info, expected: { policy: 5, tik, digest }, ...o });
@@ -30,7 +33,8 @@ describe('launchMeasure ↔ verifyMeasurement', () => {
     expect(bad({ sevInfo: { ...info, apiMinor: 54 } }).match).toBe(false);
     expect(bad({ sevInfo: { ...info, buildId: 25 } }).match).toBe(false);
     for (let i = 0; i < 48; i++) {
-      const t = Buffer.from(blob); t[i]! ^= 1;
+      const t = Buffer.from(blob);
+      t[i]! ^= 1;
       expect(verifyMeasurement({ measurement: t, sevInfo: info, expected: { policy: 5, tik, digest } }).match, `byte ${i}`).toBe(false);
     }
   });
@@ -41,13 +45,22 @@ describe('launchMeasure ↔ verifyMeasurement', () => {
   it('aleph SDK measurement inputs reproduce the documented HMAC algorithm', () => {
     const v = loadJson('aleph/derived/aleph_sdk_measurement_vector.json');
     const i = v.inputs;
-    const m = computeMeasure({ digest: hex(i.firmware_sha256_hex), mnonce: b64(i.mnonce_b64), tik: hex(i.tik_hex), apiMajor: i.sev_info.api_major, apiMinor: i.sev_info.api_minor, build: i.sev_info.build_id, policy: i.sev_info.policy });
+    const m = computeMeasure({
+      digest: hex(i.firmware_sha256_hex),
+      mnonce: b64(i.mnonce_b64),
+      tik: hex(i.tik_hex),
+      apiMajor: i.sev_info.api_major,
+      apiMinor: i.sev_info.api_minor,
+      build: i.sev_info.build_id,
+      policy: i.sev_info.policy,
+    });
     const msg = Buffer.concat([Buffer.of(4, 1, 55, 24), Buffer.from([1, 0, 0, 0]), hex(i.firmware_sha256_hex), b64(i.mnonce_b64)]);
     expect(m.equals(crypto.createHmac('sha256', hex(i.tik_hex)).update(msg).digest())).toBe(true);
     if (!HELD(v.expected)) expect(m.toString('hex')).toBe(v.expected);
   });
   it('LaunchDigest accumulates in order and refuses short VMSA pages', () => {
-    const a = Buffer.from('abc'), b = Buffer.from('def');
+    const a = Buffer.from('abc'),
+      b = Buffer.from('def');
     expect(new LaunchDigest().update(a).update(b).digest().equals(crypto.createHash('sha256').update('abcdef').digest())).toBe(true);
     expect(() => new LaunchDigest().updateVmsa(Buffer.alloc(100))).toThrow(/4096/);
   });

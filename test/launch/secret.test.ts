@@ -3,8 +3,17 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { SEVCTL, loadJson, read, hex, b64 } from './helpers.js';
 import {
-  buildSecret, openSecret, buildSecretTable, parseSecretTable, secretEntryText, resolveSecretGuid, decodePacketHeader,
-  SecretError, DISK_PASSWORD_GUID, launchMeasure, verifyMeasurement,
+  buildSecret,
+  openSecret,
+  buildSecretTable,
+  parseSecretTable,
+  secretEntryText,
+  resolveSecretGuid,
+  decodePacketHeader,
+  SecretError,
+  DISK_PASSWORD_GUID,
+  launchMeasure,
+  verifyMeasurement,
 } from '../../lib/launch/index.js';
 
 const tek = read(path.join(SEVCTL, 'secret/tek1.bin'));
@@ -19,15 +28,26 @@ describe('secret table layouts', () => {
   it('sevctl layout for secret1 (spec §7.3 bytes)', () => {
     const t = buildSecretTable([{ guid: DISK_PASSWORD_GUID, data: secret1 }]);
     expect(t.toString('hex')).toBe(
-      '42f5741edd71664d963eef4287ff173b' + '3a000000' + 'e5696873f084734992ec06879ce3da0b' + '26000000' + Buffer.from('MY-LUKS-PASSPHRASE').toString('hex') + '000000000000',
+      '42f5741edd71664d963eef4287ff173b' +
+        '3a000000' +
+        'e5696873f084734992ec06879ce3da0b' +
+        '26000000' +
+        Buffer.from('MY-LUKS-PASSPHRASE').toString('hex') +
+        '000000000000',
     );
   });
   it('two secrets: header length 0x5f, 96 bytes', () => {
-    const t = buildSecretTable([{ guid: DISK_PASSWORD_GUID, data: secret1 }, { guid: '736869e5-aaaa-4973-92ec-06879ce3da0b', data: secret2 }]);
+    const t = buildSecretTable([
+      { guid: DISK_PASSWORD_GUID, data: secret1 },
+      { guid: '736869e5-aaaa-4973-92ec-06879ce3da0b', data: secret2 },
+    ]);
     expect(t.length).toBe(96);
     expect(t.readUInt32LE(16)).toBe(0x5f);
     const p = parseSecretTable(t);
-    expect(p.entries.map((e) => [e.guid, e.data.toString()])).toEqual([[DISK_PASSWORD_GUID, 'MY-LUKS-PASSPHRASE'], ['736869e5-aaaa-4973-92ec-06879ce3da0b', 'SOME OTHER SECRET']]);
+    expect(p.entries.map((e) => [e.guid, e.data.toString()])).toEqual([
+      [DISK_PASSWORD_GUID, 'MY-LUKS-PASSPHRASE'],
+      ['736869e5-aaaa-4973-92ec-06879ce3da0b', 'SOME OTHER SECRET'],
+    ]);
   });
   it('16343- and 16344-byte secrets both pad to 16384', () => {
     for (const f of ['secret3.txt', 'secret4.txt']) {
@@ -36,7 +56,11 @@ describe('secret table layouts', () => {
     }
   });
   it('aleph layout: header length = padded length, NUL-terminated entry (aleph.md algorithm S)', () => {
-    for (const [s, len] of [['MY-LUKS-PASSPHRASE', 64], ['your-password', 64], ['', 48]] as const) {
+    for (const [s, len] of [
+      ['MY-LUKS-PASSPHRASE', 64],
+      ['your-password', 64],
+      ['', 48],
+    ] as const) {
       const t = buildSecretTable([{ guid: 'disk-password', data: Buffer.from(s) }], 'aleph');
       expect(t.length).toBe(len);
       expect(t.readUInt32LE(16)).toBe(len);
@@ -54,11 +78,14 @@ describe('secret table layouts', () => {
   });
   it('parser rejects malformed tables', () => {
     const t = buildSecretTable([{ guid: DISK_PASSWORD_GUID, data: secret1 }]);
-    const badGuid = Buffer.from(t); badGuid[0]! ^= 1;
+    const badGuid = Buffer.from(t);
+    badGuid[0]! ^= 1;
     expect(() => parseSecretTable(badGuid)).toThrow(/header GUID/);
-    const badLen = Buffer.from(t); badLen.writeUInt32LE(1000, 16);
+    const badLen = Buffer.from(t);
+    badLen.writeUInt32LE(1000, 16);
     expect(() => parseSecretTable(badLen)).toThrow(/length field/);
-    const badEntry = Buffer.from(t); badEntry.writeUInt32LE(5, 36);
+    const badEntry = Buffer.from(t);
+    badEntry.writeUInt32LE(5, 36);
     expect(() => parseSecretTable(badEntry)).toThrow(/invalid length/);
     expect(() => parseSecretTable(Buffer.alloc(8))).toThrow(SecretError);
   });
@@ -80,7 +107,10 @@ describe('secret packets', () => {
   it('buildSecret → openSecret → parseSecretTable round trip (sevctl and aleph layouts, 48-byte blob accepted)', () => {
     for (const layout of ['sevctl', 'aleph'] as const) {
       const blob = Buffer.concat([measure, crypto.randomBytes(16)]);
-      const entries = [{ guid: DISK_PASSWORD_GUID, data: Buffer.from('pässwörd') }, { guid: crypto.randomUUID(), data: crypto.randomBytes(100) }];
+      const entries = [
+        { guid: DISK_PASSWORD_GUID, data: Buffer.from('pässwörd') },
+        { guid: crypto.randomUUID(), data: crypto.randomBytes(100) },
+      ];
       const s = buildSecret({ tek, tik, measurement: blob, entries, layout });
       const plain = openSecret({ header: s.header, payload: s.payload, tek, tik, measurement: measure });
       const p = parseSecretTable(plain);
@@ -103,14 +133,17 @@ describe('secret packets', () => {
   it('tampering any byte of header or payload, or another measurement, is refused', () => {
     const s = buildSecret({ tek, tik, measurement: measure, entries: [{ guid: DISK_PASSWORD_GUID, data: secret1 }] });
     for (let i = 0; i < s.header.length; i++) {
-      const h = Buffer.from(s.header); h[i]! ^= 0x80;
+      const h = Buffer.from(s.header);
+      h[i]! ^= 0x80;
       expect(() => openSecret({ header: h, payload: s.payload, tek, tik, measurement: measure }), `header byte ${i}`).toThrow(SecretError);
     }
     for (let i = 0; i < s.payload.length; i++) {
-      const p = Buffer.from(s.payload); p[i]! ^= 0x01;
+      const p = Buffer.from(s.payload);
+      p[i]! ^= 0x01;
       expect(() => openSecret({ header: s.header, payload: p, tek, tik, measurement: measure }), `payload byte ${i}`).toThrow(/MAC does not match/);
     }
-    const other = Buffer.from(measure); other[31]! ^= 1;
+    const other = Buffer.from(measure);
+    other[31]! ^= 1;
     try {
       openSecret({ header: s.header, payload: s.payload, tek, tik, measurement: other });
       throw new Error('accepted');
@@ -122,7 +155,9 @@ describe('secret packets', () => {
 
   it('size check against the firmware secret area', () => {
     const big = { guid: DISK_PASSWORD_GUID, data: Buffer.alloc(4000, 0x41) };
-    expect(() => buildSecret({ tek, tik, measurement: measure, entries: [big], maxSize: 0xc00 })).toThrow(/larger than the firmware secret area \(3072 bytes\)/);
+    expect(() => buildSecret({ tek, tik, measurement: measure, entries: [big], maxSize: 0xc00 })).toThrow(
+      /larger than the firmware secret area \(3072 bytes\)/,
+    );
     expect(buildSecret({ tek, tik, measurement: measure, entries: [big], maxSize: 0x4000 }).payload.length).toBe(4048);
   });
 

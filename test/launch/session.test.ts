@@ -132,7 +132,8 @@ describe('createSession / openSession', () => {
   });
 
   it('session blob fields land at their offsets', () => {
-    const nonce = Buffer.alloc(16, 0xaa), wrapIv = Buffer.alloc(16, 0xbb);
+    const nonce = Buffer.alloc(16, 0xaa),
+      wrapIv = Buffer.alloc(16, 0xbb);
     const s = createSession(pdh.cert, 1, { nonce, wrapIv });
     const f = decodeSession(s.session);
     expect(f.nonce.equals(nonce) && f.wrapIv.equals(wrapIv)).toBe(true);
@@ -167,16 +168,36 @@ describe('createSession / openSession', () => {
       const e = crypto.createECDH('secp384r1');
       e.setPrivateKey(scalar);
       const pub = e.getPublicKey();
-      const priv = crypto.createPrivateKey({ key: { kty: 'EC', crv: 'P-384', d: scalar.toString('base64url'), x: pub.subarray(1, 49).toString('base64url'), y: pub.subarray(49).toString('base64url') }, format: 'jwk' });
+      const priv = crypto.createPrivateKey({
+        key: {
+          kty: 'EC',
+          crv: 'P-384',
+          d: scalar.toString('base64url'),
+          x: pub.subarray(1, 49).toString('base64url'),
+          y: pub.subarray(49).toString('base64url'),
+        },
+        format: 'jwk',
+      });
       const z = crypto.diffieHellman({ privateKey: priv, publicKey: sevCertPublicKey(pdhCert) });
       const keys = deriveSessionKeys(z, opts.nonce);
       const f = decodeSession(a.session);
       const c = crypto.createCipheriv('aes-128-ctr', keys.kek, opts.wrapIv);
       expect(f.wrapTk.equals(Buffer.concat([c.update(Buffer.concat([opts.tek, opts.tik])), c.final()]))).toBe(true);
       expect(f.wrapMac.equals(crypto.createHmac('sha256', keys.kik).update(f.wrapTk).digest())).toBe(true);
-      expect(f.policyMac.equals(crypto.createHmac('sha256', opts.tik).update(Buffer.from([3, 0, 0, 0])).digest())).toBe(true);
+      expect(
+        f.policyMac.equals(
+          crypto
+            .createHmac('sha256', opts.tik)
+            .update(Buffer.from([3, 0, 0, 0]))
+            .digest(),
+        ),
+      ).toBe(true);
       // the GODH cert carries the scalar's public point, little-endian
-      expect(Buffer.from(a.godh.subarray(0x14, 0x14 + 48)).reverse().equals(pub.subarray(1, 49))).toBe(true);
+      expect(
+        Buffer.from(a.godh.subarray(0x14, 0x14 + 48))
+          .reverse()
+          .equals(pub.subarray(1, 49)),
+      ).toBe(true);
     }
     expect(() => createSession(read('virtee-sev/tests/rome/pdh.cert'), 1, { godhPrivateKey: Buffer.alloc(48) })).toThrow(/not a valid P-384 scalar/);
   });

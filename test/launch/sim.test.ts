@@ -7,7 +7,17 @@ import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createSession, openSession, launchMeasure, verifyMeasurement, buildSecret, openSecret, parseSecretTable, computeLaunchDigest, SessionError } from '../../lib/launch/index.js';
+import {
+  createSession,
+  openSession,
+  launchMeasure,
+  verifyMeasurement,
+  buildSecret,
+  openSecret,
+  parseSecretTable,
+  computeLaunchDigest,
+  SessionError,
+} from '../../lib/launch/index.js';
 import { decodeSevCert, Usage } from '../../lib/certs/index.js';
 import { SNP_MEASURE } from './helpers.js';
 import { runCli } from '../helpers/cli.js';
@@ -55,14 +65,18 @@ describe('sessions for the simulated platform', { timeout: 60_000 }, () => {
     const firmware = fs.readFileSync(path.join(SNP_MEASURE, 'ovmf_AmdSev_suffix.bin'));
     const digest = computeLaunchDigest({ firmware, es: { numCpus: 2, vcpuType: 'EPYC-Genoa' } });
     const blob = launchMeasure({ digest, tik: fw.tik, apiMajor: 1, apiMinor: 55, build: 21, policy: 5 });
-    const v = verifyMeasurement({ measurement: blob, sevInfo: { apiMajor: 1, apiMinor: 55, buildId: 21, policy: 5 }, expected: { policy: 5, tik: owner.tik, launch: { firmware, es: { numCpus: 2, vcpuType: 'EPYC-Genoa' } } } });
+    const v = verifyMeasurement({
+      measurement: blob,
+      sevInfo: { apiMajor: 1, apiMinor: 55, buildId: 21, policy: 5 },
+      expected: { policy: 5, tik: owner.tik, launch: { firmware, es: { numCpus: 2, vcpuType: 'EPYC-Genoa' } } },
+    });
     expect(v.match).toBe(true);
     const pkt = buildSecret({ tek: owner.tek, tik: owner.tik, measurement: blob, entries: [{ guid: 'disk-password', data: Buffer.from('hunter2') }] });
     const plain = openSecret({ header: pkt.header, payload: pkt.payload, tek: fw.tek, tik: fw.tik, measurement: blob.subarray(0, 32) });
     expect(parseSecretTable(plain).entries[0]!.data.toString()).toBe('hunter2');
   });
 
-  it('sevkit session verifies a simulator chain only against the simulator\'s TEST roots, and says so', async () => {
+  it("sevkit session verifies a simulator chain only against the simulator's TEST roots, and says so", async () => {
     const chain = Buffer.concat(['pdh', 'pek', 'oca', 'cek'].map((n) => fs.readFileSync(path.join(stateDir, `${n}.cert`))));
     const file = path.join(os.tmpdir(), `sevkit-simchain-${process.pid}.cert`);
     fs.writeFileSync(file, chain);
@@ -71,7 +85,12 @@ describe('sessions for the simulated platform', { timeout: 60_000 }, () => {
       const ok = await runCli(['session', '--name', out, file, '1'], { env: { SEVKIT_SIM_STATE: stateDir } });
       expect(ok.code, ok.stderr).toBe(0);
       expect(ok.stderr).toMatch(/SIMULATED platform TEST roots .* not AMD/);
-      const k = openSession({ godh: fs.readFileSync(`${out}_godh.b64`, 'utf8'), session: fs.readFileSync(`${out}_session.b64`, 'utf8'), pdhPrivateKey: fs.readFileSync(path.join(stateDir, 'pdh.key.pem'), 'utf8'), policy: 1 });
+      const k = openSession({
+        godh: fs.readFileSync(`${out}_godh.b64`, 'utf8'),
+        session: fs.readFileSync(`${out}_session.b64`, 'utf8'),
+        pdhPrivateKey: fs.readFileSync(path.join(stateDir, 'pdh.key.pem'), 'utf8'),
+        policy: 1,
+      });
       expect(k.tik.equals(fs.readFileSync(`${out}_tik.bin`))).toBe(true);
       const env = { ...process.env };
       delete env.SEVKIT_SIM_STATE;

@@ -95,9 +95,7 @@ describe('open mode per command', () => {
     // O_RDONLY opens the directory, and then it is refused for not being a character device.
     if (readOnly.has(command)) expect(e).toMatchObject({ code: 'ENODEV', syscall: 'open', detail: 'not a character device (a directory)' });
     else expect(e).toMatchObject({ code: 'EISDIR', syscall: 'open' });
-    expect(b.constants.openMode[command]).toBe(
-      readOnly.has(command) ? 'O_RDONLY' : command === 'PDH_CERT_EXPORT' ? 'O_RDWR|fallback:O_RDONLY' : 'O_RDWR',
-    );
+    expect(b.constants.openMode[command]).toBe(readOnly.has(command) ? 'O_RDONLY' : command === 'PDH_CERT_EXPORT' ? 'O_RDWR|fallback:O_RDONLY' : 'O_RDWR');
   });
 
   // sysfs attributes of mode 0444 refuse O_RDWR with EACCES even for root: the export fallback must then try O_RDONLY.

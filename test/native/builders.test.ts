@@ -33,10 +33,12 @@ describe.each(BUILDERS)('$name (npm run $script)', ({ name, script }) => {
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
     const r = await run('npm', ['run', '--silent', script], { cwd: dir, timeoutMs: 580_000 });
     expect(r.code, r.out.slice(-4000)).toBe(0);
-    expect(fs.readdirSync(path.join(dir, 'build', 'Release')).filter((f) => /\.(node|so)$/.test(f)).sort()).toEqual([
-      'sevkit.node',
-      'sevkit_sim_preload.so',
-    ]);
+    expect(
+      fs
+        .readdirSync(path.join(dir, 'build', 'Release'))
+        .filter((f) => /\.(node|so)$/.test(f))
+        .sort(),
+    ).toEqual(['sevkit.node', 'sevkit_sim_preload.so']);
   });
 
   it('what it built runs the CLI on the simulator', { timeout: 180_000 }, async () => {

@@ -11,7 +11,11 @@ const b: NativeBinding = getNativeBinding();
 const MISSING = '/nonexistent/kvm';
 const RO_NODE = '/sys/devices/system/cpu/online';
 
-const rejection = async (p: Promise<unknown>) => (await p.then(() => expect.unreachable('resolved'), (e: unknown) => e)) as Record<string, unknown>;
+const rejection = async (p: Promise<unknown>) =>
+  (await p.then(
+    () => expect.unreachable('resolved'),
+    (e: unknown) => e,
+  )) as Record<string, unknown>;
 
 describe('kvmApiVersion through the real addon', () => {
   it('is exported with the KVM_GET_API_VERSION constant _IO(0xAE, 0x00)', () => {
@@ -42,7 +46,12 @@ describe('kvmApiVersion through the real addon', () => {
     // The same node refuses an O_RDWR-only command at open, proving the fallback is what got further.
     expect(await rejection(b.pekGen(RO_NODE))).toMatchObject({ code: 'EACCES', syscall: 'open' });
     // Only an fd that opened can be found to be a regular file: that proves the O_RDONLY retry.
-    expect(await rejection(b.kvmApiVersion(RO_NODE))).toMatchObject({ code: 'ENODEV', syscall: 'open', path: RO_NODE, detail: 'not a character device (a regular file)' });
+    expect(await rejection(b.kvmApiVersion(RO_NODE))).toMatchObject({
+      code: 'ENODEV',
+      syscall: 'open',
+      path: RO_NODE,
+      detail: 'not a character device (a regular file)',
+    });
   });
 
   it('many in flight each settle with their own path', async () => {

@@ -61,6 +61,10 @@ describe('constant parity', () => {
     expect(Object.keys(SevRet)).toHaveLength(40); // -1, 0x00..0x27 without 0x1e
   });
   it('platform states', () => {
-    expect(native.constants.states).toEqual({ UNINIT: SevStateCode.SEV_STATE_UNINIT, INIT: SevStateCode.SEV_STATE_INIT, WORKING: SevStateCode.SEV_STATE_WORKING });
+    expect(native.constants.states).toEqual({
+      UNINIT: SevStateCode.SEV_STATE_UNINIT,
+      INIT: SevStateCode.SEV_STATE_INIT,
+      WORKING: SevStateCode.SEV_STATE_WORKING,
+    });
   });
 });

@@ -41,7 +41,11 @@ describe.skipIf(skip)('sevkit guest agent ↔ sevkit attest', () => {
 
   async function startAgent(firmware: string): Promise<void> {
     writeSnpGuestConfig(sim.stateDir, { measurement: snpLaunchDigest({ firmware: fs.readFileSync(firmware), vcpus: 2, vcpuType: 'EPYC-v4' }).toString('hex') });
-    agent = spawn(process.execPath, [...cliEntry(), 'guest', 'agent', '--listen', '127.0.0.1:0', '--owner', wallet.address, '--secrets-dir', path.join(dir, 'secrets')], { cwd: ROOT, env: { ...process.env, ...sim.env } });
+    agent = spawn(
+      process.execPath,
+      [...cliEntry(), 'guest', 'agent', '--listen', '127.0.0.1:0', '--owner', wallet.address, '--secrets-dir', path.join(dir, 'secrets')],
+      { cwd: ROOT, env: { ...process.env, ...sim.env } },
+    );
     port = await new Promise<number>((resolve, reject) => {
       let err = '';
       const t = setTimeout(() => reject(new Error(`agent did not start: ${err}`)), 90_000);
@@ -90,7 +94,23 @@ describe.skipIf(skip)('sevkit guest agent ↔ sevkit attest', () => {
     const owner = (JSON.parse(addr) as { address: string }).address;
     Object.defineProperty(wallet, 'address', { value: owner });
     await startAgent(AMDSEV);
-    const base = (): string[] => ['attest', '--url', `https://127.0.0.1:${port}`, '--vcpus', '2', '--kds-url', kds.url, '--cache-dir', path.join(dir, 'kds'), '--roots', files.roots, '--wallet-key', files.wallet, '--secret-file', files.secret];
+    const base = (): string[] => [
+      'attest',
+      '--url',
+      `https://127.0.0.1:${port}`,
+      '--vcpus',
+      '2',
+      '--kds-url',
+      kds.url,
+      '--cache-dir',
+      path.join(dir, 'kds'),
+      '--roots',
+      files.roots,
+      '--wallet-key',
+      files.wallet,
+      '--secret-file',
+      files.secret,
+    ];
     const ok = await runCli([...base(), '--firmware', AMDSEV, '--json'], { env: sim.env, timeoutMs: 90_000 });
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, injected: ['disk-key'] });
@@ -103,7 +123,12 @@ describe.skipIf(skip)('sevkit guest agent ↔ sevkit attest', () => {
     await startAgent(OVMFX64);
     const bad = await runCli([...base(), '--firmware', AMDSEV, '--other-firmware', OVMFX64], { env: sim.env, timeoutMs: 90_000 });
     expect(bad.code).toBe(1);
-    expect(bad.stderr.trim().split('\n').filter((l) => !/warning/.test(l))).toHaveLength(1);
+    expect(
+      bad.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !/warning/.test(l)),
+    ).toHaveLength(1);
     expect(bad.stderr).toMatch(/NOT trusted, nothing was sent \(measurement: .*diagnosis: .*OvmfX64/);
     expect(fs.readdirSync(path.join(dir, 'secrets'))).toEqual([]);
     await stopAgent();

@@ -48,7 +48,7 @@ describe('owner attest → guest agent (simulated SNP guest)', () => {
     ...extra,
   });
 
-  it('a guest launched with the owner\'s firmware gets the secret, written 0600', async () => {
+  it("a guest launched with the owner's firmware gets the secret, written 0600", async () => {
     side.configure({ measurement: digestOf().toString('hex') });
     const { agent: a, dir, url } = await agent();
     const r = await attestAndInject({ ...opts(url), wallet: owner, secrets: { 'luks-key': 'correct horse battery staple' } });
@@ -74,7 +74,9 @@ describe('owner attest → guest agent (simulated SNP guest)', () => {
   it('a guest booted from other firmware is refused, and the diagnosis names the firmware', async () => {
     side.configure({ measurement: digestOf(OVMFX64).toString('hex') });
     const { agent: a, dir, url } = await agent();
-    const e = await attestAndInject({ ...opts(url, { otherFirmwares: [{ name: 'OvmfX64', image: OVMFX64 }] }), wallet: owner, secrets: { k: 'v' } }).catch((x: unknown) => x);
+    const e = await attestAndInject({ ...opts(url, { otherFirmwares: [{ name: 'OvmfX64', image: OVMFX64 }] }), wallet: owner, secrets: { k: 'v' } }).catch(
+      (x: unknown) => x,
+    );
     expect(e).toBeInstanceOf(AttestRefusedError);
     const r = e as AttestRefusedError;
     expect(r.code).toBe('ERR_ATTEST_MEASUREMENT');
@@ -121,10 +123,12 @@ describe('owner attest → guest agent (simulated SNP guest)', () => {
     }
   });
 
-  it('TCB minimums above the platform\'s are refused', async () => {
+  it("TCB minimums above the platform's are refused", async () => {
     side.configure({ measurement: digestOf().toString('hex') });
     const { agent: a, url } = await agent();
-    const e = (await attestAndInject({ ...opts(url, { policy: { minTcb: { snp: 255 } } }), wallet: owner, secrets: { k: 'v' } }).catch((x: unknown) => x)) as AttestRefusedError;
+    const e = (await attestAndInject({ ...opts(url, { policy: { minTcb: { snp: 255 } } }), wallet: owner, secrets: { k: 'v' } }).catch(
+      (x: unknown) => x,
+    )) as AttestRefusedError;
     expect(e).toBeInstanceOf(AttestRefusedError);
     expect(e.verdict!.failed.map((c) => c.id)).toContain('min-tcb');
     expect(a.stats.injectRequests).toBe(0);

@@ -49,7 +49,22 @@ async function serve(h: (req: http.IncomingMessage, res: http.ServerResponse) =>
   return { url: `http://127.0.0.1:${(s.address() as AddressInfo).port}`, requests };
 }
 
-const launchArgs = (crn: string, over: string[] = []) => ['launch', '--crn', crn, '--vm', VM, '--firmware', firmware, '--policy', '1', '--secret-file', secretFile, '--wallet-key', key, ...over];
+const launchArgs = (crn: string, over: string[] = []) => [
+  'launch',
+  '--crn',
+  crn,
+  '--vm',
+  VM,
+  '--firmware',
+  firmware,
+  '--policy',
+  '1',
+  '--secret-file',
+  secretFile,
+  '--wallet-key',
+  key,
+  ...over,
+];
 
 describe('sevkit launch never hangs', () => {
   it('a CRN that sends headers and then one byte a second: fails by itself at --request-timeout, naming the step and the CRN', async () => {
@@ -63,14 +78,22 @@ describe('sevkit launch never hangs', () => {
     expect(r.signal).toBeNull();
     expect(r.code).toBe(1);
     const lines = r.stderr.trim().split('\n');
-    expect(lines.at(-1)).toMatch(new RegExp(`^sevkit: launch refused at step 'certificates': CRN certificates: ${crn.url}: no complete answer within 7 s \\(stalled in the body \\(\\d+ body bytes received\\)\\); the secret was not sent$`));
+    expect(lines.at(-1)).toMatch(
+      new RegExp(
+        `^sevkit: launch refused at step 'certificates': CRN certificates: ${crn.url}: no complete answer within 7 s \\(stalled in the body \\(\\d+ body bytes received\\)\\); the secret was not sent$`,
+      ),
+    );
     // Not a TTY: a progress line every few seconds says what it waits for and for how long.
     expect(lines.some((l) => new RegExp(`^\\[certificates\\] waiting \\d+ s for the platform certificates from ${crn.url}$`).test(l))).toBe(true);
   });
 
   it('Ctrl-C: says which VM it leaves in which state on which CRN, exits 130', async () => {
     const crn = await serve(() => undefined); // never answers
-    const child = spawn(process.execPath, [...cliEntry(), ...launchArgs(crn.url)], { cwd: ROOT, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...cliEntry(), ...launchArgs(crn.url)], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let err = '';
     child.stderr.on('data', (d: Buffer) => {
       err += d.toString();

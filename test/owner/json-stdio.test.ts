@@ -40,13 +40,33 @@ describe.skipIf(Boolean(simReason))('stdout as a file, --json, TEST roots (simul
     expect(s.stderr).toMatch(/warning: the trust anchor \(CA chain ca.cert\) is a TEST root/);
     const blob = crypto.randomBytes(48).toString('base64');
     fs.writeFileSync(path.join(tmp, 'pw'), 'pw');
-    const b = await runCli(['secret', 'build', '--json', '--tek', j.files.tek!, '--tik', j.files.tik!, '--launch-measure-blob', blob, '--secret', 'disk-password:pw', 'h.bin', 'p.bin'], { cwd: tmp });
+    const b = await runCli(
+      [
+        'secret',
+        'build',
+        '--json',
+        '--tek',
+        j.files.tek!,
+        '--tik',
+        j.files.tik!,
+        '--launch-measure-blob',
+        blob,
+        '--secret',
+        'disk-password:pw',
+        'h.bin',
+        'p.bin',
+      ],
+      { cwd: tmp },
+    );
     expect(b.code, b.stderr).toBe(0);
     const sj = JSON.parse(b.stdout) as { header: string; payload: string; packet_header: string; secret: string };
     expect(sj.header).toBe('h.bin');
     expect(Buffer.from(sj.packet_header, 'base64')).toEqual(fs.readFileSync(path.join(tmp, 'h.bin')));
     // A header to stdout: the notes move to stderr so the bytes stay clean.
-    const h = await runCli(['secret', 'build', '--tek', j.files.tek!, '--tik', j.files.tik!, '--launch-measure-blob', blob, '--secret', 'disk-password:pw', '-', 'p2.bin'], { cwd: tmp });
+    const h = await runCli(
+      ['secret', 'build', '--tek', j.files.tek!, '--tik', j.files.tik!, '--launch-measure-blob', blob, '--secret', 'disk-password:pw', '-', 'p2.bin'],
+      { cwd: tmp },
+    );
     expect(h.code, h.stderr).toBe(0);
     expect(h.stdoutBuf.length).toBe(52);
     expect(h.stderr).toMatch(/Wrote payload to: p2.bin/);
@@ -62,7 +82,24 @@ describe.skipIf(Boolean(simReason))('stdout as a file, --json, TEST roots (simul
   });
 
   it('measurement build --json, and --outfile - to stdout', async () => {
-    const args = ['measurement', 'build', '--api-major', '1', '--api-minor', '55', '--build-id', '21', '--policy', '1', '--tik', crypto.randomBytes(16).toString('base64'), '--nonce', crypto.randomBytes(16).toString('base64'), '--launch-digest', crypto.randomBytes(32).toString('base64')];
+    const args = [
+      'measurement',
+      'build',
+      '--api-major',
+      '1',
+      '--api-minor',
+      '55',
+      '--build-id',
+      '21',
+      '--policy',
+      '1',
+      '--tik',
+      crypto.randomBytes(16).toString('base64'),
+      '--nonce',
+      crypto.randomBytes(16).toString('base64'),
+      '--launch-digest',
+      crypto.randomBytes(32).toString('base64'),
+    ];
     const j = await runCli([...args, '--json']);
     expect(j.code, j.stderr).toBe(0);
     expect(Buffer.from((JSON.parse(j.stdout) as { measurement: string }).measurement, 'base64').length).toBe(48);

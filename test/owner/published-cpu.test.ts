@@ -23,12 +23,25 @@ async function allocateOn(cpu: string | undefined): Promise<Record<string, unkno
   const launcher = Object.assign(new ModelLauncher(platform), cpu ? { cpu } : {});
   const fw = path.join(tmp, 'fw.fd');
   fs.writeFileSync(fw, crypto.randomBytes(4096));
-  const service = new CrnService({ domain: '127.0.0.1', certs: new StaticCerts(platform.certs), launcher, runDir: fs.mkdtempSync(path.join(tmp, 'run-')), allocationToken: 'tok' });
+  const service = new CrnService({
+    domain: '127.0.0.1',
+    certs: new StaticCerts(platform.certs),
+    launcher,
+    runDir: fs.mkdtempSync(path.join(tmp, 'run-')),
+    allocationToken: 'tok',
+  });
   const server = http.createServer((q, r) => service.handler(q, r));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   try {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    return await new CrnClient({ url }).allocate('tok', { ref: crypto.randomBytes(32).toString('hex'), owner: EthWallet.generate().address, firmware: fw, policy: 5, vcpus: 3, memory_mb: 256 });
+    return await new CrnClient({ url }).allocate('tok', {
+      ref: crypto.randomBytes(32).toString('hex'),
+      owner: EthWallet.generate().address,
+      firmware: fw,
+      policy: 5,
+      vcpus: 3,
+      memory_mb: 256,
+    });
   } finally {
     await service.close();
     server.closeAllConnections();

@@ -70,7 +70,9 @@ describe('a deadline on every byte', () => {
     const e = await new CrnClient({ url, timeoutMs: 2000 }).getCertificates().catch((x: unknown) => x);
     expect(e).toBeInstanceOf(CrnUnreachableError);
     expect((e as CrnUnreachableError).code).toBe('ERR_CRN_TIMEOUT');
-    expect((e as Error).message).toBe(`CRN certificates: ${url}: no complete answer within 2 s (stalled in the body (${(e as Error).message.match(/\((\d+) body/)![1]} body bytes received))`);
+    expect((e as Error).message).toBe(
+      `CRN certificates: ${url}: no complete answer within 2 s (stalled in the body (${(e as Error).message.match(/\((\d+) body/)![1]} body bytes received))`,
+    );
     expect(hits).toBe(1);
   });
 
@@ -165,7 +167,29 @@ describe('redirects', () => {
   let key: Buffer;
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-tls-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-keyout', path.join(dir, 'k.pem'), '-out', path.join(dir, 'c.pem')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost',
+        '-keyout',
+        path.join(dir, 'k.pem'),
+        '-out',
+        path.join(dir, 'c.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     cert = fs.readFileSync(path.join(dir, 'c.pem'));
     key = fs.readFileSync(path.join(dir, 'k.pem'));
   });

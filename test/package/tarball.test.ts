@@ -40,9 +40,28 @@ const ALLOWED: RegExp[] = [
 ];
 
 /** Commands the compiler-less PATH offers: what npm, its lifecycle shell and sevkit use. */
-const TOOLS = ['node', 'npm', 'npx', 'sh', 'env', 'cat', 'ls', 'mkdir', 'rm', 'cp', 'mv', 'ln', 'chmod', 'uname', 'dirname', 'basename', 'readlink', 'true', 'false'];
+const TOOLS = [
+  'node',
+  'npm',
+  'npx',
+  'sh',
+  'env',
+  'cat',
+  'ls',
+  'mkdir',
+  'rm',
+  'cp',
+  'mv',
+  'ln',
+  'chmod',
+  'uname',
+  'dirname',
+  'basename',
+  'readlink',
+  'true',
+  'false',
+];
 const COMPILERS = ['cc', 'gcc', 'g++', 'c++', 'clang', 'make', 'python', 'python3', 'cmake'];
-
 
 /** The parent's environment minus npm's per-invocation variables (npm test sets dozens). */
 function baseEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
@@ -85,7 +104,10 @@ beforeAll(async () => {
 
   fs.mkdirSync(bin);
   for (const t of TOOLS) {
-    const found = (process.env.PATH ?? '').split(':').map((d) => path.join(d, t)).find((p) => fs.existsSync(p));
+    const found = (process.env.PATH ?? '')
+      .split(':')
+      .map((d) => path.join(d, t))
+      .find((p) => fs.existsSync(p));
     if (found) fs.symlinkSync(found, path.join(bin, t));
   }
   fs.mkdirSync(app);
@@ -112,13 +134,27 @@ describe('npm pack', () => {
     expect(paths.filter((p) => !ALLOWED.some((re) => re.test(p)))).toEqual([]);
     const tar = await runCommand('tar', ['-tzf', tarball], { cwd: work, env: baseEnv({}), timeoutMs: 60_000 });
     expect(tar.code).toBe(0);
-    const inTar = tar.stdout.split('\n').filter((l) => l && !l.endsWith('/')).map((l) => l.replace(/^package\//, '')).sort();
+    const inTar = tar.stdout
+      .split('\n')
+      .filter((l) => l && !l.endsWith('/'))
+      .map((l) => l.replace(/^package\//, ''))
+      .sort();
     expect(inTar).toEqual(paths);
   });
 
   it('ships the LICENSE, both prebuilds, fresh dist with types, the sources to rebuild, and no maps or tests', () => {
     const paths = new Set(listed.map((f) => f.path));
-    for (const p of ['LICENSE', 'README.md', `${PREBUILDS}/sevkit.glibc.node`, `${PREBUILDS}/sevkit_sim_preload.so`, 'dist/index.js', 'dist/index.d.ts', 'dist/cli/sevkit.js', 'binding.gyp', 'native/sim/sev_preload.c']) {
+    for (const p of [
+      'LICENSE',
+      'README.md',
+      `${PREBUILDS}/sevkit.glibc.node`,
+      `${PREBUILDS}/sevkit_sim_preload.so`,
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist/cli/sevkit.js',
+      'binding.gyp',
+      'native/sim/sev_preload.c',
+    ]) {
       expect(paths, p).toContain(p);
     }
     expect([...paths].filter((p) => /\.map$|\.test\.|(^|\/)test\/|CMakeLists\.txt|\.ts$/.test(p) && !p.endsWith('.d.ts'))).toEqual([]);
@@ -131,7 +167,7 @@ describe('npm pack', () => {
     expect([...paths].filter((p) => p.startsWith('dist/') && p.endsWith('.js') && !libModules.includes(p))).toEqual([]);
   });
 
-  it("resolves every relative link in the README to a shipped file", () => {
+  it('resolves every relative link in the README to a shipped file', () => {
     const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
     const links = [...readme.matchAll(/\]\(([^)#\s]+)(#[^)]*)?\)/g)].map((m) => m[1]!).filter((l) => !/^[a-z]+:/i.test(l));
     expect(links.length).toBeGreaterThan(0);
@@ -158,11 +194,15 @@ describe('npm install of the tarball with no compiler on PATH', () => {
   });
 
   it('runs `sevkit sim -- sevkit show version` from node_modules/.bin', { timeout: 180_000 }, async () => {
-    const r = await runCommand(path.join(app, 'node_modules', '.bin', 'sevkit'), ['sim', '--state', path.join(work, 'sim-state'), '--', 'sevkit', 'show', 'version'], {
-      cwd: app,
-      env: appEnv,
-      timeoutMs: 170_000,
-    });
+    const r = await runCommand(
+      path.join(app, 'node_modules', '.bin', 'sevkit'),
+      ['sim', '--state', path.join(work, 'sim-state'), '--', 'sevkit', 'show', 'version'],
+      {
+        cwd: app,
+        env: appEnv,
+        timeoutMs: 170_000,
+      },
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
     expect(r.stderr).toMatch(/SIMULATED/);
@@ -178,7 +218,10 @@ describe('npm install of the tarball with no compiler on PATH', () => {
     expect(esm.stdout.trim()).toBe('function function function');
     const cjs = await runCommand(
       'node',
-      ['-e', "const m = require('sevkit'); console.log(typeof m.SevPlatform, require('node-gyp-build').path(require('path').dirname(require.resolve('sevkit/package.json'))));"],
+      [
+        '-e',
+        "const m = require('sevkit'); console.log(typeof m.SevPlatform, require('node-gyp-build').path(require('path').dirname(require.resolve('sevkit/package.json'))));",
+      ],
       { cwd: app, env: appEnv, timeoutMs: 60_000 },
     );
     expect(cjs.code, cjs.stderr).toBe(0);
@@ -199,7 +242,11 @@ export type Api = [typeof verifyChain, typeof createSession, typeof startCrnServ
 `;
 
 const SETTINGS: { name: string; type?: 'module'; file: string; compilerOptions: Record<string, unknown> }[] = [
-  { name: 'commonjs + node10, no esModuleInterop', file: 'index.ts', compilerOptions: { module: 'commonjs', moduleResolution: 'node10', esModuleInterop: false } },
+  {
+    name: 'commonjs + node10, no esModuleInterop',
+    file: 'index.ts',
+    compilerOptions: { module: 'commonjs', moduleResolution: 'node10', esModuleInterop: false },
+  },
   { name: 'NodeNext (ESM consumer)', type: 'module', file: 'index.ts', compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext' } },
   { name: 'NodeNext (CommonJS consumer, require(esm))', file: 'index.cts', compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext' } },
   { name: 'bundler', type: 'module', file: 'index.ts', compilerOptions: { module: 'ESNext', moduleResolution: 'bundler' } },
@@ -217,9 +264,16 @@ describe('the shipped types', () => {
     fs.mkdirSync(dir);
     if (type) fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ type }));
     fs.writeFileSync(path.join(dir, file), CONSUMER);
-    const tsconfig = { compilerOptions: { target: 'ES2022', strict: true, noEmit: true, skipLibCheck: false, types: ['node'], ...compilerOptions }, files: [file] };
+    const tsconfig = {
+      compilerOptions: { target: 'ES2022', strict: true, noEmit: true, skipLibCheck: false, types: ['node'], ...compilerOptions },
+      files: [file],
+    };
     fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify(tsconfig, null, 2));
-    const r = await runCommand(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { cwd: dir, env: appEnv, timeoutMs: 280_000 });
+    const r = await runCommand(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], {
+      cwd: dir,
+      env: appEnv,
+      timeoutMs: 280_000,
+    });
     expect(r.code, r.stdout + r.stderr).toBe(0);
   });
 });

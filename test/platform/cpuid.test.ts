@@ -25,7 +25,20 @@ describe('CPUID file (SEVKIT_CPUID)', () => {
     const fx = fixture();
     const info = await sevCpuInfo({ file: fx.cpuidFile });
     expect(info.source).toBe('file');
-    expect(info).toMatchObject({ sme: true, sev: true, sevEs: true, snp: true, vmpl: true, cbitpos: 51, reducedPhysBits: 1, numVmpls: 4, maxAsids: 1006, minSevAsid: 100, sevAsids: 907, sevEsAsids: 99 });
+    expect(info).toMatchObject({
+      sme: true,
+      sev: true,
+      sevEs: true,
+      snp: true,
+      vmpl: true,
+      cbitpos: 51,
+      reducedPhysBits: 1,
+      numVmpls: 4,
+      maxAsids: 1006,
+      minSevAsid: 100,
+      sevAsids: 907,
+      sevEsAsids: 99,
+    });
   });
 
   it('reads the file option; the CLI reads SEVKIT_CPUID and passes it (the library ignores it)', async () => {
@@ -72,7 +85,21 @@ describe('CPUID file (SEVKIT_CPUID)', () => {
 describe('decoding', () => {
   it('decodes 0x8000001F fields per kernel-qemu.md §4.3', () => {
     const d = decodeSevLeaf([0b10110, 47 | (5 << 6) | (1 << 12), 509, 1]);
-    expect(d).toMatchObject({ sme: false, sev: true, pageFlush: true, sevEs: false, snp: true, vmpl: false, cbitpos: 47, reducedPhysBits: 5, numVmpls: 1, maxAsids: 509, minSevAsid: 1, sevAsids: 509, sevEsAsids: 0 });
+    expect(d).toMatchObject({
+      sme: false,
+      sev: true,
+      pageFlush: true,
+      sevEs: false,
+      snp: true,
+      vmpl: false,
+      cbitpos: 47,
+      reducedPhysBits: 5,
+      numVmpls: 1,
+      maxAsids: 509,
+      minSevAsid: 1,
+      sevAsids: 509,
+      sevEsAsids: 0,
+    });
   });
 
   it('counts no SEV ASIDs when the minimum exceeds the maximum', () => {
@@ -90,7 +117,10 @@ describe('decoding', () => {
   });
 
   it('guards against out-of-range leaves only for real CPUID', () => {
-    const m = new Map([['0x80000000:0', [0x80000008, 0, 0, 0] as const], ['0x8000001f:0', [0xf, 51, 1, 1] as const]]);
+    const m = new Map([
+      ['0x80000000:0', [0x80000008, 0, 0, 0] as const],
+      ['0x8000001f:0', [0xf, 51, 1, 1] as const],
+    ]);
     expect(sevLeaf(mapCpuid(m, 'native')).sev).toBe(false);
     expect(sevLeaf(mapCpuid(m, 'file')).sev).toBe(true);
   });

@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  SEV_STRUCTS,
-  decodePlatformStatus,
-  decodeSnpPlatformStatus,
-  encodePlatformStatus,
-  encodeSnpConfig,
-} from '../../lib/platform/layout.js';
+import { SEV_STRUCTS, decodePlatformStatus, decodeSnpPlatformStatus, encodePlatformStatus, encodeSnpConfig } from '../../lib/platform/layout.js';
 import { SevError } from '../../lib/platform/errors.js';
 
 describe('PLATFORM_STATUS decoding (struct sev_user_data_status)', () => {

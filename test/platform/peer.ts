@@ -30,7 +30,21 @@ export type PlatformLike = Pick<
   | 'snpSetConfig'
 >;
 
-const METHODS = ['status', 'statusRaw', 'exportCerts', 'pekGen', 'pdhGen', 'pekCsr', 'pekCertImport', 'factoryReset', 'getId', 'getIdInfo', 'snpPlatformStatus', 'snpCommit', 'snpSetConfig'] as const;
+const METHODS = [
+  'status',
+  'statusRaw',
+  'exportCerts',
+  'pekGen',
+  'pdhGen',
+  'pekCsr',
+  'pekCertImport',
+  'factoryReset',
+  'getId',
+  'getIdInfo',
+  'snpPlatformStatus',
+  'snpCommit',
+  'snpSetConfig',
+] as const;
 
 /** A SevError rebuilt from the child's fields; `remoteIsSevError` says the child really threw a SevError. */
 export class RemoteSevError extends SevError {
@@ -76,7 +90,8 @@ export async function startPrivateSim(device: string, opts: object = {}): Promis
     else {
       const e = r.error!;
       const info: SevErrorInfo = { code: String(e.code), message: String(e.message) };
-      for (const k of ['errno', 'syscall', 'path', 'command', 'fwStatus', 'detail'] as const) if (e[k] !== undefined && e[k] !== null) (info as unknown as Record<string, unknown>)[k] = e[k];
+      for (const k of ['errno', 'syscall', 'path', 'command', 'fwStatus', 'detail'] as const)
+        if (e[k] !== undefined && e[k] !== null) (info as unknown as Record<string, unknown>)[k] = e[k];
       p.reject(new RemoteSevError(info, e.isSevError === true));
     }
   });

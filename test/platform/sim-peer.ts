@@ -27,7 +27,19 @@ rl.on('line', (line) => {
       (value) => process.stdout.write(`${encode({ id: req.id, ok: true, value })}\n`),
       (e: unknown) => {
         const err = e as SevError;
-        const fields = { isSevError: e instanceof SevError, name: err.name, message: err.message, code: err.code, errno: err.errno, syscall: err.syscall, path: err.path, command: err.command, fwStatus: err.fwStatus, fwStatusName: err.fwStatusName, detail: err.detail };
+        const fields = {
+          isSevError: e instanceof SevError,
+          name: err.name,
+          message: err.message,
+          code: err.code,
+          errno: err.errno,
+          syscall: err.syscall,
+          path: err.path,
+          command: err.command,
+          fwStatus: err.fwStatus,
+          fwStatusName: err.fwStatusName,
+          detail: err.detail,
+        };
         process.stdout.write(`${encode({ id: req.id, ok: false, error: fields })}\n`);
       },
     );

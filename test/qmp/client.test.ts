@@ -3,15 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import net from 'node:net';
-import {
-  QmpClient,
-  QmpCommandError,
-  QmpConnectError,
-  QmpDisconnectedError,
-  QmpProtocolError,
-  QmpTimeoutError,
-  waitForQmp,
-} from '../../lib/qmp/index.js';
+import { QmpClient, QmpCommandError, QmpConnectError, QmpDisconnectedError, QmpProtocolError, QmpTimeoutError, waitForQmp } from '../../lib/qmp/index.js';
 import { startFakeQmp, type FakeServer } from './fake-server.js';
 
 let server: FakeServer | undefined;
@@ -191,7 +183,8 @@ describe('QmpClient against hostile peers', () => {
     let slowId: unknown;
     server = await startFakeQmp({
       onCommand: (conn, msg) => {
-        if (msg.execute === 'slow') slowId = msg.id; // answered only when 'fast' comes, after the deadline
+        if (msg.execute === 'slow')
+          slowId = msg.id; // answered only when 'fast' comes, after the deadline
         else if (msg.execute === 'fast') {
           conn.send({ return: { late: 1 }, id: slowId });
           conn.send({ return: { ok: 1 }, id: msg.id });
@@ -298,13 +291,15 @@ describe('waitForQmp', () => {
     const pending = waitForQmp(p, { timeoutMs: 5000 });
     let srv: net.Server | undefined;
     setTimeout(() => {
-      srv = net.createServer((s) => {
-        s.write(`${JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: '' }, capabilities: [] } })}\n`);
-        s.on('data', (d) => {
-          const m = JSON.parse(d.toString());
-          s.write(`${JSON.stringify({ return: {}, id: m.id })}\n`);
-        });
-      }).listen(p);
+      srv = net
+        .createServer((s) => {
+          s.write(`${JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: '' }, capabilities: [] } })}\n`);
+          s.on('data', (d) => {
+            const m = JSON.parse(d.toString());
+            s.write(`${JSON.stringify({ return: {}, id: m.id })}\n`);
+          });
+        })
+        .listen(p);
     }, 150);
     client = await pending;
     expect(client.closed).toBe(false);

@@ -22,7 +22,6 @@ async function exportedPek(c: SimClient) {
   return decodeSevCert(certChain.subarray(0, 0x824), { name: 'PEK' });
 }
 
-
 describe('ATTESTATION in the simulated firmware', () => {
   it('reports mnonce, the measured launch digest and the policy, signed with the exported PEK', async () => {
     const c = await client();
@@ -49,7 +48,11 @@ describe('ATTESTATION in the simulated firmware', () => {
     // The same digest is what the owner's TIK-keyed measurement covers.
     const api = await c.api();
     const m = parseMeasurementBlob(blob);
-    expect(computeMeasure({ digest: rep.launchDigest, mnonce: m.mnonce, tik: s.tik, apiMajor: api.major, apiMinor: api.minor, build: api.build, policy }).equals(m.measure)).toBe(true);
+    expect(
+      computeMeasure({ digest: rep.launchDigest, mnonce: m.mnonce, tik: s.tik, apiMajor: api.major, apiMinor: api.minor, build: api.build, policy }).equals(
+        m.measure,
+      ),
+    ).toBe(true);
 
     // Any change to the signed part (mnonce, digest, policy) or to the signature breaks it.
     for (const off of [0x00, 0x1f, 0x30, 0x40, 0x88 + 10]) {
@@ -94,7 +97,10 @@ describe('ATTESTATION in the simulated firmware', () => {
     await c.launchUpdateData(h, Buffer.alloc(16));
     await c.launchMeasure(h);
     for (const n of [15, 17, 0]) {
-      await expect(c.attestation(h, Buffer.alloc(n))).rejects.toMatchObject({ fwStatus: Ret.INVALID_PARAM, message: `ATTESTATION mnonce has ${n} bytes, expected 16` });
+      await expect(c.attestation(h, Buffer.alloc(n))).rejects.toMatchObject({
+        fwStatus: Ret.INVALID_PARAM,
+        message: `ATTESTATION mnonce has ${n} bytes, expected 16`,
+      });
     }
     await expect(c.request('attestation', { handle: h, mnonce: '!!not base64!!' })).rejects.toMatchObject({ fwStatus: Ret.INVALID_PARAM });
     await expect(c.request('attestation', { handle: h })).rejects.toMatchObject({ fwStatus: Ret.INVALID_PARAM });

@@ -30,7 +30,11 @@ describe('PEK_CERT_IMPORT', () => {
     const p = freshPlatform();
     const before = exportCerts(p).pdh;
     const key = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
-    const oca = signSevCert(createSevCert({ usage: Usage.OCA, publicKey: crypto.createPublicKey(key) }), 1, { signerUsage: Usage.OCA, signerAlgo: Algo.ECDSA_SHA256, privateKey: key });
+    const oca = signSevCert(createSevCert({ usage: Usage.OCA, publicKey: crypto.createPublicKey(key) }), 1, {
+      signerUsage: Usage.OCA,
+      signerAlgo: Algo.ECDSA_SHA256,
+      privateKey: key,
+    });
     const signed = signSevCert(csr(p), 'first-empty', { signerUsage: Usage.OCA, signerAlgo: Algo.ECDSA_SHA256, privateKey: key });
     expect(issue(p, Cmd.PEK_CERT_IMPORT, { struct: Buffer.alloc(24), blobs: [encodeSevCert(signed), encodeSevCert(oca)] }).errno).toBe(0);
     const { pdh, chain } = exportCerts(p);
@@ -147,11 +151,13 @@ describe('guest firmware: what the owner side refuses, the firmware refuses', ()
     const { s, handle, blob } = launched(p);
     const pkt = buildSecret({ tek: s.tek, tik: s.tik, measurement: blob, plaintext: Buffer.alloc(20, 7) });
     expect(pkt.payload.length).toBe(20);
-    const r = guestOp(p, 'launchSecret', { handle, header: pkt.header.toString('base64'), payload: pkt.payload.toString('base64'), gpa: 0 }) as { plaintext: string };
+    const r = guestOp(p, 'launchSecret', { handle, header: pkt.header.toString('base64'), payload: pkt.payload.toString('base64'), gpa: 0 }) as {
+      plaintext: string;
+    };
     expect(Buffer.from(r.plaintext, 'base64').equals(Buffer.alloc(20, 7))).toBe(true);
   });
 
-  it('a GODH with non-zero bytes past a coordinate\'s 48 is INVALID_CERTIFICATE', () => {
+  it("a GODH with non-zero bytes past a coordinate's 48 is INVALID_CERTIFICATE", () => {
     const p = freshPlatform();
     const s = createSession(exportCerts(p).pdh, 1);
     for (const off of [0x14 + 48, 0x14 + 71, 0x5c + 48]) {

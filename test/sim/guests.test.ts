@@ -18,7 +18,6 @@ import { freshPlatform, privateDaemon, status } from './helpers.js';
 const sim = privateDaemon();
 const client = sim.client;
 
-
 describe('guest launch over SimClient', () => {
   it('session → update → measure → secret → finish, verified on the owner side', async () => {
     const c = await client();
@@ -46,7 +45,10 @@ describe('guest launch over SimClient', () => {
 
     // A secret MACed against another measurement is refused with BAD_MEASUREMENT.
     const wrong = buildSecret({ tek: s.tek, tik: s.tik, measurement: crypto.randomBytes(48), plaintext: secret });
-    await expect(c.launchSecret(handle, wrong.header, wrong.payload, 0x810000)).rejects.toMatchObject({ fwStatus: Ret.BAD_MEASUREMENT, fwStatusName: 'BAD_MEASUREMENT' });
+    await expect(c.launchSecret(handle, wrong.header, wrong.payload, 0x810000)).rejects.toMatchObject({
+      fwStatus: Ret.BAD_MEASUREMENT,
+      fwStatusName: 'BAD_MEASUREMENT',
+    });
 
     await c.launchFinish(handle);
     await expect(c.launchFinish(handle)).rejects.toMatchObject({ fwStatus: Ret.INVALID_GUEST_STATE });
@@ -144,7 +146,9 @@ describe('LAUNCH_UPDATE_DATA of a file the daemon reads (launchUpdateFile)', () 
       return { measure, mnonce, tik: s.tik };
     };
     const expectDigest = (m: { measure: Buffer; mnonce: Buffer; tik: Buffer }, digest: Buffer) =>
-      expect(m.measure.equals(computeMeasure({ digest, mnonce: m.mnonce, tik: m.tik, apiMajor: api.major, apiMinor: api.minor, build: api.build, policy: 1 }))).toBe(true);
+      expect(
+        m.measure.equals(computeMeasure({ digest, mnonce: m.mnonce, tik: m.tik, apiMajor: api.major, apiMinor: api.minor, build: api.build, policy: 1 })),
+      ).toBe(true);
     try {
       const a = crypto.randomBytes(8192);
       fs.writeFileSync(file, a);
@@ -154,9 +158,15 @@ describe('LAUNCH_UPDATE_DATA of a file the daemon reads (launchUpdateFile)', () 
       }
       // File then more data: both measured, in order.
       const extra = crypto.randomBytes(32);
-      expectDigest(await measureOf(async (h) => (await c.launchUpdateFile(h, file), await c.launchUpdateData(h, extra))), crypto.createHash('sha256').update(a).update(extra).digest());
+      expectDigest(
+        await measureOf(async (h) => (await c.launchUpdateFile(h, file), await c.launchUpdateData(h, extra))),
+        crypto.createHash('sha256').update(a).update(extra).digest(),
+      );
       // Data then the file: the cached digest cannot start it, the bytes are appended.
-      expectDigest(await measureOf(async (h) => (await c.launchUpdateData(h, extra), await c.launchUpdateFile(h, file))), crypto.createHash('sha256').update(extra).update(a).digest());
+      expectDigest(
+        await measureOf(async (h) => (await c.launchUpdateData(h, extra), await c.launchUpdateFile(h, file))),
+        crypto.createHash('sha256').update(extra).update(a).digest(),
+      );
       // Rewritten in place (same size): the new content is measured.
       const b = crypto.randomBytes(8192);
       fs.writeFileSync(file, b);

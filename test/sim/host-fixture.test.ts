@@ -12,7 +12,18 @@ describe('host fixture = the layout documented in lib/host/fs.ts (the simulator 
   it('writes every documented path with the documented contents', () => {
     const fx = fixture();
     const hfs = new HostFs(fx.root);
-    for (const p of [HOST_PATHS.kvmAmdModule, HOST_PATHS.kvmAmdSev, HOST_PATHS.kvmAmdSevEs, HOST_PATHS.kvmAmdSevSnp, HOST_PATHS.devSev, HOST_PATHS.devKvm, HOST_PATHS.msrCpu0, HOST_PATHS.limits, HOST_PATHS.cmdline, HOST_PATHS.osrelease]) {
+    for (const p of [
+      HOST_PATHS.kvmAmdModule,
+      HOST_PATHS.kvmAmdSev,
+      HOST_PATHS.kvmAmdSevEs,
+      HOST_PATHS.kvmAmdSevSnp,
+      HOST_PATHS.devSev,
+      HOST_PATHS.devKvm,
+      HOST_PATHS.msrCpu0,
+      HOST_PATHS.limits,
+      HOST_PATHS.cmdline,
+      HOST_PATHS.osrelease,
+    ]) {
       expect(hfs.exists(p), p).toBe(true);
     }
     expect(fs.readFileSync(hfs.resolve(HOST_PATHS.kvmAmdSev), 'utf8')).toBe('Y\n');

@@ -13,9 +13,7 @@ import { guestOp } from '../../lib/sim/guests.js';
 import { Ret as RetTable } from '../../lib/sim/uapi.js';
 import { Usage, Algo } from '../../lib/certs/constants.js';
 import { createSevCert, signSevCert, decodeSevCert, encodeSevCert } from '../../lib/certs/sev-cert.js';
-import {
-  ADDR_A, ADDR_B, Cmd, Errno, Ret, addrLen, cleanupDirs, exportCerts, exportStruct, freshPlatform, issue, status, tmpDir,
-} from './helpers.js';
+import { ADDR_A, ADDR_B, Cmd, Errno, Ret, addrLen, cleanupDirs, exportCerts, exportStruct, freshPlatform, issue, status, tmpDir } from './helpers.js';
 import { ecSigns, keyMatchesCert } from './independent.js';
 
 afterAll(cleanupDirs);
@@ -35,7 +33,12 @@ describe('PLATFORM_STATUS', () => {
 describe('PDH_CERT_EXPORT length probe', () => {
   it('a zero query answers INVALID_LEN with 2084/6252 and copies no blob', () => {
     const p = freshPlatform();
-    for (const s of [exportStruct(0n, 0, 0n, 0), exportStruct(ADDR_A, 0, ADDR_B, 6252), exportStruct(ADDR_A, 2084, 0n, 6252), exportStruct(0n, 2084, ADDR_B, 6252)]) {
+    for (const s of [
+      exportStruct(0n, 0, 0n, 0),
+      exportStruct(ADDR_A, 0, ADDR_B, 6252),
+      exportStruct(ADDR_A, 2084, 0n, 6252),
+      exportStruct(0n, 2084, ADDR_B, 6252),
+    ]) {
       const r = issue(p, Cmd.PDH_CERT_EXPORT, { writable: false, struct: s });
       expect(r.errno).toBe(Errno.EIO);
       expect(r.fwError).toBe(Ret.INVALID_LEN);
@@ -188,7 +191,11 @@ describe('ownership: PEK_CSR and PEK_CERT_IMPORT', () => {
 
   function ownerOca() {
     const key = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
-    const oca = signSevCert(createSevCert({ usage: Usage.OCA, publicKey: crypto.createPublicKey(key) }), 1, { signerUsage: Usage.OCA, signerAlgo: Algo.ECDSA_SHA256, privateKey: key });
+    const oca = signSevCert(createSevCert({ usage: Usage.OCA, publicKey: crypto.createPublicKey(key) }), 1, {
+      signerUsage: Usage.OCA,
+      signerAlgo: Algo.ECDSA_SHA256,
+      privateKey: key,
+    });
     return { key, oca };
   }
 
@@ -236,7 +243,11 @@ describe('ownership: PEK_CSR and PEK_CERT_IMPORT', () => {
     expect(bad.errno).toBe(Errno.EIO);
     expect(bad.fwError).toBe(Ret.BAD_SIGNATURE);
     const foreignKey = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
-    const foreign = signSevCert(createSevCert({ usage: Usage.PEK, publicKey: crypto.createPublicKey(foreignKey) }), 1, { signerUsage: Usage.OCA, signerAlgo: Algo.ECDSA_SHA256, privateKey: other.key });
+    const foreign = signSevCert(createSevCert({ usage: Usage.PEK, publicKey: crypto.createPublicKey(foreignKey) }), 1, {
+      signerUsage: Usage.OCA,
+      signerAlgo: Algo.ECDSA_SHA256,
+      privateKey: other.key,
+    });
     const inv = issue(p, Cmd.PEK_CERT_IMPORT, { struct: Buffer.alloc(24), blobs: [encodeSevCert(foreign), encodeSevCert(other.oca)] });
     expect(inv.fwError).toBe(Ret.INVALID_CERTIFICATE);
     expect(issue(p, Cmd.PEK_CERT_IMPORT, { struct: Buffer.alloc(24), blobs: [null, encodeSevCert(oca)] }).errno).toBe(Errno.EINVAL);
@@ -369,7 +380,20 @@ describe('fault injection', () => {
 });
 
 describe('state dir and determinism', () => {
-  const files = ['ark.cert', 'ask.cert', 'cek.cert', 'oca.cert', 'pek.cert', 'pdh.cert', 'ark.key.pem', 'ask.key.pem', 'cek.key.pem', 'oca.key.pem', 'pek.key.pem', 'pdh.key.pem'];
+  const files = [
+    'ark.cert',
+    'ask.cert',
+    'cek.cert',
+    'oca.cert',
+    'pek.cert',
+    'pdh.cert',
+    'ark.key.pem',
+    'ask.key.pem',
+    'cek.key.pem',
+    'oca.key.pem',
+    'pek.key.pem',
+    'pdh.key.pem',
+  ];
 
   it('holds PKCS#8 PEM keys (0600) and raw certs; each key matches its cert', () => {
     const p = freshPlatform();
@@ -477,8 +501,11 @@ describe('deterministic derivation (uncached)', () => {
 });
 
 describe('guest capacity per simulated product', () => {
-  it("an EPYC 9004 (default) holds 1006 guests, a Rome 509: the next allocation is RESOURCE_LIMIT, a freed slot is reusable", () => {
-    for (const [product, asids] of [['genoa', 1006], ['rome', 509]] as const) {
+  it('an EPYC 9004 (default) holds 1006 guests, a Rome 509: the next allocation is RESOURCE_LIMIT, a freed slot is reusable', () => {
+    for (const [product, asids] of [
+      ['genoa', 1006],
+      ['rome', 509],
+    ] as const) {
       const p = freshPlatform(product === 'genoa' ? {} : { product });
       expect(p.product).toBe(product);
       const handles: number[] = [];

@@ -95,16 +95,27 @@ describe.skipIf(skipReason)('acceptance: sevkit sim -- sevkit ...', () => {
     expect(bad.stderr).toMatch(/is a directory/);
   });
 
-  it('sim ca OUT inside a running simulator writes that simulator\'s roots, not the default state\'s', async () => {
+  it("sim ca OUT inside a running simulator writes that simulator's roots, not the default state's", async () => {
     const out = path.join(state, 'nested-ca.cert');
     const r = await runCli(['sim', 'ca', out], { env: { SEVKIT_SIM_STATE: state, XDG_CACHE_HOME: path.join(state, 'no-default-cache') } });
     expect(r.code).toBe(0);
-    expect(fs.readFileSync(out).equals(Buffer.concat([fs.readFileSync(path.join(state, 'ask.cert')), fs.readFileSync(path.join(state, 'ark.cert'))]))).toBe(true);
+    expect(fs.readFileSync(out).equals(Buffer.concat([fs.readFileSync(path.join(state, 'ask.cert')), fs.readFileSync(path.join(state, 'ark.cert'))]))).toBe(
+      true,
+    );
     expect(fs.existsSync(path.join(state, 'no-default-cache', 'sevkit', 'sim'))).toBe(false);
   });
 
   it('passes through the exit code and the simulator environment; 127 for a missing command; usage errors', async () => {
-    const r = await runCli(['sim', '--state', state, '-q', '--', 'sh', '-c', 'test -n "$SEVKIT_SIM_SOCKET" && test -f "$SEVKIT_CPUID" && test -d "$SEVKIT_HOST_ROOT/sys/module/kvm_amd" && command -v qemu-system-x86_64 | grep -q "$SEVKIT_SIM_STATE/bin" && exit 7']);
+    const r = await runCli([
+      'sim',
+      '--state',
+      state,
+      '-q',
+      '--',
+      'sh',
+      '-c',
+      'test -n "$SEVKIT_SIM_SOCKET" && test -f "$SEVKIT_CPUID" && test -d "$SEVKIT_HOST_ROOT/sys/module/kvm_amd" && command -v qemu-system-x86_64 | grep -q "$SEVKIT_SIM_STATE/bin" && exit 7',
+    ]);
     expect(r.code).toBe(7);
     const missing = await runCli(['sim', '--state', state, '-q', '--', 'no-such-command-sevkit']);
     expect(missing.code).toBe(127);
@@ -302,8 +313,7 @@ const gcc = spawnSync('gcc', ['--version']).status === 0;
 
 describe.skipIf(skipReason || !gcc)('the shim from C (shim_probe)', () => {
   const bin = path.join(tmpDir(), 'shim_probe');
-  const run = (args: string[]) =>
-    execFileSync(bin, args, { env: { ...process.env, LD_PRELOAD: shim! }, encoding: 'utf8', timeout: 30_000 }).trim();
+  const run = (args: string[]) => execFileSync(bin, args, { env: { ...process.env, LD_PRELOAD: shim! }, encoding: 'utf8', timeout: 30_000 }).trim();
 
   it('builds', () => {
     execFileSync('gcc', ['-O1', '-Wall', '-Wextra', '-Werror', '-o', bin, path.join(ROOT, 'native/sim/test/shim_probe.c'), '-lpthread']);
@@ -336,7 +346,8 @@ describe.skipIf(skipReason || !gcc)('the shim from C (shim_probe)', () => {
       let n = 0;
       s.on('data', () => {
         n++;
-        if (n === 1) s.write(Buffer.from([4, 0, 0, 0, 0, 0, 0, 0])); // OPEN accepted
+        if (n === 1)
+          s.write(Buffer.from([4, 0, 0, 0, 0, 0, 0, 0])); // OPEN accepted
         else s.write(n === 2 ? first : statusReply());
       });
       s.on('error', () => {});

@@ -65,10 +65,14 @@ describe.skipIf(skip)('a C client of /dev/sev-guest under the simulator', () => 
     expect(r.code).toBe(0);
   }, 180_000);
 
-  it.skipIf(!valgrind)('and under valgrind memcheck: no memory errors in the shim', async () => {
-    const r = await run('valgrind', ['--tool=memcheck', '--error-exitcode=99', '--num-callers=30', binary], sim.env);
-    expect(r.out).toMatch(/^\d+ checks, 0 failed$/m);
-    expect(r.out).toMatch(/ERROR SUMMARY: 0 errors/);
-    expect(r.code).toBe(0);
-  }, 180_000);
+  it.skipIf(!valgrind)(
+    'and under valgrind memcheck: no memory errors in the shim',
+    async () => {
+      const r = await run('valgrind', ['--tool=memcheck', '--error-exitcode=99', '--num-callers=30', binary], sim.env);
+      expect(r.out).toMatch(/^\d+ checks, 0 failed$/m);
+      expect(r.out).toMatch(/ERROR SUMMARY: 0 errors/);
+      expect(r.code).toBe(0);
+    },
+    180_000,
+  );
 });

@@ -17,17 +17,38 @@ const AMDSEV_SUFFIX = path.join(VECTORS, 'sev-snp-measure/ovmf_AmdSev_suffix.bin
 const REAL_QEMU = '/usr/bin/qemu-system-x86_64';
 const DEBIAN_OVMF = '/usr/share/ovmf/OVMF.fd';
 const V91 = { qemuVersion: '9.1.0' };
-const snpArgs = (obj: string, extra: string[] = []) => ['-object', obj, '-machine', 'q35,confidential-guest-support=sev0,memory-backend=ram1', '-object', 'memory-backend-memfd,id=ram1,size=512M,share=true', '-bios', '/fw.fd', ...extra];
+const snpArgs = (obj: string, extra: string[] = []) => [
+  '-object',
+  obj,
+  '-machine',
+  'q35,confidential-guest-support=sev0,memory-backend=ram1',
+  '-object',
+  'memory-backend-memfd,id=ram1,size=512M,share=true',
+  '-bios',
+  '/fw.fd',
+  ...extra,
+];
 
 describe('sev-snp-guest as the wrapper reads it', () => {
   it('takes every QEMU 9.1 property', () => {
     const idBlock = Buffer.alloc(96, 1).toString('base64');
     const p = parseQemuArgs(
-      snpArgs(`sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on,policy=0x70000,id-block=${idBlock},id-auth=${Buffer.alloc(100, 2).toString('base64')},author-key-enabled=on,host-data=${Buffer.alloc(32, 3).toString('base64')},guest-visible-workarounds=${Buffer.alloc(16).toString('base64')},vcek-disabled=on,sev-device=/dev/sev`),
+      snpArgs(
+        `sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on,policy=0x70000,id-block=${idBlock},id-auth=${Buffer.alloc(100, 2).toString('base64')},author-key-enabled=on,host-data=${Buffer.alloc(32, 3).toString('base64')},guest-visible-workarounds=${Buffer.alloc(16).toString('base64')},vcek-disabled=on,sev-device=/dev/sev`,
+      ),
       V91,
     );
     expect(p.sev).toBeUndefined();
-    expect(p.snp).toMatchObject({ id: 'sev0', policy: 0x70000n, cbitpos: 51, reducedPhysBits: 1, kernelHashes: true, authorKeyEnabled: true, vcekDisabled: true, sevDevice: '/dev/sev' });
+    expect(p.snp).toMatchObject({
+      id: 'sev0',
+      policy: 0x70000n,
+      cbitpos: 51,
+      reducedPhysBits: 1,
+      kernelHashes: true,
+      authorKeyEnabled: true,
+      vcekDisabled: true,
+      sevDevice: '/dev/sev',
+    });
     expect(p.snp!.idBlock).toEqual(Buffer.alloc(96, 1));
     // KVM copies a whole page: the short id-auth is zero-padded to 4096.
     expect(p.snp!.idAuth).toEqual(Buffer.concat([Buffer.alloc(100, 2), Buffer.alloc(3996)]));
@@ -43,7 +64,9 @@ describe('sev-snp-guest as the wrapper reads it', () => {
     expect(() => parseQemuArgs(snpArgs(`${obj},legacy-vm-type=on`), V91)).toThrow("Property 'sev-snp-guest.legacy-vm-type' not found");
     expect(() => parseQemuArgs(snpArgs('sev-snp-guest,id=sev0,cbitpos=51'), V91)).toThrow("Parameter 'reduced-phys-bits' is missing");
     expect(() => parseQemuArgs(snpArgs(`${obj},id-block=${Buffer.alloc(95).toString('base64')}`), V91)).toThrow('parameter length of 95 not equal to 96');
-    expect(() => parseQemuArgs(snpArgs(`${obj},id-auth=${Buffer.alloc(4097).toString('base64')}`), V91)).toThrow('parameter length:ID_AUTH 4097 exceeds max of 4096');
+    expect(() => parseQemuArgs(snpArgs(`${obj},id-auth=${Buffer.alloc(4097).toString('base64')}`), V91)).toThrow(
+      'parameter length:ID_AUTH 4097 exceeds max of 4096',
+    );
     expect(() => parseQemuArgs(snpArgs(`${obj},host-data=${Buffer.alloc(31).toString('base64')}`), V91)).toThrow('parameter length of 31 not equal to 32');
     expect(() => parseQemuArgs(snpArgs(`${obj},host-data=@@@@`), V91)).toThrow('Base64 data contains invalid characters');
     expect(() => parseQemuArgs(snpArgs(`${obj},policy=banana`), V91)).toThrow("Parameter 'policy' expects integer");
@@ -53,10 +76,24 @@ describe('sev-snp-guest as the wrapper reads it', () => {
   });
 
   it('rewrites for the real 7.2: no sev-snp-guest, no confidential-guest-support, a CPU model 7.2 knows; memfd and -bios kept', () => {
-    const p = parseQemuArgs([...snpArgs('sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1'), '-cpu', 'EPYC-v4', '-qmp', 'unix:/r/q.sock,server,nowait'], V91);
+    const p = parseQemuArgs(
+      [...snpArgs('sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1'), '-cpu', 'EPYC-v4', '-qmp', 'unix:/r/q.sock,server,nowait'],
+      V91,
+    );
     const out = rewriteForRealQemu(p, '/r/.real.sock', 'tcg');
     expect(out.join(' ')).not.toMatch(/sev-snp-guest|confidential-guest-support/);
-    expect(out).toEqual(['-machine', 'q35,memory-backend=ram1', '-object', 'memory-backend-memfd,id=ram1,size=512M,share=true', '-bios', '/fw.fd', '-cpu', 'EPYC-v3', '-qmp', 'unix:/r/.real.sock,server=on,wait=off']);
+    expect(out).toEqual([
+      '-machine',
+      'q35,memory-backend=ram1',
+      '-object',
+      'memory-backend-memfd,id=ram1,size=512M,share=true',
+      '-bios',
+      '/fw.fd',
+      '-cpu',
+      'EPYC-v3',
+      '-qmp',
+      'unix:/r/.real.sock,server=on,wait=off',
+    ]);
   });
 });
 
@@ -99,11 +136,23 @@ describe('SNP guests launched by the Supervisor on the simulator', () => {
     await expect(vm.qmpClient!.querySevLaunchMeasure()).rejects.toThrow('SEV launch measurement is not available');
     await expect(vm.qmpClient!.sevInjectLaunchSecret({ 'packet-header': 'AAAA', secret: 'AAAA' })).rejects.toThrow('SEV: Not in correct state. (LSECRET) 3');
     // The greeting is honest: the version played and what runs underneath.
-    expect(vm.qmpClient!.greeting.QMP.version).toEqual({ qemu: { major: 9, minor: 2, micro: 0 }, package: 'sevkit-sim (SIMULATED SEV/SEV-SNP part played as QEMU 9.2.0, no VM)' });
+    expect(vm.qmpClient!.greeting.QMP.version).toEqual({
+      qemu: { major: 9, minor: 2, micro: 0 },
+      package: 'sevkit-sim (SIMULATED SEV/SEV-SNP part played as QEMU 9.2.0, no VM)',
+    });
     const rec = JSON.parse(fs.readFileSync(record(name), 'utf8')) as SnpLaunchRecord;
     const want = computeSnpDigest({ firmware: fs.readFileSync(firmware), vcpus: 2, vcpuType: 'EPYC-v4', guestFeatures: 1n });
     expect(rec.measurement).toBe(want.digest.toString('hex'));
-    expect(rec).toMatchObject({ vcpus: 2, vcpuSig: '0x800f12', guestFeatures: '0x1', policy: '0x30000', hostData: hostData.toString('hex'), idKeyDigest: '0'.repeat(96), qemuVersion: '9.2.0', kernelHashes: false });
+    expect(rec).toMatchObject({
+      vcpus: 2,
+      vcpuSig: '0x800f12',
+      guestFeatures: '0x1',
+      policy: '0x30000',
+      hostData: hostData.toString('hex'),
+      idKeyDigest: '0'.repeat(96),
+      qemuVersion: '9.2.0',
+      kernelHashes: false,
+    });
     expect(rec.note).toMatch(/SIMULATED/);
     expect(fs.statSync(record(name)).mode & 0o777).toBe(0o600);
     // One more vCPU, another digest: the record is of this launch.
@@ -132,11 +181,23 @@ describe('SNP guests launched by the Supervisor on the simulator', () => {
       const vm = await sup.launch({ name, firmware, vcpus: 2, kernel, initrd, append, snp: { kernelHashes: true } });
       const rec = JSON.parse(fs.readFileSync(record(name), 'utf8')) as SnpLaunchRecord;
       const fwBytes = fs.readFileSync(firmware);
-      const want = computeSnpDigest({ firmware: fwBytes, vcpus: 2, vcpuType: 'EPYC-v4', kernel: { kernel: fs.readFileSync(kernel), initrd: fs.readFileSync(initrd), cmdline: append } });
+      const want = computeSnpDigest({
+        firmware: fwBytes,
+        vcpus: 2,
+        vcpuType: 'EPYC-v4',
+        kernel: { kernel: fs.readFileSync(kernel), initrd: fs.readFileSync(initrd), cmdline: append },
+      });
       expect(rec.kernelHashes).toBe(true);
       expect(rec.measurement).toBe(want.digest.toString('hex'));
       // Another cmdline is another measurement: the record is of what was loaded.
-      expect(computeSnpDigest({ firmware: fwBytes, vcpus: 2, vcpuType: 'EPYC-v4', kernel: { kernel: fs.readFileSync(kernel), initrd: fs.readFileSync(initrd), cmdline: `${append} ` } }).digest.toString('hex')).not.toBe(rec.measurement);
+      expect(
+        computeSnpDigest({
+          firmware: fwBytes,
+          vcpus: 2,
+          vcpuType: 'EPYC-v4',
+          kernel: { kernel: fs.readFileSync(kernel), initrd: fs.readFileSync(initrd), cmdline: `${append} ` },
+        }).digest.toString('hex'),
+      ).not.toBe(rec.measurement);
       await vm.stop({ timeoutMs: 20_000 });
     } finally {
       fs.rmSync(kernel, { force: true });
@@ -163,7 +224,7 @@ describe('SNP guests launched by the Supervisor on the simulator', () => {
     expect(fs.existsSync(record(name))).toBe(false);
   });
 
-  it("refuses a QEMU that plays 7.2 with one line, before starting anything", async () => {
+  it('refuses a QEMU that plays 7.2 with one line, before starting anything', async () => {
     const sup = new Supervisor({ qemu: sim.qemu, env: env({ SEVKIT_SIM_QEMU_VERSION: '' }), runRoot: root });
     const err = await sup.launch({ name: `old-${run}`, firmware, snp: {} }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(VmSnpError);
@@ -188,7 +249,13 @@ describe('SNP guests launched by the Supervisor on the simulator', () => {
     const name = `idb-${run}`;
     const vm = await sup.launch({ name, firmware, snp: { idBlock: good.idBlock, idAuth: good.idAuth, authorKeyEnabled: true } });
     const rec = JSON.parse(fs.readFileSync(record(name), 'utf8')) as SnpLaunchRecord;
-    expect(rec).toMatchObject({ idKeyDigest: good.idKeyDigest.toString('hex'), authorKeyDigest: good.authorKeyDigest!.toString('hex'), authorKeyEn: true, familyId: 'fa'.repeat(16), guestSvn: 7 });
+    expect(rec).toMatchObject({
+      idKeyDigest: good.idKeyDigest.toString('hex'),
+      authorKeyDigest: good.authorKeyDigest!.toString('hex'),
+      authorKeyEn: true,
+      familyId: 'fa'.repeat(16),
+      guestSvn: 7,
+    });
     await vm.stop({ timeoutMs: 20_000 });
 
     // Made for 2 vCPUs, launched with 1: the firmware's BAD_MEASUREMENT, and QEMU exits.
@@ -210,7 +277,18 @@ describe('SNP guests launched by the Supervisor on the simulator', () => {
     const idKey = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
     const b = createIdBlock({ ld, policy: 0x70000n }, idKey);
     const sock = path.join(root, 'pol.sock');
-    const args = ['-object', `sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000,id-block=${b.idBlock.toString('base64')},id-auth=${b.idAuth.toString('base64')}`, '-machine', 'q35,confidential-guest-support=sev0', '-cpu', 'EPYC-v4', '-bios', firmware, '-qmp', `unix:${sock},server,nowait`];
+    const args = [
+      '-object',
+      `sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x30000,id-block=${b.idBlock.toString('base64')},id-auth=${b.idAuth.toString('base64')}`,
+      '-machine',
+      'q35,confidential-guest-support=sev0',
+      '-cpu',
+      'EPYC-v4',
+      '-bios',
+      firmware,
+      '-qmp',
+      `unix:${sock},server,nowait`,
+    ];
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
       const c = spawn(sim.qemu, args, { env: env(), stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';

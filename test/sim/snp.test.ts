@@ -190,7 +190,7 @@ describe('the simulated sev-guest driver', () => {
     }
   });
 
-  it('a firmware error wipes that guest\'s VMPCK: every later request is ENOTTY; other guests go on', () => {
+  it("a firmware error wipes that guest's VMPCK: every later request is ENOTTY; other guests go on", () => {
     armFault(platform.stateDir, { cmd: 'SNP_GET_REPORT', fwStatus: 'INVALID_GUEST', tag: 'victim' });
     const hit = call(GuestIoctl.SNP_GET_REPORT, reportReq(), { tag: 'victim' });
     expect(hit.errno).toBe(5);
@@ -222,11 +222,17 @@ describe('the configfs-tsm tree', () => {
   it('refuses a VMPL below privlevel_floor, a foreign provider, and a racing writer', async () => {
     writeSnpGuestConfig(platform.stateDir, { vmplFloor: 2 });
     try {
-      await expect(tsmReport({ reportData: Buffer.alloc(64), vmpl: 1 }, { root: tree.root, io: tree })).rejects.toMatchObject({ code: 'ERR_SNP_TSM', field: 'privlevel' });
+      await expect(tsmReport({ reportData: Buffer.alloc(64), vmpl: 1 }, { root: tree.root, io: tree })).rejects.toMatchObject({
+        code: 'ERR_SNP_TSM',
+        field: 'privlevel',
+      });
     } finally {
       writeSnpGuestConfig(platform.stateDir, {});
     }
-    const foreign: TsmIo = { ...bind(tree), readFile: (p, max) => (p.endsWith('provider') ? Promise.resolve(Buffer.from('tdx_guest\n')) : tree.readFile(p, max)) };
+    const foreign: TsmIo = {
+      ...bind(tree),
+      readFile: (p, max) => (p.endsWith('provider') ? Promise.resolve(Buffer.from('tdx_guest\n')) : tree.readFile(p, max)),
+    };
     await expect(tsmReport({ reportData: Buffer.alloc(64), vmpl: 0 }, { root: tree.root, io: foreign })).rejects.toMatchObject({ field: 'provider' });
     // Someone else writes inblob between our write and our read: the generation tells.
     const racing: TsmIo = {
@@ -258,7 +264,13 @@ describe('the configfs-tsm tree', () => {
 });
 
 function bind(t: SimTsmTree): TsmIo {
-  return { isDir: (p) => t.isDir(p), mkdir: (p) => t.mkdir(p), rmdir: (p) => t.rmdir(p), readFile: (p, m) => t.readFile(p, m), writeFile: (p, d) => t.writeFile(p, d) };
+  return {
+    isDir: (p) => t.isDir(p),
+    mkdir: (p) => t.mkdir(p),
+    rmdir: (p) => t.rmdir(p),
+    readFile: (p, m) => t.readFile(p, m),
+    writeFile: (p, d) => t.writeFile(p, d),
+  };
 }
 
 describe('the loopback KDS stand-in', () => {
@@ -275,12 +287,15 @@ describe('the loopback KDS stand-in', () => {
     return { status: res.status, body: Buffer.from(await res.arrayBuffer()), type: res.headers.get('content-type') };
   };
 
-  it('serves the VCEK for the report\'s hwid and REPORTED_TCB (Turin: 8-byte hwid and fmcSPL), and 404s another chip', async () => {
+  it("serves the VCEK for the report's hwid and REPORTED_TCB (Turin: 8-byte hwid and fmcSPL), and 404s another chip", async () => {
     for (const product of ['Genoa', 'Turin'] as const) {
       writeSnpGuestConfig(platform.stateDir, { product });
       const r = parseReport(guest.report(Buffer.alloc(64), 0));
       const t = r.reportedTcb;
-      const hwid = r.chipId.subarray(0, product === 'Turin' ? 8 : 64).toString('hex').toUpperCase();
+      const hwid = r.chipId
+        .subarray(0, product === 'Turin' ? 8 : 64)
+        .toString('hex')
+        .toUpperCase();
       const q = `blSPL=${String(t.bootloader).padStart(2, '0')}&teeSPL=${t.tee}&snpSPL=${t.snp}&ucodeSPL=${t.microcode}${product === 'Turin' ? `&fmcSPL=${t.fmc}` : ''}`;
       const res = await get(`/vcek/v1/${product}/${hwid}?${q}`);
       expect(res.status).toBe(200);
@@ -318,7 +333,12 @@ describe('the loopback KDS stand-in', () => {
     expect(crl.status).toBe(200);
     const list = AsnConvert.parse(crl.body, CertificateList);
     const tbs = Buffer.from(AsnConvert.serialize(list.tbsCertList));
-    const ok = crypto.verify('sha384', tbs, { key: ark!.publicKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }, Buffer.from(list.signature));
+    const ok = crypto.verify(
+      'sha384',
+      tbs,
+      { key: ark!.publicKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 },
+      Buffer.from(list.signature),
+    );
     expect(ok).toBe(true);
   });
 

@@ -57,7 +57,12 @@ export async function startSimSnpSide(): Promise<SimSnpSide> {
     kdsClient: () => new KdsClient({ baseUrl: kds.url, cacheDir: path.join(dir, `kds-${n++}`), sameRequestIntervalMs: 0 }),
     roots: (p) => {
       const c = guest.chain(p, undefined, true);
-      return { product: p, ark: parseAmdCert(c.ark, `TEST ARK-${p}`), ask: parseAmdCert(c.ask, `TEST SEV-${p}`), asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`) };
+      return {
+        product: p,
+        ark: parseAmdCert(c.ark, `TEST ARK-${p}`),
+        ask: parseAmdCert(c.ask, `TEST SEV-${p}`),
+        asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`),
+      };
     },
     configure: (c) => writeSnpGuestConfig(platform.stateDir, c),
     source: async (rd) => guest.report(rd, 0),

@@ -54,7 +54,15 @@ function exchange(port: number, raw: Buffer | string, timeoutMs = 60_000): Promi
 
 function post(port: number, body: Buffer | string): Promise<{ status: number; json: any }> {
   const b = Buffer.from(body);
-  return exchange(port, Buffer.concat([Buffer.from(`POST /confidential/inject-secret HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${b.length}\r\nConnection: close\r\n\r\n`), b])).then(({ text }) => {
+  return exchange(
+    port,
+    Buffer.concat([
+      Buffer.from(
+        `POST /confidential/inject-secret HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${b.length}\r\nConnection: close\r\n\r\n`,
+      ),
+      b,
+    ]),
+  ).then(({ text }) => {
     const status = Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1] ?? 0);
     const json = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4) || 'null');
     return { status, json };
@@ -80,7 +88,15 @@ describe('guest agent (simulated SNP guest)', () => {
 
   async function start(extra: Partial<Parameters<typeof GuestAgent.start>[0]> = {}) {
     const dir = path.join(side.dir, `s-${n++}`);
-    const a = await GuestAgent.start({ owner: owner.address, secretsDir: dir, host: '127.0.0.1', port: 0, reportSource: side.source, onEvent: (e) => events.push(e), ...extra });
+    const a = await GuestAgent.start({
+      owner: owner.address,
+      secretsDir: dir,
+      host: '127.0.0.1',
+      port: 0,
+      reportSource: side.source,
+      onEvent: (e) => events.push(e),
+      ...extra,
+    });
     agents.push(a);
     return { a, dir, port: a.address().port };
   }
@@ -110,7 +126,7 @@ describe('guest agent (simulated SNP guest)', () => {
     expect(a.stats.attestations).toBe(1);
   });
 
-  it('accepts the owner\'s envelope once; a replay of it is 409 and changes nothing', async () => {
+  it("accepts the owner's envelope once; a replay of it is 409 and changes nothing", async () => {
     const { a, dir, port } = await start();
     const env = envelope(a, { one: 'first', two: 'second' });
     const r = await post(port, JSON.stringify(env));
@@ -133,7 +149,7 @@ describe('guest agent (simulated SNP guest)', () => {
     const { a: other } = await start();
     const cases: [string, unknown, number][] = [
       ['another wallet', envelope(a, { k: 'v' }, { wallet: EthWallet.generate() }), 403],
-      ['another agent\'s key', envelope(other, { k: 'v' }), 403],
+      ["another agent's key", envelope(other, { k: 'v' }), 403],
       ['stale', envelope(a, { k: 'v' }, { issuedAt: Math.floor(Date.now() / 1000) - 3600 }), 401],
       ['from the future', envelope(a, { k: 'v' }, { issuedAt: Math.floor(Date.now() / 1000) + 3600 }), 401],
       ['tampered secrets', { ...envelope(a, { k: 'v' }), secrets: { k: 'w' } }, 403],
@@ -184,6 +200,8 @@ describe('guest agent (simulated SNP guest)', () => {
     const open = path.join(side.dir, 'open');
     fs.mkdirSync(open, { mode: 0o777 });
     fs.chmodSync(open, 0o777);
-    await expect(GuestAgent.start({ owner: owner.address, secretsDir: open, host: '127.0.0.1', port: 0, reportSource: side.source })).rejects.toThrow(/not writable by group or others/);
+    await expect(GuestAgent.start({ owner: owner.address, secretsDir: open, host: '127.0.0.1', port: 0, reportSource: side.source })).rejects.toThrow(
+      /not writable by group or others/,
+    );
   });
 });

@@ -4,7 +4,18 @@
  */
 import crypto from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { AlgorithmIdentifier, AttributeTypeAndValue, AttributeValue, CertificateList, Name, RelativeDistinguishedName, RevokedCertificate, TBSCertList, Time, Version } from '@peculiar/asn1-x509';
+import {
+  AlgorithmIdentifier,
+  AttributeTypeAndValue,
+  AttributeValue,
+  CertificateList,
+  Name,
+  RelativeDistinguishedName,
+  RevokedCertificate,
+  TBSCertList,
+  Time,
+  Version,
+} from '@peculiar/asn1-x509';
 import { describe, expect, it } from 'vitest';
 import { crlFailure, parseCrl } from '../../lib/snp/crl.js';
 import { builtinRoots } from '../../lib/snp/roots.js';
@@ -15,19 +26,42 @@ const PSS_PARAMS = Buffer.from('3034a00f300d06096086480165030402020500a11c301a06
 const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 
 function buildCrl(opts: { issuer?: string; revoked?: Buffer[]; next?: Date; key?: crypto.KeyObject } = {}): Buffer {
-  const alg = new AlgorithmIdentifier({ algorithm: '1.2.840.113549.1.1.10', parameters: PSS_PARAMS.buffer.slice(PSS_PARAMS.byteOffset, PSS_PARAMS.byteOffset + PSS_PARAMS.length) as ArrayBuffer });
-  const issuer = new Name([new RelativeDistinguishedName([new AttributeTypeAndValue({ type: '2.5.4.3', value: new AttributeValue({ printableString: opts.issuer ?? 'ARK-Milan' }) })])]);
+  const alg = new AlgorithmIdentifier({
+    algorithm: '1.2.840.113549.1.1.10',
+    parameters: PSS_PARAMS.buffer.slice(PSS_PARAMS.byteOffset, PSS_PARAMS.byteOffset + PSS_PARAMS.length) as ArrayBuffer,
+  });
+  const issuer = new Name([
+    new RelativeDistinguishedName([new AttributeTypeAndValue({ type: '2.5.4.3', value: new AttributeValue({ printableString: opts.issuer ?? 'ARK-Milan' }) })]),
+  ]);
   const tbs = new TBSCertList({
     version: Version.v2,
     signature: alg,
     issuer,
     thisUpdate: new Time(new Date('2026-01-01T00:00:00Z')),
     nextUpdate: new Time(opts.next ?? new Date('2027-01-01T00:00:00Z')),
-    ...(opts.revoked?.length ? { revokedCertificates: opts.revoked.map((s) => new RevokedCertificate({ userCertificate: s.buffer.slice(s.byteOffset, s.byteOffset + s.length) as ArrayBuffer, revocationDate: new Time(new Date('2026-02-01T00:00:00Z')) })) } : {}),
+    ...(opts.revoked?.length
+      ? {
+          revokedCertificates: opts.revoked.map(
+            (s) =>
+              new RevokedCertificate({
+                userCertificate: s.buffer.slice(s.byteOffset, s.byteOffset + s.length) as ArrayBuffer,
+                revocationDate: new Time(new Date('2026-02-01T00:00:00Z')),
+              }),
+          ),
+        }
+      : {}),
   });
   const tbsDer = Buffer.from(AsnConvert.serialize(tbs));
   const sig = crypto.sign('sha384', tbsDer, { key: opts.key ?? privateKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 });
-  return Buffer.from(AsnConvert.serialize(new CertificateList({ tbsCertList: tbs, signatureAlgorithm: alg, signature: sig.buffer.slice(sig.byteOffset, sig.byteOffset + sig.length) as ArrayBuffer })));
+  return Buffer.from(
+    AsnConvert.serialize(
+      new CertificateList({
+        tbsCertList: tbs,
+        signatureAlgorithm: alg,
+        signature: sig.buffer.slice(sig.byteOffset, sig.byteOffset + sig.length) as ArrayBuffer,
+      }),
+    ),
+  );
 }
 
 const milan = builtinRoots('Milan');

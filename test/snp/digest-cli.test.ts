@@ -18,21 +18,77 @@ const oneLine = (s: string) => expect(s.trim().split('\n')).toHaveLength(1);
 
 describe('sevkit snp digest', () => {
   it('prints the digest in hex as sev-snp-measure does (x2: kernel, initrd, append; x4 by family/model/stepping; x8 GCE)', async () => {
-    const x2 = await runCli(['snp', 'digest', '--firmware', AMDSEV, '--vcpus', '2', '--vcpu-type', 'EPYC-v4', '--kernel', KERNEL, '--initrd', INITRD, '--append', cs('x2_').append]);
+    const x2 = await runCli([
+      'snp',
+      'digest',
+      '--firmware',
+      AMDSEV,
+      '--vcpus',
+      '2',
+      '--vcpu-type',
+      'EPYC-v4',
+      '--kernel',
+      KERNEL,
+      '--initrd',
+      INITRD,
+      '--append',
+      cs('x2_').append,
+    ]);
     expect(x2.stderr).toBe('');
     expect(x2).toMatchObject({ code: 0, stdout: `${cs('x2_').expected_digest_hex}\n` });
     const x4 = await runCli(['snp', 'digest', '--firmware', AMDSEV, '--vcpus', '4', '--vcpu-family', '25', '--vcpu-model', '1', '--vcpu-stepping', '1']);
     expect(x4.stdout).toBe(`${cs('x4_').expected_digest_hex}\n`);
-    const x8 = await runCli(['snp', 'digest', '--firmware', AMDSEV, '--vcpus', '2', '--vmm-type', 'gce', '--kernel', KERNEL, '--initrd', INITRD, '--append', cs('x8_').append, '--output-format', 'base64']);
+    const x8 = await runCli([
+      'snp',
+      'digest',
+      '--firmware',
+      AMDSEV,
+      '--vcpus',
+      '2',
+      '--vmm-type',
+      'gce',
+      '--kernel',
+      KERNEL,
+      '--initrd',
+      INITRD,
+      '--append',
+      cs('x8_').append,
+      '--output-format',
+      'base64',
+    ]);
     expect(x8.stdout).toBe(`${Buffer.from(cs('x8_').expected_digest_hex, 'hex').toString('base64')}\n`);
   });
 
   it('--guest-features, --vcpu-sig, --snp-ovmf-hash and --json', async () => {
     const x5 = await runCli(['snp', 'digest', '--firmware', AMDSEV, '--vcpus', '2', '--vcpu-sig', '0xa10f10', '--guest-features', '0x21', '--json']);
     expect(x5.code).toBe(0);
-    expect(JSON.parse(x5.stdout)).toMatchObject({ digest: cs('x5_').expected_digest_hex, ldBeforeVmsas: cs('x5_').ld_before_vmsas, updates: cs('x5_').n_updates, guestFeatures: '0x21', vmmType: 'qemu' });
-    const seeded = await runCli(['snp', 'digest', '--firmware', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--guest-features', '0x21', '--kernel', '/dev/null', '--initrd', '/dev/null', '--append', '',
-      '--snp-ovmf-hash', extra.ovmf_hashes_snp_ovmf_hash_mode['ovmf_AmdSev_suffix.bin (HEAD fixture)']]);
+    expect(JSON.parse(x5.stdout)).toMatchObject({
+      digest: cs('x5_').expected_digest_hex,
+      ldBeforeVmsas: cs('x5_').ld_before_vmsas,
+      updates: cs('x5_').n_updates,
+      guestFeatures: '0x21',
+      vmmType: 'qemu',
+    });
+    const seeded = await runCli([
+      'snp',
+      'digest',
+      '--firmware',
+      AMDSEV,
+      '--vcpus',
+      '1',
+      '--vcpu-type',
+      'EPYC-v4',
+      '--guest-features',
+      '0x21',
+      '--kernel',
+      '/dev/null',
+      '--initrd',
+      '/dev/null',
+      '--append',
+      '',
+      '--snp-ovmf-hash',
+      extra.ovmf_hashes_snp_ovmf_hash_mode['ovmf_AmdSev_suffix.bin (HEAD fixture)'],
+    ]);
     expect(seeded.stdout).toBe(`${cs('x1_').expected_digest_hex}\n`);
   });
 
@@ -58,7 +114,16 @@ describe('sevkit snp digest', () => {
     const r = await runCli(['snp', 'digest', '--firmware', OVMFX64, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--kernel', KERNEL]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^sevkit: .*Kernel specified but OVMF metadata doesn't include SNP_KERNEL_HASHES section\n$/);
-    const g = await runCli(['snp', 'digest', '--firmware', path.join(SNP_LAUNCH, 'snp-vmsa/vmsa_snp_qemu_epyc-v4_gf0x1_bsp.bin'), '--vcpus', '1', '--vcpu-type', 'EPYC-v4']);
+    const g = await runCli([
+      'snp',
+      'digest',
+      '--firmware',
+      path.join(SNP_LAUNCH, 'snp-vmsa/vmsa_snp_qemu_epyc-v4_gf0x1_bsp.bin'),
+      '--vcpus',
+      '1',
+      '--vcpu-type',
+      'EPYC-v4',
+    ]);
     expect(g.code).toBe(1);
     expect(g.stderr).toMatch(/no OVMF footer GUID table/);
     oneLine(g.stderr);
@@ -71,7 +136,24 @@ describe('sevkit snp digest', () => {
 describe('sevkit snp digest: the variants sev-snp-measure HEAD does not print', () => {
   it('--ec2-rdx 0 (virtee/sev, sev-snp-measure before 4a02bf0) and --fpu legacy', async () => {
     const old = (extra.ec2_rdx_history_at_46664d0 as any[]).find((h) => h.name.startsWith('x7_'));
-    const r = await runCli(['snp', 'digest', '--firmware', AMDSEV, '--vcpus', '2', '--vmm-type', 'EC2', '--ec2-rdx', '0', '--kernel', KERNEL, '--initrd', INITRD, '--append', cs('x7_').append]);
+    const r = await runCli([
+      'snp',
+      'digest',
+      '--firmware',
+      AMDSEV,
+      '--vcpus',
+      '2',
+      '--vmm-type',
+      'EC2',
+      '--ec2-rdx',
+      '0',
+      '--kernel',
+      KERNEL,
+      '--initrd',
+      INITRD,
+      '--append',
+      cs('x7_').append,
+    ]);
     expect(r.stdout).toBe(`${old.expected_digest_hex_rdx0}\n`);
     const l = await runCli(['snp', 'digest', '--firmware', AMDSEV, '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--fpu', 'legacy']);
     expect(l.stdout).toBe(`${extra.legacy_fpu_variant_derived.values.x13_head_fixture_legacyfpu_nokernel_gf1}\n`);
@@ -80,9 +162,27 @@ describe('sevkit snp digest: the variants sev-snp-measure HEAD does not print', 
 
 describe('sevkit snp diagnose', () => {
   it('names the fields that differ (x5: DebugSwap on Genoa, owner believed 0x1) and exits 0; unexplained exits 1', async () => {
-    const r = await runCli(['snp', 'diagnose', '--firmware', AMDSEV, '--measurement', cs('x5_').expected_digest_hex, '--vcpus', '2', '--vcpu-type', 'EPYC-Genoa', '--guest-features', '0x1', '--json']);
+    const r = await runCli([
+      'snp',
+      'diagnose',
+      '--firmware',
+      AMDSEV,
+      '--measurement',
+      cs('x5_').expected_digest_hex,
+      '--vcpus',
+      '2',
+      '--vcpu-type',
+      'EPYC-Genoa',
+      '--guest-features',
+      '0x1',
+      '--json',
+    ]);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ explained: true, differences: [{ field: 'guestFeatures', expected: '0x1 (SNPActive)', actual: '0x21 (SNPActive|DebugSwap)' }], variant: { vcpus: 2, vcpuSig: '0xa10f10' } });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      explained: true,
+      differences: [{ field: 'guestFeatures', expected: '0x1 (SNPActive)', actual: '0x21 (SNPActive|DebugSwap)' }],
+      variant: { vcpus: 2, vcpuSig: '0xa10f10' },
+    });
     const u = await runCli(['snp', 'diagnose', '--firmware', AMDSEV, '--measurement', 'ab'.repeat(48), '--max-vcpus', '4']);
     expect(u.code).toBe(1);
     expect(u.stdout).toMatch(/^not explained: unexplained: /);

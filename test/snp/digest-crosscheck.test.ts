@@ -55,12 +55,19 @@ describe('sevkit snp digest = sev-snp-measure on inputs beyond the vectors', () 
     it.skipIf(system && !fw)(`${c.name}${system ? ' (Debian ovmf installed here)' : ''}`, () => {
       expect(fw, 'firmware').not.toBeNull();
       const kernel = c.kernel ? { kernel: input(c.kernel)!, initrd: c.initrd ? input(c.initrd) : null, cmdline: c.append ?? null } : null;
-      const run = (allowNoMetadata: boolean) => computeSnpDigest({
-        firmware: fw!, firmwareName: c.ovmf, vcpus: c.vcpus, guestFeatures: c.guest_features, vmmType: (c.vmm_type ?? 'qemu') as SnpVmmType, kernel,
-        ...(c.vcpu_type ? { vcpuType: c.vcpu_type } : {}), ...(c.vcpu_sig ? { vcpuSig: Number.parseInt(c.vcpu_sig, 16) } : {}),
-        ...(c.vcpu_family !== undefined ? { vcpuFamily: c.vcpu_family, vcpuModel: c.vcpu_model, vcpuStepping: c.vcpu_stepping } : {}),
-        allowNoMetadata,
-      }).digest.toString('hex');
+      const run = (allowNoMetadata: boolean) =>
+        computeSnpDigest({
+          firmware: fw!,
+          firmwareName: c.ovmf,
+          vcpus: c.vcpus,
+          guestFeatures: c.guest_features,
+          vmmType: (c.vmm_type ?? 'qemu') as SnpVmmType,
+          kernel,
+          ...(c.vcpu_type ? { vcpuType: c.vcpu_type } : {}),
+          ...(c.vcpu_sig ? { vcpuSig: Number.parseInt(c.vcpu_sig, 16) } : {}),
+          ...(c.vcpu_family !== undefined ? { vcpuFamily: c.vcpu_family, vcpuModel: c.vcpu_model, vcpuStepping: c.vcpu_stepping } : {}),
+          allowNoMetadata,
+        }).digest.toString('hex');
       if (c.no_metadata) expect(() => run(false)).toThrow(/no SEV metadata/);
       if (c.expect_error) expect(() => run(Boolean(c.no_metadata))).toThrow(c.expect_error.replace(/^Error: /, ''));
       else expect(run(Boolean(c.no_metadata))).toBe(c.expected_digest_hex);
@@ -80,7 +87,22 @@ describe('sevkit snp digest = sev-snp-measure on inputs beyond the vectors', () 
     const dir = fs.mkdtempSync(path.join(fs.realpathSync('/tmp'), 'sevkit-xc-'));
     try {
       for (const ref of ['GEN:fw1m', 'GEN:kernel64k', 'GEN:initrd10k']) fs.writeFileSync(path.join(dir, ref.slice(4)), input(ref)!);
-      const r = await runCli(['snp', 'digest', '--firmware', path.join(dir, 'fw1m'), '--vcpus', '3', '--vmm-type', 'gce', '--kernel', path.join(dir, 'kernel64k'), '--initrd', path.join(dir, 'initrd10k'), '--append', c.append]);
+      const r = await runCli([
+        'snp',
+        'digest',
+        '--firmware',
+        path.join(dir, 'fw1m'),
+        '--vcpus',
+        '3',
+        '--vmm-type',
+        'gce',
+        '--kernel',
+        path.join(dir, 'kernel64k'),
+        '--initrd',
+        path.join(dir, 'initrd10k'),
+        '--append',
+        c.append,
+      ]);
       expect(r.stderr).toBe('');
       expect(r.stdout).toBe(`${c.expected_digest_hex}\n`);
     } finally {
@@ -92,7 +114,12 @@ describe('sevkit snp digest = sev-snp-measure on inputs beyond the vectors', () 
 describe('ID blocks: sev-snp-measure snp-create-id-block', () => {
   for (const i of X.id_blocks as any[]) {
     it(i.name, () => {
-      const out = Object.fromEntries((i.ssm_stdout as string).trim().split('\n').map((l) => l.match(/^([a-z_-]+)[:=] ?(.*)$/)!.slice(1, 3)) as [string, string][]);
+      const out = Object.fromEntries(
+        (i.ssm_stdout as string)
+          .trim()
+          .split('\n')
+          .map((l) => l.match(/^([a-z_-]+)[:=] ?(.*)$/)!.slice(1, 3)) as [string, string][],
+      );
       const [blockB64, authB64] = (out['id-block'] ?? '').split(',id-auth=') as [string, string];
       const idKey = loadSnpSigningKey(fs.readFileSync(path.join(VECTORS, i.id_key)));
       const authorKey = loadSnpSigningKey(fs.readFileSync(path.join(VECTORS, i.author_key)));

@@ -28,7 +28,11 @@ describe('diagnoseSnpDigest', () => {
   });
 
   it('guest features (x5: Genoa with DebugSwap)', () => {
-    const d = diagnoseSnpDigest({ measurement: cs('x5_').expected_digest_hex, firmwares: fw, expected: { ...believed, vcpuSig: 0xa10f10, vcpuType: 'EPYC-Genoa' } });
+    const d = diagnoseSnpDigest({
+      measurement: cs('x5_').expected_digest_hex,
+      firmwares: fw,
+      expected: { ...believed, vcpuSig: 0xa10f10, vcpuType: 'EPYC-Genoa' },
+    });
     expect(fields(d)).toEqual({ guestFeatures: '0x21 (SNPActive|DebugSwap)' });
   });
 
@@ -43,25 +47,50 @@ describe('diagnoseSnpDigest', () => {
   });
 
   it('legacy FPU state (x13, 1 vCPU)', () => {
-    const d = diagnoseSnpDigest({ measurement: extra.legacy_fpu_variant_derived.values.x13_head_fixture_legacyfpu_nokernel_gf1, firmwares: fw, expected: { ...believed, vcpus: 1 } });
+    const d = diagnoseSnpDigest({
+      measurement: extra.legacy_fpu_variant_derived.values.x13_head_fixture_legacyfpu_nokernel_gf1,
+      firmwares: fw,
+      expected: { ...believed, vcpus: 1 },
+    });
     expect(fields(d)).toEqual({ fpu: 'legacy' });
   });
 
   it('kernel hashes: the owner expected none, the host measured its kernel (x2); and the reverse (x4)', () => {
     const x2 = cs('x2_');
-    expect(fields(diagnoseSnpDigest({ measurement: x2.expected_digest_hex, firmwares: fw, kernel: kernelOf(x2), expected: { ...believed, kernelHashes: false } }))).toEqual({ kernelHashes: 'on' });
-    expect(fields(diagnoseSnpDigest({ measurement: cs('x4_').expected_digest_hex, firmwares: fw, kernel: kernelOf(x2), expected: { ...believed, vcpus: 4, vcpuSig: 0xa00f11, vcpuType: 'EPYC-Milan' } }))).toEqual({ kernelHashes: 'off' });
+    expect(
+      fields(diagnoseSnpDigest({ measurement: x2.expected_digest_hex, firmwares: fw, kernel: kernelOf(x2), expected: { ...believed, kernelHashes: false } })),
+    ).toEqual({ kernelHashes: 'on' });
+    expect(
+      fields(
+        diagnoseSnpDigest({
+          measurement: cs('x4_').expected_digest_hex,
+          firmwares: fw,
+          kernel: kernelOf(x2),
+          expected: { ...believed, vcpus: 4, vcpuSig: 0xa00f11, vcpuType: 'EPYC-Milan' },
+        }),
+      ),
+    ).toEqual({ kernelHashes: 'off' });
   });
 
   it('firmware: OvmfX64 rather than AmdSev (x9); a firmware that cannot take kernel hashes is noted', () => {
-    const d = diagnoseSnpDigest({ measurement: cs('x9_').expected_digest_hex, firmwares: [...fw, { name: 'OvmfX64', image: loadSnpFirmware(OVMFX64) }], kernel: kernelOf(cs('x2_')), expected: { ...believed, kernelHashes: true } });
+    const d = diagnoseSnpDigest({
+      measurement: cs('x9_').expected_digest_hex,
+      firmwares: [...fw, { name: 'OvmfX64', image: loadSnpFirmware(OVMFX64) }],
+      kernel: kernelOf(cs('x2_')),
+      expected: { ...believed, kernelHashes: true },
+    });
     expect(fields(d)).toEqual({ firmware: 'OvmfX64', kernelHashes: 'off' });
     expect(d.notes.join('\n')).toMatch(/kernel hashes not searched with OvmfX64/);
   });
 
   it('what was expected is said so; base64 input works', () => {
     const x2 = cs('x2_');
-    const d = diagnoseSnpDigest({ measurement: Buffer.from(x2.expected_digest_hex, 'hex').toString('base64'), firmwares: fw, kernel: kernelOf(x2), expected: believed });
+    const d = diagnoseSnpDigest({
+      measurement: Buffer.from(x2.expected_digest_hex, 'hex').toString('base64'),
+      firmwares: fw,
+      kernel: kernelOf(x2),
+      expected: believed,
+    });
     expect(d).toMatchObject({ explained: true, differences: [], summary: 'the measurement is what you expected' });
     expect(d.searched).toBe(2);
   });

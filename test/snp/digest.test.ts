@@ -7,8 +7,19 @@ import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  computeSnpDigest, snpLaunchDigest, loadSnpFirmware, snpPrefix, extendSnpVmsas, buildSnpKernelHashesPage, buildSnpVmsa, resolveSnpVcpuSig,
-  SnpGctx, SnpPageType, SNP_BSP_EIP, type GctxStep, type SnpVmmType,
+  computeSnpDigest,
+  snpLaunchDigest,
+  loadSnpFirmware,
+  snpPrefix,
+  extendSnpVmsas,
+  buildSnpKernelHashesPage,
+  buildSnpVmsa,
+  resolveSnpVcpuSig,
+  SnpGctx,
+  SnpPageType,
+  SNP_BSP_EIP,
+  type GctxStep,
+  type SnpVmmType,
 } from '../../lib/snp/digest.js';
 import { sha384, snpPageTypeName } from '../../lib/snp/gctx.js';
 import { parseSevMetadata, sevSectionName } from '../../lib/snp/metadata.js';
@@ -26,14 +37,26 @@ const OVMFX64 = fs.readFileSync(path.join(SNP_MEASURE, 'ovmf_OvmfX64_suffix.bin'
 const vmm = (s: string) => s.toLowerCase() as SnpVmmType;
 const sig = (s: string | null | undefined) => (s == null ? undefined : Number.parseInt(s, 16));
 
-interface TraceEntry { i: number; page_type: string; gpa: string; contents: string; ld_after: string; page_info_hex?: string }
+interface TraceEntry {
+  i: number;
+  page_type: string;
+  gpa: string;
+  contents: string;
+  ld_after: string;
+  page_info_hex?: string;
+}
 
 /** The first recorded update that differs from the vector's trace, in words; undefined when all agree. */
 function divergence(steps: GctxStep[], trace: TraceEntry[]): string | undefined {
   for (const t of trace) {
     const s = steps[t.i];
     if (!s) return `update ${t.i} (${t.page_type} at ${t.gpa}) was never made: only ${steps.length} updates`;
-    const got = { page_type: snpPageTypeName(s.pageType), gpa: `0x${s.gpa.toString(16)}`, contents: s.contents.toString('hex'), ld_after: s.ldAfter.toString('hex') };
+    const got = {
+      page_type: snpPageTypeName(s.pageType),
+      gpa: `0x${s.gpa.toString(16)}`,
+      contents: s.contents.toString('hex'),
+      ld_after: s.ldAfter.toString('hex'),
+    };
     for (const k of ['page_type', 'gpa', 'contents', 'ld_after'] as const) {
       if (got[k] !== t[k]) return `diverged at update ${t.i} (expected ${t.page_type} page at ${t.gpa}): ${k} is ${got[k]}, expected ${t[k]}`;
     }
@@ -53,18 +76,31 @@ describe('sev-snp-measure upstream SNP cases (vectors.json)', () => {
       expect(cases.length).toBeGreaterThanOrEqual(14);
       for (const c of cases) {
         const seed = typeof c.snp_ovmf_hash === 'string' && /^[0-9a-f]{96}$/.test(c.snp_ovmf_hash) ? hex(c.snp_ovmf_hash) : undefined;
-        const run = () => snpLaunchDigest({
-          firmware: fs.readFileSync(path.join(SNP_MEASURE, g.dir, c.ovmf)), firmwareName: c.ovmf, vcpus: c.vcpus, vcpuSig: sig(c.vcpu_sig),
-          guestFeatures: c.guest_features, vmmType: vmm(c.vmm_type), kernel: kernelOf({ ...c, kernel: c.kernel, initrd: c.initrd }),
-          ...(vmm(c.vmm_type) === 'qemu' ? { fpu: g.fpu } : {}), ...(g.cloudRdx !== undefined ? { cloudRdx: g.cloudRdx } : {}), ...(seed ? { ovmfHash: seed } : {}),
-        });
+        const run = () =>
+          snpLaunchDigest({
+            firmware: fs.readFileSync(path.join(SNP_MEASURE, g.dir, c.ovmf)),
+            firmwareName: c.ovmf,
+            vcpus: c.vcpus,
+            vcpuSig: sig(c.vcpu_sig),
+            guestFeatures: c.guest_features,
+            vmmType: vmm(c.vmm_type),
+            kernel: kernelOf({ ...c, kernel: c.kernel, initrd: c.initrd }),
+            ...(vmm(c.vmm_type) === 'qemu' ? { fpu: g.fpu } : {}),
+            ...(g.cloudRdx !== undefined ? { cloudRdx: g.cloudRdx } : {}),
+            ...(seed ? { ovmfHash: seed } : {}),
+          });
         if (c.expect_error) {
           expect(run, c.test).toThrow(c.expect_error);
           continue;
         }
         expect(run().toString('hex'), c.test).toBe(c.expected_digest_hex);
         if (c.expected_intermediate_snp_ovmf_hash_hex) {
-          expect(loadSnpFirmware(fs.readFileSync(path.join(SNP_MEASURE, g.dir, c.ovmf))).ovmfHash().toString('hex'), c.test).toBe(c.expected_intermediate_snp_ovmf_hash_hex);
+          expect(
+            loadSnpFirmware(fs.readFileSync(path.join(SNP_MEASURE, g.dir, c.ovmf)))
+              .ovmfHash()
+              .toString('hex'),
+            c.test,
+          ).toBe(c.expected_intermediate_snp_ovmf_hash_hex);
         }
       }
     });
@@ -76,8 +112,13 @@ describe('extra SNP cases with per-update traces (snp-digest-extra.json)', () =>
     it(`${c.name}: digest, LD before the VMSAs, update counts, VMSA hashes and trace`, () => {
       const steps: GctxStep[] = [];
       const r = computeSnpDigest({
-        firmware: inputFile(c.ovmf)!, vcpus: c.vcpus, vcpuSig: sig(c.vcpu_sig),
-        guestFeatures: c.guest_features, vmmType: vmm(c.vmm_type), kernel: kernelOf(c), onStep: (s) => steps.push(s),
+        firmware: inputFile(c.ovmf)!,
+        vcpus: c.vcpus,
+        vcpuSig: sig(c.vcpu_sig),
+        guestFeatures: c.guest_features,
+        vmmType: vmm(c.vmm_type),
+        kernel: kernelOf(c),
+        onStep: (s) => steps.push(s),
       });
       const trace: TraceEntry[] = c.trace ?? [...c.trace_first, ...c.trace_last];
       expect(divergence(steps, trace), c.name).toBeUndefined();
@@ -92,14 +133,21 @@ describe('extra SNP cases with per-update traces (snp-digest-extra.json)', () =>
       expect(r.digest.toString('hex')).toBe(c.expected_digest_hex);
       // The first PAGE_INFO, raw, checks the byte order of every field.
       const first = trace[0]!;
-      if (first.page_info_hex) expect(new SnpGctx().pageInfo(SnpPageType.NORMAL, BigInt(first.gpa), hex(first.contents)).toString('hex')).toBe(first.page_info_hex);
+      if (first.page_info_hex)
+        expect(new SnpGctx().pageInfo(SnpPageType.NORMAL, BigInt(first.gpa), hex(first.contents)).toString('hex')).toBe(first.page_info_hex);
     });
   }
 
   it('a wrong input is reported at the update where it diverges', () => {
     const c = (extra.cases as any[]).find((x) => x.name.startsWith('x2_'))!;
     const steps: GctxStep[] = [];
-    computeSnpDigest({ firmware: AMDSEV, vcpus: 2, vcpuType: 'EPYC-v4', kernel: { ...kernelOf(c)!, cmdline: 'console=ttyS0 root=/dev/vda rw' }, onStep: (s) => steps.push(s) });
+    computeSnpDigest({
+      firmware: AMDSEV,
+      vcpus: 2,
+      vcpuType: 'EPYC-v4',
+      kernel: { ...kernelOf(c)!, cmdline: 'console=ttyS0 root=/dev/vda rw' },
+      onStep: (s) => steps.push(s),
+    });
     // The command line only changes the kernel-hashes page (GPA 0x810000): everything before it must still agree.
     const at = (c.trace as TraceEntry[]).findIndex((t) => t.gpa === '0x810000');
     expect(divergence(steps, c.trace)).toMatch(new RegExp(`^diverged at update ${at} \\(expected NORMAL page at 0x810000\\): contents`));
@@ -126,10 +174,19 @@ describe('extra SNP cases with per-update traces (snp-digest-extra.json)', () =>
   it('legacy FPU VMSA (x13, derived) and its validation on the 9dabc4b fixture', () => {
     const v = extra.legacy_fpu_variant_derived;
     const d = (fw: Buffer, gf: number, vcpus = 1, kernel = false) =>
-      snpLaunchDigest({ firmware: fw, vcpus, vcpuType: 'EPYC-v4', guestFeatures: gf, fpu: 'legacy', kernel: kernel ? { kernel: Buffer.alloc(0), initrd: Buffer.alloc(0), cmdline: '' } : null }).toString('hex');
+      snpLaunchDigest({
+        firmware: fw,
+        vcpus,
+        vcpuType: 'EPYC-v4',
+        guestFeatures: gf,
+        fpu: 'legacy',
+        kernel: kernel ? { kernel: Buffer.alloc(0), initrd: Buffer.alloc(0), cmdline: '' } : null,
+      }).toString('hex');
     expect(d(AMDSEV, 1)).toBe(v.values.x13_head_fixture_legacyfpu_nokernel_gf1);
     expect(d(AMDSEV, 0x21)).toBe(v.values.x13_head_fixture_legacyfpu_nokernel_gf21);
-    expect(sha384(buildSnpVmsa({ eip: SNP_BSP_EIP, vcpuSig: 0x800f12, guestFeatures: 1n, fpu: 'legacy' })).toString('hex')).toBe(v.values.x13_head_fixture_legacyfpu_bsp_sha384_gf1);
+    expect(sha384(buildSnpVmsa({ eip: SNP_BSP_EIP, vcpuSig: 0x800f12, guestFeatures: 1n, fpu: 'legacy' })).toString('hex')).toBe(
+      v.values.x13_head_fixture_legacyfpu_bsp_sha384_gf1,
+    );
     const hist = fs.readFileSync(path.join(SNP_MEASURE, 'history-9dabc4b/ovmf_AmdSev_suffix.bin'));
     expect(d(hist, 0x21)).toBe(v.validation_values.check_hist_nokernel_gf21);
     expect(d(hist, 1)).toBe(v.validation_values.check_hist_nokernel_gf1);
@@ -140,13 +197,23 @@ describe('extra SNP cases with per-update traces (snp-digest-extra.json)', () =>
     const o = extra.ovmf_hashes_snp_ovmf_hash_mode;
     expect(loadSnpFirmware(AMDSEV).ovmfHash().toString('hex')).toBe(o['ovmf_AmdSev_suffix.bin (HEAD fixture)']);
     expect(loadSnpFirmware(OVMFX64).ovmfHash().toString('hex')).toBe(o['ovmf_OvmfX64_suffix.bin (HEAD fixture)']);
-    expect(loadSnpFirmware(fs.readFileSync(path.join(SNP_MEASURE, 'history-9dabc4b/ovmf_AmdSev_suffix.bin'))).ovmfHash().toString('hex')).toBe(o['history-9dabc4b/ovmf_AmdSev_suffix.bin']);
+    expect(
+      loadSnpFirmware(fs.readFileSync(path.join(SNP_MEASURE, 'history-9dabc4b/ovmf_AmdSev_suffix.bin')))
+        .ovmfHash()
+        .toString('hex'),
+    ).toBe(o['history-9dabc4b/ovmf_AmdSev_suffix.bin']);
   });
 
   it('the fixtures parse to the metadata sections the vectors list', () => {
-    for (const [name, fw] of [['ovmf_AmdSev_suffix.bin', AMDSEV], ['ovmf_OvmfX64_suffix.bin', OVMFX64]] as const) {
+    for (const [name, fw] of [
+      ['ovmf_AmdSev_suffix.bin', AMDSEV],
+      ['ovmf_OvmfX64_suffix.bin', OVMFX64],
+    ] as const) {
       const sections = parseSevMetadata(fw, parseOvmf(fw));
-      expect(sections.map((s) => [sevSectionName(s.type), `0x${s.gpa.toString(16)}`, `0x${s.size.toString(16)}`]), name).toEqual(extra.fixture_metadata[name].sev_metadata_sections);
+      expect(
+        sections.map((s) => [sevSectionName(s.type), `0x${s.gpa.toString(16)}`, `0x${s.size.toString(16)}`]),
+        name,
+      ).toEqual(extra.fixture_metadata[name].sev_metadata_sections);
     }
   });
 });
@@ -156,7 +223,12 @@ describe('SNP VMSA pages', () => {
     const pages = extra.vmsa_pages as any[];
     expect(pages.length).toBe(16);
     for (const p of pages) {
-      const page = buildSnpVmsa({ eip: Number.parseInt(p.eip, 16), vcpuSig: Number.parseInt(p.vcpu_sig, 16), guestFeatures: BigInt(p.guest_features), vmmType: vmm(p.vmm_type) });
+      const page = buildSnpVmsa({
+        eip: Number.parseInt(p.eip, 16),
+        vcpuSig: Number.parseInt(p.vcpu_sig, 16),
+        guestFeatures: BigInt(p.guest_features),
+        vmmType: vmm(p.vmm_type),
+      });
       const label = `${p.vmm_type} ${p.vcpu_type} ${p.guest_features} ${p.role}`;
       for (const f of p.nonzero_fields as { field: string; offset: string; size: number; bytes_le_hex: string }[]) {
         const off = Number.parseInt(f.offset, 16);
@@ -183,7 +255,11 @@ describe('the firmware is hashed once; VMSAs extend a copy', () => {
     for (const vmmType of ['qemu', 'ec2', 'gce'] as const) {
       const prefix = snpPrefix(fw, { vmmType, kernel: k });
       const before = prefix.digest();
-      for (const [vcpus, vcpuSig, gf] of [[1, 0x800f12, 1n], [3, 0xa00f11, 0x21n], [8, 0xb00f00, 0x201n]] as const) {
+      for (const [vcpus, vcpuSig, gf] of [
+        [1, 0x800f12, 1n],
+        [3, 0xa00f11, 0x21n],
+        [8, 0xb00f00, 0x201n],
+      ] as const) {
         const d = extendSnpVmsas(prefix, fw, { vcpus, vcpuSig, guestFeatures: gf, vmmType });
         expect(d.equals(snpLaunchDigest({ firmware: AMDSEV, vcpus, vcpuSig, guestFeatures: gf, vmmType, kernel: k })), `${vmmType} ${vcpus}`).toBe(true);
       }
@@ -196,8 +272,14 @@ describe('the firmware is hashed once; VMSAs extend a copy', () => {
     // Another image with the same footer but different code bytes: only the metadata is read from it.
     const other = Buffer.from(AMDSEV);
     other[0] ^= 0xff;
-    expect(snpLaunchDigest({ firmware: other, vcpus: 2, vcpuType: 'EPYC-v4', ovmfHash: seed }).equals(snpLaunchDigest({ firmware: AMDSEV, vcpus: 2, vcpuType: 'EPYC-v4' }))).toBe(true);
-    expect(snpLaunchDigest({ firmware: other, vcpus: 2, vcpuType: 'EPYC-v4' }).equals(snpLaunchDigest({ firmware: AMDSEV, vcpus: 2, vcpuType: 'EPYC-v4' }))).toBe(false);
+    expect(
+      snpLaunchDigest({ firmware: other, vcpus: 2, vcpuType: 'EPYC-v4', ovmfHash: seed }).equals(
+        snpLaunchDigest({ firmware: AMDSEV, vcpus: 2, vcpuType: 'EPYC-v4' }),
+      ),
+    ).toBe(true);
+    expect(
+      snpLaunchDigest({ firmware: other, vcpus: 2, vcpuType: 'EPYC-v4' }).equals(snpLaunchDigest({ firmware: AMDSEV, vcpus: 2, vcpuType: 'EPYC-v4' })),
+    ).toBe(false);
   });
 });
 
@@ -223,7 +305,9 @@ describe('typed errors', () => {
   };
 
   it('kernel hashes asked of a firmware without an SNP_KERNEL_HASHES section', () => {
-    expect(code(() => snpLaunchDigest({ firmware: OVMFX64, vcpus: 1, vcpuType: 'EPYC-v4', kernel: { kernel: Buffer.alloc(0) } }))).toBe('ERR_SNP_NO_KERNEL_HASHES');
+    expect(code(() => snpLaunchDigest({ firmware: OVMFX64, vcpus: 1, vcpuType: 'EPYC-v4', kernel: { kernel: Buffer.alloc(0) } }))).toBe(
+      'ERR_SNP_NO_KERNEL_HASHES',
+    );
   });
   it('kernel hashes with a section but no usable hashes-table entry', () => {
     // Zero the footer's hashes-table base (7255371f…): QEMU refuses such a table, so no digest is made for it.

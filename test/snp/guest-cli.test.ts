@@ -24,7 +24,9 @@ describe.skipIf(skip)('sevkit snp report', () => {
     const r = await runCli(['snp', 'report', '--report-data', data.toString('hex'), '--vmpl', '1', '--out', out, '--certs-out', certs], { timeoutMs: 60_000 });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^wrote .*report\.bin \(1184 bytes, report version 5, VMPL 1\) via \/dev\/sev-guest; cert-table\.bin, ark\.der, ask\.der, vcek\.der in /);
+    expect(r.stdout).toMatch(
+      /^wrote .*report\.bin \(1184 bytes, report version 5, VMPL 1\) via \/dev\/sev-guest; cert-table\.bin, ark\.der, ask\.der, vcek\.der in /,
+    );
     const report = fs.readFileSync(out);
     expect(report.subarray(0x50, 0x90).equals(data)).toBe(true);
     expect(fs.readdirSync(certs).sort()).toEqual(['ark.der', 'ask.der', 'cert-table.bin', 'vcek.der']);
@@ -51,7 +53,13 @@ describe.skipIf(skip)('sevkit snp report', () => {
 
   it('usage errors: exit 2 and one line, nothing written', async () => {
     const out = path.join(dir, 'usage.bin');
-    for (const args of [['--report-data', 'abcd'], ['--report-data', 'zz'.repeat(64)], ['--vmpl', '4'], ['--vmpl', 'x'], ['--report-data', '00'.repeat(64), '--report-data-file', '/dev/null']]) {
+    for (const args of [
+      ['--report-data', 'abcd'],
+      ['--report-data', 'zz'.repeat(64)],
+      ['--vmpl', '4'],
+      ['--vmpl', 'x'],
+      ['--report-data', '00'.repeat(64), '--report-data-file', '/dev/null'],
+    ]) {
       const r = await runCli(['snp', 'report', ...args, '--out', out], { timeoutMs: 60_000 });
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr.trimEnd().split('\n'), args.join(' ')).toHaveLength(1);
@@ -81,7 +89,9 @@ describe.skipIf(skip)('sevkit snp report', () => {
     fs.writeFileSync(out, 'previous');
     const r = await runCli(['snp', 'report', '--device', '/nonexistent/sev-guest', '--out', out], { timeoutMs: 60_000 });
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('sevkit: /nonexistent/sev-guest: open failed: ENOENT, no SNP guest device (not an SEV-SNP guest, or the sev-guest driver is not loaded)\n');
+    expect(r.stderr).toBe(
+      'sevkit: /nonexistent/sev-guest: open failed: ENOENT, no SNP guest device (not an SEV-SNP guest, or the sev-guest driver is not loaded)\n',
+    );
     expect(fs.readFileSync(out, 'utf8')).toBe('previous');
     const isDir = await runCli(['snp', 'report', '--out', dir], { timeoutMs: 60_000 });
     expect(isDir.code).toBe(1);

@@ -47,7 +47,12 @@ describe.skipIf(skip)('guest ioctl → KDS stand-in → verify', () => {
     kds = await SimKdsServer.start(guest);
     testRoots = (p) => {
       const c = guest.chain(p, undefined, true);
-      return { product: p, ark: parseAmdCert(c.ark, `TEST ARK-${p}`), ask: parseAmdCert(c.ask, `TEST SEV-${p}`), asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`) };
+      return {
+        product: p,
+        ark: parseAmdCert(c.ark, `TEST ARK-${p}`),
+        ask: parseAmdCert(c.ask, `TEST SEV-${p}`),
+        asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`),
+      };
     };
   }, 240_000);
 
@@ -74,7 +79,15 @@ describe.skipIf(skip)('guest ioctl → KDS stand-in → verify', () => {
       const chain = await client.certChain(product);
       const crl = await client.crl(product);
       const policy = { measurements: [measurement], reportData: nonce, vmpl: 0, requireCrl: true, allowSmt: true };
-      const input = { report, vek: vek.der, intermediate: chain.value.intermediate, ark: chain.value.ark, crl: crl.der, policy, at: new Date('2027-06-01T00:00:00Z') };
+      const input = {
+        report,
+        vek: vek.der,
+        intermediate: chain.value.intermediate,
+        ark: chain.value.ark,
+        crl: crl.der,
+        policy,
+        at: new Date('2027-06-01T00:00:00Z'),
+      };
       const v = verifySnpReport({ ...input, roots: testRoots });
       expect(v.failed).toEqual([]);
       expect(v.ok).toBe(true);

@@ -13,14 +13,26 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { getNativeBinding } from '../../lib/binding.js';
 import {
-  SnpGuestError, SnpGuestInputError,  encodeDerivedKeyRequest, getDerivedKey, getExtReport, getReport, requestReport, trimCertTable,
+  SnpGuestError,
+  SnpGuestInputError,
+  encodeDerivedKeyRequest,
+  getDerivedKey,
+  getExtReport,
+  getReport,
+  requestReport,
+  trimCertTable,
 } from '../../lib/snp/guest.js';
 import { CertTableError } from '../../lib/snp/errors.js';
 import { parseReport } from '../../lib/snp/report.js';
 import { parseCertTable } from '../../lib/snp/certtable.js';
 
 const simState = process.env.SEVKIT_SIM_STATE;
-const skip = process.env.SEVKIT_HW === '1' ? 'SEVKIT_HW=1: no SNP guest here' : !simState || !process.env.SEVKIT_SIM_SOCKET ? `no simulator (${process.env.SEVKIT_SIM_UNAVAILABLE ?? 'not started'})` : undefined;
+const skip =
+  process.env.SEVKIT_HW === '1'
+    ? 'SEVKIT_HW=1: no SNP guest here'
+    : !simState || !process.env.SEVKIT_SIM_SOCKET
+      ? `no simulator (${process.env.SEVKIT_SIM_UNAVAILABLE ?? 'not started'})`
+      : undefined;
 
 const VCEK_GUID = '63da758d-e664-4564-adc5-f4b93be8accd';
 const ARK_GUID = 'c0b406a4-a803-4952-9743-3fb6014cd0ae';
@@ -86,7 +98,11 @@ describe.skipIf(skip)('SNP guest requests through the addon and the shim', () =>
   });
 
   it('bad inputs are typed errors before any I/O', async () => {
-    await expect(getReport({ reportData: Buffer.alloc(63) })).rejects.toMatchObject({ name: 'SnpGuestInputError', code: 'ERR_SNP_GUEST_INPUT', field: 'REPORT_DATA' });
+    await expect(getReport({ reportData: Buffer.alloc(63) })).rejects.toMatchObject({
+      name: 'SnpGuestInputError',
+      code: 'ERR_SNP_GUEST_INPUT',
+      field: 'REPORT_DATA',
+    });
     await expect(getExtReport({ reportData: Buffer.alloc(65) })).rejects.toBeInstanceOf(SnpGuestInputError);
     await expect(getReport({ vmpl: 4 })).rejects.toMatchObject({ code: 'ERR_SNP_GUEST_INPUT', field: 'VMPL' });
     await expect(getReport({ vmpl: 1.5 })).rejects.toMatchObject({ field: 'VMPL' });
@@ -108,7 +124,10 @@ describe.skipIf(skip)('SNP guest requests through the addon and the shim', () =>
     tmp.push(dir);
     const fifo = path.join(dir, 'fifo');
     execFileSync('mkfifo', [fifo]);
-    await expect(getReport({}, { device: fifo })).rejects.toMatchObject({ sysCode: 'ENODEV', message: expect.stringMatching(/not a character device \(a FIFO\)/) as string });
+    await expect(getReport({}, { device: fifo })).rejects.toMatchObject({
+      sysCode: 'ENODEV',
+      message: expect.stringMatching(/not a character device \(a FIFO\)/) as string,
+    });
     // A character device that is no SNP guest device: the ioctl is ENOTTY, named.
     await expect(getReport({}, { device: '/dev/null' })).rejects.toMatchObject({ sysCode: 'ENOTTY', command: 'SNP_GET_REPORT' });
   });
@@ -125,7 +144,12 @@ describe.skipIf(skip)('SNP guest requests through the addon and the shim', () =>
     ]);
     for (const k of others) expect(k.equals(k1)).toBe(false);
     // A GUEST_SVN above the guest's own is the firmware's INVALID_PARAM, in the response status.
-    await expect(getDerivedKey({ guestSvn: 5 })).rejects.toMatchObject({ code: 'ERR_SNP_GUEST', sysCode: 'EIO', fwStatusName: 'SEV_RET_INVALID_PARAM', command: 'SNP_GET_DERIVED_KEY' });
+    await expect(getDerivedKey({ guestSvn: 5 })).rejects.toMatchObject({
+      code: 'ERR_SNP_GUEST',
+      sysCode: 'EIO',
+      fwStatusName: 'SEV_RET_INVALID_PARAM',
+      command: 'SNP_GET_DERIVED_KEY',
+    });
   });
 
   it('encodes the derived-key request at the kernel offsets', () => {

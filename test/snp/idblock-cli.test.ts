@@ -22,7 +22,23 @@ const out = (n: string) => path.join(dir, n);
 
 describe('sevkit snp id-block', () => {
   it('writes base64 of 96 and 4096 bytes; the block and key digests equal sev-snp-measure; the firmware checks pass', async () => {
-    const r = await runCli(['snp', 'id-block', '--id-key', ID, '--author-key', AUTHOR, '--digest', digestHex, '--policy', '0x30000', '--out-block', out('b'), '--out-auth', out('a'), '--json']);
+    const r = await runCli([
+      'snp',
+      'id-block',
+      '--id-key',
+      ID,
+      '--author-key',
+      AUTHOR,
+      '--digest',
+      digestHex,
+      '--policy',
+      '0x30000',
+      '--out-block',
+      out('b'),
+      '--out-auth',
+      out('a'),
+      '--json',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const block = fs.readFileSync(out('b'), 'utf8');
@@ -36,7 +52,26 @@ describe('sevkit snp id-block', () => {
   });
 
   it('IDs, SVN and policy land in the block; without an author key the text output says author-key-enabled=off', async () => {
-    const r = await runCli(['snp', 'id-block', '--id-key', ID, '--digest', digestHex, '--policy', '196608', '--family-id', '11'.repeat(16), '--image-id', '0x' + '22'.repeat(16), '--guest-svn', '5', '--out-block', out('b2'), '--out-auth', out('a2')]);
+    const r = await runCli([
+      'snp',
+      'id-block',
+      '--id-key',
+      ID,
+      '--digest',
+      digestHex,
+      '--policy',
+      '196608',
+      '--family-id',
+      '11'.repeat(16),
+      '--image-id',
+      '0x' + '22'.repeat(16),
+      '--guest-svn',
+      '5',
+      '--out-block',
+      out('b2'),
+      '--out-auth',
+      out('a2'),
+    ]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^id-key-digest: [0-9a-f]{96}\nqemu: .*author-key-enabled=off\n$/);
     const f = parseIdBlock(Buffer.from(fs.readFileSync(out('b2'), 'utf8'), 'base64'));
@@ -61,7 +96,17 @@ describe('sevkit snp id-block', () => {
     }
     expect(fs.existsSync(out('nb')) || fs.existsSync(out('na'))).toBe(false);
     // The auth file cannot be written: the block written before it is removed again (never half a pair).
-    const r = await runCli([...base.slice(0, 4), '--out-auth', path.join(dir, 'no-such-dir', 'a'), '--id-key', ID, '--digest', digestHex, '--policy', '0x30000']);
+    const r = await runCli([
+      ...base.slice(0, 4),
+      '--out-auth',
+      path.join(dir, 'no-such-dir', 'a'),
+      '--id-key',
+      ID,
+      '--digest',
+      digestHex,
+      '--policy',
+      '0x30000',
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/cannot write the ID auth structure/);
     expect(fs.existsSync(out('nb'))).toBe(false);

@@ -9,8 +9,20 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  buildIdBlock, parseIdBlock, loadSnpSigningKey, encodeSnpPublicKey, decodeSnpPublicKey, snpKeyDigest, signSnp, verifySnp, assembleIdAuth, parseIdAuth,
-  createIdBlock, verifyIdAuth, ID_AUTH_SIZE, IdBlockError,
+  buildIdBlock,
+  parseIdBlock,
+  loadSnpSigningKey,
+  encodeSnpPublicKey,
+  decodeSnpPublicKey,
+  snpKeyDigest,
+  signSnp,
+  verifySnp,
+  assembleIdAuth,
+  parseIdAuth,
+  createIdBlock,
+  verifyIdAuth,
+  ID_AUTH_SIZE,
+  IdBlockError,
 } from '../../lib/snp/idblock.js';
 import { SevkitError } from '../../lib/errors.js';
 import { loadVectors, SNP_LAUNCH } from './digest-helpers.js';
@@ -80,7 +92,11 @@ describe('signing and verification', () => {
     expect([a.idKeyAlgo, a.authKeyAlgo]).toEqual([1, 1]);
     expect(a.idKey.equals(encodeSnpPublicKey(id))).toBe(true);
     expect(a.authorKey.every((b) => b === 0) && a.idKeySig.every((b) => b === 0)).toBe(true);
-    expect(r.idAuth.subarray(0x8, 0x40).every((b) => b === 0) && r.idAuth.subarray(0x644, 0x680).every((b) => b === 0) && r.idAuth.subarray(0xc84).every((b) => b === 0)).toBe(true);
+    expect(
+      r.idAuth.subarray(0x8, 0x40).every((b) => b === 0) &&
+        r.idAuth.subarray(0x644, 0x680).every((b) => b === 0) &&
+        r.idAuth.subarray(0xc84).every((b) => b === 0),
+    ).toBe(true);
     expect(r.authorKeyDigest).toBeNull();
     expect(verifyIdAuth(r.idBlock, r.idAuth).authorKeyDigest).toBeNull();
     expect(() => verifyIdAuth(r.idBlock, r.idAuth, { authorKeyEnabled: true })).toThrow(/author key|curve/);
@@ -120,7 +136,11 @@ describe('signing and verification', () => {
     const off = Buffer.from(enc);
     off[10]! ^= 0xff;
     expect(() => decodeSnpPublicKey(off)).toThrow(/not a point/);
-    expect(signSnp(id, Buffer.from('m')).subarray(0x90).every((b) => b === 0)).toBe(true);
+    expect(
+      signSnp(id, Buffer.from('m'))
+        .subarray(0x90)
+        .every((b) => b === 0),
+    ).toBe(true);
   });
 
   it('keys: P-384 only; SEC1, PKCS#8, encrypted PKCS#8 and DER load; junk gives one line', () => {

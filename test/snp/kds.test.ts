@@ -24,7 +24,11 @@ const script = new Map<string, { status: number; body?: Buffer; headers?: Record
 const files = new Map<string, Buffer>();
 
 beforeAll(async () => {
-  files.set(new URL(vcekUrl('Milan', report.chipId, report.reportedTcb, 'http://x')).pathname + new URL(vcekUrl('Milan', report.chipId, report.reportedTcb, 'http://x')).search, virtee.vek);
+  files.set(
+    new URL(vcekUrl('Milan', report.chipId, report.reportedTcb, 'http://x')).pathname +
+      new URL(vcekUrl('Milan', report.chipId, report.reportedTcb, 'http://x')).search,
+    virtee.vek,
+  );
   files.set('/vcek/v1/Milan/cert_chain', snpFile('google-go-sev-guest/verify/trust/ask_ark_milan.pem'));
   files.set('/vlek/v1/Milan/cert_chain', snpFile('google-go-sev-guest/verify/trust/ask_ark_milan_vlek.pem'));
   server = http.createServer((req, res) => {
@@ -69,10 +73,14 @@ const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-snp-kds-'));
 
 describe('KDS URLs', () => {
   it('Milan/Genoa: 64-byte hwid and four SPLs from REPORTED_TCB; Turin: 8-byte hwid and fmcSPL', () => {
-    expect(vcekUrl('Milan', report.chipId, report.reportedTcb)).toBe(`https://kdsintf.amd.com/vcek/v1/Milan/${virtee.known.chip_id}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`);
+    expect(vcekUrl('Milan', report.chipId, report.reportedTcb)).toBe(
+      `https://kdsintf.amd.com/vcek/v1/Milan/${virtee.known.chip_id}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`,
+    );
     const chip = Buffer.alloc(64);
     Buffer.from('1e550a8ee5cf9f4d', 'hex').copy(chip);
-    expect(vcekUrl('Turin', chip, makeTcb('turin', { fmc: 1, bootloader: 2, tee: 3, snp: 4, microcode: 71 }))).toBe('https://kdsintf.amd.com/vcek/v1/Turin/1e550a8ee5cf9f4d?fmcSPL=1&blSPL=2&teeSPL=3&snpSPL=4&ucodeSPL=71');
+    expect(vcekUrl('Turin', chip, makeTcb('turin', { fmc: 1, bootloader: 2, tee: 3, snp: 4, microcode: 71 }))).toBe(
+      'https://kdsintf.amd.com/vcek/v1/Turin/1e550a8ee5cf9f4d?fmcSPL=1&blSPL=2&teeSPL=3&snpSPL=4&ucodeSPL=71',
+    );
     expect(certChainUrl('Genoa', 'vlek')).toBe('https://kdsintf.amd.com/vlek/v1/Genoa/cert_chain');
     expect(crlUrl('Turin')).toBe('https://kdsintf.amd.com/vcek/v1/Turin/crl');
     expect(() => vcekUrl('Milan', Buffer.alloc(64), report.reportedTcb)).toThrow(/masked/);
@@ -98,7 +106,13 @@ describe('KDS client against a local HTTP server', () => {
       expect(fs.existsSync(path.join(dir, 'vcek', 'Milan', virtee.known.chip_id, 'bl3_tee0_snp8_ucode115.der'))).toBe(true);
       const chain = await c.certChain('Milan');
       expect([chain.value.intermediate.subjectCn, chain.value.ark.subjectCn]).toEqual(['SEV-Milan', 'ARK-Milan']);
-      const r = verifySnpReport({ report: virtee.report, vek: o.value, intermediate: chain.value.intermediate, ark: chain.value.ark, at: new Date('2026-12-06T00:00:00Z') });
+      const r = verifySnpReport({
+        report: virtee.report,
+        vek: o.value,
+        intermediate: chain.value.intermediate,
+        ark: chain.value.ark,
+        at: new Date('2026-12-06T00:00:00Z'),
+      });
       expect(r.failed).toEqual([]);
       const vlek = await c.certChain('Milan', 'vlek');
       expect(vlek.value.intermediate.subjectCn).toBe('SEV-VLEK-Milan');
@@ -124,7 +138,11 @@ describe('KDS client against a local HTTP server', () => {
 
   it('backs off on 429, honouring Retry-After, then succeeds', async () => {
     const t = fakeTime();
-    script.set('/vcek/v1/Genoa/cert_chain', [{ status: 429, headers: { 'Retry-After': '3' } }, { status: 429 }, { status: 200, body: snpFile('google-go-sev-guest/verify/trust/ask_ark_genoa.pem') }]);
+    script.set('/vcek/v1/Genoa/cert_chain', [
+      { status: 429, headers: { 'Retry-After': '3' } },
+      { status: 429 },
+      { status: 200, body: snpFile('google-go-sev-guest/verify/trust/ask_ark_genoa.pem') },
+    ]);
     const c = new KdsClient({ baseUrl: base, now: t.now, sleep: t.sleep });
     const r = await c.certChain('Genoa');
     expect(r.value.intermediate.subjectCn).toBe('SEV-Genoa');
@@ -135,7 +153,10 @@ describe('KDS client against a local HTTP server', () => {
 
   it('gives up on endless 429 with a throttled error within the deadline, and does not retry a 404', async () => {
     const t = fakeTime();
-    script.set('/vcek/v1/Turin/cert_chain', Array.from({ length: 10 }, () => ({ status: 429 })));
+    script.set(
+      '/vcek/v1/Turin/cert_chain',
+      Array.from({ length: 10 }, () => ({ status: 429 })),
+    );
     const c = new KdsClient({ baseUrl: base, now: t.now, sleep: t.sleep, totalDeadlineMs: 60_000 });
     await expect(c.certChain('Turin')).rejects.toMatchObject({ code: 'ERR_SNP_KDS_THROTTLED', status: 429 });
     const before = hits.length;

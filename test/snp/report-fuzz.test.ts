@@ -33,14 +33,14 @@ function mutate(src: Buffer, r: (n: number) => number): Buffer {
       return b;
     case 1: // truncate
       return b.subarray(0, r(b.length));
-    case 2: // overwrite a run with random bytes
-    {
+    case 2: {
+      // overwrite a run with random bytes
       const at = r(b.length);
       for (let i = at; i < Math.min(b.length, at + 1 + r(32)); i++) b[i] = r(256);
       return b;
     }
-    default: // insert bytes (lengths then lie)
-    {
+    default: {
+      // insert bytes (lengths then lie)
       const at = r(b.length);
       return Buffer.concat([b.subarray(0, at), Buffer.from(Array.from({ length: 1 + r(8) }, () => r(256))), b.subarray(at)]);
     }
@@ -62,11 +62,14 @@ describe('SNP decoder fuzz', () => {
     let parsed = 0;
     for (let i = 0; i < 3000; i++) {
       const v = vectors[r(vectors.length)]!;
-      const b = r(3) === 0 ? mutate(v.report, r) : (() => {
-        const x = Buffer.from(v.report);
-        x[r(0x2a0)]! ^= 1 << r(8); // inside the fields: keeps the size
-        return x;
-      })();
+      const b =
+        r(3) === 0
+          ? mutate(v.report, r)
+          : (() => {
+              const x = Buffer.from(v.report);
+              x[r(0x2a0)]! ^= 1 << r(8); // inside the fields: keeps the size
+              return x;
+            })();
       try {
         const rep = parseReport(b);
         parsed++;
@@ -83,7 +86,12 @@ describe('SNP decoder fuzz', () => {
   });
 
   it('mutated certificates decode or fail with SnpCertError', () => {
-    const certs = [snpFile('virtee-sev/tests/certs_data/vcek_turin.der'), snpFile('derived/oak_milan_vcek.der'), snpFile('confidential-containers-trustee/deps/verifier/test_data/snp/test-vlek.der'), snpFile('confidential-containers-trustee/deps/verifier/test_data/snp/test-vcek-invalid-new.der')];
+    const certs = [
+      snpFile('virtee-sev/tests/certs_data/vcek_turin.der'),
+      snpFile('derived/oak_milan_vcek.der'),
+      snpFile('confidential-containers-trustee/deps/verifier/test_data/snp/test-vlek.der'),
+      snpFile('confidential-containers-trustee/deps/verifier/test_data/snp/test-vcek-invalid-new.der'),
+    ];
     const r = rng(7);
     for (let i = 0; i < 800; i++) {
       const b = mutate(certs[r(certs.length)]!, r);

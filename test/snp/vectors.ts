@@ -51,9 +51,18 @@ export interface KnownAnswer {
 const FILES: Record<string, [string, string]> = {
   virtee_milan_v2: ['derived/virtee_report_milan.bin', 'virtee-sev/tests/certs_data/vcek_milan.der'],
   gsg_milan_v2: ['google-go-sev-guest/verify/testdata/attestation.bin', 'google-go-sev-guest/verify/testdata/vcek.testcer'],
-  trustee_milan_v2_reported_lt_current: ['confidential-containers-trustee/deps/verifier/test_data/snp/test-report.bin', 'confidential-containers-trustee/deps/verifier/test_data/snp/test-vcek.der'],
-  trustee_aws_milan_v3_vlek_vmpl1: ['confidential-containers-trustee/deps/verifier/test_data/snp/test-vlek-report.bin', 'confidential-containers-trustee/deps/verifier/test_data/snp/test-vlek.der'],
-  constellation_azure_milan_v2: ['edgelesssys-constellation/internal/attestation/snp/testdata/attestation.bin', 'edgelesssys-constellation/internal/attestation/snp/testdata/vcek.cert'],
+  trustee_milan_v2_reported_lt_current: [
+    'confidential-containers-trustee/deps/verifier/test_data/snp/test-report.bin',
+    'confidential-containers-trustee/deps/verifier/test_data/snp/test-vcek.der',
+  ],
+  trustee_aws_milan_v3_vlek_vmpl1: [
+    'confidential-containers-trustee/deps/verifier/test_data/snp/test-vlek-report.bin',
+    'confidential-containers-trustee/deps/verifier/test_data/snp/test-vlek.der',
+  ],
+  constellation_azure_milan_v2: [
+    'edgelesssys-constellation/internal/attestation/snp/testdata/attestation.bin',
+    'edgelesssys-constellation/internal/attestation/snp/testdata/vcek.cert',
+  ],
   constellation_aws_milan_v3_vlek: ['derived/constellation_aws_vlek_v3_report.bin', 'edgelesssys-constellation/internal/attestation/aws/snp/testdata/vlek.pem'],
   azure_milan_v2_hcl: ['derived/azure_milan_v2_report.bin', 'confidential-containers-trustee/deps/verifier/test_data/az-snp-vtpm/vcek.pem'],
   azure_milan_v3_hcl: ['derived/azure_milan_v3_report.bin', 'derived/azure_milan_v3_vcek.pem'],

@@ -20,7 +20,20 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe('sevkit snp verify', () => {
   it('a real report verifies: exit 0, JSON names version, product, policy, measurement, reported TCB, chip id and every check', async () => {
-    const r = await runCli(['snp', 'verify', '--report', OAK, '--vcek', OAK_VCEK, '--json', '--measurement', '195b01b74976a1faba13bd85eaf787958f0a46e6dddd45c5bdbf8673522777842b8057ae5d866b75416efb62012deaa3'], T);
+    const r = await runCli(
+      [
+        'snp',
+        'verify',
+        '--report',
+        OAK,
+        '--vcek',
+        OAK_VCEK,
+        '--json',
+        '--measurement',
+        '195b01b74976a1faba13bd85eaf787958f0a46e6dddd45c5bdbf8673522777842b8057ae5d866b75416efb62012deaa3',
+      ],
+      T,
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout) as Record<string, unknown> & { checks: { id: string; outcome: string }[] };
@@ -129,7 +142,10 @@ describe('sevkit snp fetch and verify --kds against a local KDS', () => {
     const off = await runCli(['snp', 'verify', '--report', OAK, '--kds', '--offline', '--cache-dir', cache, '--json'], T);
     expect(off.code).toBe(0);
     expect(JSON.parse(off.stdout).checks.find((c: { id: string }) => c.id === 'vek-source').detail).toMatch(/KDS cache/);
-    const miss = await runCli(['snp', 'verify', '--report', V('derived/virtee_report_milan.bin'), '--product', 'Milan', '--kds', '--offline', '--cache-dir', cache], T);
+    const miss = await runCli(
+      ['snp', 'verify', '--report', V('derived/virtee_report_milan.bin'), '--product', 'Milan', '--kds', '--offline', '--cache-dir', cache],
+      T,
+    );
     expect(miss.code).toBe(1);
     expect(miss.stderr).toMatch(/^sevkit: offline: .* is not in the cache\n$/);
   });
@@ -142,7 +158,10 @@ describe('sevkit snp fetch and verify --kds against a local KDS', () => {
     const ca = path.join(tmp, 'chain.pem');
     expect((await runCli(['snp', 'fetch', 'ca', '--product', 'Milan', '--kds-url', base, '--cache-dir', path.join(tmp, 'c2'), '-o', ca], T)).code).toBe(0);
     expect(fs.readFileSync(ca, 'utf8')).toMatch(/BEGIN CERTIFICATE/);
-    const crl = await runCli(['snp', 'fetch', 'crl', '--product', 'Genoa', '--kds-url', base, '--cache-dir', path.join(tmp, 'c2'), '-o', path.join(tmp, 'crl.der')], T);
+    const crl = await runCli(
+      ['snp', 'fetch', 'crl', '--product', 'Genoa', '--kds-url', base, '--cache-dir', path.join(tmp, 'c2'), '-o', path.join(tmp, 'crl.der')],
+      T,
+    );
     expect(crl.code).toBe(1);
     expect(crl.stderr).toMatch(/^sevkit: .*\/vcek\/v1\/Genoa\/crl: KDS answered HTTP 404/);
     expect(fs.existsSync(path.join(tmp, 'crl.der'))).toBe(false);

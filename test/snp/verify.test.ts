@@ -22,11 +22,17 @@ const failedIds = (v: SnpVerdict) => v.failed.map((c) => c.id);
 describe('every real report verifies to the built-in AMD roots', () => {
   for (const v of vectors) {
     it(`${v.name}`, () => {
-      const r = verifySnpReport({ report: v.report, vek: v.vek, at: validTime(v), policy: { ...lenient(v), measurements: [Buffer.from(v.known.measurement, 'hex')] } });
+      const r = verifySnpReport({
+        report: v.report,
+        vek: v.vek,
+        at: validTime(v),
+        policy: { ...lenient(v), measurements: [Buffer.from(v.known.measurement, 'hex')] },
+      });
       expect(failedIds(r)).toEqual([]);
       expect(r.ok).toBe(true);
       expect(r.product).toBe(v.known.kds_product);
-      for (const id of ['ark', 'intermediate', 'vek', 'validity', 'tcb-binding', 'chip-id', 'report-signature', 'measurement']) expect(outcome(r, id)).toBe('pass');
+      for (const id of ['ark', 'intermediate', 'vek', 'validity', 'tcb-binding', 'chip-id', 'report-signature', 'measurement'])
+        expect(outcome(r, id)).toBe('pass');
       // The checks come in the spec's order.
       const steps = r.checks.map((c) => c.step);
       expect([...steps].sort((a, b) => a - b)).toEqual(steps);
@@ -117,7 +123,11 @@ describe('foreign and malformed certificates', () => {
   });
   it('a VLEK passed for a VCEK-signed report is refused by its CN (the chain kind follows SIGNING_KEY)', () => {
     const v = byName('virtee_milan_v2');
-    const r = verifySnpReport({ report: v.report, vek: snpFile('confidential-containers-trustee/deps/verifier/test_data/snp/test-vlek.der'), at: new Date('2025-06-01T00:00:00Z') });
+    const r = verifySnpReport({
+      report: v.report,
+      vek: snpFile('confidential-containers-trustee/deps/verifier/test_data/snp/test-vlek.der'),
+      at: new Date('2025-06-01T00:00:00Z'),
+    });
     const vek = r.checks.find((c) => c.id === 'vek')!;
     expect(vek.outcome).toBe('fail');
     expect(vek.detail).toMatch(/CN is SEV-VLEK, SIGNING_KEY says SEV-VCEK/);
@@ -156,7 +166,18 @@ describe('Turin bindings (the real Turin VCEK with a Turin-layout report built f
   const tcb = makeTcb('turin', { fmc: 0, bootloader: 0, tee: 0, snp: 0, microcode: 9 });
   const chip = Buffer.alloc(64);
   Buffer.from('1e550a8ee5cf9f4d', 'hex').copy(chip);
-  const turin = { ...base, version: 5, cpuid: { family: 0x1a, model: 0x02, stepping: 1 }, reportedTcb: tcb, currentTcb: tcb, committedTcb: tcb, launchTcb: tcb, chipId: chip, launchMitVector: 0n, currentMitVector: 0n };
+  const turin = {
+    ...base,
+    version: 5,
+    cpuid: { family: 0x1a, model: 0x02, stepping: 1 },
+    reportedTcb: tcb,
+    currentTcb: tcb,
+    committedTcb: tcb,
+    launchTcb: tcb,
+    chipId: chip,
+    launchMitVector: 0n,
+    currentMitVector: 0n,
+  };
   it('fmcSPL and the 8-byte hwID bind; the signature (another report) does not', () => {
     const r = verifySnpReport({ report: encodeReport(turin), vek: vcek, at: new Date('2026-12-06T00:00:00Z') });
     expect(r.product).toBe('Turin');
@@ -170,7 +191,9 @@ describe('Turin bindings (the real Turin VCEK with a Turin-layout report built f
     expect(r1.checks.find((c) => c.id === 'tcb-binding')!.detail).toMatch(/fmcSPL 0 ≠ REPORTED 1/);
     const c2 = Buffer.from(chip);
     c2[9] = 1;
-    expect(verifySnpReport({ report: encodeReport({ ...turin, chipId: c2 }), vek: vcek }).checks.find((c) => c.id === 'chip-id')!.detail).toMatch(/bytes 8..63 are not zero/);
+    expect(verifySnpReport({ report: encodeReport({ ...turin, chipId: c2 }), vek: vcek }).checks.find((c) => c.id === 'chip-id')!.detail).toMatch(
+      /bytes 8..63 are not zero/,
+    );
     const masked = encodeReport({ ...turin, chipId: Buffer.alloc(64) });
     expect(outcome(verifySnpReport({ report: masked, vek: vcek }), 'chip-id')).toBe('fail');
     const allowed = verifySnpReport({ report: masked, vek: vcek, policy: { allowMaskedChipId: true } }).checks.find((c) => c.id === 'chip-id')!;
@@ -194,13 +217,36 @@ describe('policy checks', () => {
     expect(failedIds(run({ reportDataBoundTo: Buffer.from('nonce') }))).toEqual(['report-data']);
   });
   it('HOST_DATA, ID key digest, author key, FAMILY_ID, IMAGE_ID, guest SVN', () => {
-    expect(run({ hostData: Buffer.from(v.known.host_data, 'hex'), idKeyDigests: [Buffer.from(v.known.id_key_digest, 'hex')], familyId: parseReport(v.report).familyId }).ok).toBe(true);
-    expect(failedIds(run({ hostData: Buffer.alloc(32, 1), idKeyDigests: [Buffer.alloc(48)], authorKeyDigests: [Buffer.alloc(48)], imageId: Buffer.alloc(16, 9), minGuestSvn: 1 << 30 }))).toEqual(['host-data', 'image-id', 'id-key-digest', 'author-key-digest', 'guest-svn']);
+    expect(
+      run({
+        hostData: Buffer.from(v.known.host_data, 'hex'),
+        idKeyDigests: [Buffer.from(v.known.id_key_digest, 'hex')],
+        familyId: parseReport(v.report).familyId,
+      }).ok,
+    ).toBe(true);
+    expect(
+      failedIds(
+        run({
+          hostData: Buffer.alloc(32, 1),
+          idKeyDigests: [Buffer.alloc(48)],
+          authorKeyDigests: [Buffer.alloc(48)],
+          imageId: Buffer.alloc(16, 9),
+          minGuestSvn: 1 << 30,
+        }),
+      ),
+    ).toEqual(['host-data', 'image-id', 'id-key-digest', 'author-key-digest', 'guest-svn']);
   });
   it('minimum TCB per component, minimum firmware, report versions, product, VMPL, chip allow list', () => {
     const r = parseReport(v.report);
     expect(run({ minTcb: { snp: r.reportedTcb.snp, microcode: r.reportedTcb.microcode }, minFirmware: { major: 1, minor: 55 } }).ok).toBe(true);
-    const bad = run({ minTcb: { snp: r.reportedTcb.snp + 1 }, minFirmware: { major: 1, minor: 56 }, versions: { min: 5, max: 5 }, product: 'Turin', vmpl: 2, chipIds: [Buffer.alloc(64, 7)] });
+    const bad = run({
+      minTcb: { snp: r.reportedTcb.snp + 1 },
+      minFirmware: { major: 1, minor: 56 },
+      versions: { min: 5, max: 5 },
+      product: 'Turin',
+      vmpl: 2,
+      chipIds: [Buffer.alloc(64, 7)],
+    });
     expect(failedIds(bad)).toEqual(['report-version', 'product', 'chip-id-allowed', 'vmpl', 'min-tcb', 'firmware-version']);
     expect(run({ chipIds: [r.chipId] }).ok).toBe(true);
     expect(failedIds(run({ minTcb: { fmc: 1 } }))).toEqual(['min-tcb']);

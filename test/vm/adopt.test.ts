@@ -50,7 +50,12 @@ describe('adoption', () => {
     const root = path.join(base, 'keep');
     const a = sup(root);
     const vm = await a.launch(spec('keep-1'));
-    const rec = JSON.parse(fs.readFileSync(path.join(vm.runDir!, 'vm.json'), 'utf8')) as { pid: number; startTime: string; state: string; measurement: unknown };
+    const rec = JSON.parse(fs.readFileSync(path.join(vm.runDir!, 'vm.json'), 'utf8')) as {
+      pid: number;
+      startTime: string;
+      state: string;
+      measurement: unknown;
+    };
     expect((fs.statSync(path.join(vm.runDir!, 'vm.json')).mode & 0o777).toString(8)).toBe('600');
     expect(rec).toMatchObject({ pid: vm.pid, startTime: procIdentity(vm.pid!)!.startTime, state: 'awaiting-secret' });
     const m1 = await vm.measurement();
@@ -102,7 +107,18 @@ describe('adoption', () => {
       const dir = fs.mkdtempSync(path.join(root, `${name}-`));
       fs.writeFileSync(
         path.join(dir, 'vm.json'),
-        JSON.stringify({ version: 1, name, state: 'awaiting-secret', pid: sleeper.pid, startTime: st.startTime, pgid: sleeper.pid, runDir: dir, qmpSocket: path.join(dir, 'qmp.sock'), spec: { name, firmware }, ...fields }),
+        JSON.stringify({
+          version: 1,
+          name,
+          state: 'awaiting-secret',
+          pid: sleeper.pid,
+          startTime: st.startTime,
+          pgid: sleeper.pid,
+          runDir: dir,
+          qmpSocket: path.join(dir, 'qmp.sock'),
+          spec: { name, firmware },
+          ...fields,
+        }),
         { mode: 0o600 },
       );
       return dir;
@@ -126,7 +142,17 @@ describe('adoption', () => {
     const dir = fs.mkdtempSync(path.join(b1.runRoot, 'starting-'));
     fs.writeFileSync(
       path.join(dir, 'vm.json'),
-      JSON.stringify({ version: 1, name: 'starting', state: 'starting', pid: sleeper.pid, startTime: st.startTime, pgid: sleeper.pid, runDir: dir, qmpSocket: path.join(dir, 'qmp.sock'), spec: { name: 'starting', firmware } }),
+      JSON.stringify({
+        version: 1,
+        name: 'starting',
+        state: 'starting',
+        pid: sleeper.pid,
+        startTime: st.startTime,
+        pgid: sleeper.pid,
+        runDir: dir,
+        qmpSocket: path.join(dir, 'qmp.sock'),
+        spec: { name: 'starting', firmware },
+      }),
     );
     const gone = new Promise((r) => sleeper.once('exit', r));
     expect((await b1.adopt()).removed).toEqual(['starting']);
@@ -137,7 +163,7 @@ describe('adoption', () => {
   });
 });
 
-describe('the simulated guest\'s secret', () => {
+describe("the simulated guest's secret", () => {
   it('goes when the guest is decommissioned, even when its QEMU wrapper is SIGKILLed', async () => {
     const root = path.join(base, 'secret');
     const a = sup(root);
@@ -179,7 +205,9 @@ describe('run-dir safety checks in the library', () => {
       }
       expect(err).toBeInstanceOf(UnsafeDirError);
       expect((err as UnsafeDirError).code).toBe('ERR_UNSAFE_DIR');
-      expect((err as Error).message).toMatch(new RegExp(`^${dir}: the run directory must be a directory of this user, not writable by group or others \\((mode 777|a symlink)\\)$`));
+      expect((err as Error).message).toMatch(
+        new RegExp(`^${dir}: the run directory must be a directory of this user, not writable by group or others \\((mode 777|a symlink)\\)$`),
+      );
     }
     // Nothing was created inside the refused directory.
     expect(fs.readdirSync(open)).toEqual([]);

@@ -11,8 +11,14 @@ const fixtures = fs.readdirSync(DIR).filter((f) => f.endsWith('.json'));
 describe('aleph argv conformance fixtures', () => {
   it('has all eight fixtures', () => {
     expect(fixtures.sort()).toEqual([
-      'distinct_sev_host_info.json', 'gpu.json', 'host_volume.json', 'minimal.json',
-      'sev_es_policy.json', 'sev_policy_zero.json', 'with_cloud_init.json', 'with_nic.json',
+      'distinct_sev_host_info.json',
+      'gpu.json',
+      'host_volume.json',
+      'minimal.json',
+      'sev_es_policy.json',
+      'sev_policy_zero.json',
+      'with_cloud_init.json',
+      'with_nic.json',
     ]);
   });
   for (const f of fixtures) {
@@ -41,9 +47,17 @@ describe('argv builder', () => {
   });
   it('adds kernel-hashes, TCG, -name and direct boot after the aleph layout', () => {
     const a = buildQemuArgv({
-      qemu: 'q', accel: 'tcg', memMb: 64, vcpus: 1, firmware: '/fw', qmpSocket: '/r/qmp.sock', cpu: 'EPYC-v4', name: 'vm1',
+      qemu: 'q',
+      accel: 'tcg',
+      memMb: 64,
+      vcpus: 1,
+      firmware: '/fw',
+      qmpSocket: '/r/qmp.sock',
+      cpu: 'EPYC-v4',
+      name: 'vm1',
       sev: { policy: 5, cbitpos: 51, reducedPhysBits: 1, dhCertFile: '/r/godh.b64', sessionFile: '/r/session.b64', kernelHashes: true },
-      kernel: '/k', append: '',
+      kernel: '/k',
+      append: '',
     });
     expect(a.slice(0, 3)).toEqual(['q', '-accel', 'tcg']);
     expect(a).toContain('sev-guest,id=sev0,policy=0x5,cbitpos=51,reduced-phys-bits=1,dh-cert-file=/r/godh.b64,session-file=/r/session.b64,kernel-hashes=on');

@@ -103,9 +103,7 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
 
   it('an SEV guest on TCG: QEMU 7.2 aborts mid-launch; reported with its stderr, files removed', async () => {
     const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostAddressBits: HOST });
-    const err = await sup
-      .launch({ ...plainSpec('tcgsev'), sev: { policy: 1, godh: Buffer.from('godh'), session: Buffer.from('session') } })
-      .catch((e) => e);
+    const err = await sup.launch({ ...plainSpec('tcgsev'), sev: { policy: 1, godh: Buffer.from('godh'), session: Buffer.from('session') } }).catch((e) => e);
     expect(err).toBeInstanceOf(VmExitedError);
     expect(err.signal ?? err.exitCode).toBeTruthy();
     expect(err.message).toMatch(/QEMU for VM tcgsev (was killed by SIGABRT|exited with code \d+) while starting: .*qemu-system-x86_64/);
@@ -113,7 +111,7 @@ describe.skipIf(!haveQemu)('Supervisor with real QEMU 7.2 (plain guest, TCG)', (
     expect(sup.list()).toEqual([]);
   });
 
-  it('a bad QEMU option fails the launch with QEMU\'s own message', async () => {
+  it("a bad QEMU option fails the launch with QEMU's own message", async () => {
     const sup = new Supervisor({ qemu: QEMU, runRoot: root, hostAddressBits: HOST });
     const err = await sup.launch({ ...plainSpec('badopt'), extraArgs: ['-no-such-option'] }).catch((e) => e);
     expect(err).toBeInstanceOf(VmExitedError);
@@ -207,13 +205,17 @@ describe('fault injection with a stand-in QEMU', () => {
   });
 
   it.skipIf(!fs.existsSync(OVMF))('QEMU exiting before QMP → VmExitedError with stderr tail', async () => {
-    const err = await sup('exit-early').launch(sevSpec('early')).catch((e) => e);
+    const err = await sup('exit-early')
+      .launch(sevSpec('early'))
+      .catch((e) => e);
     expect(err).toBeInstanceOf(VmExitedError);
     expect(err.message).toMatch(/^QEMU for VM early exited with code 1 while starting: .*qemu-system-x86_64: -object sev-guest: fake failure for tests$/);
   });
 
   it.skipIf(!fs.existsSync(OVMF))('QEMU exiting while its group still holds the stdio pipes → VmExitedError at once, group killed', async () => {
-    const err = await sup('orphan-exit').launch(sevSpec('orphan')).catch((e) => e);
+    const err = await sup('orphan-exit')
+      .launch(sevSpec('orphan'))
+      .catch((e) => e);
     expect(err).toBeInstanceOf(VmExitedError);
     expect(err.exitCode).toBe(3);
     expect(err.message).toContain('fake: left a straggler');
@@ -221,19 +223,25 @@ describe('fault injection with a stand-in QEMU', () => {
   });
 
   it.skipIf(!fs.existsSync(OVMF))('QMP socket closed mid-command (QEMU alive) → QmpDisconnectedError, QEMU killed', async () => {
-    const err = await sup('close-on-measure').launch(sevSpec('midclose')).catch((e) => e);
+    const err = await sup('close-on-measure')
+      .launch(sevSpec('midclose'))
+      .catch((e) => e);
     expect(err).toBeInstanceOf(QmpDisconnectedError);
   });
 
   it.skipIf(!fs.existsSync(OVMF))('QEMU dying mid-command → VmExitedError naming the stderr', async () => {
-    const err = await sup('die-on-measure').launch(sevSpec('middie')).catch((e) => e);
+    const err = await sup('die-on-measure')
+      .launch(sevSpec('middie'))
+      .catch((e) => e);
     expect(err).toBeInstanceOf(VmExitedError);
     expect(err.exitCode).toBe(3);
     expect(err.message).toContain('fake: LAUNCH_MEASURE exploded');
   });
 
   it.skipIf(!fs.existsSync(OVMF))('malformed QMP line → QmpProtocolError, QEMU killed', async () => {
-    const err = await sup('garbage').launch(sevSpec('garbage')).catch((e) => e);
+    const err = await sup('garbage')
+      .launch(sevSpec('garbage'))
+      .catch((e) => e);
     expect(err).toBeInstanceOf(QmpProtocolError);
     expect(err.message).toContain('not JSON');
   });
@@ -274,21 +282,24 @@ describe('fault injection with a stand-in QEMU', () => {
     expect(s.get('stopmid')).toBeUndefined();
   });
 
-  it.skipIf(!fs.existsSync(OVMF))('concurrent calls: two injectSecret → one runs, one is refused; a measurement read alongside; stop twice at once', async () => {
-    const vm = await sup('ok').launch(sevSpec('twice'));
-    const packet = { packetHeader: Buffer.alloc(52, 1).toString('base64'), secret: Buffer.alloc(32, 2).toString('base64'), gpa: 0x1000 };
-    const [a, b, m] = await Promise.allSettled([vm.injectSecret(packet), vm.injectSecret(packet), vm.measurement()]);
-    expect(a.status).toBe('fulfilled');
-    expect(b.status === 'rejected' && b.reason).toBeInstanceOf(VmStateError);
-    expect((b as PromiseRejectedResult).reason.message).toBe('VM twice: cannot inject a secret in state running (needs awaiting-secret)');
-    expect(m.status).toBe('fulfilled');
-    expect(vm.state).toBe('running');
-    expect(await vm.resume().catch((e) => e)).toBeInstanceOf(VmStateError);
-    const dir = vm.runDir!;
-    await Promise.all([vm.stop({ timeoutMs: 2000 }), vm.stop({ timeoutMs: 2000 })]);
-    expect(vm.state).toBe('stopped');
-    expect(fs.existsSync(dir)).toBe(false);
-  });
+  it.skipIf(!fs.existsSync(OVMF))(
+    'concurrent calls: two injectSecret → one runs, one is refused; a measurement read alongside; stop twice at once',
+    async () => {
+      const vm = await sup('ok').launch(sevSpec('twice'));
+      const packet = { packetHeader: Buffer.alloc(52, 1).toString('base64'), secret: Buffer.alloc(32, 2).toString('base64'), gpa: 0x1000 };
+      const [a, b, m] = await Promise.allSettled([vm.injectSecret(packet), vm.injectSecret(packet), vm.measurement()]);
+      expect(a.status).toBe('fulfilled');
+      expect(b.status === 'rejected' && b.reason).toBeInstanceOf(VmStateError);
+      expect((b as PromiseRejectedResult).reason.message).toBe('VM twice: cannot inject a secret in state running (needs awaiting-secret)');
+      expect(m.status).toBe('fulfilled');
+      expect(vm.state).toBe('running');
+      expect(await vm.resume().catch((e) => e)).toBeInstanceOf(VmStateError);
+      const dir = vm.runDir!;
+      await Promise.all([vm.stop({ timeoutMs: 2000 }), vm.stop({ timeoutMs: 2000 })]);
+      expect(vm.state).toBe('stopped');
+      expect(fs.existsSync(dir)).toBe(false);
+    },
+  );
 
   it.skipIf(!fs.existsSync(OVMF))('a QEMU ignoring quit and SIGTERM is killed at the stop deadline', async () => {
     const vm = await sup('stubborn').launch(sevSpec('stubborn'));

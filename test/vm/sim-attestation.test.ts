@@ -31,7 +31,10 @@ function sevSpec(sim: SimEnv, name: string, policy: number, extra: Partial<VmSpe
 }
 
 async function qmpError(p: Promise<unknown>): Promise<QmpCommandError> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(QmpCommandError);
   return e as QmpCommandError;
 }
@@ -60,7 +63,11 @@ describe('query-sev-attestation-report on the wrapper (in-process firmware, priv
     const pek = decodeSevCert(fs.readFileSync(path.join(sim.stateDir, 'pek.cert')), { name: 'pek.cert' });
     // The PEK QEMU exports (query-sev-capabilities cert-chain = PEK ‖ OCA ‖ CEK) is the same one.
     const caps = await vm.qmpClient!.querySevCapabilities();
-    expect(Buffer.from(caps['cert-chain'], 'base64').subarray(0, 0x824).equals(fs.readFileSync(path.join(sim.stateDir, 'pek.cert')))).toBe(true);
+    expect(
+      Buffer.from(caps['cert-chain'], 'base64')
+        .subarray(0, 0x824)
+        .equals(fs.readFileSync(path.join(sim.stateDir, 'pek.cert'))),
+    ).toBe(true);
     const digest = computeLaunchDigest({ firmware: fs.readFileSync(AMDSEV) });
 
     const mnonce = crypto.randomBytes(16);
@@ -101,7 +108,7 @@ describe('query-sev-attestation-report on the wrapper (in-process firmware, priv
     await vm.stop();
   });
 
-  it('bad input gets QEMU\'s errors: the decoded mnonce length (GLib decoding never fails), QAPI member checks', async () => {
+  it("bad input gets QEMU's errors: the decoded mnonce length (GLib decoding never fails), QAPI member checks", async () => {
     const vm = await sup.launch(sevSpec(sim, `att-bad-${run}`, 0x1));
     const q = vm.qmpClient!;
     const cases: Array<[Record<string, unknown>, string]> = [
@@ -127,7 +134,7 @@ describe('query-sev-attestation-report on the wrapper (in-process firmware, priv
     await vm.stop();
   });
 
-  it('an armed ATTESTATION fault surfaces as QEMU\'s length-query failure; the next request works', async () => {
+  it("an armed ATTESTATION fault surfaces as QEMU's length-query failure; the next request works", async () => {
     const vm = await sup.launch(sevSpec(sim, `att-fault-${run}`, 0x1));
     clearFaults(sim.stateDir);
     armFault(sim.stateDir, { on: 'launch', cmd: 'ATTESTATION', fwStatus: 'INVALID_PLATFORM_STATE' });
@@ -191,7 +198,12 @@ describe.skipIf(!process.env.SEVKIT_SIM_SOCKET)('query-sev-attestation-report th
     const v = await runCli(['validate', chainFile, reportFile], { env: sim.env });
     expect(v).toMatchObject({ code: 0, stderr: '' });
     const vj = await runCli(['validate', '--json', chainFile, reportFile], { env: sim.env });
-    expect(JSON.parse(vj.stdout)).toMatchObject({ valid: true, mnonce: mnonce.toString('hex'), launchDigest: rep.launchDigest.toString('hex'), policy: '0x00000001' });
+    expect(JSON.parse(vj.stdout)).toMatchObject({
+      valid: true,
+      mnonce: mnonce.toString('hex'),
+      launchDigest: rep.launchDigest.toString('hex'),
+      policy: '0x00000001',
+    });
 
     const flipped = Buffer.from(raw);
     flipped[0x05] ^= 0x01;

@@ -82,7 +82,13 @@ describe('SEV launch through the simulator (VM-less QEMU)', () => {
     expect((await verified(vm, s, { firmware: wrongFw })).verdict.match).toBe(false);
 
     expect(vm.firmwareSecretArea).toEqual({ base: 0x810000, size: 0xc00 });
-    const built = buildSecret({ tek: s.tek, tik: s.tik, measurement: Buffer.from(m.launchMeasure, 'base64'), entries: [{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: Buffer.from('MY-LUKS-PASSPHRASE') }], layout: 'aleph' });
+    const built = buildSecret({
+      tek: s.tek,
+      tik: s.tik,
+      measurement: Buffer.from(m.launchMeasure, 'base64'),
+      entries: [{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: Buffer.from('MY-LUKS-PASSPHRASE') }],
+      layout: 'aleph',
+    });
     await vm.injectSecret({ packetHeader: built.header.toString('base64'), secret: built.payload.toString('base64') });
     expect(vm.state).toBe('running');
     const landed = fs.readFileSync(secretFile(name));
@@ -150,7 +156,9 @@ describe('SEV launch through the simulator (VM-less QEMU)', () => {
     // The genuine packet still works.
     await vm.injectSecret({ packetHeader: built.header.toString('base64'), secret: built.payload.toString('base64') });
     expect(fs.readFileSync(secretFile(name)).toString()).toBe('secret-secret-secret');
-    expect(await vm.injectSecret({ packetHeader: built.header.toString('base64'), secret: built.payload.toString('base64') }).catch((e) => e)).toBeInstanceOf(VmStateError);
+    expect(await vm.injectSecret({ packetHeader: built.header.toString('base64'), secret: built.payload.toString('base64') }).catch((e) => e)).toBeInstanceOf(
+      VmStateError,
+    );
     await vm.stop();
   });
 
@@ -193,7 +201,7 @@ describe('SEV launch through the simulator (VM-less QEMU)', () => {
     expect(sup.list()).toEqual([]);
   });
 
-  it('a cbitpos that is not the simulated host\'s is refused like QEMU does', async () => {
+  it("a cbitpos that is not the simulated host's is refused like QEMU does", async () => {
     const sup = supervisor({ hostAddressBits: { cbitpos: 47, reducedPhysBits: 1 } });
     const s = createSession(pdh, 0x1);
     const err = await sup.launch(sevSpec(`cbit-${run}`, s, AMDSEV)).catch((e) => e);
@@ -282,7 +290,7 @@ describe.skipIf(!fs.existsSync(REAL_QEMU))('SEV-ES launch through the simulator 
     // The real QEMU answers what the wrapper does not.
     expect(vm.qmpClient!.greeting.QMP.version.package).toMatch(/^Debian .* \+ sevkit-sim SEV wrapper \(SIMULATED SEV\)$/);
     expect(vm.qmpClient!.greeting.QMP.version.qemu).toMatchObject({ major: 7, minor: 2 });
-    expect((await vm.qmpClient!.execute('qom-get', { path: '/machine', property: 'type' }))).toBe('pc-q35-7.2-machine');
+    expect(await vm.qmpClient!.execute('qom-get', { path: '/machine', property: 'type' })).toBe('pc-q35-7.2-machine');
     const built = buildSecret({ tek: s.tek, tik: s.tik, measurement: Buffer.from(m.launchMeasure, 'base64'), plaintext: Buffer.from('real-qemu-secret') });
     await vm.injectSecret({ packetHeader: built.header.toString('base64'), secret: built.payload.toString('base64'), gpa: 0x800000 });
     expect(await vm.qmpClient!.queryStatus()).toMatchObject({ status: 'running', running: true });

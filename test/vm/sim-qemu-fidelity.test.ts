@@ -148,7 +148,10 @@ describe('the wrapper against a simulator daemon', () => {
   it('sev-device is opened O_RDWR: a missing node or a non-SEV node fails like QEMU', async () => {
     const missing = await start([...sevArgs(`cbitpos=51,sev-device=${root}/nope`), '-drive', PFLASH, '-qmp', `unix:${root}/a.sock,server,nowait`]).done;
     expect(missing.code).toBe(1);
-    expect(lines(missing.stderr)).toEqual([`qemu-system-x86_64: sev_kvm_init: Failed to open ${root}/nope 'No such file or directory'`, 'qemu-system-x86_64: failed to initialize kvm: Operation not permitted']);
+    expect(lines(missing.stderr)).toEqual([
+      `qemu-system-x86_64: sev_kvm_init: Failed to open ${root}/nope 'No such file or directory'`,
+      'qemu-system-x86_64: failed to initialize kvm: Operation not permitted',
+    ]);
     const notSev = await start([...sevArgs('cbitpos=51,sev-device=/dev/null'), '-drive', PFLASH, '-qmp', `unix:${root}/b.sock,server,nowait`]).done;
     expect(notSev.code).toBe(1);
     expect(lines(notSev.stderr)[0]).toBe("qemu-system-x86_64: sev_kvm_init: failed to get platform status ret=-1 fw_error='0: '");
@@ -158,7 +161,7 @@ describe('the wrapper against a simulator daemon', () => {
     expect(lines(denied.stderr)[0]).toBe("qemu-system-x86_64: sev_kvm_init: Failed to open /dev/sev 'Permission denied'");
   }, 120_000);
 
-  it('missing firmware, kernel and initrd files fail with QEMU 7.2\'s own texts, and leave no guest', async () => {
+  it("missing firmware, kernel and initrd files fail with QEMU 7.2's own texts, and leave no guest", async () => {
     const p = sim.daemon.platform;
     const guestsBefore = p.guests.size;
     const drive = `if=pflash,format=raw,unit=0,file=${root}/no-ovmf.fd,readonly=on`;
@@ -171,24 +174,38 @@ describe('the wrapper against a simulator daemon', () => {
     const small = await start([...sevArgs('cbitpos=51'), '-bios', AMDSEV, '-qmp', `unix:${root}/g.sock,server,nowait`]).done;
     expect(small.stderr.split('\n')).toContain(`qemu: could not load PC BIOS '${AMDSEV}'`);
     fs.writeFileSync(path.join(root, 'odd.fd'), Buffer.alloc(5000));
-    const odd = await start([...sevArgs('cbitpos=51'), '-drive', `if=pflash,format=raw,unit=0,file=${root}/odd.fd`, '-qmp', `unix:${root}/h.sock,server,nowait`]).done;
-    expect(lines(odd.stderr)).toEqual(['qemu-system-x86_64: system firmware block device pflash0 has invalid size 5000', 'qemu-system-x86_64: info: its size must be a non-zero multiple of 0x1000']);
+    const odd = await start([
+      ...sevArgs('cbitpos=51'),
+      '-drive',
+      `if=pflash,format=raw,unit=0,file=${root}/odd.fd`,
+      '-qmp',
+      `unix:${root}/h.sock,server,nowait`,
+    ]).done;
+    expect(lines(odd.stderr)).toEqual([
+      'qemu-system-x86_64: system firmware block device pflash0 has invalid size 5000',
+      'qemu-system-x86_64: info: its size must be a non-zero multiple of 0x1000',
+    ]);
     const hashed = ['-drive', PFLASH, '-append', 'console=ttyS0', '-qmp', `unix:${root}/f.sock,server,nowait`];
     const kernel = await start([...sevArgs('cbitpos=51,kernel-hashes=on'), '-kernel', `${root}/no-vmlinuz`, ...hashed]).done;
     expect(kernel.stderr.split('\n')).toContain(`qemu: could not open kernel file '${root}/no-vmlinuz': No such file or directory`);
     fs.writeFileSync(path.join(root, 'vmlinuz'), 'k');
     const initrd = await start([...sevArgs('cbitpos=51,kernel-hashes=on'), '-kernel', `${root}/vmlinuz`, '-initrd', `${root}/no-initrd`, ...hashed]).done;
-    expect(initrd.stderr.split('\n')).toContain(`qemu: error reading initrd ${root}/no-initrd: Failed to open file \u201c${root}/no-initrd\u201d: No such file or directory`);
+    expect(initrd.stderr.split('\n')).toContain(
+      `qemu: error reading initrd ${root}/no-initrd: Failed to open file \u201c${root}/no-initrd\u201d: No such file or directory`,
+    );
     expect(p.guests.size).toBe(guestsBefore);
   }, 120_000);
 
-  it('after a reset (UNINIT): SEV-ES fails on CONFIG_ES with QEMU\'s message; SEV guest init INITs the platform', async () => {
+  it("after a reset (UNINIT): SEV-ES fails on CONFIG_ES with QEMU's message; SEV guest init INITs the platform", async () => {
     const p = sim.daemon.platform;
     expect(p.ioctl({ cmd: Cmd.FACTORY_RESET, writable: true, dataNull: true, struct: Buffer.alloc(0), blobs: [] }).errno).toBe(0);
     expect(p.state).toBe('UNINIT');
     const es = await start([...sevArgs('cbitpos=51,policy=0x5'), '-cpu', 'EPYC-v4', '-drive', PFLASH, '-qmp', `unix:${root}/es.sock,server,nowait`]).done;
     expect(es.code).toBe(1);
-    expect(lines(es.stderr)).toEqual(['qemu-system-x86_64: sev_kvm_init: guest policy requires SEV-ES, but host SEV-ES support unavailable', 'qemu-system-x86_64: failed to initialize kvm: Operation not permitted']);
+    expect(lines(es.stderr)).toEqual([
+      'qemu-system-x86_64: sev_kvm_init: guest policy requires SEV-ES, but host SEV-ES support unavailable',
+      'qemu-system-x86_64: failed to initialize kvm: Operation not permitted',
+    ]);
     expect(p.state).toBe('UNINIT');
 
     const s = createSession(p.certificate('pdh'), 1); // the PDH the reset made: readable before INIT
@@ -204,16 +221,33 @@ describe('the wrapper against a simulator daemon', () => {
     // sev-inject-launch-secret: QAPI checks first, then GLib base64 (line-wrapped is fine).
     const pkt = buildSecret({ tek: s.tek, tik: s.tik, measurement: blob, plaintext: Buffer.from('0123456789abcdef') });
     const wrap = (b: Buffer) => b.toString('base64').replace(/(.{20})/g, '$1\n');
-    const extra = await vm.qmp.execute('sev-inject-launch-secret', { 'packet-header': wrap(pkt.header), secret: wrap(pkt.payload), gpa: 0x810000, bogus: 1 }).then(() => ({ desc: 'no error' }), (e: { desc: string }) => e);
+    const extra = await vm.qmp
+      .execute('sev-inject-launch-secret', { 'packet-header': wrap(pkt.header), secret: wrap(pkt.payload), gpa: 0x810000, bogus: 1 })
+      .then(
+        () => ({ desc: 'no error' }),
+        (e: { desc: string }) => e,
+      );
     expect(extra.desc).toBe("Parameter 'bogus' is unexpected");
-    const missing = await vm.qmp.execute('sev-inject-launch-secret', { secret: 'AAAA' }).then(() => ({ desc: 'no error' }), (e: { desc: string }) => e);
+    const missing = await vm.qmp.execute('sev-inject-launch-secret', { secret: 'AAAA' }).then(
+      () => ({ desc: 'no error' }),
+      (e: { desc: string }) => e,
+    );
     expect(missing.desc).toBe("Parameter 'packet-header' is missing");
-    const empty = await vm.qmp.execute('sev-inject-launch-secret', { 'packet-header': '!!!!', secret: 'AAAA', gpa: 0 }).then(() => ({ desc: 'no error' }), (e: { desc: string }) => e);
+    const empty = await vm.qmp.execute('sev-inject-launch-secret', { 'packet-header': '!!!!', secret: 'AAAA', gpa: 0 }).then(
+      () => ({ desc: 'no error' }),
+      (e: { desc: string }) => e,
+    );
     expect(empty.desc).toBe('SEV: Failed to decode sequence header');
     await vm.qmp.execute('sev-inject-launch-secret', { 'packet-header': wrap(pkt.header), secret: wrap(pkt.payload), gpa: 0x810000 });
-    const qs = await vm.qmp.execute('query-sev', { verbose: true }).then(() => ({ desc: 'no error' }), (e: { desc: string }) => e);
+    const qs = await vm.qmp.execute('query-sev', { verbose: true }).then(
+      () => ({ desc: 'no error' }),
+      (e: { desc: string }) => e,
+    );
     expect(qs.desc).toBe("Parameter 'verbose' is unexpected");
-    const qst = await vm.qmp.execute('query-status', { x: 1 }).then(() => ({ desc: 'no error' }), (e: { desc: string }) => e);
+    const qst = await vm.qmp.execute('query-status', { x: 1 }).then(
+      () => ({ desc: 'no error' }),
+      (e: { desc: string }) => e,
+    );
     expect(qst.desc).toBe("Parameter 'x' is unexpected");
     vm.qmp.close();
     vm.child.kill('SIGTERM');
@@ -227,7 +261,18 @@ describe('the wrapper against a simulator daemon', () => {
     fs.writeFileSync(path.join(root, 'godh5.b64'), s.godhB64);
     fs.writeFileSync(path.join(root, 'session5.b64'), s.sessionB64);
     const sock = path.join(root, 'smp.sock');
-    const { child, done } = start(['-S', ...sevArgs(`cbitpos=51,policy=0x5,dh-cert-file=${root}/godh5.b64,session-file=${root}/session5.b64`), '-cpu', 'EPYC-v4', '-smp', 'sockets=2,cores=2', '-drive', PFLASH, '-qmp', `unix:${sock},server,nowait`]);
+    const { child, done } = start([
+      '-S',
+      ...sevArgs(`cbitpos=51,policy=0x5,dh-cert-file=${root}/godh5.b64,session-file=${root}/session5.b64`),
+      '-cpu',
+      'EPYC-v4',
+      '-smp',
+      'sockets=2,cores=2',
+      '-drive',
+      PFLASH,
+      '-qmp',
+      `unix:${sock},server,nowait`,
+    ]);
     const ac = new AbortController();
     void done.then((r) => ac.abort(new Error(`wrapper exited: ${JSON.stringify(r)}`)));
     const qmp = await waitForQmp(sock, { timeoutMs: 60_000, signal: ac.signal });

@@ -19,12 +19,18 @@ const AMDSEV = path.join(VECTORS, 'sev-snp-measure/ovmf_AmdSev_suffix.bin');
 describe('QEMU argv as the wrapper reads it', () => {
   const argv: string[] = JSON.parse(fs.readFileSync(FIXTURE, 'utf8')).expected_argv;
 
-  it('finds the SEV pieces of aleph\'s command line', () => {
+  it("finds the SEV pieces of aleph's command line", () => {
     const p = parseQemuArgs(argv.slice(1));
     expect(p.sev).toEqual({
-      id: 'sev0', policy: 1, cbitpos: 51, reducedPhysBits: 1,
-      dhCertFile: '/var/lib/aleph/vm/testhash/vm_godh.b64', sessionFile: '/var/lib/aleph/vm/testhash/vm_session.b64',
-      kernelHashes: false, handle: 0, sevDevice: '/dev/sev',
+      id: 'sev0',
+      policy: 1,
+      cbitpos: 51,
+      reducedPhysBits: 1,
+      dhCertFile: '/var/lib/aleph/vm/testhash/vm_godh.b64',
+      sessionFile: '/var/lib/aleph/vm/testhash/vm_session.b64',
+      kernelHashes: false,
+      handle: 0,
+      sevDevice: '/dev/sev',
     });
     expect(p.firmware).toBe('/opt/aleph-vm/OVMF_CODE.fd');
     expect(p.vcpus).toBe(2);
@@ -39,25 +45,53 @@ describe('QEMU argv as the wrapper reads it', () => {
     const out = rewriteForRealQemu(p, '/run/x/.real.sock', 'tcg');
     const expected = argv.slice(1).filter((a) => !a.startsWith('sev-guest,') && a !== '-object');
     const fix = (a: string) =>
-      a === '-enable-kvm' ? ['-accel', 'tcg']
-      : a === 'q35,confidential-guest-support=sev0' ? ['q35']
-      : a === 'host,host-phys-bits-limit=0x28' ? ['max,host-phys-bits-limit=0x28']
-      : a === 'unix:/var/lib/aleph/vm/testhash-qmp.socket,server,nowait' ? ['unix:/run/x/.real.sock,server=on,wait=off']
-      : a === '--no-reboot' ? ['-no-reboot']
-      : [a];
+      a === '-enable-kvm'
+        ? ['-accel', 'tcg']
+        : a === 'q35,confidential-guest-support=sev0'
+          ? ['q35']
+          : a === 'host,host-phys-bits-limit=0x28'
+            ? ['max,host-phys-bits-limit=0x28']
+            : a === 'unix:/var/lib/aleph/vm/testhash-qmp.socket,server,nowait'
+              ? ['unix:/run/x/.real.sock,server=on,wait=off']
+              : a === '--no-reboot'
+                ? ['-no-reboot']
+                : [a];
     expect(out).toEqual(expected.flatMap(fix));
     // KVM kept when asked.
     expect(rewriteForRealQemu(p, '/r.sock', 'kvm')).toContain('-enable-kvm');
   });
 
   it('handles QemuOpts escaping and refuses what QEMU refuses', () => {
-    expect(splitProps('file=/a,,b/c.fd,if=pflash')).toEqual([['file', '/a,b/c.fd'], ['if', 'pflash']]);
-    expect(joinProps([['', 'q35'], ['x', 'a,b']])).toBe('q35,x=a,,b');
-    expect(() => parseQemuArgs(['-object', 'sev-guest,id=s,cbitpos=51', '-machine', 'q35,confidential-guest-support=s'])).toThrow("Parameter 'reduced-phys-bits' is missing");
+    expect(splitProps('file=/a,,b/c.fd,if=pflash')).toEqual([
+      ['file', '/a,b/c.fd'],
+      ['if', 'pflash'],
+    ]);
+    expect(
+      joinProps([
+        ['', 'q35'],
+        ['x', 'a,b'],
+      ]),
+    ).toBe('q35,x=a,,b');
+    expect(() => parseQemuArgs(['-object', 'sev-guest,id=s,cbitpos=51', '-machine', 'q35,confidential-guest-support=s'])).toThrow(
+      "Parameter 'reduced-phys-bits' is missing",
+    );
     expect(() => parseQemuArgs(['-machine', 'q35,memory-encryption=nope'])).toThrow("object 'nope' not found");
-    expect(() => parseQemuArgs(['-object', 'sev-guest,id=s,reduced-phys-bits=1,policy=banana', '-machine', 'q35,confidential-guest-support=s'])).toThrow('policy');
+    expect(() => parseQemuArgs(['-object', 'sev-guest,id=s,reduced-phys-bits=1,policy=banana', '-machine', 'q35,confidential-guest-support=s'])).toThrow(
+      'policy',
+    );
     expect(() => parseQemuArgs(['-m'])).toThrow('requires an argument');
-    const p = parseQemuArgs(['-smp', 'cpus=4,sockets=1', '-name', 'guest=vm7,debug-threads=on', '-bios', '/fw.bin', '-object', 'sev-guest,id=s,reduced-phys-bits=1,policy=0x7,kernel-hashes=on', '-M', 'q35,memory-encryption=s']);
+    const p = parseQemuArgs([
+      '-smp',
+      'cpus=4,sockets=1',
+      '-name',
+      'guest=vm7,debug-threads=on',
+      '-bios',
+      '/fw.bin',
+      '-object',
+      'sev-guest,id=s,reduced-phys-bits=1,policy=0x7,kernel-hashes=on',
+      '-M',
+      'q35,memory-encryption=s',
+    ]);
     expect([p.vcpus, p.name, p.firmware, p.sev?.policy, p.sev?.kernelHashes]).toEqual([4, 'vm7', '/fw.bin', 7, true]);
   });
 });
@@ -103,14 +137,36 @@ describe('the wrapper as a process', () => {
     const env: NodeJS.ProcessEnv = { ...process.env, SEVKIT_REAL_QEMU: 'none' };
     delete env.SEVKIT_SIM_SOCKET;
     delete env.SEVKIT_SIM_STATE;
-    const r = await runWrapper(['-object', 'sev-guest,id=s,cbitpos=51,reduced-phys-bits=1', '-machine', 'q35,confidential-guest-support=s', '-bios', AMDSEV, '-qmp', `unix:${root}/x.sock,server,nowait`], env);
+    const r = await runWrapper(
+      [
+        '-object',
+        'sev-guest,id=s,cbitpos=51,reduced-phys-bits=1',
+        '-machine',
+        'q35,confidential-guest-support=s',
+        '-bios',
+        AMDSEV,
+        '-qmp',
+        `unix:${root}/x.sock,server,nowait`,
+      ],
+      env,
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^qemu-system-x86_64: sev_kvm_init: .*run it inside `sevkit sim`/m);
   });
 
   it('a missing session file fails like QEMU, naming the file', async () => {
     const r = await runWrapper(
-      ['-S', '-object', `sev-guest,id=s,cbitpos=51,reduced-phys-bits=1,dh-cert-file=${root}/nope-godh.b64,session-file=${root}/nope-session.b64`, '-machine', 'q35,confidential-guest-support=s', '-bios', AMDSEV, '-qmp', `unix:${root}/y.sock,server,nowait`],
+      [
+        '-S',
+        '-object',
+        `sev-guest,id=s,cbitpos=51,reduced-phys-bits=1,dh-cert-file=${root}/nope-godh.b64,session-file=${root}/nope-session.b64`,
+        '-machine',
+        'q35,confidential-guest-support=s',
+        '-bios',
+        AMDSEV,
+        '-qmp',
+        `unix:${root}/y.sock,server,nowait`,
+      ],
       sim.env,
     );
     expect(r.code).toBe(1);
@@ -123,7 +179,7 @@ describe('the wrapper as a process', () => {
     ]);
   });
 
-  it('an SEV-ES guest needs the firmware\'s reset block; -cpu host takes the simulated host\'s signature', async () => {
+  it("an SEV-ES guest needs the firmware's reset block; -cpu host takes the simulated host's signature", async () => {
     const noTable = path.join(root, 'plain.fd');
     fs.writeFileSync(noTable, Buffer.alloc(4096));
     const sup = new Supervisor({ qemu: sim.qemu, env: sim.env, runRoot: root });
@@ -155,15 +211,31 @@ describe('the wrapper as a process', () => {
     fs.writeFileSync(kernel, crypto.randomBytes(4096));
     const sup = new Supervisor({ qemu: sim.qemu, env: sim.env, runRoot: root });
     const s = createSession(fs.readFileSync(path.join(sim.stateDir, 'pdh.cert')), 0x1);
-    const vm = await sup.launch({ name: `kh-${run}`, firmware: AMDSEV, kernel, append: 'console=ttyS0', sev: { policy: 1, godh: s.godhB64, session: s.sessionB64, kernelHashes: true } });
+    const vm = await sup.launch({
+      name: `kh-${run}`,
+      firmware: AMDSEV,
+      kernel,
+      append: 'console=ttyS0',
+      sev: { policy: 1, godh: s.godhB64, session: s.sessionB64, kernelHashes: true },
+    });
     const m = await vm.measurement();
     const firmware = fs.readFileSync(AMDSEV);
     const sevInfo = { apiMajor: m.sevInfo['api-major'], apiMinor: m.sevInfo['api-minor'], buildId: m.sevInfo['build-id'], policy: 1 };
-    const good = verifyMeasurement({ measurement: m.launchMeasure, sevInfo, expected: { policy: 1, tik: s.tik, launch: { firmware, kernel: { kernel: fs.readFileSync(kernel), cmdline: 'console=ttyS0' } } } });
+    const good = verifyMeasurement({
+      measurement: m.launchMeasure,
+      sevInfo,
+      expected: { policy: 1, tik: s.tik, launch: { firmware, kernel: { kernel: fs.readFileSync(kernel), cmdline: 'console=ttyS0' } } },
+    });
     expect(good.match).toBe(true);
-    const wrongCmdline = verifyMeasurement({ measurement: m.launchMeasure, sevInfo, expected: { policy: 1, tik: s.tik, launch: { firmware, kernel: { kernel: fs.readFileSync(kernel), cmdline: 'console=ttyS1' } } } });
+    const wrongCmdline = verifyMeasurement({
+      measurement: m.launchMeasure,
+      sevInfo,
+      expected: { policy: 1, tik: s.tik, launch: { firmware, kernel: { kernel: fs.readFileSync(kernel), cmdline: 'console=ttyS1' } } },
+    });
     expect(wrongCmdline.match).toBe(false);
-    expect(verifyMeasurement({ measurement: m.launchMeasure, sevInfo, expected: { policy: 1, tik: s.tik, digest: computeLaunchDigest({ firmware }) } }).match).toBe(false);
+    expect(
+      verifyMeasurement({ measurement: m.launchMeasure, sevInfo, expected: { policy: 1, tik: s.tik, digest: computeLaunchDigest({ firmware }) } }).match,
+    ).toBe(false);
     await vm.stop();
     fs.rmSync(kernel);
   });
@@ -239,7 +311,7 @@ describe('the wrapper as a process', () => {
   });
 });
 
-describe('the wrapper runs one client\'s commands in order, like QEMU\'s monitor', () => {
+describe("the wrapper runs one client's commands in order, like QEMU's monitor", () => {
   it('inject then cont sent back to back: the secret goes in before LAUNCH_FINISH', async () => {
     const sim = await makeSimEnv({ realQemu: 'none' });
     const root = tmpRunRoot('simorder');

@@ -29,7 +29,11 @@ export const GENOA_CPUID = {
 export function writeLauncher(dir: string): string {
   const file = path.join(dir, 'qemu-system-x86_64');
   const loader = path.join(ROOT, 'node_modules/tsx/dist/loader.mjs');
-  fs.writeFileSync(file, `#!/bin/sh\n# sevkit-sim-qemu-wrapper (test launcher)\nexec "${process.execPath}" --import "file://${loader}" "${path.join(ROOT, 'lib/sim/qemu/main.ts')}" "$@"\n`, { mode: 0o755 });
+  fs.writeFileSync(
+    file,
+    `#!/bin/sh\n# sevkit-sim-qemu-wrapper (test launcher)\nexec "${process.execPath}" --import "file://${loader}" "${path.join(ROOT, 'lib/sim/qemu/main.ts')}" "$@"\n`,
+    { mode: 0o755 },
+  );
   return file;
 }
 
@@ -42,7 +46,13 @@ export async function makeSimEnv(opts: { realQemu?: string | 'none'; private?: b
   if (!opts.private && process.env.SEVKIT_SIM_SOCKET && process.env.SEVKIT_SIM_STATE) {
     // The simulator's own launcher when it has one: tests the real integration.
     const simQemu = process.env.SEVKIT_QEMU && fs.existsSync(process.env.SEVKIT_QEMU) ? process.env.SEVKIT_QEMU : qemu;
-    return { env: { ...process.env, ...extra, SEVKIT_QEMU: simQemu }, qemu: simQemu, stateDir: process.env.SEVKIT_SIM_STATE, daemon: true, cleanup: () => fs.rmSync(base, { recursive: true, force: true }) };
+    return {
+      env: { ...process.env, ...extra, SEVKIT_QEMU: simQemu },
+      qemu: simQemu,
+      stateDir: process.env.SEVKIT_SIM_STATE,
+      daemon: true,
+      cleanup: () => fs.rmSync(base, { recursive: true, force: true }),
+    };
   }
   const stateDir = path.join(base, 'state');
   const { SimPlatform } = await import('../../lib/sim/platform.js');

@@ -86,7 +86,12 @@ describe('SNP argv builder', () => {
 
   it('takes base64 text for the blobs exactly as it takes the bytes', () => {
     const a = snpGuestObject({ ...HOST, idBlock: idBlock(), idAuth, hostData: Buffer.alloc(32, 9) });
-    const b = snpGuestObject({ ...HOST, idBlock: idBlock().toString('base64'), idAuth: idAuth.toString('base64'), hostData: Buffer.alloc(32, 9).toString('base64') });
+    const b = snpGuestObject({
+      ...HOST,
+      idBlock: idBlock().toString('base64'),
+      idAuth: idAuth.toString('base64'),
+      hostData: Buffer.alloc(32, 9).toString('base64'),
+    });
     expect(b).toBe(a);
   });
 
@@ -94,7 +99,7 @@ describe('SNP argv builder', () => {
     expect(code(() => checkSnpPolicy(0x10000))).toBe('ERR_VM_SNP_POLICY'); // bit 17 clear
     expect(code(() => checkSnpPolicy(0x0))).toBe('ERR_VM_SNP_POLICY');
     expect(code(() => checkSnpPolicy(0x4030000))).toBe('ERR_VM_SNP_POLICY'); // bit 26
-    expect(code(() => checkSnpPolicy(1n << 63n | 0x30000n))).toBe('ERR_VM_SNP_POLICY');
+    expect(code(() => checkSnpPolicy((1n << 63n) | 0x30000n))).toBe('ERR_VM_SNP_POLICY');
     expect(code(() => checkSnpPolicy(-1))).toBe('ERR_VM_SNP_POLICY');
     expect(code(() => checkSnpPolicy(1n << 64n))).toBe('ERR_VM_SNP_POLICY');
     expect(code(() => checkSnpPolicy(0.5))).toBe('ERR_VM_SNP_POLICY');
@@ -127,7 +132,10 @@ describe('SNP argv builder', () => {
       [{ ...HOST, policy: 0x20000 | (1 << 26) }, 'ERR_VM_SNP_POLICY', /bits above 25/],
     ];
     for (const [args, c, msg] of bad) {
-      expect(code(() => snpGuestObject(args)), JSON.stringify(Object.keys(args))).toBe(c);
+      expect(
+        code(() => snpGuestObject(args)),
+        JSON.stringify(Object.keys(args)),
+      ).toBe(c);
       expect(() => snpGuestObject(args)).toThrow(msg);
     }
   });

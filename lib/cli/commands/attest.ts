@@ -10,14 +10,26 @@ import { action, EXIT_FAIL, EXIT_OK, parseIntArg, printJson } from '../run.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-const TCB_KEYS: Record<string, 'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode'> = { fmc: 'fmc', bl: 'bootloader', bootloader: 'bootloader', tee: 'tee', snp: 'snp', ucode: 'microcode', microcode: 'microcode' };
+const TCB_KEYS: Record<string, 'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode'> = {
+  fmc: 'fmc',
+  bl: 'bootloader',
+  bootloader: 'bootloader',
+  tee: 'tee',
+  snp: 'snp',
+  ucode: 'microcode',
+  microcode: 'microcode',
+};
 
 function tcbArg(v: string): Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>> {
   const out: Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>> = {};
-  for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^([a-z]+)\s*[=:]\s*(\d+)$/i.exec(part);
     const k = m ? TCB_KEYS[m[1]!.toLowerCase()] : undefined;
-    if (!m || !k || Number(m[2]) > 255) throw new InvalidArgumentError(`TCB minimum must look like bl=3,tee=0,snp=8,ucode=115[,fmc=0] (SPLs 0..255), got '${part}'`);
+    if (!m || !k || Number(m[2]) > 255)
+      throw new InvalidArgumentError(`TCB minimum must look like bl=3,tee=0,snp=8,ucode=115[,fmc=0] (SPLs 0..255), got '${part}'`);
     out[k] = Number(m[2]);
   }
   return out;
@@ -64,7 +76,8 @@ async function readSecret(spec: string): Promise<[string, string]> {
   const m = /^([A-Za-z0-9_-]{1,64})=(.+)$/.exec(spec);
   const file = m ? m[2]! : spec;
   const name = m ? m[1]! : path.basename(file);
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new UsageError(`--secret-file ${spec}: the secret name '${name}' must match [A-Za-z0-9_-]{1,64}; give NAME=FILE`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name))
+    throw new UsageError(`--secret-file ${spec}: the secret name '${name}' must match [A-Za-z0-9_-]{1,64}; give NAME=FILE`);
   const data = await readInput(file, 'the secret');
   try {
     return [name, new TextDecoder('utf-8', { fatal: true }).decode(data)];
@@ -80,7 +93,11 @@ async function attestCmd(o: AttestCliOpts): Promise<number> {
   if (o.vcek && o.kdsUrl) throw new UsageError('give --kds-url or --vcek, not both');
   if ((o.initrd !== undefined || o.append !== undefined) && !o.kernel) throw new UsageError('--initrd and --append need --kernel');
   if (!o.secretFile.length) throw new UsageError('give at least one --secret-file');
-  const [{ attestAndInject }, { parseWalletKey }, { KdsClient }] = await Promise.all([import('../../owner/attest.js'), import('../../aleph/wallet.js'), import('../../snp/kds.js')]);
+  const [{ attestAndInject }, { parseWalletKey }, { KdsClient }] = await Promise.all([
+    import('../../owner/attest.js'),
+    import('../../aleph/wallet.js'),
+    import('../../snp/kds.js'),
+  ]);
   const wallet = parseWalletKey((await readInput(o.walletKey, 'the wallet key')).toString('utf8'), o.walletKey);
   const secrets: Record<string, string> = {};
   for (const s of o.secretFile) {
@@ -96,7 +113,9 @@ async function attestCmd(o: AttestCliOpts): Promise<number> {
     const ark = certs.find((c) => c.subjectCn.startsWith('ARK-'));
     if (!ask || !ark) throw new UsageError(`${o.roots}: expected a cert_chain PEM holding an ASK (SEV-…) and an ARK (ARK-…)`);
     const asvk = certs.find((c) => c.subjectCn.startsWith('SEV-VLEK-')) ?? ask;
-    process.stderr.write(`sevkit: warning: trusting the roots in ${o.roots} instead of AMD's${ark.der.includes('SIMULATOR TEST') ? ' (the simulator\'s TEST roots: this proves nothing about real hardware)' : ''}\n`);
+    process.stderr.write(
+      `sevkit: warning: trusting the roots in ${o.roots} instead of AMD's${ark.der.includes('SIMULATOR TEST') ? " (the simulator's TEST roots: this proves nothing about real hardware)" : ''}\n`,
+    );
     roots = (product) => ({ product, ark, ask, asvk });
   }
   const path = await import('node:path');
@@ -108,18 +127,34 @@ async function attestCmd(o: AttestCliOpts): Promise<number> {
   try {
     const r = await attestAndInject({
       url: o.url,
-      expected: { firmware: await readInput(o.firmware, 'the firmware'), firmwareName: o.firmware, vcpus: o.vcpus, vcpuType: o.vcpuType ?? 'EPYC-v4', ...(o.guestFeatures ? { guestFeatures: o.guestFeatures } : {}), kernel },
+      expected: {
+        firmware: await readInput(o.firmware, 'the firmware'),
+        firmwareName: o.firmware,
+        vcpus: o.vcpus,
+        vcpuType: o.vcpuType ?? 'EPYC-v4',
+        ...(o.guestFeatures ? { guestFeatures: o.guestFeatures } : {}),
+        kernel,
+      },
       otherFirmwares: others,
-      policy: { ...(o.minTcb ? { minTcb: o.minTcb } : {}), ...(o.minLaunchTcb ? { minLaunchTcb: o.minLaunchTcb } : {}), ...(o.smt === false ? { allowSmt: false } : {}) },
+      policy: {
+        ...(o.minTcb ? { minTcb: o.minTcb } : {}),
+        ...(o.minLaunchTcb ? { minLaunchTcb: o.minLaunchTcb } : {}),
+        ...(o.smt === false ? { allowSmt: false } : {}),
+      },
       ...(o.policy !== undefined ? { expectedPolicy: BigInt(o.policy) } : {}),
-      ...(o.vcek ? { vek: await readInput(o.vcek, 'the VCEK') } : { kds: new KdsClient({ cacheDir: o.cacheDir ?? path.join(defaultKdsCacheDir(), 'snp'), ...(o.kdsUrl ? { baseUrl: o.kdsUrl } : {}) }) }),
+      ...(o.vcek
+        ? { vek: await readInput(o.vcek, 'the VCEK') }
+        : { kds: new KdsClient({ cacheDir: o.cacheDir ?? path.join(defaultKdsCacheDir(), 'snp'), ...(o.kdsUrl ? { baseUrl: o.kdsUrl } : {}) }) }),
       ...(roots ? { roots } : {}),
       deadlineMs: o.deadline * 1000,
       wallet,
       secrets,
     });
     if (o.json) printJson({ ok: true, measurement: r.measurement.toString('hex'), tlsKey: r.keyDigest.toString('hex'), injected: r.injected });
-    else process.stdout.write(`attested: measurement ${r.measurement.toString('hex')}, TLS key sha384 ${r.keyDigest.toString('hex').slice(0, 16)}…; injected ${r.injected.join(', ')}\n`);
+    else
+      process.stdout.write(
+        `attested: measurement ${r.measurement.toString('hex')}, TLS key sha384 ${r.keyDigest.toString('hex').slice(0, 16)}…; injected ${r.injected.join(', ')}\n`,
+      );
     return EXIT_OK;
   } finally {
     for (const k of Object.keys(secrets)) secrets[k] = '';
@@ -130,7 +165,9 @@ async function attestCmd(o: AttestCliOpts): Promise<number> {
 export function register(program: Command): void {
   program
     .command('attest')
-    .description("Attest an SEV-SNP guest agent over TLS (report in the handshake's certificate, verified with the full policy against the measurement computed from your own files) and only then send it your wallet-signed secrets")
+    .description(
+      "Attest an SEV-SNP guest agent over TLS (report in the handshake's certificate, verified with the full policy against the measurement computed from your own files) and only then send it your wallet-signed secrets",
+    )
     .requiredOption('--url <URL>', 'the agent, https://HOST:PORT (the CRN forwards the guest port)')
     .requiredOption('--firmware <FILE>', 'the OVMF image (-bios) the guest should run')
     .requiredOption('--vcpus <N>', 'vCPUs', (v) => parseIntArg(v, '--vcpus'))

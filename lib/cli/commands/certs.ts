@@ -22,7 +22,6 @@ async function readInput(file: string, what: string): Promise<Buffer> {
   }
 }
 
-
 /** The platform (lib/platform, owned by the native area), loaded only when a command needs it. */
 async function openPlatform(device?: string) {
   const { SevPlatform } = await import('../../platform/index.js');
@@ -56,7 +55,13 @@ async function verifyCmd(o: VerifyOpts): Promise<number> {
     const platform = await openPlatform(o.device);
     const env = sevkitEnv();
     const testCa = (await import('../../sim/ca-chain.js')).simulatorCaChain(env.simState);
-    sev = (await certs.platformSevChain(platform, { ...(ca ? { ca } : {}), ...(testCa ? { testCa } : {}), kds: { offline: Boolean(o.offline), cacheDir: env.kdsCacheDir } })).sev;
+    sev = (
+      await certs.platformSevChain(platform, {
+        ...(ca ? { ca } : {}),
+        ...(testCa ? { testCa } : {}),
+        kds: { offline: Boolean(o.offline), cacheDir: env.kdsCacheDir },
+      })
+    ).sev;
     source = 'the platform';
   }
   const oca = o.oca ? certs.decodeSevCert(await readInput(o.oca, 'OCA certificate'), { name: o.oca, usage: certs.Usage.OCA, allowTrailing: true }) : undefined;
@@ -64,7 +69,11 @@ async function verifyCmd(o: VerifyOpts): Promise<number> {
   const r = certs.verifyTrustedChain({ chain: sev, ca, generation, ...(oca ? { oca } : {}) });
   if (!o.quiet) warnIfTestRoot(r.anchor?.testRoot ?? false, `--ca ${o.ca}`);
   if (r.caSource === 'none') {
-    throw new certs.CertificateError('ERR_CERT_GENERATION', `could not find a matching built-in AMD certificate: no AMD ASK (naples, rome, milan, genoa, turin) signs the CEK of ${source}; pass --ca ASK_ARK_FILE`, { cert: 'CEK' });
+    throw new certs.CertificateError(
+      'ERR_CERT_GENERATION',
+      `could not find a matching built-in AMD certificate: no AMD ASK (naples, rome, milan, genoa, turin) signs the CEK of ${source}; pass --ca ASK_ARK_FILE`,
+      { cert: 'CEK' },
+    );
   }
   if (o.json) printJson(certs.verificationJson(r));
   else if (!o.quiet) process.stdout.write(certs.renderVerify(r, useColor()));
@@ -98,7 +107,8 @@ async function provisionCmd(certPath: string, keyPath: string, o: { json?: boole
   const certs = await import('../../certs/index.js');
   const oca = certs.decodeSevCert(await readInput(certPath, 'OCA certificate'), { name: certPath, usage: certs.Usage.OCA, allowTrailing: true });
   const self = certs.verifySevLink(oca, oca);
-  if (!self.ok) throw new certs.CertificateError('ERR_CERT_SIGNATURE', `${certPath}: OCA is not validly self-signed (${self.reason})`, { cert: certPath, field: 'sig' });
+  if (!self.ok)
+    throw new certs.CertificateError('ERR_CERT_SIGNATURE', `${certPath}: OCA is not validly self-signed (${self.reason})`, { cert: certPath, field: 'sig' });
   const keyBuf = await readInput(keyPath, 'OCA private key');
   let key;
   try {
@@ -129,9 +139,10 @@ async function validateCmd(chainPath: string, reportPath: string, o: { json?: bo
   const pekFile = isDir(chainPath) ? path.join(chainPath, 'pek.cert') : chainPath;
   const repFile = isDir(reportPath) ? path.join(reportPath, 'attestation_report.bin') : reportPath;
   const chainBuf = await readInput(pekFile, 'PEK certificate or SEV chain');
-  const pek = chainBuf.length >= certs.SEV_CHAIN_SIZE
-    ? certs.decodeSevChain(chainBuf, pekFile).pek
-    : certs.decodeSevCert(chainBuf, { name: pekFile, usage: certs.Usage.PEK });
+  const pek =
+    chainBuf.length >= certs.SEV_CHAIN_SIZE
+      ? certs.decodeSevChain(chainBuf, pekFile).pek
+      : certs.decodeSevCert(chainBuf, { name: pekFile, usage: certs.Usage.PEK });
   const repBuf = await readInput(repFile, 'attestation report');
   const report = certs.decodeLegacyReport(repBuf, repFile);
   const ok = certs.verifyLegacyReport(pek, repBuf);

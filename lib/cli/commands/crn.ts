@@ -18,7 +18,12 @@ export function register(program: Command): void {
     .option('--cek <FILE>', 'serve this ASK-signed CEK instead of the exported/KDS one')
     .option('--cpu <MODEL>', "QEMU -cpu for the VMs (default aleph's host,host-phys-bits-limit=0x28); pin e.g. EPYC-v4 so SEV-ES owners can predict the VMSAs")
     .option('--no-confidential', 'disable confidential computing (503 on /about/certificates)')
-    .option('--cert-ttl <SECONDS>', 're-export the certificate chain after this long (also on SIGHUP and after a failed launch)', (v) => parseIntArg(v, '--cert-ttl'), 60)
+    .option(
+      '--cert-ttl <SECONDS>',
+      're-export the certificate chain after this long (also on SIGHUP and after a failed launch)',
+      (v) => parseIntArg(v, '--cert-ttl'),
+      60,
+    )
     .option('--quiet', 'no request log on stderr')
     .option('--max-vms <N>', 'VMs this CRN holds at most; the next allocation is refused with 503', (v) => parseIntArg(v, '--max-vms'), 256)
     .option('--aleph-exact', "answer with aleph-vm's exact status codes and bodies where sevkit's deliberately differ (docs/crn-aleph.md)")
@@ -29,7 +34,7 @@ export function register(program: Command): void {
     .option('--keep-vms', 'on SIGINT/SIGTERM, stop serving but leave the VMs running (the next crn serve on this --run-dir adopts them)')
     .addHelpText(
       'after',
-      '\nAllocation (POST /control/allocate, and with --api-server POST /control/allocations) needs SEVKIT_ALLOCATION_TOKEN\n(or aleph\'s form, its sha256 in SEVKIT_ALLOCATION_TOKEN_HASH) in the environment.\nSIGHUP re-exports the certificate chain (after rotate); SIGINT/SIGTERM stop every VM (or, with --keep-vms, leave\nthem running) and exit; a repeated signal does not cut the stop short. On start, the VMs an earlier crn serve on\nthe same --run-dir left running (a crash, SIGKILL, --keep-vms) are adopted: they are served again.',
+      "\nAllocation (POST /control/allocate, and with --api-server POST /control/allocations) needs SEVKIT_ALLOCATION_TOKEN\n(or aleph's form, its sha256 in SEVKIT_ALLOCATION_TOKEN_HASH) in the environment.\nSIGHUP re-exports the certificate chain (after rotate); SIGINT/SIGTERM stop every VM (or, with --keep-vms, leave\nthem running) and exit; a repeated signal does not cut the stop short. On start, the VMs an earlier crn serve on\nthe same --run-dir left running (a crash, SIGKILL, --keep-vms) are adopted: they are served again.",
     )
     .action(action(serveCmd));
 
@@ -52,10 +57,19 @@ export function register(program: Command): void {
     .option('--vcpu-model <N>', 'SEV-ES: vCPU model', (v) => parseIntArg(v, '--vcpu-model'))
     .option('--vcpu-stepping <N>', 'SEV-ES: vCPU stepping', (v) => parseIntArg(v, '--vcpu-stepping'))
     .option('--sev-features <N>', 'SEV-ES: the VMSA SEV_FEATURES (0x20 where KVM enables DebugSwap in legacy VMSAs)', (v) => parseIntArg(v, '--sev-features'))
-    .option('--secret-gpa <ADDR>', 'the firmware receives the secret at this guest address (for a firmware whose footer table declares no launch-secret area; the CRN must inject there)', (v) => parseIntArg(v, '--secret-gpa'))
+    .option(
+      '--secret-gpa <ADDR>',
+      'the firmware receives the secret at this guest address (for a firmware whose footer table declares no launch-secret area; the CRN must inject there)',
+      (v) => parseIntArg(v, '--secret-gpa'),
+    )
     .option('--secret-size <BYTES>', 'with --secret-gpa: the size of that area', (v) => parseIntArg(v, '--secret-size'), 4096)
     .option('--timeout <SECONDS>', 'how long to wait for the measurement', (v) => parseIntArg(v, '--timeout'), 120)
-    .option('--request-timeout <SECONDS>', 'deadline of each request, connect to the last byte (initialize gets 150 s: aleph holds it while the VM starts)', (v) => parseIntArg(v, '--request-timeout'), 30)
+    .option(
+      '--request-timeout <SECONDS>',
+      'deadline of each request, connect to the last byte (initialize gets 150 s: aleph holds it while the VM starts)',
+      (v) => parseIntArg(v, '--request-timeout'),
+      30,
+    )
     .option('--deadline <SECONDS>', 'deadline of the whole launch (default: --timeout + 300)', (v) => parseIntArg(v, '--deadline'))
     .option('--json', 'print the result as JSON')
     .action(action(launchCmd));
@@ -121,7 +135,12 @@ async function serveCmd(o: ServeOpts): Promise<number> {
   const device = o.device ?? env.device;
   const testCa = (await import('../../sim/ca-chain.js')).simulatorCaChain(env.simState);
   // An unexpected exit (a bug) must not take the VMs with it: the next crn serve adopts them.
-  const supervisor = new Supervisor({ runRoot: `${o.runDir}/vms`, keepVmsOnExit: true, ...(env.qemu ? { qemu: env.qemu } : {}), ...(env.cpuidFile ? { cpuidFile: env.cpuidFile } : {}) });
+  const supervisor = new Supervisor({
+    runRoot: `${o.runDir}/vms`,
+    keepVmsOnExit: true,
+    ...(env.qemu ? { qemu: env.qemu } : {}),
+    ...(env.cpuidFile ? { cpuidFile: env.cpuidFile } : {}),
+  });
   const keepVms = Boolean(o.keepVms);
   // Installed before anything starts and kept until the process exits: a signal during start-up (adoption)
   // is acted on once the server is up, and a second signal (Ctrl-C twice, a group signal plus `sevkit sim`
@@ -208,10 +227,12 @@ async function alephOptions(o: ServeOpts): Promise<Pick<CrnServiceOptions, 'mode
   }
   if (api.protocol !== 'http:' && api.protocol !== 'https:') throw new UsageError(`--api-server must be an http(s) URL, got '${o.apiServer}'`);
   if (!o.dataCache) throw new UsageError('--api-server needs --data-cache DIR (where the firmware files named by item hash are)');
-  if (o.nodeHash !== undefined && !/^[0-9a-f]{64}$/.test(o.nodeHash)) throw new UsageError(`--node-hash must be 64 lower-case hex digits (an aleph node hash), got '${o.nodeHash.slice(0, 80)}'`);
+  if (o.nodeHash !== undefined && !/^[0-9a-f]{64}$/.test(o.nodeHash))
+    throw new UsageError(`--node-hash must be 64 lower-case hex digits (an aleph node hash), got '${o.nodeHash.slice(0, 80)}'`);
   const fs = await import('node:fs');
   const path = await import('node:path');
-  const { AlephAllocations, allocationTokenHash, httpMessageFetcher, alephSecurityAggregateAuthorizer, httpAggregateFetcher } = await import('../../crn/index.js');
+  const { AlephAllocations, allocationTokenHash, httpMessageFetcher, alephSecurityAggregateAuthorizer, httpAggregateFetcher } =
+    await import('../../crn/index.js');
   const cache = path.resolve(o.dataCache);
   if (!fs.statSync(cache, { throwIfNoEntry: false })?.isDirectory()) throw new InputError(`--data-cache ${o.dataCache}: not a directory`);
   const inCache = (ref: string): string | undefined => {
@@ -292,7 +313,9 @@ async function esFrom(o: LaunchOpts): Promise<import('../../launch/index.js').Es
   const kinds = [o.vcpuType !== undefined, o.vcpuSig !== undefined, fmsGiven === 3].filter(Boolean).length;
   if (kinds > 1) throw new UsageError('give one of --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping');
   if (o.policy & 0x4 && (o.vcpus === undefined || kinds === 0)) {
-    throw new UsageError('SEV-ES (policy bit 0x4) needs --vcpus and one of --vcpu-type, --vcpu-sig or --vcpu-family/model/stepping to predict the VMSA measurement (sevkit allocate prints what the CRN launches with)');
+    throw new UsageError(
+      'SEV-ES (policy bit 0x4) needs --vcpus and one of --vcpu-type, --vcpu-sig or --vcpu-family/model/stepping to predict the VMSA measurement (sevkit allocate prints what the CRN launches with)',
+    );
   }
   if (o.vcpus === undefined || kinds === 0) return undefined;
   let sig = o.vcpuSig;
@@ -300,18 +323,24 @@ async function esFrom(o: LaunchOpts): Promise<import('../../launch/index.js').Es
     const { cpuSignature } = await import('../../launch/cpus.js');
     sig = cpuSignature(o.vcpuFamily!, o.vcpuModel!, o.vcpuStepping!);
   }
-  return { numCpus: o.vcpus, ...(o.vcpuType ? { vcpuType: o.vcpuType } : { vcpuSig: sig! }), ...(o.sevFeatures !== undefined ? { sevFeatures: o.sevFeatures } : {}) };
+  return {
+    numCpus: o.vcpus,
+    ...(o.vcpuType ? { vcpuType: o.vcpuType } : { vcpuSig: sig! }),
+    ...(o.sevFeatures !== undefined ? { sevFeatures: o.sevFeatures } : {}),
+  };
 }
 
 async function launchCmd(o: LaunchOpts): Promise<number> {
   const fs = await import('node:fs');
   if (!/^[0-9a-f]{64}$/.test(o.vm)) throw new UsageError(`--vm must be 64 lower-case hex digits (the instance item hash), got '${o.vm.slice(0, 80)}'`);
   if (o.ca && o.generation) throw new UsageError('give either --ca or --generation, not both');
-  if (o.timeout < 1 || o.requestTimeout < 1 || (o.deadline !== undefined && o.deadline < 1)) throw new UsageError('--timeout, --request-timeout and --deadline must be at least 1 second');
+  if (o.timeout < 1 || o.requestTimeout < 1 || (o.deadline !== undefined && o.deadline < 1))
+    throw new UsageError('--timeout, --request-timeout and --deadline must be at least 1 second');
   if (o.secretGpa === undefined && o.secretSize !== 4096) throw new UsageError('--secret-size goes with --secret-gpa');
   const es = await esFrom(o);
   const keyFile = o.walletKey ?? process.env.SEVKIT_WALLET_KEY_FILE;
-  if (!keyFile) throw new UsageError('a wallet key is needed to act on the VM: --wallet-key FILE (or SEVKIT_WALLET_KEY_FILE); `sevkit wallet new FILE` creates one');
+  if (!keyFile)
+    throw new UsageError('a wallet key is needed to act on the VM: --wallet-key FILE (or SEVKIT_WALLET_KEY_FILE); `sevkit wallet new FILE` creates one');
   const { parseWalletKey } = await import('../../aleph/wallet.js');
   const { CrnClient } = await import('../../owner/client.js');
   const { launchOnCrn } = await import('../../owner/launch.js');

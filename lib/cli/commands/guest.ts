@@ -54,7 +54,9 @@ async function agentCmd(o: AgentOpts): Promise<number> {
 export function register(program: Command): void {
   const g = program.command('guest').description('Inside an SEV-SNP guest: the attestation agent');
   g.command('agent')
-    .description("Serve attested TLS (a report binding a fresh P-384 key, aleph's certificate extension), fresh reports at /.well-known/attestation, and /confidential/inject-secret for envelopes the owner signed for this key")
+    .description(
+      "Serve attested TLS (a report binding a fresh P-384 key, aleph's certificate extension), fresh reports at /.well-known/attestation, and /confidential/inject-secret for envelopes the owner signed for this key",
+    )
     .option('--listen <HOST:PORT>', 'listen address', listenArg, { host: '0.0.0.0', port: 8443 })
     .requiredOption('--owner <ADDRESS>', "the VM owner's Ethereum address (0x + 40 hex digits); only its signed envelopes are accepted")
     .requiredOption('--secrets-dir <DIR>', 'where each secret is written (0600; the directory is created 0700)')

@@ -43,10 +43,15 @@ async function wiping<T>(fn: (own: <B extends Uint8Array>(b: B) => B) => Promise
   }
 }
 
-
 // ---------------------------------------------------------------- session
 
-interface SessionOpts { name?: string; ca?: string; verify: boolean; sevctlPolicyMac?: boolean; json?: boolean }
+interface SessionOpts {
+  name?: string;
+  ca?: string;
+  verify: boolean;
+  sevctlPolicyMac?: boolean;
+  json?: boolean;
+}
 
 async function sessionCmd(pdhFile: string, policyArg: string, o: SessionOpts): Promise<void> {
   const L = await launchLib();
@@ -66,14 +71,18 @@ async function sessionCmd(pdhFile: string, policyArg: string, o: SessionOpts): P
   const pdh = certs.decodeSevCert(raw, { name: `${pdhFile}: PDH`, usage: certs.Usage.PDH, allowTrailing: true });
   if (raw.length < 4 * SEV) {
     if (o.ca) throw new InputError(`${pdhFile}: holds only a PDH; --ca needs a SEV chain (PDH‖PEK‖OCA‖CEK) to verify`);
-    process.stderr.write(`sevkit: warning: ${pdhFile} holds only a PDH certificate; nothing was verified (pass the platform's certificate chain to verify it)\n`);
+    process.stderr.write(
+      `sevkit: warning: ${pdhFile} holds only a PDH certificate; nothing was verified (pass the platform's certificate chain to verify it)\n`,
+    );
   } else if (!o.verify) {
     process.stderr.write(`sevkit: warning: --no-verify: the certificate chain in ${pdhFile} was NOT verified\n`);
   } else {
     await verifySessionChain(raw, pdhFile, o.ca);
   }
   if (o.sevctlPolicyMac && policy.value > 0x3f) {
-    process.stderr.write('sevkit: warning: --sevctl-policy-mac: the policy MAC uses sevctl\'s truncated encoding; the firmware will refuse LAUNCH_START for this policy\n');
+    process.stderr.write(
+      "sevkit: warning: --sevctl-policy-mac: the policy MAC uses sevctl's truncated encoding; the firmware will refuse LAUNCH_START for this policy\n",
+    );
   }
   const s = L.createSession(pdh, policy, o.sevctlPolicyMac ? { policyEncoding: 'sevctl' } : {});
   try {
@@ -109,11 +118,21 @@ async function verifySessionChain(raw: Buffer, file: string, caFile: string | un
     throw e;
   }
   const a = r.anchor;
-  const source = !a ? 'none' : a.chosenBy === 'ca' ? `CA chain ${caFile}` : a.chosenBy === 'test' ? `SIMULATED platform TEST roots from ${simState}, not AMD` : a.description;
+  const source = !a
+    ? 'none'
+    : a.chosenBy === 'ca'
+      ? `CA chain ${caFile}`
+      : a.chosenBy === 'test'
+        ? `SIMULATED platform TEST roots from ${simState}, not AMD`
+        : a.description;
   warnIfTestRoot(a?.testRoot ?? false, source);
   if (!r.ok) {
     const f = r.failed[0]!;
-    throw new L.SessionError('ERR_CHAIN_INVALID', `${file}: certificate chain is not valid: ${f.signer} → ${f.subject}: ${f.reason ?? 'signature does not verify'} (use --no-verify to proceed anyway)`, 'INVALID_CERTIFICATE');
+    throw new L.SessionError(
+      'ERR_CHAIN_INVALID',
+      `${file}: certificate chain is not valid: ${f.signer} → ${f.subject}: ${f.reason ?? 'signature does not verify'} (use --no-verify to proceed anyway)`,
+      'INVALID_CERTIFICATE',
+    );
   }
   process.stderr.write(`sevkit: certificate chain verified (${source})\n`);
 }
@@ -185,7 +204,8 @@ async function launchFrom(o: DigestOpts, policyValue: number): Promise<import('.
   const firmware = readFileChecked(o.firmware, '--firmware');
   const input: import('../../launch/index.js').LaunchDigestInput = { firmware, firmwareName: o.firmware, kernel: await kernelFrom(o) };
   if (policyValue & 0x04) {
-    if (o.numCpus === undefined) throw new UsageError('SEV-ES policy bit is set, CPU/VMSA info must be specified (--num-cpus with --vcpu-type or --vcpu-sig, or --vmsa-cpu0/--vmsa-cpu1)');
+    if (o.numCpus === undefined)
+      throw new UsageError('SEV-ES policy bit is set, CPU/VMSA info must be specified (--num-cpus with --vcpu-type or --vcpu-sig, or --vmsa-cpu0/--vmsa-cpu1)');
     const files = o.vmsaCpu0 !== undefined || o.vmsaCpu1 !== undefined;
     const cpu = await cpuFrom(o);
     if (files) {
@@ -193,8 +213,16 @@ async function launchFrom(o: DigestOpts, policyValue: number): Promise<import('.
       if (o.vmsaCpu0 === undefined || o.vmsaCpu1 === undefined) throw new UsageError('--num-cpus, --vmsa-cpu0, --vmsa-cpu1 must be specified together');
       input.vmsaFiles = { cpu0: readFileChecked(o.vmsaCpu0, '--vmsa-cpu0'), cpu1: readFileChecked(o.vmsaCpu1, '--vmsa-cpu1'), numCpus: o.numCpus };
     } else {
-      if (!cpu) throw new UsageError('SEV-ES needs --vcpu-type (e.g. EPYC-v4), --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping, or --vmsa-cpu0/--vmsa-cpu1 with --num-cpus');
-      input.es = { numCpus: o.numCpus, ...cpu, vmType: L.parseVmType(o.vmType ?? 'legacy'), ...(o.sevFeatures !== undefined ? { sevFeatures: o.sevFeatures } : {}) };
+      if (!cpu)
+        throw new UsageError(
+          'SEV-ES needs --vcpu-type (e.g. EPYC-v4), --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping, or --vmsa-cpu0/--vmsa-cpu1 with --num-cpus',
+        );
+      input.es = {
+        numCpus: o.numCpus,
+        ...cpu,
+        vmType: L.parseVmType(o.vmType ?? 'legacy'),
+        ...(o.sevFeatures !== undefined ? { sevFeatures: o.sevFeatures } : {}),
+      };
     }
   }
   return input;
@@ -247,7 +275,7 @@ async function measurementBuildCmd(o: BuildOpts): Promise<void> {
     else throw new UsageError('One of --nonce or --launch-measure-blob must be specified.');
     return L.launchMeasure({ digest, mnonce: nonce, tik, apiMajor: o.apiMajor, apiMinor: o.apiMinor, build: o.buildId, policy: o.policy });
   });
-  if (o.outfile === '-' && o.json) throw new UsageError("--outfile - and --json both write to stdout: give one");
+  if (o.outfile === '-' && o.json) throw new UsageError('--outfile - and --json both write to stdout: give one');
   if (o.outfile) await writeOutputFile(o.outfile, out);
   if (o.outfile === '-') return;
   if (o.json) {
@@ -327,7 +355,8 @@ async function measurementDiagnoseCmd(o: DiagnoseOpts): Promise<number> {
   const blob = readPathOrBase64(o.measurement, '--measurement', 48);
   // SEV-ES inputs are optional here: whatever the owner did not pin is searched.
   const cpu = await cpuFrom(o);
-  if (o.vmsaCpu0 !== undefined || o.vmsaCpu1 !== undefined) throw new UsageError('diagnose builds the VMSAs itself: give --vcpu-type/--vcpu-sig instead of --vmsa-cpu0/--vmsa-cpu1');
+  if (o.vmsaCpu0 !== undefined || o.vmsaCpu1 !== undefined)
+    throw new UsageError('diagnose builds the VMSAs itself: give --vcpu-type/--vcpu-sig instead of --vmsa-cpu0/--vmsa-cpu1');
   const d = await wiping(async (own) => {
     const tik = own(readPathOrBase64(o.tik, '--tik', 16));
     // Only the firmware and kernel are read here (the policy without ES): the VMSAs are the searched part.
@@ -336,7 +365,10 @@ async function measurementDiagnoseCmd(o: DiagnoseOpts): Promise<number> {
       measurement: blob,
       sevInfo: info,
       tik,
-      firmwares: [{ name: o.firmware!, image: launch.firmware }, ...(o.alsoFirmware ?? []).map((f) => ({ name: f, image: readFileChecked(f, '--also-firmware') }))],
+      firmwares: [
+        { name: o.firmware!, image: launch.firmware },
+        ...(o.alsoFirmware ?? []).map((f) => ({ name: f, image: readFileChecked(f, '--also-firmware') })),
+      ],
       kernel: launch.kernel ?? null,
       expected: {
         policy,
@@ -371,12 +403,22 @@ async function measurementVerifyCmd(o: VerifyOpts): Promise<number> {
   const v = await wiping(async (own) => {
     const tik = own(readPathOrBase64(o.tik, '--tik', 16));
     const launch = await launchFrom(o, policy.value);
-    return L.verifyMeasurement({ measurement: blob, sevInfo: info, expected: { policy, tik, ...(launch ? { launch } : { digest: await digestFrom(o, policy.value) }) } });
+    return L.verifyMeasurement({
+      measurement: blob,
+      sevInfo: info,
+      expected: { policy, tik, ...(launch ? { launch } : { digest: await digestFrom(o, policy.value) }) },
+    });
   });
   if (o.json) {
-    printJson(v.match ? { match: true, digest: v.digest.toString('hex') } : { match: false, reason: v.reason, message: v.message, ...(v.diagnosis ? { diagnosis: L.diagnosisToJSON(v.diagnosis) } : {}) });
+    printJson(
+      v.match
+        ? { match: true, digest: v.digest.toString('hex') }
+        : { match: false, reason: v.reason, message: v.message, ...(v.diagnosis ? { diagnosis: L.diagnosisToJSON(v.diagnosis) } : {}) },
+    );
   } else if (v.match) {
-    process.stdout.write(`match: launch measurement verified (policy ${policy.toHex()}, firmware API ${info.apiMajor}.${info.apiMinor} build ${info.buildId}, digest ${v.digest.toString('hex')})\n`);
+    process.stdout.write(
+      `match: launch measurement verified (policy ${policy.toHex()}, firmware API ${info.apiMajor}.${info.apiMinor} build ${info.buildId}, digest ${v.digest.toString('hex')})\n`,
+    );
   } else {
     process.stdout.write(`mismatch: ${v.message}\n`);
   }
@@ -385,7 +427,14 @@ async function measurementVerifyCmd(o: VerifyOpts): Promise<number> {
 
 // ---------------------------------------------------------------- vmsa
 
-interface VmsaOpts { cpu: number; family?: number; model?: number; stepping?: number; firmware?: string; userspace: string }
+interface VmsaOpts {
+  cpu: number;
+  family?: number;
+  model?: number;
+  stepping?: number;
+  firmware?: string;
+  userspace: string;
+}
 
 async function vmsaOptions(o: VmsaOpts): Promise<import('../../launch/index.js').SevctlVmsaOptions> {
   const L = await launchLib();
@@ -431,7 +480,16 @@ async function vmsaShowCmd(file: string): Promise<void> {
 
 // ---------------------------------------------------------------- secret
 
-interface SecretOpts { tik: string; tek: string; launchMeasureBlob: string; iv?: string; secret?: string[]; layout: string; firmware?: string; json?: boolean }
+interface SecretOpts {
+  tik: string;
+  tek: string;
+  launchMeasureBlob: string;
+  iv?: string;
+  secret?: string[];
+  layout: string;
+  firmware?: string;
+  json?: boolean;
+}
 
 async function secretBuildCmd(headerFile: string, payloadFile: string, o: SecretOpts): Promise<void> {
   const L = await launchLib();
@@ -448,7 +506,8 @@ async function secretBuildCmd(headerFile: string, payloadFile: string, o: Secret
     const tek = own(readPathOrBase64(o.tek, '--tek', 16));
     const tik = own(readPathOrBase64(o.tik, '--tik', 16));
     const blob = readPathOrBase64(o.launchMeasureBlob, '--launch-measure-blob');
-    if (blob.length !== 48 && blob.length !== 32) throw new L.LaunchInputError(`--launch-measure-blob: ${blob.length} bytes, expected 48 (or the 32-byte MEASURE)`, 'ERR_LENGTH');
+    if (blob.length !== 48 && blob.length !== 32)
+      throw new L.LaunchInputError(`--launch-measure-blob: ${blob.length} bytes, expected 48 (or the 32-byte MEASURE)`, 'ERR_LENGTH');
     let iv: Buffer | undefined;
     if (o.iv !== undefined) {
       iv = decodeBase64(o.iv, '--iv');
@@ -468,11 +527,16 @@ async function secretBuildCmd(headerFile: string, payloadFile: string, o: Secret
     note(`Wrote header to: ${headerFile}`);
     await writeOutputFile(payloadFile, s.payload);
     note(`Wrote payload to: ${payloadFile}`);
-    if (o.json) printJson({ header: headerFile, payload: payloadFile, packet_header: s.header.toString('base64'), secret: s.payload.toString('base64'), layout });
+    if (o.json)
+      printJson({ header: headerFile, payload: payloadFile, packet_header: s.header.toString('base64'), secret: s.payload.toString('base64'), layout });
   });
 }
 
-async function secretInspectCmd(headerFile: string, payloadFile: string, o: { tik: string; tek: string; launchMeasureBlob: string; json?: boolean }): Promise<void> {
+async function secretInspectCmd(
+  headerFile: string,
+  payloadFile: string,
+  o: { tik: string; tek: string; launchMeasureBlob: string; json?: boolean },
+): Promise<void> {
   const L = await launchLib();
   const { readPathOrBase64 } = await bytesLib();
   await wiping(async (own) => {
@@ -506,7 +570,11 @@ function addDigestOptions(c: Command): Command {
     .option('--vmsa-cpu0 <path>', 'path to VMSA state for boot CPU')
     .option('--vmsa-cpu1 <path>', 'path to VMSA state for additional CPUs')
     .option('--vcpu-type <type>', 'SEV-ES without VMSA files: QEMU -cpu model (EPYC, EPYC-v4, EPYC-Rome, EPYC-Milan, EPYC-Genoa, ...)')
-    .addOption(new Option('--vm-type <type>', 'SEV-ES VMSA variant: legacy (QEMU < 9.1 / legacy-vm-type) or init2 (KVM_SEV_INIT2)').choices(['legacy', 'init2']).default('legacy'))
+    .addOption(
+      new Option('--vm-type <type>', 'SEV-ES VMSA variant: legacy (QEMU < 9.1 / legacy-vm-type) or init2 (KVM_SEV_INIT2)')
+        .choices(['legacy', 'init2'])
+        .default('legacy'),
+    )
     .option('--vcpu-sig <n>', 'SEV-ES: the vCPU signature (CPUID 1 EAX, e.g. 0xA10F11 for -cpu host on a Genoa B1)', intOpt('--vcpu-sig'))
     .option('--vcpu-family <n>', 'SEV-ES: vCPU family (with --vcpu-model and --vcpu-stepping)', intOpt('--vcpu-family'))
     .option('--vcpu-model <n>', 'SEV-ES: vCPU model', intOpt('--vcpu-model'))
@@ -518,8 +586,8 @@ function addDigestOptions(c: Command): Command {
 /** What `measurement verify` and `measurement diagnose` take from the host and the owner. */
 function addVerifyInputs(c: Command): Command {
   return c
-    .requiredOption('--measurement <path|b64>', 'the host\'s LAUNCH_MEASURE blob (query-sev-launch-measure data)')
-    .option('--sev-info <json|file>', 'the host\'s QMP query-sev output (api version, build, policy)')
+    .requiredOption('--measurement <path|b64>', "the host's LAUNCH_MEASURE blob (query-sev-launch-measure data)")
+    .option('--sev-info <json|file>', "the host's QMP query-sev output (api version, build, policy)")
     .option('--api-major <n>', 'host API major', intOpt('--api-major'))
     .option('--api-minor <n>', 'host API minor', intOpt('--api-minor'))
     .option('--build-id <n>', 'host build ID', intOpt('--build-id'))
@@ -544,7 +612,7 @@ function addVmsaOptions(c: Command): Command {
 export function register(program: Command): void {
   program
     .command('session')
-    .description('Create a launch session (GODH certificate, session blob, TEK, TIK) for a platform\'s PDH')
+    .description("Create a launch session (GODH certificate, session blob, TEK, TIK) for a platform's PDH")
     .argument('<PDH_FILE>', 'PDH certificate, SEV chain (PDH‖PEK‖OCA‖CEK) or full chain (…‖ASK‖ARK)')
     .argument('<POLICY>', 'guest policy, decimal or 0x-hex (or flags like NODBG|ES)')
     .option('-n, --name <NAME>', 'prefix of the output files (default vm)')
@@ -552,7 +620,10 @@ export function register(program: Command): void {
     .option('--no-verify', 'create the session even if the certificate chain does not verify')
     .option('--sevctl-policy-mac', 'MAC the policy the way sevctl 0.6 does (truncated above 0x3f; for byte-compatibility tests only)')
     .option('--json', 'print the files written and the policy as JSON')
-    .addHelpText('after', '\nThe policy MAC covers the real 32-bit little-endian policy, as the firmware computes it.\nsevctl 0.6 truncates policy bits above 0x3f in the MAC, so its sessions fail LAUNCH_START for such policies.')
+    .addHelpText(
+      'after',
+      '\nThe policy MAC covers the real 32-bit little-endian policy, as the firmware computes it.\nsevctl 0.6 truncates policy bits above 0x3f in the MAC, so its sessions fail LAUNCH_START for such policies.',
+    )
     .action(action(sessionCmd));
 
   program
@@ -562,9 +633,10 @@ export function register(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(action(policyCmd));
 
-  const m = program.command('measurement').description('Launch measurement: build the expected value, or verify a host\'s');
+  const m = program.command('measurement').description("Launch measurement: build the expected value, or verify a host's");
   addDigestOptions(
-    m.command('build')
+    m
+      .command('build')
       .description('Build the expected LAUNCH_MEASURE blob (sevctl-compatible)')
       .requiredOption('--api-major <n>', 'SEV host API major (int or hex)', intOpt('--api-major'))
       .requiredOption('--api-minor <n>', 'SEV host API minor (int or hex)', intOpt('--api-minor'))
@@ -582,8 +654,11 @@ export function register(program: Command): void {
   ).action(action(measurementVerifyCmd));
   addVerifyInputs(
     addDigestOptions(
-      m.command('diagnose')
-        .description('Search the launch variants (vCPU count, CPU, VMSA variant, SEV features, kernel hashes, firmware) for the one that explains a host\'s measurement')
+      m
+        .command('diagnose')
+        .description(
+          "Search the launch variants (vCPU count, CPU, VMSA variant, SEV features, kernel hashes, firmware) for the one that explains a host's measurement",
+        )
         .option('--vcpus <MIN-MAX>', 'SEV-ES: vCPU counts to search', '1-64')
         .option('--also-firmware <path...>', 'other firmware files the host may have booted'),
     ),
@@ -609,7 +684,7 @@ export function register(program: Command): void {
     .argument('<PAYLOAD_FILE>', "Path to output secret payload file ('-': stdout)")
     .action(action(secretBuildCmd));
   s.command('inspect')
-    .description('Check a packet\'s MAC and list the secret table entries (GUIDs and sizes only)')
+    .description("Check a packet's MAC and list the secret table entries (GUIDs and sizes only)")
     .requiredOption('--tik <path|b64>', 'tik data (path or base64)')
     .requiredOption('--tek <path|b64>', 'tek data (path or base64)')
     .requiredOption('--launch-measure-blob <path|b64>', 'the launch measurement the packet is bound to')

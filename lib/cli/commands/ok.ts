@@ -23,12 +23,20 @@ export function register(program: Command): void {
           throw new UsageError(`unknown generation '${generation}' (expected sev, es or snp)`);
         }
         const quiet = Boolean(opts.quiet ?? (cmd.optsWithGlobals() as { quiet?: boolean }).quiet);
-        const [{ probeOkFacts }, { runOk, formatOkLine, OK_FAILURE_MESSAGE }] = await Promise.all([import('../../host/gather.js'), import('../../host/okTree.js')]);
+        const [{ probeOkFacts }, { runOk, formatOkLine, OK_FAILURE_MESSAGE }] = await Promise.all([
+          import('../../host/gather.js'),
+          import('../../host/okTree.js'),
+        ]);
         const env = sevkitEnv();
         const facts = await probeOkFacts({ ...(env.hostRoot ? { root: env.hostRoot } : {}), ...(env.cpuidFile ? { cpuidFile: env.cpuidFile } : {}) });
         const report = runOk(facts, generation as (typeof GENERATIONS)[number] | undefined);
         if (opts.json && !quiet) {
-          printJson({ generation: report.generation, detected: report.detected, failed: report.failed, lines: report.lines.map(({ messageColor: _c, ...l }) => l) });
+          printJson({
+            generation: report.generation,
+            detected: report.detected,
+            failed: report.failed,
+            lines: report.lines.map(({ messageColor: _c, ...l }) => l),
+          });
         } else if (!quiet) {
           const color = useColor();
           process.stdout.write(report.lines.map((l) => `${formatOkLine(l, color)}\n`).join(''));

@@ -28,7 +28,7 @@ export function register(program: Command): void {
     .requiredOption('--crn <URL>', 'CRN base URL, e.g. http://127.0.0.1:4020')
     .option('--vm <REF>', 'VM reference (64 hex digits); default: a new random one')
     .option('--owner <ADDRESS>', 'owner address (Ethereum 0x… or Solana base58)')
-    .option('--wallet-key <FILE>', "take the owner address from this wallet key file (default SEVKIT_WALLET_KEY_FILE)")
+    .option('--wallet-key <FILE>', 'take the owner address from this wallet key file (default SEVKIT_WALLET_KEY_FILE)')
     .requiredOption('--firmware <PATH>', 'absolute path of the OVMF image on the CRN host')
     .requiredOption('--policy <P>', 'guest policy (decimal or 0x-hex)', (v) => parseIntArg(v, '--policy'))
     .option('--vcpus <N>', 'vCPUs', (v) => parseIntArg(v, '--vcpus'), 1)
@@ -98,7 +98,9 @@ async function walletNewCmd(file: string, o: WalletOpts): Promise<void> {
   if (o.json) printJson({ address, chain, file });
   else {
     process.stdout.write(`${address}\n`);
-    process.stderr.write(`sevkit: wrote a new ${chain} wallet key to ${file} (mode 0600); keep it: it is the only way to act on VMs allocated to this address\n`);
+    process.stderr.write(
+      `sevkit: wrote a new ${chain} wallet key to ${file} (mode 0600); keep it: it is the only way to act on VMs allocated to this address\n`,
+    );
   }
 }
 

@@ -54,7 +54,9 @@ async function writeDemoFirmware(out: string): Promise<void> {
   try {
     const fw = makeDemoFirmware(dir);
     await writeOutputFile(out, fs.readFileSync(fw.path), { what: 'the firmware' });
-    process.stderr.write(`sevkit sim: wrote ${out === '-' ? 'stdout' : out}: ${fw.source} with a launch-secret area (for the simulator; on hardware use an AmdSev OVMF build)\n`);
+    process.stderr.write(
+      `sevkit sim: wrote ${out === '-' ? 'stdout' : out}: ${fw.source} with a launch-secret area (for the simulator; on hardware use an AmdSev OVMF build)\n`,
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -79,7 +81,8 @@ async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
     const { UsageError } = await import('../../errors.js');
     throw new UsageError(`--qemu-version must be M.m.u (e.g. 9.2.0), got '${o.qemuVersion}'`);
   }
-  const reuse = o.state === undefined && seed === undefined && o.kernel === undefined && current !== undefined && current !== '' && (await socketIsLive(current));
+  const reuse =
+    o.state === undefined && seed === undefined && o.kernel === undefined && current !== undefined && current !== '' && (await socketIsLive(current));
   const sim = reuse
     ? { stateDir: env.simState ?? '?', env: process.env, close: async () => {} }
     : await startSim({
@@ -91,7 +94,8 @@ async function runUnderSim(o: SimOpts, argv: string[]): Promise<number> {
   if (!o.quiet) process.stderr.write(`${SIM_BANNER} (state ${sim.stateDir})\n`);
   // The wrapper plays this QEMU's SEV/SNP part (>= 9.1: sev-snp-guest) while the real QEMU (Debian's 7.2) runs the VM.
   const childEnv = o.qemuVersion !== undefined ? { ...sim.env, SEVKIT_SIM_QEMU_VERSION: o.qemuVersion } : sim.env;
-  if (o.qemuVersion !== undefined && !o.quiet) process.stderr.write(`sevkit sim: the QEMU wrapper plays QEMU ${o.qemuVersion}'s SEV/SEV-SNP part (SIMULATED); the VM runs on the real QEMU\n`);
+  if (o.qemuVersion !== undefined && !o.quiet)
+    process.stderr.write(`sevkit sim: the QEMU wrapper plays QEMU ${o.qemuVersion}'s SEV/SEV-SNP part (SIMULATED); the VM runs on the real QEMU\n`);
   const [cmd, ...args] = argv;
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
   const handlers = new Map<NodeJS.Signals, () => void>();
@@ -159,7 +163,8 @@ export function register(program: Command): void {
           await writeDemoFirmware(argv[1]!);
           return 0;
         }
-        if (argv.length === 0) throw new UsageError('usage: sevkit sim [--state DIR] [--seed N] -- CMD [ARGS...]  (or: sevkit sim ca OUT, sevkit sim firmware OUT)');
+        if (argv.length === 0)
+          throw new UsageError('usage: sevkit sim [--state DIR] [--seed N] -- CMD [ARGS...]  (or: sevkit sim ca OUT, sevkit sim firmware OUT)');
         return runUnderSim(o, argv);
       }),
     );

@@ -19,7 +19,8 @@ async function reportData(opts: ReportOpts): Promise<Buffer> {
   if (opts.reportData !== undefined && opts.reportDataFile !== undefined) throw new UsageError('give --report-data or --report-data-file, not both');
   if (opts.reportData !== undefined) {
     const hex = opts.reportData.replace(/^0x/i, '');
-    if (!/^([0-9a-fA-F]{2})*$/.test(hex) || hex.length !== 128) throw new UsageError(`--report-data must be 64 bytes as 128 hex digits, got ${hex.length} characters`);
+    if (!/^([0-9a-fA-F]{2})*$/.test(hex) || hex.length !== 128)
+      throw new UsageError(`--report-data must be 64 bytes as 128 hex digits, got ${hex.length} characters`);
     return Buffer.from(hex, 'hex');
   }
   if (opts.reportDataFile !== undefined) {
@@ -46,7 +47,7 @@ async function reportData(opts: ReportOpts): Promise<Buffer> {
 export function registerGuest(snp: Command): void {
   snp
     .command('report')
-    .description('inside an SEV-SNP guest: request an attestation report (and the host\'s certificates) and write it to a file')
+    .description("inside an SEV-SNP guest: request an attestation report (and the host's certificates) and write it to a file")
     .option('--report-data <hex>', 'REPORT_DATA: 64 bytes as 128 hex digits (a nonce or a key hash; default 64 zero bytes)')
     .option('--report-data-file <file>', 'REPORT_DATA from a file of exactly 64 bytes')
     .option('--vmpl <n>', 'VMPL to make the report for, 0..3 (default 0, what verifiers require)')
@@ -84,7 +85,9 @@ export function registerGuest(snp: Command): void {
             certs = `; ${names.join(', ')} in ${opts.certsOut}`;
           }
         }
-        process.stdout.write(`wrote ${opts.out} (${r.report.length} bytes, report version ${version}, VMPL ${vmpl}) via ${r.source === 'tsm' ? 'configfs-tsm' : device}${certs}\n`);
+        process.stdout.write(
+          `wrote ${opts.out} (${r.report.length} bytes, report version ${version}, VMPL ${vmpl}) via ${r.source === 'tsm' ? 'configfs-tsm' : device}${certs}\n`,
+        );
         return EXIT_OK;
       }),
     );

@@ -52,12 +52,17 @@ async function launchInputs(o: LaunchOpts, requireModel: boolean) {
   const { UsageError } = await import('../../errors.js');
   const { readInputFile } = await import('../../launch/bytes.js');
   const { vcpuSignature } = await import('../../launch/cpus.js');
-  const ways = [o.vcpuType !== undefined, o.vcpuSig !== undefined, o.vcpuFamily !== undefined || o.vcpuModel !== undefined || o.vcpuStepping !== undefined].filter(Boolean).length;
+  const ways = [
+    o.vcpuType !== undefined,
+    o.vcpuSig !== undefined,
+    o.vcpuFamily !== undefined || o.vcpuModel !== undefined || o.vcpuStepping !== undefined,
+  ].filter(Boolean).length;
   if (ways > 1) throw new UsageError('give the vCPU model one way: --vcpu-type, --vcpu-sig, or --vcpu-family/--vcpu-model/--vcpu-stepping');
   const fms = [o.vcpuFamily, o.vcpuModel, o.vcpuStepping];
   if (fms.some((x) => x !== undefined) && fms.some((x) => x === undefined)) throw new UsageError('--vcpu-family, --vcpu-model and --vcpu-stepping go together');
   const vmmType = o.vmmType ?? 'qemu';
-  if (requireModel && vmmType === 'qemu' && ways === 0) throw new UsageError('missing --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping (QEMU puts the vCPU signature in the VMSA)');
+  if (requireModel && vmmType === 'qemu' && ways === 0)
+    throw new UsageError('missing --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping (QEMU puts the vCPU signature in the VMSA)');
   if (o.vcpuType !== undefined) {
     try {
       vcpuSignature(o.vcpuType);
@@ -65,8 +70,11 @@ async function launchInputs(o: LaunchOpts, requireModel: boolean) {
       throw new UsageError((e as Error).message);
     }
   }
-  if (!o.kernel && (o.initrd !== undefined || o.append !== undefined)) throw new UsageError('--initrd and --append need --kernel (QEMU measures them only with kernel-hashes=on direct boot)');
-  const kernel = o.kernel ? { kernel: readInputFile(o.kernel, 'kernel'), initrd: o.initrd ? readInputFile(o.initrd, 'initrd') : null, cmdline: o.append ?? null } : null;
+  if (!o.kernel && (o.initrd !== undefined || o.append !== undefined))
+    throw new UsageError('--initrd and --append need --kernel (QEMU measures them only with kernel-hashes=on direct boot)');
+  const kernel = o.kernel
+    ? { kernel: readInputFile(o.kernel, 'kernel'), initrd: o.initrd ? readInputFile(o.initrd, 'initrd') : null, cmdline: o.append ?? null }
+    : null;
   const model = {
     ...(o.vcpuType !== undefined ? { vcpuType: o.vcpuType } : {}),
     ...(o.vcpuSig !== undefined ? { vcpuSig: o.vcpuSig } : {}),
@@ -89,7 +97,12 @@ async function digestCmd(o: DigestOpts): Promise<void> {
   const { readFileChecked } = await import('../../launch/bytes.js');
   const { vmmType, kernel, model } = await launchInputs(o, true);
   const r = D.computeSnpDigest({
-    firmware: readFileChecked(o.firmware, 'firmware'), firmwareName: o.firmware, vcpus: o.vcpus, ...model, vmmType, kernel,
+    firmware: readFileChecked(o.firmware, 'firmware'),
+    firmwareName: o.firmware,
+    vcpus: o.vcpus,
+    ...model,
+    vmmType,
+    kernel,
     ...(o.guestFeatures !== undefined ? { guestFeatures: o.guestFeatures } : {}),
     ...(o.fpu ? { fpu: o.fpu } : {}),
     ...(o.ec2Rdx !== undefined ? { cloudRdx: o.ec2Rdx } : {}),
@@ -98,9 +111,16 @@ async function digestCmd(o: DigestOpts): Promise<void> {
   });
   if (o.json) {
     printJson({
-      digest: r.digest.toString('hex'), ovmfHash: r.ovmfHash.toString('hex'), ldBeforeVmsas: r.ldBeforeVmsas.toString('hex'),
-      vmsa: { bsp: r.vmsaHashes.bsp.toString('hex'), ap: r.vmsaHashes.ap.toString('hex') }, updates: r.updates,
-      vcpus: o.vcpus, vcpuSig: `0x${r.vcpuSig.toString(16)}`, guestFeatures: `0x${r.guestFeatures.toString(16)}`, vmmType, kernelHashes: Boolean(kernel),
+      digest: r.digest.toString('hex'),
+      ovmfHash: r.ovmfHash.toString('hex'),
+      ldBeforeVmsas: r.ldBeforeVmsas.toString('hex'),
+      vmsa: { bsp: r.vmsaHashes.bsp.toString('hex'), ap: r.vmsaHashes.ap.toString('hex') },
+      updates: r.updates,
+      vcpus: o.vcpus,
+      vcpuSig: `0x${r.vcpuSig.toString(16)}`,
+      guestFeatures: `0x${r.guestFeatures.toString(16)}`,
+      vmmType,
+      kernelHashes: Boolean(kernel),
     });
     return;
   }
@@ -121,7 +141,8 @@ async function diagnoseCmd(o: DiagnoseOpts): Promise<number> {
   const { vmmType, kernel, model } = await launchInputs(o, false);
   const D = await digestLib();
   const vcpuSig = Object.keys(model).length ? D.resolveSnpVcpuSig(model, 'qemu') : undefined;
-  if (!/^([0-9a-f]{96}|[A-Za-z0-9+/]{64})$/i.test(o.measurement.trim())) throw new UsageError('--measurement must be 48 bytes as 96 hex digits or 64 base64 characters');
+  if (!/^([0-9a-f]{96}|[A-Za-z0-9+/]{64})$/i.test(o.measurement.trim()))
+    throw new UsageError('--measurement must be 48 bytes as 96 hex digits or 64 base64 characters');
   const d = diagnoseSnpDigest({
     measurement: o.measurement,
     firmwares: o.firmware.map((f) => ({ name: f, image: readFileChecked(f, 'firmware') })),
@@ -177,10 +198,17 @@ async function idBlockCmd(o: IdBlockOpts): Promise<void> {
   };
   const idKey = load(o.idKey, 'ID key');
   const authorKey = o.authorKey ? load(o.authorKey, 'author key') : undefined;
-  const r = I.createIdBlock({
-    ld: o.digest, policy: o.policy,
-    ...(o.familyId ? { familyId: o.familyId } : {}), ...(o.imageId ? { imageId: o.imageId } : {}), ...(o.guestSvn !== undefined ? { guestSvn: o.guestSvn } : {}),
-  }, idKey, authorKey);
+  const r = I.createIdBlock(
+    {
+      ld: o.digest,
+      policy: o.policy,
+      ...(o.familyId ? { familyId: o.familyId } : {}),
+      ...(o.imageId ? { imageId: o.imageId } : {}),
+      ...(o.guestSvn !== undefined ? { guestSvn: o.guestSvn } : {}),
+    },
+    idKey,
+    authorKey,
+  );
   // What QEMU's id-block= / id-auth= take: base64 of exactly 96 and 4096 bytes (no newline, so the file can be pasted as is).
   await writeOutputFile(o.outBlock, r.idBlock.toString('base64'), { what: 'the ID block' });
   try {
@@ -192,15 +220,21 @@ async function idBlockCmd(o: IdBlockOpts): Promise<void> {
   }
   if (o.json) {
     printJson({
-      idBlock: o.outBlock, idAuth: o.outAuth, authorKeyEnabled: Boolean(authorKey),
-      idKeyDigest: r.idKeyDigest.toString('hex'), authorKeyDigest: r.authorKeyDigest ? r.authorKeyDigest.toString('hex') : null,
-      idKeyDigestBase64: r.idKeyDigest.toString('base64'), authorKeyDigestBase64: r.authorKeyDigest ? r.authorKeyDigest.toString('base64') : null,
+      idBlock: o.outBlock,
+      idAuth: o.outAuth,
+      authorKeyEnabled: Boolean(authorKey),
+      idKeyDigest: r.idKeyDigest.toString('hex'),
+      authorKeyDigest: r.authorKeyDigest ? r.authorKeyDigest.toString('hex') : null,
+      idKeyDigestBase64: r.idKeyDigest.toString('base64'),
+      authorKeyDigestBase64: r.authorKeyDigest ? r.authorKeyDigest.toString('base64') : null,
     });
     return;
   }
   process.stdout.write(`id-key-digest: ${r.idKeyDigest.toString('hex')}\n`);
   if (r.authorKeyDigest) process.stdout.write(`author-key-digest: ${r.authorKeyDigest.toString('hex')}\n`);
-  process.stdout.write(`qemu: -object sev-snp-guest,...,id-block=$(cat ${o.outBlock}),id-auth=$(cat ${o.outAuth}),author-key-enabled=${authorKey ? 'on' : 'off'}\n`);
+  process.stdout.write(
+    `qemu: -object sev-snp-guest,...,id-block=$(cat ${o.outBlock}),id-auth=$(cat ${o.outAuth}),author-key-enabled=${authorKey ? 'on' : 'off'}\n`,
+  );
 }
 
 /** vCPU-model and kernel options shared by digest and diagnose. */
@@ -239,7 +273,7 @@ export function registerSnpLaunch(snp: Command): void {
     snp
       .command('diagnose')
       .description('Explain a report MEASUREMENT: which vCPU count/type, guest features, FPU state, VMM, kernel hashes or firmware gives it')
-      .requiredOption('--measurement <hex|b64>', 'the report\'s MEASUREMENT (48 bytes)')
+      .requiredOption('--measurement <hex|b64>', "the report's MEASUREMENT (48 bytes)")
       .requiredOption('--firmware <path>', 'candidate firmware (repeat; the first is the one you expect)', (v: string, prev: string[] = []) => [...prev, v])
       .option('--vcpus <n>', 'the vCPU count you expect', intOpt('--vcpus'))
       .option('--max-vcpus <n>', 'search 1..N vCPUs (default 64)', intOpt('--max-vcpus'), 64)

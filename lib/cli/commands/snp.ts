@@ -17,7 +17,8 @@ function hexArg(v: string, what: string, len?: number, upTo = false): Buffer {
   const s = v.trim().replace(/^0x/i, '').replace(/[:\s]/g, '');
   if (!/^(?:[0-9a-f]{2})*$/i.test(s) || s.length === 0) throw new InvalidArgumentError(`${what} must be hex, got '${v.slice(0, 40)}'`);
   const b = Buffer.from(s, 'hex');
-  if (len !== undefined && (upTo ? b.length > len : b.length !== len)) throw new InvalidArgumentError(`${what} must be ${upTo ? 'at most ' : ''}${len} bytes (${len * 2} hex digits), got ${b.length}`);
+  if (len !== undefined && (upTo ? b.length > len : b.length !== len))
+    throw new InvalidArgumentError(`${what} must be ${upTo ? 'at most ' : ''}${len} bytes (${len * 2} hex digits), got ${b.length}`);
   return b;
 }
 
@@ -58,15 +59,27 @@ function timeArg(v: string): Date {
   return d;
 }
 
-const TCB_KEYS: Record<string, 'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode'> = { fmc: 'fmc', bl: 'bootloader', bootloader: 'bootloader', tee: 'tee', snp: 'snp', ucode: 'microcode', microcode: 'microcode' };
+const TCB_KEYS: Record<string, 'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode'> = {
+  fmc: 'fmc',
+  bl: 'bootloader',
+  bootloader: 'bootloader',
+  tee: 'tee',
+  snp: 'snp',
+  ucode: 'microcode',
+  microcode: 'microcode',
+};
 
 /** `bl=3,tee=0,snp=8,ucode=115[,fmc=0]` → per-component minimums. */
 function tcbArg(v: string): Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>> {
   const out: Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>> = {};
-  for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^([a-z]+)\s*[=:]\s*(\d+)$/i.exec(part);
     const k = m ? TCB_KEYS[m[1]!.toLowerCase()] : undefined;
-    if (!m || !k || Number(m[2]) > 255) throw new InvalidArgumentError(`TCB minimum must look like bl=3,tee=0,snp=8,ucode=115[,fmc=0] (SPLs 0..255), got '${part}'`);
+    if (!m || !k || Number(m[2]) > 255)
+      throw new InvalidArgumentError(`TCB minimum must look like bl=3,tee=0,snp=8,ucode=115[,fmc=0] (SPLs 0..255), got '${part}'`);
     out[k] = Number(m[2]);
   }
   return out;
@@ -253,7 +266,8 @@ async function verifyCmd(o: VerifyOpts): Promise<number> {
   if ((o.kds || o.fetchCrl) && parsed && !kdsProduct) throw new UsageError(`a version ${parsed.version} report carries no CPUID: give --product for KDS`);
   if (o.kds && parsed && kdsProduct) {
     const kds = await kdsClient(o);
-    if (parsed.keyInfo.signingKey === 'VLEK') throw new UsageError('a VLEK-signed report: KDS does not give VLEKs to end users; pass the VLEK with --vcek or --cert-table');
+    if (parsed.keyInfo.signingKey === 'VLEK')
+      throw new UsageError('a VLEK-signed report: KDS does not give VLEKs to end users; pass the VLEK with --vcek or --cert-table');
     const r = await kds.vcek(kdsProduct, parsed.chipId, parsed.reportedTcb);
     vek = r.der;
     vekSource = r.source === 'cache' ? `the KDS cache (${r.url})` : r.url;
@@ -280,19 +294,17 @@ async function verifyCmd(o: VerifyOpts): Promise<number> {
     const mark = { pass: 'ok  ', fail: 'FAIL', skip: 'skip' } as const;
     const lines = v.checks.map((c) => `${mark[c.outcome]} ${String(c.step).padStart(2)} ${c.id}: ${c.detail}\n`);
     process.stdout.write(lines.join(''));
-    process.stdout.write(v.ok ? `valid: ${v.product ?? '?'} ${v.signer ?? ''} report, measurement ${v.report ? v.report.measurement.toString('hex') : '?'}\n` : '');
+    process.stdout.write(
+      v.ok ? `valid: ${v.product ?? '?'} ${v.signer ?? ''} report, measurement ${v.report ? v.report.measurement.toString('hex') : '?'}\n` : '',
+    );
   }
   if (!v.ok && !o.json) process.stderr.write(`sevkit: the attestation report is NOT valid (failed: ${v.failed.map((c) => c.id).join(', ')})\n`);
   return v.ok ? EXIT_OK : EXIT_FAIL;
 }
 
 async function showCmd(file: string, o: { product?: string; json?: boolean }): Promise<void> {
-  const [{ parseReport, formatFirmwareVersion }, { setFlags, encodeGuestPolicy, encodePlatformInfo }, { formatTcb, tcbJson }, { tcbLayoutOf }] = await Promise.all([
-    import('../../snp/report.js'),
-    import('../../snp/flags.js'),
-    import('../../snp/tcb.js'),
-    import('../../snp/product.js'),
-  ]);
+  const [{ parseReport, formatFirmwareVersion }, { setFlags, encodeGuestPolicy, encodePlatformInfo }, { formatTcb, tcbJson }, { tcbLayoutOf }] =
+    await Promise.all([import('../../snp/report.js'), import('../../snp/flags.js'), import('../../snp/tcb.js'), import('../../snp/product.js')]);
   const product = await productArg(o.product);
   const r = parseReport(await readReport(file), product ? { layout: tcbLayoutOf(product) } : {});
   const { reportProduct } = await import('../../snp/report.js');
@@ -300,7 +312,12 @@ async function showCmd(file: string, o: { product?: string; json?: boolean }): P
   const hex = (b: Buffer) => b.toString('hex');
   const fields: [string, string][] = [
     ['VERSION', String(r.version)],
-    ['product', p ? `${p}${r.cpuid ? ` (CPUID family 0x${r.cpuid.family.toString(16)} model 0x${r.cpuid.model.toString(16)} stepping ${r.cpuid.stepping})` : ' (given)'}` : 'unknown (a v2 report has no CPUID; give --product)'],
+    [
+      'product',
+      p
+        ? `${p}${r.cpuid ? ` (CPUID family 0x${r.cpuid.family.toString(16)} model 0x${r.cpuid.model.toString(16)} stepping ${r.cpuid.stepping})` : ' (given)'}`
+        : 'unknown (a v2 report has no CPUID; give --product)',
+    ],
     ['GUEST_SVN', String(r.guestSvn)],
     ['POLICY', `0x${encodeGuestPolicy(r.policy).toString(16)} ABI ${r.policy.abiMajor}.${r.policy.abiMinor} ${setFlags(r.policy).join(' ')}`.trim()],
     ['FAMILY_ID', hex(r.familyId)],
@@ -323,7 +340,12 @@ async function showCmd(file: string, o: { product?: string; json?: boolean }): P
     ['LAUNCH_TCB', formatTcb(r.launchTcb)],
     ['CURRENT firmware', formatFirmwareVersion(r.currentVersion)],
     ['COMMITTED firmware', formatFirmwareVersion(r.committedVersion)],
-    ...(r.version >= 5 ? ([['LAUNCH_MIT_VECTOR', `0x${(r.launchMitVector ?? 0n).toString(16)}`], ['CURRENT_MIT_VECTOR', `0x${(r.currentMitVector ?? 0n).toString(16)}`]] as [string, string][]) : []),
+    ...(r.version >= 5
+      ? ([
+          ['LAUNCH_MIT_VECTOR', `0x${(r.launchMitVector ?? 0n).toString(16)}`],
+          ['CURRENT_MIT_VECTOR', `0x${(r.currentMitVector ?? 0n).toString(16)}`],
+        ] as [string, string][])
+      : []),
   ];
   if (o.json) {
     printJson({
@@ -399,7 +421,9 @@ async function fetchCmd(what: string, o: FetchOpts): Promise<void> {
 
 /** Creates `sevkit snp` and registers verify, show and fetch. */
 export function register(program: Command): Command {
-  const snp = program.command('snp').description('AMD SEV-SNP: verify attestation reports against AMD roots, show them, fetch certificates from AMD KDS; launch digests, ID blocks');
+  const snp = program
+    .command('snp')
+    .description('AMD SEV-SNP: verify attestation reports against AMD roots, show them, fetch certificates from AMD KDS; launch digests, ID blocks');
 
   snp
     .command('verify')

@@ -8,9 +8,33 @@ export class QemuArgvError extends Error {}
 
 /** Options that take no argument (everything else takes exactly one). */
 const FLAGS = new Set([
-  'S', 'nodefaults', 'nographic', 'enable-kvm', 'no-reboot', 'no-shutdown', 'snapshot', 'no-user-config',
-  'no-hpet', 'no-acpi', 'full-screen', 's', 'version', 'help', 'h', 'daemonize', 'no-fd-bootchk', 'win2k-hack',
-  'no-quit', 'preconfig', 'only-migratable', 'enable-fips', 'semihosting', 'old-param', 'alt-grab', 'ctrl-grab', 'nodefconfig',
+  'S',
+  'nodefaults',
+  'nographic',
+  'enable-kvm',
+  'no-reboot',
+  'no-shutdown',
+  'snapshot',
+  'no-user-config',
+  'no-hpet',
+  'no-acpi',
+  'full-screen',
+  's',
+  'version',
+  'help',
+  'h',
+  'daemonize',
+  'no-fd-bootchk',
+  'win2k-hack',
+  'no-quit',
+  'preconfig',
+  'only-migratable',
+  'enable-fips',
+  'semihosting',
+  'old-param',
+  'alt-grab',
+  'ctrl-grab',
+  'nodefconfig',
 ]);
 
 export interface QemuOpt {
@@ -159,12 +183,34 @@ function onOff(v: string, what: string): boolean {
 }
 
 /** The properties `qom-list-properties typename=sev-guest` lists on 7.2 (kernel-qemu.md §4.1), plus -object's own keys. */
-const SEV_GUEST_PROPS = new Set(['qom-type', 'id', 'sev-device', 'dh-cert-file', 'session-file', 'kernel-hashes', 'handle', 'policy', 'reduced-phys-bits', 'cbitpos']);
+const SEV_GUEST_PROPS = new Set([
+  'qom-type',
+  'id',
+  'sev-device',
+  'dh-cert-file',
+  'session-file',
+  'kernel-hashes',
+  'handle',
+  'policy',
+  'reduced-phys-bits',
+  'cbitpos',
+]);
 
 /** The properties of QEMU 9.1's sev-snp-guest (snp-launch.md §3.1), plus -object's own keys. */
 const SEV_SNP_GUEST_PROPS = new Set([
-  'qom-type', 'id', 'sev-device', 'cbitpos', 'reduced-phys-bits', 'kernel-hashes', 'policy',
-  'guest-visible-workarounds', 'id-block', 'id-auth', 'author-key-enabled', 'host-data', 'vcek-disabled',
+  'qom-type',
+  'id',
+  'sev-device',
+  'cbitpos',
+  'reduced-phys-bits',
+  'kernel-hashes',
+  'policy',
+  'guest-visible-workarounds',
+  'id-block',
+  'id-auth',
+  'author-key-enabled',
+  'host-data',
+  'vcek-disabled',
 ]);
 
 /** The first QEMU with sev-snp-guest. */
@@ -260,7 +306,8 @@ export function smpCpus(props: Map<string, string>, text: string): number {
   cpus ||= maxcpus;
   const topo = `sockets (${sockets}) * dies (${dies}) * cores (${cores}) * threads (${threads})`;
   if (total !== maxcpus) throw new QemuArgvError(`Invalid CPU topology: product of the hierarchy must match maxcpus: ${topo} != maxcpus (${maxcpus})`);
-  if (maxcpus < cpus) throw new QemuArgvError(`Invalid CPU topology: maxcpus must be equal to or greater than smp: ${topo} == maxcpus (${maxcpus}) < smp_cpus (${cpus})`);
+  if (maxcpus < cpus)
+    throw new QemuArgvError(`Invalid CPU topology: maxcpus must be equal to or greater than smp: ${topo} == maxcpus (${maxcpus}) < smp_cpus (${cpus})`);
   if (cpus < 1) throw new QemuArgvError(`Invalid -smp ${text}`);
   return cpus;
 }

@@ -180,7 +180,10 @@ class InProcessCalls extends SimCalls {
       const dir = path.resolve(this.stateDir);
       // SimPlatform.open() provisions a dir without state.json, which would overwrite any keys already there.
       if (!fs.existsSync(path.join(dir, 'state.json'))) {
-        throw new GuestFirmwareError('INVALID_PLATFORM_STATE', `${dir}: not a simulator state dir (no state.json); create it with \`sevkit sim --state ${dir}\``);
+        throw new GuestFirmwareError(
+          'INVALID_PLATFORM_STATE',
+          `${dir}: not a simulator state dir (no state.json); create it with \`sevkit sim --state ${dir}\``,
+        );
       }
       try {
         this.platform = SimPlatform.open(dir);

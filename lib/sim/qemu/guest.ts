@@ -98,7 +98,8 @@ export function qapiArgs(args: Record<string, unknown>, members: Array<{ name: s
     }
     const v = args[m.name];
     if (m.type === 'str' && typeof v !== 'string') throw new QmpReply('GenericError', `Invalid parameter type for '${m.name}', expected: string`);
-    if (m.type === 'uint64' && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) throw new QmpReply('GenericError', `Invalid parameter type for '${m.name}', expected: uint64`);
+    if (m.type === 'uint64' && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0))
+      throw new QmpReply('GenericError', `Invalid parameter type for '${m.name}', expected: uint64`);
   }
   const known = new Set(members.map((m) => m.name));
   for (const k of Object.keys(args)) if (!known.has(k)) throw new QmpReply('GenericError', `Parameter '${k}' is unexpected`);
@@ -211,15 +212,15 @@ export class SevGuest {
       throw e;
     }
     if ((godh === undefined) !== (session === undefined)) {
-      throw new QemuStartError(`sev_launch_start: ${godh ? 'session-file' : 'dh-cert-file'} is required when ${godh ? 'dh-cert-file' : 'session-file'} is given\n${noContext}`);
+      throw new QemuStartError(
+        `sev_launch_start: ${godh ? 'session-file' : 'dh-cert-file'} is required when ${godh ? 'dh-cert-file' : 'session-file'} is given\n${noContext}`,
+      );
     }
     try {
       this.handle = await this.fw.launchStart({ policy: cfg.policy, godh, session, ...(this.guestDir ? { name: path.basename(this.guestDir) } : {}) });
     } catch (e) {
       if (e instanceof GuestFirmwareError) {
-        throw new QemuStartError(
-          `sev_launch_start: LAUNCH_START ret=1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'\n${noContext}`,
-        );
+        throw new QemuStartError(`sev_launch_start: LAUNCH_START ret=1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'\n${noContext}`);
       }
       throw e;
     }
@@ -271,7 +272,12 @@ export class SevGuest {
           return fs.readFileSync(f);
         } catch (e) {
           const why = strerror(e);
-          throw new QemuStartError(what === 'kernel' ? `qemu: could not open kernel file '${f}': ${why}` : `qemu: error reading initrd ${f}: Failed to open file \u201c${f}\u201d: ${why}`, { raw: true });
+          throw new QemuStartError(
+            what === 'kernel'
+              ? `qemu: could not open kernel file '${f}': ${why}`
+              : `qemu: error reading initrd ${f}: Failed to open file \u201c${f}\u201d: ${why}`,
+            { raw: true },
+          );
         }
       };
       hashesTable = buildKernelHashesTable({
@@ -300,7 +306,8 @@ export class SevGuest {
       // The daemon reads and measures the file itself (hashed once per file version) instead of
       // receiving the image over its socket; a file that changed since this read shows as a new length.
       const measured = await this.fw.launchUpdateFile(this.handle, path.resolve(this.q.firmware));
-      if (measured !== image.length) throw new QemuStartError(`firmware ${this.q.firmware} changed while the guest was launched (${image.length} bytes read, ${measured} measured)`);
+      if (measured !== image.length)
+        throw new QemuStartError(`firmware ${this.q.firmware} changed while the guest was launched (${image.length} bytes read, ${measured} measured)`);
       if (hashesTable) await this.fw.launchUpdateData(this.handle, hashesTable);
       if (vmsas) {
         await this.fw.launchUpdateVmsa(this.handle, vmsas.bsp);
@@ -309,7 +316,9 @@ export class SevGuest {
     } catch (e) {
       await this.decommission();
       if (e instanceof GuestFirmwareError) {
-        throw new QemuStartError(`sev_launch_update_data: LAUNCH_UPDATE ret=1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'\nfailed to encrypt pflash rom`);
+        throw new QemuStartError(
+          `sev_launch_update_data: LAUNCH_UPDATE ret=1 fw_error=${e.fwStatus} '${fwStatusText(e.fwStatus)}'\nfailed to encrypt pflash rom`,
+        );
       }
       throw e;
     }
@@ -403,7 +412,11 @@ export class SevGuest {
    * only an empty result is an error).
    */
   private async injectSecret(args: Record<string, unknown>): Promise<unknown> {
-    qapiArgs(args, [{ name: 'packet-header', type: 'str' }, { name: 'secret', type: 'str' }, { name: 'gpa', type: 'uint64', optional: true }]);
+    qapiArgs(args, [
+      { name: 'packet-header', type: 'str' },
+      { name: 'secret', type: 'str' },
+      { name: 'gpa', type: 'uint64', optional: true },
+    ]);
     let gpa: number;
     if (args.gpa !== undefined) gpa = args.gpa as number;
     else {
@@ -432,7 +445,11 @@ export class SevGuest {
         fs.mkdirSync(this.guestDir, { recursive: true, mode: 0o700 });
         const file = path.join(this.guestDir, 'launch-secret.bin');
         writeFileAtomic(file, plain, 0o600);
-        fs.writeFileSync(path.join(this.guestDir, 'launch-secret.json'), `${JSON.stringify({ gpa, length: plain.length, note: 'SIMULATED: what the guest would find at gpa' })}\n`, { mode: 0o600 });
+        fs.writeFileSync(
+          path.join(this.guestDir, 'launch-secret.json'),
+          `${JSON.stringify({ gpa, length: plain.length, note: 'SIMULATED: what the guest would find at gpa' })}\n`,
+          { mode: 0o600 },
+        );
       }
     } finally {
       plain.fill(0);

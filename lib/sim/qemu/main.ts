@@ -80,11 +80,12 @@ async function openFirmware(): Promise<GuestFirmware> {
       .then((m) => m.openDaemonFirmware(process.env.SEVKIT_SIM_SOCKET!, { tag: process.env.SEVKIT_SIM_TAG, onLost: (e) => onDaemonLost?.(e) }))
       .catch((e) => e as Error);
     if (!(daemon instanceof Error)) return daemon;
-    if (!process.env.SEVKIT_SIM_STATE) throw new QemuStartError(`sev_kvm_init: cannot reach the simulator at ${process.env.SEVKIT_SIM_SOCKET}: ${daemon.message}`);
+    if (!process.env.SEVKIT_SIM_STATE)
+      throw new QemuStartError(`sev_kvm_init: cannot reach the simulator at ${process.env.SEVKIT_SIM_SOCKET}: ${daemon.message}`);
   }
   if (process.env.SEVKIT_SIM_STATE) return new InProcessFirmware(process.env.SEVKIT_SIM_STATE, process.env.SEVKIT_SIM_TAG);
   throw new QemuStartError(
-    'sev_kvm_init: this qemu-system-x86_64 is sevkit\'s simulator wrapper; run it inside `sevkit sim` (SEVKIT_SIM_SOCKET / SEVKIT_SIM_STATE are not set)',
+    "sev_kvm_init: this qemu-system-x86_64 is sevkit's simulator wrapper; run it inside `sevkit sim` (SEVKIT_SIM_SOCKET / SEVKIT_SIM_STATE are not set)",
   );
 }
 
@@ -112,10 +113,13 @@ export async function main(args: string[]): Promise<void> {
   if (Number(process.env[DEPTH_ENV] ?? '0') > 0) die('sevkit sim: the QEMU wrapper would run itself; set SEVKIT_REAL_QEMU to a real QEMU binary or "none"');
   const realQemu = findRealQemu();
   const simVersion = process.env.SEVKIT_SIM_QEMU_VERSION || undefined;
-  if (simVersion !== undefined && !/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(simVersion)) die(`sevkit sim: SEVKIT_SIM_QEMU_VERSION must be M.m.u (e.g. 9.2.0), got ${JSON.stringify(simVersion)}`);
+  if (simVersion !== undefined && !/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(simVersion))
+    die(`sevkit sim: SEVKIT_SIM_QEMU_VERSION must be M.m.u (e.g. 9.2.0), got ${JSON.stringify(simVersion)}`);
   if (simVersion && args.some((a) => a === '-version' || a === '--version')) {
     // Honest about both: the version played (for capability checks) and what really runs the VM.
-    process.stdout.write(`QEMU emulator version ${simVersion} (sevkit-sim: SIMULATED SEV/SEV-SNP part played as QEMU ${simVersion}; the VM runs on ${realQemu ? `the real QEMU ${realQemu}` : 'no real QEMU (VM-less)'})\n`);
+    process.stdout.write(
+      `QEMU emulator version ${simVersion} (sevkit-sim: SIMULATED SEV/SEV-SNP part played as QEMU ${simVersion}; the VM runs on ${realQemu ? `the real QEMU ${realQemu}` : 'no real QEMU (VM-less)'})\n`,
+    );
     return;
   }
   if (args.some((a) => a === '-version' || a === '--version' || a === '-help' || a === '--help' || a === '-h')) {
@@ -199,7 +203,12 @@ export async function main(args: string[]): Promise<void> {
   let greeting = SIM_GREETING;
   if (simVersion) {
     const [major, minor, micro] = simVersion.split('.').map(Number) as [number, number, number];
-    greeting = { QMP: { ...SIM_GREETING.QMP, version: { qemu: { major, minor, micro }, package: `sevkit-sim (SIMULATED SEV/SEV-SNP part played as QEMU ${simVersion}, no VM)` } } };
+    greeting = {
+      QMP: {
+        ...SIM_GREETING.QMP,
+        version: { qemu: { major, minor, micro }, package: `sevkit-sim (SIMULATED SEV/SEV-SNP part played as QEMU ${simVersion}, no VM)` },
+      },
+    };
   }
   if (realQemu) {
     const accelEnv = process.env.SEVKIT_SIM_ACCEL ?? 'tcg';
@@ -236,14 +245,27 @@ export async function main(args: string[]): Promise<void> {
     if (simVersion) {
       const real = g.QMP.version.qemu;
       const [major, minor, micro] = simVersion.split('.').map(Number) as [number, number, number];
-      greeting = { QMP: { ...g.QMP, version: { qemu: { major, minor, micro }, package: `${g.QMP.version.package} + sevkit-sim (SIMULATED SEV/SEV-SNP part played as QEMU ${simVersion} over the real QEMU ${real.major}.${real.minor}.${real.micro})` } } };
+      greeting = {
+        QMP: {
+          ...g.QMP,
+          version: {
+            qemu: { major, minor, micro },
+            package: `${g.QMP.version.package} + sevkit-sim (SIMULATED SEV/SEV-SNP part played as QEMU ${simVersion} over the real QEMU ${real.major}.${real.minor}.${real.micro})`,
+          },
+        },
+      };
     }
     upstream!.onEvent((ev) => server?.forward(ev));
     void exited.then(async (st) => {
       await shutdown(st.code ?? (st.signal ? 128 + (signalNumber(st.signal) ?? 1) : 1));
     });
   } else {
-    machine = new VmlessMachine(p.startPaused, () => server, (code) => void shutdown(code), p.name);
+    machine = new VmlessMachine(
+      p.startPaused,
+      () => server,
+      (code) => void shutdown(code),
+      p.name,
+    );
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
       process.on(sig, () => {
         process.stderr.write(`${PROG}: terminating on signal ${signalNumber(sig)}\n`);
@@ -280,7 +302,12 @@ export async function main(args: string[]): Promise<void> {
     }
     if (machine) {
       if (command === 'query-sev' || command === 'query-sev-launch-measure') qapiArgs(cmdArgs);
-      if (command === 'sev-inject-launch-secret') qapiArgs(cmdArgs, [{ name: 'packet-header', type: 'str' }, { name: 'secret', type: 'str' }, { name: 'gpa', type: 'uint64', optional: true }]);
+      if (command === 'sev-inject-launch-secret')
+        qapiArgs(cmdArgs, [
+          { name: 'packet-header', type: 'str' },
+          { name: 'secret', type: 'str' },
+          { name: 'gpa', type: 'uint64', optional: true },
+        ]);
       if (command === 'query-sev') return { enabled: false, 'api-minor': 0, handle: 0, state: 'uninit', 'api-major': 0, 'build-id': 0, policy: 0 };
       if (command === 'query-sev-launch-measure') throw new QmpReply('GenericError', 'SEV launch measurement is not available');
       if (command === 'sev-inject-launch-secret') throw new QmpReply('GenericError', 'SEV not enabled for guest');

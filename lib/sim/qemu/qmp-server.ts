@@ -143,7 +143,7 @@ export class QmpServer {
         return;
       }
       if (c.negotiated) {
-        this.write(c, withId({ error: { class: 'CommandNotFound', desc: "Capabilities negotiation is already complete, command ignored" } }));
+        this.write(c, withId({ error: { class: 'CommandNotFound', desc: 'Capabilities negotiation is already complete, command ignored' } }));
       } else {
         c.negotiated = true;
         this.write(c, withId({ return: {} }));

@@ -79,7 +79,8 @@ export class SnpGuest {
   /** From accelerator init to machine-init-done: kvm init, SNP_LAUNCH_START, the measured loads. Throws QemuStartError. */
   async launch(): Promise<void> {
     const cfg = this.cfg;
-    if (cfg.cbitpos !== this.host.cbitpos) throw new QemuStartError(`sev_common_kvm_init: cbitpos check failed, host '${this.host.cbitpos}' requested '${cfg.cbitpos ?? 0}'`);
+    if (cfg.cbitpos !== this.host.cbitpos)
+      throw new QemuStartError(`sev_common_kvm_init: cbitpos check failed, host '${this.host.cbitpos}' requested '${cfg.cbitpos ?? 0}'`);
     if (cfg.reducedPhysBits < 1 || cfg.reducedPhysBits > 63) {
       throw new QemuStartError(`sev_common_kvm_init: reduced_phys_bits check failed, it should be >=1, and <=63 requested '${cfg.reducedPhysBits}'`);
     }
@@ -89,18 +90,24 @@ export class SnpGuest {
       this.api = { major: st.major, minor: st.minor, build: st.build };
     } catch (e) {
       if (!(e instanceof GuestFirmwareError)) throw e;
-      throw new QemuStartError(`sev_common_kvm_init: failed to get platform status ret=-1 fw_error='${e.fwStatus}: ${fwStatusText(e.fwStatus)}'\n${KVM_FAILED}`);
+      throw new QemuStartError(
+        `sev_common_kvm_init: failed to get platform status ret=-1 fw_error='${e.fwStatus}: ${fwStatusText(e.fwStatus)}'\n${KVM_FAILED}`,
+      );
     }
     const refused = this.launchStartRefusal();
     if (refused !== undefined) {
-      throw new QemuStartError(`sev_snp_launch_start: SNP_LAUNCH_START ret=-5 fw_error=${refused} '${fwStatusText(refused)}'\nsev_common_kvm_init: failed to create encryption context\n${KVM_FAILED}`);
+      throw new QemuStartError(
+        `sev_snp_launch_start: SNP_LAUNCH_START ret=-5 fw_error=${refused} '${fwStatusText(refused)}'\nsev_common_kvm_init: failed to create encryption context\n${KVM_FAILED}`,
+      );
     }
     this.state = 'launch-update';
     const file = this.q.firmware;
     if (!file) throw new QemuStartError('SEV-SNP: guest firmware (-bios) is required for an SEV-SNP guest');
     if (this.q.firmwareFrom !== 'bios') {
       // SNP guests have no read-only memslots, which pflash needs (AMDSEV#236); -bios works (edk2#6285).
-      throw new QemuStartError('kvm_set_phys_mem: error registering slot: Invalid argument (KVM_SET_USER_MEMORY_REGION2: SEV-SNP guests cannot have read-only pflash; give the firmware with -bios)');
+      throw new QemuStartError(
+        'kvm_set_phys_mem: error registering slot: Invalid argument (KVM_SET_USER_MEMORY_REGION2: SEV-SNP guests cannot have read-only pflash; give the firmware with -bios)',
+      );
     }
     let image: Buffer;
     try {
@@ -113,10 +120,16 @@ export class SnpGuest {
       try {
         return fs.readFileSync(f);
       } catch (e) {
-        throw new QemuStartError(what === 'kernel' ? `qemu: could not open kernel file '${f}': ${strerror(e)}` : `qemu: error reading initrd ${f}: ${strerror(e)}`, { raw: true });
+        throw new QemuStartError(
+          what === 'kernel' ? `qemu: could not open kernel file '${f}': ${strerror(e)}` : `qemu: error reading initrd ${f}: ${strerror(e)}`,
+          { raw: true },
+        );
       }
     };
-    const kernel = cfg.kernelHashes && this.q.kernel ? { kernel: read(this.q.kernel, 'kernel'), initrd: this.q.initrd ? read(this.q.initrd, 'initrd') : null, cmdline: this.q.append ?? null } : null;
+    const kernel =
+      cfg.kernelHashes && this.q.kernel
+        ? { kernel: read(this.q.kernel, 'kernel'), initrd: this.q.initrd ? read(this.q.initrd, 'initrd') : null, cmdline: this.q.append ?? null }
+        : null;
     const model = this.q.cpuModel ?? 'qemu64';
     const vcpu: { vcpuType?: string; vcpuSig?: number } = {};
     if (model === 'host' || model === 'max') {
@@ -127,7 +140,10 @@ export class SnpGuest {
     try {
       // QEMU launches a firmware without SEV metadata (it just has no sections to add); such a guest could not boot.
       const fw = loadSnpFirmware(image, file, { allowNoMetadata: true });
-      if (fw.sections.length === 0) process.stderr.write(`sevkit sim: ${file} has no SEV metadata (no secrets or CPUID page): an SNP guest could not boot from it; measured as pages and VMSAs only\n`);
+      if (fw.sections.length === 0)
+        process.stderr.write(
+          `sevkit sim: ${file} has no SEV metadata (no secrets or CPUID page): an SNP guest could not boot from it; measured as pages and VMSAs only\n`,
+        );
       const r = computeSnpDigest({ firmware: fw, vcpus: this.q.vcpus, ...vcpu, guestFeatures: QEMU_SNP_GUEST_FEATURES, vmmType: 'qemu', kernel });
       this.digest = r.digest;
       this.vcpuSig = r.vcpuSig;
@@ -164,7 +180,13 @@ export class SnpGuest {
     if (this.state !== 'launch-update') return;
     const cfg = this.cfg;
     const zero48 = Buffer.alloc(48);
-    let ids: { idKeyDigest: Buffer; authorKeyDigest: Buffer; familyId: Buffer; imageId: Buffer; guestSvn: number } = { idKeyDigest: zero48, authorKeyDigest: zero48, familyId: Buffer.alloc(16), imageId: Buffer.alloc(16), guestSvn: 0 };
+    let ids: { idKeyDigest: Buffer; authorKeyDigest: Buffer; familyId: Buffer; imageId: Buffer; guestSvn: number } = {
+      idKeyDigest: zero48,
+      authorKeyDigest: zero48,
+      familyId: Buffer.alloc(16),
+      imageId: Buffer.alloc(16),
+      guestSvn: 0,
+    };
     const fail = (code: number): never => {
       throw new QemuStartError(`sev_snp_launch_finish: SNP_LAUNCH_FINISH ret=-5 fw_error=${code} '${fwStatusText(code)}'`);
     };
@@ -179,10 +201,16 @@ export class SnpGuest {
       }
       if (!crypto.timingSafeEqual(v.fields.ld, this.digest!)) fail(SevRet.SEV_RET_BAD_MEASUREMENT);
       if (v.fields.policy !== cfg.policy) fail(SevRet.SEV_RET_POLICY_FAILURE);
-      ids = { idKeyDigest: v.idKeyDigest, authorKeyDigest: v.authorKeyDigest ?? zero48, familyId: v.fields.familyId, imageId: v.fields.imageId, guestSvn: v.fields.guestSvn };
+      ids = {
+        idKeyDigest: v.idKeyDigest,
+        authorKeyDigest: v.authorKeyDigest ?? zero48,
+        familyId: v.fields.familyId,
+        imageId: v.fields.imageId,
+        guestSvn: v.fields.guestSvn,
+      };
     }
     this.writeRecord({
-      note: 'SIMULATED SEV-SNP launch (sevkit sim): what the firmware would put into this guest\'s attestation reports',
+      note: "SIMULATED SEV-SNP launch (sevkit sim): what the firmware would put into this guest's attestation reports",
       qemuVersion: this.qemuVersion,
       firmware: path.resolve(this.q.firmware!),
       vcpus: this.q.vcpus,
@@ -243,7 +271,11 @@ export class SnpGuest {
         // The SNP object is not a sev-guest, and SNP has no LAUNCH_MEASURE.
         throw new QmpReply('GenericError', 'SEV launch measurement is not available');
       case 'sev-inject-launch-secret':
-        qapiArgs(args, [{ name: 'packet-header', type: 'str' }, { name: 'secret', type: 'str' }, { name: 'gpa', type: 'uint64', optional: true }]);
+        qapiArgs(args, [
+          { name: 'packet-header', type: 'str' },
+          { name: 'secret', type: 'str' },
+          { name: 'gpa', type: 'uint64', optional: true },
+        ]);
         // An SNP guest never reaches LAUNCH_SECRET: there is no host-to-guest secret channel.
         throw new QmpReply('GenericError', `SEV: Not in correct state. (LSECRET) ${SNP_STATE_NUMBER[this.state].toString(16)}`);
       case 'query-sev-attestation-report':

@@ -15,10 +15,31 @@
 import crypto, { type KeyObject } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import {
-  AlgorithmIdentifier, AttributeTypeAndValue, AttributeValue, AuthorityKeyIdentifier, BasicConstraints, Certificate, CertificateList,
-  CRLDistributionPoints, DistributionPoint, DistributionPointName, Extension, Extensions, GeneralName, KeyIdentifier, KeyUsage,
-  KeyUsageFlags, Name, RelativeDistinguishedName, SubjectKeyIdentifier, SubjectPublicKeyInfo, TBSCertList, TBSCertificate, Time,
-  Validity, Version,
+  AlgorithmIdentifier,
+  AttributeTypeAndValue,
+  AttributeValue,
+  AuthorityKeyIdentifier,
+  BasicConstraints,
+  Certificate,
+  CertificateList,
+  CRLDistributionPoints,
+  DistributionPoint,
+  DistributionPointName,
+  Extension,
+  Extensions,
+  GeneralName,
+  KeyIdentifier,
+  KeyUsage,
+  KeyUsageFlags,
+  Name,
+  RelativeDistinguishedName,
+  SubjectKeyIdentifier,
+  SubjectPublicKeyInfo,
+  TBSCertList,
+  TBSCertificate,
+  Time,
+  Validity,
+  Version,
 } from '@peculiar/asn1-x509';
 import type { SnpProduct } from '../../snp/product.js';
 import type { TcbVersion } from '../../snp/tcb.js';
@@ -47,10 +68,7 @@ export const AmdOid = {
 
 const OID_RSA_PSS = '1.2.840.113549.1.1.10';
 /** RSASSA-PSS-params {sha384, mgf1(sha384), salt 48, trailer 1 (default)}: what every AMD signature uses. */
-const PSS_SHA384_PARAMS = Buffer.from(
-  '3034a00f300d06096086480165030402020500a11c301a06092a864886f70d010108300d06096086480165030402020500a203020130',
-  'hex',
-);
+const PSS_SHA384_PARAMS = Buffer.from('3034a00f300d06096086480165030402020500a11c301a06092a864886f70d010108300d06096086480165030402020500a203020130', 'hex');
 
 /** Serial numbers of AMD's roots per product (spec §2.1), reused for the TEST roots. */
 const SERIALS: Record<SnpProduct, { ark: number; ask: number; asvk: number }> = {
@@ -144,7 +162,15 @@ function signRsa(tbs: TBSCertificate, signer: KeyObject, seed: string, label: st
 }
 
 function caCert(opts: {
-  seed: string; product: SnpProduct; cn: string; serial: number; key: KeyObject; issuerCn: string; issuerKey: KeyObject; ark: boolean; crl: string;
+  seed: string;
+  product: SnpProduct;
+  cn: string;
+  serial: number;
+  key: KeyObject;
+  issuerCn: string;
+  issuerKey: KeyObject;
+  ark: boolean;
+  crl: string;
 }): Buffer {
   const extensions = new Extensions([
     ext('2.5.29.15', AsnConvert.serialize(new KeyUsage(opts.ark ? KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign : KeyUsageFlags.keyCertSign)), true),
@@ -152,7 +178,9 @@ function caCert(opts: {
     ext('2.5.29.14', AsnConvert.serialize(new SubjectKeyIdentifier(new Uint8Array(keyId(opts.key))))),
   ]);
   if (!opts.ark) {
-    extensions.push(ext('2.5.29.35', AsnConvert.serialize(new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(new Uint8Array(keyId(opts.issuerKey))) }))));
+    extensions.push(
+      ext('2.5.29.35', AsnConvert.serialize(new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(new Uint8Array(keyId(opts.issuerKey))) }))),
+    );
   }
   extensions.push(crlDp(opts.crl));
   const tbs = new TBSCertificate({
@@ -173,14 +201,31 @@ export function mintRoots(seed: string, product: SnpProduct, arkKey: KeyObject, 
   const arkCn = `ARK-${product}`;
   const s = SERIALS[product];
   const ark = caCert({ seed, product, cn: arkCn, serial: s.ark, key: arkKey, issuerCn: arkCn, issuerKey: arkKey, ark: true, crl: crlUrl(product, 'vcek') });
-  const ask = caCert({ seed, product, cn: `SEV-${product}`, serial: s.ask, key: askKey, issuerCn: arkCn, issuerKey: arkKey, ark: false, crl: crlUrl(product, 'vcek') });
+  const ask = caCert({
+    seed,
+    product,
+    cn: `SEV-${product}`,
+    serial: s.ask,
+    key: askKey,
+    issuerCn: arkCn,
+    issuerKey: arkKey,
+    ark: false,
+    crl: crlUrl(product, 'vcek'),
+  });
   return { ark, ask };
 }
 
 /** The TEST ASVK (VLEK intermediate) of a product, signed by the same ARK. */
 export function mintAsvk(seed: string, product: SnpProduct, arkKey: KeyObject, asvkKey: KeyObject): Buffer {
   return caCert({
-    seed, product, cn: `SEV-VLEK-${product}`, serial: SERIALS[product].asvk, key: asvkKey, issuerCn: `ARK-${product}`, issuerKey: arkKey, ark: false,
+    seed,
+    product,
+    cn: `SEV-VLEK-${product}`,
+    serial: SERIALS[product].asvk,
+    key: asvkKey,
+    issuerCn: `ARK-${product}`,
+    issuerKey: arkKey,
+    ark: false,
     crl: crlUrl(product, 'vlek'),
   });
 }
@@ -273,7 +318,9 @@ export function mintCrl(seed: string, product: SnpProduct, arkKey: KeyObject, re
     issuer: amdName(`ARK-${product}`),
     thisUpdate: new Time(new Date('2026-01-01T00:00:00Z')),
     nextUpdate: new Time(new Date('2049-01-01T00:00:00Z')),
-    ...(revoked.length > 0 ? { revokedCertificates: revoked.map((s) => ({ userCertificate: serial(s), revocationDate: new Time(new Date('2026-01-01T00:00:00Z')) })) } : {}),
+    ...(revoked.length > 0
+      ? { revokedCertificates: revoked.map((s) => ({ userCertificate: serial(s), revocationDate: new Time(new Date('2026-01-01T00:00:00Z')) })) }
+      : {}),
   });
   const tbsDer = Buffer.from(AsnConvert.serialize(tbs));
   const sig = rsaPssSignDeterministic(arkKey, 'sha384', tbsDer, seed, `snp-crl:${product}:${revoked.join(',')}`);

@@ -75,7 +75,8 @@ export function resolveSnpGuestConfig(c: SnpGuestConfig, defaultProduct: SnpProd
   const product = c.product === undefined ? defaultProduct : parseProduct(String(c.product));
   if (!product) throw new SnpGuestConfigError(`${SNP_GUEST_CONFIG_FILE}: product must be Milan, Genoa or Turin, got ${String(c.product)}`);
   const reportVersion = c.reportVersion ?? (product === 'Milan' ? 3 : 5);
-  if (!Number.isInteger(reportVersion) || reportVersion < 2 || reportVersion > 5) throw new SnpGuestConfigError(`${SNP_GUEST_CONFIG_FILE}: reportVersion must be 2..5`);
+  if (!Number.isInteger(reportVersion) || reportVersion < 2 || reportVersion > 5)
+    throw new SnpGuestConfigError(`${SNP_GUEST_CONFIG_FILE}: reportVersion must be 2..5`);
   if (reportVersion === 2 && product === 'Turin') throw new SnpGuestConfigError(`${SNP_GUEST_CONFIG_FILE}: Turin firmware makes no version 2 reports`);
   let policy: bigint;
   try {

@@ -15,7 +15,11 @@ import type { GuestIoctlReply, GuestIoctlRequest } from './protocol.js';
 export const GuestIoctl = { SNP_GET_REPORT: 0xc0205300, SNP_GET_DERIVED_KEY: 0xc0205301, SNP_GET_EXT_REPORT: 0xc0205302 } as const;
 
 const REQ_SIZE: Record<number, number> = { [GuestIoctl.SNP_GET_REPORT]: 96, [GuestIoctl.SNP_GET_DERIVED_KEY]: 32, [GuestIoctl.SNP_GET_EXT_REPORT]: 112 };
-const NAMES: Record<number, string> = { [GuestIoctl.SNP_GET_REPORT]: 'SNP_GET_REPORT', [GuestIoctl.SNP_GET_DERIVED_KEY]: 'SNP_GET_DERIVED_KEY', [GuestIoctl.SNP_GET_EXT_REPORT]: 'SNP_GET_EXT_REPORT' };
+const NAMES: Record<number, string> = {
+  [GuestIoctl.SNP_GET_REPORT]: 'SNP_GET_REPORT',
+  [GuestIoctl.SNP_GET_DERIVED_KEY]: 'SNP_GET_DERIVED_KEY',
+  [GuestIoctl.SNP_GET_EXT_REPORT]: 'SNP_GET_EXT_REPORT',
+};
 const RESP_SIZE = 4000;
 const REPORT_SIZE = 1184;
 const PAGE = 4096;

@@ -108,25 +108,32 @@ export class SimSnpGuest {
     const tcbHex = encodeTcb(tcb).toString('hex');
     const hwid = this.hwid(product);
     const { ark, ask } = this.memo(`roots:${product}`, () => mintRoots(view.seed, product, view.arkKey, view.askKey));
-    const vcek = this.memo(`vcek:${product}:${tcbHex}`, () => mintVcek({ seed: view.seed, product, hwid, reportedTcb: tcb, askKey: view.askKey }, this.vcekKey(product, tcb)));
+    const vcek = this.memo(`vcek:${product}:${tcbHex}`, () =>
+      mintVcek({ seed: view.seed, product, hwid, reportedTcb: tcb, askKey: view.askKey }, this.vcekKey(product, tcb)),
+    );
     const crl = this.memo(`crl:${product}`, () => mintCrl(view.seed, product, view.arkKey));
     const out: SimSnpChain = { product, ark, ask, vcek, crl, hwid: Buffer.from(hwid), reportedTcb: tcb };
     if (withVlek) {
       out.asvk = this.memo(`asvk:${product}`, () => mintAsvk(view.seed, product, view.arkKey, this.asvkKey(product)));
       out.vlek = this.memo(`vlek:${product}:${tcbHex}`, () =>
-        mintVlek({ seed: view.seed, product, reportedTcb: tcb, asvkKey: this.asvkKey(product), cspId: SIM_VLEK_CSP }, this.vlekKey(product, tcb)));
+        mintVlek({ seed: view.seed, product, reportedTcb: tcb, asvkKey: this.asvkKey(product), cspId: SIM_VLEK_CSP }, this.vlekKey(product, tcb)),
+      );
     }
     return out;
   }
 
   private vcekKey(product: SnpProduct, tcb: TcbVersion): KeyObject {
     const tcbBytes = encodeTcb(tcb);
-    return this.memo(`vcek-key:${product}:${tcbBytes.toString('hex')}`, () => deriveLeafKey(this.platform.seed, vcekKeyLabel(product, this.hwid(product), tcbBytes)));
+    return this.memo(`vcek-key:${product}:${tcbBytes.toString('hex')}`, () =>
+      deriveLeafKey(this.platform.seed, vcekKeyLabel(product, this.hwid(product), tcbBytes)),
+    );
   }
 
   private vlekKey(product: SnpProduct, tcb: TcbVersion): KeyObject {
     const tcbBytes = encodeTcb(tcb);
-    return this.memo(`vlek-key:${product}:${tcbBytes.toString('hex')}`, () => deriveLeafKey(this.platform.seed, `snp-vlek:${product}:${tcbBytes.toString('hex')}`));
+    return this.memo(`vlek-key:${product}:${tcbBytes.toString('hex')}`, () =>
+      deriveLeafKey(this.platform.seed, `snp-vlek:${product}:${tcbBytes.toString('hex')}`),
+    );
   }
 
   /** The certificate table the host supplies for extended requests (24 zero bytes when it supplies none). */
@@ -137,8 +144,16 @@ export class SimSnpGuest {
     const c = this.chain(cfg.product, undefined, vlek);
     const g = CERT_TABLE_GUIDS;
     return vlek
-      ? encodeCertTable([{ guid: g.ARK, data: c.ark }, { guid: g.ASK, data: c.asvk! }, { guid: g.VLEK, data: c.vlek! }])
-      : encodeCertTable([{ guid: g.ARK, data: c.ark }, { guid: g.ASK, data: c.ask }, { guid: g.VCEK, data: c.vcek }]);
+      ? encodeCertTable([
+          { guid: g.ARK, data: c.ark },
+          { guid: g.ASK, data: c.asvk! },
+          { guid: g.VLEK, data: c.vlek! },
+        ])
+      : encodeCertTable([
+          { guid: g.ARK, data: c.ark },
+          { guid: g.ASK, data: c.ask },
+          { guid: g.VCEK, data: c.vcek },
+        ]);
   }
 
   /**

@@ -55,7 +55,11 @@ export class SimKdsServer {
   readonly hits: SimKdsHit[] = [];
   private readonly last = new Map<string, number>();
 
-  private constructor(private readonly server: http.Server, private readonly guest: SimSnpGuest, private readonly opts: SimKdsOptions) {}
+  private constructor(
+    private readonly server: http.Server,
+    private readonly guest: SimSnpGuest,
+    private readonly opts: SimKdsOptions,
+  ) {}
 
   /** Start listening on 127.0.0.1. */
   static async start(guest: SimSnpGuest, opts: SimKdsOptions = {}): Promise<SimKdsServer> {

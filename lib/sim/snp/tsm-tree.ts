@@ -38,7 +38,10 @@ export class SimTsmTree implements TsmIo {
   private readonly entries = new Map<string, Entry>();
 
   /** `root` is created when missing; `guest` makes the reports. */
-  constructor(readonly root: string, private readonly guest: SimSnpGuest) {
+  constructor(
+    readonly root: string,
+    private readonly guest: SimSnpGuest,
+  ) {
     fs.mkdirSync(root, { recursive: true, mode: 0o755 });
   }
 
