@@ -35,6 +35,22 @@ export function parseIntArg(value: string, what = 'number'): number {
 }
 
 /**
+ * Read a whole file a command takes (`-`: stdin), refusing a directory, and failing
+ * with one line that names the file and what it was meant to hold.
+ */
+export async function readInputFile(file: string, what: string): Promise<Buffer> {
+  const fs = await import('node:fs');
+  try {
+    if (file === '-') return fs.readFileSync(0);
+    if (fs.statSync(file).isDirectory()) throw new InputError(`${file}: is a directory, expected ${what}`);
+    return fs.readFileSync(file);
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(`${file}: cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/**
  * Write a file a command produces (`-`: stdout): atomically (never half a file, see lib/fsutil),
  * refusing a directory, and failing with one line that names the file and, when
  * given, what it was meant to hold. fsutil is imported lazily to keep start-up fast.

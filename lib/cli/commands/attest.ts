@@ -5,35 +5,10 @@
  * the wallet-signed secrets. Thin over lib/owner/attest.ts.
  */
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
-import { action, EXIT_FAIL, EXIT_OK, parseIntArg, printJson } from '../run.js';
+import { action, EXIT_FAIL, EXIT_OK, parseIntArg, printJson, readInputFile } from '../run.js';
+import { tcbArg } from './snp-options.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
-
-const TCB_KEYS: Record<string, 'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode'> = {
-  fmc: 'fmc',
-  bl: 'bootloader',
-  bootloader: 'bootloader',
-  tee: 'tee',
-  snp: 'snp',
-  ucode: 'microcode',
-  microcode: 'microcode',
-};
-
-function tcbArg(v: string): Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>> {
-  const out: Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>> = {};
-  for (const part of v
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    const m = /^([a-z]+)\s*[=:]\s*(\d+)$/i.exec(part);
-    const k = m ? TCB_KEYS[m[1]!.toLowerCase()] : undefined;
-    if (!m || !k || Number(m[2]) > 255)
-      throw new InvalidArgumentError(`TCB minimum must look like bl=3,tee=0,snp=8,ucode=115[,fmc=0] (SPLs 0..255), got '${part}'`);
-    out[k] = Number(m[2]);
-  }
-  return out;
-}
 
 interface AttestCliOpts {
   url: string;
@@ -59,16 +34,6 @@ interface AttestCliOpts {
   json?: boolean;
 }
 
-async function readInput(file: string, what: string): Promise<Buffer> {
-  const fs = await import('node:fs');
-  const { InputError } = await import('../../errors.js');
-  try {
-    return fs.readFileSync(file);
-  } catch (e) {
-    throw new InputError(`${file}: cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
-
 /** `[NAME=]FILE` → name and UTF-8 text (the agent stores strings); the name defaults to the file's base name. */
 async function readSecret(spec: string): Promise<[string, string]> {
   const path = await import('node:path');
@@ -78,7 +43,7 @@ async function readSecret(spec: string): Promise<[string, string]> {
   const name = m ? m[1]! : path.basename(file);
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(name))
     throw new UsageError(`--secret-file ${spec}: the secret name '${name}' must match [A-Za-z0-9_-]{1,64}; give NAME=FILE`);
-  const data = await readInput(file, 'the secret');
+  const data = await readInputFile(file, 'the secret');
   try {
     return [name, new TextDecoder('utf-8', { fatal: true }).decode(data)];
   } catch {
@@ -98,7 +63,7 @@ async function attestCmd(o: AttestCliOpts): Promise<number> {
     import('../../aleph/wallet.js'),
     import('../../snp/kds.js'),
   ]);
-  const wallet = parseWalletKey((await readInput(o.walletKey, 'the wallet key')).toString('utf8'), o.walletKey);
+  const wallet = parseWalletKey((await readInputFile(o.walletKey, 'the wallet key')).toString('utf8'), o.walletKey);
   const secrets: Record<string, string> = {};
   for (const s of o.secretFile) {
     const [k, v] = await readSecret(s);
@@ -108,7 +73,7 @@ async function attestCmd(o: AttestCliOpts): Promise<number> {
   let roots: Parameters<typeof attestAndInject>[0]['roots'];
   if (o.roots) {
     const { parseAmdCerts } = await import('../../snp/x509.js');
-    const certs = parseAmdCerts(await readInput(o.roots, 'the trusted roots'), o.roots);
+    const certs = parseAmdCerts(await readInputFile(o.roots, 'the trusted roots'), o.roots);
     const ask = certs.find((c) => c.subjectCn.startsWith('SEV-') && !c.subjectCn.startsWith('SEV-VLEK-'));
     const ark = certs.find((c) => c.subjectCn.startsWith('ARK-'));
     if (!ask || !ark) throw new UsageError(`${o.roots}: expected a cert_chain PEM holding an ASK (SEV-…) and an ARK (ARK-…)`);
@@ -121,14 +86,14 @@ async function attestCmd(o: AttestCliOpts): Promise<number> {
   const path = await import('node:path');
   const { defaultKdsCacheDir } = await import('../../certs/kds.js');
   const kernel = o.kernel
-    ? { kernel: await readInput(o.kernel, 'the kernel'), initrd: o.initrd ? await readInput(o.initrd, 'the initrd') : null, cmdline: o.append ?? null }
+    ? { kernel: await readInputFile(o.kernel, 'the kernel'), initrd: o.initrd ? await readInputFile(o.initrd, 'the initrd') : null, cmdline: o.append ?? null }
     : null;
-  const others = await Promise.all(o.otherFirmware.map(async (f) => ({ name: f, image: await readInput(f, 'a firmware image') })));
+  const others = await Promise.all(o.otherFirmware.map(async (f) => ({ name: f, image: await readInputFile(f, 'a firmware image') })));
   try {
     const r = await attestAndInject({
       url: o.url,
       expected: {
-        firmware: await readInput(o.firmware, 'the firmware'),
+        firmware: await readInputFile(o.firmware, 'the firmware'),
         firmwareName: o.firmware,
         vcpus: o.vcpus,
         vcpuType: o.vcpuType ?? 'EPYC-v4',
@@ -143,7 +108,7 @@ async function attestCmd(o: AttestCliOpts): Promise<number> {
       },
       ...(o.policy !== undefined ? { expectedPolicy: BigInt(o.policy) } : {}),
       ...(o.vcek
-        ? { vek: await readInput(o.vcek, 'the VCEK') }
+        ? { vek: await readInputFile(o.vcek, 'the VCEK') }
         : { kds: new KdsClient({ cacheDir: o.cacheDir ?? path.join(defaultKdsCacheDir(), 'snp'), ...(o.kdsUrl ? { baseUrl: o.kdsUrl } : {}) }) }),
       ...(roots ? { roots } : {}),
       deadlineMs: o.deadline * 1000,

@@ -4,23 +4,7 @@
  */
 import type { Command } from 'commander';
 import { sevkitEnv } from '../env.js';
-import { action, printJson, useColor, warnIfTestRoot, writeOutputFile, EXIT_FAIL } from '../run.js';
-
-/** Read a whole input file, turning fs errors into one clear line. */
-async function readInput(file: string, what: string): Promise<Buffer> {
-  const fs = await import('node:fs');
-  const { InputError } = await import('../../errors.js');
-  try {
-    if (file === '-') return fs.readFileSync(0); // stdin
-    const st = fs.statSync(file);
-    if (st.isDirectory()) throw new InputError(`${file}: is a directory, expected a ${what} file`);
-    return fs.readFileSync(file);
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    const err = e as NodeJS.ErrnoException;
-    throw new InputError(`${file}: cannot read ${what}: ${err.code ?? err.message}`);
-  }
-}
+import { action, printJson, readInputFile, useColor, warnIfTestRoot, writeOutputFile, EXIT_FAIL } from '../run.js';
 
 /** The platform (lib/platform, owned by the native area), loaded only when a command needs it. */
 async function openPlatform(device?: string) {
@@ -43,11 +27,11 @@ interface VerifyOpts {
 async function verifyCmd(o: VerifyOpts): Promise<number> {
   const certs = await import('../../certs/index.js');
   if (o.ca && o.generation) throw new (await import('../../errors.js')).UsageError('give either --ca or --generation, not both');
-  const ca = o.ca ? certs.decodeCaChain(await readInput(o.ca, 'CA chain (ASK‖ARK)'), o.ca) : undefined;
+  const ca = o.ca ? certs.decodeCaChain(await readInputFile(o.ca, 'CA chain (ASK‖ARK)'), o.ca) : undefined;
   let sev;
   let source: string;
   if (o.sev) {
-    sev = certs.decodeSevChain(await readInput(o.sev, 'SEV chain'), o.sev);
+    sev = certs.decodeSevChain(await readInputFile(o.sev, 'SEV chain'), o.sev);
     source = o.sev;
   } else {
     // The platform's CEK is replaced by AMD KDS's unless it already carries an ASK
@@ -64,7 +48,9 @@ async function verifyCmd(o: VerifyOpts): Promise<number> {
     ).sev;
     source = 'the platform';
   }
-  const oca = o.oca ? certs.decodeSevCert(await readInput(o.oca, 'OCA certificate'), { name: o.oca, usage: certs.Usage.OCA, allowTrailing: true }) : undefined;
+  const oca = o.oca
+    ? certs.decodeSevCert(await readInputFile(o.oca, 'OCA certificate'), { name: o.oca, usage: certs.Usage.OCA, allowTrailing: true })
+    : undefined;
   const generation = o.generation ? certs.parseGeneration(o.generation) : undefined;
   const r = certs.verifyTrustedChain({ chain: sev, ca, generation, ...(oca ? { oca } : {}) });
   if (!o.quiet) warnIfTestRoot(r.anchor?.testRoot ?? false, `--ca ${o.ca}`);
@@ -105,11 +91,11 @@ async function generateCmd(certPath: string, keyPath: string, o: { json?: boolea
 
 async function provisionCmd(certPath: string, keyPath: string, o: { json?: boolean; device?: string }): Promise<void> {
   const certs = await import('../../certs/index.js');
-  const oca = certs.decodeSevCert(await readInput(certPath, 'OCA certificate'), { name: certPath, usage: certs.Usage.OCA, allowTrailing: true });
+  const oca = certs.decodeSevCert(await readInputFile(certPath, 'OCA certificate'), { name: certPath, usage: certs.Usage.OCA, allowTrailing: true });
   const self = certs.verifySevLink(oca, oca);
   if (!self.ok)
     throw new certs.CertificateError('ERR_CERT_SIGNATURE', `${certPath}: OCA is not validly self-signed (${self.reason})`, { cert: certPath, field: 'sig' });
-  const keyBuf = await readInput(keyPath, 'OCA private key');
+  const keyBuf = await readInputFile(keyPath, 'OCA private key');
   let key;
   try {
     key = certs.decodePrivateKeyFor(keyBuf, oca, keyPath);
@@ -138,12 +124,12 @@ async function validateCmd(chainPath: string, reportPath: string, o: { json?: bo
   // sevctl accepts directories holding pek.cert / attestation_report.bin.
   const pekFile = isDir(chainPath) ? path.join(chainPath, 'pek.cert') : chainPath;
   const repFile = isDir(reportPath) ? path.join(reportPath, 'attestation_report.bin') : reportPath;
-  const chainBuf = await readInput(pekFile, 'PEK certificate or SEV chain');
+  const chainBuf = await readInputFile(pekFile, 'PEK certificate or SEV chain');
   const pek =
     chainBuf.length >= certs.SEV_CHAIN_SIZE
       ? certs.decodeSevChain(chainBuf, pekFile).pek
       : certs.decodeSevCert(chainBuf, { name: pekFile, usage: certs.Usage.PEK });
-  const repBuf = await readInput(repFile, 'attestation report');
+  const repBuf = await readInputFile(repFile, 'attestation report');
   const report = certs.decodeLegacyReport(repBuf, repFile);
   const ok = certs.verifyLegacyReport(pek, repBuf);
   if (o.json) {

@@ -6,7 +6,8 @@
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { action, EXIT_FAIL, EXIT_OK, parseIntArg, printJson, writeOutputFile } from '../run.js';
+import { action, EXIT_FAIL, EXIT_OK, parseIntArg, printJson, readInputFile, writeOutputFile } from '../run.js';
+import { tcbArg } from './snp-options.js';
 import { registerSnpLaunch } from './snp-launch.js';
 import { registerGuest } from './snp-guest.js';
 
@@ -22,23 +23,9 @@ function hexArg(v: string, what: string, len?: number, upTo = false): Buffer {
   return b;
 }
 
-/** Read a whole file with one clear line on failure. */
-async function readFile(file: string, what: string): Promise<Buffer> {
-  const fs = await import('node:fs');
-  const { InputError } = await import('../../errors.js');
-  try {
-    if (file === '-') return fs.readFileSync(0);
-    if (fs.statSync(file).isDirectory()) throw new InputError(`${file}: is a directory, expected ${what}`);
-    return fs.readFileSync(file);
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    throw new InputError(`${file}: cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
-
 /** A report file: the raw 1184 bytes, or the same as hex text (as some tools store it). */
 async function readReport(file: string): Promise<Buffer> {
-  const b = await readFile(file, 'an attestation report');
+  const b = await readInputFile(file, 'an attestation report');
   const text = b.toString('latin1').trim();
   if (b.length !== 1184 && /^[0-9a-f]+$/i.test(text) && text.length === 2368) return Buffer.from(text, 'hex');
   return b;
@@ -57,32 +44,6 @@ function timeArg(v: string): Date {
   const d = new Date(v);
   if (Number.isNaN(d.getTime())) throw new InvalidArgumentError(`--at must be an ISO 8601 time (e.g. 2025-06-01T00:00:00Z), got '${v}'`);
   return d;
-}
-
-const TCB_KEYS: Record<string, 'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode'> = {
-  fmc: 'fmc',
-  bl: 'bootloader',
-  bootloader: 'bootloader',
-  tee: 'tee',
-  snp: 'snp',
-  ucode: 'microcode',
-  microcode: 'microcode',
-};
-
-/** `bl=3,tee=0,snp=8,ucode=115[,fmc=0]` → per-component minimums. */
-function tcbArg(v: string): Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>> {
-  const out: Partial<Record<'fmc' | 'bootloader' | 'tee' | 'snp' | 'microcode', number>> = {};
-  for (const part of v
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    const m = /^([a-z]+)\s*[=:]\s*(\d+)$/i.exec(part);
-    const k = m ? TCB_KEYS[m[1]!.toLowerCase()] : undefined;
-    if (!m || !k || Number(m[2]) > 255)
-      throw new InvalidArgumentError(`TCB minimum must look like bl=3,tee=0,snp=8,ucode=115[,fmc=0] (SPLs 0..255), got '${part}'`);
-    out[k] = Number(m[2]);
-  }
-  return out;
 }
 
 function firmwareArg(v: string): { major: number; minor: number; build?: number } {
@@ -162,7 +123,7 @@ async function readCertDir(dir: string): Promise<{ vek?: Buffer; vekName?: strin
   for (const n of names.sort()) {
     const m = /^(vcek|vlek|ask|asvk|ark|cert_chain|crl)\.(der|pem|crt|cer|cert)$/i.exec(n);
     if (!m) continue;
-    const b = await readFile(path.join(dir, n), n);
+    const b = await readInputFile(path.join(dir, n), n);
     const k = m[1]!.toLowerCase();
     if (k === 'vcek' || k === 'vlek') {
       out.vek ??= b;
@@ -223,7 +184,7 @@ async function verifyCmd(o: VerifyOpts): Promise<number> {
   if (o.vcek) {
     // A PEM bundle (Azure's THIM: VCEK, ASK, ARK) gives the leaf first and may carry its chain.
     const { parseAmdCerts } = await import('../../snp/x509.js');
-    const raw = await readFile(o.vcek, 'a VCEK/VLEK certificate');
+    const raw = await readInputFile(o.vcek, 'a VCEK/VLEK certificate');
     let certs: { der: Buffer; subjectCn: string }[] = [];
     try {
       certs = parseAmdCerts(raw, o.vcek);
@@ -242,14 +203,14 @@ async function verifyCmd(o: VerifyOpts): Promise<number> {
     vekSource = d.vekName;
   } else if (o.certTable) {
     const { parseCertTable, certTableEntry } = await import('../../snp/certtable.js');
-    const t = parseCertTable(await readFile(o.certTable, 'a certificate table'));
+    const t = parseCertTable(await readInputFile(o.certTable, 'a certificate table'));
     vek = certTableEntry(t, 'VCEK') ?? certTableEntry(t, 'VLEK');
     intermediate = certTableEntry(t, 'ASK');
     ark = certTableEntry(t, 'ARK');
     crl = certTableEntry(t, 'CRL');
     vekSource = `the certificate table ${o.certTable}`;
   }
-  if (o.crl) crl = await readFile(o.crl, 'a CRL');
+  if (o.crl) crl = await readInputFile(o.crl, 'a CRL');
 
   // KDS: needs the parsed report (product, chip id, REPORTED_TCB). A report that does not parse goes to the verifier as is.
   let parsed: ReturnType<typeof parseReport> | undefined;
