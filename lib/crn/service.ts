@@ -688,11 +688,9 @@ export class CrnService {
   }
 
   #startVm(rec: VmRecord, generation: number, sessionFile: string, godhFile: string, workDir: string): void {
-    const current = (): boolean => rec.generation === generation && !this.#closing;
-    void (async () => {
-      let vm: CrnVm | undefined;
-      try {
-        vm = await this.#o.launcher.launch({
+    this.#runLaunch(rec, generation, {
+      launch: () =>
+        this.#o.launcher.launch({
           ref: rec.ref,
           firmware: rec.firmware,
           policy: rec.policy,
@@ -702,14 +700,8 @@ export class CrnService {
           sessionFile,
           godhFile,
           workDir,
-        });
-        if (!current()) {
-          await vm.stop().catch(() => undefined);
-          return;
-        }
-        rec.vm = vm;
-        this.#watch(rec, vm);
-        await vm.ready;
+        }),
+      ready: async (_vm, current) => {
         // QEMU has done LAUNCH_START with the blobs: the owner's copies are not needed any more.
         fs.rmSync(path.dirname(sessionFile), { recursive: true, force: true });
         if (current()) {
@@ -719,33 +711,23 @@ export class CrnService {
           }
           wake(rec);
         }
-      } catch (e) {
-        if (!current()) return;
+      },
+      failed: () => {
         wake(rec);
-        rec.state = 'failed';
-        rec.reason = `VM launch failed: ${(e as Error)?.message ?? String(e)}`;
         // A session made for a stale PDH fails here; re-export the chain next time.
         this.invalidateCertificates();
-        if (vm) {
-          rec.vm = undefined;
-          await vm.stop().catch(() => undefined);
-        }
-        this.#removeVmFiles(rec.ref);
-        this.#saveQuietly(rec);
-      }
-    })();
+      },
+    });
   }
 
   /** Starts an SNP VM (running at once), then forwards a host port to its agent. */
   #startSnpVm(rec: VmRecord, generation: number): void {
-    const current = (): boolean => rec.generation === generation && !this.#closing;
     const workDir = path.join(this.#o.runDir, 'vms', rec.ref);
     rec.state = 'starting';
-    void (async () => {
-      let vm: CrnVm | undefined;
-      try {
+    this.#runLaunch(rec, generation, {
+      launch: () => {
         fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
-        vm = await this.#o.launcher.launchSnp!({
+        return this.#o.launcher.launchSnp!({
           ref: rec.ref,
           firmware: rec.firmware,
           policy: rec.policy,
@@ -757,6 +739,34 @@ export class CrnService {
           ...(rec.append !== undefined ? { append: rec.append } : {}),
           workDir,
         });
+      },
+      ready: async (vm, current) => {
+        if (!current()) return;
+        await this.#forwardAgent(rec, vm, true);
+        if (!current() || rec.vm !== vm) return;
+        rec.state = 'running';
+        this.#saveQuietly(rec);
+      },
+      failed: () => this.#unforward(rec),
+    });
+  }
+
+  /**
+   * The one launch path of a VM record (SEV and SNP), off the request: `launch` starts the VM; one that a
+   * newer launch or close() overtook meanwhile is stopped again; from then on the VM is watched; once it is
+   * ready, `ready` moves the record on (it checks `current` itself). Any failure of a current launch runs
+   * `failed`, marks the record failed, stops the VM and removes its files.
+   */
+  #runLaunch(
+    rec: VmRecord,
+    generation: number,
+    steps: { launch: () => Promise<CrnVm>; ready: (vm: CrnVm, current: () => boolean) => Promise<void>; failed: () => void },
+  ): void {
+    const current = (): boolean => rec.generation === generation && !this.#closing;
+    void (async () => {
+      let vm: CrnVm | undefined;
+      try {
+        vm = await steps.launch();
         if (!current()) {
           await vm.stop().catch(() => undefined);
           return;
@@ -764,16 +774,12 @@ export class CrnService {
         rec.vm = vm;
         this.#watch(rec, vm);
         await vm.ready;
-        if (!current()) return;
-        await this.#forwardAgent(rec, vm, true);
-        if (!current() || rec.vm !== vm) return;
-        rec.state = 'running';
-        this.#saveQuietly(rec);
+        await steps.ready(vm, current);
       } catch (e) {
         if (!current()) return;
+        steps.failed();
         rec.state = 'failed';
         rec.reason = `VM launch failed: ${(e as Error)?.message ?? String(e)}`;
-        this.#unforward(rec);
         if (vm) {
           rec.vm = undefined;
           await vm.stop().catch(() => undefined);
