@@ -1,5 +1,5 @@
 /**
- * Shared loaders for the SNP digest tests: the vendored vectors (test/fixtures/vectors, never ../shared) and
+ * Shared loaders for the SNP digest tests: the vectors vendored under test/fixtures/vectors (nothing outside the repository) and
  * the vectors' file conventions (FIXTURE:, EMPTY_FILE(/dev/null), null).
  */
 import fs from 'node:fs';
