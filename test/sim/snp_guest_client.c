@@ -148,6 +148,20 @@ int main(void)
 	req.vmpl = 1;
 	CHECK(guest_ioctl(fd2, SEVKIT_SNP_GET_REPORT, &req, resp, &io) == 0 && r->status == 0, "report through a dup'd fd");
 	close(fd2);
+
+	/* A named guest the simulator has no launch for: no device, never another guest's. */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/no-such-guest", dev);
+	errno = 0;
+	CHECK(open(path, O_RDWR) == -1 && errno == ENOENT, "%s: ENOENT (errno %d)", path, errno);
+	errno = 0;
+	CHECK(fopen(path, "r") == NULL && errno == ENOENT, "fopen %s: ENOENT (errno %d)", path, errno);
+	char name[300];
+	memset(name, 'x', sizeof(name) - 1);
+	name[sizeof(name) - 1] = 0;
+	snprintf(path, sizeof(path), "%s/%s", dev, name);
+	errno = 0;
+	CHECK(open(path, O_RDWR) == -1 && errno == ENOENT, "an over-long guest name: ENOENT (errno %d)", errno);
 	free(resp);
 	free(certs);
 	printf("%d checks, %d failed\n", checks, failed);
