@@ -17,6 +17,12 @@ import { readSnpGuestConfig, SnpGuestConfigError, writeSnpGuestConfig, type SnpG
 
 const HEX = (n: number) => new RegExp(`^[0-9a-f]{${2 * n}}$`);
 
+/**
+ * The environment variable that puts a process inside a simulated SNP guest: `SEVKIT_SIM_GUEST=<vm name>`
+ * (read once by the shim at load; its /dev/sev-guest reports are that VM's).
+ */
+export const SIM_GUEST_ENV = 'SEVKIT_SIM_GUEST';
+
 /** Longest simulator guest name (the shim sends at most this many bytes of $SEVKIT_SIM_GUEST). */
 export const SIM_GUEST_NAME_MAX = 128;
 
