@@ -227,6 +227,108 @@ describe.skipIf(skip)('one report identity per simulated SNP guest', () => {
     await expect(tsmReport({ reportData: nonce, vmpl: 0 }, { root: orphan.root, io: orphan })).rejects.toThrow(/ENODEV/);
   }, 120_000);
 
+  it('an ID block from `sevkit snp id-block` (ID key + author key): the guest reports its key digests, FAMILY_ID, IMAGE_ID, GUEST_SVN, AUTHOR_KEY_EN; the verifier pins them', async () => {
+    const fw = path.join(dir, 'OVMF.c.fd');
+    fs.writeFileSync(fw, Buffer.concat([Buffer.alloc(60 * 1024, 0xc3), fs.readFileSync(AMDSEV_SUFFIX)]));
+    const keyFile = (label: string) => {
+      const f = path.join(dir, `${label}.pem`);
+      const k = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
+      fs.writeFileSync(f, k.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+      return f;
+    };
+    const [idKey, authorKey] = [keyFile('id'), keyFile('author')];
+    const d = await runCli(['snp', 'digest', '--firmware', fw, '--vcpus', '1', '--vcpu-type', 'EPYC-v4'], { timeoutMs: 120_000 });
+    expect(d.stderr + String(d.code)).toBe('0');
+    const ld = d.stdout.trim();
+    const familyId = crypto.randomBytes(16);
+    const imageId = crypto.randomBytes(16);
+    const [block, auth] = [path.join(dir, 'id-block.b64'), path.join(dir, 'id-auth.b64')];
+    const idb = await runCli(
+      [
+        'snp',
+        'id-block',
+        '--id-key',
+        idKey,
+        '--author-key',
+        authorKey,
+        '--digest',
+        ld,
+        '--policy',
+        '0x30000',
+        '--family-id',
+        familyId.toString('hex'),
+        '--image-id',
+        imageId.toString('hex'),
+        '--guest-svn',
+        '9',
+        '--out-block',
+        block,
+        '--out-auth',
+        auth,
+        '--json',
+      ],
+      { timeoutMs: 120_000 },
+    );
+    expect(idb.stderr + String(idb.code)).toBe('0');
+    const printed = JSON.parse(idb.stdout) as { idKeyDigest: string; authorKeyDigest: string; authorKeyEnabled: boolean };
+    expect(printed.authorKeyEnabled).toBe(true);
+    const name = `snpc-${run}`;
+    const idBlock = fs.readFileSync(block, 'utf8');
+    const idAuth = fs.readFileSync(auth, 'utf8');
+    vms.push(await sup.launch({ name, firmware: fw, vcpus: 1, snp: { policy: 0x30000n, idBlock, idAuth, authorKeyEnabled: true } }));
+
+    const nonce = crypto.randomBytes(64);
+    const check = (r: GuestAnswer) => {
+      expect(r.stderr + String(r.code)).toBe('0');
+      const p = parseReport(r.report!);
+      expect(p.idKeyDigest.toString('hex')).toBe(printed.idKeyDigest);
+      expect(p.authorKeyDigest.toString('hex')).toBe(printed.authorKeyDigest);
+      expect(p.keyInfo.authorKeyEn).toBe(true);
+      expect(p.familyId).toEqual(familyId);
+      expect(p.imageId).toEqual(imageId);
+      expect(p.guestSvn).toBe(9);
+      expect(p.measurement.toString('hex')).toBe(ld);
+      return r;
+    };
+    // Per guest, and through linkSnpLaunch into snp-guest.json (a process that names no guest).
+    const perGuest = check(await report({ SEVKIT_SIM_GUEST: name }, nonce));
+    linkSnpLaunch(sim.stateDir, name);
+    check(await report({}, nonce));
+
+    const pin = {
+      reportData: nonce,
+      measurements: [Buffer.from(ld, 'hex')],
+      idKeyDigests: [Buffer.from(printed.idKeyDigest, 'hex')],
+      authorKeyDigests: [Buffer.from(printed.authorKeyDigest, 'hex')],
+      familyId,
+      imageId,
+      minGuestSvn: 9,
+    };
+    const ok = verify(perGuest, pin);
+    expect(ok.failed).toEqual([]);
+    expect(ok.ok).toBe(true);
+    // Another ID key or author key pinned: refused; a guest launched without an ID block: refused.
+    expect(verify(perGuest, { ...pin, idKeyDigests: [crypto.randomBytes(48)] }).ok).toBe(false);
+    expect(verify(perGuest, { ...pin, authorKeyDigests: [crypto.randomBytes(48)] }).ok).toBe(false);
+    expect(verify(perGuest, { ...pin, minGuestSvn: 10 }).ok).toBe(false);
+    const plain = await report({ SEVKIT_SIM_GUEST: names.b }, nonce);
+    expect(parseReport(plain.report!).idKeyDigest).toEqual(Buffer.alloc(48));
+    expect(parseReport(plain.report!).keyInfo.authorKeyEn).toBe(false);
+    expect(verify(plain, { reportData: nonce, idKeyDigests: pin.idKeyDigests }).ok).toBe(false);
+
+    // The author's signature over the ID key broken: BAD_SIGNATURE at LAUNCH_FINISH, no launch recorded.
+    const badAuth = Buffer.from(idAuth, 'base64');
+    badAuth[0x680] ^= 1; // ID_KEY_SIG, low byte of R
+    const err = await sup
+      .launch({ name: `snpbad-${run}`, firmware: fw, vcpus: 1, snp: { policy: 0x30000n, idBlock, idAuth: badAuth, authorKeyEnabled: true } })
+      .catch((e: unknown) => e);
+    expect((err as Error).message).toContain("sev_snp_launch_finish: SNP_LAUNCH_FINISH ret=-5 fw_error=10 'Bad signature'");
+    expect(fs.existsSync(path.join(sim.stateDir, 'guests', `snpbad-${run}`, SNP_LAUNCH_RECORD))).toBe(false);
+    // snp-guest.json's new fields are checked like the others.
+    expect(() => writeSnpGuestConfig(sim.stateDir, { idKeyDigest: 'ab' })).toThrow(/idKeyDigest must be 48 bytes of hex/);
+    expect(() => writeSnpGuestConfig(sim.stateDir, { authorKeyEn: 'yes' as unknown as boolean })).toThrow(/authorKeyEn must be true or false/);
+  }, 300_000);
+
   it('a stopped VM takes its identity with it', async () => {
     await vms[0]!.stop({ timeoutMs: 30_000 });
     const r = await report({ SEVKIT_SIM_GUEST: names.a }, crypto.randomBytes(64));
