@@ -2,8 +2,18 @@
  * The simulator daemon: a UNIX-socket server in front of one SimPlatform.
  * Device connections (from the LD_PRELOAD shim) start with an OPEN frame and
  * then carry IOCTL frames; SimClient connections carry JSON frames.
- * Requests are handled one at a time on the event loop, which serializes them
- * the way the kernel's sev_cmd_mutex does.
+ *
+ * Connections are served concurrently, as the kernel serves its callers, but
+ * firmware commands stay serialized as the kernel's sev_cmd_mutex and the one
+ * PSP keep them: each command's firmware step (platform.ioctl, guestOp) runs
+ * synchronously on the event loop, so no two ever interleave. What the kernel
+ * does outside the mutex, copying the caller's buffer (here: reading and
+ * hashing the file a launchUpdateFile names), happens off the loop meanwhile
+ * (firmware-file.ts), and the command re-checks the guest's state when its
+ * step runs. Each connection's requests run one after another in arrival
+ * order (a per-connection queue, paused while too many wait), so its replies
+ * come back in request order; a connection that closes withdraws what it
+ * still had queued or under way, and its guests are decommissioned.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -44,6 +54,8 @@ export interface SimDaemonOptions extends SimPlatformOptions {
 }
 
 const SUN_PATH_MAX = 107;
+/** Frames one connection may have waiting before the daemon stops reading from it. */
+const MAX_QUEUED_FRAMES = 64;
 
 function chooseSocketPath(stateDir: string): string {
   const inState = path.join(stateDir, 'sev.sock');
@@ -134,84 +146,123 @@ export class SimDaemon {
     let guestName: string | undefined;
     // Guests launched over this connection die with it, as KVM decommissions a closed VM's guest.
     const guestCtx: GuestContext = { handles: new Set() };
+    // Withdraws the request under way (a file read) when the connection goes.
+    const gone = new AbortController();
+    // Frames received and not yet served, in arrival order; `serving` while one is (perhaps awaiting its input).
+    const queue: Buffer[] = [];
+    let serving = false;
+    // Set once the connection must serve nothing more (refused OPEN, protocol error, closed).
+    let finished = false;
     sock.on('close', () => {
+      finished = true;
+      queue.length = 0;
+      gone.abort();
       for (const h of guestCtx.handles) decommission(this.platform, h);
       guestCtx.handles.clear();
     });
-    sock.on('data', (chunk: Buffer) => {
-      let frames: Buffer[];
-      try {
-        frames = reader.push(chunk);
-      } catch {
-        sock.destroy();
-        return;
-      }
-      for (const body of frames) {
+    const send = (body: Buffer): void => {
+      if (!sock.destroyed) sock.write(frame(body));
+    };
+    const fail = (): void => {
+      finished = true;
+      sock.destroy();
+    };
+
+    /** Serves one frame; a promise when the request waits for its input before its command runs. */
+    const serve = (body: Buffer): void | Promise<void> => {
+      if (body.length === 0) throw new SimProtocolError('empty frame');
+      const type = body[0];
+      if (mode === 'new' && type === MSG_OPEN) {
+        const req = decodeOpen(body);
+        this.counters.opens++;
+        who = { pid: req.pid, ...(req.tag !== undefined ? { tag: req.tag } : {}) };
+        const guest = isGuestOpen(body);
+        // The guest driver has no open-time checks; an open fault still applies.
+        let errno = guest ? (this.platform.faults.take('open', 'SEV_GUEST', 'errno', who)?.errno ?? 0) : this.platform.openDevice(req.accmode, who);
+        if (guest && errno === 0 && req.guest !== undefined) {
+          guestName = req.guest;
+          errno = this.guestOpenErrno(req.guest);
+        }
+        send(encodeOpenReply(errno));
+        if (errno !== 0) {
+          finished = true;
+          sock.end();
+          return;
+        }
+        mode = guest ? 'guest' : 'device';
+        // Device requests are small: refuse an oversized one at its header instead of buffering it.
+        reader.setMaxFrame(MAX_FRAME);
+      } else if (mode === 'device' && type === MSG_IOCTL) {
+        if (body.length > MAX_FRAME) throw new SimProtocolError('oversized IOCTL frame');
+        const req = decodeIoctl(body);
+        if (who.tag !== undefined) req.tag = who.tag;
+        if (who.pid !== undefined) req.pid = who.pid;
+        this.counters.ioctls++;
+        let reply;
         try {
-          if (body.length === 0) throw new SimProtocolError('empty frame');
-          const type = body[0];
-          if (mode === 'new' && type === MSG_OPEN) {
-            const req = decodeOpen(body);
-            this.counters.opens++;
-            who = { pid: req.pid, ...(req.tag !== undefined ? { tag: req.tag } : {}) };
-            const guest = isGuestOpen(body);
-            // The guest driver has no open-time checks; an open fault still applies.
-            let errno = guest ? (this.platform.faults.take('open', 'SEV_GUEST', 'errno', who)?.errno ?? 0) : this.platform.openDevice(req.accmode, who);
-            if (guest && errno === 0 && req.guest !== undefined) {
-              guestName = req.guest;
-              errno = this.guestOpenErrno(req.guest);
-            }
-            sock.write(frame(encodeOpenReply(errno)));
-            if (errno !== 0) {
-              sock.end();
-              return;
-            }
-            mode = guest ? 'guest' : 'device';
-            // Device requests are small: refuse an oversized one at its header instead of buffering it.
-            reader.setMaxFrame(MAX_FRAME);
-          } else if (mode === 'device' && type === MSG_IOCTL) {
-            if (body.length > MAX_FRAME) throw new SimProtocolError('oversized IOCTL frame');
-            const req = decodeIoctl(body);
-            if (who.tag !== undefined) req.tag = who.tag;
-            if (who.pid !== undefined) req.pid = who.pid;
-            this.counters.ioctls++;
-            let reply;
-            try {
-              reply = this.platform.ioctl(req);
-            } catch (e) {
-              // A model bug must not look like a firmware answer: report EIO without a status.
-              process.stderr.write(`sevkit sim: internal error in ${req.cmd}: ${(e as Error).message}\n`);
-              reply = { errno: Errno.EIO, errorSet: false, fwError: 0, struct: Buffer.alloc(0), outs: [] };
-            }
-            sock.write(frame(encodeIoctlReply(reply)));
-          } else if (mode === 'guest' && type === MSG_GUEST_IOCTL) {
-            const req = decodeGuestIoctl(body);
-            if (who.tag !== undefined) req.tag = who.tag;
-            if (who.pid !== undefined) req.pid = who.pid;
-            if (guestName !== undefined) req.guest = guestName;
-            this.counters.ioctls++;
-            let reply;
-            try {
-              reply = this.snpGuest.ioctl(req);
-            } catch (e) {
-              process.stderr.write(`sevkit sim: internal error in the SNP guest device: ${(e as Error).message}\n`);
-              reply = { errno: Errno.EIO, fwError: 0, vmmError: 0, resp: Buffer.alloc(0), certsLenOut: 0, certs: Buffer.alloc(0) };
-            }
-            sock.write(frame(encodeGuestReply(reply)));
-          } else if ((mode === 'new' || mode === 'json') && type === MSG_JSON) {
-            mode = 'json';
-            this.counters.json++;
-            const msg = decodeJson(body);
-            const reply = handleJson(this.platform, msg, guestCtx);
-            sock.write(frame(encodeJson(reply)));
-          } else {
-            throw new SimProtocolError(`unexpected message type ${type}`);
-          }
+          reply = this.platform.ioctl(req);
+        } catch (e) {
+          // A model bug must not look like a firmware answer: report EIO without a status.
+          process.stderr.write(`sevkit sim: internal error in ${req.cmd}: ${(e as Error).message}\n`);
+          reply = { errno: Errno.EIO, errorSet: false, fwError: 0, struct: Buffer.alloc(0), outs: [] };
+        }
+        send(encodeIoctlReply(reply));
+      } else if (mode === 'guest' && type === MSG_GUEST_IOCTL) {
+        const req = decodeGuestIoctl(body);
+        if (who.tag !== undefined) req.tag = who.tag;
+        if (who.pid !== undefined) req.pid = who.pid;
+        if (guestName !== undefined) req.guest = guestName;
+        this.counters.ioctls++;
+        let reply;
+        try {
+          reply = this.snpGuest.ioctl(req);
+        } catch (e) {
+          process.stderr.write(`sevkit sim: internal error in the SNP guest device: ${(e as Error).message}\n`);
+          reply = { errno: Errno.EIO, fwError: 0, vmmError: 0, resp: Buffer.alloc(0), certsLenOut: 0, certs: Buffer.alloc(0) };
+        }
+        send(encodeGuestReply(reply));
+      } else if ((mode === 'new' || mode === 'json') && type === MSG_JSON) {
+        mode = 'json';
+        this.counters.json++;
+        const msg = decodeJson(body);
+        return handleJson(this.platform, msg, guestCtx, gone.signal).then((reply) => send(encodeJson(reply)));
+      } else {
+        throw new SimProtocolError(`unexpected message type ${type}`);
+      }
+    };
+
+    /** Serves queued frames in order; one that awaits its input holds the rest of this connection's queue only. */
+    const drain = (): void => {
+      serving = true;
+      while (queue.length > 0 && !finished) {
+        const body = queue.shift()!;
+        let pending: void | Promise<void>;
+        try {
+          pending = serve(body);
         } catch {
-          sock.destroy();
+          fail();
+          break;
+        }
+        if (pending) {
+          pending.then(drain, fail);
           return;
         }
       }
+      serving = false;
+      if (sock.isPaused() && !finished) sock.resume();
+    };
+
+    sock.on('data', (chunk: Buffer) => {
+      if (finished) return;
+      try {
+        queue.push(...reader.push(chunk));
+      } catch {
+        fail();
+        return;
+      }
+      // A client that pipelines without bound must not grow the queue without bound: stop reading.
+      if (queue.length >= MAX_QUEUED_FRAMES) sock.pause();
+      if (!serving) drain();
     });
   }
 

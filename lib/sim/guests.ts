@@ -12,7 +12,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { SevkitError } from '../errors.js';
 import { openSession } from '../launch/session.js';
 import { launchMeasure } from '../launch/measurement.js';
 import { openSecret } from '../launch/secret.js';
@@ -20,54 +19,10 @@ import { signLegacyReport } from '../certs/report.js';
 import type { SimPlatform } from './platform.js';
 import { Ret, parseRet } from './uapi.js';
 import { decodeStrictBase64 } from '../util/base64.js';
+import { SimFirmwareError, retName } from './fw-error.js';
+import { measureFile, type MeasuredFile } from './firmware-file.js';
 
-/** A guest command the simulated firmware refused (fwStatus = SEV_RET_*). */
-export class SimFirmwareError extends SevkitError {
-  readonly fwStatus: number;
-  readonly fwStatusName: string;
-  constructor(fwStatus: number, message: string) {
-    super('ERR_SIM_FIRMWARE', message);
-    this.fwStatus = fwStatus;
-    this.fwStatusName = retName(fwStatus);
-  }
-}
-
-/** Firmware files measured by path: content and its SHA-256 state, while the file's identity, size and times hold. */
-const measuredFiles = new Map<string, { stamp: string; content: Buffer; hash: crypto.Hash }>();
-const MAX_MEASURED_FILES = 8;
-/** LAUNCH_UPDATE_DATA's bound on one region (the 'data' form is bounded by the frame size). */
-const MAX_MEASURED_FILE_BYTES = 64 * 1024 * 1024;
-
-function measuredFile(p: unknown): { content: Buffer; hash: crypto.Hash } {
-  if (typeof p !== 'string' || !path.isAbsolute(p)) throw new SimFirmwareError(Ret.INVALID_PARAM, 'path: expected an absolute file path');
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(p);
-  } catch (e) {
-    throw new SimFirmwareError(Ret.INVALID_PARAM, `${p}: ${(e as NodeJS.ErrnoException).code ?? 'cannot stat'}`);
-  }
-  if (!st.isFile() || st.size > MAX_MEASURED_FILE_BYTES)
-    throw new SimFirmwareError(Ret.INVALID_LEN, `${p}: not a regular file of at most ${MAX_MEASURED_FILE_BYTES} bytes`);
-  const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-  const hit = measuredFiles.get(p);
-  if (hit?.stamp === stamp) return hit;
-  let content: Buffer;
-  try {
-    content = fs.readFileSync(p);
-  } catch (e) {
-    throw new SimFirmwareError(Ret.INVALID_PARAM, `${p}: ${(e as NodeJS.ErrnoException).code ?? 'cannot read'}`);
-  }
-  const entry = { stamp, content, hash: crypto.createHash('sha256').update(content) };
-  measuredFiles.delete(p);
-  if (measuredFiles.size >= MAX_MEASURED_FILES) measuredFiles.delete(measuredFiles.keys().next().value!);
-  measuredFiles.set(p, entry);
-  return entry;
-}
-
-export function retName(code: number): string {
-  for (const [k, v] of Object.entries(Ret)) if (v === code) return k;
-  return `0x${code.toString(16)}`;
-}
+export { SimFirmwareError, retName } from './fw-error.js';
 
 interface Guest {
   handle: number;
@@ -158,7 +113,38 @@ function launchFailure(e: unknown, fallback: number): SimFirmwareError {
   return new SimFirmwareError(code ?? fallback, (e as Error).message);
 }
 
-export function guestOp(platform: SimPlatform, op: string, args: Record<string, unknown>, ctx?: GuestContext): unknown {
+/**
+ * What a guest command needs that the kernel gathers before it takes sev_cmd_mutex (copying and
+ * pinning the caller's buffer): for launchUpdateFile, the named file read and hashed.
+ */
+export interface GuestOpInput {
+  file?: MeasuredFile;
+}
+
+/**
+ * Gathers a command's GuestOpInput without blocking the event loop and without touching firmware
+ * state; guestOp re-checks everything once it runs. A handle that names no guest in launch-update is
+ * not worth a read (guestOp refuses it). `signal` withdraws the request (its connection closed).
+ */
+export async function prepareGuestOp(platform: SimPlatform, op: string, args: Record<string, unknown>, signal?: AbortSignal): Promise<GuestOpInput> {
+  if (op !== 'launchUpdateFile') return {};
+  const g = typeof args.handle === 'number' ? table(platform).get(args.handle) : undefined;
+  if (!g || g.state !== 'update') return {};
+  return { file: await measureFile(args.path, signal) };
+}
+
+/** prepareGuestOp, then the command itself: what a caller outside the daemon's connection queue uses. */
+export async function runGuestOp(platform: SimPlatform, op: string, args: Record<string, unknown>, ctx?: GuestContext, signal?: AbortSignal): Promise<unknown> {
+  const input = await prepareGuestOp(platform, op, args, signal);
+  return guestOp(platform, op, args, ctx, input);
+}
+
+/**
+ * One guest command as the firmware runs it: synchronous, so commands never interleave (the PSP runs
+ * one at a time), and every check is made here against the guest's state now, whatever was gathered
+ * before (`input`, from prepareGuestOp) while other commands ran.
+ */
+export function guestOp(platform: SimPlatform, op: string, args: Record<string, unknown>, ctx?: GuestContext, input: GuestOpInput = {}): unknown {
   const faultName = FAULT_NAMES[op];
   if (faultName) {
     const f = platform.faults.take('launch', faultName, 'fw', { tag: ctx?.tag, pid: ctx?.pid });
@@ -263,10 +249,12 @@ export function guestOp(platform: SimPlatform, op: string, args: Record<string, 
 
     case 'launchUpdateFile': {
       // LAUNCH_UPDATE_DATA of a whole firmware file the client names instead of sending it:
-      // read and hashed once per file version, each guest's digest forked from that one.
+      // read and hashed once per file version (prepareGuestOp), each guest's digest forked from that one.
+      // The guest may have been decommissioned or measured while the file was read: checked now.
       const g = guest();
       if (g.state !== 'update') throw new SimFirmwareError(Ret.INVALID_GUEST_STATE, 'LAUNCH_UPDATE_DATA after LAUNCH_MEASURE');
-      const f = measuredFile(args.path);
+      const f = input.file;
+      if (!f) throw new Error('launchUpdateFile without its file read first (prepareGuestOp)');
       if (f.content.length === 0 || f.content.length % 16 !== 0)
         throw new SimFirmwareError(Ret.INVALID_LEN, `LAUNCH_UPDATE_DATA length ${f.content.length} is not a non-zero multiple of 16`);
       if (g.fed) g.digest.update(f.content);

@@ -2,12 +2,15 @@
  * JSON requests to the daemon (SimClient): guest-launch firmware commands as
  * KVM would issue them, plus control operations. Each request is
  * `{id, op, args}`; each reply `{id, ok: true, result}` or `{id, ok: false, error: {code, message, fwStatus?}}`.
+ * A request may wait for its input (launchUpdateFile's file read) before its command runs; the
+ * command itself runs synchronously (guests.ts guestOp).
  */
 import { SevkitError } from '../errors.js';
 import type { SimPlatform } from './platform.js';
 import type { FaultSpec } from './faults.js';
-import { guestOp, isGuestOp, type GuestContext } from './guests.js';
+import { guestOp, isGuestOp, prepareGuestOp, type GuestContext } from './guests.js';
 
+/** A request as SimClient sends it (every field unchecked: the daemon validates each). */
 export interface JsonRequest {
   id?: unknown;
   op?: unknown;
@@ -18,6 +21,7 @@ export interface JsonRequest {
   pid?: unknown;
 }
 
+/** The daemon's answer to one request, carrying the request's id. */
 export interface JsonReply {
   id: unknown;
   ok: boolean;
@@ -25,7 +29,11 @@ export interface JsonReply {
   error?: { code: string; message: string; fwStatus?: number; fwStatusName?: string };
 }
 
-export function handleJson(platform: SimPlatform, msg: unknown, ctx?: GuestContext): JsonReply {
+/**
+ * Answers one JSON request; never rejects (a refusal is a reply). `signal` withdraws it when its
+ * connection closes while its input is still being gathered.
+ */
+export async function handleJson(platform: SimPlatform, msg: unknown, ctx?: GuestContext, signal?: AbortSignal): Promise<JsonReply> {
   const req = (msg ?? {}) as JsonRequest;
   const id = req.id ?? null;
   const args = (req.args ?? {}) as Record<string, unknown>;
@@ -54,7 +62,10 @@ export function handleJson(platform: SimPlatform, msg: unknown, ctx?: GuestConte
         platform.faults.clear();
         return { id, ok: true, result: {} };
       default:
-        if (typeof req.op === 'string' && isGuestOp(req.op)) return { id, ok: true, result: guestOp(platform, req.op, args, ctx) };
+        if (typeof req.op === 'string' && isGuestOp(req.op)) {
+          const input = await prepareGuestOp(platform, req.op, args, signal);
+          return { id, ok: true, result: guestOp(platform, req.op, args, ctx, input) };
+        }
         return { id, ok: false, error: { code: 'ERR_SIM_OP', message: `unknown operation ${String(req.op)}` } };
     }
   } catch (e) {

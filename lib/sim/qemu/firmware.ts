@@ -198,7 +198,7 @@ class InProcessCalls extends SimCalls {
 
   override async request<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
     const platform = await this.load();
-    return this.guests!.guestOp(platform, op, args, this.ctx) as T;
+    return (await this.guests!.runGuestOp(platform, op, args, this.ctx)) as T;
   }
 
   /** As KVM does when the VM's fd closes: decommission what is still launched (no fault can block it). */
