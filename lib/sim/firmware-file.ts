@@ -22,7 +22,7 @@ export interface MeasuredFile {
 export const MAX_MEASURED_FILE_BYTES = 64 * 1024 * 1024;
 const MAX_MEASURED_FILES = 8;
 /** One read's size: small enough that the loop turns between reads, large enough to keep syscalls few. */
-const READ_CHUNK = 1 << 20;
+const READ_CHUNK = 256 << 10;
 
 const measured = new Map<string, { stamp: string; file: MeasuredFile }>();
 
