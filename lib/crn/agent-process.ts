@@ -90,7 +90,9 @@ async function startAgent(vm: SnpAgentVm, o: AgentProcessOptions): Promise<SnpAg
   const earlier = readRecord(runDir);
   const owner = vm.owner ?? earlier?.owner;
   if (!owner || !isEthAddress(owner))
-    throw new AgentProcessError(`VM ${ref}: ${owner ? `owner ${owner.slice(0, 60)} is not an Ethereum address` : 'no owner recorded'} (the guest agent accepts envelopes of an Ethereum owner only)`);
+    throw new AgentProcessError(
+      `VM ${ref}: ${owner ? `owner ${owner.slice(0, 60)} is not an Ethereum address` : 'no owner recorded'} (the guest agent accepts envelopes of an Ethereum owner only)`,
+    );
   await stopStale(earlier, o.stopTimeoutMs ?? 5_000);
   const secretsDir = path.join(runDir, AGENT_SECRETS_DIR);
   try {
@@ -167,7 +169,10 @@ class AgentProcess {
   }
 
   #tail(): string {
-    const t = this.#lines.filter((l) => l.trim()).slice(-3).join(' | ');
+    const t = this.#lines
+      .filter((l) => l.trim())
+      .slice(-3)
+      .join(' | ');
     return t ? `: ${t}` : '';
   }
 

@@ -98,7 +98,9 @@ export class SupervisorLauncher implements VmLauncher {
 
   /** Why SNP allocations are refused: neither a locator nor host forwarding was given, so no agent could be reached. */
   get snpUnavailable(): string | undefined {
-    return this.opts.snpAgent || this.opts.snpHostForward ? undefined : 'This CRN cannot reach SEV-SNP guest agents (it was started without a way to), so it launches no SNP instances';
+    return this.opts.snpAgent || this.opts.snpHostForward
+      ? undefined
+      : 'This CRN cannot reach SEV-SNP guest agents (it was started without a way to), so it launches no SNP instances';
   }
 
   async launch(spec: LaunchSpec): Promise<CrnVm> {
