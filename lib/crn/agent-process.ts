@@ -50,7 +50,9 @@ interface AgentRecord {
   startTime?: string;
 }
 
+/** The agent's record in the VM's run dir (owner, pid + start time of the process last started). */
 export const AGENT_RECORD_FILE = 'agent.json';
+/** The simulated guest's secrets directory in the VM's run dir (0700; each secret 0600). */
 export const AGENT_SECRETS_DIR = 'secrets';
 
 function readRecord(dir: string): AgentRecord | undefined {
