@@ -167,6 +167,42 @@ describe.skipIf(!!simReason)('sevkit crn serve: SEV-SNP with the CLI alone (--sn
     expect(filesUnder(runDir)).toEqual([]);
   });
 
+  it('--keep-vms stops the agent with the CRN and the adopting CRN starts a fresh one; a SIGKILLed CRN takes its agent with it', async () => {
+    const runDir = path.join(root, 'run-keep');
+    const s1 = await serve(runDir, ['--keep-vms']);
+    const ref = newRef();
+    await allocateSnp(s1.url, ref);
+    const [a1] = agentsUnder(runDir);
+    expect(a1).toBeDefined();
+    await s1.stop();
+    expect(s1.proc.exitCode).toBe(0);
+    expect(agentsUnder(runDir)).toEqual([]);
+    const dir = vmRunDir(runDir, ref);
+    expect(fs.existsSync(path.join(dir, 'vm.json'))).toBe(true);
+
+    const s2 = await serve(runDir);
+    await until('adopted with a fresh agent', () => /adopted 1 running VM/.test(s2.stderr()) && agentsUnder(runDir).length === 1);
+    const list = (await (await fetch(`${s2.url}/about/executions/list`)).json()) as Record<
+      string,
+      { state: string; mapped_ports: Record<string, { host: number }> }
+    >;
+    expect(list[ref]?.state).toBe('running');
+    const [a2] = agentsUnder(runDir);
+    expect(a2).not.toBe(a1);
+    const password = crypto.randomBytes(18).toString('base64url');
+    expect((await attest(list[ref]!.mapped_ports['8443']!.host, firmware, password)).injected).toEqual(['disk_password']);
+    expect(fs.readFileSync(path.join(dir, 'secrets', 'disk_password'), 'utf8')).toBe(password);
+
+    // SIGKILL: nothing in the CRN runs, yet its agent goes (its stdin pipe ends); the VM stays for the next CRN.
+    s2.proc.kill('SIGKILL');
+    await until('the SIGKILLed CRN’s agent gone', () => agentsUnder(runDir).length === 0);
+    const s3 = await serve(runDir);
+    await until('adopted again', () => /adopted 1 running VM/.test(s3.stderr()) && agentsUnder(runDir).length === 1);
+    await s3.stop();
+    expect(processesMentioning(runDir)).toEqual([]);
+    expect(filesUnder(runDir)).toEqual([]);
+  });
+
   it('none refuses an SNP allocation at once in one line; bad --snp-agent values exit 2; sim needs the simulator', async () => {
     const s = await serve(path.join(root, 'run-none'), ['--snp-agent', 'none']);
     const err = (await new CrnClient({ url: s.url })
