@@ -33,6 +33,7 @@ import { decommission, type GuestContext } from './guests.js';
 import { SimSnpGuest } from './snp/guest.js';
 import { SimSnpGuestDriver } from './snp/driver.js';
 import { MSG_GUEST_IOCTL, decodeGuestIoctl, encodeGuestReply, isGuestOpen } from './snp/protocol.js';
+import { readSnpLaunchRecord, SimGuestUnknownError } from './snp/launch-link.js';
 
 /** SimPlatformOptions plus the daemon's UNIX socket path and an existing platform to serve. */
 export interface SimDaemonOptions extends SimPlatformOptions {
@@ -129,6 +130,8 @@ export class SimDaemon {
     const reader = new FrameReader();
     let mode: 'new' | 'device' | 'guest' | 'json' = 'new';
     let who: { tag?: string; pid?: number } = {};
+    // The SNP guest this guest-device connection belongs to (the opener's SEVKIT_SIM_GUEST or /dev/sev-guest/<vm>).
+    let guestName: string | undefined;
     // Guests launched over this connection die with it, as KVM decommissions a closed VM's guest.
     const guestCtx: GuestContext = { handles: new Set() };
     sock.on('close', () => {
@@ -153,7 +156,11 @@ export class SimDaemon {
             who = { pid: req.pid, ...(req.tag !== undefined ? { tag: req.tag } : {}) };
             const guest = isGuestOpen(body);
             // The guest driver has no open-time checks; an open fault still applies.
-            const errno = guest ? (this.platform.faults.take('open', 'SEV_GUEST', 'errno', who)?.errno ?? 0) : this.platform.openDevice(req.accmode, who);
+            let errno = guest ? (this.platform.faults.take('open', 'SEV_GUEST', 'errno', who)?.errno ?? 0) : this.platform.openDevice(req.accmode, who);
+            if (guest && errno === 0 && req.guest !== undefined) {
+              guestName = req.guest;
+              errno = this.guestOpenErrno(req.guest);
+            }
             sock.write(frame(encodeOpenReply(errno)));
             if (errno !== 0) {
               sock.end();
@@ -181,6 +188,7 @@ export class SimDaemon {
             const req = decodeGuestIoctl(body);
             if (who.tag !== undefined) req.tag = who.tag;
             if (who.pid !== undefined) req.pid = who.pid;
+            if (guestName !== undefined) req.guest = guestName;
             this.counters.ioctls++;
             let reply;
             try {
@@ -207,7 +215,22 @@ export class SimDaemon {
     });
   }
 
-  /** Environment that routes /dev/sev in child processes to this daemon (plus host seams; see env.ts). */
+  /**
+   * Opening the guest device for a named guest: ENOENT unless the name is a guest name with an SNP
+   * launch the wrapper recorded, as if this process's VM had no /dev/sev-guest at all; never a
+   * fallback to another launch.
+   */
+  private guestOpenErrno(vm: string): number {
+    try {
+      readSnpLaunchRecord(this.platform.stateDir, vm);
+      return 0;
+    } catch (e) {
+      if (!(e instanceof SimGuestUnknownError)) process.stderr.write(`sevkit sim: SNP guest ${JSON.stringify(vm.slice(0, 80))}: ${(e as Error).message}\n`);
+      return Errno.ENOENT;
+    }
+  }
+
+  /** Stops serving: drops every connection and removes the socket. */
   async close(): Promise<void> {
     const server = this.server;
     this.server = undefined;

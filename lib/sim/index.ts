@@ -21,6 +21,7 @@ export type { SimHost } from './env.js';
 export { simStateDir } from '../util/cache-dir.js';
 export { TEST_ROOT_ID_PREFIX } from './keys.js';
 export { simulatorCaChain } from './ca-chain.js';
+export { SIM_GUEST_ENV, simGuestDevice, linkSnpLaunch, readSnpLaunchRecord, SimGuestUnknownError } from './snp/launch-link.js';
 
 /** In-process simulated platform on a state dir (created from the seed when empty). */
 export function createSimPlatform(stateDir: string, seed?: string | number, opts: Omit<SimPlatformOptions, 'seed'> = {}): SimPlatform {

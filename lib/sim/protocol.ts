@@ -76,17 +76,33 @@ export interface OpenRequest {
   pid: number;
   /** $SEVKIT_SIM_TAG of the opening process (aims injected faults), if set */
   tag?: string;
+  /** The SNP guest the opener belongs to ($SEVKIT_SIM_GUEST, or the `<vm>` of `/dev/sev-guest/<vm>`), if any */
+  guest?: string;
 }
 
+/** Longest guest name an OPEN frame may carry (the simulator's VM-name limit). */
+export const OPEN_GUEST_MAX = 128;
+
+/**
+ * Decodes an OPEN request. The guest name is an optional trailer (`u16 guest_len, guest`, 1..128
+ * bytes) after the tag, so a shim built before it still opens. Throws SimProtocolError.
+ */
 export function decodeOpen(body: Buffer): OpenRequest {
   if (body.length < 4 || body[0] !== MSG_OPEN) throw new SimProtocolError('malformed OPEN request');
   const len = body.readUInt16LE(2);
   if (body.length < 4 + len + 6) throw new SimProtocolError('OPEN request too short');
   const pid = body.readUInt32LE(4 + len);
   const tagLen = body.readUInt16LE(8 + len);
-  if (body.length !== 10 + len + tagLen) throw new SimProtocolError('OPEN request length mismatch');
+  const tagEnd = 10 + len + tagLen;
+  if (body.length < tagEnd) throw new SimProtocolError('OPEN request length mismatch');
   const req: OpenRequest = { accmode: body[1]! & 3, path: body.subarray(4, 4 + len).toString('utf8'), pid };
-  if (tagLen > 0) req.tag = body.subarray(10 + len).toString('utf8');
+  if (tagLen > 0) req.tag = body.subarray(10 + len, tagEnd).toString('utf8');
+  if (body.length === tagEnd) return req;
+  if (body.length < tagEnd + 2) throw new SimProtocolError('OPEN request length mismatch');
+  const guestLen = body.readUInt16LE(tagEnd);
+  if (guestLen === 0 || guestLen > OPEN_GUEST_MAX) throw new SimProtocolError(`OPEN guest name must be 1..${OPEN_GUEST_MAX} bytes`);
+  if (body.length !== tagEnd + 2 + guestLen) throw new SimProtocolError('OPEN request length mismatch');
+  req.guest = body.subarray(tagEnd + 2).toString('utf8');
   return req;
 }
 

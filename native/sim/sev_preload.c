@@ -15,7 +15,11 @@
  *
  * Wire format (all integers little-endian; each message is u32 length + body):
  *   OPEN  req : u8 type=1, u8 accmode (O_ACCMODE value), u16 path_len, path,
- *               u32 pid, u16 tag_len, tag ($SEVKIT_SIM_TAG, may be empty)
+ *               u32 pid, u16 tag_len, tag ($SEVKIT_SIM_TAG, may be empty),
+ *               then for the SNP guest device only, when it names a guest:
+ *               u16 guest_len (1..128), guest (the <vm> of a path
+ *               <guest device>/<vm>, else $SEVKIT_SIM_GUEST); a daemon reads
+ *               frames without this trailer as before
  *         rep : i32 errno (0 = opened)
  *   IOCTL req : u8 type=2, u8 writable, u8 data_null, u8 0, u32 cmd,
  *               u32 struct_len, struct bytes,
@@ -32,7 +36,12 @@
  * the caller did not point.
  *
  * The SNP guest device (/dev/sev-guest, or $SEVKIT_SIM_GUEST_DEVICE) uses the
- * same OPEN with bit 7 of the accmode byte set, then:
+ * same OPEN with bit 7 of the accmode byte set. Which simulated guest's launch
+ * its reports carry: $SEVKIT_SIM_GUEST=<vm> names one for the whole process,
+ * and a path <guest device>/<vm> (which no real guest has: the device is no
+ * directory) names one for that open; neither means the simulator's default
+ * guest. A name longer than 128 bytes opens nothing (ENOENT): it must never
+ * fall back to another guest's launch. Then:
  *   GUEST IOCTL req : u8 type=4, u8 msg_version, u8 req_state (0 = req_data
  *               NULL, 1 = copied, 2 = unreadable), u8 resp_null, u32 request,
  *               u32 req_len, request struct bytes
@@ -108,6 +117,10 @@ static char g_sock[108];
 static char g_dev[4096];
 static char g_guest_dev[4096];
 static char g_tag[256];
+/* $SEVKIT_SIM_GUEST: the simulated SNP guest (VM name) this process runs in. */
+#define SHIM_GUEST_MAX 128
+static char g_guest[SHIM_GUEST_MAX + 1];
+static int g_guest_too_long;
 static int g_sim_enabled;
 
 static void copy_env(char *dst, size_t cap, const char *name, const char *fallback)
@@ -127,6 +140,11 @@ static void resolve_symbols(void)
 	copy_env(g_dev, sizeof(g_dev), "SEVKIT_SIM_DEVICE", "/dev/sev");
 	copy_env(g_guest_dev, sizeof(g_guest_dev), "SEVKIT_SIM_GUEST_DEVICE", "/dev/sev-guest");
 	copy_env(g_tag, sizeof(g_tag), "SEVKIT_SIM_TAG", NULL);
+	copy_env(g_guest, sizeof(g_guest), "SEVKIT_SIM_GUEST", NULL);
+	{
+		const char *g = getenv("SEVKIT_SIM_GUEST");
+		g_guest_too_long = g && strlen(g) > SHIM_GUEST_MAX;
+	}
 	g_sim_enabled = g_sock[0] != 0 && g_dev[0] == '/';
 	real_open = (open_fn)dlsym(RTLD_NEXT, "open");
 	real_open64 = (open_fn)dlsym(RTLD_NEXT, "open64");
@@ -359,14 +377,48 @@ static int errno_in_range(int32_t e) { return e >= 0 && e < 4096; }
 
 /* ---- open ----------------------------------------------------------------- */
 
+/* A path <guest device>/<vm> (one component, non-empty): the <vm>, else NULL. */
+static const char *guest_path_name(const char *path)
+{
+	if (g_guest_dev[0] != '/') return NULL;
+	size_t n = strlen(g_guest_dev);
+	if (strncmp(path, g_guest_dev, n) != 0 || path[n] != '/' || path[n + 1] == 0) return NULL;
+	if (strchr(path + n + 1, '/')) return NULL;
+	return path + n + 1;
+}
+
+static int is_guest_path(const char *path)
+{
+	return g_guest_dev[0] == '/' && (strcmp(path, g_guest_dev) == 0 || guest_path_name(path) != NULL);
+}
+
 static int is_sim_path(const char *path)
 {
 	if (!path || path[0] != '/' || !g_sim_enabled) return 0;
-	return strcmp(path, g_dev) == 0 || (g_guest_dev[0] == '/' && strcmp(path, g_guest_dev) == 0);
+	return strcmp(path, g_dev) == 0 || is_guest_path(path);
 }
 
 static int sim_open(const char *path, int flags)
 {
+	int guest = is_guest_path(path);
+	/* Which SNP guest: the path's <vm> wins over $SEVKIT_SIM_GUEST. */
+	const char *guest_name = NULL;
+	size_t guest_len = 0;
+	if (guest) {
+		const char *from_path = guest_path_name(path);
+		if (from_path) {
+			guest_name = from_path;
+		} else if (g_guest_too_long) {
+			errno = ENOENT;
+			return -1;
+		} else if (g_guest[0]) {
+			guest_name = g_guest;
+		}
+		if (guest_name) {
+			guest_len = strlen(guest_name);
+			if (guest_len > SHIM_GUEST_MAX) { errno = ENOENT; return -1; }
+		}
+	}
 	const char *sock_path = g_sock;
 	struct sockaddr_un addr;
 	size_t plen = strlen(sock_path);
@@ -393,10 +445,9 @@ static int sim_open(const char *path, int flags)
 	/* Optional tag ($SEVKIT_SIM_TAG): lets a test aim injected faults at its own processes. */
 	const char *tag = g_tag;
 	size_t tag_len = strlen(tag);
-	uint8_t req[4 + 4096 + 4 + 2 + 255];
+	uint8_t req[4 + 4096 + 4 + 2 + 255 + 2 + SHIM_GUEST_MAX];
 	size_t req_len = 0;
 	req[req_len++] = 1;
-	int guest = g_guest_dev[0] == '/' && strcmp(path, g_guest_dev) == 0;
 	req[req_len++] = (uint8_t)((flags & O_ACCMODE) | (guest ? 0x80 : 0));
 	req[req_len++] = (uint8_t)path_len;
 	req[req_len++] = (uint8_t)(path_len >> 8);
@@ -409,6 +460,12 @@ static int sim_open(const char *path, int flags)
 	req[req_len++] = 0;
 	memcpy(req + req_len, tag, tag_len);
 	req_len += tag_len;
+	if (guest_name) {
+		req[req_len++] = (uint8_t)guest_len;
+		req[req_len++] = (uint8_t)(guest_len >> 8);
+		memcpy(req + req_len, guest_name, guest_len);
+		req_len += guest_len;
+	}
 	uint32_t rlen = 0;
 	uint8_t *rep = NULL;
 	if (send_frame(fd, req, (uint32_t)req_len) < 0 || !(rep = recv_frame(fd, &rlen)) || rlen < 4) {

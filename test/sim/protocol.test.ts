@@ -1,7 +1,7 @@
 /** The daemon/client framing: frames come out whole whatever the chunk boundaries. */
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { FrameReader, MAX_FRAME, SimProtocolError, frame } from '../../lib/sim/protocol.js';
+import { FrameReader, MAX_FRAME, MSG_OPEN, SimProtocolError, decodeOpen, frame } from '../../lib/sim/protocol.js';
 import { privateDaemon } from './helpers.js';
 
 const bodies = [Buffer.from('first'), Buffer.alloc(0), Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9]), Buffer.alloc(300, 0xab)];
@@ -63,5 +63,40 @@ describe('daemon framing limits', () => {
     sock.write(hdr); // the body never comes: only the header can end this
     await closed;
     expect(sock.destroyed).toBe(true);
+  });
+});
+
+describe('OPEN frames', () => {
+  const open = (tag: string, guest?: Buffer) => {
+    const p = Buffer.from('/dev/sev-guest');
+    const head = Buffer.alloc(4);
+    head[0] = MSG_OPEN;
+    head[1] = 0x82;
+    head.writeUInt16LE(p.length, 2);
+    const pid = Buffer.alloc(4);
+    pid.writeUInt32LE(4242);
+    const t = Buffer.from(tag);
+    const tl = Buffer.alloc(2);
+    tl.writeUInt16LE(t.length);
+    const parts: Buffer[] = [head, p, pid, tl, t];
+    if (guest) {
+      const gl = Buffer.alloc(2);
+      gl.writeUInt16LE(guest.length);
+      parts.push(gl, guest);
+    }
+    return Buffer.concat(parts);
+  };
+
+  it('a frame without the guest trailer opens as before; with it, names the guest', () => {
+    expect(decodeOpen(open('t1'))).toEqual({ accmode: 2, path: '/dev/sev-guest', pid: 4242, tag: 't1' });
+    expect(decodeOpen(open('', Buffer.from('vm-1')))).toEqual({ accmode: 2, path: '/dev/sev-guest', pid: 4242, guest: 'vm-1' });
+    expect(decodeOpen(open('t', Buffer.from('x'.repeat(128)))).guest).toBe('x'.repeat(128));
+  });
+
+  it('a guest name of 0 or more than 128 bytes, a cut trailer or trailing bytes: SimProtocolError', () => {
+    expect(() => decodeOpen(open('', Buffer.alloc(0)))).toThrow(SimProtocolError);
+    expect(() => decodeOpen(open('', Buffer.from('x'.repeat(129))))).toThrow(/1\.\.128 bytes/);
+    expect(() => decodeOpen(Buffer.concat([open(''), Buffer.from([4])]))).toThrow(SimProtocolError);
+    expect(() => decodeOpen(Buffer.concat([open('', Buffer.from('vm')), Buffer.from([0])]))).toThrow(/length mismatch/);
   });
 });

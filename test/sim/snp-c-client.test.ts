@@ -51,7 +51,29 @@ describe.skipIf(skip)('a C client of /dev/sev-guest under the simulator', () => 
     const b = spawnSync(cc!, ['-std=gnu11', '-Wall', '-Wextra', '-Werror', '-g', '-O0', '-o', binary, SOURCE], { encoding: 'utf8' });
     if (b.status !== 0) throw new Error(`${cc} failed:\n${b.stderr}`);
     sim = await startSim({ stateDir: path.join(dir, 'state'), seed: '1' });
+    // Two launches as the QEMU wrapper records them, for the named-guest paths (SEVKIT_SIM_GUEST, <device>/<vm>).
+    for (const [vm, byte] of [
+      ['cguest', '5a'],
+      ['cguest2', '3c'],
+    ] as const) {
+      fs.mkdirSync(path.join(sim.stateDir, 'guests', vm), { recursive: true });
+      fs.writeFileSync(
+        path.join(sim.stateDir, 'guests', vm, 'snp-launch.json'),
+        JSON.stringify({
+          measurement: byte.repeat(48),
+          policy: '0x30000',
+          hostData: '00'.repeat(32),
+          familyId: '00'.repeat(16),
+          imageId: '00'.repeat(16),
+          guestSvn: 0,
+          idKeyDigest: '00'.repeat(48),
+          authorKeyDigest: '00'.repeat(48),
+          authorKeyEn: false,
+        }),
+      );
+    }
   }, 180_000);
+  const named = { SEVKIT_TEST_NAMED_GUEST: 'cguest2', SEVKIT_TEST_NAMED_BYTE: '3c' };
 
   afterAll(async () => {
     await sim?.close();
@@ -59,16 +81,28 @@ describe.skipIf(skip)('a C client of /dev/sev-guest under the simulator', () => 
   });
 
   it('passes every check', async () => {
-    const r = await run(binary, [], sim.env);
+    const r = await run(binary, [], { ...sim.env, ...named });
     expect(r.out).toMatch(/^\d+ checks, 0 failed$/m);
     expect(Number(/^(\d+) checks/m.exec(r.out)![1])).toBeGreaterThanOrEqual(28);
+    expect(r.code).toBe(0);
+  }, 180_000);
+
+  it('inside a named guest (SEVKIT_SIM_GUEST): every check passes with that launch in the reports', async () => {
+    const r = await run(binary, [], { ...sim.env, ...named, SEVKIT_SIM_GUEST: 'cguest', SEVKIT_TEST_MEASUREMENT_BYTE: '5a' });
+    expect(r.out).toMatch(/^\d+ checks, 0 failed$/m);
+    expect(r.out).not.toMatch(/FAIL/);
     expect(r.code).toBe(0);
   }, 180_000);
 
   it.skipIf(!valgrind)(
     'and under valgrind memcheck: no memory errors in the shim',
     async () => {
-      const r = await run('valgrind', ['--tool=memcheck', '--error-exitcode=99', '--num-callers=30', binary], sim.env);
+      const r = await run('valgrind', ['--tool=memcheck', '--error-exitcode=99', '--num-callers=30', binary], {
+        ...sim.env,
+        ...named,
+        SEVKIT_SIM_GUEST: 'cguest',
+        SEVKIT_TEST_MEASUREMENT_BYTE: '5a',
+      });
       expect(r.out).toMatch(/^\d+ checks, 0 failed$/m);
       expect(r.out).toMatch(/ERROR SUMMARY: 0 errors/);
       expect(r.code).toBe(0);

@@ -40,6 +40,17 @@ static int guest_ioctl(int fd, unsigned long nr, void *req, void *resp, struct s
 	return ioctl(fd, nr, io);
 }
 
+/* Whether the report's MEASUREMENT (0x90, 48 bytes) is 48 times the hex byte in $name (unset: no check). */
+static void check_measurement(const uint8_t *report, const char *name, const char *what)
+{
+	const char *hex = getenv(name);
+	if (!hex || !hex[0]) return;
+	unsigned v = (unsigned)strtoul(hex, NULL, 16);
+	int same = 1;
+	for (int i = 0; i < 48; i++) same &= report[0x90 + i] == v;
+	CHECK(same, "%s: MEASUREMENT is 48 x 0x%02x", what, v);
+}
+
 int main(void)
 {
 	const char *dev = getenv("SEVKIT_SIM_GUEST_DEVICE");
@@ -71,6 +82,7 @@ int main(void)
 	for (int i = 0; i < 64; i++) guard_ok &= resp[sizeof(struct sevkit_snp_report_resp) + i] == 0xA5;
 	CHECK(guard_ok, "nothing written past the response struct");
 	CHECK(io.fw_error == 0 && io.vmm_error == 0, "exitinfo2 left zero on success");
+	check_measurement(r->report, "SEVKIT_TEST_MEASUREMENT_BYTE", dev);
 
 	/* VMPL 4: the ioctl succeeds, the response carries INVALID_PARAM. */
 	req.vmpl = 4;
@@ -148,6 +160,33 @@ int main(void)
 	req.vmpl = 1;
 	CHECK(guest_ioctl(fd2, SEVKIT_SNP_GET_REPORT, &req, resp, &io) == 0 && r->status == 0, "report through a dup'd fd");
 	close(fd2);
+
+	/* <dev>/<vm> names a guest for that open: its launch, whatever $SEVKIT_SIM_GUEST says. */
+	char path[512];
+	const char *named = getenv("SEVKIT_TEST_NAMED_GUEST");
+	if (named && named[0]) {
+		snprintf(path, sizeof(path), "%s/%s", dev, named);
+		int nfd = open(path, O_RDWR | O_CLOEXEC);
+		CHECK(nfd >= 0, "open %s", path);
+		memset(resp, 0, sizeof(struct sevkit_snp_report_resp));
+		req.vmpl = 0;
+		CHECK(nfd >= 0 && guest_ioctl(nfd, SEVKIT_SNP_GET_REPORT, &req, resp, &io) == 0 && r->status == 0, "report of %s", path);
+		check_measurement(r->report, "SEVKIT_TEST_NAMED_BYTE", path);
+		if (nfd >= 0) close(nfd);
+	}
+
+	/* A named guest the simulator has no launch for: no device, never another guest's. */
+	snprintf(path, sizeof(path), "%s/no-such-guest", dev);
+	errno = 0;
+	CHECK(open(path, O_RDWR) == -1 && errno == ENOENT, "%s: ENOENT (errno %d)", path, errno);
+	errno = 0;
+	CHECK(fopen(path, "r") == NULL && errno == ENOENT, "fopen %s: ENOENT (errno %d)", path, errno);
+	char name[300];
+	memset(name, 'x', sizeof(name) - 1);
+	name[sizeof(name) - 1] = 0;
+	snprintf(path, sizeof(path), "%s/%s", dev, name);
+	errno = 0;
+	CHECK(open(path, O_RDWR) == -1 && errno == ENOENT, "an over-long guest name: ENOENT (errno %d)", errno);
 	free(resp);
 	free(certs);
 	printf("%d checks, %d failed\n", checks, failed);

@@ -1,9 +1,10 @@
 /**
  * The simulated SNP guest's launch values: what the firmware would have
  * recorded at SNP_LAUNCH_FINISH (measurement, policy, host data, ID block
- * fields). The SNP launch itself is not simulated yet, so these are configured:
- * `<state>/snp-guest.json`, read before every request (like faults.json), so a
- * test can change them while the simulator runs. Every value is TEST data.
+ * fields). Configured in `<state>/snp-guest.json`, read before every request
+ * (like faults.json), so a test can change them while the simulator runs; a
+ * guest the QEMU wrapper launched has its own launch values on top of it
+ * (launch-link.ts). Every value is TEST data.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -32,6 +33,13 @@ export interface SnpGuestConfig {
   imageId?: string;
   /** GUEST_SVN (default 0). */
   guestSvn?: number;
+  /** ID_KEY_DIGEST / AUTHOR_KEY_DIGEST, 48 bytes hex each (default zero: no ID block). */
+  idKeyDigest?: string;
+  authorKeyDigest?: string;
+  /** KEY_INFO.AUTHOR_KEY_EN: the ID block was signed by an author key (default false). */
+  authorKeyEn?: boolean;
+  /** REPORT_ID, 32 bytes hex (default derived from the platform seed). */
+  reportId?: string;
   /** The driver's VMPL (privlevel_floor; vmpck_id): requests below it are INVALID_PARAM (default 0). */
   vmplFloor?: number;
   /** Which key signs: the chip's VCEK (default) or a VLEK the host loaded. */
@@ -50,6 +58,11 @@ export interface ResolvedSnpGuestConfig {
   familyId: Buffer;
   imageId: Buffer;
   guestSvn: number;
+  idKeyDigest: Buffer;
+  authorKeyDigest: Buffer;
+  authorKeyEn: boolean;
+  /** undefined: the guest side derives it from the platform seed */
+  reportId: Buffer | undefined;
   vmplFloor: number;
   signingKey: 'VCEK' | 'VLEK';
   certTable: boolean;
@@ -89,6 +102,8 @@ export function resolveSnpGuestConfig(c: SnpGuestConfig, defaultProduct: SnpProd
     if (!Number.isInteger(n) || n < 0 || n > max) throw new SnpGuestConfigError(`${SNP_GUEST_CONFIG_FILE}: ${name} must be an integer 0..${max}`);
     return n;
   };
+  if (c.authorKeyEn !== undefined && typeof c.authorKeyEn !== 'boolean')
+    throw new SnpGuestConfigError(`${SNP_GUEST_CONFIG_FILE}: authorKeyEn must be true or false`);
   const signingKey = c.signingKey ?? 'VCEK';
   if (signingKey !== 'VCEK' && signingKey !== 'VLEK') throw new SnpGuestConfigError(`${SNP_GUEST_CONFIG_FILE}: signingKey must be VCEK or VLEK`);
   return {
@@ -100,6 +115,10 @@ export function resolveSnpGuestConfig(c: SnpGuestConfig, defaultProduct: SnpProd
     familyId: hexField(c.familyId, 16, 'familyId', Buffer.alloc(16)),
     imageId: hexField(c.imageId, 16, 'imageId', Buffer.alloc(16)),
     guestSvn: u(c.guestSvn, 'guestSvn', 0xffffffff, 0),
+    idKeyDigest: hexField(c.idKeyDigest, 48, 'idKeyDigest', Buffer.alloc(48)),
+    authorKeyDigest: hexField(c.authorKeyDigest, 48, 'authorKeyDigest', Buffer.alloc(48)),
+    authorKeyEn: c.authorKeyEn ?? false,
+    reportId: c.reportId === undefined ? undefined : hexField(c.reportId, 32, 'reportId', Buffer.alloc(32)),
     vmplFloor: u(c.vmplFloor, 'vmplFloor', 3, 0),
     signingKey,
     certTable: c.certTable ?? true,

@@ -3,13 +3,17 @@
  * drivers/virt/coco/sev-guest): argument checks, the extended report's
  * certificate-buffer protocol (EIO + VMM INVALID_LEN + the size needed), the
  * message status inside a successful response, and the VMPCK wipe after a
- * firmware error (every later request ENOTTY). Each SEVKIT_SIM_TAG (else each
- * process) stands for one guest, so a wipe in one test leaves the others alone.
+ * firmware error (every later request ENOTTY). A named guest (SEVKIT_SIM_GUEST)
+ * is that VM; otherwise each SEVKIT_SIM_TAG (else each process) stands for one
+ * guest, so a wipe in one test leaves the others alone. A named guest is served
+ * from its own launch only: once that launch is gone (the VM stopped), its
+ * requests fail ENODEV, as on a device that went away.
  */
 import { Errno } from '../uapi.js';
 import type { Requester } from '../faults.js';
 import type { SimSnpGuest } from './guest.js';
 import type { GuestIoctlReply, GuestIoctlRequest } from './protocol.js';
+import { SimGuestUnknownError } from './launch-link.js';
 
 /** ioctl numbers (_IOWR('S', n, struct snp_guest_request_ioctl)). */
 export const GuestIoctl = { SNP_GET_REPORT: 0xc0205300, SNP_GET_DERIVED_KEY: 0xc0205301, SNP_GET_EXT_REPORT: 0xc0205302 } as const;
@@ -39,7 +43,8 @@ export class SimSnpGuestDriver {
 
   constructor(readonly guest: SimSnpGuest) {}
 
-  private guestKey(who: Requester): string {
+  private guestKey(who: Requester, vm: string | undefined): string {
+    if (vm !== undefined) return `guest:${vm}`;
     return who.tag !== undefined ? `tag:${who.tag}` : `pid:${who.pid ?? 0}`;
   }
 
@@ -50,11 +55,19 @@ export class SimSnpGuestDriver {
     if (q.msgVersion === 0) return reply(Errno.EINVAL);
     const who: Requester = { tag: q.tag, pid: q.pid };
     const noCall = { fwError: NO_FW_CALL };
-    if (this.wiped.has(this.guestKey(who))) return reply(Errno.ENOTTY, noCall);
+    if (this.wiped.has(this.guestKey(who, q.guest))) return reply(Errno.ENOTTY, noCall);
     if (q.req === null || q.respNull) return reply(Errno.EINVAL, noCall);
     if (q.req === 'fault' || q.req.length !== size) return reply(Errno.EFAULT, noCall);
     const req = q.req;
     const name = NAMES[q.request]!;
+    const vm = q.guest;
+    let floor: number;
+    try {
+      floor = this.guest.config(vm).vmplFloor;
+    } catch (e) {
+      if (e instanceof SimGuestUnknownError) return reply(Errno.ENODEV, noCall);
+      throw e;
+    }
 
     let certs: Buffer | undefined;
     if (q.request === GuestIoctl.SNP_GET_EXT_REPORT) {
@@ -76,12 +89,12 @@ export class SimSnpGuestDriver {
     const fwFault = this.guest.platform.faults.take('ioctl', name, 'fw', who);
     if (fwFault?.fwStatus !== undefined) {
       // "Disabling VMPCK to prevent IV reuse": the guest's channel is gone until reboot.
-      this.wiped.add(this.guestKey(who));
+      this.wiped.add(this.guestKey(who, q.guest));
       return reply(Errno.EIO, { fwError: fwFault.fwStatus });
     }
 
     if (q.request === GuestIoctl.SNP_GET_DERIVED_KEY) {
-      const { status, key } = this.guest.derivedKey(req);
+      const { status, key } = this.guest.derivedKey(req, vm);
       const resp = Buffer.alloc(64);
       resp.writeUInt32LE(status, 0);
       if (key) {
@@ -94,12 +107,11 @@ export class SimSnpGuestDriver {
     const reportData = req.subarray(0, 64);
     const vmpl = req.readUInt32LE(64);
     const resp = Buffer.alloc(RESP_SIZE);
-    const floor = this.guest.config().vmplFloor;
     if (vmpl > 3 || vmpl < floor || req.subarray(68, 96).some((b) => b !== 0)) {
       resp.writeUInt32LE(STATUS_INVALID_PARAM, 0);
       return reply(0, { resp });
     }
-    const report = this.guest.report(Buffer.from(reportData), vmpl);
+    const report = this.guest.report(Buffer.from(reportData), vmpl, vm);
     resp.writeUInt32LE(0, 0);
     resp.writeUInt32LE(REPORT_SIZE, 4);
     report.copy(resp, 32);

@@ -4,7 +4,8 @@
  * the configured product (Milan, Genoa, Turin), the certificate table a host
  * would hand out, and derived keys. REPORT_DATA and VMPL come from the request;
  * policy, measurement and the ID fields from the configured launch
- * (config.ts); TCBs, chip id and masks from the platform's SNP state
+ * (config.ts) or, for a named guest, from the launch the QEMU wrapper recorded
+ * for it (launch-link.ts); TCBs, chip id and masks from the platform's SNP state
  * (SNP_SET_CONFIG). THIS IS A TEST PLATFORM: nothing here proves anything
  * about real AMD hardware.
  */
@@ -21,6 +22,7 @@ import type { SimPlatform } from '../platform.js';
 import { CERT_TABLE_GUIDS, encodeCertTable } from '../../snp/certtable.js';
 import { deriveLeafKey, mintAsvk, mintCrl, mintRoots, mintVcek, mintVlek, vcekKeyLabel } from './certs.js';
 import { readSnpGuestConfig, resolveSnpGuestConfig, type ResolvedSnpGuestConfig } from './config.js';
+import { launchConfigOf, readSnpLaunchRecord } from './launch-link.js';
 
 /** CPUID (family, model, stepping) of the simulated part of each product (EPYC 7003 / 9004 / 9005). */
 const CPUID: Record<SnpProduct, ReportCpuid> = {
@@ -58,10 +60,20 @@ export class SimSnpGuest {
 
   constructor(readonly platform: SimPlatform) {}
 
-  /** The launch values in force (snp-guest.json, re-read on every call). Throws SnpGuestConfigError. */
-  config(): ResolvedSnpGuestConfig {
+  /**
+   * The launch values in force, re-read on every call: snp-guest.json, or for a named guest `vm`
+   * the launch the wrapper recorded for it (`guests/<vm>/snp-launch.json`) over snp-guest.json's
+   * product, report version, keys and VMPL floor, with a REPORT_ID of its own. Throws
+   * SnpGuestConfigError, and SimGuestUnknownError when `vm` has no launch (never another's values).
+   */
+  config(vm?: string): ResolvedSnpGuestConfig {
     const dflt: SnpProduct = this.platform.product === 'milan' ? 'Milan' : 'Genoa';
-    return resolveSnpGuestConfig(readSnpGuestConfig(this.platform.stateDir), dflt);
+    const base = readSnpGuestConfig(this.platform.stateDir);
+    if (vm === undefined) return resolveSnpGuestConfig(base, dflt);
+    const launch = launchConfigOf(readSnpLaunchRecord(this.platform.stateDir, vm));
+    // The firmware makes REPORT_ID at launch: one per guest, the same in each of its reports.
+    const reportId = deriveBytes(this.platform.seed, `snp-report-id:guest:${vm}`, 32).toString('hex');
+    return resolveSnpGuestConfig({ ...base, ...launch, reportId }, dflt);
   }
 
   private memo<T>(key: string, make: () => T): T {
@@ -158,11 +170,11 @@ export class SimSnpGuest {
 
   /**
    * A signed report for REPORT_DATA (64 bytes) at `vmpl` (already range-checked
-   * by the caller). MASK_CHIP_ID zeroes CHIP_ID; MASK_CHIP_KEY leaves the
+   * by the caller), for guest `vm` (config(vm)). MASK_CHIP_ID zeroes CHIP_ID; MASK_CHIP_KEY leaves the
    * signature zero, as the firmware does.
    */
-  report(reportData: Buffer, vmpl: number): Buffer {
-    const cfg = this.config();
+  report(reportData: Buffer, vmpl: number, vm?: string): Buffer {
+    const cfg = this.config(vm);
     const view = this.platform.snpGuestView();
     const product = cfg.product;
     const current = this.tcbFor(product, view.currentTcb);
@@ -180,13 +192,13 @@ export class SimSnpGuest {
       signatureAlgo: 1,
       currentTcb: current,
       platformInfo: decodePlatformInfo(0x25n), // SMT, ECC, alias check complete
-      keyInfo: { authorKeyEn: false, maskChipKey: view.maskChipKey, signingKey: cfg.signingKey },
+      keyInfo: { authorKeyEn: cfg.authorKeyEn, maskChipKey: view.maskChipKey, signingKey: cfg.signingKey },
       reportData,
       measurement: cfg.measurement,
       hostData: cfg.hostData,
-      idKeyDigest: Buffer.alloc(48),
-      authorKeyDigest: Buffer.alloc(48),
-      reportId: deriveBytes(view.seed, 'snp-report-id', 32),
+      idKeyDigest: cfg.idKeyDigest,
+      authorKeyDigest: cfg.authorKeyDigest,
+      reportId: cfg.reportId ?? deriveBytes(view.seed, 'snp-report-id', 32),
       reportIdMa: Buffer.alloc(32, 0xff),
       reportedTcb: reported,
       cpuid: cfg.reportVersion >= 3 ? CPUID[product] : undefined,
@@ -211,10 +223,10 @@ export class SimSnpGuest {
   /**
    * MSG_KEY_REQ: a key bound to the chip (VCEK root) or the VM (VMRK root), the
    * VMPL and the selected launch fields. `req` is the 32-byte request. Returns
-   * the message status and, on 0, the 32-byte key.
+   * the message status and, on 0, the 32-byte key. `vm`: the named guest, as config(vm) (its VMRK is its own).
    */
-  derivedKey(req: Buffer): { status: number; key?: Buffer } {
-    const cfg = this.config();
+  derivedKey(req: Buffer, vm?: string): { status: number; key?: Buffer } {
+    const cfg = this.config(vm);
     const view = this.platform.snpGuestView();
     const root = req.readUInt32LE(0);
     const rsvd = req.readUInt32LE(4);
@@ -232,7 +244,8 @@ export class SimSnpGuest {
         if ((asked[c] ?? 0) > (current[c] ?? 0)) return { status: KEY_STATUS_INVALID_PARAM };
       }
     }
-    const rootKey = deriveBytes(view.seed, `snp-derived-root:${root === 0 ? 'vcek' : 'vmrk'}:${view.chipId.toString('hex')}`, 32);
+    const vmrkOf = vm === undefined ? '' : `:guest:${vm}`;
+    const rootKey = deriveBytes(view.seed, `snp-derived-root:${root === 0 ? 'vcek' : `vmrk${vmrkOf}`}:${view.chipId.toString('hex')}`, 32);
     const mac = crypto.createHmac('sha256', rootKey);
     mac.update(req.subarray(8, 20)); // select + vmpl
     const fields: [bigint, () => Buffer][] = [

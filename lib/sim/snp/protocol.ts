@@ -23,6 +23,8 @@ export interface GuestIoctlRequest {
   /** the opener's $SEVKIT_SIM_TAG / pid (aims faults; scopes the VMPCK) */
   tag?: string;
   pid?: number;
+  /** the SNP guest the opener named (its launch is the report's), if any */
+  guest?: string;
 }
 
 /** The daemon's answer; the shim writes it back as the guest driver would. */

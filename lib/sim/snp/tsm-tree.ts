@@ -14,6 +14,7 @@ import path from 'node:path';
 import type { TsmIo } from '../../snp/tsm.js';
 import { trimCertTable } from '../../snp/guest.js';
 import type { SimSnpGuest } from './guest.js';
+import { SimGuestUnknownError } from './launch-link.js';
 
 /** The tree inside a simulator state dir's fake host root (SEVKIT_HOST_ROOT). */
 export function simTsmRoot(stateDir: string): string {
@@ -37,12 +38,27 @@ const WRITABLE = new Set(['inblob', 'privlevel']);
 export class SimTsmTree implements TsmIo {
   private readonly entries = new Map<string, Entry>();
 
-  /** `root` is created when missing; `guest` makes the reports. */
+  /**
+   * `root` is created when missing; `guest` makes the reports, for the named simulator guest `vm`
+   * when given (its own launch, as SEVKIT_SIM_GUEST gives the ioctl path; a guest with no launch
+   * reads ENODEV), else the default guest (snp-guest.json).
+   */
   constructor(
     readonly root: string,
     private readonly guest: SimSnpGuest,
+    readonly vm?: string,
   ) {
     fs.mkdirSync(root, { recursive: true, mode: 0o755 });
+  }
+
+  /** The guest's VMPL floor; a named guest without a launch is a device that went away (ENODEV). */
+  private floor(p: string): number {
+    try {
+      return this.guest.config(this.vm).vmplFloor;
+    } catch (e) {
+      if (e instanceof SimGuestUnknownError) throw errno('ENODEV', p, `no such device (${e.message})`);
+      throw e;
+    }
   }
 
   private locate(p: string): { name: string; attr?: string } | undefined {
@@ -126,9 +142,9 @@ export class SimTsmTree implements TsmIo {
       if (attr === 'outblob' || attr === 'auxblob') {
         // sev_report_new(): exactly 64 bytes of REPORT_DATA, a VMPL at or above the floor.
         if (e.inblob.length !== 64) throw errno('EINVAL', p, 'inblob must hold exactly 64 bytes');
-        if (e.privlevel < this.guest.config().vmplFloor) throw errno('EINVAL', p, 'privlevel is below privlevel_floor');
+        if (e.privlevel < this.floor(p)) throw errno('EINVAL', p, 'privlevel is below privlevel_floor');
         if (e.made?.generation !== e.generation) {
-          const outblob = this.guest.report(e.inblob, e.privlevel);
+          const outblob = this.guest.report(e.inblob, e.privlevel, this.vm);
           const auxblob = trimCertTable(this.guest.certTable());
           e.made = { generation: e.generation, outblob, auxblob };
           this.put(name, 'outblob', outblob);
