@@ -153,7 +153,8 @@ class AgentProcess {
         this.#exitInfo ??= `cannot run ${o.command[0]}: ${e.code ?? e.message}`;
         resolve();
       });
-      child.once('exit', (code, signal) => {
+      // 'close', not 'exit': its last lines (e.g. "SIGTERM: stopping") are read by then.
+      child.once('close', (code, signal) => {
         this.#exitInfo ??= signal ? `killed by ${signal}` : `exited with code ${code}`;
         resolve();
       });

@@ -15,9 +15,9 @@ import { runCli, startCrnServe, VECTORS, type CrnServeProcess } from '../helpers
 import { filesUnder, processesMentioning, tmpRunRoot } from '../vm/helpers.js';
 import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient, CrnHttpError } from '../../lib/owner/client.js';
-import { attestAndInject } from '../../lib/owner/attest.js';
+import { attestAndInject, AttestRefusedError } from '../../lib/owner/attest.js';
 import { KdsClient } from '../../lib/snp/kds.js';
-import { loadSnpFirmware } from '../../lib/snp/digest.js';
+import { loadSnpFirmware, snpLaunchDigest } from '../../lib/snp/digest.js';
 import { parseAmdCert } from '../../lib/snp/x509.js';
 import type { SnpProduct } from '../../lib/snp/product.js';
 import type { ProductRoots } from '../../lib/snp/roots.js';
@@ -163,6 +163,34 @@ describe.skipIf(!!simReason)('sevkit crn serve: SEV-SNP with the CLI alone (--sn
     expect(agentsUnder(runDir)).toHaveLength(1);
     await s.stop();
     expect(s.proc.exitCode).toBe(0);
+    expect(processesMentioning(runDir)).toEqual([]);
+    expect(filesUnder(runDir)).toEqual([]);
+  });
+
+  it("two SNP VMs at once each attest with their own measurement; the other VM's firmware is refused with nothing sent", async () => {
+    const runDir = path.join(root, 'run-two');
+    const s = await serve(runDir);
+    // A second firmware, one bit different (in the padding before the AmdSev tail): another launch digest.
+    const other = path.join(root, 'OVMF.other.fd');
+    const img = fs.readFileSync(firmware);
+    img[0x1000] ^= 0x01;
+    fs.writeFileSync(other, img);
+    const [a, b] = [newRef(), newRef()];
+    const [pa, pb] = await Promise.all([allocateSnp(s.url, a, firmware), allocateSnp(s.url, b, other)]);
+    expect(agentsUnder(runDir)).toHaveLength(2);
+    const [ra, rb] = await Promise.all([attest(pa, firmware, 'secret-a'), attest(pb, other, 'secret-b')]);
+    const digest = (fw: string) => snpLaunchDigest({ firmware: fs.readFileSync(fw), vcpus: 2, vcpuType: 'EPYC-v4' });
+    expect(ra.measurement.equals(digest(firmware))).toBe(true);
+    expect(rb.measurement.equals(digest(other))).toBe(true);
+    expect(ra.measurement.equals(rb.measurement)).toBe(false);
+    expect(fs.readFileSync(path.join(vmRunDir(runDir, a), 'secrets', 'disk_password'), 'utf8')).toBe('secret-a');
+    expect(fs.readFileSync(path.join(vmRunDir(runDir, b), 'secrets', 'disk_password'), 'utf8')).toBe('secret-b');
+    // B's guest reports B's launch, not A's: an owner expecting A's firmware there is refused.
+    const refused = await attest(pb, firmware, 'not-for-b').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(AttestRefusedError);
+    expect((refused as Error).message).toMatch(/NOT trusted, nothing was sent \(measurement: /);
+    expect(fs.readFileSync(path.join(vmRunDir(runDir, b), 'secrets', 'disk_password'), 'utf8')).toBe('secret-b');
+    await s.stop();
     expect(processesMentioning(runDir)).toEqual([]);
     expect(filesUnder(runDir)).toEqual([]);
   });
