@@ -137,6 +137,10 @@ describe.skipIf(!!simReason)('sevkit crn serve: SEV-SNP with the CLI alone (--sn
     const ref = newRef();
     const port = await allocateSnp(s.url, ref);
     expect(agentsUnder(runDir)).toHaveLength(1);
+    // In the VM's simulated guest, without the host's credentials.
+    const environ = fs.readFileSync(`/proc/${agentsUnder(runDir)[0]}/environ`, 'utf8').split('\0');
+    expect(environ).toContain(`SEVKIT_SIM_GUEST=${ref}`);
+    expect(environ.filter((e) => e.includes(TOKEN))).toEqual([]);
     const password = crypto.randomBytes(18).toString('base64url');
     const res = await attest(port, firmware, password);
     expect(res.injected).toEqual(['disk_password']);

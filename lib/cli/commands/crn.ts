@@ -121,17 +121,20 @@ async function snpAgentOptions(
   const mode = how ?? (simulated ? 'sim' : 'none');
   switch (mode) {
     case 'none':
+      process.stderr.write('note: --snp-agent none: SEV-SNP allocations are refused (this CRN has no way to reach their guest agents)\n');
       return {};
     case 'hostfwd':
       return { snpHostForward: true };
     case 'sim': {
       if (!simulated) throw new UsageError('--snp-agent sim runs the guest agents in simulated guests: it needs the simulator (run under `sevkit sim`)');
       const { agentProcessLocator } = await import('../../crn/agent-process.js');
+      // The guest gets the simulator's environment, not the host's credentials.
+      const { SEVKIT_ALLOCATION_TOKEN: _t, SEVKIT_ALLOCATION_TOKEN_HASH: _h, SEVKIT_WALLET_KEY_FILE: _w, ...guestEnv } = process.env;
       return {
         snpAgent: agentProcessLocator({
           // This very sevkit (the same node flags, e.g. tsx's loader when run from the sources).
           command: [process.execPath, ...process.execArgv, process.argv[1]!],
-          env: process.env,
+          env: guestEnv,
           ...(log ? { onLine: (ref: string, line: string) => log(`VM ${ref}: ${line}`) } : {}),
         }),
       };
