@@ -19,6 +19,7 @@ import { SevkitError } from '../errors.js';
 import { isEthAddress } from '../aleph/wallet.js';
 import { writeFileDurable } from '../util/fs.js';
 import { isSameProcess, procIdentity } from '../vm/proc.js';
+import { VM_RECORD_FILE } from '../vm/record.js';
 import type { SnpAgentEndpoint, SnpAgentLocator, SnpAgentVm } from './launchers.js';
 
 /** Options of agentProcessLocator. */
@@ -118,11 +119,20 @@ async function startAgent(vm: SnpAgentVm, o: AgentProcessOptions): Promise<SnpAg
     const port = await agent.listening(o.startTimeoutMs ?? 60_000);
     const id = child.pid ? procIdentity(child.pid) : undefined;
     if (id) record({ version: 1, owner, pid: id.pid, startTime: id.startTime });
-    return { host: '127.0.0.1', port, close: () => agent.stop() };
+    return { host: '127.0.0.1', port, close: () => agent.stop().then(() => tidy(runDir)) };
   } catch (e) {
     await agent.stop();
+    tidy(runDir);
     throw e;
   }
+}
+
+/**
+ * Once the agent is gone: a run dir without the VM's record is one its VM's end removed while the agent
+ * was starting (the agent makes its secrets dir again if it is missing): remove what came back.
+ */
+function tidy(runDir: string): void {
+  if (!fs.existsSync(path.join(runDir, VM_RECORD_FILE))) fs.rmSync(runDir, { recursive: true, force: true });
 }
 
 /** One agent child: its listening line, its lines, and a bounded stop. */
