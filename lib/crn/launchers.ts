@@ -14,7 +14,7 @@ import type { AgentAddress } from './forward.js';
 import { SevkitError } from '../errors.js';
 import { SNP_AGENT_PORT } from './service.js';
 
-/** A guest agent's address, and how to let go of it when the VM ends (e.g. the simulator's in-process agent). */
+/** A guest agent's address, and how to let go of it when the VM ends or is let go of (e.g. stop the agent process a locator started). */
 export interface SnpAgentEndpoint extends AgentAddress {
   close?(): Promise<void>;
 }
@@ -122,7 +122,7 @@ export class SupervisorLauncher implements VmLauncher {
     return new SupervisedVm(started, () => this.supervisor.get(spec.ref));
   }
 
-  /** An SEV-SNP guest (VmSpec.snp): running at once, no pre-launch step; its agent found through `snpAgent`. */
+  /** An SEV-SNP guest (VmSpec.snp): running at once, no pre-launch step; its agent found through `snpAgent` (or its `snpHostForward` port). */
   async launchSnp(spec: SnpLaunchSpec): Promise<CrnVm> {
     // Chosen free now, bound by QEMU at start (a port taken in between fails the launch with QEMU's line).
     const hostPort = this.opts.snpHostForward ? await freeLoopbackPort() : undefined;
