@@ -109,6 +109,7 @@ async function startAgent(vm: SnpAgentVm, o: AgentProcessOptions): Promise<SnpAg
   record({ version: 1, owner });
   const args = [...o.command.slice(1), 'guest', 'agent', '--listen', '127.0.0.1:0', '--owner', owner, '--secrets-dir', secretsDir, '--exit-on-stdin-eof'];
   const child = spawn(o.command[0]!, args, {
+    // The simulator's SIM_GUEST_ENV (lib/sim/snp/launch-link.ts), spelled here: importing it would pull the QEMU wrapper into sevkit/crn.
     env: { ...o.env, SEVKIT_SIM_GUEST: ref },
     stdio: ['pipe', 'ignore', 'pipe'],
     // Its own group, as QEMU: a terminal's Ctrl-C reaches only the CRN, which stops it.
