@@ -223,7 +223,7 @@ export class AlephAllocations implements CrnExtension<CrnService> {
         if (node !== this.#o.nodeHash) throw new HttpError(400, { error: '400: Instance is allocated to a different node' });
       }
       await this.#o.admit?.(a, message as AlephInstanceMessage);
-      if (service.state(ref) === undefined) service.allocate(a);
+      if (service.state(ref) === undefined) await service.allocate(a);
     })();
     this.#pending.set(ref, work);
     try {

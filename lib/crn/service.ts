@@ -40,7 +40,7 @@ import { SECRET_PACKET_HEADER_SIZE } from '../launch/secret.js';
 import { DEFAULT_BODY_TIMEOUT_MS, errorJson, hostError, HttpError, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { DEFAULT_MULTIPART_LIMITS, readMultipart, type MultipartLimits } from './multipart.js';
 import { isEthAddress, isSolAddress } from '../aleph/wallet.js';
-import { ensurePrivateDir, writeFileAtomic, writeFileDurable } from '../util/fs.js';
+import { DurableFileQueue, ensurePrivateDir, writeFileAtomicAsync } from '../util/fs.js';
 import { modeResponses, sendModeJson, type CrnMode, type ModeResponses } from './aleph-mode.js';
 import { exactOwner, type Authorizer } from './authorize.js';
 import type { CrnExtension, CrnRoute } from './routes.js';
@@ -194,6 +194,8 @@ export class CrnService {
   readonly #routes = new Map<string, CrnRoute<CrnService>[]>();
   /** Verified wallet-signed keys: a request then costs one P-256 verify, not a secp256k1 recovery. */
   readonly #keys = new SignedPubKeyCache();
+  readonly #records = new DurableFileQueue();
+  readonly #pendingFiles = new Set<Promise<unknown>>();
 
   constructor(opts: CrnServiceOptions) {
     this.#o = {
@@ -262,7 +264,7 @@ export class CrnService {
       } else if (live.includes(rec)) {
         rec.state = 'stopped';
         rec.reason = 'QEMU was no longer running when the CRN restarted';
-        this.#removeVmFiles(rec.ref);
+        await this.#removeVmFiles(rec.ref).catch(() => undefined);
         report.stopped.push(rec.ref);
       } else report.allocated.push(rec.ref);
       this.#saveQuietly(rec);
@@ -271,8 +273,11 @@ export class CrnService {
     return report;
   }
 
-  /** Writes machines/<ref>.json (temp + fsync + rename, 0600). Throws the fs error (ENOSPC → 507 in #handle). */
-  #save(rec: VmRecord): void {
+  /**
+   * Writes machines/<ref>.json (temp + fsync + rename, 0600) off the event loop, in order per VM (a
+   * burst of state changes costs one write). Rejects with the fs error (ENOSPC → 507 in #handle).
+   */
+  #save(rec: VmRecord): Promise<void> {
     const data: MachineRecordFile = {
       version: 1,
       ref: rec.ref,
@@ -290,23 +295,35 @@ export class CrnService {
       state: rec.state,
       ...(rec.reason ? { reason: rec.reason } : {}),
     };
-    writeFileDurable(path.join(this.#o.runDir, 'machines', `${rec.ref}.json`), `${JSON.stringify(data)}\n`, 0o600);
+    return this.#records.write(this.#recordFile(rec.ref), `${JSON.stringify(data)}\n`, 0o600);
+  }
+
+  #recordFile(ref: string): string {
+    return path.join(this.#o.runDir, 'machines', `${ref}.json`);
   }
 
   /** For state changes off the request path: a full disk costs the record's freshness, not the VM. */
   #saveQuietly(rec: VmRecord): void {
     if (this.#closing) return;
-    try {
-      this.#save(rec);
-    } catch (e) {
-      this.#o.log?.(`warning: cannot write the record of VM ${rec.ref}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
+    this.#save(rec).catch((e: unknown) =>
+      this.#o.log?.(`warning: cannot write the record of VM ${rec.ref}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`),
+    );
   }
 
   /** The session blobs and work dir of a VM that is gone (or whose launch is over). */
-  #removeVmFiles(ref: string): void {
-    fs.rmSync(path.join(this.#o.runDir, 'sessions', ref), { recursive: true, force: true });
-    fs.rmSync(path.join(this.#o.runDir, 'vms', ref), { recursive: true, force: true });
+  #removeVmFiles(ref: string): Promise<void> {
+    const done = Promise.all(['sessions', 'vms'].map((d) => fs.promises.rm(path.join(this.#o.runDir, d, ref), { recursive: true, force: true }))).then(
+      () => undefined,
+    );
+    done.catch((e: unknown) => this.#o.log?.(`warning: cannot remove the files of VM ${ref}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`));
+    return this.#fileWork(done);
+  }
+
+  /** Off-loop work on the run dir's files; close() waits until none is left before it tidies up. */
+  #fileWork<T>(p: Promise<T>): Promise<T> {
+    this.#pendingFiles.add(p);
+    p.catch(() => undefined).finally(() => this.#pendingFiles.delete(p));
+    return p;
   }
 
   /** Follows a VM that may go away on its own (QEMU exit, crash): state, record and files. */
@@ -318,7 +335,7 @@ export class CrnService {
       rec.state = rec.state === 'running' ? 'stopped' : 'failed';
       rec.reason = reason;
       wake(rec);
-      this.#removeVmFiles(rec.ref);
+      void this.#removeVmFiles(rec.ref);
       this.#saveQuietly(rec);
     });
   }
@@ -358,9 +375,15 @@ export class CrnService {
     return this.#vms.get(ref)?.state;
   }
 
-  /** Registers a VM (what POST /control/allocate does after checking the token). */
-  allocate(a: AllocationRequest): CrnVmSummary {
+  /**
+   * Registers a VM (what POST /control/allocate does after checking the token). Resolves once its
+   * record is on disk; if it cannot be written the VM is not registered and the fs error is thrown.
+   */
+  async allocate(a: AllocationRequest): Promise<CrnVmSummary> {
     const spec = validateAllocation(a);
+    // Off the event loop (a slow disk must not hold other owners' requests); the checks below follow it.
+    const st = await fs.promises.stat(spec.firmware).catch(() => undefined);
+    if (!st?.isFile()) throw errorJson(400, `firmware ${spec.firmware} is not a readable file`);
     if (this.#closing) throw errorJson(503, 'Service shutting down');
     if (spec.tee === 'sev_snp' && !this.#o.launcher.launchSnp)
       throw errorJson(400, 'This CRN cannot launch SEV-SNP instances (its VM launcher has no SNP support)');
@@ -382,8 +405,15 @@ export class CrnService {
       state: rec0State(spec),
       generation: 0,
     };
-    this.#save(rec);
+    // Registered before the write, so a second allocation of the ref meanwhile gets its 409.
     this.#vms.set(spec.ref, rec);
+    try {
+      await this.#save(rec);
+    } catch (e) {
+      if (this.#vms.get(spec.ref) === rec) this.#vms.delete(spec.ref);
+      throw e;
+    }
+    if (this.#closing) throw errorJson(503, 'Service shutting down');
     // SNP: no pre-launch step, so nothing waits for the owner (aleph #1131: boots at once).
     if (rec.tee === 'sev_snp') this.#startSnpVm(rec, ++rec.generation);
     return {
@@ -418,6 +448,7 @@ export class CrnService {
         r.vm = undefined;
         this.#unforward(r);
       }
+      await this.#records.flush();
       await this.#o.launcher.detach?.();
       return;
     }
@@ -428,10 +459,12 @@ export class CrnService {
       r.state = 'stopped';
       wake(r);
       if (vm) await vm.stop().catch(() => undefined);
-      this.#removeVmFiles(r.ref);
-      fs.rmSync(path.join(this.#o.runDir, 'machines', `${r.ref}.json`), { force: true });
+      await Promise.all([this.#removeVmFiles(r.ref).catch(() => undefined), this.#records.remove(this.#recordFile(r.ref))]);
     });
     await Promise.all(stops);
+    await this.#records.flush();
+    // Work that was under way when close() began may queue more (a refused initialize removes its files).
+    while (this.#pendingFiles.size) await Promise.allSettled([...this.#pendingFiles]);
     for (const d of ['sessions', 'machines', 'vms']) {
       try {
         fs.rmdirSync(path.join(this.#o.runDir, d));
@@ -593,7 +626,7 @@ export class CrnService {
       throw new HttpError(401, 'Authentication token received is invalid', true);
     }
     const parsed = await readJsonBody(req, { limit: 16 * 1024, timeoutMs: this.#o.bodyTimeoutMs });
-    const summary = this.allocate(parsed as AllocationRequest);
+    const summary = await this.allocate(parsed as AllocationRequest);
     sendJson(res, 200, { success: true, ...summary });
   }
 
@@ -664,25 +697,37 @@ export class CrnService {
     rec.reason = undefined;
     const generation = ++rec.generation;
     try {
-      this.#save(rec);
+      await this.#save(rec);
     } catch (e) {
       rec.state = 'failed';
       rec.reason = 'could not store the VM record';
       throw e;
     }
+    // close() may have come in during the write; it stops this VM, so do not start it.
+    if (this.#closing) throw errorJson(503, 'Service shutting down');
     const dir = path.join(this.#o.runDir, 'sessions', rec.ref);
     const workDir = path.join(this.#o.runDir, 'vms', rec.ref);
     try {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
-      writeFileAtomic(path.join(dir, 'vm_session.b64'), sessionText, 0o600);
-      writeFileAtomic(path.join(dir, 'vm_godh.b64'), godhText, 0o600);
+      await this.#fileWork(
+        (async () => {
+          await Promise.all([fs.promises.mkdir(dir, { recursive: true, mode: 0o700 }), fs.promises.mkdir(workDir, { recursive: true, mode: 0o700 })]);
+          await Promise.all([
+            writeFileAtomicAsync(path.join(dir, 'vm_session.b64'), sessionText, 0o600),
+            writeFileAtomicAsync(path.join(dir, 'vm_godh.b64'), godhText, 0o600),
+          ]);
+        })(),
+      );
     } catch (e) {
       rec.state = 'failed';
       rec.reason = 'could not store the session files';
-      this.#removeVmFiles(rec.ref);
+      await this.#removeVmFiles(rec.ref).catch(() => undefined);
       this.#saveQuietly(rec);
       throw e;
+    }
+    if (this.#closing) {
+      // close() may have tidied this VM's dirs before the files landed.
+      await this.#removeVmFiles(rec.ref).catch(() => undefined);
+      throw errorJson(503, 'Service shutting down');
     }
     this.#startVm(rec, generation, path.join(dir, 'vm_session.b64'), path.join(dir, 'vm_godh.b64'), workDir);
     sendText(res, 200, `Started VM with ref ${rec.ref}`);
@@ -704,7 +749,7 @@ export class CrnService {
         }),
       ready: async (_vm, current) => {
         // QEMU has done LAUNCH_START with the blobs: the owner's copies are not needed any more.
-        fs.rmSync(path.dirname(sessionFile), { recursive: true, force: true });
+        await fs.promises.rm(path.dirname(sessionFile), { recursive: true, force: true }).catch(() => undefined);
         if (current()) {
           if (rec.state === 'starting') {
             rec.state = 'awaiting-secret';
@@ -786,7 +831,7 @@ export class CrnService {
           rec.vm = undefined;
           await vm.stop().catch(() => undefined);
         }
-        this.#removeVmFiles(rec.ref);
+        void this.#removeVmFiles(rec.ref);
         this.#saveQuietly(rec);
       }
     })();
@@ -1001,13 +1046,6 @@ function validateAllocation(a: unknown): AllocationRequest {
   if (typeof o.ref !== 'string' || !REF_RE.test(o.ref)) bad('ref must be 64 lower-case hex digits');
   if (typeof o.owner !== 'string' || !(isEthAddress(o.owner) || isSolAddress(o.owner))) bad('owner must be an Ethereum (0x…) or Solana (base58) address');
   if (typeof o.firmware !== 'string' || !path.isAbsolute(o.firmware)) bad('firmware must be an absolute path');
-  let st: fs.Stats | undefined;
-  try {
-    st = fs.statSync(o.firmware as string);
-  } catch {
-    st = undefined;
-  }
-  if (!st?.isFile()) bad(`firmware ${o.firmware as string} is not a readable file`);
   const int = (k: string, min: number, max: number): number => {
     const v = o[k];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(`${k} must be an integer in [${min}, ${max}]`);

@@ -23,6 +23,19 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
   }
 }
 
+/** writeFileAtomic off the event loop (fs.promises): for files a daemon writes while serving requests. */
+export async function writeFileAtomicAsync(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  try {
+    await fs.promises.writeFile(tmp, data, { mode, flag: 'wx' });
+    await fs.promises.chmod(tmp, mode);
+    await fs.promises.rename(tmp, file);
+  } catch (e) {
+    await fs.promises.rm(tmp, { force: true });
+    throw e;
+  }
+}
+
 /**
  * writeFileAtomic that also survives a power cut or a kernel crash: the temp
  * file is fsynced before the rename and the directory after it, so a restarted
@@ -55,6 +68,102 @@ export function writeFileDurable(file: string, data: string | Uint8Array, mode =
     }
   } catch {
     /* a directory fsync is not supported everywhere; the rename is done either way */
+  }
+}
+
+/**
+ * writeFileDurable on libuv's thread pool: the same temp file, fsync, rename and
+ * directory fsync, without holding the event loop for the disk (a daemon
+ * serving other owners' requests writes its VM records with this).
+ */
+export async function writeFileDurableAsync(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  let fh: fs.promises.FileHandle | undefined;
+  try {
+    fh = await fs.promises.open(tmp, 'wx', mode);
+    await fh.writeFile(data);
+    await fh.chmod(mode);
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await fs.promises.rename(tmp, file);
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    await fs.promises.rm(tmp, { force: true });
+    throw e;
+  }
+  let dh: fs.promises.FileHandle | undefined;
+  try {
+    dh = await fs.promises.open(dir, 'r');
+    await dh.sync();
+  } catch {
+    /* a directory fsync is not supported everywhere; the rename is done either way */
+  } finally {
+    await dh?.close().catch(() => undefined);
+  }
+}
+
+interface QueuedFileOp {
+  kind: 'write' | 'remove';
+  data: string | Uint8Array;
+  mode: number;
+  started: boolean;
+}
+
+/**
+ * Durable writes and removals of files, off the event loop, in the order they
+ * were asked for per file. A write asked for while an earlier one of the same
+ * file is still waiting replaces it (only the newest record matters, and a burst
+ * of state changes costs one fsync); a removal cancels a waiting write, so a file
+ * removed is never written again by a write that was queued before it.
+ */
+export class DurableFileQueue {
+  readonly #last = new Map<string, { op: QueuedFileOp; done: Promise<void> }>();
+
+  /** Writes `data` to `file` (writeFileDurableAsync) after what is queued for it; rejects with the fs error. */
+  write(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+    const q = this.#last.get(file);
+    if (q && !q.op.started && q.op.kind === 'write') {
+      q.op.data = data;
+      q.op.mode = mode;
+      return q.done;
+    }
+    return this.#enqueue(file, { kind: 'write', data, mode, started: false });
+  }
+
+  /** Removes `file` (absent is fine) after what is queued for it. */
+  remove(file: string): Promise<void> {
+    const q = this.#last.get(file);
+    if (q && !q.op.started) {
+      q.op.kind = 'remove';
+      return q.done;
+    }
+    return this.#enqueue(file, { kind: 'remove', data: '', mode: 0, started: false });
+  }
+
+  /** Resolves once everything queued so far has been carried out (or has failed). */
+  async flush(): Promise<void> {
+    await Promise.allSettled([...this.#last.values()].map((e) => e.done));
+  }
+
+  #enqueue(file: string, op: QueuedFileOp): Promise<void> {
+    const prev = this.#last.get(file)?.done ?? Promise.resolve();
+    const done = prev
+      .catch(() => undefined)
+      .then(() => {
+        op.started = true;
+        return op.kind === 'write' ? writeFileDurableAsync(file, op.data, op.mode) : fs.promises.rm(file, { force: true });
+      });
+    const entry = { op, done };
+    this.#last.set(file, entry);
+    // Handled here, so a caller that does not wait (a best-effort record update) leaves no unhandled rejection.
+    done
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.#last.get(file) === entry) this.#last.delete(file);
+      });
+    return done;
   }
 }
 

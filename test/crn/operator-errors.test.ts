@@ -55,9 +55,16 @@ function diskFull(): () => void {
     if (typeof p === 'string' && p.startsWith(runDir)) throw enospc(p);
     return (write as (...a: unknown[]) => void)(p, ...rest);
   }) as typeof fs.writeFileSync);
+  // The VM records and session files are written off the event loop (fs.promises).
+  const openAsync = fs.promises.open;
+  const c = vi.spyOn(fs.promises, 'open').mockImplementation(((p: fs.PathLike, ...rest: unknown[]) => {
+    if (String(p).startsWith(runDir) && String(p).endsWith('.tmp')) return Promise.reject(enospc(p));
+    return (openAsync as (...a: unknown[]) => Promise<fs.promises.FileHandle>)(p, ...rest);
+  }) as typeof fs.promises.open);
   return () => {
     a.mockRestore();
     b.mockRestore();
+    c.mockRestore();
   };
 }
 
