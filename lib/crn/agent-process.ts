@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SevkitError } from '../errors.js';
 import { isEthAddress } from '../aleph/wallet.js';
-import { writeFileDurable } from '../util/fs.js';
+import { writeFileDurableAsync } from '../util/fs.js';
 import { isSameProcess, procIdentity } from '../vm/proc.js';
 import { VM_RECORD_FILE } from '../vm/record.js';
 import type { SnpAgentEndpoint, SnpAgentLocator, SnpAgentVm } from './launchers.js';
@@ -56,9 +56,9 @@ export const AGENT_RECORD_FILE = 'agent.json';
 /** The simulated guest's secrets directory in the VM's run dir (0700; each secret 0600). */
 export const AGENT_SECRETS_DIR = 'secrets';
 
-function readRecord(dir: string): AgentRecord | undefined {
+async function readRecord(dir: string): Promise<AgentRecord | undefined> {
   try {
-    const r = JSON.parse(fs.readFileSync(path.join(dir, AGENT_RECORD_FILE), 'utf8')) as Partial<AgentRecord>;
+    const r = JSON.parse(await fs.promises.readFile(path.join(dir, AGENT_RECORD_FILE), 'utf8')) as Partial<AgentRecord>;
     if (r?.version !== 1 || typeof r.owner !== 'string' || !isEthAddress(r.owner)) return undefined;
     const proc = Number.isSafeInteger(r.pid) && (r.pid as number) > 1 && typeof r.startTime === 'string' && /^\d+$/.test(r.startTime);
     return { version: 1, owner: r.owner, ...(proc ? { pid: r.pid!, startTime: r.startTime! } : {}) };
@@ -90,7 +90,7 @@ export function agentProcessLocator(o: AgentProcessOptions): SnpAgentLocator {
 async function startAgent(vm: SnpAgentVm, o: AgentProcessOptions): Promise<SnpAgentEndpoint> {
   const { ref, runDir } = vm;
   if (!runDir) throw new AgentProcessError(`VM ${ref}: no run dir for its guest agent`);
-  const earlier = readRecord(runDir);
+  const earlier = await readRecord(runDir);
   const owner = vm.owner ?? earlier?.owner;
   if (!owner || !isEthAddress(owner))
     throw new AgentProcessError(
@@ -100,13 +100,14 @@ async function startAgent(vm: SnpAgentVm, o: AgentProcessOptions): Promise<SnpAg
   const secretsDir = path.join(runDir, AGENT_SECRETS_DIR);
   try {
     // Not recursive: a run dir removed with its VM must not come back.
-    fs.mkdirSync(secretsDir, { mode: 0o700 });
+    await fs.promises.mkdir(secretsDir, { mode: 0o700 });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== 'EEXIST') throw new AgentProcessError(`VM ${ref}: cannot make the guest's secrets dir ${secretsDir}: ${code ?? (e as Error).message}`);
   }
-  const record = (r: AgentRecord) => writeFileDurable(path.join(runDir, AGENT_RECORD_FILE), `${JSON.stringify(r)}\n`, 0o600);
-  record({ version: 1, owner });
+  // Off the event loop (fsync on the thread pool): a CRN serving many owners must not stall per VM start.
+  const record = (r: AgentRecord) => writeFileDurableAsync(path.join(runDir, AGENT_RECORD_FILE), `${JSON.stringify(r)}\n`, 0o600);
+  await record({ version: 1, owner });
   const args = [...o.command.slice(1), 'guest', 'agent', '--listen', '127.0.0.1:0', '--owner', owner, '--secrets-dir', secretsDir, '--exit-on-stdin-eof'];
   const child = spawn(o.command[0]!, args, {
     // The simulator's SIM_GUEST_ENV (lib/sim/snp/launch-link.ts), spelled here: importing it would pull the QEMU wrapper into sevkit/crn.
@@ -119,11 +120,11 @@ async function startAgent(vm: SnpAgentVm, o: AgentProcessOptions): Promise<SnpAg
   try {
     const port = await agent.listening(o.startTimeoutMs ?? 60_000);
     const id = child.pid ? procIdentity(child.pid) : undefined;
-    if (id) record({ version: 1, owner, pid: id.pid, startTime: id.startTime });
+    if (id) await record({ version: 1, owner, pid: id.pid, startTime: id.startTime });
     return { host: '127.0.0.1', port, close: () => agent.stop().then(() => tidy(runDir)) };
   } catch (e) {
     await agent.stop();
-    tidy(runDir);
+    await tidy(runDir);
     throw e;
   }
 }
@@ -132,8 +133,12 @@ async function startAgent(vm: SnpAgentVm, o: AgentProcessOptions): Promise<SnpAg
  * Once the agent is gone: a run dir without the VM's record is one its VM's end removed while the agent
  * was starting (the agent makes its secrets dir again if it is missing): remove what came back.
  */
-function tidy(runDir: string): void {
-  if (!fs.existsSync(path.join(runDir, VM_RECORD_FILE))) fs.rmSync(runDir, { recursive: true, force: true });
+async function tidy(runDir: string): Promise<void> {
+  const live = await fs.promises.stat(path.join(runDir, VM_RECORD_FILE)).then(
+    () => true,
+    () => false,
+  );
+  if (!live) await fs.promises.rm(runDir, { recursive: true, force: true });
 }
 
 /** One agent child: its listening line, its lines, and a bounded stop. */
