@@ -31,7 +31,10 @@ export function register(program: Command): void {
     .option('--data-cache <DIR>', 'with --api-server: firmware (and rootfs) files named by their item hash', '')
     .option('--node-hash <HASH>', "this CRN's node hash (messages that name a node must name this one)")
     .option('--delegation', "with --api-server: also authorise addresses the owner's aleph security aggregate delegates INSTANCE operations to")
-    .option('--keep-vms', 'on SIGINT/SIGTERM, stop serving but leave the VMs running (the next crn serve on this --run-dir adopts them)')
+    .option(
+      '--keep-vms',
+      'on SIGINT/SIGTERM, stop serving but leave the VMs running (the next crn serve on this --run-dir adopts them; --snp-agent sim agents stop and the next start runs fresh ones)',
+    )
     .option(
       '--snp-agent <HOW>',
       "how SEV-SNP guests' attestation agents are reached: sim (the simulator: a `sevkit guest agent` per VM in its simulated guest; the default there), hostfwd (QEMU user networking forwards a 127.0.0.1 port to guest 8443), none (SNP allocations refused; the default on hardware)",
