@@ -1,13 +1,17 @@
 /**
  * One CRN holding N VM-less guests (N = 10, 100, 1006: an EPYC 9004's ASIDs), each
- * launched by its own owner, in four processes so that nobody's work is counted
+ * launched by its own owner, in separate processes so that nobody's work is counted
  * as somebody else's:
  *
- *   this process   the owners: allocate, then launchOnCrn (chain, session, measurement
- *                  check over the firmware, secret) for all N, at most --concurrency at once
+ *   owners         allocate, then launchOnCrn (chain, session, measurement check over
+ *                  the firmware, secret) for all N, at most --concurrency at once
  *   sim            the simulator daemon (one process for every guest's firmware)
  *   crn            `CrnService` over node:http with SimVmLauncher (no QEMU process per VM)
- *   probe          GET /status/config every 10 ms while the launches run
+ *   probes         GET /status/config every 10 ms while the launches run, and the same
+ *                  against a bare node:http server (what the machine alone costs)
+ *
+ * The owners and the simulator run at nice 10: on a real host they are other machines and
+ * the PSP, not processes competing for the CRN's CPU (--no-nice: all at equal priority).
  *
  * Prints per N: launched/N, wall time, launches/s, /status/config p50/p99/max, CRN CPU
  * per launch (utime+stime from /proc), CRN RSS growth per VM; then the goals as ratios:
@@ -28,6 +32,7 @@ const arg = (name: string, dflt: string) => {
   return i > 0 ? process.argv[i + 1]! : dflt;
 };
 const role = arg('role', 'main');
+const NICE = !process.argv.includes('--no-nice');
 const TOKEN = 'bench-token';
 
 function send(msg: unknown): void {
@@ -71,6 +76,54 @@ if (role === 'sim') {
     loop.reset();
   });
   process.on('SIGTERM', () => void srv.close().then(() => process.exit(0)));
+} else if (role === 'owners') {
+  // The owners: a warm-up launch (JIT, certificate export) first, then on 'go' the timed ones.
+  const { EthWallet } = await import('../lib/aleph/wallet.js');
+  const { CrnClient } = await import('../lib/owner/client.js');
+  const { launchOnCrn } = await import('../lib/owner/launch.js');
+  const { encodeCaChain } = await import('../lib/certs/index.js');
+  const { simulatorCaChain } = await import('../lib/sim/ca-chain.js');
+  const url = arg('url', '');
+  const fwPath = arg('fw', '');
+  const firmware = fs.readFileSync(fwPath);
+  const ca = encodeCaChain(simulatorCaChain(arg('state', ''))!);
+  const launchOne = async (): Promise<boolean> => {
+    const wallet = EthWallet.generate();
+    const ref = crypto.randomBytes(32).toString('hex');
+    await new CrnClient({ url }).allocate(TOKEN, { ref, owner: wallet.address, firmware: fwPath, policy: 1, vcpus: 1, memory_mb: 512 });
+    const r = await launchOnCrn({
+      client: new CrnClient({ url, wallet }),
+      ref,
+      firmware,
+      policy: 1,
+      secret: Buffer.from('pw'),
+      ca,
+      measurementTimeoutMs: 120_000,
+    });
+    return (r.status as { status?: string }).status === 'running';
+  };
+  send({ warm: await launchOne().catch(() => false) });
+  await new Promise((r) => process.stdin.once('data', r));
+  const count = Number(arg('count', '0'));
+  const errors: Record<string, number> = {};
+  let ok = 0;
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: Math.min(Number(arg('concurrency', '32')), count) }, async () => {
+      while (next < count) {
+        next++;
+        try {
+          if (await launchOne()) ok++;
+        } catch (e) {
+          const m = (e as Error).message.slice(0, 120);
+          errors[m] = (errors[m] ?? 0) + 1;
+        }
+      }
+    }),
+  );
+  send({ ok, errors, wall: performance.now() - t0 });
+  process.exit(0);
 } else if (role === 'floor') {
   // A bare node:http server answering like /status/config: the same probe against it, under the same
   // load, shows what this machine's scheduling alone costs a process that does nothing else.
@@ -102,10 +155,13 @@ if (role === 'sim') {
   await main();
 }
 
-function child(args: string[]): { proc: ChildProcess; first: Promise<Record<string, unknown>>; last: () => Promise<Record<string, unknown>> } {
+function child(args: string[], nice = false): { proc: ChildProcess; first: Promise<Record<string, unknown>>; last: () => Promise<Record<string, unknown>> } {
   // --profile-crn DIR: a V8 CPU profile of the CRN process, to see where its time goes.
   const prof = args.includes('crn') && arg('profile-crn', '') ? ['--cpu-prof', `--cpu-prof-dir=${arg('profile-crn', '')}`] : [];
-  const proc = spawn(process.execPath, [...process.execArgv, ...prof, process.argv[1]!, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const argv = [...process.execArgv, ...prof, process.argv[1]!, ...args];
+  const proc = nice
+    ? spawn('nice', ['-n', '10', process.execPath, ...argv], { stdio: ['pipe', 'pipe', 'inherit'] })
+    : spawn(process.execPath, argv, { stdio: ['pipe', 'pipe', 'inherit'] });
   let buf = '';
   const lines: Record<string, unknown>[] = [];
   const waiters: Array<() => void> = [];
@@ -141,27 +197,25 @@ function pct(xs: number[], p: number): number {
 }
 
 async function main(): Promise<void> {
-  const { EthWallet } = await import('../lib/aleph/wallet.js');
-  const { CrnClient } = await import('../lib/owner/client.js');
-  const { launchOnCrn } = await import('../lib/owner/launch.js');
-  const { encodeCaChain } = await import('../lib/certs/index.js');
-  const { simulatorCaChain } = await import('../lib/sim/ca-chain.js');
   const { makeDemoFirmware } = await import('../lib/demo/demo.js');
   const NS = arg('n', '10,100,1006').split(',').map(Number);
   const CONC = Number(arg('concurrency', '32'));
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-bench-scale-'));
-  const sim = child(['--role', 'sim', '--state', path.join(tmp, 'sim')]);
+  const sim = child(['--role', 'sim', '--state', path.join(tmp, 'sim')], NICE);
   const socket = (await sim.first).socket as string;
   const floor = child(['--role', 'floor']);
   const floorUrl = (await floor.first).url as string;
   const fwPath = makeDemoFirmware(tmp).path;
   const firmware = fs.readFileSync(fwPath);
-  const ca = encodeCaChain(simulatorCaChain(path.join(tmp, 'sim'))!);
   console.log(
     `CRN scale benchmark (SIMULATED, VM-less guests in one simulator process; node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)})`,
   );
   console.log(
-    `firmware ${(firmware.length / 1024).toFixed(0)} KiB, owners in this process (${CONC} at once), CRN, simulator and /status/config probe in their own`,
+    `firmware ${(firmware.length / 1024).toFixed(0)} KiB; owners (${CONC} at once), CRN, simulator and /status/config probes each in their own process; ${
+      NICE
+        ? 'owners and simulator at nice 10 (they stand for remote machines and the PSP, not the CRN host; --no-nice for equal priority)'
+        : 'all at equal priority'
+    }`,
   );
   const rows: { n: number; ok: number; cpuPer: number; memPerKb: number; p99: number; idleP99: number; floorP99: number; loopMax: number }[] = [];
   try {
@@ -173,23 +227,11 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 2000));
       idleProbe.proc.stdin!.end('stop\n');
       const idle = ((await idleProbe.last()).lat as number[]) ?? [];
-      // Warm-up: the first of the N launches (JIT, certificate export) runs before the counters start.
-      const launchOne = async (): Promise<boolean> => {
-        const wallet = EthWallet.generate();
-        const ref = crypto.randomBytes(32).toString('hex');
-        await new CrnClient({ url }).allocate(TOKEN, { ref, owner: wallet.address, firmware: fwPath, policy: 1, vcpus: 1, memory_mb: 512 });
-        const r = await launchOnCrn({
-          client: new CrnClient({ url, wallet }),
-          ref,
-          firmware,
-          policy: 1,
-          secret: Buffer.from('pw'),
-          ca,
-          measurementTimeoutMs: 120_000,
-        });
-        return (r.status as { status?: string }).status === 'running';
-      };
-      const warm = (await launchOne()) ? 1 : 0;
+      const owners = child(
+        ['--role', 'owners', '--url', url, '--fw', fwPath, '--state', path.join(tmp, 'sim'), '--count', String(n - 1), '--concurrency', String(CONC)],
+        NICE,
+      );
+      const warm = (await owners.first).warm ? 1 : 0;
       const timed = n - 1;
       const probe = child(['--role', 'probe', '--url', url]);
       const floorProbe = child(['--role', 'probe', '--url', floorUrl]);
@@ -198,22 +240,11 @@ async function main(): Promise<void> {
       await crn.last();
       const u0 = usage(crn.proc.pid!);
       const t0 = performance.now();
-      let ok = warm;
-      const errors = new Map<string, number>();
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: Math.min(CONC, timed) }, async () => {
-          while (next < timed) {
-            next++;
-            try {
-              if (await launchOne()) ok++;
-            } catch (e) {
-              const m = (e as Error).message.slice(0, 120);
-              errors.set(m, (errors.get(m) ?? 0) + 1);
-            }
-          }
-        }),
-      );
+      const result = owners.last();
+      owners.proc.stdin!.write('go\n');
+      const res = (await result) as { ok: number; errors: Record<string, number>; wall: number };
+      const ok = warm + res.ok;
+      const errors = new Map(Object.entries(res.errors));
       const wall = performance.now() - t0;
       const u1 = usage(crn.proc.pid!);
       // Each child answers once; ask for every answer before awaiting any (last() waits for the next line).

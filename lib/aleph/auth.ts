@@ -229,19 +229,82 @@ export class SignedPubKeyCache {
     if (this.#entries.size >= this.#max && !this.#entries.has(value)) this.#entries.delete(this.#entries.keys().next().value!);
     this.#entries.set(value, e);
   }
+
+  readonly #inFlight = new Map<string, Promise<VerifiedPubKey>>();
+
+  /** @internal the check of exactly this header text that is under way, if any. */
+  inFlight(value: string): Promise<VerifiedPubKey> | undefined {
+    return this.#inFlight.get(value);
+  }
+
+  /** @internal holds `check` as this header's check under way; a success enters the cache, a failure does not. */
+  track(value: string, check: Promise<VerifiedPubKey>): Promise<VerifiedPubKey> {
+    this.#inFlight.set(value, check);
+    check.then(
+      (v) => {
+        this.#inFlight.delete(value);
+        this.set(value, v);
+      },
+      () => this.#inFlight.delete(value),
+    );
+    return check;
+  }
 }
 
-function decodePubKeyHeader(req: VerifyRequest, now: number, cache?: SignedPubKeyCache): { payload: PubKeyPayload; key: crypto.KeyObject } {
+function decodePubKeyHeader(req: VerifyRequest, now: number, cache?: SignedPubKeyCache): VerifiedPubKey {
   const raw = cache ? header(req, 'X-SignedPubKey') : undefined;
   const hit = raw !== undefined ? cache!.get(raw, now) : undefined;
   if (hit) return hit;
-  const v = verifyPubKeyHeader(req, now);
+  const h = parsePubKeyHeader(req, now);
+  let ok: boolean;
+  try {
+    ok = h.chain === 'ETH' ? ethRecoverAddress(h.bytes, h.signature).toLowerCase() === h.address.toLowerCase() : solSigned(h);
+  } catch {
+    ok = false;
+  }
+  const v = verifiedPubKey(h, ok);
   if (raw !== undefined) cache!.set(raw, v);
   return v;
 }
 
-function verifyPubKeyHeader(req: VerifyRequest, now: number): VerifiedPubKey {
-  const { bytes: payloadBytes, signature, payload: p } = decodeSignedHeader(req, 'X-SignedPubKey', 'Invalid X-SignedPubKey data');
+/** decodePubKeyHeader with the wallet signature checked by `recoverEth` (off the event loop); one check per header text at a time. */
+async function decodePubKeyHeaderAsync(
+  req: VerifyRequest,
+  now: number,
+  recoverEth: (message: Uint8Array, signature: Uint8Array) => Promise<string>,
+  cache?: SignedPubKeyCache,
+): Promise<VerifiedPubKey> {
+  const raw = cache ? header(req, 'X-SignedPubKey') : undefined;
+  const hit = raw !== undefined ? cache!.get(raw, now) : undefined;
+  if (hit) return hit;
+  const inFlight = raw !== undefined ? cache!.inFlight(raw) : undefined;
+  if (inFlight) return inFlight;
+  const h = parsePubKeyHeader(req, now);
+  const check = (async () => {
+    let ok: boolean;
+    try {
+      ok = h.chain === 'ETH' ? (await recoverEth(h.bytes, h.signature)).toLowerCase() === h.address.toLowerCase() : solSigned(h);
+    } catch {
+      ok = false;
+    }
+    return verifiedPubKey(h, ok);
+  })();
+  if (raw === undefined) return check;
+  return cache!.track(raw, check);
+}
+
+/** An X-SignedPubKey whose fields are well-formed and unexpired; its wallet signature not yet checked. */
+interface ParsedPubKey {
+  bytes: Buffer;
+  signature: Buffer;
+  address: string;
+  chain: WalletChain;
+  payload: Record<string, unknown>;
+  expires: number;
+}
+
+function parsePubKeyHeader(req: VerifyRequest, now: number): ParsedPubKey {
+  const { bytes, signature, payload: p } = decodeSignedHeader(req, 'X-SignedPubKey', 'Invalid X-SignedPubKey data');
   if (!p || typeof p.address !== 'string' || typeof p.expires !== 'string' || !p.pubkey || typeof p.pubkey !== 'object') {
     throw new AuthError(400, 'Invalid X-SignedPubKey data');
   }
@@ -250,21 +313,17 @@ function verifyPubKeyHeader(req: VerifyRequest, now: number): VerifiedPubKey {
   const expires = parseIsoTime(p.expires);
   if (expires === undefined) throw new AuthError(400, 'Invalid X-SignedPubKey data');
   if (!(expires > now)) throw new AuthError(401, 'Token expired');
+  return { bytes, signature, address: p.address, chain, payload: p, expires };
+}
 
-  // The wallet must have signed exactly these payload bytes.
-  let ok: boolean;
-  if (chain === 'ETH') {
-    try {
-      ok = ethRecoverAddress(payloadBytes, signature).toLowerCase() === p.address.toLowerCase();
-    } catch {
-      ok = false;
-    }
-  } else {
-    ok = solVerify(p.address, Buffer.from(payloadBytes.toString('hex'), 'ascii'), signature);
-  }
-  if (!ok) throw new AuthError(401, 'Invalid signature');
+function solSigned(h: ParsedPubKey): boolean {
+  return solVerify(h.address, Buffer.from(h.bytes.toString('hex'), 'ascii'), h.signature);
+}
 
-  const jwk = p.pubkey as Record<string, unknown>;
+/** The header's ephemeral P-256 key, once the wallet is known to have signed exactly these payload bytes (`signed`). */
+function verifiedPubKey(h: ParsedPubKey, signed: boolean): VerifiedPubKey {
+  if (!signed) throw new AuthError(401, 'Invalid signature');
+  const jwk = h.payload.pubkey as Record<string, unknown>;
   if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') {
     throw new AuthError(400, 'Invalid X-SignedPubKey data');
   }
@@ -275,7 +334,7 @@ function verifyPubKeyHeader(req: VerifyRequest, now: number): VerifiedPubKey {
   } catch {
     throw new AuthError(400, 'Invalid X-SignedPubKey data');
   }
-  return { payload: { ...(p as unknown as PubKeyPayload), chain }, key, expires };
+  return { payload: { ...(h.payload as unknown as PubKeyPayload), chain: h.chain }, key, expires: h.expires };
 }
 
 /**
@@ -285,8 +344,25 @@ function verifyPubKeyHeader(req: VerifyRequest, now: number): VerifiedPubKey {
  */
 export function verifyAuthHeaders(req: VerifyRequest, opts: { domain: string; now?: Date; cache?: SignedPubKeyCache }): VerifiedCaller {
   const now = (opts.now ?? new Date()).getTime();
-  const { payload: pk, key } = decodePubKeyHeader(req, now, opts.cache);
+  return verifyOperation(req, now, opts.domain, decodePubKeyHeader(req, now, opts.cache));
+}
 
+/**
+ * verifyAuthHeaders for a server: an Ethereum wallet signature not in `cache` is
+ * checked by `recoverEth` (EthRecoverWorker.recover: off the event loop), and
+ * requests that carry the same new header at once share one check. Same
+ * answers and AuthErrors as verifyAuthHeaders.
+ */
+export async function verifyAuthHeadersAsync(
+  req: VerifyRequest,
+  opts: { domain: string; now?: Date; cache?: SignedPubKeyCache; recoverEth: (message: Uint8Array, signature: Uint8Array) => Promise<string> },
+): Promise<VerifiedCaller> {
+  const now = (opts.now ?? new Date()).getTime();
+  return verifyOperation(req, now, opts.domain, await decodePubKeyHeaderAsync(req, now, opts.recoverEth, opts.cache));
+}
+
+/** The X-SignedOperation half: signed by the header's ephemeral key, for this domain, path, method and about now. */
+function verifyOperation(req: VerifyRequest, now: number, domain: string, pk: VerifiedPubKey): VerifiedCaller {
   const { bytes: opBytes, signature: opSig, payload: op } = decodeSignedHeader(req, 'X-SignedOperation', 'Invalid X-SignedOperation fields');
   if (!op || typeof op.path !== 'string' || typeof op.domain !== 'string' || (op.method !== 'GET' && op.method !== 'POST')) {
     throw new AuthError(400, 'Invalid X-SignedOperation fields');
@@ -296,23 +372,20 @@ export function verifyAuthHeaders(req: VerifyRequest, opts: { domain: string; no
   if (t === undefined || t < now - OPERATION_SKEW_MS || t > now + OPERATION_SKEW_MS) {
     throw new AuthError(400, 'Invalid X-SignedOperation fields');
   }
-  if (op.domain !== opts.domain) throw new AuthError(401, `Invalid domain: Signed: '${clip(op.domain)}' != '${clip(opts.domain)}'`);
+  if (op.domain !== domain) throw new AuthError(401, `Invalid domain: Signed: '${clip(op.domain)}' != '${clip(domain)}'`);
   if (op.path !== req.path) throw new AuthError(401, `Invalid path. Signed: '${clip(op.path)}' != '${clip(req.path)}'`);
   if (op.method !== req.method.toUpperCase()) throw new AuthError(401, `Invalid method. Signed: '${op.method}' != '${clip(req.method)}'`);
 
-  if (opSig.length !== 64 || !crypto.verify('sha256', opBytes, { key, dsaEncoding: 'ieee-p1363' }, opSig)) {
+  if (opSig.length !== 64 || !crypto.verify('sha256', opBytes, { key: pk.key, dsaEncoding: 'ieee-p1363' }, opSig)) {
     throw new AuthError(401, 'Signature could not verified');
   }
   // The ephemeral key is only good for the domain it was issued for, when the issuer says so
   // (aleph's server accepts a key without one); a domain that is not this CRN's name, of any type, is refused.
-  const keyDomain: unknown = pk.domain;
-  if (keyDomain !== undefined && keyDomain !== opts.domain) {
-    throw new AuthError(
-      401,
-      `Invalid domain: Signed: '${clip(typeof keyDomain === 'string' ? keyDomain : JSON.stringify(keyDomain))}' != '${clip(opts.domain)}'`,
-    );
+  const keyDomain: unknown = pk.payload.domain;
+  if (keyDomain !== undefined && keyDomain !== domain) {
+    throw new AuthError(401, `Invalid domain: Signed: '${clip(typeof keyDomain === 'string' ? keyDomain : JSON.stringify(keyDomain))}' != '${clip(domain)}'`);
   }
-  return { address: pk.address, chain: pk.chain };
+  return { address: pk.payload.address, chain: pk.payload.chain };
 }
 
 function clip(s: string): string {

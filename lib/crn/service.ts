@@ -31,7 +31,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AuthError, SignedPubKeyCache, verifyAuthHeaders, type VerifiedCaller } from '../aleph/auth.js';
+import { AuthError, SignedPubKeyCache, verifyAuthHeadersAsync, type VerifiedCaller } from '../aleph/auth.js';
+import { EthRecoverWorker } from '../aleph/recover-worker.js';
 import type { AdoptedVm, CertificateSource, CrnVm, CrnPlatformCerts, VmLauncher } from './backend.js';
 import { decodeStrictBase64 } from '../util/base64.js';
 import { SEV_CERT_SIZE } from '../certs/constants.js';
@@ -194,6 +195,8 @@ export class CrnService {
   readonly #routes = new Map<string, CrnRoute<CrnService>[]>();
   /** Verified wallet-signed keys: a request then costs one P-256 verify, not a secp256k1 recovery. */
   readonly #keys = new SignedPubKeyCache();
+  // A new owner's wallet signature (pure-JS secp256k1, ~2 ms) is checked on a worker thread.
+  readonly #recoverer = new EthRecoverWorker();
   readonly #records = new DurableFileQueue();
   readonly #pendingFiles = new Set<Promise<unknown>>();
 
@@ -442,6 +445,7 @@ export class CrnService {
 
   async #close(opts: { keepVms?: boolean }): Promise<void> {
     this.#closing = true;
+    await this.#recoverer.close();
     await this.#restoring.catch(() => undefined);
     if (opts.keepVms) {
       for (const r of this.#vms.values()) {
@@ -634,9 +638,9 @@ export class CrnService {
 
   async #machine(req: IncomingMessage, res: ServerResponse, urlPath: string, ref: string, op: 'initialize' | 'measurement' | 'inject_secret'): Promise<void> {
     // aleph's order: authenticate, then the ref, then the pool, then the owner.
-    const caller: VerifiedCaller = verifyAuthHeaders(
+    const caller: VerifiedCaller = await verifyAuthHeadersAsync(
       { method: req.method ?? 'GET', path: urlPath, headers: req.headers },
-      { domain: this.#o.domain, now: this.#o.now(), cache: this.#keys },
+      { domain: this.#o.domain, now: this.#o.now(), cache: this.#keys, recoverEth: (m, s) => this.#recoverer.recover(m, s) },
     );
     if (!REF_RE.test(ref)) throw errorJson(400, `Invalid ref: '${ref.slice(0, 80)}'`);
     let rec = this.#vms.get(ref);
