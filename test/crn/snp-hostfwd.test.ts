@@ -177,12 +177,21 @@ describe.skipIf(!!simReason)('crn serve --snp-agent hostfwd', { timeout: 300_000
     await s1.stop();
     expect(s1.proc.exitCode).toBe(0);
     expect(fs.existsSync(path.join(vmDir, 'vm.json'))).toBe(true);
-    const s2 = await serve(runDir, []);
+    // The second one forwards on every address (--agent-host 0.0.0.0: owners elsewhere reach mapped_ports).
+    const s2 = await serve(runDir, ['--agent-host', '0.0.0.0']);
     await until('adopted', () => /adopted 1 running VM/.test(s2.stderr()), 60_000);
     const e2 = await entry(s2.url, ref);
     expect(e2?.state).toBe('running');
     expect(spec().hostForward).toEqual(fwd);
-    expect(await exchange(e2!.mapped_ports!['8443']!.host, 'two\n')).toBe('guest:two\n');
+    const port2 = e2!.mapped_ports!['8443']!.host;
+    expect(await exchange(port2, 'two\n')).toBe('guest:two\n');
+    const listening = fs
+      .readFileSync('/proc/net/tcp', 'utf8')
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => f[3] === '0A')
+      .map((f) => f[1]);
+    expect(listening).toContain(`00000000:${port2.toString(16).toUpperCase().padStart(4, '0')}`);
     await s2.stop();
     expect(processesMentioning(runDir)).toEqual([]);
     expect(filesUnder(runDir)).toEqual([]);

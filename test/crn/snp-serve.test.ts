@@ -250,6 +250,11 @@ describe.skipIf(!!simReason)('sevkit crn serve: SEV-SNP with the CLI alone (--sn
     });
     expect([bad.code, bad.stderr.trim()]).toEqual([2, "sevkit: --snp-agent must be sim, hostfwd or none, got 'ssh'"]);
     expect(fs.existsSync(path.join(root, 'bad'))).toBe(false);
+    const host = await runCli(['crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'x', '--run-dir', path.join(root, 'bad'), '--agent-host', 'anywhere'], {
+      timeoutMs: 60_000,
+    });
+    expect([host.code, host.stderr.trim()]).toEqual([2, "sevkit: --agent-host must be an IP address, got 'anywhere'"]);
+    expect(fs.existsSync(path.join(root, 'bad'))).toBe(false);
     const hw = await runCli(['crn', 'serve', '--listen', '127.0.0.1:0', '--domain', 'x', '--run-dir', path.join(root, 'bad'), '--snp-agent', 'sim'], {
       timeoutMs: 60_000,
       env: { SEVKIT_SIM_SOCKET: '' },

@@ -35,6 +35,7 @@ export function register(program: Command): void {
       '--keep-vms',
       'on SIGINT/SIGTERM, stop serving but leave the VMs running (the next crn serve on this --run-dir adopts them; --snp-agent sim agents stop and the next start runs fresh ones)',
     )
+    .option('--agent-host <ADDR>', "address SEV-SNP guests' forwarded agent ports listen on (mapped_ports; default 127.0.0.1, e.g. 0.0.0.0 for remote owners)")
     .option(
       '--snp-agent <HOW>',
       "how SEV-SNP guests' attestation agents are reached: sim (the simulator: a `sevkit guest agent` per VM in its simulated guest; the default there), hostfwd (QEMU user networking forwards a 127.0.0.1 port to guest 8443), none (SNP allocations refused; the default on hardware)",
@@ -113,6 +114,7 @@ interface ServeOpts {
   delegation?: boolean;
   keepVms?: boolean;
   snpAgent?: string;
+  agentHost?: string;
 }
 
 /** The SupervisorLauncher options `--snp-agent` selects. */
@@ -169,6 +171,8 @@ async function serveCmd(o: ServeOpts): Promise<number> {
   const simulated = env.simSocket !== undefined;
   const log = o.quiet ? undefined : (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
   const snp = await snpAgentOptions(o.snpAgent, simulated, log);
+  const { isIP } = await import('node:net');
+  if (o.agentHost !== undefined && !isIP(o.agentHost)) throw new UsageError(`--agent-host must be an IP address, got '${o.agentHost.slice(0, 60)}'`);
   // The default lives in a shared /tmp: the library refuses a directory someone else made or can write
   // (they could swap the session files and the VMs' QMP sockets); checked before anything is created in it.
   const { ensurePrivateDir } = await import('../../util/fs.js');
@@ -227,6 +231,7 @@ async function serveCmd(o: ServeOpts): Promise<number> {
       platformKind: simulated ? 'simulated' : 'hardware',
       ...aleph,
       ...(log ? { log } : {}),
+      ...(o.agentHost ? { forward: { listenHost: o.agentHost } } : {}),
     });
   } catch (e) {
     // startCrnServer left any adopted VM running and released the run dir: the next start takes them.
