@@ -312,9 +312,17 @@ export function smpCpus(props: Map<string, string>, text: string): number {
   return cpus;
 }
 
+/**
+ * Whether the QEMU version the wrapper plays ("M.m[.u]"; default Debian's 7.2) is >= 9.1: it has the
+ * sev-snp-guest object, and its query-sev answers the SevInfo union tagged by `sev-type`.
+ */
+export function qemuHasSnp(version: string | undefined): boolean {
+  const [vMajor, vMinor] = (version ?? '7.2.0').split('.').map(Number) as [number, number];
+  return vMajor > SNP_QEMU[0]! || (vMajor === SNP_QEMU[0] && vMinor >= SNP_QEMU[1]!);
+}
+
 export function parseQemuArgs(args: string[], options: ParseQemuOptions = {}): ParsedQemu {
-  const [vMajor, vMinor] = (options.qemuVersion ?? '7.2.0').split('.').map(Number) as [number, number];
-  const knowsSnp = vMajor > SNP_QEMU[0]! || (vMajor === SNP_QEMU[0] && vMinor >= SNP_QEMU[1]!);
+  const knowsSnp = qemuHasSnp(options.qemuVersion);
   const snpObjects = new Map<string, { props: Map<string, string>; text: string }>();
   const opts = parseOpts(args);
   const p: ParsedQemu = { opts, vcpus: 1, qmpSockets: [], startPaused: false };

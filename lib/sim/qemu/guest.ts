@@ -166,6 +166,8 @@ export class SevGuest {
     /** `<SEVKIT_SIM_STATE>/guests/<vm>` */
     private readonly guestDir: string | undefined,
     private readonly device: SevDeviceAccess = { simulatedPath: '/dev/sev', viaShim: false },
+    /** The played QEMU is >= 9.1: query-sev carries `sev-type` (qemuHasSnp). */
+    private readonly sevInfoUnion = false,
   ) {}
 
   /**
@@ -356,15 +358,7 @@ export class SevGuest {
     switch (command) {
       case 'query-sev':
         qapiArgs(args);
-        return {
-          enabled: true,
-          'api-minor': this.api.minor,
-          handle: this.handle,
-          state: this.state,
-          'api-major': this.api.major,
-          'build-id': this.api.build,
-          policy: this.cfg.policy,
-        };
+        return sevInfoReply({ enabled: true, api: this.api, state: this.state, policy: this.cfg.policy, handle: this.handle }, this.sevInfoUnion);
       case 'query-sev-launch-measure':
         qapiArgs(args);
         if (!this.measurement || this.state === 'uninit' || this.state === 'launch-update') {
@@ -456,6 +450,28 @@ export class SevGuest {
     }
     return {};
   }
+}
+
+/**
+ * query-sev for a legacy SEV or SEV-ES guest (or none: `enabled` false and every value zero), keys in the
+ * order QEMU's QDict writes them (its hash buckets: the 7.2 capture in kernel-qemu.md §3.2). QEMU >= 9.1
+ * (`union`) adds `sev-type`, which is "sev" for SEV-ES guests too (SevGuestType has only sev and sev-snp)
+ * and for a QEMU with no SEV guest (the zeroed SevInfo's tag).
+ */
+export function sevInfoReply(
+  info: { enabled: boolean; api: ApiInfo; state: SevState; policy: number; handle: number },
+  union: boolean,
+): Record<string, unknown> {
+  return {
+    enabled: info.enabled,
+    'api-minor': info.api.minor,
+    handle: info.handle,
+    state: info.state,
+    'api-major': info.api.major,
+    ...(union ? { 'sev-type': 'sev' } : {}),
+    'build-id': info.api.build,
+    policy: info.policy,
+  };
 }
 
 /** query-sev-capabilities as QEMU builds it (reduced-phys-bits is hard-coded 1 there). */

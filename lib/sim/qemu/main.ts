@@ -18,10 +18,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseQemuArgs, rewriteForRealQemu, QemuArgvError, type ParsedQemu } from './argv.js';
+import { parseQemuArgs, qemuHasSnp, rewriteForRealQemu, QemuArgvError, type ParsedQemu } from './argv.js';
 import { InProcessFirmware, fwStatusText, type GuestFirmware } from './firmware.js';
 import { SnpGuest } from './snp-guest.js';
-import { SevGuest, QemuStartError, qapiArgs, qapiString, querySevCapabilities, type HostCpu, type SevDeviceAccess } from './guest.js';
+import { SevGuest, QemuStartError, qapiArgs, qapiString, querySevCapabilities, sevInfoReply, type HostCpu, type SevDeviceAccess } from './guest.js';
 import { QmpReply, QmpServer } from './qmp-server.js';
 import { VmlessMachine } from './vmless.js';
 import { settlesWithin } from '../../util/async.js';
@@ -177,7 +177,7 @@ export async function main(args: string[]): Promise<void> {
     if (p.sev) {
       fw = await openFirmware();
       host = await hostCpu();
-      guest = new SevGuest(p.sev, p, fw, host, guestDirFor(p.name), sevDeviceAccess());
+      guest = new SevGuest(p.sev, p, fw, host, guestDirFor(p.name), sevDeviceAccess(), qemuHasSnp(simVersion));
       await guest.launch();
       if (!p.startPaused) await guest.finish();
     } else if (p.snp) {
@@ -299,6 +299,10 @@ export async function main(args: string[]): Promise<void> {
       fw ??= await openFirmware();
       host ??= await hostCpu();
       return querySevCapabilities(fw, host);
+    } else if (command === 'query-sev' && qemuHasSnp(simVersion)) {
+      // No SEV guest on the QEMU played: its zeroed SevInfo (a real 7.2 underneath would leave out sev-type).
+      qapiArgs(cmdArgs);
+      return sevInfoReply({ enabled: false, api: { major: 0, minor: 0, build: 0 }, state: 'uninit', policy: 0, handle: 0 }, true);
     }
     if (machine) {
       if (command === 'query-sev' || command === 'query-sev-launch-measure') qapiArgs(cmdArgs);
@@ -308,7 +312,7 @@ export async function main(args: string[]): Promise<void> {
           { name: 'secret', type: 'str' },
           { name: 'gpa', type: 'uint64', optional: true },
         ]);
-      if (command === 'query-sev') return { enabled: false, 'api-minor': 0, handle: 0, state: 'uninit', 'api-major': 0, 'build-id': 0, policy: 0 };
+      if (command === 'query-sev') return sevInfoReply({ enabled: false, api: { major: 0, minor: 0, build: 0 }, state: 'uninit', policy: 0, handle: 0 }, false);
       if (command === 'query-sev-launch-measure') throw new QmpReply('GenericError', 'SEV launch measurement is not available');
       if (command === 'sev-inject-launch-secret') throw new QmpReply('GenericError', 'SEV not enabled for guest');
       if (command === 'query-sev-attestation-report') {

@@ -257,14 +257,15 @@ export class SnpGuest {
     switch (command) {
       case 'query-sev':
         qapiArgs(args);
+        // In QDict's order, as sevInfoReply.
         return {
           enabled: true,
-          'api-major': this.api.major,
           'api-minor': this.api.minor,
-          'build-id': this.api.build,
           state: this.state,
-          'sev-type': 'sev-snp',
+          'api-major': this.api.major,
           'snp-policy': Number(this.cfg.policy),
+          'sev-type': 'sev-snp',
+          'build-id': this.api.build,
         };
       case 'query-sev-launch-measure':
         qapiArgs(args);
