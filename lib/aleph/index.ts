@@ -7,8 +7,11 @@ export {
   createAuthSession,
   signOperation,
   verifyAuthHeaders,
+  verifyAuthHeadersAsync,
+  SignedPubKeyCache,
   isOwner,
 } from './auth.js';
+export { EthRecoverWorker } from './recover-worker.js';
 export type { PubKeyPayload, OperationPayload, AuthSession, VerifiedCaller, VerifyRequest } from './auth.js';
 export type { AlephSevInfo, SevMeasurementResponse } from './messages.js';
 export { toAlephSevInfo, hostReportOf, hostReportFromJson } from './sev-info.js';

@@ -82,6 +82,8 @@ export interface SnpLaunchSpec {
   kernel?: string;
   initrd?: string;
   append?: string;
+  /** The owner's address from the allocation (an agent the launcher starts accepts only its envelopes). */
+  owner?: string;
   /** Directory the launcher may use for this VM. */
   workDir: string;
 }
@@ -97,6 +99,8 @@ export interface VmLauncher {
   launch(spec: LaunchSpec): Promise<CrnVm>;
   /** SEV-SNP instances: a VM that is running once `ready` settles and has `agentAddress()`. Absent: this CRN has no SNP. */
   launchSnp?(spec: SnpLaunchSpec): Promise<CrnVm>;
+  /** Set when `launchSnp` exists but could not serve an SNP VM (e.g. no way to reach guest agents): SNP allocations are refused with it. */
+  readonly snpUnavailable?: string | undefined;
   /**
    * On start: the VMs of an earlier process on the same run dir whose QEMU is
    * still running, for the refs in `refs` (the CRN's records); any other

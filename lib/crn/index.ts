@@ -4,7 +4,18 @@ export { CrnService, SNP_AGENT_PORT, type CrnServiceOptions, type AllocationRequ
 export { PortForwarder, ForwardListenError, type PortForwarderOptions, type AgentAddress } from './forward.js';
 export { startCrnServer, type CrnServer } from './server.js';
 
-export { SupervisorLauncher, platformCertificateSource, NoAgentLocatorError, type SnpAgentLocator, type SnpAgentEndpoint } from './launchers.js';
+export {
+  SupervisorLauncher,
+  platformCertificateSource,
+  NoAgentLocatorError,
+  hostForwardAgentLocator,
+  freeLoopbackPort,
+  type SupervisorLauncherOptions,
+  type SnpAgentLocator,
+  type SnpAgentEndpoint,
+  type SnpAgentVm,
+} from './launchers.js';
+export { agentProcessLocator, AgentProcessError, AGENT_RECORD_FILE, AGENT_SECRETS_DIR, type AgentProcessOptions } from './agent-process.js';
 export type { CrnMode } from './aleph-mode.js';
 export {
   exactOwner,

@@ -4,6 +4,7 @@
  * + lib/certs) as the certificate source, with sevctl's CEK handling.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import type { AlephSevInfo } from '../aleph/messages.js';
 import { toAlephSevInfo } from '../aleph/sev-info.js';
 import type { CaChain, KdsOptions } from '../certs/index.js';
@@ -11,8 +12,9 @@ import type { AdoptedVm, CertificateSource, CrnPlatformCerts, CrnVm, CrnVmRunSta
 import type { ConfidentialVm, Supervisor } from '../vm/index.js';
 import type { AgentAddress } from './forward.js';
 import { SevkitError } from '../errors.js';
+import { SNP_AGENT_PORT } from './service.js';
 
-/** A guest agent's address, and how to let go of it when the VM ends (e.g. the simulator's in-process agent). */
+/** A guest agent's address, and how to let go of it when the VM ends or is let go of (e.g. stop the agent process a locator started). */
 export interface SnpAgentEndpoint extends AgentAddress {
   close?(): Promise<void>;
 }
@@ -22,13 +24,64 @@ export interface SnpAgentEndpoint extends AgentAddress {
  * and port 8443; on the simulator, where its guest side runs the agent for a VM-less guest (it may
  * start it here). Called once per VM start or adoption.
  */
-export type SnpAgentLocator = (vm: { ref: string; pid: number | undefined; runDir: string | undefined; adopted: boolean }) => Promise<SnpAgentEndpoint>;
+export type SnpAgentLocator = (vm: SnpAgentVm) => Promise<SnpAgentEndpoint>;
+
+/** What a locator is told about the SNP VM whose agent it finds. */
+export interface SnpAgentVm {
+  ref: string;
+  /** QEMU's pid. */
+  pid: number | undefined;
+  /** The VM's run dir (private, removed when the VM ends). */
+  runDir: string | undefined;
+  /** True for a VM an earlier CRN process started. */
+  adopted: boolean;
+  /** The owner's address from the allocation (undefined for an adopted VM: the locator keeps what it needs). */
+  owner?: string;
+  /** The host port QEMU forwards to the guest's agent (`snpHostForward`), as recorded in the VM's spec. */
+  hostPort?: number;
+}
+
+/** The locator of `snpHostForward` guests: QEMU's user networking forwards 127.0.0.1:hostPort to the guest agent. */
+export const hostForwardAgentLocator: SnpAgentLocator = ({ ref, hostPort }) =>
+  hostPort
+    ? Promise.resolve({ host: '127.0.0.1', port: hostPort })
+    : Promise.reject(new NoAgentLocatorError(ref, 'its QEMU was started without a host forward'));
 
 /** The launcher was not told how to reach SNP guests' agents. */
 export class NoAgentLocatorError extends SevkitError {
-  constructor(ref: string) {
-    super('ERR_CRN_NO_AGENT', `VM ${ref}: this CRN has no way to reach SEV-SNP guest agents (SupervisorLauncher snpAgent option)`);
+  constructor(ref: string, why = 'this CRN has no way to reach SEV-SNP guest agents (SupervisorLauncher snpAgent or snpHostForward option)') {
+    super('ERR_CRN_NO_AGENT', `VM ${ref}: ${why}`);
   }
+}
+
+/** Options of a SupervisorLauncher. */
+export interface SupervisorLauncherOptions {
+  /** What /status/config calls these VMs (default 'qemu'). */
+  kind?: string;
+  /** QEMU -cpu for every VM. */
+  cpu?: string;
+  accel?: 'kvm' | 'tcg';
+  /** Format of SEV VMs' disks (default qcow2). */
+  diskFormat?: string;
+  /** Where each SNP VM's guest agent listens (e.g. agentProcessLocator on the simulator). */
+  snpAgent?: SnpAgentLocator;
+  /**
+   * SNP guests get QEMU user networking forwarding a free 127.0.0.1 port (chosen here, kept in the VM's
+   * spec for adoption) to the guest's port 8443; without `snpAgent`, the agent is located there.
+   */
+  snpHostForward?: boolean;
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, read, closed). */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /** Launches each VM as a QEMU process (real QEMU, or the simulator's wrapper on PATH). */
@@ -37,10 +90,17 @@ export class SupervisorLauncher implements VmLauncher {
   readonly cpu?: string;
   constructor(
     readonly supervisor: Supervisor,
-    readonly opts: { kind?: string; cpu?: string; accel?: 'kvm' | 'tcg'; diskFormat?: string; snpAgent?: SnpAgentLocator } = {},
+    readonly opts: SupervisorLauncherOptions = {},
   ) {
     this.kind = opts.kind ?? 'qemu';
     if (opts.cpu) this.cpu = opts.cpu;
+  }
+
+  /** Why SNP allocations are refused: neither a locator nor host forwarding was given, so no agent could be reached. */
+  get snpUnavailable(): string | undefined {
+    return this.opts.snpAgent || this.opts.snpHostForward
+      ? undefined
+      : 'This CRN cannot reach SEV-SNP guest agents (it was started without a way to), so it launches no SNP instances';
   }
 
   async launch(spec: LaunchSpec): Promise<CrnVm> {
@@ -62,8 +122,10 @@ export class SupervisorLauncher implements VmLauncher {
     return new SupervisedVm(started, () => this.supervisor.get(spec.ref));
   }
 
-  /** An SEV-SNP guest (VmSpec.snp): running at once, no pre-launch step; its agent found through `snpAgent`. */
-  launchSnp(spec: SnpLaunchSpec): Promise<CrnVm> {
+  /** An SEV-SNP guest (VmSpec.snp): running at once, no pre-launch step; its agent found through `snpAgent` (or its `snpHostForward` port). */
+  async launchSnp(spec: SnpLaunchSpec): Promise<CrnVm> {
+    // Chosen free now, bound by QEMU at start (a port taken in between fails the launch with QEMU's line).
+    const hostPort = this.opts.snpHostForward ? await freeLoopbackPort() : undefined;
     const started = this.supervisor.launch({
       name: spec.ref,
       firmware: spec.firmware,
@@ -77,9 +139,10 @@ export class SupervisorLauncher implements VmLauncher {
       ...(spec.disk ? { image: { path: spec.disk, format: 'raw' } } : {}),
       ...(this.opts.cpu ? { cpu: this.opts.cpu } : {}),
       ...(this.opts.accel ? { accel: this.opts.accel } : {}),
+      ...(hostPort ? { hostForward: { hostPort, guestPort: SNP_AGENT_PORT } } : {}),
     });
     started.catch(() => undefined);
-    return Promise.resolve(this.#track(new SupervisedVm(started, () => this.supervisor.get(spec.ref), this.#locator(spec.ref, false))));
+    return this.#track(new SupervisedVm(started, () => this.supervisor.get(spec.ref), this.#locator(spec.ref, false, spec.owner)));
   }
 
   /** SNP VMs whose agent endpoints this process holds (released on detach: the next process finds them again). */
@@ -91,10 +154,12 @@ export class SupervisorLauncher implements VmLauncher {
     return vm;
   }
 
-  #locator(ref: string, adopted: boolean): (vm: ConfidentialVm) => Promise<SnpAgentEndpoint> {
+  #locator(ref: string, adopted: boolean, owner?: string): (vm: ConfidentialVm) => Promise<SnpAgentEndpoint> {
     return (vm) => {
-      if (!this.opts.snpAgent) return Promise.reject(new NoAgentLocatorError(ref));
-      return this.opts.snpAgent({ ref, pid: vm.pid, runDir: vm.runDir, adopted });
+      const locate = this.opts.snpAgent ?? (this.opts.snpHostForward ? hostForwardAgentLocator : undefined);
+      if (!locate) return Promise.reject(new NoAgentLocatorError(ref));
+      const hostPort = vm.spec.hostForward?.hostPort;
+      return locate({ ref, pid: vm.pid, runDir: vm.runDir, adopted, ...(owner ? { owner } : {}), ...(hostPort ? { hostPort } : {}) });
     };
   }
 
@@ -128,6 +193,7 @@ class SupervisedVm implements CrnVm {
   #exitCb?: (reason: string) => void;
   #vm?: ConfidentialVm;
   #agent?: Promise<SnpAgentEndpoint>;
+  #released = false;
   readonly agentAddress?: () => Promise<AgentAddress>;
 
   constructor(
@@ -147,6 +213,8 @@ class SupervisedVm implements CrnVm {
     if (locate) {
       this.agentAddress = async () => {
         const vm = await this.#get();
+        // Never a new agent for a VM that ended or was let go of: nothing would stop it.
+        if (this.#released) throw new NoAgentLocatorError(vm.name, `the VM is ${vm.state === 'running' ? 'no longer managed here' : vm.state}`);
         this.#agent ??= locate(vm);
         const a = await this.#agent;
         return { host: a.host, port: a.port };
@@ -159,6 +227,7 @@ class SupervisedVm implements CrnVm {
 
   /** Lets go of the agent endpoint (the simulator's in-process agent stops); errors are the locator's to log. */
   async releaseAgent(): Promise<void> {
+    this.#released = true;
     const a = this.#agent;
     this.#agent = undefined;
     this.onRelease?.();

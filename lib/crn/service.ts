@@ -390,6 +390,7 @@ export class CrnService {
     if (this.#closing) throw errorJson(503, 'Service shutting down');
     if (spec.tee === 'sev_snp' && !this.#o.launcher.launchSnp)
       throw errorJson(400, 'This CRN cannot launch SEV-SNP instances (its VM launcher has no SNP support)');
+    if (spec.tee === 'sev_snp' && this.#o.launcher.snpUnavailable) throw errorJson(400, this.#o.launcher.snpUnavailable);
     if (this.#vms.has(spec.ref)) throw errorJson(409, `VM ${spec.ref} is already allocated`);
     if (this.#vms.size >= this.#o.maxVms) throw errorJson(503, 'No capacity left on this CRN');
     const rec: VmRecord = {
@@ -786,6 +787,7 @@ export class CrnService {
           ...(rec.kernel ? { kernel: rec.kernel } : {}),
           ...(rec.initrd ? { initrd: rec.initrd } : {}),
           ...(rec.append !== undefined ? { append: rec.append } : {}),
+          owner: rec.owner,
           workDir,
         });
       },

@@ -1,8 +1,9 @@
 /**
  * `sevkit demo --snp`: the SEV-SNP lifecycle on the SIMULATED platform, inside `sevkit sim` with the
  * QEMU wrapper playing 9.2. The reference CRN launches an SNP instance at allocation (no pre-launch
- * step) and forwards a host port to its guest agent; the simulated guest side runs that agent for the
- * VM-less guest (reports from the simulated /dev/sev-guest, carrying the launch the wrapper measured);
+ * step) and forwards a host port to its guest agent; the agent is the real `sevkit guest agent`, one
+ * process per VM in its simulated guest (agentProcessLocator, what `crn serve --snp-agent sim` runs),
+ * its reports from the simulated /dev/sev-guest carrying the launch the wrapper measured for that VM;
  * the owner attests through the forwarded port, inside the TLS handshake, and only then sends its
  * signed secret, which the agent writes. Then a host that boots other firmware: refused, nothing sent.
  */
@@ -10,7 +11,6 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DemoError } from './errors.js';
-import type { GuestAgent } from '../guest-agent/index.js';
 import type { SnpProduct } from '../snp/product.js';
 import type { ProductRoots } from '../snp/roots.js';
 
@@ -26,12 +26,11 @@ export async function insideSnp(o: {
   if (!o.env.SEVKIT_SIM_SOCKET || !stateDir) throw new DemoError('sevkit demo --snp --inside-sim must run under `sevkit sim`');
   const { startCrnServer } = await import('../crn/server.js');
   const { SupervisorLauncher, platformCertificateSource } = await import('../crn/launchers.js');
+  const { agentProcessLocator, AGENT_SECRETS_DIR } = await import('../crn/agent-process.js');
   const { CrnClient } = await import('../owner/client.js');
   const { attestAndInject, AttestRefusedError } = await import('../owner/attest.js');
   const { EthWallet } = await import('../aleph/wallet.js');
   const { Supervisor } = await import('../vm/index.js');
-  const { GuestAgent: Agent } = await import('../guest-agent/index.js');
-  const { getReport } = await import('../snp/guest.js');
   const { loadSnpFirmware } = await import('../snp/digest.js');
   const { parseAmdCert } = await import('../snp/x509.js');
   const { KdsClient } = await import('../snp/kds.js');
@@ -39,38 +38,22 @@ export async function insideSnp(o: {
   const { SimPlatform } = await import('../sim/platform.js');
   const { SimSnpGuest } = await import('../sim/snp/guest.js');
   const { SimKdsServer } = await import('../sim/snp/kds-server.js');
-  const { linkSnpLaunch } = await import('../sim/snp/launch-link.js');
 
   const fw = o.firmware;
   out(`[host] firmware ${fw.source} → ${fw.path}; QEMU played as ${o.env.SEVKIT_SIM_QEMU_VERSION ?? '?'} (sev-snp-guest), VM-less`);
   const owner = EthWallet.generate();
-  const agents = new Map<string, GuestAgent>();
-  const guestSecrets = path.join(dir, 'guest-secrets');
-  fs.mkdirSync(guestSecrets, { recursive: true, mode: 0o700 });
-  // The simulated guest side: for a VM-less guest, its agent runs here, with the launch the wrapper recorded.
-  const snpAgent = async ({ ref }: { ref: string }) => {
-    const rec = linkSnpLaunch(stateDir, ref);
-    out(
-      `[guest ${ref.slice(0, 8)}] launch recorded by the wrapper: measurement ${rec.measurement.slice(0, 24)}…, policy ${rec.policy}, ${rec.vcpus} vCPUs (${rec.vcpuSig})`,
-    );
-    const secretsDir = path.join(guestSecrets, ref.slice(0, 16));
-    const agent = await Agent.start({
-      owner: owner.address,
-      secretsDir,
-      host: '127.0.0.1',
-      port: 0,
-      reportSource: (rd) => getReport({ reportData: rd }),
-      onEvent: (e) => out(`[guest ${ref.slice(0, 8)}] agent: ${e.detail}`),
-    });
-    agents.set(ref, agent);
-    return {
-      ...agent.address(),
-      close: async () => {
-        agents.delete(ref);
-        await agent.close();
-      },
-    };
-  };
+  // What each VM's agent process said: its events, and how many inject requests reached it.
+  const injectRequests = new Map<string, number>();
+  const snpAgent = agentProcessLocator({
+    command: [process.execPath, ...process.execArgv, process.argv[1]!],
+    env: o.env,
+    onLine: (ref, line) => {
+      const m = /^sevkit guest agent: (.*)$/.exec(line);
+      if (!m) return;
+      if (/\/confidential\/inject-secret| wrote /.test(m[1]!)) injectRequests.set(ref, (injectRequests.get(ref) ?? 0) + 1);
+      out(`[guest ${ref.slice(0, 8)}] agent: ${m[1]}`);
+    },
+  });
 
   const token = crypto.randomBytes(24).toString('hex');
   const supervisor = new Supervisor({
@@ -103,6 +86,12 @@ export async function insideSnp(o: {
       ask: parseAmdCert(c.ask, `TEST SEV-${p}`),
       asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`),
     };
+  };
+  // Each VM's simulated guest keeps its secrets in the VM's run dir (gone with the VM).
+  const guestSecrets = (ref: string): string => {
+    const runDir = supervisor.get(ref)?.runDir;
+    if (!runDir) throw new DemoError(`VM ${ref.slice(0, 16)}… has no run dir`);
+    return path.join(runDir, AGENT_SECRETS_DIR);
   };
   let code = 1;
   try {
@@ -141,10 +130,11 @@ export async function insideSnp(o: {
     out(
       `[owner] attested in the TLS handshake (${res.verdict.checks.filter((c) => c.outcome === 'pass').length} checks passed) and sent the signed secret in ${(performance.now() - t).toFixed(0)} ms; agent wrote ${JSON.stringify(res.injected)}`,
     );
-    const written = fs.readFileSync(path.join(guestSecrets, a.ref.slice(0, 16), 'disk_password'));
+    const secretFile = path.join(guestSecrets(a.ref), 'disk_password');
+    const written = fs.readFileSync(secretFile);
     const same = written.length === Buffer.byteLength(password) && crypto.timingSafeEqual(written, Buffer.from(password));
     out(
-      `[guest] disk_password: ${written.length} bytes, mode ${(fs.statSync(path.join(guestSecrets, a.ref.slice(0, 16), 'disk_password')).mode & 0o777).toString(8)} → ${same ? 'matches what the owner sent' : 'DOES NOT MATCH'}`,
+      `[guest] disk_password: ${written.length} bytes, mode ${(fs.statSync(secretFile).mode & 0o777).toString(8)} → ${same ? 'matches what the owner sent' : 'DOES NOT MATCH'}`,
     );
     written.fill(0);
     if (!same) throw new DemoError("the guest did not receive the owner's secret");
@@ -156,7 +146,7 @@ export async function insideSnp(o: {
     fs.writeFileSync(tampered, img);
     const b = await launch(tampered);
     out("[owner] second VM: the host boots a firmware one bit different from the owner's");
-    const before = agents.get(b.ref)?.stats.injectRequests;
+    const before = injectRequests.get(b.ref) ?? 0;
     try {
       await attestAndInject({
         url: `https://127.0.0.1:${b.port}`,
@@ -170,9 +160,9 @@ export async function insideSnp(o: {
     } catch (e) {
       if (!(e instanceof AttestRefusedError)) throw e;
       out(`[owner] REFUSED: ${e.message}`);
-      const after = agents.get(b.ref)?.stats.injectRequests;
-      const files = fs.existsSync(path.join(guestSecrets, b.ref.slice(0, 16))) ? fs.readdirSync(path.join(guestSecrets, b.ref.slice(0, 16))) : [];
-      out(`[guest ${b.ref.slice(0, 8)}] inject requests: ${after ?? '?'} (before ${before ?? '?'}), secrets written: ${files.length}`);
+      const after = injectRequests.get(b.ref) ?? 0;
+      const files = fs.readdirSync(guestSecrets(b.ref));
+      out(`[guest ${b.ref.slice(0, 8)}] inject requests: ${after} (before ${before}), secrets written: ${files.length}`);
       if (after !== before || files.length) throw new DemoError('a secret reached the guest after a refused check');
     }
     code = 0;
@@ -181,9 +171,7 @@ export async function insideSnp(o: {
     await srv.close();
     await supervisor.close();
     await kds.close();
-    for (const a of agents.values()) await a.close();
-    fs.rmSync(guestSecrets, { recursive: true, force: true });
-    out(`[teardown] CRN, SNP VMs, forwarders, guest agents and KDS stand-in closed in ${(performance.now() - t2).toFixed(0)} ms`);
+    out(`[teardown] CRN, SNP VMs, forwarders, guest agent processes and KDS stand-in closed in ${(performance.now() - t2).toFixed(0)} ms`);
   }
   out(code === 0 ? 'demo --snp: OK (SIMULATED platform)' : 'demo --snp: FAILED');
   return code;

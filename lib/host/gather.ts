@@ -135,7 +135,6 @@ async function defaultPlatform(device: string): Promise<PlatformLike> {
  * thrown (CpuidError only for a bad CPUID file).
  */
 export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFacts> {
-  const base = await probeOkFacts(opts);
   const device = opts.device || DEFAULT_SEV_DEVICE;
   const timeoutMs = opts.timeoutMs ?? 10_000;
 
@@ -157,7 +156,11 @@ export async function probeHost(opts: StatusProbeOptions = {}): Promise<HostFact
   const qemuCmd = opts.qemu === undefined ? 'qemu-system-x86_64' : opts.qemu;
   const qemuP = opts.qemuFact !== undefined ? Promise.resolve(opts.qemuFact) : qemuCmd === null ? Promise.resolve(null) : probeQemu(qemuCmd, timeoutMs);
   const ovmfDirs = opts.ovmfDirs ?? DEFAULT_OVMF_DIRS;
-
+  // The firmware commands run on the addon's thread and QEMU in its own process: started first,
+  // they answer while the file probes below read /sys and /proc on this one.
+  firmwareP.catch(() => undefined);
+  qemuP.catch(() => undefined);
+  const base = await probeOkFacts(opts);
   const ovmf = probeOvmf(ovmfDirs, opts.dpkgStatus);
   const kernel = probeKernel(base.fs);
   const [firmware, qemu] = await Promise.all([firmwareP, qemuP]);

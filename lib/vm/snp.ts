@@ -193,6 +193,23 @@ export interface SnpQemuArgvOptions extends Omit<QemuArgvOptions, 'sev'> {
   image?: { path: string; format?: string; readOnly?: boolean };
   /** id of the memfd memory backend (aleph: ram1). */
   memoryBackendId?: string;
+  /** User networking with one TCP port forwarded from 127.0.0.1 on the host into the guest (instead of a tap). */
+  hostForward?: { hostPort: number; guestPort: number };
+}
+
+/** A TCP port as QEMU's hostfwd rule takes it: 1..65535. Throws VmSnpError. */
+function tcpPort(v: number, what: string): number {
+  if (!Number.isInteger(v) || v < 1 || v > 65535) throw new VmSnpError('ERR_VM_SNP_ARGV', `${what} must be a TCP port (1..65535), got ${v}`);
+  return v;
+}
+
+/**
+ * The `-netdev` value of `hostForward`: user networking (slirp) with one rule, bound to the host's
+ * loopback only, so the guest port is reachable from this host (the CRN's forwarder) and nowhere else.
+ * QEMU 7.2 and 9.x parse it the same (`hostfwd=[tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport`).
+ */
+export function hostForwardNetdev(f: { hostPort: number; guestPort: number }, id = 'net0'): string {
+  return `user,id=${id},hostfwd=tcp:127.0.0.1:${tcpPort(f.hostPort, 'host forward port')}-:${tcpPort(f.guestPort, 'guest port')}`;
 }
 
 /**
@@ -220,8 +237,10 @@ export function buildSnpQemuArgv(o: SnpQemuArgvOptions): string[] {
   a.push('-display', 'none', '--no-reboot');
   pushControlSockets(a, o);
   a.push('-serial', 'stdio', '-nographic');
+  if (o.tapInterface && o.hostForward) throw new VmSnpError('ERR_VM_SNP_ARGV', 'give a tap interface or a host forward, not both (one guest NIC)');
   if (o.tapInterface)
     a.push('-device', 'virtio-net-pci,netdev=net0', '-netdev', `tap,id=net0,ifname=${optPath(o.tapInterface, 'tap interface')},script=no,downscript=no`);
+  if (o.hostForward) a.push('-device', 'virtio-net-pci,netdev=net0', '-netdev', hostForwardNetdev(o.hostForward));
   if (o.cloudInitDrive) a.push('-drive', `file=${optPath(o.cloudInitDrive, 'cloud-init drive')},media=cdrom,readonly=on,if=virtio`);
   // SNP VMSAs carry the vCPU signature: a fixed model keeps the launch digest predictable (aleph: EPYC-v4).
   a.push('-cpu', o.cpu ?? 'EPYC-v4');

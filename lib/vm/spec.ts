@@ -38,6 +38,12 @@ export interface VmSpec {
   cpu?: string;
   accel?: 'kvm' | 'tcg';
   tapInterface?: string;
+  /**
+   * SEV-SNP guests on a host without a tap network: QEMU user networking with one TCP forward,
+   * 127.0.0.1:hostPort on the host to guestPort in the guest (its attestation agent). Kept in vm.json,
+   * so a later process adopting the VM finds the port.
+   */
+  hostForward?: { hostPort: number; guestPort: number };
   cloudInitDrive?: string;
   hostVolumes?: Array<{ path: string; readOnly: boolean }>;
   gpus?: Array<{ pciHost: string; xVga?: boolean }>;

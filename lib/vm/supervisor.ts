@@ -404,6 +404,7 @@ export class ConfidentialVm extends EventEmitter {
         throw new VmLaunchError(`VM ${spec.name}: -daemonize in extraArgs would take QEMU out of the supervisor's reach`, 'ERR_VM_SPEC');
       }
       if (spec.sev && spec.snp) throw new VmLaunchError(`VM ${spec.name}: give sev or snp, not both`, 'ERR_VM_SPEC');
+      if (spec.hostForward && !spec.snp) throw new VmLaunchError(`VM ${spec.name}: hostForward is for SEV-SNP guests only`, 'ERR_VM_SPEC');
       this.secretArea = await readSecretArea(spec.firmware);
       if (spec.snp) requireSnpQemu(await qemuVersion(this.qemuBin, { env: this.opts.env, timeoutMs }), this.qemuBin);
       const dir = createRunDir(this.runRoot, spec.name);
@@ -443,7 +444,9 @@ export class ConfidentialVm extends EventEmitter {
         append: spec.append,
         extra: spec.extraArgs,
       };
-      const argv = spec.snp ? buildSnpQemuArgv({ ...common, snp: { ...spec.snp, ...(await hostInfo()) } }) : buildQemuArgv({ ...common, sev });
+      const argv = spec.snp
+        ? buildSnpQemuArgv({ ...common, ...(spec.hostForward ? { hostForward: spec.hostForward } : {}), snp: { ...spec.snp, ...(await hostInfo()) } })
+        : buildQemuArgv({ ...common, sev });
       this.throwIfStopped();
       await this.spawnQemu(argv);
       const ac = new AbortController();

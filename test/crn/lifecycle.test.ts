@@ -13,7 +13,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cliEntry, ROOT } from '../helpers/cli.js';
+import { cliEntry, ROOT, VECTORS } from '../helpers/cli.js';
 import { filesUnder, processesMentioning } from '../vm/helpers.js';
 import { EthWallet } from '../../lib/aleph/wallet.js';
 import { CrnClient } from '../../lib/owner/client.js';
@@ -187,6 +187,37 @@ describe.skipIf(Boolean(simReason))('every way crn serve is stopped leaves 0 pro
       await expectNothingLeft(runDir, s.pgid, pids);
     });
   }
+
+  it('SNP VMs with their guest agent processes (--snp-agent sim): two SIGINTs to the process group leave nothing', async () => {
+    const runDir = fs.mkdtempSync(path.join(tmp, 'run-snp-'));
+    const snpFirmware = path.join(tmp, 'OVMF.snp.fd');
+    fs.writeFileSync(snpFirmware, Buffer.concat([Buffer.alloc(60 * 1024), fs.readFileSync(path.join(VECTORS, 'sev-snp-measure/ovmf_AmdSev_suffix.bin'))]));
+    const s = await startServe(runDir, { env: { SEVKIT_SIM_QEMU_VERSION: '9.2.0' } });
+    const refs = [0, 1].map(() => crypto.randomBytes(32).toString('hex'));
+    for (const ref of refs)
+      await new CrnClient({ url: s.url }).allocate(TOKEN, {
+        ref,
+        owner: owner.address,
+        firmware: snpFirmware,
+        policy: 0x30000,
+        vcpus: 1,
+        memory_mb: 256,
+        tee: 'sev_snp',
+      });
+    await until('both SNP VMs running', async () => {
+      const list = (await (await fetch(`${s.url}/about/executions/list`)).json()) as Record<string, { state: string }>;
+      return refs.every((r) => list[r]?.state === 'running');
+    });
+    // Two QEMU wrappers and two agents (their argv names the secrets dir in the VM's run dir); the agents have groups of their own.
+    const agents = processesMentioning(runDir).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('guest\0agent\0'));
+    expect(agents).toHaveLength(2);
+    const pids = [...recordedQemuPids(runDir), ...agents];
+    signal(-s.pgid, 'SIGINT');
+    await new Promise((r) => setTimeout(r, 50));
+    signal(-s.pgid, 'SIGINT');
+    expectStopExit(await s.exited, s.stderr(), true);
+    await expectNothingLeft(runDir, s.pgid, pids);
+  });
 
   it.skipIf(!realQemu)('SIGTERM to the process group with real QEMU (TCG) under the wrapper', async () => {
     const runDir = fs.mkdtempSync(path.join(tmp, 'run-q-'));

@@ -14,6 +14,9 @@ describe.skipIf(Boolean(simReason))('sevkit demo --snp', { timeout: 200_000 }, (
     expect(out).toMatch(/SIMULATED/);
     expect(out).toMatch(/\[crn\] SNP VM [0-9a-f]{16}… running in \d+ ms, no pre-launch step; agent forwarded on 127\.0\.0\.1:\d+/);
     expect(out).toMatch(/"tee":"sev_snp","mapped_ports":\{"8443":\{"host":\d+,"tcp":true,"udp":false\}\}/);
+    // The agent is a real `sevkit guest agent` process per VM (what `crn serve --snp-agent sim` runs), its events relayed.
+    expect(out).toMatch(/\[guest [0-9a-f]{8}\] agent: listening on 127\.0\.0\.1:\d+, TLS key sha384 [0-9a-f]{16}…, owner 0x[0-9a-fA-F]{40}/);
+    expect(out).toMatch(/\[guest [0-9a-f]{8}\] agent: 200 wrote disk_password \(signed by 0x[0-9a-fA-F]{40}\)/);
     expect(out).toMatch(/legacy measurement endpoint: HTTP 409: SNP: attest the guest directly/);
     expect(out).toMatch(/attested in the TLS handshake .* agent wrote \["disk_password"\]/);
     expect(out).toMatch(/disk_password: 24 bytes, mode 600 → matches what the owner sent/);

@@ -220,7 +220,7 @@ describe('CrnService records', () => {
     const ref = crypto.randomBytes(32).toString('hex');
     const s1 = new CrnService({ domain: 'x', certs: new FakeCerts(), launcher: new FakeLauncher(), runDir });
     await s1.restored();
-    s1.allocate({ ref, owner: `0x${'ab'.repeat(20)}`, firmware, policy: 1, vcpus: 1, memory_mb: 256 });
+    await s1.allocate({ ref, owner: `0x${'ab'.repeat(20)}`, firmware, policy: 1, vcpus: 1, memory_mb: 256 });
     expect((fs.statSync(path.join(runDir, 'machines', `${ref}.json`)).mode & 0o777).toString(8)).toBe('600');
     // A crash: no close. The next service on the run dir knows the allocation.
     const s2 = new CrnService({ domain: 'x', certs: new FakeCerts(), launcher: new FakeLauncher(), runDir });

@@ -31,7 +31,15 @@ export function register(program: Command): void {
     .option('--data-cache <DIR>', 'with --api-server: firmware (and rootfs) files named by their item hash', '')
     .option('--node-hash <HASH>', "this CRN's node hash (messages that name a node must name this one)")
     .option('--delegation', "with --api-server: also authorise addresses the owner's aleph security aggregate delegates INSTANCE operations to")
-    .option('--keep-vms', 'on SIGINT/SIGTERM, stop serving but leave the VMs running (the next crn serve on this --run-dir adopts them)')
+    .option(
+      '--keep-vms',
+      'on SIGINT/SIGTERM, stop serving but leave the VMs running (the next crn serve on this --run-dir adopts them; --snp-agent sim agents stop and the next start runs fresh ones)',
+    )
+    .option('--agent-host <ADDR>', "address SEV-SNP guests' forwarded agent ports listen on (mapped_ports; default 127.0.0.1, e.g. 0.0.0.0 for remote owners)")
+    .option(
+      '--snp-agent <HOW>',
+      "how SEV-SNP guests' attestation agents are reached: sim (the simulator: a `sevkit guest agent` per VM in its simulated guest; the default there), hostfwd (QEMU user networking forwards a 127.0.0.1 port to guest 8443), none (SNP allocations refused; the default on hardware)",
+    )
     .addHelpText(
       'after',
       "\nAllocation (POST /control/allocate, and with --api-server POST /control/allocations) needs SEVKIT_ALLOCATION_TOKEN\n(or aleph's form, its sha256 in SEVKIT_ALLOCATION_TOKEN_HASH) in the environment.\nSIGHUP re-exports the certificate chain (after rotate); SIGINT/SIGTERM stop every VM (or, with --keep-vms, leave\nthem running) and exit; a repeated signal does not cut the stop short. On start, the VMs an earlier crn serve on\nthe same --run-dir left running (a crash, SIGKILL, --keep-vms) are adopted: they are served again.",
@@ -105,6 +113,40 @@ interface ServeOpts {
   nodeHash?: string;
   delegation?: boolean;
   keepVms?: boolean;
+  snpAgent?: string;
+  agentHost?: string;
+}
+
+/** The SupervisorLauncher options `--snp-agent` selects. */
+async function snpAgentOptions(
+  how: string | undefined,
+  simulated: boolean,
+  log: ((l: string) => void) | undefined,
+): Promise<Pick<import('../../crn/launchers.js').SupervisorLauncherOptions, 'snpAgent' | 'snpHostForward'>> {
+  const mode = how ?? (simulated ? 'sim' : 'none');
+  switch (mode) {
+    case 'none':
+      process.stderr.write('note: --snp-agent none: SEV-SNP allocations are refused (this CRN has no way to reach their guest agents)\n');
+      return {};
+    case 'hostfwd':
+      return { snpHostForward: true };
+    case 'sim': {
+      if (!simulated) throw new UsageError('--snp-agent sim runs the guest agents in simulated guests: it needs the simulator (run under `sevkit sim`)');
+      const { agentProcessLocator } = await import('../../crn/agent-process.js');
+      // The guest gets the simulator's environment, not the host's credentials.
+      const { SEVKIT_ALLOCATION_TOKEN: _t, SEVKIT_ALLOCATION_TOKEN_HASH: _h, SEVKIT_WALLET_KEY_FILE: _w, ...guestEnv } = process.env;
+      return {
+        snpAgent: agentProcessLocator({
+          // This very sevkit (the same node flags, e.g. tsx's loader when run from the sources).
+          command: [process.execPath, ...process.execArgv, process.argv[1]!],
+          env: guestEnv,
+          ...(log ? { onLine: (ref: string, line: string) => log(`VM ${ref}: ${line}`) } : {}),
+        }),
+      };
+    }
+    default:
+      throw new UsageError(`--snp-agent must be sim, hostfwd or none, got '${mode.slice(0, 40)}'`);
+  }
 }
 
 async function serveCmd(o: ServeOpts): Promise<number> {
@@ -125,13 +167,17 @@ async function serveCmd(o: ServeOpts): Promise<number> {
     cekOverride = fs.readFileSync(o.cek);
     if (cekOverride.length !== 0x824) throw new InputError(`${o.cek}: a CEK certificate is 2084 bytes, this file has ${cekOverride.length}`);
   }
+  const env = sevkitEnv();
+  const simulated = env.simSocket !== undefined;
+  const log = o.quiet ? undefined : (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
+  const snp = await snpAgentOptions(o.snpAgent, simulated, log);
+  const { isIP } = await import('node:net');
+  if (o.agentHost !== undefined && !isIP(o.agentHost)) throw new UsageError(`--agent-host must be an IP address, got '${o.agentHost.slice(0, 60)}'`);
   // The default lives in a shared /tmp: the library refuses a directory someone else made or can write
   // (they could swap the session files and the VMs' QMP sockets); checked before anything is created in it.
   const { ensurePrivateDir } = await import('../../util/fs.js');
   ensurePrivateDir(o.runDir);
   const aleph = await alephOptions(o);
-  const env = sevkitEnv();
-  const simulated = env.simSocket !== undefined;
   const device = o.device ?? env.device;
   const testCa = (await import('../../sim/ca-chain.js')).simulatorCaChain(env.simState);
   // An unexpected exit (a bug) must not take the VMs with it: the next crn serve adopts them.
@@ -176,7 +222,7 @@ async function serveCmd(o: ServeOpts): Promise<number> {
       port: listen.port,
       domain: o.domain,
       certs: o.confidential ? await platformCertificateSource({ device, testCa, kds: { cacheDir: env.kdsCacheDir } }) : null,
-      launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}) }),
+      launcher: new SupervisorLauncher(supervisor, { kind: simulated ? 'qemu (simulator wrapper)' : 'qemu', ...(o.cpu ? { cpu: o.cpu } : {}), ...snp }),
       runDir: o.runDir,
       certTtlMs: o.certTtl * 1000,
       maxVms: o.maxVms,
@@ -184,7 +230,8 @@ async function serveCmd(o: ServeOpts): Promise<number> {
       ...(cekOverride ? { cekOverride } : {}),
       platformKind: simulated ? 'simulated' : 'hardware',
       ...aleph,
-      ...(o.quiet ? {} : { log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`) }),
+      ...(log ? { log } : {}),
+      ...(o.agentHost ? { forward: { listenHost: o.agentHost } } : {}),
     });
   } catch (e) {
     // startCrnServer left any adopted VM running and released the run dir: the next start takes them.

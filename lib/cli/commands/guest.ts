@@ -22,6 +22,7 @@ interface AgentOpts {
   device?: string;
   tsmRoot?: string;
   quiet?: boolean;
+  exitOnStdinEof?: boolean;
 }
 
 async function agentCmd(o: AgentOpts): Promise<number> {
@@ -45,6 +46,12 @@ async function agentCmd(o: AgentOpts): Promise<number> {
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    if (o.exitOnStdinEof) {
+      // A supervising parent (the simulator CRN's `--snp-agent sim`) holds the pipe: its end, however it went, is ours.
+      process.stdin.on('error', () => stop('stdin error'));
+      process.stdin.once('end', () => stop('stdin closed'));
+      process.stdin.resume();
+    }
   });
   await agent.close();
   return 0;
@@ -63,5 +70,6 @@ export function register(program: Command): void {
     .option('--device <PATH>', 'SNP guest device (default /dev/sev-guest)')
     .option('--tsm-root <DIR>', 'configfs-tsm report directory (default /sys/kernel/config/tsm/report when present)')
     .option('--quiet', 'no event lines on stderr')
+    .option('--exit-on-stdin-eof', 'also stop when stdin ends (run under a supervisor that holds a pipe to it)')
     .action(action(agentCmd));
 }
