@@ -104,19 +104,17 @@ function waitFor(r: Reading, signal: AbortSignal | undefined): Promise<MeasuredF
       reject(aborted());
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    // Settled: this caller leaves without stopping anything (a withdrawn caller has left already).
+    const settle = (): boolean => {
+      if (left) return false;
+      left = true;
+      r.waiters--;
+      signal?.removeEventListener('abort', onAbort);
+      return true;
+    };
     r.promise.then(
-      (f) => {
-        left = true;
-        r.waiters--;
-        signal?.removeEventListener('abort', onAbort);
-        resolve(f);
-      },
-      (e: unknown) => {
-        left = true;
-        r.waiters--;
-        signal?.removeEventListener('abort', onAbort);
-        reject(e as Error);
-      },
+      (f) => settle() && resolve(f),
+      (e: unknown) => settle() && reject(e as Error),
     );
   });
 }
