@@ -17,7 +17,7 @@ import { Ret } from '../../lib/sim/uapi.js';
 import { privateDaemon, tmpDir } from './helpers.js';
 
 const sim = privateDaemon();
-const FILE_BYTES = 32 * 1024 * 1024;
+const FILE_BYTES = 16 * 1024 * 1024;
 
 /** A new firmware file (a version the daemon has never measured) and the SHA-256 of its bytes. */
 function newFirmware(): { file: string; digest: Buffer } {

@@ -14,7 +14,7 @@ import { cleanupDirs, tmpDir } from './helpers.js';
 
 afterAll(cleanupDirs);
 
-function newFile(bytes = 32 * 1024 * 1024): { file: string; content: Buffer } {
+function newFile(bytes = 16 * 1024 * 1024): { file: string; content: Buffer } {
   const content = crypto.randomBytes(bytes);
   const file = path.join(fs.realpathSync(tmpDir('sim-fwfile-')), 'fw.bin');
   fs.writeFileSync(file, content);
