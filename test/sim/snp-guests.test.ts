@@ -23,7 +23,6 @@ import { Supervisor, type ConfidentialVm } from '../../lib/vm/index.js';
 import { tsmReport } from '../../lib/snp/tsm.js';
 import { parseReport } from '../../lib/snp/report.js';
 import { verifySnpReport, type SnpPolicy } from '../../lib/snp/verify.js';
-import { parseAmdCert } from '../../lib/snp/x509.js';
 import { certTableEntry, parseCertTable } from '../../lib/snp/certtable.js';
 import type { ProductRoots } from '../../lib/snp/roots.js';
 import type { SnpProduct } from '../../lib/snp/product.js';
@@ -92,15 +91,7 @@ describe.skipIf(skip)('one report identity per simulated SNP guest', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-snp-guests-'));
     sim = await startSim({ stateDir: path.join(dir, 'state'), seed: '1' });
     guest = new SimSnpGuest(sim.daemon.platform);
-    testRoots = (p) => {
-      const c = guest.chain(p, undefined, true);
-      return {
-        product: p,
-        ark: parseAmdCert(c.ark, `TEST ARK-${p}`),
-        ask: parseAmdCert(c.ask, `TEST SEV-${p}`),
-        asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`),
-      };
-    };
+    testRoots = (p: SnpProduct): ProductRoots => guest.testRoots(p);
     // Two firmware images (the AmdSev fixture's SEV metadata at the end of 64 KiB, different code before it).
     const suffix = fs.readFileSync(AMDSEV_SUFFIX);
     const fwA = path.join(dir, 'OVMF.a.fd');

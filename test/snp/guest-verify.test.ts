@@ -19,7 +19,6 @@ import { writeSnpGuestConfig } from '../../lib/sim/snp/config.js';
 import { KdsClient } from '../../lib/snp/kds.js';
 import { parseReport } from '../../lib/snp/report.js';
 import { verifySnpReport } from '../../lib/snp/verify.js';
-import { parseAmdCert } from '../../lib/snp/x509.js';
 import { certTableEntry, parseCertTable } from '../../lib/snp/certtable.js';
 import type { ProductRoots } from '../../lib/snp/roots.js';
 import type { SnpProduct } from '../../lib/snp/product.js';
@@ -45,15 +44,7 @@ describe.skipIf(skip)('guest ioctl → KDS stand-in → verify', () => {
     sim = await startSim({ stateDir: path.join(dir, 'state'), seed: '1' });
     guest = new SimSnpGuest(sim.daemon.platform);
     kds = await SimKdsServer.start(guest);
-    testRoots = (p) => {
-      const c = guest.chain(p, undefined, true);
-      return {
-        product: p,
-        ark: parseAmdCert(c.ark, `TEST ARK-${p}`),
-        ask: parseAmdCert(c.ask, `TEST SEV-${p}`),
-        asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`),
-      };
-    };
+    testRoots = (p: SnpProduct): ProductRoots => guest.testRoots(p);
   }, 240_000);
 
   afterAll(async () => {
