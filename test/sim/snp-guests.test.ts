@@ -10,9 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, VECTORS } from '../helpers/cli.js';
+import { ownSimSkipReason, runCli, VECTORS } from '../helpers/cli.js';
 import { startSim, type SimSession } from '../../lib/sim/session.js';
-import { findShim } from '../../lib/sim/env.js';
 import { SimSnpGuest } from '../../lib/sim/snp/guest.js';
 import { writeSnpGuestConfig } from '../../lib/sim/snp/config.js';
 import { GuestIoctl } from '../../lib/sim/snp/driver.js';
@@ -27,13 +26,7 @@ import { certTableEntry, parseCertTable } from '../../lib/snp/certtable.js';
 import type { ProductRoots } from '../../lib/snp/roots.js';
 import type { SnpProduct } from '../../lib/snp/product.js';
 
-let shim = true;
-try {
-  findShim();
-} catch {
-  shim = false;
-}
-const skip = process.env.SEVKIT_HW === '1' ? 'SEVKIT_HW=1' : !shim ? 'shim not built' : undefined;
+const skip = ownSimSkipReason();
 const AMDSEV_SUFFIX = path.join(VECTORS, 'sev-snp-measure/ovmf_AmdSev_suffix.bin');
 
 interface GuestAnswer {

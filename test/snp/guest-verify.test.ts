@@ -10,9 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { ownSimSkipReason, runCli } from '../helpers/cli.js';
 import { startSim, type SimSession } from '../../lib/sim/session.js';
-import { findShim } from '../../lib/sim/env.js';
 import { SimSnpGuest } from '../../lib/sim/snp/guest.js';
 import { SimKdsServer } from '../../lib/sim/snp/kds-server.js';
 import { writeSnpGuestConfig } from '../../lib/sim/snp/config.js';
@@ -23,13 +22,7 @@ import { certTableEntry, parseCertTable } from '../../lib/snp/certtable.js';
 import type { ProductRoots } from '../../lib/snp/roots.js';
 import type { SnpProduct } from '../../lib/snp/product.js';
 
-let shim = true;
-try {
-  findShim();
-} catch {
-  shim = false;
-}
-const skip = process.env.SEVKIT_HW === '1' ? 'SEVKIT_HW=1' : !shim ? 'shim not built' : undefined;
+const skip = ownSimSkipReason();
 
 describe.skipIf(skip)('guest ioctl → KDS stand-in → verify', () => {
   let dir: string;
