@@ -44,6 +44,9 @@ const cases: Case[] = [
   { name: 'node -e 0 (simulator preload)', args: ['-e', '0'], env: simEnv },
   { name: 'sevkit show version (simulator)', args: [SEVKIT, 'show', 'version'], env: simEnv, goal: 1.4 },
   { name: 'sev-status -q (simulator)', args: [STATUS, '-q'], env: simEnv, goal: 1.5 },
+  // The same without the firmware commands: what the simulated /dev/sev round trips (the shim's
+  // connection to the daemon in this process) add, where hardware answers from the kernel.
+  { name: 'sev-status -q --no-firmware (sim.)', args: [STATUS, '-q', '--no-firmware'], env: simEnv },
 ];
 
 /** One run. Asynchronous: the simulator daemon answering /dev/sev lives in this process. */

@@ -32,7 +32,6 @@ export async function insideSnp(o: {
   const { EthWallet } = await import('../aleph/wallet.js');
   const { Supervisor } = await import('../vm/index.js');
   const { loadSnpFirmware } = await import('../snp/digest.js');
-  const { parseAmdCert } = await import('../snp/x509.js');
   const { KdsClient } = await import('../snp/kds.js');
   const { simulatorCaChain } = await import('../sim/ca-chain.js');
   const { SimPlatform } = await import('../sim/platform.js');
@@ -78,15 +77,7 @@ export async function insideSnp(o: {
   // The simulator's TEST roots and its KDS stand-in (a real owner uses AMD's roots and KDS).
   const simGuest = new SimSnpGuest(SimPlatform.open(stateDir));
   const kds = await SimKdsServer.start(simGuest);
-  const roots = (p: SnpProduct): ProductRoots => {
-    const c = simGuest.chain(p, undefined, true);
-    return {
-      product: p,
-      ark: parseAmdCert(c.ark, `TEST ARK-${p}`),
-      ask: parseAmdCert(c.ask, `TEST SEV-${p}`),
-      asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`),
-    };
-  };
+  const roots = (p: SnpProduct): ProductRoots => simGuest.testRoots(p);
   // Each VM's simulated guest keeps its secrets in the VM's run dir (gone with the VM).
   const guestSecrets = (ref: string): string => {
     const runDir = supervisor.get(ref)?.runDir;

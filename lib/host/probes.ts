@@ -276,20 +276,27 @@ function plainFields(v: unknown): Record<string, unknown> {
 
 export async function probeFirmware(device: string, platform: PlatformLike, timeoutMs = 10_000): Promise<FirmwareFact> {
   const fact: FirmwareFact = { device, status: null, snp: null };
-  try {
-    fact.status = await withTimeout(platform.status(), timeoutMs, `PLATFORM_STATUS on ${device}`);
-  } catch (e) {
-    fact.error = firmwareError(e);
-  }
-  if (typeof platform.snpPlatformStatus === 'function') {
+  // Both asked at once: the kernel runs them one after the other (sev_cmd_mutex), but each
+  // caller's open and round trip overlap (sev-status's start-up; a simulated /dev/sev is a socket).
+  const status = (async () => {
+    try {
+      fact.status = await withTimeout(platform.status(), timeoutMs, `PLATFORM_STATUS on ${device}`);
+    } catch (e) {
+      fact.error = firmwareError(e);
+    }
+  })();
+  const snp = (async () => {
+    if (typeof platform.snpPlatformStatus !== 'function') {
+      fact.snpError = { code: 'ENOTSUP', message: 'the addon offers no SNP_PLATFORM_STATUS' };
+      return;
+    }
     try {
       fact.snp = plainFields(await withTimeout(platform.snpPlatformStatus(), timeoutMs, `SNP_PLATFORM_STATUS on ${device}`));
     } catch (e) {
       fact.snpError = firmwareError(e);
     }
-  } else {
-    fact.snpError = { code: 'ENOTSUP', message: 'the addon offers no SNP_PLATFORM_STATUS' };
-  }
+  })();
+  await Promise.all([status, snp]);
   return fact;
 }
 

@@ -18,7 +18,6 @@ import { CrnClient, CrnHttpError } from '../../lib/owner/client.js';
 import { attestAndInject, AttestRefusedError } from '../../lib/owner/attest.js';
 import { KdsClient } from '../../lib/snp/kds.js';
 import { loadSnpFirmware, snpLaunchDigest } from '../../lib/snp/digest.js';
-import { parseAmdCert } from '../../lib/snp/x509.js';
 import type { SnpProduct } from '../../lib/snp/product.js';
 import type { ProductRoots } from '../../lib/snp/roots.js';
 import { SimPlatform } from '../../lib/sim/platform.js';
@@ -113,15 +112,7 @@ describe.skipIf(!!simReason)('sevkit crn serve: SEV-SNP with the CLI alone (--sn
     fs.writeFileSync(firmware, Buffer.concat([Buffer.alloc(60 * 1024), fs.readFileSync(AMDSEV_SUFFIX)]));
     const guest = new SimSnpGuest(SimPlatform.open(process.env.SEVKIT_SIM_STATE!));
     kds = await SimKdsServer.start(guest);
-    roots = (p) => {
-      const c = guest.chain(p, undefined, true);
-      return {
-        product: p,
-        ark: parseAmdCert(c.ark, `TEST ARK-${p}`),
-        ask: parseAmdCert(c.ask, `TEST SEV-${p}`),
-        asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`),
-      };
-    };
+    roots = (p: SnpProduct): ProductRoots => guest.testRoots(p);
   });
 
   afterAll(async () => {

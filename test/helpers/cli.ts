@@ -6,10 +6,25 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
+import { findShim } from '../../lib/sim/env.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The vendored test vectors (test/fixtures/vectors/README.md: origin, licence and sha256 of each file). */
 export const VECTORS = path.join(ROOT, 'test/fixtures/vectors');
+
+/**
+ * Why a test that starts its own simulator (and so needs the LD_PRELOAD shim built) cannot run
+ * here, or undefined when it can: on hardware (SEVKIT_HW=1) there is no simulator to start.
+ */
+export function ownSimSkipReason(): string | undefined {
+  if (process.env.SEVKIT_HW === '1') return 'SEVKIT_HW=1';
+  try {
+    findShim();
+    return undefined;
+  } catch {
+    return 'shim not built';
+  }
+}
 
 export interface CliResult {
   code: number | null;

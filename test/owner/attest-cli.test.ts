@@ -10,9 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliEntry, ROOT, runCli, VECTORS } from '../helpers/cli.js';
+import { cliEntry, ownSimSkipReason, ROOT, runCli, VECTORS } from '../helpers/cli.js';
 import { startSim, type SimSession } from '../../lib/sim/session.js';
-import { findShim } from '../../lib/sim/env.js';
 import { SimSnpGuest } from '../../lib/sim/snp/guest.js';
 import { SimKdsServer } from '../../lib/sim/snp/kds-server.js';
 import { toPem } from '../../lib/sim/snp/certs.js';
@@ -20,13 +19,7 @@ import { writeSnpGuestConfig } from '../../lib/sim/snp/config.js';
 import { EthWallet } from '../../lib/aleph/wallet.js';
 import { snpLaunchDigest } from '../../lib/snp/digest.js';
 
-let shim = true;
-try {
-  findShim();
-} catch {
-  shim = false;
-}
-const skip = process.env.SEVKIT_HW === '1' ? 'SEVKIT_HW=1' : !shim ? 'shim not built' : undefined;
+const skip = ownSimSkipReason();
 const AMDSEV = path.join(VECTORS, 'sev-snp-measure', 'ovmf_AmdSev_suffix.bin');
 const OVMFX64 = path.join(VECTORS, 'sev-snp-measure', 'ovmf_OvmfX64_suffix.bin');
 

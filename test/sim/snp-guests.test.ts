@@ -10,9 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, VECTORS } from '../helpers/cli.js';
+import { ownSimSkipReason, runCli, VECTORS } from '../helpers/cli.js';
 import { startSim, type SimSession } from '../../lib/sim/session.js';
-import { findShim } from '../../lib/sim/env.js';
 import { SimSnpGuest } from '../../lib/sim/snp/guest.js';
 import { writeSnpGuestConfig } from '../../lib/sim/snp/config.js';
 import { GuestIoctl } from '../../lib/sim/snp/driver.js';
@@ -23,18 +22,11 @@ import { Supervisor, type ConfidentialVm } from '../../lib/vm/index.js';
 import { tsmReport } from '../../lib/snp/tsm.js';
 import { parseReport } from '../../lib/snp/report.js';
 import { verifySnpReport, type SnpPolicy } from '../../lib/snp/verify.js';
-import { parseAmdCert } from '../../lib/snp/x509.js';
 import { certTableEntry, parseCertTable } from '../../lib/snp/certtable.js';
 import type { ProductRoots } from '../../lib/snp/roots.js';
 import type { SnpProduct } from '../../lib/snp/product.js';
 
-let shim = true;
-try {
-  findShim();
-} catch {
-  shim = false;
-}
-const skip = process.env.SEVKIT_HW === '1' ? 'SEVKIT_HW=1' : !shim ? 'shim not built' : undefined;
+const skip = ownSimSkipReason();
 const AMDSEV_SUFFIX = path.join(VECTORS, 'sev-snp-measure/ovmf_AmdSev_suffix.bin');
 
 interface GuestAnswer {
@@ -92,15 +84,7 @@ describe.skipIf(skip)('one report identity per simulated SNP guest', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sevkit-snp-guests-'));
     sim = await startSim({ stateDir: path.join(dir, 'state'), seed: '1' });
     guest = new SimSnpGuest(sim.daemon.platform);
-    testRoots = (p) => {
-      const c = guest.chain(p, undefined, true);
-      return {
-        product: p,
-        ark: parseAmdCert(c.ark, `TEST ARK-${p}`),
-        ask: parseAmdCert(c.ask, `TEST SEV-${p}`),
-        asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`),
-      };
-    };
+    testRoots = (p: SnpProduct): ProductRoots => guest.testRoots(p);
     // Two firmware images (the AmdSev fixture's SEV metadata at the end of 64 KiB, different code before it).
     const suffix = fs.readFileSync(AMDSEV_SUFFIX);
     const fwA = path.join(dir, 'OVMF.a.fd');

@@ -11,7 +11,6 @@ import { SimSnpGuest } from '../../lib/sim/snp/guest.js';
 import { SimKdsServer } from '../../lib/sim/snp/kds-server.js';
 import { writeSnpGuestConfig, type SnpGuestConfig } from '../../lib/sim/snp/config.js';
 import { KdsClient } from '../../lib/snp/kds.js';
-import { parseAmdCert } from '../../lib/snp/x509.js';
 import { snpLaunchDigest } from '../../lib/snp/digest.js';
 import type { ProductRoots } from '../../lib/snp/roots.js';
 import type { SnpProduct } from '../../lib/snp/product.js';
@@ -55,15 +54,7 @@ export async function startSimSnpSide(): Promise<SimSnpSide> {
     guest,
     kds,
     kdsClient: () => new KdsClient({ baseUrl: kds.url, cacheDir: path.join(dir, `kds-${n++}`), sameRequestIntervalMs: 0 }),
-    roots: (p) => {
-      const c = guest.chain(p, undefined, true);
-      return {
-        product: p,
-        ark: parseAmdCert(c.ark, `TEST ARK-${p}`),
-        ask: parseAmdCert(c.ask, `TEST SEV-${p}`),
-        asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`),
-      };
-    },
+    roots: (p: SnpProduct): ProductRoots => guest.testRoots(p),
     configure: (c) => writeSnpGuestConfig(platform.stateDir, c),
     source: async (rd) => guest.report(rd, 0),
     close: async () => {

@@ -10,27 +10,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { ownSimSkipReason, runCli } from '../helpers/cli.js';
 import { startSim, type SimSession } from '../../lib/sim/session.js';
-import { findShim } from '../../lib/sim/env.js';
 import { SimSnpGuest } from '../../lib/sim/snp/guest.js';
 import { SimKdsServer } from '../../lib/sim/snp/kds-server.js';
 import { writeSnpGuestConfig } from '../../lib/sim/snp/config.js';
 import { KdsClient } from '../../lib/snp/kds.js';
 import { parseReport } from '../../lib/snp/report.js';
 import { verifySnpReport } from '../../lib/snp/verify.js';
-import { parseAmdCert } from '../../lib/snp/x509.js';
 import { certTableEntry, parseCertTable } from '../../lib/snp/certtable.js';
 import type { ProductRoots } from '../../lib/snp/roots.js';
 import type { SnpProduct } from '../../lib/snp/product.js';
 
-let shim = true;
-try {
-  findShim();
-} catch {
-  shim = false;
-}
-const skip = process.env.SEVKIT_HW === '1' ? 'SEVKIT_HW=1' : !shim ? 'shim not built' : undefined;
+const skip = ownSimSkipReason();
 
 describe.skipIf(skip)('guest ioctl → KDS stand-in → verify', () => {
   let dir: string;
@@ -45,15 +37,7 @@ describe.skipIf(skip)('guest ioctl → KDS stand-in → verify', () => {
     sim = await startSim({ stateDir: path.join(dir, 'state'), seed: '1' });
     guest = new SimSnpGuest(sim.daemon.platform);
     kds = await SimKdsServer.start(guest);
-    testRoots = (p) => {
-      const c = guest.chain(p, undefined, true);
-      return {
-        product: p,
-        ark: parseAmdCert(c.ark, `TEST ARK-${p}`),
-        ask: parseAmdCert(c.ask, `TEST SEV-${p}`),
-        asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${p}`),
-      };
-    };
+    testRoots = (p: SnpProduct): ProductRoots => guest.testRoots(p);
   }, 240_000);
 
   afterAll(async () => {

@@ -20,6 +20,8 @@ import { decodeTcb, encodeTcb, makeTcb, type TcbVersion } from '../../snp/tcb.js
 import { deriveBytes, deriveRsa, ecdsaSignDeterministic } from '../detcrypto.js';
 import type { SimPlatform } from '../platform.js';
 import { CERT_TABLE_GUIDS, encodeCertTable } from '../../snp/certtable.js';
+import type { ProductRoots } from '../../snp/roots.js';
+import { parseAmdCert } from '../../snp/x509.js';
 import { deriveLeafKey, mintAsvk, mintCrl, mintRoots, mintVcek, mintVlek, vcekKeyLabel } from './certs.js';
 import { readSnpGuestConfig, resolveSnpGuestConfig, type ResolvedSnpGuestConfig } from './config.js';
 import { launchConfigOf, readSnpLaunchRecord } from './launch-link.js';
@@ -111,6 +113,20 @@ export class SimSnpGuest {
         return k;
       }
     });
+  }
+
+  /**
+   * The simulator's TEST ARK, ASK and ASVK of `product` as a verifier's trust anchor (what an owner
+   * uses in place of AMD's built-in roots when it talks to a simulated guest; never for hardware).
+   */
+  testRoots(product: SnpProduct): ProductRoots {
+    const c = this.chain(product, undefined, true);
+    return {
+      product,
+      ark: parseAmdCert(c.ark, `TEST ARK-${product}`),
+      ask: parseAmdCert(c.ask, `TEST SEV-${product}`),
+      asvk: parseAmdCert(c.asvk!, `TEST SEV-VLEK-${product}`),
+    };
   }
 
   /** The TEST chain for a product and REPORTED_TCB (default: the configured product and the platform's). */
