@@ -7,7 +7,7 @@
  *                  the firmware, secret) for all N, at most --concurrency at once
  *   sim            the simulator daemon (one process for every guest's firmware)
  *   crn            `CrnService` over node:http with SimVmLauncher (no QEMU process per VM)
- *   probes         GET /status/config every 10 ms while the launches run, and the same
+ *   probes         GET /status/config every 2 ms while the launches run, and the same
  *                  against a bare node:http server (what the machine alone costs)
  *
  * The owners and the simulator run at nice 10: on a real host they are other machines and
@@ -33,6 +33,8 @@ const arg = (name: string, dflt: string) => {
 };
 const role = arg('role', 'main');
 const NICE = !process.argv.includes('--no-nice');
+// 2 ms between probes: at N = 10 the launches take under a second, and a p99 needs a hundred samples.
+const EVERY = arg('every', '2');
 const TOKEN = 'bench-token';
 
 function send(msg: unknown): void {
@@ -147,7 +149,7 @@ if (role === 'sim') {
     } catch {
       lat.push(Number.POSITIVE_INFINITY);
     }
-    await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, Number(EVERY)));
   }
   send({ lat });
   process.exit(0);
@@ -223,22 +225,26 @@ async function main(): Promise<void> {
       const crn = child(['--role', 'crn', '--socket', socket, '--run', path.join(tmp, `run-${n}`)]);
       const url = (await crn.first).url as string;
       // The same probe against the idle CRN first: what this machine's load alone costs.
-      const idleProbe = child(['--role', 'probe', '--url', url]);
+      const idleProbe = child(['--role', 'probe', '--url', url, '--every', EVERY]);
+      const i0 = usage(crn.proc.pid!);
       await new Promise((r) => setTimeout(r, 2000));
       idleProbe.proc.stdin!.end('stop\n');
       const idle = ((await idleProbe.last()).lat as number[]) ?? [];
+      // What one probe costs the CRN, so that the launches' CPU can be told apart from the probes'.
+      const cpuPerProbe = (usage(crn.proc.pid!).cpuMs - i0.cpuMs) / Math.max(1, idle.length);
       const owners = child(
         ['--role', 'owners', '--url', url, '--fw', fwPath, '--state', path.join(tmp, 'sim'), '--count', String(n - 1), '--concurrency', String(CONC)],
         NICE,
       );
       const warm = (await owners.first).warm ? 1 : 0;
       const timed = n - 1;
-      const probe = child(['--role', 'probe', '--url', url]);
-      const floorProbe = child(['--role', 'probe', '--url', floorUrl]);
+      // From before the probes start: the probes' share of the CRN's CPU is taken off whole.
+      const u0 = usage(crn.proc.pid!);
+      const probe = child(['--role', 'probe', '--url', url, '--every', EVERY]);
+      const floorProbe = child(['--role', 'probe', '--url', floorUrl, '--every', EVERY]);
       await new Promise((r) => setTimeout(r, 200));
       crn.proc.stdin!.write('reset\n');
       await crn.last();
-      const u0 = usage(crn.proc.pid!);
       const t0 = performance.now();
       const result = owners.last();
       owners.proc.stdin!.write('go\n');
@@ -257,12 +263,12 @@ async function main(): Promise<void> {
       const floorLat = fl.lat ?? [];
       crn.proc.kill('SIGTERM');
       await new Promise((r) => crn.proc.once('exit', r));
-      const cpuPer = (u1.cpuMs - u0.cpuMs) / Math.max(1, timed);
+      const cpuPer = Math.max(0, u1.cpuMs - u0.cpuMs - lat.length * cpuPerProbe) / Math.max(1, timed);
       const memPerKb = (u1.rssKb - u0.rssKb) / Math.max(1, timed);
       const p99 = pct(lat, 99);
       rows.push({ n, ok, cpuPer, memPerKb, p99, idleP99: pct(idle, 99), floorP99: pct(floorLat, 99), loopMax: loop.loopMax });
       console.log(
-        `  N=${String(n).padStart(4)}: launched ${ok}/${n} (${timed} timed in ${(wall / 1000).toFixed(1)} s, ${(((ok - warm) * 1000) / wall).toFixed(1)}/s); /status/config p50 ${pct(lat, 50).toFixed(1)} p99 ${p99.toFixed(1)} max ${Math.max(...lat).toFixed(1)} ms (${lat.length} probes; idle CRN p99 ${pct(idle, 99).toFixed(1)} ms; a bare server under the same load p99 ${pct(floorLat, 99).toFixed(1)} ms); CRN event loop p99 ${loop.loopP99.toFixed(1)} max ${loop.loopMax.toFixed(1)} ms; CRN CPU ${cpuPer.toFixed(2)} ms/launch, RSS ${u0.rssKb >> 10}→${u1.rssKb >> 10} MiB (${memPerKb.toFixed(0)} KiB/VM)`,
+        `  N=${String(n).padStart(4)}: launched ${ok}/${n} (${timed} timed in ${(wall / 1000).toFixed(1)} s, ${(((ok - warm) * 1000) / wall).toFixed(1)}/s); /status/config p50 ${pct(lat, 50).toFixed(1)} p99 ${p99.toFixed(1)} max ${Math.max(...lat).toFixed(1)} ms (${lat.length} probes; idle CRN p99 ${pct(idle, 99).toFixed(1)} ms; a bare server under the same load p99 ${pct(floorLat, 99).toFixed(1)} ms); CRN event loop p99 ${loop.loopP99.toFixed(1)} max ${loop.loopMax.toFixed(1)} ms; CRN CPU ${cpuPer.toFixed(2)} ms/launch (its probes' ${cpuPerProbe.toFixed(3)} ms each taken off), RSS ${u0.rssKb >> 10}→${u1.rssKb >> 10} MiB (${memPerKb.toFixed(0)} KiB/VM)`,
       );
       for (const [m, c] of errors) console.log(`      ${c} × ${m}`);
     }
