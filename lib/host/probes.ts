@@ -433,7 +433,8 @@ export function probeOvmf(dirs: string[], dpkgStatus = '/var/lib/dpkg/status'): 
       const file = path.join(dir, name);
       let real: string;
       try {
-        real = fs.realpathSync(file);
+        // realpath(3) in one call: the JS walk lstat()s every component of the 24 candidate paths.
+        real = fs.realpathSync.native(file);
       } catch {
         continue;
       }
