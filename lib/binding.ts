@@ -124,8 +124,18 @@ export class BindingLoadError extends SevkitError {
   }
 }
 
-/** Package root: lib/ (sources via tsx) and dist/ (built) both sit one level below it. */
-export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/**
+ * Package root: the nearest directory above this module with a package.json. lib/ (sources via
+ * tsx) and dist/ sit one level below it, a bundled CLI entry (dist/cli/sev-status.js) two.
+ */
+export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+function findPackageRoot(from: string): string {
+  for (let d = from; ; d = path.dirname(d)) {
+    if (existsSync(path.join(d, 'package.json'))) return d;
+    if (path.dirname(d) === d) return path.resolve(from, '..');
+  }
+}
 
 let override: NativeBinding | null = null;
 let loaded: NativeBinding | null = null;

@@ -24,6 +24,7 @@ function step(what, cmd, args) {
 fs.rmSync(path.join(root, 'dist'), { recursive: true, force: true });
 fs.rmSync(path.join(root, 'prebuilds'), { recursive: true, force: true });
 step('tsc', bin('tsc'), ['-p', 'tsconfig.build.json']);
+step('bundle sev-status', process.execPath, [path.join(root, 'scripts/bundle-cli.mjs')]);
 step('prebuildify', bin('prebuildify'), ['--napi', '--strip', '--tag-libc']);
 
 const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);

@@ -208,6 +208,21 @@ describe('npm install of the tarball with no compiler on PATH', () => {
     expect(r.stderr).toMatch(/SIMULATED/);
   });
 
+  it('runs the bundled `sev-status --json` under `sevkit sim --`: it finds the addon from dist/cli/ and reads the firmware', { timeout: 180_000 }, async () => {
+    const r = await runCommand(
+      path.join(app, 'node_modules', '.bin', 'sevkit'),
+      ['sim', '--state', path.join(work, 'sim-state-status'), '--', 'sev-status', '--json', '--no-qemu'],
+      { cwd: app, env: appEnv, timeoutMs: 170_000 },
+    );
+    const report = JSON.parse(r.stdout) as { firmware: { available: boolean; apiMajor: number | null; error: unknown } };
+    expect(report.firmware.error, r.stderr).toBeNull();
+    expect(report.firmware.available).toBe(true);
+    expect(report.firmware.apiMajor).toBeGreaterThanOrEqual(1);
+    // one file: the modules it imports are inside it
+    const entry = fs.readFileSync(path.join(app, 'node_modules', pkg.name, 'dist/cli/sev-status.js'), 'utf8');
+    expect(entry).not.toMatch(/from ['"]\.\.?\//);
+  });
+
   it('loads with import() and require(), the addon from prebuilds/', { timeout: 120_000 }, async () => {
     const esm = await runCommand(
       'node',
