@@ -35,6 +35,12 @@ const role = arg('role', 'main');
 const NICE = !process.argv.includes('--no-nice');
 // 2 ms between probes: at N = 10 the launches take under a second, and a p99 needs a hundred samples.
 const EVERY = arg('every', '2');
+// Whatever way this process ends (a failed launch that throws included), its children go with it.
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
 const TOKEN = 'bench-token';
 
 function send(msg: unknown): void {
@@ -164,6 +170,8 @@ function child(args: string[], nice = false): { proc: ChildProcess; first: Promi
   const proc = nice
     ? spawn('nice', ['-n', '10', process.execPath, ...argv], { stdio: ['pipe', 'pipe', 'inherit'] })
     : spawn(process.execPath, argv, { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.add(proc);
+  proc.once('exit', () => children.delete(proc));
   let buf = '';
   const lines: Record<string, unknown>[] = [];
   const waiters: Array<() => void> = [];

@@ -7,7 +7,7 @@
  * owner's launch that began on the first process is measured and injected
  * through the second.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -41,6 +41,20 @@ interface Serve {
 }
 
 /** `sevkit crn serve` (or `sevkit sim --state S -- sevkit crn serve`) in its own process group; resolves once it listens. */
+// A test that fails half-way must not leave its `crn serve` group (and its VMs) running for the
+// rest of the suite: whatever is still alive after a test is killed.
+const running = new Set<number>();
+afterEach(() => {
+  for (const pgid of running) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  running.clear();
+});
+
 async function startServe(runDir: string, o: { port?: number; extra?: string[]; env?: NodeJS.ProcessEnv; underSim?: string } = {}): Promise<Serve> {
   const serveArgs = ['crn', 'serve', '--listen', `127.0.0.1:${o.port ?? 0}`, '--domain', '127.0.0.1', '--run-dir', runDir, '--quiet', ...(o.extra ?? [])];
   const args = o.underSim
@@ -53,7 +67,13 @@ async function startServe(runDir: string, o: { port?: number; extra?: string[]; 
   });
   let err = '';
   proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.on('exit', (code, signal) => r({ code, signal })));
+  running.add(proc.pid!);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    proc.on('exit', (code, signal) => {
+      running.delete(proc.pid!);
+      r({ code, signal });
+    }),
+  );
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     const t = setTimeout(() => reject(new Error(`no listening line; stderr: ${err}`)), 90_000);
