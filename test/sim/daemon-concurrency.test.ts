@@ -15,6 +15,7 @@ import { createSession } from '../../lib/launch/session.js';
 import { computeMeasure, parseMeasurementBlob } from '../../lib/launch/measurement.js';
 import { Ret } from '../../lib/sim/uapi.js';
 import { privateDaemon, tmpDir } from './helpers.js';
+import { fileIsOpen, until } from './fd-helpers.js';
 
 const sim = privateDaemon();
 const FILE_BYTES = 16 * 1024 * 1024;
@@ -25,27 +26,6 @@ function newFirmware(): { file: string; digest: Buffer } {
   const file = path.join(fs.realpathSync(tmpDir('sim-conc-')), 'fw.bin');
   fs.writeFileSync(file, bytes);
   return { file, digest: crypto.createHash('sha256').update(bytes).digest() };
-}
-
-/** True while some descriptor of this process (the in-process daemon's) is open on `file`. */
-function fileIsOpen(file: string): boolean {
-  for (const fd of fs.readdirSync('/proc/self/fd')) {
-    try {
-      if (fs.readlinkSync(`/proc/self/fd/${fd}`) === file) return true;
-    } catch {
-      // closed between readdir and readlink
-    }
-  }
-  return false;
-}
-
-/** Waits, turn by turn of the event loop, until `cond` holds; the deadline only catches a hang. */
-async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
 }
 
 /** Records when a promise settles, without letting a rejection go unhandled. */

@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { measureFile } from '../../lib/sim/firmware-file.js';
 import { Ret } from '../../lib/sim/uapi.js';
 import { cleanupDirs, tmpDir } from './helpers.js';
+import { fileIsOpen, until } from './fd-helpers.js';
 
 afterAll(cleanupDirs);
 
@@ -19,25 +20,6 @@ function newFile(bytes = 16 * 1024 * 1024): { file: string; content: Buffer } {
   const file = path.join(fs.realpathSync(tmpDir('sim-fwfile-')), 'fw.bin');
   fs.writeFileSync(file, content);
   return { file, content };
-}
-
-function fileIsOpen(file: string): boolean {
-  for (const fd of fs.readdirSync('/proc/self/fd')) {
-    try {
-      if (fs.readlinkSync(`/proc/self/fd/${fd}`) === file) return true;
-    } catch {
-      // closed between readdir and readlink
-    }
-  }
-  return false;
-}
-
-async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
 }
 
 /** Bytes this process has read so far (/proc/self/io rchar: pread included). */
