@@ -4,6 +4,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SevkitError } from '../errors.js';
 
+/** A fresh hidden temp name in `file`'s directory (same filesystem, so the final rename is atomic). */
+function tempPathBeside(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+}
+
 /**
  * Write `file` through a fresh temp file in the same directory and a rename, so a
  * reader (QEMU, a later run, another process) sees the old file or the whole new
@@ -12,7 +17,7 @@ import { SevkitError } from '../errors.js';
  * rethrown as they are (callers turn them into their own typed errors).
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempPathBeside(file);
   try {
     fs.writeFileSync(tmp, data, { mode, flag: 'wx' });
     fs.chmodSync(tmp, mode);
@@ -25,7 +30,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
 
 /** writeFileAtomic off the event loop (fs.promises): for files a daemon writes while serving requests. */
 export async function writeFileAtomicAsync(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempPathBeside(file);
   try {
     await fs.promises.writeFile(tmp, data, { mode, flag: 'wx' });
     await fs.promises.chmod(tmp, mode);
@@ -44,7 +49,7 @@ export async function writeFileAtomicAsync(file: string, data: string | Uint8Arr
  */
 export function writeFileDurable(file: string, data: string | Uint8Array, mode = 0o600): void {
   const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempPathBeside(file);
   let fd: number | undefined;
   try {
     fd = fs.openSync(tmp, 'wx', mode);
@@ -78,7 +83,7 @@ export function writeFileDurable(file: string, data: string | Uint8Array, mode =
  */
 export async function writeFileDurableAsync(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
   const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempPathBeside(file);
   let fh: fs.promises.FileHandle | undefined;
   try {
     fh = await fs.promises.open(tmp, 'wx', mode);
