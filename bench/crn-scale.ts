@@ -83,8 +83,9 @@ if (role === 'sim') {
   const { monitorEventLoopDelay } = await import('node:perf_hooks');
   const loop = monitorEventLoopDelay({ resolution: 2 });
   loop.enable();
+  // How long /status/config takes inside the CRN ('request' to 'finish'): what the probes' latency
+  // has on top of the connection and the machine's scheduling.
   const srvLat: number[] = [];
-
   srv.server.prependListener('request', (q, r) => {
     if (q.url !== '/status/config') return;
     const t = performance.now();
@@ -106,7 +107,7 @@ if (role === 'sim') {
         const { profile } = await session.post('Profiler.stop');
         fs.writeFileSync(path.join(profDir, `crn-timed-${process.pid}.cpuprofile`), JSON.stringify(profile));
       }
-      send({ loopP99: loop.percentile(99) / 1e6, loopMax: loop.max / 1e6, inside: srvLat.splice(0) });
+      send({ loopMax: loop.max / 1e6, inside: srvLat.splice(0) });
       loop.reset();
     })();
   });
@@ -341,11 +342,7 @@ async function main(): Promise<void> {
     probe.proc.stdin!.end('stop\n');
     crn.proc.stdin!.write('stats\n');
     floor.proc.stdin!.write('stats\n');
-    const [loop, pr, fl] = (await Promise.all(answers)) as [
-      { loopP99: number; loopMax: number; inside: number[] },
-      { lat?: number[]; floor?: number[] },
-      { loopMax: number },
-    ];
+    const [loop, pr, fl] = (await Promise.all(answers)) as [{ loopMax: number; inside: number[] }, { lat?: number[]; floor?: number[] }, { loopMax: number }];
     crn.proc.kill('SIGTERM');
     await new Promise((res) => crn.proc.once('exit', res));
     const lat = pr.lat ?? [];
@@ -358,7 +355,7 @@ async function main(): Promise<void> {
       floor: pr.floor ?? [],
       idle,
       cpuPerProbe,
-      launchCpuMs: u1.cpuMs - u0.cpuMs - lat.length * cpuPerProbe,
+      cpuMs: u1.cpuMs - u0.cpuMs,
       rssGrowthKb: u1.rssKb - u0.rssKb,
       rss: [u0.rssKb, u1.rssKb],
       loopMax: loop.loopMax,
@@ -374,8 +371,6 @@ async function main(): Promise<void> {
       let idle: number[] = [];
       let cpuPerProbe = 0;
       let ok = 0,
-        want = 0,
-        timed = 0,
         timedOk = 0,
         wall = 0,
         cpuMs = 0,
@@ -388,22 +383,21 @@ async function main(): Promise<void> {
       for (; r === 0 || (lat.length < MIN_SAMPLES && r < 20); r++) {
         const x = await round(n, r, r === 0);
         if (r === 0) ({ idle, cpuPerProbe, rss } = x);
-        // Only the first round measured what a probe costs the CRN: the later ones are charged the same.
-        const probeCpu = r === 0 ? 0 : x.lat.length * cpuPerProbe;
         lat.push(...x.lat);
         floorLat.push(...x.floor);
         inside.push(...x.inside);
         ok += x.ok;
-        want += n;
-        timed += n - 1;
         timedOk += x.timedOk;
         wall += x.wall;
-        cpuMs += x.launchCpuMs - probeCpu;
+        // Only the first round measured what a probe costs the CRN: every round's probes are charged that.
+        cpuMs += x.cpuMs - x.lat.length * cpuPerProbe;
         rssKb += x.rssGrowthKb;
         loopMax = Math.max(loopMax, x.loopMax);
         floorLoopMax = Math.max(floorLoopMax, x.floorLoopMax);
         for (const [m, c] of Object.entries(x.errors)) errors.set(m, (errors.get(m) ?? 0) + c);
       }
+      const want = n * r;
+      const timed = (n - 1) * r;
       const cpuPer = Math.max(0, cpuMs) / Math.max(1, timed);
       const memPerKb = rssKb / Math.max(1, timed);
       const p99 = pct(lat, 99);
